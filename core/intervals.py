@@ -1,0 +1,219 @@
+"""The canonical interval frame.
+
+Every meter adapter yields an :class:`IntervalBatch`: per channel, numpy arrays of UTC
+interval-start instants (epoch seconds), energy in kWh and a quality byte. The store keeps
+the same values per (channel, UTC day, layer) as dense day arrays (:class:`DayBlock`);
+settlement loads them as a dense channel x interval matrix (:class:`IntervalMatrix`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import numpy as np
+
+from core.quality import Quality
+
+SECONDS_PER_DAY = 86_400
+ALLOWED_INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60)
+
+
+class IntervalDataError(ValueError):
+    """Interval data that cannot be accepted (wrong length, misaligned, bad arrays).
+
+    ``source`` names the file or device, ``where`` the line/element, ``field`` the field.
+    """
+
+    def __init__(self, message: str, *, source: str = "", where: str = "", field: str = "") -> None:
+        self.source = source
+        self.where = where
+        self.field = field
+        self.reason = message
+        parts = [p for p in (source, where) if p]
+        prefix = ":".join(parts)
+        if field:
+            prefix = f"{prefix} [{field}]" if prefix else f"[{field}]"
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def slots_per_day(interval_minutes: int) -> int:
+    """Number of intervals in one UTC day for an interval length."""
+    if interval_minutes not in ALLOWED_INTERVAL_MINUTES:
+        raise IntervalDataError(
+            f"interval length {interval_minutes} min is not one of {ALLOWED_INTERVAL_MINUTES}",
+            field="interval_minutes",
+        )
+    return 1440 // interval_minutes
+
+
+def day_start_epoch(day: date) -> int:
+    """UTC epoch seconds of 00:00 UTC on ``day``."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+
+
+def epoch_to_day(epoch_s: int) -> date:
+    """UTC calendar day of an epoch-seconds instant."""
+    return datetime.fromtimestamp(int(epoch_s) - int(epoch_s) % SECONDS_PER_DAY, tz=timezone.utc).date()
+
+
+@dataclass
+class ChannelSeries:
+    """Intervals of one channel: parallel arrays, any order, possibly with duplicates.
+
+    ``rule_ids`` (optional, uint8) say which rule set each value: 0 means none, k means
+    ``rule_names[k-1]``.
+    """
+
+    channel_id: str
+    interval_minutes: int
+    starts: np.ndarray  # int64 epoch seconds (UTC, interval beginning)
+    values: np.ndarray  # float64 kWh
+    quality: np.ndarray  # uint8 Quality
+    rule_ids: np.ndarray | None = None
+    rule_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.starts = np.asarray(self.starts, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        if self.quality is None:
+            self.quality = np.zeros(len(self.values), dtype=np.uint8)
+        self.quality = np.asarray(self.quality, dtype=np.uint8)
+        if not (len(self.starts) == len(self.values) == len(self.quality)):
+            raise IntervalDataError("starts, values and quality differ in length", source=self.channel_id)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def total_kwh(self) -> float:
+        ok = self.quality != Quality.MISSING
+        return float(np.nansum(self.values[ok]))
+
+
+@dataclass
+class IntervalBatch:
+    """What one read of one source produced: several channels, one source name."""
+
+    source: str
+    series: list[ChannelSeries] = field(default_factory=list)
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.series)
+
+    def channel_ids(self) -> list[str]:
+        return [s.channel_id for s in self.series]
+
+
+@dataclass
+class DayBlock:
+    """One channel's values for one UTC day in one layer, dense and slot-indexed."""
+
+    channel_id: str
+    day: date
+    interval_minutes: int
+    values: np.ndarray  # float64, len = slots_per_day; NaN where missing
+    quality: np.ndarray  # uint8
+    rule_ids: np.ndarray | None = None
+    rule_names: tuple[str, ...] = ()
+    layer: str = "raw"
+    version: int = 1
+
+    def content_hash(self) -> str:
+        """SHA-256 over values, quality and rules: equal content, equal hash."""
+        h = hashlib.sha256()
+        h.update(f"{self.channel_id}|{self.day.isoformat()}|{self.interval_minutes}|".encode())
+        h.update(np.ascontiguousarray(self.values, dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(self.quality, dtype=np.uint8).tobytes())
+        if self.rule_ids is not None and np.any(self.rule_ids):
+            h.update(np.ascontiguousarray(self.rule_ids, dtype=np.uint8).tobytes())
+            h.update("|".join(self.rule_names).encode())
+        return h.hexdigest()
+
+
+@dataclass
+class IntervalMatrix:
+    """Dense channel x interval matrix over a UTC span, for settlement and allocation."""
+
+    channel_ids: list[str]
+    start_epoch: int
+    interval_minutes: int
+    values: np.ndarray  # float64 shape (channels, intervals), NaN where missing
+    quality: np.ndarray  # uint8 same shape
+    day_hashes: dict[tuple[str, date], str] = field(default_factory=dict)
+
+    @property
+    def n_intervals(self) -> int:
+        return int(self.values.shape[1])
+
+    def starts(self) -> np.ndarray:
+        step = self.interval_minutes * 60
+        return self.start_epoch + step * np.arange(self.n_intervals, dtype=np.int64)
+
+    def row(self, channel_id: str) -> np.ndarray:
+        return self.values[self.channel_ids.index(channel_id)]
+
+
+def split_by_day(series: ChannelSeries, source: str = "") -> Iterable[DayBlock]:
+    """Cut a series into dense UTC day blocks (vectorised, last duplicate wins).
+
+    Raises :class:`IntervalDataError` when a start is not aligned to the interval grid.
+    """
+    n_slots = slots_per_day(series.interval_minutes)
+    step = series.interval_minutes * 60
+    if len(series) == 0:
+        return []
+    misaligned = series.starts % step != 0
+    if misaligned.any():
+        i = int(np.argmax(misaligned))
+        ts = datetime.fromtimestamp(int(series.starts[i]), tz=timezone.utc).isoformat()
+        raise IntervalDataError(
+            f"interval start {ts} is not on the {series.interval_minutes}-minute grid",
+            source=source or series.channel_id,
+            field="start",
+        )
+    day_idx = series.starts // SECONDS_PER_DAY
+    slot = (series.starts % SECONDS_PER_DAY) // step
+    blocks: list[DayBlock] = []
+    order = np.argsort(day_idx, kind="stable")
+    day_sorted = day_idx[order]
+    bounds = np.flatnonzero(np.diff(day_sorted)) + 1
+    for chunk in np.split(order, bounds):
+        d = int(day_idx[chunk[0]])
+        values = np.full(n_slots, np.nan)
+        quality = np.full(n_slots, Quality.MISSING, dtype=np.uint8)
+        values[slot[chunk]] = series.values[chunk]
+        quality[slot[chunk]] = series.quality[chunk]
+        rule_ids = None
+        if series.rule_ids is not None:
+            rule_ids = np.zeros(n_slots, dtype=np.uint8)
+            rule_ids[slot[chunk]] = series.rule_ids[chunk]
+        blocks.append(
+            DayBlock(
+                channel_id=series.channel_id,
+                day=epoch_to_day(d * SECONDS_PER_DAY),
+                interval_minutes=series.interval_minutes,
+                values=values,
+                quality=quality,
+                rule_ids=rule_ids,
+                rule_names=series.rule_names,
+            )
+        )
+    return blocks
+
+
+def concat_series(parts: Sequence[ChannelSeries]) -> ChannelSeries:
+    """Concatenate series of one channel into one."""
+    if not parts:
+        raise ValueError("no series to concatenate")
+    first = parts[0]
+    return ChannelSeries(
+        channel_id=first.channel_id,
+        interval_minutes=first.interval_minutes,
+        starts=np.concatenate([p.starts for p in parts]),
+        values=np.concatenate([p.values for p in parts]),
+        quality=np.concatenate([p.quality for p in parts]),
+    )

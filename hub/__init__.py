@@ -1,0 +1,1 @@
+"""kwhub hub: configuration, plugin loading, persistence, services and the CLI."""

@@ -1,0 +1,1 @@
+"""The ``kwhub`` command line (typer + rich)."""

@@ -1,0 +1,53 @@
+"""Entry point of the ``kwhub`` command: builds the typer app from the command modules."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from hub.cli.errors import run_guarded
+
+app = typer.Typer(
+    name="kwhub",
+    help="kwhub: meter-to-cash hub for behind-the-meter power on AI data-center campuses.\n\n"
+    "Start with `kwhub demo` (no configuration needed) or `kwhub init` to write a kwhub.toml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines ``register(app)``; one module per command group.
+COMMAND_MODULES = [
+    "hub.cli.setup_cmds",  # init, plugins list, adapters check
+    "hub.cli.ingest_cmds",  # ingest, readings
+    "hub.cli.vee_cmds",  # vee report
+    "hub.cli.settle_cmds",  # settle, invoices, explain
+    "hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "hub.cli.demo_cmd",  # demo
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def _plugin_commands() -> None:
+    from hub.plugins import get_registry
+
+    try:
+        reg = get_registry()
+        if reg.pm is not None:
+            reg.pm.hook.kwhub_cli_commands(app=app)
+    except Exception as exc:  # a plugin's command must not break the CLI
+        print(f"warning: plugin commands not loaded: {exc}", file=sys.stderr)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    _plugin_commands()
+    run_guarded(app)
+
+
+if __name__ == "__main__":
+    run()

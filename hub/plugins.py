@@ -1,0 +1,290 @@
+"""The plugin manager: loads ``kwhub`` entry points one by one and collects adapters.
+
+A plugin that fails to import or to register is recorded with its error and the others
+still load; ``KWHUB_STRICT_PLUGINS=1`` turns such a failure into an exception.
+``KWHUB_PLUGINS_ALLOW`` / ``KWHUB_PLUGINS_BLOCK`` (comma-separated entry-point names)
+select plugins. Under the test suite (``KWHUB_NO_ENTRYPOINTS=1``) installed entry points
+are never loaded; the built-in modules are registered from :data:`BUILTIN_PLUGINS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from core import hookspecs
+from core.adapters import Adapter
+
+ENTRY_POINT_GROUP = "kwhub"
+
+# Mirrors [project.entry-points.kwhub] in pyproject.toml (a test keeps them equal).
+BUILTIN_PLUGINS: dict[str, str] = {
+    "meters_csv": "plugins.meters.csv_meter",
+    "meters_greenbutton": "plugins.meters.greenbutton",
+    "meters_modbus": "plugins.meters.modbus",
+    "meters_sunspec": "plugins.meters.sunspec",
+    "meters_oem": "plugins.meters.oem_telemetry",
+    "meters_mqtt": "plugins.meters.mqtt",
+    "markets_price_file": "plugins.markets.price_file",
+    "erp_json_folder": "plugins.erp.json_folder",
+    "erp_ubl": "plugins.erp.ubl",
+    "erp_cii": "plugins.erp.cii",
+    "erp_x12": "plugins.erp.x12",
+    "erp_idoc": "plugins.erp.idoc",
+    "erp_csv": "plugins.erp.csv_export",
+    "erp_pdf": "plugins.erp.pdf",
+    "erp_transports": "plugins.erp.transports",
+    "esg_scope_summary": "plugins.esg.scope_summary",
+    "core_vee_rules": "core.vee.rules",
+    "core_price_components": "core.pricing.components",
+}
+
+FAMILY_HOOKS = {
+    "meters": "kwhub_register_meter_adapters",
+    "markets": "kwhub_register_market_adapters",
+    "erp": "kwhub_register_erp_adapters",
+    "esg": "kwhub_register_esg_adapters",
+}
+EXTENSION_HOOKS = {
+    "vee_rules": "kwhub_register_vee_rules",
+    "price_components": "kwhub_register_price_components",
+}
+
+
+class PluginLoadError(RuntimeError):
+    """Raised in strict mode when a plugin fails to load or register."""
+
+
+class RegistryError(KeyError):
+    """An adapter type, rule or component that no loaded plugin registers."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``kwhub plugins list`` shows it."""
+
+    name: str
+    module: str
+    distribution: str = ""
+    version: str = ""
+    adapters: list[str] = field(default_factory=list)
+    extensions: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "adapters": self.adapters,
+            "extensions": self.extensions,
+            "error": self.error or None,
+        }
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered."""
+
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    adapters: dict[str, type[Adapter]] = field(default_factory=dict)
+    vee_rules: dict[str, type] = field(default_factory=dict)
+    price_components: dict[str, type] = field(default_factory=dict)
+    pm: pluggy.PluginManager | None = None
+
+    def adapter(self, type_id: str) -> type[Adapter]:
+        try:
+            return self.adapters[type_id]
+        except KeyError:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise RegistryError(f"no plugin registers adapter type {type_id!r} (known: {known})") from None
+
+    def family(self, family: str) -> dict[str, type[Adapter]]:
+        return {k: v for k, v in self.adapters.items() if v.family == family}
+
+    def rule(self, rule_id: str) -> type:
+        try:
+            return self.vee_rules[rule_id]
+        except KeyError:
+            raise RegistryError(f"no plugin registers VEE rule {rule_id!r} (known: {', '.join(sorted(self.vee_rules))})") from None
+
+    def component(self, kind: str) -> type:
+        try:
+            return self.price_components[kind]
+        except KeyError:
+            raise RegistryError(
+                f"no plugin registers price component {kind!r} (known: {', '.join(sorted(self.price_components))})"
+            ) from None
+
+    @property
+    def errors(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.error]
+
+
+def _env_list(name: str) -> set[str]:
+    return {x.strip() for x in os.environ.get(name, "").split(",") if x.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _candidates(use_entry_points: bool) -> list[tuple[str, Callable[[], ModuleType | Any], str, str]]:
+    """(name, loader, distribution, version) for every plugin that could be loaded."""
+    out: list[tuple[str, Callable[[], Any], str, str]] = []
+    if use_entry_points:
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else ""
+            ver = ep.dist.version if ep.dist is not None else ""
+            out.append((ep.name, ep.load, dist, ver))
+    else:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("kwhub")
+        except PackageNotFoundError:
+            ver = ""
+        for name, mod in BUILTIN_PLUGINS.items():
+            out.append((name, (lambda m=mod: importlib.import_module(m)), "kwhub", ver))
+    return out
+
+
+def load_plugins(
+    *,
+    use_entry_points: bool | None = None,
+    allow: Iterable[str] | None = None,
+    block: Iterable[str] | None = None,
+    strict: bool | None = None,
+    extra: Iterable[tuple[str, Any]] = (),
+) -> Registry:
+    """Load plugins and collect what they register.
+
+    ``use_entry_points`` defaults to True unless ``KWHUB_NO_ENTRYPOINTS`` is set (the test
+    suite sets it). ``extra`` adds ``(name, plugin_object)`` pairs, e.g. test plugins.
+    """
+    if use_entry_points is None:
+        use_entry_points = not os.environ.get("KWHUB_NO_ENTRYPOINTS")
+    allow_set = set(allow) if allow is not None else _env_list("KWHUB_PLUGINS_ALLOW")
+    block_set = set(block) if block is not None else _env_list("KWHUB_PLUGINS_BLOCK")
+    if strict is None:
+        strict = os.environ.get("KWHUB_STRICT_PLUGINS", "") not in ("", "0", "false")
+
+    pm = new_plugin_manager()
+    reg = Registry(pm=pm)
+    candidates = _candidates(use_entry_points)
+    candidates += [(name, (lambda o=obj: o), "", "") for name, obj in extra]
+
+    for name, loader, dist, ver in candidates:
+        if allow_set and name not in allow_set:
+            continue
+        if name in block_set:
+            continue
+        info = PluginInfo(name=name, module="", distribution=dist, version=ver)
+        reg.plugins[name] = info
+        try:
+            plugin = loader()
+            info.module = getattr(plugin, "__name__", type(plugin).__name__)
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            info.error = _short_error(exc)
+            if strict:
+                raise PluginLoadError(f"plugin {name!r} failed to load: {info.error}") from exc
+            continue
+        try:
+            _collect(pm, name, plugin, reg, info)
+        except Exception as exc:
+            info.error = _short_error(exc)
+            pm.unregister(plugin)
+            if strict:
+                raise PluginLoadError(f"plugin {name!r} failed to register: {info.error}") from exc
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        if strict:
+            raise PluginLoadError(str(exc)) from exc
+        bad = getattr(exc, "plugin", None)
+        for info in reg.plugins.values():
+            if bad is not None and pm.get_name(bad) == info.name:
+                info.error = f"unknown hook: {exc}"
+    return reg
+
+
+def _collect(pm: pluggy.PluginManager, name: str, plugin: Any, reg: Registry, info: PluginInfo) -> None:
+    """Call this plugin's register hooks and file what it registers under its name."""
+    staged_adapters: dict[str, type[Adapter]] = {}
+    staged_rules: dict[str, type] = {}
+    staged_components: dict[str, type] = {}
+
+    def add_adapter(family: str) -> Callable[[type], None]:
+        def register(cls: type) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+                raise TypeError(f"{cls!r} is not an Adapter subclass")
+            if not cls.type_id:
+                raise TypeError(f"{cls.__name__} has no type_id")
+            if cls.family != family:
+                raise TypeError(f"{cls.type_id} is a {cls.family or '?'} adapter, registered as {family}")
+            if cls.type_id in reg.adapters or cls.type_id in staged_adapters:
+                raise ValueError(f"adapter type {cls.type_id!r} is registered twice")
+            staged_adapters[cls.type_id] = cls
+
+        return register
+
+    def add_rule(cls: type) -> None:
+        rid = getattr(cls, "rule_id", "")
+        if not rid:
+            raise TypeError(f"{cls!r} has no rule_id")
+        staged_rules[rid] = cls
+
+    def add_component(cls: type) -> None:
+        kind = getattr(cls, "kind", "")
+        if not kind:
+            raise TypeError(f"{cls!r} has no kind")
+        staged_components[kind] = cls
+
+    for family, hook in FAMILY_HOOKS.items():
+        fn = getattr(plugin, hook, None)
+        if fn is not None:
+            fn(register=add_adapter(family))
+    fn = getattr(plugin, EXTENSION_HOOKS["vee_rules"], None)
+    if fn is not None:
+        fn(register=add_rule)
+    fn = getattr(plugin, EXTENSION_HOOKS["price_components"], None)
+    if fn is not None:
+        fn(register=add_component)
+
+    reg.adapters.update(staged_adapters)
+    reg.vee_rules.update(staged_rules)
+    reg.price_components.update(staged_components)
+    info.adapters = sorted(staged_adapters)
+    info.extensions = sorted([f"vee_rule:{r}" for r in staged_rules] + [f"price_component:{k}" for k in staged_components])
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry(reload: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None or reload:
+        _REGISTRY = load_plugins()
+    return _REGISTRY

@@ -1,0 +1,1 @@
+"""Built-in adapters, one module per adapter, registered through ``kwhub`` entry points."""
