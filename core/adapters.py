@@ -83,7 +83,10 @@ class AdapterConfig(BaseModel):
         out = dict(data)
         for name, info in cls.model_fields.items():
             if name in out and _is_secret(info.annotation):
-                out[name] = resolve_secret(out[name])
+                try:
+                    out[name] = resolve_secret(out[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return out
 
 

@@ -18,8 +18,9 @@ not matter for the ``register`` hooks. Example plugin module::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 

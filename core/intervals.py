@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -51,12 +51,12 @@ def slots_per_day(interval_minutes: int) -> int:
 
 def day_start_epoch(day: date) -> int:
     """UTC epoch seconds of 00:00 UTC on ``day``."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 def epoch_to_day(epoch_s: int) -> date:
     """UTC calendar day of an epoch-seconds instant."""
-    return datetime.fromtimestamp(int(epoch_s) - int(epoch_s) % SECONDS_PER_DAY, tz=timezone.utc).date()
+    return datetime.fromtimestamp(int(epoch_s) - int(epoch_s) % SECONDS_PER_DAY, tz=UTC).date()
 
 
 @dataclass
@@ -169,7 +169,7 @@ def split_by_day(series: ChannelSeries, source: str = "") -> Iterable[DayBlock]:
     misaligned = series.starts % step != 0
     if misaligned.any():
         i = int(np.argmax(misaligned))
-        ts = datetime.fromtimestamp(int(series.starts[i]), tz=timezone.utc).isoformat()
+        ts = datetime.fromtimestamp(int(series.starts[i]), tz=UTC).isoformat()
         raise IntervalDataError(
             f"interval start {ts} is not on the {series.interval_minutes}-minute grid",
             source=source or series.channel_id,

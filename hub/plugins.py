@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata

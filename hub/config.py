@@ -1,0 +1,369 @@
+"""``kwhub.toml``: one file describing the campus and the adapter instances.
+
+Loading validates in two passes: the file's own shape (sites, assets, channels, parties,
+contracts, adapters), then each adapter instance's and price component's settings against
+the ``Config`` of the class a plugin registered for it. Every error names its key path,
+e.g. ``adapters[1] (id="halls").config.delimiter: extra inputs are not permitted``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.adapters import Adapter, AdapterConfig, AdapterContext
+from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
+from core.timeline import TimeModelError, zone
+
+CONFIG_NAME = "kwhub.toml"
+DEFAULT_DB_NAME = "kwhub.db"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message lists every bad key path."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str], hint: str = "") -> None:
+        self.source = source
+        self.problems = problems
+        self.hint = hint or f"fix {source} and run the command again (`kwhub init` writes a commented example)"
+        super().__init__(f"{source}: invalid configuration\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class HubSettings(BaseModel):
+    """The ``[hub]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "kwhub"
+    timezone: str = "America/New_York"
+    database: str = ""  # SQLAlchemy URL; empty = SQLite file kwhub.db beside the config
+    currency: str = "USD"
+    output_dir: str = "out"
+
+
+class AdapterInstanceSpec(BaseModel):
+    """One ``[[adapters]]`` entry: an instance of a registered adapter type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    id: str
+    enabled: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class IndexSource(BaseModel):
+    """A price index series (e.g. a daily gas index) loaded from a CSV file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    path: str
+
+
+class ConfigFile(BaseModel):
+    """The whole file, as written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hub: HubSettings = Field(default_factory=HubSettings)
+    sites: list[Site] = Field(default_factory=list)
+    assets: list[Asset] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    parties: list[Party] = Field(default_factory=list)
+    contracts: list[Contract] = Field(default_factory=list)
+    allocation: AllocationSpec = Field(default_factory=AllocationSpec)
+    adapters: list[AdapterInstanceSpec] = Field(default_factory=list)
+    indexes: list[IndexSource] = Field(default_factory=list)
+    vee: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class AdapterInstance:
+    """A validated adapter instance, ready to be built."""
+
+    id: str
+    type: str
+    cls: type[Adapter]
+    config: AdapterConfig
+    enabled: bool = True
+
+    def build(self, context: AdapterContext | None = None) -> Adapter:
+        return self.cls(self.id, self.config, context)
+
+
+@dataclass
+class KwhubConfig:
+    """A loaded, validated configuration."""
+
+    source: str
+    work_dir: Path
+    file: ConfigFile
+    campus: Campus
+    adapters: dict[str, AdapterInstance] = field(default_factory=dict)
+    embedded_default: bool = False
+
+    @property
+    def hub(self) -> HubSettings:
+        return self.file.hub
+
+    @property
+    def database_url(self) -> str:
+        url = self.file.hub.database
+        if not url:
+            return f"sqlite:///{(self.work_dir / DEFAULT_DB_NAME).as_posix()}"
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                return f"sqlite:///{(self.work_dir / rel).as_posix()}"
+        return url
+
+    @property
+    def output_dir(self) -> Path:
+        return self.work_dir / self.file.hub.output_dir
+
+    @property
+    def vee(self) -> dict[str, Any]:
+        return self.file.vee
+
+    def index_paths(self) -> dict[str, Path]:
+        return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
+
+    def context(self) -> AdapterContext:
+        return AdapterContext(
+            work_dir=self.work_dir,
+            channels={c.id: c for c in self.campus.channels},
+            timezone=self.file.hub.timezone,
+        )
+
+    def adapter(self, instance_id: str) -> Adapter:
+        try:
+            inst = self.adapters[instance_id]
+        except KeyError:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise ConfigError(self.source, [f"no adapter instance with id {instance_id!r} (configured: {known})"]) from None
+        return inst.build(self.context())
+
+    def instances_of(self, type_id: str) -> list[AdapterInstance]:
+        return [a for a in self.adapters.values() if a.type == type_id and a.enabled]
+
+
+def _loc_to_path(loc: Iterable[Any], data: Any) -> str:
+    """Render a pydantic error location as ``channels[3] (id="x").unit``."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            try:
+                node = node[item]
+                ident = node.get("id") if isinstance(node, dict) else None
+            except (IndexError, KeyError, TypeError):
+                node, ident = None, None
+            if ident:
+                label += f' (id="{ident}")'
+            parts.append(label)
+        else:
+            if parts:
+                parts.append(".")
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, data: Any, prefix: str = "") -> list[str]:
+    """One line per pydantic error: key path, what is wrong, and the bad value if short."""
+    out = []
+    for err in exc.errors():
+        loc = [x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-"))]
+        path = _loc_to_path(loc, data)
+        if prefix:
+            path = f"{prefix}.{path}" if path != "(top level)" else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        value = err.get("input")
+        shown = ""
+        if err["type"] not in ("missing",) and isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60:
+            shown = f" (got {value!r})"
+        out.append(f"{path}: {msg}{shown}")
+    return out
+
+
+def _cross_check(cf: ConfigFile) -> list[str]:
+    """References between sections: every id named must exist, ids must be unique."""
+    problems: list[str] = []
+
+    def unique(items: list[Any], section: str) -> set[str]:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                problems.append(f'{section}[{i}] (id="{item.id}").id: duplicate id')
+            seen.add(item.id)
+        return seen
+
+    sites = unique(cf.sites, "sites")
+    assets = unique(cf.assets, "assets")
+    channels = unique(cf.channels, "channels")
+    parties = unique(cf.parties, "parties")
+    unique(cf.contracts, "contracts")
+    unique(cf.adapters, "adapters")  # type: ignore[arg-type]
+    for s_i, site in enumerate(cf.sites):
+        try:
+            zone(site.timezone)
+        except TimeModelError as exc:
+            problems.append(f'sites[{s_i}] (id="{site.id}").timezone: {exc}')
+    for a_i, a in enumerate(cf.assets):
+        if a.site and a.site not in sites:
+            problems.append(f'assets[{a_i}] (id="{a.id}").site: unknown site {a.site!r}')
+        for o_i, own in enumerate(a.owners):
+            if own.party not in parties:
+                problems.append(f'assets[{a_i}] (id="{a.id}").owners[{o_i}].party: unknown party {own.party!r}')
+    for c_i, ch in enumerate(cf.channels):
+        if ch.asset and ch.asset not in assets:
+            problems.append(f'channels[{c_i}] (id="{ch.id}").asset: unknown asset {ch.asset!r}')
+        if ch.party and ch.party not in parties:
+            problems.append(f'channels[{c_i}] (id="{ch.id}").party: unknown party {ch.party!r}')
+    for k_i, k in enumerate(cf.contracts):
+        where = f'contracts[{k_i}] (id="{k.id}")'
+        for role in ("seller", "buyer"):
+            if getattr(k, role) not in parties:
+                problems.append(f"{where}.{role}: unknown party {getattr(k, role)!r}")
+        for ch in k.load_channels:
+            if ch not in channels:
+                problems.append(f"{where}.load_channels: unknown channel {ch!r}")
+        for src in k.sources:
+            if src not in assets:
+                problems.append(f"{where}.sources: unknown asset {src!r}")
+        try:
+            zone(k.timezone)
+        except TimeModelError as exc:
+            problems.append(f"{where}.timezone: {exc}")
+    try:
+        zone(cf.hub.timezone)
+    except TimeModelError as exc:
+        problems.append(f"hub.timezone: {exc}")
+    for p_i, p in enumerate(cf.parties):
+        for t in p.delivery.transports:
+            if t not in {a.id for a in cf.adapters}:
+                problems.append(f'parties[{p_i}] (id="{p.id}").delivery.transports: unknown adapter instance {t!r}')
+    return problems
+
+
+def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tuple[dict[str, AdapterInstance], list[str]]:
+    problems: list[str] = []
+    instances: dict[str, AdapterInstance] = {}
+    raw_adapters = data.get("adapters", [])
+    for i, spec in enumerate(cf.adapters):
+        where = f'adapters[{i}] (id="{spec.id}")'
+        cls = registry.adapters.get(spec.type)
+        if cls is None:
+            known = ", ".join(sorted(registry.adapters)) or "none"
+            problems.append(f"{where}.type: no plugin registers adapter type {spec.type!r} (known: {known})")
+            continue
+        try:
+            cfg = cls.Config.model_validate(spec.config)
+        except ValidationError as exc:
+            raw = raw_adapters[i].get("config", {}) if i < len(raw_adapters) else {}
+            problems += format_validation_error(exc, raw, prefix=f"{where}.config")
+            continue
+        instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled)
+    for k_i, k in enumerate(cf.contracts):
+        for c_i, comp in enumerate(k.components):
+            where = f'contracts[{k_i}] (id="{k.id}").components[{c_i}]'
+            cls = registry.price_components.get(comp.kind)
+            if cls is None:
+                known = ", ".join(sorted(registry.price_components)) or "none"
+                problems.append(f"{where}.kind: unknown price component {comp.kind!r} (known: {known})")
+                continue
+            config_cls = getattr(cls, "Config", None)
+            if config_cls is not None and hasattr(config_cls, "model_validate"):
+                try:
+                    config_cls.model_validate(comp.settings())
+                except ValidationError as exc:
+                    problems += format_validation_error(exc, comp.settings(), prefix=where)
+    return instances, problems
+
+
+def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: Any | None = None) -> KwhubConfig:
+    """Validate a config mapping (already parsed from TOML)."""
+    try:
+        cf = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc, data)) from None
+    problems = _cross_check(cf)
+    if registry is None:
+        from hub.plugins import get_registry
+
+        registry = get_registry()
+    instances, plugin_problems = _validate_plugins(cf, data, registry)
+    problems += plugin_problems
+    if problems:
+        raise ConfigError(source, problems)
+    campus = Campus(
+        sites=cf.sites, assets=cf.assets, channels=cf.channels, parties=cf.parties,
+        contracts=cf.contracts, allocation=cf.allocation,
+    )
+    return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus, adapters=instances)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+
+
+def embedded_default(work_dir: Path) -> dict[str, Any]:
+    """The configuration used when there is no ``kwhub.toml``: one site, nothing else.
+
+    Ad-hoc ingest (``kwhub ingest --adapter meters.csv FILE --channel X``) adds channels
+    on the fly; everything commercial needs a real file.
+    """
+    return {"hub": {"name": "kwhub (embedded default)"}, "sites": [{"id": "site", "name": "Default site"}]}
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """``$KWHUB_CONFIG``, else ``kwhub.toml`` in the working directory."""
+    import os
+
+    env = os.environ.get("KWHUB_CONFIG")
+    if env:
+        return Path(env)
+    candidate = (start or Path.cwd()) / CONFIG_NAME
+    return candidate if candidate.exists() else None
+
+
+def load_config(path: str | Path | None = None, *, work_dir: Path | None = None, registry: Any | None = None,
+                required: bool = False) -> KwhubConfig:
+    """Load and validate ``path`` (or the discovered ``kwhub.toml``, or the embedded default)."""
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(str(p), ["file not found"], hint="run `kwhub init` to write an example kwhub.toml")
+    else:
+        p = find_config(work_dir)  # type: ignore[assignment]
+    if p is None:
+        if required:
+            raise ConfigError(CONFIG_NAME, ["no kwhub.toml in this directory"],
+                              hint="run `kwhub init` to write one, or `kwhub demo` to see a complete campus")
+        wd = (work_dir or Path.cwd()).resolve()
+        cfg = parse_config(embedded_default(wd), "(embedded default)", wd, registry)
+        cfg.embedded_default = True
+        return cfg
+    data = read_toml(p)
+    return parse_config(data, str(p), p.resolve().parent, registry)
