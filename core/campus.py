@@ -99,11 +99,29 @@ class Channel(_Strict):
         return v
 
 
+class DeliveryRoute(_Strict):
+    """One format sent through one transport instance."""
+
+    format: str
+    transport: str
+
+
 class DeliveryPrefs(_Strict):
-    """Which formats a party receives, and through which transport instances."""
+    """Which formats a party receives, and through which transport instances.
+
+    ``formats`` x ``transports`` are all combined; ``routes`` pairs them explicitly
+    (e.g. UBL to the SFTP drop, JSON to the webhook) and, when given, is used instead.
+    """
 
     formats: list[str] = Field(default_factory=lambda: ["json"])
     transports: list[str] = Field(default_factory=list)
+    routes: list[DeliveryRoute] = Field(default_factory=list)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(format, transport) pairs this party receives."""
+        if self.routes:
+            return list(dict.fromkeys((r.format, r.transport) for r in self.routes))
+        return [(f, t) for f in dict.fromkeys(self.formats) for t in dict.fromkeys(self.transports)]
 
 
 class Party(_Strict):

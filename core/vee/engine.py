@@ -1,0 +1,561 @@
+"""The VEE engine: run the configured rules over a channel's days, estimate, edit, record.
+
+The engine is pure: it takes raw :class:`~core.intervals.DayBlock` s (plus context: history
+days, related channels, availability, register reads) and returns new blocks in the
+``validated`` layer with a quality flag and the responsible rule per value, plus one
+:class:`VeeEvent` per (rule, day, action). The raw blocks are never modified.
+
+Rules work on a :class:`ChannelFrame`: the channel's days as a dense ``days x slots``
+array that starts ``lookback`` days before the first day to validate (history from the
+context) and ends one day after the last one (for right-hand neighbours). Each rule
+returns a :class:`Finding` (a boolean mask over the frame and an action); the engine
+applies findings in rule order, then estimates every slot marked for estimation
+(:mod:`core.vee.estimation`), then runs the ``post`` rules (sum checks, prolonged
+estimation) on the repaired values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from core.campus import Asset, Channel
+from core.intervals import (
+    SECONDS_PER_DAY,
+    ChannelSeries,
+    DayBlock,
+    IntervalDataError,
+    day_start_epoch,
+    slots_per_day,
+)
+from core.quality import Quality
+from core.vee import estimation as est
+from core.vee.config import DEFAULT_GROUP, EstimationConfig, VeeConfig, VeeConfigError
+
+Action = Literal["flag", "estimate", "edit"]
+Phase = Literal["prepare", "validate", "post"]
+EventAction = Literal["flagged", "estimated", "edited"]
+
+_LEVEL = {"flag": 1, "edit": 2, "estimate": 3}
+_USABLE = np.array([q <= Quality.EDITED for q in range(256)], dtype=bool)
+
+
+class RuleConfig(BaseModel):
+    """Base of every rule's settings: unknown keys are errors; ``enabled`` switches it off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+
+
+@dataclass
+class Finding:
+    """What one rule found on a frame.
+
+    ``mask`` (bool, frame shape) marks the intervals; ``action`` says what happens to them:
+    ``flag`` (quality SUSPECT where it was valid), ``estimate`` (replaced by an estimate)
+    or ``edit`` (replaced by ``values`` and marked EDITED). ``detail`` goes into every
+    event of the finding, ``day_detail`` (frame row -> dict) into that day's event only.
+    """
+
+    mask: np.ndarray
+    action: Action = "flag"
+    values: np.ndarray | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    day_detail: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedBlock:
+    """A raw block brought to the channel's interval length by a ``prepare`` rule."""
+
+    block: DayBlock
+    edited: np.ndarray  # bool per slot: values the rule changed
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RegisterReads:
+    """Cumulative register readings (kWh) at interval boundaries (UTC epoch seconds)."""
+
+    epochs: np.ndarray
+    readings: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.epochs = np.asarray(self.epochs, dtype=np.int64)
+        self.readings = np.asarray(self.readings, dtype=np.float64)
+        if self.epochs.shape != self.readings.shape:
+            raise IntervalDataError("register read epochs and readings differ in length", field="register_reads")
+
+
+@dataclass
+class VeeContext:
+    """Everything besides the raw days that the rules may look at.
+
+    ``history``: other days of the same channel (preferably the validated layer), before
+    and after the days to validate. ``related``: blocks of other channels (check meters,
+    sum-check members) by channel id. ``availability``: the asset's availability
+    channel (fraction 0..1; below the zero rule's threshold means the asset was out).
+    ``outages``: known outage spans ``(start_epoch, end_epoch)``. ``register_reads``:
+    cumulative readings of the channel's register. ``incoming``: the series as received
+    (with possible duplicates). ``asset``: the channel's asset (capacity, kind).
+    ``now_epoch``: intervals ending after it are not due yet and are never called gaps.
+    """
+
+    history: list[DayBlock] = field(default_factory=list)
+    related: dict[str, list[DayBlock]] = field(default_factory=dict)
+    availability: list[DayBlock] = field(default_factory=list)
+    outages: list[tuple[int, int]] = field(default_factory=list)
+    register_reads: RegisterReads | None = None
+    incoming: list[ChannelSeries] = field(default_factory=list)
+    asset: Asset | None = None
+    now_epoch: int | None = None
+
+
+@dataclass
+class VeeEvent:
+    """One rule's effect on one channel-day: ``count`` intervals flagged/estimated/edited."""
+
+    rule_id: str
+    channel_id: str
+    day: date
+    action: EventAction
+    count: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id, "channel_id": self.channel_id, "day": self.day.isoformat(),
+            "action": self.action, "count": self.count, "detail": self.detail,
+        }
+
+
+@dataclass
+class VeeOutcome:
+    """Validated blocks (layer ``validated``) and the events that explain them."""
+
+    validated: list[DayBlock]
+    events: list[VeeEvent]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """rule_id -> {flagged, estimated, edited} interval counts."""
+        out: dict[str, dict[str, int]] = {}
+        for e in self.events:
+            c = out.setdefault(e.rule_id, {"flagged": 0, "estimated": 0, "edited": 0})
+            c[e.action] += e.count
+        return out
+
+
+def regrid_block(block: DayBlock, target_minutes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bring a block's values to ``target_minutes`` (energy-preserving; vectorised).
+
+    Values are spread evenly to the greatest common interval, then summed. A target slot
+    with any missing part is missing; quality is the worst of its parts.
+    """
+    src = block.interval_minutes
+    g = int(np.gcd(src, target_minutes))
+    split = src // g
+    merge = target_minutes // g
+    vals = np.repeat(np.asarray(block.values, dtype=np.float64) / split, split)
+    qual = np.repeat(np.asarray(block.quality, dtype=np.uint8), split)
+    missing = (qual == Quality.MISSING) | ~np.isfinite(vals)
+    n_target = slots_per_day(target_minutes)
+    out_v = vals.reshape(n_target, merge).sum(axis=1)
+    out_q = qual.reshape(n_target, merge).max(axis=1)
+    gone = missing.reshape(n_target, merge).any(axis=1)
+    out_v[gone] = np.nan
+    out_q[gone] = Quality.MISSING
+    return out_v, out_q
+
+
+class Rule:
+    """Base class of VEE rules: subclass, set ``rule_id`` and ``Config``, implement ``check``.
+
+    ``phase``: ``prepare`` rules (only :meth:`prepare`) see each raw block before the
+    frame is built; ``validate`` rules run before estimation; ``post`` rules after it.
+    ``order`` sorts rules within a phase. A rule never mutates the frame; it returns a
+    :class:`Finding` (or ``None`` when it found nothing or does not apply).
+    """
+
+    rule_id: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    phase: ClassVar[Phase] = "validate"
+    order: ClassVar[int] = 100
+    Config: ClassVar[type[RuleConfig]] = RuleConfig
+
+    def __init__(self, config: RuleConfig | dict[str, Any] | None = None) -> None:
+        if config is None:
+            config = {}
+        self.config = config if isinstance(config, RuleConfig) else self.Config.model_validate(config)
+
+    def history_days(self) -> int:
+        """How many days before a validated day this rule wants in the frame."""
+        return 0
+
+    def related_channels(self, channel: Channel) -> set[str]:
+        """Other channels whose blocks this rule needs in ``VeeContext.related``."""
+        return set()
+
+    def prepare(self, block: DayBlock, channel: Channel) -> PreparedBlock | None:
+        """``prepare`` rules: return the block at the channel's interval length, or None."""
+        return None
+
+    def check(self, frame: ChannelFrame) -> Finding | None:
+        """Inspect the frame and return what was found (``None``: nothing)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.rule_id} {self.config!r}>"
+
+
+@dataclass
+class ChannelFrame:
+    """A channel's days as dense ``(days, slots)`` arrays, for the rules to inspect.
+
+    ``values``/``quality`` are the current working state (after earlier rules' edits);
+    ``raw_values`` the values as received. ``target[row]`` says whether the row is a day
+    being validated (rules may look at every row; only target rows are changed).
+    """
+
+    channel: Channel
+    days: list[date]
+    interval_minutes: int
+    values: np.ndarray
+    quality: np.ndarray
+    raw_values: np.ndarray
+    target: np.ndarray
+    context: VeeContext
+    estimation: EstimationConfig
+    due: np.ndarray
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def step_s(self) -> int:
+        return self.interval_minutes * 60
+
+    @property
+    def start_epoch(self) -> int:
+        return day_start_epoch(self.days[0])
+
+    @property
+    def present(self) -> np.ndarray:
+        """A value exists (finite, not MISSING)."""
+        return np.isfinite(self.values) & (self.quality != Quality.MISSING)
+
+    @property
+    def usable(self) -> np.ndarray:
+        """A value that can be trusted as a neighbour (valid, estimated or edited)."""
+        return np.isfinite(self.values) & _USABLE[self.quality]
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """Bool (days, slots): slots of the days being validated."""
+        return np.broadcast_to(self.target[:, None], self.values.shape)
+
+    def row_of(self, day: date) -> int:
+        return (day - self.days[0]).days
+
+    def weekday(self) -> np.ndarray:
+        """Weekday (Mon=0) of each row."""
+        return (np.arange(len(self.days)) + self.days[0].weekday()) % 7
+
+    def dense(self, blocks: Sequence[DayBlock]) -> tuple[np.ndarray, np.ndarray]:
+        """Other blocks (any interval length) aligned to this frame; NaN/MISSING elsewhere."""
+        vals = np.full(self.values.shape, np.nan)
+        qual = np.full(self.values.shape, Quality.MISSING, dtype=np.uint8)
+        n = len(self.days)
+        for b in blocks:
+            r = self.row_of(b.day)
+            if not 0 <= r < n:
+                continue
+            if b.interval_minutes == self.interval_minutes:
+                v, q = np.asarray(b.values, dtype=np.float64), np.asarray(b.quality, dtype=np.uint8)
+            else:
+                v, q = regrid_block(b, self.interval_minutes)
+            vals[r], qual[r] = v, q
+        qual[~np.isfinite(vals)] = Quality.MISSING
+        vals[qual == Quality.MISSING] = np.nan
+        return vals, qual
+
+    def related(self, channel_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, quality) of another channel from the context, aligned to the frame."""
+        return self.dense(self.context.related.get(channel_id, []))
+
+    def availability(self) -> np.ndarray:
+        """Availability fraction per slot (NaN where unknown)."""
+        vals, _ = self.dense(self.context.availability)
+        return vals
+
+    def outage_mask(self) -> np.ndarray:
+        """True where a known outage span covers the slot."""
+        out = np.zeros(self.values.size, dtype=bool)
+        if not self.context.outages:
+            return out.reshape(self.values.shape)
+        starts = self.start_epoch + self.step_s * np.arange(self.values.size, dtype=np.int64)
+        spans = np.asarray(self.context.outages, dtype=np.int64).reshape(-1, 2)
+        for a, b in spans:  # one vectorised comparison per outage span
+            out |= (starts + self.step_s > a) & (starts < b)
+        return out.reshape(self.values.shape)
+
+    def register_boundaries(self) -> tuple[np.ndarray, np.ndarray]:
+        """Register reads inside the frame as (flat boundary index, reading), sorted."""
+        rr = self.context.register_reads
+        if rr is None or len(rr.epochs) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        rel = rr.epochs - self.start_epoch
+        ok = (rel % self.step_s == 0) & (rel >= 0) & (rel <= self.values.size * self.step_s)
+        idx = rel[ok] // self.step_s
+        order = np.argsort(idx, kind="stable")
+        return idx[order], rr.readings[ok][order]
+
+
+class VeeEngine:
+    """Runs the registered rules, configured per channel group, over a channel's days."""
+
+    def __init__(self, rules: dict[str, type[Rule]], config: VeeConfig | None = None) -> None:
+        self.rule_classes = dict(rules)
+        self.config = config or VeeConfig()
+        problems = self.config.check_rules(self.rule_classes)
+        if problems:
+            raise VeeConfigError(problems)
+        self._cache: dict[str, list[Rule]] = {}
+
+    def rules_for(self, group: str) -> list[Rule]:
+        """Enabled rule instances of a channel group, in phase and ``order`` order."""
+        if group not in self._cache:
+            g = group if group in self.config.groups else DEFAULT_GROUP
+            out: list[Rule] = []
+            for rid, cls in self.rule_classes.items():
+                try:
+                    rule = cls(self.config.rule_settings(g, rid))
+                except ValidationError as exc:  # pragma: no cover - check_rules catches these
+                    raise VeeConfigError([f"vee.groups.{g}.rules.{rid}: {exc}"]) from None
+                if rule.config.enabled:
+                    out.append(rule)
+            phases = {"prepare": 0, "validate": 1, "post": 2}
+            out.sort(key=lambda r: (phases[r.phase], r.order, r.rule_id))
+            self._cache[group] = out
+        return self._cache[group]
+
+    def estimation_for(self, group: str) -> EstimationConfig:
+        return self.config.estimation(group if group in self.config.groups else DEFAULT_GROUP)
+
+    def lookback_days(self, channel: Channel) -> int:
+        """History days before the first validated day that the frame includes."""
+        rules = self.rules_for(channel.group)
+        return max([self.estimation_for(channel.group).lookback_days, *[r.history_days() for r in rules]])
+
+    def related_channels(self, channel: Channel) -> set[str]:
+        """Channels the enabled rules of this channel's group need as context."""
+        out: set[str] = set()
+        for r in self.rules_for(channel.group):
+            out |= r.related_channels(channel)
+        out.discard(channel.id)
+        return out
+
+    # ------------------------------------------------------------------ the run
+
+    def validate(self, channel: Channel, blocks: list[DayBlock], context: VeeContext | None = None) -> VeeOutcome:
+        """Validate ``blocks`` (raw layer) of ``channel``; return validated blocks and events."""
+        context = context or VeeContext()
+        if not blocks:
+            return VeeOutcome([], [])
+        rules = self.rules_for(channel.group)
+        rule_names = [r.rule_id for r in rules]
+        events: list[VeeEvent] = []
+        n_slots = slots_per_day(channel.interval_minutes)
+
+        by_day: dict[date, DayBlock] = {}
+        edits: dict[date, tuple[np.ndarray, str]] = {}
+        for b in blocks:
+            if b.channel_id != channel.id:
+                raise IntervalDataError(f"block of {b.channel_id} given to validate {channel.id}", source=channel.id)
+            if b.interval_minutes != channel.interval_minutes:
+                prepared = None
+                for prep_rule in rules:
+                    if prep_rule.phase == "prepare":
+                        prepared = prep_rule.prepare(b, channel)
+                        if prepared is not None:
+                            rid = prep_rule.rule_id
+                            edits[b.day] = (prepared.edited, rid)
+                            n = int(prepared.edited.sum())
+                            if n:
+                                events.append(VeeEvent(rid, channel.id, b.day, "edited", n, prepared.detail))
+                            b = prepared.block
+                            break
+                if prepared is None:
+                    raise IntervalDataError(
+                        f"{b.day}: values at {b.interval_minutes} min for a {channel.interval_minutes}-min channel "
+                        "and no enabled rule converts them",
+                        source=channel.id, field="interval_minutes",
+                    )
+            elif len(b.values) != n_slots:
+                raise IntervalDataError(f"{b.day}: {len(b.values)} values, expected {n_slots}", source=channel.id)
+            by_day[b.day] = b
+
+        frame = self._frame(channel, by_day, context)
+        row_target = np.flatnonzero(frame.target)
+        level = np.zeros(frame.values.shape, dtype=np.int8)
+        owner = np.zeros(frame.values.shape, dtype=np.int16)  # 1 + index into rule_names
+        to_estimate = np.zeros(frame.values.shape, dtype=bool)
+        for d, (edited, rid) in edits.items():
+            row = frame.row_of(d)
+            owner[row, edited] = rule_names.index(rid) + 1
+            level[row, edited] = _LEVEL["edit"]
+            frame.quality[row, edited] = np.maximum(frame.quality[row, edited], Quality.EDITED)
+
+        def apply(rule: Rule, finding: Finding) -> None:
+            mask = finding.mask & frame.target_mask & frame.due
+            if not mask.any():
+                return
+            k = rule_names.index(rule.rule_id) + 1
+            lvl = _LEVEL[finding.action]
+            take = mask & (level < lvl)
+            owner[take] = k
+            level[take] = np.maximum(level[take], lvl)
+            if finding.action == "flag":
+                sus = mask & (frame.quality == Quality.VALID)
+                frame.quality[sus] = Quality.SUSPECT
+                name: EventAction = "flagged"
+            elif finding.action == "edit":
+                if finding.values is None:
+                    raise ValueError(f"rule {rule.rule_id} returned an edit without values")
+                frame.values[mask] = finding.values[mask]
+                frame.quality[mask] = Quality.EDITED
+                name = "edited"
+            else:
+                to_estimate[mask] = True
+                name = "flagged"
+            counts = mask[row_target].sum(axis=1)
+            for r, c in zip(row_target, counts, strict=True):
+                if c:
+                    detail = {**finding.detail, **finding.day_detail.get(int(r), {})}
+                    events.append(VeeEvent(rule.rule_id, channel.id, frame.days[r], name, int(c), detail))
+
+        for rule in rules:
+            if rule.phase == "validate":
+                f = rule.check(frame)
+                if f is not None:
+                    apply(rule, f)
+
+        if to_estimate.any():
+            self._estimate(frame, to_estimate, owner, rule_names, events)
+
+        for rule in rules:
+            if rule.phase == "post":
+                f = rule.check(frame)
+                if f is not None:
+                    apply(rule, f)
+
+        validated = []
+        for r in row_target:
+            d = frame.days[r]
+            own = owner[r]
+            used = np.unique(own[own > 0])
+            names = tuple(rule_names[i - 1] for i in used)
+            remap = np.zeros(len(rule_names) + 1, dtype=np.uint8)
+            remap[used] = np.arange(1, len(used) + 1, dtype=np.uint8)
+            vals = frame.values[r].copy()
+            qual = frame.quality[r].copy()
+            vals[qual == Quality.MISSING] = np.nan
+            validated.append(DayBlock(
+                channel_id=channel.id, day=d, interval_minutes=channel.interval_minutes,
+                values=vals, quality=qual, rule_ids=remap[own], rule_names=names, layer="validated",
+            ))
+        act = {"flagged": 0, "edited": 1, "estimated": 2}
+        events.sort(key=lambda e: (e.day, rule_names.index(e.rule_id), act[e.action]))
+        return VeeOutcome(validated, events)
+
+    def _frame(self, channel: Channel, by_day: dict[date, DayBlock], context: VeeContext) -> ChannelFrame:
+        lookback = self.lookback_days(channel)
+        first = min(by_day) - timedelta(days=lookback)
+        last = max(by_day) + timedelta(days=1)
+        n_days = (last - first).days + 1
+        days = [first + timedelta(days=i) for i in range(n_days)]
+        n_slots = slots_per_day(channel.interval_minutes)
+        shape = (n_days, n_slots)
+        frame = ChannelFrame(
+            channel=channel, days=days, interval_minutes=channel.interval_minutes,
+            values=np.full(shape, np.nan), quality=np.full(shape, Quality.MISSING, dtype=np.uint8),
+            raw_values=np.full(shape, np.nan), target=np.zeros(n_days, dtype=bool), context=context,
+            estimation=self.estimation_for(channel.group), due=np.ones(shape, dtype=bool),
+        )
+        hist = [b for b in context.history if b.channel_id == channel.id and b.day not in by_day]
+        hv, hq = frame.dense(hist)
+        frame.values[:], frame.quality[:] = hv, hq
+        for d, b in by_day.items():
+            r = frame.row_of(d)
+            frame.values[r] = np.asarray(b.values, dtype=np.float64)
+            frame.quality[r] = np.asarray(b.quality, dtype=np.uint8)
+            frame.target[r] = True
+        gone = ~np.isfinite(frame.values) | (frame.quality == Quality.MISSING)
+        frame.values[gone] = np.nan
+        frame.quality[gone] = Quality.MISSING
+        frame.raw_values[:] = frame.values
+        if context.now_epoch is not None:
+            ends = day_start_epoch(first) + frame.step_s * (1 + np.arange(frame.values.size, dtype=np.int64))
+            frame.due = (ends <= context.now_epoch).reshape(shape)
+        return frame
+
+    def _estimate(self, frame: ChannelFrame, to_estimate: np.ndarray, owner: np.ndarray,
+                  rule_names: list[str], events: list[VeeEvent]) -> None:
+        """Fill ``to_estimate`` slots; record 'estimated' events per owning rule and day."""
+        cfg = frame.estimation
+        if not cfg.enabled:
+            return
+        shape = frame.values.shape
+        flat_mask = to_estimate.ravel()
+        anchors = frame.usable.ravel() & ~flat_mask
+        reg_idx, reg_val = frame.register_boundaries()
+        profile = est.proxy_profiles(
+            frame.values, frame.usable & ~to_estimate, np.flatnonzero(to_estimate.any(axis=1)),
+            days=cfg.proxy_days, same_weekday=cfg.same_weekday, min_days=cfg.min_proxy_days,
+        )
+        filled, method = est.estimate(
+            frame.values.ravel(), anchors, flat_mask, profile.ravel(),
+            max_linear_gap=cfg.max_linear_gap, scale_to_neighbours=cfg.scale_to_neighbours,
+            scale_window=cfg.scale_window, long_gap_fallback=cfg.long_gap_fallback,
+            register_idx=reg_idx if cfg.register_spread else None, register_val=reg_val,
+        )
+        filled = filled.reshape(shape)
+        method = method.reshape(shape)
+        done = to_estimate & (method > 0)
+        frame.values[done] = filled[done]
+        frame.quality[done] = Quality.ESTIMATED
+        # what could not be estimated: gaps stay missing, rejected readings keep their value as suspect
+        left = to_estimate & (method == 0)
+        had = left & np.isfinite(frame.raw_values)
+        frame.values[had] = frame.raw_values[had]
+        frame.quality[had] = Quality.SUSPECT
+        gone = left & ~had
+        frame.values[gone] = np.nan
+        frame.quality[gone] = Quality.MISSING
+
+        rows = np.flatnonzero(frame.target & to_estimate.any(axis=1))
+        for r in rows:
+            own = owner[r]
+            for k in np.unique(own[to_estimate[r]]):
+                sel = to_estimate[r] & (own == k)
+                m = method[r][sel]
+                n = int((m > 0).sum())
+                if not n:
+                    continue
+                methods = {est.METHOD_NAMES[i]: int((m == i).sum()) for i in np.unique(m[m > 0])}
+                detail: dict[str, Any] = {"methods": methods}
+                if int((m == 0).sum()):
+                    detail["not_estimated"] = int((m == 0).sum())
+                events.append(VeeEvent(rule_names[k - 1], frame.channel.id, frame.days[r], "estimated", n, detail))
+
+
+def day_epochs(day: date, interval_minutes: int) -> np.ndarray:
+    """UTC start epochs of every slot of ``day``."""
+    return day_start_epoch(day) + interval_minutes * 60 * np.arange(SECONDS_PER_DAY // (interval_minutes * 60),
+                                                                    dtype=np.int64)

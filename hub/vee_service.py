@@ -1,0 +1,258 @@
+"""Run VEE over stored days: read raw + context in bulk, validate, write the validated layer.
+
+:func:`validate_days` is what ingest and the scheduler call after new raw data lands. Per
+channel it reads the raw days and the history window with one ``read_blocks`` call per
+layer, builds the context (availability of the channel's asset, channels a sum check
+needs, register reads, the incoming batch for duplicate checks), runs
+:class:`core.vee.VeeEngine` and finally writes every validated block and the
+``vee_event`` rows in one write transaction. Events of earlier runs for the same
+channel-days are replaced (the validated layer keeps its own version history), so the
+events always describe the current validated version.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete
+
+from core.campus import Campus, Channel
+from core.intervals import ChannelSeries, DayBlock, slots_per_day
+from core.quality import Quality
+from core.vee import RegisterReads, VeeConfig, VeeContext, VeeEngine, VeeEvent
+from hub.store import Database, WriteReport
+
+
+@dataclass
+class RuleCounts:
+    """What one rule did in a run: interval counts and the channels it touched."""
+
+    flagged: int = 0
+    estimated: int = 0
+    edited: int = 0
+    channels: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"flagged": self.flagged, "estimated": self.estimated, "edited": self.edited,
+                "channels": sorted(self.channels)}
+
+
+@dataclass
+class VeeSummary:
+    """Per-rule counts of one VEE run, plus the events and the store's write report."""
+
+    run_label: str
+    channel_days: int = 0
+    channels: int = 0
+    per_rule: dict[str, RuleCounts] = field(default_factory=dict)
+    events: list[VeeEvent] = field(default_factory=list)
+    write: WriteReport | None = None
+
+    def add(self, events: list[VeeEvent]) -> None:
+        for e in events:
+            c = self.per_rule.setdefault(e.rule_id, RuleCounts())
+            setattr(c, e.action, getattr(c, e.action) + e.count)
+            c.channels.add(e.channel_id)
+        self.events.extend(events)
+
+    @property
+    def total_gaps(self) -> int:
+        """Missing intervals found (the gap rule's flagged count)."""
+        c = self.per_rule.get("gap")
+        return c.flagged if c else 0
+
+    @property
+    def total_estimated(self) -> int:
+        return sum(c.estimated for c in self.per_rule.values())
+
+    @property
+    def total_flagged(self) -> int:
+        return sum(c.flagged for c in self.per_rule.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_label": self.run_label,
+            "channels": self.channels,
+            "channel_days": self.channel_days,
+            "total_gaps": self.total_gaps,
+            "total_estimated": self.total_estimated,
+            "total_flagged": self.total_flagged,
+            "rules": {rid: c.as_dict() for rid, c in sorted(self.per_rule.items())},
+            "write": self.write.as_dict() if self.write is not None else None,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def new_run_label() -> str:
+    """A unique label for a VEE run: ``vee-<UTC time>-<random>``."""
+    return f"vee-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+class _Blocks:
+    """Reads of one run: validated-else-raw blocks per channel, cached."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.done: dict[str, dict[date, DayBlock]] = {}  # validated in this run
+
+    def best(self, cid: str, first: date, last: date) -> list[DayBlock]:
+        """Validated blocks where they exist (this run's first), else raw."""
+        store = self.db.intervals
+        out = {b.day: b for b in store.read_blocks(cid, first, last, layer="raw")}
+        out.update({b.day: b for b in store.read_blocks(cid, first, last, layer="validated")})
+        out.update({d: b for d, b in self.done.get(cid, {}).items() if first <= d <= last})
+        return [out[d] for d in sorted(out)]
+
+
+def _channel(campus: Campus, cid: str, raw: list[DayBlock]) -> Channel:
+    try:
+        return campus.channel(cid)
+    except KeyError:
+        minutes = raw[0].interval_minutes if raw else 15
+        return Channel(id=cid, interval_minutes=minutes)
+
+
+def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
+                  vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
+                  incoming: Mapping[str, list[ChannelSeries]] | None = None,
+                  register_reads: Mapping[str, RegisterReads] | None = None,
+                  now: datetime | None = None, registry: Any | None = None) -> VeeSummary:
+    """Validate the raw layer of ``channel_days`` and store the validated layer and events.
+
+    ``vee_config``: a :class:`VeeConfig` or the ``[vee]`` mapping (None: defaults).
+    ``incoming``: the batch as received per channel (for the duplicate rule);
+    ``register_reads`` per channel (sum check, register spread); ``now`` (default: the
+    current time) bounds what counts as a gap. Channels a sum check compares are taken
+    from this run's results when validated earlier in it, else from the store.
+    """
+    if registry is None:
+        from hub.plugins import get_registry
+
+        registry = get_registry()
+    cfg = vee_config if isinstance(vee_config, VeeConfig) else VeeConfig.from_mapping(vee_config)
+    engine = VeeEngine(registry.vee_rules, cfg)
+    label = run_label or new_run_label()
+    summary = VeeSummary(run_label=label)
+    now_epoch = int(now.timestamp()) if now is not None else int(time.time())
+    reads = _Blocks(db)
+    validated: list[DayBlock] = []
+    events: list[VeeEvent] = []
+    touched: dict[str, list[date]] = {}
+
+    order = sorted(channel_days, key=lambda c: (len(_related_of(engine, campus, c)), c))
+    for cid in order:
+        days = sorted(set(channel_days[cid]))
+        if not days:
+            continue
+        first, last = days[0], days[-1]
+        raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
+        channel = _channel(campus, cid, raw_all)
+        lookback = engine.lookback_days(channel)
+        wanted = set(days)
+        raw = {b.day: b for b in raw_all if b.day in wanted}
+        n_slots = slots_per_day(channel.interval_minutes)
+        blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
+                                         np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
+        history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
+                   if b.day not in wanted]
+        asset = None
+        availability: list[DayBlock] = []
+        if channel.asset:
+            try:
+                asset = campus.asset(channel.asset)
+            except KeyError:
+                asset = None
+            if channel.role != "availability":
+                for other in campus.channels:
+                    if other.role == "availability" and other.asset == channel.asset:
+                        availability += reads.best(other.id, first - timedelta(days=1), last + timedelta(days=1))
+        related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
+                   for r in engine.related_channels(channel)}
+        ctx = VeeContext(
+            history=history, related=related, availability=availability,
+            register_reads=(register_reads or {}).get(cid), incoming=list((incoming or {}).get(cid, [])),
+            asset=asset, now_epoch=now_epoch,
+        )
+        outcome = engine.validate(channel, blocks, ctx)
+        reads.done[cid] = {b.day: b for b in outcome.validated}
+        validated += outcome.validated
+        events += outcome.events
+        touched[cid] = days
+        summary.channel_days += len(days)
+    summary.channels = len(touched)
+    summary.add(events)
+
+    if validated:
+        from hub.store.tables import VeeEvent as VeeEventRow
+
+        table = VeeEventRow.__table__  # type: ignore[attr-defined]
+        created = datetime.now(UTC)
+        rows = [{"run_label": label, "channel_id": e.channel_id, "day": e.day, "rule_id": e.rule_id,
+                 "action": e.action, "count": int(e.count), "detail": _jsonable(e.detail), "created_at": created}
+                for e in events]
+        with db.write_transaction() as conn:
+            summary.write = db.intervals.write_blocks(validated, layer="validated", source=f"vee:{label}", conn=conn)
+            for cid, days in touched.items():
+                for i in range(0, len(days), 500):
+                    conn.execute(delete(table).where(table.c.channel_id == cid, table.c.day.in_(days[i:i + 500])))
+            if rows:
+                conn.execute(table.insert(), rows)
+    return summary
+
+
+def _related_of(engine: VeeEngine, campus: Campus, cid: str) -> set[str]:
+    try:
+        return engine.related_channels(campus.channel(cid))
+    except KeyError:
+        return set()
+
+
+def read_events(db: Database, first: date | None = None, last: date | None = None,
+                channel_id: str | None = None) -> list[dict[str, Any]]:
+    """Stored VEE events (as dicts), optionally for a day range and one channel."""
+    from sqlalchemy import select
+
+    from hub.store.tables import VeeEvent as VeeEventRow
+
+    t = VeeEventRow.__table__  # type: ignore[attr-defined]
+    stmt = select(t.c.run_label, t.c.channel_id, t.c.day, t.c.rule_id, t.c.action, t.c.count, t.c.detail)
+    if first is not None:
+        stmt = stmt.where(t.c.day >= first)
+    if last is not None:
+        stmt = stmt.where(t.c.day <= last)
+    if channel_id:
+        stmt = stmt.where(t.c.channel_id == channel_id)
+    with db.read_connection() as conn:
+        rows = conn.execute(stmt.order_by(t.c.day, t.c.channel_id, t.c.id)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def report(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per rule: flagged, estimated and edited interval counts, channels and channel-days affected."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        r = out.setdefault(e["rule_id"], {"flagged": 0, "estimated": 0, "edited": 0, "channels": set(),
+                                          "channel_days": set()})
+        if e["action"] in ("flagged", "estimated", "edited"):
+            r[e["action"]] += int(e["count"])
+        r["channels"].add(e["channel_id"])
+        r["channel_days"].add((e["channel_id"], e["day"]))
+    return {rid: {**r, "channels": sorted(r["channels"]), "channel_days": len(r["channel_days"])}
+            for rid, r in sorted(out.items())}
