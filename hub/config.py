@@ -11,10 +11,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.emissions import EmissionFactors
+from core.ownership import OwnershipConfig
 
 from core.adapters import Adapter, AdapterConfig, AdapterContext
 from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
@@ -68,6 +72,18 @@ class IndexSource(BaseModel):
     path: str
 
 
+class SettlementSettings(BaseModel):
+    """The ``[settlement]`` table: how runs read data and price the grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layer: Literal["validated", "raw"] = "validated"
+    fallback_raw: bool = False
+    missing: Literal["error", "zero"] = "error"
+    shared: str = "pro_rata"
+    grid_price_per_mwh: Decimal | None = None
+
+
 class ConfigFile(BaseModel):
     """The whole file, as written."""
 
@@ -83,6 +99,9 @@ class ConfigFile(BaseModel):
     adapters: list[AdapterInstanceSpec] = Field(default_factory=list)
     indexes: list[IndexSource] = Field(default_factory=list)
     vee: dict[str, Any] = Field(default_factory=dict)
+    settlement: SettlementSettings = Field(default_factory=SettlementSettings)
+    ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
+    emissions: EmissionFactors = Field(default_factory=EmissionFactors)
 
 
 @dataclass
@@ -135,6 +154,17 @@ class KwhubConfig:
 
     def index_paths(self) -> dict[str, Path]:
         return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
+
+    def settlement_options(self) -> Any:
+        """:class:`core.settlement.SettlementOptions` from ``[settlement]`` and ``[[indexes]]``."""
+        from core.pricing.index_series import load_index_csv
+        from core.settlement import SettlementOptions
+
+        s = self.file.settlement
+        indexes = {name: load_index_csv(path, name=name) for name, path in self.index_paths().items()}
+        return SettlementOptions(layer=s.layer, fallback_raw=s.fallback_raw, missing=s.missing,
+                                 shared=s.shared, grid_price_per_mwh=s.grid_price_per_mwh,  # type: ignore[arg-type]
+                                 index_series=indexes)
 
     def context(self) -> AdapterContext:
         return AdapterContext(
@@ -255,7 +285,7 @@ def _cross_check(cf: ConfigFile) -> list[str]:
     except TimeModelError as exc:
         problems.append(f"hub.timezone: {exc}")
     for p_i, p in enumerate(cf.parties):
-        for t in p.delivery.transports:
+        for t in [*p.delivery.transports, *(r.transport for r in p.delivery.routes)]:
             if t not in {a.id for a in cf.adapters}:
                 problems.append(f'parties[{p_i}] (id="{p.id}").delivery.transports: unknown adapter instance {t!r}')
     return problems
@@ -293,6 +323,12 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tu
                     config_cls.model_validate(comp.settings())
                 except ValidationError as exc:
                     problems += format_validation_error(exc, comp.settings(), prefix=where)
+    from core.vee.config import VeeConfig, VeeConfigError
+
+    try:
+        problems += VeeConfig.from_mapping(cf.vee).check_rules(registry.vee_rules)
+    except VeeConfigError as exc:
+        problems += exc.problems
     return instances, problems
 
 

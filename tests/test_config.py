@@ -163,3 +163,12 @@ def test_cli_init_writes_a_loadable_example_and_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "kwhub.toml").read_text() == EXAMPLE.read_text()
     again = _kwhub(["init", "--dir", str(tmp_path)], tmp_path)
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_vee_rule_settings_are_validated_against_registered_rules(tmp_path, registry):
+    text = BASE + "\n[vee.groups.default.rules.spike]\nratio = 3.0\nbogus = 1\n[vee.groups.default.rules.nosuch]\nx = 1\n"
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, text), registry=registry)
+    msg = str(e.value)
+    assert "vee.groups.default.rules.spike.bogus: unknown key" in msg
+    assert "vee.groups.default.rules.nosuch: unknown VEE rule 'nosuch'" in msg

