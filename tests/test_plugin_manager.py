@@ -28,7 +28,7 @@ def _install_fake_distribution(site: Path, dist: str, modules: dict[str, str], e
     """Write a real installed distribution (dist-info + modules) into ``site``."""
     for name, code in modules.items():
         (site / f"{name}.py").write_text(code)
-    info = site / f"{dist}-1.2.3.dist-info"
+    info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"  # wheel naming: no dash in the name
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text("[kwhub]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
@@ -139,3 +139,27 @@ def test_registering_into_the_wrong_family_is_a_load_error():
     reg = load_plugins(use_entry_points=False, extra=[("wrong", Wrong())])
     assert "registered as esg" in reg.plugins["wrong"].error
     assert "meters.t" not in reg.adapters
+
+
+def test_plugins_can_add_cli_commands():
+    """A plugin's kwhub_cli_commands hook adds a command to the kwhub app."""
+    import typer
+    from typer.testing import CliRunner
+
+    class Hello:
+        @hookimpl
+        def kwhub_cli_commands(self, app):
+            @app.command("hello-acme")
+            def hello() -> None:
+                print("hello from acme")
+
+    reg = load_plugins(use_entry_points=False, extra=[("hello", Hello())])
+    app = typer.Typer()
+
+    @app.command()
+    def other() -> None:  # a second command so typer builds a group
+        pass
+
+    reg.pm.hook.kwhub_cli_commands(app=app)
+    out = CliRunner().invoke(app, ["hello-acme"])
+    assert out.exit_code == 0 and "hello from acme" in out.output
