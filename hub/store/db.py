@@ -1,0 +1,245 @@
+"""Opening the database: engine set-up, write transactions and migrations.
+
+SQLite is the embedded default (a ``kwhub.db`` file in the work directory) in WAL mode
+with a busy timeout and foreign keys on. The ``pysqlite`` driver's own transaction
+handling is switched off so that SQLAlchemy's ``begin`` event issues the ``BEGIN``:
+``BEGIN IMMEDIATE`` for writers (they take the write lock up front and wait for it up to
+the busy timeout instead of failing on a lock upgrade), plain ``BEGIN`` for readers.
+PostgreSQL is selected by URL (``postgresql+psycopg://host/db``); there, writers that
+use :meth:`Database.write_transaction` serialise on a transaction-scoped advisory lock.
+
+Opening runs the Alembic migrations in ``hub/store/migrations`` up to head.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+import hub.store.tables  # noqa: F401  (core tables in SQLModel.metadata)
+
+if TYPE_CHECKING:
+    from hub.store.interval_store import IntervalStore
+
+DEFAULT_DB_NAME = "kwhub.db"
+ENV_URL = "KWHUB_DATABASE_URL"
+BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+OPTIONAL_TABLE_MODULES = ("hub.store.settlement_tables", "hub.store.outbox_tables")
+WRITE_OPTION = "kwhub_write"
+# Key of the PostgreSQL advisory lock that write transactions hold ("kwhubwr" in ASCII).
+PG_WRITE_LOCK_KEY = 0x6B776875627772
+
+
+def import_table_modules() -> list[str]:
+    """Import the optional table modules that exist, so their tables are in the metadata."""
+    loaded = []
+    for name in OPTIONAL_TABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        loaded.append(name)
+    return loaded
+
+
+def normalise_url(url: str) -> str:
+    """Pick the psycopg (v3) driver for plain ``postgresql://`` / ``postgres://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def default_url(work_dir: Path | None = None) -> str:
+    """``sqlite:///<work_dir or cwd>/kwhub.db``."""
+    base = Path(work_dir) if work_dir is not None else Path.cwd()
+    return f"sqlite:///{(base / DEFAULT_DB_NAME).resolve()}"
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _install_pg_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+@cache
+def migration_head() -> str:
+    """The head revision of the shipped migrations."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+class Database:
+    """One database (SQLite file or PostgreSQL), migrated to head on :meth:`open`."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._intervals: IntervalStore | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, url: str | None = None, work_dir: Path | None = None, *, migrate: bool = True) -> Database:
+        """Open (and migrate to head) the database at ``url``.
+
+        ``url`` None -> ``KWHUB_DATABASE_URL`` if set, else ``sqlite:///<work_dir or cwd>/kwhub.db``.
+        """
+        import_table_modules()
+        raw = url or os.environ.get(ENV_URL) or default_url(work_dir)
+        final = normalise_url(raw)
+        parsed = make_url(final)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            db_path = parsed.database
+            if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(final, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+            _install_sqlite_hooks(engine)
+        elif backend == "postgresql":
+            engine = create_engine(final, pool_pre_ping=True)
+            _install_pg_hooks(engine)
+        else:
+            raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+                             "use sqlite:///path or postgresql+psycopg://host/db")
+        db = cls(engine, final)
+        if migrate:
+            try:
+                db.migrate()
+            except BaseException:
+                engine.dispose()
+                raise
+        return db
+
+    def close(self) -> None:
+        """Release all pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @property
+    def intervals(self) -> IntervalStore:
+        """The interval store on this database."""
+        if self._intervals is None:
+            from hub.store.interval_store import IntervalStore
+
+            self._intervals = IntervalStore(self)
+        return self._intervals
+
+    # ------------------------------------------------------------------ transactions
+
+    def session(self, *, write: bool = False) -> Session:
+        """A SQLModel session (use as a context manager; commit explicitly).
+
+        ``write=True`` makes every transaction of the session take the write lock when it
+        begins (``BEGIN IMMEDIATE`` on SQLite), for sessions that read and then write.
+        """
+        bind = self.engine.execution_options(**{WRITE_OPTION: True}) if write else self.engine
+        return Session(bind=bind, expire_on_commit=False)
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[Connection]:
+        """A connection inside one transaction that holds the write lock from its start.
+
+        Commits when the block ends normally, rolls everything back on an exception.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A connection inside one read transaction (a consistent snapshot on SQLite WAL)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # ------------------------------------------------------------------ migrations
+
+    def current_revision(self) -> str | None:
+        """The revision recorded in ``alembic_version`` (None before the first migration)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` inside one write transaction."""
+        if revision == "head" and self.current_revision() == migration_head():
+            return
+        self._run_alembic("upgrade", revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Downgrade the schema to ``revision`` (``"base"`` removes every table)."""
+        self._run_alembic("downgrade", revision)
+
+    def _run_alembic(self, action: str, revision: str) -> None:
+        from alembic import command
+
+        cfg = _alembic_config()
+        with self.write_transaction() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, action)(cfg, revision)
+
+    def table_names(self) -> list[str]:
+        """Names of the tables that exist in the database."""
+        with self.engine.connect() as conn:
+            return sorted(inspect(conn).get_table_names())
