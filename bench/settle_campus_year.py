@@ -1,0 +1,259 @@
+"""Benchmark: settle a campus year from the store, against DuckDB on the same data.
+
+Setup (not timed, cached in /tmp): 1,000 tenant sub-meter channels x 35,040 quarter-hours
+of 2026 (plus the UTC edge day) written to a SQLite store; 20 tenants of 50 channels,
+each with a contract of TOU energy + demand + a shared fixed fee.
+
+Timed: ``settle()`` for the 12 local months of 2026 (New York time): read_matrix from the
+store, allocation/aggregation, pricing, statements, run inputs and invoices issued.
+Peer: DuckDB loads a row-per-interval table of the same data (loading included) and
+computes the tenant-month TOU energy and peak demand; the amounts are derived with the
+same Decimal rounding and compared with our invoices (``totals_match``).
+The arithmetic kernel (tenant aggregation, TOU binning, peaks over the year matrix) is
+timed alone (``kernel_intervals_per_s``).
+
+Last line: one JSON object with seconds, peer_seconds, kernel_intervals_per_s, totals_match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.campus import Campus, Channel, ComponentSpec, Contract, Party  # noqa: E402
+from core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
+from core.money import MoneyPolicy, to_decimal  # noqa: E402
+from core.timeline import billing_period  # noqa: E402
+
+TZ = "America/New_York"
+N_TENANTS = 20
+PER_TENANT = 50
+N_CHANNELS = N_TENANTS * PER_TENANT
+YEAR = 2026
+MONTHS = [f"{YEAR}-{m:02d}" for m in range(1, 13)]
+FIRST_DAY = date(YEAR, 1, 1)
+LAST_DAY = date(YEAR + 1, 1, 1)  # the UTC day that holds the last local evening of December
+PRICES = {"on_peak": Decimal("62.50"), "off_peak": Decimal("38.25")}
+DEMAND_PRICE = Decimal("9.50")
+FEE_TOTAL = Decimal("20000.00")
+CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_year_v1.db"
+
+
+def tenant(i: int) -> str:
+    return f"t{i:02d}"
+
+
+def channel(t: int, k: int) -> str:
+    return f"{tenant(t)}.m{k:02d}"
+
+
+def campus() -> Campus:
+    parties = [Party(id="op", name="Operator")] + [Party(id=tenant(t), name=f"Tenant {t}") for t in range(N_TENANTS)]
+    channels = [Channel(id=channel(t, k), party=tenant(t), role="tenant_load")
+                for t in range(N_TENANTS) for k in range(PER_TENANT)]
+    shares = {tenant(t): "0.05" for t in range(N_TENANTS)}
+    contracts = [
+        Contract(id=f"ppa-{tenant(t)}", seller="op", buyer=tenant(t), timezone=TZ, components=[
+            ComponentSpec(kind="tou_energy", holidays="none", default_period="off_peak",
+                          rules=[{"period": "on_peak", "day_types": ["weekday"], "hours": [[7, 23]]}],
+                          prices={k: str(v) for k, v in PRICES.items()}),
+            ComponentSpec(kind="demand", price_per_kw_month=str(DEMAND_PRICE)),
+            ComponentSpec(kind="fixed_fee", total_amount=str(FEE_TOTAL), shares=shares),
+        ])
+        for t in range(N_TENANTS)
+    ]
+    return Campus(parties=parties, channels=channels, contracts=contracts)
+
+
+def starts() -> np.ndarray:
+    return np.arange(day_start_epoch(FIRST_DAY), day_start_epoch(LAST_DAY + timedelta(days=1)), 900, dtype=np.int64)
+
+
+def values(idx: int, n: int) -> np.ndarray:
+    """Integer kWh per interval (float sums stay exact, so both engines agree to the bit)."""
+    rng = np.random.default_rng(1000 + idx)
+    base = 40 + (idx % 7) * 5
+    return (base + rng.integers(0, 60, n)).astype(np.float64)
+
+
+def build_store() -> tuple[float, bool]:
+    from hub.store import Database
+
+    if CACHE.exists():
+        return 0.0, True
+    tmp = CACHE.with_suffix(".building")
+    for p in tmp.parent.glob(tmp.name + "*"):
+        p.unlink()
+    t0 = time.perf_counter()
+    db = Database.open(f"sqlite:///{tmp}")
+    st = starts()
+    q = np.zeros(st.shape, np.uint8)
+    batch = []
+    for i in range(N_CHANNELS):
+        t, k = divmod(i, PER_TENANT)
+        batch.append(ChannelSeries(channel(t, k), 15, st, values(i, st.size), q))
+        if len(batch) == 50:
+            db.intervals.write_series(batch, layer="validated", source="bench")
+            batch = []
+    db.close()
+    os.replace(tmp, CACHE)
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(tmp) + suffix)
+        if side.exists():
+            side.unlink()
+    return time.perf_counter() - t0, False
+
+
+def fresh_copy() -> Path:
+    """A copy of the cached store without runs/invoices (so every benchmark run settles anew)."""
+    import shutil
+
+    work = CACHE.with_name("kwhub_bench_year_run.db")
+    for p in work.parent.glob(work.name + "*"):
+        p.unlink()
+    shutil.copyfile(CACHE, work)
+    return work
+
+
+def settle_year(db, camp: Campus) -> tuple[float, list]:  # noqa: ANN001
+    from hub.plugins import get_registry
+    from hub.settlement_service import settle
+
+    reg = get_registry()
+    t0 = time.perf_counter()
+    outcomes = []
+    for month in MONTHS:
+        outcomes += settle(db, camp, month, components=reg, issue_date=date(YEAR + 1, 1, 15))
+    return time.perf_counter() - t0, outcomes
+
+
+def kernel_rate() -> float:
+    """Tenant aggregation + TOU bins + peaks over a dense year matrix (arrays in memory)."""
+    from core.pricing.tou import LocalCalendar
+
+    per = billing_period(MONTHS[0], TZ)
+    n = 35_040
+    s = per.span.start_epoch + 900 * np.arange(n, dtype=np.int64)
+    mat = np.empty((N_CHANNELS, n))
+    for i in range(N_CHANNELS):
+        mat[i] = values(i, n)
+    cal = LocalCalendar.from_starts(s, TZ)
+    on = (cal.weekday < 5) & (cal.minute_of_day >= 7 * 60) & (cal.minute_of_day < 23 * 60)
+    month = cal.month.astype(np.intp) - 1
+    bins = month * 2 + on.astype(np.intp)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        tenant_kwh = mat.reshape(N_TENANTS, PER_TENANT, n).sum(axis=1)
+        energy = np.stack([np.bincount(bins, weights=row, minlength=24) for row in tenant_kwh])
+        peaks = np.stack([np.maximum.reduceat(row, np.flatnonzero(np.r_[True, np.diff(month) != 0])) for row in tenant_kwh])
+        best = min(best, time.perf_counter() - t0)
+    assert energy.shape == (N_TENANTS, 24) and peaks.shape == (N_TENANTS, 12)
+    return N_CHANNELS * n / best
+
+
+def duckdb_peer() -> tuple[float, dict[tuple[str, str], dict[str, Decimal]]]:
+    import duckdb
+    import pandas as pd
+
+    st = starts()
+    n = st.size
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE readings (channel INTEGER, tenant INTEGER, ts TIMESTAMPTZ, kwh DOUBLE)")
+    ts = (st * 1_000_000).astype("datetime64[us]")
+    for i0 in range(0, N_CHANNELS, 100):
+        chunk = range(i0, i0 + 100)
+        frame = {
+            "channel": np.repeat(np.array(list(chunk), dtype=np.int32), n),
+            "tenant": np.repeat(np.array([i // PER_TENANT for i in chunk], dtype=np.int32), n),
+            "ts": np.tile(ts, len(chunk)),
+            "kwh": np.concatenate([values(i, n) for i in chunk]),
+        }
+        con.register("chunk_df", pd.DataFrame(frame))
+        con.execute("INSERT INTO readings SELECT channel, tenant, ts::TIMESTAMPTZ, kwh FROM chunk_df")
+        con.unregister("chunk_df")
+    rows = con.execute(f"""
+        WITH t AS (
+            SELECT tenant, timezone('{TZ}', ts) AS lt, sum(kwh) AS kwh
+            FROM readings GROUP BY tenant, ts
+        ), c AS (
+            SELECT tenant, strftime(lt, '%Y-%m') AS month,
+                   CASE WHEN isodow(lt) <= 5 AND hour(lt) >= 7 AND hour(lt) < 23 THEN 'on_peak' ELSE 'off_peak' END AS tou,
+                   kwh
+            FROM t WHERE year(lt) = {YEAR}
+        )
+        SELECT tenant, month, tou, sum(kwh), max(kwh) FROM c GROUP BY tenant, month, tou ORDER BY 1, 2, 3
+    """).fetchall()
+    secs = time.perf_counter() - t0
+    pol = MoneyPolicy(currency="USD")
+    out: dict[tuple[str, str], dict[str, Decimal]] = {}
+    peak: dict[tuple[str, str], float] = {}
+    for t, month, tou, kwh, mx in rows:
+        key = (tenant(int(t)), month)
+        d = out.setdefault(key, {"energy_kwh": Decimal(0), "total": Decimal(0)})
+        d["energy_kwh"] += to_decimal(float(kwh))
+        q = pol.quantity(to_decimal(float(kwh)) / 1000)
+        d["total"] += pol.amount(q * PRICES[tou])
+        peak[key] = max(peak.get(key, 0.0), float(mx) * 4.0)
+    for key, d in out.items():
+        d["total"] += pol.amount(pol.quantity(to_decimal(peak[key])) * DEMAND_PRICE)
+        d["total"] += pol.amount(FEE_TOTAL * Decimal("0.05"))
+    con.close()
+    return secs, out
+
+
+def ours(outcomes) -> dict[tuple[str, str], dict[str, Decimal]]:  # noqa: ANN001
+    out = {}
+    for o in outcomes:
+        inv = o.invoice
+        energy = sum((Decimal(ln.determinants["energy_kwh"]) for ln in inv.lines if ln.charge_type == "energy"),
+                     Decimal(0))
+        out[(inv.buyer.id, o.period)] = {"energy_kwh": energy, "total": inv.total}
+    return out
+
+
+def main() -> None:
+    from hub.store import Database
+
+    setup_s, cached = build_store()
+    print(f"store: {CACHE} ({'cached' if cached else f'built in {setup_s:.1f} s'}), "
+          f"{N_CHANNELS} channels x {starts().size} quarter-hours")
+    camp = campus()
+    db = Database.open(f"sqlite:///{fresh_copy()}")
+    secs, outcomes = settle_year(db, camp)
+    db.close()
+    errors = [o for o in outcomes if o.status != "issued"]
+    n_int = N_CHANNELS * sum(billing_period(m, TZ).span.n_intervals(15) for m in MONTHS)
+    print(f"kwhub: {len(outcomes)} runs, {len(outcomes) - len(errors)} invoices, {n_int:,} intervals "
+          f"from the store to issued invoices in {secs:.2f} s ({n_int / secs / 1e6:.1f} M intervals/s)")
+    if errors:
+        print("errors:", errors[0].error)
+    rate = kernel_rate()
+    print(f"kernel: {rate / 1e6:.0f} M intervals/s (aggregation + TOU bins + peaks, in memory)")
+    peer_s, peer = duckdb_peer()
+    print(f"duckdb: {peer_s:.2f} s (row-per-interval table, loading included)")
+    mine = ours([o for o in outcomes if o.status == "issued"])
+    match = (not errors and set(mine) == set(peer) and len(mine) == N_TENANTS * 12
+             and all(mine[k]["energy_kwh"] == peer[k]["energy_kwh"] and mine[k]["total"] == peer[k]["total"] for k in mine))
+    if not match:
+        bad = [k for k in mine if k in peer and mine[k] != peer[k]][:3]
+        print("mismatch:", [(k, mine[k], peer.get(k)) for k in bad])
+    print(f"tenant-month totals match DuckDB: {match}")
+    print(json.dumps({"seconds": round(secs, 3), "peer_seconds": round(peer_s, 3),
+                      "kernel_intervals_per_s": round(rate), "totals_match": bool(match),
+                      "intervals": n_int, "runs": len(outcomes)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Explain an invoice line so that an auditor can re-derive its amount.
+
+:func:`explain_line` gathers, for one line of an issued document, everything that went
+into it: the arithmetic (quantity x unit price, rounded by the contract's policy), the
+bill determinants, the number and UTC span of the intervals, the prices used, the
+allocation share of the buyer, and the data it was computed from (channel-day versions
+and content hashes, plus the run statement's hash). :func:`render_text` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core.invoice import Invoice, InvoiceLine
+from core.money import MoneyPolicy, money_str
+from core.settlement import InputRef
+
+
+class ExplainError(ValueError):
+    """The requested line does not exist."""
+
+
+def _line(invoice: Invoice, number: int) -> InvoiceLine:
+    for ln in invoice.lines:
+        if ln.number == number:
+            return ln
+    raise ExplainError(f"invoice {invoice.number} has no line {number} (lines 1..{len(invoice.lines)})")
+
+
+def explain_line(
+    invoice: Invoice,
+    number: int,
+    run: Mapping[str, Any],
+    inputs: Sequence[InputRef],
+    allocation_rows: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The explanation of line ``number`` as plain JSON-able data.
+
+    ``run`` is the ``settlement_run`` row with its parsed statement under
+    ``statement_json``; ``inputs`` its ``run_input`` rows.
+    """
+    line = _line(invoice, number)
+    st = run["statement_json"]
+    c = st["contract"]
+    policy = MoneyPolicy(currency=c["currency"], places=c["amount_places"], rounding=c["rounding"])
+    product = line.quantity * line.unit_price
+    rounded = policy.amount(product)
+    dets = dict(line.determinants)
+    prices = {k: v for k, v in dets.items() if "price" in k or k.startswith("escalation") or k == "contract_year"}
+    by_channel: dict[str, dict[str, Any]] = {}
+    for ref in inputs:
+        entry = by_channel.setdefault(ref.channel_id, {"days": 0, "layers": set(), "versions": set(), "rows": []})
+        entry["days"] += 1
+        entry["layers"].add(ref.layer)
+        entry["versions"].add(ref.version)
+        entry["rows"].append({"day": ref.day.isoformat(), "layer": ref.layer, "version": ref.version,
+                              "content_hash": ref.content_hash})
+    data = {
+        ch: {"days": e["days"], "layers": sorted(e["layers"]), "versions": sorted(e["versions"]), "rows": e["rows"]}
+        for ch, e in sorted(by_channel.items())
+    }
+    alloc = dict(st.get("allocation") or {})
+    share = None
+    if line.source_asset and isinstance(alloc.get("sources"), dict):
+        share = alloc["sources"].get(line.source_asset)
+    return {
+        "invoice": {"id": invoice.id, "number": invoice.number, "kind": invoice.kind, "currency": invoice.currency,
+                    "references": [r.number for r in invoice.references]},
+        "line": json_line(line),
+        "arithmetic": {
+            "quantity": money_str(line.quantity), "unit_price": money_str(line.unit_price),
+            "product": money_str(product), "rounding": policy.rounding, "places": policy.amount_places,
+            "rounded": money_str(rounded), "amount": money_str(line.amount), "matches": rounded == line.amount,
+        },
+        "determinants": dets,
+        "intervals": {"count": int(dets.get("intervals", st["span"]["intervals"])),
+                      "span": dets.get("span", f"{st['span']['start']}/{st['span']['end']}"),
+                      "interval_minutes": st["span"]["interval_minutes"],
+                      "period_intervals": st["span"]["intervals"]},
+        "prices": prices,
+        "allocation": {"method": alloc.get("method"), "tenant": alloc.get("tenant"),
+                       "loss_factor": alloc.get("loss_factor"), "source": line.source_asset or None,
+                       "source_share": share, "sources": alloc.get("sources", {}),
+                       "stored_split": [{"tenant": r["tenant"], "source": r["source"], "kwh": r["kwh"],
+                                         "loss_kwh": r["loss_kwh"], "intervals": r["intervals"]}
+                                        for r in allocation_rows]},
+        "run": {"id": run["id"], "version_kind": run["version_kind"], "seq": run["seq"], "layer": run["layer"],
+                "statement_hash": run["statement_hash"], "stale": bool(run["stale"]),
+                "previous_run": st["run"].get("previous_run")},
+        "data": {"channel_days": len(inputs), "inputs_digest": st["inputs"]["digest"], "channels": data},
+    }
+
+
+def json_line(line: InvoiceLine) -> dict[str, Any]:
+    """A line with exact decimal strings."""
+    return {
+        "number": line.number, "description": line.description, "charge_type": line.charge_type,
+        "component_id": line.component_id, "source_asset": line.source_asset,
+        "quantity": money_str(line.quantity), "unit": line.unit, "unit_price": money_str(line.unit_price),
+        "amount": money_str(line.amount), "tax_category": line.tax_category, "tax_percent": money_str(line.tax_percent),
+        "determinants": dict(line.determinants),
+    }
+
+
+def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
+    """A readable explanation (channel-day rows beyond ``max_rows`` are summarised)."""
+    inv, ln, ar = exp["invoice"], exp["line"], exp["arithmetic"]
+    out = [
+        f"Invoice {inv['number']} ({inv['kind']}, {inv['currency']})"
+        + (f", references {', '.join(inv['references'])}" if inv["references"] else ""),
+        f"Line {ln['number']}: {ln['description']}  [{ln['charge_type']}, component {ln['component_id']}]",
+        f"  {ar['quantity']} {ln['unit']} x {ar['unit_price']} = {ar['product']}"
+        f" -> rounded {ar['rounding']} to {ar['places']} places = {ar['rounded']}"
+        f" ({'matches' if ar['matches'] else 'DOES NOT MATCH'} amount {ar['amount']})",
+        f"Intervals: {exp['intervals']['count']} x {exp['intervals']['interval_minutes']} min over {exp['intervals']['span']}",
+        "Determinants:",
+        *[f"  {k} = {v}" for k, v in sorted(exp["determinants"].items())],
+        "Prices:",
+        *([f"  {k} = {v}" for k, v in sorted(exp["prices"].items())] or ["  (none)"]),
+    ]
+    al = exp["allocation"]
+    out.append(f"Allocation: method {al['method']}, tenant {al['tenant']}, loss factor {al['loss_factor']}")
+    for src, info in sorted((al.get("sources") or {}).items()):
+        mark = " <- this line" if src == al["source"] else ""
+        out.append(f"  {src}: {info.get('kwh')} kWh, share of source {info.get('share_of_source', '-')}{mark}")
+    run = exp["run"]
+    out.append(f"Run {run['id']} ({run['version_kind']} #{run['seq']}, layer {run['layer']}, "
+               f"{'STALE' if run['stale'] else 'current'}), statement sha256 {run['statement_hash']}")
+    if run["previous_run"]:
+        out.append(f"  billed as the difference to run {run['previous_run']}")
+    data = exp["data"]
+    out.append(f"Data: {data['channel_days']} channel-days, inputs digest {data['inputs_digest']}")
+    shown = 0
+    for ch, info in data["channels"].items():
+        out.append(f"  {ch}: {info['days']} days, layers {','.join(info['layers'])}, versions {info['versions']}")
+        for row in info["rows"]:
+            if shown >= max_rows:
+                break
+            out.append(f"    {row['day']} {row['layer']} v{row['version']} {row['content_hash']}")
+            shown += 1
+    if shown < data["channel_days"]:
+        out.append(f"  ... {data['channel_days'] - shown} more rows (use --format json for all)")
+    return "\n".join(out)
+

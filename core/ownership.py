@@ -1,0 +1,181 @@
+"""Owner statements: revenues and costs of co-owned assets, split by ownership share.
+
+Assets carry their owners (:attr:`core.campus.Asset.owners`, shares summing to 1). For
+one period, an owner's statement lists per asset:
+
+* **revenue**: the invoice lines whose ``source_asset`` is the asset, on invoices the
+  asset's owners issued themselves (an IPP selling to the operator; an integrated
+  owner-operator selling to tenants) or that a configured selling agent issued on their
+  behalf (``OwnershipConfig.sellers``, e.g. a joint venture's operator). Credit notes
+  count negative. A reseller's invoices (the operator reselling an IPP's energy) are not
+  the owners' revenue.
+* **costs**: fuel (metered MMBtu x ``fuel_price_per_mmbtu``), variable O&M (MWh x
+  ``variable_om_per_mwh``) and fixed O&M per period, configured per asset.
+
+Every total is split with the largest-remainder method in the currency's smallest unit,
+so the owners' parts sum exactly to the total (``100.00`` in thirds is ``33.34 + 33.33
++ 33.33``, the extra cent going to the largest remainder, ties by party id).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_FLOOR, Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.campus import Campus
+from core.invoice import Invoice
+from core.money import MoneyPolicy, money_str, to_decimal
+
+LineKind = Literal["revenue", "fuel_cost", "variable_om", "fixed_om"]
+
+
+class OwnershipError(ValueError):
+    """An ownership statement that cannot be built (unknown asset, asset without owners)."""
+
+
+class AssetCosts(BaseModel):
+    """Cost rates of one asset for owner statements."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fuel_price_per_mmbtu: Decimal = Decimal("0")
+    variable_om_per_mwh: Decimal = Decimal("0")
+    fixed_om_per_period: Decimal = Decimal("0")
+
+
+class OwnershipConfig(BaseModel):
+    """Costs per asset and selling agents (asset -> party that sells for the owners)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    costs: dict[str, AssetCosts] = Field(default_factory=dict)
+    sellers: dict[str, str] = Field(default_factory=dict)
+
+
+class AssetOperations(BaseModel):
+    """What an asset did in the period: net generation (MWh) and metered fuel (MMBtu)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation_mwh: Decimal = Decimal("0")
+    fuel_mmbtu: Decimal = Decimal("0")
+
+
+class StatementLine(BaseModel):
+    """One party's part of one asset's revenue or cost."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    asset: str
+    kind: LineKind
+    description: str
+    asset_total: Decimal
+    share: Decimal
+    amount: Decimal
+    basis: dict[str, str] = Field(default_factory=dict)
+
+
+class OwnerStatement(BaseModel):
+    """Revenues (positive) and costs (negative) of one party for one period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    party: str
+    period: str
+    currency: str
+    lines: list[StatementLine] = Field(default_factory=list)
+    revenue: Decimal = Decimal("0")
+    costs: Decimal = Decimal("0")
+    net: Decimal = Decimal("0")
+
+
+def split_largest_remainder(total: Decimal, shares: Mapping[str, Decimal], places: int) -> dict[str, Decimal]:
+    """Split ``total`` by ``shares`` in units of ``10**-places``; the parts sum to ``total``.
+
+    Each party first gets its share rounded toward zero; the leftover units go one each
+    to the largest remainders (ties broken by party id). ``total`` must already be a
+    multiple of the unit.
+    """
+    unit = Decimal(1).scaleb(-places)
+    units_dec = abs(total) / unit
+    if units_dec != units_dec.to_integral_value():
+        raise OwnershipError(f"total {total} is not a multiple of {unit}")
+    units = int(units_dec)
+    sign = -1 if total < 0 else 1
+    exact = {p: Decimal(units) * to_decimal(s) for p, s in shares.items()}
+    base = {p: int(v.to_integral_value(rounding=ROUND_FLOOR)) for p, v in exact.items()}
+    left = units - sum(base.values())
+    if left < 0 or left > len(base):
+        raise OwnershipError(f"shares {dict(shares)} do not sum to 1")
+    for p in sorted(exact, key=lambda p: (-(exact[p] - base[p]), p))[:left]:
+        base[p] += 1
+    return {p: (sign * Decimal(n) * unit).quantize(unit) for p, n in base.items()}
+
+
+def asset_revenues(campus: Campus, invoices: Iterable[Invoice], config: OwnershipConfig) -> dict[str, tuple[Decimal, list[str]]]:
+    """``{asset: (revenue, [invoice:line references])}`` for assets with owners."""
+    owners = {a.id: {o.party for o in a.owners} for a in campus.assets if a.owners}
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    refs: dict[str, list[str]] = defaultdict(list)
+    for inv in invoices:
+        sign = Decimal(-1) if inv.kind == "credit_note" else Decimal(1)
+        for line in inv.lines:
+            asset = line.source_asset
+            if not asset or asset not in owners:
+                continue
+            if inv.seller.id not in owners[asset] and config.sellers.get(asset) != inv.seller.id:
+                continue
+            out[asset] += sign * line.amount
+            refs[asset].append(f"{inv.number}:{line.number}")
+    return {a: (out[a], refs[a]) for a in sorted(out)}
+
+
+def owner_statements(
+    campus: Campus,
+    invoices: Iterable[Invoice],
+    operations: Mapping[str, AssetOperations],
+    config: OwnershipConfig,
+    policy: MoneyPolicy,
+    period: str,
+) -> dict[str, OwnerStatement]:
+    """One :class:`OwnerStatement` per owning party (sorted by party id)."""
+    assets = {a.id: a for a in campus.assets}
+    for aid in list(config.costs) + list(config.sellers) + list(operations):
+        if aid not in assets:
+            raise OwnershipError(f"ownership: unknown asset {aid!r}")
+    places = policy.amount_places
+    totals: list[tuple[str, LineKind, str, Decimal, dict[str, str]]] = []
+    for aid, (revenue, refs) in asset_revenues(campus, invoices, config).items():
+        totals.append((aid, "revenue", f"Revenue {aid}", revenue, {"lines": ",".join(refs)}))
+    for aid in sorted(set(config.costs) | set(operations)):
+        rates = config.costs.get(aid, AssetCosts())
+        ops = operations.get(aid, AssetOperations())
+        if not assets[aid].owners:
+            raise OwnershipError(f"ownership: asset {aid!r} has costs but no owners")
+        items: list[tuple[LineKind, str, Decimal, Decimal, str]] = [
+            ("fuel_cost", "Fuel", ops.fuel_mmbtu, rates.fuel_price_per_mmbtu, "mmbtu"),
+            ("variable_om", "Variable O&M", ops.generation_mwh, rates.variable_om_per_mwh, "mwh"),
+            ("fixed_om", "Fixed O&M", Decimal(1), rates.fixed_om_per_period, "periods"),
+        ]
+        for kind, label, qty, rate, unit in items:
+            if rate == 0:
+                continue
+            amount = -policy.amount(qty * rate)
+            totals.append((aid, kind, f"{label} {aid}", amount, {unit: money_str(qty), "rate": money_str(rate)}))
+    statements: dict[str, OwnerStatement] = {}
+    for aid, kind, desc, amount, basis in totals:
+        shares = {o.party: o.share for o in assets[aid].owners}
+        parts = split_largest_remainder(policy.amount(amount), shares, places)
+        for party, part in parts.items():
+            st = statements.setdefault(party, OwnerStatement(party=party, period=period, currency=policy.currency))
+            st.lines.append(StatementLine(asset=aid, kind=kind, description=desc, asset_total=policy.amount(amount),
+                                          share=shares[party], amount=part, basis=basis))
+    for st in statements.values():
+        st.revenue = sum((ln.amount for ln in st.lines if ln.kind == "revenue"), Decimal("0"))
+        st.costs = sum((ln.amount for ln in st.lines if ln.kind != "revenue"), Decimal("0"))
+        st.net = st.revenue + st.costs
+    return dict(sorted(statements.items()))

@@ -1,0 +1,112 @@
+"""Issued invoices cannot be changed (ORM, ORM bulk, raw SQL) and numbers have no gaps."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+import hub.settlement_service as svc
+from hub.settlement_service import list_invoices, settle
+from hub.store.settlement_tables import (
+    ImmutableInvoiceError,
+    InvoiceLineRow,
+    InvoiceRow,
+    invoice_sequence_table,
+    invoice_table,
+)
+from tests.fixtures.settlement import settle_campus, write_period
+
+ISSUE = date(2026, 11, 3)
+
+
+@pytest.fixture
+def issued(db):
+    write_period(db, "2026-10")
+    out = settle(db, settle_campus(), "2026-10", issue_date=ISSUE)
+    assert all(o.status == "issued" for o in out)
+    return db, out[0].invoice
+
+
+def test_orm_update_and_delete_refused(issued):
+    db, inv = issued
+    with db.session() as s:
+        row = s.get(InvoiceRow, inv.id)
+        row.total = "0.00"
+        s.add(row)
+        with pytest.raises(ImmutableInvoiceError, match="cannot be changed"):
+            s.commit()
+    with db.session() as s:
+        line = s.get(InvoiceLineRow, (inv.id, 1))
+        s.delete(line)
+        with pytest.raises(ImmutableInvoiceError):
+            s.commit()
+    with db.session() as s:
+        s.delete(s.get(InvoiceRow, inv.id))
+        with pytest.raises(ImmutableInvoiceError):
+            s.commit()
+    assert list_invoices(db)[0].total == inv.total
+
+
+def test_orm_bulk_statements_refused(issued):
+    db, inv = issued
+    with db.session() as s:
+        with pytest.raises(ImmutableInvoiceError):
+            s.execute(update(InvoiceRow).where(InvoiceRow.id == inv.id).values(total="0.00"))
+        with pytest.raises(ImmutableInvoiceError):
+            s.execute(delete(InvoiceLineRow))
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE invoice SET total = '0.00'",
+    "DELETE FROM invoice",
+    "UPDATE invoice_line SET amount = '1.00'",
+    "DELETE FROM invoice_line",
+])
+def test_raw_sql_refused_by_trigger(issued, sql):
+    db, inv = issued
+    with pytest.raises(DBAPIError, match="immutable"):
+        with db.engine.begin() as conn:
+            conn.execute(text(sql))
+    with db.engine.connect() as conn:
+        assert conn.execute(select(invoice_table.c.total).where(invoice_table.c.id == inv.id)).scalar() == "19480.00"
+
+
+def test_service_offers_no_update_path():
+    public = [n for n, f in vars(svc).items()
+              if callable(f) and getattr(f, "__module__", "") == svc.__name__ and not n.startswith("_")]
+    assert "settle" in public and "list_invoices" in public
+    assert not [n for n in public if n.startswith(("update", "delete", "edit", "void"))]
+
+
+def test_numbers_are_gapless_even_when_an_issue_fails(db, monkeypatch):
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    write_period(db, "2026-11")
+    first = settle(db, campus, "2026-10", issue_date=ISSUE)
+    assert [o.invoice.number for o in first] == ["OP-000001", "OP-000002"]
+
+    real = svc._insert_invoice
+    calls = {"n": 0}
+
+    def failing(conn, inv, *args):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("disk full while writing the invoice")
+        return real(conn, inv, *args)
+
+    monkeypatch.setattr(svc, "_insert_invoice", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        settle(db, campus, "2026-11", contracts=["ppa-a"], issue_date=date(2026, 12, 2))
+    # the failed run took number 3 inside its transaction; the rollback gave it back
+    assert svc.existing_runs(db, "ppa-a", "2026-11") == []
+    nov = settle(db, campus, "2026-11", issue_date=date(2026, 12, 2))
+    assert [o.invoice.number for o in nov] == ["OP-000003", "OP-000004"]
+    dup = settle(db, campus, "2026-11", contracts=["ppa-a"])
+    assert dup[0].status == "error"
+    with db.engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(select(invoice_table.c.number_seq).order_by(invoice_table.c.number_seq))]
+        nxt = conn.execute(select(invoice_sequence_table.c.next_number)).scalar()
+    assert seqs == [1, 2, 3, 4] and nxt == 5

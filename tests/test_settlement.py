@@ -1,0 +1,177 @@
+"""Settlement runs on SQLite and PostgreSQL: exact amounts, versions, staleness, determinism."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from core.invoice import check_totals
+from core.settlement import SettlementOptions
+from core.timeline import billing_period
+from hub.settlement_service import (
+    get_run,
+    list_invoices,
+    refresh_stale,
+    run_allocation,
+    run_inputs,
+    settle,
+    stale_runs,
+)
+from hub.store.settlement_tables import settlement_run_table
+from tests.fixtures.settlement import NY, set_value, settle_campus, write_period
+
+ISSUE = date(2026, 11, 3)
+
+
+def _lines(inv):
+    return [(ln.description, ln.quantity, ln.unit, ln.unit_price, ln.amount) for ln in inv.lines]
+
+
+def test_initial_run_exact_amounts(db):
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE)}
+    a, b = out["ppa-a"].invoice, out["ppa-b"].invoice
+    assert out["ppa-a"].status == "issued" and a is not None and b is not None
+    # 2,976 quarter-hours x 100 kWh = 297.6 MWh x 50 ; peak 400 kW x 10 ; 60 % of 1,000
+    assert _lines(a) == [
+        ("Energy", D("297.600"), "MWh", D("50.000000"), D("14880.00")),
+        ("Demand", D("400.000"), "kW", D("10.000000"), D("4000.00")),
+        ("Fixed fee", D("1.000"), "month", D("600.000000"), D("600.00")),
+    ]
+    assert a.total == D("19480.00") and check_totals(a) == []
+    assert a.seller.id == "op" and a.buyer.id == "tenant_a" and a.buyer_reference == "PO-A"
+    assert a.due_date == date(2026, 12, 3) and (a.period_start, a.period_end) == (date(2026, 10, 1), date(2026, 10, 31))
+    # tenant_b pro rata: gt1 is 90/150 of supply -> 30 kWh of its 50 per interval
+    assert _lines(b) == [
+        ("Energy (gt1)", D("89.280"), "MWh", D("40.000000"), D("3571.20")),
+        ("Energy (pv)", D("59.520"), "MWh", D("30.000000"), D("1785.60")),
+    ]
+    assert [ln.source_asset for ln in b.lines] == ["gt1", "pv"]
+    # the run recorded the data it used and the split
+    refs = run_inputs(db, out["ppa-a"].run_id)
+    assert {r.channel_id for r in refs} == {"a.load"} and len(refs) == 32  # UTC days Oct 1 .. Nov 1
+    assert all(r.layer == "validated" and r.version == 1 and len(r.content_hash) == 64 for r in refs)
+    alloc = {(r["tenant"], r["source"]): r["kwh"] for r in run_allocation(db, out["ppa-b"].run_id)}
+    assert alloc[("tenant_b", "gt1")] == "89280.0" and alloc[("tenant_b", "pv")] == "59520.0"
+    assert {r.channel_id for r in run_inputs(db, out["ppa-b"].run_id)} >= {"a.load", "b.load", "gt1.net", "pv.net"}
+
+
+def test_adjustment_then_credit_note(db):
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    first = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert stale_runs(db) == []
+    t10 = billing_period("2026-10", NY).span.start_epoch + 10 * 900
+    set_value(db, "a.load", t10, 300.0)  # +200 kWh, peak 1,200 kW
+    assert stale_runs(db, "ppa-a") == [first.run_id]
+    assert refresh_stale(db) == [first.run_id]
+    assert get_run(db, first.run_id)["stale"] is True
+
+    final = settle(db, campus, "2026-10", contracts=["ppa-a"], version="final", issue_date=date(2026, 11, 20))[0]
+    adj = final.invoice
+    assert final.status == "issued" and adj is not None and adj.kind == "adjustment"
+    assert [(r.id, r.number) for r in adj.references] == [(first.invoice.id, first.invoice.number)]
+    assert _lines(adj) == [
+        ("Energy (adjustment)", D("0.200"), "MWh", D("50.000000"), D("10.00")),
+        ("Demand (adjustment)", D("800.000"), "kW", D("10.000000"), D("8000.00")),
+    ]
+    assert adj.total == D("8010.00")
+    assert adj.lines[1].determinants["previous_quantity"] == "400.000"
+    assert adj.lines[1].determinants["new_quantity"] == "1200.000"
+    assert stale_runs(db, "ppa-a") == [first.run_id]  # the initial stays stale; the final is current
+
+    set_value(db, "a.load", t10, 100.0)  # restated back down
+    tu = settle(db, campus, "2026-10", contracts=["ppa-a"], version="true_up", issue_date=date(2026, 12, 1))[0]
+    cn = tu.invoice
+    assert tu.seq == 1 and cn is not None and cn.kind == "credit_note"
+    assert cn.references[0].id == first.invoice.id
+    assert _lines(cn) == [
+        ("Energy (adjustment)", D("0.200"), "MWh", D("50.000000"), D("10.00")),
+        ("Demand (adjustment)", D("800.000"), "kW", D("10.000000"), D("8000.00")),
+    ]
+    assert cn.total == D("8010.00")
+    docs = list_invoices(db, contract_id="ppa-a")
+    assert [d.kind for d in docs] == ["invoice", "adjustment", "credit_note"]
+    net = sum((-d.total if d.is_credit else d.total for d in docs), D("0"))
+    assert net == D("19480.00")
+
+    # nothing changed since: a second true-up issues nothing
+    again = settle(db, campus, "2026-10", contracts=["ppa-a"], version="true_up")[0]
+    assert again.status == "no_change" and again.seq == 2 and again.invoice is None
+
+
+def test_duplicate_run_refused_by_database(db):
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    ok = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    dup = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert dup.status == "error" and "already exists" in dup.error and "refused" in dup.error
+    row = get_run(db, ok.run_id)
+    raw = {k: row[k] for k in ("contract_id", "period", "version_kind", "seq", "status", "layer", "statement",
+                               "statement_hash", "created_at", "stale")}
+    with pytest.raises(IntegrityError), db.write_transaction() as conn:
+        conn.execute(insert(settlement_run_table).values(id="another-id", **raw))
+    assert len(list_invoices(db)) == 1
+
+
+def test_dst_month_has_2884_quarter_hours(db):
+    campus = settle_campus()
+    write_period(db, "2026-11")
+    out = settle(db, campus, "2026-11", contracts=["ppa-a"], issue_date=date(2026, 12, 2))[0]
+    st = get_run(db, out.run_id)["statement_json"]
+    assert st["span"]["intervals"] == 30 * 96 + 4  # the fall-back day has 100 quarter-hours
+    assert st["span"]["start"] == "2026-11-01T04:00:00+00:00" and st["span"]["end"] == "2026-12-01T05:00:00+00:00"
+    assert _lines(out.invoice)[0] == ("Energy", D("288.400"), "MWh", D("50.000000"), D("14420.00"))
+
+
+def test_statement_is_byte_identical_for_identical_inputs(db, tmp_path):
+    from hub.store import Database
+
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    one = settle(db, campus, "2026-10", issue_date=ISSUE)
+    other = Database.open(f"sqlite:///{tmp_path / 'twin.db'}")
+    try:
+        write_period(other, "2026-10")
+        two = settle(other, campus, "2026-10", issue_date=date(2027, 1, 1))
+        for a, b in zip(one, two, strict=True):
+            sa, sb = get_run(db, a.run_id)["statement"], get_run(other, b.run_id)["statement"]
+            assert sa == sb and a.statement_hash == b.statement_hash
+            assert json.loads(sa)["inputs"]["count"] > 0
+    finally:
+        other.close()
+
+
+def test_missing_data_is_refused_unless_configured(db):
+    campus = settle_campus()
+    vals = {"a.load": 100.0}
+    write_period(db, "2026-10", vals)
+    span = billing_period("2026-10", NY).span
+    # only hall A is metered: ppa-a settles, ppa-b (which needs the campus balance) cannot
+    out = settle(db, campus, "2026-10", issue_date=ISSUE)
+    by = {o.contract_id: o for o in out}
+    assert by["ppa-a"].status == "issued"
+    assert by["ppa-b"].status == "error" and "without validated data" in by["ppa-b"].error and "b.load (2976 intervals)" in by["ppa-b"].error
+    zero = settle(db, campus, "2026-10", contracts=["ppa-b"], options=SettlementOptions(missing="zero"))[0]
+    assert zero.status == "issued" and zero.invoice is not None and zero.invoice.lines == []
+    assert span.n_intervals(15) == 2976
+
+
+def test_fallback_to_raw_layer(db):
+    campus = settle_campus()
+    write_period(db, "2026-10", {"a.load": 100.0}, layer="raw")
+    refused = settle(db, campus, "2026-10", contracts=["ppa-a"])[0]
+    assert refused.status == "error" and "a.load" in refused.error
+    out = settle(db, campus, "2026-10", contracts=["ppa-a"], options=SettlementOptions(fallback_raw=True),
+                 issue_date=ISSUE)[0]
+    assert out.invoice is not None and out.invoice.total == D("19480.00")
+    assert {r.layer for r in run_inputs(db, out.run_id)} == {"raw"}
+    # validated content appearing later makes the run stale
+    write_period(db, "2026-10", {"a.load": 100.0}, layer="validated")
+    assert stale_runs(db, "ppa-a") == [out.run_id]
