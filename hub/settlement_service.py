@@ -418,11 +418,14 @@ def settle_contract(
     issue_date: date | None = None,
     components: Any | None = None,
     conn: Any | None = None,
+    on_issue: Callable[[Any, Invoice], None] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and issue its document (see module docs).
 
     With ``conn`` (a connection inside a write transaction) the run is written in a
     savepoint of that transaction; otherwise in a write transaction of its own.
+    ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
+    is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
     """
     period = data.period
     if version not in VERSION_KINDS:
@@ -474,6 +477,8 @@ def settle_contract(
                                 issue_date or date.today(), original=original,
                                 version=len([r for r in runs if r["invoice_id"]]) + 1)
             _insert_invoice(conn, inv, n, period.label, original.id if original else None)
+            if on_issue is not None:
+                on_issue(conn, inv)
             outcome.invoice = inv
 
     try:
@@ -512,6 +517,7 @@ def settle(
     components: Any | None = None,
     progress: Callable[[str], None] | None = None,
     max_channels: int = 2000,
+    on_issue: Callable[[Any, Invoice], None] | None = None,
 ) -> list[RunOutcome]:
     """Settle ``period`` (``YYYY-MM``, local month of each contract) for the chosen contracts.
 
@@ -562,7 +568,8 @@ def settle(
                     continue
                 try:
                     outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
-                                                    issue_date=issue_date, components=components, conn=conn))
+                                                    issue_date=issue_date, components=components, conn=conn,
+                                                    on_issue=on_issue))
                 except (SettlementError, PricingError, ValueError) as exc:
                     outcomes.append(RunOutcome(c.id, period, version, error=str(exc)))
     order = {c.id: i for i, c in enumerate(chosen)}

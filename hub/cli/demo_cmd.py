@@ -1,7 +1,99 @@
-"""CLI commands (being filled in)."""
+"""``kwhub demo``: simulate, ingest, validate, settle, invoice, deliver and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def demo(
+    directory: Path = typer.Option(Path("kwhub-demo"), "--dir", help="Working directory for the demo's files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Run the whole meter-to-cash path on a simulated campus (no configuration needed).
+
+    Simulates September-October 2026 for a campus with three tenant data halls, two gas
+    turbines, six engines, 80 MW solar, a 200 MWh battery and a grid tie; ingests it
+    through the CSV, Green Button and Modbus adapters; validates it; settles one PPA per
+    tenant; issues invoices (and an adjustment after a late meter correction); delivers
+    them as UBL to a folder and JSON to a local webhook; writes owner statements and an
+    emissions summary. Running it again changes nothing.
+    """
+    from hub.demo import run_demo, summary_json
+
+    if as_json:
+        summary = run_demo(directory)
+        print(summary_json(summary))
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        summary = run_demo(directory, progress=lambda msg: bar.update(task, description=msg))
+    _print(summary)
+
+
+def _rel(path: str, base: Path) -> str:
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return path
+
+
+def _print(summary) -> None:  # type: ignore[no-untyped-def]
+    out = Console(width=max(console.width, 120))
+    base = summary.work_dir
+    out.print(f"[bold]kwhub demo[/] in {base}  (config {summary.config.name}, database {summary.database})")
+    ing = Table(title="Ingest (CSV, Green Button, Modbus)")
+    for col in ("file", "adapter", "intervals", "new days", "changed", "unchanged"):
+        ing.add_column(col)
+    shown = summary.ingest if len(summary.ingest) <= 8 else summary.ingest[:3] + summary.ingest[-5:]
+    for r in shown:
+        ing.add_row(r["file"], r["adapter"], str(r["intervals"]), str(r["new_days"]), str(r["changed_days"]),
+                    str(r["unchanged_days"]))
+    if len(summary.ingest) > len(shown):
+        ing.caption = f"{len(summary.ingest)} files in all; a second run finds every day unchanged"
+    out.print(ing)
+    vee = Table(title="VEE (validation, estimation, editing) on the injected faults")
+    for col in ("rule", "flagged", "estimated", "edited"):
+        vee.add_column(col)
+    for rule, c in sorted(summary.vee.items()):
+        vee.add_row(rule, str(c.get("flagged", 0)), str(c.get("estimated", 0)), str(c.get("edited", 0)))
+    out.print(vee)
+    inv = Table(title="Invoices")
+    for col in ("number", "kind", "tenant", "contract", "period", "total", "references"):
+        inv.add_column(col)
+    for r in summary.invoices:
+        inv.add_row(r["number"], r["kind"], r["tenant"], r["contract"], r["period"], f"{r['total']} {r['currency']}",
+                    ", ".join(r["references"]))
+    out.print(inv)
+    dl = Table(title=f"Deliveries (outbox: {', '.join(f'{k} {v}' for k, v in summary.outbox.items())})")
+    for col in ("number", "format", "transport", "status", "where"):
+        dl.add_column(col)
+    for r in summary.invoices:
+        for o in r["outputs"]:
+            dl.add_row(r["number"], o["format"], o["transport"], o["status"], _rel(o["target"], base))
+    out.print(dl)
+    files = Table(title="Other outputs")
+    files.add_column("what")
+    files.add_column("where")
+    for p in summary.owner_statements:
+        files.add_row("owner statement", _rel(p, base))
+    for p in summary.emissions:
+        files.add_row("emissions summary", _rel(p, base))
+    files.add_row("webhook receiver log", _rel(summary.webhook_records, base))
+    if summary.modbus:
+        files.add_row("Modbus poll", ", ".join(f"{k}={v}" for k, v in summary.modbus.items()))
+    if summary.market:
+        files.add_row("market (LMP file)", ", ".join(f"{k}={v}" for k, v in summary.market.items()))
+    out.print(files)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add the demo command."""
+    app.command("demo")(demo)

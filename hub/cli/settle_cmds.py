@@ -58,19 +58,21 @@ def settle_command(
     version: str = typer.Option("initial", "--version", help="initial, final or true_up."),
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
     fallback_raw: bool = typer.Option(False, "--fallback-raw", help="Use raw data where nothing is validated."),
-    missing: str = typer.Option("error", "--missing", help="error (refuse gaps) or zero (count them as 0 kWh)."),
+    missing: str = typer.Option(None, "--missing",
+                                help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Settle a billing period: price every contract and issue invoices (or adjustments)."""
-    from core.pricing.index_series import load_index_csv
-    from core.settlement import VERSION_KINDS, SettlementOptions
+    from core.settlement import VERSION_KINDS
     from core.timeline import TimeModelError, billing_period
+    from hub.issuing import outbox_hook
+    from hub.plugins import get_registry
     from hub.settlement_service import settle
 
     _check_format(fmt, ("table", "json"))
     if version not in VERSION_KINDS:
         raise UserError(f"--version must be one of {', '.join(VERSION_KINDS)}, not {version!r}", exit_code=EXIT_CONFIG)
-    if missing not in ("error", "zero"):
+    if missing is not None and missing not in ("error", "zero"):
         raise UserError(f"--missing must be error or zero, not {missing!r}", exit_code=EXIT_CONFIG)
     try:
         billing_period(period, "UTC")
@@ -81,10 +83,11 @@ def settle_command(
     if not campus.contracts:
         raise UserError("the configuration has no contracts to settle", hint="add [[contracts]] to kwhub.toml",
                         exit_code=EXIT_CONFIG)
-    index = {}
-    for name, path in cfg.index_paths().items():
-        index[name] = load_index_csv(path, name=name)
-    options = SettlementOptions(fallback_raw=fallback_raw, missing=missing, index_series=index)  # type: ignore[arg-type]
+    options = cfg.settlement_options()
+    if fallback_raw:
+        options.fallback_raw = True
+    if missing is not None:
+        options.missing = missing  # type: ignore[assignment]
     chosen = contract or [c.id for c in campus.contracts]
     db = _open_db(cfg)
     try:
@@ -93,6 +96,7 @@ def settle_command(
             task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
+                                  on_issue=outbox_hook(cfg, get_registry()),
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None

@@ -1,0 +1,487 @@
+"""``kwhub demo``: the whole meter-to-cash path on the simulated campus, no configuration.
+
+In a working directory it writes a ``kwhub.toml`` for the simulated campus, simulates
+September and October 2026 (with injected faults), ingests the data through the meter
+adapters (CSV files, a utility's Green Button file, Modbus devices on loopback), validates
+it, settles one PPA per tenant for both months (the ratchet of October looks back at
+September), applies a late meter correction and settles October again as ``final`` (an
+adjustment document for the difference), delivers every invoice through the outbox
+(UBL to a folder, JSON to a local ERP webhook), writes owner statements for the
+co-owned plants and an emissions summary, and returns a summary of where everything went.
+Every step is idempotent: a second run in the same directory issues nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from core.campus import Campus
+from core.money import money_str
+from hub.config import KwhubConfig, load_config
+
+DEMO_START = date(2026, 9, 1)
+DEMO_DAYS = 61  # September and October 2026
+PERIODS = ("2026-09", "2026-10")
+MAIN_PERIOD = "2026-10"
+CORRECTION_DAY = date(2026, 10, 14)  # the day whose hall A meter data is restated
+CORRECTION_FACTOR = 1.04
+SEED = 42
+THERMAL = ("gt1", "gt2", "re1", "re2", "re3", "re4", "re5", "re6")
+GAS_NODE = "KEYSTONE_GEN"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DemoSummary:
+    """What a demo run did and where every output is."""
+
+    work_dir: Path
+    config: Path
+    database: str
+    ingest: list[dict[str, Any]] = field(default_factory=list)
+    vee: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    outbox: dict[str, int] = field(default_factory=dict)
+    owner_statements: list[str] = field(default_factory=list)
+    emissions: list[str] = field(default_factory=list)
+    market: dict[str, Any] = field(default_factory=dict)
+    modbus: dict[str, Any] = field(default_factory=dict)
+    webhook_records: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "work_dir": str(self.work_dir),
+            "config": str(self.config),
+            "database": self.database,
+            "ingest": self.ingest,
+            "vee": self.vee,
+            "runs": self.runs,
+            "invoices": self.invoices,
+            "outbox": self.outbox,
+            "owner_statements": self.owner_statements,
+            "emissions": self.emissions,
+            "market": self.market,
+            "modbus": self.modbus,
+            "webhook_records": self.webhook_records,
+        }
+
+
+# ------------------------------------------------------------------------- configuration
+
+
+def demo_contracts() -> list[dict[str, Any]]:
+    """One PPA per tenant, each showing different price components."""
+    shared_fee = {
+        "kind": "fixed_fee",
+        "id": "shared_infra",
+        "description": "Shared infrastructure (substation, cooling plant)",
+        "total_amount": "180000.00",
+        "shares": {"tenant_a": "0.25", "tenant_b": "0.35", "tenant_c": "0.40"},
+    }
+    common = {"seller": "campus_op", "timezone": "America/New_York", "currency": "USD", "rounding": "half_up",
+              "payment_days": 30, "start": "2026-01", "tax_percent": "6", "tax_category": "S"}
+    return [
+        {
+            **common,
+            "id": "ppa_a_gas",
+            "buyer": "tenant_a",
+            "load_channels": ["hall_a.load"],
+            "sources": list(THERMAL),
+            "components": [
+                {"kind": "fuel_indexed", "id": "gas_energy", "description": "Gas-fired energy",
+                 "index": "henry_hub", "heat_rate_mmbtu_per_mwh": "9.1", "adder_per_mwh": "6.50",
+                 "floor_per_mwh": "25.00", "cap_per_mwh": "90.00", "missing_index": "previous"},
+                shared_fee,
+            ],
+        },
+        {
+            **common,
+            "id": "ppa_b_solar",
+            "buyer": "tenant_b",
+            "load_channels": ["hall_b.load"],
+            "sources": ["pv"],
+            "components": [
+                {"kind": "tou_energy", "id": "solar_tou", "description": "Solar energy",
+                 "default_period": "off_peak", "holidays": "NERC",
+                 "rules": [{"period": "on_peak", "day_types": ["weekday"], "hours": [[14, 19]]},
+                           {"period": "mid_peak", "day_types": ["weekday"], "hours": [[7, 14]]}],
+                 "prices": {"on_peak": "74.00", "mid_peak": "52.00", "off_peak": "38.00"}},
+                shared_fee,
+            ],
+        },
+        {
+            **common,
+            "id": "ppa_c_firm",
+            "buyer": "tenant_c",
+            "load_channels": ["hall_c.load"],
+            "sources": [],
+            "components": [
+                {"kind": "fixed_energy", "id": "firm_energy", "description": "Firm energy",
+                 "price_per_mwh": "61.00", "escalation_pct_per_year": "2.5"},
+                {"kind": "demand", "id": "demand", "description": "Demand charge",
+                 "price_per_kw_month": "8.75", "ratchet_pct": "90", "ratchet_months": 11},
+                shared_fee,
+            ],
+        },
+    ]
+
+
+def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
+    """The demo's kwhub.toml as a mapping."""
+
+    def dump(models: list[Any]) -> list[dict[str, Any]]:
+        return [m.model_dump(mode="json", exclude_defaults=True) for m in models]
+
+    parties = dump(campus.parties)
+    for p in parties:
+        if p["id"].startswith("tenant_"):
+            p["buyer_reference"] = f"PO-{p['id'].upper()}-2026"
+            p["delivery"] = {"routes": [{"format": "ubl", "transport": "erp_drop"},
+                                        {"format": "json", "transport": "erp_webhook"},
+                                        {"format": "json", "transport": "invoice_archive"}]}
+    return {
+        "hub": {"name": "kwhub demo campus", "timezone": "America/New_York", "output_dir": "out"},
+        "sites": dump(campus.sites),
+        "parties": parties,
+        "assets": dump(campus.assets),
+        "channels": dump(campus.channels),
+        "contracts": demo_contracts(),
+        "allocation": {"method": "pro_rata", "tolerance_kwh": 1.0},
+        "settlement": {"layer": "validated", "fallback_raw": True, "missing": "zero"},
+        "indexes": [{"name": "henry_hub", "path": "prices/henry_hub.csv"}],
+        "ownership": {
+            "costs": {a: {"fuel_price_per_mmbtu": "3.10", "variable_om_per_mwh": "4.25"} for a in ("gt1", "gt2")},
+        },
+        "emissions": {"grid_location_kg_per_mwh": 310.0, "grid_market_kg_per_mwh": 420.0},
+        "adapters": [
+            {"type": "meters.csv", "id": "meter_csv", "config": {"profile": "kwhub"}},
+            {"type": "meters.greenbutton", "id": "utility_gb", "config": {}},
+            {"type": "markets.price_file", "id": "pjm_lmp", "config": {"path": "prices/lmp.csv"}},
+            {"type": "erp.folder", "id": "erp_drop", "config": {"folder": "out/erp"}},
+            {"type": "erp.folder", "id": "invoice_archive", "config": {"folder": "out/invoices"}},
+            {"type": "erp.webhook", "id": "erp_webhook",
+             "config": {"url": webhook_url, "secret": "env:KWHUB_DEMO_WEBHOOK_SECRET"}},
+            {"type": "esg.scope_summary", "id": "scope_summary", "config": {"folder": "emissions"}},
+        ],
+    }
+
+
+# ------------------------------------------------------------------------- input files
+
+
+def write_index_csv(path: Path, start: date, days: int) -> Path:
+    """A deterministic daily gas index (USD/MMBtu) for the demo months."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Demo daily gas index, USD/MMBtu (deterministic, not market data)", "date,price,name"]
+    for i in range(days + 1):
+        d = start + timedelta(days=i)
+        price = Decimal("3.05") + Decimal(str(round(0.35 * math.sin(i / 6.0) + 0.002 * i, 3)))
+        lines.append(f"{d.isoformat()},{price.quantize(Decimal('0.001'))},henry_hub")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_lmp_csv(path: Path, start: date, days: int) -> Path:
+    """Deterministic day-ahead (hourly) and real-time (15-minute) LMPs for the campus node."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = int(datetime(start.year, start.month, start.day, 4, tzinfo=UTC).timestamp())
+    rows = ["interval_start,node,market,interval_minutes,lmp"]
+    hours = np.arange(days * 24)
+    da = 38 + 14 * np.sin((hours % 24 - 9) / 24 * 2 * np.pi) ** 2 + 3 * np.sin(hours / 97)
+    for h, p in zip(hours, da, strict=True):
+        ts = datetime.fromtimestamp(t0 + int(h) * 3600, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{ts},{GAS_NODE},DA,60,{p:.2f}")
+    q = np.arange(days * 96)
+    rt = np.repeat(da, 4) + 6 * np.sin(q / 7.3)
+    for i, p in zip(q, rt, strict=True):
+        ts = datetime.fromtimestamp(t0 + int(i) * 900, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(f"{ts},{GAS_NODE},RT,15,{p:.2f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def restate_meter_files(folder: Path, channel: str, day: date, factor: float) -> list[Path]:
+    """The meter vendor re-issues ``channel``'s files with one UTC day restated (a late correction).
+
+    Every delivered copy of the channel's file is rewritten. A ``RESTATED`` note in the
+    folder records the correction, so a second demo run finds it done and returns [].
+    """
+    note = folder / "RESTATED"
+    entry = f"{channel} {day.isoformat()} x{factor}"
+    if note.exists() and entry in note.read_text().splitlines():
+        return []
+    prefix = f"{channel},{day.isoformat()}"
+    changed = []
+    for path in sorted(folder.glob(f"{channel}*.csv")):
+        out = []
+        for line in path.read_text().splitlines():
+            if line.startswith(prefix):
+                parts = line.split(",")
+                parts[3] = f"{float(parts[3]) * factor:.3f}"
+                line = ",".join(parts)
+            out.append(line)
+        path.write_text("\n".join(out) + "\n")
+        changed.append(path)
+    with note.open("a") as fh:
+        fh.write(entry + "\n")
+    return changed
+
+
+# ------------------------------------------------------------------------- the run
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
+    """Run the demo in ``work_dir`` (created if needed) and return its summary."""
+    import os
+
+    from hub.erp_receiver import ErpReceiver
+    from hub.simulator.campus import FaultSpec, campus_definition, simulate
+    from hub.simulator.files import write_csv, write_greenbutton
+    from hub.store import Database
+
+    work_dir = work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("KWHUB_DEMO_WEBHOOK_SECRET", "kwhub-demo-secret")
+    secret = os.environ["KWHUB_DEMO_WEBHOOK_SECRET"]
+
+    progress("simulating the campus")
+    campus_def = campus_definition(15)
+    faults = FaultSpec.default(DEMO_START, DEMO_DAYS, 15)
+    sim = simulate(DEMO_START, DEMO_DAYS, 15, seed=SEED, faults=faults)
+    inputs = work_dir / "inputs"
+    # The inputs folder plays the meter-data drop: files already there (including a
+    # restated one from an earlier run) are what the meters delivered, so they are kept.
+    meter_dir = inputs / "meters"
+    if not meter_dir.exists():
+        write_csv(sim, meter_dir, layout="long", channels=[c for c in sim.series if c != "grid.import"])
+    csv_files = sorted(meter_dir.glob("*.csv"))
+    gb_file = inputs / "utility" / "grid_import_greenbutton.xml"
+    if not gb_file.exists():
+        write_greenbutton(sim, "grid.import", gb_file, usage_point_title="Campus grid tie (utility revenue meter)")
+    write_index_csv(work_dir / "prices" / "henry_hub.csv", DEMO_START, DEMO_DAYS)
+    write_lmp_csv(work_dir / "prices" / "lmp.csv", DEMO_START, DEMO_DAYS)
+
+    receiver = ErpReceiver(work_dir / "out" / "webhook_received.jsonl", secret=secret, dedupe=True)
+    receiver.start()
+    try:
+        config_path = work_dir / "kwhub.toml"
+        data = demo_config(campus_def, f"http://127.0.0.1:{receiver.port}/invoices")
+        config_path.write_bytes(tomli_w.dumps(data).encode())
+        cfg = load_config(config_path)
+        db = Database.open(cfg.database_url)
+        summary = DemoSummary(work_dir=work_dir, config=config_path, database=cfg.database_url)
+        summary.webhook_records = str(receiver.record_path)
+        _ingest(cfg, db, csv_files, gb_file, summary, progress)
+        summary.modbus = _modbus(cfg, db, sim, progress)
+        for period in PERIODS:
+            progress(f"settling {period}")
+            _settle(cfg, db, period, "initial", summary)
+        progress("late meter correction for hall A")
+        corrected = restate_meter_files(meter_dir, "hall_a.load", CORRECTION_DAY, CORRECTION_FACTOR)
+        _ingest_files(cfg, db, "meter_csv", corrected, None, summary)
+        progress(f"final settlement {MAIN_PERIOD}")
+        _settle(cfg, db, MAIN_PERIOD, "final", summary)
+        progress("delivering invoices")
+        _deliver(cfg, db, summary)
+        progress("owner statements and emissions")
+        _owner_statements(cfg, db, summary)
+        _emissions(cfg, db, sim, summary)
+        _market(cfg, sim, summary)
+        summary.invoices = _invoice_rows(cfg, db)
+        return summary
+    finally:
+        receiver.stop()
+
+
+def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path], channel: str | None,
+                  summary: DemoSummary) -> None:
+    from hub.ingest import ingest_file
+
+    adapter = cfg.adapter(adapter_id)
+    for f in files:
+        rep = ingest_file(db, cfg.campus, adapter, f, channel)
+        summary.ingest.append({
+            "file": str(f.relative_to(cfg.work_dir)), "adapter": adapter.type_id, "intervals": rep.intervals,
+            "new_days": rep.new_days, "changed_days": rep.changed_days, "unchanged_days": rep.unchanged_days,
+        })
+        if rep.vee:
+            _merge_vee(summary.vee, rep.vee)
+
+
+def _merge_vee(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for rule, counts in (part.get("rules") or {}).items():
+        agg = total.setdefault(rule, {})
+        for k, v in counts.items():
+            if isinstance(v, (int, float)):
+                agg[k] = agg.get(k, 0) + v
+
+
+def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, summary: DemoSummary,
+            progress: Progress) -> None:
+    progress(f"ingesting {len(csv_files)} CSV files")
+    _ingest_files(cfg, db, "meter_csv", csv_files, None, summary)
+    progress("ingesting the utility's Green Button file")
+    _ingest_files(cfg, db, "utility_gb", [gb_file], "grid.import", summary)
+
+
+def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str, Any]:
+    """Poll simulated plant controllers over Modbus TCP on loopback and store the readings."""
+    try:
+        from hub.demo_modbus import poll_demo_devices
+    except ImportError:
+        return {}
+
+    progress("polling plant controllers over Modbus TCP")
+    return poll_demo_devices(cfg, db, sim)
+
+
+def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
+    from hub.issuing import outbox_hook
+    from hub.plugins import get_registry
+    from hub.settlement_service import existing_runs, settle
+
+    todo = [c.id for c in cfg.campus.contracts
+            if not any(r.get("version_kind") == version for r in existing_runs(db, c.id, period))]
+    if version != "initial":
+        from hub.settlement_service import stale_runs
+
+        stale = set(stale_runs(db, period=period))
+        todo = [c for c in todo if any(r.startswith(f"{c}:{period}:") for r in stale)]
+    if not todo:
+        return
+    outcomes = settle(db, cfg.campus, period, contracts=todo, version=version, options=cfg.settlement_options(),
+                      issue_date=_issue_date(period), on_issue=outbox_hook(cfg, get_registry()))
+    for o in outcomes:
+        if o.status == "error":
+            raise RuntimeError(f"demo settlement of {o.contract_id} {period} {version} failed: {o.error}")
+        summary.runs.append(o.as_dict())
+
+
+def _issue_date(period: str) -> date:
+    y, m = (int(x) for x in period.split("-"))
+    return date(y + (m == 12), m % 12 + 1, 5)
+
+
+def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
+    from hub.outbox import relay_once, status_counts, transports_from_config
+    from hub.plugins import get_registry
+
+    transports = transports_from_config(cfg)
+    for _ in range(50):
+        rep = relay_once(db, get_registry(), transports, limit=200)
+        if not getattr(rep, "attempted", 0) and not getattr(rep, "sent", 0):
+            break
+    summary.outbox = status_counts(db)
+
+
+def _invoice_rows(cfg: KwhubConfig, db: Any) -> list[dict[str, Any]]:
+    from hub.outbox import list_outbox
+    from hub.settlement_service import list_invoices
+
+    rows = []
+    out_rows = list_outbox(db)
+    for inv in list_invoices(db):
+        outputs = []
+        for r in out_rows:
+            r = r if isinstance(r, dict) else r._asdict()
+            if r.get("invoice_id") == inv.id:
+                outputs.append({"format": r.get("format_id"), "transport": r.get("transport_instance"),
+                                "status": r.get("status"), "target": _target(cfg, r)})
+        rows.append({"id": inv.id, "number": inv.number, "kind": inv.kind, "tenant": inv.buyer.id,
+                     "contract": inv.contract_id, "period": f"{inv.period_start}..{inv.period_end}",
+                     "total": money_str(inv.total), "currency": inv.currency,
+                     "references": [r.number for r in inv.references], "outputs": outputs})
+    return rows
+
+
+def _target(cfg: KwhubConfig, row: dict[str, Any]) -> str:
+    inst = cfg.adapters.get(row.get("transport_instance", ""))
+    if inst is None:
+        return ""
+    conf = inst.config
+    folder = getattr(conf, "folder", None)
+    if folder:
+        p = Path(folder)
+        return str((p if p.is_absolute() else cfg.work_dir / p) / row.get("filename", ""))
+    return str(getattr(conf, "url", ""))
+
+
+def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
+    from core.ownership import AssetOperations, owner_statements
+    from core.pricing.base import money_policy
+    from core.timeline import billing_period
+    from hub.settlement_service import list_invoices
+
+    per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
+    invoices = [i for i in list_invoices(db) if i.period_start >= per.first_day and i.period_end <= per.last_day]
+    ids = [f"{a}.net" for a in ("gt1", "gt2")] + [f"{a}.fuel" for a in ("gt1", "gt2")]
+    m = db.intervals.read_matrix(ids, per.span, 15, layer="validated")
+    sums = {cid: float(np.nansum(m.values[i])) for i, cid in enumerate(m.channel_ids)}
+    ops = {a: AssetOperations(generation_mwh=Decimal(str(round(sums[f"{a}.net"] / 1000, 3))),
+                              fuel_mmbtu=Decimal(str(round(sums[f"{a}.fuel"], 3)))) for a in ("gt1", "gt2")}
+    policy = money_policy(cfg.campus.contracts[0])
+    statements = owner_statements(cfg.campus, invoices, ops, cfg.file.ownership, policy, MAIN_PERIOD)
+    folder = cfg.output_dir / "owners"
+    folder.mkdir(parents=True, exist_ok=True)
+    for party, st in statements.items():
+        path = folder / f"owner-statement-{party}-{MAIN_PERIOD}.json"
+        path.write_text(st.model_dump_json(indent=2) + "\n")
+        summary.owner_statements.append(str(path))
+
+
+def _emissions(cfg: KwhubConfig, db: Any, sim: Any, summary: DemoSummary) -> None:
+    from core.emissions import campus_inventory
+    from core.timeline import billing_period
+    from hub.settlement_service import existing_runs, run_allocation
+
+    per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
+    gen_ids = [f"{a}.net" for a in THERMAL] + ["pv.net", "grid.import"]
+    fuel_ids = [f"{a}.fuel" for a in THERMAL]
+    m = db.intervals.read_matrix(gen_ids + fuel_ids, per.span, 15, layer="validated")
+    sums = {cid: float(np.nansum(m.values[i])) for i, cid in enumerate(m.channel_ids)}
+    generation = {cid.split(".")[0]: sums[cid] / 1000 for cid in gen_ids if cid != "grid.import"}
+    fuel = {a: ("natural_gas", sums[f"{a}.fuel"]) for a in THERMAL}
+    tenants: dict[str, dict[str, float]] = {}
+    for contract in cfg.campus.contracts:
+        runs = [r for r in existing_runs(db, contract.id, MAIN_PERIOD) if r.get("version_kind") == "initial"]
+        if not runs:
+            continue
+        for row in run_allocation(db, runs[0]["id"]):
+            src = row["source"]
+            src = "grid" if src.startswith("grid") else src.split(".")[0]
+            tenants.setdefault(row["tenant"], {}).setdefault(src, 0.0)
+            tenants[row["tenant"]][src] += float(row["kwh"]) / 1000
+    inv = campus_inventory(MAIN_PERIOD, generation, fuel, sums["grid.import"] / 1000, tenants, cfg.file.emissions)
+    writer = cfg.adapter("scope_summary")
+    paths = writer.write(inv, cfg.output_dir)  # type: ignore[attr-defined]
+    summary.emissions = [str(p) for p in paths]
+
+
+def _market(cfg: KwhubConfig, sim: Any, summary: DemoSummary) -> None:
+    prices = cfg.adapter("pjm_lmp").load_prices()  # type: ignore[attr-defined]
+    export = sim.series["grid.export"]
+    out: dict[str, Any] = {"node": GAS_NODE}
+    for ps in prices:
+        out[f"{ps.market.lower()}_intervals"] = len(ps)
+        out[f"export_value_at_{ps.market.lower()}_usd"] = round(ps.value_of(export.starts, export.values, 15), 2)
+    summary.market = out
+
+
+def summary_json(summary: DemoSummary) -> str:
+    return json.dumps(summary.as_dict(), indent=2, default=str)
