@@ -1,0 +1,34 @@
+"""The simulated campus: deterministic interval data, meter files and Modbus devices."""
+
+from hub.simulator.campus import (
+    ALL_CHANNELS,
+    AVAIL_CHANNELS,
+    ENERGY_CHANNELS,
+    FUEL_CHANNELS,
+    GENERATION_CHANNELS,
+    LOAD_CHANNELS,
+    FaultSpec,
+    InjectedFault,
+    SimResult,
+    campus_definition,
+    sim_span,
+    simulate,
+)
+from hub.simulator.files import write_csv, write_greenbutton
+
+__all__ = [
+    "ALL_CHANNELS",
+    "AVAIL_CHANNELS",
+    "ENERGY_CHANNELS",
+    "FUEL_CHANNELS",
+    "GENERATION_CHANNELS",
+    "LOAD_CHANNELS",
+    "FaultSpec",
+    "InjectedFault",
+    "SimResult",
+    "campus_definition",
+    "sim_span",
+    "simulate",
+    "write_csv",
+    "write_greenbutton",
+]
