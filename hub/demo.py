@@ -446,27 +446,29 @@ def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 
 def _emissions(cfg: KwhubConfig, db: Any, sim: Any, summary: DemoSummary) -> None:
+    """Scope 1/2 inventory of the month; each tenant carries the emissions of its allocated sources."""
+    from core.allocation import allocate
     from core.emissions import campus_inventory
     from core.timeline import billing_period
-    from hub.settlement_service import existing_runs, run_allocation
 
     per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
-    gen_ids = [f"{a}.net" for a in THERMAL] + ["pv.net", "grid.import"]
+    balance_ids = [c.id for c in cfg.campus.channels if c.role not in ("fuel", "availability", "check", "other")]
     fuel_ids = [f"{a}.fuel" for a in THERMAL]
-    m = db.intervals.read_matrix(gen_ids + fuel_ids, per.span, 15, layer="validated")
+    m = db.intervals.read_matrix(balance_ids + fuel_ids, per.span, 15, layer="validated")
     sums = {cid: float(np.nansum(m.values[i])) for i, cid in enumerate(m.channel_ids)}
-    generation = {cid.split(".")[0]: sums[cid] / 1000 for cid in gen_ids if cid != "grid.import"}
+    generation = {cid.split(".")[0]: sums[cid] / 1000 for cid in balance_ids
+                  if cfg.campus.channel(cid).role == "generation"}
     fuel = {a: ("natural_gas", sums[f"{a}.fuel"]) for a in THERMAL}
+    balance = m.__class__(channel_ids=balance_ids, start_epoch=m.start_epoch, interval_minutes=m.interval_minutes,
+                          values=np.nan_to_num(m.values[: len(balance_ids)]),
+                          quality=m.quality[: len(balance_ids)])
+    alloc = allocate(balance, cfg.campus, cfg.campus.allocation, keep_intervals=False)
     tenants: dict[str, dict[str, float]] = {}
-    for contract in cfg.campus.contracts:
-        runs = [r for r in existing_runs(db, contract.id, MAIN_PERIOD) if r.get("version_kind") == "initial"]
-        if not runs:
-            continue
-        for row in run_allocation(db, runs[0]["id"]):
-            src = row["source"]
-            src = "grid" if src.startswith("grid") else src.split(".")[0]
-            tenants.setdefault(row["tenant"], {}).setdefault(src, 0.0)
-            tenants[row["tenant"]][src] += float(row["kwh"]) / 1000
+    for tenant in alloc.tenants:
+        for src, kwh in alloc.tenant_totals(tenant).items():
+            key = "grid" if src.startswith("grid") else src.split(".")[0]
+            tenants.setdefault(tenant, {}).setdefault(key, 0.0)
+            tenants[tenant][key] += kwh / 1000
     inv = campus_inventory(MAIN_PERIOD, generation, fuel, sums["grid.import"] / 1000, tenants, cfg.file.emissions)
     writer = cfg.adapter("scope_summary")
     paths = writer.write(inv, cfg.output_dir)  # type: ignore[attr-defined]

@@ -1,7 +1,267 @@
-"""CLI commands (being filled in)."""
+"""``kwhub ingest`` (files into the raw layer, then VEE) and ``kwhub readings`` (look at them)."""
 
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
+from core.quality import QUALITY_LABELS, Quality
+from hub.cli.errors import EXIT_CONFIG, UserError
+
+console = Console()
+
+
+def _load(config: Path | None) -> Any:
+    from hub.config import load_config
+
+    return load_config(config)
+
+
+def _open_db(cfg: Any) -> Any:
+    from hub.store import Database
+
+    return Database.open(cfg.database_url, work_dir=cfg.work_dir)
+
+
+def _build_adapter(cfg: Any, adapter: str, overrides: dict[str, Any]) -> Any:
+    """An adapter instance from a configured instance id or a registered type id."""
+    from pydantic import ValidationError
+
+    from core.adapters import MeterAdapter
+    from hub.plugins import get_registry
+
+    if adapter in cfg.adapters:
+        inst = cfg.adapters[adapter]
+        if overrides:
+            merged = {**inst.config.model_dump(exclude_unset=True), **overrides}
+            return inst.cls(inst.id, _validated(inst.cls, merged, adapter), cfg.context())
+        return inst.build(cfg.context())
+    registry = get_registry()
+    if adapter not in registry.adapters:
+        known_types = sorted(t for t, c in registry.adapters.items() if "file" in c.capabilities)
+        raise UserError(f"no adapter instance or file adapter type named {adapter!r}",
+                        hint=f"file adapter types: {', '.join(known_types)}; configured instances: "
+                             f"{', '.join(sorted(cfg.adapters)) or 'none'}", exit_code=EXIT_CONFIG)
+    cls = registry.adapter(adapter)
+    if not issubclass(cls, MeterAdapter) or "file" not in cls.capabilities:
+        raise UserError(f"adapter type {adapter!r} does not read files", exit_code=EXIT_CONFIG)
+    try:
+        return cls(adapter, _validated(cls, overrides, adapter), cfg.context())
+    except ValidationError as exc:  # pragma: no cover - _validated raises first
+        raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+
+
+def _validated(cls: Any, data: dict[str, Any], name: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return cls.Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{name}: {problems}", exit_code=EXIT_CONFIG) from None
+
+
+def _vee_counts(vee: dict[str, Any] | None) -> str:
+    if not vee:
+        return "-"
+    flagged = estimated = 0
+    rules = vee.get("rules", vee.get("per_rule", {}))
+    if isinstance(rules, dict):
+        for counts in rules.values():
+            if isinstance(counts, dict):
+                flagged += int(counts.get("flagged", 0))
+                estimated += int(counts.get("estimated", 0))
+    flagged = int(vee.get("flagged", flagged))
+    estimated = int(vee.get("estimated", estimated))
+    return f"{flagged} flag, {estimated} est"
+
+
+def ingest(
+    files: list[Path] = typer.Argument(..., help="Meter files to ingest (CSV, Green Button XML)."),
+    adapter: str | None = typer.Option(None, "--adapter", "-a",
+                                       help="Adapter instance id (kwhub.toml) or type (meters.csv, "
+                                            "meters.greenbutton); default: detect from the file."),
+    channel: str | None = typer.Option(None, "--channel", "-c", help="Channel id for a single-channel file."),
+    config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml or built-in)."),
+    profile: str | None = typer.Option(None, "--profile", help="CSV profile (meters.csv only)."),
+    timezone: str | None = typer.Option(None, "--timezone", help="Time zone of naive local timestamps."),
+    vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
+    fmt: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """Ingest meter files into the raw layer (one transaction per file), then run VEE."""
+    from hub.ingest import ingest_file, sniff_adapter
+    from hub.plugins import get_registry
+
+    cfg = _load(config)
+    overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}
+    for f in files:
+        if not f.exists():
+            raise UserError(f"{f}: file not found")
+    db = _open_db(cfg)
+    reports: list[Any] = []
+    errors: list[str] = []
+    adapters: dict[str, Any] = {}
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  disable=fmt == "json" or not sys.stderr.isatty()) as progress:
+        task = progress.add_task("", total=len(files))
+        for f in files:
+            progress.update(task, description=f.name)
+            name = adapter or sniff_adapter(f, get_registry())
+            if name is None:
+                errors.append(f"{f}: no meter adapter recognises this file; pass --adapter")
+                progress.advance(task)
+                continue
+            if name not in adapters:
+                adapters[name] = _build_adapter(cfg, name, overrides)
+            try:
+                reports.append(ingest_file(db, cfg.campus, adapters[name], f, channel,
+                                           allow_new_channels=cfg.embedded_default, run_vee=vee,
+                                           vee_config=cfg.vee or None))
+            except IntervalDataError as exc:
+                if len(files) == 1:
+                    raise
+                errors.append(str(exc))
+            progress.advance(task)
+    if fmt == "json":
+        typer.echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
+    else:
+        _print_ingest_table(reports)
+    if errors:
+        raise UserError(f"{len(errors)} of {len(files)} file(s) rejected (nothing stored from them):\n  "
+                        + "\n  ".join(errors))
+
+
+def _print_ingest_table(reports: list[Any]) -> None:
+    table = Table(title="ingest (days: new / changed / same)")
+    for col in ("file", "adapter", "channels", "intervals", "new", "changed", "same", "dups", "periods", "VEE"):
+        table.add_column(col, justify="right" if col not in ("file", "adapter") else "left",
+                         overflow="fold")
+    for r in reports:
+        table.add_row(Path(r.source).name, r.adapter, str(len(r.channels)), f"{r.intervals:,}", str(r.new_days),
+                      str(r.changed_days), str(r.unchanged_days), str(r.duplicates), str(len(r.period_readings)),
+                      _vee_counts(r.vee) if r.vee is not None else (r.vee_note and "not run") or "-")
+    console.print(table)
+    created = sorted({c for r in reports for c in r.created_channels})
+    if created:
+        console.print(f"[yellow]added ad-hoc channel(s):[/] {', '.join(created)}")
+
+
+def _parse_instant(text: str, opt: str) -> int:
+    try:
+        if len(text) == 10:
+            return day_start_epoch(date.fromisoformat(text))
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{opt} {text!r} is not a date (YYYY-MM-DD) or ISO timestamp", exit_code=EXIT_CONFIG) from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp())
+
+
+def readings(
+    channel: str | None = typer.Argument(None, help="Channel id."),
+    start: str | None = typer.Option(None, "--start", help="First instant (YYYY-MM-DD or ISO, UTC)."),
+    end: str | None = typer.Option(None, "--end", help="End instant, exclusive (default: start + 1 day)."),
+    layer: str = typer.Option("raw", "--layer", help="raw or validated"),
+    fmt: str = typer.Option("csv", "--format", help="csv or json (table for --summary)"),
+    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh."),
+    config: Path | None = typer.Option(None, "--config", help="kwhub.toml"),
+) -> None:
+    """Print stored intervals with quality flags (and the rule that set them)."""
+    if layer not in ("raw", "validated"):
+        raise UserError(f"--layer must be raw or validated, not {layer!r}", exit_code=EXIT_CONFIG)
+    cfg = _load(config)
+    db = _open_db(cfg)
+    if summary:
+        _print_summary(db, layer, fmt)
+        return
+    if channel is None:
+        raise UserError("give a CHANNEL (or --summary)", exit_code=EXIT_CONFIG)
+    if start is None:
+        raise UserError("--start is required with a CHANNEL", exit_code=EXIT_CONFIG)
+    t0 = _parse_instant(start, "--start")
+    t1 = _parse_instant(end, "--end") if end else t0 + SECONDS_PER_DAY
+    if t1 <= t0:
+        raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
+    first = datetime.fromtimestamp(t0, tz=UTC).date()
+    last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
+    blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
+    rows = _rows(blocks, t0, t1)
+    if fmt == "json":
+        typer.echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"])
+    for r in rows:
+        w.writerow([channel, r["interval_start"], r["interval_minutes"], "" if r["kwh"] is None else repr(r["kwh"]),
+                    r["quality"], r["rule"]])
+    typer.echo(buf.getvalue(), nl=False)
+
+
+def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
+    """Slots of the blocks inside [t0, t1) that hold a value or a flag (vectorised per day)."""
+    out: list[dict[str, Any]] = []
+    for b in sorted(blocks, key=lambda x: x.day):
+        step = b.interval_minutes * 60
+        starts = day_start_epoch(b.day) + step * np.arange(len(b.values), dtype=np.int64)
+        rule_ids = b.rule_ids if b.rule_ids is not None else np.zeros(len(b.values), dtype=np.uint8)
+        keep = (starts >= t0) & (starts < t1) & (~np.isnan(b.values) | (b.quality != Quality.MISSING) | (rule_ids > 0))
+        for i in np.flatnonzero(keep):  # output rows: bounded by what is printed
+            rid = int(rule_ids[i])
+            v = float(b.values[i])
+            out.append({
+                "interval_start": datetime.fromtimestamp(int(starts[i]), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "interval_minutes": b.interval_minutes,
+                "kwh": None if np.isnan(v) else v,
+                "quality": QUALITY_LABELS.get(int(b.quality[i]), str(int(b.quality[i]))),
+                "rule": b.rule_names[rid - 1] if 0 < rid <= len(b.rule_names) else "",
+            })
+    return out
+
+
+def _print_summary(db: Any, layer: str, fmt: str) -> None:
+    items = db.intervals.summary(layer=layer)
+
+    def iso(x: Any) -> str:
+        if x is None:
+            return ""
+        if isinstance(x, (int, np.integer)):
+            return datetime.fromtimestamp(int(x), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(x, datetime):
+            return (x if x.tzinfo else x.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return str(x)
+
+    data = [{"channel_id": s.channel_id, "intervals": int(s.intervals), "first_start": iso(s.first_start),
+             "last_end": iso(s.last_end), "total_kwh": float(s.total_kwh)} for s in items]
+    if fmt == "json":
+        typer.echo(json.dumps({"layer": layer, "channels": data}, indent=2))
+        return
+    table = Table(title=f"readings ({layer})")
+    for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):
+        table.add_column(col, justify="left" if col == "channel" else "right")
+    for d in data:
+        table.add_row(d["channel_id"], f"{d['intervals']:,}", d["first_start"], d["last_end"], f"{d['total_kwh']:,.3f}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``ingest`` and ``readings`` to the kwhub app."""
+    app.command("ingest")(ingest)
+    app.command("readings")(readings)
+
+
+__all__ = ["register", "ingest", "readings"]

@@ -1,0 +1,188 @@
+"""Benchmark: Green Button (ESPI) parsing speed and memory vs. the greenbutton_objects package.
+
+Generates ESPI feeds in the layout utilities publish (pretty-printed Atom entries, one
+IntervalBlock per day of 15-minute readings, a ReadingQuality on some readings, cost),
+then parses each in a fresh subprocess so that peak RSS is per run:
+
+* ours: ``plugins.meters.greenbutton.GreenButtonMeter.read_file`` at two file sizes
+  (memory should stay flat; only the output arrays grow, ~40 bytes per reading);
+* peer: ``greenbutton_objects.parse.parse_feed`` (ElementTree DOM). When it cannot do the
+  big file in reasonable time it runs on the small one and the JSON says which.
+
+The last line is one JSON object.
+
+    python bench/ingest_greenbutton.py [--mb 150] [--small-mb 30] [--peer-timeout 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "https://utility.example/DataCustodian/espi/1_1/resource"
+
+
+def _entry(links: list[tuple[str, str]], title: str, content: str) -> str:
+    link_xml = "".join(f'    <link rel="{rel}" href="{href}"/>\n' for rel, href in links)
+    return (f"  <entry>\n    <id>urn:uuid:{abs(hash((title, content[:40]))):032x}</id>\n{link_xml}"
+            f"    <title>{title}</title>\n    <content>\n{content}    </content>\n"
+            "    <updated>2024-01-01T00:00:00Z</updated>\n  </entry>\n")
+
+
+def generate(path: Path, target_mb: float, seed: int = 7) -> int:
+    """Write ESPI usage points of 15-minute data until the file reaches ``target_mb``."""
+    rng = np.random.default_rng(seed)
+    t0 = 1704085200  # 2024-01-01T05:00:00Z
+    n_readings = 0
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom" '
+                 'xmlns:espi="http://naesb.org/espi">\n  <id>urn:uuid:bench</id>\n  <title>bench</title>\n')
+        fh.write(_entry([("self", f"{BASE}/LocalTimeParameters/1")], "DST For North America",
+                        "      <espi:LocalTimeParameters>\n        <espi:dstEndRule>B40E2000</espi:dstEndRule>\n"
+                        "        <espi:dstOffset>3600</espi:dstOffset>\n"
+                        "        <espi:dstStartRule>360E2000</espi:dstStartRule>\n"
+                        "        <espi:tzOffset>-18000</espi:tzOffset>\n      </espi:LocalTimeParameters>\n"))
+        up_i = 0
+        while fh.tell() < target_mb * 1e6:
+            up_i += 1
+            up = f"{BASE}/Subscription/1/UsagePoint/{up_i}"
+            mr = f"{up}/MeterReading/1"
+            rt = f"{BASE}/ReadingType/{up_i}"
+            fh.write(_entry([("self", up), ("related", f"{up}/MeterReading")], f"Meter {up_i}",
+                            "      <espi:UsagePoint>\n        <espi:ServiceCategory><espi:kind>0</espi:kind>"
+                            "</espi:ServiceCategory>\n      </espi:UsagePoint>\n"))
+            fh.write(_entry([("self", mr), ("up", f"{up}/MeterReading"), ("related", f"{mr}/IntervalBlock"),
+                             ("related", rt)], "Energy", "      <espi:MeterReading/>\n"))
+            fh.write(_entry([("self", rt)], "kWh", "      <espi:ReadingType>\n"
+                            "        <espi:accumulationBehaviour>4</espi:accumulationBehaviour>\n"
+                            "        <espi:commodity>1</espi:commodity>\n"
+                            "        <espi:flowDirection>1</espi:flowDirection>\n"
+                            "        <espi:intervalLength>900</espi:intervalLength>\n"
+                            "        <espi:kind>12</espi:kind>\n"
+                            "        <espi:powerOfTenMultiplier>0</espi:powerOfTenMultiplier>\n"
+                            "        <espi:uom>72</espi:uom>\n      </espi:ReadingType>\n"))
+            for day in range(365):
+                s0 = t0 + day * 86400
+                vals = rng.integers(50, 3000, 96)
+                flagged = rng.random(96) < 0.05
+                parts = [f"      <espi:IntervalBlock>\n        <espi:interval>\n"
+                         f"          <espi:duration>86400</espi:duration>\n"
+                         f"          <espi:start>{s0}</espi:start>\n        </espi:interval>\n"]
+                for i in range(96):
+                    q = ("          <espi:ReadingQuality>\n            <espi:quality>8</espi:quality>\n"
+                         "          </espi:ReadingQuality>\n") if flagged[i] else ""
+                    parts.append(f"        <espi:IntervalReading>\n          <espi:cost>{int(vals[i]) * 11}</espi:cost>\n"
+                                 f"{q}          <espi:timePeriod>\n            <espi:duration>900</espi:duration>\n"
+                                 f"            <espi:start>{s0 + 900 * i}</espi:start>\n          </espi:timePeriod>\n"
+                                 f"          <espi:value>{int(vals[i])}</espi:value>\n        </espi:IntervalReading>\n")
+                parts.append("      </espi:IntervalBlock>\n")
+                fh.write(_entry([("self", f"{mr}/IntervalBlock/{day + 1}"), ("up", f"{mr}/IntervalBlock")],
+                                "", "".join(parts)))
+                n_readings += 96
+        fh.write("</feed>\n")
+    return n_readings
+
+
+def child(kind: str, path: str) -> None:
+    """Parse once in this process and print seconds, readings and peak RSS."""
+    sys.path.insert(0, str(ROOT))
+    t = time.perf_counter()
+    c0 = time.process_time()
+    if kind == "ours":
+        from plugins.meters.greenbutton import GreenButtonMeter
+
+        batch = GreenButtonMeter("bench").read_file(Path(path))
+        readings = len(batch) + len(batch.meta["period_readings"])
+    else:
+        from greenbutton_objects.parse import parse_feed
+
+        ups = parse_feed(path)
+        readings = sum(sum(1 for _ in mr.intervalReadings) for up in ups for mr in up.meterReadings)
+    secs = time.perf_counter() - t
+    cpu = time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": secs, "cpu_seconds": cpu, "readings": readings, "peak_rss_mb": rss}))
+
+
+def run(kind: str, path: Path, timeout: float) -> dict | None:
+    try:
+        out = subprocess.run([sys.executable, __file__, "--child", kind, str(path)], capture_output=True, text=True,
+                             timeout=timeout, check=True)
+    except subprocess.TimeoutExpired:
+        return None
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["mb"] = path.stat().st_size / 1e6
+    res["mb_per_s"] = res["mb"] / res["seconds"]
+    res["mb_per_cpu_s"] = res["mb"] / res["cpu_seconds"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=150)
+    ap.add_argument("--small-mb", type=float, default=30)
+    ap.add_argument("--peer-timeout", type=float, default=600)
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "FILE"))
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    work = Path(tempfile.mkdtemp(prefix="kwhub_bench_gb_"))
+    big, small = work / "big.xml", work / "small.xml"
+    for p, mb in ((big, args.mb), (small, args.small_mb)):
+        t = time.perf_counter()
+        n = generate(p, mb)
+        print(f"generated {p.name}: {p.stat().st_size / 1e6:.1f} MB, {n:,} readings in "
+              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+    ours_small = run("ours", small, 3600)
+    ours_big = run("ours", big, 3600)
+    assert ours_small and ours_big
+    for name, r in (("small", ours_small), ("big", ours_big)):
+        print(f"ours {name}: {r['mb']:.1f} MB in {r['seconds']:.2f} s = {r['mb_per_s']:.1f} MB/s "
+              f"({r['mb_per_cpu_s']:.1f} MB per CPU-s), "
+              f"{r['readings']:,} readings, peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    peer = run("peer", big, args.peer_timeout)
+    peer_file = "big"
+    if peer is None:
+        print(f"peer did not finish the big file within {args.peer_timeout:.0f} s; measuring it on the small file",
+              file=sys.stderr)
+        peer = run("peer", small, args.peer_timeout)
+        peer_file = "small"
+    if peer:
+        print(f"peer ({peer_file}): {peer['mb']:.1f} MB in {peer['seconds']:.2f} s = {peer['mb_per_s']:.2f} MB/s "
+              f"({peer['mb_per_cpu_s']:.2f} MB per CPU-s), "
+              f"{peer['readings']:,} readings, peak RSS {peer['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    result = {
+        "mb_per_s": round(ours_big["mb_per_s"], 2),
+        "mb_per_cpu_s": round(ours_big["mb_per_cpu_s"], 2),
+        "peer_mb_per_cpu_s": round(peer["mb_per_cpu_s"], 2) if peer else None,
+        "peer_mb_per_s": round(peer["mb_per_s"], 2) if peer else None,
+        "peak_rss_mb": round(ours_big["peak_rss_mb"], 1),
+        "file_mb": round(ours_big["mb"], 1),
+        "readings": ours_big["readings"],
+        "small_file_mb": round(ours_small["mb"], 1),
+        "small_peak_rss_mb": round(ours_small["peak_rss_mb"], 1),
+        "small_mb_per_s": round(ours_small["mb_per_s"], 2),
+        "peer_file": peer_file,
+        "peer_file_mb": round(peer["mb"], 1) if peer else None,
+        "peer_peak_rss_mb": round(peer["peak_rss_mb"], 1) if peer else None,
+        "peer_readings": peer["readings"] if peer else None,
+    }
+    for p in (big, small):
+        p.unlink()
+    os.rmdir(work)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
