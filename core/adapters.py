@@ -131,7 +131,7 @@ class Adapter:
         return {
             "type": cls.type_id,
             "family": cls.family,
-            "title": cls.title or cls.__doc__.strip().splitlines()[0] if cls.__doc__ else cls.type_id,
+            "title": cls.title or (cls.__doc__.strip().splitlines()[0] if cls.__doc__ else cls.type_id),
             "capabilities": sorted(cls.capabilities),
         }
 

@@ -80,7 +80,7 @@ class SettlementSettings(BaseModel):
     layer: Literal["validated", "raw"] = "validated"
     fallback_raw: bool = False
     missing: Literal["error", "zero"] = "error"
-    shared: str = "pro_rata"
+    shared: Literal["pro_rata", "fixed_shares", "none"] = "pro_rata"
     grid_price_per_mwh: Decimal | None = None
 
 
