@@ -1,7 +1,183 @@
-"""CLI commands (being filled in)."""
+"""Delivery commands: ``kwhub deliver``, ``kwhub outbox list``, ``kwhub outbox retry``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.cli.errors import EXIT_CONFIG, UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+outbox_app = typer.Typer(help="Inspect and repair the invoice outbox.", no_args_is_help=True)
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml).")
+
+
+def _open(config: Path | None) -> tuple[Any, Any]:
+    from hub.config import load_config
+    from hub.store import Database
+
+    cfg = load_config(config)
+    return cfg, Database.open(cfg.database_url)
+
+
+@contextmanager
+def _relay_logging(verbose: bool) -> Iterator[None]:
+    """Show the relay's warnings (and with ``verbose`` its retries) on stderr while it runs."""
+    logger = logging.getLogger("kwhub.outbox")
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def deliver(
+    config: Path = CONFIG_OPTION,
+    once: bool = typer.Option(False, "--once", help="Deliver what is due now, then exit (default: keep polling)."),
+    limit: int = typer.Option(100, "--batch", min=1, help="Rows claimed per pass."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, max=64, help="Documents sent at a time."),
+    poll: float = typer.Option(2.0, "--poll", min=0.05, help="Seconds between passes when idle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every retry."),
+) -> None:
+    """Send queued invoices through their transports (at least once, idempotency-keyed)."""
+    from hub.outbox import (
+        close_transports,
+        count_due,
+        run_relay,
+        status_counts,
+        transports_from_config,
+    )
+    from hub.plugins import get_registry
+
+    cfg, db = _open(config)
+    transports = transports_from_config(cfg)
+    if not transports:
+        raise UserError(f"{cfg.source}: no transport adapters (erp.webhook, erp.sftp, erp.folder) are configured",
+                        hint='add an adapters entry with type "erp.webhook", "erp.sftp" or "erp.folder" and '
+                             "name its id in the parties' delivery.transports",
+                        exit_code=EXIT_CONFIG)
+    stop = threading.Event()
+    try:
+        due = count_due(db, transports)
+        with Progress(TextColumn("[bold]delivering"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                      TimeElapsedColumn(), console=err_console, transient=as_json) as progress:
+            task = progress.add_task("deliver", total=due or None, info="")
+
+            def advance(rep: Any) -> None:
+                done = progress.tasks[0].completed + rep.delivered + rep.dead
+                total = max(progress.tasks[0].total or 0, done + count_due(db, transports))
+                progress.update(task, completed=done, total=total,
+                                info=f"retrying {rep.retried}" if rep.retried else "")
+
+            try:
+                with _relay_logging(verbose):
+                    report = run_relay(db, get_registry(), transports, once=once, limit=limit, poll_s=poll,
+                                       concurrency=concurrency, stop=stop, progress=advance)
+            except KeyboardInterrupt:
+                stop.set()
+                raise typer.Exit(130) from None
+        counts = status_counts(db)
+    finally:
+        close_transports(transports)
+        db.close()
+    summary = {**report.as_dict(), "outbox": counts}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"delivered {report.delivered}, retrying later {report.retried}, dead {report.dead}"
+        f" (outbox: {counts['pending']} pending, {counts['dead']} dead)"
+        + (f", possible duplicates {len(report.possible_duplicates)}" if report.possible_duplicates else "")
+    )
+    if report.dead:
+        console.print("[yellow]see `kwhub outbox list --status dead`; fix the cause, then `kwhub outbox retry ID`[/]")
+    if report.dead and not report.delivered:
+        raise typer.Exit(1)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def outbox_list(
+    config: Path = CONFIG_OPTION,
+    status: str = typer.Option(None, "--status", help="pending, sending, delivered or dead."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
+) -> None:
+    """List outbox rows (newest first)."""
+    from hub.outbox import OutboxError, list_outbox
+
+    if fmt not in ("table", "json"):
+        raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
+    _, db = _open(config)
+    try:
+        rows = list_outbox(db, status=status, limit=limit)
+    except OutboxError as exc:
+        raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+    finally:
+        db.close()
+    if fmt == "json":
+        out = [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
+        print(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"outbox ({len(rows)} rows)")
+    for col in ("id", "invoice", "v", "format", "transport", "status", "attempts", "next attempt", "last", "error"):
+        table.add_column(col)
+    colour = {"delivered": "green", "dead": "red", "sending": "yellow", "pending": "cyan"}
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["invoice_id"], str(r["invoice_version"]), r["format_id"], r["transport_instance"],
+            f"[{colour[r['status']]}]{r['status']}[/]" + (" (dup?)" if r["possible_duplicate"] else ""),
+            str(r["attempts"]),
+            r["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if r["status"] in ("pending", "sending") else "",
+            str(r["last_status"] or ""), (r["last_error"] or "")[:60],
+        )
+    console.print(table)
+
+
+def outbox_retry(
+    row_id: int = typer.Argument(..., help="Outbox row id (see `kwhub outbox list --status dead`)."),
+    config: Path = CONFIG_OPTION,
+) -> None:
+    """Send a dead-lettered document again (dead -> pending, attempts reset)."""
+    from hub.outbox import OutboxError, retry_dead
+
+    _, db = _open(config)
+    try:
+        retry_dead(db, row_id)
+    except OutboxError as exc:
+        raise UserError(str(exc), hint="`kwhub outbox list --status dead` shows the dead rows") from None
+    finally:
+        db.close()
+    console.print(f"outbox row {row_id} is pending again; `kwhub deliver --once` sends it")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
+    """Add ``deliver`` and the ``outbox`` group to ``app``."""
+    app.command("deliver")(deliver)
+    outbox_app.command("list")(outbox_list)
+    outbox_app.command("retry")(outbox_retry)
+    app.add_typer(outbox_app, name="outbox")

@@ -1,0 +1,168 @@
+"""ERP delivery throughput: render + validate + enqueue invoices, then relay them over HTTP.
+
+    python bench/erp_delivery.py [--invoices 1000] [--concurrency 1] [--batch 100] [--url DB_URL]
+
+Each invoice (8 lines) is rendered as UBL 2.1 (``plugins.erp.ubl``, XSD + Peppol rules
+validated; JSON when the UBL renderer is not installed) and queued in the outbox in the
+same transaction style the settlement service uses (100 invoices per transaction). The
+relay then delivers everything to a loopback ERP receiver in its own process (dedupe mode,
+HMAC verified, JSON-lines record) through the signed webhook transport. As a ceiling, the same bodies are
+POSTed once more straight through one httpx client, without the outbox. Target: 200
+invoices/s delivered. The last line printed is JSON with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.adapters import InvoiceRenderer
+from core.campus import DeliveryPrefs
+from core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
+from core.money import MoneyPolicy
+from hub.erp_receiver import ErpReceiver
+from hub.outbox import enqueue_invoice, run_relay, status_counts
+from hub.store import Database
+from plugins.erp.webhook import WebhookTransport, sign_body
+
+SECRET = "bench-secret"
+POLICY = MoneyPolicy(currency="USD", rounding="half_up")
+
+
+def make_invoice(i: int) -> Invoice:
+    """An invoice from an IPP to a tenant with eight energy/demand/fee lines."""
+    seller = PartyRef(id="ipp", name="Blue Ridge Power Partners LLC", tax_id="US-EIN 84-1234567",
+                      address=Address(street="100 Turbine Way", city="Ashburn", postal_code="20147", region="VA"),
+                      endpoint_id="0088:0614141000012", endpoint_scheme="0088")
+    buyer = PartyRef(id=f"tenant_{i % 7}", name=f"Tenant {i % 7} Inc.", tax_id="US-EIN 27-7654321",
+                     address=Address(street="1 Data Hall Road", city="Leesburg", postal_code="20175", region="VA"),
+                     endpoint_id="0088:0614141000029", endpoint_scheme="0088")
+    lines = []
+    for n in range(1, 9):
+        q = POLICY.quantity(Decimal(100_000 + 137 * i + n * 1000))
+        p = POLICY.unit_price(Decimal("0.0612") + Decimal(n) / 1000)
+        lines.append(InvoiceLine(number=n, description=f"Energy block {n}", charge_type="energy", quantity=q,
+                                 unit="kWh", unit_price=p, amount=POLICY.amount(q * p), tax_percent=Decimal("6.25"),
+                                 period_start=date(2024, 7, 1), period_end=date(2024, 7, 31)))
+    inv = Invoice(id=f"bench-{i:06d}", number=f"INV-B-{i:06d}", seller=seller, buyer=buyer,
+                  issue_date=date(2024, 8, 5), due_date=date(2024, 9, 4), period_start=date(2024, 7, 1),
+                  period_end=date(2024, 7, 31), buyer_reference=f"PO-{i}", contract_id="ppa", lines=lines)
+    return compute_totals(inv, POLICY)
+
+
+def pick_renderer() -> tuple[InvoiceRenderer, str]:
+    try:
+        from plugins.erp.ubl import UblRenderer
+
+        renderer = UblRenderer("ubl")
+        problems = renderer.validate(renderer.render(make_invoice(0)))
+        if problems:
+            raise RuntimeError("; ".join(problems[:3]))
+        return renderer, "ubl"
+    except Exception as exc:  # no UBL renderer or schemas here: fall back to JSON
+        print(f"UBL renderer unavailable ({type(exc).__name__}: {exc}); rendering JSON")
+
+        class JsonRenderer(InvoiceRenderer):
+            type_id = "bench.json"
+            format_id = "json"
+            media_type = "application/json"
+            file_extension = ".json"
+
+            def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+                return invoice.model_dump_json().encode()
+
+        return JsonRenderer("json"), "json"
+
+
+def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The ERP receiver in its own process (as a real ERP would be; no shared GIL)."""
+    url_file = work / f"receiver-{time.monotonic_ns()}.url"
+    proc = subprocess.Popen([sys.executable, "-m", "hub.erp_receiver", "--record", str(work / "received.jsonl"),
+                             "--secret", SECRET, "--url-file", str(url_file)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not url_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the ERP receiver did not start")
+        time.sleep(0.05)
+    return proc, url_file.read_text()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--invoices", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=100, help="rows the relay claims per pass")
+    ap.add_argument("--url", default=None, help="database URL (default: a temporary SQLite file)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = Database.open(args.url or f"sqlite:///{work / 'bench.db'}")
+        renderer, fmt = pick_renderer()
+        prefs = DeliveryPrefs(formats=[fmt], transports=["erp"])
+        invoices = [make_invoice(i) for i in range(1, args.invoices + 1)]
+
+        t0 = time.perf_counter()
+        for start in range(0, len(invoices), 100):
+            with db.write_transaction() as conn:
+                for inv in invoices[start:start + 100]:
+                    enqueue_invoice(conn, inv, [renderer], prefs, ["erp"])
+        render_s = time.perf_counter() - t0
+
+        rx_proc, url = start_receiver(work)
+        try:
+            hook = WebhookTransport("erp", {"url": url, "secret": SECRET})
+            t0 = time.perf_counter()
+            report = run_relay(db, None, {"erp": hook}, once=True, limit=args.batch, concurrency=args.concurrency)
+            deliver_s = time.perf_counter() - t0
+            hook.close()
+
+            # Ceiling: the same POSTs straight through one client, no outbox, no database.
+            from sqlalchemy import select
+
+            from hub.store.outbox_tables import outbox_table as t
+            with db.engine.connect() as conn:
+                bodies = [bytes(b) for (b,) in conn.execute(select(t.c.body))]
+            with httpx.Client() as client:
+                t0 = time.perf_counter()
+                for n, body in enumerate(bodies):
+                    client.post(url, content=body, headers={
+                        "Content-Type": "application/xml", "Idempotency-Key": f"raw-{n}",
+                        "X-Kwhub-Signature": sign_body(SECRET, body, int(time.time()))})
+                raw_s = time.perf_counter() - t0
+        finally:
+            rx_proc.terminate()
+            rx_proc.wait(10)
+        imported = Counter(r["idempotency_key"] for r in ErpReceiver.read_records(work / "received.jsonl")
+                           if r["accepted"] and not r["idempotency_key"].startswith("raw-"))
+
+        counts = status_counts(db)
+        db.close()
+        assert report.delivered == args.invoices and counts["delivered"] == args.invoices, (report.as_dict(), counts)
+        assert len(imported) == args.invoices and set(imported.values()) == {1}
+        avg_kib = sum(len(b) for b in bodies) / len(bodies) / 1024
+        print(f"format {fmt}, {avg_kib:.1f} KiB per document, database {db.dialect}")
+        print(f"render+validate+enqueue: {args.invoices} invoices in {render_s:.2f} s")
+        print(f"outbox relay (concurrency {args.concurrency}): {report.delivered} delivered in {deliver_s:.2f} s")
+        print(f"peer/ceiling, raw signed POSTs without the outbox: {len(bodies) / raw_s:.0f}/s")
+        print(json.dumps({
+            "render_per_s": round(args.invoices / render_s, 1),
+            "delivered_per_s": round(report.delivered / deliver_s, 1),
+            "raw_post_per_s": round(len(bodies) / raw_s, 1),
+            "format": fmt, "concurrency": args.concurrency, "invoices": args.invoices,
+        }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,650 @@
+"""The transactional outbox: invoices reach each ERP at least once, and the ERP sees them once.
+
+Two halves:
+
+* :func:`enqueue_invoice` renders an invoice in every format its party receives and writes
+  one ``outbox`` row per (format, transport instance) on the caller's open connection or
+  session, inside the caller's transaction (the one that inserts the invoice). It never
+  commits: if the invoice insert rolls back, so do its outbox rows.
+* The relay (:func:`relay_once`, :func:`run_relay`) picks due rows, marks the attempt and
+  commits *before* sending, sends through the transport, then records the outcome and
+  commits again. A relay that dies between the two commits leaves the row in ``sending``;
+  once its lease runs out the row is due again and is re-sent with the same idempotency
+  key, and the relay logs a *possible duplicate delivery* for it.
+
+Failures back off exponentially with full jitter (``uniform(0, min(cap, base * 2**n))``);
+a non-retryable answer (HTTP 4xx, bad credentials) dead-letters the row at once with the
+receiver's response kept; retryable failures (5xx, timeouts, refused connections) are
+retried up to ``max_attempts`` and then dead-lettered. ``kwhub outbox retry ID`` revives a
+dead row.
+
+Retry settings come from the transport instance's config (``retry = {base_s, cap_s,
+max_attempts, lease_s}``) when it has one, else from :class:`RetryPolicy` defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from core.adapters import (
+    AdapterError,
+    DeliveryResult,
+    FailureKind,
+    InvoiceRenderer,
+    InvoiceTransport,
+    OutgoingDocument,
+)
+from core.invoice import Invoice
+from hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
+
+log = logging.getLogger("kwhub.outbox")
+
+CRASH_ENV = "KWHUB_TEST_CRASH_AFTER_SEND"
+RESPONSE_KEEP_DEAD = 64 * 1024
+RESPONSE_KEEP_OK = 2 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxError(Exception):
+    """An invoice cannot be queued (unknown format or transport, invalid rendering)."""
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff and lease settings for one transport instance."""
+
+    base_s: float = 2.0
+    cap_s: float = 600.0
+    max_attempts: int = 8
+    lease_s: float = 120.0
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before attempt ``attempt + 1``: full jitter over the exponential ceiling."""
+        ceiling = min(self.cap_s, self.base_s * (2 ** max(attempt - 1, 0)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    @classmethod
+    def for_transport(cls, transport: Any, default: RetryPolicy | None = None) -> RetryPolicy:
+        """The policy in ``transport.config.retry`` (any object with these fields), else ``default``."""
+        base = default or cls()
+        settings = getattr(getattr(transport, "config", None), "retry", None)
+        if settings is None:
+            return base
+        return cls(
+            base_s=float(getattr(settings, "base_s", base.base_s)),
+            cap_s=float(getattr(settings, "cap_s", base.cap_s)),
+            max_attempts=int(getattr(settings, "max_attempts", base.max_attempts)),
+            lease_s=float(getattr(settings, "lease_s", base.lease_s)),
+        )
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+@dataclass(frozen=True)
+class EnqueuedDocument:
+    """One outbox row written by :func:`enqueue_invoice`."""
+
+    id: int | None
+    idempotency_key: str
+    transport_instance: str
+    format_id: str
+    filename: str
+
+
+def document_filename(invoice: Invoice, format_id: str, extension: str) -> str:
+    """``<number>_v<version>_<format><ext>`` with anything unsafe for a file name replaced."""
+    ext = extension if extension.startswith(".") or not extension else f".{extension}"
+    stem = _SAFE_NAME.sub("_", f"{invoice.number}_v{invoice.version}_{format_id}").strip("._") or "document"
+    return stem + _SAFE_NAME.sub("_", ext)
+
+
+def _renderer_map(renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer]) -> dict[str, InvoiceRenderer]:
+    if isinstance(renderers, Mapping):
+        return dict(renderers)
+    return {r.format_id: r for r in renderers}
+
+
+def _prefs(party_prefs: Any) -> tuple[list[str], list[str]]:
+    prefs = getattr(party_prefs, "delivery", party_prefs)  # a Party or its DeliveryPrefs
+    if prefs is None:
+        return [], []
+    if isinstance(prefs, Mapping):
+        return list(prefs.get("formats", [])), list(prefs.get("transports", []))
+    return list(prefs.formats), list(prefs.transports)
+
+
+def enqueue_invoice(
+    conn: Any,
+    invoice: Invoice,
+    renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer],
+    party_prefs: Any,
+    transports: Mapping[str, Any] | Iterable[str] | None = None,
+    *,
+    extras: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> list[EnqueuedDocument]:
+    """Queue ``invoice`` for every (format, transport) its party receives; does not commit.
+
+    ``conn`` is an open SQLAlchemy ``Connection`` or ``Session`` inside the caller's
+    transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
+    ``party_prefs`` is the buyer :class:`~core.campus.Party` or its ``DeliveryPrefs``;
+    ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
+    used to reject a preference naming an unknown one. Each document is rendered once and
+    validated; an invalid rendering raises :class:`OutboxError` before anything is written.
+    Rows already queued for the same (transport, idempotency key) are left alone, so
+    calling this twice for one invoice version queues nothing new.
+    """
+    formats, targets = _prefs(party_prefs)
+    if not formats or not targets:
+        return []
+    if transports is not None:
+        known = set(transports.keys() if isinstance(transports, Mapping) else transports)
+        unknown = [t for t in targets if t not in known]
+        if unknown:
+            raise OutboxError(
+                f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
+                f" (configured: {', '.join(sorted(known)) or 'none'})"
+            )
+    by_format = _renderer_map(renderers)
+    missing = [f for f in formats if f not in by_format]
+    if missing:
+        raise OutboxError(
+            f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
+            f" (available: {', '.join(sorted(by_format)) or 'none'})"
+        )
+
+    docs: list[OutgoingDocument] = []
+    for fmt in dict.fromkeys(formats):
+        renderer = by_format[fmt]
+        body = renderer.render(invoice, extras)
+        problems = renderer.validate(body)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {shown}")
+        docs.append(OutgoingDocument(
+            invoice_id=invoice.id, version=invoice.version, format_id=fmt,
+            filename=document_filename(invoice, fmt, renderer.file_extension),
+            media_type=renderer.media_type, body=body,
+        ))
+
+    t = outbox_table
+    keys = [d.idempotency_key for d in docs]
+    existing = {
+        (row[0], row[1])
+        for row in conn.execute(
+            select(t.c.transport_instance, t.c.idempotency_key).where(t.c.idempotency_key.in_(keys))
+        )
+    }
+    stamp = now or utcnow()
+    written: list[EnqueuedDocument] = []
+    for doc in docs:
+        digest = hashlib.sha256(doc.body).hexdigest()
+        for target in dict.fromkeys(targets):
+            if (target, doc.idempotency_key) in existing:
+                continue
+            res = conn.execute(insert(t).values(
+                invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
+                transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
+                media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
+                attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
+            ))
+            pk = res.inserted_primary_key
+            written.append(EnqueuedDocument(
+                id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
+                transport_instance=target, format_id=doc.format_id, filename=doc.filename,
+            ))
+    return written
+
+
+def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | None = None) -> dict[str, InvoiceRenderer]:
+    """Build one renderer per format id: a configured instance if there is one, else defaults.
+
+    ``registry`` is the plugin :class:`~hub.plugins.Registry`; ``config`` an optional
+    :class:`~hub.config.KwhubConfig` whose renderer instances take precedence.
+    """
+    wanted = list(dict.fromkeys(formats))
+    out: dict[str, InvoiceRenderer] = {}
+    if config is not None:
+        for inst in config.adapters.values():
+            if inst.enabled and issubclass(inst.cls, InvoiceRenderer) and inst.cls.format_id in wanted:
+                out.setdefault(inst.cls.format_id, inst.build(config.context()))  # type: ignore[arg-type]
+    for cls in registry.adapters.values():
+        if issubclass(cls, InvoiceRenderer) and cls.format_id in wanted and cls.format_id not in out:
+            out[cls.format_id] = cls(cls.format_id)
+    missing = [f for f in wanted if f not in out]
+    if missing:
+        raise OutboxError(f"no plugin renders format(s) {', '.join(missing)}")
+    return out
+
+
+def transports_from_config(config: Any) -> dict[str, InvoiceTransport]:
+    """The enabled transport instances of a :class:`~hub.config.KwhubConfig`, keyed by id."""
+    return {
+        inst.id: inst.build(config.context())  # type: ignore[misc]
+        for inst in config.adapters.values()
+        if inst.enabled and issubclass(inst.cls, InvoiceTransport)
+    }
+
+
+def close_transports(transports: Mapping[str, Any]) -> None:
+    """Release the connections transports keep open (those that have ``close()``)."""
+    for transport in transports.values():
+        closer = getattr(transport, "close", None)
+        if callable(closer):
+            closer()
+
+
+# --------------------------------------------------------------------------- relay
+
+
+@dataclass
+class RelayReport:
+    """What one or more relay passes did."""
+
+    picked: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_claims: int = 0  # rows another relay claimed first
+    released: int = 0  # claimed, then handed back unsent because the lease was running out
+    possible_duplicates: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        """Alias of ``picked``: documents sent (or tried) in this pass."""
+        return self.picked
+
+    @property
+    def sent(self) -> int:
+        """Alias of ``delivered``."""
+        return self.delivered
+
+    def merge(self, other: RelayReport) -> RelayReport:
+        self.picked += other.picked
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        self.lost_claims += other.lost_claims
+        self.released += other.released
+        self.possible_duplicates += other.possible_duplicates
+        self.errors += other.errors
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "picked": self.picked, "delivered": self.delivered, "retried": self.retried,
+            "dead": self.dead, "lost_claims": self.lost_claims, "released": self.released,
+            "possible_duplicates": list(self.possible_duplicates), "errors": list(self.errors),
+        }
+
+
+@dataclass
+class _Claim:
+    id: int
+    transport_instance: str
+    doc: OutgoingDocument
+    attempts: int
+    outcome_unknown: bool  # the previous attempt was claimed but never acknowledged
+
+
+def _engine(db: Any) -> Any:
+    return getattr(db, "engine", db)
+
+
+def _write(db: Any) -> AbstractContextManager[Connection]:
+    """A write transaction: the store's (lock taken up front on SQLite) or ``engine.begin()``."""
+    wt = getattr(db, "write_transaction", None)
+    return wt() if callable(wt) else _engine(db).begin()
+
+
+def _resolve_transports(registry: Any, transports: Mapping[str, Any]) -> dict[str, Any]:
+    """Transport instances by id; ``(type_id, config)`` pairs are built through ``registry``."""
+    out: dict[str, Any] = {}
+    for tid, value in transports.items():
+        if isinstance(value, tuple):
+            if registry is None:
+                raise OutboxError(f"transport {tid!r} is given as {value[0]!r} but no plugin registry was passed")
+            type_id, cfg = value
+            out[tid] = registry.adapter(type_id)(tid, cfg)
+        else:
+            out[tid] = value
+    return out
+
+
+_sends_in_process = 0
+
+
+def _crash_hook() -> None:
+    """Test hook: ``KWHUB_TEST_CRASH_AFTER_SEND=N`` kills this process after its N-th send.
+
+    It fires after the receiver answered and before the outcome is committed, which is the
+    window the at-least-once guarantee is about.
+    """
+    global _sends_in_process
+    raw = os.environ.get(CRASH_ENV, "")
+    if not raw or raw == "0":
+        return
+    _sends_in_process += 1
+    if _sends_in_process >= int(raw):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _send(transport: Any, doc: OutgoingDocument) -> DeliveryResult:
+    try:
+        result = transport.send(doc)
+    except AdapterError as exc:
+        retryable = exc.kind == FailureKind.TRANSIENT
+        result = DeliveryResult(ok=False, message=f"{exc.kind.value} error: {exc}", retryable=retryable)
+    except Exception as exc:  # an unexpected failure of one send must not stop the relay
+        result = DeliveryResult(ok=False, message=f"{type(exc).__name__}: {exc}", retryable=True)
+    _crash_hook()
+    return result
+
+
+def relay_once(
+    db: Any,
+    registry: Any,
+    transports: Mapping[str, Any],
+    now: datetime | None = None,
+    limit: int = 100,
+    *,
+    due_by: datetime | None = None,
+    policy: RetryPolicy | None = None,
+    concurrency: int = 1,
+    rng: random.Random | None = None,
+) -> RelayReport:
+    """Deliver up to ``limit`` due rows once and return what happened.
+
+    ``db`` is a :class:`hub.store.Database` (or an Engine); ``transports`` maps transport
+    instance id to an :class:`InvoiceTransport` (or a ``(type_id, config)`` pair built
+    through ``registry``). Only rows for these transports are touched. ``now`` fixes the
+    clock (tests); ``due_by`` (default ``now``) is the latest ``next_attempt_at`` picked.
+    ``concurrency`` > 1 sends that many documents at a time.
+    """
+    clock = as_utc(now) if now is not None else None
+    current = clock or utcnow()
+    cutoff = as_utc(due_by) or current
+    resolved = _resolve_transports(registry, transports)
+    report = RelayReport()
+    if not resolved:
+        return report
+    policies = {tid: RetryPolicy.for_transport(tr, policy) for tid, tr in resolved.items()}
+    t = outbox_table
+
+    due_filter = (
+        t.c.status.in_(("pending", "sending")),
+        t.c.next_attempt_at <= cutoff,
+        t.c.transport_instance.in_(list(resolved)),
+    )
+    with _engine(db).connect() as conn:  # cheap look first: an idle relay never takes the write lock
+        if conn.execute(select(t.c.id).where(*due_filter).limit(1)).first() is None:
+            return report
+
+    claims = _claim(db, due_filter, limit, policies, current, report)
+    if not claims:
+        return report
+
+    claimed_at = time.monotonic()
+
+    def attempt(claim: _Claim) -> DeliveryResult | None:
+        # A claim whose lease is half gone before its turn is handed back unsent, so that
+        # no other relay can take it over while this one is still about to send it.
+        if time.monotonic() - claimed_at > policies[claim.transport_instance].lease_s / 2:
+            return None
+        return _send(resolved[claim.transport_instance], claim.doc)
+
+    unsent: list[_Claim] = []
+
+    def finish(claim: _Claim, result: DeliveryResult | None) -> None:
+        if result is None:
+            unsent.append(claim)
+        else:
+            _record(db, claim, result, policies[claim.transport_instance], clock, rng, report)
+
+    if concurrency <= 1 or len(claims) == 1:
+        for claim in claims:
+            finish(claim, attempt(claim))
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = [(c, pool.submit(attempt, c)) for c in claims]
+            for claim, fut in futures:
+                finish(claim, fut.result())
+    if unsent:
+        _release(db, unsent, clock or utcnow(), report)
+    return report
+
+
+def _release(db: Any, claims: list[_Claim], now: datetime, report: RelayReport) -> None:
+    """Give back claims that were never sent: pending again, the attempt not counted."""
+    t = outbox_table
+    with _write(db) as conn:
+        for c in claims:
+            conn.execute(update(t).where(t.c.id == c.id, t.c.status == "sending", t.c.attempts == c.attempts)
+                         .values(status=("sending" if c.outcome_unknown else "pending"),
+                                 attempts=c.attempts - 1, next_attempt_at=now))
+    report.picked -= len(claims)
+    report.released += len(claims)
+    log.info("released %d claimed rows unsent (their lease was running out)", len(claims))
+
+
+def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str, RetryPolicy], now: datetime,
+           report: RelayReport) -> list[_Claim]:
+    """Mark the attempt on up to ``limit`` due rows and commit, before anything is sent.
+
+    The rows are read and updated inside one write transaction (the write lock is held
+    from its start on both databases), so two relays never claim the same row.
+    """
+    t = outbox_table
+    with _write(db) as conn:
+        due = conn.execute(
+            select(t.c.id, t.c.status, t.c.attempts, t.c.transport_instance, t.c.invoice_id, t.c.invoice_version,
+                   t.c.format_id, t.c.filename, t.c.media_type, t.c.body)
+            .where(*due_filter).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
+        ).all()
+        exhausted = [r for r in due if r.status == "sending" and r.attempts >= policies[r.transport_instance].max_attempts]
+        if exhausted:
+            conn.execute(update(t).where(t.c.id.in_([r.id for r in exhausted])).values(
+                status="dead", possible_duplicate=True,
+                last_error="relay stopped during the final attempt; outcome unknown"))
+            report.dead += len(exhausted)
+            for r in exhausted:
+                log.warning("outbox row %s (%s) dead: relay stopped during its final attempt; outcome unknown",
+                            r.id, r.transport_instance)
+        taken = [r for r in due if r not in exhausted]
+        by_transport: dict[str, list[int]] = {}
+        for r in taken:
+            by_transport.setdefault(r.transport_instance, []).append(r.id)
+        for tid, ids in by_transport.items():
+            res = conn.execute(
+                update(t).where(t.c.id.in_(ids), *due_filter[:2])
+                .values(status="sending", attempts=t.c.attempts + 1, last_attempt_at=now,
+                        next_attempt_at=now + timedelta(seconds=policies[tid].lease_s))
+            )
+            if res.rowcount != len(ids):  # only if someone writes without the store's write lock
+                raise OutboxError(f"claimed {res.rowcount} of {len(ids)} outbox rows; is another writer bypassing "
+                                  "Database.write_transaction?")
+    out = [
+        _Claim(r.id, r.transport_instance,
+               OutgoingDocument(invoice_id=r.invoice_id, version=r.invoice_version, format_id=r.format_id,
+                                filename=r.filename, media_type=r.media_type, body=bytes(r.body)),
+               r.attempts + 1, r.status == "sending")
+        for r in taken
+    ]
+    report.picked += len(out)
+    return out
+
+
+def _record(db: Any, claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
+            rng: random.Random | None, report: RelayReport) -> None:
+    """Commit the outcome of one send."""
+    t = outbox_table
+    now = clock or utcnow()
+    key = claim.doc.idempotency_key
+    receiver_dup = bool(getattr(result, "duplicate", False))
+    values: dict[str, Any] = {"last_status": result.status}
+    if claim.outcome_unknown:
+        values["possible_duplicate"] = True
+        report.possible_duplicates.append(key)
+        log.warning(
+            "possible duplicate delivery: %s to %s was re-sent after a relay stopped before recording"
+            " the previous attempt (receiver reported duplicate: %s)",
+            key, claim.transport_instance, "yes" if receiver_dup else "no",
+        )
+    if result.ok:
+        values.update(status="delivered", delivered_at=now, last_error=None,
+                      response=(result.response or "")[:RESPONSE_KEEP_OK] or None)
+        report.delivered += 1
+    elif not result.retryable:
+        values.update(status="dead", last_error=result.message or "rejected",
+                      response=(result.response or "")[:RESPONSE_KEEP_DEAD])
+        report.dead += 1
+        report.errors.append(f"{key} -> {claim.transport_instance}: {result.message}")
+        log.error("outbox row %s (%s -> %s) dead-lettered: %s", claim.id, key, claim.transport_instance,
+                  result.message)
+    elif claim.attempts >= pol.max_attempts:
+        values.update(status="dead", response=(result.response or "")[:RESPONSE_KEEP_DEAD],
+                      last_error=f"gave up after {claim.attempts} attempts: {result.message}")
+        report.dead += 1
+        report.errors.append(f"{key} -> {claim.transport_instance}: {result.message}")
+        log.error("outbox row %s (%s -> %s) dead after %d attempts: %s", claim.id, key,
+                  claim.transport_instance, claim.attempts, result.message)
+    else:
+        delay = pol.backoff(claim.attempts, rng)
+        values.update(status="pending", last_error=result.message, next_attempt_at=now + timedelta(seconds=delay),
+                      response=(result.response or "")[:RESPONSE_KEEP_OK] or None)
+        report.retried += 1
+        log.info("outbox row %s (%s): attempt %d failed (%s); retry in %.1fs", claim.id, key, claim.attempts,
+                 result.message, delay)
+    guard = [t.c.id == claim.id]
+    if result.ok:  # a late success still counts, unless another relay already recorded one
+        guard.append(t.c.status.in_(("sending", "pending")))
+    else:
+        guard += [t.c.status == "sending", t.c.attempts == claim.attempts]
+    with _write(db) as conn:
+        res = conn.execute(update(t).where(*guard).values(**values))
+    if res.rowcount != 1:
+        log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
+                    claim.id, claim.attempts, "ok" if result.ok else result.message)
+
+
+def run_relay(
+    db: Any,
+    registry: Any,
+    transports: Mapping[str, Any],
+    *,
+    once: bool = False,
+    limit: int = 100,
+    poll_s: float = 1.0,
+    concurrency: int = 1,
+    policy: RetryPolicy | None = None,
+    stop: Any | None = None,
+    progress: Callable[[RelayReport], None] | None = None,
+    rng: random.Random | None = None,
+) -> RelayReport:
+    """Run the relay: with ``once`` deliver what is due now and return, else poll until ``stop``.
+
+    ``stop`` is a ``threading.Event`` (or anything with ``is_set()``/``wait()``);
+    ``progress`` is called with each pass's report.
+    """
+    total = RelayReport()
+    cutoff = utcnow()
+    while True:
+        rep = relay_once(db, registry, transports, limit=limit, due_by=cutoff if once else None,
+                         policy=policy, concurrency=concurrency, rng=rng)
+        total.merge(rep)
+        if progress is not None and (rep.picked or rep.dead):
+            progress(rep)
+        if once and rep.picked == 0 and rep.lost_claims == 0 and rep.dead == 0:
+            return total
+        if stop is not None and stop.is_set():
+            return total
+        if not once and rep.picked == 0:
+            if stop is not None:
+                if stop.wait(poll_s):
+                    return total
+            else:
+                time.sleep(poll_s)
+
+
+# --------------------------------------------------------------------------- administration
+
+
+def count_due(db: Any, transports: Iterable[str] | None = None, now: datetime | None = None) -> int:
+    """How many rows are due now (pending or with an expired lease)."""
+    t = outbox_table
+    q = (select(func.count()).select_from(t).where(t.c.status.in_(("pending", "sending")))
+         .where(t.c.next_attempt_at <= (as_utc(now) or utcnow())))
+    if transports is not None:
+        q = q.where(t.c.transport_instance.in_(list(transports)))
+    with _engine(db).connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def status_counts(db: Any) -> dict[str, int]:
+    """Number of rows per status (every status present, zero when none)."""
+    t = outbox_table
+    with _engine(db).connect() as conn:
+        rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
+    out = dict.fromkeys(OUTBOX_STATUSES, 0)
+    out.update({s: int(n) for s, n in rows})
+    return out
+
+
+def list_outbox(db: Any, status: str | None = None, limit: int | None = None,
+                invoice_id: str | None = None) -> list[dict[str, Any]]:
+    """Outbox rows without their bodies, newest first, as plain dicts."""
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise OutboxError(f"unknown outbox status {status!r} (one of {', '.join(OUTBOX_STATUSES)})")
+    t = outbox_table
+    cols = [c for c in t.c if c.name != "body"]
+    q = select(*cols).order_by(t.c.id.desc())
+    if status is not None:
+        q = q.where(t.c.status == status)
+    if invoice_id is not None:
+        q = q.where(t.c.invoice_id == invoice_id)
+    if limit is not None:
+        q = q.limit(limit)
+    with _engine(db).connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    out = []
+    for r in rows:
+        d = dict(r)
+        for k in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at"):
+            d[k] = as_utc(d[k])
+        d["possible_duplicate"] = bool(d["possible_duplicate"])
+        out.append(d)
+    return out
+
+
+def retry_dead(db: Any, row_id: int, now: datetime | None = None) -> None:
+    """Move a dead row back to pending (attempts reset) so the relay sends it again."""
+    t = outbox_table
+    with _write(db) as conn:
+        row = conn.execute(select(t.c.status).where(t.c.id == row_id)).first()
+        if row is None:
+            raise OutboxError(f"no outbox row with id {row_id}")
+        if row.status != "dead":
+            raise OutboxError(f"outbox row {row_id} is {row.status}, only dead rows can be retried")
+        conn.execute(update(t).where(t.c.id == row_id).values(
+            status="pending", attempts=0, next_attempt_at=as_utc(now) or utcnow(), last_error=None,
+        ))

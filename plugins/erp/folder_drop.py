@@ -1,0 +1,114 @@
+"""Folder-drop transport (``erp.folder``): write each document into a folder an ERP watches.
+
+The document is written to a hidden temporary file in the target folder, flushed to disk,
+then renamed over the final name with ``os.replace`` (atomic on one file system) and the
+folder itself is fsynced, so a watcher never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from core.adapters import (
+    AdapterConfig,
+    CheckResult,
+    FailureKind,
+    InvoiceTransport,
+    OutgoingDocument,
+)
+from plugins.erp.transport_base import RetrySettings, TransportResult, safe_filename
+
+# Failures that may go away on their own; anything else needs a person (permissions, paths).
+RETRYABLE_ERRNO = frozenset({errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EDQUOT, errno.EINTR})
+
+
+class FolderConfig(AdapterConfig):
+    """Settings of one folder-drop instance."""
+
+    folder: str  # relative paths are taken from the directory of kwhub.toml
+    create: bool = True  # create the folder on first send when missing
+    fsync: bool = True
+    retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FolderDropTransport(InvoiceTransport):
+    """Drop rendered invoices into a folder, atomically."""
+
+    type_id: ClassVar[str] = "erp.folder"
+    title: ClassVar[str] = "Folder drop"
+    Config: ClassVar[type[AdapterConfig]] = FolderConfig
+
+    @property
+    def folder(self) -> Path:
+        """The target folder, absolute."""
+        p = Path(self.config.folder).expanduser()  # type: ignore[attr-defined]
+        return p if p.is_absolute() else (self.context.work_dir / p)
+
+    def send(self, doc: OutgoingDocument) -> TransportResult:
+        """Write ``doc`` atomically; an identical file already there counts as a duplicate."""
+        cfg: FolderConfig = self.config  # type: ignore[assignment]
+        folder = self.folder
+        try:
+            name = safe_filename(doc.filename)
+        except ValueError as exc:
+            return TransportResult(False, None, str(exc), retryable=False)
+        target = folder / name
+        tmp: str | None = None
+        try:
+            if cfg.create:
+                folder.mkdir(parents=True, exist_ok=True)
+            if target.is_file() and target.stat().st_size == len(doc.body) and target.read_bytes() == doc.body:
+                return TransportResult(True, None, f"duplicate: {target} already holds this document", duplicate=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(doc.body)
+                fh.flush()
+                if cfg.fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            tmp = None
+            if cfg.fsync:
+                _fsync_dir(folder)
+        except OSError as exc:
+            retryable = exc.errno in RETRYABLE_ERRNO
+            return TransportResult(False, None, f"cannot write {target}: {exc.strerror or exc}", retryable=retryable)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        return TransportResult(True, None, f"written to {target}")
+
+    def check(self) -> CheckResult:
+        """The folder exists (or can be created) and a file can be created in it."""
+        cfg: FolderConfig = self.config  # type: ignore[assignment]
+        folder = self.folder
+        if not folder.exists():
+            parent = next((p for p in folder.parents if p.exists()), None)
+            if cfg.create and parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+                return CheckResult.success(f"{folder} does not exist yet; it will be created under {parent}")
+            return CheckResult.failure(FailureKind.CONFIGURATION, f"{folder} does not exist")
+        if not folder.is_dir():
+            return CheckResult.failure(FailureKind.CONFIGURATION, f"{folder} is not a directory")
+        try:
+            with tempfile.NamedTemporaryFile(prefix=".kwhub-check.", dir=folder):
+                pass
+        except OSError as exc:
+            kind = FailureKind.TRANSIENT if exc.errno in RETRYABLE_ERRNO else FailureKind.CONFIGURATION
+            return CheckResult.failure(kind, f"cannot write in {folder}: {exc.strerror or exc}")
+        return CheckResult.success(f"{folder} is writable")

@@ -1,0 +1,191 @@
+"""HTTPS webhook transport (``erp.webhook``): POST each document to the ERP's endpoint.
+
+Every request carries ``Idempotency-Key: <invoice>:v<version>:<format>`` and, when a
+secret is configured, ``X-Kwhub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>." + body>``. The receiver should recompute the HMAC, compare in constant time and
+refuse timestamps older than a few minutes. A receiver that already has a key answers 2xx
+(or 409) with ``Idempotent-Replayed: true``; that counts as delivered.
+
+2xx is delivered; 408/425/429 and 5xx, timeouts and connection errors are retried by the
+outbox; any other 4xx is final (the response body is kept on the dead letter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+import threading
+import time
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from core.adapters import (
+    AdapterConfig,
+    CheckResult,
+    FailureKind,
+    InvoiceTransport,
+    OutgoingDocument,
+)
+from plugins.erp.transport_base import RetrySettings, TransportResult
+
+SIGNATURE_HEADER = "X-Kwhub-Signature"
+REPLAY_HEADER = "Idempotent-Replayed"
+RETRYABLE_4XX = frozenset({408, 425, 429})
+KEEP_RESPONSE = 64 * 1024
+
+
+def sign_body(secret: str, body: bytes, timestamp: int) -> str:
+    """The signature header value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebhookConfig(AdapterConfig):
+    """Settings of one webhook instance."""
+
+    url: str
+    secret: SecretStr | None = None  # HMAC key; "env:NAME" reads the environment
+    signature_header: str = SIGNATURE_HEADER
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+    health_url: str = ""  # GET this in check(); default: check_method on url
+    check_method: Literal["OPTIONS", "HEAD", "GET"] = "OPTIONS"
+    allow_insecure: bool = False  # plain http to a non-loopback host
+    verify_tls: bool = True
+    ca_file: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
+
+    @field_validator("url", "health_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _insecure_only_on_loopback(self) -> WebhookConfig:
+        for name in ("url", "health_url"):
+            value = getattr(self, name)
+            if value and urlsplit(value).scheme == "http" and not self.allow_insecure:
+                if not _is_loopback(urlsplit(value).hostname or ""):
+                    raise ValueError(
+                        f"{name}: plain http is only allowed to a loopback host; use https or set allow_insecure = true"
+                    )
+        return self
+
+
+class WebhookTransport(InvoiceTransport):
+    """POST rendered invoices to an ERP webhook, signed, with an idempotency key."""
+
+    type_id: ClassVar[str] = "erp.webhook"
+    title: ClassVar[str] = "HTTPS webhook"
+    Config: ClassVar[type[AdapterConfig]] = WebhookConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cfg(self) -> WebhookConfig:
+        return self.config  # type: ignore[return-value]
+
+    def client(self) -> httpx.Client:
+        """The instance's one keep-alive client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                c = self.cfg
+                verify: Any = c.verify_tls
+                if c.verify_tls and c.ca_file:
+                    verify = str((self.context.work_dir / c.ca_file).resolve())
+                # TCP_NODELAY: headers and body go out as separate writes; without it Nagle
+                # holds the body back until the headers are acknowledged (a delayed ACK).
+                transport = httpx.HTTPTransport(
+                    verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                )
+                self._client = httpx.Client(
+                    transport=transport,
+                    timeout=httpx.Timeout(c.read_timeout_s, connect=c.connect_timeout_s),
+                    headers={"User-Agent": "kwhub-webhook/1", **c.headers},
+                    follow_redirects=False,
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _signed(self, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+        if self.cfg.secret is not None:
+            headers[self.cfg.signature_header] = sign_body(self.cfg.secret.get_secret_value(), body, int(time.time()))
+        return headers
+
+    def send(self, doc: OutgoingDocument) -> TransportResult:
+        """POST ``doc``; classify the answer as delivered, retryable or final."""
+        headers = self._signed(doc.body, {
+            "Content-Type": doc.media_type,
+            "Idempotency-Key": doc.idempotency_key,
+            "X-Kwhub-Filename": doc.filename,
+            "X-Kwhub-Invoice": doc.invoice_id,
+            "X-Kwhub-Format": doc.format_id,
+        })
+        try:
+            resp = self.client().post(self.cfg.url, content=doc.body, headers=headers)
+        except httpx.TimeoutException as exc:
+            return TransportResult(False, None, f"timeout: {type(exc).__name__} {exc}".strip(), retryable=True)
+        except httpx.TransportError as exc:
+            return TransportResult(False, None, f"connection error: {type(exc).__name__} {exc}".strip(), retryable=True)
+        text = resp.text[:KEEP_RESPONSE]
+        replayed = resp.headers.get(REPLAY_HEADER, "").lower() == "true"
+        code = resp.status_code
+        if 200 <= code < 300:
+            return TransportResult(True, code, "duplicate: receiver already had this key" if replayed else "delivered",
+                                   response=text, duplicate=replayed)
+        if code == 409 and replayed:
+            return TransportResult(True, code, "duplicate: receiver already had this key", response=text, duplicate=True)
+        if 500 <= code < 600 or code in RETRYABLE_4XX:
+            return TransportResult(False, code, f"HTTP {code} {resp.reason_phrase}", retryable=True, response=text)
+        return TransportResult(False, code, f"HTTP {code} {resp.reason_phrase} (not retried)", retryable=False,
+                               response=text)
+
+    def check(self) -> CheckResult:
+        """Reach the endpoint (or ``health_url``) and classify what comes back."""
+        c = self.cfg
+        url, method = (c.health_url, "GET") if c.health_url else (c.url, c.check_method)
+        try:
+            resp = self.client().request(method, url, headers=self._signed(b"", {}))
+        except httpx.TimeoutException as exc:
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: timed out ({type(exc).__name__})")
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
+                return CheckResult.failure(FailureKind.CONFIGURATION, f"{url}: TLS certificate not trusted: {exc}")
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: cannot connect: {exc}")
+        except httpx.TransportError as exc:
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: {type(exc).__name__}: {exc}")
+        code = resp.status_code
+        if code in (401, 403, 404, 407):
+            return CheckResult.failure(FailureKind.CONFIGURATION, f"{method} {url} answered HTTP {code}", status=code)
+        if code >= 500:
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{method} {url} answered HTTP {code}", status=code)
+        return CheckResult.success(f"{method} {url} answered HTTP {code}", status=code)
