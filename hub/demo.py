@@ -36,10 +36,23 @@ MAIN_PERIOD = "2026-10"
 CORRECTION_DAY = date(2026, 10, 14)  # the day whose hall A meter data is restated
 CORRECTION_FACTOR = 1.04
 SEED = 42
+# A demo-only shared secret for the local webhook; real configurations use "env:NAME".
+DEMO_WEBHOOK_SECRET = "kwhub-demo-not-a-secret"
 THERMAL = ("gt1", "gt2", "re1", "re2", "re3", "re4", "re5", "re6")
 GAS_NODE = "KEYSTONE_GEN"
 
 Progress = Callable[[str], None]
+
+
+def demo_now() -> datetime:
+    """The demo's present: early on 1 November 2026, when the live Modbus window ends.
+
+    Validation treats intervals that end after this instant as not yet due, so the
+    demo's results do not depend on the wall clock of the machine it runs on.
+    """
+    from hub.demo_modbus import live_window_end
+
+    return live_window_end()
 
 
 @dataclass
@@ -172,7 +185,7 @@ def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
             {"type": "erp.folder", "id": "erp_drop", "config": {"folder": "out/erp"}},
             {"type": "erp.folder", "id": "invoice_archive", "config": {"folder": "out/invoices"}},
             {"type": "erp.webhook", "id": "erp_webhook",
-             "config": {"url": webhook_url, "secret": "env:KWHUB_DEMO_WEBHOOK_SECRET"}},
+             "config": {"url": webhook_url, "secret": DEMO_WEBHOOK_SECRET}},
             {"type": "esg.scope_summary", "id": "scope_summary", "config": {"folder": "emissions"}},
         ],
     }
@@ -248,8 +261,6 @@ def _noop(_: str) -> None:
 
 def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     """Run the demo in ``work_dir`` (created if needed) and return its summary."""
-    import os
-
     from hub.erp_receiver import ErpReceiver
     from hub.simulator.campus import FaultSpec, campus_definition, simulate
     from hub.simulator.files import write_csv, write_greenbutton
@@ -257,8 +268,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
 
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("KWHUB_DEMO_WEBHOOK_SECRET", "kwhub-demo-secret")
-    secret = os.environ["KWHUB_DEMO_WEBHOOK_SECRET"]
+    secret = DEMO_WEBHOOK_SECRET
 
     progress("simulating the campus")
     campus_def = campus_definition(15)
@@ -315,7 +325,7 @@ def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path],
 
     adapter = cfg.adapter(adapter_id)
     for f in files:
-        rep = ingest_file(db, cfg.campus, adapter, f, channel)
+        rep = ingest_file(db, cfg.campus, adapter, f, channel, vee_now=demo_now())
         summary.ingest.append({
             "file": str(f.relative_to(cfg.work_dir)), "adapter": adapter.type_id, "intervals": rep.intervals,
             "new_days": rep.new_days, "changed_days": rep.changed_days, "unchanged_days": rep.unchanged_days,
@@ -342,13 +352,10 @@ def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, sum
 
 def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str, Any]:
     """Poll simulated plant controllers over Modbus TCP on loopback and store the readings."""
-    try:
-        from hub.demo_modbus import poll_demo_devices
-    except ImportError:
-        return {}
+    from hub.demo_modbus import poll_demo_devices
 
     progress("polling plant controllers over Modbus TCP")
-    return poll_demo_devices(cfg, db, sim)
+    return poll_demo_devices(cfg, db, SEED)
 
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:

@@ -9,7 +9,7 @@ the store is untouched; the raw write is a single transaction; re-ingesting the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +112,12 @@ def check_channels(campus: Campus, batch: IntervalBatch, allow_new_channels: boo
 
 
 def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type: str = "",
-                 allow_new_channels: bool = False, run_vee: bool = True, vee_config: Any = None) -> IngestReport:
-    """Store an already-parsed batch in the raw layer and validate the touched days."""
+                 allow_new_channels: bool = False, run_vee: bool = True, vee_config: Any = None,
+                 vee_now: datetime | None = None) -> IngestReport:
+    """Store an already-parsed batch in the raw layer and validate the touched days.
+
+    ``vee_now`` is the instant up to which missing intervals count as gaps (default: now).
+    """
     created = check_channels(campus, batch, allow_new_channels)
     meta = dict(batch.meta)
     periods = list(meta.pop("period_readings", []) or [])
@@ -135,24 +139,25 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
     report.unchanged_days = int(wr.unchanged_days)
     report.stale = [(str(c), str(d)) for c, d in getattr(wr, "stale", [])]
     if run_vee:
-        report.vee, report.vee_note = _validate(db, campus, channel_days(batch), vee_config, batch.source)
+        report.vee, report.vee_note = _validate(db, campus, channel_days(batch), vee_config, batch.source, vee_now)
     return report
 
 
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
-              source: str) -> tuple[dict[str, Any] | None, str]:
+              source: str, now: datetime | None = None) -> tuple[dict[str, Any] | None, str]:
     try:
         from hub.vee_service import validate_days
     except ImportError as exc:  # VEE service not installed in this build
         return None, f"VEE not run: {exc}"
-    summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}")
+    summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
+                            now=now)
     as_dict = getattr(summary, "as_dict", None)
     return (as_dict() if callable(as_dict) else dict(summary)), ""
 
 
 def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: str | Path,
                 channel: str | None = None, *, allow_new_channels: bool = False, run_vee: bool = True,
-                vee_config: Any = None) -> IngestReport:
+                vee_config: Any = None, vee_now: datetime | None = None) -> IngestReport:
     """Parse ``path`` with ``adapter_instance`` and store it; see the module docstring.
 
     Raises :class:`~core.intervals.IntervalDataError` (naming file, line/element, field) for
@@ -165,4 +170,5 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
         raise IntervalDataError(f"adapter {adapter_instance.type_id} does not read files", source=str(path))
     batch = adapter_instance.read_file(path, channel)
     return ingest_batch(db, campus, batch, adapter_type=adapter_instance.type_id,
-                        allow_new_channels=allow_new_channels, run_vee=run_vee, vee_config=vee_config)
+                        allow_new_channels=allow_new_channels, run_vee=run_vee, vee_config=vee_config,
+                        vee_now=vee_now)

@@ -81,3 +81,12 @@ def test_second_run_is_idempotent(demo_runs):
     assert all(r["new_days"] == 0 and r["changed_days"] == 0 for r in second["ingest"])
     assert second["outbox"] == first["outbox"]
     assert (work / "out" / "webhook_received.jsonl").read_text().splitlines() == records
+
+
+def test_demo_polled_modbus_devices_once(demo_runs):
+    _, first, second, _ = demo_runs
+    assert first["modbus"]["status"] == "polled"
+    assert first["modbus"]["devices"] >= 15 and first["modbus"]["polls"] > 0
+    assert first["modbus"]["failed_polls"] == 0 and first["modbus"]["store_writes"] >= 1
+    assert second["modbus"]["status"] == "already polled"
+    assert second["modbus"]["channels_with_live_data"] >= 15
