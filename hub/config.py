@@ -17,11 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.emissions import EmissionFactors
-from core.ownership import OwnershipConfig
-
 from core.adapters import Adapter, AdapterConfig, AdapterContext
 from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
+from core.emissions import EmissionFactors
+from core.ownership import OwnershipConfig
 from core.timeline import TimeModelError, zone
 
 CONFIG_NAME = "kwhub.toml"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -36,8 +36,8 @@ def test_local_days_have_the_right_number_of_intervals(day, tz, minutes, expecte
 
 def test_local_day_span_is_in_utc():
     span = local_day(date(2026, 11, 1), "America/New_York")
-    assert span.start == datetime(2026, 11, 1, 4, tzinfo=timezone.utc)
-    assert span.end == datetime(2026, 11, 2, 5, tzinfo=timezone.utc)
+    assert span.start == datetime(2026, 11, 1, 4, tzinfo=UTC)
+    assert span.end == datetime(2026, 11, 2, 5, tzinfo=UTC)
     assert span.utc_days() == [date(2026, 11, 1), date(2026, 11, 2)]
 
 
@@ -59,7 +59,7 @@ def test_ambiguous_and_missing_local_times_are_rejected_not_shifted():
         localize(datetime(2026, 11, 1, 1, 30), "America/New_York", "line 12")
     with pytest.raises(TimeModelError, match="does not exist"):
         localize(datetime(2026, 3, 8, 2, 30), "America/New_York", "line 3")
-    assert localize(datetime(2026, 11, 1, 0, 45), "America/New_York") == datetime(2026, 11, 1, 4, 45, tzinfo=timezone.utc)
+    assert localize(datetime(2026, 11, 1, 0, 45), "America/New_York") == datetime(2026, 11, 1, 4, 45, tzinfo=UTC)
 
 
 def test_bad_period_label():
@@ -69,7 +69,7 @@ def test_bad_period_label():
 
 
 def test_split_by_day_is_slot_indexed_and_last_duplicate_wins():
-    base = int(datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp())
+    base = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp())
     starts = np.array([base + 900, base, base + 86_400, base + 900])
     s = ChannelSeries("c", 15, starts, np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4, np.uint8))
     blocks = list(split_by_day(s))
