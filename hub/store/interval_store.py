@@ -2,11 +2,16 @@
 
 Writes are vectorised: a batch is cut into dense (days x slots) arrays per channel with
 numpy, the current versions of every touched (channel, day) are fetched with a few
-SELECTs, merged with numpy, hashed, and written with bulk (executemany) statements, all in
-one write transaction. A day whose content hash is unchanged gets no new version; a
-changed day gets version + 1, the old version stays (``is_current`` false) and a stale
-mark records the restatement. Reads slice the stored day arrays into a dense
-channel x interval matrix.
+SELECTs, merged with numpy, hashed, and written with bulk statements (executemany on
+SQLite, COPY on PostgreSQL), all in one write transaction. A day whose content hash is
+unchanged gets no new version; a changed day gets version + 1, the old version stays
+(``is_current`` false) and a stale mark records the restatement. Reads copy the stored day
+arrays into a dense channel x interval matrix.
+
+The hot paths use the DBAPI cursor of the same connection and transaction (no statement
+compilation, no Row objects per channel-day): a channel with no stored row at all skips
+the lookup of current versions; the lookup reads only id, version, hash and rule names,
+and value blobs only for the days a merge needs (days the batch does not fully give).
 
 Canonical content, so that equal data always hashes equal: a NaN value carries no data
 and is stored as MISSING; MISSING slots hold NaN; rule ids are renumbered per day to the
@@ -18,13 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, String, and_, func, select, type_coerce, update
+from sqlalchemy import Connection, func, select
 
 from core.intervals import (
     SECONDS_PER_DAY,
@@ -46,6 +54,7 @@ MAX_QUALITY = max(int(q) for q in Quality)
 IN_CHUNK = 500  # bound parameters per IN list
 SOURCE_MAX = 400
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
+_NATIVE_LE = np.dtype(np.float64) == np.dtype("<f8")
 
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]
@@ -135,44 +144,161 @@ def _raw_day_numbers(raw: Sequence[Any]) -> np.ndarray:
     return np.array([d.toordinal() for d in raw], dtype=np.int64) - _EPOCH_ORDINAL
 
 
-def _insert_day_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert of ``INSERT_COLUMNS`` tuples straight through the driver's executemany.
+class _Sql:
+    """Driver-level SQL and parameter forms of the hot paths, built once per dialect.
 
-    Dates and timestamps go through the column types' own bind processors, so the stored
-    form is exactly what SQLAlchemy itself would write (ISO strings on SQLite).
+    The hot paths (probe, current-row lookup, bulk insert, dense read) go straight to the
+    DBAPI cursor of the connection's own transaction: no statement compilation and no
+    Row objects per channel-day. Dates and timestamps are passed in the form the column
+    types' own bind processors produce, so what is stored is exactly what SQLAlchemy
+    itself would write (ISO strings on SQLite).
     """
-    dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+
+    def __init__(self, dialect: Any) -> None:
+        q = dialect.identifier_preparer.quote
+        m = self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.sqlite = dialect.name == "sqlite"
+        self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        tbl = self.table = q(interval_day_table.name)
+        c = {name: q(name) for name in (*INSERT_COLUMNS, "id")}
+        cols = ", ".join(c[name] for name in INSERT_COLUMNS)
+        self.insert = f"INSERT INTO {tbl} ({cols}) VALUES ({', '.join([m] * len(INSERT_COLUMNS))})"
+        self._insert_cols = cols
+        self.copy_sql = f"COPY {tbl} ({cols}) FROM STDIN"
+        self.probe = f"SELECT {c['interval_minutes']} FROM {tbl} WHERE {c['channel_id']} = {m} LIMIT 1"
+        self._day_col = c["day"]
+        self._meta = (f"SELECT {c['id']}, {c['day']}, {c['version']}, {c['content_hash']}, "
+                      f"CASE WHEN {c['rule_ids']} IS NULL THEN NULL ELSE {c['rule_names']} END FROM {tbl} "
+                      f"WHERE {c['channel_id']} = {m} AND {c['layer']} = {m} AND {c['is_current']} = {m}")
+        self.meta_range = f"{self._meta} AND {c['day']} >= {m} AND {c['day']} <= {m}"
+        self._blobs = f"SELECT {c['id']}, {c['values']}, {c['quality']}, {c['rule_ids']} FROM {tbl} WHERE {c['id']} IN "
+        self._retire = f"UPDATE {tbl} SET {c['is_current']} = {m} WHERE {c['id']} IN "
+        self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
+                      f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
+                      f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
+        self._day = T.day.type.dialect_impl(dialect).bind_processor(dialect)
+        self._ts = T.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def plain_insert(self, layer: str, created_at: Any) -> str | None:
+        """INSERT of a first version without rule ids, the constant columns as literals.
+
+        None unless ``layer`` and ``created_at`` are plain strings of safe characters.
+        """
+        if not (isinstance(layer, str) and isinstance(created_at, str)
+                and _SAFE_LITERAL.fullmatch(layer) and _SAFE_LITERAL.fullmatch(created_at)):
+            return None
+        literal = {"layer": f"'{layer}'", "version": "1", "rule_ids": "NULL", "rule_names": "'[]'",
+                   "created_at": f"'{created_at}'", "is_current": "1"}
+        values = ", ".join(literal.get(name, self.mark) for name in INSERT_COLUMNS)
+        return f"INSERT INTO {self.table} ({self._insert_cols}) VALUES ({values})"
+
+    def _marks(self, n: int) -> str:
+        return f"({', '.join([self.mark] * n)})"
+
+    def meta_in(self, n: int) -> str:
+        return f"{self._meta} AND {self._day_col} IN {self._marks(n)}"
+
+    def blobs(self, n: int) -> str:
+        return self._blobs + self._marks(n)
+
+    def retire(self, n: int) -> str:
+        return self._retire + self._marks(n)
+
+    def read(self, n: int) -> str:
+        return self._read + self._marks(n)
+
+    def days(self, days: np.ndarray) -> list[Any]:
+        """Driver-level parameters of epoch-day numbers."""
+        if self.sqlite:
+            # the SQLite DATE storage format is the ISO date
+            return np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
+        dates = _to_dates(days)
+        return dates if self._day is None else [self._day(d) for d in dates]
+
+    def ts(self, value: datetime) -> Any:
+        return value if self._ts is None else self._ts(value)
+
+
+_SQL_CACHE: dict[tuple[str, str, str], _Sql] = {}
+
+
+def _sql(dialect: Any) -> _Sql:
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    found = _SQL_CACHE.get(key)
+    if found is None:
+        found = _SQL_CACHE[key] = _Sql(dialect)
+    return found
+
+
+def _cursor(conn: Connection) -> Any:
+    """The DBAPI cursor of ``conn``'s own connection, inside its (auto)begun transaction."""
+    if not conn.in_transaction():
+        conn.begin()  # what the first execute would do (autobegin)
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
+    if sql.copy:
         # COPY is several times faster than executemany; same connection, same transaction
-        cols = ", ".join(quote(c) for c in INSERT_COLUMNS)
-        with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
-            with cur.copy(f"COPY {quote(interval_day_table.name)} ({cols}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row(r)
+        with cur.copy(sql.copy_sql) as copy:
+            for r in rows:
+                copy.write_row(r)
         return
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {quote(interval_day_table.name)} ({', '.join(quote(c) for c in INSERT_COLUMNS)}) "
-           f"VALUES ({', '.join([mark] * len(INSERT_COLUMNS))})")
-    i_day, i_created = INSERT_COLUMNS.index("day"), INSERT_COLUMNS.index("created_at")
-    proc_day = T.day.type.bind_processor(dialect)
-    proc_ts = T.created_at.type.bind_processor(dialect)
-    if proc_day is not None or proc_ts is not None:
-        # days repeat across channels and one batch has one timestamp: process each value once
-        seen_day: dict[Any, Any] = {}
-        seen_ts: dict[Any, Any] = {}
-        fixed = []
-        for r in rows:
-            lst = list(r)
-            if proc_day is not None:
-                d = lst[i_day]
-                lst[i_day] = seen_day[d] if d in seen_day else seen_day.setdefault(d, proc_day(d))
-            if proc_ts is not None:
-                ts = lst[i_created]
-                lst[i_created] = seen_ts[ts] if ts in seen_ts else seen_ts.setdefault(ts, proc_ts(ts))
-            fixed.append(tuple(lst))
-        rows = fixed
-    conn.exec_driver_sql(sql, rows)
+    if not sql.sqlite:
+        cur.executemany(sql.insert, rows)
+        return
+    # SQLite binds every parameter of every row: the usual row (a first version without
+    # rule ids) gets the columns that are the same for the whole write as SQL literals.
+    # Runs keep the insertion order.
+    # one write has one layer and one timestamp
+    plain_sql = sql.plain_insert(rows[0][_I_LAYER], rows[0][_I_CREATED])
+    if plain_sql is None:
+        cur.executemany(sql.insert, rows)
+        return
+    n = len(rows)
+    if list(map(_VERSION_OF, rows)).count(1) == n and list(map(_RULE_IDS_OF, rows)).count(None) == n:
+        cur.executemany(plain_sql, map(_PLAIN_COLUMNS, rows))
+        return
+    start = 0
+    while start < len(rows):
+        is_plain = _is_plain(rows[start])
+        end = start + 1
+        while end < len(rows) and _is_plain(rows[end]) == is_plain:
+            end += 1
+        run = rows[start:end] if start or end < len(rows) else rows
+        if is_plain:
+            cur.executemany(plain_sql, map(_PLAIN_COLUMNS, run))
+        else:
+            cur.executemany(sql.insert, run)
+        start = end
+
+
+_I_VERSION, _I_RULE_IDS = INSERT_COLUMNS.index("version"), INSERT_COLUMNS.index("rule_ids")
+_I_LAYER, _I_CREATED = INSERT_COLUMNS.index("layer"), INSERT_COLUMNS.index("created_at")
+_VERSION_OF, _RULE_IDS_OF = itemgetter(_I_VERSION), itemgetter(_I_RULE_IDS)
+_PLAIN_BOUND = ("channel_id", "day", "interval_minutes", "n_values", "values", "quality", "content_hash", "source")
+_PLAIN_COLUMNS = itemgetter(*(INSERT_COLUMNS.index(c) for c in _PLAIN_BOUND))
+_SAFE_LITERAL = re.compile(r"[0-9A-Za-z_:. +-]*")
+
+
+def _is_plain(row: tuple[Any, ...]) -> bool:
+    return row[_I_VERSION] == 1 and row[_I_RULE_IDS] is None
+
+
+class _Old:
+    """The current stored version of one (channel, day); blobs only where a merge needs them."""
+
+    __slots__ = ("id", "version", "content_hash", "rule_names", "values", "quality", "rule_ids")
+
+    def __init__(self, id_: int, version: int, content_hash: str, rule_names: str | None) -> None:
+        self.id = id_
+        self.version = version
+        self.content_hash = content_hash
+        self.rule_names = rule_names  # JSON names, None when the row has no rule ids
+        self.values: bytes | None = None
+        self.quality: bytes | None = None
+        self.rule_ids: bytes | None = None
 
 
 def _chunks(seq: Sequence[Any], n: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -286,21 +412,45 @@ def _prepare_series(series: Sequence[ChannelSeries], source: str) -> list[_Chann
             raise _error(f"value {values[i]} at {_iso(starts[i])} is not finite", source, cid, "value")
         day = starts // SECONDS_PER_DAY
         slot = (starts - day * SECONDS_PER_DAY) // step
-        udays, inv = np.unique(day, return_inverse=True)
         keep = (quality != MISSING) & ~np.isnan(values)
-        flat = (inv * n_slots + slot)[keep]
-        # last occurrence wins: first occurrence in the reversed order
-        _, first_rev = np.unique(flat[::-1], return_index=True)
-        pick = len(flat) - 1 - first_rev
-        flat = flat[pick]
-        v2 = np.full((len(udays), n_slots), np.nan)
-        q2 = np.full((len(udays), n_slots), MISSING, dtype=np.uint8)
-        v2.ravel()[flat] = values[keep][pick]
-        q2.ravel()[flat] = quality[keep][pick]
+        all_kept = bool(keep.all())
+        if len(starts) < 2 or bool((starts[1:] > starts[:-1]).all()):
+            # the usual case, strictly increasing starts: no duplicates, days already sorted
+            change = np.empty(len(day), dtype=bool)
+            change[:1] = True
+            np.not_equal(day[1:], day[:-1], out=change[1:])
+            udays = day[change]
+            inv = np.cumsum(change) - 1
+            flat = inv * n_slots + slot
+            if all_kept:
+                kv, kq, kr = values, quality, rules
+            else:
+                flat = flat[keep]
+                kv, kq = values[keep], quality[keep]
+                kr = rules[keep] if rules is not None else None
+        else:
+            udays, inv = np.unique(day, return_inverse=True)
+            flat = (inv * n_slots + slot)[keep]
+            # last occurrence wins: first occurrence in the reversed order
+            _, first_rev = np.unique(flat[::-1], return_index=True)
+            pick = len(flat) - 1 - first_rev
+            flat = flat[pick]
+            kv, kq = values[keep][pick], quality[keep][pick]
+            kr = rules[keep][pick] if rules is not None else None
+        n_cells = len(udays) * n_slots
+        if len(flat) == n_cells:
+            # every slot of every day is given: the cells are a permutation, no fill needed
+            v2 = np.empty((len(udays), n_slots))
+            q2 = np.empty((len(udays), n_slots), dtype=np.uint8)
+        else:
+            v2 = np.full((len(udays), n_slots), np.nan)
+            q2 = np.full((len(udays), n_slots), MISSING, dtype=np.uint8)
+        v2.ravel()[flat] = kv
+        q2.ravel()[flat] = kq
         r2 = None
-        if rules is not None:
+        if kr is not None:
             r2 = np.zeros((len(udays), n_slots), dtype=np.uint8)
-            r2.ravel()[flat] = rules[keep][pick]
+            r2.ravel()[flat] = kr
         out.append(_ChannelDays(cid, interval_minutes, udays.astype(np.int64), v2, q2, r2, tuple(names)))
     return out
 
@@ -385,136 +535,189 @@ class IntervalStore:
         if conn is None:
             with self.db.write_transaction() as own:
                 return self._commit(prepared, layer, source, merge=merge, conn=own, report=report)
+        sql = _sql(conn.dialect)
         now = utcnow()
+        now_param = sql.ts(now)
         src = source[-SOURCE_MAX:]
         rows: list[tuple[Any, ...]] = []
         retire: list[int] = []
         marks: list[dict[str, Any]] = []
-        for cd in prepared:
-            self._check_interval_minutes(conn, cd, source)
-            existing = self._current_rows(conn, cd.channel_id, layer, cd.days)
-            self._build_rows(cd, existing, layer, src, now, merge, rows, retire, marks, report)
-        for chunk in _chunks(retire):
-            conn.execute(update(interval_day_table).where(T.id.in_(list(chunk))).values(is_current=False))
-        if rows:
-            _insert_day_rows(conn, rows)
+        cur = _cursor(conn)
+        try:
+            for cd in prepared:
+                stored = self._stored_minutes(cur, sql, cd.channel_id)
+                if stored is not None and int(stored) != cd.interval_minutes:
+                    raise _error(f"channel {cd.channel_id} is stored with {stored}-minute intervals, the batch "
+                                 f"has {cd.interval_minutes}-minute intervals", source, cd.channel_id,
+                                 "interval_minutes")
+                day_params = sql.days(cd.days)
+                # a channel without any stored row has no current versions to look up
+                existing = (self._current_rows(cur, sql, cd, layer, day_params, merge)
+                            if stored is not None else {})
+                self._build_rows(cd, existing, layer, src, now, now_param, sql, day_params, merge, rows, retire,
+                                 marks, report)
+            for chunk in _chunks(retire):
+                cur.execute(sql.retire(len(chunk)), [False, *chunk])
+            if rows:
+                _insert_day_rows(conn, sql, cur, rows)
+        finally:
+            cur.close()
         if marks:
             conn.execute(stale_mark_table.insert(), marks)
         return report
 
-    def _check_interval_minutes(self, conn: Connection, cd: _ChannelDays, source: str) -> None:
-        stored = conn.execute(
-            select(T.interval_minutes).where(T.channel_id == cd.channel_id).limit(1)
-        ).scalar()
-        if stored is not None and int(stored) != cd.interval_minutes:
-            raise _error(f"channel {cd.channel_id} is stored with {stored}-minute intervals, the batch has "
-                         f"{cd.interval_minutes}-minute intervals", source, cd.channel_id, "interval_minutes")
+    @staticmethod
+    def _stored_minutes(cur: Any, sql: _Sql, channel_id: str) -> int | None:
+        """The interval length of any stored row of ``channel_id`` (None: nothing stored)."""
+        cur.execute(sql.probe, (channel_id,))
+        row = cur.fetchone()
+        return None if row is None else row[0]
 
-    def _current_rows(self, conn: Connection, channel_id: str, layer: str,
-                      days: np.ndarray) -> dict[int, Any]:
-        """Current rows of ``channel_id`` for ``days`` (epoch-day numbers) keyed by day number."""
-        cols = (T.id, T.day, T.version, T_VALUES, T.quality, T.rule_ids, T.rule_names, T.content_hash)
-        base = and_(T.channel_id == channel_id, T.layer == layer, T.is_current.is_(True))
-        dates = _to_dates(days)
-        found: dict[int, Any] = {}
-        if len(days) and days[-1] - days[0] + 1 <= 2 * len(days):
-            stmts = [select(*cols).where(base, T.day >= dates[0], T.day <= dates[-1])]
+    @staticmethod
+    def _current_rows(cur: Any, sql: _Sql, cd: _ChannelDays, layer: str, day_params: list[Any],
+                      merge: bool) -> dict[int, _Old]:
+        """Current versions of ``cd.channel_id`` for ``cd.days``, keyed by epoch-day number.
+
+        Only id, version, hash and rule names are read; the value blobs only of the days the
+        batch does not fully give (the only ones a merge needs).
+        """
+        days = cd.days
+        cid = cd.channel_id
+        if days[-1] - days[0] + 1 <= 2 * len(days):
+            stmts = [(sql.meta_range, (cid, layer, True, day_params[0], day_params[-1]))]
         else:
-            stmts = [select(*cols).where(base, T.day.in_(list(chunk))) for chunk in _chunks(dates)]
+            stmts = [(sql.meta_in(len(chunk)), (cid, layer, True, *chunk)) for chunk in _chunks(day_params)]
+        raw: list[Any] = []
+        for stmt, params in stmts:
+            cur.execute(stmt, params)
+            raw.extend(cur.fetchall())
+        found: dict[int, _Old] = {}
+        if not raw:
+            return found
         wanted = set(days.tolist())
-        for stmt in stmts:
-            for row in conn.execute(stmt).all():
-                n = _day_number(row.day)
-                if n in wanted:
-                    found[n] = row
+        for r, n in zip(raw, _raw_day_numbers([r[1] for r in raw]).tolist(), strict=True):
+            if n in wanted:
+                found[n] = _Old(int(r[0]), int(r[2]), r[3], r[4])
+        if merge and found:
+            partial = days[(cd.quality == MISSING).any(axis=1)].tolist()
+            need = {found[n].id: found[n] for n in partial if n in found}
+            ids = list(need)
+            for chunk in _chunks(ids):
+                cur.execute(sql.blobs(len(chunk)), tuple(chunk))
+                for id_, v, q, rids in cur.fetchall():
+                    old = need[int(id_)]
+                    old.values, old.quality, old.rule_ids = bytes(v), bytes(q), None if rids is None else bytes(rids)
         return found
 
-    def _build_rows(self, cd: _ChannelDays, existing: dict[int, Any], layer: str, source: str,
-                    now: datetime, merge: bool, rows: list[tuple[Any, ...]], retire: list[int],
-                    marks: list[dict[str, Any]], report: WriteReport) -> None:
+    def _build_rows(self, cd: _ChannelDays, existing: dict[int, _Old], layer: str, source: str,
+                    now: datetime, now_param: Any, sql: _Sql, day_params: list[Any], merge: bool,
+                    rows: list[tuple[Any, ...]], retire: list[int], marks: list[dict[str, Any]],
+                    report: WriteReport) -> None:
         n_days, n_slots = cd.values.shape
-        ex_pos = np.array([i for i, d in enumerate(cd.days.tolist()) if d in existing], dtype=np.intp)
-        ex_rows = [existing[int(cd.days[i])] for i in ex_pos]
         values, quality, rule_ids = cd.values, cd.quality, cd.rule_ids
         names = list(cd.rule_names)
-        if merge and len(ex_pos):
-            old_v = np.frombuffer(b"".join(r.values for r in ex_rows), dtype="<f8").reshape(len(ex_pos), n_slots)
-            old_q = np.frombuffer(b"".join(r.quality for r in ex_rows), dtype=np.uint8).reshape(len(ex_pos), n_slots)
-            fresh = quality != MISSING
-            values = np.full((n_days, n_slots), np.nan)
-            quality = np.full((n_days, n_slots), MISSING, dtype=np.uint8)
-            values[ex_pos] = old_v
-            quality[ex_pos] = old_q
-            values[fresh] = cd.values[fresh]
-            quality[fresh] = cd.quality[fresh]
-            old_has_rules = [r.rule_ids is not None for r in ex_rows]
-            if rule_ids is not None or any(old_has_rules):
+        day_list = cd.days.tolist()
+        if merge and existing:
+            olds = [(i, existing[d]) for i, d in enumerate(day_list) if d in existing]  # day order
+            old_has_rules = any(o.rule_names is not None for _, o in olds)
+            if rule_ids is not None or old_has_rules:
+                # rule names of the stored days join the batch's, in day order
+                for _, o in olds:
+                    if o.rule_names is not None:
+                        _remap_rule_ids(np.zeros(0, dtype=np.uint8), json.loads(o.rule_names), names)
+            # only days the batch does not fully give carry their blobs (see _current_rows)
+            merged = [(i, o) for i, o in olds if o.values is not None]
+            fresh = cd.quality != MISSING
+            if merged:
+                pos = np.array([i for i, _ in merged], dtype=np.intp)
+                old_v = np.frombuffer(b"".join(o.values for _, o in merged), dtype="<f8").reshape(len(pos), n_slots)  # type: ignore[misc]
+                old_q = np.frombuffer(b"".join(o.quality for _, o in merged), dtype=np.uint8).reshape(len(pos), n_slots)  # type: ignore[misc]
+                values = values.copy()
+                quality = quality.copy()
+                values[pos] = np.where(fresh[pos], cd.values[pos], old_v)
+                quality[pos] = np.where(fresh[pos], cd.quality[pos], old_q)
+            if rule_ids is not None or old_has_rules:
                 merged_r = np.zeros((n_days, n_slots), dtype=np.uint8)
-                for k, r in enumerate(ex_rows):
-                    if r.rule_ids is not None:
-                        ids = np.frombuffer(r.rule_ids, dtype=np.uint8)
-                        merged_r[ex_pos[k]] = _remap_rule_ids(ids, json.loads(r.rule_names), names)
                 if rule_ids is not None:
                     new_r = _remap_rule_ids(rule_ids, cd.rule_names, names)
                     merged_r[fresh] = new_r[fresh]
-                else:
-                    merged_r[fresh] = 0
+                for i, o in merged:
+                    if o.rule_ids is not None:
+                        ids = np.frombuffer(o.rule_ids, dtype=np.uint8)
+                        old_r = _remap_rule_ids(ids, json.loads(o.rule_names or "[]"), names)
+                        merged_r[i] = np.where(fresh[i], merged_r[i], old_r)
                 rule_ids = merged_r
         # canonical form: NaN never carries data, MISSING never carries a value
         nan = np.isnan(values)
-        if nan.any() or (quality == MISSING).any():
+        missing = quality == MISSING
+        if nan.any() or missing.any():
             values = values.copy()
             quality = quality.copy()
             quality[nan] = MISSING
-            values[quality == MISSING] = np.nan
+            missing = quality == MISSING
+            values[missing] = np.nan
             if rule_ids is not None:
                 rule_ids = rule_ids.copy()
-                rule_ids[quality == MISSING] = 0
+                rule_ids[missing] = 0
         day_names: list[tuple[str, ...]] = [()] * n_days
         if rule_ids is not None:
             rule_ids, day_names = _canonical_rules(rule_ids, names)
         values = np.ascontiguousarray(values, dtype="<f8")
         quality = np.ascontiguousarray(quality, dtype=np.uint8)
-        n_values = (quality != MISSING).sum(axis=1).tolist()
-        has_rules = np.zeros(n_days, dtype=bool)
-        if rule_ids is not None:
-            has_rules[:] = rule_ids.any(axis=1)
-        dates = _to_dates(cd.days)
+        n_values = (n_slots - np.count_nonzero(missing, axis=1)).tolist()
         cid, minutes = cd.channel_id, cd.interval_minutes
-        head = [f"{cid}|{d.isoformat()}|{minutes}|".encode() for d in dates]
-        json_cache: dict[tuple[str, ...], str] = {}
-        day_list = cd.days.tolist()
+        # SQLite day parameters are the ISO dates already
+        iso = day_params if sql.sqlite else np.datetime_as_string(cd.days.astype("datetime64[D]")).tolist()
+        vbs = [r.tobytes() for r in values]
+        qbs = [r.tobytes() for r in quality]
+        pre, post = f"{cid}|", f"|{minutes}|"
+        sha = hashlib.sha256
+        rbs: list[bytes | None]
+        has_rules = np.asarray(rule_ids.any(axis=1)) if rule_ids is not None else None
+        if rule_ids is not None and has_rules is not None and has_rules.any():
+            rbs = [r.tobytes() if h else None for r, h in zip(rule_ids, has_rules.tolist(), strict=True)]
+            json_cache: dict[tuple[str, ...], str] = {}
+            names_json = []
+            digests = []
+            for d, vb, qb, rb, dn in zip(iso, vbs, qbs, rbs, day_names, strict=True):
+                h = sha(f"{pre}{d}{post}".encode() + vb + qb)
+                if rb is not None:
+                    h.update(rb)
+                    h.update("|".join(dn).encode())
+                digests.append(h.hexdigest())
+                nj = json_cache.get(dn)
+                if nj is None:
+                    nj = json_cache[dn] = json.dumps(list(dn))
+                names_json.append(nj)
+        else:
+            rbs = [None] * n_days
+            names_json = ["[]"] * n_days
+            digests = [sha(f"{pre}{d}{post}".encode() + vb + qb).hexdigest()
+                       for d, vb, qb in zip(iso, vbs, qbs, strict=True)]
+        if not existing:
+            report.new_days += n_days
+            rows.extend(zip(repeat(cid), day_params, repeat(layer), repeat(1), repeat(minutes), n_values, vbs, qbs,
+                            rbs, names_json, digests, repeat(source), repeat(now_param), repeat(True)))
+            return
         for i in range(n_days):
-            vb = values[i].tobytes()
-            qb = quality[i].tobytes()
-            h = hashlib.sha256(head[i])
-            h.update(vb)
-            h.update(qb)
-            rb = None
-            if has_rules[i] and rule_ids is not None:
-                rb = rule_ids[i].tobytes()
-                h.update(rb)
-                h.update("|".join(day_names[i]).encode())
-            digest = h.hexdigest()
-            old = existing.get(day_list[i]) if existing else None
+            digest = digests[i]
+            old = existing.get(day_list[i])
             if old is not None and old.content_hash == digest:
                 report.unchanged_days += 1
                 continue
             version = 1
             if old is not None:
-                version = int(old.version) + 1
-                retire.append(int(old.id))
-                marks.append({"channel_id": cid, "day": dates[i], "layer": layer, "version": version,
+                version = old.version + 1
+                retire.append(old.id)
+                day = date.fromordinal(day_list[i] + _EPOCH_ORDINAL)
+                marks.append({"channel_id": cid, "day": day, "layer": layer, "version": version,
                               "created_at": now})
                 report.changed_days += 1
-                report.stale.append((cid, dates[i]))
+                report.stale.append((cid, day))
             else:
                 report.new_days += 1
-            names_json = json_cache.get(day_names[i])
-            if names_json is None:
-                names_json = json_cache[day_names[i]] = json.dumps(list(day_names[i]))
-            rows.append((cid, dates[i], layer, version, minutes, n_values[i], vb, qb, rb, names_json,
-                         digest, source, now, True))
+            rows.append((cid, day_params[i], layer, version, minutes, n_values[i], vbs[i], qbs[i], rbs[i],
+                         names_json[i], digest, source, now_param, True))
 
     # ------------------------------------------------------------------ reading
 
@@ -580,20 +783,27 @@ class IntervalStore:
         d_first = s0 // SECONDS_PER_DAY
         d_last = max(d_first, (s1 - 1) // SECONDS_PER_DAY) if n_int else d_first
         n_days = d_last - d_first + 1
-        grid_v = np.full((len(ids), n_days, n_slots), np.nan)
-        grid_q = np.full((len(ids), n_days, n_slots), MISSING, dtype=np.uint8)
+        # cells no stored day fills are set to NaN / MISSING at the end (usually none are left)
+        grid_v = np.empty((len(ids), n_days, n_slots))
+        grid_q = np.empty((len(ids), n_days, n_slots), dtype=np.uint8)
+        filled = np.zeros((len(ids), n_days), dtype=bool)
         hashes: dict[tuple[str, date], str] = {}
         if n_int and ids:
             pos = {c: i for i, c in enumerate(ids)}
-            lo, hi = _to_dates(np.array([d_first, d_last]))
             with self.db.read_connection() as conn:
-                for chunk in _chunks(ids):
-                    stmt = select(T.channel_id, type_coerce(T.day, String), T.interval_minutes, T_VALUES,
-                                  T.quality, T.content_hash).where(
-                        T.channel_id.in_(list(chunk)), T.layer == layer, T.is_current.is_(True),
-                        T.day >= lo, T.day <= hi)
-                    rows = conn.execute(stmt).all()
-                    self._fill_grid(rows, pos, d_first, interval_minutes, grid_v, grid_q, hashes)
+                sql = _sql(conn.dialect)
+                lo, hi = sql.days(np.array([d_first, d_last]))
+                cur = _cursor(conn)
+                try:
+                    for chunk in _chunks(ids):
+                        cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
+                        rows = cur.fetchall()
+                        self._fill_grid(rows, pos, d_first, interval_minutes, grid_v, grid_q, filled, hashes)
+                finally:
+                    cur.close()
+        if not filled.all():
+            grid_v[~filled] = np.nan
+            grid_q[~filled] = MISSING
         off = (s0 - d_first * SECONDS_PER_DAY) // step
         values = np.ascontiguousarray(grid_v.reshape(len(ids), n_days * n_slots)[:, off:off + n_int])
         quality = np.ascontiguousarray(grid_q.reshape(len(ids), n_days * n_slots)[:, off:off + n_int])
@@ -602,14 +812,19 @@ class IntervalStore:
 
     @staticmethod
     def _fill_grid(rows: Sequence[Any], pos: dict[str, int], d_first: int, interval_minutes: int,
-                   grid_v: np.ndarray, grid_q: np.ndarray, hashes: dict[tuple[str, date], str]) -> None:
+                   grid_v: np.ndarray, grid_q: np.ndarray, filled: np.ndarray,
+                   hashes: dict[tuple[str, date], str]) -> None:
         if not rows:
             return
         cids, raw_days, minutes, vals, quals, digests = zip(*rows, strict=True)
         day_no = _raw_day_numbers(raw_days)
-        hashes.update(zip(zip(cids, day_no.astype("datetime64[D]").tolist(), strict=True), digests, strict=True))
+        # one date object per distinct day, shared by every channel's key
+        udays, inv = np.unique(day_no, return_inverse=True)
+        udates = udays.astype("datetime64[D]").tolist()
+        hashes.update(zip(zip(cids, map(udates.__getitem__, inv.tolist()), strict=True), digests, strict=True))
         ci_all = np.array([pos[c] for c in cids], dtype=np.intp)
         di_all = (day_no - d_first).astype(np.intp)
+        filled[ci_all, di_all] = True
         minutes_arr = np.array(minutes, dtype=np.int64)
         n_slots = grid_v.shape[2]
         for stored in np.unique(minutes_arr).tolist():
@@ -622,6 +837,21 @@ class IntervalStore:
             f = interval_minutes // stored
             group = sel.tolist()
             n = len(group)
+            if f == 1 and _NATIVE_LE:
+                # copy each day's bytes straight into its cell of the grid: no joined copy
+                cells = (ci_all[sel] * grid_v.shape[1] + di_all[sel]).tolist()
+                mv_v = memoryview(grid_v.reshape(-1)).cast("B")  # type: ignore[arg-type]
+                mv_q = memoryview(grid_q.reshape(-1)).cast("B")  # type: ignore[arg-type]
+                wv, wq = n_slots * 8, n_slots
+                if n == len(rows):
+                    for c, vb, qb in zip(cells, vals, quals, strict=True):
+                        mv_v[c * wv:c * wv + wv] = vb
+                        mv_q[c * wq:c * wq + wq] = qb
+                else:
+                    for c, k in zip(cells, group, strict=True):
+                        mv_v[c * wv:c * wv + wv] = vals[k]
+                        mv_q[c * wq:c * wq + wq] = quals[k]
+                continue
             if n == len(rows):
                 v = np.frombuffer(b"".join(vals), dtype="<f8").reshape(n, n_slots * f)
                 q = np.frombuffer(b"".join(quals), dtype=np.uint8).reshape(n, n_slots * f)

@@ -1,0 +1,159 @@
+"""The interval store's fast paths behave exactly like the general ones.
+
+Writes skip the current-row lookup for channels without any stored row, read value blobs
+only for days a merge needs, insert first versions with the constant columns as SQL
+literals (SQLite) and go straight to the DBAPI cursor; reads copy day blobs straight into
+the matrix. These tests pin the cases where a shortcut could change the result.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+
+from core.intervals import ChannelSeries, DayBlock
+from core.quality import Quality
+from core.timeline import Span
+from hub.store import Database
+from hub.store.tables import interval_day_table, utcnow
+
+DAY = 86_400
+M = int(Quality.MISSING)
+T = interval_day_table.c
+D0 = date(2024, 5, 1)
+E0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp())
+
+
+def _rows(db: Database, cid: str) -> list[tuple]:
+    with db.read_connection() as conn:
+        return [tuple(r) for r in conn.execute(
+            select(T.day, T.version, T.is_current, T.n_values, T.rule_names, T.source, T.layer)
+            .where(T.channel_id == cid).order_by(T.layer, T.day, T.version)).all()]
+
+
+def _full_days(cid: str, first: int, n_days: int, seed: int, **kw: object) -> ChannelSeries:
+    n = n_days * 96
+    starts = E0 + first * DAY + 900 * np.arange(n, dtype=np.int64)
+    values = np.random.default_rng(seed).uniform(0, 10, n)
+    return ChannelSeries(cid, 15, starts, values, np.zeros(n, np.uint8), **kw)  # type: ignore[arg-type]
+
+
+def test_first_write_of_new_channels_and_rewrite(db: Database) -> None:
+    batch = [_full_days("a", 0, 3, 1), _full_days("b", 1, 2, 2)]
+    rep = db.intervals.write_series(batch, source="x")
+    assert (rep.new_days, rep.changed_days, rep.unchanged_days) == (5, 0, 0)
+    assert _rows(db, "a") == [(D0 + timedelta(days=i), 1, True, 96, "[]", "x", "raw") for i in range(3)]
+    rep = db.intervals.write_series(batch, source="x")
+    assert (rep.new_days, rep.changed_days, rep.unchanged_days) == (0, 0, 5)
+    # a new range of an existing channel: looked up, nothing found, all new
+    rep = db.intervals.write_series([_full_days("a", 10, 2, 3)], source="x")
+    assert (rep.new_days, rep.changed_days, rep.unchanged_days) == (2, 0, 0)
+
+
+def test_created_at_is_stored_as_sqlalchemy_writes_it(db: Database) -> None:
+    before = utcnow().replace(microsecond=0)
+    db.intervals.write_series([_full_days("a", 0, 1, 1)])
+    with db.read_connection() as conn:
+        created = conn.execute(select(T.created_at)).scalar_one()
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
+    assert before <= created <= utcnow()
+    if db.dialect == "sqlite":
+        with db.read_connection() as conn:
+            raw = conn.exec_driver_sql("SELECT created_at, day, is_current, layer FROM interval_day").one()
+        assert raw[0] == created.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        assert tuple(raw[1:]) == ("2024-05-01", 1, "raw")
+
+
+def test_partial_and_full_days_merge_against_stored_days(db: Database) -> None:
+    db.intervals.write_series([_full_days("a", 0, 3, 1)])
+    before = db.intervals.read_matrix(["a"], Span(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 4, tzinfo=UTC)),
+                                      15, layer="raw").values[0]
+    # day 0 fully replaced, day 1 half replaced (from noon), day 2 untouched, day 3 new
+    starts = E0 + DAY // 2 * 0 + 900 * np.arange(96 + 48, dtype=np.int64)
+    starts = np.concatenate([starts[:96], E0 + DAY + DAY // 2 + 900 * np.arange(48), E0 + 3 * DAY + 900 * np.arange(10)])
+    values = np.arange(len(starts), dtype=np.float64) + 1000.0
+    rep = db.intervals.write_series([ChannelSeries("a", 15, starts, values, np.ones(len(starts), np.uint8))])
+    assert (rep.new_days, rep.changed_days, rep.unchanged_days) == (1, 2, 0)
+    assert sorted(rep.stale) == [("a", D0), ("a", D0 + timedelta(days=1))]
+    m = db.intervals.read_matrix(["a"], Span(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 5, tzinfo=UTC)),
+                                 15, layer="raw")
+    v, q = m.values[0], m.quality[0]
+    np.testing.assert_array_equal(v[:96], values[:96])
+    np.testing.assert_array_equal(v[96:144], before[96:144])  # kept from the stored day
+    np.testing.assert_array_equal(v[144:192], values[96:144])
+    np.testing.assert_array_equal(v[192:288], before[192:288])
+    np.testing.assert_array_equal(v[288:298], values[144:])
+    assert np.isnan(v[298:]).all() and (q[298:] == M).all()
+    assert (q[:96] == 1).all() and (q[96:144] == 0).all() and (q[144:192] == 1).all()
+    assert [r[:4] for r in _rows(db, "a")] == [
+        (D0, 1, False, 96), (D0, 2, True, 96), (D0 + timedelta(days=1), 1, False, 96),
+        (D0 + timedelta(days=1), 2, True, 96), (D0 + timedelta(days=2), 1, True, 96),
+        (D0 + timedelta(days=3), 1, True, 10)]
+
+
+def test_merge_rule_names_follow_batch_then_stored_days_in_day_order(db: Database) -> None:
+    def day_block(day: date, ids: list[int], names: tuple[str, ...]) -> DayBlock:
+        rule_ids = np.array((ids * 96)[:96], dtype=np.uint8)
+        return DayBlock(channel_id="a", day=day, interval_minutes=15, values=np.arange(96.0),
+                        quality=np.zeros(96, np.uint8), rule_ids=rule_ids, rule_names=names, layer="raw")
+
+    d1 = D0 + timedelta(days=1)
+    db.intervals.write_blocks([day_block(D0, [1, 2], ("y", "x"))], layer="raw")
+    db.intervals.write_blocks([day_block(d1, [1, 2], ("x", "y"))], layer="raw")
+    assert [json.loads(r[4]) for r in _rows(db, "a")] == [["y", "x"], ["x", "y"]]
+    # day 0 fully given again (no rules), day 1 only its first slot: its kept slots keep
+    # rules x and y, renumbered in the order the stored days bring them (y first)
+    starts = np.concatenate([E0 + 900 * np.arange(96), [E0 + DAY]]).astype(np.int64)
+    rep = db.intervals.write_series([ChannelSeries("a", 15, starts, np.arange(97.0), np.zeros(97, np.uint8))])
+    assert (rep.changed_days, rep.unchanged_days) == (2, 0)
+    blocks = db.intervals.read_blocks("a", D0, d1, layer="raw")
+    assert blocks[0].rule_ids is None or not blocks[0].rule_ids.any()
+    assert blocks[1].rule_names == ("y", "x") and blocks[1].version == 2
+    assert int(blocks[1].rule_ids[0]) == 0 and int(blocks[1].rule_ids[1]) == 1 and int(blocks[1].rule_ids[2]) == 2
+
+
+def test_sparse_days_and_mixed_new_and_changed_rows(db: Database) -> None:
+    far = [0, 40, 400]  # far apart: looked up by an IN list, not a range
+    batch = [ChannelSeries("a", 15, np.concatenate([E0 + d * DAY + 900 * np.arange(96) for d in far]).astype(np.int64),
+                           np.ones(288), np.zeros(288, np.uint8))]
+    db.intervals.write_series(batch)
+    again = [ChannelSeries("a", 15, np.concatenate([E0 + d * DAY + 900 * np.arange(96) for d in [0, 1, 40, 401]])
+                           .astype(np.int64), np.full(384, 2.0), np.zeros(384, np.uint8))]
+    rep = db.intervals.write_series(again)
+    assert (rep.new_days, rep.changed_days, rep.unchanged_days) == (2, 2, 0)
+    rows = _rows(db, "a")
+    assert [(r[0] - D0).days for r in rows if r[2]] == [0, 1, 40, 400, 401]
+    assert [(r[0] - D0).days for r in rows if not r[2]] == [0, 40]
+    assert {r[1] for r in rows if r[2] and (r[0] - D0).days in (0, 40)} == {2}
+
+
+def test_write_on_a_caller_connection_is_one_transaction(db: Database) -> None:
+    with db.engine.connect() as conn:
+        db.intervals.write_series([_full_days("a", 0, 2, 1)], conn=conn)
+        conn.rollback()
+    assert db.intervals.count_rows() == 0
+    with db.write_transaction() as conn:
+        db.intervals.write_series([_full_days("a", 0, 2, 1)], conn=conn)
+        db.intervals.write_series([_full_days("a", 1, 2, 2)], conn=conn)
+    assert db.intervals.count_rows() == 4
+
+
+def test_read_matrix_gaps_missing_channels_and_partial_span(db: Database) -> None:
+    db.intervals.write_series([_full_days("a", 0, 1, 1), _full_days("a", 2, 1, 2), _full_days("c", 1, 1, 3)])
+    span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 3, 12, tzinfo=UTC))
+    m = db.intervals.read_matrix(["c", "b", "a"], span, 15, layer="raw")
+    a = _full_days("a", 0, 1, 1).values
+    a2 = _full_days("a", 2, 1, 2).values
+    c = _full_days("c", 1, 1, 3).values
+    assert m.values.shape == (3, 54 * 4)
+    np.testing.assert_array_equal(m.values[2, :72], a[24:])
+    assert np.isnan(m.values[2, 72:168]).all() and (m.quality[2, 72:168] == M).all()
+    np.testing.assert_array_equal(m.values[2, 168:], a2[:48])
+    assert np.isnan(m.values[1]).all() and (m.quality[1] == M).all()
+    np.testing.assert_array_equal(m.values[0, 72:168], c)
+    assert set(m.day_hashes) == {("a", D0), ("a", D0 + timedelta(days=2)), ("c", D0 + timedelta(days=1))}
+    hourly = db.intervals.read_matrix(["a"], span, 60, layer="raw")
+    np.testing.assert_allclose(hourly.values[0, :18], a[24:].reshape(18, 4).sum(axis=1))
