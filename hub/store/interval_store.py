@@ -67,6 +67,7 @@ class WriteReport:
     new_days: int = 0
     changed_days: int = 0
     unchanged_days: int = 0
+    filled_days: int = 0  # late values filled gaps of the current version (no value changed)
     intervals: int = 0
     stale: list[tuple[str, date]] = field(default_factory=list)
 
@@ -81,6 +82,7 @@ class WriteReport:
             "new_days": self.new_days,
             "changed_days": self.changed_days,
             "unchanged_days": self.unchanged_days,
+            "filled_days": self.filled_days,
             "intervals": self.intervals,
             "stale": [[c, d.isoformat()] for c, d in self.stale],
         }
@@ -542,6 +544,7 @@ class IntervalStore:
         rows: list[tuple[Any, ...]] = []
         retire: list[int] = []
         marks: list[dict[str, Any]] = []
+        fills: list[dict[str, Any]] = []
         cur = _cursor(conn)
         try:
             for cd in prepared:
@@ -555,13 +558,17 @@ class IntervalStore:
                 existing = (self._current_rows(cur, sql, cd, layer, day_params, merge)
                             if stored is not None else {})
                 self._build_rows(cd, existing, layer, src, now, now_param, sql, day_params, merge, rows, retire,
-                                 marks, report)
+                                 marks, report, fills)
             for chunk in _chunks(retire):
                 cur.execute(sql.retire(len(chunk)), [False, *chunk])
             if rows:
                 _insert_day_rows(conn, sql, cur, rows)
         finally:
             cur.close()
+        for f in fills:
+            row_id = f.pop("row_id")
+            conn.execute(interval_day_table.update().where(interval_day_table.c.id == row_id)
+                         .values({interval_day_table.c[k]: v for k, v in f.items()}))
         if marks:
             conn.execute(stale_mark_table.insert(), marks)
         return report
@@ -612,11 +619,12 @@ class IntervalStore:
     def _build_rows(self, cd: _ChannelDays, existing: dict[int, _Old], layer: str, source: str,
                     now: datetime, now_param: Any, sql: _Sql, day_params: list[Any], merge: bool,
                     rows: list[tuple[Any, ...]], retire: list[int], marks: list[dict[str, Any]],
-                    report: WriteReport) -> None:
+                    report: WriteReport, fills: list[dict[str, Any]] | None = None) -> None:
         n_days, n_slots = cd.values.shape
         values, quality, rule_ids = cd.values, cd.quality, cd.rule_ids
         names = list(cd.rule_names)
         day_list = cd.days.tolist()
+        fill_only: set[int] = set()  # batch positions whose merge only filled MISSING slots
         if merge and existing:
             olds = [(i, existing[d]) for i, d in enumerate(day_list) if d in existing]  # day order
             old_has_rules = any(o.rule_names is not None for _, o in olds)
@@ -636,6 +644,12 @@ class IntervalStore:
                 quality = quality.copy()
                 values[pos] = np.where(fresh[pos], cd.values[pos], old_v)
                 quality[pos] = np.where(fresh[pos], cd.quality[pos], old_q)
+                # a late value for a slot that was MISSING restates nothing: the day is
+                # updated in place instead of getting a new version (polling fills a day
+                # interval by interval); any slot that held a value must be untouched
+                kept = (old_q != MISSING) & ~((values[pos] == old_v) & (quality[pos] == old_q))
+                if rule_ids is None and not old_has_rules:
+                    fill_only.update(pos[~kept.any(axis=1)].tolist())
             if rule_ids is not None or old_has_rules:
                 merged_r = np.zeros((n_days, n_slots), dtype=np.uint8)
                 if rule_ids is not None:
@@ -706,6 +720,15 @@ class IntervalStore:
                 report.unchanged_days += 1
                 continue
             version = 1
+            if old is not None and i in fill_only and fills is not None:
+                day = date.fromordinal(day_list[i] + _EPOCH_ORDINAL)
+                fills.append({"row_id": old.id, "values": vbs[i], "quality": qbs[i], "n_values": n_values[i],
+                              "content_hash": digest, "source": source})
+                marks.append({"channel_id": cid, "day": day, "layer": layer, "version": old.version,
+                              "created_at": now})
+                report.filled_days += 1
+                report.stale.append((cid, day))
+                continue
             if old is not None:
                 version = old.version + 1
                 retire.append(old.id)
