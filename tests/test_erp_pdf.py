@@ -57,8 +57,14 @@ def test_validate_rejects_non_pdf() -> None:
     assert PdfRenderer("pdf").validate(b"hello") == ["PDF: missing %PDF- header"]
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) not installed")
 def test_page_one_rasterises(tmp_path: Path) -> None:
+    if shutil.which("pdftoppm") is None:
+        from tests.fixtures.services import require_services
+
+        msg = "pdftoppm (Debian poppler-utils) is not installed"
+        if require_services():
+            pytest.fail(msg + " (KWHUB_REQUIRE_SERVICES=1 forbids skipping)")
+        pytest.skip(msg)
     pdf = tmp_path / "inv.pdf"
     pdf.write_bytes(PdfRenderer("pdf").render(energy_invoice(), {"usage": usage_fixture(), "lineage": lineage()}))
     subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "p")],
