@@ -26,6 +26,7 @@ from core.campus import Campus, Channel
 from core.intervals import ChannelSeries, DayBlock, slots_per_day
 from core.quality import Quality
 from core.vee import RegisterReads, VeeConfig, VeeContext, VeeEngine, VeeEvent
+from core.vee.engine import DenseDays
 from hub.store import Database, WriteReport
 
 
@@ -89,6 +90,8 @@ class VeeSummary:
 
 
 def _jsonable(value: Any) -> Any:
+    if type(value) in (str, int, bool):  # the usual leaves, unchanged
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -129,6 +132,102 @@ def _channel(campus: Campus, cid: str, raw: list[DayBlock]) -> Channel:
         return Channel(id=cid, interval_minutes=minutes)
 
 
+_CHUNK_CHANNELS = 64  # channels per bulk read (bounds the memory of one read)
+
+
+class _Dense:
+    """Bulk reads of a run: raw and history of many channels in a few ``read_matrix`` calls.
+
+    A channel qualifies when the campus knows it and the store holds it at the channel's
+    interval length (or holds nothing); others take the per-channel path. Channels are
+    read in chunks, in the order they are validated, and each chunk is dropped once used.
+    """
+
+    def __init__(self, db: Database, campus_channels: dict[str, Channel], engine: VeeEngine,
+                 plan: list[tuple[str, list[date]]]) -> None:
+        self.db = db
+        self.chunks: list[list[tuple[str, Channel, date, date]]] = []
+        self.chunk_of: dict[str, int] = {}
+        self.loaded: dict[str, tuple[date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels])
+        current: list[tuple[str, Channel, date, date]] = []
+        for cid, days in plan:
+            channel = campus_channels.get(cid)
+            if channel is None or stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
+                continue
+            lookback = engine.lookback_days(channel)
+            lo, hi = days[0] - timedelta(days=lookback), days[-1] + timedelta(days=1)
+            if current:
+                c_lo = min(lo, *(x[2] for x in current))
+                c_hi = max(hi, *(x[3] for x in current))
+                widest = max((hi - lo).days, *((x[3] - x[2]).days for x in current)) + 1
+                if (len(current) >= _CHUNK_CHANNELS or current[0][1].interval_minutes != channel.interval_minutes
+                        or (c_hi - c_lo).days + 1 > 2 * widest):
+                    self.chunks.append(current)
+                    current = []
+            current.append((cid, channel, lo, hi))
+            self.chunk_of[cid] = len(self.chunks)
+        if current:
+            self.chunks.append(current)
+
+    def _stored_minutes(self, ids: list[str]) -> dict[str, int]:
+        """The interval length each channel is stored with (one per channel across layers)."""
+        from sqlalchemy import bindparam, select
+
+        from hub.store.tables import interval_day_table
+
+        t = interval_day_table.c
+        stmt = select(t.interval_minutes).where(t.channel_id == bindparam("cid")).limit(1)
+        out: dict[str, int] = {}
+        with self.db.read_connection() as conn:
+            for cid in ids:
+                v = conn.execute(stmt, {"cid": cid}).scalar()
+                if v is not None:
+                    out[cid] = int(v)
+        return out
+
+    def get(self, cid: str) -> tuple[Channel, date, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(channel, first day, raw values, raw quality, best values, best quality) or None.
+
+        The arrays are ``(days, slots)`` from the first day on; "best" is the validated
+        layer where a day has one, else raw (the history the engine looks at).
+        """
+        k = self.chunk_of.get(cid)
+        if k is None:
+            return None
+        if cid not in self.loaded:
+            self._load(k)
+        first, rv, rq, bv, bq = self.loaded.pop(cid)
+        return self.chunks[k][[x[0] for x in self.chunks[k]].index(cid)][1], first, rv, rq, bv, bq
+
+    def _load(self, k: int) -> None:
+        from core.timeline import Span
+
+        chunk = self.chunks[k]
+        ids = [x[0] for x in chunk]
+        minutes = chunk[0][1].interval_minutes
+        lo, hi = min(x[2] for x in chunk), max(x[3] for x in chunk)
+        n_days = (hi - lo).days + 1
+        n_slots = slots_per_day(minutes)
+        start = datetime(lo.year, lo.month, lo.day, tzinfo=UTC)
+        span = Span(start, start + timedelta(days=n_days))
+        store = self.db.intervals
+        raw = store.read_matrix(ids, span, minutes, layer="raw")
+        val = store.read_matrix(ids, span, minutes, layer="validated")
+        shape = (len(ids), n_days, n_slots)
+        rv, rq = raw.values.reshape(shape), raw.quality.reshape(shape)
+        bv, bq = rv, rq
+        if val.day_hashes:
+            pos = {c: i for i, c in enumerate(ids)}
+            has = np.zeros((len(ids), n_days), dtype=bool)
+            for c, d in val.day_hashes:
+                has[pos[c], (d - lo).days] = True
+            bv = np.where(has[:, :, None], val.values.reshape(shape), rv)
+            bq = np.where(has[:, :, None], val.quality.reshape(shape), rq)
+        for i, cid in enumerate(ids):
+            self.loaded[cid] = (lo, rv[i], rq[i], bv[i], bq[i])
+
+
 def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
                   vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
@@ -156,22 +255,43 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     events: list[VeeEvent] = []
     touched: dict[str, list[date]] = {}
 
-    order = sorted(channel_days, key=lambda c: (len(_related_of(engine, campus, c)), c))
-    for cid in order:
-        days = sorted(set(channel_days[cid]))
-        if not days:
-            continue
+    campus_channels: dict[str, Channel] = {}
+    for c in campus.channels:
+        campus_channels.setdefault(c.id, c)
+    avail_of: dict[str, list[str]] = {}
+    for c in campus.channels:
+        if c.role == "availability" and c.asset:
+            avail_of.setdefault(c.asset, []).append(c.id)
+
+    def related_of(cid: str) -> set[str]:
+        ch = campus_channels.get(cid)
+        return engine.related_channels(ch) if ch is not None else set()
+
+    order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
+    plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
+    dense = _Dense(db, campus_channels, engine, plan)
+    for cid, days in plan:
         first, last = days[0], days[-1]
-        raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
-        channel = _channel(campus, cid, raw_all)
-        lookback = engine.lookback_days(channel)
-        wanted = set(days)
-        raw = {b.day: b for b in raw_all if b.day in wanted}
-        n_slots = slots_per_day(channel.interval_minutes)
-        blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
-                                         np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
-        history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
-                   if b.day not in wanted]
+        got = dense.get(cid)
+        if got is not None:
+            channel, d0, rv, rq, bv, bq = got
+            lookback = engine.lookback_days(channel)
+            at = np.array([(d - d0).days for d in days], dtype=np.intp)
+            target_v, target_q = rv[at], rq[at]
+            history: list[DayBlock] = []
+            history_dense = DenseDays(d0, bv, bq)
+        else:
+            raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
+            channel = _channel(campus, cid, raw_all)
+            lookback = engine.lookback_days(channel)
+            wanted = set(days)
+            raw = {b.day: b for b in raw_all if b.day in wanted}
+            n_slots = slots_per_day(channel.interval_minutes)
+            blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
+                                             np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
+            history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
+                       if b.day not in wanted]
+            history_dense = None
         asset = None
         availability: list[DayBlock] = []
         if channel.asset:
@@ -180,17 +300,19 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             except KeyError:
                 asset = None
             if channel.role != "availability":
-                for other in campus.channels:
-                    if other.role == "availability" and other.asset == channel.asset:
-                        availability += reads.best(other.id, first - timedelta(days=1), last + timedelta(days=1))
+                for other in avail_of.get(channel.asset, []):
+                    availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
         related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
                    for r in engine.related_channels(channel)}
         ctx = VeeContext(
             history=history, related=related, availability=availability,
             register_reads=(register_reads or {}).get(cid), incoming=list((incoming or {}).get(cid, [])),
-            asset=asset, now_epoch=now_epoch,
+            asset=asset, now_epoch=now_epoch, history_dense=history_dense,
         )
-        outcome = engine.validate(channel, blocks, ctx)
+        if history_dense is not None:
+            outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
+        else:
+            outcome = engine.validate(channel, blocks, ctx)
         reads.done[cid] = {b.day: b for b in outcome.validated}
         validated += outcome.validated
         events += outcome.events
@@ -207,11 +329,21 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
         rows = [{"run_label": label, "channel_id": e.channel_id, "day": e.day, "rule_id": e.rule_id,
                  "action": e.action, "count": int(e.count), "detail": _jsonable(e.detail), "created_at": created}
                 for e in events]
+        by_days: dict[tuple[date, ...], list[str]] = {}
+        for cid, days in touched.items():
+            by_days.setdefault(tuple(days), []).append(cid)
         with db.write_transaction() as conn:
             summary.write = db.intervals.write_blocks(validated, layer="validated", source=f"vee:{label}", conn=conn)
-            for cid, days in touched.items():
-                for i in range(0, len(days), 500):
-                    conn.execute(delete(table).where(table.c.channel_id == cid, table.c.day.in_(days[i:i + 500])))
+            for days_key, cids in by_days.items():
+                days = list(days_key)
+                consecutive = (days[-1] - days[0]).days + 1 == len(days)
+                for j in range(0, len(cids), 500):
+                    in_cids = table.c.channel_id.in_(cids[j:j + 500])
+                    if consecutive:
+                        conn.execute(delete(table).where(in_cids, table.c.day >= days[0], table.c.day <= days[-1]))
+                    else:
+                        for i in range(0, len(days), 500):
+                            conn.execute(delete(table).where(in_cids, table.c.day.in_(days[i:i + 500])))
             if rows:
                 conn.execute(table.insert(), rows)
     return summary

@@ -94,6 +94,15 @@ class RegisterReads:
 
 
 @dataclass
+class DenseDays:
+    """Consecutive days of one channel as dense ``(days, slots)`` arrays from ``first_day`` on."""
+
+    first_day: date
+    values: np.ndarray
+    quality: np.ndarray
+
+
+@dataclass
 class VeeContext:
     """Everything besides the raw days that the rules may look at.
 
@@ -105,6 +114,8 @@ class VeeContext:
     cumulative readings of the channel's register. ``incoming``: the series as received
     (with possible duplicates). ``asset``: the channel's asset (capacity, kind).
     ``now_epoch``: intervals ending after it are not due yet and are never called gaps.
+    ``history_dense``: history of the channel as dense arrays at its interval length
+    (an alternative to ``history`` for bulk callers; ``history`` blocks win where both exist).
     """
 
     history: list[DayBlock] = field(default_factory=list)
@@ -115,6 +126,7 @@ class VeeContext:
     incoming: list[ChannelSeries] = field(default_factory=list)
     asset: Asset | None = None
     now_epoch: int | None = None
+    history_dense: DenseDays | None = None
 
 
 @dataclass
@@ -271,6 +283,8 @@ class ChannelFrame:
         """Other blocks (any interval length) aligned to this frame; NaN/MISSING elsewhere."""
         vals = np.full(self.values.shape, np.nan)
         qual = np.full(self.values.shape, Quality.MISSING, dtype=np.uint8)
+        if not blocks:
+            return vals, qual
         n = len(self.days)
         for b in blocks:
             r = self.row_of(b.day)
@@ -327,6 +341,8 @@ class VeeEngine:
         if problems:
             raise VeeConfigError(problems)
         self._cache: dict[str, list[Rule]] = {}
+        self._estimation: dict[str, EstimationConfig] = {}
+        self._lookback: dict[str, int] = {}
 
     def rules_for(self, group: str) -> list[Rule]:
         """Enabled rule instances of a channel group, in phase and ``order`` order."""
@@ -346,12 +362,20 @@ class VeeEngine:
         return self._cache[group]
 
     def estimation_for(self, group: str) -> EstimationConfig:
-        return self.config.estimation(group if group in self.config.groups else DEFAULT_GROUP)
+        cfg = self._estimation.get(group)
+        if cfg is None:
+            cfg = self._estimation[group] = self.config.estimation(
+                group if group in self.config.groups else DEFAULT_GROUP)
+        return cfg
 
     def lookback_days(self, channel: Channel) -> int:
         """History days before the first validated day that the frame includes."""
-        rules = self.rules_for(channel.group)
-        return max([self.estimation_for(channel.group).lookback_days, *[r.history_days() for r in rules]])
+        n = self._lookback.get(channel.group)
+        if n is None:
+            rules = self.rules_for(channel.group)
+            n = self._lookback[channel.group] = max(
+                [self.estimation_for(channel.group).lookback_days, *[r.history_days() for r in rules]])
+        return n
 
     def related_channels(self, channel: Channel) -> set[str]:
         """Channels the enabled rules of this channel's group need as context."""
@@ -369,7 +393,6 @@ class VeeEngine:
         if not blocks:
             return VeeOutcome([], [])
         rules = self.rules_for(channel.group)
-        rule_names = [r.rule_id for r in rules]
         events: list[VeeEvent] = []
         n_slots = slots_per_day(channel.interval_minutes)
 
@@ -400,27 +423,64 @@ class VeeEngine:
             elif len(b.values) != n_slots:
                 raise IntervalDataError(f"{b.day}: {len(b.values)} values, expected {n_slots}", source=channel.id)
             by_day[b.day] = b
+        days = sorted(by_day)
+        values = np.empty((len(days), n_slots))
+        quality = np.empty((len(days), n_slots), dtype=np.uint8)
+        for i, d in enumerate(days):
+            values[i] = by_day[d].values
+            quality[i] = by_day[d].quality
+        return self._run(channel, days, values, quality, context, edits, events)
 
-        frame = self._frame(channel, by_day, context)
+    def validate_dense(self, channel: Channel, days: Sequence[date], values: np.ndarray, quality: np.ndarray,
+                       context: VeeContext | None = None, *, compact: bool = False) -> VeeOutcome:
+        """Like :meth:`validate`, for raw days given as dense arrays at the channel's interval length.
+
+        ``days``: the days to validate (sorted, distinct); ``values``/``quality``: one row per
+        day (``len(days) x slots``; NaN/MISSING where nothing was received). ``compact``:
+        validated days that no rule touched carry ``rule_ids=None`` (as the store keeps them).
+        """
+        context = context or VeeContext()
+        if not len(days):
+            return VeeOutcome([], [])
+        n_slots = slots_per_day(channel.interval_minutes)
+        values = np.asarray(values, dtype=np.float64)
+        quality = np.asarray(quality, dtype=np.uint8)
+        if values.shape != (len(days), n_slots) or quality.shape != values.shape:
+            raise IntervalDataError(f"dense days of {channel.id}: shape {values.shape}, expected "
+                                    f"({len(days)}, {n_slots})", source=channel.id)
+        return self._run(channel, list(days), values, quality, context, {}, [], compact=compact)
+
+    def _run(self, channel: Channel, days: list[date], values: np.ndarray, quality: np.ndarray,
+             context: VeeContext, edits: dict[date, tuple[np.ndarray, str]], events: list[VeeEvent],
+             compact: bool = False) -> VeeOutcome:
+        rules = self.rules_for(channel.group)
+        rule_names = [r.rule_id for r in rules]
+        rule_index = {rid: i + 1 for i, rid in enumerate(rule_names)}
+        frame = self._frame(channel, days, values, quality, context)
         row_target = np.flatnonzero(frame.target)
         level = np.zeros(frame.values.shape, dtype=np.int8)
         owner = np.zeros(frame.values.shape, dtype=np.int16)  # 1 + index into rule_names
         to_estimate = np.zeros(frame.values.shape, dtype=bool)
         for d, (edited, rid) in edits.items():
             row = frame.row_of(d)
-            owner[row, edited] = rule_names.index(rid) + 1
+            owner[row, edited] = rule_index[rid]
             level[row, edited] = _LEVEL["edit"]
             frame.quality[row, edited] = np.maximum(frame.quality[row, edited], Quality.EDITED)
+        target_due = frame.target_mask & frame.due
+        frame_days = frame.days
+        cid = channel.id
 
         def apply(rule: Rule, finding: Finding) -> None:
-            mask = finding.mask & frame.target_mask & frame.due
-            if not mask.any():
+            mask = finding.mask & target_due
+            counts = mask[row_target].sum(axis=1)
+            hit = np.flatnonzero(counts)
+            if not hit.size:
                 return
-            k = rule_names.index(rule.rule_id) + 1
+            k = rule_index[rule.rule_id]
             lvl = _LEVEL[finding.action]
             take = mask & (level < lvl)
             owner[take] = k
-            level[take] = np.maximum(level[take], lvl)
+            level[take] = lvl
             if finding.action == "flag":
                 sus = mask & (frame.quality == Quality.VALID)
                 frame.quality[sus] = Quality.SUSPECT
@@ -434,11 +494,12 @@ class VeeEngine:
             else:
                 to_estimate[mask] = True
                 name = "flagged"
-            counts = mask[row_target].sum(axis=1)
-            for r, c in zip(row_target, counts, strict=True):
-                if c:
-                    detail = {**finding.detail, **finding.day_detail.get(int(r), {})}
-                    events.append(VeeEvent(rule.rule_id, channel.id, frame.days[r], name, int(c), detail))
+            base, per_day = finding.detail, finding.day_detail
+            for i, c in zip(hit.tolist(), counts[hit].tolist(), strict=True):
+                r = int(row_target[i])
+                extra = per_day.get(r)
+                detail = {**base, **extra} if extra else dict(base)
+                events.append(VeeEvent(rule.rule_id, cid, frame_days[r], name, c, detail))
 
         for rule in rules:
             if rule.phase == "validate":
@@ -455,29 +516,57 @@ class VeeEngine:
                 if f is not None:
                     apply(rule, f)
 
-        validated = []
-        for r in row_target:
-            d = frame.days[r]
-            own = owner[r]
-            used = np.unique(own[own > 0])
-            names = tuple(rule_names[i - 1] for i in used)
-            remap = np.zeros(len(rule_names) + 1, dtype=np.uint8)
-            remap[used] = np.arange(1, len(used) + 1, dtype=np.uint8)
-            vals = frame.values[r].copy()
-            qual = frame.quality[r].copy()
-            vals[qual == Quality.MISSING] = np.nan
-            validated.append(DayBlock(
-                channel_id=channel.id, day=d, interval_minutes=channel.interval_minutes,
-                values=vals, quality=qual, rule_ids=remap[own], rule_names=names, layer="validated",
-            ))
+        validated = self._blocks(frame, row_target, owner, rule_names, compact)
         act = {"flagged": 0, "edited": 1, "estimated": 2}
-        events.sort(key=lambda e: (e.day, rule_names.index(e.rule_id), act[e.action]))
+        events.sort(key=lambda e: (e.day, rule_index[e.rule_id], act[e.action]))
         return VeeOutcome(validated, events)
 
-    def _frame(self, channel: Channel, by_day: dict[date, DayBlock], context: VeeContext) -> ChannelFrame:
+    @staticmethod
+    def _blocks(frame: ChannelFrame, rows: np.ndarray, owner: np.ndarray, rule_names: list[str],
+                compact: bool = False) -> list[DayBlock]:
+        """The validated blocks of the target rows (rule ids renumbered per day, vectorised).
+
+        ``compact``: days that no rule touched get ``rule_ids=None`` instead of zeros.
+        """
+        if not rows.size:
+            return []
+        own = owner[rows]
+        n, n_slots = own.shape
+        rr, cc = np.nonzero(own)
+        has = np.zeros((n, len(rule_names) + 1), dtype=bool)
+        has[rr, own[rr, cc]] = True
+        ruled = np.flatnonzero(has.any(axis=1))
+        rule_ids = np.zeros((n, n_slots), dtype=np.uint8)
+        names: list[tuple[str, ...]] = [()] * n
+        if ruled.size:
+            sub = has[ruled]
+            remap = np.where(sub, np.cumsum(sub, axis=1), 0).astype(np.uint8)
+            rule_ids[ruled] = np.take_along_axis(remap, own[ruled].astype(np.intp), axis=1)
+            names_of: dict[bytes, tuple[str, ...]] = {}
+            for i, key_row in zip(ruled.tolist(), np.packbits(sub, axis=1), strict=True):
+                key = key_row.tobytes()
+                got = names_of.get(key)
+                if got is None:
+                    got = names_of[key] = tuple(rule_names[k - 1] for k in np.flatnonzero(has[i]).tolist())
+                names[i] = got
+        vals = frame.values[rows]
+        qual = frame.quality[rows]
+        vals[qual == Quality.MISSING] = np.nan
+        ids: Sequence[np.ndarray | None] = list(rule_ids)
+        if compact:
+            ids = [None] * n
+            for i in ruled.tolist():
+                ids[i] = rule_ids[i]
+        cid, minutes, all_days = frame.channel.id, frame.channel.interval_minutes, frame.days
+        days = [all_days[r] for r in rows.tolist()]
+        return [DayBlock(cid, d, minutes, v, q, r, nm, "validated")
+                for d, v, q, r, nm in zip(days, vals, qual, ids, names, strict=True)]
+
+    def _frame(self, channel: Channel, target_days: list[date], values: np.ndarray, quality: np.ndarray,
+               context: VeeContext) -> ChannelFrame:
         lookback = self.lookback_days(channel)
-        first = min(by_day) - timedelta(days=lookback)
-        last = max(by_day) + timedelta(days=1)
+        first = target_days[0] - timedelta(days=lookback)
+        last = target_days[-1] + timedelta(days=1)
         n_days = (last - first).days + 1
         days = [first + timedelta(days=i) for i in range(n_days)]
         n_slots = slots_per_day(channel.interval_minutes)
@@ -488,14 +577,26 @@ class VeeEngine:
             raw_values=np.full(shape, np.nan), target=np.zeros(n_days, dtype=bool), context=context,
             estimation=self.estimation_for(channel.group), due=np.ones(shape, dtype=bool),
         )
-        hist = [b for b in context.history if b.channel_id == channel.id and b.day not in by_day]
-        hv, hq = frame.dense(hist)
-        frame.values[:], frame.quality[:] = hv, hq
-        for d, b in by_day.items():
-            r = frame.row_of(d)
-            frame.values[r] = np.asarray(b.values, dtype=np.float64)
-            frame.quality[r] = np.asarray(b.quality, dtype=np.uint8)
-            frame.target[r] = True
+        dense = context.history_dense
+        if dense is not None:
+            if dense.values.shape[1:] != (n_slots,):
+                raise IntervalDataError(f"dense history of {channel.id} has {dense.values.shape[1:]} slots, "
+                                        f"expected {n_slots}", source=channel.id)
+            off = (dense.first_day - first).days
+            a, b = max(0, off), min(n_days, off + len(dense.values))
+            if a < b:
+                frame.values[a:b] = dense.values[a - off:b - off]
+                frame.quality[a:b] = dense.quality[a - off:b - off]
+        targets = set(target_days)
+        hist = [b for b in context.history if b.channel_id == channel.id and b.day not in targets]
+        if hist:
+            hv, hq = frame.dense(hist)
+            hist_rows = sorted({frame.row_of(b.day) for b in hist if 0 <= frame.row_of(b.day) < n_days})
+            frame.values[hist_rows], frame.quality[hist_rows] = hv[hist_rows], hq[hist_rows]
+        rows = np.array([(d - first).days for d in target_days], dtype=np.intp)
+        frame.values[rows] = values
+        frame.quality[rows] = quality
+        frame.target[rows] = True
         gone = ~np.isfinite(frame.values) | (frame.quality == Quality.MISSING)
         frame.values[gone] = np.nan
         frame.quality[gone] = Quality.MISSING
@@ -539,20 +640,30 @@ class VeeEngine:
         frame.values[gone] = np.nan
         frame.quality[gone] = Quality.MISSING
 
-        rows = np.flatnonzero(frame.target & to_estimate.any(axis=1))
-        for r in rows:
-            own = owner[r]
-            for k in np.unique(own[to_estimate[r]]):
-                sel = to_estimate[r] & (own == k)
-                m = method[r][sel]
-                n = int((m > 0).sum())
-                if not n:
-                    continue
-                methods = {est.METHOD_NAMES[i]: int((m == i).sum()) for i in np.unique(m[m > 0])}
-                detail: dict[str, Any] = {"methods": methods}
-                if int((m == 0).sum()):
-                    detail["not_estimated"] = int((m == 0).sum())
-                events.append(VeeEvent(rule_names[k - 1], frame.channel.id, frame.days[r], "estimated", n, detail))
+        # per (row, owning rule): how many slots each method filled (rows and rules ascending)
+        sel = to_estimate & frame.target[:, None]
+        r_idx, c_idx = np.nonzero(sel)
+        if not r_idx.size:
+            return
+        n_rules = len(rule_names) + 1
+        n_methods = max(est.METHOD_NAMES) + 1
+        key = (r_idx.astype(np.int64) * n_rules + owner[r_idx, c_idx]) * n_methods + method[r_idx, c_idx]
+        uk, cnt = np.unique(key, return_counts=True)
+        pair = uk // n_methods
+        meth = (uk % n_methods).tolist()
+        cnt = cnt.tolist()
+        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]).tolist() + [len(uk)]
+        cid = frame.channel.id
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            methods = {est.METHOD_NAMES[meth[j]]: cnt[j] for j in range(a, b) if meth[j] > 0}
+            if not methods:
+                continue
+            p = int(pair[a])
+            r, k = divmod(p, n_rules)
+            detail: dict[str, Any] = {"methods": methods}
+            if meth[a] == 0:
+                detail["not_estimated"] = cnt[a]
+            events.append(VeeEvent(rule_names[k - 1], cid, frame.days[r], "estimated", sum(methods.values()), detail))
 
 
 def day_epochs(day: date, interval_minutes: int) -> np.ndarray:

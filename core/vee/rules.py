@@ -48,6 +48,76 @@ def _run_mask(flat: np.ndarray, min_len: int) -> np.ndarray:
     return np.cumsum(d[:-1]) > 0
 
 
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's quantile interpolation, operation for operation (so the results are identical)."""
+    diff = b - a
+    out = a + diff * t
+    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    return out
+
+
+def _smallest(rows_vals: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` smallest values of each row, unordered (NaN counts as largest)."""
+    if k >= rows_vals.shape[1]:
+        return rows_vals
+    return np.partition(rows_vals, k - 1, axis=1)[:, :k]
+
+
+def window_percentiles(hist: np.ndarray, rows: np.ndarray, h: int, percentiles: list[float]) -> np.ndarray:
+    """``np.nanpercentile`` (linear) of the finite values of ``hist[r - h:r]`` for each ``r`` in ``rows``.
+
+    Returns ``(len(percentiles), len(rows))``, equal to calling ``np.nanpercentile`` on each
+    window (every window must hold a finite value; ``hist`` holds NaN, never inf, where
+    there is no value). A percentile near an end only needs the few smallest (largest)
+    values of each day, so the windows are merged from those.
+    """
+    n_rows, cols = hist.shape
+    rows = np.asarray(rows, dtype=np.intp)
+    cum = np.concatenate(([0], np.cumsum(np.isfinite(hist).sum(axis=1))))
+    n = cum[rows] - cum[np.maximum(rows - h, 0)]  # finite values per window
+    qs = np.true_divide(percentiles, 100)
+    out = np.empty((len(qs), len(rows)))
+    at = np.arange(len(rows))
+    gather = rows[:, None] + np.arange(h)[None, :]  # rows of the NaN-padded array in each window
+    big: np.ndarray | None = None
+    day_sorted = day_count = np.zeros((0, 0))
+    for j, q in enumerate(qs.tolist()):
+        vi = (n - 1) * np.float64(q)
+        prev = np.floor(vi)
+        above = vi >= n - 1
+        gamma = vi - np.where(above, -1.0, prev)
+        i1 = np.where(above, n - 1, prev).astype(np.intp)
+        i2 = np.where(above, n - 1, prev + 1).astype(np.intp)
+        need_low = int(i2.max()) + 1  # order statistics needed, counted from the bottom
+        need_high = int((n - 1 - i1).max()) + 1  # ... from the top
+        k = min(need_low, need_high)
+        if k <= 64 and k < h * cols:
+            top = need_high < need_low
+            if not day_sorted.size:
+                day_sorted = np.sort(hist, axis=1)  # NaN sorts last
+                day_count = np.isfinite(day_sorted).sum(axis=1)
+            kk = min(k, cols)
+            if top:  # the kk largest of each day, negated (NaN where the day has fewer)
+                idx = day_count[:, None] - 1 - np.arange(kk)[None, :]
+                per_day = np.where(idx >= 0, -day_sorted[np.arange(n_rows)[:, None], np.maximum(idx, 0)], np.nan)
+            else:
+                per_day = day_sorted[:, :kk]
+            padded = np.vstack([np.full((h, per_day.shape[1]), np.nan), per_day])
+            win = padded[gather].reshape(len(rows), -1)
+            srt = np.sort(_smallest(win, k), axis=1)
+            if top:
+                a, b = -srt[at, n - 1 - i1], -srt[at, n - 1 - i2]
+            else:
+                a, b = srt[at, i1], srt[at, i2]
+        else:
+            if big is None:
+                padded = np.vstack([np.full((h, cols), np.nan), hist])
+                big = np.sort(padded[gather].reshape(len(rows), -1), axis=1)  # NaN sorts last
+            a, b = big[at, i1], big[at, i2]
+        out[j] = _lerp(a, b, gamma)
+    return out
+
+
 class IntervalMismatchConfig(RuleConfig):
     """``convert``: re-grid energy to the channel's length (EDITED); ``reject``: treat as missing."""
 
@@ -147,10 +217,13 @@ class GapRule(Rule):
         mask = ~frame.present & frame.target_mask & frame.due
         if not mask.any():
             return None
-        day_detail: dict[int, dict[str, Any]] = {}
-        for r in np.flatnonzero(mask.any(axis=1)):
-            s, e = runs(mask[r])
-            day_detail[int(r)] = {"runs": int(s.size), "longest": int((e - s).max())}
+        edge = np.diff(np.pad(mask.view(np.int8), ((0, 0), (1, 1))), axis=1)
+        sr, sc = np.nonzero(edge == 1)
+        _, ec = np.nonzero(edge == -1)  # row-major: the i-th end closes the i-th start
+        rows, first, n_runs = np.unique(sr, return_index=True, return_counts=True)
+        longest = np.maximum.reduceat(ec - sc, first)
+        day_detail = {r: {"runs": n, "longest": m}
+                      for r, n, m in zip(rows.tolist(), n_runs.tolist(), longest.tolist(), strict=True)}
         return Finding(mask, "estimate" if self.config.estimate else "flag", day_detail=day_detail)
 
 
@@ -398,16 +471,14 @@ class HighLowRule(Rule):
         """(high, low, enough history) per row, from the ``history_days`` rows before it (vectorised)."""
         c = self.config
         h = c.history_days
-        padded = np.vstack([np.full((h, hist.shape[1]), np.nan), hist])
-        win = np.lib.stride_tricks.sliding_window_view(padded, h, axis=0)[rows]  # (rows, cols, h)
-        days_with = np.isfinite(win).any(axis=1).sum(axis=1)
+        has = np.isfinite(hist).any(axis=1)
+        cum = np.concatenate(([0], np.cumsum(has)))
+        days_with = cum[rows] - cum[np.maximum(rows - h, 0)]
         ok = days_with >= c.min_history_days
-        flat = win.reshape(len(rows), -1)
         hi = np.full(len(rows), np.inf)
         lo = np.zeros(len(rows))
         if ok.any():
-            with np.errstate(all="ignore"):
-                q = np.nanpercentile(flat[ok], [c.high_percentile, c.low_percentile], axis=1)
+            q = window_percentiles(hist, rows[ok], h, [c.high_percentile, c.low_percentile])
             hi[ok], lo[ok] = q[0] * c.high_factor, q[1] * c.low_factor
         return hi, lo, ok
 
@@ -416,24 +487,27 @@ class HighLowRule(Rule):
         if frame.channel.role not in c.roles:
             return None
         usable = frame.usable
-        hist_vals = np.where(usable, frame.values, np.nan)
-        full_day = usable.all(axis=1)
-        totals = np.where(full_day, np.where(usable, frame.values, 0.0).sum(axis=1), np.nan)
         present = frame.present
         rows = np.flatnonzero(frame.target)
-        hi, lo, ok = self._bands(hist_vals if c.basis == "interval" else totals[:, None], rows)
         if c.basis == "interval":
+            hi, lo, ok = self._bands(np.where(usable, frame.values, np.nan), rows)
             vals = frame.values[rows]
         else:
+            full_day = usable.all(axis=1)
+            totals = np.where(full_day, np.where(usable, frame.values, 0.0).sum(axis=1), np.nan)
+            hi, lo, ok = self._bands(totals[:, None], rows)
             vals = np.where(present[rows], frame.values[rows], 0.0).sum(axis=1, keepdims=True)
-        ok &= present[rows].any(axis=1)
+        p_rows = present[rows]
+        ok &= p_rows.any(axis=1)
+        sel = ok[:, None] & p_rows
+        high_rows = sel & (vals > hi[:, None])
+        low_rows = sel & (lo[:, None] > 0) & (vals < lo[:, None])
+        if not (high_rows.any() or low_rows.any()):
+            return None
         high = np.zeros(frame.values.shape, dtype=bool)
         low = np.zeros(frame.values.shape, dtype=bool)
-        high[rows] = ok[:, None] & present[rows] & (vals > hi[:, None])
-        low[rows] = ok[:, None] & present[rows] & (lo[:, None] > 0) & (vals < lo[:, None])
-        bands = {int(r): (float(hi[i]), float(lo[i])) for i, r in enumerate(rows) if ok[i]}
-        if not (high.any() or low.any()):
-            return None
+        high[rows] = high_rows
+        low[rows] = low_rows
         avail = frame.availability()
         out = (np.isfinite(avail) & (avail < c.availability_below)) | frame.outage_mask()
         if c.basis == "day":
@@ -441,10 +515,13 @@ class HighLowRule(Rule):
         excused = low & out
         mask = high | (low & ~out)
         day_detail: dict[int, dict[str, Any]] = {}
-        for r in np.flatnonzero(mask.any(axis=1) | excused.any(axis=1)):
-            band_hi, band_lo = bands[int(r)]
-            day_detail[int(r)] = {"high": round(band_hi, 4), "low": round(band_lo, 4), "basis": c.basis,
-                                  "excused": int(excused[r].sum())}
+        pos = np.full(len(frame.days), -1, dtype=np.intp)
+        pos[rows] = np.arange(len(rows))
+        n_excused = excused.sum(axis=1)
+        for r in np.flatnonzero(mask.any(axis=1) | n_excused.astype(bool)).tolist():
+            i = int(pos[r])  # flagged or excused rows are target rows with a band
+            day_detail[r] = {"high": round(float(hi[i]), 4), "low": round(float(lo[i]), 4), "basis": c.basis,
+                             "excused": int(n_excused[r])}
         return Finding(mask, c.action, day_detail=day_detail) if mask.any() else None
 
 
