@@ -105,6 +105,18 @@ class InputRef:
 
 
 @dataclass(frozen=True)
+class InputSummary:
+    """What a run statement records of the inputs: the same fields
+    :func:`build_statement` derives from a list of :class:`InputRef`, precomputed
+    (the service keeps a run's channel-days packed, not as one object per day)."""
+
+    count: int
+    digest: str
+    channels: list[str]
+    layers: list[str]
+
+
+@dataclass(frozen=True)
 class RunKey:
     """Identity of a run; ``run_id`` is deterministic."""
 
@@ -208,22 +220,48 @@ def regrid(values: np.ndarray, factor: int, how: Literal["sum", "mean"] = "sum")
 # --------------------------------------------------------------------------- context
 
 
+def _row_index(matrix: IntervalMatrix) -> dict[str, int]:
+    """``{channel: row}`` of the matrix (kept on the matrix while its channel list is the same)."""
+    ids = matrix.channel_ids
+    cached = matrix.__dict__.get("_row_index")
+    if cached is not None and cached[0] is ids and cached[1] == len(ids):
+        return cached[2]
+    index = {cid: i for i, cid in enumerate(ids)}
+    matrix.__dict__["_row_index"] = (ids, len(ids), index)
+    return index
+
+
+def _select_rows(values: np.ndarray, rows: list[int]) -> np.ndarray:
+    """``values[rows]``; a view when the rows are consecutive."""
+    if rows[-1] - rows[0] == len(rows) - 1 and rows == list(range(rows[0], rows[-1] + 1)):
+        return values[rows[0]:rows[-1] + 1]
+    return values[rows]
+
+
 def _rows(matrix: IntervalMatrix, ids: Iterable[str]) -> np.ndarray:
-    index = {cid: i for i, cid in enumerate(matrix.channel_ids)}
+    index = _row_index(matrix)
     rows = [index[c] for c in ids if c in index]
     if not rows:
         return np.zeros(matrix.n_intervals)
-    return np.nansum(matrix.values[rows], axis=0)
+    sub = _select_rows(matrix.values, rows)
+    total = sub.sum(axis=0)  # what nansum adds when there is no NaN
+    if np.isnan(total).any():
+        return np.nansum(sub, axis=0)
+    return total
 
 
 def missing_report(matrix: IntervalMatrix, channel_ids: Sequence[str]) -> dict[str, int]:
     """``{channel: intervals without data}`` for channels with gaps."""
-    index = {cid: i for i, cid in enumerate(matrix.channel_ids)}
+    index = _row_index(matrix)
     rows = [index[c] for c in channel_ids if c in index]
     if not rows:
         return {}
-    counts = np.isnan(matrix.values[rows]).sum(axis=1)
-    return {matrix.channel_ids[r]: int(n) for r, n in zip(rows, counts, strict=True) if n}
+    sub = _select_rows(matrix.values, rows)
+    gappy = np.flatnonzero(np.isnan(sub.sum(axis=1)))  # a row with a NaN sums to NaN
+    if not len(gappy):
+        return {}
+    counts = np.isnan(sub[gappy]).sum(axis=1)
+    return {matrix.channel_ids[rows[g]]: int(n) for g, n in zip(gappy.tolist(), counts, strict=True) if n}
 
 
 def build_context(
@@ -247,6 +285,7 @@ def build_context(
     step = matrix.interval_minutes * 60
     starts = matrix.start_epoch + step * np.arange(n, dtype=np.int64)
     own = load_channels(campus, contract)
+    own_kwh: np.ndarray | None = None
     by_source: dict[str, np.ndarray] = {}
     alloc_summary: dict[str, Any] = {"method": "metered", "tenant": None}
     grid_kwh = 0.0
@@ -293,12 +332,14 @@ def build_context(
     else:
         if not own:
             raise SettlementError(f"{where}: no load channels (set contract.load_channels or tenant_load channels of {contract.buyer!r})")
-        energy = _rows(matrix, own)
-    demand = _rows(matrix, own) * (60.0 / matrix.interval_minutes) if own else None
+        energy = own_kwh = _rows(matrix, own)
+    if own and own_kwh is None:
+        own_kwh = _rows(matrix, own)
+    demand = own_kwh * (60.0 / matrix.interval_minutes) if own else None
     availability: dict[str, np.ndarray] = {}
     for asset in component_assets(contract):
         chans = [c.id for c in campus.channels if c.role == "availability" and c.asset == asset]
-        index = {cid: i for i, cid in enumerate(matrix.channel_ids)}
+        index = _row_index(matrix)
         rows = [index[c] for c in chans if c in index]
         if rows:
             availability[asset] = np.nanmean(matrix.values[rows], axis=0) if len(rows) > 1 else matrix.values[rows[0]]
@@ -333,9 +374,13 @@ def compute_run(
     options: SettlementOptions,
     history: Mapping[str, PeriodHistory] | None = None,
     components: Any | None = None,
+    channels: Sequence[str] | None = None,
 ) -> RunComputation:
-    """Price one contract for one period; ``components`` is a registry or ``{kind: class}``."""
-    chans = contract_channels(campus, contract)
+    """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
+
+    ``channels``: :func:`contract_channels` of the contract when the caller has them.
+    """
+    chans = list(channels) if channels is not None else contract_channels(campus, contract)
     gaps = missing_report(matrix, chans)
     if gaps and options.missing == "error":
         listed = ", ".join(f"{c} ({k} intervals)" for c, k in sorted(gaps.items()))
@@ -486,7 +531,7 @@ def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, 
 def build_statement(
     key: RunKey,
     comp: RunComputation,
-    inputs: Sequence[InputRef],
+    inputs: Sequence[InputRef] | InputSummary,
     layer: str,
     doc_kind: DocumentKind | None,
     doc_lines: Sequence[InvoiceLine],
@@ -495,12 +540,19 @@ def build_statement(
 ) -> dict[str, Any]:
     """The run statement: everything needed to re-derive the amounts, nothing time-dependent.
 
-    ``digests`` are precomputed :func:`channel_digests` (shared by the runs of a period).
+    ``digests`` are precomputed :func:`channel_digests` (shared by the runs of a period);
+    ``inputs`` may be an :class:`InputSummary` of them instead of the rows.
     """
     ctx = comp.context
     pol = ctx.money
     per = comp.period
     assert ctx.demand_kw is not None
+    totals = totals_json(comp.lines, pol)
+    same = len(doc_lines) == len(comp.lines) and all(a is b for a, b in zip(doc_lines, comp.lines, strict=True))
+    doc_totals = dict(totals) if same else totals_json(doc_lines, pol)  # a first version bills the full lines
+    if not isinstance(inputs, InputSummary):
+        inputs = InputSummary(len(inputs), inputs_digest(inputs, digests), sorted({r.channel_id for r in inputs}),
+                              sorted({r.layer for r in inputs}))
     return {
         "schema": STATEMENT_SCHEMA,
         "run": {"id": key.run_id, "contract": key.contract_id, "period": key.period,
@@ -511,18 +563,17 @@ def build_statement(
         "span": {"start": per.span.start.isoformat(), "end": per.span.end.isoformat(),
                  "first_day": per.first_day.isoformat(), "last_day": per.last_day.isoformat(),
                  "interval_minutes": ctx.interval_minutes, "intervals": ctx.n_intervals},
-        "inputs": {"count": len(inputs), "digest": inputs_digest(inputs, digests),
-                   "channels": sorted({r.channel_id for r in inputs}),
-                   "layers": sorted({r.layer for r in inputs}), "missing_intervals": comp.missing_intervals},
+        "inputs": {"count": inputs.count, "digest": inputs.digest, "channels": list(inputs.channels),
+                   "layers": list(inputs.layers), "missing_intervals": comp.missing_intervals},
         "allocation": comp.allocation,
         "determinants": {"energy_kwh": det(float(ctx.energy_kwh.sum())),
                          "peak_kw": det(float(ctx.demand_kw.max()) if ctx.n_intervals else 0.0)},
         "history": {"billing_demand_kw": det(comp.history.billing_demand_kw), "peak_kw": det(comp.history.peak_kw),
                     "energy_kwh": det(comp.history.energy_kwh)},
         "lines": [line_json(x) for x in comp.lines],
-        "totals": totals_json(comp.lines, pol),
+        "totals": totals,
         "document": {"kind": doc_kind, "lines": [line_json(x) for x in doc_lines],
-                     "totals": totals_json(doc_lines, pol)},
+                     "totals": doc_totals},
     }
 
 

@@ -21,15 +21,16 @@ updates or deletes an invoice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.allocation import AllocationResult, allocate, pack_array
@@ -42,6 +43,7 @@ from core.settlement import (
     BALANCE_ROLES,
     VERSION_KINDS,
     InputRef,
+    InputSummary,
     RunKey,
     SettlementError,
     SettlementOptions,
@@ -49,7 +51,6 @@ from core.settlement import (
     build_invoice,
     build_statement,
     canonical_json,
-    channel_digests,
     compute_run,
     contract_channels,
     delta_lines,
@@ -62,7 +63,7 @@ from core.settlement import (
     regrid,
     statement_hash,
 )
-from core.timeline import BillingPeriod, billing_period, previous_periods
+from core.timeline import BillingPeriod, Span, billing_period, previous_periods
 from hub.store import Database
 from hub.store.settlement_tables import (
     invoice_line_table,
@@ -72,6 +73,7 @@ from hub.store.settlement_tables import (
     run_input_table,
     settlement_run_table,
 )
+from hub.store.tables import interval_day_table
 
 
 class DuplicateRunError(SettlementError):
@@ -104,19 +106,262 @@ class RunOutcome:
         }
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_IN_CHUNK = 500
+
+
+def _day_no(d: date) -> int:
+    return d.toordinal() - _EPOCH_ORDINAL
+
+
+def _from_day_no(n: int) -> date:
+    return date.fromordinal(n + _EPOCH_ORDINAL)
+
+
+class InputTable:
+    """The channel-days read over a loaded span, flat and ordered by (channel, day, layer).
+
+    ``ch`` (row in ``channel_ids``), ``days`` (epoch-day numbers), ``layer_codes`` (into
+    ``layer_names``, which are sorted), ``versions``, ``hashes`` (hex SHA-256) and
+    ``lines`` (the ``day|layer|version|hash`` rows :func:`core.settlement.channel_digests`
+    hashes) are parallel.
+    """
+
+    def __init__(self, channel_ids: Sequence[str],
+                 parts: Sequence[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]]) -> None:
+        """``parts``: per layer, ``{(channel, day): hash}`` read and ``{(channel, day): version}``
+        of the days whose version is not 1."""
+        self.channel_ids = list(channel_ids)
+        self.pos = {c: i for i, c in enumerate(self.channel_ids)}
+        self.layer_names = sorted({layer for layer, hashes, _ in parts if hashes})
+        code = {name: i for i, name in enumerate(self.layer_names)}
+        chs: list[np.ndarray] = []
+        days: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
+        vers: list[np.ndarray] = []
+        hashes: list[str] = []
+        dnum: dict[date, int] = {}
+        for layer, found, versions in parts:
+            if not found:
+                continue
+            n = len(found)
+            keys = list(found)
+            for d in {k[1] for k in keys}:
+                dnum[d] = _day_no(d)
+            chs.append(np.fromiter((self.pos[k[0]] for k in keys), dtype=np.int64, count=n))
+            days.append(np.fromiter((dnum[k[1]] for k in keys), dtype=np.int64, count=n))
+            codes.append(np.full(n, code[layer], dtype=np.int64))
+            v = np.ones(n, dtype=np.int64)
+            if versions:
+                at = {k: i for i, k in enumerate(keys)}
+                for k, ver in versions.items():
+                    if k in at:
+                        v[at[k]] = ver
+            vers.append(v)
+            hashes += found.values()
+        if chs:
+            ch, dy, cd, vr = (np.concatenate(x) for x in (chs, days, codes, vers))
+        else:
+            ch = dy = cd = vr = np.zeros(0, dtype=np.int64)
+        order = np.lexsort((cd, dy, ch))
+        if len(order) and not (np.diff(order) == 1).all():
+            ch, dy, cd, vr = ch[order], dy[order], cd[order], vr[order]
+            hashes = [hashes[i] for i in order.tolist()]
+        self.ch, self.days, self.layer_codes, self.versions, self.hashes = ch, dy, cd, vr, hashes
+        self.key = ch * 1_000_000 + dy  # sorted: (channel, day)
+        iso = {n: d.isoformat() for d, n in dnum.items()}
+        prefix: dict[tuple[int, int, int], str] = {}
+        pre_idx = np.zeros(len(ch), dtype=np.int64)
+        if len(ch):
+            combo = (dy * len(self.layer_names) + cd) * 4096 + np.minimum(vr, 4095)
+            uniq, inv = np.unique(combo, return_inverse=True)
+            pre_idx = inv.reshape(-1)
+            for j, c in enumerate(uniq.tolist()):
+                dl, v = divmod(c, 4096)
+                d, lc = divmod(dl, len(self.layer_names))
+                prefix[j] = f"{iso[d]}|{self.layer_names[lc]}|{v}|"
+            if (vr >= 4095).any():  # a version that does not fit the key: spell those out
+                pres = [prefix[j] for j in pre_idx.tolist()]
+                for i in np.flatnonzero(vr >= 4095).tolist():
+                    pres[i] = f"{iso[int(dy[i])]}|{self.layer_names[int(cd[i])]}|{int(vr[i])}|"
+                pre = np.array(pres, dtype=object)
+            else:
+                pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
+            lines = pre + np.array(hashes, dtype=object) + "\n"
+            self.lines: list[str] = lines.tolist()
+        else:
+            self.lines = []
+        # all lines as one buffer: a channel's lines of a period are one slice of it
+        self.buffer = memoryview("".join(self.lines).encode("utf-8"))
+        ends = np.cumsum(np.fromiter(map(len, self.lines), dtype=np.int64, count=len(self.lines)))
+        if len(ends) and ends[-1] != len(self.buffer):  # non-ASCII layer names: count bytes
+            ends = np.cumsum([len(x.encode("utf-8")) for x in self.lines])
+        self.line_offsets: list[int] = [0, *ends.tolist()]
+        self._raw: bytes | None = None
+        self._packed: tuple[list[int], bytes, bytes] | None = None
+
+    def packed(self) -> tuple[list[int], bytes, bytes]:
+        """Days as a list, versions as little-endian int32 and the raw digests (made once)."""
+        if self._packed is None:
+            self._packed = (self.days.tolist(), self.versions.astype("<i4").tobytes(), self.raw_hashes())
+        return self._packed
+
+    def raw_hashes(self) -> bytes:
+        """The 32-byte digests, concatenated in order."""
+        if self._raw is None:
+            joined = "".join(self.hashes)
+            if len(joined) != 64 * len(self.hashes):
+                raise SettlementError("content hashes must be SHA-256 hex digests")
+            self._raw = bytes.fromhex(joined)
+        return self._raw
+
+
+class PeriodInputs:
+    """The channel-days of one period (UTC days ``first..last``) of an :class:`InputTable`.
+
+    Per channel: the digest (:func:`core.settlement.channel_digests`), the packed
+    ``run_input`` rows and, on demand, the :class:`InputRef` rows; per run an
+    :class:`~core.settlement.InputSummary`.
+    """
+
+    def __init__(self, table: InputTable, first: int, last: int) -> None:
+        self.table = table
+        self.first, self.last = first, last
+        base = np.arange(len(table.channel_ids), dtype=np.int64) * 1_000_000
+        self.lo = np.searchsorted(table.key, base + first, "left")
+        self.hi = np.searchsorted(table.key, base + last, "right")
+        self._lo: list[int] = self.lo.tolist()
+        self._hi: list[int] = self.hi.tolist()
+        self.single_layer = len(table.layer_names) <= 1
+        self._digests: dict[str, str] = {}
+        self._packed: tuple[bytes, int] | None = None
+
+    def bounds(self, ch: str) -> tuple[int, int]:
+        i = self.table.pos.get(ch)
+        if i is None:
+            return 0, 0
+        return self._lo[i], self._hi[i]
+
+    def count(self, ch: str) -> int:
+        i = self.table.pos.get(ch)
+        return 0 if i is None else self._hi[i] - self._lo[i]
+
+    def digest(self, ch: str) -> str:
+        d = self._digests.get(ch)
+        if d is None:
+            a, b = self.bounds(ch)
+            t = self.table
+            if self.single_layer:  # one layer: the lines are in sorted order already
+                d = hashlib.sha256(t.buffer[t.line_offsets[a]:t.line_offsets[b]]).hexdigest()
+            else:
+                d = hashlib.sha256("".join(sorted(t.lines[a:b])).encode("utf-8")).hexdigest()
+            self._digests[ch] = d
+        return d
+
+    def digests(self) -> dict[str, str]:
+        """``{channel: digest}`` of the channels with days in the period."""
+        return {ch: self.digest(ch) for ch in self.table.channel_ids if self.count(ch)}
+
+    def refs(self, ch: str) -> list[InputRef]:
+        a, b = self.bounds(ch)
+        t = self.table
+        return [InputRef(ch, _from_day_no(int(t.days[i])), t.layer_names[int(t.layer_codes[i])],
+                         int(t.versions[i]), t.hashes[i]) for i in range(a, b)]
+
+    def summary(self, channels: Iterable[str]) -> tuple[InputSummary, list[str]]:
+        """The statement's input fields for a run reading ``channels``, and the channels with days."""
+        count = self.count
+        used = sorted(ch for ch in set(channels) if count(ch))
+        t = self.table
+        if self.single_layer:
+            layers = list(t.layer_names) if used else []
+        else:
+            codes: set[int] = set()
+            for ch in used:
+                a, b = self.bounds(ch)
+                codes.update(np.unique(t.layer_codes[a:b]).tolist())
+            layers = sorted(t.layer_names[c] for c in codes)
+        digest = hashlib.sha256("".join(f"{ch}:{self.digest(ch)}\n" for ch in used).encode("utf-8")).hexdigest()
+        return InputSummary(sum(map(count, used)), digest, used, layers), used
+
+    def _pack(self) -> tuple[bytes, int]:
+        """Day offsets (from each channel's first day in the period) of the period's
+        channel-days, packed once (from entry ``base`` on); runs slice them per channel."""
+        if self._packed is None:
+            t = self.table
+            lo, hi = self.lo, self.hi
+            has = hi > lo
+            if not has.any():
+                self._packed = (b"", 0)
+                return self._packed
+            base, top = int(lo[has].min()), int(hi[has].max())
+            first = t.days[lo[has]]
+            step = np.zeros(top - base + 1, dtype=np.int64)
+            np.add.at(step, lo[has] - base, first)
+            np.add.at(step, hi[has] - base, -first)
+            first_of = np.cumsum(step[:-1])
+            self._packed = ((t.days[base:top] - first_of).astype("<i4").tobytes(), base)
+        return self._packed
+
+    def rows(self, ch: str) -> list[tuple[Any, ...]]:
+        """``(channel, layer, first day no, last day no, n, day_offsets, versions, hashes)`` per layer."""
+        a, b = self.bounds(ch)
+        if a == b:
+            return []
+        t = self.table
+        if self.single_layer:
+            offsets, base = self._pack()
+            days, versions, raw = t.packed()
+            return [(ch, t.layer_names[0], days[a], days[b - 1], b - a, offsets[4 * (a - base):4 * (b - base)],
+                     versions[4 * a:4 * b], raw[32 * a:32 * b])]
+        raw = t.raw_hashes()
+        out = []
+        codes = t.layer_codes[a:b]
+        for code in np.unique(codes).tolist():
+            idx = a + np.flatnonzero(codes == code)
+            days = t.days[idx]
+            d0 = int(days[0])
+            out.append((ch, t.layer_names[code], d0, int(days[-1]), len(idx), (days - d0).astype("<i4").tobytes(),
+                        t.versions[idx].astype("<i4").tobytes(),
+                        b"".join(raw[32 * i:32 * i + 32] for i in idx.tolist())))
+        return out
+
+
 @dataclass
 class PeriodData:
     """The period's matrix (kWh at the settlement interval) and the channel-days read."""
 
     period: BillingPeriod
     matrix: IntervalMatrix
-    inputs: list[InputRef] = field(default_factory=list)
+    inputs: PeriodInputs
 
-    def __post_init__(self) -> None:
-        self.by_channel: dict[str, list[InputRef]] = {}
-        for r in sorted(self.inputs, key=lambda r: (r.channel_id, r.day, r.layer)):
-            self.by_channel.setdefault(r.channel_id, []).append(r)
-        self.digests = channel_digests(self.inputs)
+    @property
+    def digests(self) -> dict[str, str]:
+        return self.inputs.digests()
+
+
+@dataclass
+class LoadedSpan:
+    """Channels read over one span (one or more consecutive billing periods)."""
+
+    span: Span
+    channel_ids: list[str]
+    interval_minutes: int
+    values: np.ndarray
+    quality: np.ndarray
+    inputs: InputTable
+
+    def period(self, period: BillingPeriod) -> PeriodData:
+        """The columns and channel-days of ``period`` (inside the span); views, no copies."""
+        step = self.interval_minutes * 60
+        a = (period.span.start_epoch - self.span.start_epoch) // step
+        n = period.span.n_intervals(self.interval_minutes)
+        if a < 0 or a + n > self.values.shape[1]:
+            raise SettlementError(f"period {period.label} is outside the loaded span")
+        matrix = IntervalMatrix(self.channel_ids, period.span.start_epoch, self.interval_minutes,
+                                self.values[:, a:a + n], self.quality[:, a:a + n])
+        days = period.span.utc_days()
+        return PeriodData(period, matrix, PeriodInputs(self.inputs, _day_no(days[0]), _day_no(days[-1])))
 
 
 # --------------------------------------------------------------------------- loading
@@ -129,54 +374,90 @@ def _current_days(db: Database, channel_ids: Sequence[str], days: Sequence[date]
     return db.intervals.day_hashes(list(channel_ids), min(days), max(days), layer=layer)
 
 
-def _day_slices(period: BillingPeriod, minutes: int) -> dict[date, slice]:
-    """Matrix column slice of each UTC day the period touches."""
+def _restated(db: Database, ids: Sequence[str], first: date, last: date, layer: str) -> dict[tuple[str, date], tuple[int, str]]:
+    """``{(channel, day): (version, hash)}`` of the current versions of channels that have a
+    version above 1 between ``first`` and ``last``; every other day read is at version 1.
+
+    The candidates come from the (channel, day, layer, version) unique index alone (no
+    table rows), so this costs little next to reading the values.
+    """
+    t = interval_day_table.c
+    chans: set[str] = set()
+    lo, hi = last, first
+    with db.read_connection() as conn:
+        for i in range(0, len(ids), _IN_CHUNK):
+            q = select(t.channel_id, t.day).where(
+                t.channel_id.in_(list(ids[i:i + _IN_CHUNK])), t.day >= first, t.day <= last, t.layer == layer,
+                t.version > 1)
+            for ch, d in conn.execute(q):
+                chans.add(ch)
+                lo, hi = min(lo, d), max(hi, d)
+    if not chans:
+        return {}
+    return db.intervals.day_hashes(sorted(chans), lo, hi, layer=layer)
+
+
+def _day_slices(span: Span, minutes: int) -> dict[date, slice]:
+    """Matrix column slice of each UTC day the span touches."""
     step = minutes * 60
-    s0, s1 = period.span.start_epoch, period.span.end_epoch
+    s0, s1 = span.start_epoch, span.end_epoch
     out = {}
-    for d in period.span.utc_days():
+    for d in span.utc_days():
         a = max(s0, day_start_epoch(d))
         b = min(s1, day_start_epoch(d) + 86_400)
         out[d] = slice((a - s0) // step, (b - s0) // step)
     return out
 
 
-def _read_group(db: Database, ids: list[str], period: BillingPeriod, minutes: int,
-                options: SettlementOptions) -> tuple[np.ndarray, list[InputRef]]:
-    days = period.span.utc_days()
-    m = db.intervals.read_matrix(ids, period.span, minutes, layer=options.layer)
-    current = _current_days(db, ids, days, options.layer)
-    inputs: list[InputRef] = []
-    for (ch, d), (ver, h) in current.items():
-        seen = m.day_hashes.get((ch, d))
-        if seen is not None and seen != h:
-            raise SettlementError(f"channel {ch} day {d}: data changed while it was read; settle again")
-        inputs.append(InputRef(ch, d, options.layer, ver, h))
+def _layer_days(db: Database, ids: Sequence[str], span: Span, m: IntervalMatrix, layer: str,
+                wanted: set[tuple[str, date]] | None = None) -> tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]:
+    """``(layer, {(channel, day): hash}, {(channel, day): version}`` of the channel-days ``m``
+    read (versions only where not 1; see :func:`_restated`).
+
+    A day whose current content differs from what was read was restated while it was
+    read: the read is refused.
+    """
+    found = m.day_hashes if wanted is None else {k: h for k, h in m.day_hashes.items() if k in wanted}
+    versions: dict[tuple[str, date], int] = {}
+    if found:
+        days = span.utc_days()
+        for k, (ver, h) in _restated(db, ids, days[0], days[-1], layer).items():
+            seen = found.get(k)
+            if seen is None:
+                continue
+            if seen != h:
+                raise SettlementError(f"channel {k[0]} day {k[1]}: data changed while it was read; settle again")
+            if ver != 1:
+                versions[k] = ver
+    return layer, found, versions
+
+
+def _read_group(db: Database, ids: list[str], span: Span, minutes: int, options: SettlementOptions,
+                parts: list[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]]) -> np.ndarray:
+    m = db.intervals.read_matrix(ids, span, minutes, layer=options.layer)
+    parts.append(_layer_days(db, ids, span, m, options.layer))
     values = m.values
     if options.fallback_raw:
-        have = {(r.channel_id, r.day) for r in inputs}
-        gaps = [(ch, d) for ch in ids for d in days if (ch, d) not in have]
+        days = span.utc_days()
+        gaps = [(ch, d) for ch in ids for d in days if (ch, d) not in m.day_hashes]
         if gaps:
             raw_ids = sorted({ch for ch, _ in gaps})
-            raw = db.intervals.read_matrix(raw_ids, period.span, minutes, layer="raw")
-            raw_current = _current_days(db, raw_ids, days, "raw")
-            slices = _day_slices(period, minutes)
+            raw = db.intervals.read_matrix(raw_ids, span, minutes, layer="raw")
+            wanted = {g for g in gaps if g in raw.day_hashes}
+            parts.append(_layer_days(db, raw_ids, span, raw, "raw", wanted))
+            slices = _day_slices(span, minutes)
             values = values.copy()
             row = {c: i for i, c in enumerate(ids)}
             raw_row = {c: i for i, c in enumerate(raw_ids)}
-            for ch, d in gaps:
-                if (ch, d) not in raw_current:
-                    continue
+            for ch, d in sorted(wanted):
                 sl = slices[d]
                 values[row[ch], sl] = raw.values[raw_row[ch], sl]
-                ver, h = raw_current[(ch, d)]
-                inputs.append(InputRef(ch, d, "raw", ver, h))
-    return values, inputs
+    return values
 
 
-def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids: Sequence[str],
-                options: SettlementOptions) -> PeriodData:
-    """Read ``channel_ids`` over ``period`` into one matrix of kWh at the coarsest interval.
+def load_span(db: Database, campus: Campus, span: Span, channel_ids: Sequence[str],
+              options: SettlementOptions) -> LoadedSpan:
+    """Read ``channel_ids`` over ``span`` into one matrix of kWh at the coarsest interval.
 
     Channels are read at their own interval length; finer channels are summed (energy)
     or averaged (availability) onto the settlement grid; Wh/MWh/kW/MW become kWh.
@@ -187,29 +468,38 @@ def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids
         raise SettlementError(f"unknown channel(s): {', '.join(unknown)}")
     ids = list(dict.fromkeys(channel_ids))
     minutes = max(chans[c].interval_minutes for c in ids)
-    n = period.span.n_intervals(minutes)
-    values = np.full((len(ids), n), np.nan)
-    inputs: list[InputRef] = []
+    n = span.n_intervals(minutes)
     by_len: dict[int, list[str]] = {}
     for c in ids:
         by_len.setdefault(chans[c].interval_minutes, []).append(c)
+    parts: list[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]] = []
+    values: np.ndarray | None = None
     row = {c: i for i, c in enumerate(ids)}
     for length, group in sorted(by_len.items()):
         if minutes % length:
             raise SettlementError(f"channels of {length} and {minutes} minutes cannot share a settlement grid")
-        vals, refs = _read_group(db, group, period, length, options)
-        inputs += refs
+        vals = _read_group(db, group, span, length, options, parts)
         factor = minutes // length
-        rows = [row[c] for c in group]
         fractions = [i for i, c in enumerate(group) if chans[c].role == "availability" or chans[c].unit == "fraction"]
-        scale = np.array([kwh_factor(chans[c], length) for c in group])[:, None]
-        summed = regrid(vals * scale, factor, "sum")
+        scale = np.array([kwh_factor(chans[c], length) for c in group])
+        summed = regrid(vals * scale[:, None] if (scale != 1.0).any() else vals, factor, "sum")
         if fractions:
             summed[fractions] = regrid(vals[fractions], factor, "mean")
-        values[rows] = summed
-    matrix = IntervalMatrix(ids, period.span.start_epoch, minutes, values,
-                            np.where(np.isnan(values), 4, 0).astype(np.uint8))
-    return PeriodData(period, matrix, inputs)
+        if len(by_len) == 1:
+            values = summed if summed.flags.c_contiguous else np.ascontiguousarray(summed)
+        else:
+            if values is None:
+                values = np.full((len(ids), n), np.nan)
+            values[[row[c] for c in group]] = summed
+    assert values is not None
+    quality = np.isnan(values).view(np.uint8) * np.uint8(4)
+    return LoadedSpan(span, ids, minutes, values, quality, InputTable(ids, parts))
+
+
+def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids: Sequence[str],
+                options: SettlementOptions) -> PeriodData:
+    """Read ``channel_ids`` over ``period`` (see :func:`load_span`)."""
+    return load_span(db, campus, period.span, channel_ids, options).period(period)
 
 
 # --------------------------------------------------------------------------- runs in the store
@@ -242,12 +532,21 @@ def get_run(db: Database, run_id: str) -> dict[str, Any]:
 
 
 def run_inputs(db: Database, run_id: str) -> list[InputRef]:
-    """The channel-days a run read."""
+    """The channel-days a run read, by channel and day (unpacked from its ``run_input`` rows)."""
     t = run_input_table
     with db.engine.connect() as conn:
-        rows = conn.execute(select(t.c.channel_id, t.c.day, t.c.layer, t.c.version, t.c.content_hash)
-                            .where(t.c.run_id == run_id).order_by(t.c.channel_id, t.c.day)).all()
-    return [InputRef(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
+        rows = conn.execute(select(t.c.channel_id, t.c.layer, t.c.first_day, t.c.n_days, t.c.day_offsets,
+                                   t.c.versions, t.c.content_hashes).where(t.c.run_id == run_id)).all()
+    out = []
+    for ch, layer, first, n, offsets, versions, hashes in rows:
+        d0 = first.toordinal()
+        hexed = bytes(hashes).hex()
+        offs = np.frombuffer(bytes(offsets), dtype="<i4").tolist()
+        vers = np.frombuffer(bytes(versions), dtype="<i4").tolist()
+        out += [InputRef(ch, date.fromordinal(d0 + offs[i]), layer, vers[i], hexed[64 * i:64 * i + 64])
+                for i in range(int(n))]
+    out.sort(key=lambda r: (r.channel_id, r.day, r.layer))
+    return out
 
 
 def run_allocation(db: Database, run_id: str) -> list[dict[str, Any]]:
@@ -331,17 +630,32 @@ def refresh_stale(db: Database, contract_id: str | None = None, period: str | No
 # --------------------------------------------------------------------------- numbering and issuing
 
 
+_TAKE_NUMBER = (update(invoice_sequence_table)
+                .where(invoice_sequence_table.c.seller == bindparam("take_seller"))
+                .values(next_number=invoice_sequence_table.c.next_number + 1)
+                .returning(invoice_sequence_table.c.next_number))
+_INSERT_RUN = insert(settlement_run_table)
+_INSERT_INVOICE = insert(invoice_table)
+_INSERT_LINES = insert(invoice_line_table)
+
+
 def next_invoice_number(conn: Any, dialect: str, seller: str) -> int:
-    """Take the seller's next number inside the caller's transaction (row-locked)."""
-    t = invoice_sequence_table
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(t).values(seller=seller, next_number=1).on_conflict_do_nothing(index_elements=["seller"]))
-    n = conn.execute(select(t.c.next_number).where(t.c.seller == seller).with_for_update()).scalar_one()
-    conn.execute(update(t).where(t.c.seller == seller).values(next_number=n + 1))
-    return int(n)
+    """Take the seller's next number inside the caller's transaction (row-locked).
+
+    One ``UPDATE ... RETURNING`` (it locks the row like ``SELECT ... FOR UPDATE``); the
+    seller's row is created on its first number.
+    """
+    taken = conn.execute(_TAKE_NUMBER, {"take_seller": seller}).scalar()
+    if taken is None:
+        t = invoice_sequence_table
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        conn.execute(dialect_insert(t).values(seller=seller, next_number=1)
+                     .on_conflict_do_nothing(index_elements=["seller"]))
+        taken = conn.execute(_TAKE_NUMBER, {"take_seller": seller}).scalar_one()
+    return int(taken) - 1
 
 
 def format_number(seller: str, n: int) -> str:
@@ -351,7 +665,7 @@ def format_number(seller: str, n: int) -> str:
 
 def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id: str | None) -> None:
     now = datetime.now(UTC)
-    conn.execute(insert(invoice_table).values(
+    conn.execute(_INSERT_INVOICE, dict(
         id=inv.id, number=inv.number, number_seq=seq, seller=inv.seller.id, buyer=inv.buyer.id, kind=inv.kind,
         version=inv.version, contract_id=inv.contract_id, period=period, run_id=inv.run_id,
         original_invoice_id=original_id, issue_date=inv.issue_date, issued_at=now, status="issued",
@@ -359,7 +673,7 @@ def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id:
         total=money_str(inv.total), document=inv.model_dump_json(),
     ))
     if inv.lines:
-        conn.execute(insert(invoice_line_table), [
+        conn.execute(_INSERT_LINES, [
             {"invoice_id": inv.id, "number": ln.number, "description": ln.description, "charge_type": ln.charge_type,
              "component_id": ln.component_id, "source_asset": ln.source_asset, "quantity": money_str(ln.quantity),
              "unit": ln.unit, "unit_price": money_str(ln.unit_price), "amount": money_str(ln.amount),
@@ -369,15 +683,34 @@ def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id:
         ])
 
 
-def _insert_inputs(conn: Any, dialect: str, run_id: str, inputs: Sequence[InputRef]) -> None:
-    """Bulk insert of run_input rows (driver-level executemany; thousands of rows per run)."""
-    if not inputs:
+_INPUT_COLUMNS = ("run_id", "channel_id", "layer", "first_day", "last_day", "n_days", "day_offsets", "versions",
+                  "content_hashes")
+
+
+def _insert_inputs(conn: Any, dialect: str, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bulk insert of packed run_input rows (driver-level executemany, one row per channel and layer).
+
+    ``rows``: :meth:`PeriodInputs.rows` tuples (days as epoch-day numbers).
+    """
+    if not rows:
         return
     mark = "?" if dialect == "sqlite" else "%s"
-    sql = (f"INSERT INTO run_input (run_id, channel_id, day, layer, version, content_hash) "
-           f"VALUES ({', '.join([mark] * 6)})")
-    as_day = (lambda d: d.isoformat()) if dialect == "sqlite" else (lambda d: d)
-    conn.exec_driver_sql(sql, [(run_id, r.channel_id, as_day(r.day), r.layer, r.version, r.content_hash) for r in inputs])
+    sql = f"INSERT INTO run_input ({', '.join(_INPUT_COLUMNS)}) VALUES ({', '.join([mark] * len(_INPUT_COLUMNS))})"
+    if dialect == "sqlite":
+        def as_day(n: int) -> Any:
+            return _from_day_no(n).isoformat()
+    else:
+        as_day = _from_day_no
+    seen: dict[int, Any] = {}
+
+    def day(n: int) -> Any:
+        v = seen.get(n)
+        if v is None:
+            v = seen[n] = as_day(n)
+        return v
+
+    conn.exec_driver_sql(sql, [(run_id, ch, lay, day(d0), day(d1), n, offs, vers, hashes)
+                               for ch, lay, d0, d1, n, offs, vers, hashes in rows])
 
 
 def _original_invoice(db: Database, contract_id: str, period: str) -> DocumentReference | None:
@@ -419,6 +752,8 @@ def settle_contract(
     components: Any | None = None,
     conn: Any | None = None,
     on_issue: Callable[[Any, Invoice], None] | None = None,
+    runs: list[dict[str, Any]] | None = None,
+    channels: Sequence[str] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and issue its document (see module docs).
 
@@ -426,11 +761,16 @@ def settle_contract(
     savepoint of that transaction; otherwise in a write transaction of its own.
     ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
     is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
+    ``runs`` (:func:`existing_runs` of the contract and period) and ``channels``
+    (:func:`~core.settlement.contract_channels`) may be given when the caller has them.
     """
     period = data.period
     if version not in VERSION_KINDS:
         raise SettlementError(f"version must be one of {', '.join(VERSION_KINDS)}, not {version!r}")
-    runs = existing_runs(db, contract.id, period.label)
+    if runs is None:
+        runs = existing_runs(db, contract.id, period.label)
+    if channels is None:
+        channels = contract_channels(campus, contract)
     seq = 1
     if version == "true_up":
         seq = 1 + max((r["seq"] for r in runs if r["version_kind"] == "true_up"), default=0)
@@ -441,9 +781,9 @@ def settle_contract(
     previous = [r for r in runs if (_kind_order(r["version_kind"]), r["seq"]) < (_kind_order(version), seq)]
     prev = previous[-1] if previous else None
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
-                       _history(db, contract, period.label), components)
-    chans = set(contract_channels(campus, contract))
-    inputs = [r for ch in sorted(chans) for r in data.by_channel.get(ch, [])]
+                       _history(db, contract, period.label), components, channels=channels)
+    summary, used = data.inputs.summary(channels)
+    input_rows = [row for ch in used for row in data.inputs.rows(ch)]
     pol = comp.context.money
     if prev is not None:
         old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]]
@@ -453,8 +793,7 @@ def settle_contract(
     kind = document_kind(doc_lines, prev is not None)
     if kind == "credit_note":
         doc_lines = as_credit(doc_lines)
-    statement = build_statement(key, comp, inputs, options.layer, kind, doc_lines, prev["id"] if prev else None,
-                                data.digests)
+    statement = build_statement(key, comp, summary, options.layer, kind, doc_lines, prev["id"] if prev else None)
     body = canonical_json(statement)
     digest = statement_hash(body)
     original = _original_invoice(db, contract.id, period.label) if prev is not None and kind else None
@@ -462,12 +801,12 @@ def settle_contract(
                          status="issued" if kind else "no_change", statement_hash=digest,
                          imbalance_intervals=int(comp.allocation.get("imbalance_intervals", 0)))
     def write(conn: Any) -> None:
-        conn.execute(insert(settlement_run_table).values(
+        conn.execute(_INSERT_RUN, dict(
             id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
             status=outcome.status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
             invoice_id=key.invoice_id if kind else None, created_at=datetime.now(UTC), stale=False,
         ))
-        _insert_inputs(conn, db.dialect, key.run_id, inputs)
+        _insert_inputs(conn, db.dialect, key.run_id, input_rows)
         rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(contract) else []
         if rows:
             conn.execute(insert(run_allocation_table), rows)
@@ -526,6 +865,34 @@ def settle(
     others still settle. Contracts that do not depend on the allocation are read in
     batches of at most ``max_channels`` channels, so memory stays bounded on big campuses.
     """
+    return settle_periods(db, campus, [period], contracts=contracts, version=version, options=options,
+                          issue_date=issue_date, components=components, progress=progress,
+                          max_channels=max_channels, on_issue=on_issue)
+
+
+def settle_periods(
+    db: Database,
+    campus: Campus,
+    periods: Sequence[str],
+    *,
+    contracts: Iterable[str] | None = None,
+    version: str = "initial",
+    options: SettlementOptions | None = None,
+    issue_date: date | None = None,
+    components: Any | None = None,
+    progress: Callable[[str], None] | None = None,
+    max_channels: int = 2000,
+    max_cells: int = 12_000_000,
+    on_issue: Callable[[Any, Invoice], None] | None = None,
+) -> list[RunOutcome]:
+    """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
+
+    Consecutive periods are read from the store together (one read per batch of
+    contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
+    Each period of a batch is written in one transaction. Outcomes come by period, then
+    by contract. Invoice numbers are taken batch by batch (with one batch, as the
+    campus is settled period after period).
+    """
     options = options or SettlementOptions()
     if components is None:
         from hub.plugins import get_registry
@@ -539,41 +906,98 @@ def settle(
         if bad:
             raise SettlementError(f"unknown contract(s) {', '.join(bad)} (known: {', '.join(sorted(known)) or 'none'})")
         chosen = [c for c in chosen if c.id in wanted]
+    labels = list(periods)
     outcomes: list[RunOutcome] = []
+    chans_of = {c.id: contract_channels(campus, c) for c in chosen}
+    by_id = {c.id: c for c in campus.channels}
     for tz, group in _batches(campus, chosen, max_channels):
-        per = billing_period(period, tz)
         channels: list[str] = []
         for c in group:
-            channels += contract_channels(campus, c)
+            channels += chans_of[c.id]
         alloc_needed = any(needs_allocation(c) for c in group)
         if alloc_needed:
             channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
-        try:
-            data = load_period(db, campus, per, list(dict.fromkeys(channels)), options)
-        except (SettlementError, PricingError, ValueError) as exc:
-            outcomes += [RunOutcome(c.id, period, version, error=str(exc)) for c in group]
-            continue
-        allocation, alloc_error = None, ""
-        if alloc_needed:
+        channels = list(dict.fromkeys(channels))
+        finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
+        pers = [billing_period(label, tz) for label in labels]
+        for chunk in _period_chunks(pers, len(channels), finest, max_cells):
+            span = Span(chunk[0].span.start, chunk[-1].span.end)
             try:
-                allocation = _allocate(data, campus, options)
-            except (SettlementError, ValueError) as exc:
-                alloc_error = str(exc)
-        with db.write_transaction() as conn:
-            for c in group:
-                if progress:
-                    progress(c.id)
-                if alloc_error and needs_allocation(c):
-                    outcomes.append(RunOutcome(c.id, period, version, error=alloc_error))
-                    continue
-                try:
-                    outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
-                                                    issue_date=issue_date, components=components, conn=conn,
-                                                    on_issue=on_issue))
-                except (SettlementError, PricingError, ValueError) as exc:
-                    outcomes.append(RunOutcome(c.id, period, version, error=str(exc)))
+                loaded = load_span(db, campus, span, channels, options)
+            except (SettlementError, PricingError, ValueError) as exc:
+                outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
+                continue
+            for per in chunk:
+                outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
+                                          chans_of, issue_date=issue_date, components=components,
+                                          progress=progress, on_issue=on_issue)
+            del loaded
     order = {c.id: i for i, c in enumerate(chosen)}
-    return sorted(outcomes, key=lambda o: order[o.contract_id])
+    rank = {label: i for i, label in reversed(list(enumerate(labels)))}
+    return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+def _period_chunks(pers: Sequence[BillingPeriod], n_channels: int, minutes: int,
+                   max_cells: int) -> list[list[BillingPeriod]]:
+    """Runs of consecutive periods (each starts where the previous ends) of at most ``max_cells``."""
+    out: list[list[BillingPeriod]] = []
+    cells = 0
+    for p in pers:
+        n = n_channels * p.span.n_intervals(minutes)
+        if out and out[-1][-1].span.end == p.span.start and cells + n <= max_cells:
+            out[-1].append(p)
+            cells += n
+        else:
+            out.append([p])
+            cells = n
+    return out
+
+
+def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data: PeriodData, version: str,
+                  options: SettlementOptions, alloc_needed: bool, chans_of: dict[str, list[str]], *,
+                  issue_date: date | None, components: Any, progress: Callable[[str], None] | None,
+                  on_issue: Callable[[Any, Invoice], None] | None) -> list[RunOutcome]:
+    """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction."""
+    label = data.period.label
+    allocation, alloc_error = None, ""
+    if alloc_needed:
+        try:
+            allocation = _allocate(data, campus, options)
+        except (SettlementError, ValueError) as exc:
+            alloc_error = str(exc)
+    outcomes: list[RunOutcome] = []
+    with db.write_transaction() as conn:
+        runs = _existing_runs_of(conn, [c.id for c in group], label)
+        for c in group:
+            if progress:
+                progress(c.id)
+            if alloc_error and needs_allocation(c):
+                outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
+                continue
+            try:
+                outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
+                                                issue_date=issue_date, components=components, conn=conn,
+                                                on_issue=on_issue, runs=runs.get(c.id, []),
+                                                channels=chans_of.get(c.id)))
+            except (SettlementError, PricingError, ValueError) as exc:
+                outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
+    return outcomes
+
+
+def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> dict[str, list[dict[str, Any]]]:
+    """:func:`existing_runs` of many contracts, read on ``conn``."""
+    t = settlement_run_table
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i in range(0, len(contract_ids), _IN_CHUNK):
+        q = select(t.c.id, t.c.contract_id, t.c.version_kind, t.c.seq, t.c.status, t.c.invoice_id,
+                   t.c.statement_hash, t.c.stale, t.c.created_at).where(
+            t.c.contract_id.in_(list(contract_ids[i:i + _IN_CHUNK])), t.c.period == period)
+        for r in conn.execute(q):
+            row = dict(r._mapping)
+            out.setdefault(row.pop("contract_id"), []).append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: (_kind_order(r["version_kind"]), r["seq"]))
+    return out
 
 
 def _batches(campus: Campus, contracts: Sequence[Contract], max_channels: int) -> list[tuple[str, list[Contract]]]:

@@ -241,7 +241,19 @@ class TouSchedule(BaseModel):
         return mask & hour_mask
 
     def classify(self, cal: LocalCalendar) -> tuple[list[str], np.ndarray]:
-        """Period names and the period index (into the names) of every interval."""
+        """Period names and the period index (into the names) of every interval.
+
+        Cached on the calendar per schedule (contracts of one period share the calendar
+        and often the schedule); callers get their own copy of the index array.
+        """
+        cache = cal.__dict__.setdefault("_classified", {})
+        key = (type(self), self.model_dump_json())
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = self._classify(cal)
+        return list(hit[0]), hit[1].copy()
+
+    def _classify(self, cal: LocalCalendar) -> tuple[list[str], np.ndarray]:
         names = self.period_names
         day_types = cal.day_types(self.holiday_set(cal.years))
         out = np.full(cal.month.shape, names.index(self.default_period), dtype=np.int16)

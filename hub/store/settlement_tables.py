@@ -4,7 +4,7 @@
   constraint makes the database refuse a duplicate run. ``statement`` is the canonical
   JSON of the run, ``statement_hash`` its SHA-256.
 * ``run_input``: the (channel, UTC day, layer, version, content hash) a run read, so a
-  later restatement marks the run stale.
+  later restatement marks the run stale; packed as one row per (run, channel, layer).
 * ``run_allocation``: per run the tenants x sources kWh totals and the per-interval
   split as a compact blob (see :func:`core.allocation.pack_array`).
 * ``invoice`` / ``invoice_line``: issued documents. They are immutable on every path:
@@ -71,16 +71,26 @@ class SettlementRunRow(SQLModel, table=True):
 
 
 class RunInputRow(SQLModel, table=True):
-    """One channel-day a run read, with the version and content hash it saw."""
+    """The channel-days one run read of one channel in one layer, packed in one row.
+
+    ``n_days`` UTC days from ``first_day`` to ``last_day``: ``day_offsets`` (little-endian
+    int32 days after ``first_day``, ascending), ``versions`` (little-endian int32) and
+    ``content_hashes`` (the 32-byte SHA-256 digests, in the same order) of the day
+    versions the run saw. One row per (run, channel, layer) instead of one per
+    channel-day keeps a year of runs small to write and quick to read back.
+    """
 
     __tablename__ = "run_input"
 
     run_id: str = Field(primary_key=True, max_length=200)
     channel_id: str = Field(primary_key=True, max_length=200)
-    day: date = Field(sa_column=Column(Date, primary_key=True))
     layer: str = Field(primary_key=True, max_length=32)
-    version: int = 0
-    content_hash: str = Field(max_length=64)
+    first_day: date = Field(sa_column=Column(Date, nullable=False))
+    last_day: date = Field(sa_column=Column(Date, nullable=False))
+    n_days: int = 0
+    day_offsets: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    versions: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    content_hashes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class RunAllocationRow(SQLModel, table=True):

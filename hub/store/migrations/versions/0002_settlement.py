@@ -1,5 +1,8 @@
 """Settlement tables (runs, run inputs, allocation, invoices, invoice lines, numbering).
 
+``run_input`` holds one packed row per (run, channel, layer): the UTC days, versions and
+SHA-256 content hashes of the channel-days the run read.
+
 Issued invoices are immutable: triggers refuse UPDATE and DELETE on ``invoice`` and
 ``invoice_line`` for any client, on PostgreSQL (a PL/pgSQL function raising an
 exception) and on SQLite (``RAISE(ABORT, ...)``).
@@ -44,10 +47,13 @@ def upgrade() -> None:
         "run_input",
         sa.Column("run_id", sa.String(200), primary_key=True),
         sa.Column("channel_id", sa.String(200), primary_key=True),
-        sa.Column("day", sa.Date, primary_key=True),
         sa.Column("layer", sa.String(32), primary_key=True),
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("first_day", sa.Date, nullable=False),
+        sa.Column("last_day", sa.Date, nullable=False),
+        sa.Column("n_days", sa.Integer, nullable=False),
+        sa.Column("day_offsets", sa.LargeBinary, nullable=False),
+        sa.Column("versions", sa.LargeBinary, nullable=False),
+        sa.Column("content_hashes", sa.LargeBinary, nullable=False),
     )
     op.create_table(
         "run_allocation",
