@@ -18,7 +18,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.exists():  # tox runs from the repo root; ../shared sits beside the clone
     SHARED = Path(os.environ.get("KWHUB_SHARED", Path.cwd().parent / "shared"))
 
+# services first: the other fixture modules import its helpers
 pytest_plugins = [
     f"tests.fixtures.{m.name}"
-    for m in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
+    for m in sorted(pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")]),
+                    key=lambda m: (m.name != "services", m.name))
 ]
