@@ -10,26 +10,16 @@ Timestamps are UTC. SQLite hands them back naive; :func:`as_utc` makes them awar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from hub.store.tables import as_utc, utcnow
+
+__all__ = ["OutboxRow", "as_utc", "outbox_table", "utcnow"]
+
 OUTBOX_STATUSES = ("pending", "sending", "delivered", "dead")
-
-
-def utcnow() -> datetime:
-    """The current instant, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Return ``value`` as an aware UTC datetime (naive values are taken as UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 class OutboxRow(SQLModel, table=True):
