@@ -149,6 +149,7 @@ class _Dense:
         self.chunks: list[list[tuple[str, Channel, date, date]]] = []
         self.chunk_of: dict[str, int] = {}
         self.loaded: dict[str, tuple[date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.raw_hashes: dict[tuple[str, date], str] = {}  # content hashes of the raw days read
         stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
@@ -213,6 +214,7 @@ class _Dense:
         span = Span(start, start + timedelta(days=n_days))
         store = self.db.intervals
         raw = store.read_matrix(ids, span, minutes, layer="raw")
+        self.raw_hashes.update(raw.day_hashes)
         val = store.read_matrix(ids, span, minutes, layer="validated")
         shape = (len(ids), n_days, n_slots)
         rv, rq = raw.values.reshape(shape), raw.quality.reshape(shape)
@@ -252,6 +254,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     now_epoch = int(now.timestamp()) if now is not None else int(time.time())
     reads = _Blocks(db)
     validated: list[DayBlock] = []
+    writer = _ValidatedWriter(db, f"vee:{label}")
     events: list[VeeEvent] = []
     touched: dict[str, list[date]] = {}
 
@@ -270,54 +273,66 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
     plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
     dense = _Dense(db, campus_channels, engine, plan)
-    for cid, days in plan:
-        first, last = days[0], days[-1]
-        got = dense.get(cid)
-        if got is not None:
-            channel, d0, rv, rq, bv, bq = got
-            lookback = engine.lookback_days(channel)
-            at = np.array([(d - d0).days for d in days], dtype=np.intp)
-            target_v, target_q = rv[at], rq[at]
-            history: list[DayBlock] = []
-            history_dense = DenseDays(d0, bv, bq)
-        else:
-            raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
-            channel = _channel(campus, cid, raw_all)
-            lookback = engine.lookback_days(channel)
-            wanted = set(days)
-            raw = {b.day: b for b in raw_all if b.day in wanted}
-            n_slots = slots_per_day(channel.interval_minutes)
-            blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
-                                             np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
-            history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
-                       if b.day not in wanted]
-            history_dense = None
-        asset = None
-        availability: list[DayBlock] = []
-        if channel.asset:
-            try:
-                asset = campus.asset(channel.asset)
-            except KeyError:
-                asset = None
-            if channel.role != "availability":
-                for other in avail_of.get(channel.asset, []):
-                    availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
-        related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
-                   for r in engine.related_channels(channel)}
-        ctx = VeeContext(
-            history=history, related=related, availability=availability,
-            register_reads=(register_reads or {}).get(cid), incoming=list((incoming or {}).get(cid, [])),
-            asset=asset, now_epoch=now_epoch, history_dense=history_dense,
-        )
-        if history_dense is not None:
-            outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
-        else:
-            outcome = engine.validate(channel, blocks, ctx)
-        reads.done[cid] = {b.day: b for b in outcome.validated}
-        validated += outcome.validated
-        events += outcome.events
-        touched[cid] = days
-        summary.channel_days += len(days)
+    try:
+        for cid, days in plan:
+            first, last = days[0], days[-1]
+            got = dense.get(cid)
+            if got is not None:
+                channel, d0, rv, rq, bv, bq = got
+                lookback = engine.lookback_days(channel)
+                at = np.array([(d - d0).days for d in days], dtype=np.intp)
+                target_v, target_q = rv[at], rq[at]
+                history: list[DayBlock] = []
+                history_dense = DenseDays(d0, bv, bq)
+            else:
+                raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
+                channel = _channel(campus, cid, raw_all)
+                lookback = engine.lookback_days(channel)
+                wanted = set(days)
+                raw = {b.day: b for b in raw_all if b.day in wanted}
+                n_slots = slots_per_day(channel.interval_minutes)
+                blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
+                                                 np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
+                history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
+                           if b.day not in wanted]
+                history_dense = None
+            asset = None
+            availability: list[DayBlock] = []
+            if channel.asset:
+                try:
+                    asset = campus.asset(channel.asset)
+                except KeyError:
+                    asset = None
+                if channel.role != "availability":
+                    for other in avail_of.get(channel.asset, []):
+                        availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
+            related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
+                       for r in engine.related_channels(channel)}
+            ctx = VeeContext(
+                history=history, related=related, availability=availability,
+                register_reads=(register_reads or {}).get(cid), incoming=list((incoming or {}).get(cid, [])),
+                asset=asset, now_epoch=now_epoch, history_dense=history_dense,
+            )
+            if history_dense is not None:
+                outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
+            else:
+                outcome = engine.validate(channel, blocks, ctx)
+            reads.done[cid] = {b.day: b for b in outcome.validated}
+            if outcome.validated:
+                blocks = outcome.validated
+                out_v = np.concatenate([b.values for b in blocks]).reshape(len(blocks), -1)
+                out_q = np.concatenate([b.quality for b in blocks]).reshape(len(blocks), -1)
+                known = None
+                if history_dense is not None:
+                    known = _raw_equal_hashes(cid, days, target_v, target_q, blocks, out_v, out_q, dense.raw_hashes)
+                writer.put((cid, channel.interval_minutes, blocks, out_v, out_q, known))
+            validated += outcome.validated
+            events += outcome.events
+            touched[cid] = days
+            summary.channel_days += len(days)
+    except BaseException:
+        writer.abort()
+        raise
     summary.channels = len(touched)
     summary.add(events)
 
@@ -327,13 +342,13 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
         created = datetime.now(UTC)
         rows = [{"run_label": label, "channel_id": e.channel_id, "day": e.day, "rule_id": e.rule_id,
-                 "action": e.action, "count": int(e.count), "detail": _jsonable(e.detail), "created_at": created}
+                 "action": e.action, "count": int(e.count), "detail": _jsonable_detail(e.detail),
+                 "created_at": created}
                 for e in events]
         by_days: dict[tuple[date, ...], list[str]] = {}
         for cid, days in touched.items():
             by_days.setdefault(tuple(days), []).append(cid)
-        with db.write_transaction() as conn:
-            summary.write = db.intervals.write_blocks(validated, layer="validated", source=f"vee:{label}", conn=conn)
+        def finish(conn: Any) -> None:
             for days_key, cids in by_days.items():
                 days = list(days_key)
                 consecutive = (days[-1] - days[0]).days + 1 == len(days)
@@ -345,8 +360,147 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                         for i in range(0, len(days), 500):
                             conn.execute(delete(table).where(in_cids, table.c.day.in_(days[i:i + 500])))
             if rows:
-                conn.execute(table.insert(), rows)
+                _insert_events(conn, table, rows)
+
+        summary.write = writer.finish(finish)
     return summary
+
+
+_EVENT_COLUMNS = ("run_label", "channel_id", "day", "rule_id", "action", "count", "detail", "created_at")
+
+
+def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Bulk insert of ``vee_event`` rows.
+
+    On SQLite straight through the DBAPI cursor of the same transaction, each value put
+    through its column type's own bind processor (what SQLAlchemy itself would send, so
+    the stored rows are the same), without per-row statement bookkeeping. Elsewhere the
+    SQLAlchemy bulk insert.
+    """
+    dialect = conn.dialect
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        conn.execute(table.insert(), rows)
+        return
+    procs = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _EVENT_COLUMNS]
+    columns = [[r[name] for r in rows] for name in _EVENT_COLUMNS]
+    for j, proc in enumerate(procs):
+        if proc is not None:
+            col = columns[j]
+            if _EVENT_COLUMNS[j] in ("day", "created_at"):  # few distinct values: process each once
+                cache: dict[Any, Any] = {}
+                columns[j] = [cache[v] if v in cache else cache.setdefault(v, proc(v)) for v in col]
+            else:
+                columns[j] = [proc(v) for v in col]
+    q = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in _EVENT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.executemany(sql, zip(*columns, strict=True))
+    finally:
+        cur.close()
+
+
+def _jsonable_detail(detail: Any) -> Any:
+    """:func:`_jsonable` of an event detail; a dict of plain leaves is returned as is."""
+    if type(detail) is dict:
+        for k, v in detail.items():
+            t = type(v)
+            if type(k) is not str or not (t is str or t is int or t is bool or (t is float and v - v == 0.0)):
+                return _jsonable(detail)
+        return detail
+    return _jsonable(detail)
+
+
+def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.ndarray, blocks: list[DayBlock],
+                      values: np.ndarray, quality: np.ndarray,
+                      raw_hashes: Mapping[tuple[str, date], str]) -> list[str | None] | None:
+    """Per validated block: the stored raw day's hash when no rule touched the day and its
+    values and quality equal the raw day's byte for byte (the same content, so the same
+    digest), else None. None when no block qualifies."""
+    if len(blocks) != len(days) or values.shape != raw_v.shape or quality.shape != raw_q.shape:
+        return None
+    if any(b.day != d for b, d in zip(blocks, days, strict=True)):
+        return None
+    same = (np.ascontiguousarray(values, dtype="<f8").view(np.uint64)
+            == np.ascontiguousarray(raw_v, dtype="<f8").view(np.uint64)).all(axis=1)
+    same &= (quality == raw_q).all(axis=1)
+    out: list[str | None] = [None] * len(blocks)
+    hit = False
+    for i in np.flatnonzero(same).tolist():
+        b = blocks[i]
+        if b.rule_ids is None or not b.rule_ids.any():
+            h = raw_hashes.get((cid, days[i]))
+            if h is not None:
+                out[i] = h
+                hit = True
+    return out if hit else None
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DenseOut = tuple[str, int, list[DayBlock], np.ndarray, np.ndarray, "list[str | None] | None"]
+
+
+class _ValidatedWriter:
+    """Collects the validated days of a run; ``finish`` writes them and runs the final step
+    (the events) in one write transaction, so a failed run writes nothing.
+
+    (Writing each channel in a background thread while the engine validates the next one
+    was measured: slower on 2 cores, the GIL is busy on both sides.)
+    """
+
+    def __init__(self, db: Database, source: str) -> None:
+        self.db = db
+        self.source = source
+        self.items: list[_DenseOut] = []
+
+    def put(self, item: _DenseOut) -> None:
+        self.items.append(item)
+
+    def abort(self) -> None:
+        self.items.clear()
+
+    def finish(self, final: Any) -> WriteReport:
+        """Write every channel, run ``final(conn)`` in the same transaction, commit; the report."""
+        report = WriteReport()
+        with self.db.write_transaction() as conn:
+            for item in self.items:
+                _write_channel(self.db, item, self.source, conn, report)
+            final(conn)
+        return report
+
+
+def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report: WriteReport) -> None:
+    """Write one channel's validated blocks through the store's dense path.
+
+    Stores exactly what ``write_blocks`` stores for the same blocks: per channel the rule
+    names in first-seen order over the days, each day's rule ids renumbered into them.
+    """
+    store = db.intervals
+    cid, minutes, blocks, values, quality, known = item
+    names: list[str] = []
+    rule_ids = None
+    ruled = [i for i, b in enumerate(blocks) if b.rule_ids is not None]
+    if ruled:
+        rule_ids = np.zeros(values.shape, dtype=np.uint8)
+        luts: dict[tuple[str, ...], np.ndarray] = {}
+        for i in ruled:
+            b = blocks[i]
+            key = tuple(b.rule_names)
+            lut = luts.get(key)
+            if lut is None:
+                for name in key:
+                    if name not in names:
+                        names.append(name)
+                lut = np.zeros(max(len(key), 255) + 1, dtype=np.uint8)
+                for k, name in enumerate(key, start=1):
+                    lut[k] = names.index(name) + 1
+                luts[key] = lut
+            rule_ids[i] = lut[np.asarray(b.rule_ids, dtype=np.uint8)]
+    day_numbers = np.array([b.day.toordinal() for b in blocks], dtype=np.int64) - _EPOCH_ORDINAL
+    report.add(store.write_dense(cid, minutes, day_numbers,
+                                 values, quality, rule_ids, names, layer="validated", source=source,
+                                 conn=conn, known_hashes=known))
 
 
 def _related_of(engine: VeeEngine, campus: Campus, cid: str) -> set[str]:

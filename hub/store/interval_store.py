@@ -71,6 +71,15 @@ class WriteReport:
     intervals: int = 0
     stale: list[tuple[str, date]] = field(default_factory=list)
 
+    def add(self, other: WriteReport) -> None:
+        """Accumulate ``other`` (a write of the same transaction) into this report."""
+        self.new_days += other.new_days
+        self.changed_days += other.changed_days
+        self.unchanged_days += other.unchanged_days
+        self.filled_days += other.filled_days
+        self.intervals += other.intervals
+        self.stale.extend(other.stale)
+
     @property
     def written_days(self) -> int:
         """Day rows inserted (new days plus new versions)."""
@@ -121,6 +130,7 @@ class _ChannelDays:
     quality: np.ndarray  # uint8 (n_days, n_slots)
     rule_ids: np.ndarray | None = None  # uint8 (n_days, n_slots)
     rule_names: tuple[str, ...] = ()
+    known_hashes: Sequence[str | None] | None = None  # per day: the canonical content's digest, if known
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -194,6 +204,18 @@ class _Sql:
         values = ", ".join(literal.get(name, self.mark) for name in INSERT_COLUMNS)
         return f"INSERT INTO {self.table} ({self._insert_cols}) VALUES ({values})"
 
+    def semi_insert(self, layer: str, created_at: Any) -> str | None:
+        """INSERT of any current version, only ``layer``, ``created_at`` and ``is_current`` as literals.
+
+        None unless ``layer`` and ``created_at`` are plain strings of safe characters.
+        """
+        if not (isinstance(layer, str) and isinstance(created_at, str)
+                and _SAFE_LITERAL.fullmatch(layer) and _SAFE_LITERAL.fullmatch(created_at)):
+            return None
+        literal = {"layer": f"'{layer}'", "created_at": f"'{created_at}'", "is_current": "1"}
+        values = ", ".join(literal.get(name, self.mark) for name in INSERT_COLUMNS)
+        return f"INSERT INTO {self.table} ({self._insert_cols}) VALUES ({values})"
+
     def _marks(self, n: int) -> str:
         return f"({', '.join([self.mark] * n)})"
 
@@ -262,18 +284,13 @@ def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any
     if list(map(_VERSION_OF, rows)).count(1) == n and list(map(_RULE_IDS_OF, rows)).count(None) == n:
         cur.executemany(plain_sql, map(_PLAIN_COLUMNS, rows))
         return
-    start = 0
-    while start < len(rows):
-        is_plain = _is_plain(rows[start])
-        end = start + 1
-        while end < len(rows) and _is_plain(rows[end]) == is_plain:
-            end += 1
-        run = rows[start:end] if start or end < len(rows) else rows
-        if is_plain:
-            cur.executemany(plain_sql, map(_PLAIN_COLUMNS, run))
-        else:
-            cur.executemany(sql.insert, run)
-        start = end
+    # mixed rows (e.g. validated days with and without rule ids): one statement for all,
+    # in insertion order, with only the write's constant columns as literals
+    semi_sql = sql.semi_insert(rows[0][_I_LAYER], rows[0][_I_CREATED])
+    if semi_sql is not None and list(map(_CURRENT_OF, rows)).count(True) == n:
+        cur.executemany(semi_sql, map(_SEMI_COLUMNS, rows))
+        return
+    cur.executemany(sql.insert, rows)
 
 
 _I_VERSION, _I_RULE_IDS = INSERT_COLUMNS.index("version"), INSERT_COLUMNS.index("rule_ids")
@@ -281,11 +298,9 @@ _I_LAYER, _I_CREATED = INSERT_COLUMNS.index("layer"), INSERT_COLUMNS.index("crea
 _VERSION_OF, _RULE_IDS_OF = itemgetter(_I_VERSION), itemgetter(_I_RULE_IDS)
 _PLAIN_BOUND = ("channel_id", "day", "interval_minutes", "n_values", "values", "quality", "content_hash", "source")
 _PLAIN_COLUMNS = itemgetter(*(INSERT_COLUMNS.index(c) for c in _PLAIN_BOUND))
+_CURRENT_OF = itemgetter(INSERT_COLUMNS.index("is_current"))
+_SEMI_COLUMNS = itemgetter(*(i for i, c in enumerate(INSERT_COLUMNS) if c not in ("layer", "created_at", "is_current")))
 _SAFE_LITERAL = re.compile(r"[0-9A-Za-z_:. +-]*")
-
-
-def _is_plain(row: tuple[Any, ...]) -> bool:
-    return row[_I_VERSION] == 1 and row[_I_RULE_IDS] is None
 
 
 class _Old:
@@ -356,16 +371,39 @@ def _remap_rule_ids(ids: np.ndarray, names: Sequence[str], target: list[str]) ->
 
 
 def _canonical_rules(rule_ids: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """Per day, renumber rule ids to the rules that day uses; returns ids and names per day."""
+    """Per day, renumber rule ids to the rules that day uses; returns ids and names per day.
+
+    Only the days that carry any rule id are touched, and the names tuple is built once per
+    distinct set of used rules (vectorised; a channel-year has a handful of such sets).
+    """
     n_days = rule_ids.shape[0]
     k = len(names)
-    used = np.zeros((n_days, k + 1), dtype=bool)
-    used[np.repeat(np.arange(n_days), rule_ids.shape[1]), rule_ids.ravel()] = True
-    used[:, 0] = False
+    per_day: list[tuple[str, ...]] = [()] * n_days
+    ruled = np.flatnonzero(rule_ids.any(axis=1))
+    if not ruled.size:
+        return rule_ids, per_day
+    sub = rule_ids[ruled] if ruled.size < n_days else rule_ids
+    used = np.zeros((len(ruled), k + 1), dtype=bool)
+    for j in np.unique(sub).tolist():
+        if j:
+            used[:, j] = (sub == j).any(axis=1)
     lut = np.cumsum(used, axis=1).astype(np.uint8)  # old id -> new id (if used)
-    new_ids = np.take_along_axis(lut, rule_ids.astype(np.intp), axis=1)
-    new_ids[rule_ids == 0] = 0
-    per_day = [tuple(names[j - 1] for j in np.flatnonzero(row).tolist()) for row in used]
+    lut[:, 0] = 0
+    if np.array_equal(lut[:, 1:][used[:, 1:]], np.nonzero(used[:, 1:])[1].astype(np.uint8) + 1):
+        new_sub = sub  # every day already uses ids 1..m: nothing to renumber
+    else:
+        new_sub = np.take_along_axis(lut, sub.astype(np.intp), axis=1).astype(np.uint8)
+    if ruled.size < n_days:
+        new_ids = rule_ids.copy()
+        new_ids[ruled] = new_sub
+    else:
+        new_ids = new_sub
+    packed = np.ascontiguousarray(np.packbits(used, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    tuples = [tuple(names[j - 1] for j in np.flatnonzero(used[i]).tolist()) for i in first.tolist()]
+    for i, t in zip(ruled.tolist(), inv.ravel().tolist(), strict=True):
+        per_day[i] = tuples[t]
     return new_ids, per_day
 
 
@@ -479,13 +517,6 @@ def _prepare_blocks(blocks: Sequence[DayBlock], source: str) -> list[_ChannelDay
         chosen = [latest[int(d)] for d in days]
         v2 = np.array([b.values for b in chosen], dtype=np.float64).reshape(len(days), n_slots)
         q2 = np.array([b.quality for b in chosen], dtype=np.uint8).reshape(len(days), n_slots)
-        bad = q2 > MAX_QUALITY
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise _error(f"quality code {int(q2[r, c])} in slot {c} is not a Quality", source, cid, "quality", where=f"{cid} {chosen[r].day}")
-        if np.isinf(v2).any():
-            r, c = np.argwhere(np.isinf(v2))[0]
-            raise _error(f"value in slot {c} is not finite", source, cid, "value", where=f"{cid} {chosen[r].day}")
         r2 = None
         names: list[str] = []
         if any(b.rule_ids is not None for b in chosen):
@@ -494,8 +525,71 @@ def _prepare_blocks(blocks: Sequence[DayBlock], source: str) -> list[_ChannelDay
                 if b.rule_ids is not None else np.zeros(n_slots, dtype=np.uint8)
                 for b in chosen
             ])
-        out.append(_ChannelDays(cid, interval_minutes, days, v2, q2, r2, tuple(names)))
+        out.append(_check_dense(_ChannelDays(cid, interval_minutes, days, v2, q2, r2, tuple(names)), source))
     return out
+
+
+def _check_dense(cd: _ChannelDays, source: str) -> _ChannelDays:
+    """Reject quality codes that are no :class:`Quality` and infinite values (naming the day)."""
+    cid, q2, v2 = cd.channel_id, cd.quality, cd.values
+    if int(q2.max(initial=0)) > MAX_QUALITY:
+        r, c = np.argwhere(q2 > MAX_QUALITY)[0]
+        day = date.fromordinal(int(cd.days[r]) + _EPOCH_ORDINAL)
+        raise _error(f"quality code {int(q2[r, c])} in slot {c} is not a Quality", source, cid, "quality", where=f"{cid} {day}")
+    # finite sum <=> no inf and no NaN; only a non-finite sum needs the exact test
+    if not np.isfinite(np.sum(v2)) and np.isinf(v2).any():
+        r, c = np.argwhere(np.isinf(v2))[0]
+        day = date.fromordinal(int(cd.days[r]) + _EPOCH_ORDINAL)
+        raise _error(f"value in slot {c} is not finite", source, cid, "value", where=f"{cid} {day}")
+    return cd
+
+
+def _epoch_days(days: Any) -> np.ndarray:
+    """Epoch-day numbers (int64) of datetime64 days, epoch-day integers or ``date`` objects."""
+    arr = np.asarray(days)
+    if arr.dtype.kind == "M":
+        return (arr.astype("datetime64[D]") - _EPOCH_DAY).astype(np.int64)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    return np.array([_day_number(d) for d in arr.tolist()], dtype=np.int64)
+
+
+def _prepare_dense(channel_id: str, interval_minutes: int, days: Any, values: np.ndarray, quality: np.ndarray,
+                   rule_ids: np.ndarray | None, rule_names: Sequence[str], source: str,
+                   known_hashes: Sequence[str | None] | None) -> _ChannelDays:
+    """Validate one channel's dense day arrays (sorted by day; the last row of a day wins)."""
+    interval_minutes = int(interval_minutes)
+    n_slots = _slots(interval_minutes, channel_id, source)
+    d = _epoch_days(days)
+    v2 = np.asarray(values, dtype=np.float64)
+    q2 = np.asarray(quality, dtype=np.uint8)
+    r2 = None if rule_ids is None else np.asarray(rule_ids, dtype=np.uint8)
+    shape = (len(d), n_slots)
+    if d.ndim != 1 or v2.shape != shape or q2.shape != shape or (r2 is not None and r2.shape != shape):
+        raise _error(f"dense days of {channel_id}: values {v2.shape}, quality {q2.shape}"
+                     f"{'' if r2 is None else f', rule ids {r2.shape}'} for {len(d)} days, expected {shape}",
+                     source, channel_id, "values")
+    if known_hashes is not None and len(known_hashes) != len(d):
+        raise ValueError(f"{len(known_hashes)} known hashes for {len(d)} days")
+    names = list(rule_names)
+    if r2 is not None and int(r2.max(initial=0)) > len(names):
+        raise _error(f"rule id {int(r2.max())} has no rule name ({len(names)} given)", source, channel_id, "rule_ids")
+    if len(d) > 1 and not bool((d[1:] > d[:-1]).all()):
+        # sort by day, the last row of a day wins
+        rev = np.arange(len(d))[::-1]
+        _, first_rev = np.unique(d[rev], return_index=True)
+        pick = rev[first_rev]
+        d, v2, q2 = d[pick], v2[pick], q2[pick]
+        r2 = r2[pick] if r2 is not None else None
+        known_hashes = [known_hashes[i] for i in pick.tolist()] if known_hashes is not None else None
+    if r2 is not None:
+        canon: list[str] = []
+        r2 = _remap_rule_ids(r2, names, canon)  # names the ids use, duplicates merged
+        names = canon
+        if not r2.any():
+            r2, names = None, []
+    return _check_dense(_ChannelDays(channel_id, interval_minutes, d, v2, q2, r2, tuple(names), known_hashes),
+                        source)
 
 
 # ---------------------------------------------------------------------- the store
@@ -529,6 +623,27 @@ class IntervalStore:
         prepared = _prepare_blocks(blocks, source)
         report = WriteReport(intervals=int(sum(len(b.values) for b in blocks)))
         return self._commit(prepared, layer, source, merge=False, conn=conn, report=report)
+
+    def write_dense(self, channel_id: str, interval_minutes: int, days: Any, values: np.ndarray,
+                    quality: np.ndarray, rule_ids: np.ndarray | None = None, rule_names: Sequence[str] = (),
+                    layer: str = "validated", source: str = "", conn: Connection | None = None, *,
+                    known_hashes: Sequence[str | None] | None = None) -> WriteReport:
+        """:meth:`write_blocks` for one channel's days given as dense ``(days, slots)`` arrays.
+
+        ``days``: datetime64[D], epoch-day integers or dates; ``rule_ids`` 1-based into
+        ``rule_names`` (0: no rule), or None. Stores exactly what ``write_blocks`` stores for
+        the equivalent day blocks (same canonical form and content hashes).
+        ``known_hashes`` (per day, or None): the digest of a day whose content the caller
+        knows to be identical to a stored canonical day without rule ids (e.g. a validated
+        day no rule touched, equal byte for byte to its raw day); None entries are computed.
+        """
+        _check_layer(layer)
+        cd = _prepare_dense(channel_id, interval_minutes, days, values, quality, rule_ids, rule_names, source,
+                            known_hashes)
+        report = WriteReport(intervals=int(np.asarray(values).size))
+        if not len(cd.days):
+            return report
+        return self._commit([cd], layer, source, merge=False, conn=conn, report=report)
 
     def _commit(self, prepared: list[_ChannelDays], layer: str, source: str, *, merge: bool,
                 conn: Connection | None, report: WriteReport) -> WriteReport:
@@ -693,7 +808,12 @@ class IntervalStore:
             json_cache: dict[tuple[str, ...], str] = {}
             names_json = []
             digests = []
-            for d, vb, qb, rb, dn in zip(iso, vbs, qbs, rbs, day_names, strict=True):
+            known_r = cd.known_hashes if not (merge and existing) else None
+            for i, (d, vb, qb, rb, dn) in enumerate(zip(iso, vbs, qbs, rbs, day_names, strict=True)):
+                if rb is None and known_r is not None and known_r[i] is not None:
+                    digests.append(known_r[i])
+                    names_json.append("[]")
+                    continue
                 h = sha(f"{pre}{d}{post}".encode() + vb + qb)
                 if rb is not None:
                     h.update(rb)
@@ -706,8 +826,13 @@ class IntervalStore:
         else:
             rbs = [None] * n_days
             names_json = ["[]"] * n_days
-            digests = [sha(f"{pre}{d}{post}".encode() + vb + qb).hexdigest()
-                       for d, vb, qb in zip(iso, vbs, qbs, strict=True)]
+            known = cd.known_hashes if not (merge and existing) else None
+            if known is not None:
+                digests = [k if k is not None else sha(f"{pre}{d}{post}".encode() + vb + qb).hexdigest()
+                           for k, d, vb, qb in zip(known, iso, vbs, qbs, strict=True)]
+            else:
+                digests = [sha(f"{pre}{d}{post}".encode() + vb + qb).hexdigest()
+                           for d, vb, qb in zip(iso, vbs, qbs, strict=True)]
         if not existing:
             report.new_days += n_days
             rows.extend(zip(repeat(cid), day_params, repeat(layer), repeat(1), repeat(minutes), n_values, vbs, qbs,
