@@ -78,6 +78,7 @@ UOM_NAMES: dict[int, str] = {
 FLOW_FORWARD, FLOW_REVERSE = 1, 19
 _FLUSH_EVERY = 65_536  # readings buffered as strings before conversion to arrays
 _QNONE = -1
+_I64_MAX = int(np.iinfo(np.int64).max)
 
 
 class GreenButtonConfig(AdapterConfig):
@@ -120,12 +121,14 @@ def _last(href: str) -> str:
 
 
 _PROLOG = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.S)
+_ROOT_TAG = re.compile(r"<(?:[^\s/>:!?]+:)?([^\s/>:!?]+)[\s/>]")
 
 
-def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = 64 << 20) -> None:
+def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = 64 << 20) -> str:
     """Raise if the document's prolog declares a DOCTYPE (entities, external DTDs).
 
     Reads only as far as the prolog goes (XML declaration, comments, PIs, whitespace).
+    Returns the local name of the root element when the prolog shows it, else "".
     """
     data = b""
     while True:
@@ -145,7 +148,8 @@ def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = 64 << 20) -> None
                                     source=str(path), where=f"line {line}, element <!DOCTYPE>", field="DOCTYPE")
         unfinished = rest == "" or (rest.startswith(("<!--", "<?")) or "<!DOCTYPE".startswith(rest[:9]))
         if not more or not unfinished or len(data) > max_bytes:
-            return
+            m = _ROOT_TAG.match(rest)
+            return m.group(1) if m else ""
 
 
 def _decode_head(head: bytes) -> str:
@@ -197,9 +201,11 @@ def stream_parse(path: Path, source: str | None = None) -> _ParseState:
     """One streaming pass over an ESPI file; memory stays flat in the file size."""
     source = source or str(path)
     with path.open("rb") as fh:
-        refuse_doctype(path, fh)
+        root_name = refuse_doctype(path, fh)
         fh.seek(0)
-        return _parse(fh, source)
+        # an Atom feed (or a single entry) is followed by its entries alone; anything else
+        # (a bare ESPI resource) also reports IntervalBlock starts for the memory guard
+        return _parse(fh, source, atom=root_name in ("feed", "entry"))
 
 
 _NS = {"e": ESPI, "a": ATOM}
@@ -211,10 +217,9 @@ def _xp(expr: str) -> etree.XPath:
 
 _IR = "e:IntervalReading"
 X_N = _xp(f"count({_IR})")
-X_Q = _xp(f"{_IR}/e:ReadingQuality[1]/e:quality[1]/text()")
-X_QSTART = _xp(f"{_IR}[e:ReadingQuality[1]/e:quality[1]]/e:timePeriod/e:start/text()")
-X_BLOCKS = _xp("a:content/e:IntervalBlock")
-X_LINKS = _xp("a:link")
+X_NQ = _xp(f"count({_IR}[e:ReadingQuality/e:quality])")
+T_CONTENT = _A + "content"
+T_RQ = _E + "ReadingQuality"
 T_QUALITY = _E + "quality"
 T_INTERVAL = _E + "interval"
 T_START = _E + "start"
@@ -222,76 +227,94 @@ T_DURATION = _E + "duration"
 T_VALUE = _E + "value"
 _GUARD_BYTES = 8 << 20  # an entry larger than this is drained while it is still open
 _CHUNK = 1 << 18
+_MR_OF_BLOCK = re.compile(r"/IntervalBlock(/[^/]*)?/?$")
 
 
 def _extract(block: Any, into: _Chunks, source: str, keep_last: bool = False) -> None:
     """Turn the (complete) IntervalReadings of ``block`` into arrays, then drop them.
 
-    Fields are gathered per block by C-level iteration/XPath; each must occur once per
-    reading, else the first reading that breaks the rule is named with its line.
+    Each field is gathered for the whole block by one C-level tree walk (no per-reading
+    Python objects besides the text) and parsed to numbers in C; each must occur once per
+    reading, else the first reading that breaks the rule is named with its line (line
+    numbers are otherwise only taken from the block's first and last reading).
     """
-    readings = [c for c in block.iterchildren(T_READING)] if keep_last else None
     if keep_last:
-        if not readings or len(readings) < 2:
+        readings = list(block.iterchildren(T_READING))
+        if len(readings) < 2:
             return
         holder = etree.Element("_")  # move complete readings into a scratch parent
         for r in readings[:-1]:
             holder.append(r)
         block = holder
-    for other in block.iterchildren(T_INTERVAL):
+    for other in list(block.iterchildren(T_INTERVAL)):
         block.remove(other)  # the block's own interval{start,duration}
     starts = [el.text for el in block.iter(T_START)]
-    durs = [el.text for el in block.iter(T_DURATION)]
-    values = [el.text for el in block.iter(T_VALUE)]
     n = len(starts)
-    if n != len(block):
+    n_children = len(block)
+    if n != n_children:
         n_readings = int(X_N(block))
         if n == 0 and n_readings == 0:
             return
         if n != n_readings:
             _raise_bad_reading(block, source)
+    durs = [el.text for el in block.iter(T_DURATION)]
+    values = [el.text for el in block.iter(T_VALUE)]
     if not (len(durs) == len(values) == n):
         _raise_bad_reading(block, source)
-    qtext = X_Q(block)  # first quality code of every reading that has one
-    if not qtext:
-        quality: np.ndarray | None = np.full(n, _QNONE, dtype=np.int64)
-    elif len(qtext) == n:
-        quality = _numbers(qtext, np.int64, n)
-    else:
-        quality = None  # placed below, once the starts are known
-    first_line = _first_reading_line(block)
     start_a = _numbers(starts, np.int64, n)
     dur_a = _numbers(durs, np.int64, n)
     value_a = _numbers(values, np.float64, n)
     if start_a is None or dur_a is None or value_a is None:
         _raise_bad_reading(block, source)
-    if quality is None and 0 < len(qtext) < n:
-        quality = _flagged_quality(block, qtext, start_a, n)
-    if quality is None:
-        _raise_bad_reading(block, source)
-    lines = _reading_lines(block, n, first_line)
+    qels = list(block.iter(T_QUALITY))  # usually none or a few flagged readings
+    if not qels:
+        quality: np.ndarray | None = np.full(n, _QNONE, dtype=np.int64)
+    else:
+        quality = _quality_sparse(block, qels, n, n_children)
+        if quality is None:
+            quality = _quality_per_reading(block, [el.text for el in qels], n)
+        if quality is None:
+            _raise_bad_reading(block, source)
+    first = block[0] if n_children else None
+    last = block[-1] if n_children else None
+    first_line = int(first.sourceline or 0) if first is not None and first.tag == T_READING \
+        else _first_reading_line(block)
+    last_line = int(last.sourceline or first_line) if last is not None and last.tag == T_READING \
+        else _last_reading_line(block, first_line)
     into.start.append(start_a)
     into.dur.append(dur_a)
     into.value.append(value_a)
     into.quality.append(quality)
-    into.line.append(lines)
+    into.line.append(_reading_lines(n, first_line, last_line))
     if keep_last:
         holder.clear()  # otherwise the caller clears the whole entry next
 
 
-def _flagged_quality(block: Any, qtext: list[str], starts: np.ndarray, n: int) -> np.ndarray | None:
-    """Place the codes of the flagged readings by their start (unique within a block)."""
-    codes = _numbers(qtext, np.int64, len(qtext))
-    flagged = _numbers(X_QSTART(block), np.int64, len(qtext))
-    order = np.argsort(starts, kind="stable")
-    s = starts[order]
-    if codes is None or flagged is None or bool(np.any(s[1:] == s[:-1])):
-        return _quality_per_reading(block, [el.text for el in block.iter(T_QUALITY)], n)
-    pos = np.searchsorted(s, flagged)
-    if bool(np.any(pos >= n)) or not np.array_equal(s[np.minimum(pos, n - 1)], flagged):
+def _quality_sparse(block: Any, qels: list[Any], n: int, n_children: int) -> np.ndarray | None:
+    """First quality code of each flagged reading, placed by the reading's position.
+
+    Only for blocks whose children are the readings (one start each, as ``_extract``
+    checked) and where few readings are flagged (``block.index`` is linear); None sends
+    the caller to the general linear pass.
+    """
+    if len(qels) == n and int(X_N(block)) == n and int(X_NQ(block)) == n:
+        return _numbers([el.text for el in qels], np.int64, n)  # one code per reading, in order
+    if len(qels) * 8 > n or n != n_children:
+        return None
+    codes = _numbers([el.text for el in qels], np.int64, len(qels))
+    if codes is None:
         return None
     out = np.full(n, _QNONE, dtype=np.int64)
-    out[order[pos]] = codes
+    prev = -1
+    for q, code in zip(qels, codes.tolist(), strict=True):
+        rq = q.getparent()
+        r = rq.getparent() if rq is not None else None
+        if r is None or rq.tag != T_RQ or r.tag != T_READING or r.getparent() is not block:
+            return None
+        i = block.index(r)
+        if i != prev:  # the first ReadingQuality/quality of a reading counts
+            out[i] = code
+            prev = i
     return out
 
 
@@ -312,10 +335,24 @@ def _quality_per_reading(block: Any, qtext: list[str], n: int) -> np.ndarray | N
 
 
 def _numbers(texts: list[str], dtype: Any, n: int) -> np.ndarray | None:
-    """Parse whitespace-free number texts in C; None when any is not a number."""
+    """Parse number texts in C; None when any is not a number."""
     if len(texts) != n:
         return None
-    joined = " ".join(texts)
+    try:
+        joined = " ".join(texts)
+    except TypeError:  # an empty element (text None)
+        return None
+    if joined.replace(" ", "").isdigit() and joined.isascii():
+        # plain non-negative integers (the usual case, values included): nothing for
+        # fromstring to trip over, and its integer parsing is several times faster than
+        # its float parsing; integers convert to float64 exactly as strtod would round them
+        out = np.fromstring(joined, dtype=np.int64, sep=" ")
+        if len(out) != n:
+            return None
+        if dtype is np.int64:
+            return out
+        if not n or int(out.max()) < _I64_MAX:  # not saturated by a 19+ digit value
+            return out.astype(np.float64)
     if dtype is np.int64 and ("." in joined or "e" in joined or "E" in joined):
         arr = np.array(texts)
         try:
@@ -337,10 +374,13 @@ def _first_reading_line(block: Any) -> int:
     return int(first.sourceline or 0) if first is not None else 0
 
 
-def _reading_lines(block: Any, n: int, first_line: int) -> np.ndarray:
-    """Line of each reading: exact when readings are one per line or evenly spaced."""
+def _last_reading_line(block: Any, first_line: int) -> int:
     last = next(block.iterchildren(T_READING, reversed=True), None)
-    last_line = int(last.sourceline or first_line) if last is not None else first_line
+    return int(last.sourceline or first_line) if last is not None else first_line
+
+
+def _reading_lines(n: int, first_line: int, last_line: int) -> np.ndarray:
+    """Line of each reading: exact when readings are one per line or evenly spaced."""
     if n == 1:
         return np.array([first_line], dtype=np.int64)
     return first_line + (np.arange(n, dtype=np.int64) * (last_line - first_line)) // (n - 1)
@@ -376,20 +416,24 @@ def _raise_bad_reading(block: Any, source: str) -> None:
                             where=f"line {block.sourceline}, element <IntervalBlock>", field="IntervalReading")
 
 
-def _parse(fh: IO[bytes], source: str) -> _ParseState:
+def _parse(fh: IO[bytes], source: str, atom: bool = False) -> _ParseState:
+    """Stream the document; ``atom`` when its root is an Atom feed/entry (faster events)."""
     st = _ParseState()
     pending = _Chunks()  # readings of the entry being read (drained early when it is huge)
+    # Events only for entries (plus IntervalBlock starts for bare resources): every extra
+    # tag in the filter costs libxml2 callbacks on each element of the file.
     parser = etree.XMLPullParser(
-        events=("start", "end"), tag=(T_ENTRY, T_BLOCK), resolve_entities=False, no_network=True,
-        load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True, dtd_validation=False,
-        remove_blank_text=True,
+        events=("start", "end"), tag=T_ENTRY if atom else (T_ENTRY, T_BLOCK), resolve_entities=False,
+        no_network=True, load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True,
+        dtd_validation=False, remove_blank_text=True,
     )
     root: Any = None
-    open_block: Any = None
+    open_el: Any = None  # the entry (or bare IntervalBlock) being read
     since_entry = 0
+    read = fh.read
     try:
         while True:
-            chunk = fh.read(_CHUNK)
+            chunk = read(_CHUNK)
             if not chunk:
                 break
             parser.feed(chunk)
@@ -402,25 +446,28 @@ def _parse(fh: IO[bytes], source: str) -> _ParseState:
                                                 where="line 1, element <!DOCTYPE>", field="DOCTYPE")
                     root = tree.getroot()
                 if event == "start":
-                    if el.tag == T_BLOCK:
-                        open_block = el
+                    open_el = el
                     continue
-                if el.tag == T_BLOCK:
+                if el.tag != T_ENTRY:  # end of an IntervalBlock (bare resource documents)
                     st.blocks += 1
-                    open_block = None
+                    open_el = None
                     continue
                 # end of an entry
+                open_el = None
                 st.entries += 1
                 since_entry = 0
-                _finish_entry(st, el, pending, source)
-                pending = _Chunks()
+                _finish_entry(st, el, pending, source, count_blocks=atom)
+                if pending.line:
+                    pending = _Chunks()
                 el.clear()
                 parent = el.getparent()
                 if parent is not None:
                     while el.getprevious() is not None:
                         del parent[0]
-            if since_entry > _GUARD_BYTES and open_block is not None:
-                _extract(open_block, pending, source, keep_last=True)
+            if since_entry > _GUARD_BYTES and open_el is not None:
+                block = _open_block(open_el)
+                if block is not None:
+                    _extract(block, pending, source, keep_last=True)
                 since_entry = 0
         closed = parser.close()
         if closed is not None:
@@ -435,11 +482,23 @@ def _parse(fh: IO[bytes], source: str) -> _ParseState:
         root = getattr(parser, "root", None)
     if st.entries == 0 and root is not None:
         # a bare resource document (no Atom entry around it)
+        if atom:
+            st.blocks += sum(1 for _ in root.iter(T_BLOCK))
         _collect_resources(st, [root], "", [])
         if root.tag == T_BLOCK:
             _extract(root, pending, source)
         _append(st.readings.setdefault("", _Chunks()), pending)
     return st
+
+
+def _open_block(el: Any) -> Any:
+    """The innermost IntervalBlock on the path of last children below ``el`` (or None)."""
+    block = el if el.tag == T_BLOCK else None
+    while len(el):
+        el = el[-1]
+        if el.tag == T_BLOCK:
+            block = el
+    return block
 
 
 def _append(into: _Chunks, chunks: _Chunks) -> None:
@@ -467,18 +526,34 @@ def _collect_resources(st: _ParseState, resources: list[Any], me: str, related: 
             st.usage_points[me or f"#up{len(st.usage_points)}"] = _nested(res)
 
 
-def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str) -> None:
-    links = [(x.get("rel", ""), x.get("href", "")) for x in X_LINKS(el)]
-    me = next((h for r, h in links if r == "self"), "")
-    up = next((h for r, h in links if r == "up"), "")
-    content = el.find(_A + "content")
-    resources = [c for c in content if isinstance(c.tag, str)] if content is not None else []
-    _collect_resources(st, resources, me, [h for r, h in links if r == "related"])
-    for block in X_BLOCKS(el):
+def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str, count_blocks: bool = True) -> None:
+    me = up = ""
+    related: list[str] = []
+    contents: list[Any] = []
+    for child in el:
+        tag = child.tag
+        if tag == T_LINK:
+            rel = child.get("rel", "")
+            if rel == "self":
+                me = me or child.get("href", "")
+            elif rel == "up":
+                up = up or child.get("href", "")
+            elif rel == "related":
+                related.append(child.get("href", ""))
+        elif tag == T_CONTENT:
+            contents.append(child)
+    resources = [c for c in contents[0] if isinstance(c.tag, str)] if contents else []
+    _collect_resources(st, resources, me, related)
+    blocks = [r for r in resources if r.tag == T_BLOCK]
+    for extra in contents[1:]:
+        blocks += extra.iterchildren(T_BLOCK)
+    if count_blocks:
+        st.blocks += sum(1 for _ in el.iter(T_BLOCK))
+    for block in blocks:
         _extract(block, pending, source)
     if pending.line:
         ref = up or me
-        mr = re.sub(r"/IntervalBlock(/[^/]*)?/?$", "", ref) if ref else ""
+        mr = _MR_OF_BLOCK.sub("", ref) if ref else ""
         _append(st.readings.setdefault(mr, _Chunks()), pending)
 
 
