@@ -60,3 +60,10 @@ def run_guarded(app: Callable[..., object]) -> None:
         if os.environ.get("KWHUB_DEBUG"):
             raise
         sys.exit(report(exc))
+    except Exception as exc:  # an unexpected failure: one clear line, the traceback on request
+        if os.environ.get("KWHUB_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print("[yellow]hint:[/] this looks like a bug or a broken environment; run again with "
+                          "KWHUB_DEBUG=1 to see the traceback and report it", highlight=False)
+        sys.exit(EXIT_FAILED)
