@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
 from core.intervals import ChannelSeries
 from core.quality import Quality
 
-T0 = int(datetime(2026, 10, 5, tzinfo=timezone.utc).timestamp())
+T0 = int(datetime(2026, 10, 5, tzinfo=UTC).timestamp())
 
 
 def _series(slots, values):
@@ -45,4 +45,4 @@ def test_changing_a_stored_value_still_makes_a_new_version(db):
 def _span():
     from core.timeline import Span
 
-    return Span(datetime(2026, 10, 5, tzinfo=timezone.utc), datetime(2026, 10, 6, tzinfo=timezone.utc))
+    return Span(datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 10, 6, tzinfo=UTC))
