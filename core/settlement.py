@@ -335,7 +335,7 @@ def build_context(
         energy = own_kwh = _rows(matrix, own)
     if own and own_kwh is None:
         own_kwh = _rows(matrix, own)
-    demand = own_kwh * (60.0 / matrix.interval_minutes) if own else None
+    demand = own_kwh * (60.0 / matrix.interval_minutes) if own and own_kwh is not None else None
     availability: dict[str, np.ndarray] = {}
     for asset in component_assets(contract):
         chans = [c.id for c in campus.channels if c.role == "availability" and c.asset == asset]
