@@ -48,8 +48,7 @@ def test_first_quality_of_a_reading_counts(tmp_path):
     path = espi_file(tmp_path / "two.xml", [mr])
     text = path.read_text()
     one = "<espi:ReadingQuality><espi:quality>10</espi:quality></espi:ReadingQuality>"
-    if one not in text:  # the fixture's spelling of a ReadingQuality
-        pytest.skip("fixture layout changed")
+    assert one in text, "the test fixture no longer writes ReadingQuality this way"
     path.write_text(text.replace(one, one + "<espi:ReadingQuality><espi:quality>8</espi:quality></espi:ReadingQuality>"))
     (s,) = GreenButtonMeter("gb").read_file(path).series
     assert s.quality[3] == Quality.SUSPECT and s.quality[30] == Quality.ESTIMATED
