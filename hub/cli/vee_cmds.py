@@ -66,7 +66,8 @@ def report_cmd(
     if not rules:
         console.print("No VEE events for this period (nothing validated yet, or nothing found).")
         return
-    title = f"VEE report {first or '...'} to {last or '...'}" + (f" ({channel})" if channel else "")
+    when = f"{first or 'start'} to {last or 'end'}" if (first or last) else "all stored days"
+    title = f"VEE report, {when}" + (f" ({channel})" if channel else "")
     table = Table(title=title)
     for col in ("rule", "flagged", "estimated", "edited", "channel-days", "channels"):
         table.add_column(col, justify="right" if col not in ("rule", "channels") else "left")
