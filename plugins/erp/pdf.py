@@ -11,7 +11,7 @@ count), ``versions`` mapping).
 from __future__ import annotations
 
 import io
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -27,7 +27,7 @@ from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Space
 
 from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef
+from core.invoice import Invoice, PartyRef, usage_arrays
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
 _STYLES = getSampleStyleSheet()
@@ -58,23 +58,10 @@ def fmt_number(value: Decimal, max_places: int = 6) -> str:
 
 def daily_usage(usage: Any) -> tuple[list[date], np.ndarray]:
     """Sum ``[(start, kWh), ...]`` (or ``(starts, values)`` arrays) per UTC calendar day."""
-    if isinstance(usage, tuple) and len(usage) == 2 and hasattr(usage[0], "__len__") \
-            and not isinstance(usage[0], datetime | date):
-        starts_raw, values_raw = usage
-    else:
-        pairs = list(usage)
-        starts_raw = [p[0] for p in pairs]
-        values_raw = [p[1] for p in pairs]
-    stamps = []
-    for s in starts_raw:
-        if isinstance(s, datetime) and s.tzinfo is not None:
-            s = s.astimezone(UTC).replace(tzinfo=None)
-        stamps.append(np.datetime64(s, "m"))
-    if not stamps:
+    starts, values = usage_arrays(usage)
+    if not len(starts):
         return [], np.empty(0)
-    days = np.asarray(stamps, dtype="datetime64[m]").astype("datetime64[D]")
-    values = np.asarray(values_raw, dtype=np.float64)
-    uniq, inverse = np.unique(days, return_inverse=True)
+    uniq, inverse = np.unique(starts.astype("datetime64[D]"), return_inverse=True)
     sums = np.bincount(inverse, weights=np.nan_to_num(values), minlength=uniq.size)
     return [d.item() for d in uniq], sums
 

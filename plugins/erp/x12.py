@@ -34,6 +34,7 @@ import numpy as np
 from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, InvoiceLine, PartyRef
+from core.invoice import usage_arrays as invoice_usage_arrays
 from core.money import money_str
 
 ELEMENT_SEP = "*"
@@ -213,27 +214,11 @@ def build_810(invoice: Invoice) -> list[str]:
 
 
 def usage_arrays(usage: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``extras["usage"]`` as (UTC datetime64[m] starts, float64 kWh) arrays.
-
-    Accepts a list of ``(start, kWh)`` pairs (datetime or date) or a ``(starts, values)``
-    pair of arrays.
-    """
-    if isinstance(usage, tuple) and len(usage) == 2 and hasattr(usage[0], "__len__") \
-            and not isinstance(usage[0], datetime | date):
-        starts_raw, values_raw = usage
-    else:
-        pairs = list(usage)
-        starts_raw = [p[0] for p in pairs]
-        values_raw = [p[1] for p in pairs]
-    starts_list = []
-    for s in starts_raw:
-        if isinstance(s, datetime):
-            s = s.astimezone(UTC).replace(tzinfo=None) if s.tzinfo else s
-        starts_list.append(np.datetime64(s, "m"))
-    starts = np.asarray(starts_list, dtype="datetime64[m]") if starts_list else np.empty(0, "datetime64[m]")
-    values = np.asarray(values_raw, dtype=np.float64)
-    if starts.shape != values.shape:
-        raise X12Error(f"usage: {starts.shape[0]} starts but {values.shape[0]} values")
+    """``extras["usage"]`` as arrays (see :func:`core.invoice.usage_arrays`), finite kWh only."""
+    try:
+        starts, values = invoice_usage_arrays(usage)
+    except ValueError as exc:
+        raise X12Error(str(exc)) from None
     if not np.all(np.isfinite(values)):
         raise X12Error("usage: non-finite kWh value")
     return starts, values
