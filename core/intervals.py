@@ -9,7 +9,7 @@ settlement loads them as a dense channel x interval matrix (:class:`IntervalMatr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -134,6 +134,83 @@ class DayBlock:
         return h.hexdigest()
 
 
+class DayHashes(Mapping[tuple[str, date], str]):
+    """Content hashes of the channel-days a read returned: ``(channel, day) -> hex digest``.
+
+    Held per channel as epoch-day numbers and a list of digests, because a read of a
+    campus-year is hundreds of thousands of channel-days and a dict of tuple keys would
+    cost more than the read itself. It is a read-only mapping; lookups build a small
+    per-channel index on first use.
+    """
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._index: dict[str, dict[int, int]] = {}
+
+    def add(self, channel_id: str, day_numbers: np.ndarray, digests: Sequence[str]) -> None:
+        """Record ``digests`` for the epoch-day numbers ``day_numbers`` of ``channel_id``."""
+        days = np.asarray(day_numbers, dtype=np.int64)
+        if len(days) != len(digests):
+            raise ValueError("day_numbers and digests differ in length")
+        if len(days) == 0:
+            return
+        old = self._by_channel.get(channel_id)
+        if old is not None:
+            days = np.concatenate([old[0], days])
+            digests = [*old[1], *digests]
+        self._by_channel[channel_id] = (days, list(digests))
+        self._index.pop(channel_id, None)
+
+    def channels(self) -> Iterator[tuple[str, np.ndarray, list[str]]]:
+        """``(channel, epoch-day numbers, digests)`` per channel, in the order they were added."""
+        for cid, (days, digests) in self._by_channel.items():
+            yield cid, days, digests
+
+    def has_days(self, channel_ids: Sequence[str], day_numbers: np.ndarray) -> np.ndarray:
+        """Boolean ``(channels, days)``: which of ``day_numbers`` each channel has a hash for."""
+        wanted = np.asarray(day_numbers, dtype=np.int64)
+        out = np.zeros((len(channel_ids), len(wanted)), dtype=bool)
+        for i, cid in enumerate(channel_ids):
+            got = self._by_channel.get(cid)
+            if got is not None:
+                out[i] = np.isin(wanted, got[0])
+        return out
+
+    def _lookup(self, channel_id: str) -> dict[int, int]:
+        idx = self._index.get(channel_id)
+        if idx is None:
+            days = self._by_channel[channel_id][0]
+            idx = self._index[channel_id] = dict(zip(days.tolist(), range(len(days)), strict=True))
+        return idx
+
+    def position(self, key: tuple[str, date]) -> int | None:
+        """Index of ``key`` among its channel's entries (as :meth:`channels` yields them), or None."""
+        cid, day = key
+        if cid not in self._by_channel or not isinstance(day, date):
+            return None
+        return self._lookup(cid).get(day.toordinal() - _EPOCH_ORDINAL)
+
+    def __getitem__(self, key: tuple[str, date]) -> str:
+        i = self.position(key)
+        if i is None:
+            raise KeyError(key)
+        return self._by_channel[key[0]][1][i]
+
+    def __iter__(self) -> Iterator[tuple[str, date]]:
+        for cid, (days, _) in self._by_channel.items():
+            for d in (days.astype("datetime64[D]")).tolist():
+                yield cid, d
+
+    def __len__(self) -> int:
+        return sum(len(d) for d, _ in self._by_channel.values())
+
+    def __repr__(self) -> str:
+        return f"DayHashes({len(self)} channel-days of {len(self._by_channel)} channels)"
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 @dataclass
 class IntervalMatrix:
     """Dense channel x interval matrix over a UTC span, for settlement and allocation."""
@@ -143,7 +220,7 @@ class IntervalMatrix:
     interval_minutes: int
     values: np.ndarray  # float64 shape (channels, intervals), NaN where missing
     quality: np.ndarray  # uint8 same shape
-    day_hashes: dict[tuple[str, date], str] = field(default_factory=dict)
+    day_hashes: Mapping[tuple[str, date], str] = field(default_factory=DayHashes)
 
     @property
     def n_intervals(self) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.adapters import AdapterContext, MeterAdapter
 from core.campus import Campus, Channel
-from core.intervals import SECONDS_PER_DAY, IntervalBatch, IntervalDataError, epoch_to_day
+from core.intervals import SECONDS_PER_DAY, IntervalBatch, IntervalDataError
 
 if TYPE_CHECKING:
     from hub.plugins import Registry
@@ -72,11 +72,16 @@ def sniff_adapter(path: Path, registry: Registry | None = None) -> str | None:
 def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
     """UTC days each channel of the batch touches (vectorised per channel)."""
     out: dict[str, set[date]] = {}
+    seen: dict[bytes, list[date]] = {}  # channels of one file usually share their days
     for s in batch.series:
         if len(s) == 0:
             continue
         days = np.unique(s.starts // SECONDS_PER_DAY)
-        out.setdefault(s.channel_id, set()).update(epoch_to_day(int(d) * SECONDS_PER_DAY) for d in days)
+        key = days.tobytes()
+        dates = seen.get(key)
+        if dates is None:
+            dates = seen[key] = days.astype("datetime64[D]").tolist()
+        out.setdefault(s.channel_id, set()).update(dates)
     return out
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.allocation import AllocationResult, allocate, pack_array
 from core.campus import Campus, Contract
-from core.intervals import IntervalMatrix, day_start_epoch
+from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from core.invoice import DocumentReference, Invoice
 from core.money import money_str
 from core.pricing.base import PeriodHistory, PricingError
@@ -144,21 +144,36 @@ class InputTable:
         for layer, found, versions in parts:
             if not found:
                 continue
-            n = len(found)
-            keys = list(found)
-            for d in {k[1] for k in keys}:
-                dnum[d] = _day_no(d)
-            chs.append(np.fromiter((self.pos[k[0]] for k in keys), dtype=np.int64, count=n))
-            days.append(np.fromiter((dnum[k[1]] for k in keys), dtype=np.int64, count=n))
+            if isinstance(found, DayHashes):  # straight from a read: per-channel arrays
+                offset: dict[str, int] = {}
+                n = 0
+                for cid, dn, digests in found.channels():
+                    offset[cid] = n
+                    n += len(dn)
+                    chs.append(np.full(len(dn), self.pos[cid], dtype=np.int64))
+                    days.append(dn)
+                    hashes += digests
+
+                def at(k: tuple[str, date], found: DayHashes = found, offset: dict[str, int] = offset) -> int | None:
+                    i = found.position(k)
+                    return None if i is None else offset[k[0]] + i
+            else:
+                n = len(found)
+                keys = list(found)
+                for d in {k[1] for k in keys}:
+                    dnum[d] = _day_no(d)
+                chs.append(np.fromiter((self.pos[k[0]] for k in keys), dtype=np.int64, count=n))
+                days.append(np.fromiter((dnum[k[1]] for k in keys), dtype=np.int64, count=n))
+                hashes += found.values()
+                index = {k: i for i, k in enumerate(keys)} if versions else {}
+                at = index.get  # type: ignore[assignment]
             codes.append(np.full(n, code[layer], dtype=np.int64))
             v = np.ones(n, dtype=np.int64)
-            if versions:
-                at = {k: i for i, k in enumerate(keys)}
-                for k, ver in versions.items():
-                    if k in at:
-                        v[at[k]] = ver
+            for k, ver in versions.items():
+                i = at(k)
+                if i is not None:
+                    v[i] = ver
             vers.append(v)
-            hashes += found.values()
         if chs:
             ch, dy, cd, vr = (np.concatenate(x) for x in (chs, days, codes, vers))
         else:
@@ -169,7 +184,8 @@ class InputTable:
             hashes = [hashes[i] for i in order.tolist()]
         self.ch, self.days, self.layer_codes, self.versions, self.hashes = ch, dy, cd, vr, hashes
         self.key = ch * 1_000_000 + dy  # sorted: (channel, day)
-        iso = {n: d.isoformat() for d, n in dnum.items()}
+        udays = np.unique(dy)
+        iso = dict(zip(udays.tolist(), np.datetime_as_string(udays.astype("datetime64[D]")).tolist(), strict=True))
         prefix: dict[tuple[int, int, int], str] = {}
         pre_idx = np.zeros(len(ch), dtype=np.int64)
         if len(ch):
@@ -439,7 +455,12 @@ def _read_group(db: Database, ids: list[str], span: Span, minutes: int, options:
     values = m.values
     if options.fallback_raw:
         days = span.utc_days()
-        gaps = [(ch, d) for ch in ids for d in days if (ch, d) not in m.day_hashes]
+        day_nos = np.array([_day_no(d) for d in days], dtype=np.int64)
+        if isinstance(m.day_hashes, DayHashes):
+            have = m.day_hashes.has_days(ids, day_nos)
+        else:
+            have = np.array([[(ch, d) in m.day_hashes for d in days] for ch in ids], dtype=bool).reshape(len(ids), -1)
+        gaps = [(ids[i], days[j]) for i, j in np.argwhere(~have).tolist()]
         if gaps:
             raw_ids = sorted({ch for ch, _ in gaps})
             raw = db.intervals.read_matrix(raw_ids, span, minutes, layer="raw")

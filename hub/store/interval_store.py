@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -38,6 +38,7 @@ from core.intervals import (
     SECONDS_PER_DAY,
     ChannelSeries,
     DayBlock,
+    DayHashes,
     IntervalDataError,
     IntervalMatrix,
     slots_per_day,
@@ -54,7 +55,6 @@ MAX_QUALITY = max(int(q) for q in Quality)
 IN_CHUNK = 500  # bound parameters per IN list
 SOURCE_MAX = 400
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
-_NATIVE_LE = np.dtype(np.float64) == np.dtype("<f8")
 
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]
@@ -188,6 +188,13 @@ class _Sql:
         self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
                       f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
                       f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
+        # one channel's days in day order, straight off the lookup index (SQLite: cheaper
+        # per row than an IN list, which the planner walks channel by channel anyway)
+        self.read_one = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, "
+                         f"{c['quality']}, {c['content_hash']} FROM {tbl} WHERE {c['channel_id']} = {m} "
+                         f"AND {c['layer']} = {m} AND {c['day']} >= {m} AND {c['day']} <= {m} "
+                         f"AND {c['is_current']} = {m} ORDER BY {c['day']}")
+        self._read_order = f" ORDER BY {c['channel_id']}, {c['day']}"
         self._day = T.day.type.dialect_impl(dialect).bind_processor(dialect)
         self._ts = T.created_at.type.dialect_impl(dialect).bind_processor(dialect)
 
@@ -229,7 +236,8 @@ class _Sql:
         return self._retire + self._marks(n)
 
     def read(self, n: int) -> str:
-        return self._read + self._marks(n)
+        """Current days of ``n`` channels, ordered by channel and day."""
+        return self._read + self._marks(n) + self._read_order
 
     def days(self, days: np.ndarray) -> list[Any]:
         """Driver-level parameters of epoch-day numbers."""
@@ -595,6 +603,62 @@ def _prepare_dense(channel_id: str, interval_minutes: int, days: Any, values: np
 # ---------------------------------------------------------------------- the store
 
 
+class _Grid:
+    """The result arrays of one ``read_matrix`` and how stored days map onto them.
+
+    Day ``d`` slot ``k`` of the read lands in column ``(d - d_first) * n_slots + k - off``;
+    columns outside ``[0, n_int)`` belong to the UTC days the span only partly covers.
+    """
+
+    def __init__(self, n_ch: int, n_int: int, n_days: int, n_slots: int, d_first: int, off: int,
+                 interval_minutes: int) -> None:
+        self.values = np.empty((n_ch, n_int))
+        self.quality = np.empty((n_ch, n_int), dtype=np.uint8)
+        self.filled = np.zeros((n_ch, n_days), dtype=bool)
+        self.n_int, self.n_slots, self.d_first, self.off = n_int, n_slots, d_first, off
+        self.minutes = interval_minutes
+
+    def place(self, ci: int, cid: str, rows: Sequence[Any], hashes: DayHashes) -> None:
+        """Copy one channel's rows ``(channel, day, minutes, values, quality, hash)``, in day order."""
+        _, raw_days, minutes, vals, quals, digests = zip(*rows, strict=True)
+        day_no = _raw_day_numbers(raw_days)
+        hashes.add(cid, day_no, digests)
+        self.filled[ci, day_no - self.d_first] = True
+        k = len(day_no)
+        if k > 1:
+            mins = np.array(minutes, dtype=np.int64)
+            cuts = np.flatnonzero((np.diff(day_no) != 1) | (np.diff(mins) != 0)) + 1
+            bounds = [0, *cuts.tolist(), k]
+        else:
+            bounds = [0, k]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+            stored = int(minutes[a])
+            if self.minutes % stored:
+                raise IntervalDataError(
+                    f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
+                    f"{self.minutes}-minute intervals", source=cid, field="interval_minutes")
+            f = self.minutes // stored
+            v = np.frombuffer(vals[a] if b - a == 1 else b"".join(vals[a:b]), dtype="<f8")
+            q = np.frombuffer(quals[a] if b - a == 1 else b"".join(quals[a:b]), dtype=np.uint8)
+            if f > 1:
+                q = q.reshape(-1, f).max(axis=1)
+                v = v.reshape(-1, f).sum(axis=1)
+                v[q == MISSING] = np.nan
+            g0 = (int(day_no[a]) - self.d_first) * self.n_slots - self.off
+            lo, hi = max(0, g0), min(self.n_int, g0 + (b - a) * self.n_slots)
+            if hi > lo:
+                self.values[ci, lo:hi] = v[lo - g0:hi - g0]
+                self.quality[ci, lo:hi] = q[lo - g0:hi - g0]
+
+    def mark_missing(self) -> None:
+        """NaN / MISSING in every column no stored day filled."""
+        if self.filled.all():
+            return
+        gap = np.repeat(~self.filled, self.n_slots, axis=1)[:, self.off:self.off + self.n_int]
+        self.values[gap] = np.nan
+        self.quality[gap] = MISSING
+
+
 class IntervalStore:
     """Interval data of one :class:`~hub.store.db.Database`."""
 
@@ -916,6 +980,9 @@ class IntervalStore:
         Days stored at a finer interval are summed up to ``interval_minutes`` (a coarse
         interval with any missing part is NaN, its quality the worst of its parts).
         ``day_hashes`` gets the content hash of every (channel, day) read.
+
+        Each channel's days arrive in day order; runs of consecutive days are joined and
+        copied into the channel's row of the result in one step, clipped to the span.
         """
         _check_layer(layer)
         ids = list(channel_ids)
@@ -931,87 +998,32 @@ class IntervalStore:
         d_first = s0 // SECONDS_PER_DAY
         d_last = max(d_first, (s1 - 1) // SECONDS_PER_DAY) if n_int else d_first
         n_days = d_last - d_first + 1
-        # cells no stored day fills are set to NaN / MISSING at the end (usually none are left)
-        grid_v = np.empty((len(ids), n_days, n_slots))
-        grid_q = np.empty((len(ids), n_days, n_slots), dtype=np.uint8)
-        filled = np.zeros((len(ids), n_days), dtype=bool)
-        hashes: dict[tuple[str, date], str] = {}
+        grid = _Grid(len(ids), n_int, n_days, n_slots, d_first, (s0 - d_first * SECONDS_PER_DAY) // step,
+                     interval_minutes)
+        hashes = DayHashes()
         if n_int and ids:
-            pos = {c: i for i, c in enumerate(ids)}
             with self.db.read_connection() as conn:
                 sql = _sql(conn.dialect)
                 lo, hi = sql.days(np.array([d_first, d_last]))
                 cur = _cursor(conn)
                 try:
-                    for chunk in _chunks(ids):
-                        cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
-                        rows = cur.fetchall()
-                        self._fill_grid(rows, pos, d_first, interval_minutes, grid_v, grid_q, filled, hashes)
+                    if sql.sqlite:
+                        for i, cid in enumerate(ids):
+                            cur.execute(sql.read_one, (cid, layer, lo, hi, True))
+                            rows = cur.fetchall()
+                            if rows:
+                                grid.place(i, cid, rows, hashes)
+                    else:
+                        pos = {c: i for i, c in enumerate(ids)}
+                        for chunk in _chunks(ids):
+                            cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
+                            for cid, group in groupby(cur.fetchall(), key=itemgetter(0)):
+                                grid.place(pos[cid], cid, list(group), hashes)
                 finally:
                     cur.close()
-        if not filled.all():
-            grid_v[~filled] = np.nan
-            grid_q[~filled] = MISSING
-        off = (s0 - d_first * SECONDS_PER_DAY) // step
-        values = np.ascontiguousarray(grid_v.reshape(len(ids), n_days * n_slots)[:, off:off + n_int])
-        quality = np.ascontiguousarray(grid_q.reshape(len(ids), n_days * n_slots)[:, off:off + n_int])
+        grid.mark_missing()
         return IntervalMatrix(channel_ids=ids, start_epoch=s0, interval_minutes=interval_minutes,
-                              values=values, quality=quality, day_hashes=hashes)
-
-    @staticmethod
-    def _fill_grid(rows: Sequence[Any], pos: dict[str, int], d_first: int, interval_minutes: int,
-                   grid_v: np.ndarray, grid_q: np.ndarray, filled: np.ndarray,
-                   hashes: dict[tuple[str, date], str]) -> None:
-        if not rows:
-            return
-        cids, raw_days, minutes, vals, quals, digests = zip(*rows, strict=True)
-        day_no = _raw_day_numbers(raw_days)
-        # one date object per distinct day, shared by every channel's key
-        udays, inv = np.unique(day_no, return_inverse=True)
-        udates = udays.astype("datetime64[D]").tolist()
-        hashes.update(zip(zip(cids, map(udates.__getitem__, inv.tolist()), strict=True), digests, strict=True))
-        ci_all = np.array([pos[c] for c in cids], dtype=np.intp)
-        di_all = (day_no - d_first).astype(np.intp)
-        filled[ci_all, di_all] = True
-        minutes_arr = np.array(minutes, dtype=np.int64)
-        n_slots = grid_v.shape[2]
-        for stored in np.unique(minutes_arr).tolist():
-            sel = np.flatnonzero(minutes_arr == stored)
-            if interval_minutes % stored:
-                cid = cids[int(sel[0])]
-                raise IntervalDataError(
-                    f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
-                    f"{interval_minutes}-minute intervals", source=cid, field="interval_minutes")
-            f = interval_minutes // stored
-            group = sel.tolist()
-            n = len(group)
-            if f == 1 and _NATIVE_LE:
-                # copy each day's bytes straight into its cell of the grid: no joined copy
-                cells = (ci_all[sel] * grid_v.shape[1] + di_all[sel]).tolist()
-                mv_v = memoryview(grid_v.reshape(-1)).cast("B")  # type: ignore[arg-type]
-                mv_q = memoryview(grid_q.reshape(-1)).cast("B")  # type: ignore[arg-type]
-                wv, wq = n_slots * 8, n_slots
-                if n == len(rows):
-                    for c, vb, qb in zip(cells, vals, quals, strict=True):
-                        mv_v[c * wv:c * wv + wv] = vb
-                        mv_q[c * wq:c * wq + wq] = qb
-                else:
-                    for c, k in zip(cells, group, strict=True):
-                        mv_v[c * wv:c * wv + wv] = vals[k]
-                        mv_q[c * wq:c * wq + wq] = quals[k]
-                continue
-            if n == len(rows):
-                v = np.frombuffer(b"".join(vals), dtype="<f8").reshape(n, n_slots * f)
-                q = np.frombuffer(b"".join(quals), dtype=np.uint8).reshape(n, n_slots * f)
-            else:
-                v = np.frombuffer(b"".join(vals[k] for k in group), dtype="<f8").reshape(n, n_slots * f)
-                q = np.frombuffer(b"".join(quals[k] for k in group), dtype=np.uint8).reshape(n, n_slots * f)
-            if f > 1:
-                v = v.reshape(n, n_slots, f).sum(axis=2)
-                q = q.reshape(n, n_slots, f).max(axis=2)
-                v[q == MISSING] = np.nan
-            grid_v[ci_all[sel], di_all[sel]] = v
-            grid_q[ci_all[sel], di_all[sel]] = q
+                              values=grid.values, quality=grid.quality, day_hashes=hashes)
 
     def read_series(self, channel_id: str, span: Span, layer: str = "raw",
                     interval_minutes: int | None = None) -> ChannelSeries:
