@@ -76,7 +76,11 @@ def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
     for s in batch.series:
         if len(s) == 0:
             continue
-        days = np.unique(s.starts // SECONDS_PER_DAY)
+        days = s.starts // SECONDS_PER_DAY
+        if len(days) > 1 and (days[1:] >= days[:-1]).all():  # the usual sorted series: no sort needed
+            days = days[np.r_[True, days[1:] != days[:-1]]]
+        else:
+            days = np.unique(days)
         key = days.tobytes()
         dates = seen.get(key)
         if dates is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import delete
 
 from core.campus import Campus, Channel
-from core.intervals import ChannelSeries, DayBlock, slots_per_day
+from core.intervals import ChannelSeries, DayBlock, DayHashes, slots_per_day
 from core.quality import Quality
 from core.vee import RegisterReads, VeeConfig, VeeContext, VeeEngine, VeeEvent
 from core.vee.engine import DenseDays
@@ -149,7 +149,7 @@ class _Dense:
         self.chunks: list[list[tuple[str, Channel, date, date]]] = []
         self.chunk_of: dict[str, int] = {}
         self.loaded: dict[str, tuple[date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.raw_hashes: dict[tuple[str, date], str] = {}  # content hashes of the raw days read
+        self.raw_hashes: dict[str, tuple[np.ndarray, list[str]]] = {}  # per channel: raw days read, their hashes
         stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
@@ -214,7 +214,8 @@ class _Dense:
         span = Span(start, start + timedelta(days=n_days))
         store = self.db.intervals
         raw = store.read_matrix(ids, span, minutes, layer="raw")
-        self.raw_hashes.update(raw.day_hashes)
+        for cid, dn, digests in _per_channel(raw.day_hashes):
+            self.raw_hashes[cid] = (dn, digests)
         val = store.read_matrix(ids, span, minutes, layer="validated")
         shape = (len(ids), n_days, n_slots)
         rv, rq = raw.values.reshape(shape), raw.quality.reshape(shape)
@@ -222,12 +223,27 @@ class _Dense:
         if val.day_hashes:
             pos = {c: i for i, c in enumerate(ids)}
             has = np.zeros((len(ids), n_days), dtype=bool)
-            for c, d in val.day_hashes:
-                has[pos[c], (d - lo).days] = True
+            lo_no = lo.toordinal() - _EPOCH_ORDINAL
+            for c, dn, _ in _per_channel(val.day_hashes):
+                has[pos[c], dn - lo_no] = True
             bv = np.where(has[:, :, None], val.values.reshape(shape), rv)
             bq = np.where(has[:, :, None], val.quality.reshape(shape), rq)
         for i, cid in enumerate(ids):
             self.loaded[cid] = (lo, rv[i], rq[i], bv[i], bq[i])
+
+
+def _per_channel(hashes: Mapping[tuple[str, date], str]) -> Iterator[tuple[str, np.ndarray, list[str]]]:
+    """``(channel, epoch-day numbers, digests)`` of a read's day hashes."""
+    if isinstance(hashes, DayHashes):
+        yield from hashes.channels()
+        return
+    grouped: dict[str, tuple[list[int], list[str]]] = {}
+    for (cid, d), h in hashes.items():
+        dn, hs = grouped.setdefault(cid, ([], []))
+        dn.append(d.toordinal() - _EPOCH_ORDINAL)
+        hs.append(h)
+    for cid, (dn, hs) in grouped.items():
+        yield cid, np.array(dn, dtype=np.int64), hs
 
 
 def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
@@ -414,7 +430,7 @@ def _jsonable_detail(detail: Any) -> Any:
 
 def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.ndarray, blocks: list[DayBlock],
                       values: np.ndarray, quality: np.ndarray,
-                      raw_hashes: Mapping[tuple[str, date], str]) -> list[str | None] | None:
+                      raw_hashes: Mapping[str, tuple[np.ndarray, list[str]]]) -> list[str | None] | None:
     """Per validated block: the stored raw day's hash when no rule touched the day and its
     values and quality equal the raw day's byte for byte (the same content, so the same
     digest), else None. None when no block qualifies."""
@@ -425,12 +441,16 @@ def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.n
     same = (np.ascontiguousarray(values, dtype="<f8").view(np.uint64)
             == np.ascontiguousarray(raw_v, dtype="<f8").view(np.uint64)).all(axis=1)
     same &= (quality == raw_q).all(axis=1)
+    read = raw_hashes.get(cid)
+    if read is None or not same.any():
+        return None
+    digest_of = dict(zip(read[0].tolist(), read[1], strict=True))
     out: list[str | None] = [None] * len(blocks)
     hit = False
     for i in np.flatnonzero(same).tolist():
         b = blocks[i]
         if b.rule_ids is None or not b.rule_ids.any():
-            h = raw_hashes.get((cid, days[i]))
+            h = digest_of.get(days[i].toordinal() - _EPOCH_ORDINAL)
             if h is not None:
                 out[i] = h
                 hit = True
