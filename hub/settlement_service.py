@@ -39,6 +39,7 @@ from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from core.invoice import DocumentReference, Invoice
 from core.money import money_str
 from core.pricing.base import PeriodHistory, PricingError
+from core.quality import Quality
 from core.settlement import (
     BALANCE_ROLES,
     VERSION_KINDS,
@@ -616,27 +617,65 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
 
 
 def _run_changed(db: Database, run_id: str, layer: str, statement: dict[str, Any]) -> bool:
+    """True when a channel-day the run read has other content now, or new content appeared.
+
+    The first and last UTC day of a period in a local time zone lie partly outside it (1
+    November 00:00-04:00 UTC is still October in New York); for those days only the part
+    inside the run's span counts, so data for the next period does not make this one stale.
+    """
     used = run_inputs(db, run_id)
     channels = statement["inputs"]["channels"] or sorted({r.channel_id for r in used})
     start = datetime.fromisoformat(statement["span"]["start"])
     end = datetime.fromisoformat(statement["span"]["end"])
-    from core.timeline import Span
-
-    days = Span(start, end).utc_days()
-    recorded = {(r.channel_id, r.day, r.layer): r.content_hash for r in used}
+    span = Span(start, end)
+    days = span.utc_days()
+    partial = {d for d in (days[0], days[-1]) if not _whole_day(span, d)} if days else set()
+    recorded = {(r.channel_id, r.day, r.layer): (r.version, r.content_hash) for r in used}
     for lay in sorted({layer} | {r.layer for r in used}):
         current = _current_days(db, channels, days, lay)
         for (ch, d), (_, h) in current.items():
             key = (ch, d, lay)
             if key in recorded:
-                if recorded[key] != h:
+                if recorded[key][1] != h and not (d in partial and _same_inside(db, ch, d, lay, recorded[key], span)):
                     return True
-            elif lay == layer:  # new content in the primary layer
-                return True
+            elif lay == layer and not (d in partial and _same_inside(db, ch, d, lay, None, span)):
+                return True  # new content in the primary layer
         for ch, d, rl in recorded:
             if rl == lay and (ch, d) not in current:
                 return True
     return False
+
+
+def _whole_day(span: Span, day: date) -> bool:
+    start = day_start_epoch(day)
+    return span.start_epoch <= start and start + 86_400 <= span.end_epoch
+
+
+def _same_inside(db: Database, channel_id: str, day: date, layer: str, recorded: tuple[int, str] | None,
+                 span: Span) -> bool:
+    """Whether the part of a partial day inside ``span`` is what the run read.
+
+    ``recorded`` is the (version, hash) the run read, or None when the day had no content
+    then (unchanged when the part inside still has none). The read version is looked up
+    among the stored versions by its hash; when it is no longer there (a raw day whose
+    gaps were filled in place) the day counts as changed.
+    """
+    versions = db.intervals.history(channel_id, day, layer=layer)
+    if not versions:
+        return False
+    now = versions[-1]
+    n = len(now.values)
+    step = 86_400 // n
+    t0 = day_start_epoch(day)
+    a = max(0, (span.start_epoch - t0 + step - 1) // step)
+    b = min(n, max(0, (span.end_epoch - t0) // step))
+    if recorded is None:
+        return bool((now.quality[a:b] == Quality.MISSING).all())
+    then = next((v for v in versions if v.version == recorded[0] and v.content_hash() == recorded[1]), None)
+    if then is None or len(then.values) != n:
+        return False
+    same_values = np.array_equal(then.values[a:b], now.values[a:b], equal_nan=True)
+    return same_values and bool((then.quality[a:b] == now.quality[a:b]).all())
 
 
 def refresh_stale(db: Database, contract_id: str | None = None, period: str | None = None) -> list[str]:

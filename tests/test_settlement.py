@@ -6,10 +6,12 @@ import json
 from datetime import date
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
+from core.intervals import ChannelSeries
 from core.invoice import check_totals
 from core.settlement import SettlementOptions
 from core.timeline import billing_period
@@ -23,7 +25,7 @@ from hub.settlement_service import (
     stale_runs,
 )
 from hub.store.settlement_tables import settlement_run_table
-from tests.fixtures.settlement import NY, set_value, settle_campus, write_period
+from tests.fixtures.settlement import NY, constant_series, set_value, settle_campus, write_period
 
 ISSUE = date(2026, 11, 3)
 
@@ -175,3 +177,34 @@ def test_fallback_to_raw_layer(db):
     # validated content appearing later makes the run stale
     write_period(db, "2026-10", {"a.load": 100.0}, layer="validated")
     assert stale_runs(db, "ppa-a") == [out.run_id]
+
+
+def test_next_periods_data_on_an_edge_day_does_not_make_a_run_stale(db):
+    # October in New York is 1 Oct 04:00 UTC .. 1 Nov 04:00 UTC: the first and last UTC day
+    # belong partly to September and November
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    run = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    span = billing_period("2026-10", NY).span
+    set_value(db, "a.load", span.end_epoch + 2 * 3600, 999.0)  # 1 Nov 06:00 UTC: November
+    set_value(db, "a.load", span.start_epoch - 3 * 3600, 999.0)  # 1 Oct 01:00 UTC: September
+    assert stale_runs(db, "ppa-a") == []
+    set_value(db, "a.load", span.end_epoch - 900, 250.0)  # 1 Nov 03:45 UTC: still October
+    assert stale_runs(db, "ppa-a") == [run.run_id]
+
+
+def test_an_edge_day_that_appears_later_counts_only_inside_the_period(db):
+    campus = settle_campus()
+    span = billing_period("2026-10", NY).span
+    days = span.utc_days()
+    db.intervals.write_series([constant_series("a.load", days[0], days[-2], 100.0)], layer="validated")
+    opts = SettlementOptions(missing="zero")  # 1 Nov 00:00-04:00 UTC has no data yet
+    run = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE, options=opts)[0]
+    assert run.status == "issued"
+    assert max(r.day for r in run_inputs(db, run.run_id)) == days[-2]
+    november = span.end_epoch + 900 * np.arange(4 * 20, dtype=np.int64)  # 1 Nov 04:00 .. 24:00 UTC
+    db.intervals.write_series([ChannelSeries("a.load", 15, november, np.full(november.size, 100.0),
+                                             np.zeros(november.size, np.uint8))], layer="validated")
+    assert stale_runs(db, "ppa-a") == []
+    set_value(db, "a.load", span.end_epoch - 3600, 100.0)  # the late October data arrives
+    assert stale_runs(db, "ppa-a") == [run.run_id]
