@@ -25,7 +25,15 @@ from sqlalchemy import delete
 from core.campus import Campus, Channel
 from core.intervals import ChannelSeries, DayBlock, DayHashes, slots_per_day
 from core.quality import Quality
-from core.vee import RegisterReads, VeeConfig, VeeContext, VeeEngine, VeeEvent
+from core.vee import (
+    RegisterReads,
+    ValidatedDays,
+    VeeConfig,
+    VeeContext,
+    VeeEngine,
+    VeeEvent,
+    VeeOutcome,
+)
 from core.vee.engine import DenseDays
 from hub.store import Database, WriteReport
 
@@ -113,14 +121,16 @@ class _Blocks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.done: dict[str, dict[date, DayBlock]] = {}  # validated in this run
+        self.done: dict[str, VeeOutcome] = {}  # validated in this run (blocks made when asked for)
 
     def best(self, cid: str, first: date, last: date) -> list[DayBlock]:
         """Validated blocks where they exist (this run's first), else raw."""
         store = self.db.intervals
         out = {b.day: b for b in store.read_blocks(cid, first, last, layer="raw")}
         out.update({b.day: b for b in store.read_blocks(cid, first, last, layer="validated")})
-        out.update({d: b for d, b in self.done.get(cid, {}).items() if first <= d <= last})
+        done = self.done.get(cid)
+        if done is not None:
+            out.update({b.day: b for b in done.validated if first <= b.day <= last})
         return [out[d] for d in sorted(out)]
 
 
@@ -269,7 +279,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     summary = VeeSummary(run_label=label)
     now_epoch = int(now.timestamp()) if now is not None else int(time.time())
     reads = _Blocks(db)
-    validated: list[DayBlock] = []
+    n_validated = 0
     writer = _ValidatedWriter(db, f"vee:{label}")
     events: list[VeeEvent] = []
     touched: dict[str, list[date]] = {}
@@ -333,16 +343,16 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
             else:
                 outcome = engine.validate(channel, blocks, ctx)
-            reads.done[cid] = {b.day: b for b in outcome.validated}
-            if outcome.validated:
-                blocks = outcome.validated
-                out_v = np.concatenate([b.values for b in blocks]).reshape(len(blocks), -1)
-                out_q = np.concatenate([b.quality for b in blocks]).reshape(len(blocks), -1)
+            out = outcome.dense
+            if out is None and outcome.validated:  # an engine that returned blocks
+                out = _as_days(channel, outcome.validated)
+            reads.done[cid] = outcome
+            if out is not None and out.days:
                 known = None
                 if history_dense is not None:
-                    known = _raw_equal_hashes(cid, days, target_v, target_q, blocks, out_v, out_q, dense.raw_hashes)
-                writer.put((cid, channel.interval_minutes, blocks, out_v, out_q, known))
-            validated += outcome.validated
+                    known = _raw_equal_hashes(cid, days, target_v, target_q, out, dense.raw_hashes)
+                writer.put((out, known))
+                n_validated += len(out.days)
             events += outcome.events
             touched[cid] = days
             summary.channel_days += len(days)
@@ -352,7 +362,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     summary.channels = len(touched)
     summary.add(events)
 
-    if validated:
+    if n_validated:
         from hub.store.tables import VeeEvent as VeeEventRow
 
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
@@ -428,37 +438,48 @@ def _jsonable_detail(detail: Any) -> Any:
     return _jsonable(detail)
 
 
-def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.ndarray, blocks: list[DayBlock],
-                      values: np.ndarray, quality: np.ndarray,
+def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.ndarray, out: ValidatedDays,
                       raw_hashes: Mapping[str, tuple[np.ndarray, list[str]]]) -> list[str | None] | None:
-    """Per validated block: the stored raw day's hash when no rule touched the day and its
+    """Per validated day: the stored raw day's hash when no rule touched the day and its
     values and quality equal the raw day's byte for byte (the same content, so the same
-    digest), else None. None when no block qualifies."""
-    if len(blocks) != len(days) or values.shape != raw_v.shape or quality.shape != raw_q.shape:
-        return None
-    if any(b.day != d for b, d in zip(blocks, days, strict=True)):
+    digest), else None. None when no day qualifies."""
+    values, quality = out.values, out.quality
+    if out.days != days or values.shape != raw_v.shape or quality.shape != raw_q.shape:
         return None
     same = (np.ascontiguousarray(values, dtype="<f8").view(np.uint64)
             == np.ascontiguousarray(raw_v, dtype="<f8").view(np.uint64)).all(axis=1)
     same &= (quality == raw_q).all(axis=1)
+    same &= ~out.ruled
     read = raw_hashes.get(cid)
     if read is None or not same.any():
         return None
     digest_of = dict(zip(read[0].tolist(), read[1], strict=True))
-    out: list[str | None] = [None] * len(blocks)
+    found: list[str | None] = [None] * len(days)
     hit = False
     for i in np.flatnonzero(same).tolist():
-        b = blocks[i]
-        if b.rule_ids is None or not b.rule_ids.any():
-            h = digest_of.get(days[i].toordinal() - _EPOCH_ORDINAL)
-            if h is not None:
-                out[i] = h
-                hit = True
-    return out if hit else None
+        h = digest_of.get(days[i].toordinal() - _EPOCH_ORDINAL)
+        if h is not None:
+            found[i] = h
+            hit = True
+    return found if hit else None
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_DenseOut = tuple[str, int, list[DayBlock], np.ndarray, np.ndarray, "list[str | None] | None"]
+_DenseOut = tuple[ValidatedDays, "list[str | None] | None"]
+
+
+def _as_days(channel: Channel, blocks: list[DayBlock]) -> ValidatedDays:
+    """Validated blocks as :class:`ValidatedDays` (for an engine that returned blocks)."""
+    n_slots = slots_per_day(channel.interval_minutes)
+    rule_ids = np.zeros((len(blocks), n_slots), dtype=np.uint8)
+    ruled = np.zeros(len(blocks), dtype=bool)
+    for i, b in enumerate(blocks):
+        if b.rule_ids is not None and b.rule_ids.any():
+            rule_ids[i] = b.rule_ids
+            ruled[i] = True
+    return ValidatedDays(channel.id, channel.interval_minutes, [b.day for b in blocks],
+                         np.stack([b.values for b in blocks]), np.stack([b.quality for b in blocks]),
+                         rule_ids, [tuple(b.rule_names) for b in blocks], ruled, compact=True)
 
 
 class _ValidatedWriter:
@@ -497,16 +518,16 @@ def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report
     names in first-seen order over the days, each day's rule ids renumbered into them.
     """
     store = db.intervals
-    cid, minutes, blocks, values, quality, known = item
+    out, known = item
+    values, quality = out.values, out.quality
     names: list[str] = []
     rule_ids = None
-    ruled = [i for i, b in enumerate(blocks) if b.rule_ids is not None]
+    ruled = np.flatnonzero(out.ruled).tolist()
     if ruled:
         rule_ids = np.zeros(values.shape, dtype=np.uint8)
         luts: dict[tuple[str, ...], np.ndarray] = {}
         for i in ruled:
-            b = blocks[i]
-            key = tuple(b.rule_names)
+            key = tuple(out.rule_names[i])
             lut = luts.get(key)
             if lut is None:
                 for name in key:
@@ -516,9 +537,9 @@ def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report
                 for k, name in enumerate(key, start=1):
                     lut[k] = names.index(name) + 1
                 luts[key] = lut
-            rule_ids[i] = lut[np.asarray(b.rule_ids, dtype=np.uint8)]
-    day_numbers = np.array([b.day.toordinal() for b in blocks], dtype=np.int64) - _EPOCH_ORDINAL
-    report.add(store.write_dense(cid, minutes, day_numbers,
+            rule_ids[i] = lut[out.rule_ids[i]]
+    day_numbers = np.array([d.toordinal() for d in out.days], dtype=np.int64) - _EPOCH_ORDINAL
+    report.add(store.write_dense(out.channel_id, out.interval_minutes, day_numbers,
                                  values, quality, rule_ids, names, layer="validated", source=source,
                                  conn=conn, known_hashes=known))
 

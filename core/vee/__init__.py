@@ -13,6 +13,7 @@ from core.vee.engine import (
     RegisterReads,
     Rule,
     RuleConfig,
+    ValidatedDays,
     VeeContext,
     VeeEngine,
     VeeEvent,
@@ -21,5 +22,5 @@ from core.vee.engine import (
 
 __all__ = [
     "ChannelFrame", "EstimationConfig", "Finding", "GroupConfig", "PreparedBlock", "RegisterReads", "Rule",
-    "RuleConfig", "VeeConfig", "VeeConfigError", "VeeContext", "VeeEngine", "VeeEvent", "VeeOutcome",
+    "RuleConfig", "VeeConfig", "VeeConfigError", "VeeContext", "VeeEngine", "ValidatedDays", "VeeEvent", "VeeOutcome",
 ]

@@ -148,11 +148,52 @@ class VeeEvent:
 
 
 @dataclass
-class VeeOutcome:
-    """Validated blocks (layer ``validated``) and the events that explain them."""
+class ValidatedDays:
+    """One channel's validated days as dense arrays: one row per day, in day order.
 
-    validated: list[DayBlock]
-    events: list[VeeEvent]
+    ``rule_ids`` numbers each slot's rule (0: none) into that day's ``rule_names``;
+    ``ruled`` tells which days any rule touched. With ``compact``, :meth:`blocks` gives
+    the untouched days ``rule_ids=None`` (as the store keeps them).
+    """
+
+    channel_id: str
+    interval_minutes: int
+    days: list[date]
+    values: np.ndarray
+    quality: np.ndarray
+    rule_ids: np.ndarray
+    rule_names: list[tuple[str, ...]]
+    ruled: np.ndarray
+    compact: bool = False
+
+    def blocks(self) -> list[DayBlock]:
+        """The days as :class:`DayBlock` objects (layer ``validated``)."""
+        ids: Sequence[np.ndarray | None] = list(self.rule_ids)
+        if self.compact:
+            ids = [r if t else None for r, t in zip(ids, self.ruled.tolist(), strict=True)]
+        cid, minutes = self.channel_id, self.interval_minutes
+        return [DayBlock(cid, d, minutes, v, q, r, nm, "validated")
+                for d, v, q, r, nm in zip(self.days, self.values, self.quality, ids, self.rule_names, strict=True)]
+
+
+class VeeOutcome:
+    """Validated days (layer ``validated``) and the events that explain them.
+
+    ``dense`` holds the days as arrays (what the store writes); ``validated`` gives the
+    same days as :class:`DayBlock` objects, made on first use.
+    """
+
+    def __init__(self, validated: list[DayBlock] | None = None, events: list[VeeEvent] | None = None,
+                 dense: ValidatedDays | None = None) -> None:
+        self._validated = validated
+        self.events: list[VeeEvent] = events if events is not None else []
+        self.dense = dense
+
+    @property
+    def validated(self) -> list[DayBlock]:
+        if self._validated is None:
+            self._validated = self.dense.blocks() if self.dense is not None else []
+        return self._validated
 
     def counts(self) -> dict[str, dict[str, int]]:
         """rule_id -> {flagged, estimated, edited} interval counts."""
@@ -516,20 +557,22 @@ class VeeEngine:
                 if f is not None:
                     apply(rule, f)
 
-        validated = self._blocks(frame, row_target, owner, rule_names, compact)
+        validated = self._days(frame, row_target, owner, rule_names, compact)
         act = {"flagged": 0, "edited": 1, "estimated": 2}
         events.sort(key=lambda e: (e.day, rule_index[e.rule_id], act[e.action]))
-        return VeeOutcome(validated, events)
+        if validated is None:
+            return VeeOutcome([], events)
+        return VeeOutcome(None, events, dense=validated)
 
     @staticmethod
-    def _blocks(frame: ChannelFrame, rows: np.ndarray, owner: np.ndarray, rule_names: list[str],
-                compact: bool = False) -> list[DayBlock]:
-        """The validated blocks of the target rows (rule ids renumbered per day, vectorised).
+    def _days(frame: ChannelFrame, rows: np.ndarray, owner: np.ndarray, rule_names: list[str],
+              compact: bool = False) -> ValidatedDays | None:
+        """The validated days of the target rows (rule ids renumbered per day, vectorised).
 
         ``compact``: days that no rule touched get ``rule_ids=None`` instead of zeros.
         """
         if not rows.size:
-            return []
+            return None
         own = owner[rows]
         n, n_slots = own.shape
         rr, cc = np.nonzero(own)
@@ -552,15 +595,11 @@ class VeeEngine:
         vals = frame.values[rows]
         qual = frame.quality[rows]
         vals[qual == Quality.MISSING] = np.nan
-        ids: Sequence[np.ndarray | None] = list(rule_ids)
-        if compact:
-            ids = [None] * n
-            for i in ruled.tolist():
-                ids[i] = rule_ids[i]
-        cid, minutes, all_days = frame.channel.id, frame.channel.interval_minutes, frame.days
-        days = [all_days[r] for r in rows.tolist()]
-        return [DayBlock(cid, d, minutes, v, q, r, nm, "validated")
-                for d, v, q, r, nm in zip(days, vals, qual, ids, names, strict=True)]
+        touched = np.zeros(n, dtype=bool)
+        touched[ruled] = True
+        all_days = frame.days
+        return ValidatedDays(frame.channel.id, frame.channel.interval_minutes, [all_days[r] for r in rows.tolist()],
+                             vals, qual, rule_ids, names, touched, compact)
 
     def _frame(self, channel: Channel, target_days: list[date], values: np.ndarray, quality: np.ndarray,
                context: VeeContext) -> ChannelFrame:
