@@ -11,7 +11,7 @@ Peer: DuckDB loads a row-per-interval table of the same data (loading included; 
 is generated before its clock starts, as ours is in the store before ours) and computes
 the tenant-month TOU energy and peak demand; the amounts are derived with the same
 Decimal rounding and compared with our invoices, both as returned and as read back from
-the store (``totals_match``). The store cache is ``..._v2`` (``run_input`` is packed since v2).
+the store (``totals_match``). The store cache is ``..._v3`` (v3: the interval_day key of migration 0004).
 The arithmetic kernel (tenant aggregation, TOU binning, peaks over the year matrix) is
 timed alone (``kernel_intervals_per_s``).
 
@@ -48,7 +48,7 @@ LAST_DAY = date(YEAR + 1, 1, 1)  # the UTC day that holds the last local evening
 PRICES = {"on_peak": Decimal("62.50"), "off_peak": Decimal("38.25")}
 DEMAND_PRICE = Decimal("9.50")
 FEE_TOTAL = Decimal("20000.00")
-CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_year_v2.db"
+CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_year_v3.db"
 
 
 def tenant(i: int) -> str:

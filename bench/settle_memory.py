@@ -33,7 +33,7 @@ PER_TENANT = 100
 N_CHANNELS = N_TENANTS * PER_TENANT
 PERIOD = "2026-06"
 MINUTES = 5
-CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_memory_v2.db"
+CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_memory_v3.db"
 
 
 def campus() -> Campus:

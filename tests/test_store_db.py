@@ -43,7 +43,7 @@ def test_revision_chain_is_linear() -> None:
 
     script = ScriptDirectory.from_config(_alembic_config())
     chain = [rev.revision for rev in script.walk_revisions()][::-1]
-    assert chain[:3] == ["0001_core", "0002_settlement", "0003_outbox"]
+    assert chain[:4] == ["0001_core", "0002_settlement", "0003_outbox", "0004_interval_day_key"]
     assert len(script.get_heads()) == 1
 
 
@@ -264,3 +264,41 @@ def test_core_tables_mirror_the_migration(db: Database) -> None:
     flat = [d for entry in diffs for d in (entry if isinstance(entry, list) else [entry])]
     ours = [d for d in flat if table_of(d) in CORE_TABLES]
     assert ours == []
+
+
+def test_interval_day_key_migration_keeps_the_data(db: Database) -> None:
+    """0003 -> 0004 (a table rebuild on SQLite) keeps every row; the new key refuses a duplicate."""
+    import numpy as np
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import IntegrityError
+
+    from core.intervals import ChannelSeries
+
+    db.downgrade("0003_outbox")
+    starts = 1_700_006_400 + 900 * np.arange(3 * 96, dtype=np.int64)
+    series = ChannelSeries("m1", 15, starts, np.arange(starts.size, dtype=np.float64), np.zeros(starts.size, np.uint8))
+    db.intervals.write_series([series], source="before")
+    before = db.intervals.read_series("m1", _span_of(starts))
+    db.migrate()
+    assert db.current_revision() == migration_head() == "0004_interval_day_key"
+    after = db.intervals.read_series("m1", _span_of(starts))
+    assert np.array_equal(before.values, after.values) and np.array_equal(before.starts, after.starts)
+    with db.engine.connect() as conn:
+        insp = inspect(conn)
+        uniques = {u["name"]: u["column_names"] for u in insp.get_unique_constraints("interval_day")}
+        indexes = {i["name"] for i in insp.get_indexes("interval_day")}
+    assert uniques.get("uq_interval_day_key") == ["channel_id", "layer", "day", "version"]
+    assert "ix_interval_day_lookup" not in indexes
+    with pytest.raises(IntegrityError), db.write_transaction() as conn:
+        conn.execute(text("INSERT INTO interval_day (channel_id, day, layer, version, interval_minutes, n_values, "
+                          "\"values\", quality, rule_names, content_hash, source, created_at, is_current) "
+                          "SELECT channel_id, day, layer, version, interval_minutes, n_values, \"values\", quality, "
+                          "rule_names, content_hash, source, created_at, is_current FROM interval_day LIMIT 1"))
+
+
+def _span_of(starts):  # noqa: ANN001, ANN202
+    from datetime import UTC, datetime
+
+    from core.timeline import Span
+
+    return Span(datetime.fromtimestamp(int(starts[0]), UTC), datetime.fromtimestamp(int(starts[-1]) + 900, UTC))

@@ -134,8 +134,8 @@ class IntervalDay(SQLModel, table=True):
 
     __tablename__ = "interval_day"
     __table_args__ = (
-        UniqueConstraint("channel_id", "day", "layer", "version", name="uq_interval_day_version"),
-        Index("ix_interval_day_lookup", "channel_id", "layer", "day", "is_current"),
+        # the one index: every read picks one channel and layer over a day range
+        UniqueConstraint("channel_id", "layer", "day", "version", name="uq_interval_day_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
