@@ -179,8 +179,10 @@ class InputTable:
             ch, dy, cd, vr = (np.concatenate(x) for x in (chs, days, codes, vers))
         else:
             ch = dy = cd = vr = np.zeros(0, dtype=np.int64)
-        order = np.lexsort((cd, dy, ch))
-        if len(order) and not (np.diff(order) == 1).all():
+        n_layers = max(1, len(self.layer_names))
+        rank = (ch * 1_000_000 + dy) * n_layers + cd
+        order = None if (rank[1:] > rank[:-1]).all() else np.lexsort((cd, dy, ch))  # reads come sorted
+        if order is not None and len(order) and not (np.diff(order) == 1).all():
             ch, dy, cd, vr = ch[order], dy[order], cd[order], vr[order]
             hashes = [hashes[i] for i in order.tolist()]
         self.ch, self.days, self.layer_codes, self.versions, self.hashes = ch, dy, cd, vr, hashes

@@ -621,16 +621,23 @@ class _Grid:
     def place(self, ci: int, cid: str, rows: Sequence[Any], hashes: DayHashes) -> None:
         """Copy one channel's rows ``(channel, day, minutes, values, quality, hash)``, in day order."""
         _, raw_days, minutes, vals, quals, digests = zip(*rows, strict=True)
-        day_no = _raw_day_numbers(raw_days)
+        k = len(raw_days)
+        # rows come in day order, one per day: first and last day tell whether they are consecutive
+        ends = _raw_day_numbers((raw_days[0], raw_days[-1]))
+        consecutive = int(ends[1] - ends[0]) == k - 1
+        day_no = np.arange(ends[0], ends[0] + k, dtype=np.int64) if consecutive else _raw_day_numbers(raw_days)
         hashes.add(cid, day_no, digests)
-        self.filled[ci, day_no - self.d_first] = True
-        k = len(day_no)
-        if k > 1:
+        d0 = int(day_no[0]) - self.d_first
+        if consecutive:
+            self.filled[ci, d0:d0 + k] = True
+        else:
+            self.filled[ci, day_no - self.d_first] = True
+        if consecutive and minutes.count(minutes[0]) == k:
+            bounds = [0, k]  # one run
+        else:
             mins = np.array(minutes, dtype=np.int64)
             cuts = np.flatnonzero((np.diff(day_no) != 1) | (np.diff(mins) != 0)) + 1
             bounds = [0, *cuts.tolist(), k]
-        else:
-            bounds = [0, k]
         for a, b in zip(bounds[:-1], bounds[1:], strict=False):
             stored = int(minutes[a])
             if self.minutes % stored:
