@@ -650,7 +650,8 @@ class CsvMeter(MeterAdapter):
             lines = lines[~blank]
         n = len(df)
         stamps = self._stamps(df, cfg, lines, source) if n else np.zeros(0, dtype=np.int64)
-        matrix = df[vcols].to_numpy(dtype=np.float64)  # rows x channels
+        # one contiguous array per value column (pandas keeps each parsed column as its own block)
+        columns = [df[c].to_numpy(dtype=np.float64) for c in vcols]
         names = [fixed] if fixed is not None else [cfg.channel_map.get(c, c) for c in vcols]
         unit_factor, is_demand = UNIT_FACTORS[cfg.unit.strip().lower()]
         by_name: dict[str, list[int]] = {}
@@ -660,9 +661,12 @@ class CsvMeter(MeterAdapter):
         for name, cols in by_name.items():  # one pass per channel column, vectorised over rows
             parts = []
             for j in cols:
-                col = matrix[:, j]
+                col = columns[j]
                 present = ~np.isnan(col)  # empty cell = gap
-                parts.append((stamps[present], col[present], lines[present]))
+                if present.all():
+                    parts.append((stamps, col, lines))
+                else:
+                    parts.append((stamps[present], col[present], lines[present]))
             stamp = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
             value = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
             line = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
