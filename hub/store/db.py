@@ -2,7 +2,8 @@
 
 SQLite is the embedded default (a ``kwhub.db`` file in the work directory) in WAL mode
 with a busy timeout and foreign keys on (new files get 16 KiB pages; each connection a
-32 MiB page cache). The ``pysqlite`` driver's own transaction
+32 MiB page cache); the log is copied into the file by a background thread
+(:mod:`hub.store.checkpoint`), not by the committing writer. The ``pysqlite`` driver's own transaction
 handling is switched off so that SQLAlchemy's ``begin`` event issues the ``BEGIN``:
 ``BEGIN IMMEDIATE`` for writers (they take the write lock up front and wait for it up to
 the busy timeout instead of failing on a lock upgrade), plain ``BEGIN`` for readers.
@@ -27,12 +28,16 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 import hub.store.tables  # noqa: F401  (core tables in SQLModel.metadata)
+from hub.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
     from hub.store.interval_store import IntervalStore
 
 DEFAULT_DB_NAME = "kwhub.db"
 ENV_URL = "KWHUB_DATABASE_URL"
+# "background" (default): a thread checkpoints the SQLite log; "inline": SQLite's own
+# automatic checkpoint inside the committing transaction
+ENV_CHECKPOINT = "KWHUB_SQLITE_CHECKPOINT"
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 16_384  # bytes, for new database files
 SQLITE_CACHE_KIB = 32_768  # page cache per connection
@@ -69,7 +74,7 @@ def default_url(work_dir: Path | None = None) -> str:
     return f"sqlite:///{(base / DEFAULT_DB_NAME).resolve()}"
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, background_checkpoint: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
@@ -84,6 +89,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             cur.execute("PRAGMA temp_store = MEMORY")
             cur.execute("PRAGMA foreign_keys = ON")
+            if background_checkpoint:  # hub.store.checkpoint copies the log instead of the committer
+                cur.execute("PRAGMA wal_autocheckpoint = 0")
         finally:
             cur.close()
 
@@ -124,10 +131,11 @@ def migration_head() -> str:
 class Database:
     """One database (SQLite file or PostgreSQL), migrated to head on :meth:`open`."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, checkpointer: WalCheckpointer | None = None) -> None:
         self.engine = engine
         self.url = url
         self._intervals: IntervalStore | None = None
+        self.checkpointer = checkpointer
 
     # ------------------------------------------------------------------ opening
 
@@ -142,19 +150,22 @@ class Database:
         final = normalise_url(raw)
         parsed = make_url(final)
         backend = parsed.get_backend_name()
+        checkpointer = None
         if backend == "sqlite":
             db_path = parsed.database
             if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                if os.environ.get(ENV_CHECKPOINT, "background") != "inline":
+                    checkpointer = WalCheckpointer(db_path, BUSY_TIMEOUT_MS)
             engine = create_engine(final, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-            _install_sqlite_hooks(engine)
+            _install_sqlite_hooks(engine, background_checkpoint=checkpointer is not None)
         elif backend == "postgresql":
             engine = create_engine(final, pool_pre_ping=True)
             _install_pg_hooks(engine)
         else:
             raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
                              "use sqlite:///path or postgresql+psycopg://host/db")
-        db = cls(engine, final)
+        db = cls(engine, final, checkpointer)
         if migrate:
             try:
                 db.migrate()
@@ -164,8 +175,16 @@ class Database:
         return db
 
     def close(self) -> None:
-        """Release all pooled connections."""
+        """Stop the checkpoint thread and release all pooled connections (the last one to
+        close checkpoints what is left of the SQLite log)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
+
+    def wait_checkpointed(self, timeout: float | None = None) -> bool:
+        """Block until the SQLite log written so far has been copied into the database file
+        (True at once on PostgreSQL or with ``KWHUB_SQLITE_CHECKPOINT=inline``)."""
+        return self.checkpointer.wait(timeout) if self.checkpointer is not None else True
 
     def __enter__(self) -> Database:
         return self
@@ -213,6 +232,8 @@ class Database:
             conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
+        if self.checkpointer is not None:
+            self.checkpointer.nudge()
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
