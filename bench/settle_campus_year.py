@@ -136,6 +136,7 @@ def settle_year(db, camp: Campus) -> tuple[float, list]:  # noqa: ANN001
     reg = get_registry()
     t0 = time.perf_counter()
     outcomes = settle_periods(db, camp, MONTHS, components=reg, issue_date=date(YEAR + 1, 1, 15))
+    db.wait_checkpointed()  # the background copy of the SQLite log counts too
     return time.perf_counter() - t0, outcomes
 
 
