@@ -188,8 +188,8 @@ class _Sql:
         self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
                       f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
                       f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
-        # one channel's days in day order, straight off the lookup index (SQLite: cheaper
-        # per row than an IN list, which the planner walks channel by channel anyway)
+        # one channel's days in day order, straight off the (channel, layer, day, version)
+        # key (SQLite: cheaper per row than an IN list, walked channel by channel anyway)
         self.read_one = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, "
                          f"{c['quality']}, {c['content_hash']} FROM {tbl} WHERE {c['channel_id']} = {m} "
                          f"AND {c['layer']} = {m} AND {c['day']} >= {m} AND {c['day']} <= {m} "
