@@ -114,3 +114,27 @@ def test_postgresql_has_no_checkpointer(db: Database) -> None:
         assert os.path.exists(db.checkpointer.path)
     else:
         assert db.checkpointer is None and db.wait_checkpointed(0)
+
+
+def test_a_process_that_forgets_close_leaves_no_log_behind(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "kwhub.db"
+    code = (
+        "import numpy as np\n"
+        "from core.intervals import ChannelSeries\n"
+        "from hub.store import Database\n"
+        f"db = Database.open('sqlite:///{path}')\n"
+        "st = 1704067200 + 900 * np.arange(96 * 30, dtype=np.int64)\n"
+        "db.intervals.write_series([ChannelSeries('m', 15, st, np.ones(st.size), np.zeros(st.size, np.uint8))])\n"
+        "# no db.close(): the exit hook closes it\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert not Path(str(path) + "-wal").exists()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM interval_day").fetchone() == (30,)
+    con.close()

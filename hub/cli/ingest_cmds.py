@@ -101,15 +101,31 @@ def ingest(
     fmt: str = typer.Option("table", "--format", help="table or json"),
 ) -> None:
     """Ingest meter files into the raw layer (one transaction per file), then run VEE."""
-    from hub.ingest import ingest_file, sniff_adapter
-    from hub.plugins import get_registry
-
     cfg = _load(config)
     overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}
     for f in files:
         if not f.exists():
             raise UserError(f"{f}: file not found")
     db = _open_db(cfg)
+    try:
+        reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
+    finally:
+        db.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
+    else:
+        _print_ingest_table(reports)
+    if errors:
+        raise UserError(f"{len(errors)} of {len(files)} file(s) rejected (nothing stored from them):\n  "
+                        + "\n  ".join(errors))
+
+
+def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, channel: str | None,
+                  overrides: dict[str, Any], vee: bool, fmt: str) -> tuple[list[Any], list[str]]:
+    """Ingest ``files`` one by one; the reports and the errors of files that were rejected."""
+    from hub.ingest import ingest_file, sniff_adapter
+    from hub.plugins import get_registry
+
     reports: list[Any] = []
     errors: list[str] = []
     adapters: dict[str, Any] = {}
@@ -135,13 +151,7 @@ def ingest(
                     raise
                 errors.append(str(exc))
             progress.advance(task)
-    if fmt == "json":
-        typer.echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
-    else:
-        _print_ingest_table(reports)
-    if errors:
-        raise UserError(f"{len(errors)} of {len(files)} file(s) rejected (nothing stored from them):\n  "
-                        + "\n  ".join(errors))
+    return reports, errors
 
 
 def _print_ingest_table(reports: list[Any]) -> None:
@@ -184,9 +194,9 @@ def readings(
     if layer not in ("raw", "validated"):
         raise UserError(f"--layer must be raw or validated, not {layer!r}", exit_code=EXIT_CONFIG)
     cfg = _load(config)
-    db = _open_db(cfg)
     if summary:
-        _print_summary(db, layer, fmt)
+        with _open_db(cfg) as db:
+            _print_summary(db, layer, fmt)
         return
     if channel is None:
         raise UserError("give a CHANNEL (or --summary)", exit_code=EXIT_CONFIG)
@@ -198,7 +208,8 @@ def readings(
         raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
     first = datetime.fromtimestamp(t0, tz=UTC).date()
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
-    blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
+    with _open_db(cfg) as db:
+        blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
     rows = _rows(blocks, t0, t1)
     if fmt == "json":
         typer.echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))

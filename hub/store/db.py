@@ -15,8 +15,10 @@ Opening runs the Alembic migrations in ``hub/store/migrations`` up to head.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -129,13 +131,19 @@ def migration_head() -> str:
 
 
 class Database:
-    """One database (SQLite file or PostgreSQL), migrated to head on :meth:`open`."""
+    """One database (SQLite file or PostgreSQL), migrated to head on :meth:`open`.
+
+    A database still open when the process exits is closed then, so the SQLite log is
+    checkpointed and removed even when a caller forgot :meth:`close`.
+    """
 
     def __init__(self, engine: Engine, url: str, checkpointer: WalCheckpointer | None = None) -> None:
         self.engine = engine
         self.url = url
         self._intervals: IntervalStore | None = None
         self.checkpointer = checkpointer
+        self._pid = os.getpid()
+        _OPEN.add(self)
 
     # ------------------------------------------------------------------ opening
 
@@ -177,6 +185,7 @@ class Database:
     def close(self) -> None:
         """Stop the checkpoint thread and release all pooled connections (the last one to
         close checkpoints what is left of the SQLite log)."""
+        _OPEN.discard(self)
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
@@ -272,3 +281,17 @@ class Database:
         """Names of the tables that exist in the database."""
         with self.engine.connect() as conn:
             return sorted(inspect(conn).get_table_names())
+
+
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_databases() -> None:
+    """Close the databases this process opened and left open (not a forked child's copies)."""
+    for db in list(_OPEN):
+        if db._pid == os.getpid():
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001  (exiting anyway; the log is recovered on the next open)
+                pass
