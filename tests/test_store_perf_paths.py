@@ -157,3 +157,18 @@ def test_read_matrix_gaps_missing_channels_and_partial_span(db: Database) -> Non
     assert set(m.day_hashes) == {("a", D0), ("a", D0 + timedelta(days=2)), ("c", D0 + timedelta(days=1))}
     hourly = db.intervals.read_matrix(["a"], span, 60, layer="raw")
     np.testing.assert_allclose(hourly.values[0, :18], a[24:].reshape(18, 4).sum(axis=1))
+
+
+def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
+    """The PostgreSQL bulk insert sends binary COPY rows typed as ``_COPY_TYPES``: they must be the table's types."""
+    from sqlalchemy import text
+
+    from hub.store.interval_store import _COPY_TYPES, INSERT_COLUMNS
+
+    if db.dialect != "postgresql":
+        assert db.dialect == "sqlite"  # SQLite takes executemany; nothing to match
+        return
+    with db.engine.connect() as conn:
+        types = dict(conn.execute(text("SELECT column_name, udt_name FROM information_schema.columns "
+                                       "WHERE table_name = 'interval_day'")).all())
+    assert [types[c] for c in INSERT_COLUMNS] == list(_COPY_TYPES)

@@ -176,7 +176,7 @@ class _Sql:
         cols = ", ".join(c[name] for name in INSERT_COLUMNS)
         self.insert = f"INSERT INTO {tbl} ({cols}) VALUES ({', '.join([m] * len(INSERT_COLUMNS))})"
         self._insert_cols = cols
-        self.copy_sql = f"COPY {tbl} ({cols}) FROM STDIN"
+        self.copy_sql = f"COPY {tbl} ({cols}) FROM STDIN (FORMAT BINARY)"
         self.probe = f"SELECT {c['interval_minutes']} FROM {tbl} WHERE {c['channel_id']} = {m} LIMIT 1"
         self._day_col = c["day"]
         self._meta = (f"SELECT {c['id']}, {c['day']}, {c['version']}, {c['content_hash']}, "
@@ -194,7 +194,6 @@ class _Sql:
                          f"{c['quality']}, {c['content_hash']} FROM {tbl} WHERE {c['channel_id']} = {m} "
                          f"AND {c['layer']} = {m} AND {c['day']} >= {m} AND {c['day']} <= {m} "
                          f"AND {c['is_current']} = {m} ORDER BY {c['day']}")
-        self._read_order = f" ORDER BY {c['channel_id']}, {c['day']}"
         self._day = T.day.type.dialect_impl(dialect).bind_processor(dialect)
         self._ts = T.created_at.type.dialect_impl(dialect).bind_processor(dialect)
 
@@ -236,8 +235,8 @@ class _Sql:
         return self._retire + self._marks(n)
 
     def read(self, n: int) -> str:
-        """Current days of ``n`` channels, ordered by channel and day."""
-        return self._read + self._marks(n) + self._read_order
+        """Current days of ``n`` channels (in no particular order)."""
+        return self._read + self._marks(n)
 
     def days(self, days: np.ndarray) -> list[Any]:
         """Driver-level parameters of epoch-day numbers."""
@@ -262,11 +261,17 @@ def _sql(dialect: Any) -> _Sql:
     return found
 
 
-def _cursor(conn: Connection) -> Any:
-    """The DBAPI cursor of ``conn``'s own connection, inside its (auto)begun transaction."""
+def _cursor(conn: Connection, binary: bool = False) -> Any:
+    """The DBAPI cursor of ``conn``'s own connection, inside its (auto)begun transaction.
+
+    ``binary``: a psycopg cursor that fetches results in the binary format.
+    """
     if not conn.in_transaction():
         conn.begin()  # what the first execute would do (autobegin)
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    if binary:
+        return driver.cursor(binary=True)  # type: ignore[union-attr]
+    return driver.cursor()  # type: ignore[union-attr]
 
 
 def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -274,6 +279,7 @@ def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any
     if sql.copy:
         # COPY is several times faster than executemany; same connection, same transaction
         with cur.copy(sql.copy_sql) as copy:
+            copy.set_types(_COPY_TYPES)  # binary: the blobs go as bytes, not hex text
             for r in rows:
                 copy.write_row(r)
         return
@@ -309,6 +315,10 @@ _PLAIN_COLUMNS = itemgetter(*(INSERT_COLUMNS.index(c) for c in _PLAIN_BOUND))
 _CURRENT_OF = itemgetter(INSERT_COLUMNS.index("is_current"))
 _SEMI_COLUMNS = itemgetter(*(i for i, c in enumerate(INSERT_COLUMNS) if c not in ("layer", "created_at", "is_current")))
 _SAFE_LITERAL = re.compile(r"[0-9A-Za-z_:. +-]*")
+_CHANNEL_DAY = itemgetter(0, 1)
+# PostgreSQL types of INSERT_COLUMNS, for the binary COPY (they must match the table's)
+_COPY_TYPES = ("varchar", "date", "varchar", "int4", "int4", "int4", "bytea", "bytea", "bytea", "text", "varchar",
+               "varchar", "timestamptz", "bool")
 
 
 class _Old:
@@ -1012,7 +1022,7 @@ class IntervalStore:
             with self.db.read_connection() as conn:
                 sql = _sql(conn.dialect)
                 lo, hi = sql.days(np.array([d_first, d_last]))
-                cur = _cursor(conn)
+                cur = _cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
                 try:
                     if sql.sqlite:
                         for i, cid in enumerate(ids):
@@ -1024,7 +1034,9 @@ class IntervalStore:
                         pos = {c: i for i, c in enumerate(ids)}
                         for chunk in _chunks(ids):
                             cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
-                            for cid, group in groupby(cur.fetchall(), key=itemgetter(0)):
+                            # sorted here: a server-side ORDER BY of the blob rows spills to disk
+                            rows = sorted(cur.fetchall(), key=_CHANNEL_DAY)
+                            for cid, group in groupby(rows, key=itemgetter(0)):
                                 grid.place(pos[cid], cid, list(group), hashes)
                 finally:
                     cur.close()
