@@ -3,8 +3,8 @@
 SQLite is the embedded default (a ``kwhub.db`` file in the work directory) in WAL mode
 with a busy timeout and foreign keys on (new files get 16 KiB pages; each connection a
 32 MiB page cache); the log is copied into the file by a background thread
-(:mod:`hub.store.checkpoint`), not by the committing writer. The ``pysqlite`` driver's own transaction
-handling is switched off so that SQLAlchemy's ``begin`` event issues the ``BEGIN``:
+(:mod:`hub.store.checkpoint`), not by the committing writer. The ``pysqlite`` driver's own
+transaction handling is switched off so that SQLAlchemy's ``begin`` event issues the ``BEGIN``:
 ``BEGIN IMMEDIATE`` for writers (they take the write lock up front and wait for it up to
 the busy timeout instead of failing on a lock upgrade), plain ``BEGIN`` for readers.
 PostgreSQL is selected by URL (``postgresql+psycopg://host/db``); there, writers that
