@@ -220,7 +220,7 @@ class IntervalMatrix:
     interval_minutes: int
     values: np.ndarray  # float64 shape (channels, intervals), NaN where missing
     quality: np.ndarray  # uint8 same shape
-    day_hashes: Mapping[tuple[str, date], str] = field(default_factory=DayHashes)
+    day_hashes: DayHashes = field(default_factory=DayHashes)
 
     @property
     def n_intervals(self) -> int:

@@ -459,10 +459,7 @@ def _read_group(db: Database, ids: list[str], span: Span, minutes: int, options:
     if options.fallback_raw:
         days = span.utc_days()
         day_nos = np.array([_day_no(d) for d in days], dtype=np.int64)
-        if isinstance(m.day_hashes, DayHashes):
-            have = m.day_hashes.has_days(ids, day_nos)
-        else:
-            have = np.array([[(ch, d) in m.day_hashes for d in days] for ch in ids], dtype=bool).reshape(len(ids), -1)
+        have = m.day_hashes.has_days(ids, day_nos)
         gaps = [(ids[i], days[j]) for i, j in np.argwhere(~have).tolist()]
         if gaps:
             raw_ids = sorted({ch for ch, _ in gaps})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import delete
 
 from core.campus import Campus, Channel
-from core.intervals import ChannelSeries, DayBlock, DayHashes, slots_per_day
+from core.intervals import ChannelSeries, DayBlock, slots_per_day
 from core.quality import Quality
 from core.vee import (
     RegisterReads,
@@ -224,7 +224,7 @@ class _Dense:
         span = Span(start, start + timedelta(days=n_days))
         store = self.db.intervals
         raw = store.read_matrix(ids, span, minutes, layer="raw")
-        for cid, dn, digests in _per_channel(raw.day_hashes):
+        for cid, dn, digests in raw.day_hashes.channels():
             self.raw_hashes[cid] = (dn, digests)
         val = store.read_matrix(ids, span, minutes, layer="validated")
         shape = (len(ids), n_days, n_slots)
@@ -234,26 +234,12 @@ class _Dense:
             pos = {c: i for i, c in enumerate(ids)}
             has = np.zeros((len(ids), n_days), dtype=bool)
             lo_no = lo.toordinal() - _EPOCH_ORDINAL
-            for c, dn, _ in _per_channel(val.day_hashes):
+            for c, dn, _ in val.day_hashes.channels():
                 has[pos[c], dn - lo_no] = True
             bv = np.where(has[:, :, None], val.values.reshape(shape), rv)
             bq = np.where(has[:, :, None], val.quality.reshape(shape), rq)
         for i, cid in enumerate(ids):
             self.loaded[cid] = (lo, rv[i], rq[i], bv[i], bq[i])
-
-
-def _per_channel(hashes: Mapping[tuple[str, date], str]) -> Iterator[tuple[str, np.ndarray, list[str]]]:
-    """``(channel, epoch-day numbers, digests)`` of a read's day hashes."""
-    if isinstance(hashes, DayHashes):
-        yield from hashes.channels()
-        return
-    grouped: dict[str, tuple[list[int], list[str]]] = {}
-    for (cid, d), h in hashes.items():
-        dn, hs = grouped.setdefault(cid, ([], []))
-        dn.append(d.toordinal() - _EPOCH_ORDINAL)
-        hs.append(h)
-    for cid, (dn, hs) in grouped.items():
-        yield cid, np.array(dn, dtype=np.int64), hs
 
 
 def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
