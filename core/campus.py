@@ -90,6 +90,7 @@ class Channel(_Strict):
     direction: Literal["delivered", "received"] = "delivered"
     multiplier: float = 1.0
     group: str = "default"  # VEE channel group
+    max_kw: float | None = Field(default=None, gt=0)  # physical limit of the metered point (breaker, CT rating)
 
     @field_validator("interval_minutes")
     @classmethod
