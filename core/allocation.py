@@ -15,9 +15,13 @@ exceeds ``AllocationSpec.tolerance_kwh`` are reported, never hidden.
     every sink (tenant, battery charge, export) takes each source in proportion to the
     source's share of the delivered supply.
 ``fixed_shares``
-    tenant *t* is entitled to ``shares[t]`` of every source's delivered output; it uses its
-    entitlement up to its load, and any load beyond that is served pro rata from what the
-    other tenants left unused.
+    tenant *t* owns ``shares[t]`` of the delivered output of the share sources
+    (``AllocationSpec.share_sources``: asset ids or kinds, default every generation
+    source) and takes it up to its load. A share a tenant cannot take in an interval goes
+    to the other tenants pro rata to the load they still have (``unused_share =
+    "others"``) or to export and storage (``"export"``). The grid import, the battery and
+    any generation outside the share sources then cover each tenant's remaining load pro
+    rata, shared with battery charge and export.
 ``priority``
     ``priority[t]`` lists sources (asset ids or asset kinds, e.g. ``"smr"``) that tenant
     *t* takes first, in order, up to its load; the rest is pro rata.
@@ -211,7 +215,8 @@ class AllocationResult:
     """Tenants x sources split (kWh delivered at the tenant meters).
 
     ``kwh[t, s, i]`` (``None`` when built with ``keep_intervals=False``) and ``totals[t, s]``
-    include the pseudo-source :data:`UNMETERED` as the last source. ``load[t, i]`` is what
+    include the pseudo-source :data:`UNMETERED` as the last source; ``metered[s]`` is each
+    real source's metered output. ``load[t, i]`` is what
     was allocated per tenant: its metered load plus its part of the shared load
     (``shared[t, i]``). ``loss_kwh[t, s]`` is the energy lost upstream on the way to the
     tenant (``kwh x lf / (1 - lf)``).
@@ -229,6 +234,7 @@ class AllocationResult:
     loss_factor: float = 0.0
     source_kinds: list[str] = field(default_factory=list)
     source_roles: list[str] = field(default_factory=list)
+    metered: np.ndarray | None = None  # (S,) metered output of each source over the period, before losses
 
     def tenant_index(self, tenant: str) -> int:
         try:
@@ -283,12 +289,15 @@ def split_intervals(
     loss_factor: float = 0.0,
     shares: np.ndarray | None = None,
     priority: Sequence[Sequence[int]] | None = None,
+    share_sources: Sequence[int] | None = None,
+    unused_share: str = "others",
 ) -> np.ndarray:
     """The split kernel: ``(T, S+1, N)`` kWh for tenant loads ``(T, N)`` and supply ``(S, N)``.
 
     ``other_sinks`` (N,) is demand that is not a tenant's (battery charge, export);
-    ``shares`` (T,) for ``fixed_shares``; ``priority[t]`` lists source indices for
-    ``priority``. The last source slot is :data:`UNMETERED`.
+    ``shares`` (T,) for ``fixed_shares``, applied to the source indices ``share_sources``
+    (default: all) with ``unused_share`` ``"others"`` or ``"export"``; ``priority[t]``
+    lists source indices for ``priority``. The last source slot is :data:`UNMETERED`.
     """
     loads = np.asarray(loads, dtype=np.float64)
     supply = np.asarray(supply, dtype=np.float64)
@@ -302,14 +311,31 @@ def split_intervals(
     elif method == "fixed_shares":
         if shares is None or len(shares) != n_t:
             raise AllocationError("fixed_shares needs one share per tenant")
-        ent = np.asarray(shares, dtype=np.float64)[:, None, None] * avail[None, :, :]  # (T, S, N)
+        idx = np.arange(n_s) if share_sources is None else np.unique(np.asarray(share_sources, dtype=np.int64))
+        own = avail[idx]  # (K, N) output of the share sources
+        ent = np.asarray(shares, dtype=np.float64)[:, None, None] * own[None, :, :]  # (T, K, N)
         ent_tot = ent.sum(axis=1)
         use = np.minimum(loads, ent_tot)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             scale = np.where(ent_tot > 0, use / np.where(ent_tot > 0, ent_tot, 1.0), 0.0)
-        alloc[:, :-1, :] = ent * scale[:, None, :]
-        left = np.maximum(avail - alloc[:, :-1, :].sum(axis=0), 0.0)
-        _residual_pro_rata(alloc, loads - use, left, other)
+        alloc[:, idx, :] = ent * scale[:, None, :]
+        need = loads - use
+        left = np.maximum(own - alloc[:, idx, :].sum(axis=0), 0.0)  # unused shares (and unassigned output)
+        rest = avail.copy()
+        if unused_share == "others":
+            pool = left.sum(axis=0)
+            want = need.sum(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                f = np.where(want > 0, np.minimum(1.0, pool / np.where(want > 0, want, 1.0)), 0.0)
+                frac = np.where(pool > 0, left / np.where(pool > 0, pool, 1.0), 0.0)
+            take = need * f
+            alloc[:, idx, :] += take[:, None, :] * frac[None, :, :]
+            need = need - take
+            rest[idx] = np.maximum(left - take.sum(axis=0)[None, :] * frac, 0.0)
+        else:  # the unused shares go to export and storage first, never to another tenant
+            other = np.maximum(other - left.sum(axis=0), 0.0)
+            rest[idx] = 0.0
+        _residual_pro_rata(alloc, need, rest, other)
     elif method == "priority":
         need = loads.copy()
         left = avail.copy()
@@ -362,6 +388,20 @@ def _resolve_priority(spec: AllocationSpec, layout: CampusLayout) -> list[list[i
     return order
 
 
+def _resolve_share_sources(spec: AllocationSpec, layout: CampusLayout) -> list[int]:
+    """Source indices whose output ``fixed_shares`` splits (default: every generation source)."""
+    if not spec.share_sources:
+        return [j for j, role in enumerate(layout.source_roles) if role == "generation"]
+    picked: list[int] = []
+    for item in spec.share_sources:
+        hits = [j for j, s in enumerate(layout.sources) if s == item or layout.source_kinds[j] == item]
+        if not hits:
+            raise AllocationError(f"allocation.share_sources: {item!r} matches no source asset or kind "
+                                  f"(sources: {', '.join(layout.sources)})")
+        picked += [j for j in hits if j not in picked]
+    return picked
+
+
 def _resolve_shares(spec: AllocationSpec, layout: CampusLayout, required: bool) -> np.ndarray | None:
     if not spec.shares:
         if required:
@@ -401,6 +441,7 @@ def allocate(
     supply = _sum_rows(matrix.values, layout.source_rows)
     shares = _resolve_shares(spec, layout, spec.method == "fixed_shares")
     priority = _resolve_priority(spec, layout) if spec.method == "priority" else None
+    share_sources = _resolve_share_sources(spec, layout) if spec.method == "fixed_shares" else None
     parts = _shared_parts(balance.shared_load, loads, shared, shares)
     tenant_load = loads + parts
     other = balance.battery_charge + balance.grid_export
@@ -411,7 +452,8 @@ def allocate(
     totals = np.zeros((n_t, n_s + 1), dtype=np.float64)
     for sl in _chunks(n, max(1, chunk)):
         part = split_intervals(tenant_load[:, sl], supply[:, sl], other[sl], method=spec.method,
-                               loss_factor=spec.loss_factor, shares=shares, priority=priority)
+                               loss_factor=spec.loss_factor, shares=shares, priority=priority,
+                               share_sources=share_sources, unused_share=spec.unused_share)
         totals += part.sum(axis=2)
         if kwh is not None:
             kwh[:, :, sl] = part
@@ -422,7 +464,7 @@ def allocate(
         method=spec.method, tenants=list(layout.tenants), sources=[*layout.sources, UNMETERED],
         totals=totals, loss_kwh=loss, kwh=kwh, load=tenant_load, shared=parts, balance=balance,
         loss_factor=lf, source_kinds=[*layout.source_kinds, UNMETERED],
-        source_roles=[*layout.source_roles, UNMETERED],
+        source_roles=[*layout.source_roles, UNMETERED], metered=supply.sum(axis=1),
     )
 
 

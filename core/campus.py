@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.intervals import ALLOWED_INTERVAL_MINUTES
 from core.invoice import Address
@@ -42,7 +42,7 @@ class Site(_Strict):
 
     id: str
     name: str = ""
-    timezone: str = "America/New_York"
+    timezone: str = ""  # IANA zone; empty: the hub's
     iso: str = ""  # e.g. PJM, ERCOT, CAISO
     grid_region: str = ""  # eGRID subregion for location-based Scope 2
 
@@ -154,45 +154,111 @@ class ComponentSpec(BaseModel):
         return {k: v for k, v in (self.model_extra or {}).items()}
 
 
+class ReviewChecks(_Strict):
+    """Thresholds of the plausibility checks a run passes before it is issued.
+
+    Every field is optional so that a contract can override only what it needs; the
+    hub-wide ``[review.checks]`` fills the rest (see :mod:`core.review` for the defaults).
+    """
+
+    estimated_share_max_pct: Decimal | None = Field(default=None, ge=0, le=100)
+    suspect_intervals_max: int | None = Field(default=None, ge=0)
+    missing_intervals_max: int | None = Field(default=None, ge=0)
+    movement_max_pct: Decimal | None = Field(default=None, ge=0)
+    physical_limit_margin: Decimal | None = Field(default=None, ge=1)
+    unit_factor_min: Decimal | None = Field(default=None, gt=1)
+    unbilled_tolerance_kwh: Decimal | None = Field(default=None, ge=0)
+    disabled: list[str] = Field(default_factory=list)
+
+
+class ReviewPolicy(_Strict):
+    """How runs of a contract are reviewed: ``auto`` approves a run whose checks all pass,
+    ``manual`` leaves every run for a person."""
+
+    policy: Literal["auto", "manual"] | None = None
+    checks: ReviewChecks = Field(default_factory=ReviewChecks)
+
+
 class Contract(_Strict):
-    """An offtake contract (PPA, tariff, O&M agreement) between a seller and a buyer."""
+    """An offtake contract (PPA, tariff, O&M agreement) between a seller and a buyer.
+
+    Which energy it bills: a buyer that is a tenant of the campus allocation is billed
+    from its allocated energy, split by source. ``sources`` selects which of it this
+    contract sells (asset ids, asset kinds such as ``solar``, or ``grid`` / ``battery`` /
+    ``generation``); empty means everything the buyer's other contracts do not sell.
+    Each energy component prices a part of that (its own ``sources``, or what the other
+    components leave), so every allocated kWh is billed once. Energy that is allocated
+    to the buyer but billed by nobody must be declared in ``not_billed`` (source -> the
+    reason), or the run is held for review. See ``docs/configuration.md``.
+    """
 
     id: str
     seller: str
     buyer: str
     kind: Literal["ppa", "tariff", "service", "tolling"] = "ppa"
-    timezone: str = "America/New_York"
+    site: str = ""  # the site whose time zone the contract uses (default: the campus' only site)
+    timezone: str = ""  # IANA zone; empty: the site's, else the hub's
     currency: str = "USD"
     rounding: RoundingMode = "half_up"
     precision: int | None = None
     payment_days: int = 30
     start: str = ""  # first billing period YYYY-MM, for escalators
     load_channels: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)  # asset ids this contract sells from
+    sources: list[str] = Field(default_factory=list)  # which allocated energy this contract sells
+    not_billed: dict[str, str] = Field(default_factory=dict)  # source -> why its energy is not billed here
     tax_percent: Decimal = Decimal("0")
     tax_category: str = "S"
+    review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     components: list[ComponentSpec] = Field(default_factory=list)
 
 
 class AllocationSpec(_Strict):
-    """How shared sources are split among tenants."""
+    """How shared sources are split among tenants (see :mod:`core.allocation`).
+
+    ``fixed_shares`` splits the output of ``share_sources`` (asset ids or kinds; default:
+    every generation source) by ``shares``; what a tenant cannot take in an interval goes
+    to the other tenants (``unused_share = "others"``, pro rata to what they still need)
+    or to export and storage (``"export"``). Grid import and battery discharge then cover
+    each tenant's remaining load.
+    """
 
     method: Literal["pro_rata", "fixed_shares", "priority"] = "pro_rata"
     shares: dict[str, float] = Field(default_factory=dict)  # tenant -> share, for fixed_shares
+    share_sources: list[str] = Field(default_factory=list)  # generators the shares apply to
+    unused_share: Literal["others", "export"] = "others"
     priority: dict[str, list[str]] = Field(default_factory=dict)  # tenant -> ordered source kinds/assets
     loss_factor: float = 0.0
     tolerance_kwh: float = 0.5
 
 
 class Campus(_Strict):
-    """Everything that describes the physical and commercial campus."""
+    """Everything that describes the physical and commercial campus.
 
+    ``timezone`` is the hub's zone: a site without one uses it, and a contract without
+    one uses its site's (``contract.site``, else the campus' only site), else this one.
+    """
+
+    timezone: str = "America/New_York"
     sites: list[Site] = Field(default_factory=list)
     assets: list[Asset] = Field(default_factory=list)
     channels: list[Channel] = Field(default_factory=list)
     parties: list[Party] = Field(default_factory=list)
     contracts: list[Contract] = Field(default_factory=list)
     allocation: AllocationSpec = Field(default_factory=AllocationSpec)
+
+    @model_validator(mode="after")
+    def _resolve_time_zones(self) -> Campus:
+        sites = {}
+        for i, site in enumerate(self.sites):
+            if not site.timezone:
+                self.sites[i] = site = site.model_copy(update={"timezone": self.timezone})
+            sites[site.id] = site
+        for i, c in enumerate(self.contracts):
+            if c.timezone:
+                continue
+            home = sites.get(c.site) if c.site else (self.sites[0] if len(self.sites) == 1 else None)
+            self.contracts[i] = c.model_copy(update={"timezone": home.timezone if home else self.timezone})
+        return self
 
     def channel(self, channel_id: str) -> Channel:
         for c in self.channels:

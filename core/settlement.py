@@ -25,15 +25,17 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
-from core.allocation import UNMETERED, AllocationResult, SharedMethod
-from core.campus import Campus, Channel, Contract
+from core.accounting import Account, buyer_accounts, unbilled_of
+from core.allocation import AllocationResult, SharedMethod
+from core.campus import Campus, Channel, Contract, ReviewChecks
+from core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
 from core.intervals import IntervalMatrix
 from core.invoice import (
     DocumentKind,
@@ -41,6 +43,7 @@ from core.invoice import (
     Invoice,
     InvoiceLine,
     PartyRef,
+    TaxSubtotal,
     compute_totals,
 )
 from core.money import MoneyPolicy, money_str, to_decimal
@@ -55,14 +58,15 @@ from core.pricing.base import (
 from core.pricing.index_series import IndexSeries
 from core.pricing.lines import build_components, charges_to_lines, price_contract
 from core.pricing.tou import LocalCalendar
+from core.quality import Quality
+from core.review import ChannelStats
 from core.timeline import BillingPeriod
 
 VersionKind = Literal["initial", "final", "true_up"]
 VERSION_KINDS: tuple[str, ...] = ("initial", "final", "true_up")
-STATEMENT_SCHEMA = "kwhub.settlement.statement/1"
+STATEMENT_SCHEMA = "kwhub.settlement.statement/2"
 BALANCE_ROLES = ("tenant_load", "shared_load", "generation", "grid_import", "grid_export",
                  "battery_charge", "battery_discharge")
-_SOURCE_SETTINGS = ("sources", "per_source", "source_prices")
 _UNIT_TO_KWH = {"kWh": 1.0, "Wh": 0.001, "MWh": 1000.0}
 
 
@@ -79,6 +83,8 @@ class SettlementOptions:
     refuses intervals without data, ``zero`` counts them as 0 kWh (and reports them);
     ``shared``: how the shared load is carried by tenants; ``grid_price_per_mwh``: cost of
     grid import for pass-through lines; ``index_series``: price indices by name.
+    ``review_policy`` / ``review_checks``: the hub-wide review gate (``[review]``; a
+    contract's own ``review`` overrides them, see :mod:`core.review`).
     """
 
     layer: str = "validated"
@@ -88,6 +94,8 @@ class SettlementOptions:
     grid_price_per_mwh: Decimal | None = None
     index_series: dict[str, IndexSeries] = field(default_factory=dict)
     fees_shares: dict[str, Decimal | float] = field(default_factory=dict)
+    review_policy: Literal["auto", "manual"] = "auto"
+    review_checks: ReviewChecks | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,11 @@ class RunComputation:
     history: PeriodHistory
     allocation: dict[str, Any]
     missing_intervals: int = 0
+    energy: ContractEnergy | None = None
+    accounts: list[Account] = field(default_factory=list)
+    attribution: list[dict[str, str]] = field(default_factory=list)  # per full line: {source: kWh}
+    channels: list[ChannelStats] = field(default_factory=list)
+    campus: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- channels
@@ -161,15 +174,9 @@ def load_channels(campus: Campus, contract: Contract) -> list[str]:
     return list(contract.load_channels) or tenant_channels(campus, contract.buyer)
 
 
-def needs_allocation(contract: Contract) -> bool:
-    """True when the contract prices by source (so its run depends on the allocation)."""
-    if contract.sources:
-        return True
-    for spec in contract.components:
-        settings = spec.settings()
-        if spec.kind == "grid_pass_through" or any(settings.get(k) for k in _SOURCE_SETTINGS):
-            return True
-    return False
+def needs_allocation(plan: EnergyPlan, contract: Contract) -> bool:
+    """True when the contract bills allocated energy (so its run depends on the allocation)."""
+    return plan.of(contract.id).basis == "allocation"
 
 
 def component_assets(contract: Contract) -> list[str]:
@@ -182,17 +189,27 @@ def component_assets(contract: Contract) -> list[str]:
     return out
 
 
-def contract_channels(campus: Campus, contract: Contract) -> list[str]:
-    """Every channel the contract's run reads, in campus order."""
+def contract_channels(campus: Campus, contract: Contract, plan: EnergyPlan | None = None) -> list[str]:
+    """Every channel the contract's run reads, in campus order: its load channels, every
+    channel of the campus balance when it bills allocated energy (the allocation couples
+    all of them), the output channels of the sources it buys metered, and the
+    availability channels of the assets its components name."""
+    plan = plan or plan_energy(campus)
+    ce = plan.of(contract.id)
     wanted = set(load_channels(campus, contract))
-    if needs_allocation(contract):
+    if ce.basis == "allocation":
         wanted |= {c.id for c in campus.channels if c.role in BALANCE_ROLES}
+    elif ce.basis == "metered_sources":
+        wanted |= {c.id for c in campus.channels if c.asset in ce.scope and c.role in _SOURCE_ROLES}
     assets = set(component_assets(contract))
     wanted |= {c.id for c in campus.channels if c.role == "availability" and c.asset in assets}
     unknown = sorted(wanted - {c.id for c in campus.channels})
     if unknown:
         raise SettlementError(f"contract {contract.id!r}: unknown channel(s) {', '.join(unknown)}")
     return [c.id for c in campus.channels if c.id in wanted]
+
+
+_SOURCE_ROLES = ("generation", "battery_discharge", "grid_import")
 
 
 def kwh_factor(channel: Channel, interval_minutes: int) -> float:
@@ -272,15 +289,19 @@ def build_context(
     allocation: AllocationResult | None,
     options: SettlementOptions,
     history: Mapping[str, PeriodHistory] | None = None,
+    plan: EnergyPlan | None = None,
 ) -> tuple[PricingContext, dict[str, Any]]:
     """The pricing context of ``contract`` for ``period`` and an allocation summary.
 
-    The buyer's energy is its allocated energy when it is an allocation tenant (by
-    source, restricted to ``contract.sources`` when given), the metered output of
-    ``contract.sources`` when the buyer is not a tenant (an IPP selling plant output),
-    else the metered sum of its load channels.
+    The energy follows the contract's basis in the energy plan
+    (:mod:`core.contract_energy`): the buyer's allocated energy by source, the metered
+    output of the sources an IPP sells, or the metered load. ``energy_by_source`` holds
+    every stream of the buyer; ``energy_kwh`` the part the contract sells (its scope);
+    ``claims`` which component prices which streams.
     """
     where = f"contract {contract.id!r} period {period.label}"
+    plan = plan or plan_energy(campus)
+    ce = plan.of(contract.id)
     n = matrix.n_intervals
     step = matrix.interval_minutes * 60
     starts = matrix.start_epoch + step * np.arange(n, dtype=np.int64)
@@ -289,29 +310,21 @@ def build_context(
     by_source: dict[str, np.ndarray] = {}
     alloc_summary: dict[str, Any] = {"method": "metered", "tenant": None}
     grid_kwh = 0.0
-    if needs_allocation(contract) and allocation is not None and contract.buyer in allocation.tenants:
+    if ce.basis == "allocation":
+        if allocation is None or allocation.kwh is None:
+            raise SettlementError(f"{where}: the contract bills allocated energy, but no allocation was computed")
         t = allocation.tenant_index(contract.buyer)
-        if allocation.kwh is None:
-            raise SettlementError(f"{where}: allocation has no per-interval arrays")
-        wanted = set(contract.sources) if contract.sources else None
-        unknown = sorted((wanted or set()) - set(allocation.sources))
-        if unknown:
-            raise SettlementError(f"{where}: source(s) {', '.join(unknown)} have no metered channel in the allocation")
         shares = allocation.shares(contract.buyer)
         sources: dict[str, Any] = {}
         for j, src in enumerate(allocation.sources):
-            if wanted is not None and src not in wanted:
-                continue
-            arr = allocation.kwh[t, j]
             total = float(allocation.totals[t, j])
-            if total == 0.0 and src == UNMETERED:
+            if total == 0.0 and src not in ce.scope:
                 continue
-            by_source[src] = arr
+            by_source[src] = allocation.kwh[t, j]
             if allocation.source_roles and allocation.source_roles[j] == "grid_import":
                 grid_kwh += total
             sources[src] = {"kwh": det(total), "loss_kwh": det(float(allocation.loss_kwh[t, j])),
                             "share_of_source": det(shares[src])}
-        energy = np.zeros(n) if not by_source else np.sum(list(by_source.values()), axis=0)
         bal = allocation.balance
         alloc_summary = {
             "method": allocation.method, "tenant": contract.buyer, "loss_factor": det(allocation.loss_factor),
@@ -320,19 +333,21 @@ def build_context(
             "imbalance_intervals": int(bal.violations.size) if bal is not None else 0,
             "max_abs_imbalance_kwh": det(float(np.abs(bal.imbalance).max())) if bal is not None and n else "0",
         }
-    elif contract.sources:
-        for src in contract.sources:
-            chans = [c.id for c in campus.channels if c.asset == src and c.role in ("generation", "battery_discharge", "grid_import")]
+    elif ce.basis == "metered_sources":
+        for src in ce.scope:
+            chans = [c.id for c in campus.channels if c.asset == src and c.role in _SOURCE_ROLES]
             if not chans:
                 raise SettlementError(f"{where}: source asset {src!r} has no generation channel")
             by_source[src] = _rows(matrix, chans)
-        energy = np.sum(list(by_source.values()), axis=0)
         alloc_summary = {"method": "metered_sources", "tenant": None,
                          "sources": {s: {"kwh": det(float(a.sum()))} for s, a in by_source.items()}}
     else:
         if not own:
             raise SettlementError(f"{where}: no load channels (set contract.load_channels or tenant_load channels of {contract.buyer!r})")
-        energy = own_kwh = _rows(matrix, own)
+        own_kwh = _rows(matrix, own)
+        by_source[LOAD] = own_kwh
+    scoped = [by_source[s] for s in ce.scope if s in by_source]
+    energy = np.sum(scoped, axis=0) if scoped else np.zeros(n)
     if own and own_kwh is None:
         own_kwh = _rows(matrix, own)
     demand = own_kwh * (60.0 / matrix.interval_minutes) if own and own_kwh is not None else None
@@ -352,6 +367,7 @@ def build_context(
         demand_kw=None if demand is None else np.nan_to_num(demand), history=dict(history or {}),
         index_series=dict(options.index_series), availability=availability,
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
+        claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,
     )
     # contracts of one period share the local calendar of the interval starts
     ctx.__dict__["calendar"] = local_calendar(matrix.start_epoch, n, matrix.interval_minutes, contract.timezone)
@@ -365,6 +381,76 @@ def local_calendar(start_epoch: int, n: int, interval_minutes: int, tz: str) -> 
     return LocalCalendar.from_starts(starts, tz)
 
 
+ABSURD_KWH = 1e12  # per interval: beyond any plant on earth; a value above it is corrupt data
+
+
+def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[str]) -> list[ChannelStats]:
+    """Interval counts by quality, energy and peak of each channel (vectorised per channel)."""
+    index = _row_index(matrix)
+    assets = {a.id: a for a in campus.assets}
+    by_id = {c.id: c for c in campus.channels}
+    per_hour = 60.0 / matrix.interval_minutes
+    out = []
+    for cid in channel_ids:
+        i = index.get(cid)
+        if i is None:
+            continue
+        v = matrix.values[i]
+        q = matrix.quality[i]
+        ch = by_id.get(cid)
+        if ch is not None and ch.role in ("availability", "fuel") or (ch is not None and ch.unit == "fraction"):
+            continue
+        nan = np.isnan(v)
+        missing = int(nan.sum())
+        vv = np.where(nan, -np.inf, v)
+        at = int(np.argmax(vv)) if v.size else 0
+        peak = float(vv[at]) * per_hour if v.size and missing < v.size else 0.0
+        limit, limit_source = None, ""
+        if ch is not None and ch.max_kw:
+            limit, limit_source = float(ch.max_kw), "channel max_kw"
+        elif ch is not None and ch.asset in assets and assets[ch.asset].capacity_kw > 0:
+            limit, limit_source = float(assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw"
+        start = matrix.start_epoch + at * matrix.interval_minutes * 60
+        out.append(ChannelStats(
+            channel=cid, intervals=int(v.size), missing=missing,
+            estimated=int(np.count_nonzero((q == Quality.ESTIMATED) | (q == Quality.EDITED))),
+            suspect=int(np.count_nonzero(q == Quality.SUSPECT)), kwh=float(np.nansum(v)),
+            max_kw=peak, max_at=datetime.fromtimestamp(start, tz=UTC).isoformat(), limit_kw=limit,
+            limit_source=limit_source,
+        ))
+    return out
+
+
+def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: str) -> None:
+    index = _row_index(matrix)
+    rows = [index[c] for c in channel_ids if c in index]
+    if not rows:
+        return
+    sub = _select_rows(matrix.values, rows)
+    bad = np.isinf(sub) | (np.abs(np.nan_to_num(sub)) > ABSURD_KWH)
+    if bad.any():
+        r, col = (int(x[0]) for x in np.nonzero(bad))
+        start = matrix.start_epoch + col * matrix.interval_minutes * 60
+        raise SettlementError(
+            f"{where}: channel {matrix.channel_ids[rows[r]]} holds {sub[r, col]!r} kWh in the interval starting "
+            f"{datetime.fromtimestamp(start, tz=UTC).isoformat()}, which no meter can measure; correct the data "
+            "(re-ingest the file or edit the value) and settle again")
+
+
+def _attribution(charges: Sequence[Charge], ctx: PricingContext) -> list[dict[str, str]]:
+    """Per charge, the kWh of each source its energy came from (empty for non-energy charges)."""
+    out = []
+    for ch in charges:
+        item: dict[str, str] = {}
+        for src in ch.sources:
+            arr = ctx.energy_by_source.get(src)
+            if arr is None:
+                continue
+            item[src] = det(float(arr[ch.mask].sum() if ch.mask is not None else arr.sum()))
+        out.append(item)
+    return out
+
+
 def compute_run(
     campus: Campus,
     contract: Contract,
@@ -375,35 +461,67 @@ def compute_run(
     history: Mapping[str, PeriodHistory] | None = None,
     components: Any | None = None,
     channels: Sequence[str] | None = None,
+    plan: EnergyPlan | None = None,
+    campus_section: dict[str, Any] | None = None,
 ) -> RunComputation:
     """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
 
-    ``channels``: :func:`contract_channels` of the contract when the caller has them.
+    ``channels``: :func:`contract_channels` of the contract when the caller has them;
+    ``plan``: the campus' :class:`~core.contract_energy.EnergyPlan`; ``campus_section``:
+    :func:`core.accounting.campus_accounts` of the period's allocation, recorded in
+    allocation-based runs. A period in which the contract's own meters hold no data at
+    all is refused, never billed from estimates or zeros.
     """
-    chans = list(channels) if channels is not None else contract_channels(campus, contract)
+    plan = plan or plan_energy(campus, components)
+    ce = plan.of(contract.id)
+    where = f"contract {contract.id!r} period {period.label}"
+    chans = list(channels) if channels is not None else contract_channels(campus, contract, plan)
+    _refuse_corrupt(matrix, chans, where)
     gaps = missing_report(matrix, chans)
     if gaps and options.missing == "error":
         listed = ", ".join(f"{c} ({k} intervals)" for c, k in sorted(gaps.items()))
+        raise SettlementError(f"{where}: intervals without {options.layer} data: {listed}")
+    stats = channel_stats(campus, matrix, chans)
+    own = _own_channels(campus, contract, ce)
+    if own and all(s.measured == 0 for s in stats if s.channel in own):
         raise SettlementError(
-            f"contract {contract.id!r} period {period.label}: intervals without {options.layer} data: {listed}"
-        )
-    ctx, alloc_summary = build_context(campus, contract, period, matrix, allocation, options, history)
+            f"{where}: no measured data at all in {', '.join(sorted(own))} for the period; there is nothing to "
+            "bill (ingest the meter data first; a period without data is never billed from estimates or zeros)")
+    ctx, alloc_summary = build_context(campus, contract, period, matrix, allocation, options, history, plan)
     comps = build_components(contract, components)
     charges = price_contract(comps, ctx)
     lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
                              tax_percent=contract.tax_percent)
+    totals = {src: float(arr.sum()) for src, arr in ctx.energy_by_source.items()}
+    accounts = buyer_accounts(plan, ce, totals)
     return RunComputation(contract, period, ctx, charges, lines, summarize_period(ctx, charges), alloc_summary,
-                          missing_intervals=sum(gaps.values()))
+                          missing_intervals=sum(gaps.values()), energy=ce, accounts=accounts,
+                          attribution=_attribution(charges, ctx), channels=stats,
+                          campus=campus_section if ce.basis == "allocation" else None)
+
+
+def _own_channels(campus: Campus, contract: Contract, ce: ContractEnergy) -> list[str]:
+    """The channels that measure the contract's own energy (its load, or the plants it buys)."""
+    if ce.basis == "metered_sources":
+        return [c.id for c in campus.channels if c.asset in ce.scope and c.role in _SOURCE_ROLES]
+    return load_channels(campus, contract)
+
+
+def unbilled_rows(comp: RunComputation) -> list[Any]:
+    """The run's unbilled energy as the review gate reads it."""
+    return unbilled_of(comp.accounts)
 
 
 # --------------------------------------------------------------------------- deltas
 
 
-def line_key(line: InvoiceLine | Mapping[str, Any]) -> tuple[str, str, str]:
-    """Lines of two versions match on (component, source asset, description)."""
+def line_key(line: InvoiceLine | Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """Lines of two versions match on (component, source asset, description, tax category, tax rate)."""
     if isinstance(line, InvoiceLine):
-        return (line.component_id, line.source_asset, line.description)
-    return (str(line["component_id"]), str(line["source_asset"]), str(line["description"]))
+        return (line.component_id, line.source_asset, line.description, line.tax_category,
+                money_str(line.tax_percent.normalize()))
+    return (str(line["component_id"]), str(line["source_asset"]), str(line["description"]),
+            str(line.get("tax_category", "S")), money_str(Decimal(str(line.get("tax_percent", "0"))).normalize()))
 
 
 def line_from_json(data: Mapping[str, Any]) -> InvoiceLine:
@@ -412,34 +530,39 @@ def line_from_json(data: Mapping[str, Any]) -> InvoiceLine:
 
 
 def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[InvoiceLine]:
-    """Lines billing ``new - old``, per matching line; unchanged lines are left out.
+    """Lines billing ``new - old``, per matching line (:func:`line_key`); unchanged lines are left out.
 
-    A delta keeps the unit price when both versions used the same one and
-    ``round(delta quantity x price)`` equals the amount delta; otherwise it is billed as
-    ``1 x amount delta``. Determinants say what was billed before and what is due now.
+    Every correction line shows quantities:
+
+    * same unit price: the quantity change at that price; should ``round(change x price)``
+      differ from the change of the rounded amounts, one more line ``1 x difference``
+      carries that rounding difference, so the lines still sum to new minus old;
+    * another unit price (an index restated, a fee changed): the old line reversed
+      (``-old quantity x old price``) and the new line billed (``new quantity x new price``);
+    * a line only one version has: billed, or reversed, whole.
     """
     old_by = {line_key(x): x for x in old}
     new_by = {line_key(x): x for x in new}
     keys = [line_key(x) for x in new] + [k for k in (line_key(x) for x in old) if k not in new_by]
     out: list[InvoiceLine] = []
     zero = Decimal("0")
+
+    def add(ref: InvoiceLine, label: str, qty: Decimal, unit: str, price: Decimal, amount: Decimal,
+            dets: dict[str, str]) -> None:
+        out.append(ref.model_copy(update={
+            "number": len(out) + 1, "description": f"{ref.description} ({label})", "quantity": qty, "unit": unit,
+            "unit_price": price, "amount": amount, "determinants": dets, "charge_type": ref.charge_type,
+        }))
+
     for key in keys:
         n, o = new_by.get(key), old_by.get(key)
         ref = n or o
         assert ref is not None
         q1, a1 = (n.quantity, n.amount) if n else (zero, zero)
         q0, a0 = (o.quantity, o.amount) if o else (zero, zero)
-        da = a1 - a0
-        dq = q1 - q0
-        if da == 0 and dq == 0:
+        if a1 == a0 and q1 == q0 and (n is None or o is None or n.unit_price == o.unit_price):
             continue
-        price = ref.unit_price
-        same_price = n is None or o is None or n.unit_price == o.unit_price
-        if same_price and dq != 0 and policy.amount(dq * price) == da:
-            qty, unit, unit_price = dq, ref.unit, price
-        else:
-            qty, unit, unit_price = Decimal(1), "each", da
-        dets = dict(n.determinants) if n else {}
+        dets = dict(n.determinants) if n else dict(o.determinants) if o else {}
         dets.update({
             "adjusts_line": ref.description,
             "previous_quantity": money_str(q0), "previous_amount": money_str(a0),
@@ -447,15 +570,28 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
             "previous_unit_price": money_str(o.unit_price) if o else "",
             "new_unit_price": money_str(n.unit_price) if n else "",
         })
-        out.append(ref.model_copy(update={
-            "number": len(out) + 1, "description": f"{ref.description} (adjustment)", "quantity": qty, "unit": unit,
-            "unit_price": unit_price, "amount": da, "determinants": dets,
-        }))
+        if n is not None and o is not None and n.unit_price == o.unit_price and n.unit == o.unit:
+            dq, price = q1 - q0, n.unit_price
+            part = policy.amount(dq * price)
+            if dq != 0:
+                add(ref, "adjustment", dq, ref.unit, price, part, dets)
+            rest = (a1 - a0) - (part if dq != 0 else zero)
+            if rest:
+                add(ref, "rounding difference", Decimal(1), "each", rest, rest,
+                    {**dets, "rounding_difference": money_str(rest)})
+            continue
+        if o is not None:
+            add(o, "reversal of previous", -o.quantity, o.unit, o.unit_price, -o.amount, dets)
+        if n is not None:
+            add(n, "restated", n.quantity, n.unit, n.unit_price, n.amount, dets)
     return out
 
 
 def as_credit(lines: Sequence[InvoiceLine]) -> list[InvoiceLine]:
-    """Credit-note lines: the same deltas with the sign turned (amounts credited)."""
+    """Credit-note lines: the same deltas with the sign turned (amounts credited).
+
+    The quantity turns, the unit price stays; a ``1 x amount`` line turns its price.
+    """
     out = []
     for ln in lines:
         if ln.unit == "each" and ln.quantity == 1:
@@ -466,13 +602,94 @@ def as_credit(lines: Sequence[InvoiceLine]) -> list[InvoiceLine]:
     return out
 
 
-def document_kind(lines: Sequence[InvoiceLine], has_previous: bool) -> DocumentKind | None:
-    """``invoice`` for a first version, else ``adjustment`` / ``credit_note`` by the net delta."""
+def document_kind(lines: Sequence[InvoiceLine], has_previous: bool,
+                  net: Decimal | None = None) -> DocumentKind | None:
+    """``invoice`` for a first version, else ``adjustment`` / ``credit_note`` by the net delta
+    (``net``: the change of the document total, taxes included, when known)."""
     if not has_previous:
         return "invoice"
     if not lines:
         return None
-    return "credit_note" if sum((ln.amount for ln in lines), Decimal("0")) < 0 else "adjustment"
+    if net is None:
+        net = sum((ln.amount for ln in lines), Decimal("0"))
+    return "credit_note" if net < 0 else "adjustment"
+
+
+def full_taxes(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[TaxSubtotal]:
+    """Tax per (category, rate) of a complete set of lines, rounded once per category."""
+    return compute_totals(_probe(lines), policy).taxes
+
+
+def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[TaxSubtotal]:
+    """Tax of a correction per (category, rate): ``round(new tax) - round(old tax)``, never the
+    tax of the difference, so that the original plus its corrections is what a fresh
+    invoice on the final data shows, to the cent (DOMAIN: the arithmetic of a correction)."""
+    before = {(t.category, t.percent.normalize()): t for t in full_taxes(old, policy)}
+    after = {(t.category, t.percent.normalize()): t for t in full_taxes(new, policy)}
+    out = []
+    zero = Decimal("0")
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        taxable = (a.taxable_amount if a else zero) - (b.taxable_amount if b else zero)
+        tax = (a.tax_amount if a else zero) - (b.tax_amount if b else zero)
+        if taxable or tax:
+            ref = a or b
+            assert ref is not None
+            out.append(TaxSubtotal(category=ref.category, percent=ref.percent, taxable_amount=taxable, tax_amount=tax))
+    return out
+
+
+def credit_taxes(taxes: Sequence[TaxSubtotal]) -> list[TaxSubtotal]:
+    """A correction's taxes as a credit note states them (signs turned)."""
+    return [t.model_copy(update={"taxable_amount": -t.taxable_amount, "tax_amount": -t.tax_amount}) for t in taxes]
+
+
+def _probe(lines: Sequence[InvoiceLine]) -> Invoice:
+    return Invoice(id="-", number="-", seller=PartyRef(id="-", name="-"), buyer=PartyRef(id="-", name="-"),
+                   issue_date=date(2000, 1, 1), due_date=date(2000, 1, 1), period_start=date(2000, 1, 1),
+                   period_end=date(2000, 1, 1), lines=list(lines))
+
+
+@dataclass
+class DraftDocument:
+    """What a run would issue: kind, lines and taxes (None for a run that changes nothing)."""
+
+    kind: DocumentKind | None
+    lines: list[InvoiceLine]
+    taxes: list[TaxSubtotal]
+
+    @property
+    def line_total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), Decimal("0"))
+
+    @property
+    def tax_total(self) -> Decimal:
+        return sum((t.tax_amount for t in self.taxes), Decimal("0"))
+
+    @property
+    def total(self) -> Decimal:
+        return self.line_total + self.tax_total
+
+    def totals_json(self) -> dict[str, str]:
+        return {"line_total": money_str(self.line_total), "tax_total": money_str(self.tax_total),
+                "total": money_str(self.total)}
+
+
+def draft_document(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine] | None, policy: MoneyPolicy) -> DraftDocument:
+    """The document a run issues: the full lines for a first version; for a later version the
+    differences (:func:`delta_lines`, :func:`correction_taxes`) as an adjustment invoice or,
+    when the total goes down, a credit note stating the credited amounts."""
+    if old is None:
+        return DraftDocument("invoice", list(new), full_taxes(new, policy))
+    lines = delta_lines(new, old, policy)
+    taxes = correction_taxes(new, old, policy)
+    net = sum((ln.amount for ln in lines), Decimal("0")) + sum((t.tax_amount for t in taxes), Decimal("0"))
+    if not lines and not taxes:
+        return DraftDocument(None, [], [])
+    kind = document_kind(lines or [], True, net)
+    if kind == "credit_note":
+        return DraftDocument(kind, as_credit(lines), credit_taxes(taxes))
+    return DraftDocument(kind, lines, taxes)
 
 
 # --------------------------------------------------------------------------- statement
@@ -521,10 +738,7 @@ def line_json(line: InvoiceLine) -> dict[str, Any]:
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
     """Line, tax and grand totals of ``lines`` (as :func:`core.invoice.compute_totals` computes them)."""
-    probe = Invoice(id="-", number="-", seller=PartyRef(id="-", name="-"), buyer=PartyRef(id="-", name="-"),
-                    issue_date=date(2000, 1, 1), due_date=date(2000, 1, 1), period_start=date(2000, 1, 1),
-                    period_end=date(2000, 1, 1), lines=list(lines))
-    tot = compute_totals(probe, policy)
+    tot = compute_totals(_probe(lines), policy)
     return {"line_total": money_str(tot.line_total), "tax_total": money_str(tot.tax_total), "total": money_str(tot.total)}
 
 
@@ -533,10 +747,10 @@ def build_statement(
     comp: RunComputation,
     inputs: Sequence[InputRef] | InputSummary,
     layer: str,
-    doc_kind: DocumentKind | None,
-    doc_lines: Sequence[InvoiceLine],
+    doc: DraftDocument,
     previous_run: str | None,
     digests: Mapping[str, str] | None = None,
+    missing_policy: str = "error",
 ) -> dict[str, Any]:
     """The run statement: everything needed to re-derive the amounts, nothing time-dependent.
 
@@ -548,12 +762,10 @@ def build_statement(
     per = comp.period
     assert ctx.demand_kw is not None
     totals = totals_json(comp.lines, pol)
-    same = len(doc_lines) == len(comp.lines) and all(a is b for a, b in zip(doc_lines, comp.lines, strict=True))
-    doc_totals = dict(totals) if same else totals_json(doc_lines, pol)  # a first version bills the full lines
     if not isinstance(inputs, InputSummary):
         inputs = InputSummary(len(inputs), inputs_digest(inputs, digests), sorted({r.channel_id for r in inputs}),
                               sorted({r.layer for r in inputs}))
-    return {
+    out = {
         "schema": STATEMENT_SCHEMA,
         "run": {"id": key.run_id, "contract": key.contract_id, "period": key.period,
                 "version_kind": key.version_kind, "seq": key.seq, "layer": layer, "previous_run": previous_run},
@@ -564,17 +776,25 @@ def build_statement(
                  "first_day": per.first_day.isoformat(), "last_day": per.last_day.isoformat(),
                  "interval_minutes": ctx.interval_minutes, "intervals": ctx.n_intervals},
         "inputs": {"count": inputs.count, "digest": inputs.digest, "channels": list(inputs.channels),
-                   "layers": list(inputs.layers), "missing_intervals": comp.missing_intervals},
+                   "layers": list(inputs.layers), "missing_intervals": comp.missing_intervals,
+                   "missing_policy": missing_policy},
+        "channels": {s.channel: s.as_json() for s in comp.channels},
+        "energy": comp.energy.as_json() if comp.energy is not None else None,
         "allocation": comp.allocation,
+        "accounting": [r.as_json() for r in comp.accounts],
         "determinants": {"energy_kwh": det(float(ctx.energy_kwh.sum())),
                          "peak_kw": det(float(ctx.demand_kw.max()) if ctx.n_intervals else 0.0)},
         "history": {"billing_demand_kw": det(comp.history.billing_demand_kw), "peak_kw": det(comp.history.peak_kw),
                     "energy_kwh": det(comp.history.energy_kwh)},
         "lines": [line_json(x) for x in comp.lines],
+        "attribution": comp.attribution,
         "totals": totals,
-        "document": {"kind": doc_kind, "lines": [line_json(x) for x in doc_lines],
-                     "totals": doc_totals},
+        "document": {"kind": doc.kind, "lines": [line_json(x) for x in doc.lines],
+                     "taxes": [json.loads(t.model_dump_json()) for t in doc.taxes], "totals": doc.totals_json()},
     }
+    if comp.campus is not None:
+        out["campus"] = comp.campus
+    return out
 
 
 def history_from_statement(statement: Mapping[str, Any]) -> PeriodHistory:
@@ -592,6 +812,46 @@ def party_ref(campus: Campus, party_id: str) -> PartyRef:
     return PartyRef(id=p.id, name=p.name, tax_id=p.tax_id, address=p.address, email=p.email, endpoint_id=p.endpoint_id)
 
 
+def draft_invoice(
+    campus: Campus,
+    key: RunKey,
+    contract: Contract,
+    period: BillingPeriod,
+    doc: DraftDocument,
+    today: date,
+) -> Invoice:
+    """The document a run would issue, before approval: no number yet (``DRAFT``), dated
+    ``today``; :func:`issue_draft` numbers and dates it when the run is approved."""
+    assert doc.kind is not None
+    buyer_ref = ""
+    try:
+        buyer_ref = campus.party(contract.buyer).buyer_reference
+    except KeyError:
+        pass
+    lines = [ln.model_copy(update={"number": i}) for i, ln in enumerate(doc.lines, 1)]
+    return Invoice(
+        id=key.invoice_id, number="DRAFT", kind=doc.kind, version=1,
+        seller=party_ref(campus, contract.seller), buyer=party_ref(campus, contract.buyer),
+        issue_date=today, due_date=today + timedelta(days=contract.payment_days),
+        period_start=period.first_day, period_end=period.last_day, currency=contract.currency,
+        buyer_reference=buyer_ref, contract_id=contract.id, run_id=key.run_id, lines=lines,
+        taxes=list(doc.taxes), line_total=doc.line_total, tax_total=doc.tax_total, total=doc.total,
+    )
+
+
+def issue_draft(draft: Invoice, number: str, issue_date: date, version_kind: str,
+                original: DocumentReference | None = None, version: int = 1) -> Invoice:
+    """The issued document of an approved draft: number, issue and due dates, the reference
+    to the original for a correction. Lines, taxes and totals stay exactly as reviewed."""
+    notes = {"invoice": "", "adjustment": "Adjustment of", "credit_note": "Credit note for"}
+    note = f"{notes[draft.kind]} invoice {original.number} ({version_kind} settlement)" if original else ""
+    payment_days = (draft.due_date - draft.issue_date).days
+    return draft.model_copy(update={
+        "number": number, "issue_date": issue_date, "due_date": issue_date + timedelta(days=payment_days),
+        "references": [original] if original else [], "note": note, "version": version,
+    })
+
+
 def build_invoice(
     campus: Campus,
     key: RunKey,
@@ -603,21 +863,8 @@ def build_invoice(
     original: DocumentReference | None = None,
     version: int = 1,
 ) -> Invoice:
-    """The format-neutral document of a run, with totals under the contract's money policy."""
+    """The document of a first version (full lines, totals under the contract's money policy)."""
     contract = comp.contract
-    buyer_ref = ""
-    try:
-        buyer_ref = campus.party(contract.buyer).buyer_reference
-    except KeyError:
-        pass
-    notes = {"invoice": "", "adjustment": "Adjustment of", "credit_note": "Credit note for"}
-    note = f"{notes[kind]} invoice {original.number} ({key.version_kind} settlement)" if original else ""
-    inv = Invoice(
-        id=key.invoice_id, number=number, kind=kind, version=version,
-        seller=party_ref(campus, contract.seller), buyer=party_ref(campus, contract.buyer),
-        issue_date=issue_date, due_date=issue_date + timedelta(days=contract.payment_days),
-        period_start=comp.period.first_day, period_end=comp.period.last_day, currency=contract.currency,
-        buyer_reference=buyer_ref, contract_id=contract.id, run_id=key.run_id, note=note,
-        references=[original] if original else [], lines=[ln.model_copy(update={"number": i}) for i, ln in enumerate(lines, 1)],
-    )
-    return compute_totals(inv, money_policy(contract))
+    doc = DraftDocument(kind, list(lines), full_taxes(lines, money_policy(contract)))
+    draft = draft_invoice(campus, key, contract, comp.period, doc, issue_date)
+    return issue_draft(draft, number, issue_date, key.version_kind, original, version)

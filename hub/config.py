@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.adapters import Adapter, AdapterConfig, AdapterContext
-from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
+from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, ReviewChecks, Site
 from core.emissions import EmissionFactors
 from core.ownership import OwnershipConfig
 from core.timeline import TimeModelError, zone
@@ -83,6 +83,20 @@ class SettlementSettings(BaseModel):
     grid_price_per_mwh: Decimal | None = None
 
 
+class ReviewSettings(BaseModel):
+    """The ``[review]`` table: the review gate every settlement run passes (see core.review).
+
+    ``policy = "auto"`` approves and issues a run whose checks all pass; ``"manual"``
+    leaves every run for a person (`kwhub runs approve`). A contract's own ``review``
+    overrides both the policy and single thresholds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["auto", "manual"] = "auto"
+    checks: ReviewChecks = Field(default_factory=ReviewChecks)
+
+
 class ConfigFile(BaseModel):
     """The whole file, as written."""
 
@@ -99,6 +113,7 @@ class ConfigFile(BaseModel):
     indexes: list[IndexSource] = Field(default_factory=list)
     vee: dict[str, Any] = Field(default_factory=dict)
     settlement: SettlementSettings = Field(default_factory=SettlementSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
     emissions: EmissionFactors = Field(default_factory=EmissionFactors)
 
@@ -161,9 +176,10 @@ class KwhubConfig:
 
         s = self.file.settlement
         indexes = {name: load_index_csv(path, name=name) for name, path in self.index_paths().items()}
+        r = self.file.review
         return SettlementOptions(layer=s.layer, fallback_raw=s.fallback_raw, missing=s.missing,
                                  shared=s.shared, grid_price_per_mwh=s.grid_price_per_mwh,  # type: ignore[arg-type]
-                                 index_series=indexes)
+                                 index_series=indexes, review_policy=r.policy, review_checks=r.checks)
 
     def context(self) -> AdapterContext:
         return AdapterContext(
@@ -249,6 +265,8 @@ def _cross_check(cf: ConfigFile) -> list[str]:
     unique(cf.contracts, "contracts")
     unique(cf.adapters, "adapters")  # type: ignore[arg-type]
     for s_i, site in enumerate(cf.sites):
+        if not site.timezone:
+            continue  # the hub's
         try:
             zone(site.timezone)
         except TimeModelError as exc:
@@ -272,17 +290,29 @@ def _cross_check(cf: ConfigFile) -> list[str]:
         for ch in k.load_channels:
             if ch not in channels:
                 problems.append(f"{where}.load_channels: unknown channel {ch!r}")
-        for src in k.sources:
-            if src not in assets:
-                problems.append(f"{where}.sources: unknown asset {src!r}")
+        if k.site and k.site not in sites:
+            problems.append(f"{where}.site: unknown site {k.site!r}")
+        if k.timezone:
+            try:
+                zone(k.timezone)
+            except TimeModelError as exc:
+                problems.append(f"{where}.timezone: {exc}")
         try:
-            zone(k.timezone)
-        except TimeModelError as exc:
-            problems.append(f"{where}.timezone: {exc}")
+            from core.review import effective_checks
+
+            effective_checks(cf.review.checks, k.review.checks)
+        except ValueError as exc:
+            problems.append(f"{where}.review.checks.disabled: {exc}")
     try:
         zone(cf.hub.timezone)
     except TimeModelError as exc:
         problems.append(f"hub.timezone: {exc}")
+    try:
+        from core.review import effective_checks
+
+        effective_checks(cf.review.checks)
+    except ValueError as exc:
+        problems.append(f"review.checks.disabled: {exc}")
     for p_i, p in enumerate(cf.parties):
         for t in [*p.delivery.transports, *(r.transport for r in p.delivery.routes)]:
             if t not in {a.id for a in cf.adapters}:
@@ -347,9 +377,16 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
     if problems:
         raise ConfigError(source, problems)
     campus = Campus(
-        sites=cf.sites, assets=cf.assets, channels=cf.channels, parties=cf.parties,
+        timezone=cf.hub.timezone, sites=cf.sites, assets=cf.assets, channels=cf.channels, parties=cf.parties,
         contracts=cf.contracts, allocation=cf.allocation,
     )
+    from core.contract_energy import EnergyPlanError, plan_energy
+
+    try:
+        plan_energy(campus, registry)
+    except EnergyPlanError as exc:
+        raise ConfigError(source, [f"contracts: {exc}"],
+                          hint="see 'Which energy a contract bills' in docs/configuration.md") from None
     return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus, adapters=instances)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,36 +33,40 @@ import numpy as np
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from core.accounting import campus_accounts
 from core.allocation import AllocationResult, allocate, pack_array
-from core.campus import Campus, Contract
+from core.campus import Campus, Contract, ReviewChecks
+from core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
 from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from core.invoice import DocumentReference, Invoice
 from core.money import money_str
 from core.pricing.base import PeriodHistory, PricingError
 from core.quality import Quality
+from core.review import CheckResult, ReviewInputs, effective_checks, held_reasons, run_checks
 from core.settlement import (
     BALANCE_ROLES,
     VERSION_KINDS,
     InputRef,
     InputSummary,
+    RunComputation,
     RunKey,
     SettlementError,
     SettlementOptions,
-    as_credit,
-    build_invoice,
     build_statement,
     canonical_json,
     compute_run,
     contract_channels,
-    delta_lines,
-    document_kind,
+    draft_document,
+    draft_invoice,
     history_from_statement,
+    issue_draft,
     kwh_factor,
     line_from_json,
     missing_report,
     needs_allocation,
     regrid,
     statement_hash,
+    unbilled_rows,
 )
 from core.timeline import BillingPeriod, Span, billing_period, previous_periods
 from hub.store import Database
@@ -81,29 +85,57 @@ class DuplicateRunError(SettlementError):
     """The database refused a run that already exists."""
 
 
+RUN_STATUSES = ("draft", "held", "issued", "no_change", "rejected", "superseded")
+PENDING = ("draft", "held")  # computed, awaiting a decision
+SETTLED = ("issued", "no_change")  # what later versions are billed against
+
+
 @dataclass
 class RunOutcome:
-    """What happened to one contract in a :func:`settle` call."""
+    """What happened to one contract in a :func:`settle` call.
+
+    ``status``: ``draft`` (checks passed, awaiting approval), ``held`` (a check failed;
+    ``checks`` says which), ``issued`` (approved, by policy or a person), ``no_change``
+    (a later version with nothing to correct), ``unchanged`` (this version was settled
+    before on the same data: nothing written), ``error`` (nothing written for it).
+    With ``dry_run`` nothing was written at all.
+    """
 
     contract_id: str
     period: str
     version_kind: str
     seq: int = 0
     run_id: str = ""
-    status: str = "error"  # issued | no_change | error
+    status: str = "error"
     invoice: Invoice | None = None
     statement_hash: str = ""
     imbalance_intervals: int = 0
     error: str = ""
+    checks: list[CheckResult] = field(default_factory=list)
+    draft: Invoice | None = None
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    missing_intervals: int = 0
+    dry_run: bool = False
+    note: str = ""
+
+    @property
+    def held_reasons(self) -> list[str]:
+        return held_reasons(self.checks)
 
     def as_dict(self) -> dict[str, Any]:
         inv = self.invoice
+        doc = inv or self.draft
         return {
             "contract": self.contract_id, "period": self.period, "version": self.version_kind, "seq": self.seq,
             "run_id": self.run_id, "status": self.status, "statement_hash": self.statement_hash,
             "invoice": None if inv is None else {"id": inv.id, "number": inv.number, "kind": inv.kind,
                                                   "total": money_str(inv.total), "currency": inv.currency},
-            "imbalance_intervals": self.imbalance_intervals, "error": self.error or None,
+            "document": None if doc is None else {"kind": doc.kind, "total": money_str(doc.total),
+                                                   "currency": doc.currency, "lines": len(doc.lines)},
+            "checks": [c.as_json() for c in self.checks], "held_reasons": self.held_reasons,
+            "missing_intervals_zeroed": self.missing_intervals,
+            "imbalance_intervals": self.imbalance_intervals, "error": self.error or None, "dry_run": self.dry_run,
+            "note": self.note or None,
         }
 
 
@@ -452,10 +484,12 @@ def _layer_days(db: Database, ids: Sequence[str], span: Span, m: IntervalMatrix,
 
 
 def _read_group(db: Database, ids: list[str], span: Span, minutes: int, options: SettlementOptions,
-                parts: list[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]]) -> np.ndarray:
+                parts: list[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]]
+                ) -> tuple[np.ndarray, np.ndarray]:
     m = db.intervals.read_matrix(ids, span, minutes, layer=options.layer)
     parts.append(_layer_days(db, ids, span, m, options.layer))
     values = m.values
+    quality = m.quality
     if options.fallback_raw:
         days = span.utc_days()
         day_nos = np.array([_day_no(d) for d in days], dtype=np.int64)
@@ -468,12 +502,14 @@ def _read_group(db: Database, ids: list[str], span: Span, minutes: int, options:
             parts.append(_layer_days(db, raw_ids, span, raw, "raw", wanted))
             slices = _day_slices(span, minutes)
             values = values.copy()
+            quality = quality.copy()
             row = {c: i for i, c in enumerate(ids)}
             raw_row = {c: i for i, c in enumerate(raw_ids)}
             for ch, d in sorted(wanted):
                 sl = slices[d]
                 values[row[ch], sl] = raw.values[raw_row[ch], sl]
-    return values
+                quality[row[ch], sl] = raw.quality[raw_row[ch], sl]
+    return values, quality
 
 
 def load_span(db: Database, campus: Campus, span: Span, channel_ids: Sequence[str],
@@ -495,25 +531,30 @@ def load_span(db: Database, campus: Campus, span: Span, channel_ids: Sequence[st
         by_len.setdefault(chans[c].interval_minutes, []).append(c)
     parts: list[tuple[str, dict[tuple[str, date], str], dict[tuple[str, date], int]]] = []
     values: np.ndarray | None = None
+    quality: np.ndarray | None = None
     row = {c: i for i, c in enumerate(ids)}
     for length, group in sorted(by_len.items()):
         if minutes % length:
             raise SettlementError(f"channels of {length} and {minutes} minutes cannot share a settlement grid")
-        vals = _read_group(db, group, span, length, options, parts)
+        vals, qual = _read_group(db, group, span, length, options, parts)
         factor = minutes // length
         fractions = [i for i, c in enumerate(group) if chans[c].role == "availability" or chans[c].unit == "fraction"]
         scale = np.array([kwh_factor(chans[c], length) for c in group])
         summed = regrid(vals * scale[:, None] if (scale != 1.0).any() else vals, factor, "sum")
         if fractions:
             summed[fractions] = regrid(vals[fractions], factor, "mean")
+        worst = qual if factor == 1 else qual.reshape(qual.shape[0], -1, factor).max(axis=2)
         if len(by_len) == 1:
             values = summed if summed.flags.c_contiguous else np.ascontiguousarray(summed)
+            quality = worst
         else:
             if values is None:
                 values = np.full((len(ids), n), np.nan)
+                quality = np.full((len(ids), n), Quality.MISSING, dtype=np.uint8)
+            assert quality is not None
             values[[row[c] for c in group]] = summed
-    assert values is not None
-    quality = np.isnan(values).view(np.uint8) * np.uint8(4)
+            quality[[row[c] for c in group]] = worst
+    assert values is not None and quality is not None
     return LoadedSpan(span, ids, minutes, values, quality, InputTable(ids, parts))
 
 
@@ -585,7 +626,8 @@ def _history(db: Database, contract: Contract, period: str) -> dict[str, PeriodH
     t = settlement_run_table
     with db.engine.connect() as conn:
         rows = conn.execute(select(t.c.period, t.c.version_kind, t.c.seq, t.c.statement)
-                            .where(t.c.contract_id == contract.id, t.c.period.in_(labels))).all()
+                            .where(t.c.contract_id == contract.id, t.c.period.in_(labels),
+                                   t.c.status.notin_(("rejected", "superseded")))).all()
     latest: dict[str, tuple[tuple[int, int], str]] = {}
     for per, kind, seq, stmt in rows:
         order = (_kind_order(kind), seq)
@@ -813,71 +855,108 @@ def settle_contract(
     on_issue: Callable[[Any, Invoice], None] | None = None,
     runs: list[dict[str, Any]] | None = None,
     channels: Sequence[str] | None = None,
+    plan: EnergyPlan | None = None,
+    campus_section: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    facts: dict[tuple[str, str], _PeriodFacts | None] | None = None,
 ) -> RunOutcome:
-    """Price one contract from loaded data and issue its document (see module docs).
+    """Price one contract from loaded data and record its run as a draft (see module docs).
 
-    With ``conn`` (a connection inside a write transaction) the run is written in a
-    savepoint of that transaction; otherwise in a write transaction of its own.
-    ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
-    is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
-    ``runs`` (:func:`existing_runs` of the contract and period) and ``channels``
-    (:func:`~core.settlement.contract_channels`) may be given when the caller has them.
+    The run's document is a draft until the run is approved (:mod:`hub.run_review`): the
+    plausibility checks (:mod:`core.review`) decide whether it waits as ``draft`` or is
+    ``held`` with reasons. Settling a version again on the same data changes nothing
+    (``unchanged``); a pending draft on other data is superseded by a new run; an issued
+    run on other data is refused (settle the next version). With ``conn`` (a connection
+    inside a write transaction) the run is written in a savepoint of it; ``dry_run``
+    writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
+    kept for callers that pass it through.
     """
     period = data.period
     if version not in VERSION_KINDS:
         raise SettlementError(f"version must be one of {', '.join(VERSION_KINDS)}, not {version!r}")
+    plan = plan or _plan(campus, components)
     if runs is None:
         runs = existing_runs(db, contract.id, period.label)
     if channels is None:
-        channels = contract_channels(campus, contract)
-    seq = 1
-    if version == "true_up":
-        seq = 1 + max((r["seq"] for r in runs if r["version_kind"] == "true_up"), default=0)
-    key = RunKey(contract.id, period.label, version, seq)
-    later = [r for r in runs if (_kind_order(r["version_kind"]), r["seq"]) > (_kind_order(version), seq)]
+        channels = contract_channels(campus, contract, plan)
+    where = f"contract {contract.id!r} period {period.label}"
+    live = [r for r in runs if r["status"] not in ("rejected", "superseded")]
+    mine = _kind_order(version)
+    later = [r for r in live if _kind_order(r["version_kind"]) > mine]
     if later:
-        raise SettlementError(f"contract {contract.id!r} period {period.label}: a later version ({later[-1]['id']}) exists")
-    previous = [r for r in runs if (_kind_order(r["version_kind"]), r["seq"]) < (_kind_order(version), seq)]
-    prev = previous[-1] if previous else None
+        raise SettlementError(f"{where}: a later version ({later[-1]['id']}) exists")
+    earlier = [r for r in live if _kind_order(r["version_kind"]) < mine]
+    waiting = [r for r in earlier if r["status"] in PENDING]
+    if waiting:
+        r = waiting[-1]
+        raise SettlementError(f"{where}: run {r['id']} is {r['status']} awaiting review; approve or reject it first "
+                              f"(`kwhub runs approve {r['id']} --reason ...` or `kwhub runs reject ...`)")
+    same_kind = [r for r in live if r["version_kind"] == version]
+    base = [r for r in earlier if r["status"] in SETTLED]
+    if version == "true_up":
+        base += [r for r in same_kind if r["status"] in SETTLED]
+    prev = max(base, key=lambda r: (_kind_order(r["version_kind"]), r["seq"])) if base else None
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
-                       _history(db, contract, period.label), components, channels=channels)
+                       _history(db, contract, period.label), components, channels=channels, plan=plan,
+                       campus_section=campus_section)
     summary, used = data.inputs.summary(channels)
-    input_rows = [row for ch in used for row in data.inputs.rows(ch)]
     pol = comp.context.money
-    if prev is not None:
-        old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]]
-        doc_lines = delta_lines(comp.lines, old, pol)
-    else:
-        doc_lines = list(comp.lines)
-    kind = document_kind(doc_lines, prev is not None)
-    if kind == "credit_note":
-        doc_lines = as_credit(doc_lines)
-    statement = build_statement(key, comp, summary, options.layer, kind, doc_lines, prev["id"] if prev else None)
+    old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
+    doc = draft_document(comp.lines, old, pol)
+    prev_id = prev["id"] if prev else None
+    same = same_kind[-1] if same_kind else None
+    seq, supersede = 1, None
+    if same is not None:
+        probe = build_statement(RunKey(contract.id, period.label, version, same["seq"]), comp, summary, options.layer,
+                                doc, prev_id, missing_policy=options.missing)
+        probe_hash = statement_hash(canonical_json(probe))
+        if probe_hash == same["statement_hash"] or (same["status"] in SETTLED and version == "true_up"
+                                                    and doc.kind is None):
+            return RunOutcome(contract.id, period.label, version, same["seq"], same["id"], status="unchanged",
+                              statement_hash=same["statement_hash"],
+                              note=f"{same['status']} before on the same data; nothing to do")
+        if same["status"] in SETTLED and version != "true_up":
+            raise SettlementError(
+                f"{where}: the {version} run {same['id']} was {same['status'].replace('_', ' ')} from other data "
+                "(its inputs changed since); settle the next version (--version final or true_up) to bill the "
+                "difference")
+        seq = same["seq"] + 1
+        supersede = same["id"] if same["status"] in PENDING else None
+    key = RunKey(contract.id, period.label, version, seq)
+    statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
     body = canonical_json(statement)
     digest = statement_hash(body)
-    original = _original_invoice(db, contract.id, period.label) if prev is not None and kind else None
-    outcome = RunOutcome(contract.id, period.label, version, seq, key.run_id,
-                         status="issued" if kind else "no_change", statement_hash=digest,
-                         imbalance_intervals=int(comp.allocation.get("imbalance_intervals", 0)))
+    checks = _review(db, contract, comp, options, now, facts)
+    status = "no_change" if doc.kind is None else ("held" if held_reasons(checks) else "draft")
+    draft = draft_invoice(campus, key, contract, period, doc, issue_date or date.today()) if doc.kind else None
+    outcome = RunOutcome(contract.id, period.label, version, seq, key.run_id, status=status, statement_hash=digest,
+                         imbalance_intervals=int(comp.allocation.get("imbalance_intervals", 0)), checks=checks,
+                         draft=draft, accounts=statement["accounting"], missing_intervals=comp.missing_intervals,
+                         dry_run=dry_run)
+    if supersede:
+        outcome.note = f"supersedes {supersede} (its data changed)"
+    if facts is not None:
+        facts[(contract.id, period.label)] = _PeriodFacts.of(statement)
+    if dry_run:
+        return outcome
+    input_rows = [row for ch in used for row in data.inputs.rows(ch)]
+
     def write(conn: Any) -> None:
+        if supersede:
+            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == supersede)
+                         .values(status="superseded"))
         conn.execute(_INSERT_RUN, dict(
             id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
-            status=outcome.status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
-            invoice_id=key.invoice_id if kind else None, created_at=datetime.now(UTC), stale=False,
+            status=status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
+            invoice_id=None, created_at=datetime.now(UTC), stale=False,
+            draft=draft.model_dump_json() if draft is not None else None,
+            checks=json.dumps([c.as_json() for c in checks]),
         ))
         _insert_inputs(conn, db.dialect, key.run_id, input_rows)
-        rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(contract) else []
+        rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else []
         if rows:
             conn.execute(insert(run_allocation_table), rows)
-        if kind:
-            n = next_invoice_number(conn, db.dialect, contract.seller)
-            inv = build_invoice(campus, key, comp, kind, doc_lines, format_number(contract.seller, n),
-                                issue_date or date.today(), original=original,
-                                version=len([r for r in runs if r["invoice_id"]]) + 1)
-            _insert_invoice(conn, inv, n, period.label, original.id if original else None)
-            if on_issue is not None:
-                on_issue(conn, inv)
-            outcome.invoice = inv
 
     try:
         if conn is None:
@@ -889,10 +968,78 @@ def settle_contract(
     except IntegrityError as exc:
         if _is_run_conflict(db, key):
             raise DuplicateRunError(
-                f"contract {contract.id!r} period {period.label}: run {version} #{seq} already exists "
-                f"(the database refused it)") from exc
+                f"{where}: run {version} #{seq} already exists (the database refused it; another settle ran at "
+                "the same time)") from exc
         raise
     return outcome
+
+
+@dataclass(frozen=True)
+class _PeriodFacts:
+    """What the review gate compares with from a contract's run of the previous period."""
+
+    period: str
+    line_total: Decimal
+    mean_kwh: dict[str, float]
+
+    @classmethod
+    def of(cls, statement: dict[str, Any]) -> _PeriodFacts:
+        means = {}
+        for ch, st in (statement.get("channels") or {}).items():
+            measured = int(st["intervals"]) - int(st["missing"])
+            if measured:
+                means[ch] = float(st["kwh"]) / measured
+        return cls(statement["run"]["period"], Decimal(statement["totals"]["line_total"]), means)
+
+
+def _previous_facts(db: Database, contract_id: str, label: str,
+                    cache: dict[tuple[str, str], _PeriodFacts | None] | None) -> _PeriodFacts | None:
+    prev = previous_periods(label, 1)[0] if _is_month(label) else None
+    if prev is None:
+        return None
+    if cache is not None and (contract_id, prev) in cache:
+        return cache[(contract_id, prev)]
+    runs = [r for r in existing_runs(db, contract_id, prev) if r["status"] not in ("rejected", "superseded")]
+    facts = _PeriodFacts.of(get_run(db, runs[-1]["id"])["statement_json"]) if runs else None
+    if cache is not None:
+        cache[(contract_id, prev)] = facts
+    return facts
+
+
+def _is_month(label: str) -> bool:
+    try:
+        y, m = (int(x) for x in label.split("-"))
+    except ValueError:
+        return False
+    return 1 <= m <= 12 and y > 0
+
+
+def _review(db: Database, contract: Contract, comp: RunComputation, options: SettlementOptions,
+            now: datetime | None, cache: dict[tuple[str, str], _PeriodFacts | None] | None) -> list[CheckResult]:
+    """The plausibility checks of a computed run (see :mod:`core.review`)."""
+    facts = _previous_facts(db, contract.id, comp.period.label, cache)
+    lines = comp.lines
+    inputs = ReviewInputs(
+        period_label=comp.period.label, period_end_epoch=comp.period.span.end_epoch,
+        now_epoch=int((now or datetime.now(UTC)).timestamp()), channels=comp.channels,
+        line_quantities=[(ln.description, ln.charge_type, ln.quantity) for ln in lines],
+        line_total=sum((ln.amount for ln in lines), Decimal("0")),
+        previous_total=facts.line_total if facts else None, previous_period=facts.period if facts else "",
+        previous_mean_kwh=facts.mean_kwh if facts else {}, unbilled=unbilled_rows(comp), currency=contract.currency,
+    )
+    return run_checks(inputs, effective_checks(options.review_checks, contract.review.checks))
+
+
+def review_policy(contract: Contract, options: SettlementOptions) -> str:
+    """``auto`` or ``manual``: the contract's own policy, else the hub's."""
+    return contract.review.policy or options.review_policy
+
+
+def _plan(campus: Campus, components: Any | None) -> EnergyPlan:
+    try:
+        return plan_energy(campus, components)
+    except EnergyPlanError as exc:
+        raise SettlementError(str(exc)) from None
 
 
 def _is_run_conflict(db: Database, key: RunKey) -> bool:
@@ -916,17 +1063,19 @@ def settle(
     progress: Callable[[str], None] | None = None,
     max_channels: int = 2000,
     on_issue: Callable[[Any, Invoice], None] | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    actor: str = "policy:auto",
 ) -> list[RunOutcome]:
     """Settle ``period`` (``YYYY-MM``, local month of each contract) for the chosen contracts.
 
-    Returns one :class:`RunOutcome` per contract; a contract that fails (a duplicate run,
-    missing data, a pricing error) is reported with ``status == "error"`` and the
-    others still settle. Contracts that do not depend on the allocation are read in
-    batches of at most ``max_channels`` channels, so memory stays bounded on big campuses.
+    Returns one :class:`RunOutcome` per contract; a contract that fails (missing data, a
+    pricing error, a run awaiting review) is reported with ``status == "error"`` and the
+    others still compute. See :func:`settle_periods` for the review gate.
     """
     return settle_periods(db, campus, [period], contracts=contracts, version=version, options=options,
                           issue_date=issue_date, components=components, progress=progress,
-                          max_channels=max_channels, on_issue=on_issue)
+                          max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor)
 
 
 def settle_periods(
@@ -943,14 +1092,22 @@ def settle_periods(
     max_channels: int = 2000,
     max_cells: int = 12_000_000,
     on_issue: Callable[[Any, Invoice], None] | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    actor: str = "policy:auto",
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
+
+    Every run is first written as a draft (or ``held`` by a failed check). Then, when
+    every contract of the call settled without error, the drafts of contracts whose review
+    policy is ``auto`` are approved and issued (``on_issue(conn, invoice)`` queues each
+    for delivery in the same transaction); when any contract failed, nothing is issued
+    and the drafts wait. ``dry_run`` computes and checks everything and writes nothing.
 
     Consecutive periods are read from the store together (one read per batch of
     contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
     Each period of a batch is written in one transaction. Outcomes come by period, then
-    by contract. Invoice numbers are taken batch by batch (with one batch, as the
-    campus is settled period after period).
+    by contract.
     """
     options = options or SettlementOptions()
     if components is None:
@@ -965,15 +1122,17 @@ def settle_periods(
         if bad:
             raise SettlementError(f"unknown contract(s) {', '.join(bad)} (known: {', '.join(sorted(known)) or 'none'})")
         chosen = [c for c in chosen if c.id in wanted]
+    plan = _plan(campus, components)
     labels = list(periods)
     outcomes: list[RunOutcome] = []
-    chans_of = {c.id: contract_channels(campus, c) for c in chosen}
+    chans_of = {c.id: contract_channels(campus, c, plan) for c in chosen}
     by_id = {c.id: c for c in campus.channels}
-    for tz, group in _batches(campus, chosen, max_channels):
+    facts: dict[tuple[str, str], _PeriodFacts | None] = {}
+    for tz, group in _batches(campus, chosen, max_channels, plan):
         channels: list[str] = []
         for c in group:
             channels += chans_of[c.id]
-        alloc_needed = any(needs_allocation(c) for c in group)
+        alloc_needed = any(needs_allocation(plan, c) for c in group)
         if alloc_needed:
             channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
         channels = list(dict.fromkeys(channels))
@@ -989,11 +1148,42 @@ def settle_periods(
             for per in chunk:
                 outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
                                           chans_of, issue_date=issue_date, components=components,
-                                          progress=progress, on_issue=on_issue)
+                                          progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
             del loaded
+    if not dry_run:
+        _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     order = {c.id: i for i, c in enumerate(chosen)}
     rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
+                  issue_date: date | None, on_issue: Callable[[Any, Invoice], None] | None, actor: str) -> None:
+    """Issue the drafts whose contract's policy is ``auto``, unless any contract of the call failed."""
+    from hub.run_review import approve_runs
+
+    failed = [o for o in outcomes if o.status == "error"]
+    drafts = [o for o in outcomes if o.status == "draft"]
+    if failed:
+        names = ", ".join(sorted({o.contract_id for o in failed}))
+        for o in drafts:
+            o.note = f"left as a draft: {names} failed in this settle, so nothing was issued"
+        return
+    contracts = {c.id: c for c in campus.contracts}
+    eligible = [o for o in drafts if review_policy(contracts[o.contract_id], options) == "auto"]
+    for o in drafts:
+        if o not in eligible:
+            o.note = "awaiting approval (review policy manual)"
+    if not eligible:
+        return
+    results = approve_runs(db, campus, [o.run_id for o in eligible], actor=actor, reason="every check passed",
+                           issue_date=issue_date, on_issue=on_issue, check_inputs=False)
+    for o in eligible:
+        res = results[o.run_id]
+        if res.invoice is not None:
+            o.status, o.invoice = "issued", res.invoice
+        else:
+            o.note = f"not issued: {res.error}"
 
 
 def _period_chunks(pers: Sequence[BillingPeriod], n_channels: int, minutes: int,
@@ -1015,13 +1205,15 @@ def _period_chunks(pers: Sequence[BillingPeriod], n_channels: int, minutes: int,
 def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data: PeriodData, version: str,
                   options: SettlementOptions, alloc_needed: bool, chans_of: dict[str, list[str]], *,
                   issue_date: date | None, components: Any, progress: Callable[[str], None] | None,
-                  on_issue: Callable[[Any, Invoice], None] | None) -> list[RunOutcome]:
+                  plan: EnergyPlan, now: datetime | None, dry_run: bool,
+                  facts: dict[tuple[str, str], _PeriodFacts | None]) -> list[RunOutcome]:
     """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction."""
     label = data.period.label
-    allocation, alloc_error = None, ""
+    allocation, alloc_error, section = None, "", None
     if alloc_needed:
         try:
             allocation = _allocate(data, campus, options)
+            section = campus_accounts(plan, allocation)
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
@@ -1030,15 +1222,15 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         for c in group:
             if progress:
                 progress(c.id)
-            if alloc_error and needs_allocation(c):
+            if alloc_error and needs_allocation(plan, c):
                 outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
                 continue
             try:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
                                                 issue_date=issue_date, components=components, conn=conn,
-                                                on_issue=on_issue, runs=runs.get(c.id, []),
-                                                channels=chans_of.get(c.id)))
-            except (SettlementError, PricingError, ValueError) as exc:
+                                                runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
+                                                campus_section=section, now=now, dry_run=dry_run, facts=facts))
+            except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
                 outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
     return outcomes
 
@@ -1059,20 +1251,21 @@ def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> di
     return out
 
 
-def _batches(campus: Campus, contracts: Sequence[Contract], max_channels: int) -> list[tuple[str, list[Contract]]]:
+def _batches(campus: Campus, contracts: Sequence[Contract], max_channels: int,
+             plan: EnergyPlan) -> list[tuple[str, list[Contract]]]:
     """Contracts grouped by time zone; the allocation-dependent ones together, the rest by channel count."""
     out: list[tuple[str, list[Contract]]] = []
     by_tz: dict[str, list[Contract]] = {}
     for c in contracts:
         by_tz.setdefault(c.timezone, []).append(c)
     for tz, group in by_tz.items():
-        coupled = [c for c in group if needs_allocation(c)]
+        coupled = [c for c in group if needs_allocation(plan, c)]
         if coupled:
             out.append((tz, coupled))
         batch: list[Contract] = []
         size = 0
-        for c in (c for c in group if not needs_allocation(c)):
-            n = len(contract_channels(campus, c))
+        for c in (c for c in group if not needs_allocation(plan, c)):
+            n = len(contract_channels(campus, c, plan))
             if batch and size + n > max_channels:
                 out.append((tz, batch))
                 batch, size = [], 0

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 import hub.settlement_service as svc
+from hub.run_review import approve_runs
 from hub.settlement_service import list_invoices, settle
 from hub.store.settlement_tables import (
     ImmutableInvoiceError,
@@ -100,12 +101,15 @@ def test_numbers_are_gapless_even_when_an_issue_fails(db, monkeypatch):
     monkeypatch.setattr(svc, "_insert_invoice", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         settle(db, campus, "2026-11", contracts=["ppa-a"], issue_date=date(2026, 12, 2))
-    # the failed run took number 3 inside its transaction; the rollback gave it back
-    assert svc.existing_runs(db, "ppa-a", "2026-11") == []
+    # the approval took number 3 inside its transaction; the rollback gave it back and the run waits as a draft
+    assert [r["status"] for r in svc.existing_runs(db, "ppa-a", "2026-11")] == ["draft"]
+    assert len(list_invoices(db)) == 2
     nov = settle(db, campus, "2026-11", issue_date=date(2026, 12, 2))
-    assert [o.invoice.number for o in nov] == ["OP-000003", "OP-000004"]
+    assert [o.status for o in nov] == ["unchanged", "issued"] and nov[1].invoice.number == "OP-000003"
+    approved = approve_runs(db, campus, [nov[0].run_id], actor="clerk", issue_date=date(2026, 12, 2))
+    assert approved[nov[0].run_id].invoice.number == "OP-000004"
     dup = settle(db, campus, "2026-11", contracts=["ppa-a"])
-    assert dup[0].status == "error"
+    assert dup[0].status == "unchanged"
     with db.engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(select(invoice_table.c.number_seq).order_by(invoice_table.c.number_seq))]
         nxt = conn.execute(select(invoice_sequence_table.c.next_number)).scalar()

@@ -25,7 +25,7 @@ from hub.settlement_service import (
     stale_runs,
 )
 from hub.store.settlement_tables import settlement_run_table
-from tests.fixtures.settlement import NY, constant_series, set_value, settle_campus, write_period
+from tests.fixtures.settlement import CONSTANT, NY, constant_series, set_value, settle_campus, write_period
 
 ISSUE = date(2026, 11, 3)
 
@@ -57,7 +57,9 @@ def test_initial_run_exact_amounts(db):
     assert [ln.source_asset for ln in b.lines] == ["gt1", "pv"]
     # the run recorded the data it used and the split
     refs = run_inputs(db, out["ppa-a"].run_id)
-    assert {r.channel_id for r in refs} == {"a.load"} and len(refs) == 32  # UTC days Oct 1 .. Nov 1
+    # tenant_a is billed its allocated energy, so its run read the whole campus balance
+    assert {r.channel_id for r in refs} == {"a.load", "b.load", "gt1.net", "pv.net", "grid.in"}
+    assert len([r for r in refs if r.channel_id == "a.load"]) == 32  # UTC days Oct 1 .. Nov 1
     assert all(r.layer == "validated" and r.version == 1 and len(r.content_hash) == 64 for r in refs)
     alloc = {(r["tenant"], r["source"]): r["kwh"] for r in run_allocation(db, out["ppa-b"].run_id)}
     assert alloc[("tenant_b", "gt1")] == "89280.0" and alloc[("tenant_b", "pv")] == "59520.0"
@@ -103,9 +105,10 @@ def test_adjustment_then_credit_note(db):
     net = sum((-d.total if d.is_credit else d.total for d in docs), D("0"))
     assert net == D("19480.00")
 
-    # nothing changed since: a second true-up issues nothing
+    # nothing changed since: a second true-up is the same run, nothing is written
     again = settle(db, campus, "2026-10", contracts=["ppa-a"], version="true_up")[0]
-    assert again.status == "no_change" and again.seq == 2 and again.invoice is None
+    assert again.status == "unchanged" and again.seq == 1 and again.invoice is None
+    assert len(list_invoices(db, contract_id="ppa-a")) == 3
 
 
 def test_duplicate_run_refused_by_database(db):
@@ -113,7 +116,7 @@ def test_duplicate_run_refused_by_database(db):
     write_period(db, "2026-10")
     ok = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
     dup = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
-    assert dup.status == "error" and "already exists" in dup.error and "refused" in dup.error
+    assert dup.status == "unchanged" and dup.run_id == ok.run_id and dup.error == ""
     row = get_run(db, ok.run_id)
     raw = {k: row[k] for k in ("contract_id", "period", "version_kind", "seq", "status", "layer", "statement",
                                "statement_hash", "created_at", "stale")}
@@ -152,22 +155,28 @@ def test_statement_is_byte_identical_for_identical_inputs(db, tmp_path):
 
 def test_missing_data_is_refused_unless_configured(db):
     campus = settle_campus()
-    vals = {"a.load": 100.0}
+    vals = dict(CONSTANT)
+    del vals["b.load"]
     write_period(db, "2026-10", vals)
-    span = billing_period("2026-10", NY).span
-    # only hall A is metered: ppa-a settles, ppa-b (which needs the campus balance) cannot
+    # hall B is not metered: every run needs the campus balance, so both are refused
     out = settle(db, campus, "2026-10", issue_date=ISSUE)
     by = {o.contract_id: o for o in out}
-    assert by["ppa-a"].status == "issued"
-    assert by["ppa-b"].status == "error" and "without validated data" in by["ppa-b"].error and "b.load (2976 intervals)" in by["ppa-b"].error
-    zero = settle(db, campus, "2026-10", contracts=["ppa-b"], options=SettlementOptions(missing="zero"))[0]
-    assert zero.status == "issued" and zero.invoice is not None and zero.invoice.lines == []
-    assert span.n_intervals(15) == 2976
+    assert by["ppa-a"].status == "error" and "b.load (2976 intervals)" in by["ppa-a"].error
+    assert by["ppa-b"].status == "error" and "without validated data" in by["ppa-b"].error
+    # counting the gaps as zero bills hall A; hall B has no data at all, so its month is refused
+    zero = {o.contract_id: o for o in settle(db, campus, "2026-10", options=SettlementOptions(missing="zero"),
+                                             issue_date=ISSUE)}
+    assert zero["ppa-b"].status == "error" and "no measured data at all in b.load" in zero["ppa-b"].error
+    # one contract failed, so nothing was issued: ppa-a waits as a draft, held by the zeroed intervals
+    assert zero["ppa-a"].status == "held" and zero["ppa-a"].invoice is None
+    assert any(r.startswith("missing_intervals: 2976 intervals") for r in zero["ppa-a"].held_reasons)
+    assert zero["ppa-a"].missing_intervals == 2976
+    assert list_invoices(db) == []
 
 
 def test_fallback_to_raw_layer(db):
     campus = settle_campus()
-    write_period(db, "2026-10", {"a.load": 100.0}, layer="raw")
+    write_period(db, "2026-10", layer="raw")
     refused = settle(db, campus, "2026-10", contracts=["ppa-a"])[0]
     assert refused.status == "error" and "a.load" in refused.error
     out = settle(db, campus, "2026-10", contracts=["ppa-a"], options=SettlementOptions(fallback_raw=True),
@@ -197,11 +206,12 @@ def test_an_edge_day_that_appears_later_counts_only_inside_the_period(db):
     campus = settle_campus()
     span = billing_period("2026-10", NY).span
     days = span.utc_days()
+    write_period(db, "2026-10", {k: v for k, v in CONSTANT.items() if k != "a.load"})
     db.intervals.write_series([constant_series("a.load", days[0], days[-2], 100.0)], layer="validated")
     opts = SettlementOptions(missing="zero")  # 1 Nov 00:00-04:00 UTC has no data yet
     run = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE, options=opts)[0]
-    assert run.status == "issued"
-    assert max(r.day for r in run_inputs(db, run.run_id)) == days[-2]
+    assert run.status == "held" and "missing_intervals: 16 intervals" in run.held_reasons[0]
+    assert max(r.day for r in run_inputs(db, run.run_id) if r.channel_id == "a.load") == days[-2]
     november = span.end_epoch + 900 * np.arange(4 * 20, dtype=np.int64)  # 1 Nov 04:00 .. 24:00 UTC
     db.intervals.write_series([ChannelSeries("a.load", 15, november, np.full(november.size, 100.0),
                                              np.zeros(november.size, np.uint8))], layer="validated")

@@ -91,8 +91,8 @@ def test_settle_list_show_explain(tmp_path, monkeypatch):
     res = runner.invoke(app, ["explain", "OP-000001", "--line", "9"])
     assert res.exit_code != 0
 
-    res = runner.invoke(app, ["settle", "--period", "2026-10"])  # duplicate: refused, non-zero exit
-    assert res.exit_code == 1 and "already exists" in res.output
+    res = runner.invoke(app, ["settle", "--period", "2026-10"])  # settled before on the same data: nothing to do
+    assert res.exit_code == 0 and "unchanged" in res.output
 
     res = runner.invoke(app, ["settle", "--period", "Oct-2026"])
     assert res.exit_code != 0

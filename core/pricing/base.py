@@ -110,6 +110,8 @@ class Charge:
     amount: Decimal
     source_asset: str = ""
     determinants: dict[str, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # the sources whose energy this charge prices (empty: not an energy charge)
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # its intervals (None: all)
 
 
 def period_starts(period: BillingPeriod, interval_minutes: int) -> np.ndarray:
@@ -184,6 +186,8 @@ class PricingContext:
     contract_year: int | None = None
     policy: MoneyPolicy | None = None
     prior_charges: list[Charge] = field(default_factory=list)
+    claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    grid_price_per_mwh: Decimal | None = None
 
     def __post_init__(self) -> None:
         where = f"contract {self.contract.id} period {self.period.label}"
@@ -230,6 +234,13 @@ class PricingContext:
         s, e = self.period.span.start, self.period.span.end
         return f"{s.isoformat()}/{e.isoformat()}"
 
+    def claimed_sources(self, component_id: str, fallback: list[str] | None) -> list[str] | None:
+        """The sources a component prices: its claim in the settlement's energy plan
+        (:mod:`core.contract_energy`), else ``fallback`` (its own ``sources`` setting)."""
+        if component_id in self.claims:
+            return list(self.claims[component_id])
+        return fallback
+
     def energy_of(self, sources: list[str] | None) -> np.ndarray:
         """The buyer's kWh per interval, restricted to ``sources`` when given."""
         if not sources:
@@ -274,6 +285,12 @@ class PriceComponent:
     stage: ClassVar[int] = 0
     default_description: ClassVar[str] = ""
     Config: ClassVar[type[BaseModel]] = ComponentConfig
+    #: True for components that bill energy: each claims a part of the contract's energy
+    #: (see :mod:`core.contract_energy`) so that no kWh is billed twice.
+    prices_energy: ClassVar[bool] = False
+    #: the energy such a component prices when its ``sources`` setting is empty
+    #: (``"grid"``, ``"battery"`` or ``"generation"``); None: what the other components leave.
+    default_sources: ClassVar[str | None] = None
 
     def __init__(self, component_id: str, config: BaseModel | Mapping[str, Any] | None = None) -> None:
         self.component_id = component_id
@@ -297,6 +314,10 @@ class PriceComponent:
     def describe(self, fallback: str) -> str:
         text = getattr(self.config, "description", "") or self.default_description or fallback
         return text
+
+    def sources(self, ctx: PricingContext) -> list[str] | None:
+        """The sources this component prices (None: all of the context's energy)."""
+        return ctx.claimed_sources(self.component_id, getattr(self.config, "sources", None))
 
     def escalate(self, ctx: PricingContext, base: Decimal) -> tuple[Decimal, dict[str, str]]:
         """The price of ``base`` in the context's contract year, and its determinants."""
@@ -328,8 +349,15 @@ class PriceComponent:
         unit_price: Decimal | float | int,
         source_asset: str = "",
         determinants: Mapping[str, Any] | None = None,
+        sources: tuple[str, ...] | list[str] | None = None,
+        mask: np.ndarray | None = None,
     ) -> Charge:
-        """Build a :class:`Charge`: round quantity and unit price, then the amount, once."""
+        """Build a :class:`Charge`: round quantity and unit price, then the amount, once.
+
+        Energy charges pass the ``sources`` they price and, when they cover part of the
+        period, the boolean ``mask`` of their intervals (owner statements and energy
+        accounting follow the energy through them).
+        """
         pol = ctx.money
         q = pol.quantity(to_decimal(quantity))
         p = pol.unit_price(to_decimal(unit_price))
@@ -347,6 +375,8 @@ class PriceComponent:
             amount=amount,
             source_asset=source_asset,
             determinants=dets,
+            sources=tuple(sources or ()),
+            mask=mask,
         )
 
 

@@ -66,6 +66,7 @@ class FixedEnergy(PriceComponent):
 
     kind = "fixed_energy"
     default_description = "Energy"
+    prices_energy = True
 
     class Config(EscalatingConfig):
         price_per_mwh: Decimal
@@ -75,8 +76,9 @@ class FixedEnergy(PriceComponent):
 
     def compute(self, ctx: PricingContext) -> list[Charge]:
         cfg = self.config
+        claimed = self.sources(ctx)
         if cfg.per_source or cfg.source_prices:
-            sources = cfg.sources or sorted(ctx.energy_by_source)
+            sources = claimed or sorted(ctx.energy_by_source)
             if not sources:
                 raise PricingError("per-source pricing needs ctx.energy_by_source")
             out = []
@@ -84,11 +86,13 @@ class FixedEnergy(PriceComponent):
                 kwh = float(ctx.energy_of([src]).sum())
                 if kwh == 0.0:
                     continue
-                out.append(self._line(ctx, kwh, cfg.source_prices.get(src, cfg.price_per_mwh), src))
+                out.append(self._line(ctx, kwh, cfg.source_prices.get(src, cfg.price_per_mwh), src, (src,)))
             return out
-        return [self._line(ctx, float(ctx.energy_of(cfg.sources).sum()), cfg.price_per_mwh, "")]
+        srcs = tuple(claimed) if claimed else tuple(ctx.energy_by_source)
+        return [self._line(ctx, float(ctx.energy_of(claimed).sum()), cfg.price_per_mwh, "", srcs)]
 
-    def _line(self, ctx: PricingContext, kwh: float, base: Decimal, source: str) -> Charge:
+    def _line(self, ctx: PricingContext, kwh: float, base: Decimal, source: str,
+              sources: tuple[str, ...]) -> Charge:
         price, esc = self.escalate(ctx, base)
         desc = self.describe("Energy")
         return self.charge(
@@ -100,6 +104,7 @@ class FixedEnergy(PriceComponent):
             unit_price=price,
             source_asset=source,
             determinants={"energy_kwh": kwh, "intervals": ctx.n_intervals, "price_per_mwh": price, **esc},
+            sources=sources,
         )
 
 
@@ -112,6 +117,7 @@ class TouEnergy(PriceComponent):
 
     kind = "tou_energy"
     default_description = "Energy"
+    prices_energy = True
 
     class Config(EscalatingConfig, TouSchedule):
         prices: dict[str, Decimal]
@@ -134,7 +140,9 @@ class TouEnergy(PriceComponent):
             names, idx = cfg.classify(ctx.calendar)
         except TouError as exc:
             raise PricingError(str(exc)) from None
-        energy = ctx.energy_of(cfg.sources)
+        claimed = self.sources(ctx)
+        srcs = tuple(claimed) if claimed else tuple(ctx.energy_by_source)
+        energy = ctx.energy_of(claimed)
         kwh = np.bincount(idx, weights=energy, minlength=len(names))
         count = np.bincount(idx, minlength=len(names))
         hours_per_interval = Decimal(ctx.interval_minutes) / Decimal(60)
@@ -162,6 +170,8 @@ class TouEnergy(PriceComponent):
                         "price_per_mwh": price,
                         **esc,
                     },
+                    sources=srcs,
+                    mask=idx == i,
                 )
             )
         return out
@@ -178,6 +188,7 @@ class FuelIndexed(PriceComponent):
 
     kind = "fuel_indexed"
     default_description = "Energy, fuel-indexed"
+    prices_energy = True
 
     class Config(EscalatingConfig):
         index: str
@@ -201,7 +212,9 @@ class FuelIndexed(PriceComponent):
             known = ", ".join(sorted(ctx.index_series)) or "none"
             raise PricingError(f"index series {cfg.index!r} is not loaded (loaded: {known})")
         cal = ctx.calendar
-        energy = ctx.energy_of(cfg.sources)
+        claimed = self.sources(ctx)
+        srcs = tuple(claimed) if claimed else tuple(ctx.energy_by_source)
+        energy = ctx.energy_of(claimed)
         day_kwh = np.bincount(cal.day_index, weights=energy, minlength=len(cal.days))
         day_count = np.bincount(cal.day_index, minlength=len(cal.days))
         priced = [i for i in range(len(cal.days)) if day_kwh[i] != 0.0]
@@ -248,6 +261,8 @@ class FuelIndexed(PriceComponent):
                     unit="MWh",
                     unit_price=price,
                     determinants=dets,
+                    sources=srcs,
+                    mask=cal.day_index == i,
                 )
             )
         return out
@@ -564,26 +579,46 @@ class AvailabilityGuarantee(PriceComponent):
 
 
 class GridPassThrough(PriceComponent):
-    """The grid import cost allocated to this buyer (``ctx.grid_import_cost``), optionally marked up.
+    """The cost of the grid import allocated to this buyer, optionally marked up.
 
-    Billed as 1 x cost (``unit = "each"``, exact) or as MWh x average price (``"MWh"``).
+    In a settlement run the component prices the grid energy it claims (by default every
+    grid-import source; see :mod:`core.contract_energy`) at ``ctx.grid_price_per_mwh``
+    (``[settlement] grid_price_per_mwh``); grid energy without a price is an error, never
+    a zero line. Outside a run it bills ``ctx.grid_import_cost`` for
+    ``ctx.grid_import_kwh``. Billed as 1 x cost (``unit = "each"``, exact) or as MWh x
+    average price (``"MWh"``).
     """
 
     kind = "grid_pass_through"
     default_description = "Grid import pass-through"
+    prices_energy = True
+    default_sources = "grid"
 
     class Config(ComponentConfig):
         markup_pct: Decimal = Decimal("0")
         unit: Literal["each", "MWh"] = "each"
+        sources: list[str] | None = None
 
     def compute(self, ctx: PricingContext) -> list[Charge]:
         cfg = self.config
-        cost = to_decimal(ctx.grid_import_cost) * (1 + cfg.markup_pct / Decimal(100))
-        kwh = float(ctx.grid_import_kwh)
+        claimed: tuple[str, ...] = ()
+        if self.component_id in ctx.claims:
+            claimed = ctx.claims[self.component_id]
+            kwh = float(ctx.energy_of(list(claimed)).sum()) if claimed else 0.0
+            if kwh and ctx.grid_price_per_mwh is None:
+                raise PricingError(f"{kwh} kWh of grid import to bill, but no grid price: set "
+                                   "[settlement] grid_price_per_mwh")
+            base_cost = _mwh(kwh) * (ctx.grid_price_per_mwh or Decimal(0))
+        else:
+            kwh = float(ctx.grid_import_kwh)
+            base_cost = to_decimal(ctx.grid_import_cost)
+        cost = base_cost * (1 + cfg.markup_pct / Decimal(100))
         if cost == 0 and kwh == 0.0:
             return []
         mwh = _mwh(kwh)
-        dets: dict[str, object] = {"grid_import_kwh": kwh, "grid_import_cost": to_decimal(ctx.grid_import_cost), "markup_pct": cfg.markup_pct}
+        dets: dict[str, object] = {"grid_import_kwh": kwh, "grid_import_cost": base_cost, "markup_pct": cfg.markup_pct}
+        if ctx.grid_price_per_mwh is not None:
+            dets["grid_price_per_mwh"] = ctx.grid_price_per_mwh
         if mwh:
             dets["avg_price_per_mwh"] = ctx.money.unit_price(cost / mwh)
         desc = self.describe("Grid import pass-through")
@@ -591,9 +626,9 @@ class GridPassThrough(PriceComponent):
             if not mwh:
                 raise PricingError("grid import cost without grid import energy cannot be billed per MWh")
             return [self.charge(ctx, description=desc, charge_type="pass_through", quantity=mwh, unit="MWh",
-                                unit_price=cost / mwh, determinants=dets)]
+                                unit_price=cost / mwh, determinants=dets, sources=claimed)]
         return [self.charge(ctx, description=desc, charge_type="pass_through", quantity=1, unit="each",
-                            unit_price=ctx.money.amount(cost), determinants=dets)]
+                            unit_price=ctx.money.amount(cost), determinants=dets, sources=claimed)]
 
 
 class PercentageSurcharge(PriceComponent):

@@ -49,11 +49,11 @@ def build_components(contract: Contract, components: Mapping[str, type[PriceComp
         from core.pricing.components import builtin_components
 
         components = builtin_components()
-    kinds = [spec.kind for spec in contract.components]
+    from core.contract_energy import component_ids
+
     out: list[PriceComponent] = []
     seen: set[str] = set()
-    for n, spec in enumerate(contract.components, start=1):
-        cid = spec.id or (spec.kind if kinds.count(spec.kind) == 1 else f"{spec.kind}-{n}")
+    for n, (cid, spec) in enumerate(zip(component_ids(contract), contract.components, strict=True), start=1):
         where = f"contract {contract.id!r} component #{n} {cid!r}"
         if cid in seen:
             raise PricingError(f"{where}: duplicate component id")

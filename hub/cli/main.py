@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "hub.cli.ingest_cmds",  # ingest, readings
     "hub.cli.vee_cmds",  # vee report
     "hub.cli.settle_cmds",  # settle, invoices, explain
+    "hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
     "hub.cli.outbox_cmds",  # deliver, outbox list/retry
     "hub.cli.demo_cmd",  # demo
 ]

@@ -60,9 +60,18 @@ def settle_command(
     fallback_raw: bool = typer.Option(False, "--fallback-raw", help="Use raw data where nothing is validated."),
     missing: str = typer.Option(None, "--missing",
                                 help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compute and check the drafts, print them, store nothing."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
-    """Settle a billing period: price every contract and issue invoices (or adjustments)."""
+    """Settle a billing period: price every contract into draft documents and check them.
+
+    Each run passes the review gate (`kwhub runs` lists them): runs whose checks all pass
+    are issued and queued for delivery when the review policy is `auto`; a run that fails
+    a check is held with its reasons until someone approves or rejects it
+    (`kwhub runs approve RUN --reason ...`). When any contract fails, nothing is issued.
+    Settling the same version again on the same data reports `unchanged` and exits 0.
+    Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
+    """
     from core.settlement import VERSION_KINDS
     from core.timeline import TimeModelError, billing_period
     from hub.issuing import outbox_hook
@@ -96,31 +105,76 @@ def settle_command(
             task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=outbox_hook(cfg, get_registry()),
+                                  on_issue=None if dry_run else outbox_hook(cfg, get_registry()), dry_run=dry_run,
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
+        typer.echo(json.dumps([o.as_dict() | {"accounting": o.accounts} for o in outcomes], indent=2))
     else:
-        table = Table(title=f"Settlement {period} ({version})")
-        for col in ("contract", "run", "status", "document", "number", "total", "imbalance", "note"):
-            table.add_column(col)
-        for o in outcomes:
-            inv = o.invoice
-            table.add_row(o.contract_id, o.run_id or "-", o.status, inv.kind if inv else "-", inv.number if inv else "-",
-                          f"{money_str(inv.total)} {inv.currency}" if inv else "-",
-                          str(o.imbalance_intervals) if o.imbalance_intervals else "",
-                          "failed, see below" if o.error else "")
-        console.print(table)
-    failed = [o for o in outcomes if o.status == "error"]
-    if fmt != "json":
-        for o in failed:
-            typer.echo(f"error: {o.contract_id}: {o.error}")
-    if failed:
+        _print_outcomes(period, version, outcomes, dry_run)
+    if any(o.status == "error" for o in outcomes):
         raise typer.Exit(1)
+
+
+def _print_outcomes(period: str, version: str, outcomes: list[Any], dry_run: bool) -> None:
+    title = f"Settlement {period} ({version})" + (" - dry run, nothing stored" if dry_run else "")
+    table = Table(title=title)
+    for col in ("contract", "run", "status", "document", "number", "total", "zeroed", "note"):
+        table.add_column(col, justify="right" if col in ("total", "zeroed") else "left")
+    for o in outcomes:
+        doc = o.invoice or o.draft
+        table.add_row(o.contract_id, o.run_id or "-", o.status, doc.kind if doc else "-",
+                      o.invoice.number if o.invoice else ("draft" if doc else "-"),
+                      f"{money_str(doc.total)} {doc.currency}" if doc else "-",
+                      str(o.missing_intervals) if o.missing_intervals else "",
+                      "failed, see below" if o.error else (o.note or ""))
+    console.print(table)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    typer.echo(f"{period} ({version}): " + ", ".join(f"{n} {st}" for st, n in counts.items())
+               + (" (dry run: nothing stored)" if dry_run else ""))
+    for o in outcomes:
+        if o.error:
+            typer.echo(f"error: {o.contract_id}: {o.error}")
+        for reason in o.held_reasons:
+            typer.echo(f"held: {o.contract_id}: {reason}")
+        if o.missing_intervals:
+            typer.echo(f"note: {o.contract_id}: {o.missing_intervals} intervals without data were counted as 0 kWh "
+                       "([settlement] missing = zero)")
+    accounts = [a for o in outcomes for a in o.accounts]
+    if accounts:
+        _print_accounts(accounts)
+    if dry_run:
+        for o in outcomes:
+            if o.draft is not None:
+                typer.echo(f"\n{o.contract_id}: draft {o.draft.kind}, {len(o.draft.lines)} lines")
+                for ln in o.draft.lines:
+                    typer.echo(f"  {ln.number:>3} {ln.description:<44} {money_str(ln.quantity):>14} {ln.unit:<6} "
+                               f"x {money_str(ln.unit_price):>12} = {money_str(ln.amount):>14}")
+                typer.echo(f"  total {money_str(o.draft.total)} {o.draft.currency} (tax {money_str(o.draft.tax_total)})")
+
+
+def _print_accounts(rows: list[dict[str, Any]]) -> None:
+    """Per buyer: allocated, billed, unbilled with a declared reason, unbilled without one (kWh)."""
+    from decimal import Decimal
+
+    agg: dict[str, list[Decimal]] = {}
+    for r in rows:
+        a = agg.setdefault(r["party"], [Decimal(0)] * 4)
+        a[0] += Decimal(r["allocated_kwh"])
+        a[1] += Decimal(r["billed_kwh"]) if r["billed_by"] else Decimal(0)
+        un = Decimal(r["unbilled_kwh"])
+        a[2 if r["declared"] else 3] += un
+    table = Table(title="Energy accounting (kWh; `kwhub report energy` has every source)")
+    for col in ("buyer", "allocated", "billed", "not billed (declared)", "not billed (unexplained)"):
+        table.add_column(col, justify="left" if col == "buyer" else "right")
+    for party, a in sorted(agg.items()):
+        table.add_row(party, *(f"{v:,.3f}" for v in a))
+    console.print(table)
 
 
 @invoices_app.command("list")

@@ -2,7 +2,10 @@
 
 * ``settlement_run``: one row per (contract, period, version kind, sequence); the unique
   constraint makes the database refuse a duplicate run. ``statement`` is the canonical
-  JSON of the run, ``statement_hash`` its SHA-256.
+  JSON of the run, ``statement_hash`` its SHA-256. ``status`` follows the review gate:
+  ``draft`` / ``held`` (with the failed ``checks``) until approved (``issued``, the
+  document made from ``draft``) or ``rejected``; ``superseded`` when settled again on
+  other data before a decision; ``no_change`` for a later version with nothing to bill.
 * ``run_input``: the (channel, UTC day, layer, version, content hash) a run read, so a
   later restatement marks the run stale; packed as one row per (run, channel, layer).
 * ``run_allocation``: per run the tenants x sources kWh totals and the per-interval
@@ -35,7 +38,7 @@ from sqlalchemy.orm import Session as SASession
 from sqlmodel import Field, SQLModel
 
 VERSION_KINDS = ("initial", "final", "true_up")
-RUN_STATUSES = ("issued", "no_change")
+RUN_STATUSES = ("draft", "held", "issued", "no_change", "rejected", "superseded")
 
 
 class ImmutableInvoiceError(RuntimeError):
@@ -68,6 +71,8 @@ class SettlementRunRow(SQLModel, table=True):
     invoice_id: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     stale: bool = False
+    draft: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the document to issue, JSON
+    checks: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # review checks, JSON
 
 
 class RunInputRow(SQLModel, table=True):

@@ -1,0 +1,188 @@
+"""Decisions on settlement runs: approve (issue the draft document) or reject, with who and why.
+
+A run is settled as ``draft`` (every check passed) or ``held`` (a check failed; see
+:mod:`core.review`). :func:`approve_runs` issues the draft documents of runs: it takes the
+seller's next invoice number, stores the invoice, queues it for delivery (``on_issue``)
+and records the decision in the audit log, all in one transaction per run, so a run is
+either issued with its number and deliveries or left as it was. :func:`reject_run`
+closes a run without a document. Approving a held run needs a reason. A run whose
+input data changed since it was computed is never approved: settle it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from core.campus import Campus
+from core.invoice import DocumentReference, Invoice
+from core.settlement import SettlementError, issue_draft
+import hub.settlement_service as svc
+from hub.settlement_service import (
+    PENDING,
+    SETTLED,
+    _kind_order,
+    _run_changed,
+    existing_runs,
+    format_number,
+    get_run,
+    next_invoice_number,
+)
+from hub.store import Database, record_audit
+from hub.store.settlement_tables import invoice_table, settlement_run_table
+
+
+class ReviewError(SettlementError):
+    """A decision that cannot be taken (unknown run, wrong status, missing reason)."""
+
+
+@dataclass
+class Approval:
+    """The result of approving one run: the issued invoice, or why it was not issued."""
+
+    run_id: str
+    invoice: Invoice | None = None
+    error: str = ""
+
+
+def _original(conn: Any, contract_id: str, period: str) -> DocumentReference | None:
+    t = invoice_table
+    row = conn.execute(select(t.c.id, t.c.number, t.c.issue_date)
+                       .where(t.c.contract_id == contract_id, t.c.period == period, t.c.kind == "invoice")
+                       .order_by(t.c.number_seq).limit(1)).first()
+    return None if row is None else DocumentReference(id=row[0], number=row[1], issue_date=row[2])
+
+
+def _documents(conn: Any, contract_id: str, period: str) -> int:
+    t = invoice_table
+    return int(conn.execute(select(func.count()).select_from(t)
+                            .where(t.c.contract_id == contract_id, t.c.period == period)).scalar_one())
+
+
+def _check_decidable(db: Database, run: dict[str, Any], check_inputs: bool) -> None:
+    """Refuse a decision on a run that is not pending, is no longer next, or read changed data."""
+    rid = run["id"]
+    if run["status"] not in PENDING:
+        raise ReviewError(f"run {rid} is {run['status'].replace('_', ' ')}; only draft and held runs can be decided")
+    st = run["statement_json"]
+    runs = existing_runs(db, run["contract_id"], run["period"])
+    mine = (_kind_order(run["version_kind"]), run["seq"])
+    settled = [r for r in runs if r["status"] in SETTLED and (_kind_order(r["version_kind"]), r["seq"]) < mine]
+    base = settled[-1]["id"] if settled else None
+    if base != st["run"].get("previous_run"):
+        raise ReviewError(f"run {rid} was computed against {st['run'].get('previous_run') or 'no earlier run'}, "
+                          f"but the latest settled run is now {base or 'none'}; settle the period again")
+    later = [r for r in runs if r["status"] in SETTLED and (_kind_order(r["version_kind"]), r["seq"]) > mine]
+    if later:
+        raise ReviewError(f"run {rid}: a later version ({later[-1]['id']}) is already settled")
+    if check_inputs and _run_changed(db, rid, run["layer"], st):
+        raise ReviewError(f"run {rid}: its input data changed since it was computed; settle the period again "
+                          "(a new run supersedes this one) and review that")
+
+
+def approve_runs(
+    db: Database,
+    campus: Campus,
+    run_ids: Sequence[str],
+    *,
+    actor: str,
+    reason: str = "",
+    issue_date: date | None = None,
+    on_issue: Callable[[Any, Invoice], None] | None = None,
+    check_inputs: bool = True,
+) -> dict[str, Approval]:
+    """Issue the draft documents of ``run_ids`` (see module docs); ``{run id: Approval}``.
+
+    ``check_inputs=False`` skips the staleness check (the caller computed the runs in the
+    same breath). One run failing (a rendering error in ``on_issue``) leaves that run
+    pending and the others issued.
+    """
+    out: dict[str, Approval] = {}
+    for rid in run_ids:
+        try:
+            run = get_run(db, rid)
+        except SettlementError as exc:
+            out[rid] = Approval(rid, error=str(exc))
+            continue
+        try:
+            _check_decidable(db, run, check_inputs)
+            if run["status"] == "held" and not reason.strip():
+                raise ReviewError(f"run {rid} is held ({_held_text(run)}); approving it needs --reason")
+            if not run.get("draft"):
+                raise ReviewError(f"run {rid} has no draft document to issue")
+            draft = Invoice.model_validate_json(run["draft"])
+            with db.write_transaction() as conn:
+                t = settlement_run_table
+                status = conn.execute(select(t.c.status).where(t.c.id == rid)).scalar_one()
+                if status not in PENDING:  # decided by someone else meanwhile
+                    raise ReviewError(f"run {rid} is {status} now; nothing done")
+                original = _original(conn, run["contract_id"], run["period"]) if draft.kind != "invoice" else None
+                n = next_invoice_number(conn, db.dialect, draft.seller.id)
+                inv = issue_draft(draft, format_number(draft.seller.id, n), issue_date or date.today(),
+                                  run["version_kind"], original, _documents(conn, run["contract_id"], run["period"]) + 1)
+                svc._insert_invoice(conn, inv, n, run["period"], original.id if original else None)
+                if on_issue is not None:
+                    on_issue(conn, inv)
+                conn.execute(update(t).where(t.c.id == rid).values(status="issued", invoice_id=inv.id))
+                record_audit(conn, "run.approve", actor=actor, object_type="settlement_run", object_id=rid,
+                             detail={"reason": reason, "was": run["status"], "held": _held(run),
+                                     "invoice": inv.number, "total": str(inv.total)})
+            out[rid] = Approval(rid, invoice=inv)
+        except (SettlementError, ValueError) as exc:
+            out[rid] = Approval(rid, error=str(exc))
+    return out
+
+
+def reject_run(db: Database, run_id: str, *, actor: str, reason: str) -> None:
+    """Close a pending run without a document; the reason is required."""
+    if not reason.strip():
+        raise ReviewError("rejecting a run needs --reason")
+    run = get_run(db, run_id)
+    if run["status"] not in PENDING:
+        raise ReviewError(f"run {run_id} is {run['status'].replace('_', ' ')}; only draft and held runs can be rejected")
+    with db.write_transaction() as conn:
+        t = settlement_run_table
+        done = conn.execute(update(t).where(t.c.id == run_id, t.c.status.in_(PENDING)).values(status="rejected"))
+        if not done.rowcount:
+            raise ReviewError(f"run {run_id} was decided meanwhile; nothing done")
+        record_audit(conn, "run.reject", actor=actor, object_type="settlement_run", object_id=run_id,
+                     detail={"reason": reason, "was": run["status"], "held": _held(run)})
+
+
+def _held(run: dict[str, Any]) -> list[str]:
+    return [f"{c['check']}: {c['message']}" for c in json.loads(run.get("checks") or "[]") if not c["passed"]]
+
+
+def _held_text(run: dict[str, Any]) -> str:
+    return "; ".join(_held(run)) or "no failed check recorded"
+
+
+def list_runs(db: Database, *, period: str | None = None, contract_id: str | None = None,
+              status: str | None = None) -> list[dict[str, Any]]:
+    """Runs with their status, document total and failed checks (statements not parsed)."""
+    t = settlement_run_table
+    q = select(t.c.id, t.c.contract_id, t.c.period, t.c.version_kind, t.c.seq, t.c.status, t.c.invoice_id,
+               t.c.created_at, t.c.stale, t.c.draft, t.c.checks)
+    if period:
+        q = q.where(t.c.period == period)
+    if contract_id:
+        q = q.where(t.c.contract_id == contract_id)
+    if status:
+        q = q.where(t.c.status == status)
+    with db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    out = []
+    for r in rows:
+        draft = json.loads(r.pop("draft")) if r.get("draft") else None
+        checks = json.loads(r.pop("checks") or "[]")
+        r["document"] = None if draft is None else {"kind": draft["kind"], "total": draft["total"],
+                                                    "currency": draft["currency"], "number": draft["number"]}
+        r["held_reasons"] = [f"{c['check']}: {c['message']}" for c in checks if not c["passed"]]
+        out.append(r)
+    out.sort(key=lambda r: (r["period"], r["contract_id"], _kind_order(r["version_kind"]), r["seq"]))
+    return out
