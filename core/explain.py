@@ -9,6 +9,7 @@ and content hashes, plus the run statement's hash). :func:`render_text` prints i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,6 +62,11 @@ def explain_line(
         for ch, e in sorted(by_channel.items())
     }
     alloc = dict(st.get("allocation") or {})
+    checks = run.get("checks")
+    checks = json.loads(checks) if isinstance(checks, str) else list(checks or [])
+    zeroed = int(st["inputs"].get("missing_intervals", 0))
+    energy = st.get("energy") or {}
+    attribution = _line_attribution(st, line)
     share = None
     if line.source_asset and isinstance(alloc.get("sources"), dict):
         share = alloc["sources"].get(line.source_asset)
@@ -87,9 +93,24 @@ def explain_line(
                                         for r in allocation_rows]},
         "run": {"id": run["id"], "version_kind": run["version_kind"], "seq": run["seq"], "layer": run["layer"],
                 "statement_hash": run["statement_hash"], "stale": bool(run["stale"]),
-                "previous_run": st["run"].get("previous_run")},
+                "previous_run": st["run"].get("previous_run"), "status": run.get("status", "")},
+        "review": {"status": run.get("status", ""), "checks": checks},
+        "missing": {"zeroed_intervals": zeroed, "policy": st["inputs"].get("missing_policy", ""),
+                    "note": (f"{zeroed} intervals without data were counted as 0 kWh (settlement missing = zero)"
+                             if zeroed else "")},
+        "energy": {"basis": energy.get("basis"), "component_sources": (energy.get("claims") or {}).get(line.component_id),
+                   "sources_kwh": attribution},
         "data": {"channel_days": len(inputs), "inputs_digest": st["inputs"]["digest"], "channels": data},
     }
+
+
+def _line_attribution(statement: Mapping[str, Any], line: InvoiceLine) -> dict[str, str]:
+    """kWh by source of the full line behind ``line`` (the run's ``attribution``), if any."""
+    key = (line.component_id, line.source_asset, line.description.split(" (")[0])
+    for full, attr in zip(statement.get("lines", []), statement.get("attribution", []), strict=False):
+        if (full["component_id"], full["source_asset"], full["description"]) == key:
+            return dict(attr)
+    return {}
 
 
 def json_line(line: InvoiceLine) -> dict[str, Any]:
@@ -124,9 +145,18 @@ def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
     for src, info in sorted((al.get("sources") or {}).items()):
         mark = " <- this line" if src == al["source"] else ""
         out.append(f"  {src}: {info.get('kwh')} kWh, share of source {info.get('share_of_source', '-')}{mark}")
+    en = exp.get("energy") or {}
+    if en.get("sources_kwh"):
+        out.append("Energy by source: " + ", ".join(f"{s} {k} kWh" for s, k in sorted(en["sources_kwh"].items())))
+    miss = exp.get("missing") or {}
+    if miss.get("note"):
+        out.append(f"Note: {miss['note']}")
     run = exp["run"]
     out.append(f"Run {run['id']} ({run['version_kind']} #{run['seq']}, layer {run['layer']}, "
-               f"{'STALE' if run['stale'] else 'current'}), statement sha256 {run['statement_hash']}")
+               f"{'STALE' if run['stale'] else 'current'}, {run.get('status') or 'issued'}), "
+               f"statement sha256 {run['statement_hash']}")
+    for c in (exp.get("review") or {}).get("checks", []):
+        out.append(f"  check {c['check']}: {'pass' if c['passed'] else 'FAIL'} - {c['message']}")
     if run["previous_run"]:
         out.append(f"  billed as the difference to run {run['previous_run']}")
     data = exp["data"]

@@ -3,12 +3,18 @@
 Assets carry their owners (:attr:`core.campus.Asset.owners`, shares summing to 1). For
 one period, an owner's statement lists per asset:
 
-* **revenue**: the invoice lines whose ``source_asset`` is the asset, on invoices the
-  asset's owners issued themselves (an IPP selling to the operator; an integrated
-  owner-operator selling to tenants) or that a configured selling agent issued on their
-  behalf (``OwnershipConfig.sellers``, e.g. a joint venture's operator). Credit notes
-  count negative. A reseller's invoices (the operator reselling an IPP's energy) are not
-  the owners' revenue.
+* **revenue**: the value of the energy the asset delivered, under every component of
+  every contract, followed through the allocation (:func:`attributed_revenues`). Each
+  energy line of a settled run (fixed, TOU, fuel-indexed ...) is split by the kWh each
+  source contributed to it (the run's ``attribution``); demand, capacity and take-or-pay
+  lines by the source mix of the contract's billed energy; an availability credit goes
+  to the asset it names. Fees and pass-through lines are not generation revenue. Only
+  contracts that the asset's owners sell themselves (an IPP selling to the operator; an
+  integrated owner-operator selling to tenants) or that a configured selling agent sells
+  on their behalf (``OwnershipConfig.sellers``, e.g. a joint venture's operator) count;
+  a reseller's contract (the operator reselling an IPP's energy) does not. The settled
+  run of each contract carries the full lines of the period, so the revenue is what the
+  original invoice and all its corrections bill together.
 * **costs**: fuel (metered MMBtu x ``fuel_price_per_mmbtu``), variable O&M (MWh x
   ``variable_om_per_mwh``) and fixed O&M per period, configured per asset.
 
@@ -20,14 +26,14 @@ so the owners' parts sum exactly to the total (``100.00`` in thirds is ``33.34 +
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.campus import Campus
-from core.invoice import Invoice
 from core.money import MoneyPolicy, money_str, to_decimal
 
 LineKind = Literal["revenue", "fuel_cost", "variable_om", "fixed_om"]
@@ -116,40 +122,84 @@ def split_largest_remainder(total: Decimal, shares: Mapping[str, Decimal], place
     return {p: (sign * Decimal(n) * unit).quantize(unit) for p, n in base.items()}
 
 
-def asset_revenues(campus: Campus, invoices: Iterable[Invoice], config: OwnershipConfig) -> dict[str, tuple[Decimal, list[str]]]:
-    """``{asset: (revenue, [invoice:line references])}`` for assets with owners."""
+@dataclass(frozen=True)
+class SettledRun:
+    """What revenue attribution needs of one settled run: who sold, its full lines and the
+    kWh by source behind each line (``attribution``, parallel to ``lines``)."""
+
+    run_id: str
+    seller: str
+    lines: Sequence[Mapping[str, Any]]
+    attribution: Sequence[Mapping[str, str]]
+
+    @classmethod
+    def from_statement(cls, statement: Mapping[str, Any]) -> SettledRun:
+        return cls(statement["run"]["id"], statement["contract"]["seller"], statement["lines"],
+                   statement.get("attribution") or [{} for _ in statement["lines"]])
+
+
+_BY_ENERGY_MIX = ("demand", "capacity", "take_or_pay")
+
+
+def attributed_revenues(campus: Campus, runs: Iterable[SettledRun], config: OwnershipConfig,
+                        policy: MoneyPolicy) -> dict[str, tuple[Decimal, list[str]]]:
+    """``{asset: (revenue, [run:line references])}`` for owned assets (see module docs).
+
+    A line's amount is split over its sources with :func:`split_largest_remainder`, so the
+    parts add up to the line to the cent; the parts of sources without owners (the grid,
+    unmetered load) stay with the seller and are not listed.
+    """
     owners = {a.id: {o.party for o in a.owners} for a in campus.assets if a.owners}
     out: dict[str, Decimal] = defaultdict(Decimal)
     refs: dict[str, list[str]] = defaultdict(list)
-    for inv in invoices:
-        sign = Decimal(-1) if inv.kind == "credit_note" else Decimal(1)
-        for line in inv.lines:
-            asset = line.source_asset
-            if not asset or asset not in owners:
+    places = policy.amount_places
+    for run in runs:
+        mix: dict[str, Decimal] = defaultdict(Decimal)
+        for attr in run.attribution:
+            for src, kwh in attr.items():
+                mix[src] += Decimal(kwh)
+        for n, (line, attr) in enumerate(zip(run.lines, run.attribution, strict=True), start=1):
+            amount = Decimal(str(line["amount"]))
+            kind = line.get("charge_type", "energy")
+            if attr:
+                weights = {s: Decimal(k) for s, k in attr.items()}
+            elif kind in _BY_ENERGY_MIX:
+                weights = dict(mix)
+            elif kind == "availability_credit" and line.get("source_asset"):
+                weights = {str(line["source_asset"]): Decimal(1)}
+            else:
                 continue
-            if inv.seller.id not in owners[asset] and config.sellers.get(asset) != inv.seller.id:
+            total = sum(weights.values(), Decimal(0))
+            if not total or not amount:
                 continue
-            out[asset] += sign * line.amount
-            refs[asset].append(f"{inv.number}:{line.number}")
+            parts = split_largest_remainder(policy.amount(amount), {s: w / total for s, w in weights.items()}, places)
+            for src, part in parts.items():
+                if src not in owners or not part:
+                    continue
+                if run.seller not in owners[src] and config.sellers.get(src) != run.seller:
+                    continue
+                out[src] += part
+                refs[src].append(f"{run.run_id}#{n}")
     return {a: (out[a], refs[a]) for a in sorted(out)}
 
 
 def owner_statements(
     campus: Campus,
-    invoices: Iterable[Invoice],
+    runs: Iterable[SettledRun],
     operations: Mapping[str, AssetOperations],
     config: OwnershipConfig,
     policy: MoneyPolicy,
     period: str,
 ) -> dict[str, OwnerStatement]:
-    """One :class:`OwnerStatement` per owning party (sorted by party id)."""
+    """One :class:`OwnerStatement` per owning party (sorted by party id), from the period's
+    settled runs (revenue, :func:`attributed_revenues`) and the assets' operations (costs)."""
     assets = {a.id: a for a in campus.assets}
     for aid in list(config.costs) + list(config.sellers) + list(operations):
         if aid not in assets:
             raise OwnershipError(f"ownership: unknown asset {aid!r}")
     places = policy.amount_places
     totals: list[tuple[str, LineKind, str, Decimal, dict[str, str]]] = []
-    for aid, (revenue, refs) in asset_revenues(campus, invoices, config).items():
+    for aid, (revenue, refs) in attributed_revenues(campus, runs, config, policy).items():
         totals.append((aid, "revenue", f"Revenue {aid}", revenue, {"lines": ",".join(refs)}))
     for aid in sorted(set(config.costs) | set(operations)):
         rates = config.costs.get(aid, AssetCosts())

@@ -68,6 +68,9 @@ class DemoSummary:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     owner_statements: list[str] = field(default_factory=list)
+    owners: dict[str, Any] = field(default_factory=dict)
+    review: list[dict[str, Any]] = field(default_factory=list)
+    energy: dict[str, Any] = field(default_factory=dict)
     emissions: list[str] = field(default_factory=list)
     market: dict[str, Any] = field(default_factory=dict)
     modbus: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +87,9 @@ class DemoSummary:
             "invoices": self.invoices,
             "outbox": self.outbox,
             "owner_statements": self.owner_statements,
+            "owners": self.owners,
+            "review": self.review,
+            "energy": self.energy,
             "emissions": self.emissions,
             "market": self.market,
             "modbus": self.modbus,
@@ -95,7 +101,12 @@ class DemoSummary:
 
 
 def demo_contracts() -> list[dict[str, Any]]:
-    """One PPA per tenant, each showing different price components."""
+    """One PPA per tenant, each showing different price components.
+
+    Every tenant is billed its allocated energy exactly once: each energy component names
+    the sources it prices (or prices what the others leave), and the grid import passes
+    through at cost. So the energy accounting closes with no unexplained kWh.
+    """
     shared_fee = {
         "kind": "fixed_fee",
         "id": "shared_infra",
@@ -103,19 +114,22 @@ def demo_contracts() -> list[dict[str, Any]]:
         "total_amount": "180000.00",
         "shares": {"tenant_a": "0.25", "tenant_b": "0.35", "tenant_c": "0.40"},
     }
-    common = {"seller": "campus_op", "timezone": "America/New_York", "currency": "USD", "rounding": "half_up",
+    grid = {"kind": "grid_pass_through", "id": "grid_import", "description": "Grid import at cost"}
+    common = {"seller": "campus_op", "currency": "USD", "rounding": "half_up",
               "payment_days": 30, "start": "2026-01", "tax_percent": "6", "tax_category": "S"}
     return [
         {
             **common,
             "id": "ppa_a_gas",
             "buyer": "tenant_a",
-            "load_channels": ["hall_a.load"],
-            "sources": list(THERMAL),
             "components": [
                 {"kind": "fuel_indexed", "id": "gas_energy", "description": "Gas-fired energy",
+                 "sources": ["gas_turbine", "recip_engine"],
                  "index": "henry_hub", "heat_rate_mmbtu_per_mwh": "9.1", "adder_per_mwh": "6.50",
                  "floor_per_mwh": "25.00", "cap_per_mwh": "90.00", "missing_index": "previous"},
+                {"kind": "fixed_energy", "id": "clean_energy", "description": "Solar and storage energy",
+                 "price_per_mwh": "55.00"},
+                grid,
                 shared_fee,
             ],
         },
@@ -123,14 +137,17 @@ def demo_contracts() -> list[dict[str, Any]]:
             **common,
             "id": "ppa_b_solar",
             "buyer": "tenant_b",
-            "load_channels": ["hall_b.load"],
-            "sources": ["pv"],
+            # the solar PPA's bills are watched closely: a month moving more than 3 % is held for a look
+            "review": {"checks": {"movement_max_pct": "3"}},
             "components": [
-                {"kind": "tou_energy", "id": "solar_tou", "description": "Solar energy",
+                {"kind": "tou_energy", "id": "solar_tou", "description": "Solar energy", "sources": ["pv"],
                  "default_period": "off_peak", "holidays": "NERC",
                  "rules": [{"period": "on_peak", "day_types": ["weekday"], "hours": [[14, 19]]},
                            {"period": "mid_peak", "day_types": ["weekday"], "hours": [[7, 14]]}],
                  "prices": {"on_peak": "74.00", "mid_peak": "52.00", "off_peak": "38.00"}},
+                {"kind": "fixed_energy", "id": "firming", "description": "Firming energy (gas and storage)",
+                 "price_per_mwh": "64.00"},
+                grid,
                 shared_fee,
             ],
         },
@@ -138,8 +155,6 @@ def demo_contracts() -> list[dict[str, Any]]:
             **common,
             "id": "ppa_c_firm",
             "buyer": "tenant_c",
-            "load_channels": ["hall_c.load"],
-            "sources": [],
             "components": [
                 {"kind": "fixed_energy", "id": "firm_energy", "description": "Firm energy",
                  "price_per_mwh": "61.00", "escalation_pct_per_year": "2.5"},
@@ -172,7 +187,11 @@ def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
         "channels": dump(campus.channels),
         "contracts": demo_contracts(),
         "allocation": {"method": "pro_rata", "tolerance_kwh": 1.0},
-        "settlement": {"layer": "validated", "fallback_raw": True, "missing": "zero"},
+        "settlement": {"layer": "validated", "fallback_raw": True, "missing": "zero", "grid_price_per_mwh": "48.50"},
+        "review": {"policy": "auto"},
+        # a spike or a flat-lined meter is replaced by an estimate, so no invoice bills it
+        "vee": {"groups": {"default": {"rules": {"spike": {"action": "estimate"}, "stuck": {"action": "estimate"},
+                                                 "high_low": {"action": "estimate"}}}}},
         "indexes": [{"name": "henry_hub", "path": "prices/henry_hub.csv"}],
         "ownership": {
             "costs": {a: {"fuel_price_per_mmbtu": "3.10", "variable_om_per_mwh": "4.25"} for a in ("gt1", "gt2")},
@@ -259,6 +278,29 @@ def _noop(_: str) -> None:
     return None
 
 
+MARKER = ".kwhub-demo"
+
+
+def claim_demo_dir(work_dir: Path) -> None:
+    """Make ``work_dir`` the demo's, or refuse a folder that holds a campus the demo did not create.
+
+    The demo rewrites ``kwhub.toml`` and settles into ``kwhub.db``; doing that in an
+    operator's folder would mix a simulated campus into real data.
+    """
+    from hub.cli.errors import UserError
+
+    marker = work_dir / MARKER
+    if work_dir.exists() and not marker.exists():
+        foreign = [n for n in ("kwhub.toml", "kwhub.db", "inputs", "out") if (work_dir / n).exists()]
+        if foreign:
+            raise UserError(f"{work_dir} holds a campus the demo did not create ({', '.join(foreign)}); "
+                            "the demo will not write into it", hint="give the demo an empty or new folder: "
+                            "kwhub demo --dir PATH")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text("This folder belongs to `kwhub demo`; it may rewrite everything in it.\n")
+
+
 def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     """Run the demo in ``work_dir`` (created if needed) and return its summary."""
     from hub.erp_receiver import ErpReceiver
@@ -267,7 +309,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     from hub.store import Database
 
     work_dir = work_dir.resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    claim_demo_dir(work_dir)
     secret = DEMO_WEBHOOK_SECRET
 
     progress("simulating the campus")
@@ -302,16 +344,20 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
         for period in PERIODS:
             progress(f"settling {period}")
             _settle(cfg, db, period, "initial", summary)
+        progress("reviewing held runs")
+        _review_held(cfg, db, summary)
         progress("late meter correction for hall A")
         corrected = restate_meter_files(meter_dir, "hall_a.load", CORRECTION_DAY, CORRECTION_FACTOR)
         _ingest_files(cfg, db, "meter_csv", corrected, None, summary)
         progress(f"final settlement {MAIN_PERIOD}")
         _settle(cfg, db, MAIN_PERIOD, "final", summary)
+        _review_held(cfg, db, summary)
         progress("delivering invoices")
         _deliver(cfg, db, summary)
-        progress("owner statements and emissions")
+        progress("energy accounting, owner statements and emissions")
+        _energy(db, summary)
         _owner_statements(cfg, db, summary)
-        _emissions(cfg, db, sim, summary)
+        _emissions(cfg, db, summary)
         _market(cfg, sim, summary)
         summary.invoices = _invoice_rows(cfg, db)
         return summary
@@ -325,7 +371,7 @@ def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path],
 
     adapter = cfg.adapter(adapter_id)
     for f in files:
-        rep = ingest_file(db, cfg.campus, adapter, f, channel, vee_now=demo_now())
+        rep = ingest_file(db, cfg.campus, adapter, f, channel, vee_config=cfg.vee or None, vee_now=demo_now())
         summary.ingest.append({
             "file": str(f.relative_to(cfg.work_dir)), "adapter": adapter.type_id, "intervals": rep.intervals,
             "new_days": rep.new_days, "changed_days": rep.changed_days, "unchanged_days": rep.unchanged_days,
@@ -359,25 +405,54 @@ def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str
 
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
+    """Settle every contract; settling again on the same data is `unchanged` and not listed."""
+    from core.settlement import VERSION_KINDS
     from hub.issuing import outbox_hook
     from hub.plugins import get_registry
     from hub.settlement_service import existing_runs, settle
 
-    todo = [c.id for c in cfg.campus.contracts
-            if not any(r.get("version_kind") == version for r in existing_runs(db, c.id, period))]
-    if version != "initial":
-        from hub.settlement_service import stale_runs
-
-        stale = set(stale_runs(db, period=period))
-        todo = [c for c in todo if any(r.startswith(f"{c}:{period}:") for r in stale)]
+    later = VERSION_KINDS[VERSION_KINDS.index(version) + 1:]
+    todo = [c.id for c in cfg.campus.contracts  # on a second run, October already has its final version
+            if not any(r["version_kind"] in later for r in existing_runs(db, c.id, period))]
     if not todo:
         return
     outcomes = settle(db, cfg.campus, period, contracts=todo, version=version, options=cfg.settlement_options(),
-                      issue_date=_issue_date(period), on_issue=outbox_hook(cfg, get_registry()))
+                      issue_date=_issue_date(period), on_issue=outbox_hook(cfg, get_registry()), now=demo_now())
     for o in outcomes:
         if o.status == "error":
             raise RuntimeError(f"demo settlement of {o.contract_id} {period} {version} failed: {o.error}")
-        summary.runs.append(o.as_dict())
+        if o.status != "unchanged":
+            summary.runs.append(o.as_dict())
+
+
+def _review_held(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
+    """Play the billing clerk: look at each held run's reasons, then approve it with a reason."""
+    from hub.issuing import outbox_hook
+    from hub.plugins import get_registry
+    from hub.run_review import approve_runs, list_runs
+
+    held = list_runs(db, status="held")
+    if not held:
+        return
+    reason = ("October has a day more than September and more sun on the solar PPA; the move was checked "
+              "with the tenant")
+    done = approve_runs(db, cfg.campus, [r["id"] for r in held], actor="demo billing clerk", reason=reason,
+                        issue_date=None, on_issue=outbox_hook(cfg, get_registry()))
+    for r in held:
+        res = done[r["id"]]
+        if res.invoice is None:
+            raise RuntimeError(f"demo approval of {r['id']} failed: {res.error}")
+        summary.review.append({"run": r["id"], "held_reasons": r["held_reasons"], "decision": "approved",
+                               "by": "demo billing clerk", "reason": reason, "invoice": res.invoice.number})
+
+
+def _energy(db: Any, summary: DemoSummary) -> None:
+    from hub.energy_report import energy_report
+
+    rep = energy_report(db, MAIN_PERIOD)
+    data = rep.as_json()
+    summary.energy = {"period": MAIN_PERIOD, "parties": data["parties"], "sources": data["sources"],
+                      "unexplained_kwh": data["unexplained_kwh"]}
 
 
 def _issue_date(period: str) -> date:
@@ -430,53 +505,30 @@ def _target(cfg: KwhubConfig, row: dict[str, Any]) -> str:
 
 
 def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
-    from core.ownership import AssetOperations, owner_statements
-    from core.pricing.base import money_policy
-    from core.timeline import billing_period
-    from hub.settlement_service import list_invoices
+    """Owner statements of October: the turbines' revenue follows their energy through every contract."""
+    from hub.owner_pdf import write_owner_pdf
+    from hub.owner_reports import period_owner_statements
 
-    per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
-    invoices = [i for i in list_invoices(db) if i.period_start >= per.first_day and i.period_end <= per.last_day]
-    ids = [f"{a}.net" for a in ("gt1", "gt2")] + [f"{a}.fuel" for a in ("gt1", "gt2")]
-    m = db.intervals.read_matrix(ids, per.span, 15, layer="validated")
-    sums = {cid: float(np.nansum(m.values[i])) for i, cid in enumerate(m.channel_ids)}
-    ops = {a: AssetOperations(generation_mwh=Decimal(str(round(sums[f"{a}.net"] / 1000, 3))),
-                              fuel_mmbtu=Decimal(str(round(sums[f"{a}.fuel"], 3)))) for a in ("gt1", "gt2")}
-    policy = money_policy(cfg.campus.contracts[0])
-    statements = owner_statements(cfg.campus, invoices, ops, cfg.file.ownership, policy, MAIN_PERIOD)
+    statements = period_owner_statements(db, cfg, MAIN_PERIOD)
     folder = cfg.output_dir / "owners"
     folder.mkdir(parents=True, exist_ok=True)
+    names = {p.id: p.name for p in cfg.campus.parties}
     for party, st in statements.items():
         path = folder / f"owner-statement-{party}-{MAIN_PERIOD}.json"
         path.write_text(st.model_dump_json(indent=2) + "\n")
-        summary.owner_statements.append(str(path))
+        pdf = write_owner_pdf(st, folder / f"owner-statement-{party}-{MAIN_PERIOD}.pdf", names.get(party, party))
+        summary.owner_statements += [str(path), str(pdf)]
+        summary.owners[party] = {
+            "revenue": money_str(st.revenue), "costs": money_str(st.costs), "net": money_str(st.net),
+            "revenue_by_asset": {ln.asset: money_str(ln.amount) for ln in st.lines if ln.kind == "revenue"},
+        }
 
 
-def _emissions(cfg: KwhubConfig, db: Any, sim: Any, summary: DemoSummary) -> None:
-    """Scope 1/2 inventory of the month; each tenant carries the emissions of its allocated sources."""
-    from core.allocation import allocate
-    from core.emissions import campus_inventory
-    from core.timeline import billing_period
+def _emissions(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
+    """Scope 1/2 inventory of the month from the runs' frozen allocation (what the invoices billed)."""
+    from hub.owner_reports import period_emissions
 
-    per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
-    balance_ids = [c.id for c in cfg.campus.channels if c.role not in ("fuel", "availability", "check", "other")]
-    fuel_ids = [f"{a}.fuel" for a in THERMAL]
-    m = db.intervals.read_matrix(balance_ids + fuel_ids, per.span, 15, layer="validated")
-    sums = {cid: float(np.nansum(m.values[i])) for i, cid in enumerate(m.channel_ids)}
-    generation = {cid.split(".")[0]: sums[cid] / 1000 for cid in balance_ids
-                  if cfg.campus.channel(cid).role == "generation"}
-    fuel = {a: ("natural_gas", sums[f"{a}.fuel"]) for a in THERMAL}
-    balance = m.__class__(channel_ids=balance_ids, start_epoch=m.start_epoch, interval_minutes=m.interval_minutes,
-                          values=np.nan_to_num(m.values[: len(balance_ids)]),
-                          quality=m.quality[: len(balance_ids)])
-    alloc = allocate(balance, cfg.campus, cfg.campus.allocation, keep_intervals=False)
-    tenants: dict[str, dict[str, float]] = {}
-    for tenant in alloc.tenants:
-        for src, kwh in alloc.tenant_totals(tenant).items():
-            key = "grid" if src.startswith("grid") else src.split(".")[0]
-            tenants.setdefault(tenant, {}).setdefault(key, 0.0)
-            tenants[tenant][key] += kwh / 1000
-    inv = campus_inventory(MAIN_PERIOD, generation, fuel, sums["grid.import"] / 1000, tenants, cfg.file.emissions)
+    inv = period_emissions(db, cfg, MAIN_PERIOD)
     writer = cfg.adapter("scope_summary")
     paths = writer.write(inv, cfg.output_dir)  # type: ignore[attr-defined]
     summary.emissions = [str(p) for p in paths]

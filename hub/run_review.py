@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+import hub.settlement_service as svc
 from core.campus import Campus
 from core.invoice import DocumentReference, Invoice
 from core.settlement import SettlementError, issue_draft
-import hub.settlement_service as svc
 from hub.settlement_service import (
     PENDING,
     SETTLED,

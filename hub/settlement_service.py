@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.accounting import campus_accounts
 from core.allocation import AllocationResult, allocate, pack_array
-from core.campus import Campus, Contract, ReviewChecks
+from core.campus import Campus, Contract
 from core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
 from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from core.invoice import DocumentReference, Invoice
@@ -59,7 +59,6 @@ from core.settlement import (
     draft_document,
     draft_invoice,
     history_from_statement,
-    issue_draft,
     kwh_factor,
     line_from_json,
     missing_report,
@@ -885,7 +884,8 @@ def settle_contract(
     mine = _kind_order(version)
     later = [r for r in live if _kind_order(r["version_kind"]) > mine]
     if later:
-        raise SettlementError(f"{where}: a later version ({later[-1]['id']}) exists")
+        raise SettlementError(f"{where}: a later version ({later[-1]['id']}, {later[-1]['status']}) exists, so the "
+                              f"{version} version is closed; settle --version true_up to bill later changes")
     earlier = [r for r in live if _kind_order(r["version_kind"]) < mine]
     waiting = [r for r in earlier if r["status"] in PENDING]
     if waiting:
@@ -927,7 +927,8 @@ def settle_contract(
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
     body = canonical_json(statement)
     digest = statement_hash(body)
-    checks = _review(db, contract, comp, options, now, facts)
+    checks = _review(db, contract, comp, options, now, facts,
+                     _PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None)
     status = "no_change" if doc.kind is None else ("held" if held_reasons(checks) else "draft")
     draft = draft_invoice(campus, key, contract, period, doc, issue_date or date.today()) if doc.kind else None
     outcome = RunOutcome(contract.id, period.label, version, seq, key.run_id, status=status, statement_hash=digest,
@@ -1015,9 +1016,17 @@ def _is_month(label: str) -> bool:
 
 
 def _review(db: Database, contract: Contract, comp: RunComputation, options: SettlementOptions,
-            now: datetime | None, cache: dict[tuple[str, str], _PeriodFacts | None] | None) -> list[CheckResult]:
-    """The plausibility checks of a computed run (see :mod:`core.review`)."""
+            now: datetime | None, cache: dict[tuple[str, str], _PeriodFacts | None] | None,
+            previous_version: _PeriodFacts | None = None) -> list[CheckResult]:
+    """The plausibility checks of a computed run (see :mod:`core.review`).
+
+    A first version moves against the previous period; a later version against the
+    version it corrects (the move between periods was reviewed with the first one).
+    """
     facts = _previous_facts(db, contract.id, comp.period.label, cache)
+    if previous_version is not None:
+        facts = _PeriodFacts(f"{comp.period.label} as settled before", previous_version.line_total,
+                             previous_version.mean_kwh)
     lines = comp.lines
     inputs = ReviewInputs(
         period_label=comp.period.label, period_end_epoch=comp.period.span.end_epoch,

@@ -64,7 +64,34 @@ def test_demo_outputs_exist_and_are_valid(demo_runs, registry):
     assert len(keys) == len(set(keys)) == len(first["invoices"])
     em = json.loads(Path(first["emissions"][0]).read_text())
     assert em["scope1_tco2e"] > 0 and set(em["tenants"]) == {"tenant_a", "tenant_b", "tenant_c"}
-    assert len(first["owner_statements"]) >= 2
+    assert len(first["owner_statements"]) >= 4  # JSON and PDF per owner
+
+
+def test_demo_shows_the_gate_the_accounting_and_the_owners(demo_runs):
+    _, first, second, _ = demo_runs
+    # one run was held with its reason, then approved by the clerk with a reason
+    assert [r["run"] for r in first["review"]] == ["ppa_b_solar:2026-10:initial:1"]
+    held = first["review"][0]
+    assert held["held_reasons"][0].startswith("movement: ") and held["decision"] == "approved" and held["reason"]
+    assert [r["status"] for r in first["runs"] if r["run_id"] == held["run"]] == ["held"]
+    # every allocated kWh is billed: nothing unexplained, and allocated == billed + unbilled per row
+    assert Decimal(first["energy"]["unexplained_kwh"]) == 0
+    for row in first["energy"]["parties"]:
+        assert Decimal(row["allocated_kwh"]) == Decimal(row["billed_kwh"]) + Decimal(row["unbilled_kwh"])
+    assert {r["party"] for r in first["energy"]["parties"]} == {"tenant_a", "tenant_b", "tenant_c"}
+    # the co-owned turbines earn revenue through the fuel-indexed and firm contracts
+    jv = first["owners"]["gasco_jv"]["revenue_by_asset"]
+    assert Decimal(jv["gt1"]) > 0 and Decimal(jv["gt2"]) > 0
+    assert second["review"] == []
+
+
+def test_demo_refuses_a_folder_it_did_not_create(tmp_path):
+    (tmp_path / "kwhub.toml").write_text("[hub]\nname = 'mine'\n")
+    env = {**os.environ}
+    out = subprocess.run([sys.executable, "-m", "hub.cli.main", "demo", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and "did not create" in out.stderr
+    assert (tmp_path / "kwhub.toml").read_text() == "[hub]\nname = 'mine'\n"
 
 
 def test_demo_vee_found_the_injected_faults(demo_runs):

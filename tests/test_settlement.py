@@ -25,7 +25,14 @@ from hub.settlement_service import (
     stale_runs,
 )
 from hub.store.settlement_tables import settlement_run_table
-from tests.fixtures.settlement import CONSTANT, NY, constant_series, set_value, settle_campus, write_period
+from tests.fixtures.settlement import (
+    CONSTANT,
+    NY,
+    constant_series,
+    set_value,
+    settle_campus,
+    write_period,
+)
 
 ISSUE = date(2026, 11, 3)
 

@@ -65,6 +65,30 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     for rule, c in sorted(summary.vee.items()):
         vee.add_row(rule, str(c.get("flagged", 0)), str(c.get("estimated", 0)), str(c.get("edited", 0)))
     out.print(vee)
+    if summary.review:
+        rev = Table(title="Review gate: runs held for a person, and the decision")
+        for col in ("run", "held because", "decision"):
+            rev.add_column(col, overflow="fold")
+        for r in summary.review:
+            rev.add_row(r["run"], "\n".join(r["held_reasons"]),
+                        f"{r['decision']} by {r['by']} ({r['invoice']}): {r['reason']}")
+        out.print(rev)
+    if summary.energy:
+        from decimal import Decimal
+
+        agg: dict[str, list[Decimal]] = {}
+        for p in summary.energy["parties"]:
+            a = agg.setdefault(p["party"], [Decimal(0)] * 3)
+            a[0] += Decimal(p["allocated_kwh"])
+            a[1] += Decimal(p["billed_kwh"])
+            a[2] += Decimal(p["unbilled_kwh"])
+        en = Table(title=f"Energy accounting {summary.energy['period']} (MWh; `kwhub report energy` for every source)")
+        for col in ("tenant", "allocated", "billed", "not billed"):
+            en.add_column(col, justify="left" if col == "tenant" else "right")
+        for party, a in sorted(agg.items()):
+            en.add_row(party, *(f"{v / 1000:,.3f}" for v in a))
+        en.caption = f"unexplained: {Decimal(summary.energy['unexplained_kwh']):,.3f} kWh"
+        out.print(en)
     inv = Table(title="Invoices")
     for col in ("number", "kind", "tenant", "contract", "period", "total", "references"):
         inv.add_column(col)
@@ -79,6 +103,14 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
         for o in r["outputs"]:
             dl.add_row(r["number"], o["format"], o["transport"], o["status"], _rel(o["target"], base))
     out.print(dl)
+    if summary.owners:
+        own = Table(title="Owner statements (revenue follows the energy through every contract)")
+        for col in ("owner", "revenue by asset", "revenue", "costs", "net"):
+            own.add_column(col, justify="right" if col in ("revenue", "costs", "net") else "left", overflow="fold")
+        for party, o in summary.owners.items():
+            own.add_row(party, ", ".join(f"{a} {v}" for a, v in o["revenue_by_asset"].items()), o["revenue"],
+                        o["costs"], o["net"])
+        out.print(own)
     files = Table(title="Other outputs")
     files.add_column("what")
     files.add_column("where")

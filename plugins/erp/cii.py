@@ -24,7 +24,7 @@ from core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRendere
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, PartyRef
 from core.money import money_str
-from plugins.erp.peppol_rules import line_price, round2
+from plugins.erp.peppol_rules import line_price, round2, tax_within_tolerance
 from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
 
 NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
@@ -297,7 +297,7 @@ def check_rules(root: etree._Element) -> list[str]:
         pct = dec(tt.find("ram:RateApplicablePercent", ns)) or Decimal(0)
         if calc is not None:
             tax_sum += calc
-        if calc is not None and basis is not None and calc != round2(basis * pct / 100):
+        if calc is not None and basis is not None and not tax_within_tolerance(calc, basis, pct):
             add("BR-CO-17", calc_el, f"category {cat} {pct}%: {calc} != {basis} x {pct}%", "")
         if basis is not None and basis != bases.get((cat, pct), Decimal(0)):
             add(f"BR-{cat}-08", tt, f"basis {basis} != sum of {cat} {pct}% lines {bases.get((cat, pct), 0)}", "")

@@ -1,0 +1,128 @@
+"""``kwhub owners statement`` and ``kwhub emissions``: who earned what, and the carbon that followed the energy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.cli.errors import EXIT_CONFIG, UserError
+
+console = Console()
+owners_app = typer.Typer(help="Owner statements of co-owned assets.", no_args_is_help=True)
+_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+
+
+def _open(config: Path | None):  # noqa: ANN202 - (config, database)
+    from hub.config import load_config
+    from hub.store import Database
+
+    cfg = load_config(config)
+    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+
+
+@owners_app.command("statement")
+def owners_statement(
+    period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
+    owner: str = typer.Option(None, "--owner", help="Only this owner (a party id)."),
+    fmt: str = typer.Option("table", "--format", help="table, json, csv or pdf."),
+    out: Path = typer.Option(None, "--out", help="Folder for the files (pdf, csv, json; default: output_dir/owners)."),
+    config: Path = _CONFIG,
+) -> None:
+    """Revenue of each co-owned asset (the value of the energy it delivered under every contract
+    component, through the allocation) and its costs, split by ownership share."""
+    from core.settlement import SettlementError
+    from hub.owner_pdf import write_owner_pdf
+    from hub.owner_reports import period_owner_statements
+
+    if fmt not in ("table", "json", "csv", "pdf"):
+        raise UserError(f"--format must be table, json, csv or pdf, not {fmt!r}", exit_code=EXIT_CONFIG)
+    cfg, db = _open(config)
+    try:
+        statements = period_owner_statements(db, cfg, period, owner)
+    except SettlementError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        db.close()
+    if fmt == "table":
+        for party, st in statements.items():
+            table = Table(title=f"Owner statement {party} {period} ({st.currency})")
+            for col in ("asset", "item", "asset total", "share", "amount"):
+                table.add_column(col, justify="left" if col in ("asset", "item") else "right")
+            for ln in st.lines:
+                table.add_row(ln.asset, ln.description, f"{ln.asset_total:,.2f}", str(ln.share), f"{ln.amount:,.2f}")
+            console.print(table)
+            typer.echo(f"{party}: revenue {st.revenue:,.2f}, costs {st.costs:,.2f}, net {st.net:,.2f} {st.currency}")
+        if not statements:
+            typer.echo("no owner earned or spent anything in this period")
+        return
+    folder = out or cfg.output_dir / "owners"
+    folder.mkdir(parents=True, exist_ok=True)
+    for party, st in statements.items():
+        path = folder / f"owner-statement-{party}-{period}.{fmt}"
+        if fmt == "pdf":
+            name = next((p.name for p in cfg.campus.parties if p.id == party), party)
+            write_owner_pdf(st, path, name)
+        elif fmt == "json":
+            path.write_text(st.model_dump_json(indent=2) + "\n")
+        else:
+            with path.open("w", newline="") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(["party", "period", "asset", "kind", "description", "asset_total", "share", "amount"])
+                for ln in st.lines:
+                    w.writerow([party, period, ln.asset, ln.kind, ln.description, ln.asset_total, ln.share, ln.amount])
+        typer.echo(str(path))
+
+
+def emissions_command(
+    period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    config: Path = _CONFIG,
+) -> None:
+    """Scope 1/2 summary of a settled period, following each run's frozen allocation.
+
+    Each tenant carries the emissions of the sources its run allocated to it (the split the
+    run froze, not a second allocation), so its emissions agree with its invoice.
+    """
+    from core.settlement import SettlementError
+    from hub.owner_reports import period_emissions
+
+    if fmt not in ("table", "json", "csv"):
+        raise UserError(f"--format must be table, json or csv, not {fmt!r}", exit_code=EXIT_CONFIG)
+    cfg, db = _open(config)
+    try:
+        summary = period_emissions(db, cfg, period)
+    except SettlementError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        db.close()
+    data = summary.as_dict()
+    if fmt == "json":
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["tenant", "energy_mwh", "scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"])
+        for t, d in data["tenants"].items():  # type: ignore[union-attr]
+            w.writerow([t, d["energy_mwh"], d["scope1_tco2e"], d["scope2_location_tco2e"], d["scope2_market_tco2e"]])
+        return
+    table = Table(title=f"Emissions {period} (t CO2e)")
+    for col in ("tenant", "energy MWh", "scope 1", "scope 2 location", "scope 2 market"):
+        table.add_column(col, justify="left" if col == "tenant" else "right")
+    for t, d in data["tenants"].items():  # type: ignore[union-attr]
+        table.add_row(t, f"{d['energy_mwh']:,.3f}", f"{d['scope1_tco2e']:,.3f}", f"{d['scope2_location_tco2e']:,.3f}",
+                      f"{d['scope2_market_tco2e']:,.3f}")
+    console.print(table)
+    typer.echo(f"campus: scope 1 {data['scope1_tco2e']:,.3f} t, scope 2 location {data['scope2_location_tco2e']:,.3f} t,"
+               f" market {data['scope2_market_tco2e']:,.3f} t")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``owners`` and ``emissions``."""
+    app.add_typer(owners_app, name="owners")
+    app.command("emissions")(emissions_command)

@@ -1,0 +1,135 @@
+"""Owner statements and the Scope 1/2 summary of a period, from what the settlement runs froze.
+
+Both follow the energy the runs billed, never a second computation: revenue comes from
+the settled runs' lines and the kWh by source behind them
+(:func:`core.ownership.attributed_revenues`); each tenant's emissions from the
+tenants x sources split its run froze (``run_allocation``). Plant operations (net
+generation and metered fuel of the owned assets) are read from the validated store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from core.emissions import EmissionsSummary, campus_inventory
+from core.money import MoneyPolicy
+from core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
+from core.settlement import SettlementError
+from core.timeline import billing_period
+from hub.config import KwhubConfig
+from hub.settlement_service import SETTLED
+from hub.store import Database
+from hub.store.settlement_tables import run_allocation_table, settlement_run_table
+
+_ORDER = {"initial": 0, "final": 1, "true_up": 2}
+
+
+def _latest(db: Database, period: str, statuses: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """``(run id, statement)`` of each contract's latest run with one of ``statuses``."""
+    t = settlement_run_table
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(t.c.id, t.c.contract_id, t.c.version_kind, t.c.seq, t.c.statement)
+                            .where(t.c.period == period, t.c.status.in_(statuses))).all()
+    best: dict[str, Any] = {}
+    for r in rows:
+        key = (_ORDER.get(r.version_kind, 9), r.seq)
+        if r.contract_id not in best or key > best[r.contract_id][0]:
+            best[r.contract_id] = (key, r)
+    return [(r.id, json.loads(r.statement)) for _, r in (best[c] for c in sorted(best))]
+
+
+def settled_runs(db: Database, period: str) -> list[SettledRun]:
+    """The period's settled runs (issued or no change), the latest version of each contract."""
+    return [SettledRun.from_statement(st) for _, st in _latest(db, period, SETTLED)]
+
+
+def _channel_sums(db: Database, cfg: KwhubConfig, period: str, ids: list[str]) -> dict[str, float]:
+    """Period totals of channels in the validated layer (each at its own interval length)."""
+    if not ids:
+        return {}
+    span = billing_period(period, cfg.hub.timezone).span
+    by_len: dict[int, list[str]] = defaultdict(list)
+    for cid in ids:
+        by_len[cfg.campus.channel(cid).interval_minutes].append(cid)
+    out: dict[str, float] = {}
+    for minutes, group in by_len.items():
+        m = db.intervals.read_matrix(group, span, minutes, layer="validated")
+        out.update({cid: float(v) for cid, v in zip(m.channel_ids, np.nansum(m.values, axis=1).tolist(), strict=True)})
+    return out
+
+
+def asset_operations(db: Database, cfg: KwhubConfig, period: str) -> dict[str, AssetOperations]:
+    """Net generation (MWh) and metered fuel (MMBtu) of each owned asset over the period."""
+    from core.settlement import kwh_factor
+
+    owned = {a.id for a in cfg.campus.assets if a.owners}
+    gen = [c for c in cfg.campus.channels if c.asset in owned and c.role == "generation"]
+    fuel = [c for c in cfg.campus.channels if c.asset in owned and c.role == "fuel"]
+    sums = _channel_sums(db, cfg, period, [c.id for c in gen + fuel])
+    ops: dict[str, dict[str, Decimal]] = defaultdict(lambda: {"mwh": Decimal(0), "mmbtu": Decimal(0)})
+    for c in gen:
+        kwh = sums.get(c.id, 0.0) * kwh_factor(c, c.interval_minutes)
+        ops[c.asset]["mwh"] += Decimal(repr(kwh)) / 1000
+    for c in fuel:
+        ops[c.asset]["mmbtu"] += Decimal(repr(sums.get(c.id, 0.0)))
+    return {a: AssetOperations(generation_mwh=v["mwh"].quantize(Decimal("0.001")),
+                               fuel_mmbtu=v["mmbtu"].quantize(Decimal("0.001"))) for a, v in ops.items()}
+
+
+def period_owner_statements(db: Database, cfg: KwhubConfig, period: str,
+                            owner: str | None = None) -> dict[str, OwnerStatement]:
+    """Owner statements of ``period`` (all owners, or one)."""
+    runs = settled_runs(db, period)
+    if not runs:
+        raise SettlementError(f"no settled run for period {period}: owner revenue follows issued runs "
+                              f"(`kwhub settle --period {period}`, then approve held runs)")
+    policy = MoneyPolicy(currency=cfg.hub.currency)
+    out = owner_statements(cfg.campus, runs, asset_operations(db, cfg, period), cfg.file.ownership, policy, period)
+    if owner is not None:
+        if owner not in {o.party for a in cfg.campus.assets for o in a.owners}:
+            raise SettlementError(f"{owner!r} owns no asset (owners: "
+                                  f"{', '.join(sorted({o.party for a in cfg.campus.assets for o in a.owners}))})")
+        out = {k: v for k, v in out.items() if k == owner}
+    return out
+
+
+def period_emissions(db: Database, cfg: KwhubConfig, period: str) -> EmissionsSummary:
+    """Scope 1/2 summary of ``period``: the campus from the runs' recorded balance and the
+    plants' fuel; each tenant from the split its latest run froze."""
+    runs = [(rid, st) for rid, st in _latest(db, period, ("draft", "held", "issued", "no_change")) if "campus" in st]
+    if not runs:
+        raise SettlementError(f"no run of period {period} billed allocated energy, so there is no frozen split to "
+                              "follow (settle the period first)")
+    t = run_allocation_table
+    tenants: dict[str, dict[str, float]] = {}
+    roles = {c.asset: c.role for c in cfg.campus.channels
+             if c.asset and c.role in ("generation", "grid_import", "battery_discharge")}
+    done: set[str] = set()  # a tenant with two contracts has its split frozen in both runs: count it once
+    with db.engine.connect() as conn:
+        for rid, _ in runs:
+            rows = conn.execute(select(t.c.tenant, t.c.source, t.c.kwh).where(t.c.run_id == rid)).all()
+            for who in {r[0] for r in rows} - done:
+                per = tenants.setdefault(who, {})
+                for _, src, kwh in (r for r in rows if r[0] == who):
+                    key = "grid" if roles.get(src) == "grid_import" else src
+                    per[key] = per.get(key, 0.0) + float(kwh) / 1000
+            done |= {r[0] for r in rows}
+    campus = runs[-1][1]["campus"]
+    generation = {r["source"]: float(r["metered_kwh"]) / 1000 for r in campus["sources"]
+                  if roles.get(r["source"]) == "generation"}
+    fuel_channels = [c for c in cfg.campus.channels if c.role == "fuel" and c.asset]
+    sums = _channel_sums(db, cfg, period, [c.id for c in fuel_channels])
+    fuel: dict[str, tuple[str, float]] = {}
+    assets = {a.id: a for a in cfg.campus.assets}
+    for c in fuel_channels:
+        kind = assets[c.asset].fuel if c.asset in assets else ""
+        prev = fuel.get(c.asset, (kind, 0.0))[1]
+        fuel[c.asset] = (kind, prev + sums.get(c.id, 0.0))
+    grid = float(campus["balance"].get("grid_import", "0")) / 1000
+    return campus_inventory(period, generation, fuel, grid, tenants, cfg.file.emissions)
