@@ -164,9 +164,32 @@ class RunComputation:
 # --------------------------------------------------------------------------- channels
 
 
+@dataclass(frozen=True)
+class _CampusMaps:
+    channels: dict[str, Channel]
+    assets: dict[str, Any]
+    tenant_loads: dict[str, list[str]]
+
+
+_MAPS: list[tuple[Campus, _CampusMaps]] = []
+
+
+def _maps(campus: Campus) -> _CampusMaps:
+    """Lookups of a campus, made once per campus object (runs of one settle share them)."""
+    if _MAPS and _MAPS[0][0] is campus:
+        return _MAPS[0][1]
+    loads: dict[str, list[str]] = {}
+    for c in campus.channels:
+        if c.role == "tenant_load":
+            loads.setdefault(c.party, []).append(c.id)
+    maps = _CampusMaps({c.id: c for c in campus.channels}, {a.id: a for a in campus.assets}, loads)
+    _MAPS[:] = [(campus, maps)]
+    return maps
+
+
 def tenant_channels(campus: Campus, party: str) -> list[str]:
     """The ``tenant_load`` channels of a party."""
-    return [c.id for c in campus.channels if c.role == "tenant_load" and c.party == party]
+    return list(_maps(campus).tenant_loads.get(party, []))
 
 
 def load_channels(campus: Campus, contract: Contract) -> list[str]:
@@ -385,38 +408,43 @@ ABSURD_KWH = 1e12  # per interval: beyond any plant on earth; a value above it i
 
 
 def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[str]) -> list[ChannelStats]:
-    """Interval counts by quality, energy and peak of each channel (vectorised per channel)."""
+    """Interval counts by quality, energy and peak of each energy channel (one pass per statistic
+    over the channels' rows together; fuel and availability channels are left out)."""
     index = _row_index(matrix)
-    assets = {a.id: a for a in campus.assets}
-    by_id = {c.id: c for c in campus.channels}
-    per_hour = 60.0 / matrix.interval_minutes
+    maps = _maps(campus)
+    assets, by_id = maps.assets, maps.channels
+    ids = [cid for cid in channel_ids if cid in index and not (
+        cid in by_id and (by_id[cid].role in ("availability", "fuel") or by_id[cid].unit == "fraction"))]
+    if not ids:
+        return []
+    rows = [index[c] for c in ids]
+    v = _select_rows(matrix.values, rows)
+    q = _select_rows(matrix.quality, rows)
+    n = v.shape[1]
+    nan = np.isnan(v)
+    missing = nan.sum(axis=1)
+    filled = np.where(nan, -np.inf, v) if missing.any() else v
+    at = filled.argmax(axis=1) if n else np.zeros(len(ids), dtype=np.int64)
+    peak = filled[np.arange(len(ids)), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(len(ids))
+    kwh = np.nansum(v, axis=1) if missing.any() else v.sum(axis=1)
+    counts = np.stack([np.count_nonzero(q == code, axis=1) for code in (Quality.ESTIMATED, Quality.EDITED,
+                                                                         Quality.SUSPECT)]) if n else \
+        np.zeros((3, len(ids)), dtype=np.int64)
+    step = matrix.interval_minutes * 60
     out = []
-    for cid in channel_ids:
-        i = index.get(cid)
-        if i is None:
-            continue
-        v = matrix.values[i]
-        q = matrix.quality[i]
+    for i, cid in enumerate(ids):
         ch = by_id.get(cid)
-        if ch is not None and ch.role in ("availability", "fuel") or (ch is not None and ch.unit == "fraction"):
-            continue
-        nan = np.isnan(v)
-        missing = int(nan.sum())
-        vv = np.where(nan, -np.inf, v)
-        at = int(np.argmax(vv)) if v.size else 0
-        peak = float(vv[at]) * per_hour if v.size and missing < v.size else 0.0
         limit, limit_source = None, ""
         if ch is not None and ch.max_kw:
             limit, limit_source = float(ch.max_kw), "channel max_kw"
         elif ch is not None and ch.asset in assets and assets[ch.asset].capacity_kw > 0:
             limit, limit_source = float(assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw"
-        start = matrix.start_epoch + at * matrix.interval_minutes * 60
+        m = int(missing[i])
+        start = matrix.start_epoch + int(at[i]) * step
         out.append(ChannelStats(
-            channel=cid, intervals=int(v.size), missing=missing,
-            estimated=int(np.count_nonzero((q == Quality.ESTIMATED) | (q == Quality.EDITED))),
-            suspect=int(np.count_nonzero(q == Quality.SUSPECT)), kwh=float(np.nansum(v)),
-            max_kw=peak, max_at=datetime.fromtimestamp(start, tz=UTC).isoformat(), limit_kw=limit,
-            limit_source=limit_source,
+            channel=cid, intervals=n, missing=m, estimated=int(counts[0, i] + counts[1, i]), suspect=int(counts[2, i]),
+            kwh=float(kwh[i]), max_kw=float(peak[i]) if m < n else 0.0,
+            max_at=datetime.fromtimestamp(start, tz=UTC).isoformat(), limit_kw=limit, limit_source=limit_source,
         ))
     return out
 
@@ -427,7 +455,8 @@ def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: s
     if not rows:
         return
     sub = _select_rows(matrix.values, rows)
-    bad = np.isinf(sub) | (np.abs(np.nan_to_num(sub)) > ABSURD_KWH)
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(sub) > ABSURD_KWH  # inf too; NaN (no data) compares False
     if bad.any():
         r, col = (int(x[0]) for x in np.nonzero(bad))
         start = matrix.start_epoch + col * matrix.interval_minutes * 60

@@ -85,6 +85,58 @@ def _check_decidable(db: Database, run: dict[str, Any], check_inputs: bool) -> N
                           "(a new run supersedes this one) and review that")
 
 
+@dataclass(frozen=True)
+class DraftToIssue:
+    """A pending run and its draft document, as :func:`issue_drafts` needs them."""
+
+    run_id: str
+    contract_id: str
+    period: str
+    version_kind: str
+    draft: Invoice
+    was: str = "draft"
+    held: tuple[str, ...] = ()
+
+
+def _issue(conn: Any, db: Database, item: DraftToIssue, *, actor: str, reason: str, issue_date: date | None,
+           on_issue: Callable[[Any, Invoice], None] | None) -> Invoice:
+    """Number, store and queue one draft inside the caller's transaction; mark the run issued."""
+    t = settlement_run_table
+    status = conn.execute(select(t.c.status).where(t.c.id == item.run_id)).scalar_one()
+    if status not in PENDING:  # decided by someone else meanwhile
+        raise ReviewError(f"run {item.run_id} is {status} now; nothing done")
+    draft = item.draft
+    original = _original(conn, item.contract_id, item.period) if draft.kind != "invoice" else None
+    n = next_invoice_number(conn, db.dialect, draft.seller.id)
+    inv = issue_draft(draft, format_number(draft.seller.id, n), issue_date or date.today(), item.version_kind,
+                      original, _documents(conn, item.contract_id, item.period) + 1)
+    svc._insert_invoice(conn, inv, n, item.period, original.id if original else None)
+    if on_issue is not None:
+        on_issue(conn, inv)
+    conn.execute(update(t).where(t.c.id == item.run_id).values(status="issued", invoice_id=inv.id))
+    record_audit(conn, "run.approve", actor=actor, object_type="settlement_run", object_id=item.run_id,
+                 detail={"reason": reason, "was": item.was, "held": list(item.held), "invoice": inv.number,
+                         "total": str(inv.total)})
+    return inv
+
+
+def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
+                 issue_date: date | None = None,
+                 on_issue: Callable[[Any, Invoice], None] | None = None) -> dict[str, Approval]:
+    """Issue drafts that were just computed (the policy's approval): one transaction, a savepoint
+    per run, so one failing run (a rendering error) stays pending and the others are issued."""
+    out: dict[str, Approval] = {}
+    with db.write_transaction() as conn:
+        for item in items:
+            try:
+                with conn.begin_nested():
+                    out[item.run_id] = Approval(item.run_id, invoice=_issue(
+                        conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue))
+            except (SettlementError, ValueError) as exc:
+                out[item.run_id] = Approval(item.run_id, error=str(exc))
+    return out
+
+
 def approve_runs(
     db: Database,
     campus: Campus,
@@ -98,41 +150,24 @@ def approve_runs(
 ) -> dict[str, Approval]:
     """Issue the draft documents of ``run_ids`` (see module docs); ``{run id: Approval}``.
 
-    ``check_inputs=False`` skips the staleness check (the caller computed the runs in the
-    same breath). One run failing (a rendering error in ``on_issue``) leaves that run
-    pending and the others issued.
+    Each run is checked first: still pending, still next in its period, and (unless
+    ``check_inputs=False``) computed from the data the store holds now. One run failing
+    leaves that run pending and the others issued.
     """
     out: dict[str, Approval] = {}
     for rid in run_ids:
         try:
             run = get_run(db, rid)
-        except SettlementError as exc:
-            out[rid] = Approval(rid, error=str(exc))
-            continue
-        try:
             _check_decidable(db, run, check_inputs)
             if run["status"] == "held" and not reason.strip():
                 raise ReviewError(f"run {rid} is held ({_held_text(run)}); approving it needs --reason")
             if not run.get("draft"):
                 raise ReviewError(f"run {rid} has no draft document to issue")
-            draft = Invoice.model_validate_json(run["draft"])
+            item = DraftToIssue(rid, run["contract_id"], run["period"], run["version_kind"],
+                                Invoice.model_validate_json(run["draft"]), run["status"], tuple(_held(run)))
             with db.write_transaction() as conn:
-                t = settlement_run_table
-                status = conn.execute(select(t.c.status).where(t.c.id == rid)).scalar_one()
-                if status not in PENDING:  # decided by someone else meanwhile
-                    raise ReviewError(f"run {rid} is {status} now; nothing done")
-                original = _original(conn, run["contract_id"], run["period"]) if draft.kind != "invoice" else None
-                n = next_invoice_number(conn, db.dialect, draft.seller.id)
-                inv = issue_draft(draft, format_number(draft.seller.id, n), issue_date or date.today(),
-                                  run["version_kind"], original, _documents(conn, run["contract_id"], run["period"]) + 1)
-                svc._insert_invoice(conn, inv, n, run["period"], original.id if original else None)
-                if on_issue is not None:
-                    on_issue(conn, inv)
-                conn.execute(update(t).where(t.c.id == rid).values(status="issued", invoice_id=inv.id))
-                record_audit(conn, "run.approve", actor=actor, object_type="settlement_run", object_id=rid,
-                             detail={"reason": reason, "was": run["status"], "held": _held(run),
-                                     "invoice": inv.number, "total": str(inv.total)})
-            out[rid] = Approval(rid, invoice=inv)
+                out[rid] = Approval(rid, invoice=_issue(conn, db, item, actor=actor, reason=reason,
+                                                        issue_date=issue_date, on_issue=on_issue))
         except (SettlementError, ValueError) as exc:
             out[rid] = Approval(rid, error=str(exc))
     return out

@@ -1169,7 +1169,7 @@ def settle_periods(
 def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
                   issue_date: date | None, on_issue: Callable[[Any, Invoice], None] | None, actor: str) -> None:
     """Issue the drafts whose contract's policy is ``auto``, unless any contract of the call failed."""
-    from hub.run_review import approve_runs
+    from hub.run_review import DraftToIssue, issue_drafts
 
     failed = [o for o in outcomes if o.status == "error"]
     drafts = [o for o in outcomes if o.status == "draft"]
@@ -1185,8 +1185,10 @@ def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], opti
             o.note = "awaiting approval (review policy manual)"
     if not eligible:
         return
-    results = approve_runs(db, campus, [o.run_id for o in eligible], actor=actor, reason="every check passed",
-                           issue_date=issue_date, on_issue=on_issue, check_inputs=False)
+    items = [DraftToIssue(o.run_id, o.contract_id, o.period, o.version_kind, o.draft) for o in eligible
+             if o.draft is not None]
+    results = issue_drafts(db, items, actor=actor, reason="every check passed", issue_date=issue_date,
+                           on_issue=on_issue)
     for o in eligible:
         res = results[o.run_id]
         if res.invoice is not None:
