@@ -893,6 +893,7 @@ def settle_contract(
         raise SettlementError(f"{where}: run {r['id']} is {r['status']} awaiting review; approve or reject it first "
                               f"(`kwhub runs approve {r['id']} --reason ...` or `kwhub runs reject ...`)")
     same_kind = [r for r in live if r["version_kind"] == version]
+    top_seq = max((r["seq"] for r in runs if r["version_kind"] == version), default=0)  # rejected ones too
     base = [r for r in earlier if r["status"] in SETTLED]
     if version == "true_up":
         base += [r for r in same_kind if r["status"] in SETTLED]
@@ -921,8 +922,10 @@ def settle_contract(
                 f"{where}: the {version} run {same['id']} was {same['status'].replace('_', ' ')} from other data "
                 "(its inputs changed since); settle the next version (--version final or true_up) to bill the "
                 "difference")
-        seq = same["seq"] + 1
+        seq = top_seq + 1
         supersede = same["id"] if same["status"] in PENDING else None
+    else:
+        seq = top_seq + 1
     key = RunKey(contract.id, period.label, version, seq)
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
     body = canonical_json(statement)
