@@ -10,7 +10,7 @@ an adapter type in ``kwhub.toml``: ``type`` + ``id`` + that type's config.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
     from core.intervals import IntervalBatch
-    from core.invoice import Invoice
+    from core.invoice import Invoice, PartyRef
 
 ENV_PREFIX = "env:"
 
@@ -175,6 +175,15 @@ class InvoiceRenderer(Adapter):
 
     def validate(self, data: bytes) -> list[str]:
         """Return the problems of a rendered document (empty list = valid)."""
+        return []
+
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """What the seller and buyer lack for this format (empty when nothing).
+
+        Each problem names the party, its role and the configuration field to set.
+        ``kwhub config check`` calls this for every contract and delivery route, so a
+        missing payment account or electronic address is found before anything is issued.
+        """
         return []
 
 
