@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 if TYPE_CHECKING:
     from core.intervals import IntervalBatch
     from core.invoice import Invoice, PartyRef
+    from core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
 
@@ -169,13 +170,22 @@ class InvoiceRenderer(Adapter):
     media_type: ClassVar[str] = "application/octet-stream"
     file_extension: ClassVar[str] = ".bin"
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """Render ``invoice``; ``extras`` may carry usage series or lineage for rich formats."""
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """Render ``invoice``; ``context`` carries usage, lineage, explain data and the envelope."""
         raise AdapterError(f"{self.type_id} cannot render", FailureKind.SYSTEM)
 
     def validate(self, data: bytes) -> list[str]:
         """Return the problems of a rendered document (empty list = valid)."""
         return []
+
+    def control_partner(self, invoice: Invoice) -> str | None:
+        """The trading-partner key whose control-number sequence this format uses, or None.
+
+        EDI formats (X12) number every interchange; the hub takes the next number of
+        this partner's sequence in the transaction that queues the document and hands it
+        over in ``context.envelope.control_number``.
+        """
+        return None
 
     def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
         """What the seller and buyer lack for this format (empty when nothing).

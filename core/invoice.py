@@ -8,11 +8,10 @@ the totals. An invoice, once issued, is never edited: a correction is a new docu
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.money import MoneyPolicy
@@ -261,29 +260,3 @@ def check_totals(invoice: Invoice) -> list[str]:
     if invoice.line_total + invoice.tax_total != invoice.total:
         problems.append("line_total + tax_total != total")
     return problems
-
-
-def usage_arrays(usage: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A renderer's ``extras["usage"]`` as (UTC ``datetime64[m]`` starts, float64 kWh) arrays.
-
-    Accepts a list of ``(start, kWh)`` pairs (aware datetimes are converted to UTC, naive
-    ones and dates are taken as UTC) or a ``(starts, values)`` pair of arrays. Raises
-    ``ValueError`` when the two sides differ in length.
-    """
-    if isinstance(usage, tuple) and len(usage) == 2 and hasattr(usage[0], "__len__") \
-            and not isinstance(usage[0], datetime | date):
-        starts_raw, values_raw = usage
-    else:
-        pairs = list(usage)
-        starts_raw = [p[0] for p in pairs]
-        values_raw = [p[1] for p in pairs]
-    stamps = []
-    for s in starts_raw:
-        if isinstance(s, datetime) and s.tzinfo is not None:
-            s = s.astimezone(UTC).replace(tzinfo=None)
-        stamps.append(np.datetime64(s, "m"))
-    starts = np.asarray(stamps, dtype="datetime64[m]") if stamps else np.empty(0, "datetime64[m]")
-    values = np.asarray(values_raw, dtype=np.float64)
-    if starts.shape != values.shape:
-        raise ValueError(f"usage: {starts.shape[0]} starts but {values.shape[0]} values")
-    return starts, values

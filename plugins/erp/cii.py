@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Collection
-from datetime import date
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRendere
 from core.hookspecs import hookimpl
 from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
 from plugins.erp.party_requirements import en16931_party_problems
 from plugins.erp.peppol_rules import line_price, round2
 from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
@@ -392,7 +394,7 @@ class CiiRenderer(InvoiceRenderer):
         """EN 16931 needs the seller's payment account and tax identity."""
         return en16931_party_problems(seller, buyer, tax_categories)
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """Serialise ``invoice`` as CII XML bytes."""
         return etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
@@ -410,6 +412,23 @@ class CiiRenderer(InvoiceRenderer):
         return errors + check_rules(root)
 
 
+_FACTURX_CLOCK = threading.Lock()
+
+
+@contextmanager
+def _fixed_facturx_clock(module: Any, when: datetime) -> Iterator[None]:
+    """Make factur-x's two timestamp helpers return ``when`` (it offers no parameter for them)."""
+    impl = module.facturx
+    saved = impl._get_pdf_timestamp, impl._get_metadata_timestamp
+    utc = when.astimezone(UTC)
+    impl._get_pdf_timestamp = lambda date=None: utc.strftime("D:%Y%m%d%H%M%S+00'00'")
+    impl._get_metadata_timestamp = lambda: utc.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    try:
+        yield
+    finally:
+        impl._get_pdf_timestamp, impl._get_metadata_timestamp = saved
+
+
 class FacturXRenderer(InvoiceRenderer):
     """Factur-X PDF/A-3: the readable PDF with the CII XML embedded (EN 16931 level)."""
 
@@ -424,16 +443,27 @@ class FacturXRenderer(InvoiceRenderer):
         """EN 16931 needs the seller's payment account and tax identity."""
         return en16931_party_problems(seller, buyer, tax_categories)
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """Render the PDF and embed ``factur-x.xml`` with ``facturx.generate_from_binary``."""
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """Render the PDF/A-3 of :mod:`plugins.erp.pdf` and embed ``factur-x.xml`` with factur-x.
+
+        factur-x stamps the document information and XMP dates with the current time; they
+        are fixed to the envelope's creation time (or the issue date) so that the same
+        document renders to the same bytes.
+        """
         import facturx
 
         from plugins.erp.pdf import render_pdf
 
         xml = etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8")
-        pdf = render_pdf(invoice, extras)
-        return facturx.generate_from_binary(pdf, xml, flavor="factur-x", level="en16931",
-                                            check_xsd=True, lang="en-US")
+        pdf = render_pdf(invoice, context)
+        created = (context.created_at() if context is not None else None) \
+            or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
+        meta = {"author": invoice.seller.name, "keywords": "Factur-X, EN 16931",
+                "title": f"{invoice.seller.name}: {invoice.kind.replace('_', ' ')} {invoice.number}",
+                "subject": f"Factur-X {invoice.kind.replace('_', ' ')} {invoice.number} of {invoice.issue_date}"}
+        with _FACTURX_CLOCK, _fixed_facturx_clock(facturx, created):
+            return facturx.generate_from_binary(pdf, xml, flavor="factur-x", level="en16931", check_xsd=True,
+                                                lang="en-US", pdf_metadata=meta)
 
     def validate(self, data: bytes) -> list[str]:
         """Extract the embedded XML and validate it as :class:`CiiRenderer` does."""
@@ -447,7 +477,9 @@ class FacturXRenderer(InvoiceRenderer):
             return [f"Factur-X: cannot read embedded XML: {exc}"]
         if not xml:
             return ["Factur-X: no factur-x.xml attachment in the PDF"]
-        return CiiRenderer("cii").validate(xml)
+        from plugins.erp.pdfa import pdfa_problems
+
+        return pdfa_problems(data) + CiiRenderer("cii").validate(xml)
 
 
 @hookimpl

@@ -38,6 +38,7 @@ from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
 from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
 
 BSART_INVOICE = "INVO"
@@ -258,9 +259,9 @@ class IdocRenderer(InvoiceRenderer):
     Config = IdocConfig
     config: IdocConfig
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """``extras["created_at"]`` (datetime) sets CREDAT/CRETIM; default now (UTC)."""
-        created = (extras or {}).get("created_at") or datetime.now(UTC)
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """``context.envelope.created_at`` sets CREDAT/CRETIM; default now (UTC)."""
+        created = (context.created_at() if context is not None else None) or datetime.now(UTC)
         return etree.tostring(build_idoc(invoice, self.config, created), xml_declaration=True,
                               encoding="UTF-8", pretty_print=True)
 

@@ -28,6 +28,7 @@ from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind,
 from core.hookspecs import hookimpl
 from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
 from plugins.erp import peppol_rules
 from plugins.erp.party_requirements import peppol_party_problems
 from plugins.erp.xml_safety import UnsafeXmlError, parse_xml
@@ -338,7 +339,7 @@ class UblRenderer(InvoiceRenderer):
         """Peppol needs both electronic addresses, the seller's account and tax identity."""
         return peppol_party_problems(seller, buyer, tax_categories)
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """Serialise ``invoice`` as UBL XML bytes (UTF-8, with declaration)."""
         return etree.tostring(build_ubl(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
