@@ -107,3 +107,31 @@ def test_tampered_totals_and_missing_reference_are_reported() -> None:
     root = parse_xml(r.render(energy_invoice()))
     root.find("IDOC/EDI_DC40/DIRECT").text = "1"
     assert any("DIRECT" in p for p in r.validate(etree.tostring(root)))
+
+
+def test_field_lengths_come_from_the_invoic02_segments() -> None:
+    """PSTLZ is 9 (not 10), E1EDK04-KTEXT 50 (not 70), E1EDP19-IDTNR 35 (was not checked)."""
+    import pytest
+
+    from plugins.erp.idoc import IdocError
+
+    r = IdocRenderer("i")
+    inv = energy_invoice()
+    ten = inv.model_copy(update={"buyer": inv.buyer.model_copy(
+        update={"address": inv.buyer.address.model_copy(update={"postal_code": "20175-1234"})})})
+    with pytest.raises(IdocError, match="E1EDKA1-PSTLZ allows 9"):
+        r.render(ten, context(created=CREATED))
+    assert any("address.postal_code" in p and "E1EDKA1-PSTLZ allows 9" in p for p in r.check_parties(ten.seller, ten.buyer))
+    long_id = inv.model_copy(update={"lines": [inv.lines[0].model_copy(update={"component_id": "c" * 36})]})
+    with pytest.raises(IdocError, match="E1EDP19-IDTNR allows 35"):
+        r.render(long_id, context(created=CREATED))
+    data = r.render(inv, context(created=CREATED))
+    root = parse_xml(data)
+    root.find(".//E1EDK04/KTEXT").text = "x" * 51
+    root.find(".//E1EDP19/IDTNR").text = "y" * 36
+    root.find(".//E1EDKA1/PSTLZ").text = "1234567890"
+    problems = r.validate(etree.tostring(root))
+    assert any("E1EDK04-KTEXT allows 50" in p for p in problems)
+    assert any("E1EDP19-IDTNR allows 35" in p for p in problems)
+    assert any("E1EDKA1-PSTLZ allows 9" in p for p in problems)
+    assert r.check_parties(inv.seller, inv.buyer) == []
