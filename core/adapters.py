@@ -207,10 +207,11 @@ class OutgoingDocument:
     filename: str
     media_type: str
     body: bytes
+    key: str = ""  # the outbox row's key when it is not the default (a re-send with a new key)
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.invoice_id}:v{self.version}:{self.format_id}"
+        return self.key or f"{self.invoice_id}:v{self.version}:{self.format_id}"
 
 
 @dataclass

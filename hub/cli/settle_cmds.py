@@ -96,7 +96,7 @@ def settle_command(
             task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=outbox_hook(cfg, get_registry()),
+                                  on_issue=outbox_hook(cfg, get_registry(), db),
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
