@@ -63,3 +63,33 @@ def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[An
                 raise SettlementError(f"{exc}; the run was not recorded") from exc
 
     return on_issue
+
+
+def delivery_problems(cfg: KwhubConfig, registry: Any) -> list[dict[str, str]]:
+    """What the parties lack for the formats they receive, per contract and format.
+
+    Each entry has ``contract``, ``format`` and ``message`` (naming the party, its role and
+    the field to set). ``kwhub config check`` and ``kwhub adapters check`` print them, so
+    a missing payment account or endpoint is fixed before anything is issued.
+    """
+    from core.settlement import party_ref
+    from hub.outbox import OutboxError, renderers_for_formats
+
+    out: list[dict[str, str]] = []
+    for contract in cfg.campus.contracts:
+        try:
+            formats = [f for f, _ in cfg.campus.party(contract.buyer).delivery.pairs()]
+        except KeyError:
+            continue
+        if not formats:
+            continue
+        try:
+            renderers = renderers_for_formats(registry, formats, cfg)
+        except OutboxError as exc:
+            out.append({"contract": contract.id, "format": ",".join(formats), "message": str(exc)})
+            continue
+        seller, buyer = party_ref(cfg.campus, contract.seller), party_ref(cfg.campus, contract.buyer)
+        for fmt in dict.fromkeys(formats):
+            for msg in renderers[fmt].check_parties(seller, buyer, {contract.tax_category}):
+                out.append({"contract": contract.id, "format": fmt, "message": msg})
+    return out
