@@ -23,7 +23,6 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -31,6 +30,7 @@ from core.adapters import InvoiceRenderer
 from core.campus import DeliveryPrefs
 from core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
 from core.money import MoneyPolicy
+from core.render_context import RenderContext
 from hub.erp_receiver import ErpReceiver
 from hub.outbox import enqueue_invoice, run_relay, status_counts
 from hub.store import Database
@@ -79,7 +79,7 @@ def pick_renderer() -> tuple[InvoiceRenderer, str]:
             media_type = "application/json"
             file_extension = ".json"
 
-            def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+            def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
                 return invoice.model_dump_json().encode()
 
         return JsonRenderer("json"), "json"

@@ -10,7 +10,7 @@ an adapter type in ``kwhub.toml``: ``type`` + ``id`` + that type's config.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
     from core.intervals import IntervalBatch
-    from core.invoice import Invoice
+    from core.invoice import Invoice, PartyRef
+    from core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
 
@@ -169,12 +170,30 @@ class InvoiceRenderer(Adapter):
     media_type: ClassVar[str] = "application/octet-stream"
     file_extension: ClassVar[str] = ".bin"
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """Render ``invoice``; ``extras`` may carry usage series or lineage for rich formats."""
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """Render ``invoice``; ``context`` carries usage, lineage, explain data and the envelope."""
         raise AdapterError(f"{self.type_id} cannot render", FailureKind.SYSTEM)
 
     def validate(self, data: bytes) -> list[str]:
         """Return the problems of a rendered document (empty list = valid)."""
+        return []
+
+    def control_partner(self, invoice: Invoice) -> str | None:
+        """The trading-partner key whose control-number sequence this format uses, or None.
+
+        EDI formats (X12) number every interchange; the hub takes the next number of
+        this partner's sequence in the transaction that queues the document and hands it
+        over in ``context.envelope.control_number``.
+        """
+        return None
+
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """What the seller and buyer lack for this format (empty when nothing).
+
+        Each problem names the party, its role and the configuration field to set.
+        ``kwhub config check`` calls this for every contract and delivery route, so a
+        missing payment account or electronic address is found before anything is issued.
+        """
         return []
 
 
@@ -188,10 +207,11 @@ class OutgoingDocument:
     filename: str
     media_type: str
     body: bytes
+    key: str = ""  # the outbox row's key when it is not the default (a re-send with a new key)
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.invoice_id}:v{self.version}:{self.format_id}"
+        return self.key or f"{self.invoice_id}:v{self.version}:{self.format_id}"
 
 
 @dataclass

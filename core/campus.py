@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.intervals import ALLOWED_INTERVAL_MINUTES
-from core.invoice import Address
+from core.invoice import Address, PaymentDetails
 from core.money import RoundingMode
 
 AssetKind = Literal[
@@ -126,16 +126,23 @@ class DeliveryPrefs(_Strict):
 
 
 class Party(_Strict):
-    """A company on the campus: tenant, owner, operator, IPP, utility."""
+    """A company on the campus: tenant, owner, operator, IPP, utility.
+
+    ``tax_id``/``tax_scheme``, ``endpoint_id``/``endpoint_scheme`` and ``payment`` are
+    copied onto the documents (see :class:`core.invoice.PartyRef`).
+    """
 
     id: str
     name: str
     roles: list[Literal["tenant", "owner", "operator", "ipp", "utility", "iso"]] = Field(default_factory=list)
     tax_id: str = ""
+    tax_scheme: str = "VAT"
     address: Address = Field(default_factory=Address)
     email: str = ""
     endpoint_id: str = ""
+    endpoint_scheme: str = ""
     buyer_reference: str = ""
+    payment: PaymentDetails | None = None
     delivery: DeliveryPrefs = Field(default_factory=DeliveryPrefs)
 
 

@@ -8,11 +8,10 @@ the totals. An invoice, once issued, is never edited: a correction is a new docu
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.money import MoneyPolicy
@@ -39,18 +38,94 @@ class Address(BaseModel):
     country: str = "US"  # ISO 3166-1 alpha-2
 
 
+# UNCL 4461 payment means codes kwhub writes: credit transfers that need the payee account.
+CREDIT_TRANSFER_CODES = {"30": "credit transfer", "42": "payment to bank account",
+                         "58": "SEPA credit transfer"}
+PAYMENT_MEANS_CODES = {**CREDIT_TRANSFER_CODES, "1": "instrument not defined", "10": "in cash",
+                       "20": "cheque", "31": "debit transfer", "48": "bank card", "49": "direct debit",
+                       "57": "standing agreement", "59": "SEPA direct debit", "97": "clearing between partners"}
+
+
+class PaymentDetails(BaseModel):
+    """How a party is paid: the account a payer transfers to, and the remittance text.
+
+    Account identifiers only, never credentials. ``iban`` (with ``bic``) or
+    ``account_number`` (with ``routing_number``, e.g. a US ABA number) identifies the
+    account (EN 16931 BT-84/BT-86); ``remittance_text`` is what the payer quotes (BT-83,
+    default: the invoice number); ``terms`` the payment terms text (BT-20, default
+    ``Net N days``). ``means_code`` is the UNCL 4461 code (30 credit transfer).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    means_code: str = "30"
+    iban: str = ""
+    bic: str = ""
+    account_number: str = ""
+    routing_number: str = ""
+    account_name: str = ""
+    bank_name: str = ""
+    remittance_text: str = ""
+    terms: str = ""
+
+    @property
+    def account_id(self) -> str:
+        """The payment account identifier (BT-84): the IBAN, else the account number."""
+        return self.iban.replace(" ", "") or self.account_number
+
+    @property
+    def institution_id(self) -> str:
+        """The payment service provider identifier (BT-86): the BIC, else the routing number."""
+        return self.bic or self.routing_number
+
+    def problems(self) -> list[str]:
+        """What is missing for ``means_code`` (empty when these details can be written)."""
+        out = []
+        if self.means_code not in PAYMENT_MEANS_CODES:
+            out.append(f"means_code {self.means_code!r} is not one of {', '.join(sorted(PAYMENT_MEANS_CODES, key=int))}")
+        if self.means_code in CREDIT_TRANSFER_CODES and not self.account_id:
+            out.append(f"iban or account_number is required for payment means {self.means_code} "
+                       f"({CREDIT_TRANSFER_CODES[self.means_code]})")
+        if self.means_code == "58" and not self.iban:
+            out.append("iban is required for payment means 58 (SEPA credit transfer)")
+        return out
+
+
 class PartyRef(BaseModel):
-    """A party as it appears on a document."""
+    """A party as it appears on a document.
+
+    ``tax_id`` is written with its ``tax_scheme``: ``VAT`` (a VAT identifier, EN 16931
+    BT-31/BT-48, prefixed with the country code) or another tax registration scheme such
+    as ``EIN`` or ``GST`` (BT-32). ``endpoint_id`` with ``endpoint_scheme`` (a code of the
+    Electronic Address Scheme list, e.g. ``0088`` GLN, ``0060`` DUNS, ``9959`` US EIN) is
+    the party's electronic address; ``"0088:5790000435975"`` may carry the scheme itself.
+    ``payment`` is where the party is paid (the seller on an invoice).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     id: str
     name: str
     tax_id: str = ""
+    tax_scheme: str = "VAT"
     address: Address = Field(default_factory=Address)
     email: str = ""
     endpoint_id: str = ""  # e.g. a Peppol participant id or an EDI id
     endpoint_scheme: str = ""
+    payment: PaymentDetails | None = None
+
+    def endpoint(self) -> tuple[str, str] | None:
+        """``(scheme, value)`` of the electronic address, or None when there is none.
+
+        A scheme given both in ``endpoint_scheme`` and as a ``scheme:`` prefix must agree.
+        """
+        if not self.endpoint_id:
+            return None
+        scheme, value = self.endpoint_scheme, self.endpoint_id
+        prefix, sep, rest = value.partition(":")
+        if sep and prefix.isalnum() and len(prefix) <= 4 and (not scheme or prefix == scheme):
+            scheme, value = prefix, rest
+        return scheme, value
 
 
 class InvoiceLine(BaseModel):
@@ -130,6 +205,18 @@ class Invoice(BaseModel):
     def is_credit(self) -> bool:
         return self.kind == "credit_note"
 
+    @property
+    def payee(self) -> PartyRef:
+        """Who receives the money: the seller, or the buyer of a credit note (the refund)."""
+        return self.buyer if self.is_credit else self.seller
+
+    def payment_terms(self) -> str:
+        """The payment terms text (BT-20): the payee's own, else ``Net N days, due DATE``."""
+        pay = self.payee.payment
+        if pay is not None and pay.terms:
+            return pay.terms
+        return f"Net {(self.due_date - self.issue_date).days} days, due {self.due_date.isoformat()}"
+
 
 def compute_totals(invoice: Invoice, policy: MoneyPolicy) -> Invoice:
     """Fill taxes and totals from the lines so that they sum exactly.
@@ -173,29 +260,3 @@ def check_totals(invoice: Invoice) -> list[str]:
     if invoice.line_total + invoice.tax_total != invoice.total:
         problems.append("line_total + tax_total != total")
     return problems
-
-
-def usage_arrays(usage: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A renderer's ``extras["usage"]`` as (UTC ``datetime64[m]`` starts, float64 kWh) arrays.
-
-    Accepts a list of ``(start, kWh)`` pairs (aware datetimes are converted to UTC, naive
-    ones and dates are taken as UTC) or a ``(starts, values)`` pair of arrays. Raises
-    ``ValueError`` when the two sides differ in length.
-    """
-    if isinstance(usage, tuple) and len(usage) == 2 and hasattr(usage[0], "__len__") \
-            and not isinstance(usage[0], datetime | date):
-        starts_raw, values_raw = usage
-    else:
-        pairs = list(usage)
-        starts_raw = [p[0] for p in pairs]
-        values_raw = [p[1] for p in pairs]
-    stamps = []
-    for s in starts_raw:
-        if isinstance(s, datetime) and s.tzinfo is not None:
-            s = s.astimezone(UTC).replace(tzinfo=None)
-        stamps.append(np.datetime64(s, "m"))
-    starts = np.asarray(stamps, dtype="datetime64[m]") if stamps else np.empty(0, "datetime64[m]")
-    values = np.asarray(values_raw, dtype=np.float64)
-    if starts.shape != values.shape:
-        raise ValueError(f"usage: {starts.shape[0]} starts but {values.shape[0]} values")
-    return starts, values

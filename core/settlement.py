@@ -838,7 +838,8 @@ def party_ref(campus: Campus, party_id: str) -> PartyRef:
         p = campus.party(party_id)
     except KeyError:
         return PartyRef(id=party_id, name=party_id)
-    return PartyRef(id=p.id, name=p.name, tax_id=p.tax_id, address=p.address, email=p.email, endpoint_id=p.endpoint_id)
+    return PartyRef(id=p.id, name=p.name, tax_id=p.tax_id, tax_scheme=p.tax_scheme, address=p.address, email=p.email,
+                    endpoint_id=p.endpoint_id, endpoint_scheme=p.endpoint_scheme, payment=p.payment)
 
 
 def draft_invoice(

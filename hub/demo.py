@@ -39,6 +39,13 @@ SEED = 42
 # A demo-only shared secret for the local webhook; real configurations use "env:NAME".
 DEMO_WEBHOOK_SECRET = "kwhub-demo-not-a-secret"
 THERMAL = ("gt1", "gt2", "re1", "re2", "re3", "re4", "re5", "re6")
+# Demo identities (GLN endpoint with a valid GS1 check digit, US EIN); not real companies.
+DEMO_IDENTITY = {
+    "campus_op": ("0614141100019", "84-1100019"),
+    "tenant_a": ("0614141100026", "27-1100026"),
+    "tenant_b": ("0614141100033", "27-1100033"),
+    "tenant_c": ("0614141100040", "27-1100040"),
+}
 GAS_NODE = "KEYSTONE_GEN"
 
 Progress = Callable[[str], None]
@@ -174,6 +181,14 @@ def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
 
     parties = dump(campus.parties)
     for p in parties:
+        identity = DEMO_IDENTITY.get(p["id"])
+        if identity is not None:  # what e-invoicing needs: tax id, Peppol endpoint, payee account
+            gln, ein = identity
+            p.update({"tax_id": ein, "tax_scheme": "EIN", "endpoint_id": gln, "endpoint_scheme": "0088"})
+        if p["id"] == "campus_op":
+            p["payment"] = {"means_code": "30", "account_number": "4400198765", "routing_number": "031000503",
+                            "account_name": "Keystone Campus Operations LLC", "bank_name": "Demo Commerce Bank",
+                            "remittance_text": "", "terms": "Net 30 days by ACH credit or wire"}
         if p["id"].startswith("tenant_"):
             p["buyer_reference"] = f"PO-{p['id'].upper()}-2026"
             p["delivery"] = {"routes": [{"format": "ubl", "transport": "erp_drop"},
@@ -417,7 +432,7 @@ def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoS
     if not todo:
         return
     outcomes = settle(db, cfg.campus, period, contracts=todo, version=version, options=cfg.settlement_options(),
-                      issue_date=_issue_date(period), on_issue=outbox_hook(cfg, get_registry()), now=demo_now())
+                      issue_date=_issue_date(period), on_issue=outbox_hook(cfg, get_registry(), db), now=demo_now())
     for o in outcomes:
         if o.status == "error":
             raise RuntimeError(f"demo settlement of {o.contract_id} {period} {version} failed: {o.error}")
@@ -437,7 +452,7 @@ def _review_held(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
     reason = ("October has a day more than September and more sun on the solar PPA; the move was checked "
               "with the tenant")
     done = approve_runs(db, cfg.campus, [r["id"] for r in held], actor="demo billing clerk", reason=reason,
-                        issue_date=None, on_issue=outbox_hook(cfg, get_registry()))
+                        issue_date=None, on_issue=outbox_hook(cfg, get_registry(), db))
     for r in held:
         res = done[r["id"]]
         if res.invoice is None:

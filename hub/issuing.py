@@ -23,8 +23,13 @@ def delivery_pairs(cfg: KwhubConfig, party_id: str) -> list[tuple[str, str]]:
     return party.delivery.pairs()
 
 
-def outbox_hook(cfg: KwhubConfig, registry: Any) -> Callable[[Any, Invoice], None] | None:
-    """The on-issue callback for ``cfg``, or None when no party receives anything."""
+def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[Any, Invoice], None] | None:
+    """The on-issue callback for ``cfg``, or None when no party receives anything.
+
+    ``on_issue(conn, invoice)`` builds the invoice's render context (usage, lineage,
+    explain data) from the run on ``conn`` and the interval store of ``db`` (the channel
+    days a metered contract read), then queues one outbox row per delivery route.
+    """
     from core.settlement import SettlementError
     from hub.outbox import (
         OutboxError,
@@ -41,11 +46,50 @@ def outbox_hook(cfg: KwhubConfig, registry: Any) -> Callable[[Any, Invoice], Non
     transports = sorted(transports_from_config(cfg))
 
     def on_issue(conn: Any, invoice: Invoice) -> None:
-        for fmt, transport in pairs.get(invoice.buyer.id, []):
+        routes = pairs.get(invoice.buyer.id, [])
+        if not routes:
+            return
+        from hub.render_context import render_context
+
+        try:  # usage and lineage from the run's frozen inputs, read in this transaction
+            context = render_context(conn, invoice, cfg.campus, db=db)
+        except SettlementError as exc:
+            raise SettlementError(f"invoice {invoice.number}: {exc}; the run was not recorded") from exc
+        for fmt, transport in routes:
             try:
                 enqueue_invoice(conn, invoice, {fmt: renderers[fmt]}, {"formats": [fmt], "transports": [transport]},
-                                transports)
+                                transports, context=context)
             except OutboxError as exc:  # roll the run back; settle() reports it for this contract
                 raise SettlementError(f"{exc}; the run was not recorded") from exc
 
     return on_issue
+
+
+def delivery_problems(cfg: KwhubConfig, registry: Any) -> list[dict[str, str]]:
+    """What the parties lack for the formats they receive, per contract and format.
+
+    Each entry has ``contract``, ``format`` and ``message`` (naming the party, its role and
+    the field to set). ``kwhub config check`` and ``kwhub adapters check`` print them, so
+    a missing payment account or endpoint is fixed before anything is issued.
+    """
+    from core.settlement import party_ref
+    from hub.outbox import OutboxError, renderers_for_formats
+
+    out: list[dict[str, str]] = []
+    for contract in cfg.campus.contracts:
+        try:
+            formats = [f for f, _ in cfg.campus.party(contract.buyer).delivery.pairs()]
+        except KeyError:
+            continue
+        if not formats:
+            continue
+        try:
+            renderers = renderers_for_formats(registry, formats, cfg)
+        except OutboxError as exc:
+            out.append({"contract": contract.id, "format": ",".join(formats), "message": str(exc)})
+            continue
+        seller, buyer = party_ref(cfg.campus, contract.seller), party_ref(cfg.campus, contract.buyer)
+        for fmt in dict.fromkeys(formats):
+            for msg in renderers[fmt].check_parties(seller, buyer, {contract.tax_category}):
+                out.append({"contract": contract.id, "format": fmt, "message": msg})
+    return out

@@ -50,6 +50,7 @@ from core.adapters import (
     OutgoingDocument,
 )
 from core.invoice import Invoice
+from core.render_context import RenderContext
 from hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
 
 log = logging.getLogger("kwhub.outbox")
@@ -139,7 +140,7 @@ def enqueue_invoice(
     party_prefs: Any,
     transports: Mapping[str, Any] | Iterable[str] | None = None,
     *,
-    extras: dict[str, Any] | None = None,
+    context: RenderContext | None = None,
     now: datetime | None = None,
 ) -> list[EnqueuedDocument]:
     """Queue ``invoice`` for every (format, transport) its party receives; does not commit.
@@ -148,8 +149,11 @@ def enqueue_invoice(
     transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
     ``party_prefs`` is the buyer :class:`~core.campus.Party` or its ``DeliveryPrefs``;
     ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
-    used to reject a preference naming an unknown one. Each document is rendered once and
-    validated; an invalid rendering raises :class:`OutboxError` before anything is written.
+    used to reject a preference naming an unknown one. ``context`` (usage, lineage; see
+    :func:`hub.render_context.render_context`) goes to the renderers. Each document is
+    rendered once with its recorded envelope (:func:`hub.rendering.render_document`: the
+    same bytes whenever it is rendered again; EDI control numbers from the partner's
+    sequence) and validated; an invalid rendering raises :class:`OutboxError`.
     Rows already queued for the same (transport, idempotency key) are left alone, so
     calling this twice for one invoice version queues nothing new.
     """
@@ -172,10 +176,15 @@ def enqueue_invoice(
             f" (available: {', '.join(sorted(by_format)) or 'none'})"
         )
 
+    from hub.rendering import render_document
+
     docs: list[OutgoingDocument] = []
     for fmt in dict.fromkeys(formats):
         renderer = by_format[fmt]
-        body = renderer.render(invoice, extras)
+        try:
+            body = render_document(conn, invoice, renderer, context, now=now).body
+        except (ValueError, AdapterError) as exc:  # a document the format cannot carry, with the reason
+            raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
         problems = renderer.validate(body)
         if problems:
             shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
@@ -213,6 +222,56 @@ def enqueue_invoice(
                 transport_instance=target, format_id=doc.format_id, filename=doc.filename,
             ))
     return written
+
+
+def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport: str, *,
+              new_key: bool = False, context: RenderContext | None = None, now: datetime | None = None) -> EnqueuedDocument:
+    """Queue an issued document again for one route (``renderer``'s format through ``transport``).
+
+    Without ``new_key`` the document keeps its idempotency key and its bytes (the recorded
+    rendering): a row already queued for the route is sent again (a delivered or dead row
+    goes back to pending, with a note) and a route that never had it gets a new row, so a
+    receiver that deduplicates sees the same document. With ``new_key`` the document is a
+    new variant (key ``<invoice>:v<version>:<format>:r<n>``; an EDI format gets a new
+    control number) that a deduplicating receiver imports again. Raises
+    :class:`OutboxError` when the route's row is still pending or being sent.
+    """
+    from hub.rendering import latest_variant, render_document
+
+    t = outbox_table
+    fmt = renderer.format_id
+    stamp = now or utcnow()
+    base_key = f"{invoice.id}:v{invoice.version}:{fmt}"
+    variant = max(latest_variant(conn, invoice, fmt), 0) + 1 if new_key else 0
+    key = f"{base_key}:r{variant}" if variant else base_key
+    if not new_key:
+        row = conn.execute(select(t.c.id, t.c.status, t.c.delivered_at).where(
+            t.c.transport_instance == transport, t.c.idempotency_key == key)).first()
+        if row is not None:
+            if row.status in ("pending", "sending"):
+                raise OutboxError(f"invoice {invoice.number} {fmt} to {transport} is already queued "
+                                  f"(outbox row {row.id}, {row.status}); `kwhub deliver --once` sends it")
+            note = f"re-sent on request at {stamp.isoformat()} (was {row.status}" + (
+                f", delivered {as_utc(row.delivered_at).isoformat()})" if row.delivered_at else ")")  # type: ignore[union-attr]
+            conn.execute(update(t).where(t.c.id == row.id).values(
+                status="pending", attempts=0, next_attempt_at=stamp, last_error=note))
+            return EnqueuedDocument(row.id, key, transport, fmt,
+                                    document_filename(invoice, fmt, renderer.file_extension))
+    try:
+        body = render_document(conn, invoice, renderer, context, variant=variant, now=now).body
+    except (ValueError, AdapterError) as exc:
+        raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
+    problems = renderer.validate(body)
+    if problems:
+        raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {'; '.join(problems[:5])}")
+    name = document_filename(invoice, fmt if not variant else f"{fmt}_r{variant}", renderer.file_extension)
+    res = conn.execute(insert(t).values(
+        invoice_id=invoice.id, invoice_version=invoice.version, format_id=fmt, transport_instance=transport,
+        idempotency_key=key, filename=name, media_type=renderer.media_type, body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(), status="pending", attempts=0, next_attempt_at=stamp,
+        possible_duplicate=False, created_at=stamp))
+    pk = res.inserted_primary_key
+    return EnqueuedDocument(int(pk[0]) if pk and pk[0] is not None else None, key, transport, fmt, name)
 
 
 def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | None = None) -> dict[str, InvoiceRenderer]:
@@ -458,7 +517,7 @@ def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str,
     with _write(db) as conn:
         due = conn.execute(
             select(t.c.id, t.c.status, t.c.attempts, t.c.transport_instance, t.c.invoice_id, t.c.invoice_version,
-                   t.c.format_id, t.c.filename, t.c.media_type, t.c.body)
+                   t.c.format_id, t.c.filename, t.c.media_type, t.c.body, t.c.idempotency_key)
             .where(*due_filter).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
         ).all()
         exhausted = [r for r in due if r.status == "sending" and r.attempts >= policies[r.transport_instance].max_attempts]
@@ -486,7 +545,8 @@ def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str,
     out = [
         _Claim(r.id, r.transport_instance,
                OutgoingDocument(invoice_id=r.invoice_id, version=r.invoice_version, format_id=r.format_id,
-                                filename=r.filename, media_type=r.media_type, body=bytes(r.body)),
+                                filename=r.filename, media_type=r.media_type, body=bytes(r.body),
+                                key=r.idempotency_key),
                r.attempts + 1, r.status == "sending")
         for r in taken
     ]

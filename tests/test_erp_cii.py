@@ -10,7 +10,7 @@ from lxml import etree
 from core.invoice import Invoice
 from plugins.erp.cii import NS_RAM, NS_RSM, CiiRenderer, FacturXRenderer
 from plugins.erp.xml_safety import parse_xml
-from tests.fixtures.invoices import adjustment_invoice, credit_note, daily_usage, energy_invoice
+from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 NS = {"rsm": NS_RSM, "ram": NS_RAM}
 SUM = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
@@ -62,7 +62,7 @@ def test_credit_note_without_reference_and_schema_error() -> None:
 
 def test_facturx_pdf_embeds_valid_xml() -> None:
     r = FacturXRenderer("facturx")
-    pdf = r.render(credit_note(), {"usage": daily_usage()})
+    pdf = r.render(credit_note(), context(usage=True))
     assert pdf.startswith(b"%PDF")
     assert r.validate(pdf) == []
     name, xml = facturx.get_xml_from_pdf(pdf, check_xsd=True)

@@ -11,7 +11,7 @@ from lxml import etree
 from core.invoice import Invoice
 from plugins.erp.idoc import IdocRenderer, parse_sap_number, sap_number
 from plugins.erp.xml_safety import parse_xml
-from tests.fixtures.invoices import adjustment_invoice, credit_note, energy_invoice
+from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 CREATED = datetime(2024, 8, 5, 9, 15, 30, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ def read_idoc(data: bytes) -> ReadBack:
 
 def test_round_trip(any_document: Invoice) -> None:
     r = IdocRenderer("idoc_invoic02")
-    data = r.render(any_document, {"created_at": CREATED})
+    data = r.render(any_document, context(created=CREATED))
     assert r.validate(data) == []
     rb = read_idoc(data)
     assert rb.number == any_document.number and rb.currency == "USD"
@@ -74,7 +74,7 @@ def test_round_trip(any_document: Invoice) -> None:
 
 def test_control_record() -> None:
     r = IdocRenderer("idoc", {"client": "100", "receiver_port": "SAPPRD", "receiver_partner": "PRDCLNT100"})
-    root = parse_xml(r.render(energy_invoice(), {"created_at": CREATED}))
+    root = parse_xml(r.render(energy_invoice(), context(created=CREATED)))
     dc = root.find("IDOC/EDI_DC40")
     assert dc.get("SEGMENT") == "1"
     got = {el.tag: el.text for el in dc}
@@ -89,13 +89,13 @@ def test_control_record() -> None:
 def test_negative_amounts_use_trailing_minus() -> None:
     assert sap_number(Decimal("-4321.09")) == "4321.09-"
     assert parse_sap_number("4321.09-") == Decimal("-4321.09")
-    rb = read_idoc(IdocRenderer("i").render(adjustment_invoice(), {"created_at": CREATED}))
+    rb = read_idoc(IdocRenderer("i").render(adjustment_invoice(), context(created=CREATED)))
     assert rb.lines[1][4] < 0
 
 
 def test_tampered_totals_and_missing_reference_are_reported() -> None:
     r = IdocRenderer("i")
-    root = parse_xml(r.render(energy_invoice(), {"created_at": CREATED}))
+    root = parse_xml(r.render(energy_invoice(), context(created=CREATED)))
     root.find("IDOC/E1EDP01/NETWR").text = "1.00"
     problems = r.validate(etree.tostring(root))
     assert any("SUMID 010" in p and "E1EDS01" in p for p in problems)
@@ -107,3 +107,31 @@ def test_tampered_totals_and_missing_reference_are_reported() -> None:
     root = parse_xml(r.render(energy_invoice()))
     root.find("IDOC/EDI_DC40/DIRECT").text = "1"
     assert any("DIRECT" in p for p in r.validate(etree.tostring(root)))
+
+
+def test_field_lengths_come_from_the_invoic02_segments() -> None:
+    """PSTLZ is 9 (not 10), E1EDK04-KTEXT 50 (not 70), E1EDP19-IDTNR 35 (was not checked)."""
+    import pytest
+
+    from plugins.erp.idoc import IdocError
+
+    r = IdocRenderer("i")
+    inv = energy_invoice()
+    ten = inv.model_copy(update={"buyer": inv.buyer.model_copy(
+        update={"address": inv.buyer.address.model_copy(update={"postal_code": "20175-1234"})})})
+    with pytest.raises(IdocError, match="E1EDKA1-PSTLZ allows 9"):
+        r.render(ten, context(created=CREATED))
+    assert any("address.postal_code" in p and "E1EDKA1-PSTLZ allows 9" in p for p in r.check_parties(ten.seller, ten.buyer))
+    long_id = inv.model_copy(update={"lines": [inv.lines[0].model_copy(update={"component_id": "c" * 36})]})
+    with pytest.raises(IdocError, match="E1EDP19-IDTNR allows 35"):
+        r.render(long_id, context(created=CREATED))
+    data = r.render(inv, context(created=CREATED))
+    root = parse_xml(data)
+    root.find(".//E1EDK04/KTEXT").text = "x" * 51
+    root.find(".//E1EDP19/IDTNR").text = "y" * 36
+    root.find(".//E1EDKA1/PSTLZ").text = "1234567890"
+    problems = r.validate(etree.tostring(root))
+    assert any("E1EDK04-KTEXT allows 50" in p for p in problems)
+    assert any("E1EDP19-IDTNR allows 35" in p for p in problems)
+    assert any("E1EDKA1-PSTLZ allows 9" in p for p in problems)
+    assert r.check_parties(inv.seller, inv.buyer) == []

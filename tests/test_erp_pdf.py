@@ -11,26 +11,25 @@ import pytest
 from pypdf import PdfReader
 
 from plugins.erp.pdf import PdfRenderer, daily_usage, fmt_money
-from tests.fixtures.invoices import credit_note, energy_invoice, lineage
-from tests.fixtures.invoices import daily_usage as usage_fixture
+from tests.fixtures.invoices import context, credit_note, energy_invoice
 
 
 def _text(data: bytes) -> str:
-    return "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(data)).pages)
+    return " ".join(" ".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(data)).pages).split())
 
 
 def test_pdf_shows_number_total_usage_and_lineage() -> None:
     inv = energy_invoice()
     r = PdfRenderer("pdf")
-    data = r.render(inv, {"usage": usage_fixture(), "lineage": lineage()})
+    data = r.render(inv, context(usage=True, with_lineage=True))
     assert r.validate(data) == []
     text = _text(data)
     assert "INV-2024-000123" in text
     assert fmt_money(inv.total, "USD") in text  # "617,114.14 USD"
     assert "Usage in the period" in text
     assert "run-2024-07-ppa-a-v1" in text
-    assert "93" in text  # data hash count
-    assert "ppa-a@3" in text
+    assert "Input data (channel-day hashes)" in text and "93" in text  # data hash count
+    assert "2976 x 15 min" in text
     for ln in inv.lines:
         assert fmt_money(ln.amount) in text
 
@@ -66,7 +65,7 @@ def test_page_one_rasterises(tmp_path: Path) -> None:
             pytest.fail(msg + " (KWHUB_REQUIRE_SERVICES=1 forbids skipping)")
         pytest.skip(msg)
     pdf = tmp_path / "inv.pdf"
-    pdf.write_bytes(PdfRenderer("pdf").render(energy_invoice(), {"usage": usage_fixture(), "lineage": lineage()}))
+    pdf.write_bytes(PdfRenderer("pdf").render(energy_invoice(), context(usage=True, with_lineage=True)))
     subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "p")],
                    check=True, timeout=60)
     png = next(tmp_path.glob("p*.png"))

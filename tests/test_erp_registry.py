@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pytest
 
 from core.adapters import InvoiceRenderer
 from core.invoice import Invoice
 from hub.plugins import load_plugins
-from tests.fixtures.invoices import (
-    adjustment_invoice,
-    credit_note,
-    daily_usage,
-    energy_invoice,
-    lineage,
-)
+from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 ERP_PLUGINS = ["erp_json_folder", "erp_ubl", "erp_cii", "erp_x12", "erp_idoc", "erp_csv", "erp_pdf"]
 EXPECTED = {
@@ -44,7 +39,7 @@ def _text(fmt: str, data: bytes) -> str:
 @pytest.mark.parametrize("doc", [credit_note, adjustment_invoice], ids=["credit_note", "adjustment"])
 def test_every_format_renders_valid_and_references_the_original(renderers, doc) -> None:
     inv: Invoice = doc()
-    extras = {"usage": daily_usage(), "lineage": lineage()}
+    extras = context(usage=True, with_lineage=True, created=datetime(2024, 8, 5, 12, tzinfo=UTC))
     for fmt, r in renderers.items():
         data = r.render(inv, extras)
         assert r.validate(data) == [], fmt
@@ -55,7 +50,7 @@ def test_every_format_renders_valid_and_references_the_original(renderers, doc) 
 
 def test_every_format_flags_a_credit_note_without_reference(renderers) -> None:
     cn = credit_note().model_copy(update={"references": []})
-    flagged = {fmt for fmt, r in renderers.items() if r.validate(r.render(cn))}
+    flagged = {fmt for fmt, r in renderers.items() if r.validate(r.render(cn, context(usage=True)))}
     # X12 and PDF carry no machine-checkable "credit" semantics beyond the envelope/text.
     assert flagged >= {"ubl", "cii", "facturx", "idoc_invoic02", "json", "csv"}
 
@@ -63,7 +58,7 @@ def test_every_format_flags_a_credit_note_without_reference(renderers) -> None:
 def test_invoice_renders_in_every_format(renderers) -> None:
     inv = energy_invoice()
     for fmt, r in renderers.items():
-        data = r.render(inv, {"usage": daily_usage()})
+        data = r.render(inv, context(usage=True))
         assert r.validate(data) == [], fmt
         assert r.file_extension.startswith(".") and "/" in r.media_type
 

@@ -9,15 +9,22 @@ import numpy as np
 import pytest
 
 from core.invoice import Invoice
-from plugins.erp.x12 import X12InvoiceRenderer, X12UsageRenderer
-from tests.fixtures.invoices import adjustment_invoice, credit_note, daily_usage, energy_invoice
+from core.render_context import Envelope, RenderContext, UsageSeries
+from plugins.erp.x12 import X12Error, X12InvoiceRenderer, X12UsageRenderer
+from tests.fixtures.invoices import (
+    adjustment_invoice,
+    context,
+    credit_note,
+    daily_usage,
+    energy_invoice,
+)
 from tests.x12_parser import X12ParseError, parse
 
 CREATED = datetime(2024, 8, 5, 14, 30, tzinfo=UTC)
 
 
-def _810(inv: Invoice, **extras):
-    data = X12InvoiceRenderer("x12_810").render(inv, {"created_at": CREATED, **extras})
+def _810(inv: Invoice, control_number: int | None = None):
+    data = X12InvoiceRenderer("x12_810").render(inv, context(created=CREATED, control_number=control_number))
     return data, parse(data)
 
 
@@ -86,7 +93,12 @@ def test_tampered_segment_count_is_detected() -> None:
 
 
 def test_867_from_lines(any_document: Invoice) -> None:
-    data = X12UsageRenderer("x12_867").render(any_document, {"created_at": CREATED})
+    if not [ln for ln in any_document.lines if ln.unit in ("kWh", "MWh")]:
+        # the credit note has no energy line: without usage there is no PTD loop to write
+        with pytest.raises(X12Error, match="an 867 needs a PTD loop"):
+            X12UsageRenderer("x12_867").render(any_document, context(created=CREATED))
+        return
+    data = X12UsageRenderer("x12_867").render(any_document, context(created=CREATED))
     ic = parse(data)
     assert ic.groups[0].functional_id == "PT"
     tx = ic.groups[0].transactions[0]
@@ -104,7 +116,7 @@ def test_867_interval_usage_matches_extras() -> None:
     rng = np.random.default_rng(3)
     values = np.round(rng.uniform(200, 400, n), 3)
     usage = [(start + timedelta(minutes=15 * i), float(values[i])) for i in range(n)]
-    data = X12UsageRenderer("x12_867").render(energy_invoice(), {"usage": usage, "created_at": CREATED})
+    data = X12UsageRenderer("x12_867").render(energy_invoice(), RenderContext(usage=UsageSeries.of(usage), envelope=Envelope(CREATED)))
     tx = parse(data).groups[0].transactions[0]
     assert tx.first("BPT")[4] == "C1"
     pm = tx.segments.index(["PTD", "PM"])
@@ -116,7 +128,7 @@ def test_867_interval_usage_matches_extras() -> None:
     assert dtm[-1][2:] == ["20240704", "0345", "UT"]
     # Arrays work the same as pairs.
     arrays = (np.array([np.datetime64("2024-07-01T04:00") + np.timedelta64(15 * i, "m") for i in range(n)]), values)
-    again = X12UsageRenderer("x").render(energy_invoice(), {"usage": arrays, "created_at": CREATED})
+    again = X12UsageRenderer("x").render(energy_invoice(), RenderContext(usage=UsageSeries.of(arrays), envelope=Envelope(CREATED)))
     assert again == data
 
 
@@ -131,7 +143,7 @@ def test_separators_in_text_are_neutralised() -> None:
 
 def test_daily_usage_fixture_sums() -> None:
     usage = daily_usage()
-    data = X12UsageRenderer("x").render(credit_note(), {"usage": usage, "created_at": CREATED})
+    data = X12UsageRenderer("x").render(credit_note(), RenderContext(usage=UsageSeries.of(usage), envelope=Envelope(CREATED)))
     tx = parse(data).groups[0].transactions[0]
     assert [s[2] for s in tx.all("REF") if s[1] == "OI"] == ["INV-2024-000123"]
     pm = tx.segments.index(["PTD", "PM"])
@@ -150,3 +162,62 @@ def test_amount_not_equal_to_quantity_times_price_gets_a_finer_price() -> None:
     it1 = ic.groups[0].transactions[0].first("IT1")
     assert it1[3] == "KH" and Decimal(it1[2]) == Decimal("1000000000")  # MWh -> kWh
     assert (Decimal(it1[2]) * Decimal(it1[4])).quantize(Decimal("0.01"), ROUND_HALF_UP) == line.amount
+
+
+# ---------------------------------------------------------------- 004010 segment order (tests/x12_grammar)
+
+
+def _segments(data: bytes) -> tuple[str, list[list[str]]]:
+    tx = parse(data).groups[0].transactions[0]
+    return tx.set_id, tx.segments
+
+
+@pytest.mark.parametrize("with_usage", [False, True])
+def test_every_document_follows_the_004010_tables(any_document: Invoice, with_usage: bool) -> None:
+    from tests.x12_grammar import check_order
+
+    ctx = context(usage=with_usage, created=CREATED)
+    check_order(*_segments(X12InvoiceRenderer("x").render(any_document, ctx)))
+    if with_usage or [ln for ln in any_document.lines if ln.unit in ("kWh", "MWh")]:
+        check_order(*_segments(X12UsageRenderer("x").render(any_document, ctx)))
+
+
+def test_grammar_refuses_the_old_867_order_and_a_missing_ptd_loop() -> None:
+    """The 867 used to write REF before DTM (heading and PTD loop) and no PTD for a credit note."""
+    from tests.x12_grammar import X12OrderError, check_order
+
+    old_heading = [["ST", "867", "0001"], ["BPT", "00", "X", "20240805", "DD"], ["REF", "11", "T"],
+                   ["DTM", "150", "20240701"], ["PTD", "SU"], ["QTY", "QD", "1", "KH"], ["CTT", "1"], ["SE", "7", "0001"]]
+    with pytest.raises(X12OrderError, match="DTM"):
+        check_order("867", old_heading)
+    old_loop = [["ST", "867", "0001"], ["BPT", "00", "X", "20240805", "DD"], ["PTD", "SU"], ["REF", "ZZ", "LINE1"],
+                ["DTM", "150", "20240701"], ["QTY", "QD", "1", "KH"], ["CTT", "1"], ["SE", "8", "0001"]]
+    with pytest.raises(X12OrderError, match="DTM"):
+        check_order("867", old_loop)
+    no_ptd = [["ST", "867", "0001"], ["BPT", "00", "X", "20240805", "DD"], ["CTT", "0"], ["SE", "4", "0001"]]
+    with pytest.raises(X12OrderError, match="mandatory PTD missing"):
+        check_order("867", no_ptd)
+    with pytest.raises(X12OrderError, match="REF"):
+        check_order("810", [["ST", "810", "1"], ["BIG", "x"], ["TDS", "1"], ["REF", "11", "x"], ["SE", "5", "1"]])
+
+
+def test_810_and_867_of_one_invoice_have_their_own_control_numbers() -> None:
+    inv = energy_invoice()
+    ctx = context(created=CREATED)
+    a = parse(X12InvoiceRenderer("x").render(inv, ctx))
+    b = parse(X12UsageRenderer("x").render(inv, ctx))
+    assert a.control != b.control
+    assert a.groups[0].transactions[0].control != b.groups[0].transactions[0].control
+    given = parse(X12UsageRenderer("x").render(inv, context(created=CREATED, control_number=7)))
+    assert given.control == "000000007" and given.groups[0].control == "7"
+    assert given.groups[0].transactions[0].control == "0007"
+    r = X12InvoiceRenderer("x", {"sender_id": "KWHUB", "receiver_id": "ERP1"})
+    assert r.control_partner(inv) == "x12:ZZ:KWHUB>ZZ:ERP1"
+    with pytest.raises(X12Error, match="outside"):
+        r.render(inv, context(created=CREATED, control_number=1_000_000_000))
+
+
+def test_810_without_lines_is_refused() -> None:
+    empty = energy_invoice().model_copy(update={"lines": []})
+    with pytest.raises(X12Error, match="IT1"):
+        X12InvoiceRenderer("x").render(empty, context(created=CREATED))

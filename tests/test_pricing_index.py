@@ -130,3 +130,13 @@ def test_index_csv_accepts_repeated_identical_rows_and_us_dates(tmp_path):
     mixed.write_text("date,price,name\n2026-11-02,3,a\n2026-11-03,3,b\n")
     with pytest.raises(IndexSeriesError, match="one index per file"):
         load_index_csv(mixed)
+
+
+def test_daily_lines_carry_their_own_day_as_period():
+    """A fuel-indexed line bills one local day; its invoice line used to carry the whole month."""
+    from core.pricing.lines import charges_to_lines
+
+    ctx = _nov_ctx(load_index_csv(HH))
+    charges = FuelIndexed("fuel", {**FUEL, "missing_index": "previous"}).compute(ctx)
+    lines = charges_to_lines(charges, ctx.money, ctx.period)
+    assert [(ln.period_start, ln.period_end) for ln in lines] == [(date(2026, 11, d), date(2026, 11, d)) for d in range(1, 5)]

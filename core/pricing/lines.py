@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -109,10 +110,14 @@ def charges_to_lines(
     """Invoice lines numbered from ``first_number``, one per charge, for ``period``.
 
     Amounts are re-checked against the policy: a charge whose amount is not
-    ``policy.amount(quantity x unit_price)`` is an error, never silently changed.
+    ``policy.amount(quantity x unit_price)`` is an error, never silently changed. A charge
+    for one local day (its determinants carry ``day``, e.g. a fuel-indexed day) gets that
+    day as its period; the others get the billing period.
     """
     lines = []
     for n, ch in enumerate(charges, start=first_number):
+        day = ch.determinants.get("day")
+        first = last = date.fromisoformat(day) if day else None
         expected = policy.amount(ch.quantity * ch.unit_price)
         if ch.amount != expected:
             raise PricingError(
@@ -132,8 +137,8 @@ def charges_to_lines(
                 tax_percent=tax_percent,
                 source_asset=ch.source_asset,
                 component_id=ch.component_id,
-                period_start=period.first_day,
-                period_end=period.last_day,
+                period_start=first or period.first_day,
+                period_end=last or period.last_day,
                 determinants=dict(ch.determinants),
             )
         )

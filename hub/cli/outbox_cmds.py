@@ -53,6 +53,12 @@ def _relay_logging(verbose: bool) -> Iterator[None]:
 
 
 def deliver(
+    invoice: str = typer.Argument(None, help="Send this issued document again (id or number); needs --route."),
+    route: str = typer.Option(None, "--route", help="With INVOICE: the transport instance to send it through."),
+    formats: list[str] = typer.Option(None, "--format", help="With INVOICE: the format(s) to send (default: what "
+                                                             "the buyer receives through --route)."),
+    new_key: bool = typer.Option(False, "--new-key", help="With INVOICE: a new idempotency key (and EDI control "
+                                                          "number), so a receiver that deduplicates imports it again."),
     config: Path = CONFIG_OPTION,
     once: bool = typer.Option(False, "--once", help="Deliver what is due now, then exit (default: keep polling)."),
     limit: int = typer.Option(100, "--batch", min=1, help="Rows claimed per pass."),
@@ -61,7 +67,15 @@ def deliver(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every retry."),
 ) -> None:
-    """Send queued invoices through their transports (at least once, idempotency-keyed)."""
+    """Send queued invoices through their transports (at least once, idempotency-keyed).
+
+    With INVOICE --route NAME it queues that issued document again for one route instead
+    (an ERP that lost a file, a new ERP): same bytes and key, or with --new-key a new key;
+    `kwhub deliver --once` then sends it.
+    """
+    if invoice is not None or route is not None:
+        _queue_again(config, invoice, route, formats or [], new_key)
+        return
     from hub.outbox import (
         close_transports,
         count_due,
@@ -115,6 +129,59 @@ def deliver(
         console.print("[yellow]see `kwhub outbox list --status dead`; fix the cause, then `kwhub outbox retry ID`[/]")
     if report.dead and not report.delivered:
         raise typer.Exit(1)
+
+
+def _queue_again(config: Path | None, invoice: str | None, route: str | None, formats: list[str],
+                 new_key: bool) -> None:
+    from core.settlement import SettlementError
+    from hub.outbox import OutboxError, redeliver, renderers_for_formats, transports_from_config
+    from hub.plugins import get_registry
+    from hub.render_context import render_context
+    from hub.settlement_service import get_invoice
+
+    if not invoice or not route:
+        raise UserError("give both the document and the route: kwhub deliver INVOICE --route TRANSPORT",
+                        exit_code=EXIT_CONFIG)
+    cfg, db = _open(config)
+    try:
+        transports = transports_from_config(cfg)
+        if route not in transports:
+            raise UserError(f"{cfg.source}: no enabled transport instance {route!r} "
+                            f"(configured: {', '.join(sorted(transports)) or 'none'})", exit_code=EXIT_CONFIG)
+        try:
+            inv = get_invoice(db, invoice)
+        except SettlementError as exc:
+            raise UserError(str(exc)) from None
+        if not formats:
+            try:
+                pairs = cfg.campus.party(inv.buyer.id).delivery.pairs()
+            except KeyError:
+                pairs = []
+            formats = [f for f, t in pairs if t == route] or [f for f, _ in pairs]
+            if not formats:
+                raise UserError(f"party {inv.buyer.id!r} receives no format; say which with --format",
+                                exit_code=EXIT_CONFIG)
+        try:
+            renderers = renderers_for_formats(get_registry(), formats, cfg)
+            ctx = render_context(db, inv, cfg.campus)
+            with db.write_transaction() as conn:
+                queued = [redeliver(conn, inv, renderers[f], route, new_key=new_key, context=ctx) for f in formats]
+        except (OutboxError, ValueError) as exc:
+            raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+    finally:
+        close_transports_safely(locals().get("transports"))
+        db.close()
+    for q in queued:
+        console.print(f"queued {inv.number} {q.format_id} for {q.transport_instance} "
+                      f"(outbox row {q.id}, key {q.idempotency_key}); `kwhub deliver --once` sends it")
+
+
+def close_transports_safely(transports: Any) -> None:
+    """Close transports built for a command that only queues (they may hold connections)."""
+    if transports:
+        from hub.outbox import close_transports
+
+        close_transports(transports)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -156,7 +156,7 @@ def runs_approve(
     cfg, db = _open(config)
     try:
         results = approve_runs(db, cfg.campus, run_ids, actor=_actor(by), reason=reason, issue_date=when,
-                               on_issue=outbox_hook(cfg, get_registry()))
+                               on_issue=outbox_hook(cfg, get_registry(), db))
     finally:
         db.close()
     failed = False

@@ -1,4 +1,4 @@
-"""``kwhub settle``, ``kwhub invoices list|show`` and ``kwhub explain``."""
+"""``kwhub settle``, ``kwhub invoices list|show|render`` and ``kwhub explain``."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def settle_command(
             task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=None if dry_run else outbox_hook(cfg, get_registry()), dry_run=dry_run,
+                                  on_issue=None if dry_run else outbox_hook(cfg, get_registry(), db), dry_run=dry_run,
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
@@ -233,6 +233,58 @@ def invoices_show(
         typer.echo(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
                    f"x {ln['unit_price']:>12} = {ln['amount']:>14}")
     typer.echo(f"  total {data['total']} {data['currency']} (lines {data['line_total']}, tax {data['tax_total']})")
+
+
+@invoices_app.command("render")
+def invoices_render(
+    ref: str = typer.Argument(..., help="Invoice id or number (see `kwhub invoices list`)."),
+    fmt: str = typer.Option(..., "--format", help="A renderer's format id: ubl, cii, facturx, x12_810, x12_867, "
+                                                  "idoc_invoic02, csv, json, pdf (`kwhub plugins list` shows them)."),
+    out: Path = typer.Option(None, "--out", help="Write the document to FILE (default: standard output)."),
+    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+) -> None:
+    """Render an issued document in any installed format.
+
+    The document gets the usage and lineage of its settlement run, and the envelope
+    (creation time, EDI control number) recorded when it was first rendered, so a format
+    that was delivered comes out byte for byte as delivered. A format never rendered for
+    this document is recorded now, so a later delivery of it has the same bytes.
+    """
+    import sys
+
+    from hub.outbox import OutboxError, renderers_for_formats
+    from hub.plugins import get_registry
+    from hub.render_context import render_context
+    from hub.rendering import RenderMismatchError, render_document
+    from hub.settlement_service import get_invoice
+
+    cfg = _load(config)
+    try:
+        renderer = renderers_for_formats(get_registry(), [fmt], cfg)[fmt]
+    except OutboxError as exc:
+        raise UserError(str(exc), hint="`kwhub plugins list` shows the installed renderers", exit_code=EXIT_CONFIG) from None
+    db = _open_db(cfg)
+    try:
+        inv = _get(get_invoice, db, ref)
+        try:
+            ctx = render_context(db, inv, cfg.campus)
+            with db.write_transaction() as conn:
+                doc = render_document(conn, inv, renderer, ctx)
+        except (RenderMismatchError, ValueError) as exc:
+            raise UserError(f"invoice {inv.number}: {exc}") from None
+    finally:
+        db.close()
+    problems = renderer.validate(doc.body)
+    if out is None:
+        sys.stdout.buffer.write(doc.body)
+        sys.stdout.buffer.flush()
+    else:
+        out.write_bytes(doc.body)
+        typer.echo(f"wrote {out} ({len(doc.body)} bytes, {fmt}, sha256 {doc.sha256[:16]}...)", err=True)
+    if problems:
+        for p in problems:
+            typer.echo(f"warning: {p}", err=True)
+        raise typer.Exit(1)
 
 
 def _get(fn: Any, db: Any, ref: str) -> Any:

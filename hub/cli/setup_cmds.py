@@ -1,4 +1,4 @@
-"""Setup commands: ``kwhub init``, ``kwhub plugins list``, ``kwhub adapters check``."""
+"""Setup commands: ``kwhub init``, ``kwhub plugins list``, ``kwhub adapters check``, ``kwhub config check``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ console = Console()
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
+config_app = typer.Typer(help="Check kwhub.toml.", no_args_is_help=True)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "templates" / "kwhub.example.toml"
 
@@ -77,6 +78,12 @@ def adapters_check(
         except Exception as exc:  # a check that crashes is a system failure of that adapter
             results.append({"id": inst.id, "type": inst.type, "ok": False, "kind": "system",
                             "message": f"{type(exc).__name__}: {exc}"})
+    from hub.issuing import delivery_problems
+    from hub.plugins import get_registry
+
+    for p in delivery_problems(cfg, get_registry()):
+        results.append({"id": f"contract {p['contract']}", "type": f"format {p['format']}", "ok": False,
+                        "kind": "configuration", "message": p["message"]})
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -91,10 +98,40 @@ def adapters_check(
         raise typer.Exit(1)
 
 
+def config_check(
+    config: Path = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+) -> None:
+    """Check kwhub.toml without connecting anywhere: shape, references, plugin settings, and
+    whether every party has what the formats it receives need (payment account, tax
+    identifier, Peppol endpoint, field lengths). Exit 1 when anything is missing."""
+    from hub.config import load_config
+    from hub.issuing import delivery_problems
+    from hub.plugins import get_registry
+
+    cfg = load_config(config, required=True)
+    problems = delivery_problems(cfg, get_registry())
+    if as_json:
+        print(json.dumps({"config": str(cfg.source), "problems": problems}, indent=2))
+    elif problems:
+        table = Table(title=f"configuration problems ({cfg.source})")
+        for col in ("contract", "format", "problem"):
+            table.add_column(col)
+        for p in problems:
+            table.add_row(p["contract"], p["format"], p["message"])
+        console.print(table)
+    else:
+        console.print(f"[green]ok[/]: {cfg.source} is complete for every contract and delivery format")
+    if problems:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add init, plugins and adapters commands."""
+    """Add init, plugins, adapters and config commands."""
     app.command("init")(init)
     plugins_app.command("list")(plugins_list)
     adapters_app.command("check")(adapters_check)
+    config_app.command("check")(config_check)
+    app.add_typer(config_app, name="config")
     app.add_typer(plugins_app, name="plugins")
     app.add_typer(adapters_app, name="adapters")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from datetime import date
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,8 +24,10 @@ from lxml import etree
 
 from core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
 from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef
+from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
+from plugins.erp.party_requirements import en16931_party_problems
 from plugins.erp.peppol_rules import line_price, round2, tax_within_tolerance
 from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
 
@@ -95,15 +99,17 @@ def _date(parent: etree._Element, tag: str, d: date, qualified: bool = False) ->
     _sub(wrap, (_QDT if qualified else _UDT) + "DateTimeString", d.strftime("%Y%m%d"), format="102")
 
 
-def _party(parent: etree._Element, tag: str, party: PartyRef) -> None:
+def _party(parent: etree._Element, tag: str, party: PartyRef, *, buyer: bool) -> None:
     p = _sub(parent, _RAM + tag)
-    _sub(p, _RAM + "ID", party.id)
-    if party.endpoint_id:
-        scheme, _, value = party.endpoint_id.partition(":")
-        if value and scheme.isdigit() and len(scheme) == 4:
-            _sub(p, _RAM + "GlobalID", value, schemeID=scheme)
+    _sub(p, _RAM + "ID", party.id)  # the party's id only: no GlobalID beside it (CII-SR-450)
     _sub(p, _RAM + "Name", party.name)
-    _sub(_sub(p, _RAM + "SpecifiedLegalOrganization"), _RAM + "TradingBusinessName", party.name)
+    legal = _sub(p, _RAM + "SpecifiedLegalOrganization")
+    if buyer and party.tax_id and party.tax_scheme.upper() != "VAT":
+        _sub(legal, _RAM + "ID", party.tax_id)  # BT-47: the buyer's registration
+    _sub(legal, _RAM + "TradingBusinessName", party.name)
+    if party.email:
+        contact = _sub(p, _RAM + "DefinedTradeContact")
+        _sub(_sub(contact, _RAM + "EmailURIUniversalCommunication"), _RAM + "URIID", party.email)
     a = party.address
     addr = _sub(p, _RAM + "PostalTradeAddress")
     if a.postal_code:
@@ -115,10 +121,35 @@ def _party(parent: etree._Element, tag: str, party: PartyRef) -> None:
     _sub(addr, _RAM + "CountryID", a.country or "US")
     if a.region:
         _sub(addr, _RAM + "CountrySubDivisionName", a.region)
-    if party.email:
-        _sub(_sub(p, _RAM + "URIUniversalCommunication"), _RAM + "URIID", party.email, schemeID="EM")
-    if party.tax_id:
-        _sub(_sub(p, _RAM + "SpecifiedTaxRegistration"), _RAM + "ID", party.tax_id, schemeID="VA")
+    ep = party.endpoint()
+    if ep is not None and ep[0]:
+        _sub(_sub(p, _RAM + "URIUniversalCommunication"), _RAM + "URIID", ep[1], schemeID=ep[0])
+    if party.tax_id and (party.tax_scheme.upper() == "VAT" or not buyer):
+        # VA: a VAT identifier (BT-31/BT-48); FC: the seller's other tax registration (BT-32)
+        _sub(_sub(p, _RAM + "SpecifiedTaxRegistration"), _RAM + "ID", party.tax_id,
+             schemeID="VA" if party.tax_scheme.upper() == "VAT" else "FC")
+
+
+def _payment_means(hs: etree._Element, invoice: Invoice) -> None:
+    """BG-16: the seller's account on an invoice; on a credit note the buyer's (the refund)."""
+    pay = invoice.payee.payment
+    if pay is None:
+        return
+    pm = _sub(hs, _RAM + "SpecifiedTradeSettlementPaymentMeans")
+    _sub(pm, _RAM + "TypeCode", pay.means_code)
+    info = ", ".join(x for x in (PAYMENT_MEANS_CODES.get(pay.means_code, "").capitalize(), pay.bank_name) if x)
+    if info:
+        _sub(pm, _RAM + "Information", info)
+    if pay.account_id:
+        acc = _sub(pm, _RAM + "PayeePartyCreditorFinancialAccount")  # XSD order: IBANID, AccountName, ProprietaryID
+        if pay.iban:
+            _sub(acc, _RAM + "IBANID", pay.account_id)
+        if pay.account_name:
+            _sub(acc, _RAM + "AccountName", pay.account_name)
+        if not pay.iban:
+            _sub(acc, _RAM + "ProprietaryID", pay.account_id)
+    if pay.institution_id:
+        _sub(_sub(pm, _RAM + "PayeeSpecifiedCreditorFinancialInstitution"), _RAM + "BICID", pay.institution_id)
 
 
 def _period(parent: etree._Element, start: date | None, end: date | None) -> None:
@@ -188,8 +219,8 @@ def build_cii(invoice: Invoice) -> etree._Element:
     buyer_ref = invoice.buyer_reference or invoice.contract_id
     if buyer_ref:
         _sub(agr, _RAM + "BuyerReference", buyer_ref)
-    _party(agr, "SellerTradeParty", invoice.seller)
-    _party(agr, "BuyerTradeParty", invoice.buyer)
+    _party(agr, "SellerTradeParty", invoice.seller, buyer=False)
+    _party(agr, "BuyerTradeParty", invoice.buyer, buyer=True)
     if invoice.contract_id:
         _sub(_sub(agr, _RAM + "ContractReferencedDocument"), _RAM + "IssuerAssignedID", invoice.contract_id)
     if invoice.run_id:
@@ -197,11 +228,15 @@ def build_cii(invoice: Invoice) -> etree._Element:
         _sub(ad, _RAM + "IssuerAssignedID", invoice.run_id)
         _sub(ad, _RAM + "TypeCode", "916")  # UNTDID 1001: related document
         _sub(ad, _RAM + "Name", "kwhub settlement run")
-    _sub(tx, _RAM + "ApplicableHeaderTradeDelivery")
+    # BT-72: the energy was delivered over the period; its last day is the delivery date
+    # (an empty ApplicableHeaderTradeDelivery breaks PEPPOL-EN16931-R008).
+    delivery = _sub(tx, _RAM + "ApplicableHeaderTradeDelivery")
+    _date(_sub(delivery, _RAM + "ActualDeliverySupplyChainEvent"), "OccurrenceDateTime", invoice.period_end)
     hs = _sub(tx, _RAM + "ApplicableHeaderTradeSettlement")
-    _sub(hs, _RAM + "PaymentReference", invoice.number)
+    remit = invoice.payee.payment.remittance_text if invoice.payee.payment is not None else ""
+    _sub(hs, _RAM + "PaymentReference", remit or invoice.number)
     _sub(hs, _RAM + "InvoiceCurrencyCode", cur)
-    _sub(_sub(hs, _RAM + "SpecifiedTradeSettlementPaymentMeans"), _RAM + "TypeCode", "30")
+    _payment_means(hs, invoice)
     for t in invoice.taxes:
         tt = _sub(hs, _RAM + "ApplicableTradeTax")
         _sub(tt, _RAM + "CalculatedAmount", money_str(t.tax_amount))
@@ -214,7 +249,7 @@ def build_cii(invoice: Invoice) -> etree._Element:
             _sub(tt, _RAM + "RateApplicablePercent", money_str(t.percent))
     _period(hs, invoice.period_start, invoice.period_end)
     terms = _sub(hs, _RAM + "SpecifiedTradePaymentTerms")
-    _sub(terms, _RAM + "Description", f"Net {(invoice.due_date - invoice.issue_date).days} days")
+    _sub(terms, _RAM + "Description", invoice.payment_terms())
     _date(terms, "DueDateDateTime", invoice.due_date)
     ms = _sub(hs, _RAM + "SpecifiedTradeSettlementHeaderMonetarySummation")
     _sub(ms, _RAM + "LineTotalAmount", money_str(invoice.line_total))
@@ -250,6 +285,21 @@ def check_rules(root: etree._Element) -> list[str]:
     def add(rule: str, el: etree._Element | None, msg: str, fallback: str) -> None:
         out.append(f"{rule}: {element_path(el) if el is not None else fallback}: {msg}")
 
+    for el in root.iter():
+        if isinstance(el.tag, str) and len(el) == 0 and not (el.text or "").strip():
+            add("PEPPOL-EN16931-R008", el, "empty element; a document must not contain empty elements", "")
+    for pm in root.iter(_RAM + "SpecifiedTradeSettlementPaymentMeans"):
+        pm_code = (pm.findtext("ram:TypeCode", "", ns) or "").strip()
+        account = (pm.findtext("ram:PayeePartyCreditorFinancialAccount/ram:IBANID", "", ns)
+                   or pm.findtext("ram:PayeePartyCreditorFinancialAccount/ram:ProprietaryID", "", ns))
+        if pm_code in ("30", "58") and not account.strip():
+            add("BR-61", pm, f"payment means {pm_code} (credit transfer) without the payee account "
+                "(IBANID or ProprietaryID, BT-84; CII-SR-470)", "")
+    seller = root.find("rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/ram:SellerTradeParty", ns)
+    standard = any((c.text or "").strip() == "S" for c in root.iter(_RAM + "CategoryCode"))
+    if standard and seller is not None and seller.find("ram:SpecifiedTaxRegistration/ram:ID", ns) is None:
+        add("BR-S-02", seller, "standard-rated lines need the seller's VAT identifier or tax registration "
+            "identifier (SpecifiedTaxRegistration)", "")
     tc = root.find("rsm:ExchangedDocument/ram:TypeCode", ns)
     code = (tc.text or "").strip() if tc is not None else ""
     if code not in ("380", "381"):
@@ -340,7 +390,11 @@ class CiiRenderer(InvoiceRenderer):
             return CheckResult.failure(FailureKind.CONFIGURATION, str(exc))
         return CheckResult.success(f"Factur-X EN 16931 XSD loaded from {xsd_path()}")
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """EN 16931 needs the seller's payment account and tax identity."""
+        return en16931_party_problems(seller, buyer, tax_categories)
+
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """Serialise ``invoice`` as CII XML bytes."""
         return etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
@@ -358,6 +412,23 @@ class CiiRenderer(InvoiceRenderer):
         return errors + check_rules(root)
 
 
+_FACTURX_CLOCK = threading.Lock()
+
+
+@contextmanager
+def _fixed_facturx_clock(module: Any, when: datetime) -> Iterator[None]:
+    """Make factur-x's two timestamp helpers return ``when`` (it offers no parameter for them)."""
+    impl = module.facturx
+    saved = impl._get_pdf_timestamp, impl._get_metadata_timestamp
+    utc = when.astimezone(UTC)
+    impl._get_pdf_timestamp = lambda date=None: utc.strftime("D:%Y%m%d%H%M%S+00'00'")
+    impl._get_metadata_timestamp = lambda: utc.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    try:
+        yield
+    finally:
+        impl._get_pdf_timestamp, impl._get_metadata_timestamp = saved
+
+
 class FacturXRenderer(InvoiceRenderer):
     """Factur-X PDF/A-3: the readable PDF with the CII XML embedded (EN 16931 level)."""
 
@@ -368,16 +439,31 @@ class FacturXRenderer(InvoiceRenderer):
     file_extension: ClassVar[str] = ".pdf"
     capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """Render the PDF and embed ``factur-x.xml`` with ``facturx.generate_from_binary``."""
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """EN 16931 needs the seller's payment account and tax identity."""
+        return en16931_party_problems(seller, buyer, tax_categories)
+
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """Render the PDF/A-3 of :mod:`plugins.erp.pdf` and embed ``factur-x.xml`` with factur-x.
+
+        factur-x stamps the document information and XMP dates with the current time; they
+        are fixed to the envelope's creation time (or the issue date) so that the same
+        document renders to the same bytes.
+        """
         import facturx
 
         from plugins.erp.pdf import render_pdf
 
         xml = etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8")
-        pdf = render_pdf(invoice, extras)
-        return facturx.generate_from_binary(pdf, xml, flavor="factur-x", level="en16931",
-                                            check_xsd=True, lang="en-US")
+        pdf = render_pdf(invoice, context)
+        created = (context.created_at() if context is not None else None) \
+            or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
+        meta = {"author": invoice.seller.name, "keywords": "Factur-X, EN 16931",
+                "title": f"{invoice.seller.name}: {invoice.kind.replace('_', ' ')} {invoice.number}",
+                "subject": f"Factur-X {invoice.kind.replace('_', ' ')} {invoice.number} of {invoice.issue_date}"}
+        with _FACTURX_CLOCK, _fixed_facturx_clock(facturx, created):
+            return facturx.generate_from_binary(pdf, xml, flavor="factur-x", level="en16931", check_xsd=True,
+                                                lang="en-US", pdf_metadata=meta)
 
     def validate(self, data: bytes) -> list[str]:
         """Extract the embedded XML and validate it as :class:`CiiRenderer` does."""
@@ -391,7 +477,9 @@ class FacturXRenderer(InvoiceRenderer):
             return [f"Factur-X: cannot read embedded XML: {exc}"]
         if not xml:
             return ["Factur-X: no factur-x.xml attachment in the PDF"]
-        return CiiRenderer("cii").validate(xml)
+        from plugins.erp.pdfa import pdfa_problems
+
+        return pdfa_problems(data) + CiiRenderer("cii").validate(xml)
 
 
 @hookimpl

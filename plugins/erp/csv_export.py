@@ -20,6 +20,7 @@ from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice
 from core.money import money_str
+from core.render_context import RenderContext
 
 COLUMNS = [
     "record_type", "invoice_number", "document_kind", "type_code", "version", "issue_date",
@@ -56,7 +57,7 @@ class CsvRenderer(InvoiceRenderer):
     Config = CsvConfig
     config: CsvConfig
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         doc = {
             "invoice_number": invoice.number, "document_kind": invoice.kind,
             "type_code": "381" if invoice.is_credit else "380", "version": str(invoice.version),

@@ -28,6 +28,7 @@ Negative numbers use SAP's trailing minus (``4321.09-``).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -38,6 +39,7 @@ from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
 from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
 
 BSART_INVOICE = "INVO"
@@ -52,9 +54,31 @@ SUMID_LINES = "001"
 SUMID_NET = "010"
 SUMID_TAX = "005"
 SUMID_GROSS = "011"
-FIELD_LENGTHS = {"NAME1": 35, "STRAS": 35, "ORT01": 35, "PSTLZ": 10, "BELNR": 35, "POSEX": 6,
-                 "MENGE": 15, "VPREI": 15, "NETWR": 18, "SUMME": 18, "BETRG": 18, "KTEXT": 70,
-                 "PARTN": 17, "MWSBT": 18}
+# Field lengths of the INVOIC02 segment definitions (characters), per segment: the same
+# field name can differ (KTEXT is 50 in E1EDK04 and 70 in E1EDP19).
+FIELD_LENGTHS: dict[str, dict[str, int]] = {
+    "EDI_DC40": {"TABNAM": 10, "MANDT": 3, "DOCNUM": 16, "DIRECT": 1, "IDOCTYP": 30, "MESTYP": 30, "SNDPOR": 10,
+                 "SNDPRT": 2, "SNDPRN": 10, "RCVPOR": 10, "RCVPRT": 2, "RCVPRN": 10, "CREDAT": 8, "CRETIM": 6},
+    "E1EDK01": {"CURCY": 3, "ZTERM": 17, "KUNDEUINR": 20, "EIGENUINR": 20, "BSART": 4, "BELNR": 35},
+    "E1EDKA1": {"PARVW": 3, "PARTN": 17, "NAME1": 35, "STRAS": 35, "ORT01": 35, "PSTLZ": 9, "LAND1": 3,
+                "REGIO": 3},
+    "E1EDK02": {"QUALF": 3, "BELNR": 35, "DATUM": 8},
+    "E1EDK03": {"IDDAT": 3, "DATUM": 8},
+    "E1EDK04": {"MWSKZ": 7, "MSATZ": 17, "MWSBT": 18, "KTEXT": 50},
+    "E1EDK18": {"QUALF": 3, "TAGE": 8},
+    "E1EDP01": {"POSEX": 6, "MENGE": 15, "MENEE": 3, "VPREI": 15, "PEINH": 9, "NETWR": 18},
+    "E1EDP03": {"IDDAT": 3, "DATUM": 8},
+    "E1EDP19": {"QUALF": 3, "IDTNR": 35, "KTEXT": 70},
+    "E1EDP26": {"QUALF": 3, "BETRG": 18},
+    "E1EDP04": {"MWSKZ": 7, "MSATZ": 17},
+    "E1EDS01": {"SUMID": 3, "SUMME": 18, "WAERQ": 3},
+}
+PARTNER_FIELDS = {"id": "PARTN", "name": "NAME1", "address.street": "STRAS", "address.city": "ORT01",
+                  "address.postal_code": "PSTLZ", "address.country": "LAND1", "address.region": "REGIO"}
+
+
+class IdocError(ValueError):
+    """A value does not fit its INVOIC02 field; the message names segment, field and length."""
 
 
 def sap_number(value: Decimal) -> str:
@@ -76,12 +100,18 @@ def _d8(d: date) -> str:
 
 
 def _seg(parent: etree._Element, name: str, fields: list[tuple[str, str]]) -> etree._Element:
+    """Append segment ``name``; a value longer than its field is refused, never cut."""
     el = etree.SubElement(parent, name, SEGMENT="1")
+    lengths = FIELD_LENGTHS[name]
     for tag, value in fields:
         if value == "":
             continue
-        limit = FIELD_LENGTHS.get(tag)
-        etree.SubElement(el, tag).text = value[:limit] if limit else value
+        limit = lengths.get(tag)
+        if limit is None:
+            raise IdocError(f"{name}-{tag}: not a field kwhub knows the INVOIC02 length of")
+        if len(value) > limit:
+            raise IdocError(f"{name}-{tag} allows {limit} characters, the value has {len(value)}: {value[:80]!r}")
+        etree.SubElement(el, tag).text = value
     return el
 
 
@@ -115,9 +145,9 @@ def build_idoc(invoice: Invoice, cfg: IdocConfig, created: datetime) -> etree._E
         ("TABNAM", "EDI_DC40"), ("MANDT", cfg.client), ("DOCNUM", f"{docnum:016d}"),
         ("DIRECT", "2"), ("IDOCTYP", "INVOIC02"), ("MESTYP", "INVOIC"),
         ("SNDPOR", cfg.sender_port), ("SNDPRT", cfg.sender_partner_type),
-        ("SNDPRN", (cfg.sender_partner or invoice.seller.id).upper()[:10]),
+        ("SNDPRN", (cfg.sender_partner or invoice.seller.id).upper()),
         ("RCVPOR", cfg.receiver_port), ("RCVPRT", cfg.receiver_partner_type),
-        ("RCVPRN", (cfg.receiver_partner or invoice.buyer.id).upper()[:10]),
+        ("RCVPRN", (cfg.receiver_partner or invoice.buyer.id).upper()),
         ("CREDAT", created.strftime("%Y%m%d")), ("CRETIM", created.strftime("%H%M%S")),
     ])
     days = (invoice.due_date - invoice.issue_date).days
@@ -188,10 +218,16 @@ def check_idoc(root: etree._Element) -> list[str]:
     for field in ("SNDPOR", "SNDPRT", "SNDPRN", "RCVPOR", "RCVPRT", "RCVPRN", "CREDAT", "CRETIM"):
         if not (dc.findtext(field) or "").strip():
             out.append(f"{element_path(dc)}/{field}: missing")
-    for el in idoc.iter():
-        limit = FIELD_LENGTHS.get(el.tag)
-        if limit and el.text and len(el.text) > limit:
-            out.append(f"{element_path(el)}: longer than {limit} characters")
+    for seg in idoc.iter():
+        lengths = FIELD_LENGTHS.get(seg.tag)
+        if lengths is None:
+            continue
+        for f in seg:
+            limit = lengths.get(f.tag) if isinstance(f.tag, str) else None
+            if limit is None and isinstance(f.tag, str) and f.tag not in FIELD_LENGTHS:
+                out.append(f"{element_path(f)}: {seg.tag} has no field {f.tag}")
+            elif limit is not None and f.text and len(f.text) > limit:
+                out.append(f"{element_path(f)}: {seg.tag}-{f.tag} allows {limit} characters, has {len(f.text)}")
     k01 = idoc.find("E1EDK01")
     if k01 is None:
         return out + ["/INVOIC02/IDOC/E1EDK01: missing"]
@@ -258,9 +294,32 @@ class IdocRenderer(InvoiceRenderer):
     Config = IdocConfig
     config: IdocConfig
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        """``extras["created_at"]`` (datetime) sets CREDAT/CRETIM; default now (UTC)."""
-        created = (extras or {}).get("created_at") or datetime.now(UTC)
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """Party fields longer than their E1EDKA1 / EDI_DC40 / E1EDK01 fields."""
+        out = []
+        for party, role in ((seller, "seller"), (buyer, "buyer")):
+            for key, fld in PARTNER_FIELDS.items():
+                value = party.id if key == "id" else getattr(party.address, key.split(".")[1]) \
+                    if key.startswith("address.") else getattr(party, key)
+                limit = FIELD_LENGTHS["E1EDKA1"][fld]
+                if len(value) > limit:
+                    out.append(f'party "{party.id}" ({role}): {key} has {len(value)} characters, the INVOIC02 field '
+                               f"E1EDKA1-{fld} allows {limit}")
+            if len(party.tax_id) > 20:
+                out.append(f'party "{party.id}" ({role}): tax_id has {len(party.tax_id)} characters, E1EDK01 allows 20')
+        for part, given, role in ((self.config.sender_partner, seller.id, "seller"),
+                                  (self.config.receiver_partner, buyer.id, "buyer")):
+            if len(part or given) > 10:
+                out.append(f'party "{given}" ({role}): the IDoc partner number "{(part or given).upper()}" has '
+                           f"{len(part or given)} characters, EDI_DC40 allows 10; set sender_partner/receiver_partner")
+        return out
+
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        """``context.envelope.created_at`` sets CREDAT/CRETIM; default now (UTC).
+
+        Raises :class:`IdocError` naming segment and field when a value is too long.
+        """
+        created = (context.created_at() if context is not None else None) or datetime.now(UTC)
         return etree.tostring(build_idoc(invoice, self.config, created), xml_declaration=True,
                               encoding="UTF-8", pretty_print=True)
 

@@ -24,6 +24,7 @@ from core.adapters import InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, check_totals
 from core.money import money_str
+from core.render_context import RenderContext
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MONEY_FIELDS = {"line_total", "tax_total", "total", "amount", "unit_price", "quantity",
@@ -81,7 +82,7 @@ class JsonRenderer(InvoiceRenderer):
     file_extension: ClassVar[str] = ".json"
     capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         return invoice_json(invoice)
 
     def validate(self, data: bytes) -> list[str]:

@@ -1,40 +1,92 @@
-"""A human-readable PDF invoice drawn with reportlab.
+"""A human-readable PDF invoice drawn with reportlab, written as PDF/A-3 (level B).
 
 Page content: document title and number (invoice, adjustment invoice or credit note, with
-the original it refers to), seller and buyer blocks, billing period and references, the
-lines table, tax breakdown and totals, the period's usage chart (``extras["usage"]``:
-``[(start, kWh), ...]`` at any interval length, summed per day for the chart) and the
-explain-lineage summary (``extras["lineage"]``: ``run_id``, ``data_hashes`` (list or
-count), ``versions`` mapping).
+the original it refers to), seller and buyer blocks (tax identifier with its scheme,
+electronic address), billing period and references, the lines table (each line with its
+own period), how each line was computed (the formula ``quantity x unit price = amount``
+and its bill determinants: TOU hours, demand peak and its interval, index values ...),
+tax breakdown and totals, payment instructions, the period's usage chart
+(``context.usage``, summed per day) and the data lineage (``context.lineage``: the
+settlement run and the number of channel-day hashes it read; ``context.explain``: the
+interval grid and the allocation).
+
+PDF/A-3: every glyph is drawn with the DejaVu fonts shipped in ``plugins/erp/fonts``
+(embedded as subsets; licence beside them), the document carries an sRGB OutputIntent
+(an ICC profile made by LittleCMS through Pillow) and XMP metadata identifying it as
+PDF/A-3B. With ``context.envelope`` the creation date is the envelope's, so the same
+document renders to the same bytes.
 """
 
 from __future__ import annotations
 
 import io
-from datetime import date
+import threading
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4, letter
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef, usage_arrays
+from core.invoice import PAYMENT_MEANS_CODES, Invoice, InvoiceLine, PartyRef
+from core.render_context import RenderContext, UsageSeries
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
-_STYLES = getSampleStyleSheet()
-_SMALL = ParagraphStyle("small", parent=_STYLES["Normal"], fontSize=8, leading=10)
-_SMALL_R = ParagraphStyle("small_r", parent=_SMALL, alignment=TA_RIGHT)
-_H = ParagraphStyle("h", parent=_STYLES["Heading2"], spaceBefore=6, spaceAfter=4)
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT = "DejaVuSans"
+FONT_BOLD = "DejaVuSans-Bold"
 _ACCENT = colors.HexColor("#1f4e79")
+_FONT_LOCK = threading.Lock()
+# determinant keys printed with a label, in this order; the others follow as they are
+DETERMINANT_LABELS = {
+    "tou_period": "TOU period", "hours": "hours in period", "intervals": "intervals", "energy_kwh": "energy kWh",
+    "day": "day", "index": "index", "index_price": "index price", "index_day": "index published",
+    "heat_rate": "heat rate MMBtu/MWh", "adder_per_mwh": "adder/MWh", "formula_price": "formula price/MWh",
+    "price_limit": "price limit", "peak_kw": "peak kW", "peak_interval_start": "peak interval (UTC)",
+    "billing_demand_kw": "billing demand kW", "billing_basis": "billing basis", "ratchet_kw": "ratchet kW",
+    "ratchet_reference_period": "ratchet reference", "price_per_mwh": "price/MWh",
+    "price_per_kw_month": "price/kW-month", "previous_quantity": "previous quantity",
+    "new_quantity": "new quantity", "previous_amount": "previous amount", "new_amount": "new amount",
+}
+
+
+@cache
+def register_fonts() -> tuple[str, str]:
+    """Register the shipped DejaVu fonts with reportlab (once) and return (regular, bold)."""
+    with _FONT_LOCK:
+        for name, file in ((FONT, "DejaVuSans.ttf"), (FONT_BOLD, "DejaVuSans-Bold.ttf")):
+            path = FONT_DIR / file
+            if not path.is_file():
+                raise FileNotFoundError(f"PDF font missing: {path} (kwhub ships it in plugins/erp/fonts)")
+            pdfmetrics.registerFont(TTFont(name, str(path)))
+        pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=FONT_BOLD, italic=FONT, boldItalic=FONT_BOLD)
+    return FONT, FONT_BOLD
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    register_fonts()
+    normal = ParagraphStyle("kw_normal", fontName=FONT, bulletFontName=FONT, fontSize=9, leading=11)
+    small = ParagraphStyle("kw_small", parent=normal, fontSize=8, leading=10)
+    return {
+        "normal": normal,
+        "small": small,
+        "small_r": ParagraphStyle("kw_small_r", parent=small, alignment=TA_RIGHT),
+        "tiny": ParagraphStyle("kw_tiny", parent=normal, fontSize=6.5, leading=8),
+        "h": ParagraphStyle("kw_h", parent=normal, fontName=FONT_BOLD, fontSize=11, leading=14, spaceBefore=6,
+                            spaceAfter=4, textColor=_ACCENT),
+    }
 
 
 def _esc(text: str) -> str:
@@ -56,43 +108,65 @@ def fmt_number(value: Decimal, max_places: int = 6) -> str:
     return s
 
 
-def daily_usage(usage: Any) -> tuple[list[date], np.ndarray]:
-    """Sum ``[(start, kWh), ...]`` (or ``(starts, values)`` arrays) per UTC calendar day."""
-    starts, values = usage_arrays(usage)
-    if not len(starts):
-        return [], np.empty(0)
-    uniq, inverse = np.unique(starts.astype("datetime64[D]"), return_inverse=True)
-    sums = np.bincount(inverse, weights=np.nan_to_num(values), minlength=uniq.size)
-    return [d.item() for d in uniq], sums
+def line_period(line: InvoiceLine) -> str:
+    """The line's own period: ``2026-10-05`` for one day, ``2026-10-01..2026-10-31`` for a span."""
+    if line.period_start and line.period_end and line.period_start == line.period_end:
+        return line.period_start.isoformat()
+    a = line.period_start.isoformat() if line.period_start else ""
+    b = line.period_end.isoformat() if line.period_end else ""
+    return f"{a}..{b}" if (a or b) else ""
 
 
-def _usage_chart(usage: Any, width: float) -> Drawing | None:
-    days, kwh = daily_usage(usage)
+def line_formula(line: InvoiceLine, currency: str) -> str:
+    """``1,234.5 MWh x 45.00 USD/MWh = 55,552.50 USD`` for the line."""
+    return (f"{fmt_number(line.quantity, 6)} {line.unit} x {fmt_number(line.unit_price, 6)} {currency}/{line.unit}"
+            f" = {fmt_money(line.amount, currency)}")
+
+
+def determinant_text(line: InvoiceLine) -> str:
+    """The line's bill determinants, labelled ones first."""
+    d = line.determinants
+    parts = [f"{label} {d[k]}" for k, label in DETERMINANT_LABELS.items() if d.get(k) not in (None, "")]
+    parts += [f"{k} {v}" for k, v in sorted(d.items()) if k not in DETERMINANT_LABELS and v not in ("",)]
+    return "; ".join(parts)
+
+
+def daily_usage(usage: Any) -> tuple[list[date], Any]:
+    """Sum a usage series (or ``[(start, kWh), ...]`` pairs / arrays) per UTC calendar day."""
+    return UsageSeries.of(usage).daily()
+
+
+def _usage_chart(usage: UsageSeries, width: float) -> Drawing | None:
+    days, kwh = usage.daily()
     if not days:
         return None
     height = 125
-    d = Drawing(width, height)
+    d = Drawing(width, height, initialFontName=FONT, initialFontSize=7)
     chart = VerticalBarChart()
     chart.x, chart.y = 45, 30
     chart.width, chart.height = width - 60, height - 55
     scale, unit = (1000.0, "MWh") if kwh.max() >= 10000 else (1.0, "kWh")
-    chart.data = [list(np.round(kwh / scale, 3))]
+    chart.data = [[round(float(v) / scale, 3) for v in kwh]]
     chart.bars[0].fillColor = _ACCENT
     chart.bars[0].strokeColor = None
+    chart.barLabels.fontName = FONT
     chart.valueAxis.valueMin = 0
+    chart.valueAxis.labels.fontName = FONT
     chart.valueAxis.labels.fontSize = 7
     step = max(1, len(days) // 16)
     chart.categoryAxis.categoryNames = [f"{x.day}" if i % step == 0 else "" for i, x in enumerate(days)]
+    chart.categoryAxis.labels.fontName = FONT
     chart.categoryAxis.labels.fontSize = 7
     chart.categoryAxis.labels.boxAnchor = "n"
     d.add(chart)
-    d.add(String(45, height - 14, f"Daily energy ({unit}), {days[0].isoformat()} to {days[-1].isoformat()}, "
-                 f"total {fmt_number(Decimal(str(round(float(kwh.sum()), 3))))} kWh",
-                 fontSize=8, fillColor=colors.black))
+    what = f" ({usage.source})" if usage.source else ""
+    d.add(String(45, height - 14, f"Daily energy{what} ({unit}), {days[0].isoformat()} to {days[-1].isoformat()}, "
+                 f"total {fmt_number(Decimal(str(round(usage.total_kwh, 3))))} kWh",
+                 fontName=FONT, fontSize=8, fillColor=colors.black))
     return d
 
 
-def _party_block(label: str, p: PartyRef) -> Paragraph:
+def _party_block(label: str, p: PartyRef, style: ParagraphStyle) -> Paragraph:
     a = p.address
     parts = [f"<b>{label}</b>", f"<b>{_esc(p.name)}</b>"]
     if a.street:
@@ -102,17 +176,51 @@ def _party_block(label: str, p: PartyRef) -> Paragraph:
         parts.append(_esc(city))
     parts.append(_esc(a.country))
     if p.tax_id:
-        parts.append(f"Tax id: {_esc(p.tax_id)}")
+        parts.append(f"{_esc(p.tax_scheme or 'Tax')} id: {_esc(p.tax_id)}")
+    ep = p.endpoint()
+    if ep is not None:
+        parts.append(f"Electronic address: {_esc(ep[0])}:{_esc(ep[1])}" if ep[0] else f"Electronic address: {_esc(ep[1])}")
     if p.email:
         parts.append(_esc(p.email))
     parts.append(f"Party id: {_esc(p.id)}")
-    return Paragraph("<br/>".join(parts), _SMALL)
+    return Paragraph("<br/>".join(parts), style)
+
+
+def payment_instructions(invoice: Invoice) -> list[str]:
+    """What the payer does: means, account, bank, remittance text and terms (plain text lines)."""
+    pay = invoice.payee.payment
+    who = invoice.payee.name
+    out = []
+    if invoice.is_credit:
+        out.append(f"Amount credited to {invoice.buyer.name}: {fmt_money(invoice.total, invoice.currency)}.")
+    else:
+        out.append(f"Amount due: {fmt_money(invoice.total, invoice.currency)} by {invoice.due_date.isoformat()}.")
+    if pay is not None:
+        means = PAYMENT_MEANS_CODES.get(pay.means_code, f"payment means {pay.means_code}")
+        account = []
+        if pay.iban:
+            account.append(f"IBAN {pay.iban}")
+        elif pay.account_number:
+            account.append(f"account {pay.account_number}")
+        if pay.bic:
+            account.append(f"BIC {pay.bic}")
+        elif pay.routing_number:
+            account.append(f"routing {pay.routing_number}")
+        holder = pay.account_name or who
+        bank = f" at {pay.bank_name}" if pay.bank_name else ""
+        verb = "Refund by" if invoice.is_credit else "Pay by"
+        out.append(f"{verb} {means} to {holder}{bank}" + (f", {', '.join(account)}" if account else "") + ".")
+        out.append(f"Quote: {pay.remittance_text or invoice.number}.")
+    else:
+        out.append(f"Quote: {invoice.number}.")
+    out.append(f"Terms: {invoice.payment_terms()}.")
+    return out
 
 
 def _table_style(header_rows: int = 1) -> TableStyle:
     return TableStyle([
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 8),
-        ("FONT", (0, 0), (-1, header_rows - 1), "Helvetica-Bold", 8),
+        ("FONT", (0, 0), (-1, -1), FONT, 8),
+        ("FONT", (0, 0), (-1, header_rows - 1), FONT_BOLD, 8),
         ("BACKGROUND", (0, 0), (-1, header_rows - 1), colors.HexColor("#dde6f0")),
         ("LINEBELOW", (0, 0), (-1, header_rows - 1), 0.6, _ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -121,29 +229,19 @@ def _table_style(header_rows: int = 1) -> TableStyle:
     ])
 
 
-def render_pdf(invoice: Invoice, extras: dict[str, Any] | None = None, page_size: str = "letter") -> bytes:
-    """The readable PDF of ``invoice`` as bytes."""
-    extras = extras or {}
-    size = A4 if page_size.upper() == "A4" else letter
-    buf = io.BytesIO()
-    title = TITLES.get(invoice.kind, "INVOICE")
-    doc = SimpleDocTemplate(buf, pagesize=size, leftMargin=16 * mm, rightMargin=16 * mm,
-                            topMargin=14 * mm, bottomMargin=16 * mm, invariant=True,
-                            title=f"{title.title()} {invoice.number}", author=invoice.seller.name,
-                            subject=f"{title.title()} {invoice.number} for {invoice.buyer.name}")
-    width = size[0] - 32 * mm
+def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str, ParagraphStyle]) -> list[Any]:
     cur = invoice.currency
+    title = TITLES.get(invoice.kind, "INVOICE")
     story: list[Any] = []
-
-    head = Table([[Paragraph(f"<font size=16 color='#1f4e79'><b>{title}</b></font>", _STYLES["Normal"]),
+    head = Table([[Paragraph(f"<font size=16 color='#1f4e79'><b>{title}</b></font>", st["normal"]),
                    Paragraph(f"<b>No. {_esc(invoice.number)}</b><br/>Issued {invoice.issue_date.isoformat()}"
-                             f"<br/>Due {invoice.due_date.isoformat()}<br/>Version {invoice.version}", _SMALL_R)]],
+                             f"<br/>Due {invoice.due_date.isoformat()}<br/>Version {invoice.version}", st["small_r"])]],
                  colWidths=[width * 0.6, width * 0.4])
-    head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    head.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), FONT, 8), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     story += [head, Spacer(1, 4 * mm)]
-    parties = Table([[_party_block("From", invoice.seller), _party_block("Bill to", invoice.buyer)]],
+    parties = Table([[_party_block("From", invoice.seller, st["small"]), _party_block("Bill to", invoice.buyer, st["small"])]],
                     colWidths=[width / 2, width / 2])
-    parties.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+    parties.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), FONT, 8), ("VALIGN", (0, 0), (-1, -1), "TOP"),
                                  ("BOX", (0, 0), (0, 0), 0.4, colors.grey),
                                  ("BOX", (1, 0), (1, 0), 0.4, colors.grey)]))
     story += [parties, Spacer(1, 3 * mm)]
@@ -157,21 +255,19 @@ def render_pdf(invoice: Invoice, extras: dict[str, Any] | None = None, page_size
         verb = "Credits invoice" if invoice.is_credit else "Adjusts invoice"
         when = f" of {ref.issue_date.isoformat()}" if ref.issue_date else ""
         facts.append(f"<b>{verb}:</b> {_esc(ref.number)}{when}")
-    story.append(Paragraph(" &nbsp;|&nbsp; ".join(facts), _SMALL))
+    story.append(Paragraph(" &nbsp;|&nbsp; ".join(facts), st["small"]))
     if invoice.note:
-        story.append(Paragraph(_esc(invoice.note), _SMALL))
+        story.append(Paragraph(_esc(invoice.note), st["small"]))
     story.append(Spacer(1, 3 * mm))
 
     rows: list[list[Any]] = [["#", "Description", "Period", "Quantity", "Unit", "Unit price", "Tax", "Amount"]]
     for ln in invoice.lines:
-        per = ""
-        if ln.period_start or ln.period_end:
-            per = f"{ln.period_start.strftime('%m-%d') if ln.period_start else ''}..{ln.period_end.strftime('%m-%d') if ln.period_end else ''}"
         tax = f"{ln.tax_category} {fmt_number(ln.tax_percent, 2)}%"
-        rows.append([str(ln.number), Paragraph(_esc(ln.description), _SMALL), per, fmt_number(ln.quantity, 3),
-                     ln.unit, fmt_number(ln.unit_price), tax, fmt_money(ln.amount)])
-    lines = Table(rows, colWidths=[8 * mm, width - 8 * mm - 130 * mm, 20 * mm, 26 * mm, 12 * mm, 22 * mm, 18 * mm, 32 * mm],
-                  repeatRows=1)
+        rows.append([str(ln.number), Paragraph(_esc(ln.description), st["small"]),
+                     Paragraph(_esc(line_period(ln)), st["tiny"]), fmt_number(ln.quantity, 3), ln.unit,
+                     fmt_number(ln.unit_price), tax, fmt_money(ln.amount)])
+    lines = Table(rows, colWidths=[8 * mm, width - 8 * mm - 136 * mm, 26 * mm, 26 * mm, 12 * mm, 22 * mm, 18 * mm,
+                                   32 * mm], repeatRows=1)
     lines.setStyle(_table_style())
     story += [lines, Spacer(1, 3 * mm)]
 
@@ -183,45 +279,87 @@ def render_pdf(invoice: Invoice, extras: dict[str, Any] | None = None, page_size
     trows.append(["", label, fmt_money(invoice.total, cur)])
     totals = Table(trows, colWidths=[width - 110 * mm, 70 * mm, 40 * mm])
     totals.setStyle(TableStyle([
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 9),
-        ("FONT", (0, -1), (-1, -1), "Helvetica-Bold", 10),
+        ("FONT", (0, 0), (-1, -1), FONT, 9),
+        ("FONT", (0, -1), (-1, -1), FONT_BOLD, 10),
         ("ALIGN", (2, 0), (2, -1), "RIGHT"),
         ("LINEABOVE", (1, -1), (-1, -1), 0.8, _ACCENT),
     ]))
-    story += [KeepTogether(totals), Spacer(1, 4 * mm)]
+    story += [KeepTogether(totals), Spacer(1, 3 * mm)]
+    story += [Paragraph("Payment", st["h"]),
+              Paragraph("<br/>".join(_esc(x) for x in payment_instructions(invoice)), st["small"])]
 
-    if extras.get("usage") is not None:
-        chart = _usage_chart(extras["usage"], width)
+    drows: list[list[Any]] = [["#", "How the amount was computed", "Bill determinants"]]
+    for ln in invoice.lines:
+        drows.append([str(ln.number), Paragraph(_esc(line_formula(ln, cur)), st["tiny"]),
+                      Paragraph(_esc(determinant_text(ln)) or "-", st["tiny"])])
+    dt = Table(drows, colWidths=[8 * mm, 62 * mm, width - 70 * mm], repeatRows=1)
+    dst = _table_style()
+    dst.add("ALIGN", (0, 0), (-1, -1), "LEFT")
+    dt.setStyle(dst)
+    story += [Paragraph("How each line was computed", st["h"]), dt]
+
+    if context.usage is not None:
+        chart = _usage_chart(context.usage, width)
         if chart is not None:
-            story += [Paragraph("Usage in the period", _H), chart]
+            story += [Paragraph("Usage in the period", st["h"]), chart]
 
-    lineage = extras.get("lineage")
-    run_id = invoice.run_id
-    if lineage or run_id:
-        lineage = lineage or {}
-        hashes = lineage.get("data_hashes", lineage.get("data_hash_count", 0))
-        n_hashes = len(hashes) if isinstance(hashes, list | tuple | set) else int(hashes or 0)
-        versions = lineage.get("versions") or {}
-        lrows = [["Settlement run", str(lineage.get("run_id") or run_id or "-")],
-                 ["Input data (channel-day hashes)", str(n_hashes)]]
-        for k in sorted(versions):
-            lrows.append([f"Version: {k}", str(versions[k])])
-        lt = Table(lrows, colWidths=[60 * mm, width - 60 * mm])
-        lt.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), "Helvetica", 8),
-                                ("FONT", (0, 0), (0, -1), "Helvetica-Bold", 8),
+    lineage, exp = context.lineage, context.explain
+    if lineage is not None or exp is not None or invoice.run_id:
+        lrows: list[list[str]] = [["Settlement run", (lineage.run_id if lineage else "") or invoice.run_id or "-"]]
+        if lineage is not None:
+            lrows += [["Input data (channel-day hashes)", str(lineage.channel_days)],
+                      ["Channels read", f"{len(lineage.channels)} ({', '.join(lineage.layers) or '-'} layer)"],
+                      ["Inputs digest (SHA-256)", lineage.inputs_digest or "-"],
+                      ["Run statement (SHA-256)", lineage.statement_hash or "-"]]
+            if lineage.stale:
+                lrows.append(["Note", "inputs were restated after this run; a later version bills the difference"])
+        else:
+            lrows.append(["Input data (channel-day hashes)", "not available to this rendering"])
+        if exp is not None:
+            lrows.append(["Interval grid", f"{exp.intervals} x {exp.interval_minutes} min"
+                          + (f", {exp.missing_intervals} missing intervals counted as 0" if exp.missing_intervals else "")])
+            if exp.allocation_method:
+                srcs = ", ".join(f"{k} {v} kWh" for k, v in sorted(exp.sources_kwh.items()))
+                lrows.append(["Allocation", exp.allocation_method + (f": {srcs}" if srcs else "")])
+        lt = Table([[a, Paragraph(_esc(b), st["tiny"])] for a, b in lrows], colWidths=[60 * mm, width - 60 * mm])
+        lt.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), FONT, 8),
+                                ("FONT", (0, 0), (0, -1), FONT_BOLD, 8),
+                                ("VALIGN", (0, 0), (-1, -1), "TOP"),
                                 ("LINEBELOW", (0, 0), (-1, -2), 0.25, colors.lightgrey)]))
-        story += [Paragraph("How this invoice was computed", _H), lt]
+        story += [Paragraph("How this invoice was computed", st["h"]), lt,
+                  Paragraph("`kwhub explain " + _esc(invoice.number) + "` shows every channel-day, version and hash.",
+                            st["tiny"])]
+    return story
+
+
+def render_pdf(invoice: Invoice, context: RenderContext | None = None, page_size: str = "letter") -> bytes:
+    """The readable PDF/A-3B of ``invoice`` as bytes."""
+    context = context or RenderContext()
+    st = _styles()
+    size = A4 if page_size.upper() == "A4" else letter
+    buf = io.BytesIO()
+    title = TITLES.get(invoice.kind, "INVOICE")
+    doc_title = f"{title.title()} {invoice.number}"
+    doc = SimpleDocTemplate(buf, pagesize=size, leftMargin=16 * mm, rightMargin=16 * mm,
+                            topMargin=14 * mm, bottomMargin=16 * mm, invariant=True, initialFontName=FONT,
+                            title=doc_title, author=invoice.seller.name,
+                            subject=f"{doc_title} for {invoice.buyer.name}")
+    width = size[0] - 32 * mm
 
     def footer(canvas: Any, doc_: Any) -> None:
         canvas.saveState()
-        canvas.setFont("Helvetica", 7)
+        canvas.setFont(FONT, 7)
         canvas.setFillColor(colors.grey)
-        canvas.drawString(16 * mm, 9 * mm, f"{invoice.seller.name} - {title.title()} {invoice.number}")
+        canvas.drawString(16 * mm, 9 * mm, f"{invoice.seller.name} - {doc_title}")
         canvas.drawRightString(size[0] - 16 * mm, 9 * mm, f"Page {doc_.page}")
         canvas.restoreState()
 
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
-    return buf.getvalue()
+    doc.build(_story(invoice, context, width, st), onFirstPage=footer, onLaterPages=footer)
+    created = context.created_at() or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
+    from plugins.erp.pdfa import make_pdfa
+
+    return make_pdfa(buf.getvalue(), title=doc_title, author=invoice.seller.name,
+                     subject=f"{doc_title} for {invoice.buyer.name}", created=created)
 
 
 class PdfConfig(AdapterConfig):
@@ -242,11 +380,11 @@ class PdfRenderer(InvoiceRenderer):
     Config = PdfConfig
     config: PdfConfig
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
-        return render_pdf(invoice, extras, self.config.page_size)
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
+        return render_pdf(invoice, context, self.config.page_size)
 
     def validate(self, data: bytes) -> list[str]:
-        """The bytes are a PDF that opens and has at least one page with text."""
+        """The bytes are a PDF that opens, has text on page 1 and is PDF/A-3 (fonts, OutputIntent, XMP)."""
         if not data.startswith(b"%PDF-"):
             return ["PDF: missing %PDF- header"]
         if b"%%EOF" not in data[-1024:]:
@@ -261,9 +399,11 @@ class PdfRenderer(InvoiceRenderer):
                 return ["PDF: no pages"]
             if not (reader.pages[0].extract_text() or "").strip():
                 return ["PDF: page 1 has no text"]
+            from plugins.erp.pdfa import pdfa_problems
+
+            return pdfa_problems(data)
         except Exception as exc:  # pypdf raises many error types on broken files
             return [f"PDF: cannot be read: {exc}"]
-        return []
 
 
 @hookimpl

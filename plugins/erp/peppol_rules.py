@@ -22,6 +22,16 @@ element (``/Invoice/cac:InvoiceLine[2]/cbc:LineExtensionAmount``) or line. Cover
 - PEPPOL-EN16931-R110/R111: line period inside the invoice period
 - BR-55: a preceding invoice reference has an ID
 - KWHUB-R001: a credit note references the invoice it credits (BillingReference)
+- PEPPOL-EN16931-R008: no empty elements
+- PEPPOL-EN16931-R010/R020: buyer and seller electronic addresses (EndpointID) present
+- PEPPOL-EN16931-CL008: EndpointID schemes from the Electronic Address Scheme list
+- PEPPOL-COMMON-R040: identifiers with scheme 0088 are valid GLNs
+- PEPPOL-EN16931-R002: at most one document note
+- PEPPOL-EN16931-R053: exactly one TaxTotal with subtotals
+- PEPPOL-EN16931-R130: price base quantity in the line's unit
+- PEPPOL-EN16931-F001: dates written YYYY-MM-DD
+- BR-61: a credit transfer (payment means 30, 58) names the payee account
+- BR-S-02: standard-rated lines need a seller tax identifier
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from functools import lru_cache
 from lxml import etree
 
 from core.invoice import InvoiceLine
+from plugins.erp.peppol_codes import EAS_CODES, gln_ok
 from plugins.erp.xml_safety import element_path
 
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
@@ -137,6 +148,7 @@ def check(root: etree._Element) -> list[str]:
     if doc not in TYPE_CODES:
         return [f"BR-CL-01: /{doc}: not a UBL Invoice or CreditNote"]
     rootpath = "/" + doc
+    _check_structure(ctx, root, rootpath)
 
     cust = _one(root, "cbc:CustomizationID")
     if cust is None or (cust.text or "").strip() != CUSTOMIZATION_ID:
@@ -300,6 +312,67 @@ def check(root: etree._Element) -> list[str]:
     elif tin is not None and pay != tin - prepaid + rounding:
         ctx.add("BR-CO-16", pay_el, f"is {pay}, expected {tin - prepaid + rounding}")
     return ctx.problems
+
+
+_DATE_TAGS = frozenset(f"{{{NS_CBC}}}{t}" for t in ("IssueDate", "DueDate", "TaxPointDate", "StartDate", "EndDate",
+                                                    "ActualDeliveryDate", "PaymentDueDate"))
+_ID_0088 = frozenset(f"{{{NS_CBC}}}{t}" for t in ("EndpointID", "ID", "CompanyID"))
+
+
+def _check_structure(ctx: _Ctx, root: etree._Element, rootpath: str) -> None:
+    """Empty elements, dates, identifiers, parties, notes, payment means and tax identity."""
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if len(el) == 0 and not (el.text or "").strip():
+            ctx.add("PEPPOL-EN16931-R008", el, "empty element; a document must not contain empty elements")
+        if el.tag in _DATE_TAGS:
+            text = (el.text or "").strip()
+            try:
+                ok = len(text) == 10 and date.fromisoformat(text) is not None
+            except ValueError:
+                ok = False
+            if not ok:
+                ctx.add("PEPPOL-EN16931-F001", el, f"date {text!r} must be written YYYY-MM-DD")
+        if el.get("schemeID") == "0088" and el.tag in _ID_0088 and not gln_ok(el.text or ""):
+            ctx.add("PEPPOL-COMMON-R040", el, f"{(el.text or '').strip()!r} is not a valid GLN (GS1 check digit)")
+    for tag, rule, who in (("AccountingSupplierParty", "PEPPOL-EN16931-R020", "seller"),
+                           ("AccountingCustomerParty", "PEPPOL-EN16931-R010", "buyer")):
+        party = _one(root, f"cac:{tag}/cac:Party")
+        if party is None:
+            continue
+        ep = _one(party, "cbc:EndpointID")
+        if ep is None:
+            ctx.add(rule, party, f"{who} electronic address (cbc:EndpointID) must be provided")
+        elif ep.get("schemeID") not in EAS_CODES:
+            ctx.add("PEPPOL-EN16931-CL008", ep, f"endpoint scheme {ep.get('schemeID')!r} is not in the Electronic "
+                    "Address Scheme code list")
+    notes = root.findall(f"{{{NS_CBC}}}Note")
+    if len(notes) > 1:
+        ctx.add("PEPPOL-EN16931-R002", notes[1], f"{len(notes)} document notes; at most one is allowed")
+    with_subtotals = [tt for tt in root.findall(_clark("cac:TaxTotal")) if _one(tt, "cac:TaxSubtotal") is not None]
+    if len(with_subtotals) != 1:
+        ctx.add("PEPPOL-EN16931-R053", rootpath + "/cac:TaxTotal",
+                f"{len(with_subtotals)} tax totals with subtotals; exactly one is required")
+    for pm in root.findall(_clark("cac:PaymentMeans")):
+        code = _text(pm, "cbc:PaymentMeansCode")
+        if code in ("30", "58") and not _text(pm, "cac:PayeeFinancialAccount/cbc:ID"):
+            ctx.add("BR-61", pm, f"payment means {code} (credit transfer) without the payment account "
+                    "identifier (cac:PayeeFinancialAccount/cbc:ID, BT-84)")
+    standard = any(_text(c, "cbc:ID") == "S" for c in root.iter(f"{{{NS_CAC}}}ClassifiedTaxCategory"))
+    if standard and not _text(root, "cac:AccountingSupplierParty/cac:Party/cac:PartyTaxScheme/cbc:CompanyID") \
+            and not _text(root, "cac:TaxRepresentativeParty/cac:PartyTaxScheme/cbc:CompanyID"):
+        ctx.add("BR-S-02", rootpath + "/cac:AccountingSupplierParty/cac:Party/cac:PartyTaxScheme",
+                "standard-rated lines need the seller's VAT identifier or tax registration identifier")
+    for bq in root.iter(f"{{{NS_CBC}}}BaseQuantity"):
+        line = bq.getparent().getparent() if bq.getparent() is not None else None
+        if line is None:
+            continue
+        qty = next((c for c in line if isinstance(c.tag, str) and etree.QName(c).localname in
+                    ("InvoicedQuantity", "CreditedQuantity")), None)
+        if qty is not None and bq.get("unitCode") != qty.get("unitCode"):
+            ctx.add("PEPPOL-EN16931-R130", bq, f"base quantity unit {bq.get('unitCode')!r} differs from the "
+                    f"line's unit {qty.get('unitCode')!r}")
 
 
 def _text(el: etree._Element, path: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,9 +26,11 @@ from lxml import etree
 
 from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, InvoiceRenderer
 from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef
+from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from core.money import money_str
+from core.render_context import RenderContext
 from plugins.erp import peppol_rules
+from plugins.erp.party_requirements import peppol_party_problems
 from plugins.erp.xml_safety import UnsafeXmlError, parse_xml
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -138,23 +141,11 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
     return el
 
 
-def _endpoint(party: PartyRef) -> tuple[str, str] | None:
-    if party.endpoint_id:
-        scheme = party.endpoint_scheme
-        value = party.endpoint_id
-        if ":" in value and (not scheme or value.split(":", 1)[0] == scheme):
-            scheme, value = value.split(":", 1)
-        return (scheme or "0088"), value
-    if party.email:
-        return "EM", party.email
-    return None
-
-
-def _party(parent: etree._Element, tag: str, party: PartyRef) -> None:
+def _party(parent: etree._Element, tag: str, party: PartyRef, *, buyer: bool) -> None:
     wrap = _sub(parent, _CAC + tag)
     p = _sub(wrap, _CAC + "Party")
-    ep = _endpoint(party)
-    if ep is not None:
+    ep = party.endpoint()
+    if ep is not None:  # a party without one fails validation (PEPPOL-EN16931-R010/R020)
         _sub(p, _CBC + "EndpointID", ep[1], schemeID=ep[0])
     _sub(_sub(p, _CAC + "PartyIdentification"), _CBC + "ID", party.id)
     _sub(_sub(p, _CAC + "PartyName"), _CBC + "Name", party.name)
@@ -169,13 +160,37 @@ def _party(parent: etree._Element, tag: str, party: PartyRef) -> None:
     if addr.region:
         _sub(pa, _CBC + "CountrySubentity", addr.region)
     _sub(_sub(pa, _CAC + "Country"), _CBC + "IdentificationCode", addr.country or "US")
-    if party.tax_id:
+    if party.tax_id and (party.tax_scheme.upper() == "VAT" or not buyer):
+        # BT-31/BT-48 (VAT) or, for the seller, BT-32 (another tax registration: scheme TAX)
         pts = _sub(p, _CAC + "PartyTaxScheme")
         _sub(pts, _CBC + "CompanyID", party.tax_id)
-        _sub(_sub(pts, _CAC + "TaxScheme"), _CBC + "ID", "VAT")
-    _sub(_sub(p, _CAC + "PartyLegalEntity"), _CBC + "RegistrationName", party.name)
+        _sub(_sub(pts, _CAC + "TaxScheme"), _CBC + "ID", "VAT" if party.tax_scheme.upper() == "VAT" else "TAX")
+    legal = _sub(p, _CAC + "PartyLegalEntity")
+    _sub(legal, _CBC + "RegistrationName", party.name)
+    if party.tax_id and buyer and party.tax_scheme.upper() != "VAT":
+        _sub(legal, _CBC + "CompanyID", party.tax_id)  # BT-47: the buyer's registration
     if party.email:
         _sub(_sub(p, _CAC + "Contact"), _CBC + "ElectronicMail", party.email)
+
+
+def _payment_means(root: etree._Element, invoice: Invoice) -> None:
+    """BG-16: the seller's account on an invoice; on a credit note the buyer's (the refund)."""
+    pay = invoice.payee.payment
+    if pay is None:
+        return
+    pm = _sub(root, _CAC + "PaymentMeans")
+    _sub(pm, _CBC + "PaymentMeansCode", pay.means_code,
+         **({"name": PAYMENT_MEANS_CODES[pay.means_code].capitalize()} if pay.means_code in PAYMENT_MEANS_CODES else {}))
+    if invoice.is_credit:
+        _sub(pm, _CBC + "PaymentDueDate", invoice.due_date.isoformat())
+    _sub(pm, _CBC + "PaymentID", pay.remittance_text or invoice.number)
+    if pay.account_id:
+        acc = _sub(pm, _CAC + "PayeeFinancialAccount")
+        _sub(acc, _CBC + "ID", pay.account_id)
+        if pay.account_name:
+            _sub(acc, _CBC + "Name", pay.account_name)
+        if pay.institution_id:
+            _sub(_sub(acc, _CAC + "FinancialInstitutionBranch"), _CBC + "ID", pay.institution_id)
 
 
 def _tax_category(parent: etree._Element, tag: str, category: str, percent: Decimal,
@@ -230,16 +245,10 @@ def build_ubl(invoice: Invoice) -> etree._Element:
         adr = _sub(root, _CAC + "AdditionalDocumentReference")
         _sub(adr, _CBC + "ID", invoice.run_id)
         _sub(adr, _CBC + "DocumentDescription", "kwhub settlement run")
-    _party(root, "AccountingSupplierParty", invoice.seller)
-    _party(root, "AccountingCustomerParty", invoice.buyer)
-    pm = _sub(root, _CAC + "PaymentMeans")
-    _sub(pm, _CBC + "PaymentMeansCode", "30")
-    if credit:
-        _sub(pm, _CBC + "PaymentDueDate", invoice.due_date.isoformat())
-    _sub(pm, _CBC + "PaymentID", invoice.number)
-    days = (invoice.due_date - invoice.issue_date).days
-    _sub(_sub(root, _CAC + "PaymentTerms"), _CBC + "Note",
-         f"Net {days} days, due {invoice.due_date.isoformat()}")
+    _party(root, "AccountingSupplierParty", invoice.seller, buyer=False)
+    _party(root, "AccountingCustomerParty", invoice.buyer, buyer=True)
+    _payment_means(root, invoice)
+    _sub(_sub(root, _CAC + "PaymentTerms"), _CBC + "Note", invoice.payment_terms())
 
     tt = _sub(root, _CAC + "TaxTotal")
     _sub(tt, _CBC + "TaxAmount", money_str(invoice.tax_total), currencyID=cur)
@@ -326,7 +335,11 @@ class UblRenderer(InvoiceRenderer):
             return CheckResult.failure(FailureKind.CONFIGURATION, str(exc))
         return CheckResult.success(f"UBL 2.1 schemas loaded from {d}", xsd_dir=str(d))
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def check_parties(self, seller: PartyRef, buyer: PartyRef, tax_categories: Collection[str] = ("S",)) -> list[str]:
+        """Peppol needs both electronic addresses, the seller's account and tax identity."""
+        return peppol_party_problems(seller, buyer, tax_categories)
+
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """Serialise ``invoice`` as UBL XML bytes (UTF-8, with declaration)."""
         return etree.tostring(build_ubl(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
 

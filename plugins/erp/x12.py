@@ -3,8 +3,17 @@
 Envelope: a fixed-width 106-character ISA (element separator ``*``, sub-element separator
 ``>``, segment terminator ``~``), GS/GE (functional group ``IN`` for 810, ``PT`` for 867),
 ST/SE with SE01 counting every segment from ST to SE, and the control-number pairs
-ISA13 = IEA02, GS06 = GE02, ST02 = SE02. Control numbers come from ``extras["control_number"]``
-or, by default, from a CRC of the invoice id and version (so re-rendering is stable).
+ISA13 = IEA02, GS06 = GE02, ST02 = SE02. The control number comes from
+``context.envelope.control_number``: the hub takes it from a sequence persisted per
+trading partner (:meth:`X12InvoiceRenderer.control_partner`), so every interchange, and the
+810 and 867 of one invoice, carry their own. Without an envelope (a render outside the
+hub) it is a CRC of the invoice id, version and transaction set.
+
+Segments follow the 004010 transaction-set tables in order (810 heading: BIG, NTE, CUR,
+REF, N1 loop, ITD, DTM; 867 heading: BPT, DTM, REF, N1 loop; PTD loop: PTD, DTM, REF,
+QTY loop), and a document whose mandatory loop cannot be filled is refused with the
+reason (:class:`X12Error`): an 810 needs an IT1 line, an 867 a PTD loop (an energy line
+or interval usage).
 
 810 content: BIG (BIG07 transaction type: ``DI`` debit invoice, ``DR`` debit memo for an
 adjustment invoice, ``CR`` credit memo for a credit note; BIG08 purpose ``00`` original),
@@ -15,10 +24,9 @@ DTM*150/151, then TDS (total in cents, implied two decimals), TXI per tax subtot
 CTT (number of IT1 lines).
 
 867 content: BPT (report type ``DD`` usage summary, or ``C1`` when interval usage is
-given), REF*11/REF*OI, DTM*150/151, N1 loops, one PTD*SU loop per energy line
-(QTY*QD in KH with the line's period) and, with ``extras["usage"]`` = ``[(start, kWh), ...]``
-(or ``(starts, values)`` arrays), a PTD*PM loop with QTY*QD + DTM*582 (UTC start) per
-interval; CTT counts the PTD loops.
+given), DTM*150/151, REF*11/REF*OI, N1 loops, one PTD*SU loop per energy line (DTM*150/151
+with the line's period, REF*ZZ line, QTY*QD in KH) and, with ``context.usage``, a PTD*PM
+loop with QTY*QD + DTM*582 (UTC start) per interval; CTT counts the PTD loops.
 """
 
 from __future__ import annotations
@@ -34,8 +42,8 @@ import numpy as np
 from core.adapters import AdapterConfig, InvoiceRenderer
 from core.hookspecs import hookimpl
 from core.invoice import Invoice, InvoiceLine, PartyRef
-from core.invoice import usage_arrays as invoice_usage_arrays
 from core.money import money_str
+from core.render_context import RenderContext, UsageSeries
 
 ELEMENT_SEP = "*"
 SUB_SEP = ">"
@@ -63,15 +71,15 @@ def clean(value: str) -> str:
     return value.translate(_FORBIDDEN).strip()
 
 
-def control_number(invoice: Invoice, extras: dict[str, Any] | None) -> int:
-    """The interchange control number: ``extras["control_number"]`` or a stable CRC."""
-    if extras and extras.get("control_number") is not None:
-        n = int(extras["control_number"])
-    else:
-        n = zlib.crc32(f"{invoice.id}:v{invoice.version}".encode()) % 1_000_000_000
-    if not 0 < n < 1_000_000_000:
-        n = (n % 999_999_999) + 1
-    return n
+def control_number(invoice: Invoice, context: RenderContext | None, set_id: str = "") -> int:
+    """The control number: the context's envelope, else a CRC of invoice, version and set."""
+    given = context.control_number() if context is not None else None
+    if given is not None:
+        if not 0 < given < 1_000_000_000:
+            raise X12Error(f"control number {given} is outside 1..999999999")
+        return given
+    n = zlib.crc32(f"{invoice.id}:v{invoice.version}:{set_id}".encode()) % 1_000_000_000
+    return n or 1
 
 
 def x12_price(line: InvoiceLine) -> tuple[Decimal, str, Decimal]:
@@ -149,8 +157,8 @@ def _isa(env: _Env, functional_id: str, body: list[str]) -> bytes:
     return (SEGMENT_TERM.join(segs) + SEGMENT_TERM + "\n").encode("ascii", errors="replace")
 
 
-def _wrap_st(set_id: str, w: _Writer) -> list[str]:
-    st_control = "0001"
+def _wrap_st(set_id: str, w: _Writer, control: int) -> list[str]:
+    st_control = f"{control:04d}"
     body = [f"ST*{set_id}*{st_control}", *w.segments]
     body.append(f"SE*{len(body) + 1}*{st_control}")
     return body
@@ -176,8 +184,10 @@ def _d8(d: date) -> str:
     return d.strftime("%Y%m%d")
 
 
-def build_810(invoice: Invoice) -> list[str]:
+def build_810(invoice: Invoice, control: int = 1) -> list[str]:
     """The ST..SE segments of the 810 (without terminators)."""
+    if not invoice.lines:
+        raise X12Error(f"invoice {invoice.number}: an 810 needs at least one IT1 line and the document has none")
     w = _Writer()
     tx_type = "CR" if invoice.is_credit else ("DR" if invoice.kind == "adjustment" else "DI")
     w.seg("BIG", _d8(invoice.issue_date), clean(invoice.number), "", "", "", "", tx_type, "00")
@@ -210,49 +220,54 @@ def build_810(invoice: Invoice) -> list[str]:
         w.seg("TXI", "ST", money_str(t.tax_amount), num(t.percent), "", "", exempt, "",
               money_str(t.taxable_amount))
     w.seg("CTT", str(len(invoice.lines)))
-    return _wrap_st("810", w)
+    return _wrap_st("810", w, control)
 
 
-def usage_arrays(usage: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``extras["usage"]`` as arrays (see :func:`core.invoice.usage_arrays`), finite kWh only."""
+def usage_series(usage: Any) -> UsageSeries:
+    """Interval usage as a :class:`UsageSeries` (pairs or arrays accepted), finite kWh only."""
     try:
-        starts, values = invoice_usage_arrays(usage)
+        series = UsageSeries.of(usage)
     except ValueError as exc:
         raise X12Error(str(exc)) from None
-    if not np.all(np.isfinite(values)):
+    if not np.all(np.isfinite(series.kwh)):
         raise X12Error("usage: non-finite kWh value")
-    return starts, values
+    return series
 
 
-def build_867(invoice: Invoice, usage: Any = None) -> list[str]:
-    """The ST..SE segments of the 867 (without terminators)."""
+def build_867(invoice: Invoice, usage: Any = None, control: int = 1) -> list[str]:
+    """The ST..SE segments of the 867 (without terminators).
+
+    Raises :class:`X12Error` when there is nothing to report: no energy line and no
+    interval usage leaves the mandatory PTD loop empty.
+    """
+    series = usage_series(usage) if usage is not None else None
+    energy = [ln for ln in invoice.lines if ln.unit in ENERGY_UNITS]
+    if not energy and series is None:
+        raise X12Error(f"{invoice.kind.replace('_', ' ')} {invoice.number}: an 867 needs a PTD loop, but the document "
+                       "has no energy line and no interval usage was given (the run's usage could not be read)")
     w = _Writer()
-    starts = values = None
-    if usage is not None:
-        starts, values = usage_arrays(usage)
-    w.seg("BPT", "00", clean(invoice.number), _d8(invoice.issue_date), "C1" if starts is not None else "DD")
+    w.seg("BPT", "00", clean(invoice.number), _d8(invoice.issue_date), "C1" if series is not None else "DD")
+    w.seg("DTM", "150", _d8(invoice.period_start))
+    w.seg("DTM", "151", _d8(invoice.period_end))
     w.seg("REF", "11", clean(invoice.buyer.id)[:30])
     for ref in invoice.references:
         w.seg("REF", "OI", clean(ref.number)[:30], "original invoice")
-    w.seg("DTM", "150", _d8(invoice.period_start))
-    w.seg("DTM", "151", _d8(invoice.period_end))
     _parties(w, invoice)
     loops = 0
-    for line in invoice.lines:
-        if line.unit not in ENERGY_UNITS:
-            continue
+    for line in energy:
         unit, factor = X12_UNITS[line.unit]
         loops += 1
-        w.seg("PTD", "SU", "", "", "", "", "", "", "", "", "", "")
-        w.seg("REF", "ZZ", f"LINE{line.number}", clean(line.description)[:80])
+        w.seg("PTD", "SU")
         w.seg("DTM", "150", _d8(line.period_start or invoice.period_start))
         w.seg("DTM", "151", _d8(line.period_end or invoice.period_end))
+        w.seg("REF", "ZZ", f"LINE{line.number}", clean(line.description)[:80])
         w.seg("QTY", "QD", num(line.quantity * factor), unit)
-    if starts is not None and values is not None:
+    if series is not None:
         loops += 1
         w.seg("PTD", "PM")
         w.seg("DTM", "150", _d8(invoice.period_start))
         w.seg("DTM", "151", _d8(invoice.period_end))
+        starts, values = series.starts, series.kwh
         if starts.size:
             days = starts.astype("datetime64[D]")
             day = np.char.replace(np.datetime_as_string(days, unit="D"), "-", "")
@@ -265,7 +280,7 @@ def build_867(invoice: Invoice, usage: Any = None) -> list[str]:
             inter[1::2] = dtm
             w.segments.extend(inter.tolist())
     w.seg("CTT", str(loops))
-    return _wrap_st("867", w)
+    return _wrap_st("867", w, control)
 
 
 class X12Config(AdapterConfig):
@@ -287,24 +302,36 @@ class _X12Renderer(InvoiceRenderer):
     Config = X12Config
     config: X12Config
 
-    def _env(self, invoice: Invoice, extras: dict[str, Any] | None) -> _Env:
-        created = (extras or {}).get("created_at") or datetime.now(UTC)
+    def _ids(self, invoice: Invoice) -> tuple[str, str]:
+        return ((self.config.sender_id or invoice.seller.id).upper(),
+                (self.config.receiver_id or invoice.buyer.id).upper())
+
+    def _env(self, invoice: Invoice, context: RenderContext | None) -> _Env:
+        created = (context.created_at() if context is not None else None) or datetime.now(UTC)
+        sender, receiver = self._ids(invoice)
         return _Env(
             sender_qual=self.config.sender_qualifier,
-            sender=(self.config.sender_id or invoice.seller.id).upper(),
+            sender=sender,
             receiver_qual=self.config.receiver_qualifier,
-            receiver=(self.config.receiver_id or invoice.buyer.id).upper(),
+            receiver=receiver,
             usage=self.config.usage_indicator,
             created=created,
-            control=control_number(invoice, extras),
+            control=control_number(invoice, context, self.set_id),
         )
 
-    def _body(self, invoice: Invoice, extras: dict[str, Any] | None) -> list[str]:
+    def control_partner(self, invoice: Invoice) -> str | None:
+        """``x12:<sender qualifier>:<sender>><receiver qualifier>:<receiver>``: one sequence per pair."""
+        sender, receiver = self._ids(invoice)
+        return (f"x12:{self.config.sender_qualifier}:{clean(sender)[:15]}>"
+                f"{self.config.receiver_qualifier}:{clean(receiver)[:15]}")
+
+    def _body(self, invoice: Invoice, context: RenderContext | None, control: int) -> list[str]:
         raise X12Error("no transaction set")
 
-    def render(self, invoice: Invoice, extras: dict[str, Any] | None = None) -> bytes:
+    def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """One interchange holding one group with one transaction set."""
-        return _isa(self._env(invoice, extras), self.functional_id, self._body(invoice, extras))
+        env = self._env(invoice, context)
+        return _isa(env, self.functional_id, self._body(invoice, context, env.control))
 
     def validate(self, data: bytes) -> list[str]:
         """Envelope structure, control numbers and segment counts."""
@@ -320,8 +347,8 @@ class X12InvoiceRenderer(_X12Renderer):
     set_id: ClassVar[str] = "810"
     functional_id: ClassVar[str] = "IN"
 
-    def _body(self, invoice: Invoice, extras: dict[str, Any] | None) -> list[str]:
-        return build_810(invoice)
+    def _body(self, invoice: Invoice, context: RenderContext | None, control: int) -> list[str]:
+        return build_810(invoice, control)
 
 
 class X12UsageRenderer(_X12Renderer):
@@ -333,8 +360,8 @@ class X12UsageRenderer(_X12Renderer):
     set_id: ClassVar[str] = "867"
     functional_id: ClassVar[str] = "PT"
 
-    def _body(self, invoice: Invoice, extras: dict[str, Any] | None) -> list[str]:
-        return build_867(invoice, (extras or {}).get("usage"))
+    def _body(self, invoice: Invoice, context: RenderContext | None, control: int) -> list[str]:
+        return build_867(invoice, context.usage if context is not None else None, control)
 
 
 def check_envelope(data: bytes, set_id: str = "") -> list[str]:

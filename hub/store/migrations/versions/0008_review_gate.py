@@ -6,14 +6,14 @@ document. Runs recorded before this migration keep their status (``issued`` or
 ``no_change``) and have neither.
 
 Revision ID: 0008_review_gate
-Revises: 0004_interval_day_key
+Revises: 0007_rendered_documents
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_review_gate"
-down_revision = "0004_interval_day_key"
+down_revision = "0007_rendered_documents"
 branch_labels = None
 depends_on = None
 
