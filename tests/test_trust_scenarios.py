@@ -233,3 +233,26 @@ def test_zeroed_intervals_are_counted_and_hold_the_run(db, tmp_path):
     assert out.held_reasons[0].startswith("missing_intervals: 4 intervals without data were counted as 0 kWh")
     # (2976 - 4) x 100 = 297,200 kWh = 297.200 MWh x 50.125 = 14,897.15
     assert out.draft is not None and out.draft.line_total == D("14897.15")
+
+
+def test_allocated_energy_nobody_bills_holds_the_run_unless_declared(db, tmp_path):
+    # the configuration that billed no grid energy before: sources = the generator, no pass-through
+    text = GAS.replace('sources = ["gas_turbine"]\nindex = "hh"', 'index = "hh"').replace(
+        '[[contracts.components]]\nkind = "grid_pass_through"\n', '').replace(
+        'buyer = "tenant_a"\n', 'buyer = "tenant_a"\nsources = ["gt1"]\n')
+    rows = ["date,price"] + [f"2026-10-{d:02d},3.000" for d in range(1, 32)]
+    (tmp_path / "hh.csv").write_text("\n".join(rows) + "\n")
+    cfg = _cfg(text, tmp_path)
+    write_period(db, "2026-10", {"a.load": 100.0, "gt1.net": 80.0, "grid.in": 20.0, "gt1.fuel": 0.75})
+    out = settle(db, cfg.campus, "2026-10", options=cfg.settlement_options())[0]
+    # 20 x 2976 = 59,520 kWh of grid import is allocated to hall A and billed by nobody
+    assert out.status == "held"
+    assert out.held_reasons == ["unbilled_energy: allocated energy nobody bills: grid 59,520.000 kWh (outside the "
+                                "sources of every contract of this tenant); price it in a contract or declare it in "
+                                "the contract's not_billed"]
+    declared = _cfg(text.replace('sources = ["gt1"]\n', 'sources = ["gt1"]\n'
+                                 'not_billed = { grid = "the utility bills the grid import directly" }\n'), tmp_path)
+    again = settle(db, declared.campus, "2026-10", options=declared.settlement_options())[0]
+    assert again.status == "issued" and again.note.startswith("supersedes")
+    row = next(a for a in again.accounts if a["source"] == "grid")
+    assert row["reason"] == "the utility bills the grid import directly" and row["declared"] is True
