@@ -421,15 +421,26 @@ def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[
     v = _select_rows(matrix.values, rows)
     q = _select_rows(matrix.quality, rows)
     n = v.shape[1]
-    nan = np.isnan(v)
-    missing = nan.sum(axis=1)
-    filled = np.where(nan, -np.inf, v) if missing.any() else v
-    at = filled.argmax(axis=1) if n else np.zeros(len(ids), dtype=np.int64)
-    peak = filled[np.arange(len(ids)), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(len(ids))
-    kwh = np.nansum(v, axis=1) if missing.any() else v.sum(axis=1)
-    counts = np.stack([np.count_nonzero(q == code, axis=1) for code in (Quality.ESTIMATED, Quality.EDITED,
-                                                                         Quality.SUSPECT)]) if n else \
-        np.zeros((3, len(ids)), dtype=np.int64)
+    k = len(ids)
+    kwh = v.sum(axis=1)
+    gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
+    missing = np.zeros(k, dtype=np.int64)
+    if gappy.size:
+        sub = v[gappy]
+        missing[gappy] = np.isnan(sub).sum(axis=1)
+        kwh[gappy] = np.nansum(sub, axis=1)
+        filled = v.copy()
+        filled[gappy] = np.where(np.isnan(sub), -np.inf, sub)
+    else:
+        filled = v
+    at = filled.argmax(axis=1) if n else np.zeros(k, dtype=np.int64)
+    peak = filled[np.arange(k), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(k)
+    counts = np.zeros((3, k), dtype=np.int64)
+    flagged = np.flatnonzero(q.max(axis=1) > Quality.VALID) if n else np.zeros(0, dtype=np.int64)
+    if flagged.size:
+        qf = q[flagged]
+        for j, code in enumerate((Quality.ESTIMATED, Quality.EDITED, Quality.SUSPECT)):
+            counts[j, flagged] = np.count_nonzero(qf == code, axis=1)
     step = matrix.interval_minutes * 60
     out = []
     for i, cid in enumerate(ids):

@@ -34,6 +34,7 @@ from hub.settlement_service import (
     next_invoice_number,
 )
 from hub.store import Database, record_audit
+from hub.store.audit import record_audits
 from hub.store.settlement_tables import invoice_table, settlement_run_table
 
 
@@ -99,24 +100,36 @@ class DraftToIssue:
 
 
 def _issue(conn: Any, db: Database, item: DraftToIssue, *, actor: str, reason: str, issue_date: date | None,
-           on_issue: Callable[[Any, Invoice], None] | None) -> Invoice:
-    """Number, store and queue one draft inside the caller's transaction; mark the run issued."""
+           on_issue: Callable[[Any, Invoice], None] | None, audit: list[dict[str, Any]] | None = None) -> Invoice:
+    """Number, store and queue one draft inside the caller's transaction; mark the run issued.
+
+    The run is claimed first (``UPDATE ... WHERE status IN pending``), so a run decided by
+    someone else meanwhile is refused before a number is taken. The decision goes to the
+    audit log, or into ``audit`` for the caller to write with its batch.
+    """
     t = settlement_run_table
-    status = conn.execute(select(t.c.status).where(t.c.id == item.run_id)).scalar_one()
-    if status not in PENDING:  # decided by someone else meanwhile
-        raise ReviewError(f"run {item.run_id} is {status} now; nothing done")
     draft = item.draft
-    original = _original(conn, item.contract_id, item.period) if draft.kind != "invoice" else None
+    invoice_id = draft.id
+    claimed = conn.execute(update(t).where(t.c.id == item.run_id, t.c.status.in_(PENDING))
+                           .values(status="issued", invoice_id=invoice_id)).rowcount
+    if not claimed:
+        status = conn.execute(select(t.c.status).where(t.c.id == item.run_id)).scalar()
+        raise ReviewError(f"run {item.run_id} is {status or 'gone'} now; nothing done")
+    first = draft.kind == "invoice"
+    original = None if first else _original(conn, item.contract_id, item.period)
     n = next_invoice_number(conn, db.dialect, draft.seller.id)
     inv = issue_draft(draft, format_number(draft.seller.id, n), issue_date or date.today(), item.version_kind,
-                      original, _documents(conn, item.contract_id, item.period) + 1)
+                      original, 1 if first else _documents(conn, item.contract_id, item.period) + 1)
     svc._insert_invoice(conn, inv, n, item.period, original.id if original else None)
     if on_issue is not None:
         on_issue(conn, inv)
-    conn.execute(update(t).where(t.c.id == item.run_id).values(status="issued", invoice_id=inv.id))
-    record_audit(conn, "run.approve", actor=actor, object_type="settlement_run", object_id=item.run_id,
-                 detail={"reason": reason, "was": item.was, "held": list(item.held), "invoice": inv.number,
-                         "total": str(inv.total)})
+    entry = {"action": "run.approve", "actor": actor, "object_type": "settlement_run", "object_id": item.run_id,
+             "detail": {"reason": reason, "was": item.was, "held": list(item.held), "invoice": inv.number,
+                        "total": str(inv.total)}}
+    if audit is None:
+        record_audit(conn, entry.pop("action"), **entry)
+    else:
+        audit.append(entry)
     return inv
 
 
@@ -126,14 +139,19 @@ def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, rea
     """Issue drafts that were just computed (the policy's approval): one transaction, a savepoint
     per run, so one failing run (a rendering error) stays pending and the others are issued."""
     out: dict[str, Approval] = {}
+    audit: list[dict[str, Any]] = []
     with db.write_transaction() as conn:
         for item in items:
             try:
                 with conn.begin_nested():
                     out[item.run_id] = Approval(item.run_id, invoice=_issue(
-                        conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue))
+                        conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue,
+                        audit=audit))
             except (SettlementError, ValueError) as exc:
                 out[item.run_id] = Approval(item.run_id, error=str(exc))
+                audit = [a for a in audit if a["object_id"] != item.run_id]
+        if audit:
+            record_audits(conn, audit)
     return out
 
 

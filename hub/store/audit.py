@@ -21,6 +21,17 @@ def record_audit(conn: Connection | Session, action: str, *, actor: str = "", ob
     conn.execute(audit_log_table.insert().values(**row))
 
 
+def record_audits(conn: Connection | Session, entries: list[dict[str, Any]]) -> None:
+    """Append several audit entries in one statement (``action``, ``actor``, ``object_type``,
+    ``object_id``, ``detail`` each)."""
+    if not entries:
+        return
+    now = utcnow()
+    conn.execute(audit_log_table.insert(), [
+        {"at": now, "actor": e.get("actor", ""), "action": e["action"], "object_type": e.get("object_type", ""),
+         "object_id": str(e.get("object_id", "")), "detail": e.get("detail") or {}} for e in entries])
+
+
 def audit_entries(db: Database, object_type: str | None = None, object_id: str | None = None) -> list[AuditLog]:
     """Audit entries, oldest first, optionally for one object type / object."""
     stmt = select(AuditLog).order_by(audit_log_table.c.id)
