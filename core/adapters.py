@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
-    from core.intervals import IntervalBatch
-    from core.invoice import Invoice, PartyRef
-    from core.render_context import RenderContext
+    from kwhub.core.intervals import IntervalBatch
+    from kwhub.core.invoice import Invoice, PartyRef
+    from kwhub.core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
 
