@@ -1,16 +1,25 @@
 """The plugin manager: loads ``kwhub`` entry points one by one and collects adapters.
 
-A plugin that fails to import or to register is recorded with its error and the others
-still load; ``KWHUB_STRICT_PLUGINS=1`` turns such a failure into an exception.
-``KWHUB_PLUGINS_ALLOW`` / ``KWHUB_PLUGINS_BLOCK`` (comma-separated entry-point names)
-select plugins. Under the test suite (``KWHUB_NO_ENTRYPOINTS=1``) installed entry points
-are never loaded; the built-in modules are registered from :data:`BUILTIN_PLUGINS`.
+Every hook is called through pluggy (``pm.hook.<name>`` or, for the ``register`` hooks,
+a caller restricted to one plugin, so that what each plugin registers is attributed to it
+and a failing plugin takes only itself down): ``@hookimpl(specname=...)``,
+``tryfirst``/``trylast`` and wrappers behave as pluggy documents. After loading, every
+implementation of an unknown hook and every undecorated ``kwhub_*`` function is reported
+on its plugin (not only the first). A plugin that fails to import or to register is
+recorded with its error and the others still load; ``KWHUB_STRICT_PLUGINS=1`` turns such
+a failure into an exception. ``KWHUB_PLUGINS_ALLOW`` / ``KWHUB_PLUGINS_BLOCK``
+(comma-separated entry-point names) select plugins; ``KWHUB_TRACE_PLUGINS=1`` prints every
+hook call and its result to standard error. Under the test suite
+(``KWHUB_NO_ENTRYPOINTS=1``) installed entry points are never loaded; the built-in
+modules are registered from :data:`BUILTIN_PLUGINS`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -79,6 +88,7 @@ class PluginInfo:
     version: str = ""
     adapters: list[str] = field(default_factory=list)
     extensions: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +99,7 @@ class PluginInfo:
             "version": self.version,
             "adapters": self.adapters,
             "extensions": self.extensions,
+            "hooks": self.hooks,
             "error": self.error or None,
         }
 
@@ -143,6 +154,9 @@ def _short_error(exc: BaseException) -> str:
 def new_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    if os.environ.get("KWHUB_TRACE_PLUGINS", "") not in ("", "0", "false"):
+        pm.trace.root.setwriter(lambda text: sys.stderr.write(f"kwhub plugins: {text}"))
+        pm.enable_tracing()
     return pm
 
 
@@ -216,16 +230,48 @@ def load_plugins(
             pm.unregister(plugin)
             if strict:
                 raise PluginLoadError(f"plugin {name!r} failed to register: {info.error}") from exc
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        if strict:
-            raise PluginLoadError(str(exc)) from exc
-        bad = getattr(exc, "plugin", None)
-        for info in reg.plugins.values():
-            if bad is not None and pm.get_name(bad) == info.name:
-                info.error = f"unknown hook: {exc}"
+    problems = hook_problems(pm)
+    for plugin_name, messages in problems.items():
+        info = reg.plugins.get(plugin_name)
+        if info is not None:
+            info.error = "; ".join(messages)
+    if problems and strict:
+        raise PluginLoadError("; ".join(f"plugin {n!r}: {m}" for n, ms in problems.items() for m in ms))
+    for info in reg.plugins.values():
+        plugin = pm.get_plugin(info.name)
+        if plugin is not None:
+            info.hooks = sorted({hc.name for hc in pm.get_hookcallers(plugin) or []})
     return reg
+
+
+def hook_problems(pm: pluggy.PluginManager) -> dict[str, list[str]]:
+    """``{plugin name: [problem]}``: every implementation of a hook no spec defines (a
+    misspelling) and every ``kwhub_*`` function a plugin module did not mark ``@hookimpl``.
+
+    pluggy's own ``check_pending`` stops at the first; this lists them all.
+    """
+    out: dict[str, list[str]] = {}
+    known = {name for name in dir(hookspecs) if name.startswith("kwhub_")}
+    for name, caller in vars(pm.hook).items():
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            out.setdefault(impl.plugin_name, []).append(f"implements unknown hook {name}{hint}")
+    for plugin_name, plugin in pm.list_name_plugin():
+        if not inspect.ismodule(plugin):
+            continue
+        hooked = {hc.name for hc in pm.get_hookcallers(plugin) or []}
+        for attr, value in vars(plugin).items():
+            if attr.startswith("kwhub_") and callable(value) and attr not in hooked \
+                    and getattr(value, "__module__", None) == plugin.__name__:
+                out.setdefault(plugin_name, []).append(f"{attr} is not marked @hookimpl, so it never runs")
+    return out
 
 
 def _collect(pm: pluggy.PluginManager, name: str, plugin: Any, reg: Registry, info: PluginInfo) -> None:
@@ -260,16 +306,11 @@ def _collect(pm: pluggy.PluginManager, name: str, plugin: Any, reg: Registry, in
             raise TypeError(f"{cls!r} has no kind")
         staged_components[kind] = cls
 
+    others = [p for p in pm.get_plugins() if p is not plugin]
     for family, hook in FAMILY_HOOKS.items():
-        fn = getattr(plugin, hook, None)
-        if fn is not None:
-            fn(register=add_adapter(family))
-    fn = getattr(plugin, EXTENSION_HOOKS["vee_rules"], None)
-    if fn is not None:
-        fn(register=add_rule)
-    fn = getattr(plugin, EXTENSION_HOOKS["price_components"], None)
-    if fn is not None:
-        fn(register=add_component)
+        pm.subset_hook_caller(hook, remove_plugins=others)(register=add_adapter(family))
+    pm.subset_hook_caller(EXTENSION_HOOKS["vee_rules"], remove_plugins=others)(register=add_rule)
+    pm.subset_hook_caller(EXTENSION_HOOKS["price_components"], remove_plugins=others)(register=add_component)
 
     reg.adapters.update(staged_adapters)
     reg.vee_rules.update(staged_rules)

@@ -163,3 +163,117 @@ def test_plugins_can_add_cli_commands():
     reg.pm.hook.kwhub_cli_commands(app=app)
     out = CliRunner().invoke(app, ["hello-acme"])
     assert out.exit_code == 0 and "hello from acme" in out.output
+
+
+# --------------------------------------------------------------------------- hooks through pluggy
+
+
+class _Acme2(MeterAdapter):
+    """A meter registered through a hook implemented under another function name."""
+
+    type_id: ClassVar[str] = "meters.acme2"
+
+
+class _SpecnamePlugin:
+    @hookimpl(specname="kwhub_register_meter_adapters")
+    def add_my_meters(self, register):  # noqa: ANN001, ANN201
+        register(_Acme2)
+
+
+class _Misspelled:
+    def __init__(self, hook: str) -> None:
+        setattr(self, hook, hookimpl(lambda register: None))
+
+
+def test_specname_implementations_register():
+    reg = load_plugins(use_entry_points=False, extra=[("specname", _SpecnamePlugin())])
+    assert reg.adapters["meters.acme2"] is _Acme2
+    assert reg.plugins["specname"].adapters == ["meters.acme2"]
+    assert "kwhub_register_meter_adapters" in reg.plugins["specname"].hooks
+
+
+def test_every_misspelled_plugin_is_reported_not_only_the_first():
+    import types
+
+    one = types.ModuleType("kwhub_typo_one")
+    one.kwhub_register_meter_adaptors = hookimpl(lambda register: None)  # type: ignore[attr-defined]
+    two = types.ModuleType("kwhub_typo_two")
+    two.kwhub_register_esg_adapter = hookimpl(lambda register: None)  # type: ignore[attr-defined]
+    reg = load_plugins(use_entry_points=False, extra=[("typo_one", one), ("typo_two", two)])
+    assert "unknown hook kwhub_register_meter_adaptors (did you mean kwhub_register_meter_adapters?)" \
+        in reg.plugins["typo_one"].error
+    assert "unknown hook kwhub_register_esg_adapter" in reg.plugins["typo_two"].error
+    assert not reg.plugins["meters_csv"].error  # the others load
+    with pytest.raises(PluginLoadError, match="typo_one.*typo_two"):
+        load_plugins(use_entry_points=False, extra=[("typo_one", one), ("typo_two", two)], strict=True)
+
+
+def test_an_undecorated_hook_function_is_reported_and_never_runs():
+    import types
+
+    called = []
+    mod = types.ModuleType("kwhub_undecorated")
+
+    def kwhub_register_meter_adapters(register):  # noqa: ANN001, ANN202
+        called.append(True)
+        register(_Acme2)
+
+    kwhub_register_meter_adapters.__module__ = mod.__name__
+    mod.kwhub_register_meter_adapters = kwhub_register_meter_adapters  # type: ignore[attr-defined]
+    reg = load_plugins(use_entry_points=False, extra=[("undecorated", mod)])
+    assert called == [] and "meters.acme2" not in reg.adapters
+    assert "kwhub_register_meter_adapters is not marked @hookimpl" in reg.plugins["undecorated"].error
+
+
+VENDOR = '''
+from kwhub.core.hookspecs import hookimpl
+
+@hookimpl
+def kwhub_sniff_meter_file(path, head):
+    return "meters.vendor" if head.startswith(b"VENDOR-EXPORT") else None
+'''
+
+
+@pytest.mark.parametrize("ep_name", ["aaa_vendor", "zzz_vendor"])
+def test_a_third_party_csv_sniffer_wins_its_files_whatever_its_name(tmp_path, monkeypatch, ep_name):
+    from kwhub.hub.ingest.batch import sniff_adapter
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_fake_distribution(site, "kwhub-vendor", {"kwhub_vendor": VENDOR}, {ep_name: "kwhub_vendor"})
+    monkeypatch.syspath_prepend(str(site))
+    f = tmp_path / "export.csv"
+    f.write_bytes(b"VENDOR-EXPORT,v2\nmeter,time,kwh\nm1,2026-10-01T00:00Z,1.5\n")
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(b"channel_id,interval_start,kwh\nm1,2026-10-01T00:00Z,1.5\n")
+    # entry points load in name order: "aaa_vendor" before the built-in meters_csv, "zzz_vendor" after
+    reg = load_plugins(use_entry_points=True, allow={ep_name, "meters_csv", "meters_greenbutton"})
+    assert reg.plugins[ep_name].error == "" and "meters_csv" in reg.plugins
+    assert sniff_adapter(f, reg) == "meters.vendor"
+    assert sniff_adapter(plain, reg) == "meters.csv"
+
+
+def test_hook_wrappers_see_the_calls_and_tracing_prints_them(monkeypatch, capsys):
+    seen = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def kwhub_sniff_meter_file(self, path, head):  # noqa: ANN001, ANN201
+            result = yield
+            seen.append((path.name, result))
+            return result
+
+    monkeypatch.setenv("KWHUB_TRACE_PLUGINS", "1")
+    reg = load_plugins(use_entry_points=False, extra=[("wrapper", Wrapper())])
+    assert reg.pm is not None
+    reg.pm.hook.kwhub_sniff_meter_file(path=Path("x.xml"), head=b'<feed xmlns:espi="http://naesb.org/espi">')
+    assert seen == [("x.xml", "meters.greenbutton")]
+    assert "kwhub_sniff_meter_file" in capsys.readouterr().err
+
+
+def test_plugins_list_shows_hooks():
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", "plugins", "list", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "KWHUB_NO_ENTRYPOINTS": "1"})
+    data = json.loads(out.stdout)
+    csv = next(p for p in data["plugins"] if p["name"] == "meters_csv")
+    assert csv["hooks"] == ["kwhub_register_meter_adapters", "kwhub_sniff_meter_file"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import UserError
@@ -35,8 +36,12 @@ def init(
 
 def plugins_list(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    hooks: bool = typer.Option(False, "--hooks", help="Also list the hooks each plugin implements."),
 ) -> None:
-    """List loaded plugins: distribution, version, adapter types and load errors."""
+    """List loaded plugins: distribution, version, adapter types, hooks and load errors.
+
+    Set KWHUB_TRACE_PLUGINS=1 to see every hook call and its result.
+    """
     from kwhub.hub.registry import get_registry
 
     reg = get_registry()
@@ -50,11 +55,13 @@ def plugins_list(
         print(json.dumps({"plugins": rows, "adapters": adapters}, indent=2))
         return
     table = Table(title="kwhub plugins")
-    for col in ("plugin", "distribution", "version", "registers", "error"):
-        table.add_column(col)
+    cols = ["plugin", "distribution", "version", "registers"] + (["hooks"] if hooks else []) + ["error"]
+    for col in cols:
+        table.add_column(col, overflow="fold")
     for p in rows:
         regs = ", ".join(p["adapters"] + p["extensions"])
-        table.add_row(p["name"], p["distribution"], p["version"], regs, f"[red]{p['error']}[/]" if p["error"] else "")
+        cells = [p["name"], p["distribution"], p["version"], regs] + ([", ".join(p["hooks"])] if hooks else [])
+        table.add_row(*cells, f"[red]{escape(p['error'])}[/]" if p["error"] else "")
     console.print(table)
 
 

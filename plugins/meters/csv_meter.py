@@ -844,9 +844,10 @@ def kwhub_register_meter_adapters(register: Any) -> None:
     register(CsvMeter)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def kwhub_sniff_meter_file(path: Path, head: bytes) -> str | None:
-    """Claim CSV meter files."""
+    """Claim CSV meter files: any ``.csv`` with a delimiter, so it asks last (a more specific
+    sniffer of another plugin wins its files, whatever the plugin's name)."""
     return TYPE_ID if sniff_csv(path, head) else None
 
 
