@@ -11,7 +11,13 @@ import pytest
 import typer
 
 from kwhub.core import hookspecs
-from kwhub.core.adapters import EsgReporter, InvoiceRenderer, InvoiceTransport, MarketAdapter, MeterAdapter
+from kwhub.core.adapters import (
+    EsgReporter,
+    InvoiceRenderer,
+    InvoiceTransport,
+    MarketAdapter,
+    MeterAdapter,
+)
 from kwhub.core.pricing.base import PriceComponent
 from kwhub.core.vee.engine import Rule
 from kwhub.hub.registry import load_plugins
