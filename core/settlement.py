@@ -63,7 +63,6 @@ from kwhub.core.review import ChannelStats
 from kwhub.core.timeline import BillingPeriod
 
 VersionKind = Literal["initial", "final", "true_up"]
-VERSION_KINDS: tuple[str, ...] = ("initial", "final", "true_up")
 STATEMENT_SCHEMA = "kwhub.settlement.statement/2"
 BALANCE_ROLES = ("tenant_load", "shared_load", "generation", "grid_import", "grid_export",
                  "battery_charge", "battery_discharge")

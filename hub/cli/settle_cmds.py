@@ -72,7 +72,7 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
     """
-    from kwhub.core.settlement import VERSION_KINDS
+    from kwhub.core.versions import VERSION_KINDS
     from kwhub.core.timeline import TimeModelError, billing_period
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import outbox_hook

@@ -421,7 +421,7 @@ def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
     """Settle every contract; settling again on the same data is `unchanged` and not listed."""
-    from kwhub.core.settlement import VERSION_KINDS
+    from kwhub.core.versions import VERSION_KINDS
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import existing_runs, settle

@@ -22,8 +22,8 @@ from kwhub.core.money import MoneyPolicy
 from kwhub.core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
 from kwhub.core.settlement import SettlementError
 from kwhub.core.timeline import billing_period
+from kwhub.core.versions import SETTLED
 from kwhub.hub.config import KwhubConfig
-from kwhub.hub.settle.service import SETTLED
 from kwhub.hub.store import Database
 from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
 

@@ -23,16 +23,8 @@ import kwhub.hub.settle.service as svc
 from kwhub.core.campus import Campus
 from kwhub.core.invoice import DocumentReference, Invoice
 from kwhub.core.settlement import SettlementError, issue_draft
-from kwhub.hub.settle.service import (
-    PENDING,
-    SETTLED,
-    _kind_order,
-    _run_changed,
-    existing_runs,
-    format_number,
-    get_run,
-    next_invoice_number,
-)
+from kwhub.core.versions import PENDING, SETTLED, format_number, kind_order
+from kwhub.hub.settle.service import _run_changed, existing_runs, get_run, next_invoice_number
 from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
 from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
@@ -72,13 +64,13 @@ def _check_decidable(db: Database, run: dict[str, Any], check_inputs: bool) -> N
         raise ReviewError(f"run {rid} is {run['status'].replace('_', ' ')}; only draft and held runs can be decided")
     st = run["statement_json"]
     runs = existing_runs(db, run["contract_id"], run["period"])
-    mine = (_kind_order(run["version_kind"]), run["seq"])
-    settled = [r for r in runs if r["status"] in SETTLED and (_kind_order(r["version_kind"]), r["seq"]) < mine]
+    mine = (kind_order(run["version_kind"]), run["seq"])
+    settled = [r for r in runs if r["status"] in SETTLED and (kind_order(r["version_kind"]), r["seq"]) < mine]
     base = settled[-1]["id"] if settled else None
     if base != st["run"].get("previous_run"):
         raise ReviewError(f"run {rid} was computed against {st['run'].get('previous_run') or 'no earlier run'}, "
                           f"but the latest settled run is now {base or 'none'}; settle the period again")
-    later = [r for r in runs if r["status"] in SETTLED and (_kind_order(r["version_kind"]), r["seq"]) > mine]
+    later = [r for r in runs if r["status"] in SETTLED and (kind_order(r["version_kind"]), r["seq"]) > mine]
     if later:
         raise ReviewError(f"run {rid}: a later version ({later[-1]['id']}) is already settled")
     if check_inputs and _run_changed(db, rid, run["layer"], st):
@@ -237,5 +229,5 @@ def list_runs(db: Database, *, period: str | None = None, contract_id: str | Non
                                                     "currency": draft["currency"], "number": draft["number"]}
         r["held_reasons"] = [f"{c['check']}: {c['message']}" for c in checks if not c["passed"]]
         out.append(r)
-    out.sort(key=lambda r: (r["period"], r["contract_id"], _kind_order(r["version_kind"]), r["seq"]))
+    out.sort(key=lambda r: (r["period"], r["contract_id"], kind_order(r["version_kind"]), r["seq"]))
     return out

@@ -46,7 +46,6 @@ from kwhub.core.quality import Quality
 from kwhub.core.review import CheckResult, ReviewInputs, effective_checks, held_reasons, run_checks
 from kwhub.core.settlement import (
     BALANCE_ROLES,
-    VERSION_KINDS,
     InputRef,
     InputSummary,
     RunComputation,
@@ -69,6 +68,12 @@ from kwhub.core.settlement import (
     unbilled_rows,
 )
 from kwhub.core.timeline import BillingPeriod, Span, billing_period, previous_periods
+from kwhub.core.versions import (
+    VersionError,
+    kind_order,
+    plan_version,
+    rerun_decision,
+)
 from kwhub.hub.store import Database
 from kwhub.hub.store.settlement_tables import (
     invoice_line_table,
@@ -86,8 +91,6 @@ class DuplicateRunError(SettlementError):
 
 
 RUN_STATUSES = ("draft", "held", "issued", "no_change", "rejected", "superseded")
-PENDING = ("draft", "held")  # computed, awaiting a decision
-SETTLED = ("issued", "no_change")  # what later versions are billed against
 
 
 @dataclass
@@ -567,8 +570,6 @@ def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids
 # --------------------------------------------------------------------------- runs in the store
 
 
-def _kind_order(kind: str) -> int:
-    return VERSION_KINDS.index(kind)
 
 
 def existing_runs(db: Database, contract_id: str, period: str) -> list[dict[str, Any]]:
@@ -578,7 +579,7 @@ def existing_runs(db: Database, contract_id: str, period: str) -> list[dict[str,
                t.c.created_at).where(t.c.contract_id == contract_id, t.c.period == period)
     with db.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
-    return sorted(rows, key=lambda r: (_kind_order(r["version_kind"]), r["seq"]))
+    return sorted(rows, key=lambda r: (kind_order(r["version_kind"]), r["seq"]))
 
 
 @contextmanager
@@ -641,7 +642,7 @@ def _history(db: Database, contract: Contract, period: str) -> dict[str, PeriodH
                                    t.c.status.notin_(("rejected", "superseded")))).all()
     latest: dict[str, tuple[tuple[int, int], str]] = {}
     for per, kind, seq, stmt in rows:
-        order = (_kind_order(kind), seq)
+        order = (kind_order(kind), seq)
         if per not in latest or order > latest[per][0]:
             latest[per] = (order, stmt)
     return {per: history_from_statement(json.loads(stmt)) for per, (_, stmt) in latest.items()}
@@ -770,11 +771,6 @@ def next_invoice_number(conn: Any, dialect: str, seller: str) -> int:
     return int(taken) - 1
 
 
-def format_number(seller: str, n: int) -> str:
-    """The printed invoice number of a seller's n-th document."""
-    return f"{seller.upper()}-{n:06d}"
-
-
 def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id: str | None) -> None:
     now = datetime.now(UTC)
     conn.execute(_INSERT_INVOICE, dict(
@@ -884,32 +880,17 @@ def settle_contract(
     kept for callers that pass it through.
     """
     period = data.period
-    if version not in VERSION_KINDS:
-        raise SettlementError(f"version must be one of {', '.join(VERSION_KINDS)}, not {version!r}")
     plan = plan or _plan(campus, components)
     if runs is None:
         runs = existing_runs(db, contract.id, period.label)
     if channels is None:
         channels = contract_channels(campus, contract, plan)
     where = f"contract {contract.id!r} period {period.label}"
-    live = [r for r in runs if r["status"] not in ("rejected", "superseded")]
-    mine = _kind_order(version)
-    later = [r for r in live if _kind_order(r["version_kind"]) > mine]
-    if later:
-        raise SettlementError(f"{where}: a later version ({later[-1]['id']}, {later[-1]['status']}) exists, so the "
-                              f"{version} version is closed; settle --version true_up to bill later changes")
-    earlier = [r for r in live if _kind_order(r["version_kind"]) < mine]
-    waiting = [r for r in earlier if r["status"] in PENDING]
-    if waiting:
-        r = waiting[-1]
-        raise SettlementError(f"{where}: run {r['id']} is {r['status']} awaiting review; approve or reject it first "
-                              f"(`kwhub runs approve {r['id']} --reason ...` or `kwhub runs reject ...`)")
-    same_kind = [r for r in live if r["version_kind"] == version]
-    top_seq = max((r["seq"] for r in runs if r["version_kind"] == version), default=0)  # rejected ones too
-    base = [r for r in earlier if r["status"] in SETTLED]
-    if version == "true_up":
-        base += [r for r in same_kind if r["status"] in SETTLED]
-    prev = max(base, key=lambda r: (_kind_order(r["version_kind"]), r["seq"])) if base else None
+    try:
+        vplan = plan_version(runs, version, where)
+    except VersionError as exc:
+        raise SettlementError(str(exc)) from None
+    prev = vplan.base
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
                        _history(db, contract, period.label), components, channels=channels, plan=plan,
                        campus_section=campus_section)
@@ -918,26 +899,23 @@ def settle_contract(
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
     doc = draft_document(comp.lines, old, pol)
     prev_id = prev["id"] if prev else None
-    same = same_kind[-1] if same_kind else None
-    seq, supersede = 1, None
+    same = vplan.same
+    probe_hash = None
     if same is not None:
         probe = build_statement(RunKey(contract.id, period.label, version, same["seq"]), comp, summary, options.layer,
                                 doc, prev_id, missing_policy=options.missing)
         probe_hash = statement_hash(canonical_json(probe))
-        if probe_hash == same["statement_hash"] or (same["status"] in SETTLED and version == "true_up"
-                                                    and doc.kind is None):
-            return RunOutcome(contract.id, period.label, version, same["seq"], same["id"], status="unchanged",
-                              statement_hash=same["statement_hash"],
-                              note=f"{same['status']} before on the same data; nothing to do")
-        if same["status"] in SETTLED and version != "true_up":
-            raise SettlementError(
-                f"{where}: the {version} run {same['id']} was {same['status'].replace('_', ' ')} from other data "
-                "(its inputs changed since); settle the next version (--version final or true_up) to bill the "
-                "difference")
-        seq = top_seq + 1
-        supersede = same["id"] if same["status"] in PENDING else None
-    else:
-        seq = top_seq + 1
+    try:
+        decision = rerun_decision(vplan, probe_hash, doc.kind is not None, where)
+    except VersionError as exc:
+        raise SettlementError(str(exc)) from None
+    if decision == "unchanged":
+        assert same is not None
+        return RunOutcome(contract.id, period.label, version, same["seq"], same["id"], status="unchanged",
+                          statement_hash=same["statement_hash"],
+                          note=f"{same['status']} before on the same data; nothing to do")
+    seq = vplan.next_seq
+    supersede = same["id"] if decision == "supersede" and same is not None else None
     key = RunKey(contract.id, period.label, version, seq)
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
     body = canonical_json(statement)
@@ -1273,7 +1251,7 @@ def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> di
             row = dict(r._mapping)
             out.setdefault(row.pop("contract_id"), []).append(row)
     for rows in out.values():
-        rows.sort(key=lambda r: (_kind_order(r["version_kind"]), r["seq"]))
+        rows.sort(key=lambda r: (kind_order(r["version_kind"]), r["seq"]))
     return out
 
 
