@@ -65,6 +65,7 @@ from core.settlement import (
     statement_hash,
 )
 from core.timeline import BillingPeriod, Span, billing_period, previous_periods
+from hub.integrity import chain_link
 from hub.store import Database
 from hub.store.settlement_tables import (
     invoice_line_table,
@@ -594,11 +595,12 @@ def _history(db: Database, contract: Contract, period: str) -> dict[str, PeriodH
     return {per: history_from_statement(json.loads(stmt)) for per, (_, stmt) in latest.items()}
 
 
-def stale_runs(db: Database, contract_id: str | None = None, period: str | None = None) -> list[str]:
-    """Runs whose recorded channel-day content differs from the current content.
+def stale_runs(db: Database, contract_id: str | None = None, period: str | None = None,
+               run_ids: Iterable[str] | None = None) -> list[str]:
+    """Runs whose recorded channel-day content differs from the current content (or is gone).
 
     A channel-day is also a change when it had no content in the run's layer at run time
-    and has some now.
+    and has some now. ``run_ids`` limits the check to those runs.
     """
     t = settlement_run_table
     q = select(t.c.id, t.c.layer, t.c.statement)
@@ -606,6 +608,8 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
         q = q.where(t.c.contract_id == contract_id)
     if period:
         q = q.where(t.c.period == period)
+    if run_ids is not None:
+        q = q.where(t.c.id.in_(sorted(set(run_ids))))
     with db.engine.connect() as conn:
         runs = conn.execute(q).all()
     out = []
@@ -677,13 +681,29 @@ def _same_inside(db: Database, channel_id: str, day: date, layer: str, recorded:
     return same_values and bool((then.quality[a:b] == now.quality[a:b]).all())
 
 
-def refresh_stale(db: Database, contract_id: str | None = None, period: str | None = None) -> list[str]:
+def refresh_stale(db: Database, contract_id: str | None = None, period: str | None = None,
+                  run_ids: Iterable[str] | None = None) -> list[str]:
     """Set ``settlement_run.stale`` for runs whose inputs changed; return their ids."""
-    stale = stale_runs(db, contract_id, period)
+    stale = stale_runs(db, contract_id, period, run_ids)
     if stale:
         with db.write_transaction() as conn:
             conn.execute(update(settlement_run_table).where(settlement_run_table.c.id.in_(stale)).values(stale=True))
     return stale
+
+
+def stale_flags(db: Database, run_ids: Iterable[str]) -> dict[str, bool]:
+    """``{run id: stale}`` after refreshing the flags of ``run_ids`` (:func:`refresh_stale`)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    refresh_stale(db, run_ids=ids)
+    t = settlement_run_table
+    out: dict[str, bool] = {}
+    with db.engine.connect() as conn:
+        for i in range(0, len(ids), _IN_CHUNK):
+            out.update({rid: bool(flag) for rid, flag in conn.execute(
+                select(t.c.id, t.c.stale).where(t.c.id.in_(ids[i:i + _IN_CHUNK])))})
+    return out
 
 
 # --------------------------------------------------------------------------- numbering and issuing
@@ -723,13 +743,16 @@ def format_number(seller: str, n: int) -> str:
 
 
 def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id: str | None) -> None:
+    """Insert an issued document and its lines, linked into the seller's hash chain
+    (:func:`hub.integrity.chain_link`, which also refuses a number out of sequence)."""
     now = datetime.now(UTC)
+    document = inv.model_dump_json()
     conn.execute(_INSERT_INVOICE, dict(
         id=inv.id, number=inv.number, number_seq=seq, seller=inv.seller.id, buyer=inv.buyer.id, kind=inv.kind,
         version=inv.version, contract_id=inv.contract_id, period=period, run_id=inv.run_id,
         original_invoice_id=original_id, issue_date=inv.issue_date, issued_at=now, status="issued",
         currency=inv.currency, line_total=money_str(inv.line_total), tax_total=money_str(inv.tax_total),
-        total=money_str(inv.total), document=inv.model_dump_json(),
+        total=money_str(inv.total), document=document, **chain_link(conn, inv.seller.id, seq, inv.id, document),
     ))
     if inv.lines:
         conn.execute(_INSERT_LINES, [
