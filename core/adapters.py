@@ -10,6 +10,7 @@ an adapter type in ``kwhub.toml``: ``type`` + ``id`` + that type's config.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -71,9 +72,17 @@ def resolve_secret(value: Any) -> Any:
 
 
 class AdapterConfig(BaseModel):
-    """Base of every adapter's ``Config``: unknown keys are errors, secrets resolve from env."""
+    """Base of every adapter's ``Config``: unknown keys are errors, secrets resolve from env.
+
+    :meth:`warnings` lists settings that are valid but weaken security or safety; the CLI
+    prints them whenever the configuration is loaded.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    def warnings(self) -> list[str]:
+        """``"key: why it is risky"`` for each risky setting (none by default)."""
+        return []
 
     @model_validator(mode="before")
     @classmethod
@@ -180,7 +189,13 @@ class InvoiceRenderer(Adapter):
 
 @dataclass
 class OutgoingDocument:
-    """A rendered document on its way to a receiver."""
+    """A rendered document on its way to a receiver.
+
+    ``deadline`` is the :func:`time.monotonic` instant by which the whole send must be over
+    (the outbox relay sets it shorter than the row's lease, so no other relay takes the
+    row over while this send may still reach the receiver). Transports give up at the
+    deadline and return a retryable failure; :meth:`time_left` gives the seconds left.
+    """
 
     invoice_id: str
     version: int
@@ -188,10 +203,17 @@ class OutgoingDocument:
     filename: str
     media_type: str
     body: bytes
+    deadline: float | None = None
 
     @property
     def idempotency_key(self) -> str:
         return f"{self.invoice_id}:v{self.version}:{self.format_id}"
+
+    def time_left(self, default: float) -> float:
+        """Seconds until ``deadline`` (``default`` when there is none; may be negative)."""
+        if self.deadline is None:
+            return default
+        return self.deadline - time.monotonic()
 
 
 @dataclass
@@ -212,6 +234,7 @@ class InvoiceTransport(Adapter):
     capabilities: ClassVar[frozenset[str]] = frozenset({"deliver"})
 
     def send(self, doc: OutgoingDocument) -> DeliveryResult:
+        """Deliver ``doc`` and be done by ``doc.deadline`` (see :class:`OutgoingDocument`)."""
         raise AdapterError(f"{self.type_id} cannot send", FailureKind.SYSTEM)
 
 

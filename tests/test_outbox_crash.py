@@ -22,7 +22,7 @@ import pytest
 from core.campus import DeliveryPrefs
 from hub.outbox import enqueue_invoice, list_outbox, run_relay
 from plugins.erp.webhook import WebhookTransport
-from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
+from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
 
 RELAY = """
 import json, logging, os, sys
@@ -60,6 +60,7 @@ def _run_relay(db, url: str, crash_after: int | None) -> subprocess.CompletedPro
 def _crash_and_recover(db, outbox_invoices, receiver, caplog):
     invoices = outbox_invoices(N_INVOICES)
     with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
         for inv in invoices:
             enqueue_invoice(conn, inv, [JsonTestRenderer("json")], DeliveryPrefs(formats=["json"], transports=["erp"]))
     crashed = _run_relay(db, receiver.url, CRASH_AFTER)
