@@ -34,7 +34,8 @@ from core.money import MoneyPolicy
 from hub.erp_receiver import ErpReceiver
 from hub.outbox import enqueue_invoice, run_relay, status_counts
 from hub.store import Database
-from plugins.erp.webhook import WebhookTransport, sign_body
+from hub.webhook_signature import sign_request
+from plugins.erp.webhook import WebhookTransport, request_target
 
 SECRET = "bench-secret"
 POLICY = MoneyPolicy(currency="USD", rounding="half_up")
@@ -136,10 +137,11 @@ def main() -> None:
                 bodies = [bytes(b) for (b,) in conn.execute(select(t.c.body))]
             with httpx.Client() as client:
                 t0 = time.perf_counter()
+                target = request_target(url)
                 for n, body in enumerate(bodies):
                     client.post(url, content=body, headers={
                         "Content-Type": "application/xml", "Idempotency-Key": f"raw-{n}",
-                        "X-Kwhub-Signature": sign_body(SECRET, body, int(time.time()))})
+                        "X-Kwhub-Signature": sign_request(SECRET, "POST", target, int(time.time()), f"raw-{n}", body)})
                 raw_s = time.perf_counter() - t0
         finally:
             rx_proc.terminate()

@@ -1,12 +1,13 @@
 """A small local ERP webhook receiver for the demo, the tests and the delivery benchmark.
 
 It listens on 127.0.0.1 (ephemeral port by default), accepts ``POST /invoices`` as an ERP
-import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC (its own implementation of
-the scheme documented in :mod:`plugins.erp.webhook`) and appends one JSON line per request
-to a record file. In *dedupe* mode a repeated ``Idempotency-Key`` is answered ``200`` with
-``Idempotent-Replayed: true`` and not imported again; without dedupe every request is
-imported (a naive ERP). It can be told to misbehave: answer a status code, answer slowly,
-or drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
+import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC with the documented receiver
+check (:func:`hub.webhook_signature.verify_request`: method, path, timestamp, idempotency
+key and body) and appends one JSON line per request to a record file. In *dedupe* mode a
+repeated ``Idempotency-Key`` is answered ``200`` with ``Idempotent-Replayed: true`` and not
+imported again; without dedupe every request is imported (a naive ERP). It can be told to
+misbehave: answer a status code, answer slowly, trickle its answer a byte at a time, or
+drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
 (:meth:`ErpReceiver.fail_always`).
 
 Run it standalone: ``python -m hub.erp_receiver --record received.jsonl --secret s3cret``.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import signal
@@ -27,31 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from hub.webhook_signature import verify_request
+
 INVOICE_PATH = "/invoices"
 HEALTH_PATH = "/health"
-SIGNATURE_HEADER = "X-Kwhub-Signature"
-
-
-def verify_signature(secret: str, body: bytes, header: str, tolerance_s: float = 300.0,
-                     now: float | None = None) -> str:
-    """Return "" when ``header`` is a valid, fresh signature of ``body``, else the reason."""
-    fields: dict[str, str] = {}
-    for part in header.split(","):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            fields[k] = v
-    if "t" not in fields or "v1" not in fields:
-        return "malformed signature header"
-    try:
-        ts = int(fields["t"])
-    except ValueError:
-        return "signature timestamp is not an integer"
-    if abs((now if now is not None else time.time()) - ts) > tolerance_s:
-        return "signature timestamp outside the tolerance"
-    expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, fields["v1"]):
-        return "signature mismatch"
-    return ""
 
 
 class ErpReceiver:
@@ -96,7 +75,8 @@ class ErpReceiver:
 
     def script(self, *actions: int | str) -> None:
         """Queue behaviours for the next POSTs: a status code (``503``), ``"slow:2.5"``
-        (answer normally after 2.5 s) or ``"drop"`` (close without answering)."""
+        (answer normally after 2.5 s), ``"trickle:20"`` (import, then send the answer one
+        byte at a time over 20 s) or ``"drop"`` (close without answering)."""
         with self._lock:
             self._script.extend(str(a) for a in actions)
 
@@ -202,10 +182,24 @@ class _Handler(BaseHTTPRequestHandler):
         secret = self.receiver.secret
         if not secret:
             return ""
-        header = self.headers.get(SIGNATURE_HEADER)
-        if not header:
-            return "missing signature"
-        return verify_signature(secret, body, header, self.receiver.tolerance_s)
+        return verify_request(secret, self.command, self.path, self.headers, body,
+                              tolerance_s=self.receiver.tolerance_s)
+
+    def _trickle(self, seconds: float, payload: dict[str, Any]) -> None:
+        """Answer 200 with ``payload``, one byte at a time spread over ``seconds``."""
+        data = json.dumps(payload).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        self.close_connection = True
+        pieces = [head[i:i + 1] for i in range(len(head))] + [data[i:i + 1] for i in range(len(data))]
+        pause = seconds / max(len(pieces), 1)
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:  # the client gave up
+            pass
 
     def _simple(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -230,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         key = self.headers.get("Idempotency-Key", "")
         rec: dict[str, Any] = {
-            "received_at": time.time(), "idempotency_key": key, "path": self.path,
+            "received_at": time.time(), "idempotency_key": key, "path": self.path, "method": self.command,
             "content_type": self.headers.get("Content-Type", ""), "filename": self.headers.get("X-Kwhub-Filename", ""),
             "size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
             "accepted": False, "duplicate": False, "status": 0, "signature_ok": None,
@@ -242,8 +236,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.receiver._record(rec)
             self.close_connection = True
             return
+        trickle = 0.0
         if action and action.startswith("slow:"):
             time.sleep(float(action.split(":", 1)[1]))
+            rec["action"] = action
+        elif action and action.startswith("trickle:"):
+            trickle = float(action.split(":", 1)[1])
             rec["action"] = action
         elif action and action.isdigit():
             status = int(action)
@@ -271,7 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         imported, replayed = self.receiver._accept(key, body, rec["filename"])
         rec.update(status=200, accepted=imported, duplicate=replayed)
         self.receiver._record(rec)
-        if replayed:
+        if trickle:
+            self._trickle(trickle, {"duplicate": True, "key": key} if replayed else {"received": key})
+        elif replayed:
             self._reply(200, {"duplicate": True, "key": key}, {"Idempotent-Replayed": "true"})
         else:
             self._reply(200, {"received": key})

@@ -11,11 +11,9 @@ from core.hookspecs import Register, hookimpl
 from plugins.erp.folder_drop import FolderDropTransport
 from plugins.erp.sftp import SftpTransport
 from plugins.erp.transport_base import RetrySettings, TransportResult
-from plugins.erp.webhook import WebhookTransport, sign_body
+from plugins.erp.webhook import WebhookTransport
 
-__all__ = [
-    "FolderDropTransport", "RetrySettings", "SftpTransport", "TransportResult", "WebhookTransport", "sign_body",
-]
+__all__ = ["FolderDropTransport", "RetrySettings", "SftpTransport", "TransportResult", "WebhookTransport"]
 
 
 @hookimpl
