@@ -5,13 +5,14 @@
 """
 
 from hub.store.audit import audit_entries, record_audit
-from hub.store.db import Database, migration_head
+from hub.store.db import Database, DatabaseError, migration_head
 from hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
 from hub.store.reference import sync_reference_data
 
 __all__ = [
     "ChannelSummary",
     "Database",
+    "DatabaseError",
     "IntervalStore",
     "StaleMarkInfo",
     "WriteReport",
