@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import sys
+import logging
 
 import typer
 
 from hub.cli.errors import run_guarded
+from hub.cli.output import log_handler, warn
 
 app = typer.Typer(
     name="kwhub",
@@ -25,6 +26,8 @@ COMMAND_MODULES = [
     "hub.cli.vee_cmds",  # vee report
     "hub.cli.settle_cmds",  # settle, invoices, explain
     "hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "hub.cli.verify_cmd",  # verify
+    "hub.cli.db_cmds",  # db upgrade, db grant-app
     "hub.cli.demo_cmd",  # demo
 ]
 
@@ -40,11 +43,15 @@ def _plugin_commands() -> None:
         if reg.pm is not None:
             reg.pm.hook.kwhub_cli_commands(app=app)
     except Exception as exc:  # a plugin's command must not break the CLI
-        print(f"warning: plugin commands not loaded: {exc}", file=sys.stderr)
+        warn(f"plugin commands not loaded: {exc}")
 
 
 def run() -> None:
     """Console-script entry point."""
+    logger = logging.getLogger("kwhub")  # warnings of any kwhub component, shown cleaned
+    logger.addHandler(log_handler())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     _plugin_commands()
     run_guarded(app)
 

@@ -1,4 +1,9 @@
-"""``kwhub settle``, ``kwhub invoices list|show`` and ``kwhub explain``."""
+"""``kwhub settle``, ``kwhub invoices list|show`` and ``kwhub explain``.
+
+``invoices list|show`` and ``explain`` refresh the staleness of the runs they show first
+(:func:`hub.settlement_service.stale_flags`): a run whose input data was restated or
+deleted since it was settled is shown as stale.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.money import money_str
-from hub.cli.errors import EXIT_CONFIG, UserError
-
-console = Console()
+from hub.cli.common import load as _load
+from hub.cli.common import open_db as _open_db
+from hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
-
-
-def _load(config: Path | None) -> Any:
-    from hub.config import load_config
-
-    return load_config(config)
-
-
-def _open_db(cfg: Any) -> Any:
-    from hub.store import Database
-
-    return Database.open(cfg.database_url, work_dir=cfg.work_dir)
+STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -36,7 +30,7 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
         raise UserError(f"--format must be one of {', '.join(allowed)}, not {fmt!r}", exit_code=EXIT_CONFIG)
 
 
-def _invoice_json(inv: Any) -> dict[str, Any]:
+def _invoice_json(inv: Any, stale: bool | None = None) -> dict[str, Any]:
     from core.explain import json_line
 
     return {
@@ -49,6 +43,7 @@ def _invoice_json(inv: Any) -> dict[str, Any]:
         "taxes": [{"category": t.category, "percent": money_str(t.percent), "taxable_amount": money_str(t.taxable_amount),
                    "tax_amount": money_str(t.tax_amount)} for t in inv.taxes],
         "line_total": money_str(inv.line_total), "tax_total": money_str(inv.tax_total), "total": money_str(inv.total),
+        "stale": stale,
     }
 
 
@@ -92,35 +87,36 @@ def settle_command(
     db = _open_db(cfg)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True, disable=fmt == "json") as bar:
-            task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
+                      console=err_console, transient=True, disable=fmt == "json") as bar:
+            task = bar.add_task(f"settling {safe(period)} ({safe(version)})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
                                   on_issue=outbox_hook(cfg, get_registry()),
-                                  progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
+                                  progress=lambda cid: bar.update(task, advance=1, description=f"settling {safe(cid)}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
+        echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
     else:
-        table = Table(title=f"Settlement {period} ({version})")
+        table = Table(title=cell(f"Settlement {period} ({version})"))
         for col in ("contract", "run", "status", "document", "number", "total", "imbalance", "note"):
             table.add_column(col)
         for o in outcomes:
             inv = o.invoice
-            table.add_row(o.contract_id, o.run_id or "-", o.status, inv.kind if inv else "-", inv.number if inv else "-",
-                          f"{money_str(inv.total)} {inv.currency}" if inv else "-",
+            table.add_row(cell(o.contract_id), cell(o.run_id or "-"), cell(o.status), cell(inv.kind if inv else "-"),
+                          cell(inv.number if inv else "-"),
+                          cell(f"{money_str(inv.total)} {inv.currency}" if inv else "-"),
                           str(o.imbalance_intervals) if o.imbalance_intervals else "",
                           "failed, see below" if o.error else "")
         console.print(table)
     failed = [o for o in outcomes if o.status == "error"]
     if fmt != "json":
         for o in failed:
-            typer.echo(f"error: {o.contract_id}: {o.error}")
+            echo(f"error: {o.contract_id}: {o.error}", err=True)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @invoices_app.command("list")
@@ -130,27 +126,31 @@ def invoices_list(
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
-    """List issued documents."""
-    from hub.settlement_service import list_invoices
+    """List issued documents; a document whose run's input data changed since is marked stale."""
+    from hub.settlement_service import list_invoices, stale_flags
 
     _check_format(fmt, ("table", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
+        stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps([_invoice_json(d) for d in docs], indent=2))
+        echo(json.dumps([_invoice_json(d, stale.get(d.run_id)) for d in docs], indent=2))
         return
     table = Table(title="Invoices")
-    for col in ("number", "kind", "contract", "buyer", "period", "issued", "total", "references"):
+    for col in ("number", "kind", "contract", "buyer", "period", "issued", "total", "references", "run"):
         table.add_column(col)
     for d in docs:
-        table.add_row(d.number, d.kind, d.contract_id, d.buyer.id, f"{d.period_start}..{d.period_end}",
-                      d.issue_date.isoformat(), f"{money_str(d.total)} {d.currency}",
-                      ", ".join(r.number for r in d.references))
+        table.add_row(cell(d.number), cell(d.kind), cell(d.contract_id), cell(d.buyer.id),
+                      f"{d.period_start}..{d.period_end}", d.issue_date.isoformat(),
+                      cell(f"{money_str(d.total)} {d.currency}"), cell(", ".join(r.number for r in d.references)),
+                      cell("STALE", "bold yellow") if stale.get(d.run_id) else cell("current"))
     console.print(table)
+    if any(stale.get(d.run_id) for d in docs):
+        console.print(f"[yellow]STALE:[/] {STALE_NOTE} (`kwhub settle --version final`)")
 
 
 @invoices_app.command("show")
@@ -160,25 +160,29 @@ def invoices_show(
     fmt: str = typer.Option("json", "--format", help="json or text."),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from hub.settlement_service import get_invoice
+    from hub.settlement_service import get_invoice, stale_flags
 
     _check_format(fmt, ("json", "text"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         inv = _get(get_invoice, db, ref)
+        stale = stale_flags(db, [inv.run_id] if inv.run_id else []).get(inv.run_id)
     finally:
         db.close()
-    data = _invoice_json(inv)
+    data = _invoice_json(inv, stale)
     if fmt == "json":
-        typer.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"{data['kind']} {data['number']}  {data['seller']} -> {data['buyer']}  "
-               f"{data['period_start']}..{data['period_end']}")
+    out = [f"{data['kind']} {data['number']}  {data['seller']} -> {data['buyer']}  "
+           f"{data['period_start']}..{data['period_end']}"]
+    if stale:
+        out.append(f"  STALE: {STALE_NOTE}")
     for ln in data["lines"]:
-        typer.echo(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
+        out.append(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
                    f"x {ln['unit_price']:>12} = {ln['amount']:>14}")
-    typer.echo(f"  total {data['total']} {data['currency']} (lines {data['line_total']}, tax {data['tax_total']})")
+    out.append(f"  total {data['total']} {data['currency']} (lines {data['line_total']}, tax {data['tax_total']})")
+    echo("\n".join(out))
 
 
 def _get(fn: Any, db: Any, ref: str) -> Any:
@@ -196,15 +200,19 @@ def explain_command(
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
-    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation."""
+    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation.
+
+    The run is shown as STALE when its input data was restated or deleted since it was settled.
+    """
     from core.explain import ExplainError, explain_line, render_text
-    from hub.settlement_service import get_invoice, get_run, run_allocation, run_inputs
+    from hub.settlement_service import get_invoice, get_run, run_allocation, run_inputs, stale_flags
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         inv = _get(get_invoice, db, invoice)
+        stale_flags(db, [inv.run_id])
         run = get_run(db, inv.run_id)
         inputs = run_inputs(db, inv.run_id)
         alloc = run_allocation(db, inv.run_id)
@@ -216,9 +224,9 @@ def explain_command(
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
+        echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
-        typer.echo("\n\n".join(render_text(e) for e in exps))
+        echo("\n\n".join(render_text(e) for e in exps))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import UserError
-
-console = Console()
+from hub.cli.common import load
+from hub.cli.errors import EXIT_FAILED, UserError
+from hub.cli.output import cell, console, safe
+from hub.redact import redact_credentials
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
@@ -29,7 +29,7 @@ def init(
     if target.exists() and not force:
         raise UserError(f"{target} already exists", hint="pass --force to overwrite it")
     target.write_text(EXAMPLE.read_text())
-    console.print(f"wrote [bold]{target}[/]; check it with `kwhub adapters check`")
+    console.print(f"wrote [bold]{safe(target)}[/]; check it with `kwhub adapters check`")
 
 
 def plugins_list(
@@ -53,7 +53,8 @@ def plugins_list(
         table.add_column(col)
     for p in rows:
         regs = ", ".join(p["adapters"] + p["extensions"])
-        table.add_row(p["name"], p["distribution"], p["version"], regs, f"[red]{p['error']}[/]" if p["error"] else "")
+        table.add_row(cell(p["name"]), cell(p["distribution"]), cell(p["version"]), cell(regs),
+                      cell(p["error"] or "", "red"))
     console.print(table)
 
 
@@ -61,10 +62,14 @@ def adapters_check(
     config: Path = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
-    """Run check() for every configured adapter instance; exit 1 if any fails."""
-    from hub.config import load_config
+    """Run check() for every configured adapter instance; exit 1 if any fails.
 
-    cfg = load_config(config, required=True)
+    Each check really connects or reads (a webhook is sent a signed OPTIONS request, an
+    SFTP server is logged into, a folder is written to) and says whether a failure is a
+    configuration problem, a transient one or a system error. Passwords in URLs are never
+    shown; risky settings (host_key_checking = false, ...) are listed as warnings.
+    """
+    cfg = load(config, required=True)
     results = []
     for inst in cfg.adapters.values():
         if not inst.enabled:
@@ -77,18 +82,21 @@ def adapters_check(
         except Exception as exc:  # a check that crashes is a system failure of that adapter
             results.append({"id": inst.id, "type": inst.type, "ok": False, "kind": "system",
                             "message": f"{type(exc).__name__}: {exc}"})
+    for r in results:
+        r["message"] = redact_credentials(str(r["message"]))
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))  # the configuration's warnings went to stderr
     else:
-        table = Table(title=f"adapter checks ({cfg.source})")
+        table = Table(title=cell(f"adapter checks ({cfg.source})"))
         for col in ("instance", "type", "result", "failure kind", "message"):
             table.add_column(col)
         for r in results:
-            mark = "[green]ok[/]" if r["ok"] else ("[dim]skipped[/]" if r["ok"] is None else "[red]failed[/]")
-            table.add_row(r["id"], r["type"], mark, r["kind"] or "", r["message"])
+            mark = cell("ok", "green") if r["ok"] else (cell("skipped", "dim") if r["ok"] is None
+                                                      else cell("failed", "red"))
+            table.add_row(cell(r["id"]), cell(r["type"]), mark, cell(r["kind"] or ""), cell(r["message"]))
         console.print(table)
     if any(r["ok"] is False for r in results):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:
