@@ -341,6 +341,14 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
         instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled)
         if spec.enabled:
             warnings += [f"{where}.config.{w}" for w in cfg.warnings()]
+    formats = {getattr(c, "format_id", "") for c in registry.adapters.values() if getattr(c, "format_id", "")}
+    for p_i, party in enumerate(cf.parties):
+        where = f'parties[{p_i}] (id="{party.id}").delivery'
+        named = [(f"{where}.formats", f) for f in party.delivery.formats] if party.delivery.transports else []
+        named += [(f"{where}.routes[{r_i}].format", r.format) for r_i, r in enumerate(party.delivery.routes)]
+        for path, fmt in named:
+            if fmt not in formats:
+                problems.append(f"{path}: no plugin renders format {fmt!r} (known: {', '.join(sorted(formats)) or 'none'})")
     for k_i, k in enumerate(cf.contracts):
         for c_i, comp in enumerate(k.components):
             where = f'contracts[{k_i}] (id="{k.id}").components[{c_i}]'

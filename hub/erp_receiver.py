@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hub.webhook_signature import verify_request
+from hub.webhook_signature import SIGNATURE_HEADER, verify_request
 
 INVOICE_PATH = "/invoices"
 HEALTH_PATH = "/health"
@@ -228,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content_type": self.headers.get("Content-Type", ""), "filename": self.headers.get("X-Kwhub-Filename", ""),
             "size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
             "accepted": False, "duplicate": False, "status": 0, "signature_ok": None,
-            "peer_port": self.client_address[1],
+            "signature": self.headers.get(SIGNATURE_HEADER, ""), "peer_port": self.client_address[1],
         }
         action = self.receiver._next_action()
         if action == "drop":

@@ -43,6 +43,7 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -357,9 +358,6 @@ class _Claim:
     renewed: float | None = None  # when the relay last extended the lease of an overrunning send
 
 
-_LOST = DeliveryResult(ok=False, message="claim lost before the send started")
-
-
 def _engine(db: Any) -> Any:
     return getattr(db, "engine", db)
 
@@ -458,36 +456,39 @@ def relay_once(
         return report
 
     claimed_at = time.monotonic()
+    lock = threading.Lock()  # the report and the unsent list are shared by the sending threads
+    unsent: list[_Claim] = []
 
-    def attempt(claim: _Claim) -> DeliveryResult | None:
+    def attempt(claim: _Claim) -> None:
+        """Send one claim and record its outcome (in the sending thread, before its next send)."""
         pol = policies[claim.transport_instance]
         start = time.monotonic()
         # A claim whose lease is half gone before its turn is handed back unsent, so that
         # no other relay can take it over while this one is still about to send it.
         if start - claimed_at > pol.lease_s / 2:
-            return None
+            with lock:
+                unsent.append(claim)
+            return
         if not _mark_started(db, claim, clock or utcnow()):
-            return _LOST
+            with lock:
+                report.picked -= 1
+                report.lost_claims += 1
+            return
         claim.deadline = min(start + pol.send_deadline_s, claimed_at + pol.lease_s * LEASE_USE)
         claim.started = start
-        return _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
+        result = _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
+        with lock:
+            _record(db, claim, result, pol, clock, rng, report)
 
-    unsent: list[_Claim] = []
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(claims)))) as pool:
-        running: dict[Future[DeliveryResult | None], _Claim] = {pool.submit(attempt, c): c for c in claims}
+        running: dict[Future[None], _Claim] = {pool.submit(attempt, c): c for c in claims}
         while running:
             done, _ = wait(running, timeout=WATCH_S, return_when=FIRST_COMPLETED)
             for fut in done:
-                claim = running.pop(fut)
-                result = fut.result()
-                if result is None:
-                    unsent.append(claim)
-                elif result is _LOST:
-                    report.picked -= 1
-                    report.lost_claims += 1
-                else:
-                    _record(db, claim, result, policies[claim.transport_instance], clock, rng, report)
-            _keep_leases(db, running.values(), policies, report)
+                running.pop(fut)
+                fut.result()
+            with lock:
+                _keep_leases(db, running.values(), policies, report)
     if unsent:
         _release(db, unsent, clock or utcnow(), report)
     return report

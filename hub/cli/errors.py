@@ -10,8 +10,9 @@ Exit codes (documented in README.md, the same for every command):
 2     usage or configuration error: a bad option value, a problem in
       kwhub.toml (its key path is named), a bad database URL, an unknown
       adapter type, instance, format or plugin name
-3     ``kwhub verify`` found a break in the evidence (a changed, missing or
-      replaced document, a numbering gap, an outbox body that does not match)
+3     integrity: ``kwhub verify`` found a break in the evidence (a changed,
+      missing or replaced document, a numbering gap, an outbox body that does
+      not match), or ``kwhub deliver`` refused such a body
 4     unavailable: the database cannot be reached (retry later)
 130   interrupted (Ctrl-C)
 ====  ======================================================================

@@ -61,6 +61,7 @@ def settle_command(
     from core.settlement import VERSION_KINDS
     from core.timeline import TimeModelError, billing_period
     from hub.issuing import outbox_hook
+    from hub.outbox import OutboxError
     from hub.plugins import get_registry
     from hub.settlement_service import settle
 
@@ -84,6 +85,11 @@ def settle_command(
     if missing is not None:
         options.missing = missing  # type: ignore[assignment]
     chosen = contract or [c.id for c in campus.contracts]
+    try:
+        on_issue = outbox_hook(cfg, get_registry())
+    except OutboxError as exc:
+        raise UserError(str(exc), hint=f"fix the parties' delivery formats in {cfg.source}",
+                        exit_code=EXIT_CONFIG) from None
     db = _open_db(cfg)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -91,7 +97,7 @@ def settle_command(
             task = bar.add_task(f"settling {safe(period)} ({safe(version)})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=outbox_hook(cfg, get_registry()),
+                                  on_issue=on_issue,
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {safe(cid)}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
