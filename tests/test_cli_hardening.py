@@ -293,3 +293,13 @@ def test_deliver_and_outbox_list_show_rows_in_flight(db, tmp_path, monkeypatch, 
     res = runner.invoke(app, ["outbox", "list", "--format", "json"])
     rows = {r["invoice_id"]: r for r in json.loads(res.stdout)}
     assert rows[invoices[0].id]["flight"] == "claimed" and rows[invoices[1].id]["flight"] == ""
+
+
+def test_db_commands(tmp_path, kwhub):
+    from hub.store import migration_head
+
+    (tmp_path / "kwhub.toml").write_text('[[sites]]\nid = "campus"\n')
+    res = kwhub(tmp_path, "db", "upgrade")
+    assert res.returncode == 0 and f"database schema at {migration_head()}" in flat(res.stdout)
+    res = kwhub(tmp_path, "db", "grant-app", "kwhub_app")
+    assert res.returncode == 2 and "roles exist on PostgreSQL only" in flat(res.stderr)

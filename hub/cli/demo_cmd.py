@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.output import cell, console, echo, safe
+from hub.cli.output import cell, console, echo, safe, wide_console
 
 
 def demo(
@@ -46,7 +45,7 @@ def _rel(path: str, base: Path) -> str:
 
 
 def _print(summary) -> None:  # type: ignore[no-untyped-def]
-    out = Console(width=max(console.width, 120), emoji=False, highlight=False)
+    out = wide_console(120)
     base = summary.work_dir
     out.print(f"[bold]kwhub demo[/] in {safe(base)}  (config {safe(summary.config.name)}, "
               f"database {safe(summary.database)})")

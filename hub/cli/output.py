@@ -44,6 +44,11 @@ def _visible(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def wide_console(min_width: int) -> Console:
+    """A stdout console at least ``min_width`` columns wide (same settings as :data:`console`)."""
+    return Console(width=max(console.width, min_width), emoji=False, highlight=False)
+
+
 def clean(value: Any, *, multiline: bool = False, limit: int | None = MAX_SHOWN) -> str:
     """``value`` as text that cannot act on the terminal (see the module docs)."""
     text = redact_credentials(str(value))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hub.cli.common import load
 from hub.cli.errors import EXIT_FAILED, UserError
-from hub.cli.output import cell, console, safe
+from hub.cli.output import cell, console, echo, safe
 from hub.redact import redact_credentials
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
@@ -46,7 +46,7 @@ def plugins_list(
                 "capabilities": sorted(c.capabilities)}
             for t, c in sorted(reg.adapters.items())
         }
-        print(json.dumps({"plugins": rows, "adapters": adapters}, indent=2))
+        echo(json.dumps({"plugins": rows, "adapters": adapters}, indent=2))
         return
     table = Table(title="kwhub plugins")
     for col in ("plugin", "distribution", "version", "registers", "error"):
@@ -85,7 +85,7 @@ def adapters_check(
     for r in results:
         r["message"] = redact_credentials(str(r["message"]))
     if as_json:
-        print(json.dumps(results, indent=2))  # the configuration's warnings went to stderr
+        echo(json.dumps(results, indent=2))  # the configuration's warnings went to stderr
     else:
         table = Table(title=cell(f"adapter checks ({cfg.source})"))
         for col in ("instance", "type", "result", "failure kind", "message"):
