@@ -149,7 +149,9 @@ def _check_chain(conn: Any, report: VerifyReport) -> dict[str, dict[int, tuple[s
     lines = _lines_by_invoice(conn)
     prev_seller, prev_chain, prev_seq = None, GENESIS, 0
     n = 0
-    for row in conn.execute(select(t).order_by(t.c.seller, t.c.number_seq)):
+    # streamed: documents are read a few hundred at a time, not all at once
+    for row in conn.execution_options(stream_results=True, yield_per=_CHUNK).execute(
+            select(t).order_by(t.c.seller, t.c.number_seq)):
         n += 1
         if row.seller != prev_seller:
             prev_seller, prev_chain, prev_seq = row.seller, GENESIS, 0
@@ -385,7 +387,8 @@ def _check_protection(db: Any, report: VerifyReport) -> None:
             return
         rows = conn.execute(text(
             "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE NOT t.tgisinternal")).all()
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
+        )).all()
         state = {(table, name): enabled for table, name, enabled in rows}
         for table, name in PG_TRIGGERS:
             if (table, name) not in state:
