@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from core.invoice import Invoice
 from core.settlement import SettlementError
@@ -43,6 +43,16 @@ from hub.store.tables import utcnow
 CHAIN_VERSION = "kwhub-chain-v1"
 GENESIS = "0" * 64
 _IN_CHUNK = 500
+
+# built once: these run for every document issued or queued
+_it, _rt = invoice_table, document_rendering_table
+_HEAD = (select(_it.c.number_seq, _it.c.number, _it.c.chain_sha256)
+         .where(_it.c.seller == bindparam("seller")).order_by(_it.c.number_seq.desc()).limit(1))
+_ISSUED = select(_it.c.document, _it.c.document_sha256).where(_it.c.id == bindparam("invoice_id"))
+_REGISTERED = select(_rt.c.document_sha256).where(_rt.c.invoice_id == bindparam("invoice_id"),
+                                                  _rt.c.format_id == bindparam("format_id"),
+                                                  _rt.c.body_sha256 == bindparam("body_sha256"))
+_REGISTER = insert(_rt)
 
 
 class InvoiceNumberingError(SettlementError):
@@ -72,11 +82,7 @@ def chain_link(conn: Any, seller: str, number_seq: int, invoice_id: str, documen
     after the number was taken, so the sequence row lock orders concurrent issuers) and
     raises :class:`InvoiceNumberingError` unless ``number_seq`` is the next number.
     """
-    t = invoice_table
-    head = conn.execute(
-        select(t.c.number_seq, t.c.number, t.c.chain_sha256)
-        .where(t.c.seller == seller).order_by(t.c.number_seq.desc()).limit(1)
-    ).first()
+    head = conn.execute(_HEAD, {"seller": seller}).first()
     last = int(head.number_seq) if head is not None else 0
     if number_seq != last + 1:
         if number_seq <= last:
@@ -106,15 +112,15 @@ def issued_document(conn: Any, invoice: Invoice) -> str:
     """The ``document_sha256`` of ``invoice`` as issued; raises :class:`DocumentIntegrityError` when
     it is not issued, its stored document no longer matches its hash, or ``invoice`` differs
     from the stored document."""
-    t = invoice_table
-    row = conn.execute(select(t.c.document, t.c.document_sha256).where(t.c.id == invoice.id)).first()
+    row = conn.execute(_ISSUED, {"invoice_id": invoice.id}).first()
     if row is None:
         raise DocumentIntegrityError(f"invoice {invoice.number} ({invoice.id}) is not issued; only issued documents are "
                              "rendered for delivery")
     if not row.document_sha256 or document_sha256(row.document) != row.document_sha256:
         raise DocumentIntegrityError(f"the issued document {invoice.number} ({invoice.id}) no longer matches its hash; "
                              "nothing is rendered from it. Run `kwhub verify`")
-    if Invoice.model_validate_json(row.document) != invoice:
+    if document_sha256(invoice.model_dump_json()) != row.document_sha256 and \
+            Invoice.model_validate_json(row.document) != invoice:  # the slow path: stored by another model version
         raise DocumentIntegrityError(f"invoice {invoice.number} ({invoice.id}) differs from the issued document; "
                              "render the document as issued")
     return str(row.document_sha256)
@@ -123,13 +129,10 @@ def issued_document(conn: Any, invoice: Invoice) -> str:
 def register_rendering(conn: Any, invoice_id: str, format_id: str, body_sha256: str, doc_sha256: str,
                        now: datetime | None = None) -> None:
     """Register a rendered body of an issued document (once per (invoice, format, body))."""
-    t = document_rendering_table
-    known = conn.execute(select(t.c.document_sha256).where(
-        t.c.invoice_id == invoice_id, t.c.format_id == format_id, t.c.body_sha256 == body_sha256)).first()
-    if known is not None:
+    key = {"invoice_id": invoice_id, "format_id": format_id, "body_sha256": body_sha256}
+    if conn.execute(_REGISTERED, key).first() is not None:
         return
-    conn.execute(insert(t).values(invoice_id=invoice_id, format_id=format_id, body_sha256=body_sha256,
-                                  document_sha256=doc_sha256, created_at=now or utcnow()))
+    conn.execute(_REGISTER, {**key, "document_sha256": doc_sha256, "created_at": now or utcnow()})
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ Two halves:
   against the issued document (:func:`hub.integrity.check_outgoing`; a mismatch is
   dead-lettered and logged as an alert, never sent), marks the attempt and commits
   *before* sending. Right before each send it records, and commits, that the send started
-  (``send_started_at``); then it sends through the transport, records the outcome and
-  commits again. A relay that dies leaves its claimed rows in ``sending``; once the lease
+  (``send_started_at``), in the same transaction that records the outcome of the sending
+  thread's previous send; then it sends through the transport. A relay that dies leaves its claimed rows in ``sending``; once the lease
   runs out they are due again. A row whose send had started is re-sent with the same
   idempotency key and flagged *possible duplicate*; a row whose send never started is
   simply sent, its unused attempt not counted.
@@ -45,8 +45,9 @@ import re
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -356,6 +357,7 @@ class _Claim:
     started: float | None = None  # time.monotonic() when the send began
     deadline: float | None = None
     renewed: float | None = None  # when the relay last extended the lease of an overrunning send
+    finished: bool = False  # the transport returned
 
 
 def _engine(db: Any) -> Any:
@@ -456,51 +458,59 @@ def relay_once(
         return report
 
     claimed_at = time.monotonic()
-    lock = threading.Lock()  # the report and the unsent list are shared by the sending threads
+    lock = threading.Lock()  # the report, the queue and the unsent list are shared by the sending threads
+    queue = deque(claims)
     unsent: list[_Claim] = []
 
-    def attempt(claim: _Claim) -> None:
-        """Send one claim and record its outcome (in the sending thread, before its next send)."""
-        pol = policies[claim.transport_instance]
-        start = time.monotonic()
-        # A claim whose lease is half gone before its turn is handed back unsent, so that
-        # no other relay can take it over while this one is still about to send it.
-        if start - claimed_at > pol.lease_s / 2:
-            with lock:
-                unsent.append(claim)
-            return
-        if not _mark_started(db, claim, clock or utcnow()):
-            with lock:
-                report.picked -= 1
-                report.lost_claims += 1
-            return
-        claim.deadline = min(start + pol.send_deadline_s, claimed_at + pol.lease_s * LEASE_USE)
-        claim.started = start
-        result = _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
+    def take() -> _Claim | None:
+        """The next claim to send; claims whose lease is half gone are handed back unsent, so
+        that no other relay can take one over while this one is still about to send it."""
         with lock:
-            _record(db, claim, result, pol, clock, rng, report)
+            while queue:
+                claim = queue.popleft()
+                if time.monotonic() - claimed_at <= policies[claim.transport_instance].lease_s / 2:
+                    return claim
+                unsent.append(claim)
+            return None
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(claims)))) as pool:
-        running: dict[Future[None], _Claim] = {pool.submit(attempt, c): c for c in claims}
+    def sender() -> None:
+        """Send claims one after the other; each outcome is committed with the next send's start."""
+        done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None = None
+        while True:
+            claim = take()
+            if claim is None and done is None:
+                return
+            started = _step(db, done, claim, clock or utcnow())
+            done = None
+            if claim is None:
+                return
+            if not started:
+                with lock:
+                    report.picked -= 1
+                    report.lost_claims += 1
+                continue
+            pol = policies[claim.transport_instance]
+            start = time.monotonic()
+            claim.deadline = min(start + pol.send_deadline_s, claimed_at + pol.lease_s * LEASE_USE)
+            claim.started = start
+            result = _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
+            claim.finished = True
+            with lock:
+                guard, values = _outcome(claim, result, pol, clock, rng, report)
+            done = (claim, result, guard, values)
+
+    workers = max(1, min(concurrency, len(claims)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(sender) for _ in range(workers)}
         while running:
-            done, _ = wait(running, timeout=WATCH_S, return_when=FIRST_COMPLETED)
-            for fut in done:
-                running.pop(fut)
+            done_now, running = wait(running, timeout=WATCH_S, return_when=FIRST_COMPLETED)
+            for fut in done_now:
                 fut.result()
             with lock:
-                _keep_leases(db, running.values(), policies, report)
+                _keep_leases(db, [c for c in claims if c.started is not None and not c.finished], policies, report)
     if unsent:
         _release(db, unsent, clock or utcnow(), report)
     return report
-
-
-def _mark_started(db: Any, claim: _Claim, now: datetime) -> bool:
-    """Record, and commit, that the send of ``claim`` starts now; False if the claim was lost."""
-    t = outbox_table
-    with _write(db) as conn:
-        res = conn.execute(update(t).where(t.c.id == claim.id, t.c.status == "sending", t.c.attempts == claim.attempts,
-                                           t.c.send_started_at.is_(None)).values(send_started_at=now))
-    return bool(res.rowcount == 1)
 
 
 def _keep_leases(db: Any, claims: Iterable[_Claim], policies: dict[str, RetryPolicy], report: RelayReport) -> None:
@@ -620,9 +630,9 @@ def _refuse(conn: Any, row: Any, reason: str, report: RelayReport) -> None:
               row.transport_instance, reason)
 
 
-def _record(db: Any, claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
-            rng: random.Random | None, report: RelayReport) -> None:
-    """Commit the outcome of one send."""
+def _outcome(claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
+             rng: random.Random | None, report: RelayReport) -> tuple[list[Any], dict[str, Any]]:
+    """The guarded row update that records the outcome of one send (the report is updated)."""
     t = outbox_table
     now = clock or utcnow()
     key = claim.doc.idempotency_key
@@ -666,11 +676,31 @@ def _record(db: Any, claim: _Claim, result: DeliveryResult, pol: RetryPolicy, cl
         guard.append(t.c.status.in_(("sending", "pending")))
     else:
         guard += [t.c.status == "sending", t.c.attempts == claim.attempts]
+    return guard, values
+
+
+def _step(db: Any, done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None,
+          start: _Claim | None, now: datetime) -> bool:
+    """One write transaction: record the outcome of the send just ``done`` and mark the send of
+    ``start`` as started. Returns False when ``start`` was lost (another relay has the row).
+
+    A sending thread records one outcome and starts its next send in the same commit, so
+    marking each send costs no extra transaction.
+    """
+    t = outbox_table
+    started = False
     with _write(db) as conn:
-        res = conn.execute(update(t).where(*guard).values(**values))
-    if res.rowcount != 1:
-        log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
-                    claim.id, claim.attempts, "ok" if result.ok else result.message)
+        if done is not None:
+            claim, result, guard, values = done
+            if conn.execute(update(t).where(*guard).values(**values)).rowcount != 1:
+                log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
+                            claim.id, claim.attempts, "ok" if result.ok else result.message)
+        if start is not None:
+            res = conn.execute(update(t).where(t.c.id == start.id, t.c.status == "sending",
+                                               t.c.attempts == start.attempts, t.c.send_started_at.is_(None))
+                               .values(send_started_at=now))
+            started = res.rowcount == 1
+    return started
 
 
 def run_relay(
