@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -31,6 +32,15 @@ from hub.webhook_signature import SIGNATURE_HEADER, verify_request
 
 INVOICE_PATH = "/invoices"
 HEALTH_PATH = "/health"
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; a client that hangs up mid-answer (a sender's deadline) is not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class ErpReceiver:
@@ -51,7 +61,7 @@ class ErpReceiver:
         self._always: str | None = None
         self._seen: set[str] = set()
         self._records: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if self.record_path and self.record_path.exists():  # a restarted receiver remembers what it has
             for rec in self.read_records(self.record_path):
@@ -87,7 +97,7 @@ class ErpReceiver:
 
     def start(self) -> ErpReceiver:
         handler = type("Handler", (_Handler,), {"receiver": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server = _Server((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="erp-receiver",
