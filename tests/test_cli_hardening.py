@@ -261,6 +261,14 @@ def test_invoices_and_explain_show_a_run_stale_after_a_restatement(settled):
     assert listed is True and shown is True and "STALE" in explained
     table = CliRunner().invoke(app, ["invoices", "list"]).stdout
     assert "STALE" in table
+    # once the final version is settled, the stale original says which run corrects it
+    res = CliRunner().invoke(app, ["settle", "--period", "2026-10", "--version", "final", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    listed = {d["number"]: d for d in json.loads(CliRunner().invoke(app, ["invoices", "list", "--format",
+                                                                           "json"]).stdout)}
+    assert listed["OP-000001"]["stale"] is True and listed["OP-000001"]["corrected_by_run"] == "ppa-a:2026-10:final:1"
+    assert listed["OP-000002"]["stale"] is False and listed["OP-000002"]["corrected_by_run"] is None
+    assert "stale, corrected by ppa-a:2026-10:final:1" in CliRunner().invoke(app, ["invoices", "list"]).stdout
 
 
 def test_invoices_and_explain_show_a_run_stale_after_its_inputs_were_deleted(settled):

@@ -25,12 +25,35 @@ invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit
 STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
+def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Refreshed stale flags of the documents' runs, and for stale runs the later run (of the
+    same contract and period) that already corrects them, if there is one."""
+    from hub.settlement_service import existing_runs, get_run, stale_flags
+
+    stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
+    later: dict[str, str] = {}
+    for run_id in sorted(r for r, flag in stale.items() if flag):
+        run = get_run(db, run_id)
+        ids = [r["id"] for r in existing_runs(db, run["contract_id"], run["period"])]
+        if ids and ids[-1] != run_id:
+            later[run_id] = ids[-1]
+    return stale, later
+
+
+def _run_state(run_id: str, stale: dict[str, bool], later: dict[str, str]) -> Any:
+    if not stale.get(run_id):
+        return cell("current")
+    if run_id in later:
+        return cell(f"stale, corrected by {later[run_id]}", "dim")
+    return cell("STALE", "bold yellow")
+
+
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
     if fmt not in allowed:
         raise UserError(f"--format must be one of {', '.join(allowed)}, not {fmt!r}", exit_code=EXIT_CONFIG)
 
 
-def _invoice_json(inv: Any, stale: bool | None = None) -> dict[str, Any]:
+def _invoice_json(inv: Any, stale: bool | None = None, later: str | None = None) -> dict[str, Any]:
     from core.explain import json_line
 
     return {
@@ -43,7 +66,7 @@ def _invoice_json(inv: Any, stale: bool | None = None) -> dict[str, Any]:
         "taxes": [{"category": t.category, "percent": money_str(t.percent), "taxable_amount": money_str(t.taxable_amount),
                    "tax_amount": money_str(t.tax_amount)} for t in inv.taxes],
         "line_total": money_str(inv.line_total), "tax_total": money_str(inv.tax_total), "total": money_str(inv.total),
-        "stale": stale,
+        "stale": stale, "corrected_by_run": later,
     }
 
 
@@ -132,19 +155,20 @@ def invoices_list(
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
-    """List issued documents; a document whose run's input data changed since is marked stale."""
-    from hub.settlement_service import list_invoices, stale_flags
+    """List issued documents; a document whose run's input data changed since is marked stale
+    (and, when a later version of its run exists, which run corrects it)."""
+    from hub.settlement_service import list_invoices
 
     _check_format(fmt, ("table", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
-        stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
+        stale, later = _staleness(db, docs)
     finally:
         db.close()
     if fmt == "json":
-        echo(json.dumps([_invoice_json(d, stale.get(d.run_id)) for d in docs], indent=2))
+        echo(json.dumps([_invoice_json(d, stale.get(d.run_id), later.get(d.run_id)) for d in docs], indent=2))
         return
     table = Table(title="Invoices")
     for col in ("number", "kind", "contract", "buyer", "period", "issued", "total", "references", "run"):
@@ -153,9 +177,9 @@ def invoices_list(
         table.add_row(cell(d.number), cell(d.kind), cell(d.contract_id), cell(d.buyer.id),
                       f"{d.period_start}..{d.period_end}", d.issue_date.isoformat(),
                       cell(f"{money_str(d.total)} {d.currency}"), cell(", ".join(r.number for r in d.references)),
-                      cell("STALE", "bold yellow") if stale.get(d.run_id) else cell("current"))
+                      _run_state(d.run_id, stale, later))
     console.print(table)
-    if any(stale.get(d.run_id) for d in docs):
+    if any(stale.get(d.run_id) and d.run_id not in later for d in docs):
         console.print(f"[yellow]STALE:[/] {STALE_NOTE} (`kwhub settle --version final`)")
 
 
@@ -166,24 +190,25 @@ def invoices_show(
     fmt: str = typer.Option("json", "--format", help="json or text."),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from hub.settlement_service import get_invoice, stale_flags
+    from hub.settlement_service import get_invoice
 
     _check_format(fmt, ("json", "text"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         inv = _get(get_invoice, db, ref)
-        stale = stale_flags(db, [inv.run_id] if inv.run_id else []).get(inv.run_id)
+        flags, later = _staleness(db, [inv])
     finally:
         db.close()
-    data = _invoice_json(inv, stale)
+    stale = flags.get(inv.run_id)
+    data = _invoice_json(inv, stale, later.get(inv.run_id))
     if fmt == "json":
         echo(json.dumps(data, indent=2))
         return
     out = [f"{data['kind']} {data['number']}  {data['seller']} -> {data['buyer']}  "
            f"{data['period_start']}..{data['period_end']}"]
     if stale:
-        out.append(f"  STALE: {STALE_NOTE}")
+        out.append(f"  stale: corrected by run {later[inv.run_id]}" if inv.run_id in later else f"  STALE: {STALE_NOTE}")
     for ln in data["lines"]:
         out.append(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
                    f"x {ln['unit_price']:>12} = {ln['amount']:>14}")
