@@ -36,7 +36,8 @@ def upgrade(config: Path = CONFIG_OPTION, url: str = URL_OPTION) -> None:
         revision = db.current_revision()  # type: ignore[attr-defined]
     finally:
         db.close()  # type: ignore[attr-defined]
-    console.print(f"database schema at {safe(revision)} (this kwhub: {safe(migration_head())})")
+    console.print(f"database schema at {safe(revision)} (this kwhub: {safe(migration_head())}); on PostgreSQL run "
+                  "`kwhub db grant-app ROLE` again so that the application role is granted any new table")
 
 
 @db_app.command("grant-app")
@@ -49,7 +50,7 @@ def grant_app(
 
     The role may read and write rows but not TRUNCATE, ALTER or drop tables or triggers,
     and may only read and insert issued documents. Connect kwhub as this role; keep the
-    owner role for `kwhub db upgrade`.
+    owner role for `kwhub db upgrade`, and run this again after each upgrade (new tables).
     """
     from hub.store.roles import RoleError, grant_application_role
 
