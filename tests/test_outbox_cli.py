@@ -70,7 +70,7 @@ def test_deliver_list_and_retry(tmp_path, cli_app, erp_receiver, outbox_invoices
     assert erp_receiver.imported() == {f"{inv.id}:v1:json": 1 for inv in invoices}
 
     res = runner.invoke(cli_app, ["outbox", "list", "--config", str(cfg)])
-    assert res.exit_code == 0 and "outbox (3 rows shown; 0 pending, 0 in flight, 0 dead, 3 delivered)" in res.stdout
+    assert res.exit_code == 0 and "outbox (3 rows shown; nothing left to deliver, 0 dead, 3 delivered)" in res.stdout
 
     res = runner.invoke(cli_app, ["outbox", "retry", "999", "--config", str(cfg)])
     assert isinstance(res.exception, UserError) and "no outbox row with id 999" in str(res.exception)

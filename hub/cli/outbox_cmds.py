@@ -51,10 +51,13 @@ def _relay_logging(verbose: bool) -> Iterator[None]:
 
 
 def _outbox_line(counts: dict[str, int]) -> str:
-    """``N pending, M in flight, K dead``: rows still to deliver are never hidden."""
-    parts = [f"{counts.get('pending', 0)} pending", f"{counts.get('sending', 0)} in flight",
-             f"{counts.get('dead', 0)} dead"]
-    return ", ".join(parts)
+    """What is left to deliver, never hiding rows in flight: ``2 to deliver (1 pending, 1 in
+    flight), 0 dead`` or ``nothing left to deliver, 0 dead``."""
+    pending, sending, dead = counts.get("pending", 0), counts.get("sending", 0), counts.get("dead", 0)
+    if pending + sending == 0:
+        return f"nothing left to deliver, {dead} dead"
+    parts = [f"{n} {label}" for n, label in ((pending, "pending"), (sending, "in flight")) if n]
+    return f"{pending + sending} to deliver ({', '.join(parts)}), {dead} dead"
 
 
 def deliver(
