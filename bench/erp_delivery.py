@@ -3,7 +3,7 @@
     python bench/erp_delivery.py [--invoices 1000] [--concurrency 1] [--batch 100] [--url DB_URL]
 
 Each invoice (8 lines) is issued as settlement issues it (numbered, hashed into the
-seller's chain), rendered as UBL 2.1 (``plugins.erp.ubl``, XSD + Peppol rules validated;
+seller's chain), rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated;
 JSON when the UBL renderer is not installed), registered and queued in the outbox in the
 same transaction (100 invoices per transaction). Before each send the relay checks the
 body against the issued document and records that the send started. The
@@ -29,16 +29,16 @@ from typing import Any
 
 import httpx
 
-from core.adapters import InvoiceRenderer
-from core.campus import DeliveryPrefs
-from core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
-from core.money import MoneyPolicy
-from hub.erp_receiver import ErpReceiver
-from hub.outbox import enqueue_invoice, run_relay, status_counts
-from hub.settlement_service import _insert_invoice, next_invoice_number
-from hub.store import Database
-from hub.webhook_signature import sign_request
-from plugins.erp.webhook import WebhookTransport, request_target
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
+from kwhub.core.money import MoneyPolicy
+from kwhub.hub.demo.erp_receiver import ErpReceiver
+from kwhub.hub.deliver.outbox import enqueue_invoice, run_relay, status_counts
+from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
+from kwhub.hub.store import Database
+from kwhub.hub.helpers.webhook_signature import sign_request
+from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
 SECRET = "bench-secret"
 POLICY = MoneyPolicy(currency="USD", rounding="half_up")
@@ -67,7 +67,7 @@ def make_invoice(i: int) -> Invoice:
 
 def pick_renderer() -> tuple[InvoiceRenderer, str]:
     try:
-        from plugins.erp.ubl import UblRenderer
+        from kwhub.plugins.erp.ubl import UblRenderer
 
         renderer = UblRenderer("ubl")
         problems = renderer.validate(renderer.render(make_invoice(0)))
@@ -92,7 +92,7 @@ def pick_renderer() -> tuple[InvoiceRenderer, str]:
 def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The ERP receiver in its own process (as a real ERP would be; no shared GIL)."""
     url_file = work / f"receiver-{time.monotonic_ns()}.url"
-    proc = subprocess.Popen([sys.executable, "-m", "hub.erp_receiver", "--record", str(work / "received.jsonl"),
+    proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.demo.erp_receiver", "--record", str(work / "received.jsonl"),
                              "--secret", SECRET, "--url-file", str(url_file)], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not url_file.exists():
@@ -136,7 +136,7 @@ def main() -> None:
             # Ceiling: the same POSTs straight through one client, no outbox, no database.
             from sqlalchemy import select
 
-            from hub.store.outbox_tables import outbox_table as t
+            from kwhub.hub.store.outbox_tables import outbox_table as t
             with db.engine.connect() as conn:
                 bodies = [bytes(b) for (b,) in conn.execute(select(t.c.body))]
             with httpx.Client() as client:

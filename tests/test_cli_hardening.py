@@ -2,7 +2,7 @@
 are consistent, errors are named, staleness and rows in flight are shown.
 
 The end-to-end checks run the commands through the real entry point's error handling
-(:func:`hub.cli.errors.run_guarded`, where the error printing and exit codes live); the
+(:func:`kwhub.hub.cli.errors.run_guarded`, where the error printing and exit codes live); the
 rest use typer's runner. Configurations use SQLite; the staleness and in-flight checks run on both databases.
 """
 
@@ -20,12 +20,12 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from core.campus import DeliveryPrefs
-from core.intervals import ChannelSeries
-from hub.cli.main import app
-from hub.outbox import enqueue_invoice
-from hub.store import Database
-from hub.store.outbox_tables import outbox_table, utcnow
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.core.intervals import ChannelSeries
+from kwhub.hub.cli.main import app
+from kwhub.hub.deliver.outbox import enqueue_invoice
+from kwhub.hub.store import Database
+from kwhub.hub.store.outbox_tables import outbox_table, utcnow
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
 from tests.fixtures.settlement import set_value, write_period
 
@@ -45,8 +45,8 @@ class Run:
 @pytest.fixture
 def kwhub(capsys, monkeypatch):
     """Run ``kwhub ARGS`` in ``cwd`` through the real entry point's error handling
-    (:func:`hub.cli.errors.run_guarded`), in this process, on a wide terminal."""
-    from hub.cli.errors import run_guarded
+    (:func:`kwhub.hub.cli.errors.run_guarded`), in this process, on a wide terminal."""
+    from kwhub.hub.cli.errors import run_guarded
 
     def run(cwd: Path, *args: str) -> Run:
         monkeypatch.chdir(cwd)
@@ -98,7 +98,7 @@ def test_data_is_shown_not_interpreted(tmp_path, kwhub):
 def test_errors_print_markup_literally_and_never_the_sql(capsys):
     from sqlalchemy.exc import IntegrityError
 
-    from hub.cli.errors import run_guarded
+    from kwhub.hub.cli.errors import run_guarded
 
     def fails(exc: BaseException) -> typer.Typer:
         one = typer.Typer()
@@ -118,7 +118,7 @@ def test_errors_print_markup_literally_and_never_the_sql(capsys):
     assert "UNIQUE constraint failed: invoice.id" in err
     assert "INSERT" not in err and "19480" not in err and "looks like a bug" not in err
 
-    from hub.cli.errors import UserError
+    from kwhub.hub.cli.errors import UserError
 
     with pytest.raises(SystemExit) as stop:
         run_guarded(fails(UserError("no invoice '[bold]x[/bold]'")))
@@ -126,8 +126,8 @@ def test_errors_print_markup_literally_and_never_the_sql(capsys):
 
 
 def test_an_unknown_type_is_a_configuration_error(tmp_path, capsys, kwhub):
-    from hub.cli.errors import run_guarded
-    from hub.plugins import get_registry
+    from kwhub.hub.cli.errors import run_guarded
+    from kwhub.hub.registry import get_registry
 
     one = typer.Typer()
 
@@ -304,7 +304,7 @@ def test_deliver_and_outbox_list_show_rows_in_flight(db, tmp_path, monkeypatch, 
 
 
 def test_db_commands(tmp_path, kwhub):
-    from hub.store import migration_head
+    from kwhub.hub.store import migration_head
 
     (tmp_path / "kwhub.toml").write_text('[[sites]]\nid = "campus"\n')
     res = kwhub(tmp_path, "db", "upgrade")

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
-from core.adapters import DeliveryResult, InvoiceTransport, OutgoingDocument
-from core.campus import DeliveryPrefs
-from hub.outbox import enqueue_invoice, list_outbox, relay_once
-from hub.store.outbox_tables import outbox_table, utcnow
-from hub.webhook_signature import sign_request, verify_request
-from plugins.erp.folder_drop import FolderDropTransport
-from plugins.erp.webhook import WebhookTransport
+from kwhub.core.adapters import DeliveryResult, InvoiceTransport, OutgoingDocument
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, relay_once
+from kwhub.hub.store.outbox_tables import outbox_table, utcnow
+from kwhub.hub.helpers.webhook_signature import sign_request, verify_request
+from kwhub.plugins.erp.folder_drop import FolderDropTransport
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
 
 PREFS = DeliveryPrefs(formats=["json"], transports=["erp"])
@@ -173,7 +173,7 @@ class _Stubborn(InvoiceTransport):
 
 
 def test_the_relay_keeps_the_lease_of_a_send_that_overruns_its_deadline(db, outbox_invoices):
-    from hub.outbox import RetryPolicy
+    from kwhub.hub.deliver.outbox import RetryPolicy
 
     _queue(db, outbox_invoices(1), transport="slow")
     policy = RetryPolicy(base_s=30, lease_s=1.5, deadline_s=0.3)
@@ -198,7 +198,7 @@ def test_folder_drop_gives_up_at_the_deadline(tmp_path):
 
 
 def test_sftp_gives_up_at_the_deadline(sshd_server):
-    from plugins.erp.sftp import SftpTransport
+    from kwhub.plugins.erp.sftp import SftpTransport
 
     sftp = SftpTransport("sftp", sshd_server.sftp_config())
     try:

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from hub.settlement_service import existing_runs, list_invoices, settle
-from hub.store.settlement_tables import invoice_sequence_table, invoice_table
+from kwhub.hub.settle.service import existing_runs, list_invoices, settle
+from kwhub.hub.store.settlement_tables import invoice_sequence_table, invoice_table
 from tests.fixtures.settlement import settle_campus, write_period
 
 ISSUE = date(2026, 11, 3)

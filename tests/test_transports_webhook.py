@@ -7,9 +7,9 @@ import hashlib
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import FailureKind, OutgoingDocument
-from hub.webhook_signature import sign_request, verify_request
-from plugins.erp.webhook import WebhookTransport
+from kwhub.core.adapters import FailureKind, OutgoingDocument
+from kwhub.hub.helpers.webhook_signature import sign_request, verify_request
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, free_port
 
 

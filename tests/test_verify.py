@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from core.campus import DeliveryPrefs
-from hub.outbox import enqueue_invoice, list_outbox, relay_once
-from hub.settlement_service import list_invoices, settle
-from hub.store.outbox_tables import outbox_table
-from hub.store.settlement_tables import invoice_table
-from hub.verify import read_anchor, verify, write_anchor
-from plugins.erp.webhook import WebhookTransport
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, relay_once
+from kwhub.hub.settle.service import list_invoices, settle
+from kwhub.hub.store.outbox_tables import outbox_table
+from kwhub.hub.store.settlement_tables import invoice_table
+from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
 from tests.fixtures.settlement import settle_campus, write_period
 
@@ -205,8 +205,8 @@ def test_protection_checks(books):
 
 
 def test_verify_command_exit_codes_and_anchor(tmp_path, monkeypatch):
-    from hub.cli.main import app
-    from hub.store import Database
+    from kwhub.hub.cli.main import app
+    from kwhub.hub.store import Database
 
     (tmp_path / "kwhub.toml").write_text('[[sites]]\nid = "campus"\n')
     db = Database.open(work_dir=tmp_path)

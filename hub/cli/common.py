@@ -1,7 +1,7 @@
 """What every command does first: load kwhub.toml (showing its warnings) and open the database.
 
 A bad ``[hub] database`` URL becomes a configuration error naming that key (exit 2); a
-database that cannot be reached exits 4 (see :mod:`hub.cli.errors`).
+database that cannot be reached exits 4 (see :mod:`kwhub.hub.cli.errors`).
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hub.cli.output import warn
+from kwhub.hub.cli.output import warn
 
 _warned: set[str] = set()
 
 
 def load(config: Path | str | None = None, *, required: bool = False) -> Any:
     """Load and validate the configuration; print its warnings (once per file) on stderr."""
-    from hub.config import load_config
+    from kwhub.hub.config import load_config
 
     cfg = load_config(config, required=required)
     for message in cfg.warnings:
@@ -29,9 +29,9 @@ def load(config: Path | str | None = None, *, required: bool = False) -> Any:
 
 def open_db(cfg: Any) -> Any:
     """Open (and migrate) the configuration's database."""
-    from hub.config import ConfigError
-    from hub.store import Database
-    from hub.store.db import DatabaseUrlError
+    from kwhub.hub.config import ConfigError
+    from kwhub.hub.store import Database
+    from kwhub.hub.store.db import DatabaseUrlError
 
     try:
         return Database.open(cfg.database_url, work_dir=cfg.work_dir)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from hub.cli.common import load
-from hub.cli.errors import EXIT_CONFIG, UserError
-from hub.cli.output import console, echo, safe
+from kwhub.hub.cli.common import load
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.output import console, echo, safe
 
 db_app = typer.Typer(help="Set up the database: migrations and the application role.", no_args_is_help=True)
 
@@ -18,8 +18,8 @@ URL_OPTION = typer.Option(None, "--url", help="Database URL to use instead of [h
 
 
 def _open(config: Path | None, url: str | None) -> object:
-    from hub.cli.common import open_db
-    from hub.store import Database
+    from kwhub.hub.cli.common import open_db
+    from kwhub.hub.store import Database
 
     if url:
         return Database.open(url)
@@ -29,7 +29,7 @@ def _open(config: Path | None, url: str | None) -> object:
 @db_app.command("upgrade")
 def upgrade(config: Path = CONFIG_OPTION, url: str = URL_OPTION) -> None:
     """Migrate the schema to this kwhub's version (run it as the role that owns the tables)."""
-    from hub.store import migration_head
+    from kwhub.hub.store import migration_head
 
     db = _open(config, url)
     try:
@@ -52,7 +52,7 @@ def grant_app(
     and may only read and insert issued documents. Connect kwhub as this role; keep the
     owner role for `kwhub db upgrade`, and run this again after each upgrade (new tables).
     """
-    from hub.store.roles import RoleError, grant_application_role
+    from kwhub.hub.store.roles import RoleError, grant_application_role
 
     db = _open(config, url)
     try:

@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.output import cell, console, echo, safe, wide_console
+from kwhub.hub.cli.output import cell, console, echo, safe, wide_console
 
 
 def demo(
@@ -24,7 +24,7 @@ def demo(
     them as UBL to a folder and JSON to a local webhook; writes owner statements and an
     emissions summary. Running it again changes nothing.
     """
-    from hub.demo import run_demo, summary_json
+    from kwhub.hub.demo.run import run_demo, summary_json
 
     if as_json:
         summary = run_demo(directory)

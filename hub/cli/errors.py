@@ -17,7 +17,7 @@ Exit codes (documented in README.md, the same for every command):
 130   interrupted (Ctrl-C)
 ====  ======================================================================
 
-Messages are printed through :mod:`hub.cli.output`: data inside them cannot act on the
+Messages are printed through :mod:`kwhub.hub.cli.output`: data inside them cannot act on the
 terminal and credentials in URLs are masked. A database error never prints the SQL
 statement or its parameters (an invoice's JSON, say); only the database's own reason.
 """
@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from hub.cli.output import err_console, safe
+from kwhub.hub.cli.output import err_console, safe
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,19 +48,19 @@ class UserError(Exception):
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from core.intervals import IntervalDataError
-    from core.timeline import TimeModelError
-    from hub.config import ConfigError
-    from hub.plugins import PluginLoadError, RegistryError
-    from hub.store.db import DatabaseError
+    from kwhub.core.intervals import IntervalDataError
+    from kwhub.core.timeline import TimeModelError
+    from kwhub.hub.config import ConfigError
+    from kwhub.hub.registry import PluginLoadError, RegistryError
+    from kwhub.hub.store.db import DatabaseError
 
     return (UserError, IntervalDataError, TimeModelError, PluginLoadError, RegistryError, ConfigError, DatabaseError)
 
 
 def exit_code_of(exc: BaseException) -> int:
     """The exit code for a known error (see the module docs)."""
-    from hub.config import ConfigError
-    from hub.plugins import RegistryError
+    from kwhub.hub.config import ConfigError
+    from kwhub.hub.registry import RegistryError
 
     code = getattr(exc, "exit_code", None)
     if isinstance(code, int):

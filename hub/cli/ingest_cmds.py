@@ -15,20 +15,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
-from core.quality import QUALITY_LABELS, Quality
-from hub.cli.common import load as _load
-from hub.cli.common import open_db as _open_db
-from hub.cli.errors import EXIT_CONFIG, UserError
-from hub.cli.output import cell, clean, console, echo, err_console, safe
+from kwhub.core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
+from kwhub.core.quality import QUALITY_LABELS, Quality
+from kwhub.hub.cli.common import load as _load
+from kwhub.hub.cli.common import open_db as _open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.output import cell, clean, console, echo, err_console, safe
 
 
 def _build_adapter(cfg: Any, adapter: str, overrides: dict[str, Any]) -> Any:
     """An adapter instance from a configured instance id or a registered type id."""
     from pydantic import ValidationError
 
-    from core.adapters import MeterAdapter
-    from hub.plugins import get_registry
+    from kwhub.core.adapters import MeterAdapter
+    from kwhub.hub.registry import get_registry
 
     if adapter in cfg.adapters:
         inst = cfg.adapters[adapter]
@@ -111,8 +111,8 @@ def ingest(
 def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, channel: str | None,
                   overrides: dict[str, Any], vee: bool, fmt: str) -> tuple[list[Any], list[str]]:
     """Ingest ``files`` one by one; the reports and the errors of files that were rejected."""
-    from hub.ingest import ingest_file, sniff_adapter
-    from hub.plugins import get_registry
+    from kwhub.hub.ingest.batch import ingest_file, sniff_adapter
+    from kwhub.hub.registry import get_registry
 
     reports: list[Any] = []
     errors: list[str] = []

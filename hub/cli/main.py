@@ -7,8 +7,8 @@ import logging
 
 import typer
 
-from hub.cli.errors import run_guarded
-from hub.cli.output import log_handler, warn
+from kwhub.hub.cli.errors import run_guarded
+from kwhub.hub.cli.output import log_handler, warn
 
 app = typer.Typer(
     name="kwhub",
@@ -21,14 +21,14 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; one module per command group.
 COMMAND_MODULES = [
-    "hub.cli.setup_cmds",  # init, plugins list, adapters check
-    "hub.cli.ingest_cmds",  # ingest, readings
-    "hub.cli.vee_cmds",  # vee report
-    "hub.cli.settle_cmds",  # settle, invoices, explain
-    "hub.cli.outbox_cmds",  # deliver, outbox list/retry
-    "hub.cli.verify_cmd",  # verify
-    "hub.cli.db_cmds",  # db upgrade, db grant-app
-    "hub.cli.demo_cmd",  # demo
+    "kwhub.hub.cli.setup_cmds",  # init, plugins list, adapters check
+    "kwhub.hub.cli.ingest_cmds",  # ingest, readings
+    "kwhub.hub.cli.vee_cmds",  # vee report
+    "kwhub.hub.cli.settle_cmds",  # settle, invoices, explain
+    "kwhub.hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "kwhub.hub.cli.verify_cmd",  # verify
+    "kwhub.hub.cli.db_cmds",  # db upgrade, db grant-app
+    "kwhub.hub.cli.demo_cmd",  # demo
 ]
 
 for _name in COMMAND_MODULES:
@@ -36,7 +36,7 @@ for _name in COMMAND_MODULES:
 
 
 def _plugin_commands() -> None:
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     try:
         reg = get_registry()

@@ -15,9 +15,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.common import load, open_db
-from hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, UserError
-from hub.cli.output import cell, console, echo, err_console, log_handler, safe
+from kwhub.hub.cli.common import load, open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, UserError
+from kwhub.hub.cli.output import cell, console, echo, err_console, log_handler, safe
 
 outbox_app = typer.Typer(help="Inspect and repair the invoice outbox.", no_args_is_help=True)
 
@@ -76,14 +76,14 @@ def deliver(
     (retry.deadline_s, shorter than the lease). Rows "in flight" are claimed by a relay;
     after a crash they are picked up again once their lease runs out.
     """
-    from hub.outbox import (
+    from kwhub.hub.deliver.outbox import (
         close_transports,
         count_due,
         run_relay,
         status_counts,
         transports_from_config,
     )
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     cfg, db = _open(config)
     transports = transports_from_config(cfg)
@@ -159,7 +159,7 @@ def outbox_list(
     the lease runs out it is sent again, flagged a possible duplicate if its send had
     started.
     """
-    from hub.outbox import OutboxError, list_outbox, status_counts
+    from kwhub.hub.deliver.outbox import OutboxError, list_outbox, status_counts
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
@@ -198,7 +198,7 @@ def outbox_retry(
     config: Path = CONFIG_OPTION,
 ) -> None:
     """Send a dead-lettered document again (dead -> pending, attempts reset)."""
-    from hub.outbox import OutboxError, retry_dead
+    from kwhub.hub.deliver.outbox import OutboxError, retry_dead
 
     _, db = _open(config)
     try:

@@ -28,7 +28,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.text import Text
 
-from hub.redact import redact_credentials
+from kwhub.hub.redact import redact_credentials
 
 console = Console(emoji=False, highlight=False)
 err_console = Console(stderr=True, emoji=False, highlight=False)

@@ -1,7 +1,7 @@
 """``kwhub settle``, ``kwhub invoices list|show`` and ``kwhub explain``.
 
 ``invoices list|show`` and ``explain`` refresh the staleness of the runs they show first
-(:func:`hub.settlement_service.stale_flags`): a run whose input data was restated or
+(:func:`kwhub.hub.settle.service.stale_flags`): a run whose input data was restated or
 deleted since it was settled is shown as stale.
 """
 
@@ -15,11 +15,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.money import money_str
-from hub.cli.common import load as _load
-from hub.cli.common import open_db as _open_db
-from hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
-from hub.cli.output import cell, console, echo, err_console, safe
+from kwhub.core.money import money_str
+from kwhub.hub.cli.common import load as _load
+from kwhub.hub.cli.common import open_db as _open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
 STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
@@ -28,7 +28,7 @@ STALE_NOTE = "its input data was restated or deleted since it was settled; settl
 def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
     """Refreshed stale flags of the documents' runs, and for stale runs the later run (of the
     same contract and period) that already corrects them, if there is one."""
-    from hub.settlement_service import existing_runs, get_run, stale_flags
+    from kwhub.hub.settle.service import existing_runs, get_run, stale_flags
 
     stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
     later: dict[str, str] = {}
@@ -54,7 +54,7 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
 
 
 def _invoice_json(inv: Any, stale: bool | None = None, later: str | None = None) -> dict[str, Any]:
-    from core.explain import json_line
+    from kwhub.core.explain import json_line
 
     return {
         "id": inv.id, "number": inv.number, "kind": inv.kind, "version": inv.version,
@@ -81,12 +81,12 @@ def settle_command(
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Settle a billing period: price every contract and issue invoices (or adjustments)."""
-    from core.settlement import VERSION_KINDS
-    from core.timeline import TimeModelError, billing_period
-    from hub.issuing import outbox_hook
-    from hub.outbox import OutboxError
-    from hub.plugins import get_registry
-    from hub.settlement_service import settle
+    from kwhub.core.settlement import VERSION_KINDS
+    from kwhub.core.timeline import TimeModelError, billing_period
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.deliver.outbox import OutboxError
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import settle
 
     _check_format(fmt, ("table", "json"))
     if version not in VERSION_KINDS:
@@ -157,7 +157,7 @@ def invoices_list(
 ) -> None:
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
-    from hub.settlement_service import list_invoices
+    from kwhub.hub.settle.service import list_invoices
 
     _check_format(fmt, ("table", "json"))
     cfg = _load(config)
@@ -190,7 +190,7 @@ def invoices_show(
     fmt: str = typer.Option("json", "--format", help="json or text."),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from hub.settlement_service import get_invoice
+    from kwhub.hub.settle.service import get_invoice
 
     _check_format(fmt, ("json", "text"))
     cfg = _load(config)
@@ -217,7 +217,7 @@ def invoices_show(
 
 
 def _get(fn: Any, db: Any, ref: str) -> Any:
-    from core.settlement import SettlementError
+    from kwhub.core.settlement import SettlementError
 
     try:
         return fn(db, ref)
@@ -235,8 +235,8 @@ def explain_command(
 
     The run is shown as STALE when its input data was restated or deleted since it was settled.
     """
-    from core.explain import ExplainError, explain_line, render_text
-    from hub.settlement_service import get_invoice, get_run, run_allocation, run_inputs, stale_flags
+    from kwhub.core.explain import ExplainError, explain_line, render_text
+    from kwhub.hub.settle.service import get_invoice, get_run, run_allocation, run_inputs, stale_flags
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)

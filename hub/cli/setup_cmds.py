@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hub.cli.common import load
-from hub.cli.errors import EXIT_FAILED, UserError
-from hub.cli.output import cell, console, echo, safe
-from hub.redact import redact_credentials
+from kwhub.hub.cli.common import load
+from kwhub.hub.cli.errors import EXIT_FAILED, UserError
+from kwhub.hub.cli.output import cell, console, echo, safe
+from kwhub.hub.redact import redact_credentials
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def plugins_list(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """List loaded plugins: distribution, version, adapter types and load errors."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     reg = get_registry()
     rows = [p.as_dict() for p in reg.plugins.values()]

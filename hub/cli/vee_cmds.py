@@ -10,9 +10,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from hub.cli.common import load, open_db
-from hub.cli.errors import EXIT_CONFIG, UserError
-from hub.cli.output import cell, console, echo
+from kwhub.hub.cli.common import load, open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.output import cell, console, echo
 
 vee_app = typer.Typer(help="Validation, estimation and editing (VEE) of interval data.", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def _parse_day(value: str | None, option: str) -> date | None:
 
 def build_report(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per rule: flagged/estimated/edited counts, channels and channel-days affected."""
-    from hub.vee_service import report
+    from kwhub.hub.ingest.vee import report
 
     return report(events)
 
@@ -42,7 +42,7 @@ def report_cmd(
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)"),
 ) -> None:
     """Show what each VEE rule did in the period: intervals flagged, estimated, edited; channels."""
-    from hub.vee_service import read_events
+    from kwhub.hub.ingest.vee import read_events
 
     if fmt not in ("table", "json"):
         raise UserError(f"--format {fmt!r} is not supported", hint="use table or json", exit_code=EXIT_CONFIG)

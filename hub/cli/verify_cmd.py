@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from hub.cli.common import load, open_db
-from hub.cli.errors import EXIT_CONFIG, EXIT_INTEGRITY, UserError
-from hub.cli.output import cell, console, echo
+from kwhub.hub.cli.common import load, open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_INTEGRITY, UserError
+from kwhub.hub.cli.output import cell, console, echo
 
 
 def verify_command(
@@ -34,7 +34,7 @@ def verify_command(
     emptied tables, which no check inside the database can. (The scheduler of issue 14 is
     meant to run it; until then, cron.)
     """
-    from hub.verify import read_anchor, verify, write_anchor
+    from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
 
     if fmt not in ("table", "json"):
         raise UserError(f"--format must be table or json, not {fmt!r}", exit_code=EXIT_CONFIG)

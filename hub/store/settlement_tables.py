@@ -6,13 +6,13 @@
 * ``run_input``: the (channel, UTC day, layer, version, content hash) a run read, so a
   later restatement marks the run stale; packed as one row per (run, channel, layer).
 * ``run_allocation``: per run the tenants x sources kWh totals and the per-interval
-  split as a compact blob (see :func:`core.allocation.pack_array`).
+  split as a compact blob (see :func:`kwhub.core.allocation.pack_array`).
 * ``invoice`` / ``invoice_line``: issued documents. They are immutable on every path:
   ORM flushes and ORM bulk statements are refused here (:class:`ImmutableInvoiceError`),
   raw SQL is refused by triggers that migrations ``0002_settlement`` (row ``UPDATE`` and
   ``DELETE``) and ``0006_tamper_evidence`` (``INSERT OR REPLACE`` over an issued row on
   SQLite, ``TRUNCATE`` on PostgreSQL) install. Each invoice row also carries the SHA-256
-  of its stored document and its link in the seller's hash chain (:mod:`hub.integrity`).
+  of its stored document and its link in the seller's hash chain (:mod:`kwhub.hub.settle.integrity`).
 * ``document_rendering``: the SHA-256 of every rendered body queued for delivery, per
   (invoice, format); append-only like the invoices. The relay sends an outbox body only
   when its hash is registered here for an intact issued invoice.
@@ -141,7 +141,7 @@ class InvoiceRow(SQLModel, table=True):
     tax_total: str = Field(max_length=64)
     total: str = Field(max_length=64)
     document: str = Field(sa_column=Column(Text, nullable=False))
-    # tamper evidence (hub.integrity): the stored document's SHA-256 and its hash-chain link
+    # tamper evidence (kwhub.hub.settle.integrity): the stored document's SHA-256 and its hash-chain link
     document_sha256: str | None = Field(default=None, max_length=64)
     prev_chain_sha256: str | None = Field(default=None, max_length=64)
     chain_sha256: str | None = Field(default=None, max_length=64)

@@ -3,15 +3,15 @@
 Every request carries ``Idempotency-Key: <invoice>:v<version>:<format>`` and, when a
 secret is configured, ``X-Kwhub-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256>`` over
 the method, the path, the timestamp, the idempotency key and the body's SHA-256
-(:mod:`hub.webhook_signature` documents the scheme and gives receivers
-:func:`~hub.webhook_signature.verify_request`). A receiver that already has a key answers
+(:mod:`kwhub.hub.helpers.webhook_signature` documents the scheme and gives receivers
+:func:`~kwhub.hub.helpers.webhook_signature.verify_request`). A receiver that already has a key answers
 2xx (or 409) with ``Idempotent-Replayed: true``; that counts as delivered.
 
 2xx is delivered; 408/425/429 and 5xx, timeouts and connection errors are retried by the
 outbox; any other 4xx is final (the response body is kept on the dead letter). Each send
 ends by its deadline (``retry.deadline_s``, or the one the outbox relay sets), however
 slowly the receiver answers: every socket operation is bounded by the time left
-(:mod:`plugins.erp.http_deadline`).
+(:mod:`kwhub.plugins.erp.http_deadline`).
 
 Credentials in the URL (``https://user:password@host/...``) are used but never shown:
 messages print the URL without them (:func:`display_url`).
@@ -29,16 +29,16 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from core.adapters import (
+from kwhub.core.adapters import (
     AdapterConfig,
     CheckResult,
     FailureKind,
     InvoiceTransport,
     OutgoingDocument,
 )
-from hub.webhook_signature import SIGNATURE_HEADER, sign_request
-from plugins.erp.http_deadline import DeadlineHTTPTransport, deadline
-from plugins.erp.transport_base import RetrySettings, TransportResult
+from kwhub.hub.helpers.webhook_signature import SIGNATURE_HEADER, sign_request
+from kwhub.plugins.erp.http_deadline import DeadlineHTTPTransport, deadline
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 
 REPLAY_HEADER = "Idempotent-Replayed"
 RETRYABLE_4XX = frozenset({408, 425, 429})

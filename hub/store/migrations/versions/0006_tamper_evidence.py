@@ -2,7 +2,7 @@
 immutability against ``INSERT OR REPLACE`` (SQLite) and ``TRUNCATE`` (PostgreSQL).
 
 * ``invoice`` gains ``document_sha256``, ``prev_chain_sha256`` and ``chain_sha256``
-  (:mod:`hub.integrity`); documents issued before this migration are hashed and chained
+  (:mod:`kwhub.hub.settle.integrity`); documents issued before this migration are hashed and chained
   here, in (seller, number) order.
 * ``document_rendering`` registers each rendered body queued for delivery; rows already in
   the outbox are registered as they stand at the upgrade.
@@ -81,7 +81,7 @@ def upgrade() -> None:
 
 
 def _chain(seller: str, seq: int, invoice_id: str, digest: str, prev: str) -> str:
-    # the formula of hub.integrity.chain_sha256 (version kwhub-chain-v1), kept here as it was
+    # the formula of kwhub.hub.settle.integrity.chain_sha256 (version kwhub-chain-v1), kept here as it was
     text = f"kwhub-chain-v1\n{seller}\n{seq}\n{invoice_id}\n{digest}\n{prev}\n"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

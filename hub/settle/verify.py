@@ -5,13 +5,13 @@
 
 * **chain**: per seller, in number order, each document's text against its
   ``document_sha256``, its ``prev_chain_sha256`` against the previous document's chain hash,
-  its ``chain_sha256`` against its fields (:mod:`hub.integrity`), and the ``invoice`` and
+  its ``chain_sha256`` against its fields (:mod:`kwhub.hub.settle.integrity`), and the ``invoice`` and
   ``invoice_line`` columns against the document;
 * **numbering**: numbers 1..N without gaps per seller, and ``invoice_sequence`` handing
   out N+1 next (a forward jump or a rewind is a break; so is a sequence that gave out
   numbers whose documents are gone);
 * **outbox**: every queued or delivered body against its hash, the rendering register
-  and the issued document (:func:`hub.integrity.check_outgoing`), and every registered
+  and the issued document (:func:`kwhub.hub.settle.integrity.check_outgoing`), and every registered
   rendering against its invoice;
 * **runs**: each run statement against its hash, the run's input digest against its
   ``run_input`` rows, the interval data those rows point to (a validated day must still
@@ -39,18 +39,18 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from core.settlement import InputRef, inputs_digest
-from hub.integrity import GENESIS, Outgoing, chain_sha256, check_outgoing, document_sha256
-from hub.settlement_service import run_inputs
-from hub.store.outbox_tables import outbox_table
-from hub.store.settlement_tables import (
+from kwhub.core.settlement import InputRef, inputs_digest
+from kwhub.hub.settle.integrity import GENESIS, Outgoing, chain_sha256, check_outgoing, document_sha256
+from kwhub.hub.settle.service import run_inputs
+from kwhub.hub.store.outbox_tables import outbox_table
+from kwhub.hub.store.settlement_tables import (
     document_rendering_table,
     invoice_line_table,
     invoice_sequence_table,
     invoice_table,
     settlement_run_table,
 )
-from hub.store.tables import interval_day_table
+from kwhub.hub.store.tables import interval_day_table
 
 BREAK = "break"
 WARNING = "warning"
@@ -120,7 +120,7 @@ class VerifyReport:
 
 def verify(db: Any, *, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
     """Walk chain, numbering, outbox, renderings, runs and protection of ``db`` (a
-    :class:`hub.store.Database`); with ``anchor`` (:func:`read_anchor`) check the heads it
+    :class:`kwhub.hub.store.Database`); with ``anchor`` (:func:`read_anchor`) check the heads it
     recorded too. Nothing is written."""
     report = VerifyReport()
     with db.read_connection() as conn:

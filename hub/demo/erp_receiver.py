@@ -2,7 +2,7 @@
 
 It listens on 127.0.0.1 (ephemeral port by default), accepts ``POST /invoices`` as an ERP
 import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC with the documented receiver
-check (:func:`hub.webhook_signature.verify_request`: method, path, timestamp, idempotency
+check (:func:`kwhub.hub.helpers.webhook_signature.verify_request`: method, path, timestamp, idempotency
 key and body) and appends one JSON line per request to a record file. In *dedupe* mode a
 repeated ``Idempotency-Key`` is answered ``200`` with ``Idempotent-Replayed: true`` and not
 imported again; without dedupe every request is imported (a naive ERP). It can be told to
@@ -10,7 +10,7 @@ misbehave: answer a status code, answer slowly, trickle its answer a byte at a t
 drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
 (:meth:`ErpReceiver.fail_always`).
 
-Run it standalone: ``python -m hub.erp_receiver --record received.jsonl --secret s3cret``.
+Run it standalone: ``python -m kwhub.hub.demo.erp_receiver --record received.jsonl --secret s3cret``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hub.webhook_signature import SIGNATURE_HEADER, verify_request
+from kwhub.hub.helpers.webhook_signature import SIGNATURE_HEADER, verify_request
 
 INVOICE_PATH = "/invoices"
 HEALTH_PATH = "/health"
@@ -289,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; print the invoice URL (and write it to ``--url-file``)."""
-    ap = argparse.ArgumentParser(prog="python -m hub.erp_receiver", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m kwhub.hub.demo.erp_receiver", description=__doc__.splitlines()[0])
     ap.add_argument("--record", required=True, help="JSON-lines file to append received requests to")
     ap.add_argument("--secret", default=os.environ.get("KWHUB_RECEIVER_SECRET"), help="HMAC secret")
     ap.add_argument("--no-dedupe", action="store_true", help="import repeated idempotency keys again")

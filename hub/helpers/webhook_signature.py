@@ -20,7 +20,7 @@ the method, path, key and body are all signed, a captured request cannot be repl
 under another idempotency key (it would be imported again) or as another kind of request,
 and the bodiless signature of ``kwhub adapters check`` (an ``OPTIONS`` request) does not
 authorise a ``POST``. :func:`verify_request` is that check, for receivers written in
-Python (``hub.erp_receiver`` uses it); the message format above is all another language
+Python (``kwhub.hub.demo.erp_receiver`` uses it); the message format above is all another language
 needs. The earlier body-only scheme (``v1``) is refused.
 """
 

@@ -13,7 +13,7 @@ Changing any document (or its number) breaks its own hash and every later link; 
 document removed from the middle leaves a gap in the numbering and a broken link. Only
 the newest document of a seller could be rewritten consistently by someone who can write
 every column, which is why ``kwhub verify --anchor FILE`` keeps each seller's chain head
-outside the database (:mod:`hub.verify`).
+outside the database (:mod:`kwhub.hub.settle.verify`).
 
 Each rendered body queued for delivery is registered in ``document_rendering`` (append
 only) with the hash of the document it was rendered from. Before anything is sent, the
@@ -21,7 +21,7 @@ relay checks the outbox body against that register and the issued document
 (:func:`check_outgoing`); a mismatch is dead-lettered, never sent.
 
 :func:`chain_link` is called for every document issued (from
-``hub.settlement_service._insert_invoice``); it also refuses a number that does not follow
+``kwhub.hub.settle.service._insert_invoice``); it also refuses a number that does not follow
 the seller's last issued one (a rewound or jumped ``invoice_sequence``).
 """
 
@@ -35,10 +35,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 
-from core.invoice import Invoice
-from core.settlement import SettlementError
-from hub.store.settlement_tables import document_rendering_table, invoice_table
-from hub.store.tables import utcnow
+from kwhub.core.invoice import Invoice
+from kwhub.core.settlement import SettlementError
+from kwhub.hub.store.settlement_tables import document_rendering_table, invoice_table
+from kwhub.hub.store.tables import utcnow
 
 CHAIN_VERSION = "kwhub-chain-v1"
 GENESIS = "0" * 64
