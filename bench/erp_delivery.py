@@ -33,11 +33,11 @@ from kwhub.core.adapters import InvoiceRenderer
 from kwhub.core.campus import DeliveryPrefs
 from kwhub.core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
 from kwhub.core.money import MoneyPolicy
-from kwhub.hub.demo.erp_receiver import ErpReceiver
 from kwhub.hub.deliver.outbox import enqueue_invoice, run_relay, status_counts
+from kwhub.hub.demo.erp_receiver import ErpReceiver
+from kwhub.hub.helpers.webhook_signature import sign_request
 from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
 from kwhub.hub.store import Database
-from kwhub.hub.helpers.webhook_signature import sign_request
 from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
 SECRET = "bench-secret"

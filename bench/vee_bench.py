@@ -17,8 +17,8 @@ import pandas as pd
 
 from kwhub.core.intervals import split_by_day
 from kwhub.core.vee import VeeConfig, VeeContext, VeeEngine
-from kwhub.hub.registry import load_plugins
 from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
+from kwhub.hub.registry import load_plugins
 
 
 def main(days: int = 90) -> None:

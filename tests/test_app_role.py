@@ -16,9 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from kwhub.hub.settle.service import settle
+from kwhub.hub.settle.verify import verify
 from kwhub.hub.store import Database
 from kwhub.hub.store.roles import RoleError, grant_application_role
-from kwhub.hub.settle.verify import verify
 from tests.fixtures.settlement import settle_campus, write_period
 
 pytestmark = pytest.mark.postgres

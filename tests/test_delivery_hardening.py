@@ -23,8 +23,8 @@ from sqlalchemy import insert, select
 from kwhub.core.adapters import DeliveryResult, InvoiceTransport, OutgoingDocument
 from kwhub.core.campus import DeliveryPrefs
 from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, relay_once
-from kwhub.hub.store.outbox_tables import outbox_table, utcnow
 from kwhub.hub.helpers.webhook_signature import sign_request, verify_request
+from kwhub.hub.store.outbox_tables import outbox_table, utcnow
 from kwhub.plugins.erp.folder_drop import FolderDropTransport
 from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices

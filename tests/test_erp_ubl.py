@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from kwhub.core.invoice import Invoice, InvoiceLine, compute_totals
+from kwhub.hub.helpers.safe_xml import parse_xml
 from kwhub.plugins.erp import peppol_rules
 from kwhub.plugins.erp.ubl import (
     CUSTOMIZATION_ID,
@@ -20,7 +21,6 @@ from kwhub.plugins.erp.ubl import (
     UblSchemaError,
     resolve_xsd_dir,
 )
-from kwhub.hub.helpers.safe_xml import parse_xml
 from tests.fixtures.invoices import POLICY, adjustment_invoice, credit_note, energy_invoice
 
 NS = {"cac": NS_CAC, "cbc": NS_CBC}

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from kwhub.core.intervals import DayBlock, split_by_day
 from kwhub.core.quality import Quality
 from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
+from kwhub.hub.ingest.vee import _jsonable, read_events, validate_days
 from kwhub.hub.store.interval_store import _canonical_rules
 from kwhub.hub.store.tables import interval_day_table
-from kwhub.hub.ingest.vee import _jsonable, read_events, validate_days
 
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]

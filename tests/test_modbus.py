@@ -9,8 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from kwhub.core.adapters import FailureKind
+from kwhub.hub.demo.simulator.modbus_devices import (
+    DeviceServer,
+    SimulatedDevice,
+    free_port,
+    map_device,
+)
 from kwhub.hub.helpers.modbus import RegisterPoint, decode_raw, encode_raw, plan_reads
-from kwhub.hub.demo.simulator.modbus_devices import DeviceServer, SimulatedDevice, free_port, map_device
 from kwhub.plugins.meters.modbus import ModbusMeter
 
 TYPES = ["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.modbus_devices import (
+    ConstantPower,
+    DeviceServer,
+    SimClock,
+    map_device,
+)
 from kwhub.hub.helpers.modbus import RegisterPoint
 from kwhub.hub.ingest.poller import PointSpec, Poller, SampleBuffer, aggregate
-from kwhub.hub.demo.simulator.modbus_devices import ConstantPower, DeviceServer, SimClock, map_device
 from kwhub.plugins.meters.modbus import ModbusMeter
 
 SPEED = 60.0

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from kwhub.core.quality import Quality
-from kwhub.hub.ingest.poller import Poller
 from kwhub.hub.demo.simulator.campus import ENGINES, simulate
 from kwhub.hub.demo.simulator.modbus_devices import SimClock, campus_devices
+from kwhub.hub.ingest.poller import Poller
 from kwhub.plugins.meters.oem_telemetry import OemTelemetry, builtin_maps, load_map
 
 SPEED = 60.0

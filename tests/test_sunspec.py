@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from kwhub.core.adapters import FailureKind
-from kwhub.hub.helpers.modbus import ModbusReader
 from kwhub.hub.demo.simulator.modbus_devices import DeviceServer, map_device, sunspec_device
+from kwhub.hub.helpers.modbus import ModbusReader
 from kwhub.plugins.meters.sunspec import SunSpecMeter, discover, model_layout
 
 

@@ -9,7 +9,15 @@ import pytest
 
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.quality import Quality
-from kwhub.core.vee import Finding, Rule, RuleConfig, VeeConfig, VeeConfigError, VeeContext, VeeEngine
+from kwhub.core.vee import (
+    Finding,
+    Rule,
+    RuleConfig,
+    VeeConfig,
+    VeeConfigError,
+    VeeContext,
+    VeeEngine,
+)
 from kwhub.hub.registry import load_plugins
 from tests.fixtures.vee import day_block, make_engine, vee_channel
 

@@ -18,9 +18,9 @@ from kwhub.core.quality import Quality
 from kwhub.core.vee import VeeConfig, VeeContext, VeeEngine
 from kwhub.core.vee.engine import DenseDays
 from kwhub.core.vee.rules import window_percentiles
-from kwhub.hub.registry import load_plugins
 from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
 from kwhub.hub.ingest.vee import validate_days
+from kwhub.hub.registry import load_plugins
 
 
 @pytest.mark.parametrize("seed", range(6))

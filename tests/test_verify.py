@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from kwhub.core.campus import DeliveryPrefs
 from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, relay_once
 from kwhub.hub.settle.service import list_invoices, settle
+from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
 from kwhub.hub.store.outbox_tables import outbox_table
 from kwhub.hub.store.settlement_tables import invoice_table
-from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
 from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
 from tests.fixtures.settlement import settle_campus, write_period

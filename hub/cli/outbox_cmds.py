@@ -16,7 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kwhub.hub.cli.common import load, open_db
-from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, UserError
+from kwhub.hub.cli.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_INTERRUPTED,
+    UserError,
+)
 from kwhub.hub.cli.output import cell, console, echo, err_console, log_handler, safe
 
 outbox_app = typer.Typer(help="Inspect and repair the invoice outbox.", no_args_is_help=True)

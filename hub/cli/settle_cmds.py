@@ -83,9 +83,9 @@ def settle_command(
     """Settle a billing period: price every contract and issue invoices (or adjustments)."""
     from kwhub.core.settlement import VERSION_KINDS
     from kwhub.core.timeline import TimeModelError, billing_period
-    from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.deliver.outbox import OutboxError
     from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import settle
 
     _check_format(fmt, ("table", "json"))
@@ -236,7 +236,13 @@ def explain_command(
     The run is shown as STALE when its input data was restated or deleted since it was settled.
     """
     from kwhub.core.explain import ExplainError, explain_line, render_text
-    from kwhub.hub.settle.service import get_invoice, get_run, run_allocation, run_inputs, stale_flags
+    from kwhub.hub.settle.service import (
+        get_invoice,
+        get_run,
+        run_allocation,
+        run_inputs,
+        stale_flags,
+    )
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)

@@ -44,11 +44,11 @@ def _already_polled(db: Any, channel: str, day: date, tz: str) -> bool:
 
 def poll_demo_devices(cfg: KwhubConfig, db: Any, seed: int = 42) -> dict[str, Any]:
     """Poll the simulated campus devices for the first hours of :data:`LIVE_DAY`; return figures."""
-    from kwhub.hub.registry import get_registry
-    from kwhub.hub.ingest.poller import Poller
     from kwhub.hub.demo.simulator.campus import simulate
     from kwhub.hub.demo.simulator.modbus_devices import SimClock, campus_devices
+    from kwhub.hub.ingest.poller import Poller
     from kwhub.hub.ingest.vee import validate_days
+    from kwhub.hub.registry import get_registry
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a late reply after stop() is expected noise
     if _already_polled(db, "gt1.net", LIVE_DAY, SITE_TZ):

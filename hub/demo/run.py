@@ -359,8 +359,8 @@ def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str
 
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
-    from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import existing_runs, settle
 
     todo = [c.id for c in cfg.campus.contracts

@@ -40,7 +40,13 @@ from typing import Any
 from sqlalchemy import select, text
 
 from kwhub.core.settlement import InputRef, inputs_digest
-from kwhub.hub.settle.integrity import GENESIS, Outgoing, chain_sha256, check_outgoing, document_sha256
+from kwhub.hub.settle.integrity import (
+    GENESIS,
+    Outgoing,
+    chain_sha256,
+    check_outgoing,
+    document_sha256,
+)
 from kwhub.hub.settle.service import run_inputs
 from kwhub.hub.store.outbox_tables import outbox_table
 from kwhub.hub.store.settlement_tables import (

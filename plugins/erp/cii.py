@@ -24,8 +24,8 @@ from kwhub.core.adapters import AdapterError, CheckResult, FailureKind, InvoiceR
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import Invoice, PartyRef
 from kwhub.core.money import money_str
-from kwhub.plugins.erp.peppol_rules import line_price, round2
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, element_path, parse_xml
+from kwhub.plugins.erp.peppol_rules import line_price, round2
 
 NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"

@@ -8,9 +8,9 @@ modules (:mod:`kwhub.plugins.erp.webhook`, :mod:`kwhub.plugins.erp.sftp`,
 from __future__ import annotations
 
 from kwhub.core.hookspecs import Register, hookimpl
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 from kwhub.plugins.erp.folder_drop import FolderDropTransport
 from kwhub.plugins.erp.sftp import SftpTransport
-from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 from kwhub.plugins.erp.webhook import WebhookTransport
 
 __all__ = ["FolderDropTransport", "RetrySettings", "SftpTransport", "TransportResult", "WebhookTransport"]

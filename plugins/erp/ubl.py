@@ -23,12 +23,18 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, InvoiceRenderer
+from kwhub.core.adapters import (
+    AdapterConfig,
+    AdapterError,
+    CheckResult,
+    FailureKind,
+    InvoiceRenderer,
+)
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import Invoice, PartyRef
 from kwhub.core.money import money_str
-from kwhub.plugins.erp import peppol_rules
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.erp import peppol_rules
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"

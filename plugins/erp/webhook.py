@@ -36,9 +36,9 @@ from kwhub.core.adapters import (
     InvoiceTransport,
     OutgoingDocument,
 )
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 from kwhub.hub.helpers.webhook_signature import SIGNATURE_HEADER, sign_request
 from kwhub.plugins.erp.http_deadline import DeadlineHTTPTransport, deadline
-from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 
 REPLAY_HEADER = "Idempotent-Replayed"
 RETRYABLE_4XX = frozenset({408, 425, 429})

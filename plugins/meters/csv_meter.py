@@ -38,7 +38,12 @@ from pydantic import field_validator
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
-from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch, IntervalDataError
+from kwhub.core.intervals import (
+    ALLOWED_INTERVAL_MINUTES,
+    ChannelSeries,
+    IntervalBatch,
+    IntervalDataError,
+)
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import TimeModelError, local_day, localize, zone
 

@@ -36,7 +36,12 @@ from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
-from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch, IntervalDataError
+from kwhub.core.intervals import (
+    ALLOWED_INTERVAL_MINUTES,
+    ChannelSeries,
+    IntervalBatch,
+    IntervalDataError,
+)
 from kwhub.core.quality import Quality
 
 TYPE_ID = "meters.greenbutton"

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kwhub.hub.helpers.modbus import INTEGER_TYPES, RegisterPoint, encode_raw
 from kwhub.hub.demo.simulator.campus import SimResult
+from kwhub.hub.helpers.modbus import INTEGER_TYPES, RegisterPoint, encode_raw
 
 Clock = Callable[[], float]
 
