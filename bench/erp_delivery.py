@@ -2,9 +2,11 @@
 
     python bench/erp_delivery.py [--invoices 1000] [--concurrency 1] [--batch 100] [--url DB_URL]
 
-Each invoice (8 lines) is rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules
-validated; JSON when the UBL renderer is not installed) and queued in the outbox in the
-same transaction style the settlement service uses (100 invoices per transaction). The
+Each invoice (8 lines) is issued as settlement issues it (numbered, hashed into the
+seller's chain), rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated;
+JSON when the UBL renderer is not installed), registered and queued in the outbox in the
+same transaction (100 invoices per transaction). Before each send the relay checks the
+body against the issued document and records that the send started. The
 relay then delivers everything to a loopback ERP receiver in its own process (dedupe mode,
 HMAC verified, JSON-lines record) through the signed webhook transport. As a ceiling, the same bodies are
 POSTed once more straight through one httpx client, without the outbox. Target: 200
@@ -33,8 +35,10 @@ from kwhub.core.money import MoneyPolicy
 from kwhub.core.render_context import RenderContext
 from kwhub.hub.deliver.outbox import enqueue_invoice, run_relay, status_counts
 from kwhub.hub.demo.erp_receiver import ErpReceiver
+from kwhub.hub.helpers.webhook_signature import sign_request
+from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
 from kwhub.hub.store import Database
-from kwhub.plugins.erp.webhook import WebhookTransport, sign_body
+from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
 SECRET = "bench-secret"
 POLICY = MoneyPolicy(currency="USD", rounding="half_up")
@@ -117,6 +121,7 @@ def main() -> None:
         for start in range(0, len(invoices), 100):
             with db.write_transaction() as conn:
                 for inv in invoices[start:start + 100]:
+                    _insert_invoice(conn, inv, next_invoice_number(conn, db.dialect, inv.seller.id), "2024-07", None)
                     enqueue_invoice(conn, inv, [renderer], prefs, ["erp"])
         render_s = time.perf_counter() - t0
 
@@ -136,10 +141,11 @@ def main() -> None:
                 bodies = [bytes(b) for (b,) in conn.execute(select(t.c.body))]
             with httpx.Client() as client:
                 t0 = time.perf_counter()
+                target = request_target(url)
                 for n, body in enumerate(bodies):
                     client.post(url, content=body, headers={
                         "Content-Type": "application/xml", "Idempotency-Key": f"raw-{n}",
-                        "X-Kwhub-Signature": sign_body(SECRET, body, int(time.time()))})
+                        "X-Kwhub-Signature": sign_request(SECRET, "POST", target, int(time.time()), f"raw-{n}", body)})
                 raw_s = time.perf_counter() - t0
         finally:
             rx_proc.terminate()
@@ -153,7 +159,7 @@ def main() -> None:
         assert len(imported) == args.invoices and set(imported.values()) == {1}
         avg_kib = sum(len(b) for b in bodies) / len(bodies) / 1024
         print(f"format {fmt}, {avg_kib:.1f} KiB per document, database {db.dialect}")
-        print(f"render+validate+enqueue: {args.invoices} invoices in {render_s:.2f} s")
+        print(f"issue+render+validate+enqueue: {args.invoices} invoices in {render_s:.2f} s")
         print(f"outbox relay (concurrency {args.concurrency}): {report.delivered} delivered in {deliver_s:.2f} s")
         print(f"peer/ceiling, raw signed POSTs without the outbox: {len(bodies) / raw_s:.0f}/s")
         print(json.dumps({

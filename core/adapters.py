@@ -10,6 +10,7 @@ an adapter type in ``kwhub.toml``: ``type`` + ``id`` + that type's config.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -72,9 +73,17 @@ def resolve_secret(value: Any) -> Any:
 
 
 class AdapterConfig(BaseModel):
-    """Base of every adapter's ``Config``: unknown keys are errors, secrets resolve from env."""
+    """Base of every adapter's ``Config``: unknown keys are errors, secrets resolve from env.
+
+    :meth:`warnings` lists settings that are valid but weaken security or safety; the CLI
+    prints them whenever the configuration is loaded.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    def warnings(self) -> list[str]:
+        """``"key: why it is risky"`` for each risky setting (none by default)."""
+        return []
 
     @model_validator(mode="before")
     @classmethod
@@ -199,7 +208,13 @@ class InvoiceRenderer(Adapter):
 
 @dataclass
 class OutgoingDocument:
-    """A rendered document on its way to a receiver."""
+    """A rendered document on its way to a receiver.
+
+    ``deadline`` is the :func:`time.monotonic` instant by which the whole send must be over
+    (the outbox relay sets it shorter than the row's lease, so no other relay takes the
+    row over while this send may still reach the receiver). Transports give up at the
+    deadline and return a retryable failure; :meth:`time_left` gives the seconds left.
+    """
 
     invoice_id: str
     version: int
@@ -208,10 +223,17 @@ class OutgoingDocument:
     media_type: str
     body: bytes
     key: str = ""  # the outbox row's key when it is not the default (a re-send with a new key)
+    deadline: float | None = None  # time.monotonic() instant by which a send must be done
 
     @property
     def idempotency_key(self) -> str:
         return self.key or f"{self.invoice_id}:v{self.version}:{self.format_id}"
+
+    def time_left(self, default: float) -> float:
+        """Seconds until ``deadline`` (``default`` when there is none; may be negative)."""
+        if self.deadline is None:
+            return default
+        return self.deadline - time.monotonic()
 
 
 @dataclass
@@ -232,6 +254,7 @@ class InvoiceTransport(Adapter):
     capabilities: ClassVar[frozenset[str]] = frozenset({"deliver"})
 
     def send(self, doc: OutgoingDocument) -> DeliveryResult:
+        """Deliver ``doc`` and be done by ``doc.deadline`` (see :class:`OutgoingDocument`)."""
         raise AdapterError(f"{self.type_id} cannot send", FailureKind.SYSTEM)
 
 

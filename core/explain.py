@@ -152,8 +152,8 @@ def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
     if miss.get("note"):
         out.append(f"Note: {miss['note']}")
     run = exp["run"]
-    out.append(f"Run {run['id']} ({run['version_kind']} #{run['seq']}, layer {run['layer']}, "
-               f"{'STALE' if run['stale'] else 'current'}, {run.get('status') or 'issued'}), "
+    out.append(f"Run {run['id']} ({run.get('status') or 'issued'}: {run['version_kind']} #{run['seq']}, "
+               f"layer {run['layer']}, {'STALE' if run['stale'] else 'current'}), "
                f"statement sha256 {run['statement_hash']}")
     for c in (exp.get("review") or {}).get("checks", []):
         out.append(f"  check {c['check']}: {'pass' if c['passed'] else 'FAIL'} - {c['message']}")

@@ -3,7 +3,10 @@
 Loading validates in two passes: the file's own shape (sites, assets, channels, parties,
 contracts, adapters), then each adapter instance's and price component's settings against
 the ``Config`` of the class a plugin registered for it. Every error names its key path,
-e.g. ``adapters[1] (id="halls").config.delimiter: extra inputs are not permitted``.
+e.g. ``adapters[1] (id="halls").config.delimiter: extra inputs are not permitted``. The
+value given is shown only when it is short and never for a secret (a ``SecretStr`` field
+or a key named like one). Valid but risky settings (``host_key_checking = false``, ...)
+are collected in :attr:`KwhubConfig.warnings`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext
 from kwhub.core.campus import (
@@ -151,6 +154,7 @@ class KwhubConfig:
     campus: Campus
     adapters: dict[str, AdapterInstance] = field(default_factory=dict)
     embedded_default: bool = False
+    warnings: list[str] = field(default_factory=list)  # valid but risky settings, by key path
 
     @property
     def hub(self) -> HubSettings:
@@ -232,8 +236,32 @@ def _loc_to_path(loc: Iterable[Any], data: Any) -> str:
     return "".join(parts) or "(top level)"
 
 
-def format_validation_error(exc: ValidationError, data: Any, prefix: str = "") -> list[str]:
-    """One line per pydantic error: key path, what is wrong, and the bad value if short."""
+SECRET_WORDS = ("secret", "password", "passphrase", "token", "api_key", "apikey", "credential", "private_key")
+
+
+def secret_fields(model: Any) -> set[str]:
+    """Names of ``model``'s fields that hold secrets (typed ``SecretStr``)."""
+    out = set()
+    for name, info in getattr(model, "model_fields", {}).items():
+        annotation = info.annotation
+        if annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ()):
+            out.add(name)
+    return out
+
+
+def _is_secret_key(loc: Iterable[Any], secrets: set[str]) -> bool:
+    for item in loc:
+        if isinstance(item, str) and (item in secrets or any(w in item.lower() for w in SECRET_WORDS)):
+            return True
+    return False
+
+
+def format_validation_error(exc: ValidationError, data: Any, prefix: str = "", secrets: set[str] | None = None) -> list[str]:
+    """One line per pydantic error: key path, what is wrong, and the bad value if short.
+
+    The value is never shown for a key in ``secrets`` or named like a secret (``secret``,
+    ``password``, ``token``...), whatever its type.
+    """
     out = []
     for err in exc.errors():
         loc = [x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-"))]
@@ -249,7 +277,9 @@ def format_validation_error(exc: ValidationError, data: Any, prefix: str = "") -
             msg = msg[len("Value error, "):]
         value = err.get("input")
         shown = ""
-        if err["type"] not in ("missing",) and isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60:
+        if _is_secret_key(loc, secrets or set()):
+            shown = " (value not shown: it is a secret)" if err["type"] != "missing" else ""
+        elif err["type"] not in ("missing",) and isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60:
             shown = f" (got {value!r})"
         out.append(f"{path}: {msg}{shown}")
     return out
@@ -329,7 +359,8 @@ def _cross_check(cf: ConfigFile) -> list[str]:
     return problems
 
 
-def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tuple[dict[str, AdapterInstance], list[str]]:
+def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
+                      warnings: list[str]) -> tuple[dict[str, AdapterInstance], list[str]]:
     problems: list[str] = []
     instances: dict[str, AdapterInstance] = {}
     raw_adapters = data.get("adapters", [])
@@ -344,9 +375,19 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tu
             cfg = cls.Config.model_validate(spec.config)
         except ValidationError as exc:
             raw = raw_adapters[i].get("config", {}) if i < len(raw_adapters) else {}
-            problems += format_validation_error(exc, raw, prefix=f"{where}.config")
+            problems += format_validation_error(exc, raw, prefix=f"{where}.config", secrets=secret_fields(cls.Config))
             continue
         instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled)
+        if spec.enabled:
+            warnings += [f"{where}.config.{w}" for w in cfg.warnings()]
+    formats = {getattr(c, "format_id", "") for c in registry.adapters.values() if getattr(c, "format_id", "")}
+    for p_i, party in enumerate(cf.parties):
+        where = f'parties[{p_i}] (id="{party.id}").delivery'
+        named = [(f"{where}.formats", f) for f in party.delivery.formats] if party.delivery.transports else []
+        named += [(f"{where}.routes[{r_i}].format", r.format) for r_i, r in enumerate(party.delivery.routes)]
+        for path, fmt in named:
+            if fmt not in formats:
+                problems.append(f"{path}: no plugin renders format {fmt!r} (known: {', '.join(sorted(formats)) or 'none'})")
     for k_i, k in enumerate(cf.contracts):
         for c_i, comp in enumerate(k.components):
             where = f'contracts[{k_i}] (id="{k.id}").components[{c_i}]'
@@ -381,7 +422,8 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         from kwhub.hub.registry import get_registry
 
         registry = get_registry()
-    instances, plugin_problems = _validate_plugins(cf, data, registry)
+    warnings: list[str] = []
+    instances, plugin_problems = _validate_plugins(cf, data, registry, warnings)
     problems += plugin_problems
     if problems:
         raise ConfigError(source, problems)
@@ -396,7 +438,8 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
     except EnergyPlanError as exc:
         raise ConfigError(source, [f"contracts: {exc}"],
                           hint="see 'Which energy a contract bills' in docs/configuration.md") from None
-    return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus, adapters=instances)
+    return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus, adapters=instances,
+                       warnings=warnings)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -10,7 +10,12 @@ from lxml import etree
 from kwhub.core.invoice import Invoice
 from kwhub.hub.helpers.safe_xml import parse_xml
 from kwhub.plugins.erp.cii import NS_RAM, NS_RSM, CiiRenderer, FacturXRenderer
-from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
+from tests.fixtures.invoices import (
+    adjustment_invoice,
+    context,
+    credit_note,
+    energy_invoice,
+)
 
 NS = {"rsm": NS_RSM, "ram": NS_RAM}
 SUM = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"

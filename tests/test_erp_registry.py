@@ -10,7 +10,12 @@ import pytest
 from kwhub.core.adapters import InvoiceRenderer
 from kwhub.core.invoice import Invoice
 from kwhub.hub.registry import load_plugins
-from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
+from tests.fixtures.invoices import (
+    adjustment_invoice,
+    context,
+    credit_note,
+    energy_invoice,
+)
 
 ERP_PLUGINS = ["erp_json_folder", "erp_ubl", "erp_cii", "erp_x12", "erp_idoc", "erp_csv", "erp_pdf"]
 EXPECTED = {

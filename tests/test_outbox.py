@@ -26,7 +26,12 @@ from kwhub.hub.deliver.outbox import (
 from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
 from kwhub.plugins.erp.folder_drop import FolderDropTransport
 from kwhub.plugins.erp.webhook import WebhookTransport
-from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, TextTestRenderer
+from tests.fixtures.outbox import (
+    RECEIVER_SECRET,
+    JsonTestRenderer,
+    TextTestRenderer,
+    issue_invoices,
+)
 
 PREFS = DeliveryPrefs(formats=["json"], transports=["erp"])
 
@@ -41,6 +46,7 @@ def _hook(url: str, **retry) -> WebhookTransport:
 def _queue(db, invoices, prefs=PREFS, renderers=None, transports=("erp",)):
     renderers = renderers or {"json": JsonTestRenderer("json")}
     with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
         for inv in invoices:
             enqueue_invoice(conn, inv, renderers, prefs, list(transports))
 
@@ -52,12 +58,14 @@ def _rows(db):
 def test_enqueue_commits_and_rolls_back_with_the_caller(db, outbox_invoices):
     inv = outbox_invoices(1)[0]
     with pytest.raises(RuntimeError), db.write_transaction() as conn:
+        issue_invoices(conn, [inv])
         written = enqueue_invoice(conn, inv, [JsonTestRenderer("json")], PREFS, ["erp"])
         assert len(written) == 1
         raise RuntimeError("invoice insert failed")
     assert list_outbox(db) == []
     prefs = DeliveryPrefs(formats=["json", "txt"], transports=["erp", "drop"])
     with db.write_transaction() as conn:
+        issue_invoices(conn, [inv])
         written = enqueue_invoice(conn, inv, [JsonTestRenderer("json"), TextTestRenderer("txt")], prefs,
                                   {"erp": object(), "drop": object()})
     assert len(written) == 4
@@ -76,10 +84,12 @@ def test_enqueue_commits_and_rolls_back_with_the_caller(db, outbox_invoices):
 def test_enqueue_through_a_session(db, outbox_invoices):
     inv = outbox_invoices(1)[0]
     with db.session() as session:
+        issue_invoices(session, [inv])
         enqueue_invoice(session, inv, [JsonTestRenderer("json")], PREFS)
         session.rollback()
     assert list_outbox(db) == []
     with db.session() as session:
+        issue_invoices(session, [inv])
         enqueue_invoice(session, inv, [JsonTestRenderer("json")], PREFS)
         session.commit()
     assert len(list_outbox(db)) == 1
@@ -88,6 +98,7 @@ def test_enqueue_through_a_session(db, outbox_invoices):
 def test_enqueue_refuses_bad_preferences_and_invalid_documents(db, outbox_invoices):
     inv = outbox_invoices(1)[0]
     with db.write_transaction() as conn:
+        issue_invoices(conn, [inv])
         with pytest.raises(OutboxError, match="unknown transport instance.*nope"):
             enqueue_invoice(conn, inv, [JsonTestRenderer("json")],
                             DeliveryPrefs(formats=["json"], transports=["nope"]), ["erp"])
@@ -192,26 +203,32 @@ def test_timeout_is_retried(db, outbox_invoices, erp_receiver):
     hook.close()
 
 
-def test_expired_lease_is_resent_and_flagged(db, outbox_invoices, erp_receiver, caplog):
+def test_expired_lease_is_resent_and_only_a_started_send_is_flagged(db, outbox_invoices, erp_receiver, caplog):
     invoices = outbox_invoices(2)
     _queue(db, invoices)
     hook = _hook(erp_receiver.url, lease_s=30)
-    # A relay claimed both rows and sent the first one, then died before recording anything.
+    # A relay claimed both rows, started and finished sending the first one, then died
+    # before recording anything; it never started the second.
     t = outbox_table
     claimed_at = utcnow() - timedelta(seconds=60)
     with db.write_transaction() as conn:
         conn.execute(update(t).values(status="sending", attempts=1, last_attempt_at=claimed_at,
                                       next_attempt_at=claimed_at + timedelta(seconds=30)))
+        conn.execute(update(t).where(t.c.invoice_id == invoices[0].id).values(send_started_at=claimed_at))
+    assert [r["flight"] for r in sorted(list_outbox(db), key=lambda r: r["id"])] == [
+        "stalled, outcome unknown", "stalled, not sent"]
     assert hook.send(_doc_for(db, invoices[0].id)).ok
     with caplog.at_level(logging.WARNING, logger="kwhub.outbox"):
         rep = relay_once(db, None, {"erp": hook})
-    assert rep.delivered == 2 and sorted(rep.possible_duplicates) == sorted(f"{i.id}:v1:json" for i in invoices)
-    assert caplog.text.count("possible duplicate delivery") == 2
-    assert "receiver reported duplicate: yes" in caplog.text  # the first one
-    assert "receiver reported duplicate: no" in caplog.text  # the second never arrived
-    rows = list_outbox(db)
-    assert all(r["possible_duplicate"] and r["attempts"] == 2 and r["status"] == "delivered" for r in rows)
-    assert erp_receiver.imported() == {f"{i.id}:v1:json": 1 for i in invoices}
+    first, second = (f"{i.id}:v1:json" for i in invoices)
+    assert rep.delivered == 2 and rep.possible_duplicates == [first]
+    assert caplog.text.count("possible duplicate delivery") == 1
+    assert "receiver reported duplicate: yes" in caplog.text
+    rows = _rows(db)
+    assert rows[first]["possible_duplicate"] and rows[first]["attempts"] == 2
+    assert not rows[second]["possible_duplicate"] and rows[second]["attempts"] == 1  # the unused attempt
+    assert all(r["status"] == "delivered" for r in rows.values())
+    assert erp_receiver.imported() == {first: 1, second: 1}
     hook.close()
 
 
@@ -273,8 +290,9 @@ def test_timestamps_are_utc(db, outbox_invoices):
 
 def test_claims_whose_lease_runs_low_are_released_unsent(db, outbox_invoices, erp_receiver):
     _queue(db, outbox_invoices(3))
-    erp_receiver.script("slow:0.3")  # the first send eats more than half of a 0.4 s lease
-    hook = _hook(erp_receiver.url, lease_s=0.4)
+    erp_receiver.script("slow:1.2")  # the first send eats more than half of a 2 s lease
+    hook = _hook(erp_receiver.url, lease_s=2, deadline_s=1.9)
+    hook.config.read_timeout_s = 5
     rep = relay_once(db, None, {"erp": hook}, limit=3)
     assert (rep.delivered, rep.released, rep.picked) == (1, 2, 1)
     assert len(erp_receiver.records) == 1

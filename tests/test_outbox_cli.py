@@ -14,7 +14,7 @@ from kwhub.hub.cli import outbox_cmds
 from kwhub.hub.cli.errors import UserError
 from kwhub.hub.deliver.outbox import enqueue_invoice
 from kwhub.hub.store import Database
-from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
+from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def test_deliver_list_and_retry(tmp_path, cli_app, erp_receiver, outbox_invoices
     db = Database.open(f"sqlite:///{tmp_path / 'hub.db'}")
     invoices = outbox_invoices(3)
     with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
         for inv in invoices:
             enqueue_invoice(conn, inv, [JsonTestRenderer("json")], DeliveryPrefs(formats=["json"], transports=["erp"]))
     db.close()
@@ -69,7 +70,7 @@ def test_deliver_list_and_retry(tmp_path, cli_app, erp_receiver, outbox_invoices
     assert erp_receiver.imported() == {f"{inv.id}:v1:json": 1 for inv in invoices}
 
     res = runner.invoke(cli_app, ["outbox", "list", "--config", str(cfg)])
-    assert res.exit_code == 0 and "outbox (3 rows)" in res.stdout
+    assert res.exit_code == 0 and "outbox (3 rows shown; nothing left to deliver, 0 dead, 3 delivered)" in res.stdout
 
     res = runner.invoke(cli_app, ["outbox", "retry", "999", "--config", str(cfg)])
     assert isinstance(res.exception, UserError) and "no outbox row with id 999" in str(res.exception)

@@ -22,7 +22,7 @@ import pytest
 from kwhub.core.campus import DeliveryPrefs
 from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, run_relay
 from kwhub.plugins.erp.webhook import WebhookTransport
-from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
+from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
 
 RELAY = """
 import json, logging, os, sys
@@ -40,7 +40,7 @@ print(json.dumps(report.as_dict()))
 
 N_INVOICES = 5
 CRASH_AFTER = 3
-LEASE_S = 0.5
+LEASE_S = 1.5  # sends get half of it as their deadline; room for a loaded machine
 
 
 def _webhook_config(url: str) -> dict:
@@ -48,18 +48,19 @@ def _webhook_config(url: str) -> dict:
             "retry": {"base_s": 0.05, "cap_s": 0.1, "max_attempts": 5, "lease_s": LEASE_S}}
 
 
-def _run_relay(db, url: str, crash_after: int | None) -> subprocess.CompletedProcess[str]:
+def _run_relay(db, url: str, crash_after: int | None, limit: int = 1) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("KWHUB_TEST_CRASH_AFTER_SEND", None)
     if crash_after is not None:
         env["KWHUB_TEST_CRASH_AFTER_SEND"] = str(crash_after)
-    env["KWHUB_TEST_RELAY"] = json.dumps({"url": db.url, "limit": 1, "webhook": _webhook_config(url)})
+    env["KWHUB_TEST_RELAY"] = json.dumps({"url": db.url, "limit": limit, "webhook": _webhook_config(url)})
     return subprocess.run([sys.executable, "-c", RELAY], env=env, capture_output=True, text=True, timeout=60)
 
 
 def _crash_and_recover(db, outbox_invoices, receiver, caplog):
     invoices = outbox_invoices(N_INVOICES)
     with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
         for inv in invoices:
             enqueue_invoice(conn, inv, [JsonTestRenderer("json")], DeliveryPrefs(formats=["json"], transports=["erp"]))
     crashed = _run_relay(db, receiver.url, CRASH_AFTER)
@@ -114,3 +115,35 @@ def test_crash_hook_is_off_unless_set(value, monkeypatch):
 
     monkeypatch.setenv("KWHUB_TEST_CRASH_AFTER_SEND", value)
     outbox._crash_hook()  # returns: this test process is still alive
+
+
+def test_after_a_crash_only_the_row_whose_send_started_is_flagged(db, outbox_invoices, erp_receiver_factory, caplog):
+    """The relay claims all five rows at once and dies after its third send: rows 4 and 5
+    were claimed but never sent, so they are sent once, unflagged, their unused attempt
+    not counted; only row 3 is a possible duplicate."""
+    receiver = erp_receiver_factory(dedupe=True)
+    invoices = outbox_invoices(N_INVOICES)
+    with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
+        for inv in invoices:
+            enqueue_invoice(conn, inv, [JsonTestRenderer("json")], DeliveryPrefs(formats=["json"], transports=["erp"]))
+    crashed = _run_relay(db, receiver.url, CRASH_AFTER, limit=N_INVOICES)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rows = {r["invoice_id"]: r for r in list_outbox(db)}
+    flights = [rows[inv.id]["flight"] or rows[inv.id]["status"] for inv in invoices]
+    assert flights[:2] == ["delivered", "delivered"]
+    assert {rows[inv.id]["status"] for inv in invoices[2:]} == {"sending"}
+    assert rows[invoices[2].id]["send_started_at"] is not None
+    assert all(rows[inv.id]["send_started_at"] is None for inv in invoices[3:])
+    time.sleep(LEASE_S + 0.2)
+    hook = WebhookTransport("erp", _webhook_config(receiver.url))
+    with caplog.at_level(logging.WARNING, logger="kwhub.outbox"):
+        report = run_relay(db, None, {"erp": hook}, once=True, limit=N_INVOICES).as_dict()
+    hook.close()
+    started = f"{invoices[2].id}:v1:json"
+    assert report["possible_duplicates"] == [started] and report["delivered"] == 3
+    rows = {r["invoice_id"]: r for r in list_outbox(db)}
+    assert [k for k, r in rows.items() if r["possible_duplicate"]] == [invoices[2].id]
+    assert [rows[inv.id]["attempts"] for inv in invoices] == [1, 1, 2, 1, 1]
+    assert receiver.imported() == {f"{inv.id}:v1:json": 1 for inv in invoices}
+    assert caplog.text.count("possible duplicate delivery") == 1

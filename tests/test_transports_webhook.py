@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from kwhub.core.adapters import FailureKind, OutgoingDocument
-from kwhub.hub.demo.erp_receiver import verify_signature
-from kwhub.plugins.erp.webhook import WebhookTransport, sign_body
+from kwhub.hub.helpers.webhook_signature import sign_request, verify_request
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, free_port
 
 
@@ -40,11 +40,16 @@ def test_delivers_signed_document_with_idempotency_key(erp_receiver):
 
 
 def test_signature_scheme_round_trips_and_detects_tampering():
-    header = sign_body("k", b"body", 1_700_000_000)
-    assert verify_signature("k", b"body", header, now=1_700_000_010) == ""
-    assert verify_signature("k", b"bodY", header, now=1_700_000_010) == "signature mismatch"
-    assert verify_signature("other", b"body", header, now=1_700_000_010) == "signature mismatch"
-    assert "tolerance" in verify_signature("k", b"body", header, now=1_700_001_000)
+    header = sign_request("k", "POST", "/invoices", 1_700_000_000, "inv-1:v1:json", b"body")
+    headers = {"X-Kwhub-Signature": header, "Idempotency-Key": "inv-1:v1:json"}
+
+    def check(secret="k", method="POST", path="/invoices", hdrs=headers, body=b"body", now=1_700_000_010):
+        return verify_request(secret, method, path, hdrs, body, now=now)
+
+    assert check() == ""
+    assert check(body=b"bodY") == "signature mismatch"
+    assert check(secret="other") == "signature mismatch"
+    assert "tolerance" in check(now=1_700_001_000)
 
 
 def test_wrong_secret_is_rejected_and_not_retried(erp_receiver):

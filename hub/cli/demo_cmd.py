@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
+from kwhub.hub.cli.output import cell, console, echo, safe, wide_console
 
 
 def demo(
@@ -29,12 +28,12 @@ def demo(
 
     if as_json:
         summary = run_demo(directory)
-        print(summary_json(summary))
+        echo(summary_json(summary))
         return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
-        summary = run_demo(directory, progress=lambda msg: bar.update(task, description=msg))
+        summary = run_demo(directory, progress=lambda msg: bar.update(task, description=safe(msg)))
     _print(summary)
 
 
@@ -46,16 +45,17 @@ def _rel(path: str, base: Path) -> str:
 
 
 def _print(summary) -> None:  # type: ignore[no-untyped-def]
-    out = Console(width=max(console.width, 120))
+    out = wide_console(120)
     base = summary.work_dir
-    out.print(f"[bold]kwhub demo[/] in {base}  (config {summary.config.name}, database {summary.database})")
+    out.print(f"[bold]kwhub demo[/] in {safe(base)}  (config {safe(summary.config.name)}, "
+              f"database {safe(summary.database)})")
     ing = Table(title="Ingest (CSV, Green Button, Modbus)")
     for col in ("file", "adapter", "intervals", "new days", "changed", "unchanged"):
         ing.add_column(col)
     shown = summary.ingest if len(summary.ingest) <= 8 else summary.ingest[:3] + summary.ingest[-5:]
     for r in shown:
-        ing.add_row(r["file"], r["adapter"], str(r["intervals"]), str(r["new_days"]), str(r["changed_days"]),
-                    str(r["unchanged_days"]))
+        ing.add_row(cell(r["file"]), cell(r["adapter"]), str(r["intervals"]), str(r["new_days"]),
+                    str(r["changed_days"]), str(r["unchanged_days"]))
     if len(summary.ingest) > len(shown):
         ing.caption = f"{len(summary.ingest)} files in all; a second run finds every day unchanged"
     out.print(ing)
@@ -63,7 +63,7 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     for col in ("rule", "flagged", "estimated", "edited"):
         vee.add_column(col)
     for rule, c in sorted(summary.vee.items()):
-        vee.add_row(rule, str(c.get("flagged", 0)), str(c.get("estimated", 0)), str(c.get("edited", 0)))
+        vee.add_row(cell(rule), str(c.get("flagged", 0)), str(c.get("estimated", 0)), str(c.get("edited", 0)))
     out.print(vee)
     if summary.review:
         rev = Table(title="Review gate: runs held for a person, and the decision")
@@ -93,15 +93,16 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     for col in ("number", "kind", "tenant", "contract", "period", "total", "references"):
         inv.add_column(col)
     for r in summary.invoices:
-        inv.add_row(r["number"], r["kind"], r["tenant"], r["contract"], r["period"], f"{r['total']} {r['currency']}",
-                    ", ".join(r["references"]))
+        inv.add_row(cell(r["number"]), cell(r["kind"]), cell(r["tenant"]), cell(r["contract"]), cell(r["period"]),
+                    cell(f"{r['total']} {r['currency']}"), cell(", ".join(r["references"])))
     out.print(inv)
-    dl = Table(title=f"Deliveries (outbox: {', '.join(f'{k} {v}' for k, v in summary.outbox.items())})")
+    dl = Table(title=cell(f"Deliveries (outbox: {', '.join(f'{k} {v}' for k, v in summary.outbox.items())})"))
     for col in ("number", "format", "transport", "status", "where"):
         dl.add_column(col)
     for r in summary.invoices:
         for o in r["outputs"]:
-            dl.add_row(r["number"], o["format"], o["transport"], o["status"], _rel(o["target"], base))
+            dl.add_row(cell(r["number"]), cell(o["format"]), cell(o["transport"]), cell(o["status"]),
+                       cell(_rel(o["target"], base)))
     out.print(dl)
     if summary.owners:
         own = Table(title="Owner statements (revenue follows the energy through every contract)")
@@ -115,14 +116,14 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     files.add_column("what")
     files.add_column("where")
     for p in summary.owner_statements:
-        files.add_row("owner statement", _rel(p, base))
+        files.add_row("owner statement", cell(_rel(p, base)))
     for p in summary.emissions:
-        files.add_row("emissions summary", _rel(p, base))
-    files.add_row("webhook receiver log", _rel(summary.webhook_records, base))
+        files.add_row("emissions summary", cell(_rel(p, base)))
+    files.add_row("webhook receiver log", cell(_rel(summary.webhook_records, base)))
     if summary.modbus:
-        files.add_row("Modbus poll", ", ".join(f"{k}={v}" for k, v in summary.modbus.items()))
+        files.add_row("Modbus poll", cell(", ".join(f"{k}={v}" for k, v in summary.modbus.items())))
     if summary.market:
-        files.add_row("market (LMP file)", ", ".join(f"{k}={v}" for k, v in summary.market.items()))
+        files.add_row("market (LMP file)", cell(", ".join(f"{k}={v}" for k, v in summary.market.items())))
     out.print(files)
 
 

@@ -1,4 +1,26 @@
-"""Turn known errors into a one-paragraph message and a non-zero exit, never a traceback."""
+"""Turn known errors into a one-paragraph message and a non-zero exit, never a traceback.
+
+Exit codes (documented in README.md, the same for every command):
+
+====  ======================================================================
+0     success
+1     failed: input rejected (a bad meter file), an operation failed (a
+      contract that did not settle, an adapter check that failed, deliveries
+      dead-lettered with nothing delivered), or an unexpected error
+2     usage or configuration error: a bad option value, a problem in
+      kwhub.toml (its key path is named), a bad database URL, an unknown
+      adapter type, instance, format or plugin name
+3     integrity: ``kwhub verify`` found a break in the evidence (a changed,
+      missing or replaced document, a numbering gap, an outbox body that does
+      not match), or ``kwhub deliver`` refused such a body
+4     unavailable: the database cannot be reached (retry later)
+130   interrupted (Ctrl-C)
+====  ======================================================================
+
+Messages are printed through :mod:`kwhub.hub.cli.output`: data inside them cannot act on the
+terminal and credentials in URLs are masked. A database error never prints the SQL
+statement or its parameters (an invoice's JSON, say); only the database's own reason.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +28,14 @@ import os
 import sys
 from collections.abc import Callable
 
-from rich.console import Console
+from kwhub.hub.cli.output import err_console, safe
 
-err_console = Console(stderr=True)
-
-# Exit codes: 1 = operation failed, 2 = usage/configuration error.
+EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_INTEGRITY = 3
+EXIT_UNAVAILABLE = 4
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -27,35 +50,63 @@ class UserError(Exception):
 def _known_errors() -> tuple[type[BaseException], ...]:
     from kwhub.core.intervals import IntervalDataError
     from kwhub.core.timeline import TimeModelError
+    from kwhub.hub.config import ConfigError
     from kwhub.hub.registry import PluginLoadError, RegistryError
+    from kwhub.hub.store.db import DatabaseError
 
-    known: list[type[BaseException]] = [UserError, IntervalDataError, TimeModelError, PluginLoadError, RegistryError]
-    try:
-        from kwhub.hub.config import ConfigError
+    return (UserError, IntervalDataError, TimeModelError, PluginLoadError, RegistryError, ConfigError, DatabaseError)
 
-        known.append(ConfigError)
-    except ImportError:
-        pass
-    return tuple(known)
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code for a known error (see the module docs)."""
+    from kwhub.hub.config import ConfigError
+    from kwhub.hub.registry import RegistryError
+
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, (ConfigError, RegistryError)):
+        return EXIT_CONFIG
+    return EXIT_FAILED
 
 
 def report(exc: BaseException) -> int:
-    from kwhub.hub.config import ConfigError  # local: keep import order simple
-
-    code = getattr(exc, "exit_code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    """Print ``exc`` (and its hint) on stderr; return its exit code."""
+    err_console.print(f"[bold red]error:[/] {safe(exc, multiline=True)}")
     hint = getattr(exc, "hint", "")
     if hint:
-        err_console.print(f"[yellow]hint:[/] {hint}", highlight=False)
-    return int(code)
+        err_console.print(f"[yellow]hint:[/] {safe(hint, multiline=True)}")
+    return exit_code_of(exc)
+
+
+def _database_error(exc: BaseException) -> int | None:
+    """A database error in words, without its statement or parameters; None if it is not one."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if isinstance(exc, OperationalError):
+        err_console.print(f"[bold red]error:[/] the database is not reachable or failed: {safe(reason)}")
+        err_console.print("[yellow]hint:[/] check that the database server is running and the URL in kwhub.toml "
+                          "([hub] database) or KWHUB_DATABASE_URL is right, then run the command again")
+        return EXIT_UNAVAILABLE
+    err_console.print(f"[bold red]error:[/] the database refused the operation "
+                      f"({safe(type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)}): "
+                      f"{safe(reason)}")
+    err_console.print("[yellow]hint:[/] nothing of the failed transaction was written; `kwhub verify` checks the "
+                      "stored documents; KWHUB_DEBUG=1 shows the traceback")
+    return EXIT_FAILED
 
 
 def run_guarded(app: Callable[..., object]) -> None:
-    """Run the typer app; known errors print a message and exit non-zero."""
+    """Run the typer app; known errors print a message and exit with their code."""
     try:
         app(standalone_mode=True)
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
     except _known_errors() as exc:
         if os.environ.get("KWHUB_DEBUG"):
             raise
@@ -63,7 +114,10 @@ def run_guarded(app: Callable[..., object]) -> None:
     except Exception as exc:  # an unexpected failure: one clear line, the traceback on request
         if os.environ.get("KWHUB_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        code = _database_error(exc)
+        if code is not None:
+            sys.exit(code)
+        err_console.print(f"[bold red]error:[/] {safe(type(exc).__name__)}: {safe(exc, multiline=True)}")
         err_console.print("[yellow]hint:[/] this looks like a bug or a broken environment; run again with "
-                          "KWHUB_DEBUG=1 to see the traceback and report it", highlight=False)
+                          "KWHUB_DEBUG=1 to see the traceback and report it")
         sys.exit(EXIT_FAILED)

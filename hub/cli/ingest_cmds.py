@@ -12,27 +12,15 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kwhub.core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
 from kwhub.core.quality import QUALITY_LABELS, Quality
+from kwhub.hub.cli.common import load as _load
+from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
-
-console = Console()
-
-
-def _load(config: Path | None) -> Any:
-    from kwhub.hub.config import load_config
-
-    return load_config(config)
-
-
-def _open_db(cfg: Any) -> Any:
-    from kwhub.hub.store import Database
-
-    return Database.open(cfg.database_url, work_dir=cfg.work_dir)
+from kwhub.hub.cli.output import cell, clean, console, echo, err_console, safe
 
 
 def _build_adapter(cfg: Any, adapter: str, overrides: dict[str, Any]) -> Any:
@@ -112,7 +100,7 @@ def ingest(
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
+        echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
     else:
         _print_ingest_table(reports)
     if errors:
@@ -130,11 +118,11 @@ def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, cha
     errors: list[str] = []
     adapters: dict[str, Any] = {}
     with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  TimeElapsedColumn(), console=err_console, transient=True,
                   disable=fmt == "json" or not sys.stderr.isatty()) as progress:
         task = progress.add_task("", total=len(files))
         for f in files:
-            progress.update(task, description=f.name)
+            progress.update(task, description=safe(f.name))
             name = adapter or sniff_adapter(f, get_registry())
             if name is None:
                 errors.append(f"{f}: no meter adapter recognises this file; pass --adapter")
@@ -160,13 +148,14 @@ def _print_ingest_table(reports: list[Any]) -> None:
         table.add_column(col, justify="right" if col not in ("file", "adapter") else "left",
                          overflow="fold")
     for r in reports:
-        table.add_row(Path(r.source).name, r.adapter, str(len(r.channels)), f"{r.intervals:,}", str(r.new_days),
-                      str(r.changed_days), str(r.unchanged_days), str(r.duplicates), str(len(r.period_readings)),
-                      _vee_counts(r.vee) if r.vee is not None else (r.vee_note and "not run") or "-")
+        table.add_row(cell(Path(r.source).name), cell(r.adapter), str(len(r.channels)), f"{r.intervals:,}",
+                      str(r.new_days), str(r.changed_days), str(r.unchanged_days), str(r.duplicates),
+                      str(len(r.period_readings)),
+                      cell(_vee_counts(r.vee) if r.vee is not None else (r.vee_note and "not run") or "-"))
     console.print(table)
     created = sorted({c for r in reports for c in r.created_channels})
     if created:
-        console.print(f"[yellow]added ad-hoc channel(s):[/] {', '.join(created)}")
+        console.print(f"[yellow]added ad-hoc channel(s):[/] {safe(', '.join(created))}")
 
 
 def _parse_instant(text: str, opt: str) -> int:
@@ -212,15 +201,16 @@ def readings(
         blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
     rows = _rows(blocks, t0, t1)
     if fmt == "json":
-        typer.echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
+        echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
         return
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"])
+    shown_channel = clean(channel)
     for r in rows:
-        w.writerow([channel, r["interval_start"], r["interval_minutes"], "" if r["kwh"] is None else repr(r["kwh"]),
-                    r["quality"], r["rule"]])
-    typer.echo(buf.getvalue(), nl=False)
+        w.writerow([shown_channel, r["interval_start"], r["interval_minutes"],
+                    "" if r["kwh"] is None else repr(r["kwh"]), r["quality"], clean(r["rule"])])
+    echo(buf.getvalue(), nl=False)
 
 
 def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
@@ -259,13 +249,14 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
     data = [{"channel_id": s.channel_id, "intervals": int(s.intervals), "first_start": iso(s.first_start),
              "last_end": iso(s.last_end), "total_kwh": float(s.total_kwh)} for s in items]
     if fmt == "json":
-        typer.echo(json.dumps({"layer": layer, "channels": data}, indent=2))
+        echo(json.dumps({"layer": layer, "channels": data}, indent=2))
         return
     table = Table(title=f"readings ({layer})")
     for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):
         table.add_column(col, justify="left" if col == "channel" else "right")
     for d in data:
-        table.add_row(d["channel_id"], f"{d['intervals']:,}", d["first_start"], d["last_end"], f"{d['total_kwh']:,.3f}")
+        table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
+                      f"{d['total_kwh']:,.3f}")
     console.print(table)
 
 

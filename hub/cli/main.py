@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import sys
+import logging
 
 import typer
 
 from kwhub.hub.cli.errors import run_guarded
+from kwhub.hub.cli.output import log_handler, warn
 
 app = typer.Typer(
     name="kwhub",
@@ -27,6 +28,8 @@ COMMAND_MODULES = [
     "kwhub.hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
     "kwhub.hub.cli.owners_cmds",  # owners statement, emissions
     "kwhub.hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "kwhub.hub.cli.verify_cmd",  # verify
+    "kwhub.hub.cli.db_cmds",  # db upgrade, db grant-app
     "kwhub.hub.cli.demo_cmd",  # demo
 ]
 
@@ -42,11 +45,15 @@ def _plugin_commands() -> None:
         if reg.pm is not None:
             reg.pm.hook.kwhub_cli_commands(app=app)
     except Exception as exc:  # a plugin's command must not break the CLI
-        print(f"warning: plugin commands not loaded: {exc}", file=sys.stderr)
+        warn(f"plugin commands not loaded: {exc}")
 
 
 def run() -> None:
     """Console-script entry point."""
+    logger = logging.getLogger("kwhub")  # warnings of any kwhub component, shown cleaned
+    logger.addHandler(log_handler())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     _plugin_commands()
     run_guarded(app)
 

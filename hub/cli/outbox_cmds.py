@@ -12,44 +12,58 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
-
-console = Console()
-err_console = Console(stderr=True)
+from kwhub.hub.cli.common import load, open_db
+from kwhub.hub.cli.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_INTERRUPTED,
+    UserError,
+)
+from kwhub.hub.cli.output import cell, console, echo, err_console, log_handler, safe
 
 outbox_app = typer.Typer(help="Inspect and repair the invoice outbox.", no_args_is_help=True)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml).")
+RELAY_LOGGERS = ("kwhub.outbox", "kwhub.sftp")
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
-
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url)
+    cfg = load(config)
+    return cfg, open_db(cfg)
 
 
 @contextmanager
 def _relay_logging(verbose: bool) -> Iterator[None]:
-    """Show the relay's warnings (and with ``verbose`` its retries) on stderr while it runs."""
-    logger = logging.getLogger("kwhub.outbox")
-    handler = RichHandler(console=err_console, show_path=False, show_time=False)
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
+    """Show the relay's and transports' warnings (and with ``verbose`` the retries) on stderr."""
+    handler = log_handler(err_console)
+    saved = []
+    for name in RELAY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.propagate = False
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _outbox_line(counts: dict[str, int]) -> str:
+    """What is left to deliver, never hiding rows in flight: ``2 to deliver (1 pending, 1 in
+    flight), 0 dead`` or ``nothing left to deliver, 0 dead``."""
+    pending, sending, dead = counts.get("pending", 0), counts.get("sending", 0), counts.get("dead", 0)
+    if pending + sending == 0:
+        return f"nothing left to deliver, {dead} dead"
+    parts = [f"{n} {label}" for n, label in ((pending, "pending"), (sending, "in flight")) if n]
+    return f"{pending + sending} to deliver ({', '.join(parts)}), {dead} dead"
 
 
 def deliver(
@@ -72,6 +86,11 @@ def deliver(
     With INVOICE --route NAME it queues that issued document again for one route instead
     (an ERP that lost a file, a new ERP): same bytes and key, or with --new-key a new key;
     `kwhub deliver --once` then sends it.
+
+    Before each send the body is checked against the issued document; a body that does not
+    match is dead-lettered (never sent) and reported. Each send ends by its deadline
+    (retry.deadline_s, shorter than the lease). Rows "in flight" are claimed by a relay;
+    after a crash they are picked up again once their lease runs out.
     """
     if invoice is not None or route is not None:
         _queue_again(config, invoice, route, formats or [], new_key)
@@ -111,24 +130,35 @@ def deliver(
                                        concurrency=concurrency, stop=stop, progress=advance)
             except KeyboardInterrupt:
                 stop.set()
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_INTERRUPTED) from None
         counts = status_counts(db)
     finally:
         close_transports(transports)
         db.close()
     summary = {**report.as_dict(), "outbox": counts}
     if as_json:
-        print(json.dumps(summary, indent=2))
+        echo(json.dumps(summary, indent=2))
+        if report.refused:
+            raise typer.Exit(EXIT_INTEGRITY)
         return
     console.print(
         f"delivered {report.delivered}, retrying later {report.retried}, dead {report.dead}"
-        f" (outbox: {counts['pending']} pending, {counts['dead']} dead)"
+        f" (outbox: {_outbox_line(counts)})"
         + (f", possible duplicates {len(report.possible_duplicates)}" if report.possible_duplicates else "")
     )
+    for refused in report.refused:
+        console.print(f"[bold red]refused, not sent:[/] {safe(refused)}")
+    if report.refused:
+        console.print("[yellow]a queued body no longer matches the issued document; run `kwhub verify`[/]")
+    if counts.get("sending"):
+        console.print(f"[yellow]{counts['sending']} row(s) in flight:[/] claimed by a relay (this one or another); "
+                      "`kwhub outbox list --status sending` shows them")
     if report.dead:
         console.print("[yellow]see `kwhub outbox list --status dead`; fix the cause, then `kwhub outbox retry ID`[/]")
+    if report.refused:
+        raise typer.Exit(EXIT_INTEGRITY)
     if report.dead and not report.delivered:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _queue_again(config: Path | None, invoice: str | None, route: str | None, formats: list[str],
@@ -195,37 +225,49 @@ def _iso(value: datetime | None) -> str | None:
 
 def outbox_list(
     config: Path = CONFIG_OPTION,
-    status: str = typer.Option(None, "--status", help="pending, sending, delivered or dead."),
+    status: str = typer.Option(None, "--status", help="pending, sending (in flight), delivered or dead."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
     limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
 ) -> None:
     """List outbox rows (newest first)."""
     from kwhub.hub.deliver.outbox import OutboxError, list_outbox
+    """List outbox rows (newest first), with the number of rows in each state.
+
+    A row in flight (status sending) is "sending" (the transport is working on it),
+    "claimed" (a relay took it and has not started), or "stalled": its relay stopped; once
+    the lease runs out it is sent again, flagged a possible duplicate if its send had
+    started.
+    """
+    from kwhub.hub.deliver.outbox import status_counts
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
     _, db = _open(config)
     try:
         rows = list_outbox(db, status=status, limit=limit)
+        counts = status_counts(db)
     except OutboxError as exc:
         raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     finally:
         db.close()
     if fmt == "json":
         out = [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
-        print(json.dumps(out, indent=2))
+        echo(json.dumps(out, indent=2))
         return
-    table = Table(title=f"outbox ({len(rows)} rows)")
-    for col in ("id", "invoice", "v", "format", "transport", "status", "attempts", "next attempt", "last", "error"):
+    table = Table(title=cell(f"outbox ({len(rows)} rows shown; {_outbox_line(counts)}, "
+                             f"{counts.get('delivered', 0)} delivered)"))
+    for col in ("id", "invoice", "v", "format", "transport", "status", "attempts", "next attempt / lease", "last",
+                "error"):
         table.add_column(col)
     colour = {"delivered": "green", "dead": "red", "sending": "yellow", "pending": "cyan"}
     for r in rows:
+        state = r["status"] + (f" ({r['flight']})" if r["flight"] else "") + (" (dup?)" if r["possible_duplicate"]
+                                                                             else "")
         table.add_row(
-            str(r["id"]), r["invoice_id"], str(r["invoice_version"]), r["format_id"], r["transport_instance"],
-            f"[{colour[r['status']]}]{r['status']}[/]" + (" (dup?)" if r["possible_duplicate"] else ""),
-            str(r["attempts"]),
+            str(r["id"]), cell(r["invoice_id"]), str(r["invoice_version"]), cell(r["format_id"]),
+            cell(r["transport_instance"]), cell(state, colour.get(r["status"], "")), str(r["attempts"]),
             r["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if r["status"] in ("pending", "sending") else "",
-            str(r["last_status"] or ""), (r["last_error"] or "")[:60],
+            str(r["last_status"] or ""), cell((r["last_error"] or "")[:80]),
         )
     console.print(table)
 

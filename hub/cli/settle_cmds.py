@@ -1,4 +1,9 @@
-"""``kwhub settle``, ``kwhub invoices list|show|render`` and ``kwhub explain``."""
+"""``kwhub settle``, ``kwhub invoices list|show|render`` and ``kwhub explain``.
+
+``invoices list|show`` and ``explain`` refresh the staleness of the runs they show first
+(:func:`kwhub.hub.settle.service.stale_flags`): a run whose input data was restated or
+deleted since it was settled is shown as stale.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,40 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kwhub.core.money import money_str
-from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
-
-console = Console()
+from kwhub.hub.cli.common import load as _load
+from kwhub.hub.cli.common import open_db as _open_db
+from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
+STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
-def _load(config: Path | None) -> Any:
-    from kwhub.hub.config import load_config
+def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Refreshed stale flags of the documents' runs, and for stale runs the later run (of the
+    same contract and period) that already corrects them, if there is one."""
+    from kwhub.hub.settle.service import existing_runs, get_run, stale_flags
 
-    return load_config(config)
+    stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
+    later: dict[str, str] = {}
+    for run_id in sorted(r for r, flag in stale.items() if flag):
+        run = get_run(db, run_id)
+        ids = [r["id"] for r in existing_runs(db, run["contract_id"], run["period"])]
+        if ids and ids[-1] != run_id:
+            later[run_id] = ids[-1]
+    return stale, later
 
 
-def _open_db(cfg: Any) -> Any:
-    from kwhub.hub.store import Database
-
-    return Database.open(cfg.database_url, work_dir=cfg.work_dir)
+def _run_state(run_id: str, stale: dict[str, bool], later: dict[str, str]) -> Any:
+    if not stale.get(run_id):
+        return cell("current")
+    if run_id in later:
+        return cell(f"stale, corrected by {later[run_id]}", "dim")
+    return cell("STALE", "bold yellow")
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -36,7 +53,7 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
         raise UserError(f"--format must be one of {', '.join(allowed)}, not {fmt!r}", exit_code=EXIT_CONFIG)
 
 
-def _invoice_json(inv: Any) -> dict[str, Any]:
+def _invoice_json(inv: Any, stale: bool | None = None, later: str | None = None) -> dict[str, Any]:
     from kwhub.core.explain import json_line
 
     return {
@@ -49,6 +66,7 @@ def _invoice_json(inv: Any) -> dict[str, Any]:
         "taxes": [{"category": t.category, "percent": money_str(t.percent), "taxable_amount": money_str(t.taxable_amount),
                    "tax_amount": money_str(t.tax_amount)} for t in inv.taxes],
         "line_total": money_str(inv.line_total), "tax_total": money_str(inv.tax_total), "total": money_str(inv.total),
+        "stale": stale, "corrected_by_run": later,
     }
 
 
@@ -72,8 +90,9 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
     """
-    from kwhub.core.versions import VERSION_KINDS
     from kwhub.core.timeline import TimeModelError, billing_period
+    from kwhub.core.versions import VERSION_KINDS
+    from kwhub.hub.deliver.outbox import OutboxError
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import settle
@@ -100,62 +119,68 @@ def settle_command(
     chosen = contract or [c.id for c in campus.contracts]
     db = _open_db(cfg)
     try:
+        on_issue = None if dry_run else outbox_hook(cfg, get_registry(), db)
+    except OutboxError as exc:
+        db.close()
+        raise UserError(str(exc), hint=f"fix the parties' delivery formats in {cfg.source}",
+                        exit_code=EXIT_CONFIG) from None
+    try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True, disable=fmt == "json") as bar:
-            task = bar.add_task(f"settling {period} ({version})", total=len(chosen))
+                      console=err_console, transient=True, disable=fmt == "json") as bar:
+            task = bar.add_task(f"settling {safe(period)} ({safe(version)})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=None if dry_run else outbox_hook(cfg, get_registry(), db), dry_run=dry_run,
-                                  progress=lambda cid: bar.update(task, advance=1, description=f"settling {cid}"))
+                                  on_issue=on_issue, dry_run=dry_run,
+                                  progress=lambda cid: bar.update(task, advance=1, description=f"settling {safe(cid)}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps([o.as_dict() | {"accounting": o.accounts} for o in outcomes], indent=2))
+        echo(json.dumps([o.as_dict() | {"accounting": o.accounts} for o in outcomes], indent=2))
     else:
         _print_outcomes(period, version, outcomes, dry_run)
     if any(o.status == "error" for o in outcomes):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _print_outcomes(period: str, version: str, outcomes: list[Any], dry_run: bool) -> None:
     title = f"Settlement {period} ({version})" + (" - dry run, nothing stored" if dry_run else "")
-    table = Table(title=title)
+    table = Table(title=cell(title))
     for col in ("contract", "run", "status", "document", "number", "total", "zeroed", "note"):
         table.add_column(col, justify="right" if col in ("total", "zeroed") else "left")
     for o in outcomes:
         doc = o.invoice or o.draft
-        table.add_row(o.contract_id, o.run_id or "-", o.status, doc.kind if doc else "-",
-                      o.invoice.number if o.invoice else ("draft" if doc else "-"),
-                      f"{money_str(doc.total)} {doc.currency}" if doc else "-",
+        table.add_row(cell(o.contract_id), cell(o.run_id or "-"), cell(o.status), cell(doc.kind if doc else "-"),
+                      cell(o.invoice.number if o.invoice else ("draft" if doc else "-")),
+                      cell(f"{money_str(doc.total)} {doc.currency}" if doc else "-"),
                       str(o.missing_intervals) if o.missing_intervals else "",
-                      "failed, see below" if o.error else (o.note or ""))
+                      cell("failed, see below" if o.error else (o.note or "")))
     console.print(table)
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    typer.echo(f"{period} ({version}): " + ", ".join(f"{n} {st}" for st, n in counts.items())
-               + (" (dry run: nothing stored)" if dry_run else ""))
+    echo(f"{period} ({version}): " + ", ".join(f"{n} {st}" for st, n in counts.items())
+         + (" (dry run: nothing stored)" if dry_run else ""))
     for o in outcomes:
         if o.error:
-            typer.echo(f"error: {o.contract_id}: {o.error}")
+            echo(f"error: {o.contract_id}: {o.error}", err=True)
         for reason in o.held_reasons:
-            typer.echo(f"held: {o.contract_id}: {reason}")
+            echo(f"held: {o.contract_id}: {reason}")
         if o.missing_intervals:
-            typer.echo(f"note: {o.contract_id}: {o.missing_intervals} intervals without data were counted as 0 kWh "
-                       "([settlement] missing = zero)")
+            echo(f"note: {o.contract_id}: {o.missing_intervals} intervals without data were counted as 0 kWh "
+                 "([settlement] missing = zero)")
     accounts = [a for o in outcomes for a in o.accounts]
     if accounts:
         _print_accounts(accounts)
     if dry_run:
         for o in outcomes:
             if o.draft is not None:
-                typer.echo(f"\n{o.contract_id}: draft {o.draft.kind}, {len(o.draft.lines)} lines")
+                echo(f"\n{o.contract_id}: draft {o.draft.kind}, {len(o.draft.lines)} lines")
                 for ln in o.draft.lines:
-                    typer.echo(f"  {ln.number:>3} {ln.description:<44} {money_str(ln.quantity):>14} {ln.unit:<6} "
-                               f"x {money_str(ln.unit_price):>12} = {money_str(ln.amount):>14}")
-                typer.echo(f"  total {money_str(o.draft.total)} {o.draft.currency} (tax {money_str(o.draft.tax_total)})")
+                    echo(f"  {ln.number:>3} {ln.description:<44} {money_str(ln.quantity):>14} {ln.unit:<6} "
+                         f"x {money_str(ln.unit_price):>12} = {money_str(ln.amount):>14}")
+                echo(f"  total {money_str(o.draft.total)} {o.draft.currency} (tax {money_str(o.draft.tax_total)})")
 
 
 def _print_accounts(rows: list[dict[str, Any]]) -> None:
@@ -173,7 +198,7 @@ def _print_accounts(rows: list[dict[str, Any]]) -> None:
     for col in ("buyer", "allocated", "billed", "not billed (declared)", "not billed (unexplained)"):
         table.add_column(col, justify="left" if col == "buyer" else "right")
     for party, a in sorted(agg.items()):
-        table.add_row(party, *(f"{v:,.3f}" for v in a))
+        table.add_row(cell(party), *(f"{v:,.3f}" for v in a))
     console.print(table)
 
 
@@ -185,6 +210,8 @@ def invoices_list(
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List issued documents."""
+    """List issued documents; a document whose run's input data changed since is marked stale
+    (and, when a later version of its run exists, which run corrects it)."""
     from kwhub.hub.settle.service import list_invoices
 
     _check_format(fmt, ("table", "json"))
@@ -192,19 +219,23 @@ def invoices_list(
     db = _open_db(cfg)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
+        stale, later = _staleness(db, docs)
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps([_invoice_json(d) for d in docs], indent=2))
+        echo(json.dumps([_invoice_json(d, stale.get(d.run_id), later.get(d.run_id)) for d in docs], indent=2))
         return
     table = Table(title="Invoices")
-    for col in ("number", "kind", "contract", "buyer", "period", "issued", "total", "references"):
+    for col in ("number", "kind", "contract", "buyer", "period", "issued", "total", "references", "run"):
         table.add_column(col)
     for d in docs:
-        table.add_row(d.number, d.kind, d.contract_id, d.buyer.id, f"{d.period_start}..{d.period_end}",
-                      d.issue_date.isoformat(), f"{money_str(d.total)} {d.currency}",
-                      ", ".join(r.number for r in d.references))
+        table.add_row(cell(d.number), cell(d.kind), cell(d.contract_id), cell(d.buyer.id),
+                      f"{d.period_start}..{d.period_end}", d.issue_date.isoformat(),
+                      cell(f"{money_str(d.total)} {d.currency}"), cell(", ".join(r.number for r in d.references)),
+                      _run_state(d.run_id, stale, later))
     console.print(table)
+    if any(stale.get(d.run_id) and d.run_id not in later for d in docs):
+        console.print(f"[yellow]STALE:[/] {STALE_NOTE} (`kwhub settle --version final`)")
 
 
 @invoices_app.command("show")
@@ -221,18 +252,23 @@ def invoices_show(
     db = _open_db(cfg)
     try:
         inv = _get(get_invoice, db, ref)
+        flags, later = _staleness(db, [inv])
     finally:
         db.close()
-    data = _invoice_json(inv)
+    stale = flags.get(inv.run_id)
+    data = _invoice_json(inv, stale, later.get(inv.run_id))
     if fmt == "json":
-        typer.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"{data['kind']} {data['number']}  {data['seller']} -> {data['buyer']}  "
-               f"{data['period_start']}..{data['period_end']}")
+    out = [f"{data['kind']} {data['number']}  {data['seller']} -> {data['buyer']}  "
+           f"{data['period_start']}..{data['period_end']}"]
+    if stale:
+        out.append(f"  stale: corrected by run {later[inv.run_id]}" if inv.run_id in later else f"  STALE: {STALE_NOTE}")
     for ln in data["lines"]:
-        typer.echo(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
+        out.append(f"  {ln['number']:>3} {ln['description']:<40} {ln['quantity']:>14} {ln['unit']:<6} "
                    f"x {ln['unit_price']:>12} = {ln['amount']:>14}")
-    typer.echo(f"  total {data['total']} {data['currency']} (lines {data['line_total']}, tax {data['tax_total']})")
+    out.append(f"  total {data['total']} {data['currency']} (lines {data['line_total']}, tax {data['tax_total']})")
+    echo("\n".join(out))
 
 
 @invoices_app.command("render")
@@ -305,12 +341,20 @@ def explain_command(
     """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation."""
     from kwhub.core.explain import ExplainError, explain_line, render_text
     from kwhub.hub.settle.service import get_invoice, get_run, run_allocation, run_inputs
+    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation.
+
+    The run is shown as STALE when its input data was restated or deleted since it was settled.
+    """
+    from kwhub.hub.settle.service import (
+        stale_flags,
+    )
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
         inv = _get(get_invoice, db, invoice)
+        stale_flags(db, [inv.run_id])
         run = get_run(db, inv.run_id)
         inputs = run_inputs(db, inv.run_id)
         alloc = run_allocation(db, inv.run_id)
@@ -322,9 +366,9 @@ def explain_command(
     finally:
         db.close()
     if fmt == "json":
-        typer.echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
+        echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
-        typer.echo("\n\n".join(render_text(e) for e in exps))
+        echo("\n\n".join(render_text(e) for e in exps))
 
 
 def register(app: typer.Typer) -> None:

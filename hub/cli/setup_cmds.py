@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from kwhub.hub.cli.errors import UserError
-
-console = Console()
+from kwhub.hub.cli.common import load
+from kwhub.hub.cli.errors import EXIT_FAILED, UserError
+from kwhub.hub.cli.output import cell, console, echo, safe
+from kwhub.hub.redact import redact_credentials
 
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
@@ -31,7 +30,7 @@ def init(
     if target.exists() and not force:
         raise UserError(f"{target} already exists", hint="pass --force to overwrite it")
     target.write_text(EXAMPLE.read_text())
-    console.print(f"wrote [bold]{target}[/]; check it with `kwhub adapters check`")
+    console.print(f"wrote [bold]{safe(target)}[/]; check it with `kwhub adapters check`")
 
 
 def plugins_list(
@@ -52,7 +51,7 @@ def plugins_list(
                 "capabilities": sorted(c.capabilities)}
             for t, c in sorted(reg.adapters.items())
         }
-        print(json.dumps({"plugins": rows, "adapters": adapters}, indent=2))
+        echo(json.dumps({"plugins": rows, "adapters": adapters}, indent=2))
         return
     table = Table(title="kwhub plugins")
     cols = ["plugin", "distribution", "version", "registers"] + (["hooks"] if hooks else []) + ["error"]
@@ -60,8 +59,9 @@ def plugins_list(
         table.add_column(col, overflow="fold")
     for p in rows:
         regs = ", ".join(p["adapters"] + p["extensions"])
-        cells = [p["name"], p["distribution"], p["version"], regs] + ([", ".join(p["hooks"])] if hooks else [])
-        table.add_row(*cells, f"[red]{escape(p['error'])}[/]" if p["error"] else "")
+        cells = [cell(p["name"]), cell(p["distribution"]), cell(p["version"]), cell(regs)]
+        cells += [cell(", ".join(p["hooks"]))] if hooks else []
+        table.add_row(*cells, cell(p["error"] or "", "red"))
     console.print(table)
 
 
@@ -70,9 +70,14 @@ def adapters_check(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Run check() for every configured adapter instance; exit 1 if any fails."""
-    from kwhub.hub.config import load_config
+    """Run check() for every configured adapter instance; exit 1 if any fails.
 
-    cfg = load_config(config, required=True)
+    Each check really connects or reads (a webhook is sent a signed OPTIONS request, an
+    SFTP server is logged into, a folder is written to) and says whether a failure is a
+    configuration problem, a transient one or a system error. Passwords in URLs are never
+    shown; risky settings (host_key_checking = false, ...) are listed as warnings.
+    """
+    cfg = load(config, required=True)
     results = []
     for inst in cfg.adapters.values():
         if not inst.enabled:
@@ -91,18 +96,21 @@ def adapters_check(
     for p in delivery_problems(cfg, get_registry()):
         results.append({"id": f"contract {p['contract']}", "type": f"format {p['format']}", "ok": False,
                         "kind": "configuration", "message": p["message"]})
+    for r in results:
+        r["message"] = redact_credentials(str(r["message"]))
     if as_json:
-        print(json.dumps(results, indent=2))
+        echo(json.dumps(results, indent=2))  # the configuration's warnings went to stderr
     else:
-        table = Table(title=f"adapter checks ({cfg.source})")
+        table = Table(title=cell(f"adapter checks ({cfg.source})"))
         for col in ("instance", "type", "result", "failure kind", "message"):
             table.add_column(col)
         for r in results:
-            mark = "[green]ok[/]" if r["ok"] else ("[dim]skipped[/]" if r["ok"] is None else "[red]failed[/]")
-            table.add_row(r["id"], r["type"], mark, r["kind"] or "", r["message"])
+            mark = cell("ok", "green") if r["ok"] else (cell("skipped", "dim") if r["ok"] is None
+                                                      else cell("failed", "red"))
+            table.add_row(cell(r["id"]), cell(r["type"]), mark, cell(r["kind"] or ""), cell(r["message"]))
         console.print(table)
     if any(r["ok"] is False for r in results):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def config_check(

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from kwhub.hub.cli.common import load, open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.output import cell, console, echo
 
 vee_app = typer.Typer(help="Validation, estimation and editing (VEE) of interval data.", no_args_is_help=True)
 
@@ -41,17 +42,15 @@ def report_cmd(
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)"),
 ) -> None:
     """Show what each VEE rule did in the period: intervals flagged, estimated, edited; channels."""
-    from kwhub.hub.config import load_config
     from kwhub.hub.ingest.vee import read_events
-    from kwhub.hub.store import Database
 
     if fmt not in ("table", "json"):
         raise UserError(f"--format {fmt!r} is not supported", hint="use table or json", exit_code=EXIT_CONFIG)
     first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
     if first and last and last < first:
         raise UserError(f"--end {last} is before --start {first}", exit_code=EXIT_CONFIG)
-    cfg = load_config(config)
-    db = Database.open(cfg.database_url)
+    cfg = load(config)
+    db = open_db(cfg)
     try:
         events = read_events(db, first, last, channel)
     finally:
@@ -60,21 +59,21 @@ def report_cmd(
     period = {"start": first.isoformat() if first else None, "end": last.isoformat() if last else None,
               "channel": channel}
     if fmt == "json":
-        typer.echo(json.dumps({"period": period, "rules": rules}, indent=2, default=str))
+        echo(json.dumps({"period": period, "rules": rules}, indent=2, default=str))
         return
-    console = Console()
     if not rules:
         console.print("No VEE events for this period (nothing validated yet, or nothing found).")
         return
     when = f"{first or 'start'} to {last or 'end'}" if (first or last) else "all stored days"
     title = f"VEE report, {when}" + (f" ({channel})" if channel else "")
-    table = Table(title=title)
+    table = Table(title=cell(title))
     for col in ("rule", "flagged", "estimated", "edited", "channel-days", "channels"):
         table.add_column(col, justify="right" if col not in ("rule", "channels") else "left")
     for rid, r in rules.items():
         chans = r["channels"]
         shown = ", ".join(chans[:4]) + (f" (+{len(chans) - 4})" if len(chans) > 4 else "")
-        table.add_row(rid, str(r["flagged"]), str(r["estimated"]), str(r["edited"]), str(r["channel_days"]), shown)
+        table.add_row(cell(rid), str(r["flagged"]), str(r["estimated"]), str(r["edited"]), str(r["channel_days"]),
+                      cell(shown))
     console.print(table)
 
 

@@ -2,15 +2,26 @@
 
 Two halves:
 
-* :func:`enqueue_invoice` renders an invoice in every format its party receives and writes
-  one ``outbox`` row per (format, transport instance) on the caller's open connection or
+* :func:`enqueue_invoice` renders an *issued* invoice in every format its party receives,
+  registers each rendered body (:func:`kwhub.hub.settle.integrity.register_rendering`) and writes one
+  ``outbox`` row per (format, transport instance) on the caller's open connection or
   session, inside the caller's transaction (the one that inserts the invoice). It never
   commits: if the invoice insert rolls back, so do its outbox rows.
-* The relay (:func:`relay_once`, :func:`run_relay`) picks due rows, marks the attempt and
-  commits *before* sending, sends through the transport, then records the outcome and
-  commits again. A relay that dies between the two commits leaves the row in ``sending``;
-  once its lease runs out the row is due again and is re-sent with the same idempotency
-  key, and the relay logs a *possible duplicate delivery* for it.
+* The relay (:func:`relay_once`, :func:`run_relay`) picks due rows, checks each body
+  against the issued document (:func:`kwhub.hub.settle.integrity.check_outgoing`; a mismatch is
+  dead-lettered and logged as an alert, never sent), marks the attempt and commits
+  *before* sending. Right before each send it records, and commits, that the send started
+  (``send_started_at``), in the same transaction that records the outcome of the sending
+  thread's previous send; then it sends through the transport. A relay that dies leaves its claimed rows in ``sending``; once the lease
+  runs out they are due again. A row whose send had started is re-sent with the same
+  idempotency key and flagged *possible duplicate*; a row whose send never started is
+  simply sent, its unused attempt not counted.
+
+Every send has an overall deadline shorter than the lease (``retry.deadline_s``, default
+half the lease, and never past 90 % of the lease after the claim), passed to the transport
+as ``OutgoingDocument.deadline``; the built-in transports give up by it. Should a
+transport overrun its deadline anyway, the relay extends the row's lease while the send
+is still running, so no other relay can take the row over and send it a second time.
 
 Failures back off exponentially with full jitter (``uniform(0, min(cap, base * 2**n))``);
 a non-retryable answer (HTTP 4xx, bad credentials) dead-letters the row at once with the
@@ -19,20 +30,24 @@ retried up to ``max_attempts`` and then dead-lettered. ``kwhub outbox retry ID``
 dead row.
 
 Retry settings come from the transport instance's config (``retry = {base_s, cap_s,
-max_attempts, lease_s}``) when it has one, else from :class:`RetryPolicy` defaults.
+max_attempts, lease_s, deadline_s}``) when it has one, else from :class:`RetryPolicy`
+defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import random
 import re
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +66,14 @@ from kwhub.core.adapters import (
 )
 from kwhub.core.invoice import Invoice
 from kwhub.core.render_context import RenderContext
+from kwhub.hub.settle.integrity import (
+    DocumentIntegrityError,
+    Outgoing,
+    check_outgoing,
+    issued_document,
+    register_rendering,
+)
+from kwhub.hub.store.audit import record_audit
 from kwhub.hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
 
 log = logging.getLogger("kwhub.outbox")
@@ -58,6 +81,8 @@ log = logging.getLogger("kwhub.outbox")
 CRASH_ENV = "KWHUB_TEST_CRASH_AFTER_SEND"
 RESPONSE_KEEP_DEAD = 64 * 1024
 RESPONSE_KEEP_OK = 2 * 1024
+LEASE_USE = 0.9  # a send ends by this fraction of the lease after the claim
+WATCH_S = 0.25  # how often the relay looks at sends still running
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -70,17 +95,24 @@ class OutboxError(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff and lease settings for one transport instance."""
+    """Backoff, lease and deadline settings for one transport instance."""
 
     base_s: float = 2.0
     cap_s: float = 600.0
     max_attempts: int = 8
     lease_s: float = 120.0
+    deadline_s: float | None = None
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before attempt ``attempt + 1``: full jitter over the exponential ceiling."""
         ceiling = min(self.cap_s, self.base_s * (2 ** max(attempt - 1, 0)))
         return (rng or random).uniform(0.0, ceiling)
+
+    @property
+    def send_deadline_s(self) -> float:
+        """How long one send may take: ``deadline_s`` (default half the lease), below the lease."""
+        wanted = self.deadline_s if self.deadline_s is not None else self.lease_s / 2
+        return min(wanted, self.lease_s * LEASE_USE)
 
     @classmethod
     def for_transport(cls, transport: Any, default: RetryPolicy | None = None) -> RetryPolicy:
@@ -89,11 +121,13 @@ class RetryPolicy:
         settings = getattr(getattr(transport, "config", None), "retry", None)
         if settings is None:
             return base
+        deadline = getattr(settings, "deadline_s", base.deadline_s)
         return cls(
             base_s=float(getattr(settings, "base_s", base.base_s)),
             cap_s=float(getattr(settings, "cap_s", base.cap_s)),
             max_attempts=int(getattr(settings, "max_attempts", base.max_attempts)),
             lease_s=float(getattr(settings, "lease_s", base.lease_s)),
+            deadline_s=None if deadline is None else float(deadline),
         )
 
 
@@ -143,7 +177,7 @@ def enqueue_invoice(
     context: RenderContext | None = None,
     now: datetime | None = None,
 ) -> list[EnqueuedDocument]:
-    """Queue ``invoice`` for every (format, transport) its party receives; does not commit.
+    """Queue the issued ``invoice`` for every (format, transport) its party receives; does not commit.
 
     ``conn`` is an open SQLAlchemy ``Connection`` or ``Session`` inside the caller's
     transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
@@ -156,6 +190,12 @@ def enqueue_invoice(
     sequence) and validated; an invalid rendering raises :class:`OutboxError`.
     Rows already queued for the same (transport, idempotency key) are left alone, so
     calling this twice for one invoice version queues nothing new.
+    used to reject a preference naming an unknown one. ``invoice`` must be issued (its
+    ``invoice`` row exists on ``conn``, intact, with the same content); anything else raises
+    :class:`OutboxError`. Each document is rendered once, validated and registered with
+    the hash of the issued document; an invalid rendering raises :class:`OutboxError`
+    before anything is written. Rows already queued for the same (transport, idempotency
+    key) are left alone, so calling this twice for one invoice version queues nothing new.
     """
     formats, targets = _prefs(party_prefs)
     if not formats or not targets:
@@ -175,6 +215,10 @@ def enqueue_invoice(
             f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
             f" (available: {', '.join(sorted(by_format)) or 'none'})"
         )
+    try:
+        doc_sha256 = issued_document(conn, invoice)
+    except DocumentIntegrityError as exc:
+        raise OutboxError(str(exc)) from None
 
     from kwhub.hub.deliver.rendering import render_document
 
@@ -207,14 +251,16 @@ def enqueue_invoice(
     written: list[EnqueuedDocument] = []
     for doc in docs:
         digest = hashlib.sha256(doc.body).hexdigest()
-        for target in dict.fromkeys(targets):
-            if (target, doc.idempotency_key) in existing:
-                continue
+        fresh = [target for target in dict.fromkeys(targets) if (target, doc.idempotency_key) not in existing]
+        if fresh:
+            register_rendering(conn, doc.invoice_id, doc.format_id, digest, doc_sha256, stamp)
+        for target in fresh:
             res = conn.execute(insert(t).values(
                 invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
                 transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
                 media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
                 attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
+                document_sha256=doc_sha256,
             ))
             pk = res.inserted_primary_key
             written.append(EnqueuedDocument(
@@ -325,7 +371,9 @@ class RelayReport:
     dead: int = 0
     lost_claims: int = 0  # rows another relay claimed first
     released: int = 0  # claimed, then handed back unsent because the lease was running out
+    renewed: int = 0  # leases extended for sends that ran past their deadline
     possible_duplicates: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # bodies that did not match the issued document
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -339,21 +387,26 @@ class RelayReport:
         return self.delivered
 
     def merge(self, other: RelayReport) -> RelayReport:
+        """Add ``other``'s counts and lists to this report."""
         self.picked += other.picked
         self.delivered += other.delivered
         self.retried += other.retried
         self.dead += other.dead
         self.lost_claims += other.lost_claims
         self.released += other.released
+        self.renewed += other.renewed
         self.possible_duplicates += other.possible_duplicates
+        self.refused += other.refused
         self.errors += other.errors
         return self
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-able data."""
         return {
             "picked": self.picked, "delivered": self.delivered, "retried": self.retried,
             "dead": self.dead, "lost_claims": self.lost_claims, "released": self.released,
-            "possible_duplicates": list(self.possible_duplicates), "errors": list(self.errors),
+            "renewed": self.renewed, "possible_duplicates": list(self.possible_duplicates),
+            "refused": list(self.refused), "errors": list(self.errors),
         }
 
 
@@ -363,7 +416,11 @@ class _Claim:
     transport_instance: str
     doc: OutgoingDocument
     attempts: int
-    outcome_unknown: bool  # the previous attempt was claimed but never acknowledged
+    outcome_unknown: bool  # the previous attempt started sending and was never acknowledged
+    started: float | None = None  # time.monotonic() when the send began
+    deadline: float | None = None
+    renewed: float | None = None  # when the relay last extended the lease of an overrunning send
+    finished: bool = False  # the transport returned
 
 
 def _engine(db: Any) -> Any:
@@ -464,33 +521,80 @@ def relay_once(
         return report
 
     claimed_at = time.monotonic()
-
-    def attempt(claim: _Claim) -> DeliveryResult | None:
-        # A claim whose lease is half gone before its turn is handed back unsent, so that
-        # no other relay can take it over while this one is still about to send it.
-        if time.monotonic() - claimed_at > policies[claim.transport_instance].lease_s / 2:
-            return None
-        return _send(resolved[claim.transport_instance], claim.doc)
-
+    lock = threading.Lock()  # the report, the queue and the unsent list are shared by the sending threads
+    queue = deque(claims)
     unsent: list[_Claim] = []
 
-    def finish(claim: _Claim, result: DeliveryResult | None) -> None:
-        if result is None:
-            unsent.append(claim)
-        else:
-            _record(db, claim, result, policies[claim.transport_instance], clock, rng, report)
+    def take() -> _Claim | None:
+        """The next claim to send; claims whose lease is half gone are handed back unsent, so
+        that no other relay can take one over while this one is still about to send it."""
+        with lock:
+            while queue:
+                claim = queue.popleft()
+                if time.monotonic() - claimed_at <= policies[claim.transport_instance].lease_s / 2:
+                    return claim
+                unsent.append(claim)
+            return None
 
-    if concurrency <= 1 or len(claims) == 1:
-        for claim in claims:
-            finish(claim, attempt(claim))
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [(c, pool.submit(attempt, c)) for c in claims]
-            for claim, fut in futures:
-                finish(claim, fut.result())
+    def sender() -> None:
+        """Send claims one after the other; each outcome is committed with the next send's start."""
+        done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None = None
+        while True:
+            claim = take()
+            if claim is None and done is None:
+                return
+            started = _step(db, done, claim, clock or utcnow())
+            done = None
+            if claim is None:
+                return
+            if not started:
+                with lock:
+                    report.picked -= 1
+                    report.lost_claims += 1
+                continue
+            pol = policies[claim.transport_instance]
+            start = time.monotonic()
+            claim.deadline = min(start + pol.send_deadline_s, claimed_at + pol.lease_s * LEASE_USE)
+            claim.started = start
+            result = _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
+            claim.finished = True
+            with lock:
+                guard, values = _outcome(claim, result, pol, clock, rng, report)
+            done = (claim, result, guard, values)
+
+    workers = max(1, min(concurrency, len(claims)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(sender) for _ in range(workers)}
+        while running:
+            done_now, running = wait(running, timeout=WATCH_S, return_when=FIRST_COMPLETED)
+            for fut in done_now:
+                fut.result()
+            with lock:
+                _keep_leases(db, [c for c in claims if c.started is not None and not c.finished], policies, report)
     if unsent:
         _release(db, unsent, clock or utcnow(), report)
     return report
+
+
+def _keep_leases(db: Any, claims: Iterable[_Claim], policies: dict[str, RetryPolicy], report: RelayReport) -> None:
+    """Extend the lease of sends still running past their deadline (a transport that does not
+    honour it), so that no other relay sends the document while this send may still arrive."""
+    now = time.monotonic()
+    for c in claims:
+        pol = policies[c.transport_instance]
+        if c.started is None or c.deadline is None or now < c.deadline + min(5.0, pol.lease_s * 0.05):
+            continue
+        if c.renewed is not None and now - c.renewed < pol.lease_s / 4:
+            continue
+        t = outbox_table
+        with _write(db) as conn:
+            conn.execute(update(t).where(t.c.id == c.id, t.c.status == "sending", t.c.attempts == c.attempts)
+                         .values(next_attempt_at=utcnow() + timedelta(seconds=pol.lease_s)))
+        c.renewed = now
+        report.renewed += 1
+        log.warning("outbox row %s (%s): the send is %.1f s past its deadline; transport %s does not honour "
+                    "send deadlines; lease extended by %.0f s", c.id, c.doc.idempotency_key, now - c.deadline,
+                    c.transport_instance, pol.lease_s)
 
 
 def _release(db: Any, claims: list[_Claim], now: datetime, report: RelayReport) -> None:
@@ -499,8 +603,8 @@ def _release(db: Any, claims: list[_Claim], now: datetime, report: RelayReport) 
     with _write(db) as conn:
         for c in claims:
             conn.execute(update(t).where(t.c.id == c.id, t.c.status == "sending", t.c.attempts == c.attempts)
-                         .values(status=("sending" if c.outcome_unknown else "pending"),
-                                 attempts=c.attempts - 1, next_attempt_at=now))
+                         .values(status="pending", attempts=c.attempts - 1, next_attempt_at=now,
+                                 send_started_at=None))
     report.picked -= len(claims)
     report.released += len(claims)
     log.info("released %d claimed rows unsent (their lease was running out)", len(claims))
@@ -508,19 +612,28 @@ def _release(db: Any, claims: list[_Claim], now: datetime, report: RelayReport) 
 
 def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str, RetryPolicy], now: datetime,
            report: RelayReport) -> list[_Claim]:
-    """Mark the attempt on up to ``limit`` due rows and commit, before anything is sent.
+    """Check and mark the attempt on up to ``limit`` due rows and commit, before anything is sent.
 
     The rows are read and updated inside one write transaction (the write lock is held
-    from its start on both databases), so two relays never claim the same row.
+    from its start on both databases), so two relays never claim the same row. A row
+    whose lease ran out is either one whose send had started (its outcome is unknown: it
+    is flagged as a possible duplicate, or dead when that was its last attempt) or one
+    that was claimed and never sent (the unused attempt is not counted). A body that does
+    not match the issued document is dead-lettered here, never sent.
     """
     t = outbox_table
     with _write(db) as conn:
         due = conn.execute(
             select(t.c.id, t.c.status, t.c.attempts, t.c.transport_instance, t.c.invoice_id, t.c.invoice_version,
-                   t.c.format_id, t.c.filename, t.c.media_type, t.c.body, t.c.idempotency_key)
+                   t.c.format_id, t.c.filename, t.c.media_type, t.c.body, t.c.idempotency_key, t.c.body_sha256,
+                   t.c.document_sha256, t.c.send_started_at)
             .where(*due_filter).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
         ).all()
-        exhausted = [r for r in due if r.status == "sending" and r.attempts >= policies[r.transport_instance].max_attempts]
+
+        def unknown(r: Any) -> bool:  # an earlier claim's send started and was never acknowledged
+            return bool(r.status == "sending" and r.send_started_at is not None)
+
+        exhausted = [r for r in due if unknown(r) and r.attempts >= policies[r.transport_instance].max_attempts]
         if exhausted:
             conn.execute(update(t).where(t.c.id.in_([r.id for r in exhausted])).values(
                 status="dead", possible_duplicate=True,
@@ -529,34 +642,61 @@ def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str,
             for r in exhausted:
                 log.warning("outbox row %s (%s) dead: relay stopped during its final attempt; outcome unknown",
                             r.id, r.transport_instance)
-        taken = [r for r in due if r not in exhausted]
-        by_transport: dict[str, list[int]] = {}
+        candidates = [r for r in due if r not in exhausted]
+        refused = check_outgoing(conn, [
+            Outgoing(r.id, r.invoice_id, r.format_id, bytes(r.body), r.body_sha256, r.document_sha256)
+            for r in candidates])
+        for r in candidates:
+            if r.id in refused:
+                _refuse(conn, r, refused[r.id], report)
+        taken = [r for r in candidates if r.id not in refused]
+        groups: dict[tuple[str, str], list[int]] = {}
         for r in taken:
-            by_transport.setdefault(r.transport_instance, []).append(r.id)
-        for tid, ids in by_transport.items():
-            res = conn.execute(
-                update(t).where(t.c.id.in_(ids), *due_filter[:2])
-                .values(status="sending", attempts=t.c.attempts + 1, last_attempt_at=now,
-                        next_attempt_at=now + timedelta(seconds=policies[tid].lease_s))
-            )
+            kind = "unknown" if unknown(r) else ("unsent" if r.status == "sending" else "pending")
+            groups.setdefault((r.transport_instance, kind), []).append(r.id)
+        for (tid, kind), ids in groups.items():
+            values: dict[str, Any] = dict(status="sending", last_attempt_at=now, send_started_at=None,
+                                          next_attempt_at=now + timedelta(seconds=policies[tid].lease_s))
+            if kind != "unsent":  # a claim that never sent did not use its attempt
+                values["attempts"] = t.c.attempts + 1
+            if kind == "unknown":
+                values["possible_duplicate"] = True
+            res = conn.execute(update(t).where(t.c.id.in_(ids), *due_filter[:2]).values(**values))
             if res.rowcount != len(ids):  # only if someone writes without the store's write lock
                 raise OutboxError(f"claimed {res.rowcount} of {len(ids)} outbox rows; is another writer bypassing "
                                   "Database.write_transaction?")
-    out = [
-        _Claim(r.id, r.transport_instance,
-               OutgoingDocument(invoice_id=r.invoice_id, version=r.invoice_version, format_id=r.format_id,
-                                filename=r.filename, media_type=r.media_type, body=bytes(r.body),
-                                key=r.idempotency_key),
-               r.attempts + 1, r.status == "sending")
-        for r in taken
-    ]
+    out = []
+    for r in taken:
+        was_unsent = r.status == "sending" and not unknown(r)
+        out.append(_Claim(
+            r.id, r.transport_instance,
+            OutgoingDocument(invoice_id=r.invoice_id, version=r.invoice_version, format_id=r.format_id,
+                             filename=r.filename, media_type=r.media_type, body=bytes(r.body),
+                             key=r.idempotency_key),
+            r.attempts if was_unsent else r.attempts + 1, unknown(r)))
     report.picked += len(out)
     return out
 
 
-def _record(db: Any, claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
-            rng: random.Random | None, report: RelayReport) -> None:
-    """Commit the outcome of one send."""
+def _refuse(conn: Any, row: Any, reason: str, report: RelayReport) -> None:
+    """Dead-letter a row whose body does not match the issued document, with an alert."""
+    t = outbox_table
+    message = f"refused before sending: {reason}"
+    conn.execute(update(t).where(t.c.id == row.id).values(status="dead", last_error=message))
+    record_audit(conn, "delivery_refused", actor="outbox relay", object_type="outbox", object_id=str(row.id),
+                 detail={"invoice_id": row.invoice_id, "format": row.format_id, "transport": row.transport_instance,
+                         "reason": reason})
+    key = f"{row.invoice_id}:v{row.invoice_version}:{row.format_id}"
+    report.dead += 1
+    report.refused.append(f"{key} -> {row.transport_instance}: {reason}")
+    report.errors.append(f"{key} -> {row.transport_instance}: {message}")
+    log.error("ALERT: outbox row %s (%s -> %s) not sent and dead-lettered: %s; run `kwhub verify`", row.id, key,
+              row.transport_instance, reason)
+
+
+def _outcome(claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
+             rng: random.Random | None, report: RelayReport) -> tuple[list[Any], dict[str, Any]]:
+    """The guarded row update that records the outcome of one send (the report is updated)."""
     t = outbox_table
     now = clock or utcnow()
     key = claim.doc.idempotency_key
@@ -600,11 +740,31 @@ def _record(db: Any, claim: _Claim, result: DeliveryResult, pol: RetryPolicy, cl
         guard.append(t.c.status.in_(("sending", "pending")))
     else:
         guard += [t.c.status == "sending", t.c.attempts == claim.attempts]
+    return guard, values
+
+
+def _step(db: Any, done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None,
+          start: _Claim | None, now: datetime) -> bool:
+    """One write transaction: record the outcome of the send just ``done`` and mark the send of
+    ``start`` as started. Returns False when ``start`` was lost (another relay has the row).
+
+    A sending thread records one outcome and starts its next send in the same commit, so
+    marking each send costs no extra transaction.
+    """
+    t = outbox_table
+    started = False
     with _write(db) as conn:
-        res = conn.execute(update(t).where(*guard).values(**values))
-    if res.rowcount != 1:
-        log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
-                    claim.id, claim.attempts, "ok" if result.ok else result.message)
+        if done is not None:
+            claim, result, guard, values = done
+            if conn.execute(update(t).where(*guard).values(**values)).rowcount != 1:
+                log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
+                            claim.id, claim.attempts, "ok" if result.ok else result.message)
+        if start is not None:
+            res = conn.execute(update(t).where(t.c.id == start.id, t.c.status == "sending",
+                                               t.c.attempts == start.attempts, t.c.send_started_at.is_(None))
+                               .values(send_started_at=now))
+            started = res.rowcount == 1
+    return started
 
 
 def run_relay(
@@ -670,9 +830,26 @@ def status_counts(db: Any) -> dict[str, int]:
     return out
 
 
+def flight_state(row: Mapping[str, Any], now: datetime | None = None) -> str:
+    """Where a row in ``sending`` stands (``""`` for other statuses).
+
+    ``sending``: a relay is sending it now; ``claimed``: a relay claimed it and has not
+    started the send yet; ``stalled, outcome unknown``: its lease ran out after the send
+    started (it will be re-sent and flagged a possible duplicate); ``stalled, not sent``:
+    its lease ran out before the send started (it will be sent).
+    """
+    if row["status"] != "sending":
+        return ""
+    expired = as_utc(row["next_attempt_at"]) <= (as_utc(now) or utcnow())  # type: ignore[operator]
+    started = row.get("send_started_at") is not None
+    if expired:
+        return "stalled, outcome unknown" if started else "stalled, not sent"
+    return "sending" if started else "claimed"
+
+
 def list_outbox(db: Any, status: str | None = None, limit: int | None = None,
                 invoice_id: str | None = None) -> list[dict[str, Any]]:
-    """Outbox rows without their bodies, newest first, as plain dicts."""
+    """Outbox rows without their bodies, newest first, as plain dicts (``flight``: :func:`flight_state`)."""
     if status is not None and status not in OUTBOX_STATUSES:
         raise OutboxError(f"unknown outbox status {status!r} (one of {', '.join(OUTBOX_STATUSES)})")
     t = outbox_table
@@ -687,11 +864,13 @@ def list_outbox(db: Any, status: str | None = None, limit: int | None = None,
     with _engine(db).connect() as conn:
         rows = conn.execute(q).mappings().all()
     out = []
+    now = utcnow()
     for r in rows:
         d = dict(r)
-        for k in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at"):
+        for k in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at", "send_started_at"):
             d[k] = as_utc(d[k])
         d["possible_duplicate"] = bool(d["possible_duplicate"])
+        d["flight"] = flight_state(d, now)
         out.append(d)
     return out
 
@@ -707,4 +886,5 @@ def retry_dead(db: Any, row_id: int, now: datetime | None = None) -> None:
             raise OutboxError(f"outbox row {row_id} is {row.status}, only dead rows can be retried")
         conn.execute(update(t).where(t.c.id == row_id).values(
             status="pending", attempts=0, next_attempt_at=as_utc(now) or utcnow(), last_error=None,
+            send_started_at=None,
         ))

@@ -1,12 +1,13 @@
 """A small local ERP webhook receiver for the demo, the tests and the delivery benchmark.
 
 It listens on 127.0.0.1 (ephemeral port by default), accepts ``POST /invoices`` as an ERP
-import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC (its own implementation of
-the scheme documented in :mod:`kwhub.plugins.erp.webhook`) and appends one JSON line per request
-to a record file. In *dedupe* mode a repeated ``Idempotency-Key`` is answered ``200`` with
-``Idempotent-Replayed: true`` and not imported again; without dedupe every request is
-imported (a naive ERP). It can be told to misbehave: answer a status code, answer slowly,
-or drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
+import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC with the documented receiver
+check (:func:`kwhub.hub.helpers.webhook_signature.verify_request`: method, path, timestamp, idempotency
+key and body) and appends one JSON line per request to a record file. In *dedupe* mode a
+repeated ``Idempotency-Key`` is answered ``200`` with ``Idempotent-Replayed: true`` and not
+imported again; without dedupe every request is imported (a naive ERP). It can be told to
+misbehave: answer a status code, answer slowly, trickle its answer a byte at a time, or
+drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
 (:meth:`ErpReceiver.fail_always`).
 
 Run it standalone: ``python -m kwhub.hub.demo.erp_receiver --record received.jsonl --secret s3cret``.
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -27,31 +28,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kwhub.hub.helpers.webhook_signature import SIGNATURE_HEADER, verify_request
+
 INVOICE_PATH = "/invoices"
 HEALTH_PATH = "/health"
-SIGNATURE_HEADER = "X-Kwhub-Signature"
 
 
-def verify_signature(secret: str, body: bytes, header: str, tolerance_s: float = 300.0,
-                     now: float | None = None) -> str:
-    """Return "" when ``header`` is a valid, fresh signature of ``body``, else the reason."""
-    fields: dict[str, str] = {}
-    for part in header.split(","):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            fields[k] = v
-    if "t" not in fields or "v1" not in fields:
-        return "malformed signature header"
-    try:
-        ts = int(fields["t"])
-    except ValueError:
-        return "signature timestamp is not an integer"
-    if abs((now if now is not None else time.time()) - ts) > tolerance_s:
-        return "signature timestamp outside the tolerance"
-    expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, fields["v1"]):
-        return "signature mismatch"
-    return ""
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; a client that hangs up mid-answer (a sender's deadline) is not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class ErpReceiver:
@@ -72,7 +61,7 @@ class ErpReceiver:
         self._always: str | None = None
         self._seen: set[str] = set()
         self._records: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if self.record_path and self.record_path.exists():  # a restarted receiver remembers what it has
             for rec in self.read_records(self.record_path):
@@ -96,7 +85,8 @@ class ErpReceiver:
 
     def script(self, *actions: int | str) -> None:
         """Queue behaviours for the next POSTs: a status code (``503``), ``"slow:2.5"``
-        (answer normally after 2.5 s) or ``"drop"`` (close without answering)."""
+        (answer normally after 2.5 s), ``"trickle:20"`` (import, then send the answer one
+        byte at a time over 20 s) or ``"drop"`` (close without answering)."""
         with self._lock:
             self._script.extend(str(a) for a in actions)
 
@@ -107,7 +97,7 @@ class ErpReceiver:
 
     def start(self) -> ErpReceiver:
         handler = type("Handler", (_Handler,), {"receiver": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server = _Server((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="erp-receiver",
@@ -202,10 +192,24 @@ class _Handler(BaseHTTPRequestHandler):
         secret = self.receiver.secret
         if not secret:
             return ""
-        header = self.headers.get(SIGNATURE_HEADER)
-        if not header:
-            return "missing signature"
-        return verify_signature(secret, body, header, self.receiver.tolerance_s)
+        return verify_request(secret, self.command, self.path, self.headers, body,
+                              tolerance_s=self.receiver.tolerance_s)
+
+    def _trickle(self, seconds: float, payload: dict[str, Any]) -> None:
+        """Answer 200 with ``payload``, one byte at a time spread over ``seconds``."""
+        data = json.dumps(payload).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        self.close_connection = True
+        pieces = [head[i:i + 1] for i in range(len(head))] + [data[i:i + 1] for i in range(len(data))]
+        pause = seconds / max(len(pieces), 1)
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:  # the client gave up
+            pass
 
     def _simple(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -230,11 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         key = self.headers.get("Idempotency-Key", "")
         rec: dict[str, Any] = {
-            "received_at": time.time(), "idempotency_key": key, "path": self.path,
+            "received_at": time.time(), "idempotency_key": key, "path": self.path, "method": self.command,
             "content_type": self.headers.get("Content-Type", ""), "filename": self.headers.get("X-Kwhub-Filename", ""),
             "size": len(body), "sha256": hashlib.sha256(body).hexdigest(),
             "accepted": False, "duplicate": False, "status": 0, "signature_ok": None,
-            "peer_port": self.client_address[1],
+            "signature": self.headers.get(SIGNATURE_HEADER, ""), "peer_port": self.client_address[1],
         }
         action = self.receiver._next_action()
         if action == "drop":
@@ -242,8 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.receiver._record(rec)
             self.close_connection = True
             return
+        trickle = 0.0
         if action and action.startswith("slow:"):
             time.sleep(float(action.split(":", 1)[1]))
+            rec["action"] = action
+        elif action and action.startswith("trickle:"):
+            trickle = float(action.split(":", 1)[1])
             rec["action"] = action
         elif action and action.isdigit():
             status = int(action)
@@ -271,7 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
         imported, replayed = self.receiver._accept(key, body, rec["filename"])
         rec.update(status=200, accepted=imported, duplicate=replayed)
         self.receiver._record(rec)
-        if replayed:
+        if trickle:
+            self._trickle(trickle, {"duplicate": True, "key": key} if replayed else {"received": key})
+        elif replayed:
             self._reply(200, {"duplicate": True, "key": key}, {"Idempotent-Replayed": "true"})
         else:
             self._reply(200, {"received": key})

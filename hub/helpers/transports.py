@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kwhub.core.adapters import DeliveryResult
 
@@ -17,8 +17,10 @@ class RetrySettings(BaseModel):
 
     Delay before attempt n+1 is ``uniform(0, min(cap_s, base_s * 2**(n-1)))`` (full
     jitter); after ``max_attempts`` failed attempts the document is dead-lettered. A send
-    claimed longer than ``lease_s`` ago without an outcome is assumed lost and re-sent; keep
-    it above the transport's timeouts.
+    claimed longer than ``lease_s`` ago without an outcome is assumed lost and re-sent.
+    ``deadline_s`` bounds each send as a whole (connect, upload, answer); it must be shorter
+    than the lease (default: half of it), so a slow receiver can never hold a send past the
+    moment another relay may take the row over.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -27,6 +29,18 @@ class RetrySettings(BaseModel):
     cap_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     lease_s: float = Field(default=120.0, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _deadline_inside_lease(self) -> RetrySettings:
+        if self.deadline_s is not None and self.deadline_s >= self.lease_s:
+            raise ValueError(f"deadline_s ({self.deadline_s:g}) must be shorter than lease_s ({self.lease_s:g})")
+        return self
+
+    @property
+    def send_deadline_s(self) -> float:
+        """The overall time one send may take."""
+        return self.deadline_s if self.deadline_s is not None else self.lease_s / 2
 
 
 @dataclass

@@ -74,6 +74,7 @@ from kwhub.core.versions import (
     plan_version,
     rerun_decision,
 )
+from kwhub.hub.settle.integrity import chain_link
 from kwhub.hub.store import Database
 from kwhub.hub.store.settlement_tables import (
     invoice_line_table,
@@ -648,11 +649,12 @@ def _history(db: Database, contract: Contract, period: str) -> dict[str, PeriodH
     return {per: history_from_statement(json.loads(stmt)) for per, (_, stmt) in latest.items()}
 
 
-def stale_runs(db: Database, contract_id: str | None = None, period: str | None = None) -> list[str]:
-    """Runs whose recorded channel-day content differs from the current content.
+def stale_runs(db: Database, contract_id: str | None = None, period: str | None = None,
+               run_ids: Iterable[str] | None = None) -> list[str]:
+    """Runs whose recorded channel-day content differs from the current content (or is gone).
 
     A channel-day is also a change when it had no content in the run's layer at run time
-    and has some now.
+    and has some now. ``run_ids`` limits the check to those runs.
     """
     t = settlement_run_table
     q = select(t.c.id, t.c.layer, t.c.statement)
@@ -660,6 +662,8 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
         q = q.where(t.c.contract_id == contract_id)
     if period:
         q = q.where(t.c.period == period)
+    if run_ids is not None:
+        q = q.where(t.c.id.in_(sorted(set(run_ids))))
     with db.engine.connect() as conn:
         runs = conn.execute(q).all()
     out = []
@@ -731,13 +735,29 @@ def _same_inside(db: Database, channel_id: str, day: date, layer: str, recorded:
     return same_values and bool((then.quality[a:b] == now.quality[a:b]).all())
 
 
-def refresh_stale(db: Database, contract_id: str | None = None, period: str | None = None) -> list[str]:
+def refresh_stale(db: Database, contract_id: str | None = None, period: str | None = None,
+                  run_ids: Iterable[str] | None = None) -> list[str]:
     """Set ``settlement_run.stale`` for runs whose inputs changed; return their ids."""
-    stale = stale_runs(db, contract_id, period)
+    stale = stale_runs(db, contract_id, period, run_ids)
     if stale:
         with db.write_transaction() as conn:
             conn.execute(update(settlement_run_table).where(settlement_run_table.c.id.in_(stale)).values(stale=True))
     return stale
+
+
+def stale_flags(db: Database, run_ids: Iterable[str]) -> dict[str, bool]:
+    """``{run id: stale}`` after refreshing the flags of ``run_ids`` (:func:`refresh_stale`)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    refresh_stale(db, run_ids=ids)
+    t = settlement_run_table
+    out: dict[str, bool] = {}
+    with db.engine.connect() as conn:
+        for i in range(0, len(ids), _IN_CHUNK):
+            out.update({rid: bool(flag) for rid, flag in conn.execute(
+                select(t.c.id, t.c.stale).where(t.c.id.in_(ids[i:i + _IN_CHUNK])))})
+    return out
 
 
 # --------------------------------------------------------------------------- numbering and issuing
@@ -772,13 +792,16 @@ def next_invoice_number(conn: Any, dialect: str, seller: str) -> int:
 
 
 def _insert_invoice(conn: Any, inv: Invoice, seq: int, period: str, original_id: str | None) -> None:
+    """Insert an issued document and its lines, linked into the seller's hash chain
+    (:func:`kwhub.hub.settle.integrity.chain_link`, which also refuses a number out of sequence)."""
     now = datetime.now(UTC)
+    document = inv.model_dump_json()
     conn.execute(_INSERT_INVOICE, dict(
         id=inv.id, number=inv.number, number_seq=seq, seller=inv.seller.id, buyer=inv.buyer.id, kind=inv.kind,
         version=inv.version, contract_id=inv.contract_id, period=period, run_id=inv.run_id,
         original_invoice_id=original_id, issue_date=inv.issue_date, issued_at=now, status="issued",
         currency=inv.currency, line_total=money_str(inv.line_total), tax_total=money_str(inv.tax_total),
-        total=money_str(inv.total), document=inv.model_dump_json(),
+        total=money_str(inv.total), document=document, **chain_link(conn, inv.seller.id, seq, inv.id, document),
     ))
     if inv.lines:
         conn.execute(_INSERT_LINES, [
@@ -878,6 +901,12 @@ def settle_contract(
     inside a write transaction) the run is written in a savepoint of it; ``dry_run``
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
     kept for callers that pass it through.
+    With ``conn`` (a connection inside a write transaction) the run is written in a
+    savepoint of that transaction; otherwise in a write transaction of its own.
+    ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
+    is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
+    ``runs`` (:func:`existing_runs` of the contract and period) and ``channels``
+    (:func:`~kwhub.core.settlement.contract_channels`) may be given when the caller has them.
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -911,6 +940,13 @@ def settle_contract(
         raise SettlementError(str(exc)) from None
     if decision == "unchanged":
         assert same is not None
+        if same["status"] == "draft":  # computed before and still waiting: the policy may issue it now
+            row = get_run(db, same["id"])
+            return RunOutcome(contract.id, period.label, version, same["seq"], same["id"], status="draft",
+                              statement_hash=same["statement_hash"], checks=_checks_of(row),
+                              draft=Invoice.model_validate_json(row["draft"]) if row.get("draft") else None,
+                              accounts=row["statement_json"].get("accounting", []), dry_run=dry_run,
+                              note="computed before on the same data; still awaiting approval")
         return RunOutcome(contract.id, period.label, version, same["seq"], same["id"], status="unchanged",
                           statement_hash=same["statement_hash"],
                           note=f"{same['status']} before on the same data; nothing to do")
@@ -1030,6 +1066,10 @@ def _review(db: Database, contract: Contract, comp: RunComputation, options: Set
         previous_mean_kwh=facts.mean_kwh if facts else {}, unbilled=unbilled_rows(comp), currency=contract.currency,
     )
     return run_checks(inputs, effective_checks(options.review_checks, contract.review.checks))
+
+
+def _checks_of(row: dict[str, Any]) -> list[CheckResult]:
+    return [CheckResult(c["check"], bool(c["passed"]), c["message"]) for c in json.loads(row.get("checks") or "[]")]
 
 
 def review_policy(contract: Contract, options: SettlementOptions) -> str:
@@ -1186,8 +1226,8 @@ def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], opti
         res = results[o.run_id]
         if res.invoice is not None:
             o.status, o.invoice = "issued", res.invoice
-        else:
-            o.note = f"not issued: {res.error}"
+        else:  # the run stays a draft; the command failed to issue it
+            o.status, o.error = "error", f"{o.run_id} was computed but not issued: {res.error}"
 
 
 def _period_chunks(pers: Sequence[BillingPeriod], n_channels: int, minutes: int,

@@ -5,13 +5,14 @@
 """
 
 from kwhub.hub.store.audit import audit_entries, record_audit
-from kwhub.hub.store.db import Database, migration_head
+from kwhub.hub.store.db import Database, DatabaseError, migration_head
 from kwhub.hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
 from kwhub.hub.store.reference import sync_reference_data
 
 __all__ = [
     "ChannelSummary",
     "Database",
+    "DatabaseError",
     "IntervalStore",
     "StaleMarkInfo",
     "WriteReport",

@@ -10,7 +10,11 @@ the busy timeout instead of failing on a lock upgrade), plain ``BEGIN`` for read
 PostgreSQL is selected by URL (``postgresql+psycopg://host/db``); there, writers that
 use :meth:`Database.write_transaction` serialise on a transaction-scoped advisory lock.
 
-Opening runs the Alembic migrations in ``hub/store/migrations`` up to head.
+Opening runs the Alembic migrations in ``hub/store/migrations`` up to head. A URL that
+cannot be used raises :class:`DatabaseUrlError`, a database that cannot be reached
+:class:`DatabaseUnavailableError`, and a database behind the code that the connected role
+may not migrate (an application role that does not own the tables) :class:`DatabaseError`;
+none of them shows the password.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlmodel import Session
 
 import kwhub.hub.store.tables  # noqa: F401  (core tables in SQLModel.metadata)
+from kwhub.hub.redact import redact_credentials
 from kwhub.hub.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
@@ -48,6 +54,39 @@ OPTIONAL_TABLE_MODULES = ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.
 WRITE_OPTION = "kwhub_write"
 # Key of the PostgreSQL advisory lock that write transactions hold ("kwhubwr" in ASCII).
 PG_WRITE_LOCK_KEY = 0x6B776875627772
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used as asked; ``hint`` says what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class DatabaseUrlError(DatabaseError):
+    """The database URL cannot be parsed or names an unsupported database or driver."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database server (or file) cannot be reached or opened."""
+
+    exit_code = 4
+
+
+URL_HINT = ("set [hub] database in kwhub.toml or KWHUB_DATABASE_URL to sqlite:///path/kwhub.db or "
+            "postgresql+psycopg://user@host:5432/dbname (or leave it empty for kwhub.db beside kwhub.toml)")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error, without SQL or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return redact_credentials(lines[0] if lines else type(orig).__name__)
 
 
 def import_table_modules() -> list[str]:
@@ -156,31 +195,64 @@ class Database:
         import_table_modules()
         raw = url or os.environ.get(ENV_URL) or default_url(work_dir)
         final = normalise_url(raw)
-        parsed = make_url(final)
+        try:
+            parsed = make_url(final)
+        except (ArgumentError, ValueError) as exc:
+            raise DatabaseUrlError(f"database URL {redact_credentials(raw)!r} cannot be parsed ({_reason(exc)})",
+                                   URL_HINT) from None
+        shown = parsed.render_as_string(hide_password=True)
         backend = parsed.get_backend_name()
         checkpointer = None
-        if backend == "sqlite":
-            db_path = parsed.database
-            if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-                if os.environ.get(ENV_CHECKPOINT, "background") != "inline":
-                    checkpointer = WalCheckpointer(db_path, BUSY_TIMEOUT_MS)
-            engine = create_engine(final, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-            _install_sqlite_hooks(engine, background_checkpoint=checkpointer is not None)
-        elif backend == "postgresql":
-            engine = create_engine(final, pool_pre_ping=True)
-            _install_pg_hooks(engine)
-        else:
-            raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
-                             "use sqlite:///path or postgresql+psycopg://host/db")
+        try:
+            if backend == "sqlite":
+                db_path = parsed.database
+                if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+                    try:
+                        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        raise DatabaseUnavailableError(
+                            f"database {shown!r}: cannot create its folder {Path(db_path).parent}: "
+                            f"{exc.strerror or exc}", URL_HINT) from None
+                    if os.environ.get(ENV_CHECKPOINT, "background") != "inline":
+                        checkpointer = WalCheckpointer(db_path, BUSY_TIMEOUT_MS)
+                engine = create_engine(final, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+                _install_sqlite_hooks(engine, background_checkpoint=checkpointer is not None)
+            elif backend == "postgresql":
+                engine = create_engine(final, pool_pre_ping=True)
+                _install_pg_hooks(engine)
+            else:
+                raise DatabaseUrlError(f"database URL {shown!r}: {backend!r} databases are not supported", URL_HINT)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            if checkpointer is not None:
+                checkpointer.stop()
+            raise DatabaseUrlError(f"database URL {shown!r}: {_reason(exc)}", URL_HINT) from None
         db = cls(engine, final, checkpointer)
         if migrate:
             try:
                 db.migrate()
+            except OperationalError as exc:
+                db.close()
+                raise DatabaseUnavailableError(
+                    f"cannot open the database {shown!r}: {_reason(exc)}",
+                    "check that the server is running and accepts this user and database (or that the "
+                    "SQLite file is readable and writable), then run the command again") from None
+            except DBAPIError as exc:
+                db.close()
+                raise DatabaseError(
+                    f"the database {shown!r} is at schema revision {db._revision_or_none()}, this kwhub needs "
+                    f"{migration_head()}, and migrating it failed: {_reason(exc)}",
+                    "an application role that does not own the tables cannot migrate them: run "
+                    "`kwhub db upgrade` once with the owner's URL (see docs/data-model.md)") from None
             except BaseException:
-                engine.dispose()
+                db.close()
                 raise
         return db
+
+    def _revision_or_none(self) -> str | None:
+        try:
+            return self.current_revision()
+        except DBAPIError:
+            return None
 
     def close(self) -> None:
         """Stop the checkpoint thread and release all pooled connections (the last one to

@@ -5,6 +5,11 @@ Rows are written in the same transaction as the invoice they carry (see
 (or ``dead``) by the relay. ``(transport_instance, idempotency_key)`` is unique, so the
 same document version is never queued twice for one receiver.
 
+A row in ``sending`` is claimed by a relay until ``next_attempt_at`` (its lease);
+``send_started_at`` is set, and committed, right before the transport is called, so after
+a crash a claimed row whose send never started is known not to have been sent.
+``document_sha256`` is the hash of the issued document the body was rendered from.
+
 Timestamps are UTC. SQLite hands them back naive; :func:`as_utc` makes them aware again.
 """
 
@@ -52,6 +57,8 @@ class OutboxRow(SQLModel, table=True):
     possible_duplicate: bool = False
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    send_started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    document_sha256: str | None = Field(default=None, max_length=64)
 
 
 outbox_table = OutboxRow.__table__  # type: ignore[attr-defined]

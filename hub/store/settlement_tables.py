@@ -12,8 +12,13 @@
   split as a compact blob (see :func:`kwhub.core.allocation.pack_array`).
 * ``invoice`` / ``invoice_line``: issued documents. They are immutable on every path:
   ORM flushes and ORM bulk statements are refused here (:class:`ImmutableInvoiceError`),
-  raw SQL is refused by triggers that migration ``0002_settlement`` installs on
-  PostgreSQL and SQLite.
+  raw SQL is refused by triggers that migrations ``0002_settlement`` (row ``UPDATE`` and
+  ``DELETE``) and ``0006_tamper_evidence`` (``INSERT OR REPLACE`` over an issued row on
+  SQLite, ``TRUNCATE`` on PostgreSQL) install. Each invoice row also carries the SHA-256
+  of its stored document and its link in the seller's hash chain (:mod:`kwhub.hub.settle.integrity`).
+* ``document_rendering``: the SHA-256 of every rendered body queued for delivery, per
+  (invoice, format); append-only like the invoices. The relay sends an outbox body only
+  when its hash is registered here for an intact issued invoice.
 * ``invoice_sequence``: the next invoice number per seller, taken inside the invoice's
   own transaction, so numbers have no gaps.
 
@@ -141,6 +146,10 @@ class InvoiceRow(SQLModel, table=True):
     tax_total: str = Field(max_length=64)
     total: str = Field(max_length=64)
     document: str = Field(sa_column=Column(Text, nullable=False))
+    # tamper evidence (kwhub.hub.settle.integrity): the stored document's SHA-256 and its hash-chain link
+    document_sha256: str | None = Field(default=None, max_length=64)
+    prev_chain_sha256: str | None = Field(default=None, max_length=64)
+    chain_sha256: str | None = Field(default=None, max_length=64)
 
 
 class InvoiceLineRow(SQLModel, table=True):
@@ -163,6 +172,18 @@ class InvoiceLineRow(SQLModel, table=True):
     determinants: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class DocumentRenderingRow(SQLModel, table=True):
+    """One rendered body of an issued document, registered when it is queued (append-only)."""
+
+    __tablename__ = "document_rendering"
+
+    invoice_id: str = Field(primary_key=True, max_length=200)
+    format_id: str = Field(primary_key=True, max_length=64)
+    body_sha256: str = Field(primary_key=True, max_length=64)
+    document_sha256: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class InvoiceSequenceRow(SQLModel, table=True):
     """The next invoice number of one seller."""
 
@@ -178,8 +199,9 @@ run_allocation_table = RunAllocationRow.__table__  # type: ignore[attr-defined]
 invoice_table = InvoiceRow.__table__  # type: ignore[attr-defined]
 invoice_line_table = InvoiceLineRow.__table__  # type: ignore[attr-defined]
 invoice_sequence_table = InvoiceSequenceRow.__table__  # type: ignore[attr-defined]
+document_rendering_table = DocumentRenderingRow.__table__  # type: ignore[attr-defined]
 
-IMMUTABLE_TABLES = ("invoice", "invoice_line")
+IMMUTABLE_TABLES = ("invoice", "invoice_line", "document_rendering")
 
 
 # --------------------------------------------------------------------------- immutability (ORM)
@@ -194,10 +216,12 @@ def _ident(target: object) -> str:
         return f"{target.number!r} ({target.id})"
     if isinstance(target, InvoiceLineRow):
         return f"line {target.number} of {target.invoice_id}"
+    if isinstance(target, DocumentRenderingRow):
+        return f"{target.format_id} rendering of {target.invoice_id}"
     return repr(target)
 
 
-for _cls in (InvoiceRow, InvoiceLineRow):
+for _cls in (InvoiceRow, InvoiceLineRow, DocumentRenderingRow):
     event.listen(_cls, "before_update", _refuse_flush)
     event.listen(_cls, "before_delete", _refuse_flush)
 

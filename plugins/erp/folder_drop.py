@@ -2,7 +2,10 @@
 
 The document is written to a hidden temporary file in the target folder, flushed to disk,
 then renamed over the final name with ``os.replace`` (atomic on one file system) and the
-folder itself is fsynced, so a watcher never sees a half-written file.
+folder itself is fsynced, so a watcher never sees a half-written file. A send whose
+deadline has passed before the rename is given up (the temporary file removed) and
+retried later; a file system that blocks inside one write cannot be interrupted, which the
+outbox relay covers by keeping the row's lease while the send runs over.
 """
 
 from __future__ import annotations
@@ -68,7 +71,12 @@ class FolderDropTransport(InvoiceTransport):
             return TransportResult(False, None, str(exc), retryable=False)
         target = folder / name
         tmp: str | None = None
+        late = TransportResult(False, None, f"timeout: the send deadline passed before {target} was written",
+                               retryable=True)
+        budget = cfg.retry.send_deadline_s
         try:
+            if doc.time_left(budget) <= 0:
+                return late
             if cfg.create:
                 folder.mkdir(parents=True, exist_ok=True)
             if target.is_file() and target.stat().st_size == len(doc.body) and target.read_bytes() == doc.body:
@@ -79,6 +87,8 @@ class FolderDropTransport(InvoiceTransport):
                 fh.flush()
                 if cfg.fsync:
                     os.fsync(fh.fileno())
+            if doc.time_left(budget) <= 0:
+                return late  # the finally block removes the temporary file
             os.replace(tmp, target)
             tmp = None
             if cfg.fsync:

@@ -5,7 +5,9 @@ when the server supports it, and renamed over the final name with the OpenSSH
 ``posix-rename`` extension (atomic on the server); a server without it gets a plain
 rename. Authentication is by private key and/or password (``SecretStr``, ``"env:NAME"``
 allowed); the server's host key is checked against ``known_hosts`` unless
-``host_key_checking = false``.
+``host_key_checking = false``, which the configuration warns about on every load and the
+transport logs on every connection. Each send ends by its deadline (``retry.deadline_s`` or
+the relay's), connection included.
 
 asyncssh is asynchronous; each transport instance runs its own event loop on a daemon
 thread and keeps one SSH connection open across sends (reconnecting when it drops).
@@ -14,6 +16,7 @@ thread and keeps one SSH connection open across sends (reconnecting when it drop
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 import threading
 import uuid
@@ -34,6 +37,9 @@ from kwhub.core.adapters import (
 from kwhub.hub.helpers.transports import RetrySettings, TransportResult, safe_filename
 
 T = TypeVar("T")
+log = logging.getLogger("kwhub.sftp")
+HOST_KEY_WARNING = ("host_key_checking = false: the server's host key is not checked; anyone who can intercept "
+                    "the connection can pose as the server and receive the invoices")
 
 # SFTP status errors that a retry will not fix.
 _FINAL_SFTP = (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied, asyncssh.SFTPNotADirectory,
@@ -61,6 +67,10 @@ class SftpConfig(AdapterConfig):
         if not self.private_key and self.password is None:
             raise ValueError("give private_key or password (or both)")
         return self
+
+    def warnings(self) -> list[str]:
+        """Valid settings that expose the invoices."""
+        return [] if self.host_key_checking else [HOST_KEY_WARNING]
 
 
 def classify(exc: BaseException) -> tuple[FailureKind, str]:
@@ -91,13 +101,14 @@ class SftpTransport(InvoiceTransport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._conn_lock: asyncio.Lock | None = None
+        self._warned = False
 
     @property
     def cfg(self) -> SftpConfig:
         return self.config  # type: ignore[return-value]
 
     # -- event loop plumbing -------------------------------------------------------------
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         with self._start_lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -105,7 +116,8 @@ class SftpTransport(InvoiceTransport):
                 thread.start()
                 self._loop, self._thread = loop, thread
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(self.cfg.connect_timeout_s + self.cfg.operation_timeout_s + 5)
+        limit = timeout if timeout is not None else self.cfg.connect_timeout_s + self.cfg.operation_timeout_s
+        return fut.result(limit + 5)
 
     def close(self) -> None:
         """Close the SSH connection and stop the event loop thread."""
@@ -200,24 +212,35 @@ class SftpTransport(InvoiceTransport):
                     pass
         return TransportResult(True, None, f"uploaded to {final}")
 
-    async def _send_async(self, name: str, body: bytes) -> TransportResult:
+    async def _send_async(self, name: str, body: bytes, limit: float) -> TransportResult:
         try:
-            return await asyncio.wait_for(self._upload(name, body), self.cfg.connect_timeout_s + self.cfg.operation_timeout_s)
+            return await asyncio.wait_for(self._upload(name, body), limit)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
             await self._disconnect()
+            if isinstance(exc, TimeoutError):
+                return TransportResult(False, None, f"timeout: the upload did not finish within {limit:.1f} s "
+                                       "(send deadline)", retryable=True)
             kind, message = classify(exc)
             return TransportResult(False, None, message, retryable=kind == FailureKind.TRANSIENT)
 
     def send(self, doc: OutgoingDocument) -> TransportResult:
-        """Upload ``doc``; an identical remote file counts as a duplicate."""
+        """Upload ``doc`` (over by its deadline); an identical remote file counts as a duplicate."""
         try:
             name = safe_filename(doc.filename)
         except ValueError as exc:
             return TransportResult(False, None, str(exc), retryable=False)
+        if not self.cfg.host_key_checking and not self._warned:
+            self._warned = True
+            log.warning("%s (%s:%s): %s", self.instance_id, self.cfg.host, self.cfg.port, HOST_KEY_WARNING)
+        limit = min(self.cfg.connect_timeout_s + self.cfg.operation_timeout_s,
+                    doc.time_left(self.cfg.retry.send_deadline_s))
+        if limit <= 0:
+            return TransportResult(False, None, "timeout: the send deadline passed before the upload started",
+                                   retryable=True)
         try:
-            return self._run(self._send_async(name, doc.body))
+            return self._run(self._send_async(name, doc.body, limit), limit)
         except (OSError, ValueError, asyncssh.Error) as exc:  # e.g. an unreadable private key file
             kind, message = classify(exc)
             if isinstance(exc, (ValueError, asyncssh.KeyImportError)):
@@ -232,8 +255,9 @@ class SftpTransport(InvoiceTransport):
             await self._disconnect()
             kind, message = classify(exc)
             return CheckResult.failure(kind, f"{self.cfg.host}:{self.cfg.port}: {message}")
+        unchecked = "" if self.cfg.host_key_checking else " (WARNING: the host key was not checked)"
         return CheckResult.success(
-            f"connected to {self.cfg.host}:{self.cfg.port}; {self.cfg.remote_dir} lists {len(names)} entries",
+            f"connected to {self.cfg.host}:{self.cfg.port}; {self.cfg.remote_dir} lists {len(names)} entries{unchecked}",
             entries=len(names),
         )
 

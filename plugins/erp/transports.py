@@ -11,11 +11,9 @@ from kwhub.core.hookspecs import Register, hookimpl
 from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 from kwhub.plugins.erp.folder_drop import FolderDropTransport
 from kwhub.plugins.erp.sftp import SftpTransport
-from kwhub.plugins.erp.webhook import WebhookTransport, sign_body
+from kwhub.plugins.erp.webhook import WebhookTransport
 
-__all__ = [
-    "FolderDropTransport", "RetrySettings", "SftpTransport", "TransportResult", "WebhookTransport", "sign_body",
-]
+__all__ = ["FolderDropTransport", "RetrySettings", "SftpTransport", "TransportResult", "WebhookTransport"]
 
 
 @hookimpl

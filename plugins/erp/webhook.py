@@ -1,25 +1,30 @@
 """HTTPS webhook transport (``erp.webhook``): POST each document to the ERP's endpoint.
 
 Every request carries ``Idempotency-Key: <invoice>:v<version>:<format>`` and, when a
-secret is configured, ``X-Kwhub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
-"<t>." + body>``. The receiver should recompute the HMAC, compare in constant time and
-refuse timestamps older than a few minutes. A receiver that already has a key answers 2xx
-(or 409) with ``Idempotent-Replayed: true``; that counts as delivered.
+secret is configured, ``X-Kwhub-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256>`` over
+the method, the path, the timestamp, the idempotency key and the body's SHA-256
+(:mod:`kwhub.hub.helpers.webhook_signature` documents the scheme and gives receivers
+:func:`~kwhub.hub.helpers.webhook_signature.verify_request`). A receiver that already has a key answers
+2xx (or 409) with ``Idempotent-Replayed: true``; that counts as delivered.
 
 2xx is delivered; 408/425/429 and 5xx, timeouts and connection errors are retried by the
-outbox; any other 4xx is final (the response body is kept on the dead letter).
+outbox; any other 4xx is final (the response body is kept on the dead letter). Each send
+ends by its deadline (``retry.deadline_s``, or the one the outbox relay sets), however
+slowly the receiver answers: every socket operation is bounded by the time left
+(:mod:`kwhub.plugins.erp.http_deadline`).
+
+Credentials in the URL (``https://user:password@host/...``) are used but never shown:
+messages print the URL without them (:func:`display_url`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import socket
 import threading
 import time
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -32,17 +37,29 @@ from kwhub.core.adapters import (
     OutgoingDocument,
 )
 from kwhub.hub.helpers.transports import RetrySettings, TransportResult
+from kwhub.hub.helpers.webhook_signature import SIGNATURE_HEADER, sign_request
+from kwhub.plugins.erp.http_deadline import DeadlineHTTPTransport, deadline
 
-SIGNATURE_HEADER = "X-Kwhub-Signature"
 REPLAY_HEADER = "Idempotent-Replayed"
 RETRYABLE_4XX = frozenset({408, 425, 429})
 KEEP_RESPONSE = 64 * 1024
 
 
-def sign_body(secret: str, body: bytes, timestamp: int) -> str:
-    """The signature header value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def display_url(url: str) -> str:
+    """``url`` without the user name and password it may carry."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def request_target(url: str) -> str:
+    """The request target httpx sends for ``url``: its path (``/`` when empty) and query."""
+    return httpx.URL(url).raw_path.decode("ascii")
 
 
 def _is_loopback(host: str) -> bool:
@@ -91,6 +108,21 @@ class WebhookConfig(AdapterConfig):
                     )
         return self
 
+    def warnings(self) -> list[str]:
+        """Valid settings that expose the invoices or the receiver."""
+        out = []
+        if not self.verify_tls:
+            out.append("verify_tls = false: the receiver's TLS certificate is not checked; anyone who can "
+                       "intercept the connection receives the invoices")
+        if self.secret is None:
+            out.append("no secret: requests are not signed, so the receiver cannot tell them from forged ones")
+        for name in ("url", "health_url"):
+            value = getattr(self, name)
+            if value and urlsplit(value).scheme == "http" and not _is_loopback(urlsplit(value).hostname or ""):
+                out.append(f"{name}: plain http to {urlsplit(value).hostname} (allow_insecure = true): invoices "
+                           "travel unencrypted")
+        return out
+
 
 class WebhookTransport(InvoiceTransport):
     """POST rendered invoices to an ERP webhook, signed, with an idempotency key."""
@@ -118,7 +150,7 @@ class WebhookTransport(InvoiceTransport):
                     verify = str((self.context.work_dir / c.ca_file).resolve())
                 # TCP_NODELAY: headers and body go out as separate writes; without it Nagle
                 # holds the body back until the headers are acknowledged (a delayed ACK).
-                transport = httpx.HTTPTransport(
+                transport = DeadlineHTTPTransport(
                     verify=verify, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                 )
                 self._client = httpx.Client(
@@ -136,24 +168,33 @@ class WebhookTransport(InvoiceTransport):
                 self._client.close()
                 self._client = None
 
-    def _signed(self, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    def _signed(self, method: str, url: str, key: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
         if self.cfg.secret is not None:
-            headers[self.cfg.signature_header] = sign_body(self.cfg.secret.get_secret_value(), body, int(time.time()))
+            headers[self.cfg.signature_header] = sign_request(
+                self.cfg.secret.get_secret_value(), method, request_target(url), int(time.time()), key, body)
         return headers
 
     def send(self, doc: OutgoingDocument) -> TransportResult:
-        """POST ``doc``; classify the answer as delivered, retryable or final."""
-        headers = self._signed(doc.body, {
+        """POST ``doc`` (over by its deadline); classify the answer as delivered, retryable or final."""
+        budget = self.cfg.retry.send_deadline_s
+        left = doc.time_left(budget)
+        if left <= 0:
+            return TransportResult(False, None, "timeout: the send deadline passed before the request started",
+                                   retryable=True)
+        headers = self._signed("POST", self.cfg.url, doc.idempotency_key, doc.body, {
             "Content-Type": doc.media_type,
             "Idempotency-Key": doc.idempotency_key,
             "X-Kwhub-Filename": doc.filename,
             "X-Kwhub-Invoice": doc.invoice_id,
             "X-Kwhub-Format": doc.format_id,
         })
+        started = time.monotonic()
         try:
-            resp = self.client().post(self.cfg.url, content=doc.body, headers=headers)
+            with deadline(started + left):
+                resp = self.client().post(self.cfg.url, content=doc.body, headers=headers)
         except httpx.TimeoutException as exc:
-            return TransportResult(False, None, f"timeout: {type(exc).__name__} {exc}".strip(), retryable=True)
+            return TransportResult(False, None, f"timeout after {time.monotonic() - started:.1f} s "
+                                   f"(send deadline {left:.1f} s): {type(exc).__name__} {exc}".strip(), retryable=True)
         except httpx.TransportError as exc:
             return TransportResult(False, None, f"connection error: {type(exc).__name__} {exc}".strip(), retryable=True)
         text = resp.text[:KEEP_RESPONSE]
@@ -173,19 +214,21 @@ class WebhookTransport(InvoiceTransport):
         """Reach the endpoint (or ``health_url``) and classify what comes back."""
         c = self.cfg
         url, method = (c.health_url, "GET") if c.health_url else (c.url, c.check_method)
+        shown = display_url(url)
         try:
-            resp = self.client().request(method, url, headers=self._signed(b"", {}))
+            with deadline(time.monotonic() + c.connect_timeout_s + c.read_timeout_s):
+                resp = self.client().request(method, url, headers=self._signed(method, url, "", b"", {}))
         except httpx.TimeoutException as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: timed out ({type(exc).__name__})")
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{shown}: timed out ({type(exc).__name__})")
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
-                return CheckResult.failure(FailureKind.CONFIGURATION, f"{url}: TLS certificate not trusted: {exc}")
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: cannot connect: {exc}")
+                return CheckResult.failure(FailureKind.CONFIGURATION, f"{shown}: TLS certificate not trusted: {exc}")
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{shown}: cannot connect: {exc}")
         except httpx.TransportError as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{url}: {type(exc).__name__}: {exc}")
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{shown}: {type(exc).__name__}: {exc}")
         code = resp.status_code
         if code in (401, 403, 404, 407):
-            return CheckResult.failure(FailureKind.CONFIGURATION, f"{method} {url} answered HTTP {code}", status=code)
+            return CheckResult.failure(FailureKind.CONFIGURATION, f"{method} {shown} answered HTTP {code}", status=code)
         if code >= 500:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{method} {url} answered HTTP {code}", status=code)
-        return CheckResult.success(f"{method} {url} answered HTTP {code}", status=code)
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{method} {shown} answered HTTP {code}", status=code)
+        return CheckResult.success(f"{method} {shown} answered HTTP {code}", status=code)

@@ -5,14 +5,14 @@
 ``edi_control_sequence`` holds the next control number per trading partner.
 
 Revision ID: 0007_rendered_documents
-Revises: 0004_interval_day_key
+Revises: 0006_tamper_evidence
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_rendered_documents"
-down_revision = "0004_interval_day_key"
+down_revision = "0006_tamper_evidence"
 branch_labels = None
 depends_on = None
 
