@@ -47,8 +47,8 @@ class BatteryUnit(BaseModel):
     soc_start_mwh: float = Field(ge=0)
     soc_min_mwh: float = 0.0
     soc_max_mwh: float | None = None
-    charge_efficiency: float = Field(0.95, gt=0, le=1)
-    discharge_efficiency: float = Field(0.95, gt=0, le=1)
+    charge_efficiency: float = Field(default=0.95, gt=0, le=1)
+    discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
 
     @property
     def soc_max(self) -> float:
@@ -67,7 +67,7 @@ class ReserveRule(BaseModel):
 
     mode: Literal["fixed", "largest_unit", "load_error"] = "largest_unit"
     mw: float = 0.0
-    quantile: float = Field(0.95, gt=0, lt=1)
+    quantile: float = Field(default=0.95, gt=0, lt=1)
 
 
 class ForecastError(ValueError):
