@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "meters_oem": "plugins.meters.oem_telemetry",
     "meters_mqtt": "plugins.meters.mqtt",
     "markets_price_file": "plugins.markets.price_file",
+    "markets_ercot": "plugins.markets.ercot",
     "erp_json_folder": "plugins.erp.json_folder",
     "erp_ubl": "plugins.erp.ubl",
     "erp_cii": "plugins.erp.cii",

@@ -64,7 +64,7 @@ class RuleViolation:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: [{self.rule}] {self.message}"
+        return f"{self.where}: rule {self.rule}: {self.message}"
 
 
 class CurveRuleError(ValueError):

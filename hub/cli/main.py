@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
     "hub.cli.owners_cmds",  # owners statement, emissions
     "hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "hub.cli.market_cmds",  # market bid/poll/fetch/variance/explain, market-sim
     "hub.cli.demo_cmd",  # demo
 ]
 

@@ -303,3 +303,20 @@ def explain_market_line(db: Database, cfg: KwhubConfig, iso: str, day: date, res
             "statement_lines": lines, "shadow": json.loads(json.dumps(shadow.line(ri, si), default=str)),
             "shadow_amount": str(cents_decimal(int(shadow.amount_cents[ri, si]))),
             "owners_asset": r.asset}
+
+
+def meter_source(db: Database, cfg: KwhubConfig, iso: str) -> Any:
+    """``(resource, day) -> MWh per real-time interval`` from the store, for a local ISO
+    server that settles the campus's own meter data (None for a resource it does not know)."""
+    tz = iso_timezone(cfg, iso)
+    rt = RT_MINUTES[iso]
+
+    def read(resource: str, day: date) -> list[Decimal] | None:
+        try:
+            r = cfg.file.markets.resource(iso, resource)
+        except KeyError:
+            return None
+        wh, ok = meter_wh(db, cfg, r, local_day(day, tz), rt)
+        return [mwh_decimal(int(v)) if good else Decimal(0) for v, good in zip(wh.tolist(), ok.tolist(), strict=True)]
+
+    return read

@@ -290,7 +290,7 @@ class ErcotSim:
             kind = "TPO" if offer.tag.endswith("ThreePartOffer") else "EOO"
             mrid = ews.mrid(self.qse, bid.trading_date, kind, bid.resource, bid.bid_id)
             found = check_bid(bid, ERCOT_DA, self.tz)
-            errors = [(v.where, f"[{v.rule}] {v.message}") for v in found]
+            errors = [(v.where, f"rule {v.rule}: {v.message}") for v in found]
             if isinstance(reject_one, dict) and reject_one.get("bid_id") == bid.bid_id:
                 errors.append(("", "offer refused by the market system (injected fault)"))
             status = "REJECTED" if errors else "SUBMITTED"
