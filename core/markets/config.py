@@ -33,6 +33,7 @@ class MarketsConfig(BaseModel):
     gas_price: Decimal = Decimal("3.00")  # USD/MMBtu
     price_forecast: Decimal = Decimal("40.00")  # USD/MWh, when the store has no earlier DA prices
     export_limit_mw: float | None = None
+    import_limit_mw: float = 0.0  # grid import the optimizer may plan to serve load (never to export)
 
     def resource(self, iso: str, name: str) -> MarketResource:
         for r in self.resources:

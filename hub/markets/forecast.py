@@ -88,7 +88,8 @@ def build_day_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource
     prev = store.load_prices(db, iso, [r.price_node], "DA", span.start_epoch - 86_400, hours, 60)
     price = np.where(prev.ok[0], prev.units[0] / PRICE_SCALE, float(mc.price_forecast))
     plan = optimize_dispatch(units, surplus, price, np.full(hours, gas), battery=battery,
-                             export_limit_mw=mc.export_limit_mw if mc.export_limit_mw is not None else np.inf)
+                             export_limit_mw=mc.export_limit_mw if mc.export_limit_mw is not None else np.inf,
+                             import_limit_mw=mc.import_limit_mw)
     built = build_energy_offers(day, tz, iso, resource, plan, surplus, units, np.full(hours, gas),
                                 DEFAULT_RULES[(iso, "DA")], bid_id=resource,
                                 battery_price=float(mc.battery_offer_price))

@@ -65,6 +65,8 @@ def iso_timezone(cfg: KwhubConfig, iso: str) -> str:
 def submit_bids(db: Database, cfg: KwhubConfig, iso: str, bids: Sequence[Bid]) -> tuple[str, Submission]:
     """Submit ``bids`` through the ISO's adapter and record the answer (curve rules are
     checked by the adapter before anything is sent)."""
+    if not bids:
+        raise MarketServiceError(f"nothing to submit to {iso}: no bids")
     adapter = market_adapter(cfg, iso)
     sub = adapter.submit(list(bids))
     sid = uuid.uuid4().hex

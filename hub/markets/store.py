@@ -314,8 +314,15 @@ def load_statements(db: Database, iso: str, day: date | None = None, first: date
 
 def record_shadow_run(db: Database, iso: str, day: date, statement_pk: int | None, inputs_sha256: str,
                       versions: dict[str, int], totals: dict[str, dict[str, str]]) -> int:
+    """Record a shadow run; the same inputs against the same statement are recorded once."""
     t = market_shadow_run_table
     with db.write_transaction() as conn:
+        same = conn.execute(select(t.c.id).where(t.c.iso == iso, t.c.operating_day == day,
+                                                 t.c.inputs_sha256 == inputs_sha256,
+                                                 t.c.statement_pk == statement_pk if statement_pk is not None
+                                                 else t.c.statement_pk.is_(None))).first()
+        if same is not None:
+            return int(same.id)
         return int(conn.execute(t.insert().values(iso=iso, operating_day=day, statement_pk=statement_pk,
                                                   inputs_sha256=inputs_sha256, price_versions=json.dumps(versions),
                                                   totals=json.dumps(totals), created_at=_now())).inserted_primary_key[0])
