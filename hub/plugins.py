@@ -34,6 +34,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "meters_mqtt": "plugins.meters.mqtt",
     "markets_price_file": "plugins.markets.price_file",
     "markets_ercot": "plugins.markets.ercot",
+    "markets_caiso": "plugins.markets.caiso",
+    "markets_pjm": "plugins.markets.pjm",
     "erp_json_folder": "plugins.erp.json_folder",
     "erp_ubl": "plugins.erp.ubl",
     "erp_cii": "plugins.erp.cii",
