@@ -65,7 +65,10 @@ def mwh_decimal(wh: int, den: int = 1) -> Decimal:
     num = Decimal(int(wh))
     q = num / (Decimal(den) * WH_PER_MWH)
     exact = q.quantize(Decimal("0.000000001"))
-    return q.normalize() if q == exact else exact
+    if q != exact:
+        return exact
+    d = q.normalize()
+    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d  # type: ignore[operator]
 
 
 def wh_from_kwh(kwh: np.ndarray) -> np.ndarray:
