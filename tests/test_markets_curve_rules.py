@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.markets.bid_builder import GuardrailError, build_energy_offers, check_guardrails, curve_points
+from core.markets.bid_builder import (
+    GuardrailError,
+    build_energy_offers,
+    check_guardrails,
+    curve_points,
+)
 from core.markets.curve_rules import (
     CAISO_DA,
     ERCOT_DA,

@@ -73,11 +73,12 @@ def _cause(ours: dict[str, Decimal], theirs: dict[str, Decimal], price_name: str
 
 
 def variance_report(shadow: ShadowResult, statement: Statement, tolerance: Decimal = Decimal("0.00"),
-                    labels: dict[int, str] | None = None) -> VarianceReport:
+                    labels: dict[tuple[int, int], str] | None = None) -> VarianceReport:
     """Compare ``shadow`` with ``statement`` for the codes and resources both cover.
 
     ``tolerance`` is the absolute difference per line that still counts as equal;
-    ``labels`` maps a UTC start to the ISO's label of that interval (for display).
+    ``labels`` maps (interval minutes, UTC start) to the ISO's label of that interval
+    (for display; a statement line's own label wins).
     """
     labels = labels or {}
     report = VarianceReport(shadow.iso, statement.statement_id, tolerance, inputs_sha256=shadow.inputs_sha256,
@@ -104,7 +105,7 @@ def variance_report(shadow: ShadowResult, statement: Statement, tolerance: Decim
                 if mine is not None and theirs is not None and abs(mine - theirs) <= tolerance:
                     continue
                 summary.outside += 1
-                label = (line.label if line is not None and line.label else labels.get(start)) or \
+                label = (line.label if line is not None and line.label else labels.get((cl.code.minutes, start))) or \
                     datetime.fromtimestamp(start, tz=UTC).isoformat()
                 if mine is None or theirs is None:
                     other = theirs if mine is None else mine

@@ -194,8 +194,8 @@ def variance_for_day(db: Database, cfg: KwhubConfig, iso: str, day: date,
             continue
         inp, grid_h, grid_rt = shadow_inputs(db, cfg, iso, day, as_of=s.received_at)
         result = shadow_settle(inp)
-        labels = {int(st): grid_h.label(i) for i, st in enumerate(grid_h.starts.tolist())}
-        labels.update({int(st): grid_rt.label(i) for i, st in enumerate(grid_rt.starts.tolist())})
+        labels = {(60, int(st)): grid_h.label(i) for i, st in enumerate(grid_h.starts.tolist())}
+        labels.update({(grid_rt.minutes, int(st)): grid_rt.label(i) for i, st in enumerate(grid_rt.starts.tolist())})
         codes_on = {ln.code for ln in s.statement.lines}
         result.codes = {c: v for c, v in result.codes.items() if c in codes_on}
         rep = variance_report(result, s.statement, tol, labels)
