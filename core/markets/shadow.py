@@ -76,7 +76,7 @@ class ShadowInputs:
             arr = getattr(self, name)
             h.update(name.encode())
             if arr is not None:
-                h.update(np.ascontiguousarray(arr).tobytes())
+                h.update(np.ascontiguousarray(arr).data)
         return h.hexdigest()
 
 
@@ -151,7 +151,8 @@ def _lines(code: ChargeCode, inp: ShadowInputs, qty_num: np.ndarray, den: int, p
            ok: np.ndarray, reasons: list[tuple[np.ndarray, str]], price_name: str,
            quantities: dict[str, np.ndarray]) -> CodeLines:
     amount = amount_cents(price, qty_num, den, sign)
-    amount = np.where(ok, amount, 0)
+    if not ok.all():
+        amount[~ok] = 0
     starts = inp.starts(code.minutes)
     missing: list[tuple[str, int, str]] = []
     if not ok.all():

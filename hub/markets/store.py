@@ -14,16 +14,17 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import and_, func, select
 
 from core.markets.fixed import wh_from_mwh
-from core.markets.hour_labels import DayGrid, operating_day_of
+from core.markets.hour_labels import operating_day_of
 from core.markets.models import Award, Bid, Statement, StatementLine, Submission
 from core.markets.prices import MarketPrices
+from core.timeline import local_day
 from hub.store import Database
 from hub.store.market_tables import (
     market_award_day_table,
@@ -111,11 +112,12 @@ def save_awards(db: Database, awards: Sequence[Award], tz: str) -> int:
     with db.write_transaction() as conn:
         for (iso, market, resource, day), items in groups.items():
             minutes = (int(items[0].end.timestamp()) - int(items[0].start.timestamp())) // 60
-            grid = DayGrid(day, tz, minutes)
-            index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
-            wh = np.zeros(len(grid), dtype=np.int64)
+            span = local_day(day, tz)
+            n = span.seconds // (minutes * 60)
+            wh = np.zeros(n, dtype=np.int64)
             for a in items:
-                i = index.get(int(a.start.timestamp()))
+                off = int(a.start.timestamp()) - span.start_epoch
+                i = off // (minutes * 60) if off % (minutes * 60) == 0 and 0 <= off < span.seconds else None
                 if i is None:
                     raise MarketStoreError(f"award {a.resource} {a.start.isoformat()} is not a {minutes}-minute "
                                            f"interval of {day} in {tz}")
@@ -123,8 +125,8 @@ def save_awards(db: Database, awards: Sequence[Award], tz: str) -> int:
             key = and_(t.c.iso == iso, t.c.market == market, t.c.resource == resource, t.c.trading_date == day)
             conn.execute(t.delete().where(key))
             conn.execute(t.insert().values(iso=iso, market=market, resource=resource, trading_date=day,
-                                           start_epoch=int(grid.starts[0]), interval_minutes=minutes,
-                                           n_values=len(grid), wh=_blob(wh), bid_id=items[0].bid_id,
+                                           start_epoch=span.start_epoch, interval_minutes=minutes,
+                                           n_values=n, wh=_blob(wh), bid_id=items[0].bid_id,
                                            iso_ref=",".join(sorted({a.iso_ref for a in items if a.iso_ref})),
                                            received_at=now))
     return len(groups)
@@ -159,6 +161,24 @@ def _sha(units: np.ndarray, start: int, minutes: int) -> str:
     return hashlib.sha256(f"{start}|{minutes}|".encode() + _blob(units)).hexdigest()
 
 
+def _day_slices(starts: np.ndarray, tz: str) -> list[tuple[date, int, int, int]]:
+    """``(operating day, first epoch of the day, lo, hi)``: which of the sorted ``starts``
+    fall in each local operating day they touch (no per-interval Python work)."""
+    if len(starts) == 0:
+        return []
+    first = operating_day_of(int(starts[0]), tz)
+    last = operating_day_of(int(starts[-1]), tz)
+    out = []
+    day = first
+    while day <= last:
+        span = local_day(day, tz)
+        lo, hi = np.searchsorted(starts, [span.start_epoch, span.end_epoch])
+        if hi > lo:
+            out.append((day, span.start_epoch, int(lo), int(hi)))
+        day += timedelta(days=1)
+    return out
+
+
 def save_prices(db: Database, prices: Sequence[MarketPrices], tz: str, source: str = "") -> dict[str, int]:
     """Store each (node, market, operating day): new, a correction (next version), or unchanged."""
     counts = {"new": 0, "corrected": 0, "unchanged": 0}
@@ -166,29 +186,30 @@ def save_prices(db: Database, prices: Sequence[MarketPrices], tz: str, source: s
     now = _now()
     with db.write_transaction() as conn:
         for p in prices:
-            days = np.array([operating_day_of(int(s), tz).toordinal() for s in p.starts.tolist()])
-            for ordinal in sorted(set(days.tolist())):
-                day = date.fromordinal(ordinal)
-                grid = DayGrid(day, tz, p.interval_minutes)
-                sel = days == ordinal
-                index = np.searchsorted(grid.starts, p.starts[sel])
-                if len(grid) != int(sel.sum()) or not np.array_equal(grid.starts[index], p.starts[sel]):
-                    raise MarketStoreError(f"{p.iso} {p.node} {p.market} prices of {day}: {int(sel.sum())} of the "
-                                           f"day's {len(grid)} intervals; a price day is stored whole")
-                units = p.price_units[sel]
-                sha = _sha(units, int(grid.starts[0]), p.interval_minutes)
-                key = and_(t.c.iso == p.iso, t.c.node == p.node, t.c.market == p.market, t.c.day == day)
-                last = conn.execute(select(t.c.version, t.c.content_sha256).where(key)
-                                    .order_by(t.c.version.desc()).limit(1)).first()
-                if last is not None and last.content_sha256 == sha:
+            step = p.interval_minutes * 60
+            key = and_(t.c.iso == p.iso, t.c.node == p.node, t.c.market == p.market)
+            latest = {r.day: (r.version, r.content_sha256) for r in conn.execute(
+                select(t.c.day, t.c.version, t.c.content_sha256).where(key).order_by(t.c.version))}
+            rows = []
+            for day, day_start, lo, hi in _day_slices(p.starts, tz):
+                n_day = local_day(day, tz).seconds // step
+                starts = p.starts[lo:hi]
+                if hi - lo != n_day or starts[0] != day_start or (n_day > 1 and not (np.diff(starts) == step).all()):
+                    raise MarketStoreError(f"{p.iso} {p.node} {p.market} prices of {day}: {hi - lo} of the "
+                                           f"day's {n_day} intervals; a price day is stored whole")
+                units = p.price_units[lo:hi]
+                sha = _sha(units, day_start, p.interval_minutes)
+                last = latest.get(day)
+                if last is not None and last[1] == sha:
                     counts["unchanged"] += 1
                     continue
-                version = 1 if last is None else last.version + 1
                 counts["new" if last is None else "corrected"] += 1
-                conn.execute(t.insert().values(iso=p.iso, node=p.node, market=p.market, day=day, version=version,
-                                               start_epoch=int(grid.starts[0]), interval_minutes=p.interval_minutes,
-                                               n_values=len(grid), price_units=_blob(units), content_sha256=sha,
-                                               source=source or p.source, received_at=now))
+                rows.append({"iso": p.iso, "node": p.node, "market": p.market, "day": day,
+                             "version": 1 if last is None else last[0] + 1, "start_epoch": day_start,
+                             "interval_minutes": p.interval_minutes, "n_values": n_day, "price_units": _blob(units),
+                             "content_sha256": sha, "source": source or p.source, "received_at": now})
+            if rows:
+                conn.execute(t.insert(), rows)
     return counts
 
 
