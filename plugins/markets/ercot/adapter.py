@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import httpx
+from lxml import etree
 
 from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
 from core.intervals import IntervalDataError
@@ -33,6 +34,8 @@ from core.markets.prices import MarketPrices
 from plugins.markets.ercot import ews
 from plugins.markets.ercot.reports import parse_spp_csv
 from plugins.markets.ercot.statements import parse_statement
+
+MAX_BIDSET_BYTES = 3_000_000
 
 
 class ErcotConfig(AdapterConfig):
@@ -120,12 +123,19 @@ class ErcotMarket(MarketAdapter):
                                   trading_date=bids[0].trading_date, payload=[bs])
 
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
-        """The SOAP request that creates ``bids`` (curve rules checked first)."""
+        """The SOAP request that creates ``bids`` (curve rules checked first; ERCOT takes a
+        BidSet of at most 3,000,000 bytes)."""
         for bid in bids:
             found = check_bid(bid, DEFAULT_RULES[("ERCOT", bid.market)], self.config.timezone)
             if found:
                 raise CurveRuleError(bid.bid_id, found)
-        return ews.soap_wrap(self._message(bids))
+        message = self._message(bids)
+        payload = message.find(f"{ews.M}Payload")
+        size = sum(len(etree.tostring(el)) for el in (payload if payload is not None else []))
+        if size > MAX_BIDSET_BYTES:
+            raise AdapterError(f"the BidSet is {size:,} bytes; ERCOT takes at most {MAX_BIDSET_BYTES:,} "
+                               "(submit fewer resources per message)", FailureKind.CONFIGURATION)
+        return ews.soap_wrap(message)
 
     def validate_document(self, data: bytes) -> list[str]:
         try:
