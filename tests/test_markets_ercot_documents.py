@@ -43,9 +43,12 @@ def test_bidset_request_is_valid_and_carries_ercots_offsets_on_the_long_day():
     assert _adapter().validate_document(data) == []
     msg = ews.soap_unwrap(data, "request")
     starts = [e.text for e in msg.iter(ews.E + "startTime")]
-    # the offer, then 25 curves; the two 01:00 hours are -05:00 then -06:00; midnight is T00:00 of the next day
-    assert starts[0] == "2026-11-01T00:00:00-05:00"
-    assert starts[1:5] == ["2026-11-01T00:00:00-05:00", "2026-11-01T01:00:00-05:00", "2026-11-01T01:00:00-06:00",
+    # the offer, its fuel mix, then 25 curves; the two 01:00 hours are -05:00 then -06:00;
+    # midnight is T00:00 of the next day; the offer expires at the day-ahead gate
+    assert starts[0] == starts[1] == "2026-11-01T00:00:00-05:00"
+    assert [e.text for e in msg.iter(ews.E + "expirationTime")] == ["2026-10-31T10:00:00-05:00"]
+    assert [e.text for e in msg.iter(ews.E + "fipPercent")] == ["100"]
+    assert starts[2:6] == ["2026-11-01T00:00:00-05:00", "2026-11-01T01:00:00-05:00", "2026-11-01T01:00:00-06:00",
                            "2026-11-01T02:00:00-06:00"]
     assert [e.text for e in msg.iter(ews.E + "endTime")][-1] == "2026-11-02T00:00:00-06:00"
     assert len(list(msg.iter(ews.E + "EnergyOfferCurve"))) == 25

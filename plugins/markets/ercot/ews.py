@@ -192,9 +192,14 @@ def parse_message(msg: etree._Element, what: str) -> Envelope:
 
 
 def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "ThreePartOffer",
-                  submit_time: datetime | None = None) -> etree._Element:
+                  submit_time: datetime | None = None, fip_percent: Decimal = Decimal(100)) -> etree._Element:
     """One ``BidSet`` for bids of a single trading date: a ``ThreePartOffer`` per resource
-    (or an ``EnergyOnlyOffer`` per settlement point) with one ``EnergyOfferCurve`` per hour."""
+    (or an ``EnergyOnlyOffer`` per settlement point) with one ``EnergyOfferCurve`` per hour.
+
+    Each offer expires at 10:00 the day before its trading day (the day-ahead gate) and
+    a three-part offer states its fuel mix for the mitigated offer cap (``EocFipFop``:
+    ``fip_percent`` gas, the rest fuel oil), as ERCOT's product tables ask.
+    """
     days = {b.trading_date for b in bids}
     if len(days) != 1:
         raise EwsError(f"one BidSet carries one trading date, got {sorted(days)}")
@@ -211,9 +216,14 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
         offer = _sub(bs, E + offer_type)
         _sub(offer, E + "startTime", grid.local_iso(0))
         _sub(offer, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
-        _sub(offer, E + "marketType", MARKET_TYPES[bid.market])
+        _sub(offer, E + "expirationTime", _gate(day, tz))
         if offer_type == "ThreePartOffer":
             _sub(offer, E + "resource", bid.resource)
+            fuel = _sub(offer, E + "EocFipFop")
+            _sub(fuel, E + "startTime", grid.local_iso(0))
+            _sub(fuel, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
+            _sub(fuel, E + "fipPercent", format(fip_percent, "f"))
+            _sub(fuel, E + "fopPercent", format(Decimal(100) - fip_percent, "f"))
         else:
             _sub(offer, E + "sp", bid.resource)
             _sub(offer, E + "bidID", bid.bid_id)
@@ -232,6 +242,16 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
             if offer_type == "ThreePartOffer":
                 _sub(c, E + "incExcFlag", "EXC")
     return bs
+
+
+def _gate(day: date, tz: str) -> str:
+    """10:00 local on the day before ``day``, with its offset."""
+    from datetime import time as dtime
+    from datetime import timedelta
+
+    from core.timeline import zone
+
+    return datetime.combine(day - timedelta(days=1), dtime(10), tzinfo=zone(tz)).isoformat(timespec="seconds")
 
 
 def _when(text: str, where: str) -> datetime:
@@ -312,23 +332,23 @@ def parse_outcomes(bs: etree._Element, what: str) -> list[BidOutcome]:
 
 def set_outcome(offer: etree._Element, status: str, mrid_text: str, errors: Sequence[tuple[str, str]]) -> None:
     """Write mRID, status and errors into an offer element (the ISO side of a reply), in the
-    order of the CIM Bid header: mRID before ``marketType``, status and errors after it."""
-    anchor = offer.find(E + "marketType")
+    order of the CIM Bid header: after ``endTime`` come mRID, status and the errors."""
+    anchor = offer.find(E + "endTime")
     if anchor is None:
-        raise EwsError("an offer without marketType cannot carry a status")
-    idx = list(offer).index(anchor)
+        raise EwsError("an offer without endTime cannot carry a status")
+    idx = list(offer).index(anchor) + 1
     m = etree.Element(E + "mRID")
     m.text = mrid_text
     offer.insert(idx, m)
     st = etree.Element(E + "status")
     st.text = status
-    offer.insert(idx + 2, st)
+    offer.insert(idx + 1, st)
     for k, (interval, text) in enumerate(errors):
         e = etree.Element(E + "error")
         _sub(e, E + "severity", "ERROR")
         _sub(e, E + "interval", interval)
         _sub(e, E + "text", text)
-        offer.insert(idx + 3 + k, e)
+        offer.insert(idx + 2 + k, e)
 
 
 # ----------------------------------------------------------------------- AwardSet
