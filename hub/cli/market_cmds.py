@@ -136,23 +136,6 @@ def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> N
                f"{', '.join(rep.statements_known) or '-'}")
 
 
-def variance_json(checks: list[Any]) -> list[dict[str, Any]]:
-    """The variance report as JSON-able data (what ``--json`` prints and an API would serve)."""
-    return [{
-        "statement": c.statement.statement_id, "kind": c.statement.kind, "market": c.statement.market,
-        "received": c.received_at.isoformat(), "inputs_sha256": c.report.inputs_sha256,
-        "price_versions": c.report.price_versions, "tolerance": str(c.report.tolerance),
-        "codes": [{"code": s.code, "lines": s.lines, "shadow": str(s.shadow), "iso": str(s.iso),
-                   "variance": str(s.variance), "outside_tolerance": s.outside} for s in c.report.codes.values()],
-        "lines": [{"code": v.code, "resource": v.resource, "interval": v.label, "utc_start": v.start.isoformat(),
-                   "shadow": str(v.shadow), "iso": str(v.iso), "variance": str(v.variance), "cause": v.cause,
-                   "detail": v.detail} for v in c.report.lines],
-        "deltas": {"previous": c.previous_id,
-                   "lines": [{"code": d.code, "resource": d.resource, "interval": d.label, "previous": str(d.previous),
-                              "current": str(d.current), "net": str(d.net)} for d in c.deltas]},
-    } for c in checks]
-
-
 @market_app.command("variance")
 def variance_command(iso: str = _ISO, day: str = _DAY,
                      statement: str = typer.Option(None, "--statement", help="Only this statement id."),
@@ -162,7 +145,7 @@ def variance_command(iso: str = _ISO, day: str = _DAY,
     with every statement version: per charge code the totals, every line outside the tolerance
     with its cause (price, quantity, timing, formula), and what each version changed against the
     one before it (previous, current, net)."""
-    from hub.markets.service import variance_for_day
+    from hub.markets.service import variance_as_json, variance_for_day
 
     cfg, db = _open(config)
     try:
@@ -170,7 +153,7 @@ def variance_command(iso: str = _ISO, day: str = _DAY,
     finally:
         db.close()
     if as_json:
-        typer.echo(json.dumps(variance_json(checks), indent=2))
+        typer.echo(json.dumps(variance_as_json(checks), indent=2))
         return
     for c in checks:
         t = Table(title=f"{iso} {c.statement.operating_day} {c.statement.market} {c.statement.kind} "

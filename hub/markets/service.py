@@ -210,6 +210,24 @@ def variance_for_day(db: Database, cfg: KwhubConfig, iso: str, day: date,
     return out
 
 
+def variance_as_json(checks: Sequence[StatementCheck]) -> list[dict[str, Any]]:
+    """The variance report as JSON-able data: what ``kwhub market variance --json`` prints and
+    what an API route would serve."""
+    return [{
+        "statement": c.statement.statement_id, "kind": c.statement.kind, "market": c.statement.market,
+        "received": c.received_at.isoformat(), "inputs_sha256": c.report.inputs_sha256,
+        "price_versions": c.report.price_versions, "tolerance": str(c.report.tolerance),
+        "codes": [{"code": s.code, "lines": s.lines, "shadow": str(s.shadow), "iso": str(s.iso),
+                   "variance": str(s.variance), "outside_tolerance": s.outside} for s in c.report.codes.values()],
+        "lines": [{"code": v.code, "resource": v.resource, "interval": v.label, "utc_start": v.start.isoformat(),
+                   "shadow": str(v.shadow), "iso": str(v.iso), "variance": str(v.variance), "cause": v.cause,
+                   "detail": v.detail} for v in c.report.lines],
+        "deltas": {"previous": c.previous_id,
+                   "lines": [{"code": d.code, "resource": d.resource, "interval": d.label, "previous": str(d.previous),
+                              "current": str(d.current), "net": str(d.net)} for d in c.deltas]},
+    } for c in checks]
+
+
 def shadow_day(db: Database, cfg: KwhubConfig, iso: str, day: date) -> ShadowResult:
     """The shadow settlement of a day on the latest prices (no statement needed)."""
     return shadow_settle(shadow_inputs(db, cfg, iso, day)[0])
