@@ -21,10 +21,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.markets.bid_builder import build_energy_offers  # noqa: E402
-from core.markets.curve_rules import ERCOT_DA  # noqa: E402
-from core.markets.optimizer import optimize_dispatch  # noqa: E402
-from core.markets.surplus import BatteryUnit, GenUnit, ReserveRule, clear_sky_solar, compute_surplus  # noqa: E402
+from kwhub.core.markets.bid_builder import build_energy_offers  # noqa: E402
+from kwhub.core.markets.curve_rules import ERCOT_DA  # noqa: E402
+from kwhub.core.markets.optimizer import optimize_dispatch  # noqa: E402
+from kwhub.core.markets.surplus import (  # noqa: E402
+    BatteryUnit,
+    GenUnit,
+    ReserveRule,
+    clear_sky_solar,
+    compute_surplus,
+)
 
 DAY = date(2026, 7, 15)
 TZ = "America/Chicago"

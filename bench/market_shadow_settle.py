@@ -11,7 +11,7 @@ store has no dispatch table); everything else is read from the store.
 
 Timed, each from the same store in the same run:
 * kwhub: read the dense arrays (interval store matrix, award and price day blobs) and
-  run :func:`core.markets.shadow.shadow_settle` (exact int64 fixed point, one rounding
+  run :func:`kwhub.core.markets.shadow.shadow_settle` (exact int64 fixed point, one rounding
   per line);
 * peer: read the same rows into long pandas frames and settle with merge/groupby (the
   same integer arithmetic and rounding in pandas columns).
@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.intervals import ChannelSeries  # noqa: E402
-from core.markets.fixed import AMOUNT_DIVISOR  # noqa: E402
-from core.markets.prices import MarketPrices  # noqa: E402
+from kwhub.core.intervals import ChannelSeries  # noqa: E402
+from kwhub.core.markets.fixed import AMOUNT_DIVISOR  # noqa: E402
+from kwhub.core.markets.prices import MarketPrices  # noqa: E402
 
 N_RES = 50
 DAYS = 365
@@ -45,9 +45,9 @@ RES = [f"GEN{r:02d}" for r in range(N_RES)]
 
 
 def _build() -> None:
-    from hub.markets import store
-    from hub.store import Database
-    from hub.store.market_tables import market_award_day_table
+    from kwhub.hub.markets import store
+    from kwhub.hub.store import Database
+    from kwhub.hub.store.market_tables import market_award_day_table
 
     tmp = CACHE.with_suffix(".building")
     for p in tmp.parent.glob(tmp.name + "*"):
@@ -82,9 +82,9 @@ def _build() -> None:
 
 def read_dense(db):  # noqa: ANN001, ANN201
     """kwhub's read: dense (R, N) arrays from the store."""
-    from core.markets.fixed import wh_from_kwh
-    from core.timeline import Span
-    from hub.markets import store
+    from kwhub.core.markets.fixed import wh_from_kwh
+    from kwhub.core.timeline import Span
+    from kwhub.hub.markets import store
 
     start = int(np.datetime64(FIRST.isoformat(), "s").astype(np.int64))
     hours = DAYS * 24
@@ -105,7 +105,7 @@ def rtd_dispatch() -> np.ndarray:
 
 
 def kwhub(db, rtd_delta: np.ndarray) -> tuple[dict[str, int], float, float]:  # noqa: ANN001
-    from core.markets.shadow import ShadowInputs, shadow_settle
+    from kwhub.core.markets.shadow import ShadowInputs, shadow_settle
 
     t0 = time.perf_counter()
     d = read_dense(db)
@@ -188,7 +188,7 @@ def peer(db, rtd_delta: np.ndarray) -> tuple[dict[str, int], float, float]:  # n
 
 
 def main() -> None:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     if not CACHE.exists():
         import subprocess

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 if TYPE_CHECKING:
     from datetime import date
 
-    from core.intervals import IntervalBatch
-    from core.invoice import Invoice, PartyRef
-    from core.markets.models import Award, Bid, Statement, Submission
-    from core.markets.prices import MarketPrices
-    from core.render_context import RenderContext
+    from kwhub.core.intervals import IntervalBatch
+    from kwhub.core.invoice import Invoice, PartyRef
+    from kwhub.core.markets.models import Award, Bid, Statement, Submission
+    from kwhub.core.markets.prices import MarketPrices
+    from kwhub.core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.money import MoneyPolicy
+from kwhub.core.money import MoneyPolicy
 
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
 ChargeType = Literal[

@@ -1,6 +1,6 @@
 """Owner statements: revenues and costs of co-owned assets, split by ownership share.
 
-Assets carry their owners (:attr:`core.campus.Asset.owners`, shares summing to 1). For
+Assets carry their owners (:attr:`kwhub.core.campus.Asset.owners`, shares summing to 1). For
 one period, an owner's statement lists per asset:
 
 * **revenue**: the value of the energy the asset delivered, under every component of
@@ -16,7 +16,7 @@ one period, an owner's statement lists per asset:
   run of each contract carries the full lines of the period, so the revenue is what the
   original invoice and all its corrections bill together.
 * **market revenue**: what an ISO paid for the asset's resource in the period (statement
-  amounts with the sign flipped once, :mod:`core.markets.revenue`), given as
+  amounts with the sign flipped once, :mod:`kwhub.core.markets.revenue`), given as
   :class:`MarketRevenueItem` s and split by the same shares.
 * **costs**: fuel (metered MMBtu x ``fuel_price_per_mmbtu``), variable O&M (MWh x
   ``variable_om_per_mwh``) and fixed O&M per period, configured per asset.
@@ -36,8 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.campus import Campus
-from core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.campus import Campus
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 
 LineKind = Literal["revenue", "market_revenue", "fuel_cost", "variable_om", "fixed_om"]
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from core.invoice import Invoice, PaymentDetails
-from plugins.erp.cii import CiiRenderer, FacturXRenderer
-from plugins.erp.party_requirements import (
+from kwhub.core.invoice import Invoice, PaymentDetails
+from kwhub.plugins.erp.cii import CiiRenderer, FacturXRenderer
+from kwhub.plugins.erp.party_requirements import (
     en16931_party_problems,
     endpoint_problems,
     peppol_party_problems,
 )
-from plugins.erp.ubl import UblRenderer
+from kwhub.plugins.erp.ubl import UblRenderer
 from tests.en16931 import ARTEFACTS, available, fatal, official_findings
 from tests.fixtures.invoices import BUYER, SELLER, energy_invoice
 

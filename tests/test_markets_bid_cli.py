@@ -8,13 +8,13 @@ from decimal import Decimal as D
 import numpy as np
 from typer.testing import CliRunner
 
-from core.intervals import ChannelSeries
-from core.markets.curve_rules import ERCOT_DA, check_bid
-from core.markets.hour_labels import DayGrid
-from core.quality import Quality
-from core.timeline import local_day
-from hub.config import parse_config
-from hub.markets.forecast import build_day_bids, campus_units, load_forecast
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.markets.curve_rules import ERCOT_DA, check_bid
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import local_day
+from kwhub.hub.config import parse_config
+from kwhub.hub.markets.forecast import build_day_bids, campus_units, load_forecast
 
 DAY = date(2026, 10, 15)
 TZ = "America/Chicago"
@@ -63,7 +63,7 @@ def test_day_bids_serve_the_load_and_reserve_first(sqlite_db, tmp_path):
 
 
 def test_market_sim_command_starts_and_stops(tmp_path, monkeypatch):
-    from hub.cli.main import app
+    from kwhub.hub.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     out = CliRunner().invoke(app, ["market-sim", "ERCOT", "--port", "0", "--seconds", "0.3"])

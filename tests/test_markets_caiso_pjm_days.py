@@ -15,12 +15,12 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, CurvePoint, OfferCurve
-from core.quality import Quality
-from hub.config import parse_config
-from hub.markets import service
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve
+from kwhub.core.quality import Quality
+from kwhub.hub.config import parse_config
+from kwhub.hub.markets import service
 
 DAY = date(2026, 11, 1)
 REPEATED_HOUR = 2  # hours 0 (00:00), 1 (01:00 daylight), 2 (01:00 standard)
@@ -51,7 +51,7 @@ def _meter(db, tz: str, extra_mwh: str) -> None:  # noqa: ANN001
 
 
 def test_caiso_fall_back_day(db, tmp_path):
-    from plugins.markets.caiso import TZ, CaisoSim
+    from kwhub.plugins.markets.caiso import TZ, CaisoSim
 
     def prices(node: str, day: date, market: str) -> list[D]:
         grid = DayGrid(day, TZ, 60 if market == "DA" else 5)
@@ -82,7 +82,7 @@ def test_caiso_fall_back_day(db, tmp_path):
                     ln.start == datetime(2026, 11, 1, 9, tzinfo=UTC)]  # 01:00 PST = 09:00 UTC
         assert [(ln.amount, ln.label) for ln in repeated] == [(D("-600.00"), "2026-11-01 HR03")]
         # OASIS throttling: HTTP 200 with an HTML page is a transient error, nothing is stored
-        from core.adapters import AdapterError, FailureKind
+        from kwhub.core.adapters import AdapterError, FailureKind
 
         sim.throttle_next = True
         with pytest.raises(AdapterError) as err:
@@ -105,7 +105,7 @@ def test_caiso_fall_back_day(db, tmp_path):
 
 
 def test_pjm_fall_back_day(db, tmp_path):
-    from plugins.markets.pjm import TZ, PjmSim
+    from kwhub.plugins.markets.pjm import TZ, PjmSim
 
     def prices(node: str, day: date, market: str) -> list[D]:
         grid = DayGrid(day, TZ, 60 if market == "DA" else 5)

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.markets.bid_builder import (
+from kwhub.core.markets.bid_builder import (
     GuardrailError,
     build_energy_offers,
     check_guardrails,
     curve_points,
 )
-from core.markets.curve_rules import (
+from kwhub.core.markets.curve_rules import (
     CAISO_DA,
     ERCOT_DA,
     ERCOT_RT,
@@ -25,10 +25,10 @@ from core.markets.curve_rules import (
     check_curve,
     require_valid,
 )
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, CurvePoint, OfferCurve
-from core.markets.optimizer import OptimizerError, optimize_dispatch
-from core.markets.surplus import BatteryUnit, GenUnit, ReserveRule, compute_surplus
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve
+from kwhub.core.markets.optimizer import OptimizerError, optimize_dispatch
+from kwhub.core.markets.surplus import BatteryUnit, GenUnit, ReserveRule, compute_surplus
 
 H0 = datetime(2026, 10, 15, 5, tzinfo=UTC)  # 00:00 CDT
 H1 = datetime(2026, 10, 15, 6, tzinfo=UTC)

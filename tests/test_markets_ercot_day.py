@@ -16,12 +16,12 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, CurvePoint, OfferCurve, SubmissionStatus
-from core.quality import Quality
-from hub.config import parse_config
-from hub.markets import service, store
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve, SubmissionStatus
+from kwhub.core.quality import Quality
+from kwhub.hub.config import parse_config
+from kwhub.hub.markets import service, store
 
 DAY = date(2026, 11, 1)
 TZ = "America/Chicago"
@@ -38,7 +38,7 @@ def _prices(node: str, day: date, market: str) -> list[D]:
 
 @pytest.fixture
 def ercot(tmp_path):
-    from plugins.markets.ercot.sim import ErcotSim
+    from kwhub.plugins.markets.ercot.sim import ErcotSim
 
     sim = ErcotSim(tz=TZ, prices=_prices).start()
     yield sim
@@ -125,7 +125,7 @@ def test_fall_back_day_bid_to_bill(db, tmp_path, ercot):
     # revenue 47,000.00 + 35.00 = 47,035.00 -> 60/40: 28,221.00 / 18,814.00
     items = service.market_revenue_items(db, cfg, "2026-11")
     assert [(i.asset, i.amount) for i in items] == [("gt1", D("47035.00"))]
-    from core.markets.revenue import split_revenue
+    from kwhub.core.markets.revenue import split_revenue
 
     assert split_revenue(items[0].amount, {"gasco_jv": D("0.6"), "campus_op": D("0.4")}) == \
         {"gasco_jv": D("28221.00"), "campus_op": D("18814.00")}

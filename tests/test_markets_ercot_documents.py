@@ -10,16 +10,20 @@ from decimal import Decimal as D
 import pytest
 from lxml import etree
 
-from core.adapters import AdapterError, FailureKind
-from core.intervals import IntervalDataError
-from core.markets.curve_rules import CurveRuleError
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Award, Bid, CurvePoint, OfferCurve, SubmissionStatus
-from plugins.markets.ercot import ews
-from plugins.markets.ercot.adapter import ErcotMarket
-from plugins.markets.ercot.reports import parse_spp_csv, render_spp_csv
-from plugins.markets.ercot.sim import ErcotSim
-from plugins.markets.ercot.statements import parse_statement, render_statement, validate_statement
+from kwhub.core.adapters import AdapterError, FailureKind
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.curve_rules import CurveRuleError
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Award, Bid, CurvePoint, OfferCurve, SubmissionStatus
+from kwhub.plugins.markets.ercot import ews
+from kwhub.plugins.markets.ercot.adapter import ErcotMarket
+from kwhub.plugins.markets.ercot.reports import parse_spp_csv, render_spp_csv
+from kwhub.plugins.markets.ercot.sim import ErcotSim
+from kwhub.plugins.markets.ercot.statements import (
+    parse_statement,
+    render_statement,
+    validate_statement,
+)
 
 TZ = "America/Chicago"
 FALL = date(2026, 11, 1)

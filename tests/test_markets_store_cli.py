@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.markets.models import Statement, StatementLine
-from core.markets.prices import MarketPrices
-from hub.config import ConfigError, parse_config
-from hub.markets import store
-from hub.store import Database
+from kwhub.core.markets.models import Statement, StatementLine
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.hub.config import ConfigError, parse_config
+from kwhub.hub.markets import store
+from kwhub.hub.store import Database
 
 MARKET_TABLES = {"market_submission", "market_award_day", "market_price_day", "market_statement",
                  "market_statement_line", "market_shadow_run"}
@@ -49,7 +49,7 @@ def test_migration_0009_downgrades_and_upgrades(sqlite_db: Database) -> None:
 
 
 def _day_prices(version_bump: int = 0) -> MarketPrices:
-    from core.markets.hour_labels import DayGrid
+    from kwhub.core.markets.hour_labels import DayGrid
 
     grid = DayGrid(date(2026, 11, 1), "America/Chicago", 60)
     units = np.full(25, 3_000_000, dtype=np.int64)
@@ -118,8 +118,8 @@ def test_markets_configuration_errors_name_their_keys(tmp_path) -> None:
 def test_cli_variance_prints_the_report_and_json(sqlite_db: Database, tmp_path, monkeypatch) -> None:
     import tomli_w
 
-    from hub.cli.main import app
-    from hub.markets import service
+    from kwhub.hub.cli.main import app
+    from kwhub.hub.markets import service
 
     line = StatementLine(code="DAESAMT", resource="RN1", start=datetime(2026, 10, 15, 5, tzinfo=UTC), minutes=60,
                          amount=D("-10.00"), determinants={"DASPP": D("20.00"), "DAES": D("0.5")})

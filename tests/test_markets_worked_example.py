@@ -12,13 +12,13 @@ from decimal import Decimal as D
 
 import numpy as np
 
-from core.markets.fixed import price_units, wh_from_mwh
-from core.markets.models import Statement, StatementLine
-from core.markets.revenue import owner_adjustments, revenue_by_resource, split_revenue
-from core.markets.shadow import ShadowInputs, shadow_settle
-from core.markets.statements import statement_deltas
-from core.markets.variance import variance_report
-from core.ownership import split_largest_remainder
+from kwhub.core.markets.fixed import price_units, wh_from_mwh
+from kwhub.core.markets.models import Statement, StatementLine
+from kwhub.core.markets.revenue import owner_adjustments, revenue_by_resource, split_revenue
+from kwhub.core.markets.shadow import ShadowInputs, shadow_settle
+from kwhub.core.markets.statements import statement_deltas
+from kwhub.core.markets.variance import variance_report
+from kwhub.core.ownership import split_largest_remainder
 
 HOUR = datetime(2024, 1, 15, 20, tzinfo=UTC)  # 14:00 CST = 20:00 UTC
 QUARTERS = [HOUR + timedelta(minutes=15 * k) for k in range(4)]

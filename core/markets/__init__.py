@@ -9,6 +9,6 @@ settlement (:mod:`.charge_codes`, :mod:`.shadow`), statement versions and varian
 HTTP or XML; the ISO adapters in ``plugins/markets`` speak the formats.
 """
 
-from core.markets.prices import MarketKind, MarketPrices, PriceSeries
+from kwhub.core.markets.prices import MarketKind, MarketPrices, PriceSeries
 
 __all__ = ["MarketKind", "MarketPrices", "PriceSeries"]

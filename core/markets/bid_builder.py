@@ -8,7 +8,7 @@ the most expensive units. MW are rounded *down* and prices *up* to the ISO's dec
 so an offer never exceeds the surplus and never sells below cost; blocks priced over the
 cap are left out (and reported); more blocks than the ISO's point limit are merged at
 the higher price. An interval whose curve stays under the ISO's minimum MW is not offered
-(and reported). Every bid then passes :func:`core.markets.curve_rules.check_bid` and
+(and reported). Every bid then passes :func:`kwhub.core.markets.curve_rules.check_bid` and
 :func:`check_guardrails` before it is returned.
 """
 
@@ -20,11 +20,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
-from core.markets.curve_rules import CurveRuleError, CurveRules, check_bid
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, CurvePoint, OfferCurve
-from core.markets.optimizer import DispatchPlan
-from core.markets.surplus import GenUnit, Surplus
+from kwhub.core.markets.curve_rules import CurveRuleError, CurveRules, check_bid
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve
+from kwhub.core.markets.optimizer import DispatchPlan
+from kwhub.core.markets.surplus import GenUnit, Surplus
 
 
 class GuardrailError(ValueError):

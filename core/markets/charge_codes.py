@@ -1,7 +1,7 @@
 """The ISO charge codes kwhub recomputes, with their formulas (``MARKETS.md`` section 9).
 
 Each :class:`ChargeCode` names its ISO, grain and formula. The formulas themselves are in
-:mod:`core.markets.shadow`, vectorised over resources and intervals; the ``formula`` text
+:mod:`kwhub.core.markets.shadow`, vectorised over resources and intervals; the ``formula`` text
 here is what reports and ``explain`` print. Signs are the ISO's: a negative amount is
 paid to the participant. Codes whose formula ``MARKETS.md`` marks unverified say so in
 ``note``.

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.markets.models import MarketResource
-from core.markets.surplus import ReserveRule
+from kwhub.core.markets.models import MarketResource
+from kwhub.core.markets.surplus import ReserveRule
 
 
 class MarketsConfig(BaseModel):

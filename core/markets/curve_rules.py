@@ -16,8 +16,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, OfferCurve
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, OfferCurve
 
 
 class CurveRules(BaseModel):

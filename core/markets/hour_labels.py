@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from core.timeline import local_day, zone
+from kwhub.core.timeline import local_day, zone
 
 
 class LabelError(ValueError):

@@ -6,7 +6,7 @@ into :class:`Award` s, and settled on an ISO :class:`Statement` whose
 :class:`StatementLine` s kwhub recomputes (shadow settlement) and compares. Times are UTC
 instants; the ISO's own labels travel beside them (``label``). Amounts keep the ISO's
 sign convention (ERCOT, PJM, CAISO: negative = paid to the participant); the one flip to
-revenue happens in :mod:`core.markets.revenue`.
+revenue happens in :mod:`kwhub.core.markets.revenue`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from core.markets.surplus import BatteryUnit, GenUnit, Surplus
+from kwhub.core.markets.surplus import BatteryUnit, GenUnit, Surplus
 
 TOLERANCE_MW = 1e-6
 

@@ -3,7 +3,7 @@
 * :class:`PriceSeries`: float $/MWh per UTC interval start, for valuing energy in
   reports (e.g. the export value of a month).
 * :class:`MarketPrices`: the exact prices an ISO published for one node, market and
-  version, held as integer price units (:mod:`core.markets.fixed`), which shadow
+  version, held as integer price units (:mod:`kwhub.core.markets.fixed`), which shadow
   settlement multiplies. Every version is kept; a correction is a new version.
 """
 
@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.markets.fixed import PRICE_SCALE, price_decimal
+from kwhub.core.markets.fixed import PRICE_SCALE, price_decimal
 
 MarketKind = Literal["DA", "RT"]
 

@@ -3,7 +3,7 @@
 ERCOT, CAISO and PJM statements show money paid to the participant as negative. The
 bid-to-bill chain keeps that sign through shadow settlement and variance; revenue is the
 one place it flips (``revenue = -amount``). A resource's revenue belongs to the owners of
-its asset and is split with :func:`core.ownership.split_largest_remainder`, so the parts
+its asset and is split with :func:`kwhub.core.ownership.split_largest_remainder`, so the parts
 add up to the cent. A later statement version changes revenue; each owner's adjustment
 is the new split minus the old one, so the original plus every adjustment equals a fresh
 split of the latest version.
@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
-from core.markets.models import Statement, StatementLine
-from core.ownership import split_largest_remainder
+from kwhub.core.markets.models import Statement, StatementLine
+from kwhub.core.ownership import split_largest_remainder
 
 
 def line_revenue(line: StatementLine) -> Decimal:

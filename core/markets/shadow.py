@@ -2,9 +2,9 @@
 
 :class:`ShadowInputs` holds, for R resources over a span of whole hours, dense ``(R, N)``
 int64 arrays: day-ahead awards (Wh per hour), the metered delivery at the settlement meter
-(Wh per real-time interval), ISO prices (price units, see :mod:`core.markets.fixed`) and,
+(Wh per real-time interval), ISO prices (price units, see :mod:`kwhub.core.markets.fixed`) and,
 for CAISO, the FMM schedules and RTD dispatch. :func:`shadow_settle` applies each charge
-code's formula (:mod:`core.markets.charge_codes`) to whole arrays at once and rounds each
+code's formula (:mod:`kwhub.core.markets.charge_codes`) to whole arrays at once and rounds each
 interval's amount to the cent, exactly as the ISO rounds it. An interval without a price
 or a meter value gets no amount; it is listed in :attr:`CodeLines.missing` with the reason,
 never counted as zero.
@@ -18,8 +18,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.markets.charge_codes import ChargeCode, charge_code, codes_of
-from core.markets.fixed import amount_cents, cents_decimal, mwh_decimal, price_decimal
+from kwhub.core.markets.charge_codes import ChargeCode, charge_code, codes_of
+from kwhub.core.markets.fixed import amount_cents, cents_decimal, mwh_decimal, price_decimal
 
 
 class ShadowInputError(ValueError):
@@ -235,7 +235,7 @@ _ENGINES = {"ERCOT": _ercot, "CAISO": _caiso, "PJM": _pjm}
 
 
 def shadow_settle(inp: ShadowInputs) -> ShadowResult:
-    """Recompute every charge code of ``inp.iso`` (see :func:`core.markets.charge_codes.codes_of`)."""
+    """Recompute every charge code of ``inp.iso`` (see :func:`kwhub.core.markets.charge_codes.codes_of`)."""
     try:
         engine = _ENGINES[inp.iso]
     except KeyError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from core.markets.models import STATEMENT_ORDER, DeltaLine, Statement, StatementLine
+from kwhub.core.markets.models import STATEMENT_ORDER, DeltaLine, Statement, StatementLine
 
 LineKey = tuple[str, str, int]  # code, resource, UTC start epoch
 

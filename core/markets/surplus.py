@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.timeline import local_day, zone
+from kwhub.core.timeline import local_day, zone
 
 
 class GenUnit(BaseModel):

@@ -11,7 +11,7 @@ A line outside the tolerance gets a cause:
 * ``undetermined``: the ISO published no determinants to tell the causes apart.
 
 A price correction is not a variance: the shadow run uses the price version the
-statement version was settled on (:mod:`core.markets.statements` shows the correction as
+statement version was settled on (:mod:`kwhub.core.markets.statements` shows the correction as
 deltas between versions).
 """
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from core.markets.fixed import cents_decimal, mwh_decimal, price_decimal
-from core.markets.models import Statement, VarianceLine
-from core.markets.shadow import ShadowResult
-from core.markets.statements import index_lines
+from kwhub.core.markets.fixed import cents_decimal, mwh_decimal, price_decimal
+from kwhub.core.markets.models import Statement, VarianceLine
+from kwhub.core.markets.shadow import ShadowResult
+from kwhub.core.markets.statements import index_lines
 
 
 @dataclass

@@ -29,7 +29,7 @@ def demo(
     resettlement) and shows the variance report and the owners' market revenue. Running it
     again changes nothing.
     """
-    from hub.demo import run_demo, summary_json
+    from kwhub.hub.demo.run import run_demo, summary_json
 
     if as_json:
         summary = run_demo(directory)

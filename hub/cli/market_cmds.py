@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 market_app = typer.Typer(
@@ -27,8 +27,8 @@ _DAY = typer.Option(..., "--day", help="Operating (trading) day YYYY-MM-DD, in t
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
@@ -42,13 +42,13 @@ def _day(text: str) -> date:
 
 
 def _market_errors() -> tuple[type[BaseException], ...]:
-    from core.adapters import AdapterError
-    from core.markets.bid_builder import GuardrailError
-    from core.markets.curve_rules import CurveRuleError
-    from core.markets.optimizer import OptimizerError
-    from core.markets.shadow import ShadowInputError
-    from hub.markets.service import MarketServiceError
-    from hub.markets.store import MarketStoreError
+    from kwhub.core.adapters import AdapterError
+    from kwhub.core.markets.bid_builder import GuardrailError
+    from kwhub.core.markets.curve_rules import CurveRuleError
+    from kwhub.core.markets.optimizer import OptimizerError
+    from kwhub.core.markets.shadow import ShadowInputError
+    from kwhub.hub.markets.service import MarketServiceError
+    from kwhub.hub.markets.store import MarketStoreError
 
     return (AdapterError, GuardrailError, CurveRuleError, OptimizerError, ShadowInputError, MarketServiceError,
             MarketStoreError, KeyError)
@@ -71,8 +71,8 @@ def bid_command(iso: str = _ISO, day: str = _DAY,
     """Build the day-ahead energy offer of a resource: forecast the surplus (units, solar, battery,
     load by persistence, reserve), optimise the dispatch, turn it into offer curves and check them
     against the ISO's curve rules and the guardrails. Nothing that would need tenant load leaves."""
-    from hub.markets.forecast import build_day_bids
-    from hub.markets.service import submit_bids
+    from kwhub.hub.markets.forecast import build_day_bids
+    from kwhub.hub.markets.service import submit_bids
 
     cfg, db = _open(config)
     try:
@@ -106,7 +106,7 @@ def bid_command(iso: str = _ISO, day: str = _DAY,
 def poll_command(submission: str = typer.Argument(..., help="A submission id from `market bid --submit`."),
                  config: Path = _CONFIG) -> None:
     """Ask the ISO where a submission stands (submitted, accepted, partly accepted, rejected)."""
-    from hub.markets.service import poll_submission
+    from kwhub.hub.markets.service import poll_submission
 
     cfg, db = _open(config)
     try:
@@ -122,7 +122,7 @@ def poll_command(submission: str = typer.Argument(..., help="A submission id fro
 def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> None:
     """Fetch and store the day's awards, DA and RT prices (a changed price day is stored as a new
     version) and every statement version the ISO has issued."""
-    from hub.markets.service import fetch_market_day
+    from kwhub.hub.markets.service import fetch_market_day
 
     cfg, db = _open(config)
     try:
@@ -145,7 +145,7 @@ def variance_command(iso: str = _ISO, day: str = _DAY,
     with every statement version: per charge code the totals, every line outside the tolerance
     with its cause (price, quantity, timing, formula), and what each version changed against the
     one before it (previous, current, net)."""
-    from hub.markets.service import variance_as_json, variance_for_day
+    from kwhub.hub.markets.service import variance_as_json, variance_for_day
 
     cfg, db = _open(config)
     try:
@@ -190,7 +190,7 @@ def explain_command(iso: str = _ISO, day: str = _DAY,
                     config: Path = _CONFIG) -> None:
     """Walk one statement line back: bid -> award -> metered delivery -> ISO price (every version)
     -> statement line (every version) -> revenue, beside kwhub's own shadow line."""
-    from hub.markets.service import explain_market_line
+    from kwhub.hub.markets.service import explain_market_line
 
     cfg, db = _open(config)
     try:
@@ -207,7 +207,7 @@ def market_sim(iso: str = typer.Argument(..., help="The ISO to play: ERCOT (the 
     """Start a local ISO on 127.0.0.1 that speaks the ISO's transport and formats (ERCOT: EWS SOAP
     for BidSet/AwardSet, the SPP price reports, statements with extracts) and can inject faults.
     With a kwhub.toml, statements settle the campus's own meter data from the store."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     reg = get_registry()
     classes = [c for c in reg.adapters.values() if getattr(c, "iso", "") == iso.upper()
@@ -220,7 +220,7 @@ def market_sim(iso: str = typer.Argument(..., help="The ISO to play: ERCOT (the 
     cfg_path = config if config is not None else (Path("kwhub.toml") if Path("kwhub.toml").exists() else None)
     db = None
     if cfg_path is not None:
-        from hub.markets.service import market_adapter, meter_source
+        from kwhub.hub.markets.service import market_adapter, meter_source
 
         cfg, db = _open(cfg_path)
         if iso.upper() in cfg.file.markets.adapters:

@@ -1,8 +1,9 @@
-"""Safe XML parsing for documents that come from outside (ISO replies, statements).
+"""Safe XML parsing for the ERP validators and round-trip readers.
 
-Entity resolution, DTD loading and network access are off, and a document carrying a
-DOCTYPE is refused outright, so an entity-expansion or external-entity payload is never
-processed. Errors name the document and the line.
+Every document a renderer re-reads (its own output, or a tampered copy of it) goes
+through :func:`parse_xml`: entity resolution, DTD loading and network access are off, and
+a document carrying a DOCTYPE is refused outright, so an entity-expansion or external
+entity payload is never processed.
 """
 
 from __future__ import annotations
@@ -11,15 +12,30 @@ from lxml import etree
 
 
 class UnsafeXmlError(ValueError):
-    """The bytes are not acceptable XML (a DOCTYPE, or not well-formed)."""
+    """The bytes are not acceptable XML (DOCTYPE present or not well-formed)."""
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False, remove_blank_text=True)
+def safe_parser() -> etree.XMLParser:
+    """An lxml parser with entities, DTDs and network access disabled."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+    )
+
+
+_PARSER = safe_parser()
 
 
 def parse_xml(data: bytes, what: str = "document") -> etree._Element:
-    """Parse ``data`` and return its root; :class:`UnsafeXmlError` names ``what`` and the line."""
+    """Parse ``data`` safely and return the root element.
+
+    Raises :class:`UnsafeXmlError` naming ``what`` and the line when the document has a
+    DOCTYPE or is not well-formed.
+    """
     if not isinstance(data, bytes | bytearray):
         raise UnsafeXmlError(f"{what}: expected bytes, got {type(data).__name__}")
     head = bytes(data[:4096]).upper()
@@ -31,6 +47,23 @@ def parse_xml(data: bytes, what: str = "document") -> etree._Element:
         line = exc.lineno if exc.lineno is not None else "?"
         raise UnsafeXmlError(f"{what}: not well-formed XML at line {line}: {exc.msg}") from None
     tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    if tree.docinfo.doctype or (tree.docinfo.internalDTD is not None):
         raise UnsafeXmlError(f"{what}: a DOCTYPE declaration is not allowed")
     return root
+
+
+def element_path(el: etree._Element) -> str:
+    """A readable path of ``el`` with prefixes, e.g. ``/Invoice/cac:InvoiceLine[2]/cbc:ID``."""
+    parts: list[str] = []
+    node: etree._Element | None = el
+    while node is not None:
+        qn = etree.QName(node)
+        name = f"{node.prefix}:{qn.localname}" if node.prefix else qn.localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        parts.append(name)
+        node = parent
+    return "/" + "/".join(reversed(parts))

@@ -21,9 +21,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from hub.config import KwhubConfig
-from hub.markets import store
-from hub.store import Database
+from kwhub.hub.config import KwhubConfig
+from kwhub.hub.markets import store
+from kwhub.hub.store import Database
 
 MARKET_DAY = date(2026, 10, 15)
 ISO = "ERCOT"
@@ -46,7 +46,7 @@ def market_config(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def start_local_ercot() -> Any:
     """A local ERCOT from the registered ERCOT adapter (the hub imports no plugin module)."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     cls = get_registry().adapter("markets.ercot")
     return cls("demo-ercot", {"url": "http://127.0.0.1", "qse": "QKWHUB"}).local_server().start()  # type: ignore[attr-defined]
@@ -54,12 +54,17 @@ def start_local_ercot() -> Any:
 
 def run_market_day(cfg: KwhubConfig, db: Database, sim: Any) -> dict[str, Any]:
     """Run (or report) the demo's market day; returns what the demo prints."""
-    from hub.markets.forecast import build_day_bids
-    from hub.markets.service import fetch_market_day, poll_submission, submit_bids, variance_for_day
+    from kwhub.hub.markets.forecast import build_day_bids
+    from kwhub.hub.markets.service import (
+        fetch_market_day,
+        poll_submission,
+        submit_bids,
+        variance_for_day,
+    )
 
     out: dict[str, Any] = {"iso": ISO, "day": MARKET_DAY.isoformat(), "resource": RESOURCE}
     if not store.load_statements(db, ISO, MARKET_DAY):
-        from hub.markets.service import meter_source
+        from kwhub.hub.markets.service import meter_source
 
         sim.meter = meter_source(db, cfg, ISO)
         built = build_day_bids(db, cfg, ISO, MARKET_DAY, RESOURCE)
@@ -96,14 +101,14 @@ def run_market_day(cfg: KwhubConfig, db: Database, sim: Any) -> dict[str, Any]:
     revenue = -sum(latest.values(), Decimal("0.00"))
     out["revenue"] = str(revenue)
     owners = {o.party: o.share for a in cfg.campus.assets if a.id == "gt1" for o in a.owners}
-    from core.markets.revenue import split_revenue
+    from kwhub.core.markets.revenue import split_revenue
 
     out["owners"] = {p: str(v) for p, v in split_revenue(revenue, owners).items()}
     return out
 
 
 def _day_start(cfg: KwhubConfig) -> int:
-    from core.timeline import local_day
-    from hub.markets.service import iso_timezone
+    from kwhub.core.timeline import local_day
+    from kwhub.hub.markets.service import iso_timezone
 
     return local_day(MARKET_DAY, iso_timezone(cfg, ISO)).start_epoch

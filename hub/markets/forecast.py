@@ -18,16 +18,16 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.markets.bid_builder import BuiltBids, build_energy_offers
-from core.markets.curve_rules import DEFAULT_RULES
-from core.markets.fixed import PRICE_SCALE
-from core.markets.optimizer import optimize_dispatch
-from core.markets.surplus import BatteryUnit, GenUnit, clear_sky_solar, compute_surplus
-from core.timeline import Span, local_day
-from hub.config import KwhubConfig
-from hub.markets import store
-from hub.markets.service import iso_timezone
-from hub.store import Database
+from kwhub.core.markets.bid_builder import BuiltBids, build_energy_offers
+from kwhub.core.markets.curve_rules import DEFAULT_RULES
+from kwhub.core.markets.fixed import PRICE_SCALE
+from kwhub.core.markets.optimizer import optimize_dispatch
+from kwhub.core.markets.surplus import BatteryUnit, GenUnit, clear_sky_solar, compute_surplus
+from kwhub.core.timeline import Span, local_day
+from kwhub.hub.config import KwhubConfig
+from kwhub.hub.markets import store
+from kwhub.hub.markets.service import iso_timezone
+from kwhub.hub.store import Database
 
 GAS_KINDS = ("gas_turbine", "recip_engine")
 

@@ -20,20 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from core.adapters import MarketAdapter
-from core.markets.charge_codes import charge_code
-from core.markets.fixed import cents_decimal, mwh_decimal, price_decimal, wh_from_kwh
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid, DeltaLine, MarketResource, Statement, Submission
-from core.markets.shadow import ShadowInputs, ShadowResult, shadow_settle
-from core.markets.statements import statement_deltas
-from core.markets.variance import VarianceReport, variance_report
-from core.ownership import MarketRevenueItem
-from core.quality import Quality
-from core.timeline import Span, billing_period, local_day
-from hub.config import ConfigError, KwhubConfig
-from hub.markets import store
-from hub.store import Database
+from kwhub.core.adapters import MarketAdapter
+from kwhub.core.markets.charge_codes import charge_code
+from kwhub.core.markets.fixed import cents_decimal, mwh_decimal, price_decimal, wh_from_kwh
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid, DeltaLine, MarketResource, Statement, Submission
+from kwhub.core.markets.shadow import ShadowInputs, ShadowResult, shadow_settle
+from kwhub.core.markets.statements import statement_deltas
+from kwhub.core.markets.variance import VarianceReport, variance_report
+from kwhub.core.ownership import MarketRevenueItem
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span, billing_period, local_day
+from kwhub.hub.config import ConfigError, KwhubConfig
+from kwhub.hub.markets import store
+from kwhub.hub.store import Database
 
 RT_MINUTES = {"ERCOT": 15, "CAISO": 5, "PJM": 5}
 

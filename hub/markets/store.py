@@ -1,4 +1,4 @@
-"""Market data in the database (tables in :mod:`hub.store.market_tables`).
+"""Market data in the database (tables in :mod:`kwhub.hub.store.market_tables`).
 
 Awards and prices are written as one row per (resource or node, operating day) holding
 int64 arrays; a price day that differs from its latest stored version is stored as the
@@ -20,13 +20,13 @@ from decimal import Decimal
 import numpy as np
 from sqlalchemy import and_, func, select
 
-from core.markets.fixed import wh_from_mwh
-from core.markets.hour_labels import operating_day_of
-from core.markets.models import Award, Bid, Statement, StatementLine, Submission
-from core.markets.prices import MarketPrices
-from core.timeline import local_day
-from hub.store import Database
-from hub.store.market_tables import (
+from kwhub.core.markets.fixed import wh_from_mwh
+from kwhub.core.markets.hour_labels import operating_day_of
+from kwhub.core.markets.models import Award, Bid, Statement, StatementLine, Submission
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.timeline import local_day
+from kwhub.hub.store import Database
+from kwhub.hub.store.market_tables import (
     market_award_day_table,
     market_price_day_table,
     market_shadow_run_table,

@@ -2,7 +2,7 @@
 
 Awards and prices are stored like interval data, one row per (resource or node, day)
 holding the day's values as little-endian int64 arrays (awards in Wh, prices in
-``10**-5`` $/MWh, :mod:`core.markets.fixed`), so a year of prices for 50 nodes moves as
+``10**-5`` $/MWh, :mod:`kwhub.core.markets.fixed`), so a year of prices for 50 nodes moves as
 rows per day, not per interval. Prices keep every version: a correction is a new
 version, never an overwrite. Statements keep every version as the ISO sent it, one row
 per line (code, resource, interval) with its Decimal amount as text. A shadow run

@@ -18,10 +18,10 @@ page: that is a transient error, not data.
 """
 
 
-from core.hookspecs import hookimpl
-from plugins.markets.caiso.adapter import CaisoMarket
-from plugins.markets.caiso.formats import TZ
-from plugins.markets.caiso.sim import CaisoSim
+from kwhub.core.hookspecs import hookimpl
+from kwhub.plugins.markets.caiso.adapter import CaisoMarket
+from kwhub.plugins.markets.caiso.formats import TZ
+from kwhub.plugins.markets.caiso.sim import CaisoSim
 
 
 @hookimpl

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
-from core.markets.models import (
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.models import (
     Award,
     Bid,
     BidOutcome,
@@ -24,9 +24,9 @@ from core.markets.models import (
     Submission,
     SubmissionStatus,
 )
-from core.markets.prices import MarketPrices
-from hub.helpers.safe_xml import UnsafeXmlError, parse_xml
-from plugins.markets.caiso.formats import (
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.markets.caiso.formats import (
     SOAP_NS,
     TZ,
     _gmt,
@@ -146,6 +146,6 @@ class CaisoMarket(MarketAdapter):
         return parse_statement_csv(Path(path).read_bytes(), str(path))
 
     def local_server(self, **options: Any) -> Any:
-        from plugins.markets.caiso.sim import CaisoSim
+        from kwhub.plugins.markets.caiso.sim import CaisoSim
 
         return CaisoSim(sc=self.config.scheduling_coordinator, **options)

@@ -12,15 +12,15 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 from lxml import etree
 
-from core.intervals import IntervalDataError
-from core.markets.fixed import FixedPointError, price_units
-from core.markets.hour_labels import DayGrid, operating_day_of
-from core.markets.models import (
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.fixed import FixedPointError, price_units
+from kwhub.core.markets.hour_labels import DayGrid, operating_day_of
+from kwhub.core.markets.models import (
     Bid,
     Statement,
     StatementLine,
 )
-from core.markets.prices import MarketPrices
+from kwhub.core.markets.prices import MarketPrices
 
 TZ = "America/Los_Angeles"
 RAW_NS = "http://www.caiso.com/soa/RawBidSet_v1.xsd"
@@ -203,7 +203,7 @@ def render_raw_bid_set(bids: Sequence[Bid], source: str) -> etree._Element:
 
 def parse_raw_bid_set(root: etree._Element, market: str = "DA") -> list[Bid]:
     """The bids of a ``RawBidSet`` (for the local SIBR)."""
-    from core.markets.models import CurvePoint, OfferCurve
+    from kwhub.core.markets.models import CurvePoint, OfferCurve
 
     ns = {"r": RAW_NS}
     out = []

@@ -11,12 +11,12 @@ from typing import Any
 
 from lxml import etree
 
-from core.markets.curve_rules import DEFAULT_RULES, check_bid
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Bid
-from hub.helpers.loopback import LoopbackServer, Reply
-from hub.helpers.safe_xml import parse_xml
-from plugins.markets.caiso.formats import (
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Bid
+from kwhub.hub.helpers.loopback import LoopbackServer, Reply
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.markets.caiso.formats import (
     HTML,
     RAW_NS,
     SOAP_NS,

@@ -1,7 +1,7 @@
 """The ERCOT market adapter (EWS bids and awards, SPP reports, statements) and a local ERCOT."""
 
-from core.hookspecs import hookimpl
-from plugins.markets.ercot.adapter import ErcotMarket
+from kwhub.core.hookspecs import hookimpl
+from kwhub.plugins.markets.ercot.adapter import ErcotMarket
 
 
 @hookimpl

@@ -10,7 +10,7 @@ extract) and the request ``timeout_s``.
 Transport failures are classified: a timeout, a 5xx answer, or an HTTP 200 whose body is
 an HTML page instead of SOAP are *transient* (retry later); a 4xx answer is a
 *configuration* problem. An ISO that refuses a submission is not an error: the returned
-:class:`~core.markets.models.Submission` says ``rejected`` with ERCOT's reasons.
+:class:`~kwhub.core.markets.models.Submission` says ``rejected`` with ERCOT's reasons.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any, ClassVar, Literal
 import httpx
 from lxml import etree
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from core.intervals import IntervalDataError
-from core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
-from core.markets.models import Award, Bid, Statement, Submission, SubmissionStatus
-from core.markets.prices import MarketPrices
-from plugins.markets.ercot import ews
-from plugins.markets.ercot.reports import parse_spp_csv
-from plugins.markets.ercot.statements import parse_statement
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.models import Award, Bid, Statement, Submission, SubmissionStatus
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.plugins.markets.ercot import ews
+from kwhub.plugins.markets.ercot.reports import parse_spp_csv
+from kwhub.plugins.markets.ercot.statements import parse_statement
 
 MAX_BIDSET_BYTES = 3_000_000
 
@@ -234,7 +234,7 @@ class ErcotMarket(MarketAdapter):
                                resource=self.config.resource)
 
     def local_server(self, **options: Any) -> Any:
-        """A local ERCOT (:class:`plugins.markets.ercot.sim.ErcotSim`), not yet started."""
-        from plugins.markets.ercot.sim import ErcotSim
+        """A local ERCOT (:class:`kwhub.plugins.markets.ercot.sim.ErcotSim`), not yet started."""
+        from kwhub.plugins.markets.ercot.sim import ErcotSim
 
         return ErcotSim(tz=self.config.timezone, qse=self.config.qse, **options)

@@ -21,9 +21,16 @@ from pathlib import Path
 
 from lxml import etree
 
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Award, Bid, BidOutcome, CurvePoint, OfferCurve, SubmissionStatus
-from hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import (
+    Award,
+    Bid,
+    BidOutcome,
+    CurvePoint,
+    OfferCurve,
+    SubmissionStatus,
+)
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 
 MSG_NS = "http://www.ercot.com/schema/2007-06/nodal/ews/message"
 EWS_NS = "http://www.ercot.com/schema/2007-06/nodal/ews"
@@ -249,7 +256,7 @@ def _gate(day: date, tz: str) -> str:
     from datetime import time as dtime
     from datetime import timedelta
 
-    from core.timeline import zone
+    from kwhub.core.timeline import zone
 
     return datetime.combine(day - timedelta(days=1), dtime(10), tzinfo=zone(tz)).isoformat(timespec="seconds")
 

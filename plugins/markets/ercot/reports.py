@@ -7,7 +7,7 @@
   15-minute interval (``DeliveryHour`` 15, ``DeliveryInterval`` 1 = 14:00-14:15).
 
 The repeated hour of the fall-back day carries ``DSTFlag=Y``; the spring day has no hour
-ending 03. Each row is placed on the UTC line through :class:`core.markets.hour_labels.DayGrid`,
+ending 03. Each row is placed on the UTC line through :class:`kwhub.core.markets.hour_labels.DayGrid`,
 so a label that names no interval of its day is an error naming the file and line.
 """
 
@@ -22,10 +22,10 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.intervals import IntervalDataError
-from core.markets.fixed import FixedPointError, price_decimal, price_units
-from core.markets.hour_labels import DayGrid, LabelError
-from core.markets.prices import MarketPrices
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.fixed import FixedPointError, price_decimal, price_units
+from kwhub.core.markets.hour_labels import DayGrid, LabelError
+from kwhub.core.markets.prices import MarketPrices
 
 DAM_HEADER = ["DeliveryDate", "HourEnding", "SettlementPoint", "SettlementPointPrice", "DSTFlag"]
 RTM_HEADER = ["DeliveryDate", "DeliveryHour", "DeliveryInterval", "SettlementPointName", "SettlementPointType",

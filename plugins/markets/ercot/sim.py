@@ -34,14 +34,14 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from core.markets.curve_rules import ERCOT_DA, check_bid
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Award, Bid
-from hub.helpers.loopback import LoopbackServer, Reply
-from hub.helpers.safe_xml import UnsafeXmlError
-from plugins.markets.ercot import ews
-from plugins.markets.ercot.reports import render_spp_csv
-from plugins.markets.ercot.statements import render_extract, render_statement
+from kwhub.core.markets.curve_rules import ERCOT_DA, check_bid
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Award, Bid
+from kwhub.hub.helpers.loopback import LoopbackServer, Reply
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError
+from kwhub.plugins.markets.ercot import ews
+from kwhub.plugins.markets.ercot.reports import render_spp_csv
+from kwhub.plugins.markets.ercot.statements import render_extract, render_statement
 
 MeterSource = Callable[[str, date], Sequence[Decimal] | None]  # resource, day -> MWh per 15 minutes
 PriceSource = Callable[[str, date, str], Sequence[Decimal]]  # node, day, "DA"/"RT" -> $/MWh per interval

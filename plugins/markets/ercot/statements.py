@@ -27,11 +27,11 @@ from functools import cache
 
 from lxml import etree
 
-from core.intervals import IntervalDataError
-from core.markets.hour_labels import DayGrid, LabelError
-from core.markets.models import Statement, StatementLine
-from hub.helpers.safe_xml import UnsafeXmlError, parse_xml
-from plugins.markets.ercot.ews import SCHEMA_DIR
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.hour_labels import DayGrid, LabelError
+from kwhub.core.markets.models import Statement, StatementLine
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.markets.ercot.ews import SCHEMA_DIR
 
 KINDS = {"INITIAL": "initial", "FINAL": "final", "TRUEUP": "true_up", "RESETTLEMENT": "resettlement"}
 ERCOT_KINDS = {v: k for k, v in KINDS.items()}

@@ -19,10 +19,10 @@ section 7), so this adapter has no ``bids`` capability.
 """
 
 
-from core.hookspecs import hookimpl
-from plugins.markets.pjm.adapter import PjmMarket
-from plugins.markets.pjm.formats import TZ
-from plugins.markets.pjm.sim import PjmSim
+from kwhub.core.hookspecs import hookimpl
+from kwhub.plugins.markets.pjm.adapter import PjmMarket
+from kwhub.plugins.markets.pjm.formats import TZ
+from kwhub.plugins.markets.pjm.sim import PjmSim
 
 
 @hookimpl

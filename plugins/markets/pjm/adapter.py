@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from core.markets.models import Award, Statement
-from core.markets.prices import MarketPrices
-from hub.helpers.safe_xml import UnsafeXmlError, parse_xml
-from plugins.markets.pjm.formats import (
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.markets.models import Award, Statement
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
     parse_lmp_csv,
     parse_statement_csv,
@@ -99,6 +99,6 @@ class PjmMarket(MarketAdapter):
         return parse_statement_csv(Path(path).read_bytes(), str(path))
 
     def local_server(self, **options: Any) -> Any:
-        from plugins.markets.pjm.sim import PjmSim
+        from kwhub.plugins.markets.pjm.sim import PjmSim
 
         return PjmSim(participant=self.config.participant, **options)

@@ -11,12 +11,12 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from core.intervals import IntervalDataError
-from core.markets.fixed import FixedPointError, price_units
-from core.markets.hour_labels import DayGrid
-from core.markets.models import Statement, StatementLine
-from core.markets.prices import MarketPrices
-from core.timeline import zone
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets.fixed import FixedPointError, price_units
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.markets.models import Statement, StatementLine
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.timeline import zone
 
 TZ = "America/New_York"
 EMKT_NS = "http://emkt.pjm.com/emkt/xml"

@@ -11,10 +11,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from lxml import etree
 
-from core.markets.hour_labels import DayGrid
-from hub.helpers.loopback import LoopbackServer, Reply
-from hub.helpers.safe_xml import parse_xml
-from plugins.markets.pjm.formats import (
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.hub.helpers.loopback import LoopbackServer, Reply
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
     STATEMENT_HEADER,
     TZ,

@@ -2,8 +2,8 @@
 
 Both follow the energy the runs billed, never a second computation: revenue comes from
 the settled runs' lines (and, for resources offered into an ISO, from the latest ISO
-statement versions of the period, :func:`hub.markets.service.market_revenue_items`) and the kWh by source behind them
-(:func:`core.ownership.attributed_revenues`); each tenant's emissions from the
+statement versions of the period, :func:`kwhub.hub.markets.service.market_revenue_items`) and the kWh by source behind them
+(:func:`kwhub.core.ownership.attributed_revenues`); each tenant's emissions from the
 tenants x sources split its run froze (``run_allocation``). Plant operations (net
 generation and metered fuel of the owned assets) are read from the validated store.
 """
@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.emissions import EmissionsSummary, campus_inventory
-from core.money import MoneyPolicy
-from core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
-from core.settlement import SettlementError
-from core.timeline import billing_period
-from hub.config import KwhubConfig
-from hub.settlement_service import SETTLED
-from hub.store import Database
-from hub.store.settlement_tables import run_allocation_table, settlement_run_table
+from kwhub.core.emissions import EmissionsSummary, campus_inventory
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
+from kwhub.core.settlement import SettlementError
+from kwhub.core.timeline import billing_period
+from kwhub.hub.config import KwhubConfig
+from kwhub.hub.settle.service import SETTLED
+from kwhub.hub.store import Database
+from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
 
 _ORDER = {"initial": 0, "final": 1, "true_up": 2}
 
@@ -67,7 +67,7 @@ def _channel_sums(db: Database, cfg: KwhubConfig, period: str, ids: list[str]) -
 
 def asset_operations(db: Database, cfg: KwhubConfig, period: str) -> dict[str, AssetOperations]:
     """Net generation (MWh) and metered fuel (MMBtu) of each owned asset over the period."""
-    from core.settlement import kwh_factor
+    from kwhub.core.settlement import kwh_factor
 
     owned = {a.id for a in cfg.campus.assets if a.owners}
     gen = [c for c in cfg.campus.channels if c.asset in owned and c.role == "generation"]
@@ -93,7 +93,7 @@ def period_owner_statements(db: Database, cfg: KwhubConfig, period: str,
     policy = MoneyPolicy(currency=cfg.hub.currency)
     market = []
     if cfg.file.markets.resources:
-        from hub.markets.service import market_revenue_items
+        from kwhub.hub.markets.service import market_revenue_items
 
         market = market_revenue_items(db, cfg, period)
     out = owner_statements(cfg.campus, runs, asset_operations(db, cfg, period), cfg.file.ownership, policy, period,
