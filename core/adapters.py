@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from kwhub.core.intervals import IntervalBatch
     from kwhub.core.invoice import Invoice, PartyRef
+    from kwhub.core.markets.models import Award, Bid, Statement, Submission
+    from kwhub.core.markets.prices import MarketPrices
     from kwhub.core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
@@ -165,9 +169,73 @@ class MeterAdapter(Adapter):
 
 
 class MarketAdapter(Adapter):
-    """Exchanges data with an ISO/RTO: prices in, bids out, statements in."""
+    """Exchanges data with an ISO/RTO: bids out; acceptance, awards, prices and statements in.
+
+    One adapter per ISO (``iso`` = ``ERCOT``, ``CAISO``, ``PJM`` ...). Capabilities say
+    which methods it implements: ``bids`` (:meth:`render_bids`, :meth:`validate_document`,
+    :meth:`submit`, :meth:`poll_status`), ``awards`` (:meth:`fetch_awards`), ``prices``
+    (:meth:`fetch_prices`, :meth:`parse_prices`), ``statements``
+    (:meth:`fetch_statements`, :meth:`parse_statement`) and ``local_server``
+    (:meth:`local_server`: a server on 127.0.0.1 that speaks the ISO's transport, format and
+    faults). Times cross this boundary as UTC instants; the adapter owns the ISO's hour
+    labels and DST rules. Money keeps the ISO's sign.
+    """
 
     family: ClassVar[str] = "markets"
+    iso: ClassVar[str] = ""
+
+    def _unsupported(self, what: str) -> AdapterError:
+        return AdapterError(f"{self.type_id} does not {what}", FailureKind.CONFIGURATION)
+
+    def render_bids(self, bids: Sequence[Bid]) -> bytes:
+        """The ISO document that submits ``bids`` (one trading day and market)."""
+        raise self._unsupported("render bids")
+
+    def validate_document(self, data: bytes) -> list[str]:
+        """Offline schema problems of a rendered document (empty list = valid)."""
+        return []
+
+    def submit(self, bids: Sequence[Bid]) -> Submission:
+        """Render, validate and send ``bids``; return what the ISO answered."""
+        raise self._unsupported("submit bids")
+
+    def poll_status(self, submission: Submission) -> Submission:
+        """Ask the ISO where a submission stands now."""
+        raise self._unsupported("poll submissions")
+
+    def fetch_awards(self, trading_date: date, market: str) -> list[Award]:
+        """The awards of one trading day and market."""
+        raise self._unsupported("fetch awards")
+
+    def fetch_prices(self, trading_date: date, market: str) -> list[MarketPrices]:
+        """The ISO's prices of one operating day and market for the configured nodes."""
+        raise self._unsupported("fetch prices")
+
+    def fetch_statements(self, operating_day: date) -> list[Statement]:
+        """Every statement version the ISO has issued for one operating day."""
+        raise self._unsupported("fetch statements")
+
+    def parse_prices(self, path: Path) -> list[MarketPrices]:
+        """Read one of the ISO's price files into UTC-keyed exact prices."""
+        raise self._unsupported("read price files")
+
+    def parse_statement(self, path: Path) -> Statement:
+        """Read one of the ISO's statement files into statement lines."""
+        raise self._unsupported("read statement files")
+
+    def local_server(self, **options: Any) -> LocalServer:
+        """A server on 127.0.0.1 that plays this ISO (for tests, the demo, ``kwhub market-sim``)."""
+        raise self._unsupported("provide a local ISO server")
+
+
+class LocalServer(Protocol):
+    """A counterpart served on loopback: ``start()`` it, talk to ``url``, ``stop()`` it."""
+
+    url: str
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
 
 
 class InvoiceRenderer(Adapter):

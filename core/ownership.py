@@ -15,6 +15,9 @@ one period, an owner's statement lists per asset:
   a reseller's contract (the operator reselling an IPP's energy) does not. The settled
   run of each contract carries the full lines of the period, so the revenue is what the
   original invoice and all its corrections bill together.
+* **market revenue**: what an ISO paid for the asset's resource in the period (statement
+  amounts with the sign flipped once, :mod:`kwhub.core.markets.revenue`), given as
+  :class:`MarketRevenueItem` s and split by the same shares.
 * **costs**: fuel (metered MMBtu x ``fuel_price_per_mmbtu``), variable O&M (MWh x
   ``variable_om_per_mwh``) and fixed O&M per period, configured per asset.
 
@@ -36,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kwhub.core.campus import Campus
 from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 
-LineKind = Literal["revenue", "fuel_cost", "variable_om", "fixed_om"]
+LineKind = Literal["revenue", "market_revenue", "fuel_cost", "variable_om", "fixed_om"]
 
 
 class OwnershipError(ValueError):
@@ -123,6 +126,17 @@ def split_largest_remainder(total: Decimal, shares: Mapping[str, Decimal], place
 
 
 @dataclass(frozen=True)
+class MarketRevenueItem:
+    """An asset's market revenue of the period (positive = paid to the owners) and where
+    it comes from (``basis``: ISO, resource, statement versions)."""
+
+    asset: str
+    amount: Decimal
+    description: str
+    basis: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class SettledRun:
     """What revenue attribution needs of one settled run: who sold, its full lines and the
     kWh by source behind each line (``attribution``, parallel to ``lines``)."""
@@ -139,6 +153,7 @@ class SettledRun:
 
 
 _BY_ENERGY_MIX = ("demand", "capacity", "take_or_pay")
+_REVENUE = ("revenue", "market_revenue")
 
 
 def attributed_revenues(campus: Campus, runs: Iterable[SettledRun], config: OwnershipConfig,
@@ -190,9 +205,11 @@ def owner_statements(
     config: OwnershipConfig,
     policy: MoneyPolicy,
     period: str,
+    market: Iterable[MarketRevenueItem] = (),
 ) -> dict[str, OwnerStatement]:
     """One :class:`OwnerStatement` per owning party (sorted by party id), from the period's
-    settled runs (revenue, :func:`attributed_revenues`) and the assets' operations (costs)."""
+    settled runs (revenue, :func:`attributed_revenues`), the ISO market revenue of the
+    assets' resources (``market``) and the assets' operations (costs)."""
     assets = {a.id: a for a in campus.assets}
     for aid in list(config.costs) + list(config.sellers) + list(operations):
         if aid not in assets:
@@ -201,6 +218,12 @@ def owner_statements(
     totals: list[tuple[str, LineKind, str, Decimal, dict[str, str]]] = []
     for aid, (revenue, refs) in attributed_revenues(campus, runs, config, policy).items():
         totals.append((aid, "revenue", f"Revenue {aid}", revenue, {"lines": ",".join(refs)}))
+    for item in market:
+        if item.asset not in assets:
+            raise OwnershipError(f"market revenue: unknown asset {item.asset!r}")
+        if not assets[item.asset].owners:
+            raise OwnershipError(f"market revenue: asset {item.asset!r} has no owners to share it")
+        totals.append((item.asset, "market_revenue", item.description, item.amount, dict(item.basis)))
     for aid in sorted(set(config.costs) | set(operations)):
         rates = config.costs.get(aid, AssetCosts())
         ops = operations.get(aid, AssetOperations())
@@ -225,7 +248,7 @@ def owner_statements(
             st.lines.append(StatementLine(asset=aid, kind=kind, description=desc, asset_total=policy.amount(amount),
                                           share=shares[party], amount=part, basis=basis))
     for st in statements.values():
-        st.revenue = sum((ln.amount for ln in st.lines if ln.kind == "revenue"), Decimal("0"))
-        st.costs = sum((ln.amount for ln in st.lines if ln.kind != "revenue"), Decimal("0"))
+        st.revenue = sum((ln.amount for ln in st.lines if ln.kind in _REVENUE), Decimal("0"))
+        st.costs = sum((ln.amount for ln in st.lines if ln.kind not in _REVENUE), Decimal("0"))
         st.net = st.revenue + st.costs
     return dict(sorted(statements.items()))

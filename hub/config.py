@@ -32,6 +32,7 @@ from kwhub.core.campus import (
     Site,
 )
 from kwhub.core.emissions import EmissionFactors
+from kwhub.core.markets.config import MarketsConfig
 from kwhub.core.ownership import OwnershipConfig
 from kwhub.core.timeline import TimeModelError, zone
 
@@ -128,6 +129,7 @@ class ConfigFile(BaseModel):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
     emissions: EmissionFactors = Field(default_factory=EmissionFactors)
+    markets: MarketsConfig = Field(default_factory=MarketsConfig)
 
 
 @dataclass
@@ -352,10 +354,39 @@ def _cross_check(cf: ConfigFile) -> list[str]:
         effective_checks(cf.review.checks)
     except ValueError as exc:
         problems.append(f"review.checks.disabled: {exc}")
+    problems += _check_markets(cf, assets, channels)
     for p_i, p in enumerate(cf.parties):
         for t in [*p.delivery.transports, *(r.transport for r in p.delivery.routes)]:
             if t not in {a.id for a in cf.adapters}:
                 problems.append(f'parties[{p_i}] (id="{p.id}").delivery.transports: unknown adapter instance {t!r}')
+    return problems
+
+
+def _check_markets(cf: ConfigFile, assets: set[str], channels: set[str]) -> list[str]:
+    """``[markets]``: resources name known channels, owned assets and a configured ISO adapter."""
+    problems: list[str] = []
+    adapter_ids = {a.id for a in cf.adapters}
+    for iso, inst in cf.markets.adapters.items():
+        if inst not in adapter_ids:
+            problems.append(f"markets.adapters.{iso}: unknown adapter instance {inst!r}")
+    owned = {a.id for a in cf.assets if a.owners}
+    seen: set[tuple[str, str]] = set()
+    for r_i, r in enumerate(cf.markets.resources):
+        where = f'markets.resources[{r_i}] (resource="{r.resource}")'
+        if (r.iso, r.resource) in seen:
+            problems.append(f"{where}: duplicate resource")
+        seen.add((r.iso, r.resource))
+        if r.iso not in cf.markets.adapters:
+            problems.append(f"{where}.iso: no adapter instance for {r.iso} in markets.adapters")
+        for ch in [*r.meter, *r.meter_negative]:
+            if ch not in channels:
+                problems.append(f"{where}.meter: unknown channel {ch!r}")
+        if not r.meter:
+            problems.append(f"{where}.meter: name the channel(s) of the ISO settlement meter")
+        if r.asset and r.asset not in assets:
+            problems.append(f"{where}.asset: unknown asset {r.asset!r}")
+        elif r.asset and r.asset not in owned:
+            problems.append(f"{where}.asset: asset {r.asset!r} has no owners to receive its market revenue")
     return problems
 
 

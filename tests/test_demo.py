@@ -205,3 +205,26 @@ def test_deliver_an_issued_document_again_through_a_route(demo_runs):
     assert any("re-sent on request" in (r["last_error"] or "") for r in pending)
     bad = _kwhub(work, "deliver", number, "--route", "nowhere")
     assert bad.returncode == 2 and b"no enabled transport instance" in b" ".join((bad.stderr + bad.stdout).split())
+
+
+def test_demo_runs_a_market_day_on_the_local_ercot(demo_runs):
+    _, first, second, _ = demo_runs
+    md = first["market_day"]
+    assert md["iso"] == "ERCOT" and md["submission"]["status"] == "accepted"
+    assert md["submission"]["mrid"].startswith("QKWHUB.10152026.TPO.KEYSTONE_RN")
+    assert Decimal(md["awarded_mwh"]) > 0
+    kinds = [(s["market"], s["kind"]) for s in md["statements"]]
+    assert kinds == [("DA", "initial"), ("RT", "initial"), ("RT", "resettlement")]
+    # the one injected variance: the ISO's meter read 0.010 MWh more in one quarter-hour
+    rt_initial = md["statements"][1]
+    assert [v["cause"] for v in rt_initial["variance_lines"]] == ["quantity"]
+    # the price correction is a new version with one changed line, not a variance
+    resettled = md["statements"][2]
+    assert len(resettled["deltas"]) == 1 and resettled["variance_lines"] == rt_initial["variance_lines"]
+    # revenue: the latest versions with the sign flipped once, split 60/40 to the cent
+    revenue = -(Decimal(md["statements"][0]["total"]) + Decimal(resettled["total"]))
+    assert Decimal(md["revenue"]) == revenue == sum(Decimal(v) for v in md["owners"].values())
+    assert Decimal(md["owners"]["gasco_jv"]) == (revenue * Decimal("0.6")).quantize(Decimal("0.01"))
+    assert first["owners"]["gasco_jv"]["market_revenue"] == {"gt1": md["owners"]["gasco_jv"]}
+    # the second run reports the same day from the store and submits nothing new
+    assert second["market_day"] == md

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,7 +24,10 @@ def demo(
     through the CSV, Green Button and Modbus adapters; validates it; settles one PPA per
     tenant; issues invoices (and an adjustment after a late meter correction); delivers
     them as UBL to a folder and JSON to a local webhook; writes owner statements and an
-    emissions summary. Running it again changes nothing.
+    emissions summary; offers the campus's surplus for one day on a local ERCOT, fetches the
+    awards, prices and statements (one with an injected meter variance, then a price-corrected
+    resettlement) and shows the variance report and the owners' market revenue. Running it
+    again changes nothing.
     """
     from kwhub.hub.demo.run import run_demo, summary_json
 
@@ -112,6 +117,8 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
             own.add_row(party, ", ".join(f"{a} {v}" for a, v in o["revenue_by_asset"].items()), o["revenue"],
                         o["costs"], o["net"])
         out.print(own)
+    if summary.market_day:
+        _print_market_day(out, summary.market_day)
     files = Table(title="Other outputs")
     files.add_column("what")
     files.add_column("where")
@@ -125,6 +132,25 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.market:
         files.add_row("market (LMP file)", cell(", ".join(f"{k}={v}" for k, v in summary.market.items())))
     out.print(files)
+
+
+def _print_market_day(out: Console, md: dict) -> None:  # type: ignore[type-arg]
+    sub = md.get("submission") or {}
+    title = (f"Market day {md['day']} on the local {md['iso']}: {md['resource']} offered day-ahead, "
+             f"submission {sub.get('status', '-')}, awarded {md['awarded_mwh']} MWh")
+    st = Table(title=title)
+    for col in ("statement", "kind", "total (ISO sign)", "variance lines (shadow - ISO, cause)", "changed vs previous"):
+        st.add_column(col, overflow="fold")
+    for s in md["statements"]:
+        st.add_row(escape(s["id"]), s["kind"], s["total"],
+                   "\n".join(f"{v['code']} {v['interval']}: {v['shadow']} - {v['iso']} = {v['variance']} ({v['cause']})"
+                             for v in s["variance_lines"]) or "none",
+                   "\n".join(f"{d['code']} {d['interval']}: {d['previous']} -> {d['current']} (net {d['net']})"
+                             for d in s["deltas"]) or "-")
+    st.caption = (f"market revenue {md['revenue']} (sign flipped once) to the owners of gt1: "
+                  + ", ".join(f"{p} {v}" for p, v in md["owners"].items())
+                  + "; `kwhub market variance --iso ERCOT --day " + md["day"] + "` for the full report")
+    out.print(st)
 
 
 def register(app: typer.Typer) -> None:

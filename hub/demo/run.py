@@ -80,6 +80,7 @@ class DemoSummary:
     energy: dict[str, Any] = field(default_factory=dict)
     emissions: list[str] = field(default_factory=list)
     market: dict[str, Any] = field(default_factory=dict)
+    market_day: dict[str, Any] = field(default_factory=dict)
     modbus: dict[str, Any] = field(default_factory=dict)
     webhook_records: str = ""
 
@@ -99,6 +100,7 @@ class DemoSummary:
             "energy": self.energy,
             "emissions": self.emissions,
             "market": self.market,
+            "market_day": self.market_day,
             "modbus": self.modbus,
             "webhook_records": self.webhook_records,
         }
@@ -173,8 +175,8 @@ def demo_contracts() -> list[dict[str, Any]]:
     ]
 
 
-def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
-    """The demo's kwhub.toml as a mapping."""
+def demo_config(campus: Campus, webhook_url: str, ercot_url: str = "") -> dict[str, Any]:
+    """The demo's kwhub.toml as a mapping (with the local ERCOT's market day when ``ercot_url``)."""
 
     def dump(models: list[Any]) -> list[dict[str, Any]]:
         return [m.model_dump(mode="json", exclude_defaults=True) for m in models]
@@ -194,7 +196,7 @@ def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
             p["delivery"] = {"routes": [{"format": "ubl", "transport": "erp_drop"},
                                         {"format": "json", "transport": "erp_webhook"},
                                         {"format": "json", "transport": "invoice_archive"}]}
-    return {
+    data = {
         "hub": {"name": "kwhub demo campus", "timezone": "America/New_York", "output_dir": "out"},
         "sites": dump(campus.sites),
         "parties": parties,
@@ -223,6 +225,13 @@ def demo_config(campus: Campus, webhook_url: str) -> dict[str, Any]:
             {"type": "esg.scope_summary", "id": "scope_summary", "config": {"folder": "emissions"}},
         ],
     }
+    if ercot_url:
+        from kwhub.hub.markets.demo_day import market_config
+
+        adapter, markets = market_config(ercot_url)
+        data["adapters"].append(adapter)
+        data["markets"] = markets
+    return data
 
 
 # ------------------------------------------------------------------------- input files
@@ -346,9 +355,12 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
 
     receiver = ErpReceiver(work_dir / "out" / "webhook_received.jsonl", secret=secret, dedupe=True)
     receiver.start()
+    from kwhub.hub.markets.demo_day import start_local_ercot
+
+    ercot = start_local_ercot()
     try:
         config_path = work_dir / "kwhub.toml"
-        data = demo_config(campus_def, f"http://127.0.0.1:{receiver.port}/invoices")
+        data = demo_config(campus_def, f"http://127.0.0.1:{receiver.port}/invoices", ercot.url)
         config_path.write_bytes(tomli_w.dumps(data).encode())
         cfg = load_config(config_path)
         db = Database.open(cfg.database_url)
@@ -369,6 +381,8 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
         _review_held(cfg, db, summary)
         progress("delivering invoices")
         _deliver(cfg, db, summary)
+        progress("market day on the local ERCOT")
+        summary.market_day = _market_day(cfg, db, ercot)
         progress("energy accounting, owner statements and emissions")
         _energy(db, summary)
         _owner_statements(cfg, db, summary)
@@ -377,6 +391,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
         summary.invoices = _invoice_rows(cfg, db)
         return summary
     finally:
+        ercot.stop()
         receiver.stop()
 
 
@@ -536,6 +551,7 @@ def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
         summary.owners[party] = {
             "revenue": money_str(st.revenue), "costs": money_str(st.costs), "net": money_str(st.net),
             "revenue_by_asset": {ln.asset: money_str(ln.amount) for ln in st.lines if ln.kind == "revenue"},
+            "market_revenue": {ln.asset: money_str(ln.amount) for ln in st.lines if ln.kind == "market_revenue"},
         }
 
 
@@ -557,6 +573,13 @@ def _market(cfg: KwhubConfig, sim: Any, summary: DemoSummary) -> None:
         out[f"{ps.market.lower()}_intervals"] = len(ps)
         out[f"export_value_at_{ps.market.lower()}_usd"] = round(ps.value_of(export.starts, export.values, 15), 2)
     summary.market = out
+
+
+def _market_day(cfg: KwhubConfig, db: Any, ercot: Any) -> dict[str, Any]:
+    """Bids, awards, statements, the variance report and the revenue of one day on the local ERCOT."""
+    from kwhub.hub.markets.demo_day import run_market_day
+
+    return run_market_day(cfg, db, ercot)
 
 
 def summary_json(summary: DemoSummary) -> str:

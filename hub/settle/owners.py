@@ -1,7 +1,8 @@
 """Owner statements and the Scope 1/2 summary of a period, from what the settlement runs froze.
 
 Both follow the energy the runs billed, never a second computation: revenue comes from
-the settled runs' lines and the kWh by source behind them
+the settled runs' lines (and, for resources offered into an ISO, from the latest ISO
+statement versions of the period, :func:`kwhub.hub.markets.service.market_revenue_items`) and the kWh by source behind them
 (:func:`kwhub.core.ownership.attributed_revenues`); each tenant's emissions from the
 tenants x sources split its run froze (``run_allocation``). Plant operations (net
 generation and metered fuel of the owned assets) are read from the validated store.
@@ -90,7 +91,13 @@ def period_owner_statements(db: Database, cfg: KwhubConfig, period: str,
         raise SettlementError(f"no settled run for period {period}: owner revenue follows issued runs "
                               f"(`kwhub settle --period {period}`, then approve held runs)")
     policy = MoneyPolicy(currency=cfg.hub.currency)
-    out = owner_statements(cfg.campus, runs, asset_operations(db, cfg, period), cfg.file.ownership, policy, period)
+    market = []
+    if cfg.file.markets.resources:
+        from kwhub.hub.markets.service import market_revenue_items
+
+        market = market_revenue_items(db, cfg, period)
+    out = owner_statements(cfg.campus, runs, asset_operations(db, cfg, period), cfg.file.ownership, policy, period,
+                           market)
     if owner is not None:
         if owner not in {o.party for a in cfg.campus.assets for o in a.owners}:
             raise SettlementError(f"{owner!r} owns no asset (owners: "

@@ -1,0 +1,104 @@
+"""The PJM adapter: Data Miner prices, Markets Gateway day-ahead results and statements over HTTP."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+from lxml import etree
+
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.markets.models import Award, Statement
+from kwhub.core.markets.prices import MarketPrices
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.markets.pjm.formats import (
+    EMKT_NS,
+    parse_lmp_csv,
+    parse_statement_csv,
+)
+
+
+class PjmConfig(AdapterConfig):
+    """Where Data Miner and Markets Gateway (or the local PJM) are."""
+
+    url: str
+    participant: str = "KWHUB"
+    nodes: list[str] = []
+    timeout_s: float = 10.0
+
+
+class PjmMarket(MarketAdapter):
+    """PJM: Data Miner LMPs, Markets Gateway day-ahead results, statements (shape-compatible)."""
+
+    type_id: ClassVar[str] = "markets.pjm"
+    title: ClassVar[str] = "PJM (Data Miner, Markets Gateway results; shape-compatible)"
+    iso: ClassVar[str] = "PJM"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"awards", "prices", "statements", "local_server"})
+    Config = PjmConfig
+    config: PjmConfig
+
+    def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
+        try:
+            r = httpx.request(method, self.config.url.rstrip("/") + path, timeout=self.config.timeout_s, **kw)
+        except httpx.TimeoutException:
+            raise AdapterError(f"PJM {what}: no answer within {self.config.timeout_s} s (retry later)",
+                               FailureKind.TRANSIENT) from None
+        except httpx.HTTPError as exc:
+            raise AdapterError(f"PJM {what}: {exc}", FailureKind.TRANSIENT) from None
+        if r.status_code >= 500 or "html" in r.headers.get("content-type", "").lower():
+            raise AdapterError(f"PJM {what}: HTTP {r.status_code} {r.headers.get('content-type', '')} (retry later)",
+                               FailureKind.TRANSIENT)
+        if r.status_code >= 400:
+            raise AdapterError(f"PJM {what}: HTTP {r.status_code}: {r.text[:200]}", FailureKind.CONFIGURATION)
+        return r
+
+    def check(self) -> CheckResult:
+        try:
+            httpx.get(self.config.url, timeout=self.config.timeout_s)
+        except httpx.HTTPError as exc:
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
+        return CheckResult.success(f"{self.config.url} answers")
+
+    def fetch_awards(self, trading_date: date, market: str = "DA") -> list[Award]:
+        q = etree.Element(f"{{{EMKT_NS}}}QueryRequest", nsmap={None: EMKT_NS})
+        etree.SubElement(q, f"{{{EMKT_NS}}}QueryMarketResults", day=trading_date.isoformat(), type="Generation")
+        r = self._call("POST", "/marketsgateway/xml/query", "market results", content=etree.tostring(q),
+                       headers={"Content-Type": "text/xml"})
+        try:
+            root = parse_xml(r.content, "PJM market results")
+        except UnsafeXmlError as exc:
+            raise AdapterError(str(exc), FailureKind.TRANSIENT) from None
+        out = []
+        for res in root.iter(f"{{{EMKT_NS}}}MarketResults"):
+            loc = res.get("location", "")
+            for h in res.iter(f"{{{EMKT_NS}}}MarketResultsHourly"):
+                start = datetime.fromisoformat(h.get("utc", "")).astimezone(UTC)
+                out.append(Award(iso="PJM", market="DA", resource=loc, start=start, end=start + timedelta(hours=1),
+                                 mwh=Decimal(h.findtext(f"{{{EMKT_NS}}}ClearedMW") or "0")))
+        return out
+
+    def fetch_prices(self, trading_date: date, market: str = "DA") -> list[MarketPrices]:
+        feed = "da_hrl_lmps" if market == "DA" else "rt_fivemin_hrl_lmps"
+        r = self._call("GET", f"/api/v1/{feed}", feed, params={"day": trading_date.isoformat()})
+        return parse_lmp_csv(r.content, f"{feed} {trading_date}", self.config.nodes)
+
+    def fetch_statements(self, operating_day: date) -> list[Statement]:
+        r = self._call("GET", "/billing/statements", "statements", params={"day": operating_day.isoformat()})
+        z = zipfile.ZipFile(io.BytesIO(r.content))
+        return [parse_statement_csv(z.read(n), n) for n in sorted(z.namelist())]
+
+    def parse_prices(self, path: Path) -> list[MarketPrices]:
+        return parse_lmp_csv(Path(path).read_bytes(), str(path), self.config.nodes)
+
+    def parse_statement(self, path: Path) -> Statement:
+        return parse_statement_csv(Path(path).read_bytes(), str(path))
+
+    def local_server(self, **options: Any) -> Any:
+        from kwhub.plugins.markets.pjm.sim import PjmSim
+
+        return PjmSim(participant=self.config.participant, **options)
