@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from core.input_limits import InputLimits
+
 if TYPE_CHECKING:
     from core.intervals import IntervalBatch
     from core.invoice import Invoice
@@ -98,11 +100,13 @@ def _is_secret(annotation: Any) -> bool:
 
 @dataclass
 class AdapterContext:
-    """What the hub hands an adapter instance: where to work and what the campus looks like."""
+    """What the hub hands an adapter instance: where to work, what the campus looks like,
+    and the limits input must stay within (``[ingest]``)."""
 
     work_dir: Path = field(default_factory=Path.cwd)
     channels: dict[str, Any] = field(default_factory=dict)  # channel id -> ChannelSpec
     timezone: str = "UTC"
+    limits: InputLimits = field(default_factory=InputLimits)
 
 
 class Adapter:

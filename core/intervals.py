@@ -19,6 +19,7 @@ from core.quality import Quality
 
 SECONDS_PER_DAY = 86_400
 ALLOWED_INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60)
+MAX_CHANNEL_ID = 200  # characters; the store's channel id columns hold no more
 
 
 class IntervalDataError(ValueError):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.adapters import Adapter, AdapterConfig, AdapterContext
 from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
 from core.emissions import EmissionFactors
+from core.input_limits import InputLimits
 from core.ownership import OwnershipConfig
 from core.timeline import TimeModelError, zone
 
@@ -101,6 +102,7 @@ class ConfigFile(BaseModel):
     settlement: SettlementSettings = Field(default_factory=SettlementSettings)
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
     emissions: EmissionFactors = Field(default_factory=EmissionFactors)
+    ingest: InputLimits = Field(default_factory=InputLimits)
 
 
 @dataclass
@@ -151,6 +153,11 @@ class KwhubConfig:
     def vee(self) -> dict[str, Any]:
         return self.file.vee
 
+    @property
+    def limits(self) -> InputLimits:
+        """The ``[ingest]`` limits of meter input."""
+        return self.file.ingest
+
     def index_paths(self) -> dict[str, Path]:
         return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
 
@@ -170,6 +177,7 @@ class KwhubConfig:
             work_dir=self.work_dir,
             channels={c.id: c for c in self.campus.channels},
             timezone=self.file.hub.timezone,
+            limits=self.file.ingest,
         )
 
     def adapter(self, instance_id: str) -> Adapter:
