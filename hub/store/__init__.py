@@ -7,12 +7,16 @@
 from hub.store.audit import audit_entries, record_audit
 from hub.store.db import Database, migration_head
 from hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
+from hub.store.period_store import PeriodStore, PeriodSummary, PeriodWriteReport
 from hub.store.reference import sync_reference_data
 
 __all__ = [
     "ChannelSummary",
     "Database",
     "IntervalStore",
+    "PeriodStore",
+    "PeriodSummary",
+    "PeriodWriteReport",
     "StaleMarkInfo",
     "WriteReport",
     "audit_entries",

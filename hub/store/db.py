@@ -34,6 +34,7 @@ from hub.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
     from hub.store.interval_store import IntervalStore
+    from hub.store.period_store import PeriodStore
 
 DEFAULT_DB_NAME = "kwhub.db"
 ENV_URL = "KWHUB_DATABASE_URL"
@@ -141,6 +142,7 @@ class Database:
         self.engine = engine
         self.url = url
         self._intervals: IntervalStore | None = None
+        self._periods: PeriodStore | None = None
         self.checkpointer = checkpointer
         self._pid = os.getpid()
         _OPEN.add(self)
@@ -219,6 +221,15 @@ class Database:
 
             self._intervals = IntervalStore(self)
         return self._intervals
+
+    @property
+    def periods(self) -> PeriodStore:
+        """The period-reading store on this database (daily, billing-period, register readings)."""
+        if self._periods is None:
+            from hub.store.period_store import PeriodStore
+
+            self._periods = PeriodStore(self)
+        return self._periods
 
     # ------------------------------------------------------------------ transactions
 
