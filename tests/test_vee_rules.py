@@ -92,9 +92,10 @@ def test_coarser_values_are_split_evenly():
 
 
 def test_mismatch_reject_marks_missing_for_estimation():
+    after = day_block([3.0] * 24, VEE_DAY + timedelta(days=1), layer="validated")  # a reading after the day
     out = make_engine("interval_mismatch", "gap", interval_mismatch={"action": "reject"}).validate(
         vee_channel(), [day_block(np.ones(96), minutes=15)],
-        VeeContext(history=history_blocks([[3.0] * 24])))
+        VeeContext(history=[*history_blocks([[3.0] * 24]), after]))
     b = out.validated[0]
     assert (b.quality == Quality.ESTIMATED).all() and (b.values == 3.0).all()
 

@@ -308,6 +308,20 @@ class ChannelFrame:
         """A value that can be trusted as a neighbour (valid, estimated or edited)."""
         return np.isfinite(self.values) & _USABLE[self.quality]
 
+    def inside_data(self) -> np.ndarray:
+        """Bool (days, slots): from the first to the last slot with a received value in the frame.
+
+        Estimation stays inside: nothing is made up before a channel's first reading or after
+        its last one (as far as the frame reaches, ``lookback`` days back and one day ahead).
+        """
+        flat = np.isfinite(self.raw_values).ravel()
+        out = np.zeros(flat.size, dtype=bool)
+        first = int(np.argmax(flat))
+        if flat[first]:
+            last = flat.size - 1 - int(np.argmax(flat[::-1]))
+            out[first:last + 1] = True
+        return out.reshape(self.values.shape)
+
     @property
     def target_mask(self) -> np.ndarray:
         """Bool (days, slots): slots of the days being validated."""
@@ -652,7 +666,8 @@ class VeeEngine:
         if not cfg.enabled:
             return
         shape = frame.values.shape
-        flat_mask = to_estimate.ravel()
+        # never before the first or after the last reading: those slots stay missing
+        flat_mask = (to_estimate & frame.inside_data()).ravel()
         anchors = frame.usable.ravel() & ~flat_mask
         reg_idx, reg_val = frame.register_boundaries()
         profile = est.proxy_profiles(

@@ -205,7 +205,12 @@ class GapConfig(RuleConfig):
 
 
 class GapRule(Rule):
-    """Missing intervals (no value, or quality MISSING) that are due; they are estimated."""
+    """Missing intervals (no value, or quality MISSING) that are due; they are estimated.
+
+    Only gaps strictly between readings are estimated: intervals before the channel's
+    first reading or after its last one are reported (``outside_data`` in the day's
+    event) and stay missing, so VEE never makes up data at the ends.
+    """
 
     rule_id: ClassVar[str] = "gap"
     title: ClassVar[str] = "Gap (missing intervals)"
@@ -217,13 +222,19 @@ class GapRule(Rule):
         mask = ~frame.present & frame.target_mask & frame.due
         if not mask.any():
             return None
-        edge = np.diff(np.pad(mask.view(np.int8), ((0, 0), (1, 1))), axis=1)
+        inner = mask & frame.inside_data()
+        edge = np.diff(np.pad(inner.view(np.int8), ((0, 0), (1, 1))), axis=1)
         sr, sc = np.nonzero(edge == 1)
         _, ec = np.nonzero(edge == -1)  # row-major: the i-th end closes the i-th start
-        rows, first, n_runs = np.unique(sr, return_index=True, return_counts=True)
-        longest = np.maximum.reduceat(ec - sc, first)
-        day_detail = {r: {"runs": n, "longest": m}
-                      for r, n, m in zip(rows.tolist(), n_runs.tolist(), longest.tolist(), strict=True)}
+        day_detail: dict[int, dict[str, Any]] = {}
+        if sr.size:
+            rows, first, n_runs = np.unique(sr, return_index=True, return_counts=True)
+            longest = np.maximum.reduceat(ec - sc, first)
+            day_detail = {r: {"runs": n, "longest": m}
+                          for r, n, m in zip(rows.tolist(), n_runs.tolist(), longest.tolist(), strict=True)}
+        outside = (mask & ~inner).sum(axis=1)
+        for r in np.flatnonzero(outside).tolist():
+            day_detail.setdefault(r, {})["outside_data"] = int(outside[r])
         return Finding(mask, "estimate" if self.config.estimate else "flag", day_detail=day_detail)
 
 
