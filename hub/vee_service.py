@@ -84,6 +84,26 @@ class VeeSummary:
     def total_flagged(self) -> int:
         return sum(c.flagged for c in self.per_rule.values())
 
+    def messages(self, limit: int = 50) -> list[dict[str, Any]]:
+        """What rules asked a person to do, one entry per (rule, channel): days affected, first message.
+
+        Rules put a ``message`` in an event's detail when the data needs action (a unit
+        error, values above the physical limit, a period reading that does not match).
+        """
+        grouped: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in self.events:
+            msg = e.detail.get("message") if isinstance(e.detail, dict) else None
+            if not msg:
+                continue
+            g = grouped.setdefault((e.rule_id, e.channel_id), {
+                "rule": e.rule_id, "channel": e.channel_id, "first_day": e.day.isoformat(),
+                "last_day": e.day.isoformat(), "days": 0, "intervals": 0, "message": str(msg)})
+            g["days"] += 1
+            g["intervals"] += int(e.count)
+            g["first_day"] = min(g["first_day"], e.day.isoformat())
+            g["last_day"] = max(g["last_day"], e.day.isoformat())
+        return list(grouped.values())[:limit]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_label": self.run_label,
@@ -93,6 +113,7 @@ class VeeSummary:
             "total_estimated": self.total_estimated,
             "total_flagged": self.total_flagged,
             "rules": {rid: c.as_dict() for rid, c in sorted(self.per_rule.items())},
+            "messages": self.messages(),
             "write": self.write.as_dict() if self.write is not None else None,
         }
 

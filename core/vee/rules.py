@@ -238,62 +238,140 @@ class GapRule(Rule):
         return Finding(mask, "estimate" if self.config.estimate else "flag", day_detail=day_detail)
 
 
-class UnitConfig(RuleConfig):
-    """Plausibility against capacity; ``capacity_kw`` overrides the asset's capacity."""
+NOT_ENERGY_UNITS = ("MMBtu", "fraction")
+NOT_ENERGY_ROLES = ("fuel", "availability")
 
-    capacity_kw: float | None = Field(default=None, gt=0)
-    margin: float = Field(default=1.25, ge=1.0)
-    fix_x1000: bool = False
+
+def is_energy(channel: Channel) -> bool:
+    """True for channels whose values are kWh (fuel and availability channels are not)."""
+    return channel.unit not in NOT_ENERGY_UNITS and channel.role not in NOT_ENERGY_ROLES
+
+
+def physical_limit(frame: ChannelFrame, capacity_margin: float) -> tuple[float, float, str] | None:
+    """(limit kW, limit kWh per interval, where it comes from) of the frame's channel, or None.
+
+    The channel's ``max_kw`` (breaker or CT rating) is the limit as is; without it, the
+    asset's ``capacity_kw`` times ``capacity_margin``.
+    """
+    ch = frame.channel
+    if ch.max_kw:
+        kw, source = float(ch.max_kw), f"max_kw {ch.max_kw:g} kW of the channel"
+    else:
+        asset = frame.context.asset
+        if asset is None or asset.capacity_kw <= 0:
+            return None
+        kw = float(asset.capacity_kw) * capacity_margin
+        source = f"capacity_kw {asset.capacity_kw:g} kW of asset {asset.id} x {capacity_margin:g}"
+    return kw, kw * frame.interval_minutes / 60.0, source
+
+
+class UnitConfig(RuleConfig):
+    """A day at about 1000 x (or 1/1000 of) the channel's usual level is a unit or multiplier error.
+
+    ``tolerance``: how far from exactly 1000 the ratio may be (3: 333..3000). The usual
+    level is the median of the previous ``history_days`` days (at least ``min_history_days``
+    with trusted values); without enough history, a day whose median is above the physical
+    limit (channel ``max_kw``, else asset capacity x ``capacity_margin``) and fits it once
+    divided by 1000 is a Wh-as-kWh day. ``action``: ``flag`` (SUSPECT), ``estimate``, or
+    ``fix`` (divide or multiply by 1000, marked EDITED).
+    """
+
+    history_days: int = Field(default=28, ge=1, le=366)
+    min_history_days: int = Field(default=3, ge=1)
+    tolerance: float = Field(default=3.0, gt=1.0, le=30.0)
+    capacity_margin: float = Field(default=1.25, ge=1.0)
+    action: Literal["flag", "estimate", "fix"] = "flag"
 
 
 class UnitRule(Rule):
-    """Unit/multiplier sanity: a day's energy or an interval above what the capacity allows.
+    """Unit of measure / multiplier: whole days at a factor near 1,000 against the channel.
 
-    Limits: capacity x hours x ``margin`` per day, capacity x interval x ``margin`` per
-    interval. When the day total is 100 to 10,000 times the limit and dividing by 1000
-    makes it plausible, the detail names a probable x1000 error (Wh read as kWh); with
-    ``fix_x1000`` such days are divided by 1000 and marked EDITED instead of flagged.
+    Wh values in a kWh column (or kWh in a column read as Wh, MWh read as kWh) make every
+    value of the file 1000 times too large or too small. Each day whose median value is
+    about 1000 (or 1/1000) times the median of the channel's previous days, or, without
+    enough history, whose median is physically impossible but fits the limit once divided
+    by 1000, is marked as a whole (every value of the day) with a message saying what to do.
+    A day within the physical limit is never called x1000 (a hall ramping up from idle).
     """
 
     rule_id: ClassVar[str] = "unit"
-    title: ClassVar[str] = "Unit / multiplier sanity"
-    order: ClassVar[int] = 75
+    title: ClassVar[str] = "Unit of measure / multiplier (factor 1000)"
+    order: ClassVar[int] = 30
     Config = UnitConfig
     config: UnitConfig
 
+    def history_days(self) -> int:
+        return self.config.history_days
+
     def check(self, frame: ChannelFrame) -> Finding | None:
-        if frame.channel.unit in ("MMBtu", "fraction") or frame.channel.role in ("fuel", "availability"):
+        if not is_energy(frame.channel):
             return None
-        cap = self.config.capacity_kw
-        asset = frame.context.asset
-        if cap is None and asset is not None and asset.capacity_kw > 0:
-            cap = asset.capacity_kw
-        if cap is None:
-            return None
+        c = self.config
+        rows = np.flatnonzero(frame.target)
         present = frame.present
-        vals = np.where(present, np.abs(frame.values), 0.0)
-        day_limit = cap * 24.0 * self.config.margin
-        iv_limit = cap * frame.interval_minutes / 60.0 * self.config.margin
-        totals = vals.sum(axis=1)
-        bad_day = totals > day_limit
-        ratio = totals / day_limit
-        x1000 = bad_day & (ratio >= 100) & (ratio <= 10_000) & (totals / 1000 <= day_limit) \
-            & (vals.max(axis=1) / 1000 <= iv_limit)
-        mask = (bad_day[:, None] & present) | (present & (vals > iv_limit))
-        if not mask.any():
+        positive = present & (frame.values > 0)
+        if not positive[rows].any():
             return None
-        day_detail = {}
-        for r in np.flatnonzero(mask.any(axis=1)):
-            d: dict[str, Any] = {"day_kwh": round(float(totals[r]), 3), "limit_kwh": round(day_limit, 3),
-                                 "capacity_kw": cap}
-            if x1000[r]:
-                d["probable"] = "x1000 (Wh recorded as kWh)"
-            day_detail[int(r)] = d
-        if self.config.fix_x1000 and (x1000 & frame.target).any():
-            fix = x1000[:, None] & present
-            values = np.where(fix, frame.values / 1000.0, frame.values)
-            return Finding(fix & frame.target_mask, "edit", values=values, day_detail=day_detail)
-        return Finding(mask, "flag", day_detail=day_detail)
+        level = _row_median(np.where(positive[rows], frame.values[rows], np.nan))
+        day_max = np.where(present[rows], frame.values[rows], -np.inf).max(axis=1)
+        hist = frame.usable & (frame.values > 0) & ~frame.target_mask
+        hist[: max(0, int(rows[0]) - c.history_days)] = False
+        ref = float(np.median(frame.values[hist])) if hist.any(axis=1).sum() >= c.min_history_days else np.nan
+        limit = physical_limit(frame, c.capacity_margin)
+        lim_kwh = limit[1] if limit is not None else np.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = level / ref
+            over = day_max > lim_kwh if limit is not None else np.ones(len(rows), dtype=bool)
+            t = c.tolerance
+            high = np.isfinite(ratio) & (ratio >= 1000 / t) & (ratio <= 1000 * t) & over
+            low = np.isfinite(ratio) & (ratio >= 1 / (1000 * t)) & (ratio <= t / 1000)
+            if not np.isfinite(ref) and limit is not None:
+                high |= (level > lim_kwh) & (day_max / 1000 <= lim_kwh)
+        hit = high | low
+        if not hit.any():
+            return None
+        mask = np.zeros(frame.values.shape, dtype=bool)
+        mask[rows[hit]] = present[rows[hit]]
+        day_detail: dict[int, dict[str, Any]] = {}
+        for i in np.flatnonzero(hit).tolist():
+            d: dict[str, Any] = {"day_median_kwh": round(float(level[i]), 6)}
+            if np.isfinite(ref):
+                d.update(history_median_kwh=round(ref, 6), ratio=round(float(ratio[i]), 1))
+                basis = f"{float(ratio[i]):,.0f} x the channel's usual level (median {ref:,.4g} kWh)" if high[i] \
+                    else f"1/{1 / float(ratio[i]):,.0f} of the channel's usual level (median {ref:,.4g} kWh)"
+            else:
+                d.update(limit_kwh=round(lim_kwh, 6))
+                basis = f"above the physical limit ({limit[2] if limit else ''}: {lim_kwh:,.4g} kWh per interval)"
+            if high[i]:
+                d["probable"] = "x1000: Wh recorded as kWh"
+                hint = "the file probably holds Wh in a kWh column: set the adapter's unit (unit = \"Wh\") or fix the file"
+            else:
+                d["probable"] = "/1000: kWh recorded as Wh (or MWh as kWh)"
+                hint = "the file's unit is probably wrong by 1000: check the adapter's unit and the meter multiplier"
+            action = {"flag": "its values stay SUSPECT", "estimate": "its values are estimated",
+                      "fix": "its values were divided by 1000 (EDITED)" if high[i] else
+                      "its values were multiplied by 1000 (EDITED)"}[c.action]
+            d["message"] = (f"the whole day is at {basis}, median {float(level[i]):,.4g} kWh: {hint}, then ingest "
+                            f"the file again; {action} until then")
+            day_detail[int(rows[i])] = d
+        if c.action == "fix":
+            factor = np.ones(frame.values.shape[0])
+            factor[rows[high]] = 1 / 1000
+            factor[rows[low]] = 1000.0
+            return Finding(mask, "edit", values=frame.values * factor[:, None], day_detail=day_detail)
+        return Finding(mask, c.action, day_detail=day_detail)
+
+
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN for a row without any), vectorised."""
+    n = np.isfinite(a).sum(axis=1)
+    srt = np.sort(a, axis=1)  # NaN last
+    lo = np.maximum((n - 1) // 2, 0)
+    hi = np.maximum(n // 2, 0)
+    idx = np.arange(len(a))
+    out = (srt[idx, lo] + srt[idx, hi]) / 2
+    out[n == 0] = np.nan
+    return out
 
 
 class NegativeConfig(RuleConfig):
@@ -445,8 +523,16 @@ class StuckRule(Rule):
 
 
 class HighLowConfig(RuleConfig):
-    """Band from the previous ``history_days`` days: [low pct x low factor, high pct x high factor]."""
+    """Physical limit, and a band from the previous ``history_days`` days: [low pct x low factor, high pct x
+    high factor].
 
+    ``physical``: values above the channel's ``max_kw`` (else the asset's ``capacity_kw`` x
+    ``capacity_margin``), converted with the interval length, are flagged for every energy
+    channel whatever its role; the history band applies to ``roles`` only.
+    """
+
+    physical: bool = True
+    capacity_margin: float = Field(default=1.25, ge=1.0)
     history_days: int = Field(default=14, ge=1, le=366)
     min_history_days: int = Field(default=3, ge=1)
     high_percentile: float = Field(default=99.0, gt=0, le=100)
@@ -460,9 +546,11 @@ class HighLowConfig(RuleConfig):
 
 
 class HighLowRule(Rule):
-    """High/low against the channel's history: outside a percentile band of the previous days.
+    """High/low: above the physical limit of the channel, or outside a percentile band of its history.
 
-    ``basis = "interval"`` compares each interval with the percentiles of all usable
+    The physical side flags every value above the channel's ``max_kw`` (breaker or CT
+    rating), or the asset's capacity with a margin, converted to kWh per interval: a value
+    no meter on that point can read, whatever the history says. ``basis = "interval"`` compares each interval with the percentiles of all usable
     intervals of the previous ``history_days`` days; ``"day"`` compares the day's total
     with the previous days' totals and marks the whole day. The low side only applies
     when its bound is above zero, and not where the asset was out (availability below
@@ -494,6 +582,43 @@ class HighLowRule(Rule):
         return hi, lo, ok
 
     def check(self, frame: ChannelFrame) -> Finding | None:
+        phys = self._physical(frame) if self.config.physical else None
+        band = self._band(frame)
+        if phys is None:
+            return band
+        if band is None:
+            return phys
+        detail = dict(band.day_detail)
+        for r, d in phys.day_detail.items():
+            detail[r] = {**detail.get(r, {}), **d}
+        return Finding(phys.mask | band.mask, self.config.action, day_detail=detail)
+
+    def _physical(self, frame: ChannelFrame) -> Finding | None:
+        """Values above the physical limit of the channel (any role with kWh values)."""
+        if not is_energy(frame.channel):
+            return None
+        limit = physical_limit(frame, self.config.capacity_margin)
+        if limit is None:
+            return None
+        kw, kwh, source = limit
+        mask = frame.present & frame.target_mask & (frame.values > kwh)
+        if not mask.any():
+            return None
+        n = mask.sum(axis=1)
+        top = np.where(mask, frame.values, -np.inf).max(axis=1)
+        day_detail: dict[int, dict[str, Any]] = {}
+        for r in np.flatnonzero(n).tolist():
+            day_detail[r] = {
+                "above_limit": int(n[r]), "limit_kw": round(kw, 3), "limit_kwh": round(kwh, 6),
+                "highest_kwh": round(float(top[r]), 6),
+                "message": (f"{int(n[r])} value(s) above the physical limit ({source}: {kwh:,.4g} kWh per "
+                            f"{frame.interval_minutes} min), highest {float(top[r]):,.4g} kWh: check the meter "
+                            "multiplier and the file's unit; the values stay SUSPECT"),
+            }
+        return Finding(mask, self.config.action, day_detail=day_detail)
+
+    def _band(self, frame: ChannelFrame) -> Finding | None:
+        """Values outside the percentile band of the channel's previous days."""
         c = self.config
         if frame.channel.role not in c.roles:
             return None

@@ -178,6 +178,10 @@ def _print_ingest_table(reports: list[Any]) -> None:
                           "(see `kwhub readings CHANNEL --periods`)", markup=False, highlight=False)
         for note in r.notes:
             console.print(f"{Path(r.source).name}: {note}", markup=False, highlight=False)
+        for m in (r.vee or {}).get("messages", []):
+            days = m["first_day"] if m["days"] == 1 else f"{m['first_day']}..{m['last_day']} ({m['days']} days)"
+            console.print(f"{Path(r.source).name}: VEE {m['rule']} on {m['channel']}, {days}: {m['message']}",
+                          markup=False, highlight=False, style="yellow")
     created = sorted({c for r in reports for c in r.created_channels})
     if created:
         console.print(f"added ad-hoc channel(s): {', '.join(created)}", markup=False, highlight=False)
