@@ -7,6 +7,7 @@ frame. Settings are given per channel group in ``[vee.groups.<group>.rules.<rule
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -662,22 +663,31 @@ class HighLowRule(Rule):
 
 
 class SumCheckConfig(RuleConfig):
-    """``checks``: check channel -> member channels ("-id" subtracts); tolerances per interval."""
+    """``checks``: check channel -> member channels ("-id" subtracts); tolerances per interval.
+
+    ``registers``: intervals against the register reads of the channel; ``periods``:
+    intervals against the channel's period readings (daily, billing-period).
+    """
 
     checks: dict[str, list[str]] = Field(default_factory=dict)
     tolerance_pct: float = Field(default=2.0, ge=0)
     tolerance_kwh: float = Field(default=0.5, ge=0)
     registers: bool = True
+    periods: bool = True
 
 
 class SumCheckRule(Rule):
-    """Sum check: channels vs a check meter, and intervals vs register reads, with tolerance.
+    """Sum check: channels vs a check meter, intervals vs register reads and vs period readings.
 
     For each configured check the validated channel takes part in (as check meter or as a
     member), intervals where ``|check - sum(members)|`` exceeds
     ``max(tolerance_kwh, tolerance_pct % of |check|)`` are flagged. With ``registers``,
     each window between two register reads whose interval sum differs from the read
-    difference by more than the tolerance is flagged. Runs after estimation.
+    difference by more than the tolerance is flagged. With ``periods``, each valid period
+    reading of the channel (a daily read of a 23, 24 or 25-hour day, a monthly read) whose
+    intervals are all there and sum to something else than the reading (beyond the same
+    tolerance) has all its intervals flagged, with a message giving both numbers. Runs
+    after estimation.
     """
 
     rule_id: ClassVar[str] = "sum_check"
@@ -742,7 +752,62 @@ class SumCheckRule(Rule):
                     mask |= (np.cumsum(d[:-1]) > 0).reshape(mask.shape)
                     detail["register_windows"] = int(bad_w.sum())
                     detail["max_register_diff_kwh"] = round(float(np.abs(sums - diffs)[bad_w].max()), 4)
+                    detail["message"] = (f"{int(bad_w.sum())} window(s) between register reads where the intervals "
+                                         "do not add up to the read difference (up to "
+                                         f"{detail['max_register_diff_kwh']:,} kWh off): check the meter and the "
+                                         "register reads")
+        if self.config.periods and frame.context.period_reads is not None:
+            mask |= self._periods(frame, day_detail)
         return Finding(mask, "flag", detail=detail, day_detail=day_detail) if mask.any() else None
+
+    def _periods(self, frame: ChannelFrame, day_detail: dict[int, dict[str, Any]]) -> np.ndarray:
+        """Intervals of the period readings whose interval sum disagrees with the reading."""
+        pr = frame.context.period_reads
+        shape = frame.values.shape
+        out = np.zeros(shape, dtype=bool)
+        if pr is None or not len(pr.starts):
+            return out
+        step, n = frame.step_s, frame.values.size
+        a, b = pr.starts - frame.start_epoch, pr.ends - frame.start_epoch
+        rows = np.flatnonzero(frame.target)
+        t_lo, t_hi = int(rows[0]) * shape[1], (int(rows[-1]) + 1) * shape[1]
+        ok = (a % step == 0) & (b % step == 0) & (a >= 0) & (b <= n * step) & (b > a)
+        ok &= (pr.quality == Quality.VALID) | (pr.quality == Quality.EDITED)
+        ia, ib = np.where(ok, a // step, 0), np.where(ok, b // step, 0)
+        ok &= (ia < t_hi) & (ib > t_lo)
+        if not ok.any():
+            return out
+        flat = frame.values.ravel()
+        finite = np.isfinite(flat)
+        cum = np.concatenate(([0.0], np.cumsum(np.where(finite, flat, 0.0))))
+        gaps = np.concatenate(([0], np.cumsum(~finite)))
+        complete = ok & (gaps[ib] - gaps[ia] == 0)
+        sums = cum[ib] - cum[ia]
+        diff = sums - pr.values
+        bad = complete & (np.abs(diff) > self._tol(pr.values))
+        if not bad.any():
+            return out
+        d = np.zeros(n + 1, dtype=np.int32)
+        np.add.at(d, ia[bad], 1)
+        np.add.at(d, ib[bad], -1)
+        out = (np.cumsum(d[:-1]) > 0).reshape(shape)
+        for k in np.flatnonzero(bad).tolist():  # one per wrong period reading (days or months: few)
+            hours = (int(pr.ends[k]) - int(pr.starts[k])) / 3600
+            text = (f"the period reading {_utc(int(pr.starts[k]))}..{_utc(int(pr.ends[k]))} ({hours:g} h) says "
+                    f"{float(pr.values[k]):,.6g} kWh, its intervals sum to {float(sums[k]):,.6g} kWh "
+                    f"({float(diff[k]):+,.6g} kWh): check the meter, the interval file and the period reads")
+            for r in range(int(ia[k]) // shape[1], (int(ib[k]) - 1) // shape[1] + 1):
+                if frame.target[r]:
+                    dd = day_detail.setdefault(r, {})
+                    dd.setdefault("periods", []).append({
+                        "start": _utc(int(pr.starts[k])), "end": _utc(int(pr.ends[k])),
+                        "reading_kwh": round(float(pr.values[k]), 6), "intervals_kwh": round(float(sums[k]), 6)})
+                    dd.setdefault("message", text)
+        return out
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 class ProlongedEstimationConfig(RuleConfig):
