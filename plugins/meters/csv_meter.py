@@ -52,6 +52,7 @@ from core.intervals import (
     ChannelSeries,
     IntervalBatch,
     IntervalDataError,
+    PeriodSeries,
 )
 from core.quality import Quality
 from core.timeline import TimeModelError, local_day, localize, zone
@@ -118,6 +119,11 @@ class CsvMeterConfig(AdapterConfig):
     multiplier: float = 1.0
     quality_column: str | None = None
     quality_map: dict[str, str] = {}
+    # what the rows are: intervals, energy over periods of any length (daily, billing), or
+    # cumulative register values; periods span timestamp_column..period_end_column, or one
+    # local day of date_column (23, 24 or 25 hours)
+    reading_kind: Literal["interval", "period", "register"] = "interval"
+    period_end_column: str | None = None
 
     @field_validator("unit")
     @classmethod
@@ -141,6 +147,21 @@ class CsvMeterConfig(AdapterConfig):
             if label not in labels:
                 raise ValueError(f"quality_map[{key!r}]: {label!r} is not one of {sorted(labels)}")
         return v
+
+    @model_validator(mode="after")
+    def _period_columns(self) -> CsvMeterConfig:
+        if self.reading_kind == "interval":
+            if self.period_end_column:
+                raise ValueError("period_end_column goes with reading_kind = 'period'")
+            return self
+        if self.hour_ending_column or self.interval_minutes_column:
+            raise ValueError(f"reading_kind = {self.reading_kind!r} takes no hour_ending_column or "
+                             "interval_minutes_column")
+        if self.reading_kind == "register" and self.period_end_column:
+            raise ValueError("a register reading is one instant (timestamp_column); period_end_column is for periods")
+        if UNIT_FACTORS[self.unit.strip().lower()][1]:
+            raise ValueError(f"{self.reading_kind} readings are energy: unit must be Wh, kWh or MWh, not {self.unit!r}")
+        return self
 
     @model_validator(mode="after")
     def _flag_needs_clock(self) -> CsvMeterConfig:
@@ -592,6 +613,8 @@ class CsvMeter(MeterAdapter):
                 layout = "long"
         fixed_channel = channel or cfg.channel
         read = _Read(path, header, cfg, scan, limits)
+        if cfg.reading_kind != "interval":
+            return self._read_periods(read, fixed_channel, layout, profile)
         if layout == "long":
             groups = self._read_long(read, fixed_channel)
         else:
@@ -694,14 +717,45 @@ class CsvMeter(MeterAdapter):
                        f"{read.limits.range_text()}", source, int(lines[i]), field)
         return stamps
 
-    def _read_long(self, read: _Read, fixed: str | None) -> list[_Group]:
-        header, cfg, source = read.header, read.cfg, read.source
+    def _channel_columns(self, read: _Read, fixed: str | None) -> list[str]:
+        cfg = read.cfg
         chan_cols = [cfg.channel_column] if isinstance(cfg.channel_column, str) else list(cfg.channel_column or [])
         if fixed is not None:
-            chan_cols = [c for c in chan_cols if c in header]
-        elif not chan_cols:
-            raise _err("file has no channel column; pass --channel (or set `channel`)", source, cfg.skip_rows + 1,
-                       "channel")
+            return [c for c in chan_cols if c in read.header]
+        if not chan_cols:
+            raise _err("file has no channel column; pass --channel (or set `channel`)", read.source,
+                       cfg.skip_rows + 1, "channel")
+        return chan_cols
+
+    def _channel_codes(self, df: pd.DataFrame, read: _Read, chan_cols: list[str], fixed: str | None,
+                       lines: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Channel of each row: (code per row, channel id per code), ids mapped and checked."""
+        cfg, source = read.cfg, read.source
+        n = len(df)
+        if not chan_cols:
+            return np.zeros(n, dtype=np.int64), [fixed or ""]
+        keys = df[chan_cols[0]].astype(str).str.strip()
+        for c in chan_cols[1:]:
+            keys = keys + cfg.channel_separator + df[c].astype(str).str.strip()
+        missing = df[chan_cols].isna().any(axis=1).to_numpy()
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
+        codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
+        names = [cfg.channel_map.get(k, k) for k in uniq]
+        if fixed is not None:
+            if len(set(names)) > 1:
+                raise _err(f"--channel {excerpt(fixed)} given but the file holds {len(names)} channels "
+                           f"({', '.join(excerpt(x, 30) for x in names[:5])})", source, None, chan_cols[0])
+            names = [fixed]
+        else:
+            _check_channel_ids(names, codes, lines, source, chan_cols[0])
+        names, codes = _merge_names(names, codes)
+        return np.asarray(codes, dtype=np.int64), names
+
+    def _read_long(self, read: _Read, fixed: str | None) -> list[_Group]:
+        header, cfg, source = read.header, read.cfg, read.source
+        chan_cols = self._channel_columns(read, fixed)
         extra = [c for c in (cfg.interval_minutes_column, cfg.unit_column, cfg.quality_column) if c]
         use = list(dict.fromkeys(chan_cols + self._time_columns(cfg) + [cfg.value_column] + extra))
         self._require(header, use, cfg, source)
@@ -719,28 +773,7 @@ class CsvMeter(MeterAdapter):
         n = len(df)
         stamps = self._stamps(df, read, lines) if n else np.zeros(0, dtype=np.int64)
 
-        # channel per row
-        if chan_cols:
-            keys = df[chan_cols[0]].astype(str).str.strip()
-            for c in chan_cols[1:]:
-                keys = keys + cfg.channel_separator + df[c].astype(str).str.strip()
-            missing = df[chan_cols].isna().any(axis=1).to_numpy()
-            if missing.any():
-                i = int(np.argmax(missing))
-                raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
-            codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
-            names = [cfg.channel_map.get(k, k) for k in uniq]
-            if fixed is not None:
-                if len(set(names)) > 1:
-                    raise _err(f"--channel {excerpt(fixed)} given but the file holds {len(names)} channels "
-                               f"({', '.join(excerpt(x, 30) for x in names[:5])})", source, None, chan_cols[0])
-                names = [fixed]
-            else:
-                _check_channel_ids(names, codes, lines, source, chan_cols[0])
-            names, codes = _merge_names(names, codes)
-        else:
-            codes = np.zeros(n, dtype=np.int64)
-            names = [fixed or ""]
+        codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
 
         minutes = np.zeros(n, dtype=np.int64)
         if cfg.interval_minutes_column:
@@ -835,6 +868,145 @@ class CsvMeter(MeterAdapter):
                                  minutes=np.full(len(value), 60, dtype=np.int64) if cfg.hour_ending_column else None,
                                  factor=unit_factor, demand=is_demand))
         return groups
+
+    # ---- period and register readings
+
+    def _period_time_columns(self, cfg: CsvMeterConfig) -> list[str]:
+        if cfg.reading_kind == "period" and cfg.date_column and not cfg.period_end_column:
+            return [cfg.date_column]
+        cols = [cfg.timestamp_column] if cfg.timestamp_column else []
+        return cols + ([cfg.period_end_column] if cfg.reading_kind == "period" and cfg.period_end_column else [])
+
+    def _period_bounds(self, df: pd.DataFrame, read: _Read, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(starts, ends, field) of period/register rows; a local date is one local day (23, 24 or 25 h)."""
+        cfg, source = read.cfg, read.source
+        if cfg.reading_kind == "period" and cfg.date_column and not cfg.period_end_column:
+            field = cfg.date_column
+            if cfg.timezone is None:
+                raise _err("daily readings by local date need the adapter's `timezone`", source, int(lines[0]), field)
+            codes, uniques = pd.factorize(df[field].to_numpy(dtype=object), use_na_sentinel=True)
+            if (codes < 0).any():
+                i = int(np.argmax(codes < 0))
+                raise _err("date is empty", source, int(lines[i]), field)
+            u = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
+            parsed = pd.to_datetime(u, format=cfg.date_format, errors="coerce")
+            _raise_unparsed(parsed, u, _first_rows(codes, len(u)), lines, cfg.date_format, source, field)
+            spans = [local_day(ts.date(), cfg.timezone) for ts in parsed]  # once per distinct date
+            starts = np.array([sp.start_epoch for sp in spans], dtype=np.int64)[codes]
+            ends = np.array([sp.end_epoch for sp in spans], dtype=np.int64)[codes]
+        else:
+            if not cfg.timestamp_column:
+                raise _err("no timestamp_column configured", source, None, "timestamp_column")
+            field = cfg.timestamp_column
+            starts = parse_timestamps(df[field].to_numpy(dtype=object), cfg.timestamp_format, cfg.timezone, lines,
+                                      source, field)
+            ends = starts
+            if cfg.reading_kind == "period":
+                if not cfg.period_end_column:
+                    raise _err("period readings need period_end_column (or a local date_column for daily reads)",
+                               source, None, "period_end_column")
+                ends = parse_timestamps(df[cfg.period_end_column].to_numpy(dtype=object), cfg.timestamp_format,
+                                        cfg.timezone, lines, source, cfg.period_end_column)
+                bad = ends <= starts
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise _err("the period ends before it starts (or where it starts)", source, int(lines[i]),
+                               cfg.period_end_column)
+        out = read.limits.outside(starts) | read.limits.outside(np.maximum(ends - 1, starts))
+        if out.any():
+            i = int(np.argmax(out))
+            raise _err(f"reading {instant_text(int(starts[i]))}..{instant_text(int(ends[i]))} is outside the "
+                       f"accepted range {read.limits.range_text()}", source, int(lines[i]), field)
+        return starts, ends, field
+
+    def _read_periods(self, read: _Read, fixed: str | None, layout: str, profile: str) -> IntervalBatch:
+        """Period (daily, billing) or register readings, long or wide; values in energy units."""
+        cfg, source = read.cfg, read.source
+        time_cols = self._period_time_columns(cfg)
+        self._require(read.header, time_cols, cfg, source)
+        factor = UNIT_FACTORS[cfg.unit.strip().lower()][0] * cfg.multiplier
+        rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        if layout == "long":
+            chan_cols = self._channel_columns(read, fixed)
+            extra = [c for c in (cfg.unit_column, cfg.quality_column) if c]
+            use = list(dict.fromkeys(chan_cols + time_cols + [cfg.value_column] + extra))
+            self._require(read.header, use, cfg, source)
+            df, lines = self._rows(read, use, [cfg.value_column])
+            value = df[cfg.value_column].to_numpy(dtype=np.float64)
+            if np.isnan(value).any():
+                i = int(np.argmax(np.isnan(value)))
+                raise _err("value is empty", source, int(lines[i]), cfg.value_column)
+            starts, ends, _ = self._period_bounds(df, read, lines)
+            codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
+            fac: np.ndarray | float = factor
+            if cfg.unit_column:
+                per_row, demand = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines, source,
+                                                cfg.unit_column)
+                if demand.any():
+                    i = int(np.argmax(demand))
+                    raise _err("period and register readings are energy (Wh, kWh, MWh), not power", source,
+                               int(lines[i]), cfg.unit_column)
+                fac = per_row * cfg.multiplier
+            quality = np.zeros(len(df), dtype=np.uint8)
+            if cfg.quality_column:
+                quality = _quality_per_row(df[cfg.quality_column].to_numpy(dtype=object), cfg.quality_map, lines,
+                                           source, cfg.quality_column)
+            kwh = value * fac
+            for k, name in enumerate(names):
+                sel = codes == k
+                rows.append((name, starts[sel], ends[sel], kwh[sel], quality[sel], lines[sel]))
+        else:
+            vcols = list(cfg.value_columns) if cfg.value_columns is not None else \
+                [c for c in read.header if c not in time_cols and c]
+            self._require(read.header, vcols, cfg, source)
+            if fixed is not None and len(vcols) != 1:
+                raise _err(f"--channel {excerpt(fixed)} given but the file has {len(vcols)} value columns", source,
+                           cfg.skip_rows + 1, "")
+            df, lines = self._rows(read, time_cols + vcols, vcols)
+            starts, ends, _ = self._period_bounds(df, read, lines)
+            for c in vcols:
+                col = df[c].to_numpy(dtype=np.float64)
+                sel = ~np.isnan(col)
+                name = fixed or cfg.channel_map.get(c, c)
+                rows.append((name, starts[sel], ends[sel], col[sel] * factor, np.zeros(int(sel.sum()), np.uint8),
+                             lines[sel]))
+        periods: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        dups = 0
+        for name, st, en, v, q, ln in rows:
+            if len(name) > MAX_CHANNEL_ID:
+                raise _err(f"channel id {excerpt(name)} is {len(name)} characters long, more than "
+                           f"{MAX_CHANNEL_ID}; map it to a shorter id (channel_map)", source, cfg.skip_rows + 1, "")
+            order = np.lexsort((ln, en, st))
+            st, en, v, q, ln = st[order], en[order], v[order], q[order], ln[order]
+            same = (st[1:] == st[:-1]) & (en[1:] == en[:-1])
+            if same.any():
+                differ = same & ((v[1:] != v[:-1]) | (q[1:] != q[:-1]))
+                if differ.any():
+                    i = int(np.argmax(differ))
+                    raise _err(f"reading {instant_text(int(st[i]))}..{instant_text(int(en[i]))} of channel "
+                               f"{excerpt(name, 60)} appears again with a different value (first at line "
+                               f"{int(ln[i])})", source, int(ln[i + 1]), "value")
+                keep = np.concatenate(([True], ~same))
+                dups += int(same.sum())
+                st, en, v, q = st[keep], en[keep], v[keep], q[keep]
+            periods.setdefault(name, []).append((st, en, v, q))
+        kind = cfg.reading_kind
+        batch_periods = [PeriodSeries(name, kind, *(np.concatenate([p[k] for p in parts]) for k in range(4)))
+                         for name, parts in periods.items()]
+        meta: dict[str, object] = {"adapter": TYPE_ID, "instance": self.instance_id, "profile": profile,
+                                   "layout": layout, "reading_kind": kind, "duplicates": dups,
+                                   "values": int(sum(len(p) for p in batch_periods))}
+        return IntervalBatch(source=source, series=[], meta=meta, periods=batch_periods)
+
+    def _rows(self, read: _Read, use: list[str], floats: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """The file's rows (blank lines dropped) and their physical line numbers."""
+        df = self._read_csv(read, use, floats)
+        lines = read.all_lines(len(df))
+        blank = df.isna().all(axis=1).to_numpy()
+        if blank.any():
+            df = df.loc[~blank]
+            lines = lines[~blank]
+        return df, lines
 
     # ---- rows -> series
 
