@@ -254,8 +254,11 @@ def _header(path: Path, encoding: str, delimiter: str, skip_rows: int, max_bytes
                         f"{what} is longer than the limit of {size_text(max_bytes)} ([ingest] max_header_kb); it "
                         f"starts with {excerpt(line)}", source=source, where=f"line {n + 1}")
     except UnicodeDecodeError as exc:
-        raise IntervalDataError(f"not a {encoding} text file ({exc.reason}); set the adapter's `encoding`",
-                                source=source, where=f"line {skip_rows + 1}") from None
+        # the reader decodes ahead of the header line: find the line the bad bytes are on
+        found = locate_decode_error(path, encoding)
+        line_no, reason = found if found is not None else (skip_rows + 1, exc.reason)
+        raise IntervalDataError(f"not a {encoding} text file: {reason}; set the adapter's `encoding` "
+                                "(e.g. \"cp1252\")", source=source, where=f"line {line_no}") from None
     except OSError as exc:
         raise IntervalDataError(f"cannot read file: {exc.strerror}", source=source) from None
     if not line.strip():
@@ -770,6 +773,7 @@ class CsvMeter(MeterAdapter):
         if empty.any():  # a long file leaves gaps out; an empty or missing cell is a broken row
             i = int(np.argmax(empty))
             raise _err("value is empty (leave the row out for a gap)", source, int(lines[i]), cfg.value_column)
+        _refuse_infinite(value, lines, source, cfg.value_column)
         n = len(df)
         stamps = self._stamps(df, read, lines) if n else np.zeros(0, dtype=np.int64)
 
@@ -844,6 +848,9 @@ class CsvMeter(MeterAdapter):
         stamps = self._stamps(df, read, lines) if n else np.zeros(0, dtype=np.int64)
         # one contiguous array per value column (pandas keeps each parsed column as its own block)
         columns = [df[c].to_numpy(dtype=np.float64) for c in vcols]
+        for c, col in zip(vcols, columns, strict=True):
+            if not np.isfinite(np.nansum(col)):
+                _refuse_infinite(col, lines, source, c)
         names = names_all
         unit_factor, is_demand = UNIT_FACTORS[cfg.unit.strip().lower()]
         by_name: dict[str, list[int]] = {}
@@ -936,6 +943,7 @@ class CsvMeter(MeterAdapter):
             if np.isnan(value).any():
                 i = int(np.argmax(np.isnan(value)))
                 raise _err("value is empty", source, int(lines[i]), cfg.value_column)
+            _refuse_infinite(value, lines, source, cfg.value_column)
             starts, ends, _ = self._period_bounds(df, read, lines)
             codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
             fac: np.ndarray | float = factor
@@ -966,6 +974,7 @@ class CsvMeter(MeterAdapter):
             starts, ends, _ = self._period_bounds(df, read, lines)
             for c in vcols:
                 col = df[c].to_numpy(dtype=np.float64)
+                _refuse_infinite(col, lines, source, c)
                 sel = ~np.isnan(col)
                 name = fixed or cfg.channel_map.get(c, c)
                 rows.append((name, starts[sel], ends[sel], col[sel] * factor, np.zeros(int(sel.sum()), np.uint8),
@@ -1134,6 +1143,14 @@ def _quality_per_row(raw: np.ndarray, extra: dict[str, str], lines: np.ndarray, 
                        int(lines[first[k]]), field)
         lut[k] = by_label[table[key]]
     return lut[np.where(codes < 0, len(uniq), codes)]
+
+
+def _refuse_infinite(values: np.ndarray, lines: np.ndarray, source: str, field: str) -> None:
+    """An infinite number (``inf``, ``1e999``) is no reading: an error at its line."""
+    bad = np.isinf(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _err(f"value {values[i]} is not a finite number", source, int(lines[i]), field)
 
 
 def _flags_per_row(raw: np.ndarray, lines: np.ndarray, source: str, field: str) -> np.ndarray:

@@ -171,15 +171,15 @@ def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = DEFAULT_LIMITS.ma
             raise IntervalDataError("XML with a DOCTYPE is refused (DTDs and entity declarations are not allowed)",
                                     source=str(path), where=f"line {line}, element <!DOCTYPE>", field="DOCTYPE")
         unfinished = rest == "" or (rest.startswith(("<!--", "<?")) or "<!DOCTYPE".startswith(rest[:9]))
-        if not more or not unfinished:
+        if (not more or not unfinished) and pos <= max_bytes:
             m = _ROOT_TAG.match(rest)
             return m.group(1) if m else ""
-        if len(data) > max_bytes:
+        if len(data) > max_bytes or pos > max_bytes:
             line = text.count("\n", 0, pos) + 1
             raise IntervalDataError(
                 f"the XML prolog (declaration, comments and processing instructions before the root element) is "
-                f"longer than the limit of {size_text(max_bytes)} ([ingest] max_header_kb); it continues with "
-                f"{excerpt(rest[:200], whole=False)}", source=str(path), where=f"line {line}", field="xml")
+                f"longer than the limit of {size_text(max_bytes)} ([ingest] max_header_kb); it starts with "
+                f"{excerpt(text[:200], whole=False)}", source=str(path), where=f"line {line}", field="xml")
 
 
 def _decode_head(head: bytes) -> str:
