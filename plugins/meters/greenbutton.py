@@ -715,7 +715,10 @@ def _syntax_error(exc: etree.XMLSyntaxError, root: Any, log: Any, source: str) -
     if m:
         where_el = m.group(1).split(":")[-1]
     low = all_msgs.lower()
-    if "entity" in low:
+    if "too long" in low or "xml_parse_huge" in low or "huge" in low:
+        text = (f"XML text or name in <{where_el or '?'}> is longer than the XML parser allows (10 MB); "
+                "no meter reading is that long")
+    elif "entity" in low:
         text = f"XML entity reference refused or undefined: {msg}"
     elif "premature end" in low or "end of data" in low or "no element found" in low or "truncated" in low:
         text = f"XML is truncated: {msg}"
