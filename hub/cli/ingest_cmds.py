@@ -100,7 +100,13 @@ def ingest(
     vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
     fmt: str = typer.Option("table", "--format", help="table or json"),
 ) -> None:
-    """Ingest meter files into the raw layer (one transaction per file), then run VEE."""
+    """Ingest meter files: interval data into the raw layer and period readings (daily, billing,
+    register), one transaction per file, then run VEE on the touched days.
+
+    A file is checked whole before anything is stored (the [ingest] limits of kwhub.toml, one
+    cell per column, unambiguous local times); an error names the file, line and column, and
+    nothing of that file is stored. The summary says what went where and what VEE found.
+    """
     cfg = _load(config)
     overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}
     for f in files:
