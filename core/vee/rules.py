@@ -310,20 +310,30 @@ class UnitRule(Rule):
         c = self.config
         rows = np.flatnonzero(frame.target)
         present = frame.present
-        positive = present & (frame.values > 0)
-        if not positive[rows].any():
+        vals = frame.values[rows]
+        positive = present[rows] & (vals > 0)
+        if not positive.any():
             return None
-        level = _row_median(np.where(positive[rows], frame.values[rows], np.nan))
-        day_max = np.where(present[rows], frame.values[rows], -np.inf).max(axis=1)
-        hist = frame.usable & (frame.values > 0) & ~frame.target_mask
-        hist[: max(0, int(rows[0]) - c.history_days)] = False
-        ref = float(np.median(frame.values[hist])) if hist.any(axis=1).sum() >= c.min_history_days else np.nan
+        day_max = np.where(present[rows], vals, -np.inf).max(axis=1)
+        before = ~frame.target
+        before[: max(0, int(rows[0]) - c.history_days)] = False
+        hv = frame.values[before]
+        trusted = (hv > 0) & (frame.quality[before] <= Quality.EDITED)  # NaN > 0 is False
+        ref = float(np.median(hv[trusted])) if trusted.any(axis=1).sum() >= c.min_history_days else np.nan
         limit = physical_limit(frame, c.capacity_margin)
         lim_kwh = limit[1] if limit is not None else np.nan
+        # a day's median lies between its smallest and largest positive value: only days that
+        # can reach a band (or the limit) need their median
+        t = c.tolerance
+        day_min = np.where(positive, vals, np.inf).min(axis=1)
+        reach = (day_max >= ref * 1000 / t) | (day_min <= ref * t / 1000) if np.isfinite(ref) else \
+            day_max > (lim_kwh if limit is not None else np.inf)
+        level = np.full(len(rows), np.nan)
+        if reach.any():
+            level[reach] = _row_median(np.where(positive[reach], vals[reach], np.nan))
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = level / ref
             over = day_max > lim_kwh if limit is not None else np.ones(len(rows), dtype=bool)
-            t = c.tolerance
             high = np.isfinite(ratio) & (ratio >= 1000 / t) & (ratio <= 1000 * t) & over
             low = np.isfinite(ratio) & (ratio >= 1 / (1000 * t)) & (ratio <= t / 1000)
             if not np.isfinite(ref) and limit is not None:
