@@ -273,6 +273,9 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     path = Path(path)
     if not path.exists():
         raise IntervalDataError("file not found", source=str(path))
+    if not path.is_file():
+        raise IntervalDataError("not a regular file (a directory, device or pipe); save the data to a file and "
+                                "ingest that file", source=str(path))
     if "file" not in adapter_instance.capabilities:
         raise IntervalDataError(f"adapter {adapter_instance.type_id} does not read files", source=str(path))
     batch = adapter_instance.read_file(path, channel)

@@ -334,3 +334,39 @@ def test_cli_ingest_greenbutton_daily_reads_and_readings_periods(cli, tmp_path):
     summ = json.loads(cli("readings", "--summary", "--format", "json").output)
     assert summ["period_readings"] == [{"channel_id": "util.daily", "kind": "period", "readings": 3,
                                         "first_start": "2024-11-02T04:00:00Z", "last_end": "2024-11-05T05:00:00Z"}]
+
+
+def test_store_refuses_instants_no_day_arithmetic_survives(db):
+    """The store's own guard (a plugin writing directly): years 1900..8999 only."""
+    from core.intervals import ChannelSeries
+
+    with pytest.raises(IntervalDataError, match="years the store holds"):
+        db.intervals.write_series([ChannelSeries("x", 15, [253402300800 - 900], [1.0], None)])
+    assert db.intervals.count_rows() == 0
+
+
+def test_readings_summary_survives_a_row_stored_before_the_checks(db):
+    """A year-9999 day written before the checks existed no longer breaks `readings --summary`."""
+    from core.intervals import day_start_epoch
+    from hub.store import interval_store
+
+    day = date(9999, 12, 31)
+    n = 96
+    vals = np.ones(n).tobytes()
+    qual = np.zeros(n, dtype=np.uint8).tobytes()
+    from hub.store.tables import interval_day_table
+
+    with db.write_transaction() as conn:
+        conn.execute(interval_day_table.insert(), [{
+            "channel_id": "old", "day": day, "layer": "raw", "version": 1, "interval_minutes": 15, "n_values": n,
+            "values": vals, "quality": qual, "rule_ids": None, "rule_names": "[]", "content_hash": "x" * 64,
+            "source": "legacy", "created_at": datetime.now(UTC), "is_current": True}])
+    (s,) = db.intervals.summary(layer="raw")
+    assert s.intervals == 96 and s.last_end is None and s.first_start is not None
+    assert interval_store.STORE_END_EPOCH > day_start_epoch(date(8999, 12, 31))
+
+
+def test_cli_refuses_directories_and_devices(cli, tmp_path):
+    for target in (tmp_path, Path("/dev/zero")):
+        res = cli("ingest", str(target), "--no-vee")
+        assert res.exit_code != 0 and "not a regular file" in str(res.exception)

@@ -112,6 +112,9 @@ def ingest(
     for f in files:
         if not f.exists():
             raise UserError(f"{f}: file not found")
+        if not f.is_file():
+            raise UserError(f"{f}: not a regular file (a directory, device or pipe); give meter files",
+                            hint="to read a stream, save it to a file first")
     db = _open_db(cfg)
     try:
         reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
