@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,16 +65,14 @@ def damage(draw: Any, data: bytes) -> bytes:
     return bytes(out)
 
 
-@contextmanager
-def scratch_db() -> Iterator[tuple[Any, Path]]:
+@pytest.fixture(scope="module")
+def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One SQLite database for all the examples of the module (each compares before and after)."""
     from hub.store import Database
 
-    with tempfile.TemporaryDirectory() as d:
-        db = Database.open(work_dir=Path(d))
-        try:
-            yield db, Path(d)
-        finally:
-            db.close()
+    db = Database.open(work_dir=tmp_path_factory.mktemp("fuzz_db"))
+    yield db
+    db.close()
 
 
 def _state(db: Any) -> tuple[Any, ...]:
@@ -124,11 +122,12 @@ def test_csv_generated_files_read_back_to_the_model(tmp_path, model, order, blan
 
 @FUZZ
 @given(model=_models, data=st.data())
-def test_csv_damaged_files_give_a_clear_error_or_a_result_never_a_partial_write(model, data):
+def test_csv_damaged_files_give_a_clear_error_or_a_result_never_a_partial_write(fuzz_db, model, data):
+    db = fuzz_db
     text = _csv_text(model, [], False, False, False, False).encode()
     broken = data.draw(damage(text))
-    with scratch_db() as (db, d):
-        path = d / "damaged.csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "damaged.csv"
         path.write_bytes(broken)
         campus = Campus(sites=[Site(id="site")])
         meter = CsvMeter("fuzz", {}, AdapterContext(limits=LIMITS))
@@ -168,8 +167,10 @@ def test_greenbutton_generated_files_read_back_to_the_model(tmp_path, model, blo
 
 @FUZZ
 @given(model=_models, data=st.data())
-def test_greenbutton_damaged_files_give_a_clear_error_or_a_result_never_a_partial_write(model, data):
-    with scratch_db() as (db, d):
+def test_greenbutton_damaged_files_give_a_clear_error_or_a_result_never_a_partial_write(fuzz_db, model, data):
+    db = fuzz_db
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
         text = _espi(d / "gen.xml", model, 4, 1).read_bytes()
         path = d / "damaged.xml"
         path.write_bytes(data.draw(damage(text)))

@@ -136,7 +136,11 @@ class _Chunks:
 
 
 def _localname(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else str(tag)
+    """``{ns}name`` -> ``name`` (plain string work: a broken document can leave tags lxml refuses)."""
+    if not isinstance(tag, str):
+        return str(tag)
+    name = tag.rsplit("}", 1)[-1]
+    return name.rsplit(":", 1)[-1] or name
 
 
 def _last(href: str) -> str:
@@ -610,9 +614,10 @@ def _collect_resources(st: _ParseState, resources: list[Any], me: str, related: 
         if not tag.startswith(_E):
             if tag in (T_FEED, T_ENTRY):  # an Atom feed without entries: nothing foreign, nothing at all
                 continue
-            q = etree.QName(tag)
-            n, first = st.foreign.get((q.namespace or "", q.localname), (0, line))
-            st.foreign[(q.namespace or "", q.localname)] = (n + 1, first)
+            ns = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+            key = (ns, _localname(tag))
+            n, first = st.foreign.get(key, (0, line))
+            st.foreign[key] = (n + 1, first)
             continue
         st.espi_resources += 1
         if tag not in _RESOURCES:
