@@ -204,9 +204,12 @@ class _ScanState:
                 j = int(np.argmax(over))
                 raise self._line_error(int(start_lines[j]), int(starts[j]))
             extra = start_lines - (rec_ids + 1)
+            first_data = self.header_rec + 1 - self.rec
+            if 0 <= first_data < n_rec and extra[first_data]:  # line breaks in quotes before the first row
+                self.scan.shifts.append((0, int(extra[first_data])))
             for j in np.flatnonzero(np.diff(extra, prepend=self.shift)).tolist():
                 self.shift = int(extra[j])
-                if rec_ids[j] > self.header_rec:
+                if rec_ids[j] > self.header_rec + (j == first_data):
                     self.scan.shifts.append((int(rec_ids[j]) - self.header_rec - 1, self.shift))
             data = rec_ids > self.header_rec
             if data.any():
