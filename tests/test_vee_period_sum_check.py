@@ -153,3 +153,23 @@ def test_register_reads_from_green_button_check_and_fill_the_intervals(db, tmp_p
     assert b.values[40:44].tolist() == [4.0] * 4 and (b.quality[40:44] == Quality.ESTIMATED).all()
     est = [e for e in read_events(db) if e["action"] == "estimated"]
     assert est[0]["detail"]["methods"] == {"register_spread": 4}
+
+
+def test_green_button_daily_reads_go_with_the_interval_channel_of_their_usage_point(db, tmp_path):
+    """One usage point, a 15-minute MeterReading and a daily one: the daily reads check those intervals."""
+    day = date(2024, 6, 3)
+    a = local_midnight(day)
+    quarter = [(a + 900 * i, 900, 1000 + 250 * (i % 4)) for i in range(96)]  # 5.5 kWh an hour: 132 kWh
+    daily = [(a, 86400, 140_000)]  # 8 kWh more than the intervals
+    mrs = [EspiMeterReading(meter_reading="01", readings=quarter),
+           EspiMeterReading(meter_reading="02", interval_length=86400, readings=daily)]
+    path = espi_file(tmp_path / "up.xml", mrs)
+    campus = Campus(sites=[Site(id="s")], channels=[Channel(id="gb.1.01", interval_minutes=15)])
+    gb = GreenButtonMeter("gb", {}, adapter_context(campus))
+    rep = ingest_file(db, campus, gb, path, vee_now=NOW)
+    assert rep.period_channels == ["gb.1.01"] and any("same usage point" in n for n in rep.notes)
+    (p,) = db.periods.read(["gb.1.01"], 0, 2**40)
+    assert p.values.tolist() == [140.0]
+    events = [e for e in read_events(db) if e["rule_id"] == "sum_check"]
+    assert sum(e["count"] for e in events) == 96
+    assert events[0]["detail"]["periods"][0]["intervals_kwh"] == 132.0

@@ -881,6 +881,9 @@ class GreenButtonMeter(MeterAdapter):
         fixed = channel or cfg.channel
         streams: list[_Stream] = []
         periods: dict[tuple[str, str], list[tuple[np.ndarray, ...]]] = {}
+        mr_periods: dict[str, list[tuple[str, tuple[np.ndarray, ...]]]] = {}  # per MeterReading: (kind, arrays)
+        mr_where: dict[str, tuple[str, int, str, bool]] = {}  # MeterReading -> (usage point, flow, channel, chosen)
+        interval_channels: dict[tuple[str, int], set[str]] = {}  # (usage point, flow) -> interval channel ids
         meta_rt: dict[str, dict[str, object]] = {}
         duplicates = 0
         quality_conflicts = 0
@@ -942,14 +945,15 @@ class GreenButtonMeter(MeterAdapter):
             s, d, v, kq, ln, n_dup, n_qc = _dedupe(start, dur, kwh, qmap[q], lines, source)
             duplicates += n_dup
             quality_conflicts += n_qc
-            base = self._channel_for(mr, flow, per_up, fixed)
+            base, chosen = self._channel_for(mr, flow, per_up, fixed)
             if len(base) > MAX_CHANNEL_ID:
                 raise IntervalDataError(f"channel id {excerpt(base)} (derived for MeterReading {excerpt(mr, 60)}) "
                                         f"is {len(base)} characters long, more than {MAX_CHANNEL_ID}; map it to a "
                                         "shorter id (channel_map)", source=source,
                                         where=f"line {int(ln[0])}, element <IntervalReading>", field="channel")
+            mr_where[mr] = (_usage_point_id(mr), flow, base, chosen)
             if acc in CUMULATIVE:  # register readings: the register's value at the end of each period
-                periods.setdefault((base, "register"), []).append((s + d, s + d, v, kq))
+                mr_periods.setdefault(mr, []).append(("register", (s + d, s + d, v, kq)))
                 continue
             interval = (d % 60 == 0) & np.isin(d // 60, ALLOWED_INTERVAL_MINUTES)
             period = ~interval & (d > 3600) & (d % 60 == 0) & (s % 60 == 0)
@@ -962,9 +966,12 @@ class GreenButtonMeter(MeterAdapter):
                     "minutes longer than an hour; it would be neither stored nor checked", source=source,
                     where=f"line {int(ln[i])}, element <IntervalReading>", field="timePeriod/duration")
             if period.any():
-                periods.setdefault((base, "period"), []).append((s[period], s[period] + d[period], v[period],
-                                                                 kq[period]))
+                mr_periods.setdefault(mr, []).append(("period", (s[period], s[period] + d[period], v[period],
+                                                                 kq[period])))
             durations = np.unique(d[interval])
+            if len(durations):
+                interval_channels.setdefault((_usage_point_id(mr), flow), set()).add(
+                    base if len(durations) == 1 else "")
             for dsec in durations:
                 m = interval & (d == dsec)
                 minutes = int(dsec) // 60
@@ -979,6 +986,20 @@ class GreenButtonMeter(MeterAdapter):
                         field="timePeriod/start")
                 streams.append(_Stream(mr, ch, minutes, ss, v[m], kq[m], ln[m]))
         series = self._merge_streams(streams, fixed, source)
+        notes: list[str] = []
+        interval_mrs = {s.key for s in streams}
+        for mr, parts in mr_periods.items():
+            up, flow, target, chosen = mr_where[mr]
+            if not chosen and mr not in interval_mrs:
+                # daily or billing reads of a usage point that also has interval data: the same meter,
+                # so they go with its interval channel (where the sum check compares them)
+                found = interval_channels.get((up, flow), set())
+                if len(found) == 1 and "" not in found:
+                    target = next(iter(found))
+                    notes.append(f"period readings of MeterReading {mr} go with the interval channel {target} "
+                                 "of the same usage point")
+            for kind, arrays in parts:
+                periods.setdefault((target, kind), []).append(arrays)
         period_series = [PeriodSeries(ch, kind, *(np.concatenate([x[k] for x in parts]) for k in range(4)))
                          for (ch, kind), parts in periods.items()]
         meta: dict[str, object] = {
@@ -995,7 +1016,7 @@ class GreenButtonMeter(MeterAdapter):
             "usage_points": st.usage_points,
             "local_time_parameters": [_ltp(x) for x in st.local_time],
         }
-        notes = list(skipped)
+        notes = skipped + notes
         if quality_conflicts:
             notes.append(f"{quality_conflicts} repeated readings had the same value but different quality flags; "
                          "the worse quality was kept")
@@ -1018,10 +1039,11 @@ class GreenButtonMeter(MeterAdapter):
             meta["notes"] = notes
         return IntervalBatch(source=source, series=series, meta=meta, periods=period_series)
 
-    def _channel_for(self, mr: str, flow: int, per_up: dict[str, set[str]], fixed: str | None) -> str:
+    def _channel_for(self, mr: str, flow: int, per_up: dict[str, set[str]], fixed: str | None) -> tuple[str, bool]:
+        """(channel id, whether the operator chose it: ``channel`` or a ``channel_map`` entry)."""
         cfg = self.config
         if fixed is not None:
-            return fixed
+            return fixed, True
         up = _usage_point_id(mr)
         mrid = _meter_reading_id(mr)
         derived = f"{cfg.channel_prefix}.{up or 'meter'}"
@@ -1034,8 +1056,8 @@ class GreenButtonMeter(MeterAdapter):
                 mapped = cfg.channel_map[key]
                 if key in (up, f"{up}.{mrid}") and flow == FLOW_REVERSE and cfg.received_mode == "channel":
                     mapped += cfg.received_suffix
-                return mapped
-        return derived
+                return mapped, True
+        return derived, False
 
     def _merge_streams(self, streams: list[_Stream], fixed: str | None, source: str) -> list[ChannelSeries]:
         by_channel: dict[str, list[_Stream]] = {}
