@@ -210,8 +210,7 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
         meta=meta,
     )
     if not batch.series and not batch.n_periods:
-        if not notes:
-            report.notes.append("the file holds no readings; nothing was stored")
+        report.notes.insert(0, "the file holds no interval, period or register readings; nothing was stored")
         return report
     with db.write_transaction() as conn:
         if batch.series:
