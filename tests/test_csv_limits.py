@@ -298,3 +298,25 @@ def test_scanner_agrees_with_the_csv_module(tmp_path, monkeypatch, rows, chunk):
         line = reader.line_num + 1
     assert scan.records == len(starts)
     assert scan.lines(np.arange(scan.records)).tolist() == starts
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(st.text(alphabet="ab9", max_size=7), min_size=1, max_size=4), max_size=8),
+       chunk=st.integers(1, 12), crlf=st.booleans())
+def test_scanner_without_quotes_finds_every_problem_at_its_line(tmp_path, monkeypatch, rows, chunk, crlf):
+    """Unquoted files take the scanner's fast path: field counts and field lengths (limit 5 bytes)."""
+    nl = "\r\n" if crlf else "\n"
+    text = "a,b,c" + nl + "".join(",".join(r) + nl for r in rows)
+    p = tmp_path / "plain.csv"
+    p.write_bytes(text.encode())
+    monkeypatch.setattr(csv_scan, "CHUNK", chunk)
+    bad_lines = {i + 2 for i, r in enumerate(rows)
+                 if (r != [""] and len(r) != 3) or any(len(c) + (crlf and k == len(r) - 1) > 5 for k, c in enumerate(r))}
+    limits = InputLimits(max_field_kb=5 / 1024)
+    try:
+        scan = csv_scan.scan_csv(p, delimiter=",", header_fields=3, skip_rows=0, limits=limits)
+    except IntervalDataError as exc:
+        assert int(exc.where.split()[1]) in bad_lines, (exc, bad_lines)
+        return
+    assert not bad_lines
+    assert scan.records == len(rows) and scan.lines(np.arange(len(rows))).tolist() == list(range(2, len(rows) + 2))

@@ -119,6 +119,7 @@ class _ScanState:
         self.phys = 0  # physical line breaks before the chunk
         self.shift = 0  # extra physical lines of the current record (quoted line breaks before it)
         self.prev_byte = 0  # last byte of the previous chunk
+        self._phys_after = 0  # physical line breaks up to the end of the chunk being read
 
     # ---- errors
 
@@ -146,34 +147,13 @@ class _ScanState:
     def chunk(self, buf: bytes) -> None:
         a = np.frombuffer(buf, dtype=np.uint8)
         off = self.offset
-        mask = a == self.delim
-        mask |= a == self.nl
-        seps = np.flatnonzero(mask)
-        del mask
-        quoted = bool(self.in_quote) or bytes([self.quote]) in buf
-        if quoted:
-            self.scan.has_quotes = True
-            qt = np.flatnonzero(a == self.quote)
-            inside = ((np.searchsorted(qt, seps) + self.in_quote) & 1).astype(bool)
-            seps = seps[~inside]
-            if (len(qt) + self.in_quote) & 1 and len(qt):  # a field opened in this chunk stays open
-                opener = (np.arange(len(qt)) + self.in_quote) & 1 == 0
-                q = int(qt[np.flatnonzero(opener)[-1]])
-                self.quote_line = self.phys + buf.count(self.lb, 0, q) + 1
-            self.in_quote = (self.in_quote + len(qt)) & 1
-        is_end = a[seps] == self.nl
-        end_idx = np.flatnonzero(is_end)
-        ends = seps[end_idx]
+        if self.in_quote or bytes([self.quote]) in buf:
+            ends, delims, tail_delims, after = self._quoted(a, buf)
+        else:
+            ends, delims, tail_delims, after = self._plain(a, buf)
         n_rec = len(ends)
         rec_ids = self.rec + np.arange(n_rec)
-
         if n_rec:
-            # physical line where each record starts
-            if quoted:
-                breaks = np.flatnonzero(a == self.nl)
-                after = np.searchsorted(breaks, ends, side="right")  # breaks up to each record end
-            else:
-                after = np.arange(1, n_rec + 1)
             start_lines = np.empty(n_rec, dtype=np.int64)
             start_lines[0] = self.rec_line
             start_lines[1:] = self.phys + after[:-1] + 1
@@ -181,23 +161,6 @@ class _ScanState:
             starts = np.empty(n_rec, dtype=np.int64)
             starts[0] = self.rec_start
             starts[1:] = ends[:-1] + off + 1
-            if self.header_end < 0 and rec_ids[-1] >= self.header_rec:
-                self.header_end = int(ends[self.header_rec - self.rec] + off)
-
-        # fields: bytes between consecutive separators outside quotes (the header is exempt)
-        if len(seps):
-            g = seps + off
-            gaps = np.diff(g, prepend=self.last_sep) - 1
-            if self.header_end >= 0:
-                gaps[g <= self.header_end] = 0
-            else:
-                gaps[:] = 0
-            k = int(np.argmax(gaps))
-            if gaps[k] > self.max_field:
-                raise self._field_error(int(g[k - 1]) + 1 if k else self.last_sep + 1)
-            self.last_sep = int(g[-1])
-
-        if n_rec:
             lengths = ends + off - starts
             over = (lengths > self.max_line) & (rec_ids != self.header_rec)
             if over.any():
@@ -213,7 +176,6 @@ class _ScanState:
                     self.scan.shifts.append((int(rec_ids[j]) - self.header_rec - 1, self.shift))
             data = rec_ids > self.header_rec
             if data.any():
-                delims = np.diff(end_idx, prepend=-1) - 1
                 delims[0] += self.rec_delims
                 before = np.where(ends > 0, a[np.maximum(ends - 1, 0)], self.prev_byte)
                 blank = (lengths == 0) | ((lengths == 1) & (before == 13))
@@ -224,18 +186,99 @@ class _ScanState:
             self.rec += n_rec
             self.rec_start = int(ends[-1]) + off + 1
             self.rec_line = next_line
-            self.rec_delims = int(len(seps) - 1 - end_idx[-1])
+            self.rec_delims = tail_delims
         else:
-            self.rec_delims += len(seps)
+            self.rec_delims += tail_delims
         end = off + len(buf)
         if self.rec != self.header_rec:  # what is still open must already fit
             if self.header_end >= 0 and end - self.last_sep - 1 > self.max_field:
                 raise self._field_error(self.last_sep + 1)
             if end - self.rec_start > self.max_line:
                 raise self._line_error(self.rec_line, self.rec_start)
-        self.phys += buf.count(self.lb)
+        self.phys = self._phys_after
         self.prev_byte = buf[-1]
         self.offset = end
+
+    def _header_seen(self, ends: np.ndarray) -> None:
+        """Note where the header record ends once this chunk holds its line break."""
+        if self.header_end < 0 and len(ends) and self.rec + len(ends) - 1 >= self.header_rec:
+            self.header_end = int(ends[self.header_rec - self.rec]) + self.offset
+
+    def _fields(self, g: np.ndarray, prev: int) -> None:
+        """Field lengths between the separators ``g`` (global, sorted), the previous one at ``prev``."""
+        if not len(g):
+            return
+        gaps = np.diff(g, prepend=prev) - 1
+        if self.header_end >= 0:
+            gaps[g <= self.header_end] = 0
+        else:
+            gaps[:] = 0
+        k = int(np.argmax(gaps))
+        if gaps[k] > self.max_field:
+            raise self._field_error(int(g[k - 1]) + 1 if k else prev + 1)
+
+    def _plain(self, a: np.ndarray, buf: bytes) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """A chunk without quotes: every line break ends a record; delimiters counted per record.
+
+        Only a record (or the open tail) longer than ``max_field_kb`` can hold a long field,
+        so separators are located one by one only there.
+        """
+        off = self.offset
+        ends = np.flatnonzero(a == self.nl)
+        dm = (a == self.delim).view(np.uint8)
+        n = len(ends)
+        self._header_seen(ends)
+        if n:
+            tail = int(ends[-1]) + 1 < len(a)
+            idx = np.empty(n + tail, dtype=np.intp)
+            idx[0] = 0
+            idx[1:] = (ends + 1)[: n - 1 + tail]
+            counts = np.add.reduceat(dm, idx, dtype=np.int64)
+            delims, tail_delims = counts[:n].copy(), int(counts[n]) if tail else 0
+        else:
+            delims, tail_delims = np.zeros(0, dtype=np.int64), int(np.count_nonzero(dm))
+        # fields: the one crossing into this chunk, then any region long enough to hold a long one
+        d_b, n_b = bytes([self.delim]), bytes([self.nl])
+        firsts = [x for x in (buf.find(d_b), buf.find(n_b)) if x >= 0]
+        if firsts:
+            self._fields(np.array([min(firsts) + off], dtype=np.int64), self.last_sep)
+            bounds = np.concatenate(([0], ends + 1, [len(a)]))
+            for k in np.flatnonzero(np.diff(bounds) > self.max_field).tolist():  # rare: long lines only
+                lo, hi = int(bounds[k]), int(bounds[k + 1])
+                region = a[lo:hi]
+                g = np.flatnonzero((region == self.delim) | (region == self.nl)) + lo + off
+                self._fields(g, lo + off - 1 if lo else min(firsts) + off)
+            self.last_sep = max(buf.rfind(d_b), buf.rfind(n_b)) + off
+        self._phys_after = self.phys + n
+        return ends, delims, tail_delims, np.arange(1, n + 1)
+
+    def _quoted(self, a: np.ndarray, buf: bytes) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """A chunk with quotes: separators inside a quoted field do not count (RFC 4180)."""
+        self.scan.has_quotes = True
+        off = self.offset
+        mask = a == self.delim
+        mask |= a == self.nl
+        seps = np.flatnonzero(mask)
+        del mask
+        qt = np.flatnonzero(a == self.quote)
+        inside = ((np.searchsorted(qt, seps) + self.in_quote) & 1).astype(bool)
+        seps = seps[~inside]
+        if (len(qt) + self.in_quote) & 1 and len(qt):  # a field opened in this chunk stays open
+            opener = (np.arange(len(qt)) + self.in_quote) & 1 == 0
+            q = int(qt[np.flatnonzero(opener)[-1]])
+            self.quote_line = self.phys + buf.count(self.lb, 0, q) + 1
+        self.in_quote = (self.in_quote + len(qt)) & 1
+        end_idx = np.flatnonzero(a[seps] == self.nl)
+        ends = seps[end_idx]
+        self._header_seen(ends)
+        if len(seps):
+            self._fields(seps + off, self.last_sep)
+            self.last_sep = int(seps[-1]) + off
+        delims = np.diff(end_idx, prepend=-1) - 1
+        tail_delims = int(len(seps) - 1 - end_idx[-1]) if len(ends) else len(seps)
+        breaks = np.flatnonzero(a == self.nl)
+        self._phys_after = self.phys + len(breaks)
+        return ends, delims, tail_delims, np.searchsorted(breaks, ends, side="right")
 
     def finish(self) -> CsvScan:
         if self.in_quote:
