@@ -87,7 +87,7 @@ class InputLimits(BaseModel):
     def range_text(self) -> str:
         """The accepted time range, as an error message states it."""
         return (f"{self.first_year}-01-01..{self.last_year}-12-31 UTC "
-                "([ingest] first_year/last_year in kwhub.toml)")
+                "(ingest.first_year/last_year in kwhub.toml)")
 
     def outside(self, epochs: np.ndarray) -> np.ndarray:
         """Bool mask of the instants outside the accepted range."""
@@ -148,10 +148,11 @@ def check_file(path: Path, limits: InputLimits, memory_per_byte: float) -> int:
     size = int(st.st_size)
     if size > limits.max_file_bytes:
         raise IntervalDataError(f"file is {size_text(size)}, larger than the limit of "
-                                f"{size_text(limits.max_file_bytes)} ([ingest] max_file_mb); split it", source=source)
+                                f"{size_text(limits.max_file_bytes)} (ingest.max_file_mb in kwhub.toml); split it",
+                                source=source)
     need = size * memory_per_byte
     if need > limits.max_memory_bytes:
         raise IntervalDataError(f"reading this {size_text(size)} file needs about {size_text(need)} of memory, more "
-                                f"than the limit of {size_text(limits.max_memory_bytes)} ([ingest] max_memory_mb); "
-                                "split the file or raise the limit", source=source)
+                                f"than the limit of {size_text(limits.max_memory_bytes)} (ingest.max_memory_mb in "
+                                "kwhub.toml); split the file or raise the limit", source=source)
     return size

@@ -355,7 +355,8 @@ class UnitRule(Rule):
                 basis = f"above the physical limit ({limit[2] if limit else ''}: {lim_kwh:,.4g} kWh per interval)"
             if high[i]:
                 d["probable"] = "x1000: Wh recorded as kWh"
-                hint = "the file probably holds Wh in a kWh column: set the adapter's unit (unit = \"Wh\") or fix the file"
+                hint = ("the file probably holds Wh in a kWh column: set the adapter's unit (unit = \"Wh\") or "
+                        "fix the file")
             else:
                 d["probable"] = "/1000: kWh recorded as Wh (or MWh as kWh)"
                 hint = "the file's unit is probably wrong by 1000: check the adapter's unit and the meter multiplier"
@@ -561,8 +562,9 @@ class HighLowRule(Rule):
 
     The physical side flags every value above the channel's ``max_kw`` (breaker or CT
     rating), or the asset's capacity with a margin, converted to kWh per interval: a value
-    no meter on that point can read, whatever the history says. ``basis = "interval"`` compares each interval with the percentiles of all usable
-    intervals of the previous ``history_days`` days; ``"day"`` compares the day's total
+    no meter on that point can read, whatever the history says. ``basis = "interval"``
+    compares each interval with the percentiles of all usable intervals of the previous
+    ``history_days`` days; ``"day"`` compares the day's total
     with the previous days' totals and marks the whole day. The low side only applies
     when its bound is above zero, and not where the asset was out (availability below
     ``availability_below`` or a known outage span).

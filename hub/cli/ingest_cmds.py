@@ -103,7 +103,7 @@ def ingest(
     """Ingest meter files: interval data into the raw layer and period readings (daily, billing,
     register), one transaction per file, then run VEE on the touched days.
 
-    A file is checked whole before anything is stored (the [ingest] limits of kwhub.toml, one
+    A file is checked whole before anything is stored (the ingest limits of kwhub.toml, one
     cell per column, unambiguous local times); an error names the file, line and column, and
     nothing of that file is stored. The summary says what went where and what VEE found.
     """

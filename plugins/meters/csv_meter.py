@@ -251,8 +251,8 @@ def _header(path: Path, encoding: str, delimiter: str, skip_rows: int, max_bytes
                 if len(line) > max_bytes or (len(line) == max_bytes + 1 and not line.endswith(("\n", "\r"))):
                     what = "header line" if n == skip_rows else "line"
                     raise IntervalDataError(
-                        f"{what} is longer than the limit of {size_text(max_bytes)} ([ingest] max_header_kb); it "
-                        f"starts with {excerpt(line)}", source=source, where=f"line {n + 1}")
+                        f"{what} is longer than the limit of {size_text(max_bytes)} (ingest.max_header_kb in "
+                        f"kwhub.toml); it starts with {excerpt(line)}", source=source, where=f"line {n + 1}")
     except UnicodeDecodeError as exc:
         # the reader decodes ahead of the header line: find the line the bad bytes are on
         found = locate_decode_error(path, encoding)
@@ -411,8 +411,8 @@ def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: st
     the spring-forward day skips the missing hour (HE 3); on the fall-back day the repeated
     label is only accepted with a DST flag per row (``dst_flags``; ``dst_marks`` says whether
     a set flag marks the repeated, second occurrence (``repeated_hour``) or daylight saving
-    time (``daylight_time``, so the first occurrence)). ``auto`` decides per DST day from the labels and refuses what the
-    labels cannot decide: a fall-back day is accepted with 25 labels (elapsed), with a DST
+    time (``daylight_time``, so the first occurrence)). ``auto`` decides per DST day from the
+    labels and refuses what the labels cannot decide: a fall-back day is accepted with 25 labels (elapsed), with a DST
     flag, or when all its labels lie before the repeated hour; 24 labels on a 25-hour day
     are refused, naming the day and the rule.
     """

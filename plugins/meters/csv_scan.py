@@ -128,12 +128,12 @@ class _ScanState:
                                  where=f"line {line}", field="")
 
     def _field_error(self, at: int) -> IntervalDataError:
-        return self._fail(f"a field is longer than the limit of {size_text(self.max_field)} ([ingest] max_field_kb)",
-                          _line_at(self.path, at, self.lb), at)
+        return self._fail(f"a field is longer than the limit of {size_text(self.max_field)} "
+                          "(ingest.max_field_kb in kwhub.toml)", _line_at(self.path, at, self.lb), at)
 
     def _line_error(self, line: int, at: int) -> IntervalDataError:
-        return self._fail(f"line is longer than the limit of {size_text(self.max_line)} ([ingest] max_line_kb)",
-                          line, at)
+        return self._fail(f"line is longer than the limit of {size_text(self.max_line)} "
+                          "(ingest.max_line_kb in kwhub.toml)", line, at)
 
     def _count_error(self, got: int, line: int) -> IntervalDataError:
         more = "more" if got > self.header_fields else "fewer"

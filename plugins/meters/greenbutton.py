@@ -182,7 +182,7 @@ def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = DEFAULT_LIMITS.ma
             line = text.count("\n", 0, pos) + 1
             raise IntervalDataError(
                 f"the XML prolog (declaration, comments and processing instructions before the root element) is "
-                f"longer than the limit of {size_text(max_bytes)} ([ingest] max_header_kb); it starts with "
+                f"longer than the limit of {size_text(max_bytes)} (ingest.max_header_kb in kwhub.toml); it starts with "
                 f"{excerpt(text[:200], whole=False)}", source=str(path), where=f"line {line}", field="xml")
 
 
@@ -221,8 +221,8 @@ class _ParseState:
         if self.meta_bytes > self.limits.max_metadata_bytes:
             raise IntervalDataError(
                 f"the file holds more than {size_text(self.limits.max_metadata_bytes)} of metadata "
-                f"({what} and the like; [ingest] max_metadata_mb)", source=self.source, where=f"line {line}",
-                field="xml")
+                f"({what} and the like; ingest.max_metadata_mb in kwhub.toml)", source=self.source,
+                where=f"line {line}", field="xml")
 
     def add_readings(self, n: int, line: int) -> None:
         """Count buffered readings against ``max_memory_mb``."""
@@ -230,7 +230,7 @@ class _ParseState:
         if self.n_readings * BYTES_PER_READING > self.limits.max_memory_bytes:
             raise IntervalDataError(
                 f"more than {self.n_readings:,} readings: holding them needs more than the limit of "
-                f"{size_text(self.limits.max_memory_bytes)} ([ingest] max_memory_mb); split the file",
+                f"{size_text(self.limits.max_memory_bytes)} (ingest.max_memory_mb in kwhub.toml); split the file",
                 source=self.source, where=f"line {line}", field="IntervalReading")
 
 
@@ -817,8 +817,8 @@ def _no_espi_content(st: _ParseState) -> IntervalDataError | None:
     if st.foreign:
         (ns, name), (count, line) = (meter_like or sorted(st.foreign.items(), key=lambda kv: kv[1][1]))[0]
         return IntervalDataError(
-            f"resources in namespace {excerpt(ns or '(none)', 80)} (<{excerpt(name, 40)[1:-1]}>, {count} times) are not "
-            f"Green Button (ESPI) resources of {ESPI!r}; nothing would be stored. Check the file's namespace",
+            f"resources in namespace {excerpt(ns or '(none)', 80)} (<{excerpt(name, 40)[1:-1]}>, {count} times) are "
+            f"not Green Button (ESPI) resources of {ESPI!r}; nothing would be stored. Check the file's namespace",
             source=st.source, where=f"line {line}, element <{excerpt(name, 40)[1:-1]}>", field="xml")
     return IntervalDataError("the file holds no Green Button (ESPI) resources (UsagePoint, MeterReading, "
                              "ReadingType, IntervalBlock, LocalTimeParameters); nothing would be stored",
