@@ -52,11 +52,11 @@ def child(kind: str, path: str) -> None:
     outcome, message = "read", ""
     try:
         if kind == "csv":
-            from plugins.meters.csv_meter import CsvMeter
+            from kwhub.plugins.meters.csv_meter import CsvMeter
 
             CsvMeter("bench").read_file(Path(path))
         elif kind == "greenbutton":
-            from plugins.meters.greenbutton import GreenButtonMeter
+            from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 
             GreenButtonMeter("bench").read_file(Path(path))
         else:

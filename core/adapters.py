@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from core.input_limits import InputLimits
+from kwhub.core.input_limits import InputLimits
 
 if TYPE_CHECKING:
-    from core.intervals import IntervalBatch
-    from core.invoice import Invoice
+    from kwhub.core.intervals import IntervalBatch
+    from kwhub.core.invoice import Invoice
 
 ENV_PREFIX = "env:"
 

@@ -1,6 +1,6 @@
 """The campus as configured: sites, assets, channels, parties, ownership and contracts.
 
-These are pure pydantic models; ``hub.config`` reads them from ``kwhub.toml``.
+These are pure pydantic models; ``kwhub.hub.config`` reads them from ``kwhub.toml``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.intervals import ALLOWED_INTERVAL_MINUTES
-from core.invoice import Address
-from core.money import RoundingMode
+from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES
+from kwhub.core.invoice import Address
+from kwhub.core.money import RoundingMode
 
 AssetKind = Literal[
     "gas_turbine", "recip_engine", "solar", "wind", "battery", "smr", "grid_tie", "load", "fuel_cell", "other",

@@ -1,7 +1,7 @@
 """Bounds on what a meter file may contain, and how an error quotes the data.
 
 Every meter parser works inside these limits, so a hostile or broken file ends in a
-clear :class:`~core.intervals.IntervalDataError` naming the file, the line and the limit,
+clear :class:`~kwhub.core.intervals.IntervalDataError` naming the file, the line and the limit,
 never in a crash, a runaway allocation or an error message that repeats megabytes of
 the input. Operators set them in the ``[ingest]`` table of ``kwhub.toml``; adapters get
 them as ``context.limits``.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.intervals import IntervalDataError
+from kwhub.core.intervals import IntervalDataError
 
 EXCERPT_CHARS = 40
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.money import MoneyPolicy
+from kwhub.core.money import MoneyPolicy
 
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
 ChargeType = Literal[

@@ -1,6 +1,6 @@
 """Owner statements: revenues and costs of co-owned assets, split by ownership share.
 
-Assets carry their owners (:attr:`core.campus.Asset.owners`, shares summing to 1). For
+Assets carry their owners (:attr:`kwhub.core.campus.Asset.owners`, shares summing to 1). For
 one period, an owner's statement lists per asset:
 
 * **revenue**: the invoice lines whose ``source_asset`` is the asset, on invoices the
@@ -26,9 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.campus import Campus
-from core.invoice import Invoice
-from core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.campus import Campus
+from kwhub.core.invoice import Invoice
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 
 LineKind = Literal["revenue", "fuel_cost", "variable_om", "fixed_om"]
 

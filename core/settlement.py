@@ -1,7 +1,7 @@
 """Settlement: from a period's interval matrix to a priced, hashed run statement.
 
 A run is (contract, billing period in local time, version kind ``initial`` | ``final`` |
-``true_up``, sequence). This module is pure (no SQL): :mod:`hub.settlement_service`
+``true_up``, sequence). This module is pure (no SQL): :mod:`kwhub.hub.settle.service`
 loads the data, calls these functions and stores the result.
 
 1. :func:`contract_channels` says which channels a contract's run depends on: its load
@@ -9,8 +9,8 @@ loads the data, calls these functions and stores the result.
    source (the allocation couples all of them), plus availability channels of the
    assets its components name.
 2. :func:`build_context` turns the matrix (and the allocation) into a
-   :class:`~core.pricing.base.PricingContext` for the contract.
-3. :func:`compute_run` prices it (:func:`core.pricing.lines.price_contract`) and returns
+   :class:`~kwhub.core.pricing.base.PricingContext` for the contract.
+3. :func:`compute_run` prices it (:func:`kwhub.core.pricing.lines.price_contract`) and returns
    the full lines and the determinants.
 4. :func:`delta_lines` compares the full lines with the previous version's, line by line
    per component: a later version bills only the difference, as an adjustment invoice
@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.allocation import UNMETERED, AllocationResult, SharedMethod
-from core.campus import Campus, Channel, Contract
-from core.intervals import IntervalMatrix
-from core.invoice import (
+from kwhub.core.allocation import UNMETERED, AllocationResult, SharedMethod
+from kwhub.core.campus import Campus, Channel, Contract
+from kwhub.core.intervals import IntervalMatrix
+from kwhub.core.invoice import (
     DocumentKind,
     DocumentReference,
     Invoice,
@@ -43,8 +43,8 @@ from core.invoice import (
     PartyRef,
     compute_totals,
 )
-from core.money import MoneyPolicy, money_str, to_decimal
-from core.pricing.base import (
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.pricing.base import (
     Charge,
     PeriodHistory,
     PricingContext,
@@ -52,10 +52,10 @@ from core.pricing.base import (
     money_policy,
     summarize_period,
 )
-from core.pricing.index_series import IndexSeries
-from core.pricing.lines import build_components, charges_to_lines, price_contract
-from core.pricing.tou import LocalCalendar
-from core.timeline import BillingPeriod
+from kwhub.core.pricing.index_series import IndexSeries
+from kwhub.core.pricing.lines import build_components, charges_to_lines, price_contract
+from kwhub.core.pricing.tou import LocalCalendar
+from kwhub.core.timeline import BillingPeriod
 
 VersionKind = Literal["initial", "final", "true_up"]
 VERSION_KINDS: tuple[str, ...] = ("initial", "final", "true_up")
@@ -520,7 +520,7 @@ def line_json(line: InvoiceLine) -> dict[str, Any]:
 
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
-    """Line, tax and grand totals of ``lines`` (as :func:`core.invoice.compute_totals` computes them)."""
+    """Line, tax and grand totals of ``lines`` (as :func:`kwhub.core.invoice.compute_totals` computes them)."""
     probe = Invoice(id="-", number="-", seller=PartyRef(id="-", name="-"), buyer=PartyRef(id="-", name="-"),
                     issue_date=date(2000, 1, 1), due_date=date(2000, 1, 1), period_start=date(2000, 1, 1),
                     period_end=date(2000, 1, 1), lines=list(lines))

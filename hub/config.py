@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.adapters import Adapter, AdapterConfig, AdapterContext
-from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
-from core.emissions import EmissionFactors
-from core.input_limits import InputLimits
-from core.ownership import OwnershipConfig
-from core.timeline import TimeModelError, zone
+from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext
+from kwhub.core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, Site
+from kwhub.core.emissions import EmissionFactors
+from kwhub.core.input_limits import InputLimits
+from kwhub.core.ownership import OwnershipConfig
+from kwhub.core.timeline import TimeModelError, zone
 
 CONFIG_NAME = "kwhub.toml"
 DEFAULT_DB_NAME = "kwhub.db"
@@ -162,9 +162,9 @@ class KwhubConfig:
         return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
 
     def settlement_options(self) -> Any:
-        """:class:`core.settlement.SettlementOptions` from ``[settlement]`` and ``[[indexes]]``."""
-        from core.pricing.index_series import load_index_csv
-        from core.settlement import SettlementOptions
+        """:class:`kwhub.core.settlement.SettlementOptions` from ``[settlement]`` and ``[[indexes]]``."""
+        from kwhub.core.pricing.index_series import load_index_csv
+        from kwhub.core.settlement import SettlementOptions
 
         s = self.file.settlement
         indexes = {name: load_index_csv(path, name=name) for name, path in self.index_paths().items()}
@@ -330,7 +330,7 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tu
                     config_cls.model_validate(comp.settings())
                 except ValidationError as exc:
                     problems += format_validation_error(exc, comp.settings(), prefix=where)
-    from core.vee.config import VeeConfig, VeeConfigError
+    from kwhub.core.vee.config import VeeConfig, VeeConfigError
 
     try:
         problems += VeeConfig.from_mapping(cf.vee).check_rules(registry.vee_rules)
@@ -347,7 +347,7 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         raise ConfigError(source, format_validation_error(exc, data)) from None
     problems = _cross_check(cf)
     if registry is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         registry = get_registry()
     instances, plugin_problems = _validate_plugins(cf, data, registry)

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.adapters import AdapterContext
-from core.input_limits import InputLimits, excerpt
-from core.intervals import IntervalDataError
-from plugins.meters import csv_scan
-from plugins.meters.csv_meter import CsvMeter, read_header
+from kwhub.core.adapters import AdapterContext
+from kwhub.core.input_limits import InputLimits, excerpt
+from kwhub.core.intervals import IntervalDataError
+from kwhub.plugins.meters import csv_scan
+from kwhub.plugins.meters.csv_meter import CsvMeter, read_header
 
 HEADER = "channel_id,interval_start,interval_minutes,kwh\n"
 ROW = "m,2024-01-01T00:{:02d}:00Z,15,{}\n"
@@ -161,8 +161,8 @@ _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from plugins.meters.csv_meter import CsvMeter
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.plugins.meters.csv_meter import CsvMeter
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 t = time.perf_counter()
 try:
     ({cls}("x").read_file(Path({path!r})))

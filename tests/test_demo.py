@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _demo(work: Path) -> dict:
     env = {**os.environ}
     env.pop("KWHUB_NO_ENTRYPOINTS", None)  # the real command loads the installed entry points
-    out = subprocess.run([sys.executable, "-m", "hub.cli.main", "demo", "--dir", str(work), "--json"],
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", "demo", "--dir", str(work), "--json"],
                          capture_output=True, text=True, env=env, cwd=work.parent, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
@@ -94,8 +94,8 @@ def test_demo_polled_modbus_devices_once(demo_runs):
 
 def test_every_format_renders_and_validates_the_demo_invoices(demo_runs, registry):
     """UBL and CII against their XSDs, X12 through the round-trip parser, IDoc, CSV, JSON, PDF."""
-    from core.adapters import InvoiceRenderer
-    from plugins.erp.json_folder import invoice_from_json
+    from kwhub.core.adapters import InvoiceRenderer
+    from kwhub.plugins.erp.json_folder import invoice_from_json
     from tests.x12_parser import parse as parse_x12
 
     _, first, _, _ = demo_runs

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.campus import Campus, Site
-from hub.ingest import adapter_context, ingest_file
-from plugins.meters.csv_meter import CsvMeter
+from kwhub.core.campus import Campus, Site
+from kwhub.hub.ingest.batch import adapter_context, ingest_file
+from kwhub.plugins.meters.csv_meter import CsvMeter
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "meters-csv.md"
 _BLOCK = re.compile(r"```(csv|toml)\n(.*?)```", re.S)

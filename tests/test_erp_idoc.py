@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from lxml import etree
 
-from core.invoice import Invoice
-from plugins.erp.idoc import IdocRenderer, parse_sap_number, sap_number
-from plugins.erp.xml_safety import parse_xml
+from kwhub.core.invoice import Invoice
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.erp.idoc import IdocRenderer, parse_sap_number, sap_number
 from tests.fixtures.invoices import adjustment_invoice, credit_note, energy_invoice
 
 CREATED = datetime(2024, 8, 5, 9, 15, 30, tzinfo=UTC)

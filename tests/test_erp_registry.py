@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from core.adapters import InvoiceRenderer
-from core.invoice import Invoice
-from hub.plugins import load_plugins
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.invoice import Invoice
+from kwhub.hub.registry import load_plugins
 from tests.fixtures.invoices import (
     adjustment_invoice,
     credit_note,
@@ -72,7 +72,7 @@ def test_kwhub_register_erp_adapters_hookimpls_register_renderer_classes() -> No
     """Each ERP module's ``kwhub_register_erp_adapters`` hands over InvoiceRenderer classes."""
     import importlib
 
-    from hub.plugins import BUILTIN_PLUGINS
+    from kwhub.hub.registry import BUILTIN_PLUGINS
 
     seen: list[type] = []
     for name in ERP_PLUGINS:

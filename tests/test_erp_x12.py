@@ -8,8 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from core.invoice import Invoice
-from plugins.erp.x12 import X12InvoiceRenderer, X12UsageRenderer
+from kwhub.core.invoice import Invoice
+from kwhub.plugins.erp.x12 import X12InvoiceRenderer, X12UsageRenderer
 from tests.fixtures.invoices import adjustment_invoice, credit_note, daily_usage, energy_invoice
 from tests.x12_parser import X12ParseError, parse
 
@@ -140,7 +140,7 @@ def test_daily_usage_fixture_sums() -> None:
 
 
 def test_amount_not_equal_to_quantity_times_price_gets_a_finer_price() -> None:
-    from core.invoice import InvoiceLine, compute_totals
+    from kwhub.core.invoice import InvoiceLine, compute_totals
     from tests.fixtures.invoices import POLICY
 
     line = InvoiceLine(number=1, description="Energy, TOU-weighted", quantity=Decimal("1000000.000"),

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.adapters import AdapterContext
-from core.campus import Campus, Site
-from core.input_limits import InputLimits
-from core.intervals import IntervalDataError
-from hub.ingest import ingest_file
-from plugins.meters.csv_meter import CsvMeter
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.adapters import AdapterContext
+from kwhub.core.campus import Campus, Site
+from kwhub.core.input_limits import InputLimits
+from kwhub.core.intervals import IntervalDataError
+from kwhub.hub.ingest.batch import ingest_file
+from kwhub.plugins.meters.csv_meter import CsvMeter
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import EspiMeterReading, espi_file
 
 T0 = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp())
@@ -68,7 +68,7 @@ def damage(draw: Any, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One SQLite database for all the examples of the module (each compares before and after)."""
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     db = Database.open(work_dir=tmp_path_factory.mktemp("fuzz_db"))
     yield db

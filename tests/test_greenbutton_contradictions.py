@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.adapters import AdapterContext
-from core.input_limits import InputLimits
-from core.intervals import IntervalDataError
-from core.quality import Quality
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.adapters import AdapterContext
+from kwhub.core.input_limits import InputLimits
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.quality import Quality
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import EspiMeterReading, espi_file, regular_readings
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-import core.intervals
-from core.adapters import AdapterContext
-from core.campus import Campus, Site
-from core.input_limits import InputLimits
-from hub.ingest import ingest_file
+import kwhub.core.intervals
+from kwhub.core.adapters import AdapterContext
+from kwhub.core.campus import Campus, Site
+from kwhub.core.input_limits import InputLimits
+from kwhub.hub.ingest.batch import ingest_file
 
 CORPUS = Path(__file__).parent / "data" / "hostile"
 MANIFEST = tomllib.loads((CORPUS / "cases.toml").read_text())
@@ -52,7 +52,7 @@ def test_every_file_of_the_corpus_has_a_case_and_every_file_parser_is_covered(re
 @pytest.mark.parametrize("key", sorted(PARSERS))
 def test_each_parser_refuses_each_case_clearly(registry, case, key):
     want = _expect(case, key)
-    error = getattr(core.intervals, want.get("error", "IntervalDataError"))
+    error = getattr(kwhub.core.intervals, want.get("error", "IntervalDataError"))
     path = CORPUS / case["file"]
     with pytest.raises(error) as ei:
         _adapter(registry, key).read_file(path, case.get("channel"))
@@ -74,14 +74,14 @@ def test_a_refused_file_writes_nothing(db, registry, tmp_path, case):
     ingest_file(db, campus, csv, good, allow_new_channels=True)
     before = _state(db)
     key = "csv" if case["file"].endswith(".csv") else "gb"
-    with pytest.raises(core.intervals.IntervalDataError):
+    with pytest.raises(kwhub.core.intervals.IntervalDataError):
         ingest_file(db, campus, _adapter(registry, key, campus), CORPUS / case["file"], case.get("channel"),
                     allow_new_channels=True)
     assert _state(db) == before
 
 
 def _state(db: Any) -> tuple[Any, ...]:
-    from hub.vee_service import read_events
+    from kwhub.hub.ingest.vee import read_events
 
     summary = sorted((s.channel_id, s.intervals, round(s.total_kwh, 6)) for s in db.intervals.summary(layer="raw"))
     return (summary, db.intervals.count_rows(), db.periods.count_rows(), len(db.intervals.stale_marks()),

@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from core.intervals import IntervalDataError
-from hub.ingest import adapter_context, ingest_file
-from plugins.meters.csv_meter import CsvMeter
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.hub.ingest.batch import adapter_context, ingest_file
+from kwhub.plugins.meters.csv_meter import CsvMeter
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import (
     EspiMeterReading,
     daily_readings,
@@ -223,7 +223,7 @@ def test_bad_reading_in_a_file_with_period_readings_stores_nothing(db, tmp_path)
 
 
 def _batch(cid: str, starts: list[int], values: list[float] | None = None):
-    from core.intervals import ChannelSeries, IntervalBatch
+    from kwhub.core.intervals import ChannelSeries, IntervalBatch
 
     vals = values or [1.0] * len(starts)
     return IntervalBatch("plugin-adapter", [ChannelSeries(cid, 15, starts, vals, None)])
@@ -231,7 +231,7 @@ def _batch(cid: str, starts: list[int], values: list[float] | None = None):
 
 def test_300_character_channel_id_is_a_clear_error_on_both_databases(db):
     """Before: PostgreSQL refused the varchar(200) value deep in the write ("looks like a bug")."""
-    from hub.ingest import ingest_batch
+    from kwhub.hub.ingest.batch import ingest_batch
 
     campus = make_campus()
     with pytest.raises(IntervalDataError, match="300 characters") as ei:
@@ -242,7 +242,7 @@ def test_300_character_channel_id_is_a_clear_error_on_both_databases(db):
 
 def test_year_9999_is_refused_before_anything_is_written(db, tmp_path):
     """Before: the raw row was committed, then VEE crashed, and `readings --summary` failed for good."""
-    from hub.ingest import ingest_batch
+    from kwhub.hub.ingest.batch import ingest_batch
 
     campus = make_campus()
     with pytest.raises(IntervalDataError, match="outside the accepted range") as ei:
@@ -254,7 +254,7 @@ def test_year_9999_is_refused_before_anything_is_written(db, tmp_path):
 
 
 def test_vee_runs_when_available(db, good_csv):
-    pytest.importorskip("hub.vee_service")
+    pytest.importorskip("kwhub.hub.ingest.vee")
     campus = make_campus()
     r = ingest_file(db, campus, csv_meter(campus), good_csv)
     assert r.vee is not None and r.vee_note == ""
@@ -265,7 +265,7 @@ def test_vee_runs_when_available(db, good_csv):
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    from hub.cli import ingest_cmds
+    from kwhub.hub.cli import ingest_cmds
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KWHUB_CONFIG", raising=False)
@@ -338,7 +338,7 @@ def test_cli_ingest_greenbutton_daily_reads_and_readings_periods(cli, tmp_path):
 
 def test_store_refuses_instants_no_day_arithmetic_survives(db):
     """The store's own guard (a plugin writing directly): years 1900..8999 only."""
-    from core.intervals import ChannelSeries
+    from kwhub.core.intervals import ChannelSeries
 
     with pytest.raises(IntervalDataError, match="years the store holds"):
         db.intervals.write_series([ChannelSeries("x", 15, [253402300800 - 900], [1.0], None)])
@@ -347,14 +347,14 @@ def test_store_refuses_instants_no_day_arithmetic_survives(db):
 
 def test_readings_summary_survives_a_row_stored_before_the_checks(db):
     """A year-9999 day written before the checks existed no longer breaks `readings --summary`."""
-    from core.intervals import day_start_epoch
-    from hub.store import interval_store
+    from kwhub.core.intervals import day_start_epoch
+    from kwhub.hub.store import interval_store
 
     day = date(9999, 12, 31)
     n = 96
     vals = np.ones(n).tobytes()
     qual = np.zeros(n, dtype=np.uint8).tobytes()
-    from hub.store.tables import interval_day_table
+    from kwhub.hub.store.tables import interval_day_table
 
     with db.write_transaction() as conn:
         conn.execute(interval_day_table.insert(), [{

@@ -7,10 +7,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.campus import Asset, Campus, Ownership, Party
-from core.invoice import Invoice, InvoiceLine, PartyRef
-from core.money import MoneyPolicy
-from core.ownership import (
+from kwhub.core.campus import Asset, Campus, Ownership, Party
+from kwhub.core.invoice import Invoice, InvoiceLine, PartyRef
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.ownership import (
     AssetCosts,
     AssetOperations,
     OwnershipConfig,

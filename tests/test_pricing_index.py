@@ -13,8 +13,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from core.pricing import IndexSeries, IndexSeriesError, PricingError, load_index_csv
-from core.pricing.components import FuelIndexed
+from kwhub.core.pricing import IndexSeries, IndexSeriesError, PricingError, load_index_csv
+from kwhub.core.pricing.components import FuelIndexed
 from tests.fixtures.pricing import PRICING_DATA, make_ctx, period
 
 D = Decimal

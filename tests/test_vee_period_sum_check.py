@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from core.campus import Campus, Channel, Site
-from core.intervals import day_start_epoch
-from core.quality import Quality
-from core.vee import PeriodReads, VeeContext
-from hub.ingest import adapter_context, ingest_file
-from hub.vee_service import read_events
-from plugins.meters.csv_meter import CsvMeter
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.campus import Campus, Channel, Site
+from kwhub.core.intervals import day_start_epoch
+from kwhub.core.quality import Quality
+from kwhub.core.vee import PeriodReads, VeeContext
+from kwhub.hub.ingest.batch import adapter_context, ingest_file
+from kwhub.hub.ingest.vee import read_events
+from kwhub.plugins.meters.csv_meter import CsvMeter
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import EspiMeterReading, espi_file
 from tests.fixtures.vee import VEE_DAY, day_block, history_blocks, make_engine, vee_channel
 

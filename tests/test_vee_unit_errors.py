@@ -16,11 +16,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from core.campus import Asset, Campus, Channel, Site
-from core.quality import Quality
-from hub.ingest import adapter_context, ingest_file
-from hub.vee_service import read_events
-from plugins.meters.csv_meter import CsvMeter
+from kwhub.core.campus import Asset, Campus, Channel, Site
+from kwhub.core.quality import Quality
+from kwhub.hub.ingest.batch import adapter_context, ingest_file
+from kwhub.hub.ingest.vee import read_events
+from kwhub.plugins.meters.csv_meter import CsvMeter
 
 T0 = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp())
 NOW = datetime(2024, 4, 1, tzinfo=UTC)
@@ -84,7 +84,7 @@ def test_wh_file_of_a_new_channel_is_flagged_by_its_limit(db, tmp_path):
 
 
 def test_cli_ingest_prints_what_to_do(tmp_path, monkeypatch):
-    from hub.cli import ingest_cmds
+    from kwhub.hub.cli import ingest_cmds
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KWHUB_CONFIG", raising=False)

@@ -25,7 +25,7 @@ def demo(
     them as UBL to a folder and JSON to a local webhook; writes owner statements and an
     emissions summary. Running it again changes nothing.
     """
-    from hub.demo import run_demo, summary_json
+    from kwhub.hub.demo.run import run_demo, summary_json
 
     if as_json:
         summary = run_demo(directory)

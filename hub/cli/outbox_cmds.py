@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,8 +28,8 @@ CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (d
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url)
@@ -62,14 +62,14 @@ def deliver(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every retry."),
 ) -> None:
     """Send queued invoices through their transports (at least once, idempotency-keyed)."""
-    from hub.outbox import (
+    from kwhub.hub.deliver.outbox import (
         close_transports,
         count_due,
         run_relay,
         status_counts,
         transports_from_config,
     )
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     cfg, db = _open(config)
     transports = transports_from_config(cfg)
@@ -128,7 +128,7 @@ def outbox_list(
     limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
 ) -> None:
     """List outbox rows (newest first)."""
-    from hub.outbox import OutboxError, list_outbox
+    from kwhub.hub.deliver.outbox import OutboxError, list_outbox
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
@@ -163,7 +163,7 @@ def outbox_retry(
     config: Path = CONFIG_OPTION,
 ) -> None:
     """Send a dead-lettered document again (dead -> pending, attempts reset)."""
-    from hub.outbox import OutboxError, retry_dead
+    from kwhub.hub.deliver.outbox import OutboxError, retry_dead
 
     _, db = _open(config)
     try:

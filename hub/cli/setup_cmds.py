@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import UserError
+from kwhub.hub.cli.errors import UserError
 
 console = Console()
 
@@ -36,7 +36,7 @@ def plugins_list(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """List loaded plugins: distribution, version, adapter types and load errors."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     reg = get_registry()
     rows = [p.as_dict() for p in reg.plugins.values()]
@@ -62,7 +62,7 @@ def adapters_check(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Run check() for every configured adapter instance; exit 1 if any fails."""
-    from hub.config import load_config
+    from kwhub.hub.config import load_config
 
     cfg = load_config(config, required=True)
     results = []

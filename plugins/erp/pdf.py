@@ -25,9 +25,9 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef, usage_arrays
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, PartyRef, usage_arrays
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
 _STYLES = getSampleStyleSheet()

@@ -31,11 +31,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, InvoiceLine, PartyRef
-from core.invoice import usage_arrays as invoice_usage_arrays
-from core.money import money_str
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, InvoiceLine, PartyRef
+from kwhub.core.invoice import usage_arrays as invoice_usage_arrays
+from kwhub.core.money import money_str
 
 ELEMENT_SEP = "*"
 SUB_SEP = ">"
@@ -214,7 +214,7 @@ def build_810(invoice: Invoice) -> list[str]:
 
 
 def usage_arrays(usage: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``extras["usage"]`` as arrays (see :func:`core.invoice.usage_arrays`), finite kWh only."""
+    """``extras["usage"]`` as arrays (see :func:`kwhub.core.invoice.usage_arrays`), finite kWh only."""
     try:
         starts, values = invoice_usage_arrays(usage)
     except ValueError as exc:

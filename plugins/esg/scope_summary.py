@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
-from core.emissions import EmissionsSummary
-from core.hookspecs import hookimpl
+from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
+from kwhub.core.emissions import EmissionsSummary
+from kwhub.core.hookspecs import hookimpl
 
 
 class ScopeSummaryConfig(AdapterConfig):

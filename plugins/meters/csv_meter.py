@@ -2,7 +2,7 @@
 
 A file is read with pandas' C parser (``usecols`` + ``dtype``), every column is turned into
 numpy arrays at once, and timestamps are parsed once per distinct value. Nothing here loops
-per interval in Python. A bad cell raises :class:`~core.intervals.IntervalDataError` naming
+per interval in Python. A bad cell raises :class:`~kwhub.core.intervals.IntervalDataError` naming
 the file, the line and the column, and nothing of that file reaches the batch.
 
 Configuration (``[[adapters]] type = "meters.csv"``)::
@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator, model_validator
 
-from core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
-from core.hookspecs import hookimpl
-from core.input_limits import (
+from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.input_limits import (
     DEFAULT_LIMITS,
     InputLimits,
     check_file,
@@ -46,7 +46,7 @@ from core.input_limits import (
     instant_text,
     size_text,
 )
-from core.intervals import (
+from kwhub.core.intervals import (
     ALLOWED_INTERVAL_MINUTES,
     MAX_CHANNEL_ID,
     ChannelSeries,
@@ -54,9 +54,9 @@ from core.intervals import (
     IntervalDataError,
     PeriodSeries,
 )
-from core.quality import Quality
-from core.timeline import TimeModelError, local_day, localize, zone
-from plugins.meters.csv_scan import CsvScan, ascii_compatible, locate_decode_error, scan_csv
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import TimeModelError, local_day, localize, zone
+from kwhub.plugins.meters.csv_scan import CsvScan, ascii_compatible, locate_decode_error, scan_csv
 
 TYPE_ID = "meters.csv"
 PROFILE_DIR = Path(__file__).parent / "profiles"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.input_limits import InputLimits, excerpt, size_text
-from core.intervals import IntervalDataError
+from kwhub.core.input_limits import InputLimits, excerpt, size_text
+from kwhub.core.intervals import IntervalDataError
 
 CHUNK = 4 << 20
 _ASCII_COMPATIBLE = {"utf-8", "utf-8-sig", "ascii", "latin-1", "iso8859-1", "cp1252", "iso8859-15", "cp1250",

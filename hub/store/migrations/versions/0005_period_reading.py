@@ -19,7 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create ``period_reading`` (mirrors :class:`hub.store.tables.PeriodReading`)."""
+    """Create ``period_reading`` (mirrors :class:`kwhub.hub.store.tables.PeriodReading`)."""
     op.create_table(
         "period_reading",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),

@@ -33,14 +33,14 @@ import numpy as np
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.allocation import AllocationResult, allocate, pack_array
-from core.campus import Campus, Contract
-from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
-from core.invoice import DocumentReference, Invoice
-from core.money import money_str
-from core.pricing.base import PeriodHistory, PricingError
-from core.quality import Quality
-from core.settlement import (
+from kwhub.core.allocation import AllocationResult, allocate, pack_array
+from kwhub.core.campus import Campus, Contract
+from kwhub.core.intervals import DayHashes, IntervalMatrix, day_start_epoch
+from kwhub.core.invoice import DocumentReference, Invoice
+from kwhub.core.money import money_str
+from kwhub.core.pricing.base import PeriodHistory, PricingError
+from kwhub.core.quality import Quality
+from kwhub.core.settlement import (
     BALANCE_ROLES,
     VERSION_KINDS,
     InputRef,
@@ -64,9 +64,9 @@ from core.settlement import (
     regrid,
     statement_hash,
 )
-from core.timeline import BillingPeriod, Span, billing_period, previous_periods
-from hub.store import Database
-from hub.store.settlement_tables import (
+from kwhub.core.timeline import BillingPeriod, Span, billing_period, previous_periods
+from kwhub.hub.store import Database
+from kwhub.hub.store.settlement_tables import (
     invoice_line_table,
     invoice_sequence_table,
     invoice_table,
@@ -74,7 +74,7 @@ from hub.store.settlement_tables import (
     run_input_table,
     settlement_run_table,
 )
-from hub.store.tables import interval_day_table
+from kwhub.hub.store.tables import interval_day_table
 
 
 class DuplicateRunError(SettlementError):
@@ -124,7 +124,7 @@ class InputTable:
 
     ``ch`` (row in ``channel_ids``), ``days`` (epoch-day numbers), ``layer_codes`` (into
     ``layer_names``, which are sorted), ``versions``, ``hashes`` (hex SHA-256) and
-    ``lines`` (the ``day|layer|version|hash`` rows :func:`core.settlement.channel_digests`
+    ``lines`` (the ``day|layer|version|hash`` rows :func:`kwhub.core.settlement.channel_digests`
     hashes) are parallel.
     """
 
@@ -238,9 +238,9 @@ class InputTable:
 class PeriodInputs:
     """The channel-days of one period (UTC days ``first..last``) of an :class:`InputTable`.
 
-    Per channel: the digest (:func:`core.settlement.channel_digests`), the packed
+    Per channel: the digest (:func:`kwhub.core.settlement.channel_digests`), the packed
     ``run_input`` rows and, on demand, the :class:`InputRef` rows; per run an
-    :class:`~core.settlement.InputSummary`.
+    :class:`~kwhub.core.settlement.InputSummary`.
     """
 
     def __init__(self, table: InputTable, first: int, last: int) -> None:
@@ -788,7 +788,7 @@ def _alloc_rows(key: RunKey, allocation: AllocationResult | None, tenant: str) -
     if allocation is None or tenant not in allocation.tenants or allocation.kwh is None:
         return []
     t = allocation.tenant_index(tenant)
-    from core.pricing.base import det
+    from kwhub.core.pricing.base import det
 
     return [
         {"run_id": key.run_id, "tenant": tenant, "source": s, "kwh": det(float(allocation.totals[t, j])),
@@ -821,7 +821,7 @@ def settle_contract(
     ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
     is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
     ``runs`` (:func:`existing_runs` of the contract and period) and ``channels``
-    (:func:`~core.settlement.contract_channels`) may be given when the caller has them.
+    (:func:`~kwhub.core.settlement.contract_channels`) may be given when the caller has them.
     """
     period = data.period
     if version not in VERSION_KINDS:
@@ -954,7 +954,7 @@ def settle_periods(
     """
     options = options or SettlementOptions()
     if components is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         components = get_registry()
     chosen = list(campus.contracts)

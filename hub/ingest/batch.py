@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.adapters import AdapterContext, MeterAdapter
-from core.campus import Campus, Channel
-from core.input_limits import DEFAULT_LIMITS, InputLimits, excerpt, instant_text
-from core.intervals import (
+from kwhub.core.adapters import AdapterContext, MeterAdapter
+from kwhub.core.campus import Campus, Channel
+from kwhub.core.input_limits import DEFAULT_LIMITS, InputLimits, excerpt, instant_text
+from kwhub.core.intervals import (
     MAX_CHANNEL_ID,
     SECONDS_PER_DAY,
     IntervalBatch,
@@ -31,7 +31,7 @@ from core.intervals import (
 )
 
 if TYPE_CHECKING:
-    from hub.plugins import Registry
+    from kwhub.hub.registry import Registry
 
 SNIFF_BYTES = 4096
 
@@ -73,7 +73,7 @@ def adapter_context(campus: Campus, timezone: str = "UTC", work_dir: Path | None
 def sniff_adapter(path: Path, registry: Registry | None = None) -> str | None:
     """The ``type_id`` of the meter adapter that claims ``path`` from its first bytes."""
     if registry is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         registry = get_registry()
     with Path(path).open("rb") as fh:
@@ -238,7 +238,7 @@ def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
     """The channels among ``channel_ids`` that have raw interval data (one indexed probe each)."""
     from sqlalchemy import select
 
-    from hub.store.tables import interval_day_table
+    from kwhub.hub.store.tables import interval_day_table
 
     t = interval_day_table.c
     found: set[str] = set()
@@ -252,7 +252,7 @@ def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
               source: str, now: datetime | None = None) -> tuple[dict[str, Any] | None, str]:
     try:
-        from hub.vee_service import validate_days
+        from kwhub.hub.ingest.vee import validate_days
     except ImportError as exc:  # VEE service not installed in this build
         return None, f"VEE not run: {exc}"
     summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
@@ -266,7 +266,7 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
                 vee_config: Any = None, vee_now: datetime | None = None) -> IngestReport:
     """Parse ``path`` with ``adapter_instance`` and store it; see the module docstring.
 
-    Raises :class:`~core.intervals.IntervalDataError` (naming file, line/element, field) for
+    Raises :class:`~kwhub.core.intervals.IntervalDataError` (naming file, line/element, field) for
     bad input, before anything is written.
     """
     path = Path(path)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from core.campus import Campus
-from core.money import money_str
-from hub.config import KwhubConfig, load_config
+from kwhub.core.campus import Campus
+from kwhub.core.money import money_str
+from kwhub.hub.config import KwhubConfig, load_config
 
 DEMO_START = date(2026, 9, 1)
 DEMO_DAYS = 61  # September and October 2026
@@ -50,7 +50,7 @@ def demo_now() -> datetime:
     Validation treats intervals that end after this instant as not yet due, so the
     demo's results do not depend on the wall clock of the machine it runs on.
     """
-    from hub.demo_modbus import live_window_end
+    from kwhub.hub.demo.modbus import live_window_end
 
     return live_window_end()
 
@@ -261,10 +261,10 @@ def _noop(_: str) -> None:
 
 def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     """Run the demo in ``work_dir`` (created if needed) and return its summary."""
-    from hub.erp_receiver import ErpReceiver
-    from hub.simulator.campus import FaultSpec, campus_definition, simulate
-    from hub.simulator.files import write_csv, write_greenbutton
-    from hub.store import Database
+    from kwhub.hub.demo.erp_receiver import ErpReceiver
+    from kwhub.hub.demo.simulator.campus import FaultSpec, campus_definition, simulate
+    from kwhub.hub.demo.simulator.files import write_csv, write_greenbutton
+    from kwhub.hub.store import Database
 
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
 
 def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path], channel: str | None,
                   summary: DemoSummary) -> None:
-    from hub.ingest import ingest_file
+    from kwhub.hub.ingest.batch import ingest_file
 
     adapter = cfg.adapter(adapter_id)
     for f in files:
@@ -352,21 +352,21 @@ def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, sum
 
 def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str, Any]:
     """Poll simulated plant controllers over Modbus TCP on loopback and store the readings."""
-    from hub.demo_modbus import poll_demo_devices
+    from kwhub.hub.demo.modbus import poll_demo_devices
 
     progress("polling plant controllers over Modbus TCP")
     return poll_demo_devices(cfg, db, SEED)
 
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
-    from hub.issuing import outbox_hook
-    from hub.plugins import get_registry
-    from hub.settlement_service import existing_runs, settle
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.service import existing_runs, settle
 
     todo = [c.id for c in cfg.campus.contracts
             if not any(r.get("version_kind") == version for r in existing_runs(db, c.id, period))]
     if version != "initial":
-        from hub.settlement_service import stale_runs
+        from kwhub.hub.settle.service import stale_runs
 
         stale = set(stale_runs(db, period=period))
         todo = [c for c in todo if any(r.startswith(f"{c}:{period}:") for r in stale)]
@@ -386,8 +386,8 @@ def _issue_date(period: str) -> date:
 
 
 def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
-    from hub.outbox import relay_once, status_counts, transports_from_config
-    from hub.plugins import get_registry
+    from kwhub.hub.deliver.outbox import relay_once, status_counts, transports_from_config
+    from kwhub.hub.registry import get_registry
 
     transports = transports_from_config(cfg)
     for _ in range(50):
@@ -398,8 +398,8 @@ def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 
 def _invoice_rows(cfg: KwhubConfig, db: Any) -> list[dict[str, Any]]:
-    from hub.outbox import list_outbox
-    from hub.settlement_service import list_invoices
+    from kwhub.hub.deliver.outbox import list_outbox
+    from kwhub.hub.settle.service import list_invoices
 
     rows = []
     out_rows = list_outbox(db)
@@ -430,10 +430,10 @@ def _target(cfg: KwhubConfig, row: dict[str, Any]) -> str:
 
 
 def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
-    from core.ownership import AssetOperations, owner_statements
-    from core.pricing.base import money_policy
-    from core.timeline import billing_period
-    from hub.settlement_service import list_invoices
+    from kwhub.core.ownership import AssetOperations, owner_statements
+    from kwhub.core.pricing.base import money_policy
+    from kwhub.core.timeline import billing_period
+    from kwhub.hub.settle.service import list_invoices
 
     per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
     invoices = [i for i in list_invoices(db) if i.period_start >= per.first_day and i.period_end <= per.last_day]
@@ -454,9 +454,9 @@ def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 def _emissions(cfg: KwhubConfig, db: Any, sim: Any, summary: DemoSummary) -> None:
     """Scope 1/2 inventory of the month; each tenant carries the emissions of its allocated sources."""
-    from core.allocation import allocate
-    from core.emissions import campus_inventory
-    from core.timeline import billing_period
+    from kwhub.core.allocation import allocate
+    from kwhub.core.emissions import campus_inventory
+    from kwhub.core.timeline import billing_period
 
     per = billing_period(MAIN_PERIOD, cfg.hub.timezone)
     balance_ids = [c.id for c in cfg.campus.channels if c.role not in ("fuel", "availability", "check", "other")]

@@ -1,7 +1,7 @@
 """Wire settlement to delivery: an issued invoice is queued for its buyer in the same transaction.
 
 :func:`outbox_hook` returns the ``on_issue(conn, invoice)`` callback that
-:func:`hub.settlement_service.settle` runs right after inserting an invoice, so an invoice
+:func:`kwhub.hub.settle.service.settle` runs right after inserting an invoice, so an invoice
 never exists without its outbox rows (and a failed rendering rolls the run back).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.invoice import Invoice
-from hub.config import KwhubConfig
+from kwhub.core.invoice import Invoice
+from kwhub.hub.config import KwhubConfig
 
 
 def delivery_pairs(cfg: KwhubConfig, party_id: str) -> list[tuple[str, str]]:
@@ -25,8 +25,8 @@ def delivery_pairs(cfg: KwhubConfig, party_id: str) -> list[tuple[str, str]]:
 
 def outbox_hook(cfg: KwhubConfig, registry: Any) -> Callable[[Any, Invoice], None] | None:
     """The on-issue callback for ``cfg``, or None when no party receives anything."""
-    from core.settlement import SettlementError
-    from hub.outbox import (
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.deliver.outbox import (
         OutboxError,
         enqueue_invoice,
         renderers_for_formats,
