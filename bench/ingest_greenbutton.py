@@ -102,7 +102,7 @@ def child(kind: str, path: str) -> None:
         from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 
         batch = GreenButtonMeter("bench").read_file(Path(path))
-        readings = len(batch) + len(batch.meta["period_readings"])
+        readings = len(batch) + batch.n_periods
     else:
         from greenbutton_objects.parse import parse_feed
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from kwhub.core.input_limits import InputLimits
+
 if TYPE_CHECKING:
     from datetime import date
 
@@ -112,11 +114,13 @@ def _is_secret(annotation: Any) -> bool:
 
 @dataclass
 class AdapterContext:
-    """What the hub hands an adapter instance: where to work and what the campus looks like."""
+    """What the hub hands an adapter instance: where to work, what the campus looks like,
+    and the limits input must stay within (``[ingest]``)."""
 
     work_dir: Path = field(default_factory=Path.cwd)
     channels: dict[str, Any] = field(default_factory=dict)  # channel id -> ChannelSpec
     timezone: str = "UTC"
+    limits: InputLimits = field(default_factory=InputLimits)
 
 
 class Adapter:

@@ -19,6 +19,7 @@ from kwhub.core.quality import Quality
 
 SECONDS_PER_DAY = 86_400
 ALLOWED_INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60)
+MAX_CHANNEL_ID = 200  # characters; the store's channel id columns hold no more
 
 
 class IntervalDataError(ValueError):
@@ -93,16 +94,61 @@ class ChannelSeries:
         return float(np.nansum(self.values[ok]))
 
 
+PERIOD_KINDS = ("period", "register")
+
+
+@dataclass
+class PeriodSeries:
+    """Readings of one channel that are not intervals, as parallel arrays.
+
+    ``kind = "period"``: ``values[i]`` kWh over ``[starts[i], ends[i])``, a span of any
+    length (a daily read of a 23, 24 or 25-hour local day, a billing period).
+    ``kind = "register"``: ``values[i]`` is the register's cumulative kWh at the instant
+    ``ends[i]`` (``starts`` equal ``ends``). Instants are UTC epoch seconds.
+    """
+
+    channel_id: str
+    kind: str
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64
+    values: np.ndarray  # float64 kWh
+    quality: np.ndarray  # uint8 Quality
+
+    def __post_init__(self) -> None:
+        self.starts = np.asarray(self.starts, dtype=np.int64)
+        self.ends = np.asarray(self.ends, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        self.quality = np.asarray(self.quality, dtype=np.uint8)
+        if self.kind not in PERIOD_KINDS:
+            raise IntervalDataError(f"period reading kind {self.kind!r} is not one of {PERIOD_KINDS}",
+                                    source=self.channel_id, field="kind")
+        if not (len(self.starts) == len(self.ends) == len(self.values) == len(self.quality)):
+            raise IntervalDataError("starts, ends, values and quality differ in length", source=self.channel_id)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 @dataclass
 class IntervalBatch:
-    """What one read of one source produced: several channels, one source name."""
+    """What one read of one source produced: several channels, one source name.
+
+    ``series`` are interval data; ``periods`` the readings that are not intervals (daily,
+    billing-period and register readings), stored as their own kind of channel data.
+    """
 
     source: str
     series: list[ChannelSeries] = field(default_factory=list)
     meta: dict[str, object] = field(default_factory=dict)
+    periods: list[PeriodSeries] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.series)
+
+    @property
+    def n_periods(self) -> int:
+        """Period and register readings in the batch."""
+        return sum(len(p) for p in self.periods)
 
     def channel_ids(self) -> list[str]:
         return [s.channel_id for s in self.series]

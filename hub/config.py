@@ -32,6 +32,7 @@ from kwhub.core.campus import (
     Site,
 )
 from kwhub.core.emissions import EmissionFactors
+from kwhub.core.input_limits import InputLimits
 from kwhub.core.markets.config import MarketsConfig
 from kwhub.core.ownership import OwnershipConfig
 from kwhub.core.timeline import TimeModelError, zone
@@ -130,6 +131,7 @@ class ConfigFile(BaseModel):
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
     emissions: EmissionFactors = Field(default_factory=EmissionFactors)
     markets: MarketsConfig = Field(default_factory=MarketsConfig)
+    ingest: InputLimits = Field(default_factory=InputLimits)
 
 
 @dataclass
@@ -181,6 +183,11 @@ class KwhubConfig:
     def vee(self) -> dict[str, Any]:
         return self.file.vee
 
+    @property
+    def limits(self) -> InputLimits:
+        """The ``[ingest]`` limits of meter input."""
+        return self.file.ingest
+
     def index_paths(self) -> dict[str, Path]:
         return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
 
@@ -201,6 +208,7 @@ class KwhubConfig:
             work_dir=self.work_dir,
             channels={c.id: c for c in self.campus.channels},
             timezone=self.file.hub.timezone,
+            limits=self.file.ingest,
         )
 
     def adapter(self, instance_id: str) -> Adapter:

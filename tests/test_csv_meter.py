@@ -285,3 +285,34 @@ def test_simulator_files_round_trip(sim_clean_week, sim_campus, tmp_path, layout
         assert got[c].starts.tolist() == want.starts[order].tolist()
         assert got[c].values.tolist() == want.values[order].tolist()  # shortest round-trip text
         assert got[c].interval_minutes == want.interval_minutes
+
+
+# ------------------------------------------------------------------ period and register readings
+
+
+def test_period_readings_errors_name_line_and_column(tmp_path):
+    from pydantic import ValidationError
+
+    cfg = {"profile": "none", "reading_kind": "period", "timestamp_column": "start", "period_end_column": "end",
+           "channel": "m"}
+    p = write(tmp_path, "p.csv", "start,end,kwh\n2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,5\n"
+              "2024-01-02T00:00:00Z,2024-01-01T00:00:00Z,5\n")
+    with pytest.raises(IntervalDataError, match="ends before") as ei:
+        meter(**cfg).read_file(p)
+    assert (ei.value.where, ei.value.field) == ("line 3", "end")
+    q = write(tmp_path, "q.csv", "start,end,kwh\n2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,5\n"
+              "2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,6\n")
+    with pytest.raises(IntervalDataError, match="different value") as ei:
+        meter(**cfg).read_file(q)
+    assert ei.value.where == "line 3" and "first at line 2" in str(ei.value)
+    batch = meter(**cfg).read_file(write(tmp_path, "r.csv", "start,end,kwh\n2024-01-01T00:00:00Z,"
+                                         "2024-01-02T00:00:00Z,5\n2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,5\n"))
+    (s,) = batch.periods
+    assert len(s) == 1 and batch.meta["duplicates"] == 1 and batch.series == []
+    with pytest.raises(ValidationError, match="energy"):
+        meter(**{**cfg, "unit": "kW"})
+    with pytest.raises(ValidationError, match="period_end_column"):
+        meter(reading_kind="register", period_end_column="end")
+    daily = write(tmp_path, "d.csv", "Date,kWh\n2024-03-10,5\n")
+    with pytest.raises(IntervalDataError, match="timezone"):
+        meter(profile="none", reading_kind="period", date_column="Date", value_column="kWh").read_file(daily, "m")

@@ -130,3 +130,83 @@ def test_expected_helpers_are_independent():
     assert len(utc_hour_starts(date(2024, 3, 10), "America/New_York")) == 23
     assert len(utc_hour_starts(date(2024, 10, 27), "Europe/Berlin")) == 25
     assert Path(__file__).exists()
+
+
+# ------------------------------------------------------------------ fall-back day: no silent shifts (issue 10)
+
+
+def _fall_rows(day: date, labels: list[int], flags: list[str] | None = None) -> str:
+    head = "Date,HE,kWh" + (",DST" if flags is not None else "") + "\n"
+    out = []
+    for i, he in enumerate(labels):
+        extra = f",{flags[i]}" if flags is not None else ""
+        out.append(f"{day:%m/%d/%Y},{he},{100 + i}{extra}")
+    return head + "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Europe/Berlin"])
+def test_hour_ending_24_labels_on_fall_back_day_are_refused(tmp_path, tz):
+    """Before: read as elapsed hours, hours 2..24 moved by one hour and the last hour was lost, exit 0."""
+    day = DAYS[(tz, "fall")]
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, list(range(1, 25))))
+    with pytest.raises(IntervalDataError) as ei:
+        CsvMeter("he", {"timezone": tz}).read_file(p, channel="m")
+    msg = str(ei.value)
+    assert str(day) in msg and "25-hour day" in msg and "25 labels" in msg and "DST flag" in msg
+    assert ei.value.where == "line 2" and ei.value.field == "HE"
+
+
+def test_hour_ending_fall_back_labels_before_the_repeated_hour_are_unambiguous(tmp_path):
+    day, tz = DAYS[("America/New_York", "fall")], "America/New_York"
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, [1]))
+    (s,) = CsvMeter("he", {"timezone": tz}).read_file(p, channel="m").series
+    assert s.starts.tolist() == utc_hour_starts(day, tz)[:1]
+
+
+@pytest.mark.parametrize(("marks", "first", "second"), [("repeated_hour", "N", "Y"), ("daylight_time", "Y", "N")])
+def test_hour_ending_dst_flag_places_the_repeated_hour(tmp_path, marks, first, second):
+    day, tz = DAYS[("America/New_York", "fall")], "America/New_York"
+    labels = [1, 2, 2, *range(3, 25)]  # clock labels: HE 2 (01:00-02:00) happens twice
+    other = "N" if marks == "repeated_hour" else "Y"
+    flags = [other, first, second] + [("N" if marks == "repeated_hour" else "N")] * 22
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, labels, flags))
+    cfg = {"timezone": tz, "dst_flag_column": "DST", "dst_flag_marks": marks}
+    (s,) = CsvMeter("he", cfg).read_file(p, channel="m").series
+    assert s.starts.tolist() == utc_hour_starts(day, tz)  # 25 distinct hours, in order
+    assert s.values.tolist() == [100.0 + i for i in range(25)]
+
+
+def test_hour_ending_dst_flag_on_an_hour_that_does_not_repeat(tmp_path):
+    day, tz = DAYS[("America/New_York", "fall")], "America/New_York"
+    flags = ["N"] * 25
+    flags[7] = "Y"
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, [1, 2, 2, *range(3, 25)], flags))
+    with pytest.raises(IntervalDataError, match="only HE 2 repeats") as ei:
+        CsvMeter("he", {"timezone": tz, "dst_flag_column": "DST"}).read_file(p, channel="m")
+    assert ei.value.where == "line 9" and ei.value.field == "DST"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(_fall_rows(day, [1], ["maybe"]))
+    with pytest.raises(IntervalDataError, match="yes/no"):
+        CsvMeter("he", {"timezone": tz, "dst_flag_column": "DST"}).read_file(bad, channel="m")
+
+
+def test_hour_ending_clock_labels_without_flag_refuse_the_repeated_hour(tmp_path):
+    day, tz = DAYS[("America/New_York", "fall")], "America/New_York"
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, [1, 2, 2, *range(3, 25)]))
+    with pytest.raises(IntervalDataError, match="ambiguous") as ei:
+        CsvMeter("he", {"timezone": tz, "hour_ending_style": "clock"}).read_file(p, channel="m")
+    assert ei.value.where == "line 3"
+    with pytest.raises(IntervalDataError, match="25-hour day"):  # auto: the same labels are refused as well
+        CsvMeter("he", {"timezone": tz}).read_file(p, channel="m")
+
+
+def test_dst_flag_with_elapsed_style_is_a_config_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="dst_flag_column"):
+        CsvMeter("he", {"dst_flag_column": "DST", "hour_ending_style": "elapsed"})

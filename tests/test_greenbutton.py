@@ -39,19 +39,35 @@ def independent(path: Path) -> dict[str, object]:
             "usage_points": len(tree.xpath("//e:UsagePoint", namespaces=NS))}
 
 
+def _periods(batch) -> list[tuple[int, int, float, str]]:
+    """(start, duration, kWh, quality label) of every period reading of a batch, in time order."""
+    out = []
+    for p in batch.periods:
+        assert p.kind == "period"
+        out += [(int(a), int(b - a), float(v), Quality(int(q)).label)
+                for a, b, v, q in zip(p.starts, p.ends, p.values, p.quality, strict=True)]
+    return sorted(out)
+
+
+# the same ReadingType href is given twice with different accumulationBehaviour (4 and 2)
+CONFLICTING_SAMPLE = "BulkSCEUsageSummaryAndIntervalBlock.xml"
+
+
 def test_every_sample_ingests_with_independent_counts(shared_dir):
     files = samples(shared_dir)
     assert len(files) >= 8
     for path in files:
-        batch = GreenButtonMeter("gb").read_file(path)
+        cfg = {"reading_type_conflicts": "first"} if path.name == CONFLICTING_SAMPLE else {}
+        batch = GreenButtonMeter("gb", cfg).read_file(path)
         ind = independent(path)
         meta = batch.meta
         # every IntervalReading element is either kept or reported as a duplicate
         assert meta["readings"] == ind["n"], path.name
         unique = ind["unique"]
-        periods = meta["period_readings"]
+        periods = _periods(batch)
         assert len(batch) + len(periods) == len(unique), path.name
         assert len(batch) + len(periods) + meta["duplicates"] == ind["n"], path.name
+        assert meta["period_readings"] == len(periods)
         assert len(meta["reading_types"]) == ind["reading_types"], path.name
         assert len(meta["local_time_parameters"]) == ind["ltp"], path.name
         assert len(meta["usage_points"]) == ind["usage_points"], path.name
@@ -59,8 +75,19 @@ def test_every_sample_ingests_with_independent_counts(shared_dir):
         scale = 10.0 ** (next(iter(ind["p10"])) if len(ind["p10"]) == 1 and meta["reading_types"] else 0) / 1000
         interval_sum = sum(v for (s, d), v in unique.items() if d <= 3600) * scale
         assert sum(s.total_kwh for s in batch.series) == pytest.approx(interval_sum), path.name
-        assert sum(p["kwh"] for p in periods) == pytest.approx(
+        assert sum(p[2] for p in periods) == pytest.approx(
             sum(v for (s, d), v in unique.items() if d > 3600) * scale), path.name
+
+
+def test_sample_with_a_contradictory_reading_type_is_refused_by_default(shared_dir):
+    path = shared_dir / "samples" / "greenbutton" / CONFLICTING_SAMPLE
+    with pytest.raises(IntervalDataError, match="accumulationBehaviour") as ei:
+        GreenButtonMeter("gb").read_file(path)
+    assert ei.value.field == "ReadingType/accumulationBehaviour"
+    assert ei.value.where == "line 71, element <feed/entry[4]/content/ReadingType/accumulationBehaviour>"
+    assert "reading_type_conflicts" in str(ei.value)
+    batch = GreenButtonMeter("gb", {"reading_type_conflicts": "first"}).read_file(path)
+    assert any("reading_type_conflicts" in n for n in batch.meta["notes"])
 
 
 def test_metadata_only_files_give_empty_batches(shared_dir):
@@ -79,18 +106,18 @@ def test_metadata_only_files_give_empty_batches(shared_dir):
 
 def test_daily_dst_readings_kept_as_period_readings(shared_dir):
     batch = GreenButtonMeter("gb").read_file(shared_dir / "samples" / "greenbutton" / "ESPIIntervalBlock.xml")
-    durations = sorted({p["duration"] for p in batch.meta["period_readings"]})
-    assert durations == [82800, 86400, 90000]
+    periods = _periods(batch)
+    assert sorted({p[1] for p in periods}) == [82800, 86400, 90000]
     assert len(batch.series) == 0
-    p = next(x for x in batch.meta["period_readings"] if x["duration"] == 82800)
-    assert p["quality"] == "valid" and p["start_utc"].endswith("Z")
+    p = next(x for x in periods if x[1] == 82800)
+    assert p[3] == "valid"
 
 
 def test_pge_duplicates_across_overlapping_blocks(shared_dir):
     path = shared_dir / "samples" / "greenbutton" / "PGEIntervalBlock.xml"
     batch = GreenButtonMeter("gb").read_file(path)
     (s,) = batch.series
-    assert batch.meta["duplicates"] > 0 and batch.meta["conflicting_duplicates"] == 0
+    assert batch.meta["duplicates"] > 0 and batch.meta["quality_conflicts"] == 0
     assert len(np.unique(s.starts)) == len(s)
     assert (s.quality == Quality.VALID).all()  # ESPI quality 17 = validated
 
@@ -98,8 +125,9 @@ def test_pge_duplicates_across_overlapping_blocks(shared_dir):
 def test_generated_daily_dst_readings(tmp_path):
     mr = EspiMeterReading(interval_length=86400, readings=daily_readings(date(2024, 3, 9), 3, "America/New_York"))
     batch = GreenButtonMeter("gb").read_file(espi_file(tmp_path / "d.xml", [mr]))
-    assert [p["duration"] for p in batch.meta["period_readings"]] == [86400, 82800, 86400]
-    assert batch.meta["period_readings"][1]["kwh"] == pytest.approx(30.001)
+    periods = _periods(batch)
+    assert [p[1] for p in periods] == [86400, 82800, 86400]
+    assert periods[1][2] == pytest.approx(30.001)
 
 
 def test_power_uom_flow_direction_and_quality(tmp_path):
@@ -279,5 +307,6 @@ def test_quality_placement_with_repeated_start_in_one_block(tmp_path):
     mr = EspiMeterReading(readings=[*r, r[2]], qualities={1: 10, 6: 8}, block_size=50)
     batch = GreenButtonMeter("gb").read_file(espi_file(tmp_path / "rep.xml", [mr]))
     (s,) = batch.series
-    assert batch.meta["duplicates"] == 1 and batch.meta["conflicting_duplicates"] == 1  # same value, new flag
-    assert s.quality.tolist() == [0, Quality.SUSPECT, Quality.ESTIMATED, 0, 0, 0]  # the later repeat wins
+    assert batch.meta["duplicates"] == 1 and batch.meta["quality_conflicts"] == 1  # same value, another flag
+    assert s.quality.tolist() == [0, Quality.SUSPECT, Quality.ESTIMATED, 0, 0, 0]  # the worse quality is kept
+    assert any("worse quality" in n for n in batch.meta["notes"])

@@ -159,7 +159,8 @@ def test_unknown_channel_and_ad_hoc_channel(db, tmp_path):
     assert s.intervals == 2 and s.total_kwh == pytest.approx(21)
 
 
-def test_greenbutton_period_readings_in_report(db, tmp_path):
+def test_greenbutton_period_readings_are_stored(db, tmp_path):
+    """Before: daily readings (23/24/25-hour days) were parsed, then dropped while the ingest exited 0."""
     campus = make_campus([("site.main", 15)])
     mrs = [EspiMeterReading(readings=regular_readings(datetime(2024, 3, 10, 5, tzinfo=UTC), 96, 900)),
            EspiMeterReading(meter_reading="02", interval_length=86400,
@@ -168,10 +169,88 @@ def test_greenbutton_period_readings_in_report(db, tmp_path):
     gb = GreenButtonMeter("gb", {"channel_map": {"gb.1.01": "site.main", "gb.1.02": "site.main"}},
                           adapter_context(campus))
     r = ingest_file(db, campus, gb, path, run_vee=False)
-    assert r.intervals == 96 and [p["duration"] for p in r.period_readings] == [86400, 82800, 86400]
-    assert all(p["channel"] == "site.main" for p in r.period_readings)
+    assert r.intervals == 96 and r.periods == {"readings": 3, "new": 3, "changed": 0, "unchanged": 0}
+    assert r.period_channels == ["site.main"]
     (s,) = db.intervals.summary(layer="raw")
     assert s.total_kwh == pytest.approx(sum(v for _, _, v in mrs[0].readings) / 1000)
+    (p,) = db.periods.read(["site.main"], 0, 2**40)
+    # the hand-written expectation: local midnights of 9, 10 (23 h) and 11 March 2024 in New York
+    assert p.kind == "period" and (p.ends - p.starts).tolist() == [86400, 82800, 86400]
+    assert p.starts.tolist() == [1709960400, 1710046800, 1710129600]
+    assert p.values.tolist() == [30.0, 30.001, 30.002]
+    again = ingest_file(db, campus, gb, path, run_vee=False)
+    assert again.periods == {"readings": 3, "new": 0, "changed": 0, "unchanged": 3}
+    assert db.periods.count_rows() == 3
+
+
+def test_restated_period_reading_gets_a_new_version(db, tmp_path):
+    campus = make_campus([("site.main", 15)])
+    first = [(1709960400, 86400, 30000), (1710046800, 82800, 31000)]
+    restated = [(1709960400, 86400, 30000), (1710046800, 82800, 31500)]
+    gb = GreenButtonMeter("gb", {"channel": "site.main"}, adapter_context(campus))
+    ingest_file(db, campus, gb, espi_file(tmp_path / "a.xml", [EspiMeterReading(readings=first)]), run_vee=False)
+    r = ingest_file(db, campus, gb, espi_file(tmp_path / "b.xml", [EspiMeterReading(readings=restated)]),
+                    run_vee=False)
+    assert r.periods == {"readings": 2, "new": 0, "changed": 1, "unchanged": 1}
+    hist = db.periods.history("site.main", "period", 1710046800, 1710129600)
+    assert [(h["version"], h["value"], h["is_current"]) for h in hist] == [(1, 31.0, False), (2, 31.5, True)]
+    (p,) = db.periods.read(["site.main"], 0, 2**40)
+    assert p.values.tolist() == [30.0, 31.5]
+
+
+def test_monthly_and_daily_reads_in_one_file(db, tmp_path):
+    campus = make_campus([("util.main", 60)])
+    oct_first, nov_first = 1727755200, 1730433600  # 1 Oct and 1 Nov 2024, 00:00 New York (EDT)
+    reads = [(oct_first, nov_first - oct_first, 7_440_000)] + daily_readings(date(2024, 11, 2), 3, "America/New_York")
+    gb = GreenButtonMeter("gb", {"channel": "util.main"}, adapter_context(campus))
+    r = ingest_file(db, campus, gb, espi_file(tmp_path / "m.xml", [EspiMeterReading(readings=reads)]), run_vee=False)
+    assert r.periods["new"] == 4
+    (p,) = db.periods.read(["util.main"], 0, 2**40)
+    assert ((p.ends - p.starts) // 3600).tolist() == [744, 24, 25, 24]  # October, 2 Nov, 3 Nov (fall back), 4 Nov
+
+
+def test_bad_reading_in_a_file_with_period_readings_stores_nothing(db, tmp_path):
+    campus = make_campus([("site.main", 15)])
+    good = daily_readings(date(2024, 3, 9), 3, "America/New_York")
+    path = espi_file(tmp_path / "gb.xml", [EspiMeterReading(readings=[*good, (1710129600 + 86400, 899, 5)])])
+    gb = GreenButtonMeter("gb", {"channel": "site.main"}, adapter_context(campus))
+    with pytest.raises(IntervalDataError, match="899 s"):
+        ingest_file(db, campus, gb, path, run_vee=False)
+    assert db.periods.count_rows() == 0 and snapshot(db) == ([], 0, 0)
+
+
+# ---------------------------------------------------------------- checks on every batch (issue 10)
+
+
+def _batch(cid: str, starts: list[int], values: list[float] | None = None):
+    from kwhub.core.intervals import ChannelSeries, IntervalBatch
+
+    vals = values or [1.0] * len(starts)
+    return IntervalBatch("plugin-adapter", [ChannelSeries(cid, 15, starts, vals, None)])
+
+
+def test_300_character_channel_id_is_a_clear_error_on_both_databases(db):
+    """Before: PostgreSQL refused the varchar(200) value deep in the write ("looks like a bug")."""
+    from kwhub.hub.ingest.batch import ingest_batch
+
+    campus = make_campus()
+    with pytest.raises(IntervalDataError, match="300 characters") as ei:
+        ingest_batch(db, campus, _batch("c" * 300, [1704067200]), allow_new_channels=True, run_vee=False)
+    assert "c" * 300 not in str(ei.value)
+    assert snapshot(db) == ([], 0, 0)
+
+
+def test_year_9999_is_refused_before_anything_is_written(db, tmp_path):
+    """Before: the raw row was committed, then VEE crashed, and `readings --summary` failed for good."""
+    from kwhub.hub.ingest.batch import ingest_batch
+
+    campus = make_campus()
+    with pytest.raises(IntervalDataError, match="outside the accepted range") as ei:
+        ingest_batch(db, campus, _batch("hall_a.load", [1704067200, 253402300800 - 900]))
+    assert ei.value.field == "start" and "9999-12-31T23:45:00Z" in str(ei.value)
+    assert snapshot(db) == ([], 0, 0)
+    with pytest.raises(IntervalDataError, match="value inf"):
+        ingest_batch(db, campus, _batch("hall_a.load", [1704067200], [float("inf")]))
 
 
 def test_vee_runs_when_available(db, good_csv):
@@ -235,3 +314,59 @@ def test_cli_sniffs_adapter_and_reports_errors(cli, tmp_path):
     assert "line 3" in str(res.exception)
     res2 = cli("ingest", str(good), str(bad), "--no-vee")
     assert res2.exit_code != 0 and "1 of 2 file(s) rejected" in str(res2.exception)
+
+
+def test_cli_ingest_greenbutton_daily_reads_and_readings_periods(cli, tmp_path):
+    path = espi_file(tmp_path / "daily.xml", [EspiMeterReading(
+        interval_length=86400, readings=daily_readings(date(2024, 11, 2), 3, "America/New_York"))])
+    res = cli("ingest", str(path), "--channel", "util.daily", "--no-vee")
+    assert res.exit_code == 0, res.output
+    assert "period readings of util.daily stored" in res.output and "3/0/0" in res.output
+    out = cli("readings", "util.daily", "--periods", "--start", "2024-11-01", "--format", "json")
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)["period_readings"]
+    assert [r["hours"] for r in rows] == [24, 25, 24]
+    assert rows[1] == {"kind": "period", "start": "2024-11-03T04:00:00Z", "end": "2024-11-04T05:00:00Z",
+                       "hours": 25, "kwh": 30.001, "quality": "valid"}
+    csv_out = cli("readings", "util.daily", "--periods", "--start", "2024-11-03", "--end", "2024-11-04")
+    assert csv_out.output.splitlines()[0] == "channel_id,kind,start,end,hours,kwh,quality"
+    assert len(csv_out.output.splitlines()) == 3  # the 2nd (ends 04:00 UTC on the 3rd) and the 3rd
+    summ = json.loads(cli("readings", "--summary", "--format", "json").output)
+    assert summ["period_readings"] == [{"channel_id": "util.daily", "kind": "period", "readings": 3,
+                                        "first_start": "2024-11-02T04:00:00Z", "last_end": "2024-11-05T05:00:00Z"}]
+
+
+def test_store_refuses_instants_no_day_arithmetic_survives(db):
+    """The store's own guard (a plugin writing directly): years 1900..8999 only."""
+    from kwhub.core.intervals import ChannelSeries
+
+    with pytest.raises(IntervalDataError, match="years the store holds"):
+        db.intervals.write_series([ChannelSeries("x", 15, [253402300800 - 900], [1.0], None)])
+    assert db.intervals.count_rows() == 0
+
+
+def test_readings_summary_survives_a_row_stored_before_the_checks(db):
+    """A year-9999 day written before the checks existed no longer breaks `readings --summary`."""
+    from kwhub.core.intervals import day_start_epoch
+    from kwhub.hub.store import interval_store
+
+    day = date(9999, 12, 31)
+    n = 96
+    vals = np.ones(n).tobytes()
+    qual = np.zeros(n, dtype=np.uint8).tobytes()
+    from kwhub.hub.store.tables import interval_day_table
+
+    with db.write_transaction() as conn:
+        conn.execute(interval_day_table.insert(), [{
+            "channel_id": "old", "day": day, "layer": "raw", "version": 1, "interval_minutes": 15, "n_values": n,
+            "values": vals, "quality": qual, "rule_ids": None, "rule_names": "[]", "content_hash": "x" * 64,
+            "source": "legacy", "created_at": datetime.now(UTC), "is_current": True}])
+    (s,) = db.intervals.summary(layer="raw")
+    assert s.intervals == 96 and s.last_end is None and s.first_start is not None
+    assert interval_store.STORE_END_EPOCH > day_start_epoch(date(8999, 12, 31))
+
+
+def test_cli_refuses_directories_and_devices(cli, tmp_path):
+    for target in (tmp_path, Path("/dev/zero")):
+        res = cli("ingest", str(target), "--no-vee")
+        assert res.exit_code != 0 and "not a regular file" in str(res.exception)

@@ -281,6 +281,8 @@ def test_interval_day_key_migration_keeps_the_data(db: Database) -> None:
     before = db.intervals.read_series("m1", _span_of(starts))
     db.migrate("0004_interval_day_key")
     assert db.current_revision() == "0004_interval_day_key"
+    db.migrate()
+    assert db.current_revision() == migration_head()
     after = db.intervals.read_series("m1", _span_of(starts))
     assert np.array_equal(before.values, after.values) and np.array_equal(before.starts, after.starts)
     with db.engine.connect() as conn:

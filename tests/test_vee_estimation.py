@@ -146,3 +146,40 @@ def test_gap_across_midnight_is_one_gap():
     assert out.validated[0].values[22:].tolist() == [22.0, 23.0]
     assert out.validated[1].values[:2].tolist() == [24.0, 25.0]
     assert [e.count for e in out.events if e.action == "estimated"] == [2, 2]
+
+
+# ------------------------------------------------------------------ estimation stays inside the data (issue 9)
+
+
+def test_nothing_is_estimated_before_the_first_or_after_the_last_reading():
+    """Before: the edges were flat-filled (the first reading copied backwards, the last forwards)."""
+    v = [NAN] * 24
+    v[6:18] = [float(h) for h in range(6, 18)]
+    v[10] = NAN  # a gap between readings
+    out = make_engine("gap").validate(vee_channel(), [day_block(v)])
+    b = out.validated[0]
+    assert (b.quality[:6] == Quality.MISSING).all() and np.isnan(b.values[:6]).all()
+    assert (b.quality[18:] == Quality.MISSING).all() and np.isnan(b.values[18:]).all()
+    assert b.quality[10] == Quality.ESTIMATED and b.values[10] == 10.0  # (9 + 11) / 2
+    (flag,) = [e for e in out.events if e.action == "flagged"]
+    assert flag.count == 13 and flag.detail == {"runs": 1, "longest": 1, "outside_data": 12}
+    (estimated,) = [e for e in out.events if e.action == "estimated"]
+    assert estimated.count == 1 and estimated.detail["not_estimated"] == 12
+
+
+def test_gap_between_readings_on_two_days_is_estimated_but_not_the_tail():
+    d1 = [NAN] * 20 + [20.0, 21.0, NAN, NAN]
+    d2 = [NAN, NAN, 26.0, 27.0] + [NAN] * 20
+    blocks = [day_block(d1), day_block(d2, VEE_DAY + timedelta(days=1))]
+    out = make_engine("gap").validate(vee_channel(), blocks)
+    b1, b2 = out.validated
+    assert b1.values[22:].tolist() == [22.0, 23.0] and b2.values[:2].tolist() == [24.0, 25.0]
+    assert (b1.quality[:20] == Quality.MISSING).all() and (b2.quality[4:] == Quality.MISSING).all()
+
+
+def test_a_day_without_any_reading_in_reach_is_not_made_up():
+    out = make_engine("gap").validate(vee_channel(), [day_block([NAN] * 24)],
+                                      VeeContext(history=history_blocks([[5.0] * 24] * 7)))
+    b = out.validated[0]
+    assert (b.quality == Quality.MISSING).all() and out.counts()["gap"] == {"flagged": 24, "estimated": 0,
+                                                                             "edited": 0}

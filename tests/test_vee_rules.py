@@ -92,9 +92,10 @@ def test_coarser_values_are_split_evenly():
 
 
 def test_mismatch_reject_marks_missing_for_estimation():
+    after = day_block([3.0] * 24, VEE_DAY + timedelta(days=1), layer="validated")  # a reading after the day
     out = make_engine("interval_mismatch", "gap", interval_mismatch={"action": "reject"}).validate(
         vee_channel(), [day_block(np.ones(96), minutes=15)],
-        VeeContext(history=history_blocks([[3.0] * 24])))
+        VeeContext(history=[*history_blocks([[3.0] * 24]), after]))
     b = out.validated[0]
     assert (b.quality == Quality.ESTIMATED).all() and (b.values == 3.0).all()
 
@@ -296,26 +297,73 @@ def test_sum_check_intervals_vs_register_reads():
 # ------------------------------------------------------------------ unit / multiplier
 
 
-def test_unit_daily_total_implausible_vs_capacity_probable_x1000():
+def test_unit_day_x1000_against_the_capacity_without_history():
     ctx = VeeContext(asset=Asset(id="g", kind="gas_turbine", capacity_kw=10.0))
     v = [8000.0] * 24  # 8 MWh per hour on a 10 kW unit: Wh recorded as kWh
+    v[3] = 0.0  # a zero in the day is marked too: the whole day is in the wrong unit
     out = make_engine("unit").validate(vee_channel(role="generation"), [day_block(v)], ctx)
-    assert len(suspect_slots(out.validated[0])) == 24
-    ev = [e for e in out.events if e.rule_id == "unit"][0]
-    assert "x1000" in ev.detail["probable"] and ev.detail["limit_kwh"] == 300.0
-    out = make_engine("unit", unit={"fix_x1000": True}).validate(vee_channel(role="generation"), [day_block(v)], ctx)
     b = out.validated[0]
-    assert (b.values == 8.0).all() and (b.quality == Quality.EDITED).all() and b.rule_names == ("unit",)
+    assert (b.quality == Quality.SUSPECT).all() and b.rule_names == ("unit",)
+    (ev,) = [e for e in out.events if e.rule_id == "unit"]
+    assert ev.count == 24 and "x1000" in ev.detail["probable"] and ev.detail["limit_kwh"] == 12.5
+    assert 'unit = "Wh"' in ev.detail["message"] and "ingest the file again" in ev.detail["message"]
+    out = make_engine("unit", unit={"action": "fix"}).validate(vee_channel(role="generation"), [day_block(v)], ctx)
+    b = out.validated[0]
+    assert b.values.tolist() == [8.0] * 3 + [0.0] + [8.0] * 20
+    assert (b.quality == Quality.EDITED).all() and b.rule_names == ("unit",)
     assert [(e.action, e.count) for e in out.events] == [("edited", 24)]
 
 
-def test_unit_interval_over_capacity_and_plausible_day():
+def test_unit_day_x1000_and_1_1000_against_the_history():
+    hist = history_blocks([[10.0 + h % 3 for h in range(24)]] * 5)  # median 11
+    wh = [10_500.0 + h for h in range(24)]
+    out = make_engine("unit").validate(vee_channel(), [day_block(wh)], VeeContext(history=hist))
+    (ev,) = out.events
+    assert ev.count == 24 and ev.detail["history_median_kwh"] == 11.0 and ev.detail["ratio"] == 955.6  # 10511.5 / 11
+    mwh = [0.0105] * 24  # MWh values read as kWh: 1/1000
+    out = make_engine("unit").validate(vee_channel(), [day_block(mwh)], VeeContext(history=hist))
+    (ev,) = out.events
+    assert ev.count == 24 and ev.detail["probable"].startswith("/1000")
+    fixed = make_engine("unit", unit={"action": "fix"}).validate(vee_channel(), [day_block(mwh)],
+                                                                 VeeContext(history=hist))
+    assert fixed.validated[0].values == pytest.approx([10.5] * 24)
+    # a hall ramping up from idle to 500 x its level, within its breaker rating: not a unit error
+    ramp = [5_500.0] * 24
+    out = make_engine("unit").validate(vee_channel(max_kw=10_000.0), [day_block(ramp)], VeeContext(history=hist))
+    assert out.events == []
+    # 50 x the usual level is no factor of 1000
+    out = make_engine("unit").validate(vee_channel(), [day_block([550.0] * 24)], VeeContext(history=hist))
+    assert out.events == []
+
+
+def test_unit_needs_enough_history_or_a_limit():
+    v = [9_000.0] * 24
+    hist = history_blocks([[9.0] * 24] * 2)
+    assert make_engine("unit").validate(vee_channel(), [day_block(v)], VeeContext(history=hist)).events == []
+    out = make_engine("unit", unit={"min_history_days": 2}).validate(vee_channel(), [day_block(v)],
+                                                                      VeeContext(history=hist))
+    assert out.events[0].count == 24
+
+
+def test_high_low_flags_values_above_the_physical_limit_for_any_role():
     v = [8.0] * 24
     v[5] = 20.0  # > 10 kW x 1 h x 1.25
-    out = make_engine("unit", unit={"capacity_kw": 10.0}).validate(vee_channel(), [day_block(v)])
+    ctx = VeeContext(asset=Asset(id="b", kind="battery", capacity_kw=10.0))
+    out = make_engine("high_low").validate(vee_channel(role="battery_discharge"), [day_block(v)], ctx)
     assert suspect_slots(out.validated[0]) == [5]
-    out = make_engine("unit").validate(vee_channel(), [day_block(v)])  # no capacity known: not checked
-    assert suspect_slots(out.validated[0]) == []
+    (ev,) = out.events
+    assert ev.detail["limit_kwh"] == 12.5 and ev.detail["highest_kwh"] == 20.0 and "capacity_kw 10 kW" in \
+        ev.detail["message"]
+    # the channel's max_kw is the limit as is (no margin), here per 15 minutes: 40 kW -> 10 kWh
+    q = [9.0] * 96
+    q[7] = 10.5
+    out = make_engine("high_low").validate(vee_channel(minutes=15, max_kw=40.0), [day_block(q, minutes=15)])
+    assert suspect_slots(out.validated[0]) == [7] and out.events[0].detail["limit_kwh"] == 10.0
+    out = make_engine("high_low", high_low={"physical": False}).validate(
+        vee_channel(minutes=15, max_kw=40.0), [day_block(q, minutes=15)])
+    assert out.events == []
+    # nothing known about the channel: nothing to compare with
+    assert make_engine("high_low").validate(vee_channel(), [day_block(v)]).events == []
 
 
 # ------------------------------------------------------------------ prolonged estimation

@@ -42,11 +42,20 @@ def test_simulated_faults_are_found_estimated_and_stored(db, sim):
     faults = {k: [f for f in sim.faults if f.kind == k] for k in ("gap", "spike", "stuck")}
     assert all(faults.values())
 
-    # every missing interval is found: injected gaps plus the partial UTC days at the span's edges
+    # every missing interval is found: injected gaps plus the partial UTC days at the span's edges;
+    # only the gaps between a channel's first and last reading are estimated (issue 9: nothing made up
+    # before the first or after the last reading)
     slots = 96
     expected_missing = sum(len(channel_days[c]) * slots - len(s) for c, s in sim.series.items())
+    edges = 0
+    for c, s in sim.series.items():
+        day0 = min(channel_days[c]).toordinal() - date(1970, 1, 1).toordinal()
+        first_slot = (int(s.starts.min()) - day0 * 86400) // 900
+        last_slot = (int(s.starts.max()) - day0 * 86400) // 900
+        edges += first_slot + (len(channel_days[c]) * slots - 1 - last_slot)
+    assert edges > 0
     assert summary.total_gaps == expected_missing
-    assert summary.per_rule["gap"].estimated == expected_missing == summary.total_estimated - sum(
+    assert summary.per_rule["gap"].estimated == expected_missing - edges == summary.total_estimated - sum(
         c.estimated for r, c in summary.per_rule.items() if r != "gap")
 
     for f in faults["gap"]:
@@ -97,14 +106,15 @@ def test_validate_days_uses_history_and_now(db, sim):
     target = days[-2]
     blocks = db.intervals.read_blocks(cid, target, target, layer="raw")
     assert blocks and np.isfinite(blocks[0].values).all()
-    # a day with no raw data at all: every interval is a gap, estimated from the profile
+    # a day with no raw data at all, after the channel's last reading: every interval is a gap, and none
+    # is estimated (before issue 9 all 96 were made up from the profile)
     missing_day = days[-1] + timedelta(days=3)
     s = validate_days(db, sim.campus, {cid: {missing_day}})
-    assert s.total_gaps == 96 and s.total_estimated == 96
+    assert s.total_gaps == 96 and s.total_estimated == 0
     b = db.intervals.read_blocks(cid, missing_day, missing_day, layer="validated")[0]
-    assert (b.quality == Quality.ESTIMATED).all()
-    ev = [e for e in s.events if e.action == "estimated"]
-    assert ev[0].detail["methods"] == {"proxy_day": 96}
+    assert (b.quality == Quality.MISSING).all() and np.isnan(b.values).all()
+    (ev,) = [e for e in s.events if e.rule_id == "gap"]
+    assert ev.detail["outside_data"] == 96
     # the same day before "now": nothing is due, nothing is a gap
     from datetime import UTC, datetime
 

@@ -9,6 +9,7 @@ from kwhub.core.vee.config import EstimationConfig, GroupConfig, VeeConfig, VeeC
 from kwhub.core.vee.engine import (
     ChannelFrame,
     Finding,
+    PeriodReads,
     PreparedBlock,
     RegisterReads,
     Rule,
@@ -21,6 +22,6 @@ from kwhub.core.vee.engine import (
 )
 
 __all__ = [
-    "ChannelFrame", "EstimationConfig", "Finding", "GroupConfig", "PreparedBlock", "RegisterReads", "Rule",
+    "ChannelFrame", "EstimationConfig", "Finding", "GroupConfig", "PeriodReads", "PreparedBlock", "RegisterReads", "Rule",
     "RuleConfig", "VeeConfig", "VeeConfigError", "VeeContext", "VeeEngine", "ValidatedDays", "VeeEvent", "VeeOutcome",
 ]

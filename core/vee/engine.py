@@ -31,6 +31,7 @@ from kwhub.core.intervals import (
     DayBlock,
     IntervalDataError,
     day_start_epoch,
+    epoch_to_day,
     slots_per_day,
 )
 from kwhub.core.quality import Quality
@@ -94,6 +95,31 @@ class RegisterReads:
 
 
 @dataclass
+class PeriodReads:
+    """Energy readings over periods of the validated channel: ``values[i]`` kWh over ``[starts[i], ends[i])``.
+
+    Daily reads (23, 24 or 25-hour local days), billing-period reads: the sum check compares
+    them with the channel's intervals.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    values: np.ndarray
+    quality: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.starts = np.asarray(self.starts, dtype=np.int64)
+        self.ends = np.asarray(self.ends, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        self.quality = np.asarray(self.quality, dtype=np.uint8)
+        if not (self.starts.shape == self.ends.shape == self.values.shape == self.quality.shape):
+            raise IntervalDataError("period read arrays differ in length", field="period_reads")
+
+
+MAX_FRAME_EXTENSION_DAYS = 400  # a period or register window reaches at most this far beyond the days
+
+
+@dataclass
 class DenseDays:
     """Consecutive days of one channel as dense ``(days, slots)`` arrays from ``first_day`` on."""
 
@@ -116,6 +142,9 @@ class VeeContext:
     ``now_epoch``: intervals ending after it are not due yet and are never called gaps.
     ``history_dense``: history of the channel as dense arrays at its interval length
     (an alternative to ``history`` for bulk callers; ``history`` blocks win where both exist).
+    ``period_reads``: the channel's readings over periods (daily, billing), for the sum
+    check. The frame reaches as far as the periods and register windows that overlap the
+    validated days (at most ``MAX_FRAME_EXTENSION_DAYS``), see :meth:`VeeEngine.frame_span`.
     """
 
     history: list[DayBlock] = field(default_factory=list)
@@ -127,6 +156,7 @@ class VeeContext:
     asset: Asset | None = None
     now_epoch: int | None = None
     history_dense: DenseDays | None = None
+    period_reads: PeriodReads | None = None
 
 
 @dataclass
@@ -308,6 +338,20 @@ class ChannelFrame:
         """A value that can be trusted as a neighbour (valid, estimated or edited)."""
         return np.isfinite(self.values) & _USABLE[self.quality]
 
+    def inside_data(self) -> np.ndarray:
+        """Bool (days, slots): from the first to the last slot with a received value in the frame.
+
+        Estimation stays inside: nothing is made up before a channel's first reading or after
+        its last one (as far as the frame reaches, ``lookback`` days back and one day ahead).
+        """
+        flat = np.isfinite(self.raw_values).ravel()
+        out = np.zeros(flat.size, dtype=bool)
+        first = int(np.argmax(flat))
+        if flat[first]:
+            last = flat.size - 1 - int(np.argmax(flat[::-1]))
+            out[first:last + 1] = True
+        return out.reshape(self.values.shape)
+
     @property
     def target_mask(self) -> np.ndarray:
         """Bool (days, slots): slots of the days being validated."""
@@ -425,6 +469,38 @@ class VeeEngine:
             out |= r.related_channels(channel)
         out.discard(channel.id)
         return out
+
+    def frame_span(self, channel: Channel, days: Sequence[date], context: VeeContext | None = None,
+                   ) -> tuple[date, date]:
+        """First and last day of the frame for validating ``days`` (sorted) of ``channel``.
+
+        ``lookback`` days before the first day and one day after the last, widened to whole
+        period readings and register windows that overlap the days (the sum check needs all
+        of their intervals), by at most ``MAX_FRAME_EXTENSION_DAYS``.
+        """
+        first = days[0] - timedelta(days=self.lookback_days(channel))
+        last = days[-1] + timedelta(days=1)
+        if context is None:
+            return first, last
+        lo = day_start_epoch(days[0])
+        hi = day_start_epoch(days[-1]) + SECONDS_PER_DAY
+        reach = MAX_FRAME_EXTENSION_DAYS * SECONDS_PER_DAY
+        pr = context.period_reads
+        if pr is not None and len(pr.starts):
+            over = (pr.starts < hi) & (pr.ends > lo)
+            if over.any():
+                first = min(first, epoch_to_day(max(int(pr.starts[over].min()), lo - reach)))
+                last = max(last, epoch_to_day(min(int(pr.ends[over].max()) - 1, hi + reach)))
+        rr = context.register_reads
+        if rr is not None and len(rr.epochs) >= 2:
+            e = np.sort(rr.epochs)
+            i = int(np.searchsorted(e, lo, side="right")) - 1
+            j = int(np.searchsorted(e, hi, side="left"))
+            if i >= 0:
+                first = min(first, epoch_to_day(max(int(e[i]), lo - reach)))
+            if j < len(e):
+                last = max(last, epoch_to_day(min(int(e[j]) - 1, hi + reach)))
+        return first, last
 
     # ------------------------------------------------------------------ the run
 
@@ -603,9 +679,7 @@ class VeeEngine:
 
     def _frame(self, channel: Channel, target_days: list[date], values: np.ndarray, quality: np.ndarray,
                context: VeeContext) -> ChannelFrame:
-        lookback = self.lookback_days(channel)
-        first = target_days[0] - timedelta(days=lookback)
-        last = target_days[-1] + timedelta(days=1)
+        first, last = self.frame_span(channel, target_days, context)
         n_days = (last - first).days + 1
         days = [first + timedelta(days=i) for i in range(n_days)]
         n_slots = slots_per_day(channel.interval_minutes)
@@ -652,7 +726,8 @@ class VeeEngine:
         if not cfg.enabled:
             return
         shape = frame.values.shape
-        flat_mask = to_estimate.ravel()
+        # never before the first or after the last reading: those slots stay missing
+        flat_mask = (to_estimate & frame.inside_data()).ravel()
         anchors = frame.usable.ravel() & ~flat_mask
         reg_idx, reg_val = frame.register_boundaries()
         profile = est.proxy_profiles(

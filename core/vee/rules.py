@@ -7,6 +7,7 @@ frame. Settings are given per channel group in ``[vee.groups.<group>.rules.<rule
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -205,7 +206,12 @@ class GapConfig(RuleConfig):
 
 
 class GapRule(Rule):
-    """Missing intervals (no value, or quality MISSING) that are due; they are estimated."""
+    """Missing intervals (no value, or quality MISSING) that are due; they are estimated.
+
+    Only gaps strictly between readings are estimated: intervals before the channel's
+    first reading or after its last one are reported (``outside_data`` in the day's
+    event) and stay missing, so VEE never makes up data at the ends.
+    """
 
     rule_id: ClassVar[str] = "gap"
     title: ClassVar[str] = "Gap (missing intervals)"
@@ -217,72 +223,167 @@ class GapRule(Rule):
         mask = ~frame.present & frame.target_mask & frame.due
         if not mask.any():
             return None
-        edge = np.diff(np.pad(mask.view(np.int8), ((0, 0), (1, 1))), axis=1)
+        inner = mask & frame.inside_data()
+        edge = np.diff(np.pad(inner.view(np.int8), ((0, 0), (1, 1))), axis=1)
         sr, sc = np.nonzero(edge == 1)
         _, ec = np.nonzero(edge == -1)  # row-major: the i-th end closes the i-th start
-        rows, first, n_runs = np.unique(sr, return_index=True, return_counts=True)
-        longest = np.maximum.reduceat(ec - sc, first)
-        day_detail = {r: {"runs": n, "longest": m}
-                      for r, n, m in zip(rows.tolist(), n_runs.tolist(), longest.tolist(), strict=True)}
+        day_detail: dict[int, dict[str, Any]] = {}
+        if sr.size:
+            rows, first, n_runs = np.unique(sr, return_index=True, return_counts=True)
+            longest = np.maximum.reduceat(ec - sc, first)
+            day_detail = {r: {"runs": n, "longest": m}
+                          for r, n, m in zip(rows.tolist(), n_runs.tolist(), longest.tolist(), strict=True)}
+        outside = (mask & ~inner).sum(axis=1)
+        for r in np.flatnonzero(outside).tolist():
+            day_detail.setdefault(r, {})["outside_data"] = int(outside[r])
         return Finding(mask, "estimate" if self.config.estimate else "flag", day_detail=day_detail)
 
 
-class UnitConfig(RuleConfig):
-    """Plausibility against capacity; ``capacity_kw`` overrides the asset's capacity."""
+NOT_ENERGY_UNITS = ("MMBtu", "fraction")
+NOT_ENERGY_ROLES = ("fuel", "availability")
 
-    capacity_kw: float | None = Field(default=None, gt=0)
-    margin: float = Field(default=1.25, ge=1.0)
-    fix_x1000: bool = False
+
+def is_energy(channel: Channel) -> bool:
+    """True for channels whose values are kWh (fuel and availability channels are not)."""
+    return channel.unit not in NOT_ENERGY_UNITS and channel.role not in NOT_ENERGY_ROLES
+
+
+def physical_limit(frame: ChannelFrame, capacity_margin: float) -> tuple[float, float, str] | None:
+    """(limit kW, limit kWh per interval, where it comes from) of the frame's channel, or None.
+
+    The channel's ``max_kw`` (breaker or CT rating) is the limit as is; without it, the
+    asset's ``capacity_kw`` times ``capacity_margin``.
+    """
+    ch = frame.channel
+    if ch.max_kw:
+        kw, source = float(ch.max_kw), f"max_kw {ch.max_kw:g} kW of the channel"
+    else:
+        asset = frame.context.asset
+        if asset is None or asset.capacity_kw <= 0:
+            return None
+        kw = float(asset.capacity_kw) * capacity_margin
+        source = f"capacity_kw {asset.capacity_kw:g} kW of asset {asset.id} x {capacity_margin:g}"
+    return kw, kw * frame.interval_minutes / 60.0, source
+
+
+class UnitConfig(RuleConfig):
+    """A day at about 1000 x (or 1/1000 of) the channel's usual level is a unit or multiplier error.
+
+    ``tolerance``: how far from exactly 1000 the ratio may be (3: 333..3000). The usual
+    level is the median of the previous ``history_days`` days (at least ``min_history_days``
+    with trusted values); without enough history, a day whose median is above the physical
+    limit (channel ``max_kw``, else asset capacity x ``capacity_margin``) and fits it once
+    divided by 1000 is a Wh-as-kWh day. ``action``: ``flag`` (SUSPECT), ``estimate``, or
+    ``fix`` (divide or multiply by 1000, marked EDITED).
+    """
+
+    history_days: int = Field(default=28, ge=1, le=366)
+    min_history_days: int = Field(default=3, ge=1)
+    tolerance: float = Field(default=3.0, gt=1.0, le=30.0)
+    capacity_margin: float = Field(default=1.25, ge=1.0)
+    action: Literal["flag", "estimate", "fix"] = "flag"
 
 
 class UnitRule(Rule):
-    """Unit/multiplier sanity: a day's energy or an interval above what the capacity allows.
+    """Unit of measure / multiplier: whole days at a factor near 1,000 against the channel.
 
-    Limits: capacity x hours x ``margin`` per day, capacity x interval x ``margin`` per
-    interval. When the day total is 100 to 10,000 times the limit and dividing by 1000
-    makes it plausible, the detail names a probable x1000 error (Wh read as kWh); with
-    ``fix_x1000`` such days are divided by 1000 and marked EDITED instead of flagged.
+    Wh values in a kWh column (or kWh in a column read as Wh, MWh read as kWh) make every
+    value of the file 1000 times too large or too small. Each day whose median value is
+    about 1000 (or 1/1000) times the median of the channel's previous days, or, without
+    enough history, whose median is physically impossible but fits the limit once divided
+    by 1000, is marked as a whole (every value of the day) with a message saying what to do.
+    A day within the physical limit is never called x1000 (a hall ramping up from idle).
     """
 
     rule_id: ClassVar[str] = "unit"
-    title: ClassVar[str] = "Unit / multiplier sanity"
-    order: ClassVar[int] = 75
+    title: ClassVar[str] = "Unit of measure / multiplier (factor 1000)"
+    order: ClassVar[int] = 30
     Config = UnitConfig
     config: UnitConfig
 
+    def history_days(self) -> int:
+        return self.config.history_days
+
     def check(self, frame: ChannelFrame) -> Finding | None:
-        if frame.channel.unit in ("MMBtu", "fraction") or frame.channel.role in ("fuel", "availability"):
+        if not is_energy(frame.channel):
             return None
-        cap = self.config.capacity_kw
-        asset = frame.context.asset
-        if cap is None and asset is not None and asset.capacity_kw > 0:
-            cap = asset.capacity_kw
-        if cap is None:
-            return None
+        c = self.config
+        rows = np.flatnonzero(frame.target)
         present = frame.present
-        vals = np.where(present, np.abs(frame.values), 0.0)
-        day_limit = cap * 24.0 * self.config.margin
-        iv_limit = cap * frame.interval_minutes / 60.0 * self.config.margin
-        totals = vals.sum(axis=1)
-        bad_day = totals > day_limit
-        ratio = totals / day_limit
-        x1000 = bad_day & (ratio >= 100) & (ratio <= 10_000) & (totals / 1000 <= day_limit) \
-            & (vals.max(axis=1) / 1000 <= iv_limit)
-        mask = (bad_day[:, None] & present) | (present & (vals > iv_limit))
-        if not mask.any():
+        vals = frame.values[rows]
+        positive = present[rows] & (vals > 0)
+        if not positive.any():
             return None
-        day_detail = {}
-        for r in np.flatnonzero(mask.any(axis=1)):
-            d: dict[str, Any] = {"day_kwh": round(float(totals[r]), 3), "limit_kwh": round(day_limit, 3),
-                                 "capacity_kw": cap}
-            if x1000[r]:
-                d["probable"] = "x1000 (Wh recorded as kWh)"
-            day_detail[int(r)] = d
-        if self.config.fix_x1000 and (x1000 & frame.target).any():
-            fix = x1000[:, None] & present
-            values = np.where(fix, frame.values / 1000.0, frame.values)
-            return Finding(fix & frame.target_mask, "edit", values=values, day_detail=day_detail)
-        return Finding(mask, "flag", day_detail=day_detail)
+        day_max = np.where(present[rows], vals, -np.inf).max(axis=1)
+        before = ~frame.target
+        before[: max(0, int(rows[0]) - c.history_days)] = False
+        hv = frame.values[before]
+        trusted = (hv > 0) & (frame.quality[before] <= Quality.EDITED)  # NaN > 0 is False
+        ref = float(np.median(hv[trusted])) if trusted.any(axis=1).sum() >= c.min_history_days else np.nan
+        limit = physical_limit(frame, c.capacity_margin)
+        lim_kwh = limit[1] if limit is not None else np.nan
+        # a day's median lies between its smallest and largest positive value: only days that
+        # can reach a band (or the limit) need their median
+        t = c.tolerance
+        day_min = np.where(positive, vals, np.inf).min(axis=1)
+        reach = (day_max >= ref * 1000 / t) | (day_min <= ref * t / 1000) if np.isfinite(ref) else \
+            day_max > (lim_kwh if limit is not None else np.inf)
+        level = np.full(len(rows), np.nan)
+        if reach.any():
+            level[reach] = _row_median(np.where(positive[reach], vals[reach], np.nan))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = level / ref
+            over = day_max > lim_kwh if limit is not None else np.ones(len(rows), dtype=bool)
+            high = np.isfinite(ratio) & (ratio >= 1000 / t) & (ratio <= 1000 * t) & over
+            low = np.isfinite(ratio) & (ratio >= 1 / (1000 * t)) & (ratio <= t / 1000)
+            if not np.isfinite(ref) and limit is not None:
+                high |= (level > lim_kwh) & (day_max / 1000 <= lim_kwh)
+        hit = high | low
+        if not hit.any():
+            return None
+        mask = np.zeros(frame.values.shape, dtype=bool)
+        mask[rows[hit]] = present[rows[hit]]
+        day_detail: dict[int, dict[str, Any]] = {}
+        for i in np.flatnonzero(hit).tolist():
+            d: dict[str, Any] = {"day_median_kwh": round(float(level[i]), 6)}
+            if np.isfinite(ref):
+                d.update(history_median_kwh=round(ref, 6), ratio=round(float(ratio[i]), 1))
+                basis = f"{float(ratio[i]):,.0f} x the channel's usual level (median {ref:,.4g} kWh)" if high[i] \
+                    else f"1/{1 / float(ratio[i]):,.0f} of the channel's usual level (median {ref:,.4g} kWh)"
+            else:
+                d.update(limit_kwh=round(lim_kwh, 6))
+                basis = f"above the physical limit ({limit[2] if limit else ''}: {lim_kwh:,.4g} kWh per interval)"
+            if high[i]:
+                d["probable"] = "x1000: Wh recorded as kWh"
+                hint = ("the file probably holds Wh in a kWh column: set the adapter's unit (unit = \"Wh\") or "
+                        "fix the file")
+            else:
+                d["probable"] = "/1000: kWh recorded as Wh (or MWh as kWh)"
+                hint = "the file's unit is probably wrong by 1000: check the adapter's unit and the meter multiplier"
+            action = {"flag": "its values stay SUSPECT", "estimate": "its values are estimated",
+                      "fix": "its values were divided by 1000 (EDITED)" if high[i] else
+                      "its values were multiplied by 1000 (EDITED)"}[c.action]
+            d["message"] = (f"the whole day is at {basis}, median {float(level[i]):,.4g} kWh: {hint}, then ingest "
+                            f"the file again; {action} until then")
+            day_detail[int(rows[i])] = d
+        if c.action == "fix":
+            factor = np.ones(frame.values.shape[0])
+            factor[rows[high]] = 1 / 1000
+            factor[rows[low]] = 1000.0
+            return Finding(mask, "edit", values=frame.values * factor[:, None], day_detail=day_detail)
+        return Finding(mask, c.action, day_detail=day_detail)
+
+
+def _row_median(a: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN for a row without any), vectorised."""
+    n = np.isfinite(a).sum(axis=1)
+    srt = np.sort(a, axis=1)  # NaN last
+    lo = np.maximum((n - 1) // 2, 0)
+    hi = np.maximum(n // 2, 0)
+    idx = np.arange(len(a))
+    out = (srt[idx, lo] + srt[idx, hi]) / 2
+    out[n == 0] = np.nan
+    return out
 
 
 class NegativeConfig(RuleConfig):
@@ -434,8 +535,16 @@ class StuckRule(Rule):
 
 
 class HighLowConfig(RuleConfig):
-    """Band from the previous ``history_days`` days: [low pct x low factor, high pct x high factor]."""
+    """Physical limit, and a band from the previous ``history_days`` days: [low pct x low factor, high pct x
+    high factor].
 
+    ``physical``: values above the channel's ``max_kw`` (else the asset's ``capacity_kw`` x
+    ``capacity_margin``), converted with the interval length, are flagged for every energy
+    channel whatever its role; the history band applies to ``roles`` only.
+    """
+
+    physical: bool = True
+    capacity_margin: float = Field(default=1.25, ge=1.0)
     history_days: int = Field(default=14, ge=1, le=366)
     min_history_days: int = Field(default=3, ge=1)
     high_percentile: float = Field(default=99.0, gt=0, le=100)
@@ -449,10 +558,13 @@ class HighLowConfig(RuleConfig):
 
 
 class HighLowRule(Rule):
-    """High/low against the channel's history: outside a percentile band of the previous days.
+    """High/low: above the physical limit of the channel, or outside a percentile band of its history.
 
-    ``basis = "interval"`` compares each interval with the percentiles of all usable
-    intervals of the previous ``history_days`` days; ``"day"`` compares the day's total
+    The physical side flags every value above the channel's ``max_kw`` (breaker or CT
+    rating), or the asset's capacity with a margin, converted to kWh per interval: a value
+    no meter on that point can read, whatever the history says. ``basis = "interval"``
+    compares each interval with the percentiles of all usable intervals of the previous
+    ``history_days`` days; ``"day"`` compares the day's total
     with the previous days' totals and marks the whole day. The low side only applies
     when its bound is above zero, and not where the asset was out (availability below
     ``availability_below`` or a known outage span).
@@ -483,6 +595,43 @@ class HighLowRule(Rule):
         return hi, lo, ok
 
     def check(self, frame: ChannelFrame) -> Finding | None:
+        phys = self._physical(frame) if self.config.physical else None
+        band = self._band(frame)
+        if phys is None:
+            return band
+        if band is None:
+            return phys
+        detail = dict(band.day_detail)
+        for r, d in phys.day_detail.items():
+            detail[r] = {**detail.get(r, {}), **d}
+        return Finding(phys.mask | band.mask, self.config.action, day_detail=detail)
+
+    def _physical(self, frame: ChannelFrame) -> Finding | None:
+        """Values above the physical limit of the channel (any role with kWh values)."""
+        if not is_energy(frame.channel):
+            return None
+        limit = physical_limit(frame, self.config.capacity_margin)
+        if limit is None:
+            return None
+        kw, kwh, source = limit
+        mask = frame.present & frame.target_mask & (frame.values > kwh)
+        if not mask.any():
+            return None
+        n = mask.sum(axis=1)
+        top = np.where(mask, frame.values, -np.inf).max(axis=1)
+        day_detail: dict[int, dict[str, Any]] = {}
+        for r in np.flatnonzero(n).tolist():
+            day_detail[r] = {
+                "above_limit": int(n[r]), "limit_kw": round(kw, 3), "limit_kwh": round(kwh, 6),
+                "highest_kwh": round(float(top[r]), 6),
+                "message": (f"{int(n[r])} value(s) above the physical limit ({source}: {kwh:,.4g} kWh per "
+                            f"{frame.interval_minutes} min), highest {float(top[r]):,.4g} kWh: check the meter "
+                            "multiplier and the file's unit; the values stay SUSPECT"),
+            }
+        return Finding(mask, self.config.action, day_detail=day_detail)
+
+    def _band(self, frame: ChannelFrame) -> Finding | None:
+        """Values outside the percentile band of the channel's previous days."""
         c = self.config
         if frame.channel.role not in c.roles:
             return None
@@ -526,22 +675,31 @@ class HighLowRule(Rule):
 
 
 class SumCheckConfig(RuleConfig):
-    """``checks``: check channel -> member channels ("-id" subtracts); tolerances per interval."""
+    """``checks``: check channel -> member channels ("-id" subtracts); tolerances per interval.
+
+    ``registers``: intervals against the register reads of the channel; ``periods``:
+    intervals against the channel's period readings (daily, billing-period).
+    """
 
     checks: dict[str, list[str]] = Field(default_factory=dict)
     tolerance_pct: float = Field(default=2.0, ge=0)
     tolerance_kwh: float = Field(default=0.5, ge=0)
     registers: bool = True
+    periods: bool = True
 
 
 class SumCheckRule(Rule):
-    """Sum check: channels vs a check meter, and intervals vs register reads, with tolerance.
+    """Sum check: channels vs a check meter, intervals vs register reads and vs period readings.
 
     For each configured check the validated channel takes part in (as check meter or as a
     member), intervals where ``|check - sum(members)|`` exceeds
     ``max(tolerance_kwh, tolerance_pct % of |check|)`` are flagged. With ``registers``,
     each window between two register reads whose interval sum differs from the read
-    difference by more than the tolerance is flagged. Runs after estimation.
+    difference by more than the tolerance is flagged. With ``periods``, each valid period
+    reading of the channel (a daily read of a 23, 24 or 25-hour day, a monthly read) whose
+    intervals are all there and sum to something else than the reading (beyond the same
+    tolerance) has all its intervals flagged, with a message giving both numbers. Runs
+    after estimation.
     """
 
     rule_id: ClassVar[str] = "sum_check"
@@ -606,7 +764,62 @@ class SumCheckRule(Rule):
                     mask |= (np.cumsum(d[:-1]) > 0).reshape(mask.shape)
                     detail["register_windows"] = int(bad_w.sum())
                     detail["max_register_diff_kwh"] = round(float(np.abs(sums - diffs)[bad_w].max()), 4)
+                    detail["message"] = (f"{int(bad_w.sum())} window(s) between register reads where the intervals "
+                                         "do not add up to the read difference (up to "
+                                         f"{detail['max_register_diff_kwh']:,} kWh off): check the meter and the "
+                                         "register reads")
+        if self.config.periods and frame.context.period_reads is not None:
+            mask |= self._periods(frame, day_detail)
         return Finding(mask, "flag", detail=detail, day_detail=day_detail) if mask.any() else None
+
+    def _periods(self, frame: ChannelFrame, day_detail: dict[int, dict[str, Any]]) -> np.ndarray:
+        """Intervals of the period readings whose interval sum disagrees with the reading."""
+        pr = frame.context.period_reads
+        shape = frame.values.shape
+        out = np.zeros(shape, dtype=bool)
+        if pr is None or not len(pr.starts):
+            return out
+        step, n = frame.step_s, frame.values.size
+        a, b = pr.starts - frame.start_epoch, pr.ends - frame.start_epoch
+        rows = np.flatnonzero(frame.target)
+        t_lo, t_hi = int(rows[0]) * shape[1], (int(rows[-1]) + 1) * shape[1]
+        ok = (a % step == 0) & (b % step == 0) & (a >= 0) & (b <= n * step) & (b > a)
+        ok &= (pr.quality == Quality.VALID) | (pr.quality == Quality.EDITED)
+        ia, ib = np.where(ok, a // step, 0), np.where(ok, b // step, 0)
+        ok &= (ia < t_hi) & (ib > t_lo)
+        if not ok.any():
+            return out
+        flat = frame.values.ravel()
+        finite = np.isfinite(flat)
+        cum = np.concatenate(([0.0], np.cumsum(np.where(finite, flat, 0.0))))
+        gaps = np.concatenate(([0], np.cumsum(~finite)))
+        complete = ok & (gaps[ib] - gaps[ia] == 0)
+        sums = cum[ib] - cum[ia]
+        diff = sums - pr.values
+        bad = complete & (np.abs(diff) > self._tol(pr.values))
+        if not bad.any():
+            return out
+        d = np.zeros(n + 1, dtype=np.int32)
+        np.add.at(d, ia[bad], 1)
+        np.add.at(d, ib[bad], -1)
+        out = (np.cumsum(d[:-1]) > 0).reshape(shape)
+        for k in np.flatnonzero(bad).tolist():  # one per wrong period reading (days or months: few)
+            hours = (int(pr.ends[k]) - int(pr.starts[k])) / 3600
+            text = (f"the period reading {_utc(int(pr.starts[k]))}..{_utc(int(pr.ends[k]))} ({hours:g} h) says "
+                    f"{float(pr.values[k]):,.6g} kWh, its intervals sum to {float(sums[k]):,.6g} kWh "
+                    f"({float(diff[k]):+,.6g} kWh): check the meter, the interval file and the period reads")
+            for r in range(int(ia[k]) // shape[1], (int(ib[k]) - 1) // shape[1] + 1):
+                if frame.target[r]:
+                    dd = day_detail.setdefault(r, {})
+                    dd.setdefault("periods", []).append({
+                        "start": _utc(int(pr.starts[k])), "end": _utc(int(pr.ends[k])),
+                        "reading_kwh": round(float(pr.values[k]), 6), "intervals_kwh": round(float(sums[k]), 6)})
+                    dd.setdefault("message", text)
+        return out
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 class ProlongedEstimationConfig(RuleConfig):

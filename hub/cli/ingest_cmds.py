@@ -88,12 +88,21 @@ def ingest(
     vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
     fmt: str = typer.Option("table", "--format", help="table or json"),
 ) -> None:
-    """Ingest meter files into the raw layer (one transaction per file), then run VEE."""
+    """Ingest meter files: interval data into the raw layer and period readings (daily, billing,
+    register), one transaction per file, then run VEE on the touched days.
+
+    A file is checked whole before anything is stored (the ingest limits of kwhub.toml, one
+    cell per column, unambiguous local times); an error names the file, line and column, and
+    nothing of that file is stored. The summary says what went where and what VEE found.
+    """
     cfg = _load(config)
     overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}
     for f in files:
         if not f.exists():
             raise UserError(f"{f}: file not found")
+        if not f.is_file():
+            raise UserError(f"{f}: not a regular file (a directory, device or pipe); give meter files",
+                            hint="to read a stream, save it to a file first")
     db = _open_db(cfg)
     try:
         reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
@@ -142,20 +151,38 @@ def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, cha
     return reports, errors
 
 
+def _periods_cell(r: Any) -> str:
+    p = r.periods or {}
+    if not p:
+        return "-"
+    return f"{p.get('new', 0)}/{p.get('changed', 0)}/{p.get('unchanged', 0)}"
+
+
 def _print_ingest_table(reports: list[Any]) -> None:
-    table = Table(title="ingest (days: new / changed / same)")
+    table = Table(title="ingest (days and period readings: new / changed / same)")
     for col in ("file", "adapter", "channels", "intervals", "new", "changed", "same", "dups", "periods", "VEE"):
         table.add_column(col, justify="right" if col not in ("file", "adapter") else "left",
                          overflow="fold")
     for r in reports:
-        table.add_row(cell(Path(r.source).name), cell(r.adapter), str(len(r.channels)), f"{r.intervals:,}",
+        channels = sorted(set(r.channels) | set(r.period_channels))
+        table.add_row(cell(Path(r.source).name), cell(r.adapter), str(len(channels)), f"{r.intervals:,}",
                       str(r.new_days), str(r.changed_days), str(r.unchanged_days), str(r.duplicates),
-                      str(len(r.period_readings)),
+                      cell(_periods_cell(r)),
                       cell(_vee_counts(r.vee) if r.vee is not None else (r.vee_note and "not run") or "-"))
     console.print(table)
+    for r in reports:
+        name = Path(r.source).name
+        if r.period_channels:
+            echo(f"{name}: period readings of {', '.join(r.period_channels)} stored "
+                 "(see `kwhub readings CHANNEL --periods`)")
+        for note in r.notes:
+            echo(f"{name}: {note}")
+        for m in (r.vee or {}).get("messages", []):
+            days = m["first_day"] if m["days"] == 1 else f"{m['first_day']}..{m['last_day']} ({m['days']} days)"
+            echo(f"{name}: VEE {m['rule']} on {m['channel']}, {days}: {m['message']}")
     created = sorted({c for r in reports for c in r.created_channels})
     if created:
-        console.print(f"[yellow]added ad-hoc channel(s):[/] {safe(', '.join(created))}")
+        echo(f"added ad-hoc channel(s): {', '.join(created)}")
 
 
 def _parse_instant(text: str, opt: str) -> int:
@@ -173,13 +200,22 @@ def _parse_instant(text: str, opt: str) -> int:
 def readings(
     channel: str | None = typer.Argument(None, help="Channel id."),
     start: str | None = typer.Option(None, "--start", help="First instant (YYYY-MM-DD or ISO, UTC)."),
-    end: str | None = typer.Option(None, "--end", help="End instant, exclusive (default: start + 1 day)."),
-    layer: str = typer.Option("raw", "--layer", help="raw or validated"),
+    end: str | None = typer.Option(None, "--end", help="End instant, exclusive (default: start + 1 day; "
+                                                       "with --periods: start + 366 days)."),
+    layer: str = typer.Option("raw", "--layer", help="raw or validated (intervals)"),
+    periods: bool = typer.Option(False, "--periods", help="Show the channel's period readings (daily, "
+                                                          "billing-period, register) instead of intervals."),
     fmt: str = typer.Option("csv", "--format", help="csv or json (table for --summary)"),
-    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh."),
+    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh, and "
+                                                          "the period readings stored."),
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml"),
 ) -> None:
-    """Print stored intervals with quality flags (and the rule that set them)."""
+    """Print stored intervals with quality flags (and the rule that set them), or period readings.
+
+    Interval data: `kwhub readings hall_a.load --start 2026-10-01 --end 2026-10-02`.
+    Period readings (daily reads of 23/24/25-hour days, billing periods, register reads):
+    `kwhub readings grid.import --periods --start 2026-01-01`. All channels: `--summary`.
+    """
     if layer not in ("raw", "validated"):
         raise UserError(f"--layer must be raw or validated, not {layer!r}", exit_code=EXIT_CONFIG)
     cfg = _load(config)
@@ -192,9 +228,14 @@ def readings(
     if start is None:
         raise UserError("--start is required with a CHANNEL", exit_code=EXIT_CONFIG)
     t0 = _parse_instant(start, "--start")
-    t1 = _parse_instant(end, "--end") if end else t0 + SECONDS_PER_DAY
+    t1 = _parse_instant(end, "--end") if end else t0 + SECONDS_PER_DAY * (366 if periods else 1)
     if t1 <= t0:
         raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
+    if periods:
+        with _open_db(cfg) as db:
+            found = db.periods.read([channel], t0, t1)
+        _print_periods(channel, found, t0, t1, fmt)
+        return
     first = datetime.fromtimestamp(t0, tz=UTC).date()
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
     with _open_db(cfg) as db:
@@ -210,6 +251,31 @@ def readings(
     for r in rows:
         w.writerow([shown_channel, r["interval_start"], r["interval_minutes"],
                     "" if r["kwh"] is None else repr(r["kwh"]), r["quality"], clean(r["rule"])])
+    echo(buf.getvalue(), nl=False)
+
+
+def _iso_utc(epoch: int) -> str:
+    return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_periods(channel: str, found: list[Any], t0: int, t1: int, fmt: str) -> None:
+    """Period readings overlapping [t0, t1): start, end, hours, kind, kWh, quality (CSV or JSON)."""
+    rows = []
+    for p in found:
+        for a, b, v, q in zip(p.starts.tolist(), p.ends.tolist(), p.values.tolist(), p.quality.tolist(), strict=True):
+            if a >= t1 or (b <= t0 if b > a else b < t0):  # outside [t0, t1); a register read is an instant
+                continue
+            rows.append({"kind": p.kind, "start": _iso_utc(a), "end": _iso_utc(b), "hours": round((b - a) / 3600, 4),
+                         "kwh": v, "quality": QUALITY_LABELS.get(int(q), str(q))})
+    rows.sort(key=lambda r: (r["start"], r["end"], r["kind"]))
+    if fmt == "json":
+        echo(json.dumps({"channel": channel, "period_readings": rows}, indent=2))
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["channel_id", "kind", "start", "end", "hours", "kwh", "quality"])
+    for r in rows:
+        w.writerow([channel, r["kind"], r["start"], r["end"], r["hours"], repr(r["kwh"]), r["quality"]])
     echo(buf.getvalue(), nl=False)
 
 
@@ -236,6 +302,7 @@ def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
 
 def _print_summary(db: Any, layer: str, fmt: str) -> None:
     items = db.intervals.summary(layer=layer)
+    period_items = db.periods.summary()
 
     def iso(x: Any) -> str:
         if x is None:
@@ -248,8 +315,10 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
 
     data = [{"channel_id": s.channel_id, "intervals": int(s.intervals), "first_start": iso(s.first_start),
              "last_end": iso(s.last_end), "total_kwh": float(s.total_kwh)} for s in items]
+    pdata = [{"channel_id": p.channel_id, "kind": p.kind, "readings": p.readings, "first_start": iso(p.first_start),
+              "last_end": iso(p.last_end)} for p in period_items]
     if fmt == "json":
-        echo(json.dumps({"layer": layer, "channels": data}, indent=2))
+        echo(json.dumps({"layer": layer, "channels": data, "period_readings": pdata}, indent=2))
         return
     table = Table(title=f"readings ({layer})")
     for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):
@@ -258,6 +327,13 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
         table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
                       f"{d['total_kwh']:,.3f}")
     console.print(table)
+    if pdata:
+        pt = Table(title="period readings (kwhub readings CHANNEL --periods --start ...)")
+        for col in ("channel", "kind", "readings", "first start", "last end"):
+            pt.add_column(col, justify="left" if col in ("channel", "kind") else "right")
+        for d in pdata:
+            pt.add_row(cell(d["channel_id"]), cell(d["kind"]), f"{d['readings']:,}", d["first_start"], d["last_end"])
+        console.print(pt)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,13 @@
-"""File ingest: adapter -> channel check -> raw layer (one transaction) -> VEE.
+"""File ingest: adapter -> checks -> raw layer and period readings (one transaction) -> VEE.
 
 ``ingest_file`` is what ``kwhub ingest`` and the scheduler call for every file. A file is
 parsed completely before anything is written, so a bad cell rejects the whole file and
-the store is untouched; the raw write is a single transaction; re-ingesting the same data
-(again, shuffled, duplicated) changes nothing because the store compares day content.
+the store is untouched. Before writing, every batch, from any adapter, is checked once
+more: configured channels with the right interval length, channel ids the store can hold,
+finite values, instants inside ``[ingest]`` first_year..last_year. Interval data (raw
+layer) and period readings are written in a single transaction; re-ingesting the same
+data (again, shuffled, duplicated) changes nothing because the store compares content.
+VEE then validates the touched days, and the days that new period readings cover.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import numpy as np
 
 from kwhub.core.adapters import AdapterContext, MeterAdapter
 from kwhub.core.campus import Campus, Channel
-from kwhub.core.intervals import SECONDS_PER_DAY, IntervalBatch, IntervalDataError
+from kwhub.core.input_limits import DEFAULT_LIMITS, InputLimits, excerpt, instant_text
+from kwhub.core.intervals import (
+    MAX_CHANNEL_ID,
+    SECONDS_PER_DAY,
+    IntervalBatch,
+    IntervalDataError,
+    epoch_to_day,
+)
 
 if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
@@ -38,7 +49,9 @@ class IngestReport:
     unchanged_days: int = 0
     duplicates: int = 0
     created_channels: list[str] = field(default_factory=list)
-    period_readings: list[dict[str, Any]] = field(default_factory=list)
+    periods: dict[str, int] = field(default_factory=dict)  # readings, new, changed, unchanged
+    period_channels: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the adapter read but did not store, and why
     stale: list[tuple[str, str]] = field(default_factory=list)
     vee: dict[str, Any] | None = None
     vee_note: str = ""
@@ -48,9 +61,10 @@ class IngestReport:
         return asdict(self)
 
 
-def adapter_context(campus: Campus, timezone: str = "UTC", work_dir: Path | None = None) -> AdapterContext:
-    """The context a meter adapter needs: the campus channels (for interval lengths)."""
-    ctx = AdapterContext(channels={c.id: c for c in campus.channels}, timezone=timezone)
+def adapter_context(campus: Campus, timezone: str = "UTC", work_dir: Path | None = None,
+                    limits: InputLimits = DEFAULT_LIMITS) -> AdapterContext:
+    """The context a meter adapter needs: the campus channels (for interval lengths), the limits."""
+    ctx = AdapterContext(channels={c.id: c for c in campus.channels}, timezone=timezone, limits=limits)
     if work_dir is not None:
         ctx.work_dir = work_dir
     return ctx
@@ -93,43 +107,97 @@ def check_channels(campus: Campus, batch: IntervalBatch, allow_new_channels: boo
     """Every series must belong to a configured channel with the same interval length.
 
     With ``allow_new_channels`` (ad-hoc ingest under the embedded default configuration)
-    unknown channels are added to ``campus`` and their ids returned.
+    unknown channels are added to ``campus`` and their ids returned. Period readings need
+    a configured channel too (any interval length).
     """
     known = {c.id: c for c in campus.channels}
     created: list[str] = []
-    for s in batch.series:
-        spec = known.get(s.channel_id)
+    for cid, minutes in [*((s.channel_id, s.interval_minutes) for s in batch.series),
+                         *((p.channel_id, None) for p in batch.periods)]:
+        if len(cid) > MAX_CHANNEL_ID or not cid:
+            raise IntervalDataError(f"channel id {excerpt(cid)} is {len(cid)} characters long; a channel id has 1 to "
+                                    f"{MAX_CHANNEL_ID}", source=batch.source, field="channel")
+        spec = known.get(cid)
         if spec is None:
             if not allow_new_channels:
                 raise IntervalDataError(
-                    f"channel {s.channel_id!r} is not configured (configured: "
+                    f"channel {excerpt(cid, 80)} is not configured (configured: "
                     f"{', '.join(sorted(known)[:8]) or 'none'}{'...' if len(known) > 8 else ''}); add it to "
                     "kwhub.toml, map it in the adapter's channel_map, or pass --channel",
                     source=batch.source, field="channel",
                 )
-            spec = Channel(id=s.channel_id, interval_minutes=s.interval_minutes, meter=Path(batch.source).name)
+            spec = Channel(id=cid, interval_minutes=minutes or 15, meter=Path(batch.source).name)
             campus.channels.append(spec)
             known[spec.id] = spec
             created.append(spec.id)
-        elif spec.interval_minutes != s.interval_minutes:
+        elif minutes is not None and spec.interval_minutes != minutes:
             raise IntervalDataError(
-                f"wrong interval length: file has {s.interval_minutes}-minute intervals, channel "
-                f"{s.channel_id!r} is configured for {spec.interval_minutes}",
+                f"wrong interval length: file has {minutes}-minute intervals, channel "
+                f"{cid!r} is configured for {spec.interval_minutes}",
                 source=batch.source, field="interval_minutes",
             )
     return created
 
 
+def check_values(batch: IntervalBatch, limits: InputLimits = DEFAULT_LIMITS) -> None:
+    """Instants inside the accepted range and finite values, for a batch from any adapter.
+
+    The adapters that read files check this with line numbers; this is the same rule once
+    more before anything is written (a plugin adapter, a poller), naming channel and instant.
+    """
+    for s in batch.series:
+        if not len(s):
+            continue
+        out = limits.outside(s.starts)
+        if out.any():
+            i = int(np.argmax(out))
+            raise IntervalDataError(f"interval {instant_text(int(s.starts[i]))} is outside the accepted range "
+                                    f"{limits.range_text()}", source=batch.source, where=excerpt(s.channel_id, 80),
+                                    field="start")
+        if np.isinf(s.values).any():
+            i = int(np.argmax(np.isinf(s.values)))
+            raise IntervalDataError(f"interval {instant_text(int(s.starts[i]))} has the value {s.values[i]}",
+                                    source=batch.source, where=excerpt(s.channel_id, 80), field="value")
+    for p in batch.periods:
+        if not len(p):
+            continue
+        out = limits.outside(p.starts) | limits.outside(p.ends - (p.ends > p.starts))
+        if out.any():
+            i = int(np.argmax(out))
+            raise IntervalDataError(f"reading {instant_text(int(p.starts[i]))}..{instant_text(int(p.ends[i]))} is "
+                                    f"outside the accepted range {limits.range_text()}", source=batch.source,
+                                    where=excerpt(p.channel_id, 80), field="start")
+
+
+def period_days(batch: IntervalBatch) -> dict[str, set[date]]:
+    """UTC days each channel's period readings cover (register readings: the day of the read)."""
+    out: dict[str, set[date]] = {}
+    for p in batch.periods:
+        if not len(p):
+            continue
+        first = p.starts // SECONDS_PER_DAY
+        last = np.maximum(p.ends - 1, p.starts) // SECONDS_PER_DAY
+        days: set[int] = set()
+        for a, b in zip(first.tolist(), last.tolist(), strict=True):  # periods are few (days, months)
+            days.update(range(a, b + 1))
+        out.setdefault(p.channel_id, set()).update(epoch_to_day(d * SECONDS_PER_DAY) for d in days)
+    return out
+
+
 def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type: str = "",
                  allow_new_channels: bool = False, run_vee: bool = True, vee_config: Any = None,
-                 vee_now: datetime | None = None) -> IngestReport:
-    """Store an already-parsed batch in the raw layer and validate the touched days.
+                 vee_now: datetime | None = None, limits: InputLimits = DEFAULT_LIMITS) -> IngestReport:
+    """Store an already-parsed batch (raw layer + period readings, one transaction) and validate.
 
     ``vee_now`` is the instant up to which missing intervals count as gaps (default: now).
+    VEE runs on the days the intervals touch and, for channels with interval data, on the
+    days new or restated period readings cover (their sum check).
     """
+    check_values(batch, limits)
     created = check_channels(campus, batch, allow_new_channels)
     meta = dict(batch.meta)
-    periods = list(meta.pop("period_readings", []) or [])
+    meta.pop("period_readings", None)
+    notes = [str(n) for n in meta.pop("notes", []) or []]
     report = IngestReport(
         source=batch.source,
         adapter=adapter_type or str(meta.get("adapter", "")),
@@ -137,19 +205,48 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
         channels=batch.channel_ids(),
         duplicates=int(meta.get("duplicates", 0) or 0),
         created_channels=created,
-        period_readings=periods,
+        period_channels=sorted({p.channel_id for p in batch.periods if len(p)}),
+        notes=notes,
         meta=meta,
     )
-    if not batch.series:
+    if not batch.series and not batch.n_periods:
+        report.notes.insert(0, "the file holds no interval, period or register readings; nothing was stored")
         return report
-    wr = db.intervals.write_series(batch.series, layer="raw", source=batch.source)
-    report.new_days = int(wr.new_days)
-    report.changed_days = int(wr.changed_days)
-    report.unchanged_days = int(wr.unchanged_days)
-    report.stale = [(str(c), str(d)) for c, d in getattr(wr, "stale", [])]
+    with db.write_transaction() as conn:
+        if batch.series:
+            wr = db.intervals.write_series(batch.series, layer="raw", source=batch.source, conn=conn)
+            report.new_days = int(wr.new_days)
+            report.changed_days = int(wr.changed_days)
+            report.unchanged_days = int(wr.unchanged_days)
+            report.stale = [(str(c), str(d)) for c, d in getattr(wr, "stale", [])]
+        if batch.n_periods:
+            report.periods = db.periods.write(batch.periods, source=batch.source, conn=conn).as_dict()
     if run_vee:
-        report.vee, report.vee_note = _validate(db, campus, channel_days(batch), vee_config, batch.source, vee_now)
+        days = channel_days(batch)
+        if report.periods.get("new") or report.periods.get("changed"):
+            covered_days = period_days(batch)
+            with_data = _with_interval_data(db, list(covered_days))
+            for cid, covered in covered_days.items():
+                if cid in with_data:
+                    days.setdefault(cid, set()).update(covered)
+        if days:
+            report.vee, report.vee_note = _validate(db, campus, days, vee_config, batch.source, vee_now)
     return report
+
+
+def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
+    """The channels among ``channel_ids`` that have raw interval data (one indexed probe each)."""
+    from sqlalchemy import select
+
+    from kwhub.hub.store.tables import interval_day_table
+
+    t = interval_day_table.c
+    found: set[str] = set()
+    with db.read_connection() as conn:
+        for cid in channel_ids:
+            if conn.execute(select(t.id).where(t.channel_id == cid, t.layer == "raw").limit(1)).first():
+                found.add(cid)
+    return found
 
 
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
@@ -175,9 +272,12 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     path = Path(path)
     if not path.exists():
         raise IntervalDataError("file not found", source=str(path))
+    if not path.is_file():
+        raise IntervalDataError("not a regular file (a directory, device or pipe); save the data to a file and "
+                                "ingest that file", source=str(path))
     if "file" not in adapter_instance.capabilities:
         raise IntervalDataError(f"adapter {adapter_instance.type_id} does not read files", source=str(path))
     batch = adapter_instance.read_file(path, channel)
     return ingest_batch(db, campus, batch, adapter_type=adapter_instance.type_id,
                         allow_new_channels=allow_new_channels, run_vee=run_vee, vee_config=vee_config,
-                        vee_now=vee_now)
+                        vee_now=vee_now, limits=adapter_instance.context.limits)

@@ -23,9 +23,10 @@ import numpy as np
 from sqlalchemy import delete
 
 from kwhub.core.campus import Campus, Channel
-from kwhub.core.intervals import ChannelSeries, DayBlock, slots_per_day
+from kwhub.core.intervals import ChannelSeries, DayBlock, day_start_epoch, slots_per_day
 from kwhub.core.quality import Quality
 from kwhub.core.vee import (
+    PeriodReads,
     RegisterReads,
     ValidatedDays,
     VeeConfig,
@@ -34,7 +35,7 @@ from kwhub.core.vee import (
     VeeEvent,
     VeeOutcome,
 )
-from kwhub.core.vee.engine import DenseDays
+from kwhub.core.vee.engine import MAX_FRAME_EXTENSION_DAYS, DenseDays
 from kwhub.hub.store import Database, WriteReport
 
 
@@ -84,6 +85,26 @@ class VeeSummary:
     def total_flagged(self) -> int:
         return sum(c.flagged for c in self.per_rule.values())
 
+    def messages(self, limit: int = 50) -> list[dict[str, Any]]:
+        """What rules asked a person to do, one entry per (rule, channel): days affected, first message.
+
+        Rules put a ``message`` in an event's detail when the data needs action (a unit
+        error, values above the physical limit, a period reading that does not match).
+        """
+        grouped: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in self.events:
+            msg = e.detail.get("message") if isinstance(e.detail, dict) else None
+            if not msg:
+                continue
+            g = grouped.setdefault((e.rule_id, e.channel_id), {
+                "rule": e.rule_id, "channel": e.channel_id, "first_day": e.day.isoformat(),
+                "last_day": e.day.isoformat(), "days": 0, "intervals": 0, "message": str(msg)})
+            g["days"] += 1
+            g["intervals"] += int(e.count)
+            g["first_day"] = min(g["first_day"], e.day.isoformat())
+            g["last_day"] = max(g["last_day"], e.day.isoformat())
+        return list(grouped.values())[:limit]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_label": self.run_label,
@@ -93,6 +114,7 @@ class VeeSummary:
             "total_estimated": self.total_estimated,
             "total_flagged": self.total_flagged,
             "rules": {rid: c.as_dict() for rid, c in sorted(self.per_rule.items())},
+            "messages": self.messages(),
             "write": self.write.as_dict() if self.write is not None else None,
         }
 
@@ -154,7 +176,7 @@ class _Dense:
     """
 
     def __init__(self, db: Database, campus_channels: dict[str, Channel], engine: VeeEngine,
-                 plan: list[tuple[str, list[date]]]) -> None:
+                 plan: list[tuple[str, list[date]]], reads: Mapping[str, VeeContext] | None = None) -> None:
         self.db = db
         self.chunks: list[list[tuple[str, Channel, date, date]]] = []
         self.chunk_of: dict[str, int] = {}
@@ -166,8 +188,7 @@ class _Dense:
             channel = campus_channels.get(cid)
             if channel is None or stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
                 continue
-            lookback = engine.lookback_days(channel)
-            lo, hi = days[0] - timedelta(days=lookback), days[-1] + timedelta(days=1)
+            lo, hi = engine.frame_span(channel, days, (reads or {}).get(cid))
             if current:
                 c_lo = min(lo, *(x[2] for x in current))
                 c_hi = max(hi, *(x[3] for x in current))
@@ -242,6 +263,36 @@ class _Dense:
             self.loaded[cid] = (lo, rv[i], rq[i], bv[i], bq[i])
 
 
+def _stored_reads(db: Database, plan: list[tuple[str, list[date]]],
+                  given: Mapping[str, RegisterReads]) -> dict[str, VeeContext]:
+    """Per channel: its stored period readings (overlapping its days) and register reads (within
+    reach of them), merged with the register reads the caller gave, as a partial context."""
+    out: dict[str, VeeContext] = {}
+    if not plan:
+        return out
+    lo = min(days[0] for _, days in plan)
+    hi = max(days[-1] for _, days in plan)
+    start, end = day_start_epoch(lo), day_start_epoch(hi) + 86_400
+    reach = MAX_FRAME_EXTENSION_DAYS * 86_400
+    ids = [cid for cid, _ in plan]
+    found = db.periods.read(ids, start, end, kind="period") + db.periods.read(ids, start - reach, end + reach,
+                                                                              kind="register")
+    for ps in found:
+        ctx = out.setdefault(ps.channel_id, VeeContext())
+        if ps.kind == "period":
+            ctx.period_reads = PeriodReads(ps.starts, ps.ends, ps.values, ps.quality)
+        else:
+            ctx.register_reads = RegisterReads(ps.ends, ps.values)
+    for cid, rr in given.items():
+        ctx = out.setdefault(cid, VeeContext())
+        if ctx.register_reads is None:
+            ctx.register_reads = rr
+        else:
+            ctx.register_reads = RegisterReads(np.concatenate([rr.epochs, ctx.register_reads.epochs]),
+                                               np.concatenate([rr.readings, ctx.register_reads.readings]))
+    return out
+
+
 def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
                   vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
@@ -284,14 +335,15 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
 
     order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
     plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
-    dense = _Dense(db, campus_channels, engine, plan)
+    stored_reads = _stored_reads(db, plan, register_reads or {})
+    dense = _Dense(db, campus_channels, engine, plan, stored_reads)
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
             got = dense.get(cid)
+            own = stored_reads.get(cid) or VeeContext()
             if got is not None:
                 channel, d0, rv, rq, bv, bq = got
-                lookback = engine.lookback_days(channel)
                 at = np.array([(d - d0).days for d in days], dtype=np.intp)
                 target_v, target_q = rv[at], rq[at]
                 history: list[DayBlock] = []
@@ -299,14 +351,13 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             else:
                 raw_all = db.intervals.read_blocks(cid, first, last, layer="raw")
                 channel = _channel(campus, cid, raw_all)
-                lookback = engine.lookback_days(channel)
                 wanted = set(days)
                 raw = {b.day: b for b in raw_all if b.day in wanted}
                 n_slots = slots_per_day(channel.interval_minutes)
                 blocks = [raw.get(d) or DayBlock(cid, d, channel.interval_minutes, np.full(n_slots, np.nan),
                                                  np.full(n_slots, Quality.MISSING, dtype=np.uint8)) for d in days]
-                history = [b for b in reads.best(cid, first - timedelta(days=lookback), last + timedelta(days=1))
-                           if b.day not in wanted]
+                lo, hi = engine.frame_span(channel, days, own)
+                history = [b for b in reads.best(cid, lo, hi) if b.day not in wanted]
                 history_dense = None
             asset = None
             availability: list[DayBlock] = []
@@ -318,12 +369,13 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 if channel.role != "availability":
                     for other in avail_of.get(channel.asset, []):
                         availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
+            lookback = engine.lookback_days(channel)
             related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
                        for r in engine.related_channels(channel)}
             ctx = VeeContext(
                 history=history, related=related, availability=availability,
-                register_reads=(register_reads or {}).get(cid), incoming=list((incoming or {}).get(cid, [])),
-                asset=asset, now_epoch=now_epoch, history_dense=history_dense,
+                register_reads=own.register_reads, incoming=list((incoming or {}).get(cid, [])),
+                asset=asset, now_epoch=now_epoch, history_dense=history_dense, period_reads=own.period_reads,
             )
             if history_dense is not None:
                 outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)

@@ -7,6 +7,7 @@
 from kwhub.hub.store.audit import audit_entries, record_audit
 from kwhub.hub.store.db import Database, DatabaseError, migration_head
 from kwhub.hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
+from kwhub.hub.store.period_store import PeriodStore, PeriodSummary, PeriodWriteReport
 from kwhub.hub.store.reference import sync_reference_data
 
 __all__ = [
@@ -14,6 +15,9 @@ __all__ = [
     "Database",
     "DatabaseError",
     "IntervalStore",
+    "PeriodStore",
+    "PeriodSummary",
+    "PeriodWriteReport",
     "StaleMarkInfo",
     "WriteReport",
     "audit_entries",

@@ -40,6 +40,7 @@ from kwhub.hub.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
     from kwhub.hub.store.interval_store import IntervalStore
+    from kwhub.hub.store.period_store import PeriodStore
 
 DEFAULT_DB_NAME = "kwhub.db"
 ENV_URL = "KWHUB_DATABASE_URL"
@@ -181,6 +182,7 @@ class Database:
         self.engine = engine
         self.url = url
         self._intervals: IntervalStore | None = None
+        self._periods: PeriodStore | None = None
         self.checkpointer = checkpointer
         self._pid = os.getpid()
         _OPEN.add(self)
@@ -292,6 +294,15 @@ class Database:
 
             self._intervals = IntervalStore(self)
         return self._intervals
+
+    @property
+    def periods(self) -> PeriodStore:
+        """The period-reading store on this database (daily, billing-period, register readings)."""
+        if self._periods is None:
+            from kwhub.hub.store.period_store import PeriodStore
+
+            self._periods = PeriodStore(self)
+        return self._periods
 
     # ------------------------------------------------------------------ transactions
 

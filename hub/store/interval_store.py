@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, func, select
 
+from kwhub.core.input_limits import instant_text
 from kwhub.core.intervals import (
     SECONDS_PER_DAY,
     ChannelSeries,
@@ -364,6 +365,18 @@ def _iso(epoch_s: int) -> str:
     return datetime.fromtimestamp(int(epoch_s), tz=UTC).isoformat()
 
 
+def _datetime_or_none(epoch_s: int) -> datetime | None:
+    """The instant as a datetime; None for one ``datetime`` cannot hold (a row stored before the checks)."""
+    try:
+        return datetime.fromtimestamp(int(epoch_s), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+STORE_FIRST_EPOCH = int(datetime(1900, 1, 1, tzinfo=UTC).timestamp())
+STORE_END_EPOCH = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp())
+
+
 def day_hash(channel_id: str, day: date, interval_minutes: int, values: np.ndarray,
              quality: np.ndarray, rule_ids: np.ndarray | None, rule_names: Sequence[str]) -> str:
     """The same digest as :meth:`kwhub.core.intervals.DayBlock.content_hash`, without a DayBlock."""
@@ -456,6 +469,11 @@ def _prepare_series(series: Sequence[ChannelSeries], source: str) -> list[_Chann
             ])
         if len(starts) == 0:
             continue
+        bad = (starts < STORE_FIRST_EPOCH) | (starts >= STORE_END_EPOCH)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise _error(f"interval start {instant_text(int(starts[i]))} is outside the years the store holds "
+                         "(1900..8999)", source, cid, "start")
         bad = starts % step != 0
         if bad.any():
             i = int(np.argmax(bad))
@@ -1124,9 +1142,7 @@ class IntervalStore:
         s = starts[ok]
         first, last = int(s.min()), int(s.max()) + minutes * 60
         return ChannelSummary(
-            channel_id=cid, intervals=count,
-            first_start=datetime.fromtimestamp(first, tz=UTC),
-            last_end=datetime.fromtimestamp(last, tz=UTC),
+            channel_id=cid, intervals=count, first_start=_datetime_or_none(first), last_end=_datetime_or_none(last),
             total_kwh=float(np.nansum(v[ok])), days=len(rows), interval_minutes=minutes,
         )
 

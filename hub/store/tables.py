@@ -15,12 +15,15 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
+    Float,
     Index,
     LargeBinary,
+    SmallInteger,
     Text,
     UniqueConstraint,
 )
@@ -155,6 +158,35 @@ class IntervalDay(SQLModel, table=True):
     is_current: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
 
 
+class PeriodReading(SQLModel, table=True):
+    """A reading that is not an interval: energy over a period, or a register value.
+
+    ``kind = "period"``: ``value`` kWh over ``[start_epoch, end_epoch)`` (a daily read of a
+    23, 24 or 25-hour local day, a billing period, any length). ``kind = "register"``: the
+    register's cumulative kWh at the instant ``end_epoch`` (``start_epoch`` equals it).
+    Instants are UTC epoch seconds. A restated reading gets ``version + 1``; exactly one
+    version per key is current.
+    """
+
+    __tablename__ = "period_reading"
+    __table_args__ = (
+        # reads pick one channel and kind over a time range
+        UniqueConstraint("channel_id", "kind", "start_epoch", "end_epoch", "version", name="uq_period_reading_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    start_epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    value: float = Field(sa_column=Column(Float, nullable=False))
+    quality: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    version: int = 1
+    is_current: bool = Field(default=True, sa_column=Column(Boolean, nullable=False))
+    source: str = Field(default="", max_length=400)
+    created_at: datetime = _ts()
+
+
 class StaleMark(SQLModel, table=True):
     """A (channel, day, layer) got a new version: anything computed from it is stale."""
 
@@ -203,8 +235,9 @@ class AuditLog(SQLModel, table=True):
 
 interval_day_table = IntervalDay.__table__  # type: ignore[attr-defined]
 stale_mark_table = StaleMark.__table__  # type: ignore[attr-defined]
+period_reading_table = PeriodReading.__table__  # type: ignore[attr-defined]
 vee_event_table = VeeEvent.__table__  # type: ignore[attr-defined]
 audit_log_table = AuditLog.__table__  # type: ignore[attr-defined]
 
 CORE_TABLES = ("site", "asset", "channel", "party", "contract", "interval_day", "stale_mark",
-               "vee_event", "audit_log")
+               "vee_event", "audit_log", "period_reading")

@@ -34,18 +34,29 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
+from kwhub.core.input_limits import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    check_file,
+    excerpt,
+    instant_text,
+    size_text,
+)
 from kwhub.core.intervals import (
     ALLOWED_INTERVAL_MINUTES,
+    MAX_CHANNEL_ID,
     ChannelSeries,
     IntervalBatch,
     IntervalDataError,
+    PeriodSeries,
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import TimeModelError, local_day, localize, zone
+from kwhub.plugins.meters.csv_scan import CsvScan, ascii_compatible, locate_decode_error, scan_csv
 
 TYPE_ID = "meters.csv"
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -71,7 +82,10 @@ DEFAULT_QUALITY_MAP: dict[str, str] = {
 
 _AWARE_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 _LINE_RE = re.compile(r"line (\d+)")
-_OPTIONAL_COLUMNS = ("interval_minutes_column", "quality_column", "unit_column")
+_OPTIONAL_COLUMNS = ("interval_minutes_column", "quality_column", "unit_column", "dst_flag_column")
+MEMORY_PER_BYTE = 5.0  # peak memory of a parse per byte of file (measured: 2.8 wide, 4.4 long)
+_FLAG_TRUE = frozenset({"y", "yes", "1", "true", "t", "x"})
+_FLAG_FALSE = frozenset({"n", "no", "0", "false", "f", ""})
 
 
 class CsvMeterConfig(AdapterConfig):
@@ -92,6 +106,8 @@ class CsvMeterConfig(AdapterConfig):
     date_format: str = "%Y-%m-%d"
     hour_ending_column: str | None = None
     hour_ending_style: Literal["auto", "elapsed", "clock"] = "auto"
+    dst_flag_column: str | None = None  # hour-ending files: a DST flag per row (Y/N, 1/0, true/false)
+    dst_flag_marks: Literal["repeated_hour", "daylight_time"] = "repeated_hour"
     timezone: str | None = None  # for naive local timestamps and dates
     interval_convention: Literal["beginning", "ending"] = "beginning"
     interval_minutes: int | None = None
@@ -103,6 +119,11 @@ class CsvMeterConfig(AdapterConfig):
     multiplier: float = 1.0
     quality_column: str | None = None
     quality_map: dict[str, str] = {}
+    # what the rows are: intervals, energy over periods of any length (daily, billing), or
+    # cumulative register values; periods span timestamp_column..period_end_column, or one
+    # local day of date_column (23, 24 or 25 hours)
+    reading_kind: Literal["interval", "period", "register"] = "interval"
+    period_end_column: str | None = None
 
     @field_validator("unit")
     @classmethod
@@ -126,6 +147,28 @@ class CsvMeterConfig(AdapterConfig):
             if label not in labels:
                 raise ValueError(f"quality_map[{key!r}]: {label!r} is not one of {sorted(labels)}")
         return v
+
+    @model_validator(mode="after")
+    def _period_columns(self) -> CsvMeterConfig:
+        if self.reading_kind == "interval":
+            if self.period_end_column:
+                raise ValueError("period_end_column goes with reading_kind = 'period'")
+            return self
+        if self.hour_ending_column or self.interval_minutes_column:
+            raise ValueError(f"reading_kind = {self.reading_kind!r} takes no hour_ending_column or "
+                             "interval_minutes_column")
+        if self.reading_kind == "register" and self.period_end_column:
+            raise ValueError("a register reading is one instant (timestamp_column); period_end_column is for periods")
+        if UNIT_FACTORS[self.unit.strip().lower()][1]:
+            raise ValueError(f"{self.reading_kind} readings are energy: unit must be Wh, kWh or MWh, not {self.unit!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _flag_needs_clock(self) -> CsvMeterConfig:
+        if self.dst_flag_column and self.hour_ending_style == "elapsed":
+            raise ValueError("dst_flag_column goes with wall clock hour-ending labels; "
+                             "hour_ending_style cannot be 'elapsed'")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -163,7 +206,7 @@ def load_profiles() -> dict[str, CsvProfile]:
         data = tomllib.loads(path.read_text())
         cfg = dict(data.get("config", {}))
         for key in ("channel_column", "timestamp_column", "date_column", "hour_ending_column",
-                    "interval_minutes_column", "unit_column", "quality_column"):
+                    "interval_minutes_column", "unit_column", "quality_column", "dst_flag_column"):
             if cfg.get(key) == "":
                 cfg[key] = None
         CsvMeterConfig.model_validate(cfg)  # a broken profile fails loudly
@@ -187,21 +230,46 @@ def detect_profile(header: list[str]) -> CsvProfile | None:
     return None
 
 
-def read_header(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",", skip_rows: int = 0) -> list[str]:
-    """The stripped column names of the header line (after ``skip_rows`` lines)."""
+def read_header(path: Path, encoding: str = "utf-8-sig", delimiter: str = ",", skip_rows: int = 0,
+                max_bytes: int = DEFAULT_LIMITS.max_header_bytes) -> list[str]:
+    """The stripped column names of the header line (after ``skip_rows`` lines).
+
+    Reads at most ``max_bytes`` per line: a longer header (or skipped line) is an error
+    naming the line and the limit, never an endless read.
+    """
+    return _header(path, encoding, delimiter, skip_rows, max_bytes)[0]
+
+
+def _header(path: Path, encoding: str, delimiter: str, skip_rows: int, max_bytes: int) -> tuple[list[str], bytes]:
+    """(column names, line break) of the header line; the line break is ``\\r`` for lone-CR files."""
+    source = str(path)
+    line = ""
     try:
         with path.open("r", encoding=encoding, newline="") as fh:
-            for _ in range(skip_rows):
-                fh.readline()
-            line = fh.readline()
+            for n in range(skip_rows + 1):
+                line = fh.readline(max_bytes + 1)
+                if len(line) > max_bytes or (len(line) == max_bytes + 1 and not line.endswith(("\n", "\r"))):
+                    what = "header line" if n == skip_rows else "line"
+                    raise IntervalDataError(
+                        f"{what} is longer than the limit of {size_text(max_bytes)} (ingest.max_header_kb in "
+                        f"kwhub.toml); it starts with {excerpt(line)}", source=source, where=f"line {n + 1}")
     except UnicodeDecodeError as exc:
-        raise IntervalDataError(f"not a {encoding} text file ({exc.reason})", source=str(path),
-                                where=f"line {skip_rows + 1}") from None
+        # the reader decodes ahead of the header line: find the line the bad bytes are on
+        found = locate_decode_error(path, encoding)
+        line_no, reason = found if found is not None else (skip_rows + 1, exc.reason)
+        raise IntervalDataError(f"not a {encoding} text file: {reason}; set the adapter's `encoding` "
+                                "(e.g. \"cp1252\")", source=source, where=f"line {line_no}") from None
     except OSError as exc:
-        raise IntervalDataError(f"cannot read file: {exc.strerror}", source=str(path)) from None
+        raise IntervalDataError(f"cannot read file: {exc.strerror}", source=source) from None
     if not line.strip():
-        raise IntervalDataError("file is empty (no header line)", source=str(path), where=f"line {skip_rows + 1}")
-    return [c.strip() for c in next(csv.reader([line], delimiter=delimiter))]
+        raise IntervalDataError("file is empty (no header line)", source=source, where=f"line {skip_rows + 1}")
+    line_break = b"\r" if line.endswith("\r") else b"\n"
+    try:
+        fields = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter))
+    except csv.Error as exc:
+        raise IntervalDataError(f"header line is not CSV ({exc})", source=source, where=f"line {skip_rows + 1}") \
+            from None
+    return [c.strip() for c in fields], line_break
 
 
 def effective_config(config: CsvMeterConfig, header: list[str], source: str = "") -> tuple[CsvMeterConfig, str]:
@@ -281,7 +349,7 @@ def parse_timestamps(raw: np.ndarray, fmt: str, tz: str | None, lines: np.ndarra
         _raise_unparsed(parsed, u[naive], first[naive], lines, fmt, source, field)
         if tz is None:
             j = int(np.flatnonzero(naive)[0])
-            raise _err(f"timestamp {u.iloc[j]!r} has no UTC offset; set the adapter's `timezone` "
+            raise _err(f"timestamp {excerpt(str(u.iloc[j]))} has no UTC offset; set the adapter's `timezone` "
                        "(or give offsets / a trailing Z)", source, int(lines[first[j]]), field)
         epochs[naive] = localize_naive(pd.DatetimeIndex(parsed), tz, lines[first[naive]], source, field)
     return epochs[codes]
@@ -293,7 +361,8 @@ def _raise_unparsed(parsed: Any, text: pd.Series, first: np.ndarray, lines: np.n
     if bad.any():
         j = int(np.argmax(bad))
         want = "an ISO 8601 timestamp" if fmt == "iso" else f"format {fmt!r}"
-        raise _err(f"bad timestamp {text.iloc[j]!r} (expected {want})", source, int(lines[first[j]]), field)
+        raise _err(f"bad timestamp {excerpt(str(text.iloc[j]))} (expected {want})", source, int(lines[first[j]]),
+                   field)
 
 
 def localize_naive(naive: pd.DatetimeIndex, tz: str, lines: np.ndarray, source: str, field: str) -> np.ndarray:
@@ -332,13 +401,20 @@ def _local_day_info(d: date, tz: str) -> _LocalDay:
 
 
 def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: str, tz: str | None,
-                      style: str, lines: np.ndarray, source: str, date_field: str, he_field: str) -> np.ndarray:
+                      style: str, lines: np.ndarray, source: str, date_field: str, he_field: str,
+                      dst_flags: np.ndarray | None = None, dst_marks: str = "repeated_hour",
+                      flag_field: str = "") -> np.ndarray:
     """UTC epoch of the END of each hour given a local date and an hour-ending number.
 
     ``elapsed`` style: HE k ends k hours after local midnight (HE 25 on the fall-back day,
     HE 1..23 on the spring-forward day). ``clock`` style: HE k ends at wall clock k:00, so
-    the spring-forward day skips the missing hour (HE 3) and the fall-back day cannot be
-    told apart (its repeated hour is rejected). ``auto`` picks per DST day from the labels.
+    the spring-forward day skips the missing hour (HE 3); on the fall-back day the repeated
+    label is only accepted with a DST flag per row (``dst_flags``; ``dst_marks`` says whether
+    a set flag marks the repeated, second occurrence (``repeated_hour``) or daylight saving
+    time (``daylight_time``, so the first occurrence)). ``auto`` decides per DST day from the
+    labels and refuses what the labels cannot decide: a fall-back day is accepted with 25 labels (elapsed), with a DST
+    flag, or when all its labels lie before the repeated hour; 24 labels on a 25-hour day
+    are refused, naming the day and the rule.
     """
     if tz is None:
         raise _err("hour-ending files have local dates; set the adapter's `timezone`", source, int(lines[0]), date_field)
@@ -359,7 +435,8 @@ def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: st
     bad = np.isnan(he_num) | (he_num != np.round(he_num)) | (he_num < 1) | (he_num > 25)
     if bad.any():
         i = int(np.argmax(bad))
-        raise _err(f"hour ending {he_raw[i]!r} is not a whole number 1..25", source, int(lines[i]), he_field)
+        raise _err(f"hour ending {excerpt(str(he_raw[i]))} is not a whole number 1..25", source, int(lines[i]),
+                   he_field)
     he = he_num.astype(np.int64)
 
     # per distinct date: does the file use clock labels on a spring-forward day?
@@ -370,7 +447,7 @@ def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: st
     gl = gap_label[codes]
     has_gap_label[codes[(gl > 0) & (he == gl)]] = True
     spring = gap_label > 0
-    if style == "clock":
+    if style == "clock" or dst_flags is not None:  # a DST flag goes with wall clock labels
         clock = spring.copy()
     elif style == "elapsed":
         clock = np.zeros(n, dtype=bool)
@@ -389,18 +466,49 @@ def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: st
         raise _err(f"hour ending {he[i]} does not exist on {u.iloc[codes[i]]} (DST gap in {tz})",
                    source, int(lines[i]), he_field)
     elapsed = np.where(row_clock & (he > gl), he - 1, he)
-    if style == "clock":
-        fall = day_hours[codes] > 24
-        # wall clock labels cannot say which of the repeated hours is meant
+
+    fall_days = np.flatnonzero(day_hours > 24)
+    if fall_days.size:
         amb_label = np.zeros(n, dtype=np.int64)
-        for k in np.flatnonzero(day_hours > 24):
+        for k in fall_days.tolist():  # one per fall-back date in the file
             amb_label[k] = _fall_back_label(parsed.iloc[k].date(), tz)
-        amb = fall & (he == amb_label[codes])
-        if amb.any():
-            i = int(np.argmax(amb))
-            raise _err(f"hour ending {he[i]} on {u.iloc[codes[i]]} is ambiguous (DST fall-back in {tz})",
-                       source, int(lines[i]), he_field)
-        elapsed = np.where(fall & (he > amb_label[codes]), he + 1, elapsed)
+        fall = (day_hours > 24)[codes]
+        al = amb_label[codes]
+        if dst_flags is not None:
+            on_amb = fall & (he == al)
+            if dst_marks == "daylight_time":
+                repeated = on_amb & ~dst_flags
+            else:
+                repeated = dst_flags
+            flagged = repeated & ~on_amb
+            if flagged.any():
+                i = int(np.argmax(flagged))
+                rep = f"only HE {al[i]} repeats on it" if fall[i] else "it is not a fall-back day"
+                raise _err(f"DST flag marks HE {he[i]} on {u.iloc[codes[i]]} as the repeated hour, but {rep}",
+                           source, int(lines[i]), flag_field)
+            second = on_amb & repeated
+            elapsed = np.where(fall & ((he > al) | second), he + 1, elapsed)
+        elif style == "clock":
+            amb = fall & (he == al)
+            if amb.any():
+                i = int(np.argmax(amb))
+                raise _err(f"hour ending {he[i]} on {u.iloc[codes[i]]} is ambiguous (DST fall-back in {tz}: the "
+                           "hour repeats); add a DST flag column (dst_flag_column) or use 25 elapsed labels",
+                           source, int(lines[i]), he_field)
+            elapsed = np.where(fall & (he > al), he + 1, elapsed)
+        elif style == "auto":
+            # 25 labels say "elapsed"; labels all before the repeated hour mean the same in
+            # both conventions; anything else cannot be placed without guessing
+            unclear = (day_hours > 24) & (max_he < 25) & (max_he >= amb_label)
+            if unclear.any():
+                k = int(np.flatnonzero(unclear)[0])
+                raise _err(
+                    f"{parsed.iloc[k].date()} is a 25-hour day in {tz} (DST fall-back) and its hour-ending labels "
+                    f"go up to HE {max_he[k]}: they cannot say which hour repeats. Accepted are 25 labels "
+                    "(HE 1..25, one per elapsed hour), a DST flag column (dst_flag_column) with clock labels, "
+                    "or timestamps with UTC offsets; set hour_ending_style = 'elapsed' only if HE k is the "
+                    "k-th hour of the day and the file leaves the last hour out",
+                    source, int(lines[first[k]]), he_field)
     too_far = elapsed > day_hours[codes]
     if too_far.any():
         i = int(np.argmax(too_far))
@@ -436,6 +544,30 @@ class _Group:
     quality: np.ndarray | None = None  # uint8
 
 
+@dataclass
+class _Read:
+    """One file being read: its header, effective settings, first-pass result and limits."""
+
+    path: Path
+    header: list[str]
+    cfg: CsvMeterConfig
+    scan: CsvScan | None
+    limits: InputLimits
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def lines(self, rows: np.ndarray) -> np.ndarray:
+        """Physical line numbers of data rows (0-based row indices as pandas reads them)."""
+        if self.scan is not None:
+            return self.scan.lines(rows)
+        return np.asarray(rows, dtype=np.int64) + self.cfg.skip_rows + 2
+
+    def all_lines(self, n: int) -> np.ndarray:
+        return self.lines(np.arange(n, dtype=np.int64))
+
+
 class CsvMeter(MeterAdapter):
     """Interval data from CSV files (long or wide, vendor profiles, local time, hour ending)."""
 
@@ -457,15 +589,25 @@ class CsvMeter(MeterAdapter):
         return sniff_csv(path, head)
 
     def read_file(self, path: Path, channel: str | None = None) -> IntervalBatch:
-        """Parse one CSV file into a batch; any bad cell rejects the whole file."""
+        """Parse one CSV file into a batch; any bad cell rejects the whole file.
+
+        The file is checked against ``context.limits`` first (size, memory, line and field
+        lengths, one cell per header column in every row), then parsed.
+        """
         path = Path(path)
         source = str(path)
+        limits = self.context.limits
+        check_file(path, limits, MEMORY_PER_BYTE)
         base = self.config
-        header = read_header(path, base.encoding, base.delimiter, base.skip_rows)
+        header, line_break = _header(path, base.encoding, base.delimiter, base.skip_rows, limits.max_header_bytes)
         cfg, profile = effective_config(base, header, source)
         if len(set(header)) != len(header):
             dup = next(c for c in header if header.count(c) > 1)
-            raise _err(f"column {dup!r} appears twice in the header", source, cfg.skip_rows + 1, dup)
+            raise _err(f"column {excerpt(dup)} appears twice in the header", source, cfg.skip_rows + 1, dup[:40])
+        scan = None
+        if ascii_compatible(cfg.encoding) and len(cfg.delimiter) == 1 and cfg.delimiter.isascii():
+            scan = scan_csv(path, delimiter=cfg.delimiter, header_fields=len(header), skip_rows=cfg.skip_rows,
+                            limits=limits, line_break=line_break)
         layout = cfg.layout
         if layout == "auto":
             cols = [cfg.channel_column] if isinstance(cfg.channel_column, str) else (cfg.channel_column or [])
@@ -473,10 +615,13 @@ class CsvMeter(MeterAdapter):
             if not cols and cfg.value_column in header:
                 layout = "long"
         fixed_channel = channel or cfg.channel
+        read = _Read(path, header, cfg, scan, limits)
+        if cfg.reading_kind != "interval":
+            return self._read_periods(read, fixed_channel, layout, profile)
         if layout == "long":
-            groups = self._read_long(path, header, cfg, fixed_channel)
+            groups = self._read_long(read, fixed_channel)
         else:
-            groups = self._read_wide(path, header, cfg, fixed_channel)
+            groups = self._read_wide(read, fixed_channel)
         series, dups = self._to_series(groups, cfg, source)
         meta: dict[str, object] = {
             "adapter": TYPE_ID,
@@ -492,12 +637,12 @@ class CsvMeter(MeterAdapter):
 
     # ---- layouts
 
-    def _read_csv(self, path: Path, header: list[str], cfg: CsvMeterConfig, use: list[str],
-                  floats: list[str]) -> pd.DataFrame:
+    def _read_csv(self, read: _Read, use: list[str], floats: list[str]) -> pd.DataFrame:
+        path, header, cfg = read.path, read.header, read.cfg
         source = str(path)
-        # usecols only when it saves real work: without it the C tokenizer also rejects
-        # rows with too many fields
-        usecols = use if len(use) * 2 < len(header) else None
+        # usecols only when it saves real work, and only after the first pass has checked
+        # every row's field count (pandas drops the extra fields of a row it reads with usecols)
+        usecols = use if read.scan is not None and len(use) * 2 < len(header) else None
         dtype: dict[str, Any] = {c: (np.float64 if c in floats else object) for c in (usecols or header)}
         kwargs: dict[str, Any] = dict(
             sep=cfg.delimiter, engine="c", header=0, names=header, usecols=usecols, skiprows=cfg.skip_rows,
@@ -505,62 +650,120 @@ class CsvMeter(MeterAdapter):
         )
         try:
             return pd.read_csv(path, dtype=dtype, **kwargs)
+        except UnicodeDecodeError:
+            raise self._decode_error(path, cfg.encoding) from None
         except ValueError as exc:
             if isinstance(exc, pd.errors.ParserError):
                 m = _LINE_RE.search(str(exc))
-                line = int(m.group(1)) + cfg.skip_rows if m else None
-                raise _err(f"malformed CSV: {exc}", source, line, "") from None
+                line = None
+                if m:  # pandas counts records from the first line of the file
+                    rec = int(m.group(1)) - cfg.skip_rows - 2
+                    line = int(read.lines(np.array([max(rec, 0)]))[0]) if rec >= 0 else int(m.group(1))
+                raise _err(f"malformed CSV: {_pandas_reason(exc)}", source, line, "") from None
             if not floats:
-                raise _err(f"cannot read CSV: {exc}", source, None, "") from None
+                raise _err(f"cannot read CSV: {_pandas_reason(exc)}", source, None, "") from None
         # a cell did not parse as a number: find it (slow path, only on error)
         df = pd.read_csv(path, dtype=dict.fromkeys(usecols or header, object), **kwargs)
-        first_line = cfg.skip_rows + 2
         for col in floats:
             text = df[col]
             num = pd.to_numeric(text, errors="coerce")
             bad = (num.isna() & text.notna()).to_numpy()
             if bad.any():
                 i = int(np.argmax(bad))
-                raise _err(f"malformed number {text.iloc[i]!r}", source, first_line + i, col)
+                raise _err(f"malformed number {excerpt(str(text.iloc[i]))}", source,
+                           int(read.lines(np.array([i]))[0]), col)
         raise _err("cannot read CSV", source, None, "")
+
+    @staticmethod
+    def _decode_error(path: Path, encoding: str) -> IntervalDataError:
+        found = locate_decode_error(path, encoding)
+        line, reason = found if found is not None else (None, "undecodable bytes")
+        return _err(f"not a {encoding} text file: {reason}; set the adapter's `encoding` (e.g. \"cp1252\")",
+                    str(path), line, "")
 
     def _require(self, header: list[str], cols: list[str], cfg: CsvMeterConfig, source: str) -> None:
         for c in cols:
             if c not in header:
-                raise _err(f"column {c!r} not found (header: {', '.join(header)})", source, cfg.skip_rows + 1, c)
+                shown = ", ".join(excerpt(h, 30) for h in header[:12]) + (", ..." if len(header) > 12 else "")
+                raise _err(f"column {excerpt(c)} not found (header: {shown})", source, cfg.skip_rows + 1, c[:40])
 
     def _time_columns(self, cfg: CsvMeterConfig) -> list[str]:
         if cfg.hour_ending_column:
-            return [c for c in (cfg.date_column, cfg.hour_ending_column) if c]
+            return [c for c in (cfg.date_column, cfg.hour_ending_column, cfg.dst_flag_column) if c]
         return [cfg.timestamp_column] if cfg.timestamp_column else []
 
-    def _stamps(self, df: pd.DataFrame, cfg: CsvMeterConfig, lines: np.ndarray, source: str) -> np.ndarray:
+    def _stamps(self, df: pd.DataFrame, read: _Read, lines: np.ndarray) -> np.ndarray:
+        cfg, source = read.cfg, read.source
         if cfg.hour_ending_column:
             if not cfg.date_column:
                 raise _err("hour_ending_column needs date_column", source, None, "date_column")
-            return parse_hour_ending(
+            flags = None
+            if cfg.dst_flag_column:
+                flags = _flags_per_row(df[cfg.dst_flag_column].to_numpy(dtype=object), lines, source,
+                                       cfg.dst_flag_column)
+            stamps = parse_hour_ending(
                 df[cfg.date_column].to_numpy(dtype=object), df[cfg.hour_ending_column].to_numpy(dtype=object),
                 cfg.date_format, cfg.timezone, cfg.hour_ending_style, lines, source, cfg.date_column,
-                cfg.hour_ending_column,
+                cfg.hour_ending_column, flags, cfg.dst_flag_marks, cfg.dst_flag_column or "",
             )
-        if not cfg.timestamp_column:
-            raise _err("no timestamp_column configured", source, None, "timestamp_column")
-        return parse_timestamps(df[cfg.timestamp_column].to_numpy(dtype=object), cfg.timestamp_format,
-                                cfg.timezone, lines, source, cfg.timestamp_column)
+            field = cfg.date_column
+        else:
+            if not cfg.timestamp_column:
+                raise _err("no timestamp_column configured", source, None, "timestamp_column")
+            stamps = parse_timestamps(df[cfg.timestamp_column].to_numpy(dtype=object), cfg.timestamp_format,
+                                      cfg.timezone, lines, source, cfg.timestamp_column)
+            field = cfg.timestamp_column
+        out = read.limits.outside(stamps)
+        if out.any():
+            i = int(np.argmax(out))
+            raise _err(f"timestamp {instant_text(int(stamps[i]))} is outside the accepted range "
+                       f"{read.limits.range_text()}", source, int(lines[i]), field)
+        return stamps
 
-    def _read_long(self, path: Path, header: list[str], cfg: CsvMeterConfig, fixed: str | None) -> list[_Group]:
-        source = str(path)
+    def _channel_columns(self, read: _Read, fixed: str | None) -> list[str]:
+        cfg = read.cfg
         chan_cols = [cfg.channel_column] if isinstance(cfg.channel_column, str) else list(cfg.channel_column or [])
         if fixed is not None:
-            chan_cols = [c for c in chan_cols if c in header]
-        elif not chan_cols:
-            raise _err("file has no channel column; pass --channel (or set `channel`)", source, cfg.skip_rows + 1,
-                       "channel")
+            return [c for c in chan_cols if c in read.header]
+        if not chan_cols:
+            raise _err("file has no channel column; pass --channel (or set `channel`)", read.source,
+                       cfg.skip_rows + 1, "channel")
+        return chan_cols
+
+    def _channel_codes(self, df: pd.DataFrame, read: _Read, chan_cols: list[str], fixed: str | None,
+                       lines: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Channel of each row: (code per row, channel id per code), ids mapped and checked."""
+        cfg, source = read.cfg, read.source
+        n = len(df)
+        if not chan_cols:
+            return np.zeros(n, dtype=np.int64), [fixed or ""]
+        keys = df[chan_cols[0]].astype(str).str.strip()
+        for c in chan_cols[1:]:
+            keys = keys + cfg.channel_separator + df[c].astype(str).str.strip()
+        missing = df[chan_cols].isna().any(axis=1).to_numpy()
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
+        codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
+        names = [cfg.channel_map.get(k, k) for k in uniq]
+        if fixed is not None:
+            if len(set(names)) > 1:
+                raise _err(f"--channel {excerpt(fixed)} given but the file holds {len(names)} channels "
+                           f"({', '.join(excerpt(x, 30) for x in names[:5])})", source, None, chan_cols[0])
+            names = [fixed]
+        else:
+            _check_channel_ids(names, codes, lines, source, chan_cols[0])
+        names, codes = _merge_names(names, codes)
+        return np.asarray(codes, dtype=np.int64), names
+
+    def _read_long(self, read: _Read, fixed: str | None) -> list[_Group]:
+        header, cfg, source = read.header, read.cfg, read.source
+        chan_cols = self._channel_columns(read, fixed)
         extra = [c for c in (cfg.interval_minutes_column, cfg.unit_column, cfg.quality_column) if c]
         use = list(dict.fromkeys(chan_cols + self._time_columns(cfg) + [cfg.value_column] + extra))
         self._require(header, use, cfg, source)
-        df = self._read_csv(path, header, cfg, use, [cfg.value_column])
-        lines = np.arange(len(df), dtype=np.int64) + cfg.skip_rows + 2
+        df = self._read_csv(read, use, [cfg.value_column])
+        lines = read.all_lines(len(df))
         blank = df.isna().all(axis=1).to_numpy()
         if blank.any():
             df = df.loc[~blank]
@@ -570,29 +773,11 @@ class CsvMeter(MeterAdapter):
         if empty.any():  # a long file leaves gaps out; an empty or missing cell is a broken row
             i = int(np.argmax(empty))
             raise _err("value is empty (leave the row out for a gap)", source, int(lines[i]), cfg.value_column)
+        _refuse_infinite(value, lines, source, cfg.value_column)
         n = len(df)
-        stamps = self._stamps(df, cfg, lines, source) if n else np.zeros(0, dtype=np.int64)
+        stamps = self._stamps(df, read, lines) if n else np.zeros(0, dtype=np.int64)
 
-        # channel per row
-        if chan_cols:
-            keys = df[chan_cols[0]].astype(str).str.strip()
-            for c in chan_cols[1:]:
-                keys = keys + cfg.channel_separator + df[c].astype(str).str.strip()
-            missing = df[chan_cols].isna().any(axis=1).to_numpy()
-            if missing.any():
-                i = int(np.argmax(missing))
-                raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
-            codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
-            names = [cfg.channel_map.get(k, k) for k in uniq]
-            if fixed is not None:
-                if len(set(names)) > 1:
-                    raise _err(f"--channel {fixed!r} given but the file holds {len(names)} channels "
-                               f"({', '.join(names[:5])})", source, None, chan_cols[0])
-                names = [fixed]
-            names, codes = _merge_names(names, codes)
-        else:
-            codes = np.zeros(n, dtype=np.int64)
-            names = [fixed or ""]
+        codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
 
         minutes = np.zeros(n, dtype=np.int64)
         if cfg.interval_minutes_column:
@@ -601,8 +786,8 @@ class CsvMeter(MeterAdapter):
             bad = np.isnan(num) | (num != np.round(num)) | ~np.isin(num, ALLOWED_INTERVAL_MINUTES)
             if bad.any():
                 i = int(np.argmax(bad))
-                raise _err(f"interval length {df[col].iloc[i]!r} is not one of {list(ALLOWED_INTERVAL_MINUTES)}",
-                           source, int(lines[i]), col)
+                raise _err(f"interval length {excerpt(str(df[col].iloc[i]))} is not one of "
+                           f"{list(ALLOWED_INTERVAL_MINUTES)}", source, int(lines[i]), col)
             minutes = num.astype(np.int64)
         if cfg.hour_ending_column:
             if cfg.interval_minutes not in (None, 60) or (minutes.any() and (minutes != 60).any()):
@@ -633,8 +818,8 @@ class CsvMeter(MeterAdapter):
             ))
         return groups
 
-    def _read_wide(self, path: Path, header: list[str], cfg: CsvMeterConfig, fixed: str | None) -> list[_Group]:
-        source = str(path)
+    def _read_wide(self, read: _Read, fixed: str | None) -> list[_Group]:
+        header, cfg, source = read.header, read.cfg, read.source
         time_cols = self._time_columns(cfg)
         self._require(header, time_cols, cfg, source)
         if cfg.value_columns is not None:
@@ -645,19 +830,28 @@ class CsvMeter(MeterAdapter):
         if not vcols:
             raise _err("wide file has no value columns", source, cfg.skip_rows + 1, "")
         if fixed is not None and len(vcols) != 1:
-            raise _err(f"--channel {fixed!r} given but the file has {len(vcols)} value columns", source,
+            raise _err(f"--channel {excerpt(fixed)} given but the file has {len(vcols)} value columns", source,
                        cfg.skip_rows + 1, "")
-        df = self._read_csv(path, header, cfg, time_cols + vcols, vcols)
-        lines = np.arange(len(df), dtype=np.int64) + cfg.skip_rows + 2
+        names_all = [fixed] if fixed is not None else [cfg.channel_map.get(c, c) for c in vcols]
+        long_name = next((c for c in names_all if len(c) > MAX_CHANNEL_ID), None)
+        if long_name is not None:
+            raise _err(f"channel id {excerpt(long_name)} is {len(long_name)} characters long, more than the "
+                       f"{MAX_CHANNEL_ID} a channel id may have; map the column to a shorter id (channel_map)",
+                       source, cfg.skip_rows + 1, long_name[:40])
+        df = self._read_csv(read, time_cols + vcols, vcols)
+        lines = read.all_lines(len(df))
         blank = df.isna().all(axis=1).to_numpy()
         if blank.any():
             df = df.loc[~blank]
             lines = lines[~blank]
         n = len(df)
-        stamps = self._stamps(df, cfg, lines, source) if n else np.zeros(0, dtype=np.int64)
+        stamps = self._stamps(df, read, lines) if n else np.zeros(0, dtype=np.int64)
         # one contiguous array per value column (pandas keeps each parsed column as its own block)
         columns = [df[c].to_numpy(dtype=np.float64) for c in vcols]
-        names = [fixed] if fixed is not None else [cfg.channel_map.get(c, c) for c in vcols]
+        for c, col in zip(vcols, columns, strict=True):
+            if not np.isfinite(np.nansum(col)):
+                _refuse_infinite(col, lines, source, c)
+        names = names_all
         unit_factor, is_demand = UNIT_FACTORS[cfg.unit.strip().lower()]
         by_name: dict[str, list[int]] = {}
         for j, name in enumerate(names):
@@ -681,6 +875,147 @@ class CsvMeter(MeterAdapter):
                                  minutes=np.full(len(value), 60, dtype=np.int64) if cfg.hour_ending_column else None,
                                  factor=unit_factor, demand=is_demand))
         return groups
+
+    # ---- period and register readings
+
+    def _period_time_columns(self, cfg: CsvMeterConfig) -> list[str]:
+        if cfg.reading_kind == "period" and cfg.date_column and not cfg.period_end_column:
+            return [cfg.date_column]
+        cols = [cfg.timestamp_column] if cfg.timestamp_column else []
+        return cols + ([cfg.period_end_column] if cfg.reading_kind == "period" and cfg.period_end_column else [])
+
+    def _period_bounds(self, df: pd.DataFrame, read: _Read, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(starts, ends, field) of period/register rows; a local date is one local day (23, 24 or 25 h)."""
+        cfg, source = read.cfg, read.source
+        if cfg.reading_kind == "period" and cfg.date_column and not cfg.period_end_column:
+            field = cfg.date_column
+            if cfg.timezone is None:
+                raise _err("daily readings by local date need the adapter's `timezone`", source, int(lines[0]), field)
+            codes, uniques = pd.factorize(df[field].to_numpy(dtype=object), use_na_sentinel=True)
+            if (codes < 0).any():
+                i = int(np.argmax(codes < 0))
+                raise _err("date is empty", source, int(lines[i]), field)
+            u = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
+            parsed = pd.to_datetime(u, format=cfg.date_format, errors="coerce")
+            _raise_unparsed(parsed, u, _first_rows(codes, len(u)), lines, cfg.date_format, source, field)
+            spans = [local_day(ts.date(), cfg.timezone) for ts in parsed]  # once per distinct date
+            starts = np.array([sp.start_epoch for sp in spans], dtype=np.int64)[codes]
+            ends = np.array([sp.end_epoch for sp in spans], dtype=np.int64)[codes]
+        else:
+            if not cfg.timestamp_column:
+                raise _err("no timestamp_column configured", source, None, "timestamp_column")
+            field = cfg.timestamp_column
+            starts = parse_timestamps(df[field].to_numpy(dtype=object), cfg.timestamp_format, cfg.timezone, lines,
+                                      source, field)
+            ends = starts
+            if cfg.reading_kind == "period":
+                if not cfg.period_end_column:
+                    raise _err("period readings need period_end_column (or a local date_column for daily reads)",
+                               source, None, "period_end_column")
+                ends = parse_timestamps(df[cfg.period_end_column].to_numpy(dtype=object), cfg.timestamp_format,
+                                        cfg.timezone, lines, source, cfg.period_end_column)
+                bad = ends <= starts
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise _err("the period ends before it starts (or where it starts)", source, int(lines[i]),
+                               cfg.period_end_column)
+        out = read.limits.outside(starts) | read.limits.outside(np.maximum(ends - 1, starts))
+        if out.any():
+            i = int(np.argmax(out))
+            raise _err(f"reading {instant_text(int(starts[i]))}..{instant_text(int(ends[i]))} is outside the "
+                       f"accepted range {read.limits.range_text()}", source, int(lines[i]), field)
+        return starts, ends, field
+
+    def _read_periods(self, read: _Read, fixed: str | None, layout: str, profile: str) -> IntervalBatch:
+        """Period (daily, billing) or register readings, long or wide; values in energy units."""
+        cfg, source = read.cfg, read.source
+        time_cols = self._period_time_columns(cfg)
+        self._require(read.header, time_cols, cfg, source)
+        factor = UNIT_FACTORS[cfg.unit.strip().lower()][0] * cfg.multiplier
+        rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        if layout == "long":
+            chan_cols = self._channel_columns(read, fixed)
+            extra = [c for c in (cfg.unit_column, cfg.quality_column) if c]
+            use = list(dict.fromkeys(chan_cols + time_cols + [cfg.value_column] + extra))
+            self._require(read.header, use, cfg, source)
+            df, lines = self._rows(read, use, [cfg.value_column])
+            value = df[cfg.value_column].to_numpy(dtype=np.float64)
+            if np.isnan(value).any():
+                i = int(np.argmax(np.isnan(value)))
+                raise _err("value is empty", source, int(lines[i]), cfg.value_column)
+            _refuse_infinite(value, lines, source, cfg.value_column)
+            starts, ends, _ = self._period_bounds(df, read, lines)
+            codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
+            fac: np.ndarray | float = factor
+            if cfg.unit_column:
+                per_row, demand = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines, source,
+                                                cfg.unit_column)
+                if demand.any():
+                    i = int(np.argmax(demand))
+                    raise _err("period and register readings are energy (Wh, kWh, MWh), not power", source,
+                               int(lines[i]), cfg.unit_column)
+                fac = per_row * cfg.multiplier
+            quality = np.zeros(len(df), dtype=np.uint8)
+            if cfg.quality_column:
+                quality = _quality_per_row(df[cfg.quality_column].to_numpy(dtype=object), cfg.quality_map, lines,
+                                           source, cfg.quality_column)
+            kwh = value * fac
+            for k, name in enumerate(names):
+                sel = codes == k
+                rows.append((name, starts[sel], ends[sel], kwh[sel], quality[sel], lines[sel]))
+        else:
+            vcols = list(cfg.value_columns) if cfg.value_columns is not None else \
+                [c for c in read.header if c not in time_cols and c]
+            self._require(read.header, vcols, cfg, source)
+            if fixed is not None and len(vcols) != 1:
+                raise _err(f"--channel {excerpt(fixed)} given but the file has {len(vcols)} value columns", source,
+                           cfg.skip_rows + 1, "")
+            df, lines = self._rows(read, time_cols + vcols, vcols)
+            starts, ends, _ = self._period_bounds(df, read, lines)
+            for c in vcols:
+                col = df[c].to_numpy(dtype=np.float64)
+                _refuse_infinite(col, lines, source, c)
+                sel = ~np.isnan(col)
+                name = fixed or cfg.channel_map.get(c, c)
+                rows.append((name, starts[sel], ends[sel], col[sel] * factor, np.zeros(int(sel.sum()), np.uint8),
+                             lines[sel]))
+        periods: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        dups = 0
+        for name, st, en, v, q, ln in rows:
+            if len(name) > MAX_CHANNEL_ID:
+                raise _err(f"channel id {excerpt(name)} is {len(name)} characters long, more than "
+                           f"{MAX_CHANNEL_ID}; map it to a shorter id (channel_map)", source, cfg.skip_rows + 1, "")
+            order = np.lexsort((ln, en, st))
+            st, en, v, q, ln = st[order], en[order], v[order], q[order], ln[order]
+            same = (st[1:] == st[:-1]) & (en[1:] == en[:-1])
+            if same.any():
+                differ = same & ((v[1:] != v[:-1]) | (q[1:] != q[:-1]))
+                if differ.any():
+                    i = int(np.argmax(differ))
+                    raise _err(f"reading {instant_text(int(st[i]))}..{instant_text(int(en[i]))} of channel "
+                               f"{excerpt(name, 60)} appears again with a different value (first at line "
+                               f"{int(ln[i])})", source, int(ln[i + 1]), "value")
+                keep = np.concatenate(([True], ~same))
+                dups += int(same.sum())
+                st, en, v, q = st[keep], en[keep], v[keep], q[keep]
+            periods.setdefault(name, []).append((st, en, v, q))
+        kind = cfg.reading_kind
+        batch_periods = [PeriodSeries(name, kind, *(np.concatenate([p[k] for p in parts]) for k in range(4)))
+                         for name, parts in periods.items()]
+        meta: dict[str, object] = {"adapter": TYPE_ID, "instance": self.instance_id, "profile": profile,
+                                   "layout": layout, "reading_kind": kind, "duplicates": dups,
+                                   "values": int(sum(len(p) for p in batch_periods))}
+        return IntervalBatch(source=source, series=[], meta=meta, periods=batch_periods)
+
+    def _rows(self, read: _Read, use: list[str], floats: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """The file's rows (blank lines dropped) and their physical line numbers."""
+        df = self._read_csv(read, use, floats)
+        lines = read.all_lines(len(df))
+        blank = df.isna().all(axis=1).to_numpy()
+        if blank.any():
+            df = df.loc[~blank]
+            lines = lines[~blank]
+        return df, lines
 
     # ---- rows -> series
 
@@ -759,6 +1094,12 @@ class CsvMeter(MeterAdapter):
         return step
 
 
+def _pandas_reason(exc: Exception) -> str:
+    """pandas' message without its own (record-counted) line number and trailing blank lines."""
+    text = " ".join(str(exc).split())
+    return text[:200]
+
+
 def _stamp_field(cfg: CsvMeterConfig) -> str:
     return cfg.hour_ending_column or cfg.timestamp_column or "timestamp"
 
@@ -782,7 +1123,8 @@ def _unit_per_row(raw: np.ndarray, lines: np.ndarray, source: str, field: str) -
     for k, u in enumerate(uniq):  # once per distinct unit string
         key = str(u).strip().lower()
         if key not in UNIT_FACTORS:
-            raise _err(f"unknown unit {u!r} (known: Wh, kWh, MWh, W, kW, MW)", source, int(lines[first[k]]), field)
+            raise _err(f"unknown unit {excerpt(str(u))} (known: Wh, kWh, MWh, W, kW, MW)", source,
+                       int(lines[first[k]]), field)
         factors[k], demand[k] = UNIT_FACTORS[key]
     return factors[codes], demand[codes]
 
@@ -797,9 +1139,43 @@ def _quality_per_row(raw: np.ndarray, extra: dict[str, str], lines: np.ndarray, 
     for k, q in enumerate(uniq):  # once per distinct flag
         key = str(q).strip().lower()
         if key not in table:
-            raise _err(f"unknown quality flag {q!r} (add it to quality_map)", source, int(lines[first[k]]), field)
+            raise _err(f"unknown quality flag {excerpt(str(q))} (add it to quality_map)", source,
+                       int(lines[first[k]]), field)
         lut[k] = by_label[table[key]]
     return lut[np.where(codes < 0, len(uniq), codes)]
+
+
+def _refuse_infinite(values: np.ndarray, lines: np.ndarray, source: str, field: str) -> None:
+    """An infinite number (``inf``, ``1e999``) is no reading: an error at its line."""
+    bad = np.isinf(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _err(f"value {values[i]} is not a finite number", source, int(lines[i]), field)
+
+
+def _flags_per_row(raw: np.ndarray, lines: np.ndarray, source: str, field: str) -> np.ndarray:
+    """A yes/no flag per row (Y/N, yes/no, 1/0, true/false, x or empty), once per distinct text."""
+    codes, uniq = pd.factorize(raw, use_na_sentinel=True)
+    lut = np.zeros(len(uniq) + 1, dtype=bool)  # last slot: empty cell -> no
+    first = _first_rows(np.where(codes < 0, len(uniq), codes), len(uniq) + 1)
+    for k, v in enumerate(uniq):
+        key = str(v).strip().lower()
+        if key in _FLAG_TRUE:
+            lut[k] = True
+        elif key not in _FLAG_FALSE:
+            raise _err(f"DST flag {excerpt(str(v))} is not yes/no (Y/N, 1/0, true/false)", source,
+                       int(lines[first[k]]), field)
+    return lut[np.where(codes < 0, len(uniq), codes)]
+
+
+def _check_channel_ids(names: list[str], codes: np.ndarray, lines: np.ndarray, source: str, field: str) -> None:
+    """Channel ids longer than the store holds are an error at the first line that names one."""
+    for k, name in enumerate(names):
+        if len(name) > MAX_CHANNEL_ID:
+            i = int(np.argmax(codes == k))
+            raise _err(f"channel id {excerpt(name)} is {len(name)} characters long, more than the "
+                       f"{MAX_CHANNEL_ID} a channel id may have; map it to a shorter id (channel_map)",
+                       source, int(lines[i]), field)
 
 
 def _dedupe(name: str, minutes: int, starts: np.ndarray, kwh: np.ndarray, quality: np.ndarray,

@@ -27,7 +27,6 @@ import codecs
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal
 
@@ -36,11 +35,21 @@ from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
+from kwhub.core.input_limits import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    check_file,
+    excerpt,
+    instant_text,
+    size_text,
+)
 from kwhub.core.intervals import (
     ALLOWED_INTERVAL_MINUTES,
+    MAX_CHANNEL_ID,
     ChannelSeries,
     IntervalBatch,
     IntervalDataError,
+    PeriodSeries,
 )
 from kwhub.core.quality import Quality
 
@@ -51,6 +60,7 @@ ATOM = "http://www.w3.org/2005/Atom"
 _E = f"{{{ESPI}}}"
 _A = f"{{{ATOM}}}"
 T_ENTRY = _A + "entry"
+T_FEED = _A + "feed"
 T_LINK = _A + "link"
 T_READING = _E + "IntervalReading"
 T_BLOCK = _E + "IntervalBlock"
@@ -82,6 +92,11 @@ UOM_NAMES: dict[int, str] = {
 }
 FLOW_FORWARD, FLOW_REVERSE = 1, 19
 _FLUSH_EVERY = 65_536  # readings buffered as strings before conversion to arrays
+BYTES_PER_READING = 200  # peak memory per reading held (arrays, their concatenation and sorting)
+MEMORY_PER_BYTE = 0.0  # streaming: memory grows with the readings and is checked as they come
+POWER_OF_TEN = range(-12, 13)  # ESPI UnitMultiplierKind: pico (-12) to tera (12)
+CUMULATIVE = {1, 2, 3, 9}  # accumulationBehaviour: bulkQuantity, continuousCumulative, cumulative, summation
+MAX_EPOCH_TEXT = 12  # digits of a plausible epoch or duration in seconds
 _QNONE = -1
 _I64_MAX = int(np.iinfo(np.int64).max)
 
@@ -97,6 +112,9 @@ class GreenButtonConfig(AdapterConfig):
     default_uom: int = 72  # when the file carries no ReadingType for a MeterReading
     default_power_of_ten: int = 0
     unsupported_uom: Literal["error", "skip"] = "error"
+    # one ReadingType href given twice with different uom, multiplier, flow, accumulation or
+    # default quality: an error, unless the operator says which of the two holds
+    reading_type_conflicts: Literal["error", "first", "last"] = "error"
 
 
 @dataclass
@@ -118,7 +136,11 @@ class _Chunks:
 
 
 def _localname(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else str(tag)
+    """``{ns}name`` -> ``name`` (plain string work: a broken document can leave tags lxml refuses)."""
+    if not isinstance(tag, str):
+        return str(tag)
+    name = tag.rsplit("}", 1)[-1]
+    return name.rsplit(":", 1)[-1] or name
 
 
 def _last(href: str) -> str:
@@ -129,11 +151,12 @@ _PROLOG = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.S)
 _ROOT_TAG = re.compile(r"<(?:[^\s/>:!?]+:)?([^\s/>:!?]+)[\s/>]")
 
 
-def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = 64 << 20) -> str:
+def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = DEFAULT_LIMITS.max_header_bytes) -> str:
     """Raise if the document's prolog declares a DOCTYPE (entities, external DTDs).
 
-    Reads only as far as the prolog goes (XML declaration, comments, PIs, whitespace).
-    Returns the local name of the root element when the prolog shows it, else "".
+    Reads only as far as the prolog goes (XML declaration, comments, PIs, whitespace), and
+    at most ``max_bytes``: a longer prolog is an error naming the limit. Returns the local
+    name of the root element when the prolog shows it, else "".
     """
     data = b""
     while True:
@@ -152,9 +175,15 @@ def refuse_doctype(path: Path, fh: IO[bytes], max_bytes: int = 64 << 20) -> str:
             raise IntervalDataError("XML with a DOCTYPE is refused (DTDs and entity declarations are not allowed)",
                                     source=str(path), where=f"line {line}, element <!DOCTYPE>", field="DOCTYPE")
         unfinished = rest == "" or (rest.startswith(("<!--", "<?")) or "<!DOCTYPE".startswith(rest[:9]))
-        if not more or not unfinished or len(data) > max_bytes:
+        if (not more or not unfinished) and pos <= max_bytes:
             m = _ROOT_TAG.match(rest)
             return m.group(1) if m else ""
+        if len(data) > max_bytes or pos > max_bytes:
+            line = text.count("\n", 0, pos) + 1
+            raise IntervalDataError(
+                f"the XML prolog (declaration, comments and processing instructions before the root element) is "
+                f"longer than the limit of {size_text(max_bytes)} (ingest.max_header_kb in kwhub.toml); it starts with "
+                f"{excerpt(text[:200], whole=False)}", source=str(path), where=f"line {line}", field="xml")
 
 
 def _decode_head(head: bytes) -> str:
@@ -175,15 +204,51 @@ class _ParseState:
     local_time: list[dict[str, str]] = field(default_factory=list)
     blocks: int = 0
     entries: int = 0
+    source: str = ""
+    limits: InputLimits = field(default_factory=InputLimits)
+    rt_where: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)  # RT href -> (path, field lines)
+    rt_variants: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # RT href -> every distinct content
+    rt_conflicts: dict[str, IntervalDataError] = field(default_factory=dict)  # RT href -> why it is ambiguous
+    espi_resources: int = 0  # ESPI resources recognised (any kind)
+    ignored: dict[str, int] = field(default_factory=dict)  # ESPI resources that hold no readings, by name
+    foreign: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (ns, name) -> (count, line)
+    meta_bytes: int = 0  # volume of metadata kept (ReadingType, UsagePoint, ... and meter reading keys)
+    n_readings: int = 0
+
+    def add_metadata(self, n_bytes: int, line: int, what: str) -> None:
+        """Count kept metadata against ``max_metadata_mb``."""
+        self.meta_bytes += n_bytes
+        if self.meta_bytes > self.limits.max_metadata_bytes:
+            raise IntervalDataError(
+                f"the file holds more than {size_text(self.limits.max_metadata_bytes)} of metadata "
+                f"({what} and the like; ingest.max_metadata_mb in kwhub.toml)", source=self.source,
+                where=f"line {line}", field="xml")
+
+    def add_readings(self, n: int, line: int) -> None:
+        """Count buffered readings against ``max_memory_mb``."""
+        self.n_readings += n
+        if self.n_readings * BYTES_PER_READING > self.limits.max_memory_bytes:
+            raise IntervalDataError(
+                f"more than {self.n_readings:,} readings: holding them needs more than the limit of "
+                f"{size_text(self.limits.max_memory_bytes)} (ingest.max_memory_mb in kwhub.toml); split the file",
+                source=self.source, where=f"line {line}", field="IntervalReading")
 
 
 def _fields(el: Any) -> dict[str, str]:
     """Direct simple children of an element as localname -> text."""
+    return _fields_lines(el)[0]
+
+
+def _fields_lines(el: Any) -> tuple[dict[str, str], dict[str, int]]:
+    """Direct simple children as localname -> text, and localname -> source line."""
     out: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for child in el:
         if isinstance(child.tag, str) and len(child) == 0 and child.text is not None:
-            out[_localname(child.tag)] = child.text.strip()
-    return out
+            name = _localname(child.tag)
+            out[name] = child.text.strip()
+            lines[name] = int(child.sourceline or 0)
+    return out, lines
 
 
 def _nested(el: Any) -> dict[str, str]:
@@ -202,15 +267,15 @@ def _nested(el: Any) -> dict[str, str]:
     return out
 
 
-def stream_parse(path: Path, source: str | None = None) -> _ParseState:
+def stream_parse(path: Path, source: str | None = None, limits: InputLimits = DEFAULT_LIMITS) -> _ParseState:
     """One streaming pass over an ESPI file; memory stays flat in the file size."""
     source = source or str(path)
     with path.open("rb") as fh:
-        root_name = refuse_doctype(path, fh)
+        root_name = refuse_doctype(path, fh, limits.max_header_bytes)
         fh.seek(0)
         # an Atom feed (or a single entry) is followed by its entries alone; anything else
         # (a bare ESPI resource) also reports IntervalBlock starts for the memory guard
-        return _parse(fh, source, atom=root_name in ("feed", "entry"))
+        return _parse(fh, source, atom=root_name in ("feed", "entry"), limits=limits)
 
 
 _NS = {"e": ESPI, "a": ATOM}
@@ -271,6 +336,14 @@ def _extract(block: Any, into: _Chunks, source: str, keep_last: bool = False) ->
     value_a = _numbers(values, np.float64, n)
     if start_a is None or dur_a is None or value_a is None:
         _raise_bad_reading(block, source)
+    if not np.isfinite(value_a.sum()):  # NaN or infinity somewhere: never a silent gap
+        i = int(np.argmax(~np.isfinite(value_a)))
+        _raise_at_reading(block, i, source, "value", f"IntervalReading value {excerpt(values[i] or '')} is not a "
+                          "finite number; a reading that has no value is left out of the block")
+    if (dur_a <= 0).any():
+        i = int(np.argmax(dur_a <= 0))
+        _raise_at_reading(block, i, source, "timePeriod/duration",
+                          f"IntervalReading duration {int(dur_a[i])} s is not positive")
     qels = list(block.iter(T_QUALITY))  # usually none or a few flagged readings
     if not qels:
         quality: np.ndarray | None = np.full(n, _QNONE, dtype=np.int64)
@@ -374,6 +447,13 @@ def _numbers(texts: list[str], dtype: Any, n: int) -> np.ndarray | None:
     return out if len(out) == n else None
 
 
+def _raise_at_reading(block: Any, i: int, source: str, fld: str, message: str) -> None:
+    """Raise for the ``i``-th IntervalReading of ``block`` (error path: finds its element and line)."""
+    r = next((x for k, x in enumerate(block.iter(T_READING)) if k == i), None)
+    line = int(r.sourceline or 0) if r is not None else int(block.sourceline or 0)
+    raise IntervalDataError(message, source=source, where=f"line {line}, element <IntervalReading>", field=fld)
+
+
 def _first_reading_line(block: Any) -> int:
     first = next(block.iterchildren(T_READING), None)
     return int(first.sourceline or 0) if first is not None else 0
@@ -403,10 +483,15 @@ def _raise_bad_reading(block: Any, source: str) -> None:
             if len(found) != 1:
                 problem = "missing" if not found else f"appears {len(found)} times"
             else:
+                text = (found[0].text or "").strip()
                 try:
-                    conv((found[0].text or "").strip())
+                    number = conv(text)
+                    if conv is int and len(text.lstrip("+-")) > MAX_EPOCH_TEXT:
+                        problem = f"{excerpt(text)} is not a plausible number of seconds"
+                    elif conv is int and fld == "timePeriod/duration" and number <= 0:
+                        problem = f"{number} s is not positive"
                 except ValueError:
-                    problem = f"{found[0].text!r} is not a number"
+                    problem = f"{excerpt(text)} is not a number"
             if problem:
                 raise IntervalDataError(f"IntervalReading {fld}: {problem}", source=source,
                                         where=f"line {r.sourceline}, element <IntervalReading>", field=fld)
@@ -414,16 +499,17 @@ def _raise_bad_reading(block: Any, source: str) -> None:
             try:
                 int((q.text or "").strip())
             except ValueError:
-                raise IntervalDataError(f"ReadingQuality quality {q.text!r} is not a number", source=source,
+                raise IntervalDataError(f"ReadingQuality quality {excerpt(q.text or '')} is not a number",
+                                        source=source,
                                         where=f"line {q.sourceline}, element <quality>",
                                         field="ReadingQuality/quality") from None
     raise IntervalDataError("IntervalBlock readings could not be read", source=source,
                             where=f"line {block.sourceline}, element <IntervalBlock>", field="IntervalReading")
 
 
-def _parse(fh: IO[bytes], source: str, atom: bool = False) -> _ParseState:
+def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits = DEFAULT_LIMITS) -> _ParseState:
     """Stream the document; ``atom`` when its root is an Atom feed/entry (faster events)."""
-    st = _ParseState()
+    st = _ParseState(source=source, limits=limits)
     pending = _Chunks()  # readings of the entry being read (drained early when it is huge)
     # Events only for entries (plus IntervalBlock starts for bare resources): every extra
     # tag in the filter costs libxml2 callbacks on each element of the file.
@@ -472,7 +558,9 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False) -> _ParseState:
             if since_entry > _GUARD_BYTES and open_el is not None:
                 block = _open_block(open_el)
                 if block is not None:
+                    held = sum(len(x) for x in pending.line)
                     _extract(block, pending, source, keep_last=True)
+                    st.add_readings(sum(len(x) for x in pending.line) - held, int(block.sourceline or 0))
                 since_entry = 0
         closed = parser.close()
         if closed is not None:
@@ -492,6 +580,7 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False) -> _ParseState:
         _collect_resources(st, [root], "", [])
         if root.tag == T_BLOCK:
             _extract(root, pending, source)
+        st.add_readings(sum(len(x) for x in pending.line), int(root.sourceline or 0))
         _append(st.readings.setdefault("", _Chunks()), pending)
     return st
 
@@ -514,21 +603,70 @@ def _append(into: _Chunks, chunks: _Chunks) -> None:
     into.line += chunks.line
 
 
-def _collect_resources(st: _ParseState, resources: list[Any], me: str, related: list[str]) -> None:
+_RESOURCES = {T_MR, T_RT, T_LTP, T_UP, T_BLOCK}
+
+
+def _collect_resources(st: _ParseState, resources: list[Any], me: str, related: list[str],
+                       entry_path: str = "") -> None:
     for res in resources:
         tag = res.tag
+        line = int(res.sourceline or 0)
+        if not tag.startswith(_E):
+            if tag in (T_FEED, T_ENTRY):  # an Atom feed without entries: nothing foreign, nothing at all
+                continue
+            ns = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+            key = (ns, _localname(tag))
+            n, first = st.foreign.get(key, (0, line))
+            st.foreign[key] = (n + 1, first)
+            continue
+        st.espi_resources += 1
+        if tag not in _RESOURCES:
+            name = _localname(tag)
+            st.ignored[name] = st.ignored.get(name, 0) + 1
+            continue
+        path = f"{entry_path}/{_localname(tag)}" if entry_path else _localname(tag)
         if tag == T_MR:
             for h in related:
                 if "/ReadingType/" in h:
                     st.mr_reading_type[me] = h
+                    st.add_metadata(len(me) + len(h) + 100, line, "MeterReading links")
         elif tag == T_RT:
-            fields = _fields(res)
-            st.reading_types[me or f"#rt{len(st.reading_types)}"] = fields
+            fields, lines = _fields_lines(res)
+            key = me or f"#rt{len(st.reading_types)}"
+            st.add_metadata(len(key) + sum(len(k) + len(v) + 50 for k, v in fields.items()), line, "ReadingType")
+            variants = st.rt_variants.setdefault(key, [])
+            if variants and fields not in variants and key not in st.rt_conflicts:
+                st.rt_conflicts[key] = _conflicting_reading_type(st, key, variants[0], fields, lines, path)
+            if fields not in variants:
+                variants.append(fields)
+            st.reading_types.setdefault(key, fields)
+            st.rt_where.setdefault(key, (path, lines))
             st.reading_type_entries.append({"href": me, **fields})
         elif tag == T_LTP:
-            st.local_time.append(_fields(res))
+            fields = _fields(res)
+            st.add_metadata(sum(len(k) + len(v) + 50 for k, v in fields.items()), line, "LocalTimeParameters")
+            st.local_time.append(fields)
         elif tag == T_UP:
-            st.usage_points[me or f"#up{len(st.usage_points)}"] = _nested(res)
+            nested = _nested(res)
+            st.add_metadata(len(me) + sum(len(k) + len(v) + 50 for k, v in nested.items()), line, "UsagePoint")
+            st.usage_points[me or f"#up{len(st.usage_points)}"] = nested
+
+
+CONVERTING = ("uom", "powerOfTenMultiplier", "flowDirection", "accumulationBehaviour", "defaultQuality")
+
+
+def _conflicting_reading_type(st: _ParseState, key: str, before: dict[str, str], now: dict[str, str],
+                              lines: dict[str, int], path: str) -> IntervalDataError:
+    """The error for one ReadingType href given twice with different content (raised when readings use it)."""
+    names = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    name = next((n for n in CONVERTING if n in names), names[0])
+    first_lines = st.rt_where.get(key, ("", {}))[1]
+    return IntervalDataError(
+        f"ReadingType {excerpt(key, 80)} appears twice with different {name}: {excerpt(before.get(name, '(none)'))} "
+        f"(line {first_lines.get(name, '?')}) and {excerpt(now.get(name, '(none)'))}; its readings cannot be "
+        "converted without choosing one. Fix the file, or set reading_type_conflicts = 'first' or 'last' if you "
+        "know which one holds", source=st.source, where=f"line {lines.get(name, 0)}, element <{path}/{name}>",
+        field=f"ReadingType/{name}")
 
 
 def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str, count_blocks: bool = True) -> None:
@@ -548,7 +686,7 @@ def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str, count
         elif tag == T_CONTENT:
             contents.append(child)
     resources = [c for c in contents[0] if isinstance(c.tag, str)] if contents else []
-    _collect_resources(st, resources, me, related)
+    _collect_resources(st, resources, me, related, f"feed/entry[{st.entries}]/content")
     blocks = [r for r in resources if r.tag == T_BLOCK]
     for extra in contents[1:]:
         blocks += extra.iterchildren(T_BLOCK)
@@ -559,6 +697,9 @@ def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str, count
     if pending.line:
         ref = up or me
         mr = _MR_OF_BLOCK.sub("", ref) if ref else ""
+        if mr not in st.readings:
+            st.add_metadata(len(mr) + 400, int(el.sourceline or 0), "MeterReadings")
+        st.add_readings(sum(len(x) for x in pending.line), int(el.sourceline or 0))
         _append(st.readings.setdefault(mr, _Chunks()), pending)
 
 
@@ -579,7 +720,10 @@ def _syntax_error(exc: etree.XMLSyntaxError, root: Any, log: Any, source: str) -
     if m:
         where_el = m.group(1).split(":")[-1]
     low = all_msgs.lower()
-    if "entity" in low:
+    if "too long" in low or "xml_parse_huge" in low or "huge" in low:
+        text = (f"XML text or name in <{where_el or '?'}> is longer than the XML parser allows (10 MB); "
+                "no meter reading is that long")
+    elif "entity" in low:
         text = f"XML entity reference refused or undefined: {msg}"
     elif "premature end" in low or "end of data" in low or "no element found" in low or "truncated" in low:
         text = f"XML is truncated: {msg}"
@@ -605,24 +749,80 @@ class _Stream:
     lines: np.ndarray
 
 
-def _reading_type_for(st: _ParseState, mr: str) -> tuple[dict[str, str], str]:
+def _reading_type_for(st: _ParseState, mr: str, line: int, conflicts: str = "error",
+                      ) -> tuple[dict[str, str], str, str]:
+    """(fields, href, how it was found) of the ReadingType of meter reading ``mr``.
+
+    A link that matches, by full href or by its last path segment, decides; a file with one
+    ReadingType (or several identical ones) needs no link. When the file holds different
+    ReadingTypes and none is linked, or the linked href was given twice with different
+    content, the readings cannot be converted without guessing: error (``conflicts``
+    ``first``/``last`` takes the first or last content of a twice-given href instead).
+    """
     href = st.mr_reading_type.get(mr, "")
+    found = ""
+    how = ""
     if href and href in st.reading_types:
-        return st.reading_types[href], href
-    if href:
+        found, how = href, "linked"
+    elif href:
         # links may differ only in host or trailing parts: match by the last path segment
         tail = _last(href)
-        for k, v in st.reading_types.items():
-            if _last(k) == tail:
-                return v, k
-    if len(st.reading_types) == 1:
-        k, v = next(iter(st.reading_types.items()))
-        return v, k
-    distinct = {tuple(sorted(v.items())) for v in st.reading_types.values()}
-    if len(distinct) == 1:
-        k, v = next(iter(st.reading_types.items()))
-        return v, k
-    return {}, ""
+        found = next((k for k in st.reading_types if _last(k) == tail), "")
+        how = "linked (by the last segment of its href)"
+    if not found:
+        if not st.reading_types:
+            return {}, "", "none in the file: default_uom and default_power_of_ten assumed"
+        distinct = {tuple(sorted(v.items())) for vs in st.rt_variants.values() for v in vs}
+        if len(distinct) > 1:
+            units = sorted({v.get("uom", "?") for vs in st.rt_variants.values() for v in vs})
+            what = f"links to {excerpt(href, 80)}, which is not in the file" if href else "has no ReadingType link"
+            raise IntervalDataError(
+                f"MeterReading {excerpt(mr or '(none)', 80)} {what}, and the file holds {len(distinct)} different "
+                f"ReadingTypes (uom {', '.join(units)}): which one converts its readings cannot be told. Link the "
+                "MeterReading to its ReadingType", source=st.source, where=f"line {line}, element <IntervalReading>",
+                field="ReadingType")
+        found = next(iter(st.reading_types))
+        how = "the only ReadingType in the file" + (" (its link did not match)" if href else "")
+    if found in st.rt_conflicts:
+        if conflicts == "error":
+            raise st.rt_conflicts[found]
+        variants = st.rt_variants[found]
+        pick = variants[0] if conflicts == "first" else variants[-1]
+        return pick, found, f"{how}; given {len(variants)} ways, the {conflicts} taken (reading_type_conflicts)"
+    return st.reading_types[found], found, how
+
+
+def _rt_int(st: _ParseState, rt: dict[str, str], href: str, name: str, default: int) -> int:
+    """An integer field of a ReadingType; a non-integer is an error at its element."""
+    if name not in rt:
+        return default
+    try:
+        return int(rt[name])
+    except ValueError:
+        raise _rt_error(st, href, name, f"ReadingType {name} {excerpt(rt[name])} is not an integer") from None
+
+
+def _rt_error(st: _ParseState, href: str, name: str, message: str) -> IntervalDataError:
+    path, lines = st.rt_where.get(href, ("ReadingType", {}))
+    return IntervalDataError(message, source=st.source, where=f"line {lines.get(name, 0)}, element <{path}/{name}>",
+                             field=f"ReadingType/{name}")
+
+
+def _no_espi_content(st: _ParseState) -> IntervalDataError | None:
+    """Why a file is not Green Button data that can be stored, or None when it is."""
+    meter_like = [(k, v) for k, v in st.foreign.items() if k[1] in ("IntervalBlock", "IntervalReading",
+                                                                    "ReadingType", "MeterReading", "UsagePoint")]
+    if st.espi_resources and not meter_like:
+        return None
+    if st.foreign:
+        (ns, name), (count, line) = (meter_like or sorted(st.foreign.items(), key=lambda kv: kv[1][1]))[0]
+        return IntervalDataError(
+            f"resources in namespace {excerpt(ns or '(none)', 80)} (<{excerpt(name, 40)[1:-1]}>, {count} times) are "
+            f"not Green Button (ESPI) resources of {ESPI!r}; nothing would be stored. Check the file's namespace",
+            source=st.source, where=f"line {line}, element <{excerpt(name, 40)[1:-1]}>", field="xml")
+    return IntervalDataError("the file holds no Green Button (ESPI) resources (UsagePoint, MeterReading, "
+                             "ReadingType, IntervalBlock, LocalTimeParameters); nothing would be stored",
+                             source=st.source, where="line 1", field="xml")
 
 
 def _usage_point_id(mr: str) -> str:
@@ -658,20 +858,35 @@ class GreenButtonMeter(MeterAdapter):
         return sniff_greenbutton(path, head)
 
     def read_file(self, path: Path, channel: str | None = None) -> IntervalBatch:
-        """Stream one ESPI file into a batch (interval series + period readings in meta)."""
+        """Stream one ESPI file into a batch: interval series, period and register readings.
+
+        Contradictions are errors naming the element and its line, never a silent choice:
+        conflicting ReadingTypes or duplicate readings, values that are not finite, absurd
+        multipliers, durations that are neither an interval length nor a whole-minute
+        period, instants outside ``[ingest]`` first_year..last_year, and a file without
+        any ESPI resource (e.g. a wrong namespace).
+        """
         path = Path(path)
         source = str(path)
+        limits = self.context.limits
+        check_file(path, limits, MEMORY_PER_BYTE)
         try:
-            st = stream_parse(path, source)
+            st = stream_parse(path, source, limits)
         except OSError as exc:
             raise IntervalDataError(f"cannot read file: {exc.strerror}", source=source) from None
+        problem = _no_espi_content(st)
+        if problem is not None:
+            raise problem
         cfg = self.config
         fixed = channel or cfg.channel
         streams: list[_Stream] = []
-        periods: list[dict[str, object]] = []
+        periods: dict[tuple[str, str], list[tuple[np.ndarray, ...]]] = {}
+        mr_periods: dict[str, list[tuple[str, tuple[np.ndarray, ...]]]] = {}  # per MeterReading: (kind, arrays)
+        mr_where: dict[str, tuple[str, int, str, bool]] = {}  # MeterReading -> (usage point, flow, channel, chosen)
+        interval_channels: dict[tuple[str, int], set[str]] = {}  # (usage point, flow) -> interval channel ids
         meta_rt: dict[str, dict[str, object]] = {}
         duplicates = 0
-        conflicts = 0
+        quality_conflicts = 0
         skipped: list[str] = []
         mr_keys = sorted(st.readings)
         per_up: dict[str, set[str]] = {}
@@ -681,64 +896,82 @@ class GreenButtonMeter(MeterAdapter):
             start, dur, value, qual, lines = st.readings[mr].cat()
             if len(start) == 0:
                 continue
-            rt, rt_href = _reading_type_for(st, mr)
-            uom = int(rt.get("uom", cfg.default_uom))
-            p10 = int(rt.get("powerOfTenMultiplier", cfg.default_power_of_ten))
-            flow = int(rt.get("flowDirection", FLOW_FORWARD))
-            default_q = int(rt.get("defaultQuality", 0))
+            rt, rt_href, how = _reading_type_for(st, mr, int(lines[0]), cfg.reading_type_conflicts)
+            uom = _rt_int(st, rt, rt_href, "uom", cfg.default_uom)
+            p10 = _rt_int(st, rt, rt_href, "powerOfTenMultiplier", cfg.default_power_of_ten)
+            flow = _rt_int(st, rt, rt_href, "flowDirection", FLOW_FORWARD)
+            default_q = _rt_int(st, rt, rt_href, "defaultQuality", 0)
+            acc = _rt_int(st, rt, rt_href, "accumulationBehaviour", 4)
+            if p10 not in POWER_OF_TEN:
+                raise _rt_error(st, rt_href, "powerOfTenMultiplier",
+                                f"ReadingType powerOfTenMultiplier {p10} is not a unit multiplier (ESPI allows "
+                                f"{POWER_OF_TEN.start}..{POWER_OF_TEN.stop - 1}: pico to tera)")
             meta_rt[mr or "(no MeterReading)"] = {
-                "reading_type": rt_href or "(none in file: assumed)", "uom": uom, "uom_name": UOM_NAMES.get(uom, "?"),
-                "power_of_ten_multiplier": p10, "flow_direction": flow,
-                "interval_length": int(rt["intervalLength"]) if "intervalLength" in rt else None,
-                "accumulation_behaviour": rt.get("accumulationBehaviour"), "commodity": rt.get("commodity"),
-                "readings": int(len(start)),
+                "reading_type": rt_href or "(none in file: assumed)", "how": how, "uom": uom,
+                "uom_name": UOM_NAMES.get(uom, "?"), "power_of_ten_multiplier": p10, "flow_direction": flow,
+                "interval_length": rt.get("intervalLength"), "accumulation_behaviour": rt.get("accumulationBehaviour"),
+                "commodity": rt.get("commodity"), "readings": int(len(start)),
             }
             if uom not in ENERGY_UOM:
                 msg = (f"ReadingType uom {uom} ({UOM_NAMES.get(uom, 'unknown code')}) of {mr or 'the readings'} "
                        "cannot be converted to kWh (supported: 72 Wh, 38 W)")
                 if cfg.unsupported_uom == "skip":
-                    skipped.append(msg)
+                    skipped.append(f"{len(start)} readings skipped: {msg}")
                     continue
                 raise IntervalDataError(msg, source=source, where=f"line {int(lines[0])}, element <IntervalReading>",
                                         field="ReadingType/uom")
+            _check_times(start, dur, lines, limits, source)
             factor, is_power = ENERGY_UOM[uom]
-            kwh = value * factor * (10.0 ** p10) / 1000.0
-            if is_power:
-                kwh = kwh * dur / 3600.0
+            with np.errstate(over="ignore", invalid="ignore"):
+                kwh = value * (factor * (10.0 ** p10) / 1000.0)
+                if is_power:
+                    kwh = kwh * dur / 3600.0
+            if not np.isfinite(kwh).all():
+                i = int(np.argmax(~np.isfinite(kwh)))
+                raise IntervalDataError(f"IntervalReading value {value[i]!r} x 10^{p10} {UOM_NAMES[uom]} is too large "
+                                        "to be a meter reading", source=source,
+                                        where=f"line {int(lines[i])}, element <IntervalReading>", field="value")
             sign = -1.0 if (flow == FLOW_REVERSE and cfg.received_mode == "negate") else 1.0
             kwh = kwh * sign
             q = np.where(qual == _QNONE, default_q, qual)
-            qmap = np.full(max(int(q.max(initial=0)) + 1, 20), Quality.SUSPECT, dtype=np.uint8)
-            for code, kq in ESPI_QUALITY.items():
-                qmap[code] = kq
             if (q < 0).any():
                 i = int(np.argmax(q < 0))
                 raise IntervalDataError(f"ReadingQuality {int(q[i])} is not an ESPI quality code", source=source,
                                         where=f"line {int(lines[i])}, element <IntervalReading>",
                                         field="ReadingQuality/quality")
-            kq_arr = qmap[q]
-            # dedupe: same (start, duration) repeated across blocks; the later one wins
-            order = np.lexsort((lines, dur, start))
-            s, d, v, kq, ln = start[order], dur[order], kwh[order], kq_arr[order], lines[order]
-            last = np.ones(len(s), dtype=bool)
-            same_next = (s[1:] == s[:-1]) & (d[1:] == d[:-1])
-            last[:-1] = ~same_next
-            n_dup = int(same_next.sum())
-            if n_dup:
-                duplicates += n_dup
-                differs = same_next & ((v[1:] != v[:-1]) | (kq[1:] != kq[:-1]))
-                conflicts += int(differs.sum())
-                s, d, v, kq, ln = s[last], d[last], v[last], kq[last], ln[last]
-            base = self._channel_for(mr, flow, per_up, fixed)
+            qmap = np.full(max(int(q.max(initial=0)) + 1, 20), Quality.SUSPECT, dtype=np.uint8)
+            for code, mapped in ESPI_QUALITY.items():
+                qmap[code] = mapped
+            s, d, v, kq, ln, n_dup, n_qc = _dedupe(start, dur, kwh, qmap[q], lines, source)
+            duplicates += n_dup
+            quality_conflicts += n_qc
+            base, chosen = self._channel_for(mr, flow, per_up, fixed)
+            if len(base) > MAX_CHANNEL_ID:
+                raise IntervalDataError(f"channel id {excerpt(base)} (derived for MeterReading {excerpt(mr, 60)}) "
+                                        f"is {len(base)} characters long, more than {MAX_CHANNEL_ID}; map it to a "
+                                        "shorter id (channel_map)", source=source,
+                                        where=f"line {int(ln[0])}, element <IntervalReading>", field="channel")
+            mr_where[mr] = (_usage_point_id(mr), flow, base, chosen)
+            if acc in CUMULATIVE:  # register readings: the register's value at the end of each period
+                mr_periods.setdefault(mr, []).append(("register", (s + d, s + d, v, kq)))
+                continue
             interval = (d % 60 == 0) & np.isin(d // 60, ALLOWED_INTERVAL_MINUTES)
-            if (~interval).any():
-                idx = np.flatnonzero(~interval)
-                periods += [
-                    {"channel": base, "start": int(s[i]), "start_utc": _iso(int(s[i])), "duration": int(d[i]),
-                     "kwh": float(v[i]), "quality": Quality(int(kq[i])).label, "meter_reading": mr}
-                    for i in idx  # period readings are few (daily/billing), not intervals
-                ]
+            period = ~interval & (d > 3600) & (d % 60 == 0) & (s % 60 == 0)
+            odd = ~interval & ~period
+            if odd.any():
+                i = int(np.argmax(odd))
+                raise IntervalDataError(
+                    f"IntervalReading duration {int(d[i])} s at {instant_text(int(s[i]))} is neither an interval "
+                    f"length ({', '.join(str(m * 60) for m in ALLOWED_INTERVAL_MINUTES)} s) nor a period of whole "
+                    "minutes longer than an hour; it would be neither stored nor checked", source=source,
+                    where=f"line {int(ln[i])}, element <IntervalReading>", field="timePeriod/duration")
+            if period.any():
+                mr_periods.setdefault(mr, []).append(("period", (s[period], s[period] + d[period], v[period],
+                                                                 kq[period])))
             durations = np.unique(d[interval])
+            if len(durations):
+                interval_channels.setdefault((_usage_point_id(mr), flow), set()).add(
+                    base if len(durations) == 1 else "")
             for dsec in durations:
                 m = interval & (d == dsec)
                 minutes = int(dsec) // 60
@@ -748,11 +981,27 @@ class GreenButtonMeter(MeterAdapter):
                 if mis.any():
                     i = int(np.argmax(mis))
                     raise IntervalDataError(
-                        f"interval start {_iso(int(ss[i]))} is not on the {minutes}-minute grid (misaligned start)",
-                        source=source, where=f"line {int(ln[m][i])}, element <IntervalReading>",
+                        f"interval start {instant_text(int(ss[i]))} is not on the {minutes}-minute grid "
+                        "(misaligned start)", source=source, where=f"line {int(ln[m][i])}, element <IntervalReading>",
                         field="timePeriod/start")
                 streams.append(_Stream(mr, ch, minutes, ss, v[m], kq[m], ln[m]))
         series = self._merge_streams(streams, fixed, source)
+        notes: list[str] = []
+        interval_mrs = {s.key for s in streams}
+        for mr, parts in mr_periods.items():
+            up, flow, target, chosen = mr_where[mr]
+            if not chosen and mr not in interval_mrs:
+                # daily or billing reads of a usage point that also has interval data: the same meter,
+                # so they go with its interval channel (where the sum check compares them)
+                found = interval_channels.get((up, flow), set())
+                if len(found) == 1 and "" not in found:
+                    target = next(iter(found))
+                    notes.append(f"period readings of MeterReading {mr} go with the interval channel {target} "
+                                 "of the same usage point")
+            for kind, arrays in parts:
+                periods.setdefault((target, kind), []).append(arrays)
+        period_series = [PeriodSeries(ch, kind, *(np.concatenate([x[k] for x in parts]) for k in range(4)))
+                         for (ch, kind), parts in periods.items()]
         meta: dict[str, object] = {
             "adapter": TYPE_ID,
             "instance": self.instance_id,
@@ -760,21 +1009,41 @@ class GreenButtonMeter(MeterAdapter):
             "interval_blocks": st.blocks,
             "readings": int(sum(len(x) for c in st.readings.values() for x in c.line)),
             "duplicates": duplicates,
-            "conflicting_duplicates": conflicts,
-            "period_readings": periods,
+            "quality_conflicts": quality_conflicts,
+            "period_readings": int(sum(len(p) for p in period_series)),
             "reading_types": st.reading_type_entries,
             "meter_readings": meta_rt,
             "usage_points": st.usage_points,
             "local_time_parameters": [_ltp(x) for x in st.local_time],
         }
+        notes = skipped + notes
+        if quality_conflicts:
+            notes.append(f"{quality_conflicts} repeated readings had the same value but different quality flags; "
+                         "the worse quality was kept")
+        if st.ignored:
+            notes.append("ignored (no interval, period or register data): "
+                         + ", ".join(f"{n} {name}" for name, n in sorted(st.ignored.items())))
+        for href in st.rt_conflicts:
+            used = [m for m, r in meta_rt.items() if r["reading_type"] == href]
+            if used:
+                notes.append(f"ReadingType {href} is given {len(st.rt_variants[href])} ways; "
+                             f"reading_type_conflicts = {cfg.reading_type_conflicts!r} decided")
+            else:
+                notes.append(f"ReadingType {href} is given {len(st.rt_variants[href])} ways (no readings use it)")
+        foreign = [f"{n} <{name}> of namespace {ns or '(none)'}" for (ns, name), (n, _) in sorted(st.foreign.items())]
+        if foreign:
+            notes.append("ignored (not ESPI): " + ", ".join(foreign[:10]) + (" ..." if len(foreign) > 10 else ""))
         if skipped:
             meta["skipped"] = skipped
-        return IntervalBatch(source=source, series=series, meta=meta)
+        if notes:
+            meta["notes"] = notes
+        return IntervalBatch(source=source, series=series, meta=meta, periods=period_series)
 
-    def _channel_for(self, mr: str, flow: int, per_up: dict[str, set[str]], fixed: str | None) -> str:
+    def _channel_for(self, mr: str, flow: int, per_up: dict[str, set[str]], fixed: str | None) -> tuple[str, bool]:
+        """(channel id, whether the operator chose it: ``channel`` or a ``channel_map`` entry)."""
         cfg = self.config
         if fixed is not None:
-            return fixed
+            return fixed, True
         up = _usage_point_id(mr)
         mrid = _meter_reading_id(mr)
         derived = f"{cfg.channel_prefix}.{up or 'meter'}"
@@ -787,8 +1056,8 @@ class GreenButtonMeter(MeterAdapter):
                 mapped = cfg.channel_map[key]
                 if key in (up, f"{up}.{mrid}") and flow == FLOW_REVERSE and cfg.received_mode == "channel":
                     mapped += cfg.received_suffix
-                return mapped
-        return derived
+                return mapped, True
+        return derived, False
 
     def _merge_streams(self, streams: list[_Stream], fixed: str | None, source: str) -> list[ChannelSeries]:
         by_channel: dict[str, list[_Stream]] = {}
@@ -816,8 +1085,50 @@ class GreenButtonMeter(MeterAdapter):
         return out
 
 
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+MAX_PERIOD_S = 400 * 86_400  # a period reading longer than this is not a billing period
+
+
+def _check_times(start: np.ndarray, dur: np.ndarray, lines: np.ndarray, limits: InputLimits, source: str) -> None:
+    """Durations up to 400 days; start and end inside ``[ingest]`` first_year..last_year."""
+    long = dur > MAX_PERIOD_S
+    if long.any():
+        i = int(np.argmax(long))
+        raise IntervalDataError(f"IntervalReading duration {int(dur[i]):,} s is longer than 400 days", source=source,
+                                where=f"line {int(lines[i])}, element <IntervalReading>", field="timePeriod/duration")
+    out = limits.outside(start) | limits.outside(np.minimum(start, limits.end_epoch) + dur - 1)
+    if out.any():
+        i = int(np.argmax(out))
+        raise IntervalDataError(f"IntervalReading start {instant_text(int(start[i]))} is outside the accepted range "
+                                f"{limits.range_text()}", source=source,
+                                where=f"line {int(lines[i])}, element <IntervalReading>", field="timePeriod/start")
+
+
+def _dedupe(start: np.ndarray, dur: np.ndarray, kwh: np.ndarray, quality: np.ndarray, lines: np.ndarray,
+            source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Sort by (start, duration) and collapse repeats (overlapping blocks repeat readings).
+
+    A repeat with another value is an error naming both lines; one with the same value
+    but another quality keeps the worse quality. Returns the arrays plus the number of
+    repeats and of quality-only conflicts.
+    """
+    order = np.lexsort((lines, dur, start))
+    s, d, v, kq, ln = start[order], dur[order], kwh[order], quality[order], lines[order]
+    same_next = (s[1:] == s[:-1]) & (d[1:] == d[:-1])
+    n_dup = int(same_next.sum())
+    if not n_dup:
+        return s, d, v, kq, ln, 0, 0
+    differ = same_next & (v[1:] != v[:-1])
+    if differ.any():
+        i = int(np.argmax(differ))
+        raise IntervalDataError(
+            f"IntervalReading {instant_text(int(s[i]))} ({int(d[i])} s) appears twice with different values: "
+            f"{float(v[i])!r} kWh (line {int(ln[i])}) and {float(v[i + 1])!r} kWh; which one is right cannot be told",
+            source=source, where=f"line {int(ln[i + 1])}, element <IntervalReading>", field="value")
+    first = np.concatenate(([True], ~same_next))
+    starts = np.flatnonzero(first)
+    worst = np.maximum.reduceat(kq, starts)
+    n_qc = int(np.count_nonzero(worst != np.minimum.reduceat(kq, starts)))
+    return s[first], d[first], v[first], worst, ln[first], n_dup, n_qc
 
 
 def _ltp(f: dict[str, str]) -> dict[str, object]:

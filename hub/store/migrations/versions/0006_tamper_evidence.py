@@ -17,7 +17,7 @@ immutability against ``INSERT OR REPLACE`` (SQLite) and ``TRUNCATE`` (PostgreSQL
   triggers refusing ``UPDATE``/``DELETE`` on ``document_rendering``.
 
 Revision ID: 0006_tamper_evidence
-Revises: 0004_interval_day_key
+Revises: 0005_period_reading
 """
 
 import hashlib
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_tamper_evidence"
-down_revision = "0004_interval_day_key"
+down_revision = "0005_period_reading"
 branch_labels = None
 depends_on = None
 
