@@ -10,7 +10,7 @@ an adapter type in ``kwhub.toml``: ``type`` + ``id`` + that type's config.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
+    from core.disclosure import Disclosure
     from core.intervals import IntervalBatch
     from core.invoice import Invoice, PartyRef
     from core.render_context import RenderContext
@@ -236,12 +237,25 @@ class InvoiceTransport(Adapter):
 
 
 class EsgReporter(Adapter):
-    """Writes an emissions summary or disclosure in one format."""
+    """Writes a GHG inventory (:class:`core.disclosure.Disclosure`) in one disclosure format.
+
+    ``format_id`` names the format (``kwhub esg report --format ghg|cdp|esrs|sb253``);
+    :meth:`write` writes the files of every party of the disclosure into ``out_dir`` and
+    returns their paths; :meth:`validate` checks written files against the format's rules
+    (an empty list means valid). A writer gives the same bytes for the same disclosure.
+    """
 
     family: ClassVar[str] = "esg"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"disclose"})
+    format_id: ClassVar[str] = ""
 
-    def write(self, summary: Any, out_dir: Path) -> list[Path]:
+    def write(self, disclosure: Disclosure, out_dir: Path) -> list[Path]:
+        """Write ``disclosure`` into ``out_dir``; return the files written."""
         raise AdapterError(f"{self.type_id} cannot write", FailureKind.SYSTEM)
+
+    def validate(self, paths: Sequence[Path]) -> list[str]:
+        """The problems of files this writer wrote (empty list = valid)."""
+        return []
 
 
 FAMILIES: dict[str, type[Adapter]] = {

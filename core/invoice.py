@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.carbon_amounts import LineEmissions
 from core.money import MoneyPolicy
 
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
@@ -147,6 +148,7 @@ class InvoiceLine(BaseModel):
     period_start: date | None = None
     period_end: date | None = None
     determinants: dict[str, str] = Field(default_factory=dict)
+    emissions: LineEmissions | None = None  # of the energy the line bills (allocation-based energy lines)
 
     @property
     def unit_code(self) -> str:

@@ -42,6 +42,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "erp_pdf": "plugins.erp.pdf",
     "erp_transports": "plugins.erp.transports",
     "esg_scope_summary": "plugins.esg.scope_summary",
+    "esg_ghg_inventory": "plugins.esg.ghg_inventory",
+    "esg_cdp": "plugins.esg.cdp",
+    "esg_esrs": "plugins.esg.esrs",
+    "esg_sb253": "plugins.esg.sb253",
     "core_vee_rules": "core.vee.rules",
     "core_price_components": "core.pricing.components",
 }

@@ -40,6 +40,7 @@ from core.campus import Campus, Contract
 from core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
 from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from core.invoice import DocumentReference, Invoice
+from core.line_emissions import PeriodBasis, period_basis
 from core.money import money_str
 from core.pricing.base import PeriodHistory, PricingError
 from core.quality import Quality
@@ -69,6 +70,7 @@ from core.settlement import (
     unbilled_rows,
 )
 from core.timeline import BillingPeriod, Span, billing_period, previous_periods
+from hub.esg.carbon_store import store_basis
 from hub.store import Database
 from hub.store.settlement_tables import (
     invoice_line_table,
@@ -871,6 +873,7 @@ def settle_contract(
     now: datetime | None = None,
     dry_run: bool = False,
     facts: dict[tuple[str, str], _PeriodFacts | None] | None = None,
+    carbon: PeriodBasis | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -881,7 +884,9 @@ def settle_contract(
     run on other data is refused (settle the next version). With ``conn`` (a connection
     inside a write transaction) the run is written in a savepoint of it; ``dry_run``
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
-    kept for callers that pass it through.
+    kept for callers that pass it through. ``carbon``: the period's carbon basis
+    (:func:`core.line_emissions.period_basis`), stored by the caller; the energy lines carry
+    their emissions from it.
     """
     period = data.period
     if version not in VERSION_KINDS:
@@ -912,7 +917,7 @@ def settle_contract(
     prev = max(base, key=lambda r: (_kind_order(r["version_kind"]), r["seq"])) if base else None
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
                        _history(db, contract, period.label), components, channels=channels, plan=plan,
-                       campus_section=campus_section)
+                       campus_section=campus_section, carbon=carbon)
     summary, used = data.inputs.summary(channels)
     pol = comp.context.money
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
@@ -1159,6 +1164,8 @@ def settle_periods(
         alloc_needed = any(needs_allocation(plan, c) for c in group)
         if alloc_needed:
             channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
+            if options.carbon is not None:  # the fuel the plants burned, for the emissions on the lines
+                channels += [c.id for c in campus.channels if c.role == "fuel" and c.asset]
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
@@ -1235,15 +1242,19 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                   facts: dict[tuple[str, str], _PeriodFacts | None]) -> list[RunOutcome]:
     """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction."""
     label = data.period.label
-    allocation, alloc_error, section = None, "", None
+    allocation, alloc_error, section, carbon = None, "", None, None
     if alloc_needed:
         try:
             allocation = _allocate(data, campus, options)
             section = campus_accounts(plan, allocation)
+            if options.carbon is not None:
+                carbon = period_basis(data.matrix, campus, allocation, options.carbon, data.period.first_day)
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
     with db.write_transaction() as conn:
+        if carbon is not None and not dry_run:
+            store_basis(conn, carbon)
         runs = _existing_runs_of(conn, [c.id for c in group], label)
         for c in group:
             if progress:
@@ -1255,7 +1266,8 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
                                                 issue_date=issue_date, components=components, conn=conn,
                                                 runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
-                                                campus_section=section, now=now, dry_run=dry_run, facts=facts))
+                                                campus_section=section, now=now, dry_run=dry_run, facts=facts,
+                                                carbon=carbon))
             except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
                 outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
     return outcomes

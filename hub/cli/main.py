@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "hub.cli.settle_cmds",  # settle, invoices, explain
     "hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
     "hub.cli.owners_cmds",  # owners statement, emissions
+    "hub.cli.esg_cmds",  # esg report, esg certificates
     "hub.cli.outbox_cmds",  # deliver, outbox list/retry
     "hub.cli.demo_cmd",  # demo
 ]

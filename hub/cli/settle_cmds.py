@@ -301,14 +301,24 @@ def explain_command(
     line: int = typer.Option(None, "--line", help="Line number (default: every line)."),
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
+    carbon: bool = typer.Option(False, "--carbon",
+                                help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
+                                     "and GWP set, recomputed from what the run froze."),
 ) -> None:
-    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation."""
+    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation
+    (with --carbon: the emissions behind each energy line)."""
     from core.explain import ExplainError, explain_line, render_text
     from hub.settlement_service import get_invoice, get_run, run_allocation, run_inputs
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
+    if carbon:
+        try:
+            _explain_carbon(db, cfg, invoice, line, fmt)
+        finally:
+            db.close()
+        return
     try:
         inv = _get(get_invoice, db, invoice)
         run = get_run(db, inv.run_id)
@@ -325,6 +335,27 @@ def explain_command(
         typer.echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
         typer.echo("\n\n".join(render_text(e) for e in exps))
+
+
+def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str) -> None:
+    from core.carbon_explain import explain_line_carbon, render_carbon_text
+    from core.explain import ExplainError
+    from hub.esg.explain import line_carbon_inputs
+    from hub.settlement_service import get_invoice
+
+    inv = _get(get_invoice, db, invoice)
+    try:
+        statement, activity, factors, intensity, split = line_carbon_inputs(db, cfg, inv)
+        numbers = [line] if line is not None else [ln.number for ln in inv.lines if ln.emissions is not None]
+        if not numbers:
+            raise ExplainError(f"invoice {inv.number} has no line with emissions (no allocated energy billed)")
+        exps = [explain_line_carbon(inv, n, statement, activity, factors, intensity, split) for n in numbers]
+    except (ExplainError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if fmt == "json":
+        typer.echo(json.dumps(exps[0] if line is not None else exps, indent=2))
+    else:
+        typer.echo("\n\n".join(render_carbon_text(e) for e in exps))
 
 
 def register(app: typer.Typer) -> None:
