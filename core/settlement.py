@@ -592,7 +592,12 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
       carries that rounding difference, so the lines still sum to new minus old;
     * another unit price (an index restated, a fee changed): the old line reversed
       (``-old quantity x old price``) and the new line billed (``new quantity x new price``);
-    * a line only one version has: billed, or reversed, whole.
+    * a line only one version has: billed, or reversed, whole;
+    * a line whose energy and amount are unchanged but whose emissions changed (restated
+      fuel data, another factor edition): a zero-amount line carrying the emissions'
+      difference.
+
+    Each correction line carries the change of the line's emissions (new minus old).
     """
     old_by = {line_key(x): x for x in old}
     new_by = {line_key(x): x for x in new}
@@ -615,6 +620,12 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
         q1, a1 = (n.quantity, n.amount) if n else (zero, zero)
         q0, a0 = (o.quantity, o.amount) if o else (zero, zero)
         if a1 == a0 and q1 == q0 and (n is None or o is None or n.unit_price == o.unit_price):
+            if n is not None and o is not None and n.emissions is not None and n.emissions != o.emissions:
+                # the same energy and money, other emissions (restated fuel data, another factor edition): a
+                # zero-amount line carries the difference, so the documents still add up to the report
+                restated = n.emissions.minus(o.emissions) if o.emissions is not None else n.emissions
+                add(n, "emissions restated", zero, n.unit, n.unit_price, zero,
+                    {**n.determinants, "adjusts_line": n.description}, restated)
             continue
         dets = dict(n.determinants) if n else dict(o.determinants) if o else {}
         dets.update({
@@ -628,8 +639,8 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
             dq, price = q1 - q0, n.unit_price
             part = policy.amount(dq * price)
             if dq != 0:
-                change = (n.emissions.minus(o.emissions) if n.emissions and o.emissions else n.emissions)
-                add(ref, "adjustment", dq, ref.unit, price, part, dets, change)
+                delta = n.emissions.minus(o.emissions) if n.emissions and o.emissions else n.emissions
+                add(ref, "adjustment", dq, ref.unit, price, part, dets, delta)
             rest = (a1 - a0) - (part if dq != 0 else zero)
             if rest:
                 add(ref, "rounding difference", Decimal(1), "each", rest, rest,

@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal as D
 
 import numpy as np
+import pytest
 
 from core.allocation import allocate
 from core.campus import AllocationSpec, Asset, Campus, Channel, Party, Site
@@ -232,3 +233,63 @@ def test_cfe_score_matches_the_primer_example():
                       grid_cfe_share=np.repeat(sig, 4))
     assert hours and [round(x, 9) for x in hm.score_kwh.tolist()] == [76.0, 100.0, 20.0]
     assert round(hm.cfe_pct, 1) == 65.3
+
+
+def test_edition_pin_and_gwp_set_per_report():
+    # the edition pinned: eGRID2023 rev2 RFCE 599.17 lb CO2e/MWh
+    lib = FactorLibrary([], editions={"grid_location": "eGRID2023 rev2"})
+    fs = resolve_factors(lib, EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), np.array([T0]))
+    close(float(fs.grid["location"]["co2e"]), D("599.17") * LB / 1000)
+    assert fs.refs["grid_location"] == ["egrid2023r2_rfce@eGRID2023 rev2"]
+    # without a pin the newest edition valid on the day wins
+    newest = resolve_factors(FactorLibrary([]), EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), np.array([T0]))
+    assert newest.refs["grid_location"] == ["egrid2024_rfce@eGRID2024"]
+    # the GWP set only weighs CH4 and N2O: 10 MMBtu of gas under AR4, AR5, AR6 (fossil CH4 29.8, N2O 273)
+    from core.carbon_amounts import GasKg
+    from core.factors import gwp_set
+
+    g = GasKg(co2=D("530.6"), ch4=D("0.01"), n2o=D("0.001"))
+    assert [g.co2e(gwp_set(s)) for s in ("AR4", "AR5", "AR6")] == [D("531.148"), D("531.145"), D("531.171")]
+
+
+def test_hourly_average_signal_replaces_the_annual_factor_and_marginal_stays_out(tmp_path):
+    from core.factors import FactorError, read_hourly_signal
+
+    path = tmp_path / "grid.csv"
+    t1 = T0 + 3600
+    path.write_text(f"start,value\n{T0},300\n{t1},500\n")
+    avg = read_hourly_signal(path, signal_id="h", version="v1", source="test", region="RFCE",
+                             activity="grid_location", gas="co2e", unit="kg/MWh", kind="average")
+    moer = read_hourly_signal(path, signal_id="m", version="v1", source="test", region="RFCE",
+                              activity="grid_location", gas="co2e", unit="kg/MWh", kind="marginal")
+    starts = T0 + 900 * np.arange(8)
+    twin = avg.model_copy(update={"signal_id": "h2"})
+    with pytest.raises(FactorError, match=r"2 hourly grid_location signals for co2e"):
+        resolve_factors(FactorLibrary([RM_FACTOR], [avg, twin]), EmissionsSettings(), "RFCE", set(),
+                        date(2026, 10, 1), starts)
+    lib = FactorLibrary([RM_FACTOR], [avg, moer])  # the marginal signal never enters the inventory
+    fs = resolve_factors(lib, EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), starts)
+    assert fs.grid["location"]["co2e"].tolist() == [0.3] * 4 + [0.5] * 4
+    assert fs.refs["grid_location"] == ["h@v1"]
+    with pytest.raises(FactorError, match="has no value for 4 interval"):
+        resolve_factors(lib, EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), T0 + 900 * np.arange(12))
+    # only a marginal signal: the inventory keeps the annual factor
+    only_moer = resolve_factors(FactorLibrary([], [moer]), EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), starts)
+    assert only_moer.refs["grid_location"] == ["egrid2024_rfce@eGRID2024"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("start,value\n2026-10-01T00:00:00,300\n")
+    with pytest.raises(FactorError, match=r"bad.csv line 2: start '2026-10-01T00:00:00': no UTC offset"):
+        read_hourly_signal(bad, signal_id="h", version="v1", source="t", region="", activity="grid_location",
+                           gas="co2e", unit="kg/MWh", kind="average")
+
+
+def test_operator_factor_clashing_with_a_shipped_id_or_another_is_refused():
+    from core.factors import FactorError
+
+    dup = RM_FACTOR.model_copy(update={"factor_id": "egrid2024_rfce"})
+    with pytest.raises(FactorError, match="is a shipped factor"):
+        FactorLibrary([dup])
+    twin = RM_FACTOR.model_copy(update={"factor_id": "other_rm"})
+    lib = FactorLibrary([RM_FACTOR, twin])
+    with pytest.raises(FactorError, match="fit equally"):
+        lib.select("grid_residual_mix", "co2e", "RFCE", date(2026, 10, 1))

@@ -328,3 +328,33 @@ def test_export_and_import_round_trip_and_refuse_a_second_import(db, campus, tmp
     with pytest.raises(CertificateError, match="already in the ledger"):
         import_json(db, out, "tenant_a")  # the same certificates twice
     assert Path(out).exists()
+
+
+def test_restated_fuel_restates_the_emissions_as_a_new_version(db, campus):
+    from tests.fixtures.settlement import set_value
+
+    first = {o["id"]: o for o in _runs(db)}
+    t0 = int(datetime(2026, 10, 7, 4, tzinfo=UTC).timestamp())  # a quarter-hour of the period
+    set_value(db, "gt1.fuel", t0, 1.5)  # one quarter-hour burned 1 MMBtu more than first read
+    out = settle(db, campus.campus, "2026-10", version="final", options=campus.settlement_options(),
+                 issue_date=date(2026, 11, 20), now=NOW)
+    assert [o.status for o in out] == ["issued", "issued"], [o.as_dict() for o in out]
+    later = [o for o in _runs(db) if o["id"] not in first]
+    assert {o["statement"]["carbon"]["activity_id"] for o in later} != \
+        {o["statement"]["carbon"]["activity_id"] for o in first.values()}
+    invs = list_invoices(db, buyer="tenant_a")
+    assert [i.kind for i in invs] == ["invoice", "adjustment"] and invs[1].total == 0
+    fix = [ln for ln in invs[1].lines if ln.emissions is not None]
+    assert [ln.amount for ln in fix] == [D(0)] and "emissions restated" in fix[0].description
+    # tenant_a took 60 % of that extra MMBtu: 0.6 x (53.06 + 0.001 x 28 + 0.0001 x 265) kg
+    _close(fix[0].emissions.market_kg_co2e, D("0.6") * _ar5(D("53.06"), D("0.001"), D("0.0001")))
+    d = period_disclosure(db, campus, "2026-10", "tenant_a")
+    lines = [ln for i in invs for ln in i.lines if ln.emissions is not None]
+    _close(d.party("tenant_a").kg_co2e("2", "market"), sum((ln.emissions.market_kg_co2e for ln in lines), D(0)))
+    assert {r.run_id for r in d.runs} == {o["id"] for o in later if o["statement"]["contract"]["buyer"] == "tenant_a"}
+
+
+def _runs(db):  # noqa: ANN001, ANN202
+    from hub.esg.inputs import latest_runs
+
+    return latest_runs(db, "2026-10")
