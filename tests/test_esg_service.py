@@ -358,3 +358,20 @@ def _runs(db):  # noqa: ANN001, ANN202
     from hub.esg.inputs import latest_runs
 
     return latest_runs(db, "2026-10")
+
+
+def test_json_and_pdf_show_the_line_emissions_per_gas(db, campus):
+    from pypdf import PdfReader
+
+    from plugins.erp.json_folder import JsonRenderer
+    from plugins.erp.pdf import PdfRenderer
+
+    inv = next(i for i in list_invoices(db) if i.buyer.id == "tenant_a")
+    line = next(ln for ln in inv.lines if ln.emissions is not None)
+    doc = json.loads(JsonRenderer("json").render(inv))
+    em = next(ln for ln in doc["lines"] if ln["number"] == line.number)["emissions"]
+    assert em["market"]["co2"] == str(line.emissions.market.co2) and em["gwp_set"] == "AR5"
+    import io
+
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(PdfRenderer("pdf").render(inv))).pages)
+    assert "Emissions of the energy billed" in text and "AR5" in text
