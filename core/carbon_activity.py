@@ -195,8 +195,7 @@ def build_activity(matrix: IntervalMatrix, campus: Campus, allocation: Allocatio
     metered = np.zeros((len(real), n), dtype=bool)
     for i, sid in enumerate(real):
         a = assets.get(sid)
-        src = CarbonSource(id=sid, kind=layout.source_kinds[i], role=layout.source_roles[i],
-                           fuel=(a.fuel if a else "") or ("natural_gas" if layout.source_kinds[i] in COMBUSTION_KINDS else ""),
+        src = CarbonSource(id=sid, kind=layout.source_kinds[i], role=layout.source_roles[i], fuel=a.fuel if a else "",
                            heat_rate=float(a.heat_rate_mmbtu_per_mwh) if a else 0.0,
                            override_kg_per_mwh=a.emission_factor_kg_per_mwh if a else None)
         sources.append(src)

@@ -144,6 +144,9 @@ def source_intensity(activity: CarbonActivity, factors: FactorSet, settings: Emi
             f0 = np.where(have, fuel, 0.0)
             if comb is None:
                 known[M_LOC, i] = known[M_MKT, i] = False
+                if out.any():
+                    notes.append(f"{s.id}: no combustion factor for fuel {s.fuel or '(none set: give the asset a fuel)'}"
+                                 ": its energy has no emissions figure")
             else:
                 rate, _ = _gas_rates(comb, n)
                 emitted[M_MKT, i] = rate * f0

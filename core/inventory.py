@@ -32,6 +32,7 @@ from core.campus import Campus
 from core.carbon_amounts import GasKg, kg
 from core.carbon_period import PeriodCarbon
 from core.carbon_settings import EmissionsSettings
+from core.cfe import HourlyMatch
 from core.disclosure import CfeSummary, Disclosure, HourRow, InventoryRow, PartyInventory
 from core.emissions import M_LOC, M_MKT, M_TD, M_UP, N_GAS
 from core.factors import GwpSet
@@ -147,7 +148,7 @@ def build_disclosure(campus: Campus, campus_name: str, period: str, first: date,
     operator = operator_of(campus, settings)
     shares = _shares(campus, settings, operator)
     accs: dict[tuple[str, str, str, str], _Acc] = {}
-    hourly: dict[str, list] = {}
+    hourly: dict[str, list[HourlyMatch]] = {}
     notes: list[str] = []
 
     def acc(party: str, scope: str, category: str, asset: str) -> _Acc:
@@ -240,7 +241,7 @@ def build_disclosure(campus: Campus, campus_name: str, period: str, first: date,
                       runs=[r for pc in periods for r in pc.input.runs], factors=lineage, notes=notes)
 
 
-def _cfe(matches: list, gwp: GwpSet) -> tuple[CfeSummary, list[HourRow]]:
+def _cfe(matches: list[HourlyMatch], gwp: GwpSet) -> tuple[CfeSummary, list[HourRow]]:
     load = np.concatenate([m.load_kwh for m in matches])
     onsite = np.concatenate([m.onsite_cfe_kwh for m in matches])
     certs = np.concatenate([m.certificates_kwh for m in matches])
