@@ -221,10 +221,12 @@ def test_demo_disclosures_agree_with_the_invoice_lines_and_pass_their_checks(dem
     docs = [json.loads(Path(o["target"]).read_text()) for inv in first["invoices"] for o in inv["outputs"]
             if o["transport"] == "invoice_archive"]
     for tenant in ("tenant_a", "tenant_b", "tenant_c"):
-        lines = [ln for d in docs if d["buyer"]["id"] == tenant for ln in d["lines"] if ln.get("emissions")]
+        # a credit note states what it credits: its figures count with the sign turned
+        lines = [(-1 if d["kind"] == "credit_note" else 1, ln) for d in docs if d["buyer"]["id"] == tenant
+                 for ln in d["lines"] if ln.get("emissions")]
         assert lines, f"{tenant}: no line carries emissions"
-        loc = sum(Decimal(ln["emissions"]["location_kg_co2e"]) for ln in lines)
-        mkt = sum(Decimal(ln["emissions"]["market_kg_co2e"]) for ln in lines)
+        loc = sum(sign * Decimal(ln["emissions"]["location_kg_co2e"]) for sign, ln in lines)
+        mkt = sum(sign * Decimal(ln["emissions"]["market_kg_co2e"]) for sign, ln in lines)
         report = json.loads((work / "out" / "esg" / f"ghg-2026-{tenant}.json").read_text())["parties"][0]
         rows = [r for r in report["rows"] if r["scope"] == "2"]
         r_loc = sum(Decimal(r["kg_co2e"]) for r in rows if r["category"] == "location")
