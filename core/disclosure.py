@@ -61,19 +61,30 @@ class CfeSummary(BaseModel):
     score_pct: Decimal
 
 
-class HourRow(BaseModel):
-    """One hour of a tenant's matching (for the hourly CFE table)."""
+class HourlyTable(BaseModel):
+    """A tenant's hourly matching, one column per figure (decimal strings; kWh and kg to 3 places).
+
+    Columns: ``hour_start`` (UTC), ``load_kwh``, ``onsite_cfe_kwh``, ``certificates_kwh``,
+    ``grid_cfe_share``, ``score_kwh`` (the hour's CFE-score energy), ``market_kg_co2e_before``
+    (market-based, before certificates) and ``market_kg_co2e`` (after hourly matching).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    hour_start: str
-    load_kwh: Decimal
-    onsite_cfe_kwh: Decimal
-    certificates_kwh: Decimal
-    grid_cfe_share: Decimal
-    score_kwh: Decimal
-    market_kg_co2e_before: Decimal
-    market_kg_co2e: Decimal
+    hour_start: list[str] = Field(default_factory=list)
+    load_kwh: list[str] = Field(default_factory=list)
+    onsite_cfe_kwh: list[str] = Field(default_factory=list)
+    certificates_kwh: list[str] = Field(default_factory=list)
+    grid_cfe_share: list[str] = Field(default_factory=list)
+    score_kwh: list[str] = Field(default_factory=list)
+    market_kg_co2e_before: list[str] = Field(default_factory=list)
+    market_kg_co2e: list[str] = Field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The table as rows, in column order."""
+        return list(zip(self.hour_start, self.load_kwh, self.onsite_cfe_kwh, self.certificates_kwh,
+                        self.grid_cfe_share, self.score_kwh, self.market_kg_co2e_before, self.market_kg_co2e,
+                        strict=True))
 
 
 class PartyInventory(BaseModel):
@@ -86,7 +97,7 @@ class PartyInventory(BaseModel):
     roles: list[str] = Field(default_factory=list)
     rows: list[InventoryRow] = Field(default_factory=list)
     cfe: CfeSummary | None = None
-    hourly: list[HourRow] = Field(default_factory=list)
+    hourly: HourlyTable | None = None
 
     def kg_co2e(self, scope: Scope, category: str | None = None) -> Decimal:
         """kg CO2e of ``scope`` (and ``category``; Scope 2 needs one: location or market)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 
 import numpy as np
@@ -33,7 +33,7 @@ from core.carbon_amounts import GasKg, kg
 from core.carbon_period import PeriodCarbon
 from core.carbon_settings import EmissionsSettings
 from core.cfe import HourlyMatch
-from core.disclosure import CfeSummary, Disclosure, HourRow, InventoryRow, PartyInventory
+from core.disclosure import CfeSummary, Disclosure, HourlyTable, InventoryRow, PartyInventory
 from core.emissions import M_LOC, M_MKT, M_TD, M_UP, N_GAS
 from core.factors import GwpSet
 
@@ -241,7 +241,13 @@ def build_disclosure(campus: Campus, campus_name: str, period: str, first: date,
                       runs=[r for pc in periods for r in pc.input.runs], factors=lineage, notes=notes)
 
 
-def _cfe(matches: list[HourlyMatch], gwp: GwpSet) -> tuple[CfeSummary, list[HourRow]]:
+def _fixed(values: np.ndarray, places: int = 3) -> list[str]:
+    """Floats as decimal strings with ``places`` decimals (vectorised; -0 printed as 0)."""
+    out: list[str] = np.char.mod(f"%.{places}f", np.round(values, places) + 0.0).tolist()
+    return out
+
+
+def _cfe(matches: list[HourlyMatch], gwp: GwpSet) -> tuple[CfeSummary, HourlyTable]:
     load = np.concatenate([m.load_kwh for m in matches])
     onsite = np.concatenate([m.onsite_cfe_kwh for m in matches])
     certs = np.concatenate([m.certificates_kwh for m in matches])
@@ -257,11 +263,8 @@ def _cfe(matches: list[HourlyMatch], gwp: GwpSet) -> tuple[CfeSummary, list[Hour
     summary = CfeSummary(hours=int(hours.size), load_kwh=kg(total), onsite_cfe_kwh=kg(float(onsite.sum())),
                          certificates_kwh=kg(float(certs.sum())), matched_kwh=kg(float(matched.sum())),
                          surplus_kwh=kg(float(np.maximum(onsite + certs - load, 0.0).sum())), score_pct=pct)
-    rows = [HourRow(hour_start=datetime.fromtimestamp(int(h), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    load_kwh=kg(lv), onsite_cfe_kwh=kg(ov), certificates_kwh=kg(cv),
-                    grid_cfe_share=Decimal(repr(float(sv))).quantize(Decimal("0.0001")), score_kwh=kg(scv),
-                    market_kg_co2e_before=kg(bv), market_kg_co2e=kg(av))
-            for h, lv, ov, cv, sv, scv, bv, av in zip(hours.tolist(), load.tolist(), onsite.tolist(), certs.tolist(),
-                                                       share.tolist(), score.tolist(), before.tolist(), after.tolist(),
-                                                       strict=True)]
-    return summary, rows
+    stamps = [f"{s}Z" for s in np.datetime_as_string(hours.astype("datetime64[s]"), unit="s").tolist()]
+    table = HourlyTable(hour_start=stamps, load_kwh=_fixed(load), onsite_cfe_kwh=_fixed(onsite),
+                        certificates_kwh=_fixed(certs), grid_cfe_share=_fixed(share, 4), score_kwh=_fixed(score),
+                        market_kg_co2e_before=_fixed(before), market_kg_co2e=_fixed(after))
+    return summary, table

@@ -72,6 +72,7 @@ from core.settlement import (
 from core.timeline import BillingPeriod, Span, billing_period, previous_periods
 from hub.esg.carbon_store import store_basis
 from hub.store import Database
+from hub.store.carbon_tables import run_carbon_table
 from hub.store.settlement_tables import (
     invoice_line_table,
     invoice_sequence_table,
@@ -853,6 +854,16 @@ def _alloc_rows(key: RunKey, allocation: AllocationResult | None, tenant: str) -
     ]
 
 
+def _carbon_row(key: RunKey, campus: Campus, contract: Contract, comp: RunComputation) -> dict[str, Any]:
+    """The run's ``run_carbon`` row: its carbon basis ids, buyer, sellers of each source, frozen settings."""
+    assert comp.carbon is not None
+    seller_of = {c.id: c.seller for c in campus.contracts}
+    sellers = {a.source: seller_of[a.billed_by] for a in comp.accounts if a.billed_by in seller_of}
+    return {"run_id": key.run_id, "period": key.period, "tenant": contract.buyer,
+            "activity_id": comp.carbon["activity_id"], "factors_id": comp.carbon["factors_id"],
+            "sellers": json.dumps(sellers, sort_keys=True), "settings": json.dumps(comp.carbon["settings"], sort_keys=True)}
+
+
 def settle_contract(
     db: Database,
     campus: Campus,
@@ -978,6 +989,8 @@ def settle_contract(
         rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else []
         if rows:
             conn.execute(insert(run_allocation_table), rows)
+        if comp.carbon is not None:
+            conn.execute(insert(run_carbon_table), _carbon_row(key, campus, contract, comp))
 
     try:
         if conn is None:

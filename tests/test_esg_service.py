@@ -356,8 +356,9 @@ def test_restated_fuel_restates_the_emissions_as_a_new_version(db, campus):
 
 def _runs(db):  # noqa: ANN001, ANN202
     from hub.esg.inputs import latest_runs
+    from hub.settlement_service import get_run
 
-    return latest_runs(db, "2026-10")
+    return [{**r, "statement": get_run(db, r["id"])["statement_json"]} for r in latest_runs(db, "2026-10")]
 
 
 def test_json_and_pdf_show_the_line_emissions_per_gas(db, campus):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,11 +23,17 @@ def _put(conn: Any, data_id: str, blobs: Sequence[tuple[str, bytes]]) -> int:
     return len(rows)
 
 
+HEADER = "header.json"
+FACTORS = "factors.json"
+
+
 def store_basis(conn: Any, basis: PeriodBasis) -> int:
-    """Store a period's activity and factor arrays (once per content); returns rows written."""
-    written = _put(conn, basis.activity_id, basis.activity.blobs())
-    _, factor_blobs = basis.factors.to_json()
-    return written + _put(conn, basis.factors_id, factor_blobs)
+    """Store a period's activity (arrays and header) and factors (values, lineage, arrays), once per content;
+    returns rows written."""
+    header = json.dumps(basis.activity.header(), sort_keys=True).encode()
+    written = _put(conn, basis.activity_id, [*basis.activity.blobs(), (HEADER, header)])
+    data, factor_blobs = basis.factors.to_json()
+    return written + _put(conn, basis.factors_id, [*factor_blobs, (FACTORS, json.dumps(data, sort_keys=True).encode())])
 
 
 def read_blobs(conn: Any, data_ids: Iterable[str]) -> dict[str, dict[str, bytes]]:

@@ -4,6 +4,9 @@
   per-source activity of a settled period (output, fuel, battery charging mix; see
   :mod:`core.carbon_activity`) and the time-varying factors it used. Runs name the ids in
   their statement's ``carbon`` section; equal content is stored once.
+* ``run_carbon``: per allocation-based run, the ids of the activity and factors it froze,
+  its buyer, who sold the buyer each source, and the settings its intensities used, so
+  reports read a period's runs without parsing their statements.
 * ``gc_bundle``: granular certificates in bundles, an id range of 1 Wh certificates of one
   device and production hour (at most one hour), with their attributes, holder
   (``account``), status and, once cancelled, the beneficiary and consumption hour. Acting
@@ -27,6 +30,21 @@ class CarbonDataRow(SQLModel, table=True):
     data_id: str = Field(primary_key=True, max_length=64)
     key: str = Field(primary_key=True, max_length=300)
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class RunCarbonRow(SQLModel, table=True):
+    """The carbon basis one settlement run used (see the module docs)."""
+
+    __tablename__ = "run_carbon"
+    __table_args__ = (Index("ix_run_carbon_period", "period"),)
+
+    run_id: str = Field(primary_key=True, max_length=200)
+    period: str = Field(max_length=40)
+    tenant: str = Field(max_length=200)
+    activity_id: str = Field(max_length=64)
+    factors_id: str = Field(max_length=64)
+    sellers: str = Field(sa_column=Column(Text, nullable=False))  # JSON {source: seller party}
+    settings: str = Field(sa_column=Column(Text, nullable=False))  # JSON of the frozen settings
 
 
 class GcBundleRow(SQLModel, table=True):
@@ -74,5 +92,6 @@ class GcActionRow(SQLModel, table=True):
 
 
 carbon_data_table = CarbonDataRow.__table__  # type: ignore[attr-defined]
+run_carbon_table = RunCarbonRow.__table__  # type: ignore[attr-defined]
 gc_bundle_table = GcBundleRow.__table__  # type: ignore[attr-defined]
 gc_action_table = GcActionRow.__table__  # type: ignore[attr-defined]

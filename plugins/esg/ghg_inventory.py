@@ -62,13 +62,11 @@ class GhgInventoryWriter(EsgReporter):
                             r.kg.n2o, r.kg.co2e_reported, r.kg_co2e, disclosure.gwp_set, r.method,
                             " ".join(r.factors), r.unknown_kwh])
             paths.append(atomic_write(out_dir / f"{base}.csv", buf.getvalue()))
-            if inv.hourly:
+            if inv.hourly is not None:
                 buf = io.StringIO()
                 w = csv.writer(buf, lineterminator="\n")
                 w.writerow(HOUR_HEADER)
-                for h in inv.hourly:
-                    w.writerow([h.hour_start, h.load_kwh, h.onsite_cfe_kwh, h.certificates_kwh, h.grid_cfe_share,
-                                h.score_kwh, h.market_kg_co2e_before, h.market_kg_co2e])
+                w.writerows(inv.hourly.rows())
                 paths.append(atomic_write(out_dir / f"{safe_name('cfe-hourly', disclosure.period, inv.party)}.csv",
                                           buf.getvalue()))
         return paths

@@ -1,7 +1,7 @@
 """Carbon: the activity data runs freeze, and the granular certificate ledger.
 
 ``carbon_data`` holds content-addressed arrays (a settled period's per-source activity and
-its time-varying factors); ``gc_bundle`` / ``gc_action`` the granular certificates and the
+its time-varying factors); ``run_carbon`` which of them each run used; ``gc_bundle`` / ``gc_action`` the granular certificates and the
 log of every action on them (see hub/store/carbon_tables.py).
 
 Revision ID: 0010_carbon
@@ -18,13 +18,24 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create ``carbon_data``, ``gc_bundle`` and ``gc_action``."""
+    """Create ``carbon_data``, ``run_carbon``, ``gc_bundle`` and ``gc_action``."""
     op.create_table(
         "carbon_data",
         sa.Column("data_id", sa.String(length=64), primary_key=True),
         sa.Column("key", sa.String(length=300), primary_key=True),
         sa.Column("blob", sa.LargeBinary(), nullable=False),
     )
+    op.create_table(
+        "run_carbon",
+        sa.Column("run_id", sa.String(length=200), primary_key=True),
+        sa.Column("period", sa.String(length=40), nullable=False),
+        sa.Column("tenant", sa.String(length=200), nullable=False),
+        sa.Column("activity_id", sa.String(length=64), nullable=False),
+        sa.Column("factors_id", sa.String(length=64), nullable=False),
+        sa.Column("sellers", sa.Text(), nullable=False),
+        sa.Column("settings", sa.Text(), nullable=False),
+    )
+    op.create_index("ix_run_carbon_period", "run_carbon", ["period"])
     op.create_table(
         "gc_bundle",
         sa.Column("bundle_id", sa.String(length=120), primary_key=True),
@@ -62,10 +73,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the three tables."""
+    """Drop the four tables."""
     op.drop_table("gc_action")
     op.drop_index("ix_gc_bundle_device_range", table_name="gc_bundle")
     op.drop_index("ix_gc_bundle_production", table_name="gc_bundle")
     op.drop_index("ix_gc_bundle_account_status", table_name="gc_bundle")
     op.drop_table("gc_bundle")
+    op.drop_index("ix_run_carbon_period", table_name="run_carbon")
+    op.drop_table("run_carbon")
     op.drop_table("carbon_data")
