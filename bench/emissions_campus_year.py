@@ -198,7 +198,7 @@ def peer(db, computed, factors):  # noqa: ANN001, ANN201
     import pandas as pd
     from sqlalchemy import select
 
-    from hub.esg.inputs import inflate  # the same reader of the stored blobs as kwhub's
+    from core.allocation import inflate  # the same reader of the stored blobs as kwhub's
     from hub.store.settlement_tables import run_allocation_table as t
 
     t0, c0 = time.perf_counter(), time.process_time()

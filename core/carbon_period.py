@@ -18,7 +18,7 @@ import numpy as np
 from core.carbon_activity import CarbonActivity
 from core.carbon_factors import FactorSet
 from core.carbon_settings import EmissionsSettings
-from core.cfe import HourlyMatch, hour_index, hourly_match
+from core.cfe import HourlyMatch, hour_index, hourly_matches
 from core.disclosure import RunLineage
 from core.emissions import Intensity, TenantEmissions, source_intensity, tenant_emissions
 
@@ -77,7 +77,5 @@ def compute_period(inp: EmissionsInput, settings: EmissionsSettings) -> PeriodCa
     totals = tenant_emissions(inp.tenants, inp.kwh, intensity)
     grid = [i for i, s in enumerate(inp.activity.sources) if s.role == "grid_import"]
     starts = inp.activity.starts
-    hourly = {t: hourly_match(t, inp.kwh[k], intensity, starts, grid, inp.certificates_wh.get(t),
-                              inp.factors.cfe_share)
-              for k, t in enumerate(inp.tenants)}
+    hourly = hourly_matches(inp.tenants, inp.kwh, intensity, starts, grid, inp.certificates_wh, inp.factors.cfe_share)
     return PeriodCarbon(input=inp, intensity=intensity, tenants=totals, hourly=hourly)

@@ -83,38 +83,57 @@ def hour_index(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def hourly_match(tenant: str, kwh: np.ndarray, intensity: Intensity, starts: np.ndarray,
                  grid_sources: list[int], certificates_wh: np.ndarray | None = None,
                  grid_cfe_share: np.ndarray | float | None = None) -> HourlyMatch:
-    """Match one tenant's split ``kwh`` (S+1, N) hour by hour.
+    """Match one tenant's split ``kwh`` (S+1, N) hour by hour (see :func:`hourly_matches`)."""
+    certs = None if certificates_wh is None else {tenant: certificates_wh}
+    return hourly_matches([tenant], kwh[None], intensity, starts, grid_sources, certs, grid_cfe_share)[tenant]
 
-    ``grid_sources`` are the indices of grid-import sources; ``certificates_wh`` the Wh of
-    certificates claimed for each hour of :func:`hour_index` (None: none); the grid's CFE
-    share per interval or as one number.
+
+def hourly_matches(tenants: list[str], kwh: np.ndarray, intensity: Intensity, starts: np.ndarray,
+                   grid_sources: list[int], certificates_wh: dict[str, np.ndarray] | None = None,
+                   grid_cfe_share: np.ndarray | float | None = None) -> dict[str, HourlyMatch]:
+    """Match every tenant's split ``kwh`` (T, S+1, N) hour by hour, all tenants at once.
+
+    ``grid_sources`` are the indices of grid-import sources; ``certificates_wh[tenant]`` the
+    Wh of certificates the tenant claimed for each hour of :func:`hour_index` (absent: none);
+    the grid's CFE share per interval or as one number.
     """
     hours, idx = hour_index(starts)
     n_h = hours.size
+    if idx.size and np.any(np.diff(idx) < 0):
+        raise ValueError("interval starts must be in order")
+    bounds = np.flatnonzero(np.r_[True, np.diff(idx) != 0]) if idx.size else np.zeros(0, dtype=np.intp)
+    present = idx[bounds]  # the hours that have intervals (all of them for a contiguous period)
 
     def per_hour(values: np.ndarray) -> np.ndarray:
-        return np.bincount(idx, weights=values, minlength=n_h)
+        out = np.zeros((*values.shape[:-1], n_h))
+        if bounds.size:
+            out[..., present] = np.add.reduceat(values, bounds, axis=-1)
+        return out
 
-    load = per_hour(kwh.sum(axis=0))
-    onsite = per_hour((kwh * intensity.cfe_share).sum(axis=0))
-    grid_mask = np.zeros(kwh.shape[0], dtype=bool)
+    grid_mask = np.zeros(kwh.shape[1], dtype=bool)
     grid_mask[grid_sources] = True
-    grid = per_hour(kwh[grid_mask].sum(axis=0))
-    mkt = np.einsum("sn,sgn->gn", kwh, intensity.values[M_MKT])  # (G, N)
-    mkt_grid = np.einsum("sn,sgn->gn", kwh[grid_mask], intensity.values[M_MKT, grid_mask])
-    before = np.stack([per_hour(row) for row in mkt], axis=1)  # (H, G)
-    grid_kg = np.stack([per_hour(row) for row in mkt_grid], axis=1)
+    load = per_hour(kwh.sum(axis=1))  # (T, H)
+    onsite = per_hour(np.einsum("tsn,sn->tn", kwh, intensity.cfe_share))
+    grid = per_hour(kwh[:, grid_mask].sum(axis=1))
+    mkt = intensity.values[M_MKT]
+    before = per_hour(np.einsum("tsn,sgn->tgn", kwh, mkt))  # (T, G, H)
+    grid_kg = per_hour(np.einsum("tsn,sgn->tgn", kwh[:, grid_mask], mkt[grid_mask]))
     other_kg = before - grid_kg
-    certs = np.zeros(n_h) if certificates_wh is None else np.asarray(certificates_wh, dtype=np.float64) / 1000.0
-    if certs.shape != (n_h,):
-        raise ValueError(f"certificates cover {certs.shape[0]} hours, the period has {n_h}")
+    certs = np.zeros((len(tenants), n_h))
+    for k, t in enumerate(tenants):
+        c = (certificates_wh or {}).get(t)
+        if c is not None:
+            c = np.asarray(c, dtype=np.float64)
+            if c.shape != (n_h,):
+                raise ValueError(f"certificates of {t} cover {c.shape[0]} hours, the period has {n_h}")
+            certs[k] = c / 1000.0
     if grid_cfe_share is None:
         share = np.zeros(n_h)
     elif np.isscalar(grid_cfe_share):
         share = np.full(n_h, float(grid_cfe_share))  # type: ignore[arg-type]
     else:
-        counts = np.bincount(idx, minlength=n_h)
-        share = np.bincount(idx, weights=np.asarray(grid_cfe_share, dtype=np.float64), minlength=n_h) / np.maximum(counts, 1)
+        counts = per_hour(np.ones(len(starts)))
+        share = per_hour(np.asarray(grid_cfe_share, dtype=np.float64)) / np.maximum(counts, 1)
     non_cfe = np.maximum(load - onsite, 0.0)
     cover = np.minimum(certs, non_cfe)
     grid_cov = np.minimum(cover, grid)
@@ -123,6 +142,8 @@ def hourly_match(tenant: str, kwh: np.ndarray, intensity: Intensity, starts: np.
     with np.errstate(divide="ignore", invalid="ignore"):
         keep_grid = np.where(grid > 0, 1.0 - grid_cov / np.where(grid > 0, grid, 1.0), 1.0)
         keep_other = np.where(other > 0, 1.0 - rest_cov / np.where(other > 0, other, 1.0), 1.0)
-    after = grid_kg * keep_grid[:, None] + other_kg * np.clip(keep_other, 0.0, 1.0)[:, None]
-    return HourlyMatch(tenant=tenant, hours=hours, load_kwh=load, onsite_cfe_kwh=onsite, certificates_kwh=certs,
-                       grid_kwh=grid, grid_cfe_share=share, market_kg_before=before, market_kg=after)
+    after = grid_kg * keep_grid[:, None, :] + other_kg * np.clip(keep_other, 0.0, 1.0)[:, None, :]
+    return {t: HourlyMatch(tenant=t, hours=hours, load_kwh=load[k], onsite_cfe_kwh=onsite[k],
+                           certificates_kwh=certs[k], grid_kwh=grid[k], grid_cfe_share=share,
+                           market_kg_before=before[k].T, market_kg=after[k].T)
+            for k, t in enumerate(tenants)}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.allocation import UNMETERED
+from core.allocation import UNMETERED, inflate
 from core.campus import Campus
 from core.carbon_activity import CarbonActivity
 from core.carbon_factors import FactorSet
@@ -42,11 +41,6 @@ from hub.settlement_service import SETTLED
 from hub.store import Database
 from hub.store.carbon_tables import run_carbon_table
 from hub.store.settlement_tables import run_allocation_table, settlement_run_table
-
-try:  # ISA-L inflates the zlib blobs of core.allocation.pack_array about twice as fast as zlib
-    from isal.isal_zlib import decompress as inflate
-except ImportError:  # pragma: no cover - isal is a dependency; zlib reads the same format
-    inflate = zlib.decompress
 
 _ORDER = {"initial": 0, "final": 1, "true_up": 2}
 _ZEROS = ("0.0", "-0.0", "0")
