@@ -376,3 +376,24 @@ def test_json_and_pdf_show_the_line_emissions_per_gas(db, campus):
 
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(PdfRenderer("pdf").render(inv))).pages)
     assert "Emissions of the energy billed" in text and "AR5" in text
+
+
+def test_certificate_commands(db, campus, tmp_path, monkeypatch):
+    from hub.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke
+    res = run(app, ["esg", "certificates", "issue", "--period", "2026-10"])
+    assert res.exit_code == 0 and f"issued {N // 4} bundle(s), {80_000 * (N // 4)} Wh" in res.output, res.output
+    assert run(app, ["esg", "certificates", "transfer", "--period", "2026-10"]).exit_code == 0
+    res = run(app, ["esg", "certificates", "claim", "--period", "2026-10", "--tenant", "tenant_b"])
+    assert f"{32_000 * (N // 4)} Wh for tenant_b" in res.output, res.output
+    rows = json.loads(run(app, ["esg", "certificates", "list", "--format", "json"]).output)
+    held = {(r["account"], r["status"]): r["wh"] for r in rows}
+    assert held[("tenant_b", "Claimed")] == 32_000 * (N // 4) and held[("tenant_a", "Active")] == 48_000 * (N // 4)
+    with db.engine.connect() as conn:
+        some = next(b for b in bundles(conn) if b.account == "tenant_a" and b.status == "Active")
+    res = run(app, ["esg", "certificates", "withdraw", some.bundle_id, "--reason", "meter error", "--wh", "1000"])
+    assert res.exit_code == 0 and "(1000 Wh)" in res.output
+    res = run(app, ["esg", "certificates", "withdraw", some.bundle_id, "--reason", "again"])
+    assert res.exit_code != 0 and "only Active bundles can be withdrawn" in str(res.exception)
