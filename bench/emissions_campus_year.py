@@ -6,7 +6,7 @@ battery (charge, discharge) and the grid tie (import, export); the campus balanc
 interval. One contract per tenant bills its allocated energy; the 12 local months are settled
 (240 runs), each freezing its tenant's split (``run_allocation``) and the month's carbon basis.
 
-Timed (ours): ``hub.esg.reports.period_carbon(db, cfg, "2026")``: read the 240 runs' frozen
+Timed (ours): ``kwhub.hub.esg.reports.period_carbon(db, cfg, "2026")``: read the 240 runs' frozen
 splits and the 12 months' activity and factors from the store, compute the source intensities
 (4 methods x 4 gases, the battery carry), every tenant's totals per method, source and gas, and
 every tenant's hourly matching. Then, separately, the disclosure (every party's inventory).
@@ -35,8 +35,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.campus import Asset, Campus, Channel, ComponentSpec, Contract, Ownership, Party, Site  # noqa: E402
-from core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
+from kwhub.core.campus import (  # noqa: E402
+    Asset,
+    Campus,
+    Channel,
+    ComponentSpec,
+    Contract,
+    Ownership,
+    Party,
+    Site,
+)
+from kwhub.core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
 
 TZ = "America/New_York"
 N_TENANTS = 20
@@ -119,10 +128,10 @@ def data(n: int) -> dict[str, np.ndarray]:
 
 
 def options():  # noqa: ANN201
-    from core.carbon_factors import CarbonSetup
-    from core.carbon_settings import EmissionsSettings
-    from core.factors import Factor, FactorLibrary
-    from core.settlement import SettlementOptions
+    from kwhub.core.carbon_factors import CarbonSetup
+    from kwhub.core.carbon_settings import EmissionsSettings
+    from kwhub.core.factors import Factor, FactorLibrary
+    from kwhub.core.settlement import SettlementOptions
 
     rm = Factor(factor_id="bench_rfce_rm", version="bench", source="benchmark residual mix", region="RFCE",
                 activity="grid_residual_mix", gas="co2e", value=1100.0, unit="lb/MWh", kind="residual_mix")
@@ -133,9 +142,9 @@ def options():  # noqa: ANN201
 
 def build_store() -> tuple[float, bool]:
     """Write the year and settle its 12 months once (cached)."""
-    from hub.plugins import get_registry
-    from hub.settlement_service import settle_periods
-    from hub.store import Database
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import settle_periods
+    from kwhub.hub.store import Database
 
     if CACHE.exists():
         return 0.0, True
@@ -171,7 +180,7 @@ def build_store() -> tuple[float, bool]:
 
 
 def ours(db, cfg):  # noqa: ANN001, ANN201
-    from hub.esg.reports import period_carbon
+    from kwhub.hub.esg.reports import period_carbon
 
     t0, c0 = time.perf_counter(), time.process_time()
     computed, _ = period_carbon(db, cfg, str(YEAR))
@@ -198,8 +207,8 @@ def peer(db, computed, factors):  # noqa: ANN001, ANN201
     import pandas as pd
     from sqlalchemy import select
 
-    from core.allocation import inflate  # the same reader of the stored blobs as kwhub's
-    from hub.store.settlement_tables import run_allocation_table as t
+    from kwhub.core.allocation import inflate  # the same reader of the stored blobs as kwhub's
+    from kwhub.hub.store.settlement_tables import run_allocation_table as t
 
     t0, c0 = time.perf_counter(), time.process_time()
     results = []
@@ -241,9 +250,9 @@ def totals_match(computed, results) -> bool:  # noqa: ANN001
 
 
 def main() -> None:
-    from core.factors import gwp_set
-    from core.inventory import build_disclosure
-    from hub.store import Database
+    from kwhub.core.factors import gwp_set
+    from kwhub.core.inventory import build_disclosure
+    from kwhub.hub.store import Database
 
     setup_s, cached = build_store()
     print(f"store: {CACHE} ({'cached' if cached else f'written and settled in {setup_s:.1f} s'}), 1000 channels x "

@@ -2,7 +2,7 @@
 
     python bench/erp_delivery.py [--invoices 1000] [--concurrency 1] [--batch 100] [--url DB_URL]
 
-Each invoice (8 lines) is rendered as UBL 2.1 (``plugins.erp.ubl``, XSD + Peppol rules
+Each invoice (8 lines) is rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules
 validated; JSON when the UBL renderer is not installed) and queued in the outbox in the
 same transaction style the settlement service uses (100 invoices per transaction). The
 relay then delivers everything to a loopback ERP receiver in its own process (dedupe mode,
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import httpx
 
-from core.adapters import InvoiceRenderer
-from core.campus import DeliveryPrefs
-from core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
-from core.money import MoneyPolicy
-from core.render_context import RenderContext
-from hub.erp_receiver import ErpReceiver
-from hub.outbox import enqueue_invoice, run_relay, status_counts
-from hub.store import Database
-from plugins.erp.webhook import WebhookTransport, sign_body
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.deliver.outbox import enqueue_invoice, run_relay, status_counts
+from kwhub.hub.demo.erp_receiver import ErpReceiver
+from kwhub.hub.store import Database
+from kwhub.plugins.erp.webhook import WebhookTransport, sign_body
 
 SECRET = "bench-secret"
 POLICY = MoneyPolicy(currency="USD", rounding="half_up")
@@ -63,7 +63,7 @@ def make_invoice(i: int) -> Invoice:
 
 def pick_renderer() -> tuple[InvoiceRenderer, str]:
     try:
-        from plugins.erp.ubl import UblRenderer
+        from kwhub.plugins.erp.ubl import UblRenderer
 
         renderer = UblRenderer("ubl")
         problems = renderer.validate(renderer.render(make_invoice(0)))
@@ -88,7 +88,7 @@ def pick_renderer() -> tuple[InvoiceRenderer, str]:
 def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The ERP receiver in its own process (as a real ERP would be; no shared GIL)."""
     url_file = work / f"receiver-{time.monotonic_ns()}.url"
-    proc = subprocess.Popen([sys.executable, "-m", "hub.erp_receiver", "--record", str(work / "received.jsonl"),
+    proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.demo.erp_receiver", "--record", str(work / "received.jsonl"),
                              "--secret", SECRET, "--url-file", str(url_file)], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not url_file.exists():
@@ -131,7 +131,7 @@ def main() -> None:
             # Ceiling: the same POSTs straight through one client, no outbox, no database.
             from sqlalchemy import select
 
-            from hub.store.outbox_tables import outbox_table as t
+            from kwhub.hub.store.outbox_tables import outbox_table as t
             with db.engine.connect() as conn:
                 bodies = [bytes(b) for (b,) in conn.execute(select(t.c.body))]
             with httpx.Client() as client:

@@ -1,7 +1,7 @@
 """Benchmark: CSV ingest end to end (parse + store + VEE) vs. a row-per-interval insert.
 
 Generates a wide kwhub CSV (35,040 quarter-hours x 286 channels = 10,021,440 intervals by
-default), ingests it into a fresh SQLite database with the steps ``hub.ingest.ingest_file``
+default), ingests it into a fresh SQLite database with the steps ``kwhub.hub.ingest.batch.ingest_file``
 takes (adapter parse, raw write in one transaction, VEE on the touched days; each timed, plus
 the wait until the background checkpoint has copied the SQLite log into the file) and, as
 the peer, inserts the same intervals row by row with ``executemany`` into a plain SQLite
@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.campus import Campus, Channel, Site  # noqa: E402
-from hub.ingest import adapter_context, channel_days, ingest_batch  # noqa: E402
-from plugins.meters.csv_meter import CsvMeter  # noqa: E402
+from kwhub.core.campus import Campus, Channel, Site  # noqa: E402
+from kwhub.hub.ingest.batch import adapter_context, channel_days, ingest_batch  # noqa: E402
+from kwhub.plugins.meters.csv_meter import CsvMeter  # noqa: E402
 
 
 def generate(path: Path, rows: int, channels: int, seed: int = 1) -> list[str]:
@@ -83,13 +83,13 @@ def main() -> None:
     print(f"generated {csv_path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     os.sync()  # the generator's writes reach the disk now, not during the timed steps
 
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     campus = Campus(sites=[Site(id="site")], channels=[Channel(id=n, interval_minutes=15) for n in names])
     db = Database.open(f"sqlite:///{work / 'kwhub.db'}")
     meter = CsvMeter("bench", {}, adapter_context(campus))
     try:
-        import hub.vee_service  # noqa: F401
+        import kwhub.hub.ingest.vee  # noqa: F401
 
         vee = True
     except ImportError:
@@ -98,7 +98,7 @@ def main() -> None:
     # process start-up, not ingest work: the plugin registry (VEE rules; importing every
     # plugin module pulls in reportlab, asyncssh, ...) is loaded once per process, before
     # the timed steps, as a long-running ingest service has it loaded already
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     t0 = time.perf_counter()
     get_registry()
@@ -116,7 +116,7 @@ def main() -> None:
     t_store = time.perf_counter() - t0
     t_vee = 0.0
     if vee:
-        from hub.vee_service import validate_days
+        from kwhub.hub.ingest.vee import validate_days
 
         t0 = time.perf_counter()
         validate_days(db, campus, channel_days(batch), run_label="bench")

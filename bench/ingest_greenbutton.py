@@ -4,7 +4,7 @@ Generates ESPI feeds in the layout utilities publish (pretty-printed Atom entrie
 IntervalBlock per day of 15-minute readings, a ReadingQuality on some readings, cost),
 then parses each in a fresh subprocess so that peak RSS is per run:
 
-* ours: ``plugins.meters.greenbutton.GreenButtonMeter.read_file`` at two file sizes
+* ours: ``kwhub.plugins.meters.greenbutton.GreenButtonMeter.read_file`` at two file sizes
   (memory should stay flat; only the output arrays grow, ~40 bytes per reading);
 * peer: ``greenbutton_objects.parse.parse_feed`` (ElementTree DOM). When it cannot do the
   big file in reasonable time it runs on the small one and the JSON says which.
@@ -99,7 +99,7 @@ def child(kind: str, path: str) -> None:
     t = time.perf_counter()
     c0 = time.process_time()
     if kind == "ours":
-        from plugins.meters.greenbutton import GreenButtonMeter
+        from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 
         batch = GreenButtonMeter("bench").read_file(Path(path))
         readings = len(batch) + len(batch.meta["period_readings"])

@@ -2,7 +2,7 @@
 
 The devices (SunSpec meters and inverters, gas-turbine and engine controllers, values
 driven by the simulated campus) run in a child process, one real pymodbus TCP server per
-device; this process polls them all with :class:`hub.poller.Poller` through the real
+device; this process polls them all with :class:`kwhub.hub.ingest.poller.Poller` through the real
 adapters (``meters.sunspec``, ``meters.oem_telemetry``). A poll is *missed* when it fails or
 completes later than its period. Target: under 1 % missed.
 
@@ -29,9 +29,9 @@ CHANNEL_OF = {"meter": "hall_b.load", "inverter": "pv.net", "gt": "gt1", "engine
 
 
 def _build_devices(n: int):  # type: ignore[no-untyped-def]
-    from hub.simulator.campus import simulate
-    from hub.simulator.modbus_devices import CampusProfile, map_device, sunspec_device
-    from plugins.meters.oem_telemetry import load_map
+    from kwhub.hub.demo.simulator.campus import simulate
+    from kwhub.hub.demo.simulator.modbus_devices import CampusProfile, map_device, sunspec_device
+    from kwhub.plugins.meters.oem_telemetry import load_map
 
     r = simulate(date(2026, 10, 1), 1, seed=7)
     gt_map, re_map = load_map("gas_turbine_controller"), load_map("recip_engine_controller")
@@ -67,7 +67,7 @@ def serve(n: int, ports_q: mp.Queue, stop_ev: mp.Event) -> None:  # type: ignore
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
 
     async def main() -> None:
-        from hub.simulator.modbus_devices import DeviceServer
+        from kwhub.hub.demo.simulator.modbus_devices import DeviceServer
 
         servers = [DeviceServer([d]) for _, d in _build_devices(n)]
         for s in servers:
@@ -94,8 +94,8 @@ class CountingSink:
 
 
 def adapters(n: int, ports: list[int], period: float, timeout: float) -> list:  # type: ignore[type-arg]
-    from plugins.meters.oem_telemetry import OemTelemetry
-    from plugins.meters.sunspec import SunSpecMeter
+    from kwhub.plugins.meters.oem_telemetry import OemTelemetry
+    from kwhub.plugins.meters.sunspec import SunSpecMeter
 
     out = []
     for i in range(n):
@@ -133,12 +133,12 @@ def main() -> None:
     ports = ports_q.get(timeout=120)
     setup = time.perf_counter() - t0
     if args.sqlite:
-        from hub.store import Database
+        from kwhub.hub.store import Database
 
         sink = Database.open(f"sqlite:///{args.sqlite}").intervals
     else:
         sink = CountingSink()
-    from hub.poller import Poller
+    from kwhub.hub.ingest.poller import Poller
 
     poller = Poller(adapters(args.devices, ports, args.period, args.timeout), sink, flush_seconds=5.0,
                     keep_poll_times=False)

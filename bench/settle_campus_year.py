@@ -32,10 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.campus import Campus, Channel, ComponentSpec, Contract, Party  # noqa: E402
-from core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
-from core.money import MoneyPolicy, to_decimal  # noqa: E402
-from core.timeline import billing_period  # noqa: E402
+from kwhub.core.campus import Campus, Channel, ComponentSpec, Contract, Party  # noqa: E402
+from kwhub.core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
+from kwhub.core.money import MoneyPolicy, to_decimal  # noqa: E402
+from kwhub.core.timeline import billing_period  # noqa: E402
 
 TZ = "America/New_York"
 N_TENANTS = 20
@@ -89,7 +89,7 @@ def values(idx: int, n: int) -> np.ndarray:
 
 
 def build_store() -> tuple[float, bool]:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     if CACHE.exists():
         return 0.0, True
@@ -130,8 +130,8 @@ def fresh_copy() -> Path:
 def settle_year(db, camp: Campus) -> tuple[float, list]:  # noqa: ANN001
     """All 12 months in one ``settle_periods`` call: the same 240 runs as 12 ``settle`` calls,
     with the year's channels read from the store once and sliced per month."""
-    from hub.plugins import get_registry
-    from hub.settlement_service import settle_periods
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import settle_periods
 
     reg = get_registry()
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def stored_totals(db) -> dict[tuple[str, str], Decimal]:  # noqa: ANN001
     """Invoice totals as issued in the store (read back, not timed)."""
     from sqlalchemy import select
 
-    from hub.store.settlement_tables import invoice_table as t
+    from kwhub.hub.store.settlement_tables import invoice_table as t
 
     with db.engine.connect() as conn:
         rows = conn.execute(select(t.c.buyer, t.c.period, t.c.total, t.c.kind)).all()
@@ -154,7 +154,7 @@ def stored_totals(db) -> dict[tuple[str, str], Decimal]:  # noqa: ANN001
 
 def kernel_rate() -> float:
     """Tenant aggregation + TOU bins + peaks over a dense year matrix (arrays in memory)."""
-    from core.pricing.tou import LocalCalendar
+    from kwhub.core.pricing.tou import LocalCalendar
 
     per = billing_period(MONTHS[0], TZ)
     n = 35_040
@@ -241,7 +241,7 @@ def ours(outcomes) -> dict[tuple[str, str], dict[str, Decimal]]:  # noqa: ANN001
 
 
 def main() -> None:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     setup_s, cached = build_store()
     print(f"store: {CACHE} ({'cached' if cached else f'built in {setup_s:.1f} s'}), "

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.campus import Campus, Channel, ComponentSpec, Contract, Party  # noqa: E402
-from core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
-from core.timeline import billing_period  # noqa: E402
+from kwhub.core.campus import Campus, Channel, ComponentSpec, Contract, Party  # noqa: E402
+from kwhub.core.intervals import ChannelSeries, day_start_epoch  # noqa: E402
+from kwhub.core.timeline import billing_period  # noqa: E402
 
 TZ = "America/New_York"
 N_TENANTS = 100
@@ -61,7 +61,7 @@ def build_store() -> None:
 
 
 def _build() -> None:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     tmp = CACHE.with_suffix(".building")
     for p in tmp.parent.glob(tmp.name + "*"):
@@ -86,9 +86,9 @@ def _build() -> None:
 
 
 def main() -> None:
-    from hub.plugins import get_registry
-    from hub.settlement_service import settle
-    from hub.store import Database
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import settle
+    from kwhub.hub.store import Database
 
     build_store()
     work = CACHE.with_name("kwhub_bench_memory_run.db")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.intervals import ChannelSeries
-from core.timeline import Span
-from hub.store import Database
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.timeline import Span
+from kwhub.hub.store import Database
 
 
 def main() -> None:

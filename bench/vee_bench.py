@@ -15,10 +15,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from core.intervals import split_by_day
-from core.vee import VeeConfig, VeeContext, VeeEngine
-from hub.plugins import load_plugins
-from hub.simulator.campus import FaultSpec, simulate
+from kwhub.core.intervals import split_by_day
+from kwhub.core.vee import VeeConfig, VeeContext, VeeEngine
+from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
+from kwhub.hub.registry import load_plugins
 
 
 def main(days: int = 90) -> None:

@@ -5,8 +5,8 @@ sinks`` (battery charge, export, shared load that is not carried by tenants, sur
 per tenant and source, ``allocated = billed + unbilled``, and every unbilled kWh carries
 its reason. :func:`buyer_accounts` says it for one contract's buyer (the rows of one run);
 :func:`campus_accounts` for the whole campus (every tenant, with or without a contract).
-Pure: the inputs are an :class:`~core.allocation.AllocationResult` and the
-:class:`~core.contract_energy.EnergyPlan`.
+Pure: the inputs are an :class:`~kwhub.core.allocation.AllocationResult` and the
+:class:`~kwhub.core.contract_energy.EnergyPlan`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from core.allocation import UNMETERED, AllocationResult
-from core.contract_energy import ContractEnergy, EnergyPlan
-from core.review import Unbilled
+from kwhub.core.allocation import UNMETERED, AllocationResult
+from kwhub.core.contract_energy import ContractEnergy, EnergyPlan
+from kwhub.core.review import Unbilled
 
 REASON_UNMETERED = "load that the metered supply did not cover (campus imbalance or a missing supply meter)"
 REASON_NO_CONTRACT = "the tenant has no contract"

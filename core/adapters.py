@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 if TYPE_CHECKING:
-    from core.disclosure import Disclosure
-    from core.intervals import IntervalBatch
-    from core.invoice import Invoice, PartyRef
-    from core.render_context import RenderContext
+    from kwhub.core.disclosure import Disclosure
+    from kwhub.core.intervals import IntervalBatch
+    from kwhub.core.invoice import Invoice, PartyRef
+    from kwhub.core.render_context import RenderContext
 
 ENV_PREFIX = "env:"
 
@@ -237,7 +237,7 @@ class InvoiceTransport(Adapter):
 
 
 class EsgReporter(Adapter):
-    """Writes a GHG inventory (:class:`core.disclosure.Disclosure`) in one disclosure format.
+    """Writes a GHG inventory (:class:`kwhub.core.disclosure.Disclosure`) in one disclosure format.
 
     ``format_id`` names the format (``kwhub esg report --format ghg|cdp|esrs|sb253``);
     :meth:`write` writes the files of every party of the disclosure into ``out_dir`` and

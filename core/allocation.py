@@ -5,8 +5,8 @@ Per interval the campus balances::
     generation + grid import + battery discharge
         == tenant loads + shared infrastructure + battery charge + grid export + losses
 
-:func:`campus_balance` computes every term from an :class:`~core.intervals.IntervalMatrix`
-and the channel roles of a :class:`~core.campus.Campus`; intervals whose imbalance
+:func:`campus_balance` computes every term from an :class:`~kwhub.core.intervals.IntervalMatrix`
+and the channel roles of a :class:`~kwhub.core.campus.Campus`; intervals whose imbalance
 exceeds ``AllocationSpec.tolerance_kwh`` are reported, never hidden.
 
 :func:`allocate` then decides which source serves which tenant, per interval:
@@ -45,8 +45,8 @@ from typing import Literal
 
 import numpy as np
 
-from core.campus import AllocationSpec, Campus, Channel
-from core.intervals import IntervalMatrix
+from kwhub.core.campus import AllocationSpec, Campus, Channel
+from kwhub.core.intervals import IntervalMatrix
 
 UNMETERED = "unmetered"
 SharedMethod = Literal["pro_rata", "fixed_shares", "none"]

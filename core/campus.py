@@ -1,6 +1,6 @@
 """The campus as configured: sites, assets, channels, parties, ownership and contracts.
 
-These are pure pydantic models; ``hub.config`` reads them from ``kwhub.toml``.
+These are pure pydantic models; ``kwhub.hub.config`` reads them from ``kwhub.toml``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.intervals import ALLOWED_INTERVAL_MINUTES
-from core.invoice import Address, PaymentDetails
-from core.money import RoundingMode
+from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES
+from kwhub.core.invoice import Address, PaymentDetails
+from kwhub.core.money import RoundingMode
 
 AssetKind = Literal[
     "gas_turbine", "recip_engine", "solar", "wind", "battery", "smr", "grid_tie", "load", "fuel_cell", "other",
@@ -129,7 +129,7 @@ class Party(_Strict):
     """A company on the campus: tenant, owner, operator, IPP, utility.
 
     ``tax_id``/``tax_scheme``, ``endpoint_id``/``endpoint_scheme`` and ``payment`` are
-    copied onto the documents (see :class:`core.invoice.PartyRef`).
+    copied onto the documents (see :class:`kwhub.core.invoice.PartyRef`).
     """
 
     id: str
@@ -165,7 +165,7 @@ class ReviewChecks(_Strict):
     """Thresholds of the plausibility checks a run passes before it is issued.
 
     Every field is optional so that a contract can override only what it needs; the
-    hub-wide ``[review.checks]`` fills the rest (see :mod:`core.review` for the defaults).
+    hub-wide ``[review.checks]`` fills the rest (see :mod:`kwhub.core.review` for the defaults).
     """
 
     estimated_share_max_pct: Decimal | None = Field(default=None, ge=0, le=100)
@@ -220,7 +220,7 @@ class Contract(_Strict):
 
 
 class AllocationSpec(_Strict):
-    """How shared sources are split among tenants (see :mod:`core.allocation`).
+    """How shared sources are split among tenants (see :mod:`kwhub.core.allocation`).
 
     ``fixed_shares`` splits the output of ``share_sources`` (asset ids or kinds; default:
     every generation source) by ``shares``; what a tenant cannot take in an interval goes

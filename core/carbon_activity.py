@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.allocation import UNMETERED, AllocationResult, CampusLayout, pack_array, unpack_array
-from core.campus import Campus
-from core.intervals import IntervalMatrix
+from kwhub.core.allocation import (
+    UNMETERED,
+    AllocationResult,
+    CampusLayout,
+    pack_array,
+    unpack_array,
+)
+from kwhub.core.campus import Campus
+from kwhub.core.intervals import IntervalMatrix
 
 COMBUSTION_KINDS = ("gas_turbine", "recip_engine", "fuel_cell")
 
@@ -94,7 +100,7 @@ class CarbonActivity:
         raise CarbonDataError(f"{source!r} is not a source of this activity ({', '.join(s.id for s in self.sources)})")
 
     def blobs(self) -> list[tuple[str, bytes]]:
-        """``(key, packed array)`` rows as stored (see :func:`core.allocation.pack_array`)."""
+        """``(key, packed array)`` rows as stored (see :func:`kwhub.core.allocation.pack_array`)."""
         out = []
         for i, s in enumerate(self.sources):
             out.append((f"output:{s.id}", pack_array(self.output_kwh[i])))

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.factors import GwpSet
+from kwhub.core.factors import GwpSet
 
 KG = Decimal("0.001")
 MG = Decimal("0.000001")
@@ -41,7 +41,7 @@ class GasKg(BaseModel):
 
     @classmethod
     def of(cls, values: object) -> GasKg:
-        """From four floats in :data:`core.factors.GASES` order (co2, ch4, n2o, co2e)."""
+        """From four floats in :data:`kwhub.core.factors.GASES` order (co2, ch4, n2o, co2e)."""
         co2, ch4, n2o, co2e = (float(v) for v in values)  # type: ignore[attr-defined]
         return cls(co2=gas_kg(co2), ch4=gas_kg(ch4), n2o=gas_kg(n2o), co2e_reported=gas_kg(co2e))
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from core.carbon_activity import CarbonActivity
-from core.carbon_amounts import GasKg
-from core.carbon_factors import FactorSet
-from core.emissions import M_LOC, M_MKT, Intensity
-from core.explain import ExplainError
-from core.invoice import Invoice
-from core.line_emissions import unpack_mask
+from kwhub.core.carbon_activity import CarbonActivity
+from kwhub.core.carbon_amounts import GasKg
+from kwhub.core.carbon_factors import FactorSet
+from kwhub.core.emissions import M_LOC, M_MKT, Intensity
+from kwhub.core.explain import ExplainError
+from kwhub.core.invoice import Invoice
+from kwhub.core.line_emissions import unpack_mask
 
 SHOWN_INTERVALS = 12
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from core.allocation import pack_array, unpack_array
-from core.carbon_settings import EmissionsSettings
-from core.factors import Factor, FactorError, FactorLibrary, GwpSet, HourlySignal, gwp_set
+from kwhub.core.allocation import pack_array, unpack_array
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.factors import Factor, FactorError, FactorLibrary, GwpSet, HourlySignal, gwp_set
 
 Rate = float | np.ndarray  # kg per base unit (MMBtu or kWh), scalar or one value per interval
 

@@ -2,8 +2,8 @@
 
 :class:`EmissionsInput` is the ESG family's contract with the settlement: everything a
 period's emissions follow, built from the runs' frozen allocation (each tenant's
-``run_allocation`` split), the frozen :class:`~core.carbon_activity.CarbonActivity` and
-:class:`~core.carbon_factors.FactorSet` the runs recorded, who resold which energy to
+``run_allocation`` split), the frozen :class:`~kwhub.core.carbon_activity.CarbonActivity` and
+:class:`~kwhub.core.carbon_factors.FactorSet` the runs recorded, who resold which energy to
 whom (the contracts that billed it), and the certificates each tenant claimed per hour.
 :func:`compute_period` turns it into :class:`PeriodCarbon`: the source intensities, the
 tenants' totals per method, source and gas, and each tenant's hourly matching.
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.carbon_activity import CarbonActivity
-from core.carbon_factors import FactorSet
-from core.carbon_settings import EmissionsSettings
-from core.cfe import HourlyMatch, hour_index, hourly_matches
-from core.disclosure import RunLineage
-from core.emissions import Intensity, TenantEmissions, source_intensity, tenant_emissions
+from kwhub.core.carbon_activity import CarbonActivity
+from kwhub.core.carbon_factors import FactorSet
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.cfe import HourlyMatch, hour_index, hourly_matches
+from kwhub.core.disclosure import RunLineage
+from kwhub.core.emissions import Intensity, TenantEmissions, source_intensity, tenant_emissions
 
 
 @dataclass
@@ -29,7 +29,7 @@ class EmissionsInput:
 
     ``sellers[(tenant, source)]`` is the party that sold the tenant that energy (the
     seller of the contract that billed it); ``certificates_wh[tenant]`` the Wh of granular
-    certificates claimed for each hour of the period (:func:`core.cfe.hour_index`);
+    certificates claimed for each hour of the period (:func:`kwhub.core.cfe.hour_index`);
     ``tracked`` the devices that issue certificates; ``plants`` whether the plants' own
     Scope 1 is reported from this input (one input per period does).
     """

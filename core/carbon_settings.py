@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.factors import Factor, FactorGas, FactorKind
+from kwhub.core.factors import Factor, FactorGas, FactorKind
 
 
 class HourlyFactorFile(BaseModel):

@@ -5,7 +5,7 @@ Per UTC hour ``h`` of the period, from the tenant's frozen split:
 * ``load_h``: every kWh allocated to the tenant;
 * ``cfe_h``: carbon-free supply matched to it: on-site carbon-free energy allocated to it
   (solar, wind, SMR and the carbon-free share of battery energy, see
-  :mod:`core.emissions`), plus the granular certificates claimed for its consumption in
+  :mod:`kwhub.core.emissions`), plus the granular certificates claimed for its consumption in
   that hour (contracted clean energy from elsewhere arrives this way too). A device that
   issues certificates counts only through the certificates claimed, never twice;
 * ``gridCFE_h``: the grid's carbon-free share (``grid_cfe_share`` factor; 0 without one).
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.emissions import M_MKT, Intensity
+from kwhub.core.emissions import M_MKT, Intensity
 
 HOUR = 3600
 

@@ -9,9 +9,9 @@ The energy a contract bills (its **basis**):
 
 ``allocation``
     the buyer is a tenant of a campus that meters its supply: the buyer's allocated
-    energy, split by source (:func:`core.allocation.allocate`). Sources are the asset ids
+    energy, split by source (:func:`kwhub.core.allocation.allocate`). Sources are the asset ids
     of the generation, grid-import and battery-discharge channels, plus
-    :data:`~core.allocation.UNMETERED` (load the metered supply did not cover).
+    :data:`~kwhub.core.allocation.UNMETERED` (load the metered supply did not cover).
 ``metered_sources``
     the buyer is not a tenant and the contract names ``sources`` (an IPP selling plant
     output): the metered output of those sources.
@@ -40,8 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.allocation import UNMETERED, CampusLayout
-from core.campus import Campus, Contract
+from kwhub.core.allocation import UNMETERED, CampusLayout
+from kwhub.core.campus import Campus, Contract
 
 Basis = Literal["allocation", "metered_sources", "metered_load"]
 LOAD = "load"
@@ -157,10 +157,10 @@ def component_ids(contract: Contract) -> list[str]:
 
 def _component_class(components: Any, kind: str) -> Any:
     if components is None:
-        from core.pricing.components import builtin_components
+        from kwhub.core.pricing.components import builtin_components
 
         components = builtin_components()
-    if hasattr(components, "price_components"):  # hub.plugins.Registry
+    if hasattr(components, "price_components"):  # kwhub.hub.registry.Registry
         return components.price_components.get(kind)
     return components.get(kind) if isinstance(components, Mapping) else None
 
@@ -187,7 +187,7 @@ def plan_energy(campus: Campus, components: Any | None = None,
                 contracts: Sequence[Contract] | None = None) -> EnergyPlan:
     """The :class:`EnergyPlan` of the campus' contracts; errors name the contract and component.
 
-    ``components`` is ``{kind: class}`` or a ``hub.plugins.Registry`` (default: built-ins).
+    ``components`` is ``{kind: class}`` or a ``kwhub.hub.registry.Registry`` (default: built-ins).
     ``contracts`` limits the plan (the buyer's other contracts still shape the scopes).
     """
     catalog = SourceCatalog.from_campus(campus)

@@ -1,7 +1,7 @@
 """The format-neutral GHG inventory that every disclosure writer reads.
 
-A :class:`Disclosure` is to ESG writers what :class:`core.invoice.Invoice` is to ERP
-renderers: one typed document, built by :mod:`core.inventory` from the periods' frozen
+A :class:`Disclosure` is to ESG writers what :class:`kwhub.core.invoice.Invoice` is to ERP
+renderers: one typed document, built by :mod:`kwhub.core.inventory` from the periods' frozen
 allocation and activity, with the lineage of every figure (runs, statement hashes,
 activity ids, factors, editions, GWP set). Per party it holds rows by scope, category,
 gas and asset; kg per gas are exact decimals (to the gram) and CO2e is computed with the
@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.carbon_amounts import GasKg
+from kwhub.core.carbon_amounts import GasKg
 
 DISCLOSURE_SCHEMA = "kwhub.esg.disclosure/1"
 _ZERO = Decimal("0")

@@ -1,8 +1,8 @@
 """Emissions that follow the energy: per source, gas, method and interval, then per tenant.
 
-The engine is pure numpy over a period's :class:`~core.carbon_activity.CarbonActivity`,
-its :class:`~core.carbon_factors.FactorSet` and the tenants x sources x intervals split a
-settlement run froze. Gases are kept apart (:data:`core.factors.GASES`: CO2, CH4, N2O and
+The engine is pure numpy over a period's :class:`~kwhub.core.carbon_activity.CarbonActivity`,
+its :class:`~kwhub.core.carbon_factors.FactorSet` and the tenants x sources x intervals split a
+settlement run froze. Gases are kept apart (:data:`kwhub.core.factors.GASES`: CO2, CH4, N2O and
 figures known only as CO2e); CO2e is computed at report time with a named GWP set.
 
 Methods (:data:`METHODS`), each in kg per kWh delivered to the campus bus:
@@ -13,7 +13,7 @@ Methods (:data:`METHODS`), each in kg per kWh delivered to the campus bus:
     the location-based grid factor.
 ``market``
     on-site plants with their own (supplier-specific) factor; grid import at the residual
-    mix. Certificates are applied per hour by :mod:`core.cfe`, not here.
+    mix. Certificates are applied per hour by :mod:`kwhub.core.cfe`, not here.
 ``upstream``
     well-to-tank emissions of the fuel behind each kWh (3a for who burns it, 3b for who buys
     the power) and of grid electricity (3b).
@@ -23,14 +23,14 @@ Methods (:data:`METHODS`), each in kg per kWh delivered to the campus bus:
 Combustion sources emit ``fuel_mmbtu x factor``; zero-combustion sources (solar, wind,
 SMR) emit nothing; an asset with ``emission_factor_kg_per_mwh`` emits that (as CO2e as
 given); a battery's discharge carries the running average intensity of the energy that
-charged it (see :mod:`core.carbon_activity`). Each source's emissions are spread over the
+charged it (see :mod:`kwhub.core.carbon_activity`). Each source's emissions are spread over the
 energy it delivered (output x (1 - loss_factor)), so tenants carry the losses of what they
 take, and per interval ``sum over tenants + other sinks == sum over sources`` exactly (the
 ``unmetered`` pseudo-source and intervals without data have no figure: they are counted
 as kWh without a figure, never as zero).
 
 The engine is callable as plain functions for jobs and routes (the hub's
-:mod:`hub.esg.inputs` loads a period from the database and configuration).
+:mod:`kwhub.hub.esg.inputs` loads a period from the database and configuration).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.allocation import UNMETERED
-from core.carbon_activity import CarbonActivity
-from core.carbon_factors import FactorSet, Rate
-from core.carbon_settings import EmissionsSettings
-from core.factors import GASES
+from kwhub.core.allocation import UNMETERED
+from kwhub.core.carbon_activity import CarbonActivity
+from kwhub.core.carbon_factors import FactorSet, Rate
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.factors import GASES
 
 METHODS: tuple[str, ...] = ("location", "market", "upstream", "td_loss")
 M_LOC, M_MKT, M_UP, M_TD = range(4)

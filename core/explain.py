@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.invoice import Invoice, InvoiceLine
-from core.money import MoneyPolicy, money_str
-from core.settlement import InputRef
+from kwhub.core.invoice import Invoice, InvoiceLine
+from kwhub.core.money import MoneyPolicy, money_str
+from kwhub.core.settlement import InputRef
 
 
 class ExplainError(ValueError):

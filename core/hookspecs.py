@@ -5,8 +5,8 @@ the hook names below. Built-in adapters are plugins too, declared as entry point
 ``kwhub`` group exactly like a third-party package would. Call order between plugins does
 not matter for the ``register`` hooks. Example plugin module::
 
-    from core.hookspecs import hookimpl
-    from core.adapters import MeterAdapter
+    from kwhub.core.hookspecs import hookimpl
+    from kwhub.core.adapters import MeterAdapter
 
     class AcmeMeter(MeterAdapter):
         type_id = "meters.acme"
@@ -33,7 +33,7 @@ Register = Callable[[type], None]
 
 @hookspec
 def kwhub_register_meter_adapters(register: Register) -> None:
-    """Register meter adapter classes (subclasses of ``core.adapters.MeterAdapter``).
+    """Register meter adapter classes (subclasses of ``kwhub.core.adapters.MeterAdapter``).
 
     Signature: ``kwhub_register_meter_adapters(register)``; call ``register(cls)`` once per
     class. Example::
@@ -74,7 +74,7 @@ def kwhub_register_esg_adapters(register: Register) -> None:
     """Register disclosure writers (subclasses of ``EsgReporter``, each with a ``format_id``).
 
     Signature: ``kwhub_register_esg_adapters(register)``. A writer gets a
-    ``core.disclosure.Disclosure`` and writes its format. Example::
+    ``kwhub.core.disclosure.Disclosure`` and writes its format. Example::
 
         @hookimpl
         def kwhub_register_esg_adapters(register):
@@ -84,7 +84,7 @@ def kwhub_register_esg_adapters(register: Register) -> None:
 
 @hookspec
 def kwhub_register_vee_rules(register: Register) -> None:
-    """Register VEE rule classes (subclasses of ``core.vee.engine.Rule``) by ``rule_id``.
+    """Register VEE rule classes (subclasses of ``kwhub.core.vee.engine.Rule``) by ``rule_id``.
 
     Signature: ``kwhub_register_vee_rules(register)``. Rules are enabled and tuned per
     channel group in configuration. Example::
@@ -97,7 +97,7 @@ def kwhub_register_vee_rules(register: Register) -> None:
 
 @hookspec
 def kwhub_register_price_components(register: Register) -> None:
-    """Register contract price component classes (``core.pricing.base.PriceComponent``).
+    """Register contract price component classes (``kwhub.core.pricing.base.PriceComponent``).
 
     Signature: ``kwhub_register_price_components(register)``; each class has a ``kind``
     used in ``[[contracts.components]]``. Example::

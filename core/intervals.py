@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from core.quality import Quality
+from kwhub.core.quality import Quality
 
 SECONDS_PER_DAY = 86_400
 ALLOWED_INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60)

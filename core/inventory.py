@@ -27,15 +27,15 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.allocation import UNMETERED
-from core.campus import Campus
-from core.carbon_amounts import GasKg, kg
-from core.carbon_period import PeriodCarbon
-from core.carbon_settings import EmissionsSettings
-from core.cfe import HourlyMatch
-from core.disclosure import CfeSummary, Disclosure, HourlyTable, InventoryRow, PartyInventory
-from core.emissions import M_LOC, M_MKT, M_TD, M_UP, N_GAS
-from core.factors import GwpSet
+from kwhub.core.allocation import UNMETERED
+from kwhub.core.campus import Campus
+from kwhub.core.carbon_amounts import GasKg, kg
+from kwhub.core.carbon_period import PeriodCarbon
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.cfe import HourlyMatch
+from kwhub.core.disclosure import CfeSummary, Disclosure, HourlyTable, InventoryRow, PartyInventory
+from kwhub.core.emissions import M_LOC, M_MKT, M_TD, M_UP, N_GAS
+from kwhub.core.factors import GwpSet
 
 
 class InventoryError(ValueError):

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from core.carbon_amounts import LineEmissions
-from core.money import MoneyPolicy
+from kwhub.core.carbon_amounts import LineEmissions
+from kwhub.core.money import MoneyPolicy
 
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
 ChargeType = Literal[

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from core.allocation import AllocationResult
-from core.campus import Campus
-from core.carbon_activity import CarbonActivity, build_activity
-from core.carbon_amounts import GasKg, LineEmissions, SourceKg, kg
-from core.carbon_factors import CarbonSetup, FactorSet, resolve_factors
-from core.carbon_settings import EmissionsSettings
-from core.emissions import M_LOC, M_MKT, Intensity, source_intensity
-from core.intervals import IntervalMatrix
-from core.invoice import InvoiceLine
-from core.pricing.base import Charge
+from kwhub.core.allocation import AllocationResult
+from kwhub.core.campus import Campus
+from kwhub.core.carbon_activity import CarbonActivity, build_activity
+from kwhub.core.carbon_amounts import GasKg, LineEmissions, SourceKg, kg
+from kwhub.core.carbon_factors import CarbonSetup, FactorSet, resolve_factors
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.emissions import M_LOC, M_MKT, Intensity, source_intensity
+from kwhub.core.intervals import IntervalMatrix
+from kwhub.core.invoice import InvoiceLine
+from kwhub.core.pricing.base import Charge
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Owner statements: revenues and costs of co-owned assets, split by ownership share.
 
-Assets carry their owners (:attr:`core.campus.Asset.owners`, shares summing to 1). For
+Assets carry their owners (:attr:`kwhub.core.campus.Asset.owners`, shares summing to 1). For
 one period, an owner's statement lists per asset:
 
 * **revenue**: the value of the energy the asset delivered, under every component of
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.campus import Campus
-from core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.campus import Campus
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 
 LineKind = Literal["revenue", "fuel_cost", "variable_om", "fixed_om"]
 

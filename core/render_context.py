@@ -2,7 +2,7 @@
 
 :class:`RenderContext` replaces the untyped ``extras`` mapping renderers used to receive.
 It is built by the hub from the store for an issued invoice
-(:func:`hub.render_context.render_context`): the usage series and lineage come from the
+(:func:`kwhub.hub.deliver.render_context.render_context`): the usage series and lineage come from the
 settlement run's frozen inputs, so every delivery and every later re-rendering of the same
 document shows the same data. ``envelope`` fixes what would otherwise depend on the moment
 of rendering (creation time, EDI control number), so a document rendered again for the

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from core.campus import ReviewChecks
+from kwhub.core.campus import ReviewChecks
 
 CHECK_NAMES: tuple[str, ...] = (
     "period_ended", "measured_data", "missing_intervals", "estimated_share", "suspect_intervals",

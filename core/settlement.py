@@ -1,7 +1,7 @@
 """Settlement: from a period's interval matrix to a priced, hashed run statement.
 
 A run is (contract, billing period in local time, version kind ``initial`` | ``final`` |
-``true_up``, sequence). This module is pure (no SQL): :mod:`hub.settlement_service`
+``true_up``, sequence). This module is pure (no SQL): :mod:`kwhub.hub.settle.service`
 loads the data, calls these functions and stores the result.
 
 1. :func:`contract_channels` says which channels a contract's run depends on: its load
@@ -9,8 +9,8 @@ loads the data, calls these functions and stores the result.
    source (the allocation couples all of them), plus availability channels of the
    assets its components name.
 2. :func:`build_context` turns the matrix (and the allocation) into a
-   :class:`~core.pricing.base.PricingContext` for the contract.
-3. :func:`compute_run` prices it (:func:`core.pricing.lines.price_contract`) and returns
+   :class:`~kwhub.core.pricing.base.PricingContext` for the contract.
+3. :func:`compute_run` prices it (:func:`kwhub.core.pricing.lines.price_contract`) and returns
    the full lines and the determinants.
 4. :func:`delta_lines` compares the full lines with the previous version's, line by line
    per component: a later version bills only the difference, as an adjustment invoice
@@ -32,14 +32,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.accounting import Account, buyer_accounts, unbilled_of
-from core.allocation import AllocationResult, SharedMethod
-from core.campus import Campus, Channel, Contract, ReviewChecks
-from core.carbon_amounts import LineEmissions
-from core.carbon_factors import CarbonSetup
-from core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
-from core.intervals import IntervalMatrix
-from core.invoice import (
+from kwhub.core.accounting import Account, buyer_accounts, unbilled_of
+from kwhub.core.allocation import AllocationResult, SharedMethod
+from kwhub.core.campus import Campus, Channel, Contract, ReviewChecks
+from kwhub.core.carbon_amounts import LineEmissions
+from kwhub.core.carbon_factors import CarbonSetup
+from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
+from kwhub.core.intervals import IntervalMatrix
+from kwhub.core.invoice import (
     DocumentKind,
     DocumentReference,
     Invoice,
@@ -48,9 +48,9 @@ from core.invoice import (
     TaxSubtotal,
     compute_totals,
 )
-from core.line_emissions import PeriodBasis, attach
-from core.money import MoneyPolicy, money_str, to_decimal
-from core.pricing.base import (
+from kwhub.core.line_emissions import PeriodBasis, attach
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.pricing.base import (
     Charge,
     PeriodHistory,
     PricingContext,
@@ -58,12 +58,12 @@ from core.pricing.base import (
     money_policy,
     summarize_period,
 )
-from core.pricing.index_series import IndexSeries
-from core.pricing.lines import build_components, charges_to_lines, price_contract
-from core.pricing.tou import LocalCalendar
-from core.quality import Quality
-from core.review import ChannelStats
-from core.timeline import BillingPeriod
+from kwhub.core.pricing.index_series import IndexSeries
+from kwhub.core.pricing.lines import build_components, charges_to_lines, price_contract
+from kwhub.core.pricing.tou import LocalCalendar
+from kwhub.core.quality import Quality
+from kwhub.core.review import ChannelStats
+from kwhub.core.timeline import BillingPeriod
 
 VersionKind = Literal["initial", "final", "true_up"]
 VERSION_KINDS: tuple[str, ...] = ("initial", "final", "true_up")
@@ -87,7 +87,7 @@ class SettlementOptions:
     ``shared``: how the shared load is carried by tenants; ``grid_price_per_mwh``: cost of
     grid import for pass-through lines; ``index_series``: price indices by name.
     ``review_policy`` / ``review_checks``: the hub-wide review gate (``[review]``; a
-    contract's own ``review`` overrides them, see :mod:`core.review`).
+    contract's own ``review`` overrides them, see :mod:`kwhub.core.review`).
     """
 
     layer: str = "validated"
@@ -322,7 +322,7 @@ def build_context(
     """The pricing context of ``contract`` for ``period`` and an allocation summary.
 
     The energy follows the contract's basis in the energy plan
-    (:mod:`core.contract_energy`): the buyer's allocated energy by source, the metered
+    (:mod:`kwhub.core.contract_energy`): the buyer's allocated energy by source, the metered
     output of the sources an IPP sells, or the metered load. ``energy_by_source`` holds
     every stream of the buyer; ``energy_kwh`` the part the contract sells (its scope);
     ``claims`` which component prices which streams.
@@ -513,11 +513,11 @@ def compute_run(
     """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
 
     ``channels``: :func:`contract_channels` of the contract when the caller has them;
-    ``plan``: the campus' :class:`~core.contract_energy.EnergyPlan`; ``campus_section``:
-    :func:`core.accounting.campus_accounts` of the period's allocation, recorded in
+    ``plan``: the campus' :class:`~kwhub.core.contract_energy.EnergyPlan`; ``campus_section``:
+    :func:`kwhub.core.accounting.campus_accounts` of the period's allocation, recorded in
     allocation-based runs; ``carbon``: the period's carbon basis, from which each energy
     line of an allocation-based run gets the emissions of the energy it bills
-    (:mod:`core.line_emissions`). A period in which the contract's own meters hold no data
+    (:mod:`kwhub.core.line_emissions`). A period in which the contract's own meters hold no data
     at all is refused, never billed from estimates or zeros.
     """
     plan = plan or plan_energy(campus, components)
@@ -808,7 +808,7 @@ def line_json(line: InvoiceLine) -> dict[str, Any]:
 
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
-    """Line, tax and grand totals of ``lines`` (as :func:`core.invoice.compute_totals` computes them)."""
+    """Line, tax and grand totals of ``lines`` (as :func:`kwhub.core.invoice.compute_totals` computes them)."""
     tot = compute_totals(_probe(lines), policy)
     return {"line_total": money_str(tot.line_total), "tax_total": money_str(tot.tax_total), "total": money_str(tot.total)}
 

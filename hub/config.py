@@ -17,11 +17,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.adapters import Adapter, AdapterConfig, AdapterContext
-from core.campus import AllocationSpec, Asset, Campus, Channel, Contract, Party, ReviewChecks, Site
-from core.carbon_settings import EmissionsSettings
-from core.ownership import OwnershipConfig
-from core.timeline import TimeModelError, zone
+from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext
+from kwhub.core.campus import (
+    AllocationSpec,
+    Asset,
+    Campus,
+    Channel,
+    Contract,
+    Party,
+    ReviewChecks,
+    Site,
+)
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.ownership import OwnershipConfig
+from kwhub.core.timeline import TimeModelError, zone
 
 CONFIG_NAME = "kwhub.toml"
 DEFAULT_DB_NAME = "kwhub.db"
@@ -84,7 +93,7 @@ class SettlementSettings(BaseModel):
 
 
 class ReviewSettings(BaseModel):
-    """The ``[review]`` table: the review gate every settlement run passes (see core.review).
+    """The ``[review]`` table: the review gate every settlement run passes (see kwhub.core.review).
 
     ``policy = "auto"`` approves and issues a run whose checks all pass; ``"manual"``
     leaves every run for a person (`kwhub runs approve`). A contract's own ``review``
@@ -170,9 +179,9 @@ class KwhubConfig:
         return {i.name: (self.work_dir / i.path) for i in self.file.indexes}
 
     def settlement_options(self) -> Any:
-        """:class:`core.settlement.SettlementOptions` from ``[settlement]`` and ``[[indexes]]``."""
-        from core.pricing.index_series import load_index_csv
-        from core.settlement import SettlementOptions
+        """:class:`kwhub.core.settlement.SettlementOptions` from ``[settlement]`` and ``[[indexes]]``."""
+        from kwhub.core.pricing.index_series import load_index_csv
+        from kwhub.core.settlement import SettlementOptions
 
         s = self.file.settlement
         indexes = {name: load_index_csv(path, name=name) for name, path in self.index_paths().items()}
@@ -197,9 +206,9 @@ class KwhubConfig:
         return regions[0] if regions else ""
 
     def factor_library(self) -> Any:
-        """:class:`core.factors.FactorLibrary` of the shipped factors, ``[[emissions.factors]]`` and the
+        """:class:`kwhub.core.factors.FactorLibrary` of the shipped factors, ``[[emissions.factors]]`` and the
         hourly files of ``[[emissions.hourly]]`` (paths relative to this file)."""
-        from core.factors import FactorError, FactorLibrary, read_hourly_signal
+        from kwhub.core.factors import FactorError, FactorLibrary, read_hourly_signal
 
         e = self.file.emissions
         try:
@@ -211,8 +220,8 @@ class KwhubConfig:
             raise ConfigError(self.source, [f"emissions: {exc}"]) from None
 
     def carbon_setup(self) -> Any:
-        """:class:`core.carbon_factors.CarbonSetup` for settlement and reports."""
-        from core.carbon_factors import CarbonSetup
+        """:class:`kwhub.core.carbon_factors.CarbonSetup` for settlement and reports."""
+        from kwhub.core.carbon_factors import CarbonSetup
 
         return CarbonSetup(self.file.emissions, self.factor_library(), self.grid_region())
 
@@ -333,7 +342,7 @@ def _cross_check(cf: ConfigFile) -> list[str]:
             except TimeModelError as exc:
                 problems.append(f"{where}.timezone: {exc}")
         try:
-            from core.review import effective_checks
+            from kwhub.core.review import effective_checks
 
             effective_checks(cf.review.checks, k.review.checks)
         except ValueError as exc:
@@ -343,7 +352,7 @@ def _cross_check(cf: ConfigFile) -> list[str]:
     except TimeModelError as exc:
         problems.append(f"hub.timezone: {exc}")
     try:
-        from core.review import effective_checks
+        from kwhub.core.review import effective_checks
 
         effective_checks(cf.review.checks)
     except ValueError as exc:
@@ -387,7 +396,7 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any) -> tu
                     config_cls.model_validate(comp.settings())
                 except ValidationError as exc:
                     problems += format_validation_error(exc, comp.settings(), prefix=where)
-    from core.vee.config import VeeConfig, VeeConfigError
+    from kwhub.core.vee.config import VeeConfig, VeeConfigError
 
     try:
         problems += VeeConfig.from_mapping(cf.vee).check_rules(registry.vee_rules)
@@ -404,7 +413,7 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         raise ConfigError(source, format_validation_error(exc, data)) from None
     problems = _cross_check(cf)
     if registry is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         registry = get_registry()
     instances, plugin_problems = _validate_plugins(cf, data, registry)
@@ -415,7 +424,7 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         timezone=cf.hub.timezone, sites=cf.sites, assets=cf.assets, channels=cf.channels, parties=cf.parties,
         contracts=cf.contracts, allocation=cf.allocation,
     )
-    from core.contract_energy import EnergyPlanError, plan_energy
+    from kwhub.core.contract_energy import EnergyPlanError, plan_energy
 
     try:
         plan_energy(campus, registry)

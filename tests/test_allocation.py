@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.allocation import (
+from kwhub.core.allocation import (
     UNMETERED,
     AllocationError,
     allocate,
@@ -14,8 +14,8 @@ from core.allocation import (
     split_intervals,
     unpack_array,
 )
-from core.campus import AllocationSpec, Asset, Campus, Channel
-from core.intervals import IntervalMatrix
+from kwhub.core.campus import AllocationSpec, Asset, Campus, Channel
+from kwhub.core.intervals import IntervalMatrix
 
 
 def _campus(spec: AllocationSpec | None = None, shared: bool = False) -> Campus:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.allocation import split_intervals
+from kwhub.core.allocation import split_intervals
 
 kwh = st.floats(min_value=0.0, max_value=1e5, allow_nan=False, allow_infinity=False)
 

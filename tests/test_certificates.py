@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.certificates import (
+from kwhub.core.certificates import (
     Bundle,
     CertificateError,
     GcAttributes,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import ConfigError, load_config, parse_config
+from kwhub.hub.config import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "hub" / "templates" / "kwhub.example.toml"
@@ -92,8 +92,8 @@ def test_missing_secret_names_the_path(tmp_path, registry, monkeypatch):
 
     from pydantic import SecretStr
 
-    from core.adapters import AdapterConfig, EsgReporter
-    from hub.plugins import load_plugins
+    from kwhub.core.adapters import AdapterConfig, EsgReporter
+    from kwhub.hub.registry import load_plugins
 
     class Cfg(AdapterConfig):
         token: SecretStr
@@ -103,7 +103,7 @@ def test_missing_secret_names_the_path(tmp_path, registry, monkeypatch):
         Config = Cfg
 
     class Plugin:
-        from core.hookspecs import hookimpl
+        from kwhub.core.hookspecs import hookimpl
 
         @hookimpl
         def kwhub_register_esg_adapters(self, register):
@@ -145,7 +145,7 @@ def test_parse_config_reports_all_problems_at_once(tmp_path, registry):
 
 def _kwhub(args, cwd, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "hub.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
 

@@ -7,11 +7,20 @@ import tomllib
 import numpy as np
 import pytest
 
-from core.allocation import UNMETERED, allocate
-from core.campus import AllocationSpec, Asset, Campus, Channel, ComponentSpec, Contract, Party, Site
-from core.contract_energy import EnergyPlanError, plan_energy
-from core.intervals import IntervalMatrix
-from hub.config import ConfigError, parse_config
+from kwhub.core.allocation import UNMETERED, allocate
+from kwhub.core.campus import (
+    AllocationSpec,
+    Asset,
+    Campus,
+    Channel,
+    ComponentSpec,
+    Contract,
+    Party,
+    Site,
+)
+from kwhub.core.contract_energy import EnergyPlanError, plan_energy
+from kwhub.core.intervals import IntervalMatrix
+from kwhub.hub.config import ConfigError, parse_config
 
 
 def _campus(contracts: list[Contract], **kw) -> Campus:  # noqa: ANN003

@@ -3,7 +3,7 @@ all its corrections equals, to the cent and per tax category, the invoice a fres
 final data issues.
 
 Each document of the chain is what a run would issue against the previous version
-(:func:`core.settlement.draft_document`); credit notes count negative.
+(:func:`kwhub.core.settlement.draft_document`); credit notes count negative.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.campus import Campus, Channel, ComponentSpec, Contract, Party
-from core.intervals import IntervalMatrix
-from core.money import MoneyPolicy
-from core.settlement import SettlementOptions, compute_run, draft_document
-from core.timeline import billing_period
+from kwhub.core.campus import Campus, Channel, ComponentSpec, Contract, Party
+from kwhub.core.intervals import IntervalMatrix
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.settlement import SettlementOptions, compute_run, draft_document
+from kwhub.core.timeline import billing_period
 
 PERIOD = billing_period("2026-10", "America/New_York")
 N = PERIOD.span.n_intervals(15)

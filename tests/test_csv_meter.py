@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.adapters import AdapterContext
-from core.campus import Channel
-from core.intervals import IntervalDataError
-from core.quality import Quality
-from hub.simulator.files import write_csv
-from plugins.meters.csv_meter import CsvMeter, detect_profile, load_profiles, read_header
+from kwhub.core.adapters import AdapterContext
+from kwhub.core.campus import Channel
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.files import write_csv
+from kwhub.plugins.meters.csv_meter import CsvMeter, detect_profile, load_profiles, read_header
 
 DATA = Path(__file__).parent / "data"
 
@@ -251,7 +251,7 @@ def test_blank_lines_do_not_shift_line_numbers(tmp_path):
 
 
 def test_sniff_hooks(registry, tmp_path):
-    from hub.ingest import sniff_adapter
+    from kwhub.hub.ingest.batch import sniff_adapter
 
     assert "meters.csv" in registry.adapters and "meters.greenbutton" in registry.adapters
     assert sniff_adapter(DATA / "kwhub_long.csv", registry) == "meters.csv"

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _demo(work: Path) -> dict:
     env = {**os.environ}
     env.pop("KWHUB_NO_ENTRYPOINTS", None)  # the real command loads the installed entry points
-    out = subprocess.run([sys.executable, "-m", "hub.cli.main", "demo", "--dir", str(work), "--json"],
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", "demo", "--dir", str(work), "--json"],
                          capture_output=True, text=True, env=env, cwd=work.parent, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
@@ -89,7 +89,7 @@ def test_demo_shows_the_gate_the_accounting_and_the_owners(demo_runs):
 def test_demo_refuses_a_folder_it_did_not_create(tmp_path):
     (tmp_path / "kwhub.toml").write_text("[hub]\nname = 'mine'\n")
     env = {**os.environ}
-    out = subprocess.run([sys.executable, "-m", "hub.cli.main", "demo", "--dir", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", "demo", "--dir", str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1 and "did not create" in out.stderr
     assert (tmp_path / "kwhub.toml").read_text() == "[hub]\nname = 'mine'\n"
@@ -122,8 +122,8 @@ def test_demo_polled_modbus_devices_once(demo_runs):
 
 def test_every_format_renders_and_validates_the_demo_invoices(demo_runs, registry):
     """UBL and CII against their XSDs, X12 through the round-trip parser, IDoc, CSV, JSON, PDF."""
-    from core.adapters import InvoiceRenderer
-    from plugins.erp.json_folder import invoice_from_json
+    from kwhub.core.adapters import InvoiceRenderer
+    from kwhub.plugins.erp.json_folder import invoice_from_json
     from tests.x12_parser import parse as parse_x12
 
     _, first, _, _ = demo_runs
@@ -144,7 +144,7 @@ def test_every_format_renders_and_validates_the_demo_invoices(demo_runs, registr
 def _kwhub(work: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ}
     env.pop("KWHUB_NO_ENTRYPOINTS", None)
-    return subprocess.run([sys.executable, "-m", "hub.cli.main", *args], capture_output=True, env=env, cwd=work,
+    return subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", *args], capture_output=True, env=env, cwd=work,
                           timeout=300)
 
 
@@ -156,7 +156,7 @@ def test_demo_documents_pass_the_official_rules_and_show_production_usage(demo_r
     import facturx
     from pypdf import PdfReader
 
-    from plugins.erp.pdfa import pdfa_problems
+    from kwhub.plugins.erp.pdfa import pdfa_problems
     from tests.en16931 import fatal
     from tests.x12_grammar import check_order
     from tests.x12_parser import parse as parse_x12

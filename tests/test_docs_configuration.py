@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import parse_config
-from hub.settlement_service import list_invoices, settle
+from kwhub.hub.config import parse_config
+from kwhub.hub.settle.service import list_invoices, settle
 from tests.fixtures.settlement import write_period
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from core.intervals import IntervalDataError
-from plugins.meters.csv_meter import CsvMeter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.plugins.meters.csv_meter import CsvMeter
 from tests.fixtures.ingest import write_hour_ending_csv, write_local_offset_csv
 
 DAYS = {

@@ -13,15 +13,15 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from core.allocation import allocate
-from core.campus import AllocationSpec, Asset, Campus, Channel, Party, Site
-from core.carbon_activity import build_activity
-from core.carbon_factors import resolve_factors
-from core.carbon_period import EmissionsInput, compute_period
-from core.carbon_settings import EmissionsSettings
-from core.emissions import M_LOC, M_MKT, M_TD
-from core.factors import GASES, Factor, FactorLibrary
-from core.intervals import IntervalMatrix
+from kwhub.core.allocation import allocate
+from kwhub.core.campus import AllocationSpec, Asset, Campus, Channel, Party, Site
+from kwhub.core.carbon_activity import build_activity
+from kwhub.core.carbon_factors import resolve_factors
+from kwhub.core.carbon_period import EmissionsInput, compute_period
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.emissions import M_LOC, M_MKT, M_TD
+from kwhub.core.factors import GASES, Factor, FactorLibrary
+from kwhub.core.intervals import IntervalMatrix
 
 T0 = 1_790_000_000 - 1_790_000_000 % 3600  # an hour boundary
 LB = D("0.45359237")
@@ -226,7 +226,7 @@ def test_cfe_score_matches_the_primer_example():
     c.channels.append(Channel(id="grid.exp", asset="grid", role="grid_export"))
     rows["grid.exp"] = hours_of([0, 20, 0])
     sig = np.array([0.4, 0.0, 0.2])
-    from core.cfe import hourly_match
+    from kwhub.core.cfe import hourly_match
 
     pc, alloc = run(c, rows)
     hm = hourly_match("t0", alloc.kwh[0], pc.intensity, pc.input.activity.starts, [alloc.sources.index("grid")],
@@ -245,15 +245,15 @@ def test_edition_pin_and_gwp_set_per_report():
     newest = resolve_factors(FactorLibrary([]), EmissionsSettings(), "RFCE", set(), date(2026, 10, 1), np.array([T0]))
     assert newest.refs["grid_location"] == ["egrid2024_rfce@eGRID2024"]
     # the GWP set only weighs CH4 and N2O: 10 MMBtu of gas under AR4, AR5, AR6 (fossil CH4 29.8, N2O 273)
-    from core.carbon_amounts import GasKg
-    from core.factors import gwp_set
+    from kwhub.core.carbon_amounts import GasKg
+    from kwhub.core.factors import gwp_set
 
     g = GasKg(co2=D("530.6"), ch4=D("0.01"), n2o=D("0.001"))
     assert [g.co2e(gwp_set(s)) for s in ("AR4", "AR5", "AR6")] == [D("531.148"), D("531.145"), D("531.171")]
 
 
 def test_hourly_average_signal_replaces_the_annual_factor_and_marginal_stays_out(tmp_path):
-    from core.factors import FactorError, read_hourly_signal
+    from kwhub.core.factors import FactorError, read_hourly_signal
 
     path = tmp_path / "grid.csv"
     t1 = T0 + 3600
@@ -284,7 +284,7 @@ def test_hourly_average_signal_replaces_the_annual_factor_and_marginal_stays_out
 
 
 def test_operator_factor_clashing_with_a_shipped_id_or_another_is_refused():
-    from core.factors import FactorError
+    from kwhub.core.factors import FactorError
 
     dup = RM_FACTOR.model_copy(update={"factor_id": "egrid2024_rfce"})
     with pytest.raises(FactorError, match="is a shipped factor"):

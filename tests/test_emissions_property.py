@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.emissions import METHODS, other_sinks_kg, tenant_interval_kg
+from kwhub.core.emissions import METHODS, other_sinks_kg, tenant_interval_kg
 from tests.test_emissions_engine import campus, run
 
 N = 8

@@ -7,9 +7,9 @@ from decimal import Decimal
 import facturx
 from lxml import etree
 
-from core.invoice import Invoice
-from plugins.erp.cii import NS_RAM, NS_RSM, CiiRenderer, FacturXRenderer
-from plugins.erp.xml_safety import parse_xml
+from kwhub.core.invoice import Invoice
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.erp.cii import NS_RAM, NS_RSM, CiiRenderer, FacturXRenderer
 from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 NS = {"rsm": NS_RSM, "ram": NS_RAM}

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from lxml import etree
 
-from core.invoice import Invoice
-from plugins.erp.idoc import IdocRenderer, parse_sap_number, sap_number
-from plugins.erp.xml_safety import parse_xml
+from kwhub.core.invoice import Invoice
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.erp.idoc import IdocRenderer, parse_sap_number, sap_number
 from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 CREATED = datetime(2024, 8, 5, 9, 15, 30, tzinfo=UTC)
@@ -113,7 +113,7 @@ def test_field_lengths_come_from_the_invoic02_segments() -> None:
     """PSTLZ is 9 (not 10), E1EDK04-KTEXT 50 (not 70), E1EDP19-IDTNR 35 (was not checked)."""
     import pytest
 
-    from plugins.erp.idoc import IdocError
+    from kwhub.plugins.erp.idoc import IdocError
 
     r = IdocRenderer("i")
     inv = energy_invoice()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.invoice import Invoice
-from plugins.erp.csv_export import COLUMNS, CsvRenderer
-from plugins.erp.json_folder import JsonRenderer, invoice_from_json, write_invoice_json
+from kwhub.core.invoice import Invoice
+from kwhub.plugins.erp.csv_export import COLUMNS, CsvRenderer
+from kwhub.plugins.erp.json_folder import JsonRenderer, invoice_from_json, write_invoice_json
 from tests.fixtures.invoices import credit_note, energy_invoice
 
 
@@ -62,7 +62,7 @@ def test_write_invoice_json_is_atomic(tmp_path: Path) -> None:
 
 
 def test_write_invoice_json_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import plugins.erp.json_folder as jf
+    import kwhub.plugins.erp.json_folder as jf
 
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from core.invoice import Invoice, PaymentDetails
-from plugins.erp.cii import CiiRenderer, FacturXRenderer
-from plugins.erp.party_requirements import (
+from kwhub.core.invoice import Invoice, PaymentDetails
+from kwhub.plugins.erp.cii import CiiRenderer, FacturXRenderer
+from kwhub.plugins.erp.party_requirements import (
     en16931_party_problems,
     endpoint_problems,
     peppol_party_problems,
 )
-from plugins.erp.ubl import UblRenderer
+from kwhub.plugins.erp.ubl import UblRenderer
 from tests.en16931 import ARTEFACTS, available, fatal, official_findings
 from tests.fixtures.invoices import BUYER, SELLER, energy_invoice
 
@@ -120,7 +120,7 @@ def test_line_emissions_travel_as_a_line_note_and_stay_valid(renderer_id: str) -
     """Issue 16: each energy line carries its kg CO2e as the invoice line note (BT-127)."""
     from decimal import Decimal
 
-    from core.carbon_amounts import GasKg, LineEmissions
+    from kwhub.core.carbon_amounts import GasKg, LineEmissions
 
     inv = energy_invoice()
     gas = GasKg(co2=Decimal("1234.5"), ch4=Decimal("0.02"), n2o=Decimal("0.002"), co2e_reported=Decimal("10"))

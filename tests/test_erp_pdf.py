@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from plugins.erp.pdf import PdfRenderer, daily_usage, fmt_money
+from kwhub.plugins.erp.pdf import PdfRenderer, daily_usage, fmt_money
 from tests.fixtures.invoices import context, credit_note, energy_invoice
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.adapters import InvoiceRenderer
-from core.invoice import Invoice
-from hub.plugins import load_plugins
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.invoice import Invoice
+from kwhub.hub.registry import load_plugins
 from tests.fixtures.invoices import adjustment_invoice, context, credit_note, energy_invoice
 
 ERP_PLUGINS = ["erp_json_folder", "erp_ubl", "erp_cii", "erp_x12", "erp_idoc", "erp_csv", "erp_pdf"]
@@ -67,7 +67,7 @@ def test_kwhub_register_erp_adapters_hookimpls_register_renderer_classes() -> No
     """Each ERP module's ``kwhub_register_erp_adapters`` hands over InvoiceRenderer classes."""
     import importlib
 
-    from hub.plugins import BUILTIN_PLUGINS
+    from kwhub.hub.registry import BUILTIN_PLUGINS
 
     seen: list[type] = []
     for name in ERP_PLUGINS:

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 from lxml import etree
 
-from core.invoice import Invoice, InvoiceLine, compute_totals
-from plugins.erp import peppol_rules
-from plugins.erp.ubl import (
+from kwhub.core.invoice import Invoice, InvoiceLine, compute_totals
+from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.erp import peppol_rules
+from kwhub.plugins.erp.ubl import (
     CUSTOMIZATION_ID,
     ENV_XSD_DIR,
     NS_CAC,
@@ -20,7 +21,6 @@ from plugins.erp.ubl import (
     UblSchemaError,
     resolve_xsd_dir,
 )
-from plugins.erp.xml_safety import parse_xml
 from tests.fixtures.invoices import POLICY, adjustment_invoice, credit_note, energy_invoice
 
 NS = {"cac": NS_CAC, "cbc": NS_CBC}

@@ -8,9 +8,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from core.invoice import Invoice
-from core.render_context import Envelope, RenderContext, UsageSeries
-from plugins.erp.x12 import X12Error, X12InvoiceRenderer, X12UsageRenderer
+from kwhub.core.invoice import Invoice
+from kwhub.core.render_context import Envelope, RenderContext, UsageSeries
+from kwhub.plugins.erp.x12 import X12Error, X12InvoiceRenderer, X12UsageRenderer
 from tests.fixtures.invoices import (
     adjustment_invoice,
     context,
@@ -152,7 +152,7 @@ def test_daily_usage_fixture_sums() -> None:
 
 
 def test_amount_not_equal_to_quantity_times_price_gets_a_finer_price() -> None:
-    from core.invoice import InvoiceLine, compute_totals
+    from kwhub.core.invoice import InvoiceLine, compute_totals
     from tests.fixtures.invoices import POLICY
 
     line = InvoiceLine(number=1, description="Energy, TOU-weighted", quantity=Decimal("1000000.000"),

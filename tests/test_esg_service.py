@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.certificates import CertificateError, ledger_problems
-from hub.config import load_config
-from hub.esg.ledger import bundles, claim_for, issue_period, transfer_by_allocation
-from hub.esg.reports import period_disclosure, write_disclosure
-from hub.settlement_service import list_invoices, settle
+from kwhub.core.certificates import CertificateError, ledger_problems
+from kwhub.hub.config import load_config
+from kwhub.hub.esg.ledger import bundles, claim_for, issue_period, transfer_by_allocation
+from kwhub.hub.esg.reports import period_disclosure, write_disclosure
+from kwhub.hub.settle.service import list_invoices, settle
 from tests.fixtures.settlement import write_period
 
 N = 2976
@@ -242,7 +242,7 @@ def test_certificates_follow_the_allocation_and_count_once(db, campus):
 
 
 def test_a_claimed_certificate_cannot_be_claimed_or_moved_again(db, campus):
-    from core.certificates import claim, transfer
+    from kwhub.core.certificates import claim, transfer
 
     issue_period(db, campus, "2026-10", now=NOW)
     transfer_by_allocation(db, campus, "2026-10", now=NOW)
@@ -270,7 +270,7 @@ def test_every_disclosure_is_written_and_passes_its_check(db, campus, tmp_path):
 
 
 def test_esrs_check_fails_a_broken_page(db, campus, tmp_path):
-    from plugins.esg.esrs import EsrsWriter
+    from kwhub.plugins.esg.esrs import EsrsWriter
 
     d = period_disclosure(db, campus, "2026-10", "tenant_a")
     w = EsrsWriter("esrs")
@@ -282,7 +282,7 @@ def test_esrs_check_fails_a_broken_page(db, campus, tmp_path):
 
 
 def test_explain_carbon_shows_intervals_sources_factors_and_gwp(db, campus, tmp_path, monkeypatch):
-    from hub.cli.main import app
+    from kwhub.hub.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     inv = next(i for i in list_invoices(db) if i.buyer.id == "tenant_a")
@@ -299,7 +299,7 @@ def test_explain_carbon_shows_intervals_sources_factors_and_gwp(db, campus, tmp_
 
 
 def test_esg_report_command_writes_and_checks(db, campus, tmp_path, monkeypatch):
-    from hub.cli.main import app
+    from kwhub.hub.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["esg", "report", "--period", "2026-10", "--format", "cdp", "--format", "sb253",
@@ -313,7 +313,7 @@ def test_esg_report_command_writes_and_checks(db, campus, tmp_path, monkeypatch)
 
 
 def test_export_and_import_round_trip_and_refuse_a_second_import(db, campus, tmp_path):
-    from hub.esg.ledger import export_json, import_json
+    from kwhub.hub.esg.ledger import export_json, import_json
 
     issue_period(db, campus, "2026-10", now=NOW)
     out = tmp_path / "gc.json"
@@ -355,8 +355,8 @@ def test_restated_fuel_restates_the_emissions_as_a_new_version(db, campus):
 
 
 def _runs(db):  # noqa: ANN001, ANN202
-    from hub.esg.inputs import latest_runs
-    from hub.settlement_service import get_run
+    from kwhub.hub.esg.inputs import latest_runs
+    from kwhub.hub.settle.service import get_run
 
     return [{**r, "statement": get_run(db, r["id"])["statement_json"]} for r in latest_runs(db, "2026-10")]
 
@@ -364,8 +364,8 @@ def _runs(db):  # noqa: ANN001, ANN202
 def test_json_and_pdf_show_the_line_emissions_per_gas(db, campus):
     from pypdf import PdfReader
 
-    from plugins.erp.json_folder import JsonRenderer
-    from plugins.erp.pdf import PdfRenderer
+    from kwhub.plugins.erp.json_folder import JsonRenderer
+    from kwhub.plugins.erp.pdf import PdfRenderer
 
     inv = next(i for i in list_invoices(db) if i.buyer.id == "tenant_a")
     line = next(ln for ln in inv.lines if ln.emissions is not None)
@@ -379,7 +379,7 @@ def test_json_and_pdf_show_the_line_emissions_per_gas(db, campus):
 
 
 def test_certificate_commands(db, campus, tmp_path, monkeypatch):
-    from hub.cli.main import app
+    from kwhub.hub.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     run = CliRunner().invoke

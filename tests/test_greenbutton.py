@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from core.intervals import IntervalDataError
-from core.quality import Quality
-from plugins.meters import greenbutton as gbmod
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.quality import Quality
+from kwhub.plugins.meters import greenbutton as gbmod
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import EspiMeterReading, daily_readings, espi_file, regular_readings
 
 NS = {"e": "http://naesb.org/espi", "a": "http://www.w3.org/2005/Atom"}
@@ -261,7 +261,7 @@ def test_check_and_sniff(tmp_path):
 
 def test_simulator_greenbutton_round_trip(sim_clean_week, tmp_path):
     """The simulator's ESPI export (Wh integers, a block per local day) reads back to its kWh."""
-    from hub.simulator.files import write_greenbutton
+    from kwhub.hub.demo.simulator.files import write_greenbutton
 
     path = write_greenbutton(sim_clean_week, "hall_a.load", tmp_path / "hall_a.xml")
     batch = GreenButtonMeter("gb", {"channel_map": {"gb.hall_a.load": "hall_a.load"}}).read_file(path)

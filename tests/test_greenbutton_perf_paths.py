@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from core.intervals import IntervalDataError
-from core.quality import Quality
-from plugins.meters import greenbutton as gbmod
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.quality import Quality
+from kwhub.plugins.meters import greenbutton as gbmod
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import EspiMeterReading, espi_file, regular_readings
 
 NS = {"e": "http://naesb.org/espi", "a": "http://www.w3.org/2005/Atom"}

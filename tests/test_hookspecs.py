@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from core import hookspecs
-from core.adapters import EsgReporter, InvoiceRenderer, MarketAdapter, MeterAdapter
-from core.hookspecs import hookimpl
-from hub.plugins import PluginLoadError, load_plugins
+from kwhub.core import hookspecs
+from kwhub.core.adapters import EsgReporter, InvoiceRenderer, MarketAdapter, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.registry import PluginLoadError, load_plugins
 
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("kwhub_"))
 TESTS = Path(__file__).parent

@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from core.intervals import IntervalDataError
-from hub.ingest import adapter_context, ingest_file
-from plugins.meters.csv_meter import CsvMeter
-from plugins.meters.greenbutton import GreenButtonMeter
+from kwhub.core.intervals import IntervalDataError
+from kwhub.hub.ingest.batch import adapter_context, ingest_file
+from kwhub.plugins.meters.csv_meter import CsvMeter
+from kwhub.plugins.meters.greenbutton import GreenButtonMeter
 from tests.fixtures.ingest import (
     EspiMeterReading,
     daily_readings,
@@ -175,7 +175,7 @@ def test_greenbutton_period_readings_in_report(db, tmp_path):
 
 
 def test_vee_runs_when_available(db, good_csv):
-    pytest.importorskip("hub.vee_service")
+    pytest.importorskip("kwhub.hub.ingest.vee")
     campus = make_campus()
     r = ingest_file(db, campus, csv_meter(campus), good_csv)
     assert r.vee is not None and r.vee_note == ""
@@ -186,7 +186,7 @@ def test_vee_runs_when_available(db, good_csv):
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    from hub.cli import ingest_cmds
+    from kwhub.hub.cli import ingest_cmds
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KWHUB_CONFIG", raising=False)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core.intervals import DayBlock, split_by_day
-from core.quality import Quality
-from hub.simulator.campus import FaultSpec, simulate
-from hub.store.interval_store import _canonical_rules
-from hub.store.tables import interval_day_table
-from hub.vee_service import _jsonable, read_events, validate_days
+from kwhub.core.intervals import DayBlock, split_by_day
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
+from kwhub.hub.ingest.vee import _jsonable, read_events, validate_days
+from kwhub.hub.store.interval_store import _canonical_rules
+from kwhub.hub.store.tables import interval_day_table
 
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]
@@ -103,7 +103,7 @@ def test_write_dense_stores_what_write_blocks_stores(db) -> None:
 
 
 def test_write_dense_rejects_bad_input(db) -> None:
-    from core.intervals import IntervalDataError
+    from kwhub.core.intervals import IntervalDataError
 
     days = np.array(["2024-05-01"], dtype="datetime64[D]")
     with pytest.raises(IntervalDataError):
@@ -152,7 +152,7 @@ def test_validate_days_stores_what_write_blocks_would(db, tmp_path) -> None:
     summary = validate_days(db, sim.campus, days, run_label="t")
     assert summary.write is not None and summary.write.new_days == sum(len(d) for d in days.values())
     # the same blocks through write_blocks into a second database give the same rows
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     other = Database.open(f"sqlite:///{tmp_path / 'other.db'}")
     try:

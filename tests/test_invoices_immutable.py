@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-import hub.settlement_service as svc
-from hub.run_review import approve_runs
-from hub.settlement_service import list_invoices, settle
-from hub.store.settlement_tables import (
+import kwhub.hub.settle.service as svc
+from kwhub.hub.settle.review import approve_runs
+from kwhub.hub.settle.service import list_invoices, settle
+from kwhub.hub.store.settlement_tables import (
     ImmutableInvoiceError,
     InvoiceLineRow,
     InvoiceRow,

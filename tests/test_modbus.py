@@ -8,10 +8,15 @@ import struct
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import FailureKind
-from hub.modbus_io import RegisterPoint, decode_raw, encode_raw, plan_reads
-from hub.simulator.modbus_devices import DeviceServer, SimulatedDevice, free_port, map_device
-from plugins.meters.modbus import ModbusMeter
+from kwhub.core.adapters import FailureKind
+from kwhub.hub.demo.simulator.modbus_devices import (
+    DeviceServer,
+    SimulatedDevice,
+    free_port,
+    map_device,
+)
+from kwhub.hub.helpers.modbus import RegisterPoint, decode_raw, encode_raw, plan_reads
+from kwhub.plugins.meters.modbus import ModbusMeter
 
 TYPES = ["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 SAMPLES = {"int16": -12345, "uint16": 54321, "int32": -2_000_000_123, "uint32": 4_000_000_123,

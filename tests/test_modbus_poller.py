@@ -12,11 +12,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from core.quality import Quality
-from hub.modbus_io import RegisterPoint
-from hub.poller import PointSpec, Poller, SampleBuffer, aggregate
-from hub.simulator.modbus_devices import ConstantPower, DeviceServer, SimClock, map_device
-from plugins.meters.modbus import ModbusMeter
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.modbus_devices import (
+    ConstantPower,
+    DeviceServer,
+    SimClock,
+    map_device,
+)
+from kwhub.hub.helpers.modbus import RegisterPoint
+from kwhub.hub.ingest.poller import PointSpec, Poller, SampleBuffer, aggregate
+from kwhub.plugins.meters.modbus import ModbusMeter
 
 SPEED = 60.0
 KW = 600.0  # 10 kWh per 1-minute interval

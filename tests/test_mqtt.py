@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.adapters import AdapterContext, FailureKind
-from core.campus import Channel
-from core.quality import Quality
-from plugins.meters.mqtt import Decoder, MqttConfig, MqttMeter, aggregate, parse_timestamp
+from kwhub.core.adapters import AdapterContext, FailureKind
+from kwhub.core.campus import Channel
+from kwhub.core.quality import Quality
+from kwhub.plugins.meters.mqtt import Decoder, MqttConfig, MqttMeter, aggregate, parse_timestamp
 from tests.fixtures.services import need_server
 
 HOST, PORT = "127.0.0.1", 1883

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from core.quality import Quality
-from hub.poller import Poller
-from hub.simulator.campus import ENGINES, simulate
-from hub.simulator.modbus_devices import SimClock, campus_devices
-from plugins.meters.oem_telemetry import OemTelemetry, builtin_maps, load_map
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.campus import ENGINES, simulate
+from kwhub.hub.demo.simulator.modbus_devices import SimClock, campus_devices
+from kwhub.hub.ingest.poller import Poller
+from kwhub.plugins.meters.oem_telemetry import OemTelemetry, builtin_maps, load_map
 
 SPEED = 60.0
 

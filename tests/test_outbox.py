@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from core.campus import DeliveryPrefs
-from hub.outbox import (
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.hub.deliver.outbox import (
     OutboxError,
     RetryPolicy,
     enqueue_invoice,
@@ -23,9 +23,9 @@ from hub.outbox import (
     run_relay,
     status_counts,
 )
-from hub.store.outbox_tables import as_utc, outbox_table, utcnow
-from plugins.erp.folder_drop import FolderDropTransport
-from plugins.erp.webhook import WebhookTransport
+from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
+from kwhub.plugins.erp.folder_drop import FolderDropTransport
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, TextTestRenderer
 
 PREFS = DeliveryPrefs(formats=["json"], transports=["erp"])
@@ -256,7 +256,7 @@ def test_backoff_is_full_jitter_under_a_capped_ceiling():
 
 
 def _doc_for(db, invoice_id):
-    from core.adapters import OutgoingDocument
+    from kwhub.core.adapters import OutgoingDocument
 
     t = outbox_table
     with db.engine.connect() as conn:

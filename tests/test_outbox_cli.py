@@ -9,11 +9,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from core.campus import DeliveryPrefs
-from hub.cli import outbox_cmds
-from hub.cli.errors import UserError
-from hub.outbox import enqueue_invoice
-from hub.store import Database
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.hub.cli import outbox_cmds
+from kwhub.hub.cli.errors import UserError
+from kwhub.hub.deliver.outbox import enqueue_invoice
+from kwhub.hub.store import Database
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
 
 

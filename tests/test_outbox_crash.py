@@ -19,16 +19,16 @@ import time
 
 import pytest
 
-from core.campus import DeliveryPrefs
-from hub.outbox import enqueue_invoice, list_outbox, run_relay
-from plugins.erp.webhook import WebhookTransport
+from kwhub.core.campus import DeliveryPrefs
+from kwhub.hub.deliver.outbox import enqueue_invoice, list_outbox, run_relay
+from kwhub.plugins.erp.webhook import WebhookTransport
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer
 
 RELAY = """
 import json, logging, os, sys
-from hub.outbox import run_relay
-from hub.store import Database
-from plugins.erp.webhook import WebhookTransport
+from kwhub.hub.deliver.outbox import run_relay
+from kwhub.hub.store import Database
+from kwhub.plugins.erp.webhook import WebhookTransport
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 cfg = json.loads(os.environ["KWHUB_TEST_RELAY"])
 db = Database.open(cfg["url"])
@@ -110,7 +110,7 @@ def test_naive_receiver_sees_at_most_one_duplicate_and_the_relay_logs_it(sqlite_
 
 @pytest.mark.parametrize("value", ["", "0"])
 def test_crash_hook_is_off_unless_set(value, monkeypatch):
-    from hub import outbox
+    from kwhub.hub.deliver import outbox
 
     monkeypatch.setenv("KWHUB_TEST_CRASH_AFTER_SEND", value)
     outbox._crash_hook()  # returns: this test process is still alive

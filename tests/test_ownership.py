@@ -10,9 +10,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from core.campus import Asset, Campus, Ownership, Party
-from core.money import MoneyPolicy
-from core.ownership import (
+from kwhub.core.campus import Asset, Campus, Ownership, Party
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.ownership import (
     AssetCosts,
     AssetOperations,
     OwnershipConfig,

@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import pytest
 
-from core.adapters import CheckResult, EsgReporter, MarketAdapter, MeterAdapter
-from core.hookspecs import hookimpl
-from hub.plugins import BUILTIN_PLUGINS, PluginLoadError, load_plugins
+from kwhub.core.adapters import CheckResult, EsgReporter, MarketAdapter, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.registry import BUILTIN_PLUGINS, PluginLoadError, load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,8 @@ def _install_fake_distribution(site: Path, dist: str, modules: dict[str, str], e
 
 
 GOOD = '''
-from core.adapters import MeterAdapter
-from core.hookspecs import hookimpl
+from kwhub.core.adapters import MeterAdapter
+from kwhub.core.hookspecs import hookimpl
 
 class AcmeMeter(MeterAdapter):
     """Acme test meter."""
@@ -85,7 +85,7 @@ def test_allow_and_block_lists(fake_site, monkeypatch):
 def test_cli_lists_plugins_and_errors_as_json(fake_site):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake_site), str(ROOT)])}
     env.pop("KWHUB_NO_ENTRYPOINTS", None)
-    out = subprocess.run([sys.executable, "-m", "hub.cli.main", "plugins", "list", "--json"],
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", "plugins", "list", "--json"],
                          capture_output=True, text=True, env=env, cwd=fake_site, timeout=120)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

@@ -14,10 +14,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from core.campus import ComponentSpec
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef, check_totals, compute_totals
-from core.pricing import (
+from kwhub.core.campus import ComponentSpec
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, PartyRef, check_totals, compute_totals
+from kwhub.core.pricing import (
     Charge,
     PeriodHistory,
     PriceComponent,
@@ -28,8 +28,8 @@ from core.pricing import (
     price_contract,
     summarize_period,
 )
-from core.pricing.base import EscalatingConfig, contract_year_of
-from core.pricing.components import (
+from kwhub.core.pricing.base import EscalatingConfig, contract_year_of
+from kwhub.core.pricing.components import (
     AvailabilityGuarantee,
     Capacity,
     Demand,
@@ -382,7 +382,7 @@ class _TestPlugin:
 
 
 def test_plugin_component_is_usable_through_the_registry():
-    from hub.plugins import load_plugins
+    from kwhub.hub.registry import load_plugins
 
     reg = load_plugins(use_entry_points=False, extra=[("test", _TestPlugin())])
     assert not reg.plugins["core_price_components"].error

@@ -13,8 +13,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from core.pricing import IndexSeries, IndexSeriesError, PricingError, load_index_csv
-from core.pricing.components import FuelIndexed
+from kwhub.core.pricing import IndexSeries, IndexSeriesError, PricingError, load_index_csv
+from kwhub.core.pricing.components import FuelIndexed
 from tests.fixtures.pricing import PRICING_DATA, make_ctx, period
 
 D = Decimal
@@ -134,7 +134,7 @@ def test_index_csv_accepts_repeated_identical_rows_and_us_dates(tmp_path):
 
 def test_daily_lines_carry_their_own_day_as_period():
     """A fuel-indexed line bills one local day; its invoice line used to carry the whole month."""
-    from core.pricing.lines import charges_to_lines
+    from kwhub.core.pricing.lines import charges_to_lines
 
     ctx = _nov_ctx(load_index_csv(HH))
     charges = FuelIndexed("fuel", {**FUEL, "missing_index": "previous"}).compute(ctx)

@@ -16,9 +16,9 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from core.pricing import LocalCalendar, PricingError, TouError, holiday_dates, nerc_holidays
-from core.pricing.components import Demand, TouEnergy
-from core.pricing.tou import TouSchedule
+from kwhub.core.pricing import LocalCalendar, PricingError, TouError, holiday_dates, nerc_holidays
+from kwhub.core.pricing.components import Demand, TouEnergy
+from kwhub.core.pricing.tou import TouSchedule
 from tests.fixtures.pricing import make_ctx, period
 
 D = Decimal

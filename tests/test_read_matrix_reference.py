@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries, DayHashes, day_start_epoch
-from core.quality import Quality
-from core.timeline import Span
-from hub.store import Database
+from kwhub.core.intervals import ChannelSeries, DayHashes, day_start_epoch
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span
+from kwhub.hub.store import Database
 
 D0 = date(2025, 3, 1)
 MISSING = int(Quality.MISSING)

@@ -15,8 +15,8 @@ import numpy as np
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
-from hub.cli.main import app
-from hub.store import Database
+from kwhub.hub.cli.main import app
+from kwhub.hub.store import Database
 from tests.fixtures.settlement import write_period
 
 TOML = """

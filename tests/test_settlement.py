@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from core.intervals import ChannelSeries
-from core.invoice import check_totals
-from core.settlement import SettlementOptions
-from core.timeline import billing_period
-from hub.settlement_service import (
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.invoice import check_totals
+from kwhub.core.settlement import SettlementOptions
+from kwhub.core.timeline import billing_period
+from kwhub.hub.settle.service import (
     get_run,
     list_invoices,
     refresh_stale,
@@ -24,7 +24,7 @@ from hub.settlement_service import (
     settle,
     stale_runs,
 )
-from hub.store.settlement_tables import settlement_run_table
+from kwhub.hub.store.settlement_tables import settlement_run_table
 from tests.fixtures.settlement import (
     CONSTANT,
     NY,
@@ -143,7 +143,7 @@ def test_dst_month_has_2884_quarter_hours(db):
 
 
 def test_statement_is_byte_identical_for_identical_inputs(db, tmp_path):
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     campus = settle_campus()
     write_period(db, "2026-10")

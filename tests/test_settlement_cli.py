@@ -7,8 +7,8 @@ from decimal import Decimal as D
 
 from typer.testing import CliRunner
 
-from hub.cli.main import app
-from hub.store import Database
+from kwhub.hub.cli.main import app
+from kwhub.hub.store import Database
 from tests.fixtures.settlement import write_period
 
 TOML = """

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from core.quality import Quality
-from hub.simulator import (
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator import (
     ALL_CHANNELS,
     FaultSpec,
     campus_definition,
@@ -20,7 +20,7 @@ from hub.simulator import (
     write_csv,
     write_greenbutton,
 )
-from hub.simulator.campus import AVAIL_CHANNELS, THERMAL
+from kwhub.hub.demo.simulator.campus import AVAIL_CHANNELS, THERMAL
 
 NY = ZoneInfo("America/New_York")
 ESPI = {"a": "http://www.w3.org/2005/Atom", "e": "http://naesb.org/espi"}

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-import hub.store.checkpoint as checkpoint_mod
-from core.intervals import ChannelSeries
-from hub.store import Database
+import kwhub.hub.store.checkpoint as checkpoint_mod
+from kwhub.core.intervals import ChannelSeries
+from kwhub.hub.store import Database
 
 E0 = 1_704_067_200  # 2024-01-01 00:00 UTC
 
@@ -123,8 +123,8 @@ def test_a_process_that_forgets_close_leaves_no_log_behind(tmp_path: Path) -> No
     path = tmp_path / "kwhub.db"
     code = (
         "import numpy as np\n"
-        "from core.intervals import ChannelSeries\n"
-        "from hub.store import Database\n"
+        "from kwhub.core.intervals import ChannelSeries\n"
+        "from kwhub.hub.store import Database\n"
         f"db = Database.open('sqlite:///{path}')\n"
         "st = 1704067200 + 900 * np.arange(96 * 30, dtype=np.int64)\n"
         "db.intervals.write_series([ChannelSeries('m', 15, st, np.ones(st.size), np.zeros(st.size, np.uint8))])\n"

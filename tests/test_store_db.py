@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from core.campus import Campus, Channel, Contract, Party, Site
-from hub.store import Database, migration_head, sync_reference_data
-from hub.store.db import default_url, normalise_url
-from hub.store.tables import CORE_TABLES, AuditLog, ChannelRow, ContractRow, PartyRow, SiteRow
+from kwhub.core.campus import Campus, Channel, Contract, Party, Site
+from kwhub.hub.store import Database, migration_head, sync_reference_data
+from kwhub.hub.store.db import default_url, normalise_url
+from kwhub.hub.store.tables import CORE_TABLES, AuditLog, ChannelRow, ContractRow, PartyRow, SiteRow
 from tests.fixtures.db import temporary_pg_database
 
 
@@ -39,7 +39,7 @@ def test_migrations_create_every_table_at_head(db: Database) -> None:
 def test_revision_chain_is_linear() -> None:
     from alembic.script import ScriptDirectory
 
-    from hub.store.db import _alembic_config
+    from kwhub.hub.store.db import _alembic_config
 
     script = ScriptDirectory.from_config(_alembic_config())
     chain = [rev.revision for rev in script.walk_revisions()][::-1]
@@ -195,7 +195,7 @@ def test_concurrent_writers_wait_for_each_other(db: Database) -> None:
 
     import numpy as np
 
-    from core.intervals import ChannelSeries
+    from kwhub.core.intervals import ChannelSeries
 
     start = 1_700_006_400  # 2023-11-15 00:00 UTC
     starts = start + 900 * np.arange(96)
@@ -226,7 +226,7 @@ def test_concurrent_writers_wait_for_each_other(db: Database) -> None:
 
 
 def test_audit_entries_follow_the_transaction(db: Database) -> None:
-    from hub.store import audit_entries, record_audit
+    from kwhub.hub.store import audit_entries, record_audit
 
     with db.write_transaction() as conn:
         record_audit(conn, "issue", actor="ops", object_type="invoice", object_id="INV-1", detail={"total": "10.00"})
@@ -272,7 +272,7 @@ def test_interval_day_key_migration_keeps_the_data(db: Database) -> None:
     from sqlalchemy import inspect
     from sqlalchemy.exc import IntegrityError
 
-    from core.intervals import ChannelSeries
+    from kwhub.core.intervals import ChannelSeries
 
     db.downgrade("0003_outbox")
     starts = 1_700_006_400 + 900 * np.arange(3 * 96, dtype=np.int64)
@@ -299,6 +299,6 @@ def test_interval_day_key_migration_keeps_the_data(db: Database) -> None:
 def _span_of(starts):  # noqa: ANN001, ANN202
     from datetime import UTC, datetime
 
-    from core.timeline import Span
+    from kwhub.core.timeline import Span
 
     return Span(datetime.fromtimestamp(int(starts[0]), UTC), datetime.fromtimestamp(int(starts[-1]) + 900, UTC))

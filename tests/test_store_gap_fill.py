@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from core.intervals import ChannelSeries
-from core.quality import Quality
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.quality import Quality
 
 T0 = int(datetime(2026, 10, 5, tzinfo=UTC).timestamp())
 
@@ -43,6 +43,6 @@ def test_changing_a_stored_value_still_makes_a_new_version(db):
 
 
 def _span():
-    from core.timeline import Span
+    from kwhub.core.timeline import Span
 
     return Span(datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 10, 6, tzinfo=UTC))

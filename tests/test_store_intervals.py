@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries, DayBlock, IntervalDataError, split_by_day
-from core.quality import Quality
-from core.timeline import Span, billing_period, intervals_in_local_day
-from hub.store import Database
+from kwhub.core.intervals import ChannelSeries, DayBlock, IntervalDataError, split_by_day
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span, billing_period, intervals_in_local_day
+from kwhub.hub.store import Database
 
 DAY = 86_400
 M = int(Quality.MISSING)
@@ -37,7 +37,7 @@ def _state(db: Database) -> list[tuple]:
     """Every stored day row and stale mark (for "nothing changed" checks)."""
     from sqlalchemy import select
 
-    from hub.store.tables import interval_day_table, stale_mark_table
+    from kwhub.hub.store.tables import interval_day_table, stale_mark_table
 
     t = interval_day_table.c
     with db.read_connection() as conn:

@@ -14,11 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from sqlalchemy import select
 
-from core.intervals import ChannelSeries, DayBlock
-from core.quality import Quality
-from core.timeline import Span
-from hub.store import Database
-from hub.store.tables import interval_day_table, utcnow
+from kwhub.core.intervals import ChannelSeries, DayBlock
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span
+from kwhub.hub.store import Database
+from kwhub.hub.store.tables import interval_day_table, utcnow
 
 DAY = 86_400
 M = int(Quality.MISSING)
@@ -163,7 +163,7 @@ def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
     """The PostgreSQL bulk insert sends binary COPY rows typed as ``_COPY_TYPES``: they must be the table's types."""
     from sqlalchemy import text
 
-    from hub.store.interval_store import _COPY_TYPES, INSERT_COLUMNS
+    from kwhub.hub.store.interval_store import _COPY_TYPES, INSERT_COLUMNS
 
     if db.dialect != "postgresql":
         assert db.dialect == "sqlite"  # SQLite takes executemany; nothing to match

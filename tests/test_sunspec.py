@@ -11,10 +11,10 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import FailureKind
-from hub.modbus_io import ModbusReader
-from hub.simulator.modbus_devices import DeviceServer, map_device, sunspec_device
-from plugins.meters.sunspec import SunSpecMeter, discover, model_layout
+from kwhub.core.adapters import FailureKind
+from kwhub.hub.demo.simulator.modbus_devices import DeviceServer, map_device, sunspec_device
+from kwhub.hub.helpers.modbus import ModbusReader
+from kwhub.plugins.meters.sunspec import SunSpecMeter, discover, model_layout
 
 
 def run(coro):
@@ -104,7 +104,7 @@ def test_not_implemented_values_read_as_none():
 
 def test_no_marker_is_a_configuration_error_and_missing_model_too():
     async def go():
-        from hub.modbus_io import RegisterPoint
+        from kwhub.hub.helpers.modbus import RegisterPoint
 
         plain = map_device("plain", 1, [RegisterPoint(name="x", address=0)])
         meter_only = sunspec_device("m", 2, [1, 203])

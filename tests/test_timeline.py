@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries, IntervalDataError, split_by_day
-from core.timeline import (
+from kwhub.core.intervals import ChannelSeries, IntervalDataError, split_by_day
+from kwhub.core.timeline import (
     TimeModelError,
     billing_period,
     intervals_in_local_day,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.adapters import AdapterContext, FailureKind, OutgoingDocument
-from plugins.erp.folder_drop import FolderDropTransport
+from kwhub.core.adapters import AdapterContext, FailureKind, OutgoingDocument
+from kwhub.plugins.erp.folder_drop import FolderDropTransport
 
 
 def _doc(body: bytes = b"<Invoice/>", filename: str = "INV-1_v1_ubl.xml") -> OutgoingDocument:

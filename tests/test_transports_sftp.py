@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import FailureKind, OutgoingDocument
-from plugins.erp.sftp import SftpTransport
+from kwhub.core.adapters import FailureKind, OutgoingDocument
+from kwhub.plugins.erp.sftp import SftpTransport
 from tests.fixtures.outbox import free_port
 
 pytestmark = pytest.mark.sshd

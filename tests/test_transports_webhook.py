@@ -7,9 +7,9 @@ import hashlib
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import FailureKind, OutgoingDocument
-from hub.erp_receiver import verify_signature
-from plugins.erp.webhook import WebhookTransport, sign_body
+from kwhub.core.adapters import FailureKind, OutgoingDocument
+from kwhub.hub.demo.erp_receiver import verify_signature
+from kwhub.plugins.erp.webhook import WebhookTransport, sign_body
 from tests.fixtures.outbox import RECEIVER_SECRET, free_port
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.intervals import ChannelSeries
-from core.timeline import billing_period
-from hub.config import parse_config
-from hub.owner_reports import period_owner_statements
-from hub.run_review import approve_runs, list_runs, reject_run
-from hub.settlement_service import list_invoices, settle
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.timeline import billing_period
+from kwhub.hub.config import parse_config
+from kwhub.hub.settle.owners import period_owner_statements
+from kwhub.hub.settle.review import approve_runs, list_runs, reject_run
+from kwhub.hub.settle.service import list_invoices, settle
 from tests.fixtures.settlement import NY, set_value, write_period
 
 N = 2976  # quarter-hours in October 2026 (New York)

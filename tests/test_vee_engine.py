@@ -7,10 +7,18 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from core.hookspecs import hookimpl
-from core.quality import Quality
-from core.vee import Finding, Rule, RuleConfig, VeeConfig, VeeConfigError, VeeContext, VeeEngine
-from hub.plugins import load_plugins
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.quality import Quality
+from kwhub.core.vee import (
+    Finding,
+    Rule,
+    RuleConfig,
+    VeeConfig,
+    VeeConfigError,
+    VeeContext,
+    VeeEngine,
+)
+from kwhub.hub.registry import load_plugins
 from tests.fixtures.vee import day_block, make_engine, vee_channel
 
 NAN = np.nan

@@ -8,10 +8,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from core.intervals import day_start_epoch
-from core.quality import Quality
-from core.vee import RegisterReads, VeeContext
-from core.vee import estimation as est
+from kwhub.core.intervals import day_start_epoch
+from kwhub.core.quality import Quality
+from kwhub.core.vee import RegisterReads, VeeContext
+from kwhub.core.vee import estimation as est
 from tests.fixtures.vee import VEE_DAY, day_block, history_blocks, make_engine, vee_channel
 
 NAN = np.nan

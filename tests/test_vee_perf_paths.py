@@ -13,14 +13,14 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from core.intervals import ChannelSeries, split_by_day
-from core.quality import Quality
-from core.vee import VeeConfig, VeeContext, VeeEngine
-from core.vee.engine import DenseDays
-from core.vee.rules import window_percentiles
-from hub.plugins import load_plugins
-from hub.simulator.campus import FaultSpec, simulate
-from hub.vee_service import validate_days
+from kwhub.core.intervals import ChannelSeries, split_by_day
+from kwhub.core.quality import Quality
+from kwhub.core.vee import VeeConfig, VeeContext, VeeEngine
+from kwhub.core.vee.engine import DenseDays
+from kwhub.core.vee.rules import window_percentiles
+from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
+from kwhub.hub.ingest.vee import validate_days
+from kwhub.hub.registry import load_plugins
 
 
 @pytest.mark.parametrize("seed", range(6))

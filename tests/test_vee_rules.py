@@ -7,10 +7,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from core.campus import Asset
-from core.intervals import ChannelSeries, day_start_epoch
-from core.quality import Quality
-from core.vee import RegisterReads, VeeContext
+from kwhub.core.campus import Asset
+from kwhub.core.intervals import ChannelSeries, day_start_epoch
+from kwhub.core.quality import Quality
+from kwhub.core.vee import RegisterReads, VeeContext
 from tests.fixtures.vee import VEE_DAY, day_block, history_blocks, make_engine, vee_channel
 
 NAN = np.nan
@@ -100,7 +100,7 @@ def test_mismatch_reject_marks_missing_for_estimation():
 
 
 def test_mismatch_without_the_rule_is_an_error():
-    from core.intervals import IntervalDataError
+    from kwhub.core.intervals import IntervalDataError
 
     with pytest.raises(IntervalDataError, match="15 min"):
         make_engine("gap").validate(vee_channel(), [day_block(np.ones(96), minutes=15)])

@@ -8,10 +8,10 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from core.intervals import split_by_day
-from core.quality import Quality
-from hub.simulator.campus import FaultSpec, SimResult, simulate
-from hub.vee_service import read_events, validate_days
+from kwhub.core.intervals import split_by_day
+from kwhub.core.quality import Quality
+from kwhub.hub.demo.simulator.campus import FaultSpec, SimResult, simulate
+from kwhub.hub.ingest.vee import read_events, validate_days
 
 START = date(2026, 10, 5)
 DAYS = 10
@@ -117,7 +117,7 @@ def test_cli_vee_report_shows_per_rule_counts(sqlite_db, sim, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from hub.cli import vee_cmds
+    from kwhub.hub.cli import vee_cmds
 
     channel_days = _load(sqlite_db, sim)
     summary = validate_days(sqlite_db, sim.campus, channel_days)

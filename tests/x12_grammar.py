@@ -1,6 +1,6 @@
 """An order-enforcing grammar of the X12 004010 810 and 867 transaction sets, for the tests.
 
-Independent of :mod:`plugins.erp.x12`: the tables below are the 004010 transaction-set
+Independent of :mod:`kwhub.plugins.erp.x12`: the tables below are the 004010 transaction-set
 tables (heading, detail, summary) with each segment's position, requirement (M/O) and
 maximum use, and the loops with their repeat counts. :func:`check_order` walks a
 transaction's segments through the table the way an EDI translator does and raises

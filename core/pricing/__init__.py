@@ -1,9 +1,9 @@
 """Contract pricing: price components, TOU schedules, price indices, invoice lines.
 
-See :mod:`core.pricing.base` for the contract between settlement and pricing.
+See :mod:`kwhub.core.pricing.base` for the contract between settlement and pricing.
 """
 
-from core.pricing.base import (
+from kwhub.core.pricing.base import (
     Charge,
     ComponentConfig,
     EscalatingConfig,
@@ -16,9 +16,9 @@ from core.pricing.base import (
     period_starts,
     summarize_period,
 )
-from core.pricing.index_series import IndexSeries, IndexSeriesError, load_index_csv
-from core.pricing.lines import build_components, charges_to_lines, price_contract
-from core.pricing.tou import (
+from kwhub.core.pricing.index_series import IndexSeries, IndexSeriesError, load_index_csv
+from kwhub.core.pricing.lines import build_components, charges_to_lines, price_contract
+from kwhub.core.pricing.tou import (
     LocalCalendar,
     TouError,
     TouRule,

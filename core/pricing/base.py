@@ -1,17 +1,17 @@
 """The pricing contract: price components turn a period's bill determinants into charges.
 
-Settlement (``core.settlement``) builds one :class:`PricingContext` per contract and
-billing period and calls :func:`core.pricing.lines.price_contract` with the contract's
-components (built by :func:`core.pricing.lines.build_components`). Each component
-returns :class:`Charge` objects; :func:`core.pricing.lines.charges_to_lines` turns them
-into ``core.invoice.InvoiceLine``.
+Settlement (``kwhub.core.settlement``) builds one :class:`PricingContext` per contract and
+billing period and calls :func:`kwhub.core.pricing.lines.price_contract` with the contract's
+components (built by :func:`kwhub.core.pricing.lines.build_components`). Each component
+returns :class:`Charge` objects; :func:`kwhub.core.pricing.lines.charges_to_lines` turns them
+into ``kwhub.core.invoice.InvoiceLine``.
 
 The contract between settlement and pricing
 -------------------------------------------
 ``PricingContext`` fields (all arrays have one value per interval of the period, in UTC
 start order):
 
-* ``contract`` (:class:`core.campus.Contract`), ``period`` (:class:`core.timeline.BillingPeriod`),
+* ``contract`` (:class:`kwhub.core.campus.Contract`), ``period`` (:class:`kwhub.core.timeline.BillingPeriod`),
   ``interval_minutes``.
 * ``starts``: int64 UTC epoch seconds of each interval start (see :func:`period_starts`).
 * ``energy_kwh``: float64, the buyer's allocated/metered kWh for this contract. Never NaN
@@ -29,12 +29,12 @@ start order):
   may carry its own ``shares`` instead).
 * ``contract_year``: 1 in the first 12 months from ``contract.start`` (``YYYY-MM``), 2 in
   the next 12... (computed when not given; 1 when the contract has no start).
-* ``policy``: :class:`core.money.MoneyPolicy` from the contract's currency, precision and
+* ``policy``: :class:`kwhub.core.money.MoneyPolicy` from the contract's currency, precision and
   rounding (computed when not given).
 
 Floats are used for the kernels (one vectorised pass per component over the period's
 arrays). From the charge on, money is Decimal: :meth:`PriceComponent.charge` converts
-the float quantity once (``core.money.to_decimal``), rounds quantity and unit price with
+the float quantity once (``kwhub.core.money.to_decimal``), rounds quantity and unit price with
 the policy, and computes ``amount = policy.amount(quantity x unit_price)``. So every
 charge satisfies ``amount == round(quantity x unit_price)`` exactly, which the invoice
 formats check; capped or pass-through amounts are expressed as ``1 x amount``.
@@ -68,12 +68,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core.campus import Contract
-from core.invoice import ChargeType
-from core.money import MoneyPolicy, money_str, to_decimal
-from core.pricing.index_series import IndexSeries
-from core.pricing.tou import LocalCalendar
-from core.timeline import BillingPeriod
+from kwhub.core.campus import Contract
+from kwhub.core.invoice import ChargeType
+from kwhub.core.money import MoneyPolicy, money_str, to_decimal
+from kwhub.core.pricing.index_series import IndexSeries
+from kwhub.core.pricing.tou import LocalCalendar
+from kwhub.core.timeline import BillingPeriod
 
 Unit = Literal["kWh", "MWh", "kW", "month", "each"]
 
@@ -236,7 +236,7 @@ class PricingContext:
 
     def claimed_sources(self, component_id: str, fallback: list[str] | None) -> list[str] | None:
         """The sources a component prices: its claim in the settlement's energy plan
-        (:mod:`core.contract_energy`), else ``fallback`` (its own ``sources`` setting)."""
+        (:mod:`kwhub.core.contract_energy`), else ``fallback`` (its own ``sources`` setting)."""
         if component_id in self.claims:
             return list(self.claims[component_id])
         return fallback
@@ -286,7 +286,7 @@ class PriceComponent:
     default_description: ClassVar[str] = ""
     Config: ClassVar[type[BaseModel]] = ComponentConfig
     #: True for components that bill energy: each claims a part of the contract's energy
-    #: (see :mod:`core.contract_energy`) so that no kWh is billed twice.
+    #: (see :mod:`kwhub.core.contract_energy`) so that no kWh is billed twice.
     prices_energy: ClassVar[bool] = False
     #: the energy such a component prices when its ``sources`` setting is empty
     #: (``"grid"``, ``"battery"`` or ``"generation"``); None: what the other components leave.

@@ -1,8 +1,8 @@
 """Built-in price components, registered through ``kwhub_register_price_components``.
 
-Each component reads one :class:`~core.pricing.base.PricingContext`, makes one
+Each component reads one :class:`~kwhub.core.pricing.base.PricingContext`, makes one
 vectorised pass over the period's arrays (sums, ``bincount`` per TOU period or local day,
-a masked maximum) and returns :class:`~core.pricing.base.Charge` objects with their bill
+a masked maximum) and returns :class:`~kwhub.core.pricing.base.Charge` objects with their bill
 determinants. Kinds:
 
 ``fixed_energy``            $/MWh on all energy, a subset of sources, or per source asset
@@ -16,7 +16,7 @@ determinants. Kinds:
 ``grid_pass_through``       the grid import cost allocated to the buyer
 ``percentage_surcharge``    a percentage of earlier lines (e.g. a franchise fee)
 
-Prices escalate through ``escalation_pct_per_year`` (see :mod:`core.pricing.base`).
+Prices escalate through ``escalation_pct_per_year`` (see :mod:`kwhub.core.pricing.base`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.hookspecs import hookimpl
-from core.invoice import ChargeType
-from core.money import to_decimal
-from core.pricing.base import (
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import ChargeType
+from kwhub.core.money import to_decimal
+from kwhub.core.pricing.base import (
     Charge,
     ComponentConfig,
     EscalatingConfig,
@@ -40,9 +40,9 @@ from core.pricing.base import (
     PricingError,
     period_month_label,
 )
-from core.pricing.index_series import IndexSeriesError, MissingPolicy
-from core.pricing.tou import DayType, TouError, TouRule, TouSchedule, all_day_types
-from core.timeline import previous_periods
+from kwhub.core.pricing.index_series import IndexSeriesError, MissingPolicy
+from kwhub.core.pricing.tou import DayType, TouError, TouRule, TouSchedule, all_day_types
+from kwhub.core.timeline import previous_periods
 
 KWH_PER_MWH = Decimal(1000)
 
@@ -111,7 +111,7 @@ class FixedEnergy(PriceComponent):
 class TouEnergy(PriceComponent):
     """$/MWh by time-of-use period; one line per period that has intervals.
 
-    Settings are a :class:`~core.pricing.tou.TouSchedule` (``rules``, ``default_period``,
+    Settings are a :class:`~kwhub.core.pricing.tou.TouSchedule` (``rules``, ``default_period``,
     ``seasons``, ``holidays``, ``extra_holidays``) plus ``prices`` per period name.
     """
 
@@ -582,7 +582,7 @@ class GridPassThrough(PriceComponent):
     """The cost of the grid import allocated to this buyer, optionally marked up.
 
     In a settlement run the component prices the grid energy it claims (by default every
-    grid-import source; see :mod:`core.contract_energy`) at ``ctx.grid_price_per_mwh``
+    grid-import source; see :mod:`kwhub.core.contract_energy`) at ``ctx.grid_price_per_mwh``
     (``[settlement] grid_price_per_mwh``); grid energy without a price is an error, never
     a zero line. Outside a run it bills ``ctx.grid_import_cost`` for
     ``ctx.grid_import_kwh``. Billed as 1 x cost (``unit = "each"``, exact) or as MWh x

@@ -2,9 +2,9 @@
 
 * :func:`build_components` instantiates ``contract.components`` from the registered
   component classes, with errors naming the contract, the component and the field.
-* :func:`price_contract` runs them over one :class:`~core.pricing.base.PricingContext`
+* :func:`price_contract` runs them over one :class:`~kwhub.core.pricing.base.PricingContext`
   (stage 0 first, then stage 1, e.g. surcharges on the energy lines).
-* :func:`charges_to_lines` turns charges into ``core.invoice.InvoiceLine`` objects.
+* :func:`charges_to_lines` turns charges into ``kwhub.core.invoice.InvoiceLine`` objects.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.campus import Contract
-from core.invoice import InvoiceLine
-from core.money import MoneyPolicy
-from core.pricing.base import (
+from kwhub.core.campus import Contract
+from kwhub.core.invoice import InvoiceLine
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.pricing.base import (
     Charge,
     PriceComponent,
     PricingContext,
     PricingError,
     format_validation_error,
 )
-from core.timeline import BillingPeriod
+from kwhub.core.timeline import BillingPeriod
 
 
 def _lookup(components: Any, kind: str) -> type[PriceComponent]:
-    if hasattr(components, "component"):  # hub.plugins.Registry
+    if hasattr(components, "component"):  # kwhub.hub.registry.Registry
         return components.component(kind)
     try:
         return components[kind]
@@ -42,15 +42,15 @@ def _lookup(components: Any, kind: str) -> type[PriceComponent]:
 def build_components(contract: Contract, components: Mapping[str, type[PriceComponent]] | Any | None = None) -> list[PriceComponent]:
     """Instantiate the contract's components.
 
-    ``components`` is ``{kind: class}`` or a ``hub.plugins.Registry``; by default the
+    ``components`` is ``{kind: class}`` or a ``kwhub.hub.registry.Registry``; by default the
     built-in components. A component's id is its spec ``id``, else ``<kind>`` (or
     ``<kind>-<n>`` when the kind occurs more than once). Ids must be unique.
     """
     if components is None:
-        from core.pricing.components import builtin_components
+        from kwhub.core.pricing.components import builtin_components
 
         components = builtin_components()
-    from core.contract_energy import component_ids
+    from kwhub.core.contract_energy import component_ids
 
     out: list[PriceComponent] = []
     seen: set[str] = set()

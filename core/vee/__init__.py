@@ -2,11 +2,11 @@
 
 :class:`VeeEngine` runs rules (plugins registered through ``kwhub_register_vee_rules``)
 configured per channel group (:class:`VeeConfig`) and writes nothing: it returns the
-validated layer and the events; ``hub.vee_service`` stores them.
+validated layer and the events; ``kwhub.hub.ingest.vee`` stores them.
 """
 
-from core.vee.config import EstimationConfig, GroupConfig, VeeConfig, VeeConfigError
-from core.vee.engine import (
+from kwhub.core.vee.config import EstimationConfig, GroupConfig, VeeConfig, VeeConfigError
+from kwhub.core.vee.engine import (
     ChannelFrame,
     Finding,
     PreparedBlock,

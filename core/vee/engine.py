@@ -1,6 +1,6 @@
 """The VEE engine: run the configured rules over a channel's days, estimate, edit, record.
 
-The engine is pure: it takes raw :class:`~core.intervals.DayBlock` s (plus context: history
+The engine is pure: it takes raw :class:`~kwhub.core.intervals.DayBlock` s (plus context: history
 days, related channels, availability, register reads) and returns new blocks in the
 ``validated`` layer with a quality flag and the responsible rule per value, plus one
 :class:`VeeEvent` per (rule, day, action). The raw blocks are never modified.
@@ -10,7 +10,7 @@ array that starts ``lookback`` days before the first day to validate (history fr
 context) and ends one day after the last one (for right-hand neighbours). Each rule
 returns a :class:`Finding` (a boolean mask over the frame and an action); the engine
 applies findings in rule order, then estimates every slot marked for estimation
-(:mod:`core.vee.estimation`), then runs the ``post`` rules (sum checks, prolonged
+(:mod:`kwhub.core.vee.estimation`), then runs the ``post`` rules (sum checks, prolonged
 estimation) on the repaired values.
 """
 
@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core.campus import Asset, Channel
-from core.intervals import (
+from kwhub.core.campus import Asset, Channel
+from kwhub.core.intervals import (
     SECONDS_PER_DAY,
     ChannelSeries,
     DayBlock,
@@ -33,9 +33,9 @@ from core.intervals import (
     day_start_epoch,
     slots_per_day,
 )
-from core.quality import Quality
-from core.vee import estimation as est
-from core.vee.config import DEFAULT_GROUP, EstimationConfig, VeeConfig, VeeConfigError
+from kwhub.core.quality import Quality
+from kwhub.core.vee import estimation as est
+from kwhub.core.vee.config import DEFAULT_GROUP, EstimationConfig, VeeConfig, VeeConfigError
 
 Action = Literal["flag", "estimate", "edit"]
 Phase = Literal["prepare", "validate", "post"]

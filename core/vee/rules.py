@@ -1,6 +1,6 @@
 """The built-in VEE rules, registered through ``kwhub_register_vee_rules``.
 
-Each rule is a :class:`~core.vee.engine.Rule` with a ``rule_id``, a pydantic ``Config``
+Each rule is a :class:`~kwhub.core.vee.engine.Rule` with a ``rule_id``, a pydantic ``Config``
 (``extra="forbid"``) holding its limits, and a vectorised ``check`` over the channel
 frame. Settings are given per channel group in ``[vee.groups.<group>.rules.<rule_id>]``.
 """
@@ -12,11 +12,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from core.campus import Channel
-from core.hookspecs import hookimpl
-from core.intervals import DayBlock
-from core.quality import Quality
-from core.vee.engine import (
+from kwhub.core.campus import Channel
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.intervals import DayBlock
+from kwhub.core.quality import Quality
+from kwhub.core.vee.engine import (
     ChannelFrame,
     Finding,
     Phase,
@@ -25,7 +25,7 @@ from core.vee.engine import (
     RuleConfig,
     regrid_block,
 )
-from core.vee.estimation import runs
+from kwhub.core.vee.estimation import runs
 
 FlagOrEstimate = Literal["flag", "estimate"]
 

@@ -27,7 +27,7 @@ def demo(
     tenant (GHG inventory, CDP, ESRS inline XBRL checked with Arelle, SB 253). Running it
     again changes nothing.
     """
-    from hub.demo import run_demo, summary_json
+    from kwhub.hub.demo.run import run_demo, summary_json
 
     if as_json:
         summary = run_demo(directory)

@@ -25,13 +25,13 @@ class UserError(Exception):
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from core.intervals import IntervalDataError
-    from core.timeline import TimeModelError
-    from hub.plugins import PluginLoadError, RegistryError
+    from kwhub.core.intervals import IntervalDataError
+    from kwhub.core.timeline import TimeModelError
+    from kwhub.hub.registry import PluginLoadError, RegistryError
 
     known: list[type[BaseException]] = [UserError, IntervalDataError, TimeModelError, PluginLoadError, RegistryError]
     try:
-        from hub.config import ConfigError
+        from kwhub.hub.config import ConfigError
 
         known.append(ConfigError)
     except ImportError:
@@ -40,7 +40,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def report(exc: BaseException) -> int:
-    from hub.config import ConfigError  # local: keep import order simple
+    from kwhub.hub.config import ConfigError  # local: keep import order simple
 
     code = getattr(exc, "exit_code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
     err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 esg_app = typer.Typer(help="Emissions disclosures and granular certificates.", no_args_is_help=True)
@@ -23,18 +23,18 @@ FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from core.certificates import CertificateError
-    from core.factors import FactorError
-    from core.inventory import InventoryError
-    from core.settlement import SettlementError
+    from kwhub.core.certificates import CertificateError
+    from kwhub.core.factors import FactorError
+    from kwhub.core.inventory import InventoryError
+    from kwhub.core.settlement import SettlementError
 
     return (SettlementError, CertificateError, FactorError, InventoryError)
 
@@ -57,7 +57,7 @@ def report_command(
     emissions on its invoice lines, its market-based figure after hourly matching of the
     certificates it claimed. Exits 1 when a format's check fails (e.g. Arelle errors).
     """
-    from hub.esg.reports import period_disclosure, write_disclosure
+    from kwhub.hub.esg.reports import period_disclosure, write_disclosure
 
     formats = list(FORMATS) if "all" in fmt else list(dict.fromkeys(fmt))
     bad = [f for f in formats if f not in FORMATS]
@@ -94,7 +94,7 @@ def certs_issue(
     config: Path = _CONFIG,
 ) -> None:
     """Issue one bundle per device and hour from the validated generation (whole Wh, rounded down)."""
-    from hub.esg.ledger import issue_period
+    from kwhub.hub.esg.ledger import issue_period
 
     cfg, db = _open(config)
     try:
@@ -110,7 +110,7 @@ def certs_issue(
 def certs_transfer(period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
                    config: Path = _CONFIG) -> None:
     """Transfer each hour's certificates to the tenants the settled allocation gave the device's energy."""
-    from hub.esg.ledger import transfer_by_allocation
+    from kwhub.hub.esg.ledger import transfer_by_allocation
 
     cfg, db = _open(config)
     try:
@@ -127,7 +127,7 @@ def certs_claim(period: str = typer.Option(..., "--period", help="Billing period
                 tenant: str = typer.Option(..., "--tenant", help="The tenant that claims its certificates."),
                 config: Path = _CONFIG) -> None:
     """Cancel and claim the tenant's Active certificates for its consumption in their own hour."""
-    from hub.esg.ledger import claim_for
+    from kwhub.hub.esg.ledger import claim_for
 
     cfg, db = _open(config)
     try:
@@ -146,7 +146,7 @@ def certs_withdraw(bundle: str = typer.Argument(..., help="Bundle id."),
                    by: str = typer.Option("cli", "--by", help="Who withdraws."),
                    config: Path = _CONFIG) -> None:
     """Withdraw an Active bundle (or part of it): it can never be used again."""
-    from hub.esg.ledger import withdraw_bundle
+    from kwhub.hub.esg.ledger import withdraw_bundle
 
     _cfg, db = _open(config)
     try:
@@ -163,7 +163,7 @@ def certs_export(out: Path = typer.Option(..., "--out", help="JSON file to write
                  account: str = typer.Option(None, "--account", help="Only this holder's bundles."),
                  config: Path = _CONFIG) -> None:
     """Export live bundles in the documented JSON form (docs/data-model.md)."""
-    from hub.esg.ledger import export_json
+    from kwhub.hub.esg.ledger import export_json
 
     _cfg, db = _open(config)
     try:
@@ -178,7 +178,7 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
                  account: str = typer.Option(..., "--account", help="The holder of the imported certificates."),
                  config: Path = _CONFIG) -> None:
     """Import Active bundles (e.g. an off-site clean energy contract's certificates); the whole file or nothing."""
-    from hub.esg.ledger import import_json
+    from kwhub.hub.esg.ledger import import_json
 
     _cfg, db = _open(config)
     try:
@@ -193,7 +193,7 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
 @certs_app.command("list")
 def certs_list(fmt: str = typer.Option("table", "--format", help="table or json."), config: Path = _CONFIG) -> None:
     """Wh per device, holder and status."""
-    from hub.esg.ledger import summary
+    from kwhub.hub.esg.ledger import summary
 
     _cfg, db = _open(config)
     try:

@@ -16,21 +16,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
-from core.quality import QUALITY_LABELS, Quality
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
+from kwhub.core.quality import QUALITY_LABELS, Quality
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 
 
 def _load(config: Path | None) -> Any:
-    from hub.config import load_config
+    from kwhub.hub.config import load_config
 
     return load_config(config)
 
 
 def _open_db(cfg: Any) -> Any:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     return Database.open(cfg.database_url, work_dir=cfg.work_dir)
 
@@ -39,8 +39,8 @@ def _build_adapter(cfg: Any, adapter: str, overrides: dict[str, Any]) -> Any:
     """An adapter instance from a configured instance id or a registered type id."""
     from pydantic import ValidationError
 
-    from core.adapters import MeterAdapter
-    from hub.plugins import get_registry
+    from kwhub.core.adapters import MeterAdapter
+    from kwhub.hub.registry import get_registry
 
     if adapter in cfg.adapters:
         inst = cfg.adapters[adapter]
@@ -123,8 +123,8 @@ def ingest(
 def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, channel: str | None,
                   overrides: dict[str, Any], vee: bool, fmt: str) -> tuple[list[Any], list[str]]:
     """Ingest ``files`` one by one; the reports and the errors of files that were rejected."""
-    from hub.ingest import ingest_file, sniff_adapter
-    from hub.plugins import get_registry
+    from kwhub.hub.ingest.batch import ingest_file, sniff_adapter
+    from kwhub.hub.registry import get_registry
 
     reports: list[Any] = []
     errors: list[str] = []

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from hub.cli.errors import run_guarded
+from kwhub.hub.cli.errors import run_guarded
 
 app = typer.Typer(
     name="kwhub",
@@ -20,15 +20,15 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; one module per command group.
 COMMAND_MODULES = [
-    "hub.cli.setup_cmds",  # init, plugins list, adapters check
-    "hub.cli.ingest_cmds",  # ingest, readings
-    "hub.cli.vee_cmds",  # vee report
-    "hub.cli.settle_cmds",  # settle, invoices, explain
-    "hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
-    "hub.cli.owners_cmds",  # owners statement, emissions
-    "hub.cli.esg_cmds",  # esg report, esg certificates
-    "hub.cli.outbox_cmds",  # deliver, outbox list/retry
-    "hub.cli.demo_cmd",  # demo
+    "kwhub.hub.cli.setup_cmds",  # init, plugins list, adapters check
+    "kwhub.hub.cli.ingest_cmds",  # ingest, readings
+    "kwhub.hub.cli.vee_cmds",  # vee report
+    "kwhub.hub.cli.settle_cmds",  # settle, invoices, explain
+    "kwhub.hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
+    "kwhub.hub.cli.owners_cmds",  # owners statement, emissions
+    "kwhub.hub.cli.esg_cmds",  # esg report, esg certificates
+    "kwhub.hub.cli.outbox_cmds",  # deliver, outbox list/retry
+    "kwhub.hub.cli.demo_cmd",  # demo
 ]
 
 for _name in COMMAND_MODULES:
@@ -36,7 +36,7 @@ for _name in COMMAND_MODULES:
 
 
 def _plugin_commands() -> None:
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     try:
         reg = get_registry()

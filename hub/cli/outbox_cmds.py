@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,8 +28,8 @@ CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (d
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url)
@@ -76,14 +76,14 @@ def deliver(
     if invoice is not None or route is not None:
         _queue_again(config, invoice, route, formats or [], new_key)
         return
-    from hub.outbox import (
+    from kwhub.hub.deliver.outbox import (
         close_transports,
         count_due,
         run_relay,
         status_counts,
         transports_from_config,
     )
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     cfg, db = _open(config)
     transports = transports_from_config(cfg)
@@ -133,11 +133,16 @@ def deliver(
 
 def _queue_again(config: Path | None, invoice: str | None, route: str | None, formats: list[str],
                  new_key: bool) -> None:
-    from core.settlement import SettlementError
-    from hub.outbox import OutboxError, redeliver, renderers_for_formats, transports_from_config
-    from hub.plugins import get_registry
-    from hub.render_context import render_context
-    from hub.settlement_service import get_invoice
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.deliver.outbox import (
+        OutboxError,
+        redeliver,
+        renderers_for_formats,
+        transports_from_config,
+    )
+    from kwhub.hub.deliver.render_context import render_context
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import get_invoice
 
     if not invoice or not route:
         raise UserError("give both the document and the route: kwhub deliver INVOICE --route TRANSPORT",
@@ -179,7 +184,7 @@ def _queue_again(config: Path | None, invoice: str | None, route: str | None, fo
 def close_transports_safely(transports: Any) -> None:
     """Close transports built for a command that only queues (they may hold connections)."""
     if transports:
-        from hub.outbox import close_transports
+        from kwhub.hub.deliver.outbox import close_transports
 
         close_transports(transports)
 
@@ -195,7 +200,7 @@ def outbox_list(
     limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
 ) -> None:
     """List outbox rows (newest first)."""
-    from hub.outbox import OutboxError, list_outbox
+    from kwhub.hub.deliver.outbox import OutboxError, list_outbox
 
     if fmt not in ("table", "json"):
         raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
@@ -230,7 +235,7 @@ def outbox_retry(
     config: Path = CONFIG_OPTION,
 ) -> None:
     """Send a dead-lettered document again (dead -> pending, attempts reset)."""
-    from hub.outbox import OutboxError, retry_dead
+    from kwhub.hub.deliver.outbox import OutboxError, retry_dead
 
     _, db = _open(config)
     try:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 owners_app = typer.Typer(help="Owner statements of co-owned assets.", no_args_is_help=True)
@@ -19,8 +19,8 @@ _CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
@@ -36,9 +36,9 @@ def owners_statement(
 ) -> None:
     """Revenue of each co-owned asset (the value of the energy it delivered under every contract
     component, through the allocation) and its costs, split by ownership share."""
-    from core.settlement import SettlementError
-    from hub.owner_pdf import write_owner_pdf
-    from hub.owner_reports import period_owner_statements
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.owner_pdf import write_owner_pdf
+    from kwhub.hub.settle.owners import period_owner_statements
 
     if fmt not in ("table", "json", "csv", "pdf"):
         raise UserError(f"--format must be table, json, csv or pdf, not {fmt!r}", exit_code=EXIT_CONFIG)
@@ -90,8 +90,8 @@ def emissions_command(
     run froze, not a second allocation), so its emissions agree with its invoice lines.
     `kwhub esg report` writes the full disclosures.
     """
-    from core.settlement import SettlementError
-    from hub.esg.reports import period_disclosure
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.esg.reports import period_disclosure
 
     if fmt not in ("table", "json", "csv"):
         raise UserError(f"--format must be table, json or csv, not {fmt!r}", exit_code=EXIT_CONFIG)

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 
@@ -38,8 +38,8 @@ def _actor(by: str | None) -> str:
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from hub.config import load_config
-    from hub.store import Database
+    from kwhub.hub.config import load_config
+    from kwhub.hub.store import Database
 
     cfg = load_config(config)
     return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
@@ -59,7 +59,7 @@ def runs_list(
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List settlement runs with their review status; held runs show why they are held."""
-    from hub.run_review import list_runs
+    from kwhub.hub.settle.review import list_runs
 
     _fmt(fmt, ("table", "json"))
     _, db = _open(config)
@@ -89,9 +89,9 @@ def runs_show(
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
     """Show a run: status, checks, the document it issues (or issued), energy accounting, decisions."""
-    from core.settlement import SettlementError
-    from hub.settlement_service import get_run
-    from hub.store import audit_entries
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.service import get_run
+    from kwhub.hub.store import audit_entries
 
     _fmt(fmt, ("text", "json"))
     _, db = _open(config)
@@ -148,9 +148,9 @@ def runs_approve(
     config: Path = _CONFIG,
 ) -> None:
     """Approve runs: issue their draft documents (numbered, stored, queued for delivery)."""
-    from hub.issuing import outbox_hook
-    from hub.plugins import get_registry
-    from hub.run_review import approve_runs
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.review import approve_runs
 
     when = _date(issue_date)
     cfg, db = _open(config)
@@ -180,8 +180,8 @@ def runs_reject(
     config: Path = _CONFIG,
 ) -> None:
     """Reject a draft or held run: no document is issued; settle again once the data is right."""
-    from core.settlement import SettlementError
-    from hub.run_review import reject_run
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.review import reject_run
 
     _, db = _open(config)
     try:
@@ -209,8 +209,8 @@ def report_energy(
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
     """Energy accounting: metered = allocated = billed + unbilled, with the reason of every unbilled kWh."""
-    from core.settlement import SettlementError
-    from hub.energy_report import energy_report
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.reports import energy_report
 
     _fmt(fmt, ("table", "csv", "json"))
     _, db = _open(config)
@@ -265,8 +265,8 @@ def report_allocation(
     out: Path = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
     """The per-interval tenants x sources split the runs froze (kWh), to check conservation."""
-    from core.settlement import SettlementError
-    from hub.energy_report import allocation_rows
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.reports import allocation_rows
 
     _fmt(fmt, ("csv", "json"))
     _, db = _open(config)

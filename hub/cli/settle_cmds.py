@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.money import money_str
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.core.money import money_str
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 console = Console()
 
@@ -20,13 +20,13 @@ invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit
 
 
 def _load(config: Path | None) -> Any:
-    from hub.config import load_config
+    from kwhub.hub.config import load_config
 
     return load_config(config)
 
 
 def _open_db(cfg: Any) -> Any:
-    from hub.store import Database
+    from kwhub.hub.store import Database
 
     return Database.open(cfg.database_url, work_dir=cfg.work_dir)
 
@@ -37,7 +37,7 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
 
 
 def _invoice_json(inv: Any) -> dict[str, Any]:
-    from core.explain import json_line
+    from kwhub.core.explain import json_line
 
     return {
         "id": inv.id, "number": inv.number, "kind": inv.kind, "version": inv.version,
@@ -72,11 +72,11 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
     """
-    from core.settlement import VERSION_KINDS
-    from core.timeline import TimeModelError, billing_period
-    from hub.issuing import outbox_hook
-    from hub.plugins import get_registry
-    from hub.settlement_service import settle
+    from kwhub.core.settlement import VERSION_KINDS
+    from kwhub.core.timeline import TimeModelError, billing_period
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.service import settle
 
     _check_format(fmt, ("table", "json"))
     if version not in VERSION_KINDS:
@@ -185,7 +185,7 @@ def invoices_list(
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List issued documents."""
-    from hub.settlement_service import list_invoices
+    from kwhub.hub.settle.service import list_invoices
 
     _check_format(fmt, ("table", "json"))
     cfg = _load(config)
@@ -214,7 +214,7 @@ def invoices_show(
     fmt: str = typer.Option("json", "--format", help="json or text."),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from hub.settlement_service import get_invoice
+    from kwhub.hub.settle.service import get_invoice
 
     _check_format(fmt, ("json", "text"))
     cfg = _load(config)
@@ -252,11 +252,11 @@ def invoices_render(
     """
     import sys
 
-    from hub.outbox import OutboxError, renderers_for_formats
-    from hub.plugins import get_registry
-    from hub.render_context import render_context
-    from hub.rendering import RenderMismatchError, render_document
-    from hub.settlement_service import get_invoice
+    from kwhub.hub.deliver.outbox import OutboxError, renderers_for_formats
+    from kwhub.hub.deliver.render_context import render_context
+    from kwhub.hub.deliver.rendering import RenderMismatchError, render_document
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.service import get_invoice
 
     cfg = _load(config)
     try:
@@ -288,7 +288,7 @@ def invoices_render(
 
 
 def _get(fn: Any, db: Any, ref: str) -> Any:
-    from core.settlement import SettlementError
+    from kwhub.core.settlement import SettlementError
 
     try:
         return fn(db, ref)
@@ -307,8 +307,8 @@ def explain_command(
 ) -> None:
     """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation
     (with --carbon: the emissions behind each energy line)."""
-    from core.explain import ExplainError, explain_line, render_text
-    from hub.settlement_service import get_invoice, get_run, run_allocation, run_inputs
+    from kwhub.core.explain import ExplainError, explain_line, render_text
+    from kwhub.hub.settle.service import get_invoice, get_run, run_allocation, run_inputs
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -338,10 +338,10 @@ def explain_command(
 
 
 def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str) -> None:
-    from core.carbon_explain import explain_line_carbon, render_carbon_text
-    from core.explain import ExplainError
-    from hub.esg.explain import line_carbon_inputs
-    from hub.settlement_service import get_invoice
+    from kwhub.core.carbon_explain import explain_line_carbon, render_carbon_text
+    from kwhub.core.explain import ExplainError
+    from kwhub.hub.esg.explain import line_carbon_inputs
+    from kwhub.hub.settle.service import get_invoice
 
     inv = _get(get_invoice, db, invoice)
     try:

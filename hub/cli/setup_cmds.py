@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import UserError
+from kwhub.hub.cli.errors import UserError
 
 console = Console()
 
@@ -37,7 +37,7 @@ def plugins_list(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """List loaded plugins: distribution, version, adapter types and load errors."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     reg = get_registry()
     rows = [p.as_dict() for p in reg.plugins.values()]
@@ -63,7 +63,7 @@ def adapters_check(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Run check() for every configured adapter instance; exit 1 if any fails."""
-    from hub.config import load_config
+    from kwhub.hub.config import load_config
 
     cfg = load_config(config, required=True)
     results = []
@@ -78,8 +78,8 @@ def adapters_check(
         except Exception as exc:  # a check that crashes is a system failure of that adapter
             results.append({"id": inst.id, "type": inst.type, "ok": False, "kind": "system",
                             "message": f"{type(exc).__name__}: {exc}"})
-    from hub.issuing import delivery_problems
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import delivery_problems
 
     for p in delivery_problems(cfg, get_registry()):
         results.append({"id": f"contract {p['contract']}", "type": f"format {p['format']}", "ok": False,
@@ -105,9 +105,9 @@ def config_check(
     """Check kwhub.toml without connecting anywhere: shape, references, plugin settings, and
     whether every party has what the formats it receives need (payment account, tax
     identifier, Peppol endpoint, field lengths). Exit 1 when anything is missing."""
-    from hub.config import load_config
-    from hub.issuing import delivery_problems
-    from hub.plugins import get_registry
+    from kwhub.hub.config import load_config
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import delivery_problems
 
     cfg = load_config(config, required=True)
     problems = delivery_problems(cfg, get_registry())

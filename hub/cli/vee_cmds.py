@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 
 vee_app = typer.Typer(help="Validation, estimation and editing (VEE) of interval data.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def _parse_day(value: str | None, option: str) -> date | None:
 
 def build_report(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per rule: flagged/estimated/edited counts, channels and channel-days affected."""
-    from hub.vee_service import report
+    from kwhub.hub.ingest.vee import report
 
     return report(events)
 
@@ -41,9 +41,9 @@ def report_cmd(
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)"),
 ) -> None:
     """Show what each VEE rule did in the period: intervals flagged, estimated, edited; channels."""
-    from hub.config import load_config
-    from hub.store import Database
-    from hub.vee_service import read_events
+    from kwhub.hub.config import load_config
+    from kwhub.hub.ingest.vee import read_events
+    from kwhub.hub.store import Database
 
     if fmt not in ("table", "json"):
         raise UserError(f"--format {fmt!r} is not supported", hint="use table or json", exit_code=EXIT_CONFIG)

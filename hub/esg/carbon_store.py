@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from core.line_emissions import PeriodBasis
-from hub.store.carbon_tables import carbon_data_table
+from kwhub.core.line_emissions import PeriodBasis
+from kwhub.hub.store.carbon_tables import carbon_data_table
 
 _CHUNK = 500
 

@@ -6,16 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from core.allocation import UNMETERED, unpack_array
-from core.carbon_activity import CarbonActivity
-from core.carbon_factors import FactorSet
-from core.carbon_settings import EmissionsSettings
-from core.emissions import Intensity, source_intensity
-from core.explain import ExplainError
-from core.invoice import Invoice
-from hub.esg.carbon_store import read_blobs
-from hub.settlement_service import get_run, run_allocation
-from hub.store import Database
+from kwhub.core.allocation import UNMETERED, unpack_array
+from kwhub.core.carbon_activity import CarbonActivity
+from kwhub.core.carbon_factors import FactorSet
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.emissions import Intensity, source_intensity
+from kwhub.core.explain import ExplainError
+from kwhub.core.invoice import Invoice
+from kwhub.hub.esg.carbon_store import read_blobs
+from kwhub.hub.settle.service import get_run, run_allocation
+from kwhub.hub.store import Database
 
 
 def line_carbon_inputs(db: Database, cfg: Any, invoice: Invoice) -> tuple[

@@ -1,4 +1,4 @@
-"""File helpers ESG plugins may use (a documented hub helper, like ``hub.modbus_io``)."""
+"""File helpers ESG plugins may use (a documented hub helper, like ``kwhub.hub.helpers.modbus``)."""
 
 from __future__ import annotations
 

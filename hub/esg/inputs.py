@@ -1,6 +1,6 @@
 """Emissions inputs from the store: a period's settled runs, their frozen split and carbon basis.
 
-:func:`period_inputs` builds the :class:`~core.carbon_period.EmissionsInput` of a billing
+:func:`period_inputs` builds the :class:`~kwhub.core.carbon_period.EmissionsInput` of a billing
 period from what the runs froze, never from a second computation: each contract's latest
 settled run (issued, or a later version with nothing to bill), its ``run_allocation``
 blobs (the tenant's kWh per source and interval), the activity and factors its
@@ -26,21 +26,21 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.allocation import UNMETERED, inflate
-from core.campus import Campus
-from core.carbon_activity import CarbonActivity
-from core.carbon_factors import FactorSet
-from core.carbon_period import EmissionsInput
-from core.carbon_settings import EmissionsSettings
-from core.cfe import hour_index
-from core.disclosure import RunLineage
-from core.settlement import SettlementError
-from hub.esg.carbon_store import FACTORS, HEADER, read_blobs
-from hub.esg.ledger import claimed_wh_by_hour, tracked_devices
-from hub.settlement_service import SETTLED
-from hub.store import Database
-from hub.store.carbon_tables import run_carbon_table
-from hub.store.settlement_tables import run_allocation_table, settlement_run_table
+from kwhub.core.allocation import UNMETERED, inflate
+from kwhub.core.campus import Campus
+from kwhub.core.carbon_activity import CarbonActivity
+from kwhub.core.carbon_factors import FactorSet
+from kwhub.core.carbon_period import EmissionsInput
+from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.cfe import hour_index
+from kwhub.core.disclosure import RunLineage
+from kwhub.core.settlement import SettlementError
+from kwhub.hub.esg.carbon_store import FACTORS, HEADER, read_blobs
+from kwhub.hub.esg.ledger import claimed_wh_by_hour, tracked_devices
+from kwhub.hub.settle.service import SETTLED
+from kwhub.hub.store import Database
+from kwhub.hub.store.carbon_tables import run_carbon_table
+from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
 
 _ORDER = {"initial": 0, "final": 1, "true_up": 2}
 _ZEROS = ("0.0", "-0.0", "0")

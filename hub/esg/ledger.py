@@ -4,7 +4,7 @@ Plain functions of a database (and the configuration): issue certificates from t
 generation meters of carbon-free devices, transfer them to tenants by the settled
 allocation, cancel and claim them for a tenant's consumption hour, withdraw, export and
 import in the documented JSON form (``kwhub.gc/1``). Every action runs in one write
-transaction and is logged; :func:`core.certificates.ledger_problems` is checked before
+transaction and is logged; :func:`kwhub.core.certificates.ledger_problems` is checked before
 commit, so a certificate can never count twice.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import and_, func, insert, select, update
 
-from core.certificates import (
+from kwhub.core.certificates import (
     GC_SCHEMA,
     Bundle,
     CertificateError,
@@ -35,10 +35,10 @@ from core.certificates import (
     transfer,
     withdraw,
 )
-from core.settlement import kwh_factor
-from core.timeline import billing_period
-from hub.store import Database
-from hub.store.carbon_tables import gc_action_table, gc_bundle_table
+from kwhub.core.settlement import kwh_factor
+from kwhub.core.timeline import billing_period
+from kwhub.hub.store import Database
+from kwhub.hub.store.carbon_tables import gc_action_table, gc_bundle_table
 
 HOUR = 3600
 
@@ -111,7 +111,7 @@ def certificate_devices(cfg: Any) -> list[str]:
 def _holder(cfg: Any, asset: Any) -> str:
     if asset.owners:
         return max(asset.owners, key=lambda o: o.share).party
-    from core.inventory import operator_of
+    from kwhub.core.inventory import operator_of
 
     op = operator_of(cfg.campus, cfg.emissions)
     if not op:
@@ -167,8 +167,8 @@ def transfer_by_allocation(db: Database, cfg: Any, period: str, now: datetime | 
     A tenant gets ``floor(kWh x 1000)`` Wh of the device's certificates of that hour (its
     share of the frozen split); a device-hour already transferred to a tenant is skipped.
     """
-    from core.cfe import hour_index
-    from hub.esg.inputs import period_inputs
+    from kwhub.core.cfe import hour_index
+    from kwhub.hub.esg.inputs import period_inputs
 
     at = now or datetime.now(UTC)
     moved: list[Bundle] = []
@@ -265,7 +265,7 @@ def import_json(db: Database, path: Path, account: str, now: datetime | None = N
                                    "imported")
         parsed.append(Bundle(**{**b.__dict__, "account": account, "parent_id": None}))
     change = Change(added=parsed)
-    from core.certificates import Action
+    from kwhub.core.certificates import Action
 
     change.actions = [Action("import", b.bundle_id, b.quantity_wh, to_account=account, reason=str(path.name))
                       for b in parsed]

@@ -1,8 +1,8 @@
 """Disclosures of a period from the store: the GHG inventory and the files each format writes.
 
 :func:`period_disclosure` computes a month (``2026-10``) or a year (``2026``: every month
-with settled runs) from the frozen inputs (:mod:`hub.esg.inputs`) and returns a
-:class:`core.disclosure.Disclosure`; :func:`write_disclosure` hands it to the ESG plugin of
+with settled runs) from the frozen inputs (:mod:`kwhub.hub.esg.inputs`) and returns a
+:class:`kwhub.core.disclosure.Disclosure`; :func:`write_disclosure` hands it to the ESG plugin of
 each requested format and runs that plugin's check on what it wrote. Plain functions of a
 database and a configuration, for the CLI, the demo and later jobs and routes.
 """
@@ -15,15 +15,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core.adapters import EsgReporter
-from core.carbon_period import PeriodCarbon, compute_period
-from core.disclosure import Disclosure
-from core.factors import gwp_set
-from core.inventory import build_disclosure
-from core.settlement import SettlementError
-from core.timeline import billing_period
-from hub.esg.inputs import period_inputs
-from hub.store import Database
+from kwhub.core.adapters import EsgReporter
+from kwhub.core.carbon_period import PeriodCarbon, compute_period
+from kwhub.core.disclosure import Disclosure
+from kwhub.core.factors import gwp_set
+from kwhub.core.inventory import build_disclosure
+from kwhub.core.settlement import SettlementError
+from kwhub.core.timeline import billing_period
+from kwhub.hub.esg.inputs import period_inputs
+from kwhub.hub.store import Database
 
 _YEAR = re.compile(r"^\d{4}$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -76,7 +76,7 @@ def period_disclosure(db: Database, cfg: Any, period: str, party: str | None = N
 
 def writer_for(cfg: Any, format_id: str) -> EsgReporter:
     """The ESG writer of ``format_id``: a configured instance of its type, else one with default settings."""
-    from hub.plugins import get_registry
+    from kwhub.hub.registry import get_registry
 
     reg = get_registry()
     types = {cls.format_id: cls for cls in reg.adapters.values()

@@ -4,10 +4,10 @@
 :class:`IntervalStore` that keeps interval data per (channel, UTC day, layer, version).
 """
 
-from hub.store.audit import audit_entries, record_audit
-from hub.store.db import Database, migration_head
-from hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
-from hub.store.reference import sync_reference_data
+from kwhub.hub.store.audit import audit_entries, record_audit
+from kwhub.hub.store.db import Database, migration_head
+from kwhub.hub.store.interval_store import ChannelSummary, IntervalStore, StaleMarkInfo, WriteReport
+from kwhub.hub.store.reference import sync_reference_data
 
 __all__ = [
     "ChannelSummary",

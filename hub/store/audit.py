@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 from sqlmodel import Session
 
-from hub.store.tables import AuditLog, as_utc, audit_log_table, utcnow
+from kwhub.hub.store.tables import AuditLog, as_utc, audit_log_table, utcnow
 
 if TYPE_CHECKING:
-    from hub.store.db import Database
+    from kwhub.hub.store.db import Database
 
 
 def record_audit(conn: Connection | Session, action: str, *, actor: str = "", object_type: str = "",

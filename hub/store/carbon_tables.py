@@ -2,7 +2,7 @@
 
 * ``carbon_data``: content-addressed arrays (``data_id`` = SHA-256 of the content): the
   per-source activity of a settled period (output, fuel, battery charging mix; see
-  :mod:`core.carbon_activity`) and the time-varying factors it used. Runs name the ids in
+  :mod:`kwhub.core.carbon_activity`) and the time-varying factors it used. Runs name the ids in
   their statement's ``carbon`` section; equal content is stored once.
 * ``run_carbon``: per allocation-based run, the ids of the activity and factors it froze,
   its buyer, who sold the buyer each source, and the settings its intensities used, so

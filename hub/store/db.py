@@ -3,7 +3,7 @@
 SQLite is the embedded default (a ``kwhub.db`` file in the work directory) in WAL mode
 with a busy timeout and foreign keys on (new files get 16 KiB pages; each connection a
 32 MiB page cache); the log is copied into the file by a background thread
-(:mod:`hub.store.checkpoint`), not by the committing writer. The ``pysqlite`` driver's own
+(:mod:`kwhub.hub.store.checkpoint`), not by the committing writer. The ``pysqlite`` driver's own
 transaction handling is switched off so that SQLAlchemy's ``begin`` event issues the ``BEGIN``:
 ``BEGIN IMMEDIATE`` for writers (they take the write lock up front and wait for it up to
 the busy timeout instead of failing on a lock upgrade), plain ``BEGIN`` for readers.
@@ -29,11 +29,11 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-import hub.store.tables  # noqa: F401  (core tables in SQLModel.metadata)
-from hub.store.checkpoint import WalCheckpointer
+import kwhub.hub.store.tables  # noqa: F401  (core tables in SQLModel.metadata)
+from kwhub.hub.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
-    from hub.store.interval_store import IntervalStore
+    from kwhub.hub.store.interval_store import IntervalStore
 
 DEFAULT_DB_NAME = "kwhub.db"
 ENV_URL = "KWHUB_DATABASE_URL"
@@ -44,8 +44,8 @@ BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 16_384  # bytes, for new database files
 SQLITE_CACHE_KIB = 32_768  # page cache per connection
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-OPTIONAL_TABLE_MODULES = ("hub.store.settlement_tables", "hub.store.outbox_tables", "hub.store.rendering_tables",
-                          "hub.store.carbon_tables")
+OPTIONAL_TABLE_MODULES = ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables", "kwhub.hub.store.rendering_tables",
+                          "kwhub.hub.store.carbon_tables")
 WRITE_OPTION = "kwhub_write"
 # Key of the PostgreSQL advisory lock that write transactions hold ("kwhubwr" in ASCII).
 PG_WRITE_LOCK_KEY = 0x6B776875627772
@@ -92,7 +92,7 @@ def _install_sqlite_hooks(engine: Engine, background_checkpoint: bool = False) -
             cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             cur.execute("PRAGMA temp_store = MEMORY")
             cur.execute("PRAGMA foreign_keys = ON")
-            if background_checkpoint:  # hub.store.checkpoint copies the log instead of the committer
+            if background_checkpoint:  # kwhub.hub.store.checkpoint copies the log instead of the committer
                 cur.execute("PRAGMA wal_autocheckpoint = 0")
         finally:
             cur.close()
@@ -216,7 +216,7 @@ class Database:
     def intervals(self) -> IntervalStore:
         """The interval store on this database."""
         if self._intervals is None:
-            from hub.store.interval_store import IntervalStore
+            from kwhub.hub.store.interval_store import IntervalStore
 
             self._intervals = IntervalStore(self)
         return self._intervals

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, func, select
 
-from core.intervals import (
+from kwhub.core.intervals import (
     SECONDS_PER_DAY,
     ChannelSeries,
     DayBlock,
@@ -43,12 +43,12 @@ from core.intervals import (
     IntervalMatrix,
     slots_per_day,
 )
-from core.quality import Quality
-from core.timeline import Span
-from hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span
+from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
-    from hub.store.db import Database
+    from kwhub.hub.store.db import Database
 
 MISSING = np.uint8(Quality.MISSING)
 MAX_QUALITY = max(int(q) for q in Quality)
@@ -366,7 +366,7 @@ def _iso(epoch_s: int) -> str:
 
 def day_hash(channel_id: str, day: date, interval_minutes: int, values: np.ndarray,
              quality: np.ndarray, rule_ids: np.ndarray | None, rule_names: Sequence[str]) -> str:
-    """The same digest as :meth:`core.intervals.DayBlock.content_hash`, without a DayBlock."""
+    """The same digest as :meth:`kwhub.core.intervals.DayBlock.content_hash`, without a DayBlock."""
     h = hashlib.sha256(f"{channel_id}|{day.isoformat()}|{interval_minutes}|".encode())
     h.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
     h.update(np.ascontiguousarray(quality, dtype=np.uint8).tobytes())
@@ -677,7 +677,7 @@ class _Grid:
 
 
 class IntervalStore:
-    """Interval data of one :class:`~hub.store.db.Database`."""
+    """Interval data of one :class:`~kwhub.hub.store.db.Database`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -1,7 +1,7 @@
 """The outbox table: one row per (rendered document, transport instance) to deliver.
 
 Rows are written in the same transaction as the invoice they carry (see
-:func:`hub.outbox.enqueue_invoice`) and moved through ``pending -> sending -> delivered``
+:func:`kwhub.hub.deliver.outbox.enqueue_invoice`) and moved through ``pending -> sending -> delivered``
 (or ``dead``) by the relay. ``(transport_instance, idempotency_key)`` is unique, so the
 same document version is never queued twice for one receiver.
 
@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from hub.store.tables import as_utc, utcnow
+from kwhub.hub.store.tables import as_utc, utcnow
 
 __all__ = ["OutboxRow", "as_utc", "outbox_table", "utcnow"]
 

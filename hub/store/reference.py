@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlmodel import Session, SQLModel
 
-from core.campus import Campus
-from hub.store.tables import AssetRow, ChannelRow, ContractRow, PartyRow, SiteRow, utcnow
+from kwhub.core.campus import Campus
+from kwhub.hub.store.tables import AssetRow, ChannelRow, ContractRow, PartyRow, SiteRow, utcnow
 
 
 def _upsert(session: Session, model: type[SQLModel], key: str, fields: dict[str, Any]) -> str:

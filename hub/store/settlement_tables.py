@@ -9,7 +9,7 @@
 * ``run_input``: the (channel, UTC day, layer, version, content hash) a run read, so a
   later restatement marks the run stale; packed as one row per (run, channel, layer).
 * ``run_allocation``: per run the tenants x sources kWh totals and the per-interval
-  split as a compact blob (see :func:`core.allocation.pack_array`).
+  split as a compact blob (see :func:`kwhub.core.allocation.pack_array`).
 * ``invoice`` / ``invoice_line``: issued documents. They are immutable on every path:
   ORM flushes and ORM bulk statements are refused here (:class:`ImmutableInvoiceError`),
   raw SQL is refused by triggers that migration ``0002_settlement`` installs on

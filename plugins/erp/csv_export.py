@@ -16,11 +16,11 @@ import io
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice
-from core.money import money_str
-from core.render_context import RenderContext
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext
 
 COLUMNS = [
     "record_type", "invoice_number", "document_kind", "type_code", "version", "issue_date",

@@ -15,14 +15,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from core.adapters import (
+from kwhub.core.adapters import (
     AdapterConfig,
     CheckResult,
     FailureKind,
     InvoiceTransport,
     OutgoingDocument,
 )
-from plugins.erp.transport_base import RetrySettings, TransportResult, safe_filename
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult, safe_filename
 
 # Failures that may go away on their own; anything else needs a person (permissions, paths).
 RETRYABLE_ERRNO = frozenset({errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EDQUOT, errno.EINTR})

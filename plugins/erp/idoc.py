@@ -35,12 +35,12 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, PartyRef
-from core.money import money_str
-from core.render_context import RenderContext
-from plugins.erp.xml_safety import UnsafeXmlError, element_path, parse_xml
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, PartyRef
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, element_path, parse_xml
 
 BSART_INVOICE = "INVO"
 BSART_CREDIT = "CRME"

@@ -1,6 +1,6 @@
 """Canonical JSON of a format-neutral invoice, and an atomic writer to a folder.
 
-The JSON is the :class:`~core.invoice.Invoice` itself: keys sorted, every Decimal as an
+The JSON is the :class:`~kwhub.core.invoice.Invoice` itself: keys sorted, every Decimal as an
 exact plain decimal string (``"1234.50"``, never a float or ``1E+2``), dates as ISO
 strings. ``Invoice.model_validate_json`` reads it back to an equal invoice. Delivery to a
 folder in production is the folder-drop transport's job; :func:`write_invoice_json` is
@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from core.adapters import InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, check_totals
-from core.money import money_str
-from core.render_context import RenderContext
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, check_totals
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MONEY_FIELDS = {"line_total", "tax_total", "total", "amount", "unit_price", "quantity",

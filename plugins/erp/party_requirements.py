@@ -3,7 +3,7 @@
 Each function returns problems naming the party, its role on the document and the
 configuration field to set, with the rule that needs it, e.g.
 ``party "campus_op" (seller): set payment.iban or payment.account_number (EN 16931 BR-61: ...)``.
-Renderers call them from :meth:`core.adapters.InvoiceRenderer.check_parties`, which
+Renderers call them from :meth:`kwhub.core.adapters.InvoiceRenderer.check_parties`, which
 ``kwhub config check`` and ``kwhub adapters check`` run for every contract and delivery
 route, so a missing field is found before anything is settled or delivered. The rendered
 document's own validation finds the same problems again (by rule id) as a last guard.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from core.invoice import PartyRef
-from plugins.erp.peppol_codes import EAS_CODES, gln_ok
+from kwhub.core.invoice import PartyRef
+from kwhub.plugins.erp.peppol_codes import EAS_CODES, gln_ok
 
 
 def _who(party: PartyRef, role: str) -> str:

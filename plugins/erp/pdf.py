@@ -38,10 +38,10 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import PAYMENT_MEANS_CODES, Invoice, InvoiceLine, PartyRef
-from core.render_context import RenderContext, UsageSeries
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, InvoiceLine, PartyRef
+from kwhub.core.render_context import RenderContext, UsageSeries
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -378,7 +378,7 @@ def render_pdf(invoice: Invoice, context: RenderContext | None = None, page_size
 
     doc.build(_story(invoice, context, width, st), onFirstPage=footer, onLaterPages=footer)
     created = context.created_at() or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
-    from plugins.erp.pdfa import make_pdfa
+    from kwhub.plugins.erp.pdfa import make_pdfa
 
     return make_pdfa(buf.getvalue(), title=doc_title, author=invoice.seller.name,
                      subject=f"{doc_title} for {invoice.buyer.name}", created=created)
@@ -421,7 +421,7 @@ class PdfRenderer(InvoiceRenderer):
                 return ["PDF: no pages"]
             if not (reader.pages[0].extract_text() or "").strip():
                 return ["PDF: page 1 has no text"]
-            from plugins.erp.pdfa import pdfa_problems
+            from kwhub.plugins.erp.pdfa import pdfa_problems
 
             return pdfa_problems(data)
         except Exception as exc:  # pypdf raises many error types on broken files

@@ -43,9 +43,9 @@ from functools import lru_cache
 
 from lxml import etree
 
-from core.invoice import InvoiceLine
-from plugins.erp.peppol_codes import EAS_CODES, gln_ok
-from plugins.erp.xml_safety import element_path
+from kwhub.core.invoice import InvoiceLine
+from kwhub.hub.helpers.safe_xml import element_path
+from kwhub.plugins.erp.peppol_codes import EAS_CODES, gln_ok
 
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"

@@ -24,14 +24,14 @@ from typing import Any, ClassVar, TypeVar
 import asyncssh
 from pydantic import Field, SecretStr, model_validator
 
-from core.adapters import (
+from kwhub.core.adapters import (
     AdapterConfig,
     CheckResult,
     FailureKind,
     InvoiceTransport,
     OutgoingDocument,
 )
-from plugins.erp.transport_base import RetrySettings, TransportResult, safe_filename
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult, safe_filename
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ An invoice or adjustment invoice becomes an ``Invoice`` with type code 380 (an a
 carries a ``BillingReference`` to the original); a credit note becomes a ``CreditNote``
 with type code 381 and a ``BillingReference``. Elements are written in the order the UBL
 XSD sequences require. :meth:`UblRenderer.validate` re-parses the bytes and reports the
-XSD errors plus the Peppol arithmetic and reference rules of :mod:`plugins.erp.peppol_rules`.
+XSD errors plus the Peppol arithmetic and reference rules of :mod:`kwhub.plugins.erp.peppol_rules`.
 
 The OASIS schemas are not shipped with kwhub. They are looked up in this order: the
 renderer's ``xsd_dir`` setting, the ``KWHUB_UBL_XSD_DIR`` environment variable,
@@ -24,14 +24,20 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
-from core.money import money_str
-from core.render_context import RenderContext
-from plugins.erp import peppol_rules
-from plugins.erp.party_requirements import peppol_party_problems
-from plugins.erp.xml_safety import UnsafeXmlError, parse_xml
+from kwhub.core.adapters import (
+    AdapterConfig,
+    AdapterError,
+    CheckResult,
+    FailureKind,
+    InvoiceRenderer,
+)
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.erp import peppol_rules
+from kwhub.plugins.erp.party_requirements import peppol_party_problems
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"

@@ -24,14 +24,14 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from core.adapters import (
+from kwhub.core.adapters import (
     AdapterConfig,
     CheckResult,
     FailureKind,
     InvoiceTransport,
     OutgoingDocument,
 )
-from plugins.erp.transport_base import RetrySettings, TransportResult
+from kwhub.hub.helpers.transports import RetrySettings, TransportResult
 
 SIGNATURE_HEADER = "X-Kwhub-Signature"
 REPLAY_HEADER = "Idempotent-Replayed"

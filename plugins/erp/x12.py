@@ -39,11 +39,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.adapters import AdapterConfig, InvoiceRenderer
-from core.hookspecs import hookimpl
-from core.invoice import Invoice, InvoiceLine, PartyRef
-from core.money import money_str
-from core.render_context import RenderContext, UsageSeries
+from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.invoice import Invoice, InvoiceLine, PartyRef
+from kwhub.core.money import money_str
+from kwhub.core.render_context import RenderContext, UsageSeries
 
 ELEMENT_SEP = "*"
 SUB_SEP = ">"

@@ -17,10 +17,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import ClassVar
 
-from core.adapters import AdapterConfig, EsgReporter
-from core.disclosure import Disclosure, PartyInventory
-from core.hookspecs import hookimpl
-from hub.esg.files import atomic_write, safe_name
+from kwhub.core.adapters import AdapterConfig, EsgReporter
+from kwhub.core.disclosure import Disclosure, PartyInventory
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.esg.files import atomic_write, safe_name
 
 MAX_VALUE = Decimal("99999999999")
 PLACES = Decimal("0.001")

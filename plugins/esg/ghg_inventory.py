@@ -2,7 +2,7 @@
 
 Files per party, in the output folder:
 
-* ``ghg-<period>-<party>.json``: the :class:`~core.disclosure.Disclosure` restricted to the
+* ``ghg-<period>-<party>.json``: the :class:`~kwhub.core.disclosure.Disclosure` restricted to the
   party (rows per scope, category, gas and asset; factor lineage; runs; notes);
 * ``ghg-<period>-<party>.csv``: one row per inventory row: scope, category, asset, kWh,
   MMBtu, kg CO2 / CH4 / N2O / CO2e as reported, kg CO2e under the GWP set, method,
@@ -25,10 +25,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
-from core.adapters import AdapterConfig, EsgReporter
-from core.disclosure import Disclosure
-from core.hookspecs import hookimpl
-from hub.esg.files import atomic_write, safe_name
+from kwhub.core.adapters import AdapterConfig, EsgReporter
+from kwhub.core.disclosure import Disclosure
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.esg.files import atomic_write, safe_name
 
 ROW_HEADER = ["party", "scope", "category", "asset", "energy_kwh", "fuel_mmbtu", "kg_co2", "kg_ch4", "kg_n2o",
               "kg_co2e_as_reported", "kg_co2e", "gwp_set", "method", "factors", "unknown_kwh"]

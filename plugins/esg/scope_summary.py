@@ -1,6 +1,6 @@
 """Scope 1 / Scope 2 summary: one small JSON and CSV per party and period (t CO2e).
 
-The summary reads the same :class:`~core.disclosure.Disclosure` as every ESG writer: Scope 1,
+The summary reads the same :class:`~kwhub.core.disclosure.Disclosure` as every ESG writer: Scope 1,
 Scope 2 location- and market-based and Scope 3 category 3 (the part kwhub computes), in
 tonnes CO2e under the disclosure's GWP set, with the energy behind each tenant's figures.
 """
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
-from core.disclosure import Disclosure
-from core.hookspecs import hookimpl
-from hub.esg.files import atomic_write, safe_name
+from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
+from kwhub.core.disclosure import Disclosure
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.esg.files import atomic_write, safe_name
 
 
 class ScopeSummaryConfig(AdapterConfig):

@@ -14,10 +14,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from core.hookspecs import hookimpl
-from core.intervals import IntervalDataError
-from core.markets import PriceSeries
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.intervals import IntervalDataError
+from kwhub.core.markets import PriceSeries
 
 
 class PriceFileConfig(AdapterConfig):

@@ -2,7 +2,7 @@
 
 A file is read with pandas' C parser (``usecols`` + ``dtype``), every column is turned into
 numpy arrays at once, and timestamps are parsed once per distinct value. Nothing here loops
-per interval in Python. A bad cell raises :class:`~core.intervals.IntervalDataError` naming
+per interval in Python. A bad cell raises :class:`~kwhub.core.intervals.IntervalDataError` naming
 the file, the line and the column, and nothing of that file reaches the batch.
 
 Configuration (``[[adapters]] type = "meters.csv"``)::
@@ -36,11 +36,16 @@ import numpy as np
 import pandas as pd
 from pydantic import field_validator
 
-from core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
-from core.hookspecs import hookimpl
-from core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch, IntervalDataError
-from core.quality import Quality
-from core.timeline import TimeModelError, local_day, localize, zone
+from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.intervals import (
+    ALLOWED_INTERVAL_MINUTES,
+    ChannelSeries,
+    IntervalBatch,
+    IntervalDataError,
+)
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import TimeModelError, local_day, localize, zone
 
 TYPE_ID = "meters.csv"
 PROFILE_DIR = Path(__file__).parent / "profiles"

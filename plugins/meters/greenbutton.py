@@ -9,7 +9,7 @@ refused before parsing starts.
 What comes out:
 
 * interval readings (durations of 1..60 minutes, e.g. 300/900/3600 s) become
-  :class:`~core.intervals.ChannelSeries` in kWh, deduplicated across overlapping blocks;
+  :class:`~kwhub.core.intervals.ChannelSeries` in kWh, deduplicated across overlapping blocks;
 * readings of any other duration (daily 82800/86400/90000 s on DST days, billing periods)
   are kept as what they are in ``batch.meta["period_readings"]``;
 * ``ReadingType`` (uom, powerOfTenMultiplier, intervalLength, flowDirection, ...),
@@ -34,10 +34,15 @@ from typing import IO, Any, ClassVar, Literal
 import numpy as np
 from lxml import etree
 
-from core.adapters import AdapterConfig, CheckResult, MeterAdapter
-from core.hookspecs import hookimpl
-from core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch, IntervalDataError
-from core.quality import Quality
+from kwhub.core.adapters import AdapterConfig, CheckResult, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.intervals import (
+    ALLOWED_INTERVAL_MINUTES,
+    ChannelSeries,
+    IntervalBatch,
+    IntervalDataError,
+)
+from kwhub.core.quality import Quality
 
 TYPE_ID = "meters.greenbutton"
 ESPI = "http://naesb.org/espi"

@@ -43,10 +43,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MeterAdapter
-from core.hookspecs import hookimpl
-from core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch
-from core.quality import Quality
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MeterAdapter
+from kwhub.core.hookspecs import hookimpl
+from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES, ChannelSeries, IntervalBatch
+from kwhub.core.quality import Quality
 
 TYPE_ID = "meters.mqtt"
 KINDS = ("energy", "counter", "power")

@@ -27,9 +27,9 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from core.adapters import AdapterConfig
-from core.hookspecs import hookimpl
-from hub.modbus_io import ModbusConnection, ModbusDeviceAdapter, RegisterPoint, check_map
+from kwhub.core.adapters import AdapterConfig
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.helpers.modbus import ModbusConnection, ModbusDeviceAdapter, RegisterPoint, check_map
 
 MAPS_DIR = Path(__file__).resolve().parent / "maps"
 

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from core.adapters import AdapterConfig, AdapterError, FailureKind
-from core.hookspecs import hookimpl
-from hub.modbus_io import (
+from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
+from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.helpers.modbus import (
     ModbusConnection,
     ModbusDeviceAdapter,
     ModbusReader,
@@ -294,7 +294,7 @@ class SunSpecMeter(ModbusDeviceAdapter):
 
     def channel_points(self) -> list[Any]:
         """Known from the model definitions alone (addresses come with discovery)."""
-        from hub.poller import PointSpec
+        from kwhub.hub.ingest.poller import PointSpec
 
         return [PointSpec.from_register(p) for p in self._points(discovered=False) if p.channel]
 

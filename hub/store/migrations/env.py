@@ -1,6 +1,6 @@
 """Alembic environment for kwhub.
 
-:meth:`hub.store.Database.open` runs migrations programmatically and hands its own
+:meth:`kwhub.hub.store.Database.open` runs migrations programmatically and hands its own
 connection over in ``config.attributes["connection"]`` (already inside a transaction that
 holds the write lock). Run from the command line (``alembic -c hub/store/alembic.ini
 upgrade head``), the URL comes from ``KWHUB_DATABASE_URL`` or the ini file.
@@ -15,9 +15,9 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import hub.store.tables  # noqa: F401  (registers the core tables in SQLModel.metadata)
+import kwhub.hub.store.tables  # noqa: F401  (registers the core tables in SQLModel.metadata)
 
-for _optional in ("hub.store.settlement_tables", "hub.store.outbox_tables"):
+for _optional in ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables"):
     try:
         importlib.import_module(_optional)
     except ImportError:

@@ -18,7 +18,7 @@ def _ts(name: str) -> sa.Column:
 
 
 def upgrade() -> None:
-    """Create the tables mirrored by :mod:`hub.store.tables`."""
+    """Create the tables mirrored by :mod:`kwhub.hub.store.tables`."""
     op.create_table(
         "site",
         sa.Column("id", sa.String(length=200), primary_key=True),

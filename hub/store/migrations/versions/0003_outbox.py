@@ -14,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create ``outbox`` (mirrors :class:`hub.store.outbox_tables.OutboxRow`)."""
+    """Create ``outbox`` (mirrors :class:`kwhub.hub.store.outbox_tables.OutboxRow`)."""
     op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),

@@ -2,9 +2,9 @@
 
 Revenue follows the energy the runs billed, never a second computation: it comes from the
 settled runs' lines and the kWh by source behind them
-(:func:`core.ownership.attributed_revenues`). Plant operations (net generation and metered
+(:func:`kwhub.core.ownership.attributed_revenues`). Plant operations (net generation and metered
 fuel of the owned assets) are read from the validated store. Emissions are in
-:mod:`hub.esg`.
+:mod:`kwhub.hub.esg`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.money import MoneyPolicy
-from core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
-from core.settlement import SettlementError
-from core.timeline import billing_period
-from hub.config import KwhubConfig
-from hub.settlement_service import SETTLED
-from hub.store import Database
-from hub.store.settlement_tables import settlement_run_table
+from kwhub.core.money import MoneyPolicy
+from kwhub.core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
+from kwhub.core.settlement import SettlementError
+from kwhub.core.timeline import billing_period
+from kwhub.hub.config import KwhubConfig
+from kwhub.hub.settle.service import SETTLED
+from kwhub.hub.store import Database
+from kwhub.hub.store.settlement_tables import settlement_run_table
 
 _ORDER = {"initial": 0, "final": 1, "true_up": 2}
 
@@ -65,7 +65,7 @@ def _channel_sums(db: Database, cfg: KwhubConfig, period: str, ids: list[str]) -
 
 def asset_operations(db: Database, cfg: KwhubConfig, period: str) -> dict[str, AssetOperations]:
     """Net generation (MWh) and metered fuel (MMBtu) of each owned asset over the period."""
-    from core.settlement import kwh_factor
+    from kwhub.core.settlement import kwh_factor
 
     owned = {a.id for a in cfg.campus.assets if a.owners}
     gen = [c for c in cfg.campus.channels if c.asset in owned and c.role == "generation"]

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hub.modbus_io import INTEGER_TYPES, RegisterPoint, encode_raw
-from hub.simulator.campus import SimResult
+from kwhub.hub.demo.simulator.campus import SimResult
+from kwhub.hub.helpers.modbus import INTEGER_TYPES, RegisterPoint, encode_raw
 
 Clock = Callable[[], float]
 
@@ -135,7 +135,7 @@ class SimulatedDevice:
         return float(p.scale_factor)
 
     def _read_raw(self, p: RegisterPoint) -> int | float:
-        from hub.modbus_io import decode_raw
+        from kwhub.hub.helpers.modbus import decode_raw
 
         i = p.address - self.base
         return decode_raw(p, self.image[i:i + p.count])
@@ -304,7 +304,7 @@ def sunspec_device(name: str, device_id: int, models: Sequence[int], clock: Cloc
     at its "not implemented" value; ``scale_factors`` sets SF registers
     (``{"203.TotWh_SF": 3}``); the common model gets ``info`` (Mn, Md, SN, Vr).
     """
-    from plugins.meters.sunspec import TYPE_MAP, model_layout
+    from kwhub.plugins.meters.sunspec import TYPE_MAP, model_layout
 
     words: list[int] = [0x5375, 0x6E53]
     pts: list[RegisterPoint] = []
@@ -382,7 +382,7 @@ def campus_devices(result: SimResult, clock: Clock, *, anchor: float | None = No
     ``one_server`` puts every device behind one port (distinct device ids, like a gateway);
     otherwise each device gets its own server and port.
     """
-    from plugins.meters.oem_telemetry import load_map
+    from kwhub.plugins.meters.oem_telemetry import load_map
 
     devs: list[SimulatedDevice] = []
     adapters: list[tuple[str, str, dict[str, Any]]] = []

@@ -1,6 +1,6 @@
 """The simulated campus: deterministic interval data, meter files and Modbus devices."""
 
-from hub.simulator.campus import (
+from kwhub.hub.demo.simulator.campus import (
     ALL_CHANNELS,
     AVAIL_CHANNELS,
     ENERGY_CHANNELS,
@@ -14,7 +14,7 @@ from hub.simulator.campus import (
     sim_span,
     simulate,
 )
-from hub.simulator.files import write_csv, write_greenbutton
+from kwhub.hub.demo.simulator.files import write_csv, write_greenbutton
 
 __all__ = [
     "ALL_CHANNELS",

@@ -34,18 +34,18 @@ import numpy as np
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.accounting import campus_accounts
-from core.allocation import AllocationResult, allocate, pack_array
-from core.campus import Campus, Contract
-from core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
-from core.intervals import DayHashes, IntervalMatrix, day_start_epoch
-from core.invoice import DocumentReference, Invoice
-from core.line_emissions import PeriodBasis, period_basis
-from core.money import money_str
-from core.pricing.base import PeriodHistory, PricingError
-from core.quality import Quality
-from core.review import CheckResult, ReviewInputs, effective_checks, held_reasons, run_checks
-from core.settlement import (
+from kwhub.core.accounting import campus_accounts
+from kwhub.core.allocation import AllocationResult, allocate, pack_array
+from kwhub.core.campus import Campus, Contract
+from kwhub.core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
+from kwhub.core.intervals import DayHashes, IntervalMatrix, day_start_epoch
+from kwhub.core.invoice import DocumentReference, Invoice
+from kwhub.core.line_emissions import PeriodBasis, period_basis
+from kwhub.core.money import money_str
+from kwhub.core.pricing.base import PeriodHistory, PricingError
+from kwhub.core.quality import Quality
+from kwhub.core.review import CheckResult, ReviewInputs, effective_checks, held_reasons, run_checks
+from kwhub.core.settlement import (
     BALANCE_ROLES,
     VERSION_KINDS,
     InputRef,
@@ -69,11 +69,11 @@ from core.settlement import (
     statement_hash,
     unbilled_rows,
 )
-from core.timeline import BillingPeriod, Span, billing_period, previous_periods
-from hub.esg.carbon_store import store_basis
-from hub.store import Database
-from hub.store.carbon_tables import run_carbon_table
-from hub.store.settlement_tables import (
+from kwhub.core.timeline import BillingPeriod, Span, billing_period, previous_periods
+from kwhub.hub.esg.carbon_store import store_basis
+from kwhub.hub.store import Database
+from kwhub.hub.store.carbon_tables import run_carbon_table
+from kwhub.hub.store.settlement_tables import (
     invoice_line_table,
     invoice_sequence_table,
     invoice_table,
@@ -81,7 +81,7 @@ from hub.store.settlement_tables import (
     run_input_table,
     settlement_run_table,
 )
-from hub.store.tables import interval_day_table
+from kwhub.hub.store.tables import interval_day_table
 
 
 class DuplicateRunError(SettlementError):
@@ -159,7 +159,7 @@ class InputTable:
 
     ``ch`` (row in ``channel_ids``), ``days`` (epoch-day numbers), ``layer_codes`` (into
     ``layer_names``, which are sorted), ``versions``, ``hashes`` (hex SHA-256) and
-    ``lines`` (the ``day|layer|version|hash`` rows :func:`core.settlement.channel_digests`
+    ``lines`` (the ``day|layer|version|hash`` rows :func:`kwhub.core.settlement.channel_digests`
     hashes) are parallel.
     """
 
@@ -273,9 +273,9 @@ class InputTable:
 class PeriodInputs:
     """The channel-days of one period (UTC days ``first..last``) of an :class:`InputTable`.
 
-    Per channel: the digest (:func:`core.settlement.channel_digests`), the packed
+    Per channel: the digest (:func:`kwhub.core.settlement.channel_digests`), the packed
     ``run_input`` rows and, on demand, the :class:`InputRef` rows; per run an
-    :class:`~core.settlement.InputSummary`.
+    :class:`~kwhub.core.settlement.InputSummary`.
     """
 
     def __init__(self, table: InputTable, first: int, last: int) -> None:
@@ -844,7 +844,7 @@ def _alloc_rows(key: RunKey, allocation: AllocationResult | None, tenant: str) -
     if allocation is None or tenant not in allocation.tenants or allocation.kwh is None:
         return []
     t = allocation.tenant_index(tenant)
-    from core.pricing.base import det
+    from kwhub.core.pricing.base import det
 
     return [
         {"run_id": key.run_id, "tenant": tenant, "source": s, "kwh": det(float(allocation.totals[t, j])),
@@ -888,15 +888,15 @@ def settle_contract(
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
-    The run's document is a draft until the run is approved (:mod:`hub.run_review`): the
-    plausibility checks (:mod:`core.review`) decide whether it waits as ``draft`` or is
+    The run's document is a draft until the run is approved (:mod:`kwhub.hub.settle.review`): the
+    plausibility checks (:mod:`kwhub.core.review`) decide whether it waits as ``draft`` or is
     ``held`` with reasons. Settling a version again on the same data changes nothing
     (``unchanged``); a pending draft on other data is superseded by a new run; an issued
     run on other data is refused (settle the next version). With ``conn`` (a connection
     inside a write transaction) the run is written in a savepoint of it; ``dry_run``
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
     kept for callers that pass it through. ``carbon``: the period's carbon basis
-    (:func:`core.line_emissions.period_basis`), stored by the caller; the energy lines carry
+    (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
     their emissions from it.
     """
     period = data.period
@@ -1051,7 +1051,7 @@ def _is_month(label: str) -> bool:
 def _review(db: Database, contract: Contract, comp: RunComputation, options: SettlementOptions,
             now: datetime | None, cache: dict[tuple[str, str], _PeriodFacts | None] | None,
             previous_version: _PeriodFacts | None = None) -> list[CheckResult]:
-    """The plausibility checks of a computed run (see :mod:`core.review`).
+    """The plausibility checks of a computed run (see :mod:`kwhub.core.review`).
 
     A first version moves against the previous period; a later version against the
     version it corrects (the move between periods was reviewed with the first one).
@@ -1153,7 +1153,7 @@ def settle_periods(
     """
     options = options or SettlementOptions()
     if components is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         components = get_registry()
     chosen = list(campus.contracts)
@@ -1204,7 +1204,7 @@ def settle_periods(
 def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
                   issue_date: date | None, on_issue: Callable[[Any, Invoice], None] | None, actor: str) -> None:
     """Issue the drafts whose contract's policy is ``auto``, unless any contract of the call failed."""
-    from hub.run_review import DraftToIssue, issue_drafts
+    from kwhub.hub.settle.review import DraftToIssue, issue_drafts
 
     failed = [o for o in outcomes if o.status == "error"]
     drafts = [o for o in outcomes if o.status == "draft"]

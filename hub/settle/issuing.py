@@ -1,7 +1,7 @@
 """Wire settlement to delivery: an issued invoice is queued for its buyer in the same transaction.
 
 :func:`outbox_hook` returns the ``on_issue(conn, invoice)`` callback that
-:func:`hub.settlement_service.settle` runs right after inserting an invoice, so an invoice
+:func:`kwhub.hub.settle.service.settle` runs right after inserting an invoice, so an invoice
 never exists without its outbox rows (and a failed rendering rolls the run back).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.invoice import Invoice
-from hub.config import KwhubConfig
+from kwhub.core.invoice import Invoice
+from kwhub.hub.config import KwhubConfig
 
 
 def delivery_pairs(cfg: KwhubConfig, party_id: str) -> list[tuple[str, str]]:
@@ -30,8 +30,8 @@ def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[An
     explain data) from the run on ``conn`` and the interval store of ``db`` (the channel
     days a metered contract read), then queues one outbox row per delivery route.
     """
-    from core.settlement import SettlementError
-    from hub.outbox import (
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.deliver.outbox import (
         OutboxError,
         enqueue_invoice,
         renderers_for_formats,
@@ -49,7 +49,7 @@ def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[An
         routes = pairs.get(invoice.buyer.id, [])
         if not routes:
             return
-        from hub.render_context import render_context
+        from kwhub.hub.deliver.render_context import render_context
 
         try:  # usage and lineage from the run's frozen inputs, read in this transaction
             context = render_context(conn, invoice, cfg.campus, db=db)
@@ -72,8 +72,8 @@ def delivery_problems(cfg: KwhubConfig, registry: Any) -> list[dict[str, str]]:
     the field to set). ``kwhub config check`` and ``kwhub adapters check`` print them, so
     a missing payment account or endpoint is fixed before anything is issued.
     """
-    from core.settlement import party_ref
-    from hub.outbox import OutboxError, renderers_for_formats
+    from kwhub.core.settlement import party_ref
+    from kwhub.hub.deliver.outbox import OutboxError, renderers_for_formats
 
     out: list[dict[str, str]] = []
     for contract in cfg.campus.contracts:

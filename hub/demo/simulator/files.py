@@ -25,8 +25,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from core.timeline import zone
-from hub.simulator.campus import SimResult
+from kwhub.core.timeline import zone
+from kwhub.hub.demo.simulator.campus import SimResult
 
 LONG_HEADER = "channel_id,interval_start,interval_minutes,kwh"
 WIDE_NAME = "campus_wide.csv"

@@ -4,7 +4,7 @@
 channel it reads the raw days and the history window with one ``read_blocks`` call per
 layer, builds the context (availability of the channel's asset, channels a sum check
 needs, register reads, the incoming batch for duplicate checks), runs
-:class:`core.vee.VeeEngine` and finally writes every validated block and the
+:class:`kwhub.core.vee.VeeEngine` and finally writes every validated block and the
 ``vee_event`` rows in one write transaction. Events of earlier runs for the same
 channel-days are replaced (the validated layer keeps its own version history), so the
 events always describe the current validated version.
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete
 
-from core.campus import Campus, Channel
-from core.intervals import ChannelSeries, DayBlock, slots_per_day
-from core.quality import Quality
-from core.vee import (
+from kwhub.core.campus import Campus, Channel
+from kwhub.core.intervals import ChannelSeries, DayBlock, slots_per_day
+from kwhub.core.quality import Quality
+from kwhub.core.vee import (
     RegisterReads,
     ValidatedDays,
     VeeConfig,
@@ -34,8 +34,8 @@ from core.vee import (
     VeeEvent,
     VeeOutcome,
 )
-from core.vee.engine import DenseDays
-from hub.store import Database, WriteReport
+from kwhub.core.vee.engine import DenseDays
+from kwhub.hub.store import Database, WriteReport
 
 
 @dataclass
@@ -185,7 +185,7 @@ class _Dense:
         """The interval length each channel is stored with (one per channel across layers)."""
         from sqlalchemy import bindparam, select
 
-        from hub.store.tables import interval_day_table
+        from kwhub.hub.store.tables import interval_day_table
 
         t = interval_day_table.c
         stmt = select(t.interval_minutes).where(t.channel_id == bindparam("cid")).limit(1)
@@ -212,7 +212,7 @@ class _Dense:
         return self.chunks[k][[x[0] for x in self.chunks[k]].index(cid)][1], first, rv, rq, bv, bq
 
     def _load(self, k: int) -> None:
-        from core.timeline import Span
+        from kwhub.core.timeline import Span
 
         chunk = self.chunks[k]
         ids = [x[0] for x in chunk]
@@ -256,7 +256,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     from this run's results when validated earlier in it, else from the store.
     """
     if registry is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         registry = get_registry()
     cfg = vee_config if isinstance(vee_config, VeeConfig) else VeeConfig.from_mapping(vee_config)
@@ -349,7 +349,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     summary.add(events)
 
     if n_validated:
-        from hub.store.tables import VeeEvent as VeeEventRow
+        from kwhub.hub.store.tables import VeeEvent as VeeEventRow
 
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
         created = datetime.now(UTC)
@@ -542,7 +542,7 @@ def read_events(db: Database, first: date | None = None, last: date | None = Non
     """Stored VEE events (as dicts), optionally for a day range and one channel."""
     from sqlalchemy import select
 
-    from hub.store.tables import VeeEvent as VeeEventRow
+    from kwhub.hub.store.tables import VeeEvent as VeeEventRow
 
     t = VeeEventRow.__table__  # type: ignore[attr-defined]
     stmt = select(t.c.run_label, t.c.channel_id, t.c.day, t.c.rule_id, t.c.action, t.c.count, t.c.detail)

@@ -19,35 +19,35 @@ from typing import Any
 
 import pluggy
 
-from core import hookspecs
-from core.adapters import Adapter
+from kwhub.core import hookspecs
+from kwhub.core.adapters import Adapter
 
 ENTRY_POINT_GROUP = "kwhub"
 
 # Mirrors [project.entry-points.kwhub] in pyproject.toml (a test keeps them equal).
 BUILTIN_PLUGINS: dict[str, str] = {
-    "meters_csv": "plugins.meters.csv_meter",
-    "meters_greenbutton": "plugins.meters.greenbutton",
-    "meters_modbus": "plugins.meters.modbus",
-    "meters_sunspec": "plugins.meters.sunspec",
-    "meters_oem": "plugins.meters.oem_telemetry",
-    "meters_mqtt": "plugins.meters.mqtt",
-    "markets_price_file": "plugins.markets.price_file",
-    "erp_json_folder": "plugins.erp.json_folder",
-    "erp_ubl": "plugins.erp.ubl",
-    "erp_cii": "plugins.erp.cii",
-    "erp_x12": "plugins.erp.x12",
-    "erp_idoc": "plugins.erp.idoc",
-    "erp_csv": "plugins.erp.csv_export",
-    "erp_pdf": "plugins.erp.pdf",
-    "erp_transports": "plugins.erp.transports",
-    "esg_scope_summary": "plugins.esg.scope_summary",
-    "esg_ghg_inventory": "plugins.esg.ghg_inventory",
-    "esg_cdp": "plugins.esg.cdp",
-    "esg_esrs": "plugins.esg.esrs",
-    "esg_sb253": "plugins.esg.sb253",
-    "core_vee_rules": "core.vee.rules",
-    "core_price_components": "core.pricing.components",
+    "meters_csv": "kwhub.plugins.meters.csv_meter",
+    "meters_greenbutton": "kwhub.plugins.meters.greenbutton",
+    "meters_modbus": "kwhub.plugins.meters.modbus",
+    "meters_sunspec": "kwhub.plugins.meters.sunspec",
+    "meters_oem": "kwhub.plugins.meters.oem_telemetry",
+    "meters_mqtt": "kwhub.plugins.meters.mqtt",
+    "markets_price_file": "kwhub.plugins.markets.price_file",
+    "erp_json_folder": "kwhub.plugins.erp.json_folder",
+    "erp_ubl": "kwhub.plugins.erp.ubl",
+    "erp_cii": "kwhub.plugins.erp.cii",
+    "erp_x12": "kwhub.plugins.erp.x12",
+    "erp_idoc": "kwhub.plugins.erp.idoc",
+    "erp_csv": "kwhub.plugins.erp.csv_export",
+    "erp_pdf": "kwhub.plugins.erp.pdf",
+    "erp_transports": "kwhub.plugins.erp.transports",
+    "esg_scope_summary": "kwhub.plugins.esg.scope_summary",
+    "esg_ghg_inventory": "kwhub.plugins.esg.ghg_inventory",
+    "esg_cdp": "kwhub.plugins.esg.cdp",
+    "esg_esrs": "kwhub.plugins.esg.esrs",
+    "esg_sb253": "kwhub.plugins.esg.sb253",
+    "core_vee_rules": "kwhub.core.vee.rules",
+    "core_price_components": "kwhub.core.pricing.components",
 }
 
 FAMILY_HOOKS = {

@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from core.adapters import (
+from kwhub.core.adapters import (
     AdapterError,
     DeliveryResult,
     FailureKind,
@@ -49,9 +49,9 @@ from core.adapters import (
     InvoiceTransport,
     OutgoingDocument,
 )
-from core.invoice import Invoice
-from core.render_context import RenderContext
-from hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
+from kwhub.core.invoice import Invoice
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
 
 log = logging.getLogger("kwhub.outbox")
 
@@ -147,11 +147,11 @@ def enqueue_invoice(
 
     ``conn`` is an open SQLAlchemy ``Connection`` or ``Session`` inside the caller's
     transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
-    ``party_prefs`` is the buyer :class:`~core.campus.Party` or its ``DeliveryPrefs``;
+    ``party_prefs`` is the buyer :class:`~kwhub.core.campus.Party` or its ``DeliveryPrefs``;
     ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
     used to reject a preference naming an unknown one. ``context`` (usage, lineage; see
-    :func:`hub.render_context.render_context`) goes to the renderers. Each document is
-    rendered once with its recorded envelope (:func:`hub.rendering.render_document`: the
+    :func:`kwhub.hub.deliver.render_context.render_context`) goes to the renderers. Each document is
+    rendered once with its recorded envelope (:func:`kwhub.hub.deliver.rendering.render_document`: the
     same bytes whenever it is rendered again; EDI control numbers from the partner's
     sequence) and validated; an invalid rendering raises :class:`OutboxError`.
     Rows already queued for the same (transport, idempotency key) are left alone, so
@@ -176,7 +176,7 @@ def enqueue_invoice(
             f" (available: {', '.join(sorted(by_format)) or 'none'})"
         )
 
-    from hub.rendering import render_document
+    from kwhub.hub.deliver.rendering import render_document
 
     docs: list[OutgoingDocument] = []
     for fmt in dict.fromkeys(formats):
@@ -236,7 +236,7 @@ def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport:
     control number) that a deduplicating receiver imports again. Raises
     :class:`OutboxError` when the route's row is still pending or being sent.
     """
-    from hub.rendering import latest_variant, render_document
+    from kwhub.hub.deliver.rendering import latest_variant, render_document
 
     t = outbox_table
     fmt = renderer.format_id
@@ -277,8 +277,8 @@ def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport:
 def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | None = None) -> dict[str, InvoiceRenderer]:
     """Build one renderer per format id: a configured instance if there is one, else defaults.
 
-    ``registry`` is the plugin :class:`~hub.plugins.Registry`; ``config`` an optional
-    :class:`~hub.config.KwhubConfig` whose renderer instances take precedence.
+    ``registry`` is the plugin :class:`~kwhub.hub.registry.Registry`; ``config`` an optional
+    :class:`~kwhub.hub.config.KwhubConfig` whose renderer instances take precedence.
     """
     wanted = list(dict.fromkeys(formats))
     out: dict[str, InvoiceRenderer] = {}
@@ -296,7 +296,7 @@ def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | N
 
 
 def transports_from_config(config: Any) -> dict[str, InvoiceTransport]:
-    """The enabled transport instances of a :class:`~hub.config.KwhubConfig`, keyed by id."""
+    """The enabled transport instances of a :class:`~kwhub.hub.config.KwhubConfig`, keyed by id."""
     return {
         inst.id: inst.build(config.context())  # type: ignore[misc]
         for inst in config.adapters.values()
@@ -434,7 +434,7 @@ def relay_once(
 ) -> RelayReport:
     """Deliver up to ``limit`` due rows once and return what happened.
 
-    ``db`` is a :class:`hub.store.Database` (or an Engine); ``transports`` maps transport
+    ``db`` is a :class:`kwhub.hub.store.Database` (or an Engine); ``transports`` maps transport
     instance id to an :class:`InvoiceTransport` (or a ``(type_id, config)`` pair built
     through ``registry``). Only rows for these transports are touched. ``now`` fixes the
     clock (tests); ``due_by`` (default ``now``) is the latest ``next_attempt_at`` picked.

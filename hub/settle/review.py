@@ -1,7 +1,7 @@
 """Decisions on settlement runs: approve (issue the draft document) or reject, with who and why.
 
 A run is settled as ``draft`` (every check passed) or ``held`` (a check failed; see
-:mod:`core.review`). :func:`approve_runs` issues the draft documents of runs: it takes the
+:mod:`kwhub.core.review`). :func:`approve_runs` issues the draft documents of runs: it takes the
 seller's next invoice number, stores the invoice, queues it for delivery (``on_issue``)
 and records the decision in the audit log, all in one transaction per run, so a run is
 either issued with its number and deliveries or left as it was. :func:`reject_run`
@@ -19,11 +19,11 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-import hub.settlement_service as svc
-from core.campus import Campus
-from core.invoice import DocumentReference, Invoice
-from core.settlement import SettlementError, issue_draft
-from hub.settlement_service import (
+import kwhub.hub.settle.service as svc
+from kwhub.core.campus import Campus
+from kwhub.core.invoice import DocumentReference, Invoice
+from kwhub.core.settlement import SettlementError, issue_draft
+from kwhub.hub.settle.service import (
     PENDING,
     SETTLED,
     _kind_order,
@@ -33,9 +33,9 @@ from hub.settlement_service import (
     get_run,
     next_invoice_number,
 )
-from hub.store import Database, record_audit
-from hub.store.audit import record_audits
-from hub.store.settlement_tables import invoice_table, settlement_run_table
+from kwhub.hub.store import Database, record_audit
+from kwhub.hub.store.audit import record_audits
+from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
 
 
 class ReviewError(SettlementError):

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.config import KwhubConfig
+from kwhub.hub.config import KwhubConfig
 
 SITE_TZ = "America/New_York"
 LIVE_DAY = date(2026, 11, 1)
@@ -37,18 +37,18 @@ def live_window_end() -> datetime:
 
 
 def _already_polled(db: Any, channel: str, day: date, tz: str) -> bool:
-    from core.timeline import local_day
+    from kwhub.core.timeline import local_day
 
     return len(db.intervals.read_series(channel, local_day(day, tz), layer="raw")) > 0
 
 
 def poll_demo_devices(cfg: KwhubConfig, db: Any, seed: int = 42) -> dict[str, Any]:
     """Poll the simulated campus devices for the first hours of :data:`LIVE_DAY`; return figures."""
-    from hub.plugins import get_registry
-    from hub.poller import Poller
-    from hub.simulator.campus import simulate
-    from hub.simulator.modbus_devices import SimClock, campus_devices
-    from hub.vee_service import validate_days
+    from kwhub.hub.demo.simulator.campus import simulate
+    from kwhub.hub.demo.simulator.modbus_devices import SimClock, campus_devices
+    from kwhub.hub.ingest.poller import Poller
+    from kwhub.hub.ingest.vee import validate_days
+    from kwhub.hub.registry import get_registry
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a late reply after stop() is expected noise
     if _already_polled(db, "gt1.net", LIVE_DAY, SITE_TZ):

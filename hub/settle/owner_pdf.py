@@ -10,7 +10,7 @@ from reportlab.lib.pagesizes import letter
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from core.ownership import OwnerStatement
+from kwhub.core.ownership import OwnerStatement
 
 
 def _money(v: Decimal) -> str:

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.adapters import AdapterContext, MeterAdapter
-from core.campus import Campus, Channel
-from core.intervals import SECONDS_PER_DAY, IntervalBatch, IntervalDataError
+from kwhub.core.adapters import AdapterContext, MeterAdapter
+from kwhub.core.campus import Campus, Channel
+from kwhub.core.intervals import SECONDS_PER_DAY, IntervalBatch, IntervalDataError
 
 if TYPE_CHECKING:
-    from hub.plugins import Registry
+    from kwhub.hub.registry import Registry
 
 SNIFF_BYTES = 4096
 
@@ -59,7 +59,7 @@ def adapter_context(campus: Campus, timezone: str = "UTC", work_dir: Path | None
 def sniff_adapter(path: Path, registry: Registry | None = None) -> str | None:
     """The ``type_id`` of the meter adapter that claims ``path`` from its first bytes."""
     if registry is None:
-        from hub.plugins import get_registry
+        from kwhub.hub.registry import get_registry
 
         registry = get_registry()
     with Path(path).open("rb") as fh:
@@ -155,7 +155,7 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
               source: str, now: datetime | None = None) -> tuple[dict[str, Any] | None, str]:
     try:
-        from hub.vee_service import validate_days
+        from kwhub.hub.ingest.vee import validate_days
     except ImportError as exc:  # VEE service not installed in this build
         return None, f"VEE not run: {exc}"
     summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
@@ -169,7 +169,7 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
                 vee_config: Any = None, vee_now: datetime | None = None) -> IngestReport:
     """Parse ``path`` with ``adapter_instance`` and store it; see the module docstring.
 
-    Raises :class:`~core.intervals.IntervalDataError` (naming file, line/element, field) for
+    Raises :class:`~kwhub.core.intervals.IntervalDataError` (naming file, line/element, field) for
     bad input, before anything is written.
     """
     path = Path(path)

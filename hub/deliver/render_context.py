@@ -1,4 +1,4 @@
-"""Build the :class:`~core.render_context.RenderContext` of an issued invoice from the store.
+"""Build the :class:`~kwhub.core.render_context.RenderContext` of an issued invoice from the store.
 
 :func:`render_context` reads the invoice's settlement run (``get_run``), the channel-days it
 read (``run_inputs``) and its stored allocation (``run_allocation``):
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from core.allocation import unpack_array
-from core.campus import Campus
-from core.intervals import day_start_epoch
-from core.invoice import Invoice
-from core.render_context import Lineage, RenderContext, RunExplanation, UsageSeries
-from core.settlement import SettlementError, kwh_factor, load_channels, regrid
+from kwhub.core.allocation import unpack_array
+from kwhub.core.campus import Campus
+from kwhub.core.intervals import day_start_epoch
+from kwhub.core.invoice import Invoice
+from kwhub.core.render_context import Lineage, RenderContext, RunExplanation, UsageSeries
+from kwhub.core.settlement import SettlementError, kwh_factor, load_channels, regrid
 
 
 class RenderContextError(SettlementError):
@@ -40,12 +40,12 @@ class RenderContextError(SettlementError):
 def render_context(source: Any, invoice: Invoice, campus: Campus | None = None, *, db: Any = None) -> RenderContext:
     """The render context of ``invoice`` (empty when it has no settlement run).
 
-    ``source`` is a :class:`~hub.store.Database` or a connection inside the caller's
+    ``source`` is a :class:`~kwhub.hub.store.Database` or a connection inside the caller's
     transaction (issuing renders before its transaction commits); ``db`` is the database
     whose interval store holds the channel-days (default: ``source`` when it is one).
     ``campus`` is needed only for contracts that price metered load channels.
     """
-    from hub.settlement_service import get_run, run_allocation, run_inputs
+    from kwhub.hub.settle.service import get_run, run_allocation, run_inputs
 
     if not invoice.run_id:
         return RenderContext()

@@ -2,14 +2,14 @@
 
 It listens on 127.0.0.1 (ephemeral port by default), accepts ``POST /invoices`` as an ERP
 import endpoint would, verifies the ``X-Kwhub-Signature`` HMAC (its own implementation of
-the scheme documented in :mod:`plugins.erp.webhook`) and appends one JSON line per request
+the scheme documented in :mod:`kwhub.plugins.erp.webhook`) and appends one JSON line per request
 to a record file. In *dedupe* mode a repeated ``Idempotency-Key`` is answered ``200`` with
 ``Idempotent-Replayed: true`` and not imported again; without dedupe every request is
 imported (a naive ERP). It can be told to misbehave: answer a status code, answer slowly,
 or drop the connection, for the next requests (:meth:`ErpReceiver.script`) or always
 (:meth:`ErpReceiver.fail_always`).
 
-Run it standalone: ``python -m hub.erp_receiver --record received.jsonl --secret s3cret``.
+Run it standalone: ``python -m kwhub.hub.demo.erp_receiver --record received.jsonl --secret s3cret``.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; print the invoice URL (and write it to ``--url-file``)."""
-    ap = argparse.ArgumentParser(prog="python -m hub.erp_receiver", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m kwhub.hub.demo.erp_receiver", description=__doc__.splitlines()[0])
     ap.add_argument("--record", required=True, help="JSON-lines file to append received requests to")
     ap.add_argument("--secret", default=os.environ.get("KWHUB_RECEIVER_SECRET"), help="HMAC secret")
     ap.add_argument("--no-dedupe", action="store_true", help="import repeated idempotency keys again")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MeterAdapter
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MeterAdapter
 
 PointType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 PointKind = Literal["energy_counter", "power", "gauge"]
@@ -390,7 +390,7 @@ class ModbusDeviceAdapter(MeterAdapter):
         return list(getattr(self.config, "points", []))
 
     def channel_points(self) -> list[Any]:
-        from hub.poller import PointSpec
+        from kwhub.hub.ingest.poller import PointSpec
 
         return [PointSpec.from_register(p) for p in self.register_points() if p.channel]
 

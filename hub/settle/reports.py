@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.allocation import unpack_array
-from core.settlement import SettlementError
-from hub.store import Database
-from hub.store.settlement_tables import run_allocation_table, settlement_run_table
+from kwhub.core.allocation import unpack_array
+from kwhub.core.settlement import SettlementError
+from kwhub.hub.store import Database
+from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
 
 _DEAD = ("rejected", "superseded")
 

@@ -25,10 +25,10 @@ from decimal import Decimal
 
 import numpy as np
 
-from core.campus import Asset, Campus, Channel, Ownership, Party, Site
-from core.intervals import ChannelSeries, IntervalMatrix, slots_per_day
-from core.quality import Quality
-from core.timeline import Span, zone
+from kwhub.core.campus import Asset, Campus, Channel, Ownership, Party, Site
+from kwhub.core.intervals import ChannelSeries, IntervalMatrix, slots_per_day
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import Span, zone
 
 SITE_ID = "keystone"
 SITE_TZ = "America/New_York"
@@ -159,7 +159,7 @@ class FaultSpec:
     ``spikes``: (channel, start UTC, factor) one interval multiplied by ``factor``.
     ``stuck``: (channel, start UTC, n intervals) repeating the value of the interval
     before ``start`` (a frozen telemetry value).
-    ``duplicate_file``: :func:`hub.simulator.files.write_csv` writes one file twice.
+    ``duplicate_file``: :func:`kwhub.hub.demo.simulator.files.write_csv` writes one file twice.
     """
 
     gaps: list[tuple[str, datetime | int, int]] = field(default_factory=list)

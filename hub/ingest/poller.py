@@ -22,9 +22,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from core.intervals import ChannelSeries
-from core.quality import Quality
-from hub.modbus_io import PointReading, RegisterPoint
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.quality import Quality
+from kwhub.hub.helpers.modbus import PointReading, RegisterPoint
 
 PointKind = Literal["energy_counter", "power", "gauge"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from core.campus import Campus
-from core.money import money_str
-from hub.config import KwhubConfig, load_config
+from kwhub.core.campus import Campus
+from kwhub.core.money import money_str
+from kwhub.hub.config import KwhubConfig, load_config
 
 DEMO_START = date(2026, 9, 1)
 DEMO_DAYS = 61  # September and October 2026
@@ -57,7 +57,7 @@ def demo_now() -> datetime:
     Validation treats intervals that end after this instant as not yet due, so the
     demo's results do not depend on the wall clock of the machine it runs on.
     """
-    from hub.demo_modbus import live_window_end
+    from kwhub.hub.demo.modbus import live_window_end
 
     return live_window_end()
 
@@ -310,7 +310,7 @@ def claim_demo_dir(work_dir: Path) -> None:
     The demo rewrites ``kwhub.toml`` and settles into ``kwhub.db``; doing that in an
     operator's folder would mix a simulated campus into real data.
     """
-    from hub.cli.errors import UserError
+    from kwhub.hub.cli.errors import UserError
 
     marker = work_dir / MARKER
     if work_dir.exists() and not marker.exists():
@@ -326,10 +326,10 @@ def claim_demo_dir(work_dir: Path) -> None:
 
 def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     """Run the demo in ``work_dir`` (created if needed) and return its summary."""
-    from hub.erp_receiver import ErpReceiver
-    from hub.simulator.campus import FaultSpec, campus_definition, simulate
-    from hub.simulator.files import write_csv, write_greenbutton
-    from hub.store import Database
+    from kwhub.hub.demo.erp_receiver import ErpReceiver
+    from kwhub.hub.demo.simulator.campus import FaultSpec, campus_definition, simulate
+    from kwhub.hub.demo.simulator.files import write_csv, write_greenbutton
+    from kwhub.hub.store import Database
 
     work_dir = work_dir.resolve()
     claim_demo_dir(work_dir)
@@ -390,7 +390,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
 
 def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path], channel: str | None,
                   summary: DemoSummary) -> None:
-    from hub.ingest import ingest_file
+    from kwhub.hub.ingest.batch import ingest_file
 
     adapter = cfg.adapter(adapter_id)
     for f in files:
@@ -421,7 +421,7 @@ def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, sum
 
 def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str, Any]:
     """Poll simulated plant controllers over Modbus TCP on loopback and store the readings."""
-    from hub.demo_modbus import poll_demo_devices
+    from kwhub.hub.demo.modbus import poll_demo_devices
 
     progress("polling plant controllers over Modbus TCP")
     return poll_demo_devices(cfg, db, SEED)
@@ -429,10 +429,10 @@ def _modbus(cfg: KwhubConfig, db: Any, sim: Any, progress: Progress) -> dict[str
 
 def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoSummary) -> None:
     """Settle every contract; settling again on the same data is `unchanged` and not listed."""
-    from core.settlement import VERSION_KINDS
-    from hub.issuing import outbox_hook
-    from hub.plugins import get_registry
-    from hub.settlement_service import existing_runs, settle
+    from kwhub.core.settlement import VERSION_KINDS
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.service import existing_runs, settle
 
     later = VERSION_KINDS[VERSION_KINDS.index(version) + 1:]
     todo = [c.id for c in cfg.campus.contracts  # on a second run, October already has its final version
@@ -450,9 +450,9 @@ def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoS
 
 def _review_held(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
     """Play the billing clerk: look at each held run's reasons, then approve it with a reason."""
-    from hub.issuing import outbox_hook
-    from hub.plugins import get_registry
-    from hub.run_review import approve_runs, list_runs
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.review import approve_runs, list_runs
 
     held = list_runs(db, status="held")
     if not held:
@@ -470,7 +470,7 @@ def _review_held(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 
 def _energy(db: Any, summary: DemoSummary) -> None:
-    from hub.energy_report import energy_report
+    from kwhub.hub.settle.reports import energy_report
 
     rep = energy_report(db, MAIN_PERIOD)
     data = rep.as_json()
@@ -484,8 +484,8 @@ def _issue_date(period: str) -> date:
 
 
 def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
-    from hub.outbox import relay_once, status_counts, transports_from_config
-    from hub.plugins import get_registry
+    from kwhub.hub.deliver.outbox import relay_once, status_counts, transports_from_config
+    from kwhub.hub.registry import get_registry
 
     transports = transports_from_config(cfg)
     for _ in range(50):
@@ -496,8 +496,8 @@ def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 
 def _invoice_rows(cfg: KwhubConfig, db: Any) -> list[dict[str, Any]]:
-    from hub.outbox import list_outbox
-    from hub.settlement_service import list_invoices
+    from kwhub.hub.deliver.outbox import list_outbox
+    from kwhub.hub.settle.service import list_invoices
 
     rows = []
     out_rows = list_outbox(db)
@@ -529,8 +529,8 @@ def _target(cfg: KwhubConfig, row: dict[str, Any]) -> str:
 
 def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
     """Owner statements of October: the turbines' revenue follows their energy through every contract."""
-    from hub.owner_pdf import write_owner_pdf
-    from hub.owner_reports import period_owner_statements
+    from kwhub.hub.settle.owner_pdf import write_owner_pdf
+    from kwhub.hub.settle.owners import period_owner_statements
 
     statements = period_owner_statements(db, cfg, MAIN_PERIOD)
     folder = cfg.output_dir / "owners"
@@ -554,8 +554,8 @@ ESG_PERIOD = "2026"
 def _emissions(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
     """Certificates for the solar plant's hours (issued, transferred by the settled allocation, claimed by
     each tenant), then every disclosure of the year for each tenant, from the runs' frozen allocation."""
-    from hub.esg.ledger import claim_for, issue_period, transfer_by_allocation
-    from hub.esg.reports import period_disclosure, write_disclosure
+    from kwhub.hub.esg.ledger import claim_for, issue_period, transfer_by_allocation
+    from kwhub.hub.esg.reports import period_disclosure, write_disclosure
 
     now = demo_now()
     tenants = [p.id for p in cfg.campus.parties if "tenant" in p.roles]

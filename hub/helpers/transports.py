@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.adapters import DeliveryResult
+from kwhub.core.adapters import DeliveryResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

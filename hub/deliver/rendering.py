@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from core.adapters import InvoiceRenderer
-from core.invoice import Invoice
-from core.render_context import Envelope, RenderContext
-from hub.store.rendering_tables import edi_control_sequence_table, rendered_document_table
-from hub.store.tables import as_utc, utcnow
+from kwhub.core.adapters import InvoiceRenderer
+from kwhub.core.invoice import Invoice
+from kwhub.core.render_context import Envelope, RenderContext
+from kwhub.hub.store.rendering_tables import edi_control_sequence_table, rendered_document_table
+from kwhub.hub.store.tables import as_utc, utcnow
 
 MAX_CONTROL = 999_999_999
 

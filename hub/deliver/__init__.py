@@ -1,0 +1,1 @@
+"""Deliver: the outbox that renders issued documents and sends them through transports."""

@@ -1,0 +1,1 @@
+"""The demo campus: simulator, local test counterparts and the end-to-end run."""

@@ -1,0 +1,1 @@
+"""Ingest: meter files and telemetry into the store, then validation (VEE)."""
