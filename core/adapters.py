@@ -24,6 +24,7 @@ from kwhub.core.input_limits import InputLimits
 if TYPE_CHECKING:
     from datetime import date
 
+    from kwhub.core.disclosure import Disclosure
     from kwhub.core.intervals import IntervalBatch
     from kwhub.core.invoice import Invoice, PartyRef
     from kwhub.core.markets.models import Award, Bid, Statement, Submission
@@ -331,12 +332,25 @@ class InvoiceTransport(Adapter):
 
 
 class EsgReporter(Adapter):
-    """Writes an emissions summary or disclosure in one format."""
+    """Writes a GHG inventory (:class:`kwhub.core.disclosure.Disclosure`) in one disclosure format.
+
+    ``format_id`` names the format (``kwhub esg report --format ghg|cdp|esrs|sb253``);
+    :meth:`write` writes the files of every party of the disclosure into ``out_dir`` and
+    returns their paths; :meth:`validate` checks written files against the format's rules
+    (an empty list means valid). A writer gives the same bytes for the same disclosure.
+    """
 
     family: ClassVar[str] = "esg"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"disclose"})
+    format_id: ClassVar[str] = ""
 
-    def write(self, summary: Any, out_dir: Path) -> list[Path]:
+    def write(self, disclosure: Disclosure, out_dir: Path) -> list[Path]:
+        """Write ``disclosure`` into ``out_dir``; return the files written."""
         raise AdapterError(f"{self.type_id} cannot write", FailureKind.SYSTEM)
+
+    def validate(self, paths: Sequence[Path]) -> list[str]:
+        """The problems of files this writer wrote (empty list = valid)."""
+        return []
 
 
 FAMILIES: dict[str, type[Adapter]] = {

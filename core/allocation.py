@@ -476,6 +476,12 @@ def pack_array(values: np.ndarray) -> bytes:
     return zlib.compress(np.ascontiguousarray(values, dtype="<f8").tobytes(), 6)
 
 
+try:  # ISA-L inflates these blobs about twice as fast as zlib (same format)
+    from isal.isal_zlib import decompress as inflate
+except ImportError:  # pragma: no cover - isal is a dependency
+    inflate = zlib.decompress
+
+
 def unpack_array(blob: bytes) -> np.ndarray:
     """Inverse of :func:`pack_array`."""
-    return np.frombuffer(zlib.decompress(blob), dtype="<f8").copy()
+    return np.frombuffer(inflate(blob), dtype="<f8").copy()

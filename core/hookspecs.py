@@ -71,9 +71,10 @@ def kwhub_register_erp_adapters(register: Register) -> None:
 
 @hookspec
 def kwhub_register_esg_adapters(register: Register) -> None:
-    """Register emissions report writers (subclasses of ``EsgReporter``).
+    """Register disclosure writers (subclasses of ``EsgReporter``, each with a ``format_id``).
 
-    Signature: ``kwhub_register_esg_adapters(register)``. Example::
+    Signature: ``kwhub_register_esg_adapters(register)``. A writer gets a
+    ``kwhub.core.disclosure.Disclosure`` and writes its format. Example::
 
         @hookimpl
         def kwhub_register_esg_adapters(register):

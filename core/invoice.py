@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from kwhub.core.carbon_amounts import LineEmissions
 from kwhub.core.money import MoneyPolicy
 
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
@@ -147,6 +148,16 @@ class InvoiceLine(BaseModel):
     period_start: date | None = None
     period_end: date | None = None
     determinants: dict[str, str] = Field(default_factory=dict)
+    emissions: LineEmissions | None = None  # of the energy the line bills (allocation-based energy lines)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_emissions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a line without emissions serialises as before they existed: documents and run statements
+        # issued earlier keep their bytes and hashes
+        data: dict[str, Any] = handler(self)
+        if data.get("emissions", 0) is None:
+            del data["emissions"]
+        return data
 
     @property
     def unit_code(self) -> str:

@@ -35,6 +35,8 @@ import numpy as np
 from kwhub.core.accounting import Account, buyer_accounts, unbilled_of
 from kwhub.core.allocation import AllocationResult, SharedMethod
 from kwhub.core.campus import Campus, Channel, Contract, ReviewChecks
+from kwhub.core.carbon_amounts import LineEmissions
+from kwhub.core.carbon_factors import CarbonSetup
 from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
 from kwhub.core.intervals import IntervalMatrix
 from kwhub.core.invoice import (
@@ -46,6 +48,7 @@ from kwhub.core.invoice import (
     TaxSubtotal,
     compute_totals,
 )
+from kwhub.core.line_emissions import PeriodBasis, attach
 from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 from kwhub.core.pricing.base import (
     Charge,
@@ -95,6 +98,7 @@ class SettlementOptions:
     fees_shares: dict[str, Decimal | float] = field(default_factory=dict)
     review_policy: Literal["auto", "manual"] = "auto"
     review_checks: ReviewChecks | None = None
+    carbon: CarbonSetup | None = None  # [emissions]: put the emissions of the billed energy on the lines
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ class RunComputation:
     attribution: list[dict[str, str]] = field(default_factory=list)  # per full line: {source: kWh}
     channels: list[ChannelStats] = field(default_factory=list)
     campus: dict[str, Any] | None = None
+    carbon: dict[str, Any] | None = None  # the frozen carbon basis the lines' emissions came from
 
 
 # --------------------------------------------------------------------------- channels
@@ -502,14 +507,17 @@ def compute_run(
     channels: Sequence[str] | None = None,
     plan: EnergyPlan | None = None,
     campus_section: dict[str, Any] | None = None,
+    carbon: PeriodBasis | None = None,
 ) -> RunComputation:
     """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
 
     ``channels``: :func:`contract_channels` of the contract when the caller has them;
     ``plan``: the campus' :class:`~kwhub.core.contract_energy.EnergyPlan`; ``campus_section``:
     :func:`kwhub.core.accounting.campus_accounts` of the period's allocation, recorded in
-    allocation-based runs. A period in which the contract's own meters hold no data at
-    all is refused, never billed from estimates or zeros.
+    allocation-based runs; ``carbon``: the period's carbon basis, from which each energy
+    line of an allocation-based run gets the emissions of the energy it bills
+    (:mod:`kwhub.core.line_emissions`). A period in which the contract's own meters hold no data
+    at all is refused, never billed from estimates or zeros.
     """
     plan = plan or plan_energy(campus, components)
     ce = plan.of(contract.id)
@@ -531,12 +539,17 @@ def compute_run(
     charges = price_contract(comps, ctx)
     lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
                              tax_percent=contract.tax_percent)
+    carbon_section = None
+    if carbon is not None and ce.basis == "allocation":
+        lines, masks = attach(lines, charges, ctx.energy_by_source, carbon)
+        carbon_section = {**carbon.statement_section(), "line_intervals": masks}
     totals = {src: float(arr.sum()) for src, arr in ctx.energy_by_source.items()}
     accounts = buyer_accounts(plan, ce, totals)
     return RunComputation(contract, period, ctx, charges, lines, summarize_period(ctx, charges), alloc_summary,
                           missing_intervals=sum(gaps.values()), energy=ce, accounts=accounts,
                           attribution=_attribution(charges, ctx), channels=stats,
-                          campus=campus_section if ce.basis == "allocation" else None)
+                          campus=campus_section if ce.basis == "allocation" else None,
+                          carbon=carbon_section)
 
 
 def _own_channels(campus: Campus, contract: Contract, ce: ContractEnergy) -> list[str]:
@@ -578,7 +591,12 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
       carries that rounding difference, so the lines still sum to new minus old;
     * another unit price (an index restated, a fee changed): the old line reversed
       (``-old quantity x old price``) and the new line billed (``new quantity x new price``);
-    * a line only one version has: billed, or reversed, whole.
+    * a line only one version has: billed, or reversed, whole;
+    * a line whose energy and amount are unchanged but whose emissions changed (restated
+      fuel data, another factor edition): a zero-amount line carrying the emissions'
+      difference.
+
+    Each correction line carries the change of the line's emissions (new minus old).
     """
     old_by = {line_key(x): x for x in old}
     new_by = {line_key(x): x for x in new}
@@ -587,10 +605,11 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
     zero = Decimal("0")
 
     def add(ref: InvoiceLine, label: str, qty: Decimal, unit: str, price: Decimal, amount: Decimal,
-            dets: dict[str, str]) -> None:
+            dets: dict[str, str], emissions: LineEmissions | None = None) -> None:
         out.append(ref.model_copy(update={
             "number": len(out) + 1, "description": f"{ref.description} ({label})", "quantity": qty, "unit": unit,
             "unit_price": price, "amount": amount, "determinants": dets, "charge_type": ref.charge_type,
+            "emissions": emissions,
         }))
 
     for key in keys:
@@ -600,6 +619,12 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
         q1, a1 = (n.quantity, n.amount) if n else (zero, zero)
         q0, a0 = (o.quantity, o.amount) if o else (zero, zero)
         if a1 == a0 and q1 == q0 and (n is None or o is None or n.unit_price == o.unit_price):
+            if n is not None and o is not None and n.emissions is not None and n.emissions != o.emissions:
+                # the same energy and money, other emissions (restated fuel data, another factor edition): a
+                # zero-amount line carries the difference, so the documents still add up to the report
+                restated = n.emissions.minus(o.emissions) if o.emissions is not None else n.emissions
+                add(n, "emissions restated", zero, n.unit, n.unit_price, zero,
+                    {**n.determinants, "adjusts_line": n.description}, restated)
             continue
         dets = dict(n.determinants) if n else dict(o.determinants) if o else {}
         dets.update({
@@ -613,30 +638,36 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
             dq, price = q1 - q0, n.unit_price
             part = policy.amount(dq * price)
             if dq != 0:
-                add(ref, "adjustment", dq, ref.unit, price, part, dets)
+                delta = n.emissions.minus(o.emissions) if n.emissions and o.emissions else n.emissions
+                add(ref, "adjustment", dq, ref.unit, price, part, dets, delta)
             rest = (a1 - a0) - (part if dq != 0 else zero)
             if rest:
                 add(ref, "rounding difference", Decimal(1), "each", rest, rest,
                     {**dets, "rounding_difference": money_str(rest)})
             continue
         if o is not None:
-            add(o, "reversal of previous", -o.quantity, o.unit, o.unit_price, -o.amount, dets)
+            add(o, "reversal of previous", -o.quantity, o.unit, o.unit_price, -o.amount, dets,
+                o.emissions.scaled(-1) if o.emissions else None)
         if n is not None:
-            add(n, "restated", n.quantity, n.unit, n.unit_price, n.amount, dets)
+            add(n, "restated", n.quantity, n.unit, n.unit_price, n.amount, dets, n.emissions)
     return out
 
 
 def as_credit(lines: Sequence[InvoiceLine]) -> list[InvoiceLine]:
     """Credit-note lines: the same deltas with the sign turned (amounts credited).
 
-    The quantity turns, the unit price stays; a ``1 x amount`` line turns its price.
+    The quantity turns, the unit price stays; a ``1 x amount`` line turns its price; the
+    emissions turn with the energy.
     """
     out = []
     for ln in lines:
+        upd: dict[str, Any]
         if ln.unit == "each" and ln.quantity == 1:
             upd = {"unit_price": -ln.unit_price, "amount": -ln.amount}
         else:
             upd = {"quantity": -ln.quantity, "amount": -ln.amount}
+        if ln.emissions is not None:
+            upd["emissions"] = ln.emissions.scaled(-1)
         out.append(ln.model_copy(update=upd))
     return out
 
@@ -833,6 +864,8 @@ def build_statement(
     }
     if comp.campus is not None:
         out["campus"] = comp.campus
+    if comp.carbon is not None:
+        out["carbon"] = comp.carbon
     return out
 
 

@@ -31,7 +31,7 @@ from kwhub.core.campus import (
     ReviewChecks,
     Site,
 )
-from kwhub.core.emissions import EmissionFactors
+from kwhub.core.carbon_settings import EmissionsSettings
 from kwhub.core.input_limits import InputLimits
 from kwhub.core.markets.config import MarketsConfig
 from kwhub.core.ownership import OwnershipConfig
@@ -129,7 +129,7 @@ class ConfigFile(BaseModel):
     settlement: SettlementSettings = Field(default_factory=SettlementSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     ownership: OwnershipConfig = Field(default_factory=OwnershipConfig)
-    emissions: EmissionFactors = Field(default_factory=EmissionFactors)
+    emissions: EmissionsSettings = Field(default_factory=EmissionsSettings)
     markets: MarketsConfig = Field(default_factory=MarketsConfig)
     ingest: InputLimits = Field(default_factory=InputLimits)
 
@@ -201,7 +201,42 @@ class KwhubConfig:
         r = self.file.review
         return SettlementOptions(layer=s.layer, fallback_raw=s.fallback_raw, missing=s.missing,
                                  shared=s.shared, grid_price_per_mwh=s.grid_price_per_mwh,  # type: ignore[arg-type]
-                                 index_series=indexes, review_policy=r.policy, review_checks=r.checks)
+                                 index_series=indexes, review_policy=r.policy, review_checks=r.checks,
+                                 carbon=self.carbon_setup())
+
+    @property
+    def emissions(self) -> EmissionsSettings:
+        return self.file.emissions
+
+    def grid_region(self) -> str:
+        """``[emissions] region``, else the grid region of the campus' sites (one region, or "")."""
+        if self.file.emissions.region:
+            return self.file.emissions.region
+        regions = sorted({s.grid_region for s in self.campus.sites if s.grid_region})
+        if len(regions) > 1:
+            raise ConfigError(self.source, [f"emissions.region: the sites lie in {len(regions)} grid regions "
+                                            f"({', '.join(regions)}); set the region emissions use"])
+        return regions[0] if regions else ""
+
+    def factor_library(self) -> Any:
+        """:class:`kwhub.core.factors.FactorLibrary` of the shipped factors, ``[[emissions.factors]]`` and the
+        hourly files of ``[[emissions.hourly]]`` (paths relative to this file)."""
+        from kwhub.core.factors import FactorError, FactorLibrary, read_hourly_signal
+
+        e = self.file.emissions
+        try:
+            signals = [read_hourly_signal(self.work_dir / h.path, signal_id=h.id, version=h.version, source=h.source,
+                                          region=h.region, activity=h.activity, gas=h.gas, unit=h.unit, kind=h.kind,
+                                          step_minutes=h.step_minutes) for h in e.hourly]
+            return FactorLibrary(e.factors, signals, e.editions)
+        except FactorError as exc:
+            raise ConfigError(self.source, [f"emissions: {exc}"]) from None
+
+    def carbon_setup(self) -> Any:
+        """:class:`kwhub.core.carbon_factors.CarbonSetup` for settlement and reports."""
+        from kwhub.core.carbon_factors import CarbonSetup
+
+        return CarbonSetup(self.file.emissions, self.factor_library(), self.grid_region())
 
     def context(self) -> AdapterContext:
         return AdapterContext(

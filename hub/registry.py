@@ -54,6 +54,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "erp_pdf": "kwhub.plugins.erp.pdf",
     "erp_transports": "kwhub.plugins.erp.transports",
     "esg_scope_summary": "kwhub.plugins.esg.scope_summary",
+    "esg_ghg_inventory": "kwhub.plugins.esg.ghg_inventory",
+    "esg_cdp": "kwhub.plugins.esg.cdp",
+    "esg_esrs": "kwhub.plugins.esg.esrs",
+    "esg_sb253": "kwhub.plugins.esg.sb253",
     "core_vee_rules": "kwhub.core.vee.rules",
     "core_price_components": "kwhub.core.pricing.components",
 }

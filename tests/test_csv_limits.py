@@ -169,7 +169,9 @@ try:
     out = "read"
 except Exception as exc:
     out = f"{{type(exc).__name__}}: {{exc}}"
-print(json.dumps({{"s": time.perf_counter() - t, "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM is this process image's own peak; ru_maxrss would carry the parent's peak over the exec
+hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+print(json.dumps({{"s": time.perf_counter() - t, "mb": hwm / 1024,
                   "out": out}}))
 """
 

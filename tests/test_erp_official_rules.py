@@ -113,3 +113,22 @@ def test_payment_details_problems_name_the_field() -> None:
     assert "iban or account_number" in PaymentDetails().problems()[0]
     assert "iban is required" in PaymentDetails(means_code="58", account_number="1").problems()[0]
     assert "means_code" in PaymentDetails(means_code="77").problems()[0]
+
+
+@pytest.mark.parametrize("renderer_id", ["ubl", "cii", "facturx"])
+def test_line_emissions_travel_as_a_line_note_and_stay_valid(renderer_id: str) -> None:
+    """Issue 16: each energy line carries its kg CO2e as the invoice line note (BT-127)."""
+    from decimal import Decimal
+
+    from kwhub.core.carbon_amounts import GasKg, LineEmissions
+
+    inv = energy_invoice()
+    gas = GasKg(co2=Decimal("1234.5"), ch4=Decimal("0.02"), n2o=Decimal("0.002"), co2e_reported=Decimal("10"))
+    em = LineEmissions(gwp_set="AR5", kwh=Decimal("1000"), location=gas, market=gas, location_kg_co2e=Decimal("1245.59"),
+                       market_kg_co2e=Decimal("1245.59"), factors=["egrid2024_rfce@eGRID2024"])
+    inv = inv.model_copy(update={"lines": [inv.lines[0].model_copy(update={"emissions": em}), *inv.lines[1:]]})
+    data = _xml_of(renderer_id, inv)
+    assert b"1245.59 kg CO2e market-based" in data
+    assert [str(f) for f in official_findings(data) if f.flag == "fatal"] == []
+    if renderer_id == "ubl":
+        assert UblRenderer("ubl").validate(data) == []

@@ -23,10 +23,12 @@ def demo(
     turbines, six engines, 80 MW solar, a 200 MWh battery and a grid tie; ingests it
     through the CSV, Green Button and Modbus adapters; validates it; settles one PPA per
     tenant; issues invoices (and an adjustment after a late meter correction); delivers
-    them as UBL to a folder and JSON to a local webhook; writes owner statements and an
-    emissions summary; offers the campus's surplus for one day on a local ERCOT, fetches the
-    awards, prices and statements (one with an injected meter variance, then a price-corrected
-    resettlement) and shows the variance report and the owners' market revenue. Running it
+    them as UBL to a folder and JSON to a local webhook; writes owner statements; offers the
+    campus's surplus for one day on a local ERCOT, fetches the awards, prices and statements
+    (one with an injected meter variance, then a price-corrected resettlement) and shows the
+    variance report and the owners' market revenue; issues the solar plant's granular
+    certificates to the tenants and writes every disclosure for each tenant (GHG inventory,
+    CDP, ESRS inline XBRL checked with Arelle, SB 253). Running it
     again changes nothing.
     """
     from kwhub.hub.demo.run import run_demo, summary_json
@@ -125,7 +127,10 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
     for p in summary.owner_statements:
         files.add_row("owner statement", cell(_rel(p, base)))
     for p in summary.emissions:
-        files.add_row("emissions summary", cell(_rel(p, base)))
+        files.add_row(cell(f"disclosure ({Path(p).name.split('-')[0]})"), cell(_rel(p, base)))
+    for fmt, problems in summary.esg_checks.items():
+        if problems:
+            files.add_row(cell(f"{fmt} check FAILED"), cell("; ".join(problems)[:200]))
     files.add_row("webhook receiver log", cell(_rel(summary.webhook_records, base)))
     if summary.modbus:
         files.add_row("Modbus poll", cell(", ".join(f"{k}={v}" for k, v in summary.modbus.items())))

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "kwhub.hub.cli.verify_cmd",  # verify
     "kwhub.hub.cli.db_cmds",  # db upgrade, db grant-app
     "kwhub.hub.cli.market_cmds",  # market bid/poll/fetch/variance/explain, market-sim
+    "kwhub.hub.cli.esg_cmds",  # esg report, esg certificates
     "kwhub.hub.cli.demo_cmd",  # demo
 ]
 

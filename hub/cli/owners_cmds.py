@@ -80,46 +80,48 @@ def owners_statement(
 
 
 def emissions_command(
-    period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
+    period: str = typer.Option(..., "--period", help="A month (2026-10) or a year (2026)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     config: Path = _CONFIG,
 ) -> None:
-    """Scope 1/2 summary of a settled period, following each run's frozen allocation.
+    """Scope 1, Scope 2 (location- and market-based) and Scope 3 category 3 per party, in t CO2e.
 
     Each tenant carries the emissions of the sources its run allocated to it (the split the
-    run froze, not a second allocation), so its emissions agree with its invoice.
+    run froze, not a second allocation), so its emissions agree with its invoice lines.
+    `kwhub esg report` writes the full disclosures.
     """
     from kwhub.core.settlement import SettlementError
-    from kwhub.hub.settle.owners import period_emissions
+    from kwhub.hub.esg.reports import period_disclosure
 
     if fmt not in ("table", "json", "csv"):
         raise UserError(f"--format must be table, json or csv, not {fmt!r}", exit_code=EXIT_CONFIG)
     cfg, db = _open(config)
     try:
-        summary = period_emissions(db, cfg, period)
-    except SettlementError as exc:
+        disclosure = period_disclosure(db, cfg, period)
+    except (SettlementError, ValueError) as exc:
         raise UserError(str(exc)) from None
     finally:
         db.close()
-    data = summary.as_dict()
+    rows = disclosure.summary()
     if fmt == "json":
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps({"period": period, "gwp_set": disclosure.gwp_set, "region": disclosure.region,
+                               "parties": rows, "notes": disclosure.notes}, indent=2))
         return
     if fmt == "csv":
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["tenant", "energy_mwh", "scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"])
-        for t, d in data["tenants"].items():  # type: ignore[union-attr]
-            w.writerow([t, d["energy_mwh"], d["scope1_tco2e"], d["scope2_location_tco2e"], d["scope2_market_tco2e"]])
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["party"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
         return
-    table = Table(title=f"Emissions {period} (t CO2e)")
-    for col in ("tenant", "energy MWh", "scope 1", "scope 2 location", "scope 2 market"):
-        table.add_column(col, justify="left" if col == "tenant" else "right")
-    for t, d in data["tenants"].items():  # type: ignore[union-attr]
-        table.add_row(t, f"{d['energy_mwh']:,.3f}", f"{d['scope1_tco2e']:,.3f}", f"{d['scope2_location_tco2e']:,.3f}",
-                      f"{d['scope2_market_tco2e']:,.3f}")
+    table = Table(title=f"Emissions {period} (t CO2e, {disclosure.gwp_set})")
+    cols = ("party", "energy MWh", "scope 1", "scope 2 location", "scope 2 market", "scope 3 cat. 3", "CFE %")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "party" else "right")
+    for r in rows:
+        table.add_row(r["party"], r["energy_mwh"], r["scope1_tco2e"], r["scope2_location_tco2e"],
+                      r["scope2_market_tco2e"], r["scope3_cat3_tco2e"], r["cfe_pct"])
     console.print(table)
-    typer.echo(f"campus: scope 1 {data['scope1_tco2e']:,.3f} t, scope 2 location {data['scope2_location_tco2e']:,.3f} t,"
-               f" market {data['scope2_market_tco2e']:,.3f} t")
+    for note in disclosure.notes:
+        typer.echo(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -337,21 +337,33 @@ def explain_command(
     line: int = typer.Option(None, "--line", help="Line number (default: every line)."),
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
+    carbon: bool = typer.Option(False, "--carbon",
+                                help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
+                                     "and GWP set, recomputed from what the run froze."),
 ) -> None:
-    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation."""
-    from kwhub.core.explain import ExplainError, explain_line, render_text
-    from kwhub.hub.settle.service import get_invoice, get_run, run_allocation, run_inputs
-    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation.
+    """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation,
+    the review checks (with --carbon: the emissions behind each energy line).
 
     The run is shown as STALE when its input data was restated or deleted since it was settled.
     """
+    from kwhub.core.explain import ExplainError, explain_line, render_text
     from kwhub.hub.settle.service import (
+        get_invoice,
+        get_run,
+        run_allocation,
+        run_inputs,
         stale_flags,
     )
 
     _check_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
+    if carbon:
+        try:
+            _explain_carbon(db, cfg, invoice, line, fmt)
+        finally:
+            db.close()
+        return
     try:
         inv = _get(get_invoice, db, invoice)
         stale_flags(db, [inv.run_id])
@@ -369,6 +381,27 @@ def explain_command(
         echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
         echo("\n\n".join(render_text(e) for e in exps))
+
+
+def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str) -> None:
+    from kwhub.core.carbon_explain import explain_line_carbon, render_carbon_text
+    from kwhub.core.explain import ExplainError
+    from kwhub.hub.esg.explain import line_carbon_inputs
+    from kwhub.hub.settle.service import get_invoice
+
+    inv = _get(get_invoice, db, invoice)
+    try:
+        statement, activity, factors, intensity, split = line_carbon_inputs(db, cfg, inv)
+        numbers = [line] if line is not None else [ln.number for ln in inv.lines if ln.emissions is not None]
+        if not numbers:
+            raise ExplainError(f"invoice {inv.number} has no line with emissions (no allocated energy billed)")
+        exps = [explain_line_carbon(inv, n, statement, activity, factors, intensity, split) for n in numbers]
+    except (ExplainError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if fmt == "json":
+        echo(json.dumps(exps[0] if line is not None else exps, indent=2))
+    else:
+        echo("\n\n".join(render_carbon_text(e) for e in exps))
 
 
 def register(app: typer.Typer) -> None:

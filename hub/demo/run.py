@@ -79,6 +79,7 @@ class DemoSummary:
     review: list[dict[str, Any]] = field(default_factory=list)
     energy: dict[str, Any] = field(default_factory=dict)
     emissions: list[str] = field(default_factory=list)
+    esg_checks: dict[str, list[str]] = field(default_factory=dict)
     market: dict[str, Any] = field(default_factory=dict)
     market_day: dict[str, Any] = field(default_factory=dict)
     modbus: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +100,7 @@ class DemoSummary:
             "review": self.review,
             "energy": self.energy,
             "emissions": self.emissions,
+            "esg_checks": self.esg_checks,
             "market": self.market,
             "market_day": self.market_day,
             "modbus": self.modbus,
@@ -213,7 +215,13 @@ def demo_config(campus: Campus, webhook_url: str, ercot_url: str = "") -> dict[s
         "ownership": {
             "costs": {a: {"fuel_price_per_mmbtu": "3.10", "variable_om_per_mwh": "4.25"} for a in ("gt1", "gt2")},
         },
-        "emissions": {"grid_location_kg_per_mwh": 310.0, "grid_market_kg_per_mwh": 420.0},
+        "emissions": {
+            "gwp_set": "AR5", "editions": {"grid_location": "eGRID2024"},
+            "factors": [{"factor_id": "demo_rfce_residual_mix", "version": "demo-2026", "region": "RFCE",
+                         "source": "kwhub demo: the eGRID2023 rev2 RFCE non-baseload rate stands in for a residual mix",
+                         "activity": "grid_residual_mix", "gas": "co2e", "value": 1180.5, "unit": "lb/MWh",
+                         "kind": "residual_mix", "status": "demo value, not a published residual mix"}],
+        },
         "adapters": [
             {"type": "meters.csv", "id": "meter_csv", "config": {"profile": "kwhub"}},
             {"type": "meters.greenbutton", "id": "utility_gb", "config": {}},
@@ -555,14 +563,29 @@ def _owner_statements(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
         }
 
 
-def _emissions(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
-    """Scope 1/2 inventory of the month from the runs' frozen allocation (what the invoices billed)."""
-    from kwhub.hub.settle.owners import period_emissions
+ESG_FORMATS = ["ghg", "cdp", "esrs", "sb253"]
+ESG_PERIOD = "2026"
 
-    inv = period_emissions(db, cfg, MAIN_PERIOD)
-    writer = cfg.adapter("scope_summary")
-    paths = writer.write(inv, cfg.output_dir)  # type: ignore[attr-defined]
-    summary.emissions = [str(p) for p in paths]
+
+def _emissions(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
+    """Certificates for the solar plant's hours (issued, transferred by the settled allocation, claimed by
+    each tenant), then every disclosure of the year for each tenant, from the runs' frozen allocation."""
+    from kwhub.hub.esg.ledger import claim_for, issue_period, transfer_by_allocation
+    from kwhub.hub.esg.reports import period_disclosure, write_disclosure
+
+    now = demo_now()
+    tenants = [p.id for p in cfg.campus.parties if "tenant" in p.roles]
+    for period in PERIODS:
+        issue_period(db, cfg, period, now=now)
+        transfer_by_allocation(db, cfg, period, now=now)
+        for t in tenants:
+            claim_for(db, t, period, cfg.hub.timezone, now=now)
+    disclosure = period_disclosure(db, cfg, ESG_PERIOD)
+    mine = disclosure.model_copy(update={"parties": [p for p in disclosure.parties if p.party in tenants]})
+    written = write_disclosure(cfg, mine, ESG_FORMATS, cfg.output_dir / "esg")
+    written += write_disclosure(cfg, disclosure, ["summary"], cfg.output_dir)
+    summary.emissions = [str(p) for w in written for p in w.paths]
+    summary.esg_checks = {w.format_id: w.problems for w in written}
 
 
 def _market(cfg: KwhubConfig, sim: Any, summary: DemoSummary) -> None:

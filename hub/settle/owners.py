@@ -1,11 +1,11 @@
-"""Owner statements and the Scope 1/2 summary of a period, from what the settlement runs froze.
+"""Owner statements of a period, from what the settlement runs froze.
 
-Both follow the energy the runs billed, never a second computation: revenue comes from
-the settled runs' lines (and, for resources offered into an ISO, from the latest ISO
-statement versions of the period, :func:`kwhub.hub.markets.service.market_revenue_items`) and the kWh by source behind them
-(:func:`kwhub.core.ownership.attributed_revenues`); each tenant's emissions from the
-tenants x sources split its run froze (``run_allocation``). Plant operations (net
-generation and metered fuel of the owned assets) are read from the validated store.
+Revenue follows the energy the runs billed, never a second computation: it comes from the
+settled runs' lines (and, for resources offered into an ISO, from the latest ISO statement
+versions of the period, :func:`kwhub.hub.markets.service.market_revenue_items`) and the kWh
+by source behind them (:func:`kwhub.core.ownership.attributed_revenues`). Plant operations
+(net generation and metered fuel of the owned assets) are read from the validated store.
+Emissions are in :mod:`kwhub.hub.esg`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from kwhub.core.emissions import EmissionsSummary, campus_inventory
 from kwhub.core.money import MoneyPolicy
 from kwhub.core.ownership import AssetOperations, OwnerStatement, SettledRun, owner_statements
 from kwhub.core.settlement import SettlementError
@@ -26,7 +25,7 @@ from kwhub.core.timeline import billing_period
 from kwhub.core.versions import SETTLED
 from kwhub.hub.config import KwhubConfig
 from kwhub.hub.store import Database
-from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
+from kwhub.hub.store.settlement_tables import settlement_run_table
 
 _ORDER = {"initial": 0, "final": 1, "true_up": 2}
 
@@ -104,39 +103,3 @@ def period_owner_statements(db: Database, cfg: KwhubConfig, period: str,
                                   f"{', '.join(sorted({o.party for a in cfg.campus.assets for o in a.owners}))})")
         out = {k: v for k, v in out.items() if k == owner}
     return out
-
-
-def period_emissions(db: Database, cfg: KwhubConfig, period: str) -> EmissionsSummary:
-    """Scope 1/2 summary of ``period``: the campus from the runs' recorded balance and the
-    plants' fuel; each tenant from the split its latest run froze."""
-    runs = [(rid, st) for rid, st in _latest(db, period, ("draft", "held", "issued", "no_change")) if "campus" in st]
-    if not runs:
-        raise SettlementError(f"no run of period {period} billed allocated energy, so there is no frozen split to "
-                              "follow (settle the period first)")
-    t = run_allocation_table
-    tenants: dict[str, dict[str, float]] = {}
-    roles = {c.asset: c.role for c in cfg.campus.channels
-             if c.asset and c.role in ("generation", "grid_import", "battery_discharge")}
-    done: set[str] = set()  # a tenant with two contracts has its split frozen in both runs: count it once
-    with db.engine.connect() as conn:
-        for rid, _ in runs:
-            rows = conn.execute(select(t.c.tenant, t.c.source, t.c.kwh).where(t.c.run_id == rid)).all()
-            for who in {r[0] for r in rows} - done:
-                per = tenants.setdefault(who, {})
-                for _, src, kwh in (r for r in rows if r[0] == who):
-                    key = "grid" if roles.get(src) == "grid_import" else src
-                    per[key] = per.get(key, 0.0) + float(kwh) / 1000
-            done |= {r[0] for r in rows}
-    campus = runs[-1][1]["campus"]
-    generation = {r["source"]: float(r["metered_kwh"]) / 1000 for r in campus["sources"]
-                  if roles.get(r["source"]) == "generation"}
-    fuel_channels = [c for c in cfg.campus.channels if c.role == "fuel" and c.asset]
-    sums = _channel_sums(db, cfg, period, [c.id for c in fuel_channels])
-    fuel: dict[str, tuple[str, float]] = {}
-    assets = {a.id: a for a in cfg.campus.assets}
-    for c in fuel_channels:
-        kind = assets[c.asset].fuel if c.asset in assets else ""
-        prev = fuel.get(c.asset, (kind, 0.0))[1]
-        fuel[c.asset] = (kind, prev + sums.get(c.id, 0.0))
-    grid = float(campus["balance"].get("grid_import", "0")) / 1000
-    return campus_inventory(period, generation, fuel, grid, tenants, cfg.file.emissions)

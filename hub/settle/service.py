@@ -40,6 +40,7 @@ from kwhub.core.campus import Campus, Contract
 from kwhub.core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
 from kwhub.core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from kwhub.core.invoice import DocumentReference, Invoice
+from kwhub.core.line_emissions import PeriodBasis, period_basis
 from kwhub.core.money import money_str
 from kwhub.core.pricing.base import PeriodHistory, PricingError
 from kwhub.core.quality import Quality
@@ -74,8 +75,10 @@ from kwhub.core.versions import (
     plan_version,
     rerun_decision,
 )
+from kwhub.hub.esg.carbon_store import store_basis
 from kwhub.hub.settle.integrity import chain_link
 from kwhub.hub.store import Database
+from kwhub.hub.store.carbon_tables import run_carbon_table
 from kwhub.hub.store.settlement_tables import (
     invoice_line_table,
     invoice_sequence_table,
@@ -870,6 +873,16 @@ def _alloc_rows(key: RunKey, allocation: AllocationResult | None, tenant: str) -
     ]
 
 
+def _carbon_row(key: RunKey, campus: Campus, contract: Contract, comp: RunComputation) -> dict[str, Any]:
+    """The run's ``run_carbon`` row: its carbon basis ids, buyer, sellers of each source, frozen settings."""
+    assert comp.carbon is not None
+    seller_of = {c.id: c.seller for c in campus.contracts}
+    sellers = {a.source: seller_of[a.billed_by] for a in comp.accounts if a.billed_by in seller_of}
+    return {"run_id": key.run_id, "period": key.period, "tenant": contract.buyer,
+            "activity_id": comp.carbon["activity_id"], "factors_id": comp.carbon["factors_id"],
+            "sellers": json.dumps(sellers, sort_keys=True), "settings": json.dumps(comp.carbon["settings"], sort_keys=True)}
+
+
 def settle_contract(
     db: Database,
     campus: Campus,
@@ -890,6 +903,7 @@ def settle_contract(
     now: datetime | None = None,
     dry_run: bool = False,
     facts: dict[tuple[str, str], _PeriodFacts | None] | None = None,
+    carbon: PeriodBasis | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -900,13 +914,9 @@ def settle_contract(
     run on other data is refused (settle the next version). With ``conn`` (a connection
     inside a write transaction) the run is written in a savepoint of it; ``dry_run``
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
-    kept for callers that pass it through.
-    With ``conn`` (a connection inside a write transaction) the run is written in a
-    savepoint of that transaction; otherwise in a write transaction of its own.
-    ``on_issue(conn, invoice)`` runs inside the same transaction right after the invoice
-    is inserted (the outbox uses it, so an invoice never exists without its delivery rows).
-    ``runs`` (:func:`existing_runs` of the contract and period) and ``channels``
-    (:func:`~kwhub.core.settlement.contract_channels`) may be given when the caller has them.
+    kept for callers that pass it through. ``carbon``: the period's carbon basis
+    (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
+    their emissions from it.
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -922,7 +932,7 @@ def settle_contract(
     prev = vplan.base
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
                        _history(db, contract, period.label), components, channels=channels, plan=plan,
-                       campus_section=campus_section)
+                       campus_section=campus_section, carbon=carbon)
     summary, used = data.inputs.summary(channels)
     pol = comp.context.money
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
@@ -987,6 +997,8 @@ def settle_contract(
         rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else []
         if rows:
             conn.execute(insert(run_allocation_table), rows)
+        if comp.carbon is not None:
+            conn.execute(insert(run_carbon_table), _carbon_row(key, campus, contract, comp))
 
     try:
         if conn is None:
@@ -1177,6 +1189,8 @@ def settle_periods(
         alloc_needed = any(needs_allocation(plan, c) for c in group)
         if alloc_needed:
             channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
+            if options.carbon is not None:  # the fuel the plants burned, for the emissions on the lines
+                channels += [c.id for c in campus.channels if c.role == "fuel" and c.asset]
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
@@ -1253,15 +1267,19 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                   facts: dict[tuple[str, str], _PeriodFacts | None]) -> list[RunOutcome]:
     """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction."""
     label = data.period.label
-    allocation, alloc_error, section = None, "", None
+    allocation, alloc_error, section, carbon = None, "", None, None
     if alloc_needed:
         try:
             allocation = _allocate(data, campus, options)
             section = campus_accounts(plan, allocation)
+            if options.carbon is not None:
+                carbon = period_basis(data.matrix, campus, allocation, options.carbon, data.period.first_day)
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
     with db.write_transaction() as conn:
+        if carbon is not None and not dry_run:
+            store_basis(conn, carbon)
         runs = _existing_runs_of(conn, [c.id for c in group], label)
         for c in group:
             if progress:
@@ -1273,7 +1291,8 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
                                                 issue_date=issue_date, components=components, conn=conn,
                                                 runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
-                                                campus_section=section, now=now, dry_run=dry_run, facts=facts))
+                                                campus_section=section, now=now, dry_run=dry_run, facts=facts,
+                                                carbon=carbon))
             except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
                 outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
     return outcomes

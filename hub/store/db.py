@@ -52,7 +52,7 @@ SQLITE_PAGE_SIZE = 16_384  # bytes, for new database files
 SQLITE_CACHE_KIB = 32_768  # page cache per connection
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 OPTIONAL_TABLE_MODULES = ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables", "kwhub.hub.store.rendering_tables",
-                          "kwhub.hub.store.market_tables")
+                          "kwhub.hub.store.market_tables", "kwhub.hub.store.carbon_tables")
 WRITE_OPTION = "kwhub_write"
 # Key of the PostgreSQL advisory lock that write transactions hold ("kwhubwr" in ASCII).
 PG_WRITE_LOCK_KEY = 0x6B776875627772

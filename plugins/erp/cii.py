@@ -186,7 +186,10 @@ def build_cii(invoice: Invoice) -> etree._Element:
     for line in invoice.lines:
         q, price, base = line_price(line)
         item = _sub(tx, _RAM + "IncludedSupplyChainTradeLineItem")
-        _sub(_sub(item, _RAM + "AssociatedDocumentLineDocument"), _RAM + "LineID", str(line.number))
+        doc_line = _sub(item, _RAM + "AssociatedDocumentLineDocument")
+        _sub(doc_line, _RAM + "LineID", str(line.number))
+        if line.emissions is not None:  # BT-127 invoice line note: the emissions of the billed energy
+            _sub(_sub(doc_line, _RAM + "IncludedNote"), _RAM + "Content", line.emissions.note())
         prod = _sub(item, _RAM + "SpecifiedTradeProduct")
         if line.component_id:
             _sub(prod, _RAM + "SellerAssignedID", line.component_id)

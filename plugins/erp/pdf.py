@@ -298,6 +298,28 @@ def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str,
     dt.setStyle(dst)
     story += [Paragraph("How each line was computed", st["h"]), dt]
 
+    carbon = [ln for ln in invoice.lines if ln.emissions is not None]
+    if carbon:
+        erows: list[list[Any]] = [["#", "kWh", "kg CO2e market", "kg CO2e location", "market: kg CO2 / CH4 / N2O",
+                                   "CO2e as published"]]
+        for ln in carbon:
+            em = ln.emissions
+            assert em is not None
+            erows.append([str(ln.number), fmt_number(em.kwh, 3), fmt_number(em.market_kg_co2e, 3),
+                          fmt_number(em.location_kg_co2e, 3),
+                          f"{fmt_number(em.market.co2, 3)} / {fmt_number(em.market.ch4, 3)} / {fmt_number(em.market.n2o, 3)}",
+                          fmt_number(em.market.co2e_reported, 3)])
+        et = Table(erows, colWidths=[8 * mm, 25 * mm, 28 * mm, 28 * mm, 50 * mm, width - 139 * mm], repeatRows=1)
+        est = _table_style()
+        est.add("ALIGN", (1, 1), (-1, -1), "RIGHT")
+        et.setStyle(est)
+        gwp = carbon[0].emissions.gwp_set if carbon[0].emissions else ""
+        story += [Paragraph("Emissions of the energy billed", st["h"]), et,
+                  Paragraph(_esc(f"Market-based: the suppliers' own factors (plants) and the residual mix (grid), "
+                                 f"before certificates; location-based: grid-average factors. CO2e with {gwp} "
+                                 "global warming potentials. `kwhub explain INVOICE --line N --carbon` shows the "
+                                 "intervals, sources, factors and editions behind each figure."), st["tiny"])]
+
     if context.usage is not None:
         chart = _usage_chart(context.usage, width)
         if chart is not None:

@@ -275,6 +275,8 @@ def build_ubl(invoice: Invoice) -> etree._Element:
         q, price, base = peppol_rules.line_price(line)
         el = _sub(root, _CAC + line_tag)
         _sub(el, _CBC + "ID", str(line.number))
+        if line.emissions is not None:  # BT-127 invoice line note: the emissions of the billed energy
+            _sub(el, _CBC + "Note", line.emissions.note())
         _sub(el, _CBC + qty_tag, money_str(q), unitCode=line.unit_code)
         _sub(el, _CBC + "LineExtensionAmount", money_str(line.amount), currencyID=cur)
         if line.period_start or line.period_end:

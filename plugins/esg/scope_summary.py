@@ -1,38 +1,38 @@
-"""Scope 1 / Scope 2 summary writer: one JSON file and one CSV table per period."""
+"""Scope 1 / Scope 2 summary: one small JSON and CSV per party and period (t CO2e).
+
+The summary reads the same :class:`~kwhub.core.disclosure.Disclosure` as every ESG writer: Scope 1,
+Scope 2 location- and market-based and Scope 3 category 3 (the part kwhub computes), in
+tonnes CO2e under the disclosure's GWP set, with the energy behind each tenant's figures.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
-from kwhub.core.emissions import EmissionsSummary
+from kwhub.core.disclosure import Disclosure
 from kwhub.core.hookspecs import hookimpl
+from kwhub.hub.esg.files import atomic_write, safe_name
 
 
 class ScopeSummaryConfig(AdapterConfig):
-    """Where the summary goes (relative paths are under the hub's output directory)."""
+    """Where the summary goes (relative paths are under the folder the report is written to)."""
 
     folder: str = "emissions"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 class ScopeSummaryWriter(EsgReporter):
-    """Writes a Scope 1 / Scope 2 (location- and market-based) summary with tenant shares."""
+    """Scope 1 / Scope 2 (location- and market-based) / Scope 3 cat. 3 summary per party (JSON + CSV)."""
 
     type_id: ClassVar[str] = "esg.scope_summary"
     title: ClassVar[str] = "Scope 1/2 summary (JSON + CSV)"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"summary"})
+    format_id: ClassVar[str] = "summary"
     Config = ScopeSummaryConfig
     config: ScopeSummaryConfig
 
@@ -50,29 +50,32 @@ class ScopeSummaryWriter(EsgReporter):
             return CheckResult.failure(FailureKind.CONFIGURATION, f"{folder} is not writable")
         return CheckResult.success(f"{folder} is writable")
 
-    def write(self, summary: Any, out_dir: Path) -> list[Path]:
-        """Write ``emissions-<period>.json`` and ``emissions-<period>.csv``."""
-        assert isinstance(summary, EmissionsSummary)
+    def write(self, disclosure: Disclosure, out_dir: Path) -> list[Path]:
+        """Write ``emissions-<period>.json`` and ``emissions-<period>.csv`` (every party of the disclosure)."""
         folder = self.folder(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        data = summary.as_dict()
-        json_path = folder / f"emissions-{summary.period}.json"
-        _atomic_write(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-        csv_path = folder / f"emissions-{summary.period}.csv"
-        rows = [("row", "scope", "energy_mwh", "tco2e", "note")]
-        for s in data["sources"]:  # type: ignore[union-attr]
-            rows.append((s["source"], 1, s["energy_mwh"], s["tco2e"], s["method"]))
-        rows.append(("grid (location-based)", 2, "", data["scope2_location_tco2e"], "grid-average factor"))
-        rows.append(("grid (market-based)", 2, "", data["scope2_market_tco2e"], "contractual / residual mix"))
-        for tenant, d in data["tenants"].items():  # type: ignore[union-attr]
-            rows.append((f"tenant {tenant}", "1+2(loc)", d["energy_mwh"],
-                         round(d["scope1_tco2e"] + d["scope2_location_tco2e"], 6), "allocated share"))
-        import io
-
+        rows = disclosure.summary()
+        name = safe_name("emissions", disclosure.period, *(p.party for p in disclosure.parties if len(rows) == 1))
+        data = {"period": disclosure.period, "gwp_set": disclosure.gwp_set, "region": disclosure.region,
+                "parties": rows, "notes": disclosure.notes}
+        paths = [atomic_write(folder / f"{name}.json", json.dumps(data, indent=2, sort_keys=True) + "\n")]
         buf = io.StringIO()
-        csv.writer(buf).writerows(rows)
-        _atomic_write(csv_path, buf.getvalue())
-        return [json_path, csv_path]
+        if rows:
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        paths.append(atomic_write(folder / f"{name}.csv", buf.getvalue()))
+        return paths
+
+    def validate(self, paths: Sequence[Path]) -> list[str]:
+        problems = []
+        for p in paths:
+            if p.suffix == ".json":
+                data = json.loads(p.read_text())
+                for row in data.get("parties", []):
+                    for key in ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"):
+                        if key not in row:
+                            problems.append(f"{p.name}: party {row.get('party')} lacks {key}")
+        return problems
 
 
 @hookimpl
