@@ -42,12 +42,12 @@ def test_importing_kwhub_loads_no_implementation():
 def test_pyproject_lists_every_package_of_the_tree():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(data["tool"]["setuptools"]["packages"])
-    found = {"kwhub"}
-    for root in ("core", "hub", "plugins"):
+    found = set()
+    for root, prefix in (("core", "kwhub."), ("hub", "kwhub."), ("plugins", "kwhub."), ("kwhub", "")):
         for d, dirs, files in os.walk(ROOT / root):
             dirs[:] = [x for x in dirs if x != "__pycache__"]
             if "__init__.py" in files:
-                found.add("kwhub." + Path(d).relative_to(ROOT).as_posix().replace("/", "."))
+                found.add(prefix + Path(d).relative_to(ROOT).as_posix().replace("/", "."))
     assert listed == found
 
 
