@@ -59,5 +59,7 @@ def test_the_wheel_installs_nothing_but_kwhub(tmp_path):
     assert tops == {"kwhub", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     names = zipfile.ZipFile(wheel).namelist()
     for must in ("kwhub/__init__.py", "kwhub/py.typed", "kwhub/core/settlement.py",
-                 "kwhub/hub/store/migrations/versions/0008_review_gate.py", "kwhub/plugins/erp/ubl.py"):
+                 "kwhub/hub/store/migrations/versions/0008_review_gate.py", "kwhub/plugins/erp/ubl.py",
+                 "kwhub/testing/plugin.py", "kwhub/hub/templates/plugin/meters/plugin.py.tmpl",
+                 "kwhub/hub/templates/plugin/erp/energy_invoice.txt.tmpl"):
         assert must in names
