@@ -76,6 +76,24 @@ def test_every_builtin_adapter_has_a_kit_configuration(registry):
     assert sorted(CONFIGS) == sorted(registry.adapters)
 
 
+# Which family check each built-in adapter passes below (a new built-in needs one).
+FAMILY_CHECKS = {
+    "check_meter_file": ["meters.csv", "meters.greenbutton"],
+    "check_polled_meter": ["meters.modbus", "meters.sunspec", "meters.oem_telemetry"],
+    "check_mqtt_meter": ["meters.mqtt"],
+    "check_renderer": ["erp.cii", "erp.csv", "erp.facturx", "erp.idoc", "erp.json", "erp.pdf", "erp.ubl",
+                       "erp.x12_810", "erp.x12_867"],
+    "check_transport": ["erp.folder", "erp.sftp", "erp.webhook"],
+    "check_market_adapter": ["markets.price_file"],
+    "check_esg_reporter": ["esg.scope_summary"],
+}
+
+
+def test_every_builtin_adapter_passes_a_family_check(registry):
+    covered = [t for types in FAMILY_CHECKS.values() for t in types]
+    assert sorted(covered) == sorted(registry.adapters)
+
+
 @pytest.mark.parametrize("type_id", sorted(CONFIGS))
 def test_every_builtin_adapter_meets_the_adapter_contract(registry, type_id):
     instance = check_adapter_contract(registry.adapter(type_id), CONFIGS[type_id])
@@ -108,16 +126,24 @@ BULK_SCE = MeterSample(Path("samples/greenbutton/BulkSCEUsageSummaryAndIntervalB
 
 
 @pytest.mark.parametrize("sample", [LONG, WIDE], ids=["long", "wide"])
-def test_csv_meter_passes_the_kit(kwhub_hub_factory, sample):
+def test_csv_meter_passes_the_kit(kwhub_hub_factory, registry, sample):
     hub = kwhub_hub_factory(meter_config("meters.csv", sample.channels()))
     report = check_meter_file(hub, "meter", sample, sniff=True)
     assert report.new_days == len(sample.expected)  # one day per channel
+    cls = registry.adapter("meters.csv")
+    check_reports_ok(cls("csv", {}))
+    check_reports_failure(cls("csv", {"profile": "no_such_profile"}), FailureKind.CONFIGURATION)
 
 
-def test_greenbutton_meter_passes_the_kit(kwhub_hub_factory, shared_dir):
+def test_greenbutton_meter_passes_the_kit(kwhub_hub_factory, registry, shared_dir, tmp_path):
     sample = MeterSample(shared_dir / BULK_SCE.path, BULK_SCE.expected)
     hub = kwhub_hub_factory(meter_config("meters.greenbutton", sample.channels()))
     check_meter_file(hub, "meter", sample, sniff=True)
+    check_reports_ok(registry.adapter("meters.greenbutton")("gb", {}))
+    cut = tmp_path / "cut.xml"
+    cut.write_bytes(sample.path.read_bytes()[:5000])
+    error = check_meter_rejects(hub, "meter", cut, where="line 79", field="xml")
+    assert "truncated" in str(error)
 
 
 def test_a_broken_file_is_rejected_naming_line_and_field(kwhub_hub_factory, tmp_path):
@@ -251,7 +277,7 @@ def test_scope_summary_writer_passes_the_kit(registry, tmp_path):
 
 # ------------------------------------------------------------------ erp renderers
 
-RENDERERS = sorted(t for t in CONFIGS if t.startswith("erp.") and t not in ("erp.webhook", "erp.sftp", "erp.folder"))
+RENDERERS = FAMILY_CHECKS["check_renderer"]
 
 
 def test_renderer_list_is_every_builtin_renderer(registry):

@@ -91,7 +91,7 @@ def meter_config(adapter_type: str, channels: Mapping[str, Mapping[str, Any]], a
     """
     return {
         "hub": {**MINIMAL_CONFIG["hub"], "timezone": timezone},
-        "sites": list(MINIMAL_CONFIG["sites"]),
+        "sites": [dict(site) for site in MINIMAL_CONFIG["sites"]],
         "channels": [{"id": cid, **dict(spec)} for cid, spec in channels.items()],
         "adapters": [{"type": adapter_type, "id": instance_id, "config": dict(adapter_config or {})}],
     }

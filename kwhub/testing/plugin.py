@@ -52,9 +52,11 @@ def kwhub_registry(kwhub_plugins: list[tuple[str, Any]], kwhub_registry_factory:
 @pytest.fixture
 def kwhub_config() -> Mapping[str, Any] | str:
     """The ``kwhub.toml`` of ``kwhub_hub`` (a mapping or TOML text). Override it."""
+    import copy
+
     from kwhub.testing.hubs import MINIMAL_CONFIG
 
-    return MINIMAL_CONFIG
+    return copy.deepcopy(MINIMAL_CONFIG)
 
 
 @pytest.fixture(scope="session")
