@@ -42,12 +42,12 @@ def test_importing_kwhub_loads_no_implementation():
 def test_pyproject_lists_every_package_of_the_tree():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(data["tool"]["setuptools"]["packages"])
-    found = {"kwhub"}
-    for root in ("core", "hub", "plugins"):
+    found = set()
+    for root, prefix in (("core", "kwhub."), ("hub", "kwhub."), ("plugins", "kwhub."), ("kwhub", "")):
         for d, dirs, files in os.walk(ROOT / root):
             dirs[:] = [x for x in dirs if x != "__pycache__"]
             if "__init__.py" in files:
-                found.add("kwhub." + Path(d).relative_to(ROOT).as_posix().replace("/", "."))
+                found.add(prefix + Path(d).relative_to(ROOT).as_posix().replace("/", "."))
     assert listed == found
 
 
@@ -59,5 +59,7 @@ def test_the_wheel_installs_nothing_but_kwhub(tmp_path):
     assert tops == {"kwhub", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     names = zipfile.ZipFile(wheel).namelist()
     for must in ("kwhub/__init__.py", "kwhub/py.typed", "kwhub/core/settlement.py",
-                 "kwhub/hub/store/migrations/versions/0008_review_gate.py", "kwhub/plugins/erp/ubl.py"):
+                 "kwhub/hub/store/migrations/versions/0008_review_gate.py", "kwhub/plugins/erp/ubl.py",
+                 "kwhub/testing/plugin.py", "kwhub/hub/templates/plugin/meters/plugin.py.tmpl",
+                 "kwhub/hub/templates/plugin/erp/energy_invoice.txt.tmpl"):
         assert must in names

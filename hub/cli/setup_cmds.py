@@ -1,4 +1,4 @@
-"""Setup commands: ``kwhub init``, ``kwhub plugins list``, ``kwhub adapters check``, ``kwhub config check``."""
+"""Setup commands: ``kwhub init``, ``kwhub plugins list`` / ``new``, ``kwhub adapters check``, ``kwhub config check``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 
 from kwhub.hub.cli.common import load
-from kwhub.hub.cli.errors import EXIT_FAILED, UserError
+from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
 from kwhub.hub.cli.output import cell, console, echo, safe
 from kwhub.hub.redact import redact_credentials
 
-plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Inspect installed plugins and start new ones.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
 config_app = typer.Typer(help="Check kwhub.toml.", no_args_is_help=True)
 
@@ -63,6 +63,34 @@ def plugins_list(
         cells += [cell(", ".join(p["hooks"]))] if hooks else []
         table.add_row(*cells, cell(p["error"] or "", "red"))
     console.print(table)
+
+
+def plugins_new(
+    name: str = typer.Argument(..., help="Plugin name: lower case, digits and _ (acme -> package kwhub_acme, "
+                                         "adapter type <family>.acme)."),
+    family: str = typer.Option(..., "--family", "-f", help="meters, erp, markets or esg."),
+    directory: Path = typer.Option(None, "--dir", help="Where to write the package (default: ./kwhub_NAME)."),
+    force: bool = typer.Option(False, "--force", help="Write into a folder that is not empty."),
+) -> None:
+    """Write a new plugin package that works: entry point, adapter, sample and kit tests.
+
+    NAME acme gives the package kwhub_acme (distribution kwhub-acme, type FAMILY.acme).
+    `pip install -e DIR` registers it with kwhub; `kwhub plugins list` then shows it.
+    `pytest DIR` runs its tests, which use the plugin test kit (kwhub.testing).
+    docs/plugins/README.md walks through the meters plugin file by file.
+    """
+    from kwhub.hub.scaffold import ScaffoldError, names, write_plugin
+
+    try:
+        package = names(name, family.lower())["package"]
+        target = directory if directory is not None else Path(package)
+        written = write_plugin(name, family.lower(), target, force=force)
+    except ScaffoldError as exc:
+        raise UserError(str(exc), hint=exc.hint, exit_code=EXIT_CONFIG) from None
+    console.print(f"wrote the {family.lower()} plugin [bold]{name}[/] ({family.lower()}.{name}) in {target}:")
+    for path in written:
+        console.print(f"  {path.relative_to(target).as_posix()}")
+    console.print(f"next: pip install -e {target}, then `kwhub plugins list`; `pytest {target}` runs its tests")
 
 
 def adapters_check(
@@ -145,6 +173,7 @@ def register(app: typer.Typer) -> None:
     """Add init, plugins, adapters and config commands."""
     app.command("init")(init)
     plugins_app.command("list")(plugins_list)
+    plugins_app.command("new")(plugins_new)
     adapters_app.command("check")(adapters_check)
     config_app.command("check")(config_check)
     app.add_typer(config_app, name="config")

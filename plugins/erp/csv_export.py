@@ -107,6 +107,10 @@ class CsvRenderer(InvoiceRenderer):
         kinds: set[str] = set()
         for row in reader:
             lineno = reader.line_num
+            if None in row or None in row.values():  # DictReader's marks for extra and missing fields
+                fields = len(COLUMNS) + len(row.get(None) or []) - sum(v is None for v in row.values())
+                problems.append(f"CSV line {lineno}: {fields} fields, expected {len(COLUMNS)}")
+                continue
             kinds.add(row["document_kind"])
             try:
                 if row["record_type"] == "LINE":
