@@ -14,9 +14,10 @@ options, registries and delivery hooks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,27 @@ class Hub:
     registry: Registry
     _db: Database | None = field(default=None, repr=False)
     database_url: str = ""
+    _t0: float = field(default_factory=time.monotonic, repr=False)
+
+    # ------------------------------------------------------------------ clock
+
+    @property
+    def clock_speed(self) -> float:
+        """Simulated seconds per real second (``[service.clock] speed``; 1 without a simulated clock)."""
+        clock = self.config.file.service.clock
+        return clock.speed if clock is not None else 1.0
+
+    def now(self) -> datetime:
+        """The hub's present (UTC): the wall clock, or ``[service.clock]``'s simulated time,
+        which starts at ``start`` when the hub opens and runs ``speed`` times as fast."""
+        clock = self.config.file.service.clock
+        if clock is None:
+            return datetime.now(UTC)
+        return clock.start.astimezone(UTC) + timedelta(seconds=(time.monotonic() - self._t0) * clock.speed)
+
+    def clock_epoch(self) -> float:
+        """:meth:`now` as epoch seconds (the clock the device poller samples with)."""
+        return self.now().timestamp()
 
     @classmethod
     def open(cls, config: str | Path | None = None, *, work_dir: Path | None = None, registry: Registry | None = None,

@@ -36,6 +36,8 @@ from kwhub.core.input_limits import InputLimits
 from kwhub.core.markets.config import MarketsConfig
 from kwhub.core.ownership import OwnershipConfig
 from kwhub.core.timeline import TimeModelError, zone
+from kwhub.hub.api.settings import ApiSettings, ServiceSettings
+from kwhub.hub.scheduler.settings import SchedulerSettings
 
 CONFIG_NAME = "kwhub.toml"
 DEFAULT_DB_NAME = "kwhub.db"
@@ -132,6 +134,9 @@ class ConfigFile(BaseModel):
     emissions: EmissionsSettings = Field(default_factory=EmissionsSettings)
     markets: MarketsConfig = Field(default_factory=MarketsConfig)
     ingest: InputLimits = Field(default_factory=InputLimits)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
 
 @dataclass
@@ -398,6 +403,9 @@ def _cross_check(cf: ConfigFile) -> list[str]:
     except ValueError as exc:
         problems.append(f"review.checks.disabled: {exc}")
     problems += _check_markets(cf, assets, channels)
+    from kwhub.hub.scheduler.config_check import service_problems
+
+    problems += service_problems(cf)
     for p_i, p in enumerate(cf.parties):
         for t in [*p.delivery.transports, *(r.transport for r in p.delivery.routes)]:
             if t not in {a.id for a in cf.adapters}:

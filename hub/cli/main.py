@@ -33,6 +33,10 @@ COMMAND_MODULES = [
     "kwhub.hub.cli.market_cmds",  # market bid/poll/fetch/variance/explain, market-sim
     "kwhub.hub.cli.esg_cmds",  # esg report, esg certificates
     "kwhub.hub.cli.demo_cmd",  # demo
+    "kwhub.hub.cli.serve_cmd",  # serve
+    "kwhub.hub.cli.keys_cmds",  # keys create/list/revoke/scopes
+    "kwhub.hub.cli.jobs_cmds",  # jobs list/schedule
+    "kwhub.hub.cli.audit_cmds",  # audit list
 ]
 
 for _name in COMMAND_MODULES:

@@ -626,7 +626,7 @@ def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str,
         due = conn.execute(
             select(t.c.id, t.c.status, t.c.attempts, t.c.transport_instance, t.c.invoice_id, t.c.invoice_version,
                    t.c.format_id, t.c.filename, t.c.media_type, t.c.body, t.c.idempotency_key, t.c.body_sha256,
-                   t.c.document_sha256, t.c.send_started_at)
+                   t.c.document_sha256, t.c.send_started_at, t.c.event_type)
             .where(*due_filter).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
         ).all()
 
@@ -644,7 +644,8 @@ def _claim(db: Any, due_filter: tuple[Any, ...], limit: int, policies: dict[str,
                             r.id, r.transport_instance)
         candidates = [r for r in due if r not in exhausted]
         refused = check_outgoing(conn, [
-            Outgoing(r.id, r.invoice_id, r.format_id, bytes(r.body), r.body_sha256, r.document_sha256)
+            Outgoing(r.id, r.invoice_id, r.format_id, bytes(r.body), r.body_sha256, r.document_sha256,
+                     event_id=r.idempotency_key if r.event_type else None)
             for r in candidates])
         for r in candidates:
             if r.id in refused:

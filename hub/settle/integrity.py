@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, insert, select
 
 from kwhub.core.invoice import Invoice
 from kwhub.core.settlement import SettlementError
+from kwhub.hub.store.service_tables import webhook_event_table
 from kwhub.hub.store.settlement_tables import document_rendering_table, invoice_table
 from kwhub.hub.store.tables import utcnow
 
@@ -145,6 +146,7 @@ class Outgoing:
     body: bytes
     body_sha256: str
     document_sha256: str | None
+    event_id: str | None = None  # set for a webhook event (a notification, not an invoice rendering)
 
 
 def check_outgoing(conn: Any, rows: Sequence[Outgoing]) -> dict[int, str]:
@@ -152,10 +154,13 @@ def check_outgoing(conn: Any, rows: Sequence[Outgoing]) -> dict[int, str]:
 
     A body is sent only when it hashes to the hash it was queued with, that hash is
     registered for its invoice and format, and it was rendered from the issued document,
-    whose stored text still matches its hash.
+    whose stored text still matches its hash. A webhook event's body must hash to the hash
+    recorded for that event when it was emitted.
     """
     if not rows:
         return {}
+    out = _check_events(conn, [r for r in rows if r.event_id])
+    rows = [r for r in rows if not r.event_id]
     ids = sorted({r.invoice_id for r in rows})
     it, rt = invoice_table, document_rendering_table
     issued: dict[str, tuple[str, str | None]] = {}
@@ -168,7 +173,6 @@ def check_outgoing(conn: Any, rows: Sequence[Outgoing]) -> dict[int, str]:
                 select(rt.c.invoice_id, rt.c.format_id, rt.c.body_sha256, rt.c.document_sha256)
                 .where(rt.c.invoice_id.in_(part))):
             registered[(inv_id, fmt, body_hash)] = doc_hash
-    out: dict[int, str] = {}
     for r in rows:
         actual = hashlib.sha256(r.body).hexdigest()
         if actual != r.body_sha256:
@@ -188,6 +192,21 @@ def check_outgoing(conn: Any, rows: Sequence[Outgoing]) -> dict[int, str]:
             out[r.row_id] = f"the body is not a registered {r.format_id} rendering of invoice {r.invoice_id}"
         elif rendered_from != stored_hash or (r.document_sha256 and r.document_sha256 != stored_hash):
             out[r.row_id] = f"the body was rendered from another document than the issued {r.invoice_id}"
+    return out
+
+
+def _check_events(conn: Any, rows: Sequence[Outgoing]) -> dict[int, str]:
+    """The event rows whose body is not the one recorded when the event was emitted."""
+    w = webhook_event_table
+    recorded: dict[str, str] = {}
+    for part in _chunks(sorted({r.event_id for r in rows if r.event_id})):
+        recorded.update((i, h) for i, h in conn.execute(select(w.c.id, w.c.body_sha256).where(w.c.id.in_(part))))
+    out: dict[int, str] = {}
+    for r in rows:
+        actual = hashlib.sha256(r.body).hexdigest()
+        if actual != r.body_sha256 or recorded.get(r.event_id or "") != actual:
+            out[r.row_id] = (f"the webhook event {r.event_id} body does not match the event recorded when it "
+                             "was emitted")
     return out
 
 

@@ -288,10 +288,12 @@ def _check_outbox(conn: Any, report: VerifyReport) -> None:
     ids = [r[0] for r in conn.execute(select(t.c.id).order_by(t.c.id))]
     for i in range(0, len(ids), _CHUNK):
         rows = conn.execute(select(t.c.id, t.c.invoice_id, t.c.invoice_version, t.c.format_id, t.c.transport_instance,
-                                   t.c.status, t.c.body, t.c.body_sha256, t.c.document_sha256)
+                                   t.c.status, t.c.body, t.c.body_sha256, t.c.document_sha256, t.c.idempotency_key,
+                                   t.c.event_type)
                             .where(t.c.id.in_(ids[i:i + _CHUNK]))).all()
         bad = check_outgoing(conn, [Outgoing(r.id, r.invoice_id, r.format_id, bytes(r.body), r.body_sha256,
-                                             r.document_sha256) for r in rows])
+                                             r.document_sha256, event_id=r.idempotency_key if r.event_type else None)
+                                    for r in rows])
         for r in rows:
             if r.id in bad:
                 report.add("outbox", f"outbox row {r.id} ({r.invoice_id}:v{r.invoice_version}:{r.format_id} -> "

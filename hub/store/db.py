@@ -20,6 +20,7 @@ none of them shows the password.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import importlib
 import os
 import weakref
@@ -52,10 +53,15 @@ SQLITE_PAGE_SIZE = 16_384  # bytes, for new database files
 SQLITE_CACHE_KIB = 32_768  # page cache per connection
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 OPTIONAL_TABLE_MODULES = ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables", "kwhub.hub.store.rendering_tables",
-                          "kwhub.hub.store.market_tables", "kwhub.hub.store.carbon_tables")
+                          "kwhub.hub.store.market_tables", "kwhub.hub.store.carbon_tables", "kwhub.hub.store.service_tables")
 WRITE_OPTION = "kwhub_write"
 # Key of the PostgreSQL advisory lock that write transactions hold ("kwhubwr" in ASCII).
 PG_WRITE_LOCK_KEY = 0x6B776875627772
+# PostgreSQL row-level security (migration 0011): the party whose rows a transaction sees,
+# ``*`` for all. Connections start with ``*``; a database whose :meth:`Database.scope_requests`
+# was called sets the value of :data:`ROW_SCOPE` (default: nothing visible) in every transaction.
+ROW_SCOPE_SETTING = "kwhub.party"
+ROW_SCOPE: contextvars.ContextVar[str] = contextvars.ContextVar("kwhub_row_scope", default="")
 
 
 class DatabaseError(RuntimeError):
@@ -146,6 +152,12 @@ def _install_sqlite_hooks(engine: Engine, background_checkpoint: bool = False) -
 
 
 def _install_pg_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:  # the session default: every row (the CLI, the scheduler)
+            cur.execute(f"SELECT set_config('{ROW_SCOPE_SETTING}', '*', false)")
+        dbapi_conn.commit()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get(WRITE_OPTION):
@@ -305,6 +317,23 @@ class Database:
         return self._periods
 
     # ------------------------------------------------------------------ transactions
+
+    def scope_requests(self) -> None:
+        """Make every transaction on this database see the rows of :data:`ROW_SCOPE` only.
+
+        PostgreSQL: each transaction starts with ``set_config('kwhub.party', scope, true)``
+        (transaction-local), so the row-level security policies of migration 0011 apply
+        the scope of the request being served; outside a request the scope is empty and
+        nothing party-owned is visible. A no-op on SQLite (the API filters in code there,
+        as it also does on PostgreSQL).
+        """
+        if self.dialect != "postgresql" or getattr(self, "_scoped", False):
+            return
+        self._scoped = True
+
+        @event.listens_for(self.engine, "begin")
+        def _scope(conn: Connection) -> None:
+            conn.exec_driver_sql(f"SELECT set_config('{ROW_SCOPE_SETTING}', %(s)s, true)", {"s": ROW_SCOPE.get()})
 
     def session(self, *, write: bool = False) -> Session:
         """A SQLModel session (use as a context manager; commit explicitly).

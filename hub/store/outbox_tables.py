@@ -55,6 +55,7 @@ class OutboxRow(SQLModel, table=True):
     last_status: int | None = None
     response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     possible_duplicate: bool = False
+    event_type: str | None = Field(default=None, max_length=64)  # a webhook event, not a document (migration 0011)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     send_started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

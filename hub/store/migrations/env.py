@@ -17,7 +17,8 @@ from sqlmodel import SQLModel
 
 import kwhub.hub.store.tables  # noqa: F401  (registers the core tables in SQLModel.metadata)
 
-for _optional in ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables"):
+for _optional in ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables",
+                  "kwhub.hub.store.rendering_tables", "kwhub.hub.store.service_tables"):
     try:
         importlib.import_module(_optional)
     except ImportError:

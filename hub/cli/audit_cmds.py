@@ -1,0 +1,50 @@
+"""``kwhub audit list``: who did what, when and why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+audit_app = typer.Typer(help="The audit log (append-only): approvals, rejections, retries, keys, reloads.",
+                        no_args_is_help=True)
+
+
+@audit_app.command("list")
+def list_cmd(
+    object_type: str = typer.Option(None, "--type", help="Only this object type (settlement_run, api_key, outbox, "
+                                                         "config, period)."),
+    object_id: str = typer.Option(None, "--id", help="Only this object."),
+    limit: int = typer.Option(100, "--limit", min=1, help="Newest entries to show."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Audit entries, newest first: when, who (key id or CLI user), action, object, why."""
+    from kwhub.hub.app import Hub
+    from kwhub.hub.store import audit_entries
+
+    with Hub.open(config) as hub:
+        rows = audit_entries(hub.db, object_type, object_id)[::-1][:limit]
+    items = [{"id": a.id, "at": a.at.isoformat(), "actor": a.actor, "action": a.action,
+              "object_type": a.object_type, "object_id": a.object_id, "detail": a.detail} for a in rows]
+    if as_json:
+        typer.echo(json.dumps(items, indent=2, default=str))
+        return
+    table = Table(title=f"audit log ({len(items)})")
+    for col in ("at", "who", "action", "object", "why"):
+        table.add_column(col, overflow="fold")
+    for a in items:
+        why = a["detail"].get("reason", "") if isinstance(a["detail"], dict) else ""
+        table.add_row(a["at"][:19], escape(a["actor"]), escape(a["action"]),
+                      escape(f"{a['object_type']} {a['object_id']}"), escape(str(why)))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``audit`` group."""
+    app.add_typer(audit_app, name="audit")

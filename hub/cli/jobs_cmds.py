@@ -1,0 +1,74 @@
+"""``kwhub jobs list|schedule``: the scheduler's jobs and their history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+jobs_app = typer.Typer(help="Scheduled jobs: their history and schedule.", no_args_is_help=True)
+CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
+
+
+@jobs_app.command("list")
+def list_cmd(
+    job: str = typer.Option(None, "--job", help="Only this job id."),
+    status: str = typer.Option(None, "--status", help="running, succeeded, failed or interrupted."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Newest runs to show."),
+    config: Path = CONFIG,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Job runs, newest first: slot, owner, start, end, outcome and error."""
+    from kwhub.hub.app import Hub
+    from kwhub.hub.scheduler.history import list_runs
+
+    with Hub.open(config) as hub:
+        rows = list_runs(hub.db, job_id=job, status=status, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table(title=f"job runs ({len(rows)})")
+    for col in ("id", "job", "slot", "owner", "started", "took", "status", "error"):
+        table.add_column(col, overflow="fold")
+    colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+    for r in rows:
+        took = f"{(r['finished_at'] - r['started_at']).total_seconds():.2f} s" if r["finished_at"] else ""
+        table.add_row(str(r["id"]), escape(r["job_id"]), f"{r['slot']:%Y-%m-%d %H:%M:%S}", escape(r["owner"]),
+                      f"{r['started_at']:%H:%M:%S}", took, f"[{colour[r['status']]}]{r['status']}[/]",
+                      escape((r["error"] or "")[:120]))
+    console.print(table)
+    if not rows:
+        typer.echo("no job runs yet (`kwhub serve` runs the scheduler)")
+
+
+@jobs_app.command("schedule")
+def schedule_cmd(config: Path = CONFIG) -> None:
+    """The configured jobs, their schedule and last success, and who owns the scheduler."""
+    from kwhub.hub.app import Hub
+    from kwhub.hub.scheduler.history import last_success
+    from kwhub.hub.scheduler.ownership import current_owner
+    from kwhub.hub.scheduler.registry import all_jobs
+
+    with Hub.open(config) as hub:
+        owner = current_owner(hub.db)
+        ok = last_success(hub.db)
+        specs = all_jobs(hub.config)
+    table = Table(title="scheduled jobs")
+    for col in ("job", "schedule", "what", "last success"):
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        last = ok.get(s.id)
+        table.add_row(escape(s.id), s.schedule_text(), escape(s.description), f"{last:%Y-%m-%d %H:%M:%S}" if last else "")
+    console.print(table)
+    console.print(f"owner: {escape(owner['owner'])}, heartbeat {owner['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC"
+                  if owner else "owner: none yet")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``jobs`` group."""
+    app.add_typer(jobs_app, name="jobs")

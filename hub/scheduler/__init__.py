@@ -1,0 +1,1 @@
+"""The scheduler: one owner runs the configured jobs (see :mod:`kwhub.hub.scheduler.runner`)."""
