@@ -107,7 +107,7 @@ class SchedulerSettings(_Strict):
     vee_lookback_days: int = Field(default=3, ge=1, le=62)
     verify_cron: str = "30 2 * * *"  # `kwhub verify` once a day (five cron fields, [hub] timezone)
     verify_anchor: str | None = None  # an anchor file outside the database (relative: to kwhub.toml's folder)
-    disabled: list[Literal["relay", "vee", "close", "verify"]] = Field(default_factory=list)
+    disabled: list[Literal["relay", "vee", "close", "verify", "markets"]] = Field(default_factory=list)
     watch: list[WatchSettings] = Field(default_factory=list)
     close: CloseSettings = Field(default_factory=CloseSettings)
     jobs: list[JobSettings] = Field(default_factory=list)
