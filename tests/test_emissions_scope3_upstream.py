@@ -1,7 +1,7 @@
 """Scope 3 category 3a/3b from operator-given upstream (well-to-tank) factors, worked by hand.
 
-The factors come from ``[[emissions.factors]]`` in a kwhub.toml (kwhub ships no well-to-tank
-factor); every expectation is computed with Decimal here, never with kwhub's code.
+The factors come from ``[[emissions.factors]]``: the example of docs/configuration.md (kwhub ships
+no well-to-tank factor); every expectation is computed with Decimal here, never with kwhub's code.
 
 Campus (``tests/test_emissions_engine.py`` helpers): gas turbine ``gt1`` (natural gas, fuel
 meter) run by the operator ``op``, a grid tie, one tenant ``t0`` that takes everything.
@@ -20,40 +20,11 @@ from kwhub.core.carbon_settings import EmissionsSettings
 from kwhub.core.disclosure import InventoryRow
 from kwhub.core.inventory import build_disclosure
 from kwhub.hub.config import parse_config
+from tests.test_docs_configuration import doc_examples
 from tests.test_emissions_engine import GGL, RM_FACTOR, campus, run
 
-FACTORS_TOML = """
-[hub]
-timezone = "America/New_York"
-
-[[emissions.factors]]
-factor_id = "op_wtt_ng_co2"
-version = "2026"
-source = "operator's supplier well-to-tank study"
-activity = "fuel_upstream:natural_gas"
-gas = "co2"
-value = 10.0
-unit = "kg/MMBtu"
-
-[[emissions.factors]]
-factor_id = "op_wtt_ng_ch4"
-version = "2026"
-source = "operator's supplier well-to-tank study"
-activity = "fuel_upstream:natural_gas"
-gas = "ch4"
-value = 0.25
-unit = "kg/MMBtu"
-
-[[emissions.factors]]
-factor_id = "op_grid_upstream"
-version = "2026"
-source = "operator's grid upstream study"
-region = "RFCE"
-activity = "grid_upstream"
-gas = "co2e"
-value = 45.5
-unit = "kg/MWh"
-"""
+# the docs' example (docs/configuration.md, "Scope 3 category 3"), behind a hub section
+FACTORS_TOML = '[hub]\ntimezone = "America/New_York"\n' + doc_examples()["scope3-upstream"]
 
 ROWS = {"gt1.out": [1000, 1000], "gt1.fuel": [10, 9.5], "grid.out": [500, 200], "t0.load": [1500, 1200]}
 FUEL = D(10) + D("9.5")  # 19.5 MMBtu burned, all of it behind the tenant's energy
