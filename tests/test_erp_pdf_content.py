@@ -112,6 +112,14 @@ def test_each_line_shows_its_formula_and_determinants(pdf, tmp_path):
                 "formula price/MWh 32.00", "index price 3.500", "formula price/MWh 36.50",
                 "peak kW 412.5", "peak interval (UTC) 2026-10-14T18:15:00+00:00", "price/kW-month 10.00"):
         assert det in text, det
+    # pypdf keeps each row of the table together: the formula beside that line's own determinants
+    rows = _pypdf(pdf)
+    assert ("1 7.68 MWh x 32 USD/MWh = 245.76 USD energy kWh 7680; day 2026-10-05; index hh; index price 3.000; "
+            "heat rate MMBtu/MWh 9; adder/MWh 5; formula price/MWh 32.00") in rows
+    assert ("2 7.68 MWh x 36.5 USD/MWh = 280.32 USD energy kWh 7680; day 2026-10-06; index hh; index price 3.500; "
+            "heat rate MMBtu/MWh 9; adder/MWh 5; formula price/MWh 36.50") in rows
+    assert ("3 412.5 kW x 10 USD/kW = 4,125.00 USD peak kW 412.5; peak interval (UTC) 2026-10-14T18:15:00+00:00; "
+            "price/kW-month 10.00") in rows
     # totals: net 4,651.08, tax 6 % 279.06, total 4,930.14
     assert "4,651.08 USD" in text and "279.06 USD" in text and "4,930.14 USD" in text
 
