@@ -297,3 +297,8 @@ def changed_since(run_id: str, status: str, recorded: Mapping[str, Any] | None,
 def terms_for_period(contract: Contract, period: BillingPeriod) -> dict[str, Any]:
     """The ``terms`` section the contract's terms in force now give ``period`` (no intervals)."""
     return terms_record(versions_in_period(contract, period))
+
+
+def version_changes(before: TermsVersion, after: TermsVersion) -> list[str]:
+    """What ``after`` changes in ``before``'s terms, one ``key before -> after`` per term."""
+    return _diff(before.terms_json(), after.terms_json())

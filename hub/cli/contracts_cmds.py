@@ -1,0 +1,70 @@
+"""``kwhub contracts history ID``: the versions of a contract's terms (its amendments)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.output import echo
+
+contracts_app = typer.Typer(help="Contracts of kwhub.toml: the versions of their terms.", no_args_is_help=True)
+
+
+def history_json(contract: Any) -> dict[str, Any]:
+    """The contract and every version of its terms, with what each version changed."""
+    from kwhub.core.contract_versions import contract_versions, version_changes
+
+    versions = contract_versions(contract)
+    out = []
+    for i, v in enumerate(versions):
+        item = v.as_json()
+        item["changes"] = version_changes(versions[i - 1], v) if i else []
+        out.append(item)
+    return {"contract": contract.id, "seller": contract.seller, "buyer": contract.buyer,
+            "timezone": contract.timezone, "start": contract.start or None, "versions": out}
+
+
+def history_text(data: dict[str, Any]) -> str:
+    """The history as lines of plain text."""
+    n = len(data["versions"])
+    lines = [f"Contract {data['contract']} ({data['seller']} -> {data['buyer']}), time zone {data['timezone']}, "
+             f"{n} version{'s' if n != 1 else ''}"]
+    for v in data["versions"]:
+        since = f"from {v['effective']}" if v["effective"] else (
+            f"from the contract start {data['start']}" if data["start"] else "from the start")
+        until = f"to {v['until']}" if v["until"] else "open-ended"
+        lines.append(f"  {v['name']}: {since} {until}, terms sha256 {v['terms_hash'][:16]}"
+                     + (f" - {v['note']}" if v["note"] else ""))
+        for change in v["changes"]:
+            lines.append(f"      {change}")
+    return "\n".join(lines)
+
+
+@contracts_app.command("history")
+def contracts_history(
+    contract_id: str = typer.Argument(..., help="Contract id (contracts[].id in kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """List the versions of a contract's terms: the contract as written (v1), then each amendment
+    with its effective day, the terms it changed and the hash settlement runs record."""
+    from kwhub.hub.cli.common import load
+
+    if fmt not in ("text", "json"):
+        raise UserError(f"--format must be text or json, not {fmt!r}", exit_code=EXIT_CONFIG)
+    cfg = load(config, required=True)
+    found = [k for k in cfg.campus.contracts if k.id == contract_id]
+    if not found:
+        known = ", ".join(k.id for k in cfg.campus.contracts) or "none"
+        raise UserError(f"no contract {contract_id!r} in {cfg.source} (contracts: {known})", exit_code=EXIT_CONFIG)
+    data = history_json(found[0])
+    echo(json.dumps(data, indent=2) if fmt == "json" else history_text(data))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``contracts`` (history)."""
+    app.add_typer(contracts_app, name="contracts")
