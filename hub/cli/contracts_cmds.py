@@ -60,7 +60,8 @@ def contracts_history(
     found = [k for k in cfg.campus.contracts if k.id == contract_id]
     if not found:
         known = ", ".join(k.id for k in cfg.campus.contracts) or "none"
-        raise UserError(f"no contract {contract_id!r} in {cfg.source} (contracts: {known})", exit_code=EXIT_CONFIG)
+        raise UserError(f"no contract {contract_id!r} in {cfg.source} (contracts: {known})",
+                        hint="`kwhub contracts history ID` with one of the ids listed")
     data = history_json(found[0])
     echo(json.dumps(data, indent=2) if fmt == "json" else history_text(data))
 
