@@ -229,6 +229,9 @@ class Contract(_Strict):
     components leave), so every allocated kWh is billed once. Energy that is allocated
     to the buyer but billed by nobody must be declared in ``not_billed`` (source -> the
     reason), or the run is held for review. See ``docs/configuration.md``.
+
+    ``amendments`` are later versions of the terms, each from its ``effective`` local day
+    (see :mod:`kwhub.core.contract_versions`); the fields above are version 1.
     """
 
     id: str
