@@ -26,7 +26,7 @@ from kwhub.hub.cli.main import app
 from kwhub.hub.config import ConfigError, parse_config
 from kwhub.hub.settle.service import get_run, run_allocation, run_inputs, settle
 from kwhub.hub.store import Database
-from tests.fixtures.settlement import NY, settle_campus, write_period
+from tests.fixtures.settlement import NY, set_value, settle_campus, write_period
 from tests.test_docs_configuration import doc_examples
 
 ISSUE = date(2026, 11, 3)
@@ -295,3 +295,23 @@ def test_explain_names_the_version_of_each_line(tmp_path, monkeypatch):
     assert "Terms: contract version v2 (price-reset), in force 2026-10-16 to 2026-10-31" in res.output
     res = runner.invoke(app, ["explain", inv.number, "--line", "1", "--format", "json"])
     assert json.loads(res.output)["terms"]["version"] == "v1"
+
+
+def test_a_correction_of_a_split_period_adjusts_the_part_that_changed(sqlite_db):
+    campus = _amended_campus()
+    write_period(sqlite_db, "2026-10")
+    first = settle(sqlite_db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert first.status == "issued"
+    oct20 = billing_period("2026-10", NY).span.start_epoch + (19 * 96 + 10) * 900
+    set_value(sqlite_db, "a.load", oct20, 300.0)  # +200 kWh and a 1,200 kW peak on October 20, under v2
+    final = settle(sqlite_db, campus, "2026-10", contracts=["ppa-a"], version="final", issue_date=ISSUE)[0]
+    assert final.status == "issued", final.held_reasons
+    adj = final.invoice
+    # v2 energy: +0.200 MWh x 62 = 12.40; v2 demand: +800 kW x 6.193548 = 4,954.8384 -> 4,954.84
+    # (round(1,200 x 6.193548) - 2,477.42 = 7,432.26 - 2,477.42 = 4,954.84: no rounding line)
+    v2 = "terms v2 (reset), 2026-10-16 to 2026-10-31"
+    assert [(ln.description, ln.quantity, ln.unit_price, ln.amount) for ln in adj.lines] == [
+        (f"Energy, {v2} (adjustment)", D("0.200"), D("62"), D("12.40")),
+        (f"Demand, {v2} (adjustment)", D("800.000"), D("6.193548"), D("4954.84")),
+    ]
+    assert adj.kind == "adjustment" and adj.total == D("4967.24")
