@@ -248,13 +248,23 @@ def terms_difference(recorded: Mapping[str, Any], current: Mapping[str, Any]) ->
     if [(v["version"], v["first_day"], v["last_day"]) for v in old] != \
             [(v["version"], v["first_day"], v["last_day"]) for v in new]:
         out.append(f"versions in force were {days(old)}, now {days(new)}")
-    for o, n in zip(old, new, strict=False):
-        if o["terms_hash"] == n["terms_hash"]:
-            continue
-        changed = _diff(o.get("terms") or {}, n.get("terms") or {})
-        out.append(f"{n['name']} terms: " + ("; ".join(changed[:6]) + (f" and {len(changed) - 6} more"
-                                                                         if len(changed) > 6 else "")
-                                             if changed else "changed"))
+    def listing(changed: list[str]) -> str:
+        if not changed:
+            return "changed"
+        return "; ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+
+    old_by = {v["version"]: v for v in old}
+    for i, n in enumerate(new):
+        o = old_by.get(n["version"])
+        if o is None:  # a version the period did not have: what it changes against the version before it
+            base = new[i - 1] if i else (old[-1] if old else {})
+            out.append(f"{n['name']} is new in the period: "
+                       f"{listing(_diff(base.get('terms') or {}, n.get('terms') or {}))}")
+        elif o["terms_hash"] != n["terms_hash"]:
+            out.append(f"{n['name']} terms: {listing(_diff(o.get('terms') or {}, n.get('terms') or {}))}")
+    gone = [o["name"] for o in old if o["version"] not in {n["version"] for n in new}]
+    if gone:
+        out.append(f"no longer in force in the period: {', '.join(gone)}")
     return out
 
 
@@ -282,16 +292,17 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def changed_since(run_id: str, status: str, recorded: Mapping[str, Any] | None,
-                  current: Mapping[str, Any]) -> str | None:
-    """``terms changed since run X (issued): ...`` when a settled run's recorded ``terms``
-    differ from the terms in force now for its period (None when they agree, or when the
-    run recorded none: it was settled before terms were recorded)."""
+                  current: Mapping[str, Any], period: str = "") -> str | None:
+    """``terms [of period P] changed since run X (issued): ...`` when a settled run's recorded
+    ``terms`` differ from the terms in force now for its period (None when they agree, or
+    when the run recorded none: it was settled before terms were recorded)."""
     if not recorded:
         return None
     diff = terms_difference(recorded, current)
     if not diff:
         return None
-    return f"terms changed since run {run_id} ({status.replace('_', ' ')}): " + "; ".join(diff)
+    of = f" of period {period}" if period else ""
+    return f"terms{of} changed since run {run_id} ({status.replace('_', ' ')}): " + "; ".join(diff)
 
 
 def terms_for_period(contract: Contract, period: BillingPeriod) -> dict[str, Any]:

@@ -129,6 +129,19 @@ def test_editing_the_terms_of_an_invoiced_period_holds_the_next_run(sqlite_db):
     assert {c["check"]: c["passed"] for c in stored}["contract_terms"] is False
 
 
+def test_an_amendment_added_inside_an_invoiced_period_holds_its_correction(sqlite_db):
+    write_period(sqlite_db, "2026-10")
+    first = settle(sqlite_db, settle_campus(), "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert first.status == "issued"
+    final = settle(sqlite_db, _amended_campus(), "2026-10", contracts=["ppa-a"], version="final",
+                   issue_date=ISSUE)[0]
+    assert final.status == "held"
+    reason = next(r for r in final.held_reasons if r.startswith("contract_terms:"))
+    assert ("versions in force were v1 2026-10-01..2026-10-31, now v1 2026-10-01..2026-10-15, "
+            "v2 (reset) 2026-10-16..2026-10-31") in reason
+    assert "components[fixed_energy].price_per_mwh 50 -> 62" in reason
+
+
 def test_editing_last_months_terms_holds_this_months_run_but_an_amendment_does_not(sqlite_db):
     write_period(sqlite_db, "2026-10")
     write_period(sqlite_db, "2026-11")
@@ -145,7 +158,7 @@ def test_editing_last_months_terms_holds_this_months_run_but_an_amendment_does_n
     nov = settle(sqlite_db, _edit_price(settle_campus(), "55"), "2026-11", contracts=["ppa-a"], issue_date=ISSUE)[0]
     assert nov.status == "held"
     reason = next(r for r in nov.held_reasons if r.startswith("contract_terms:"))
-    assert f"terms changed since run {oct_run.run_id} (issued)" in reason and "(period 2026-10)" in reason
+    assert f"terms of period 2026-10 changed since run {oct_run.run_id} (issued)" in reason
 
 
 # --------------------------------------------------------------------------- configuration

@@ -1060,9 +1060,9 @@ def _terms_changes(contract: Contract, comp: RunComputation, settled: _PeriodFac
             out.append(msg)
     if previous is not None and previous.status in ("issued", "no_change") and previous.terms:
         now = terms_for_period(contract, billing_period(previous.period, contract.timezone))
-        msg = changed_since(previous.run_id, previous.status, previous.terms, now)
+        msg = changed_since(previous.run_id, previous.status, previous.terms, now, previous.period)
         if msg:
-            out.append(f"{msg} (period {previous.period})")
+            out.append(msg)
     return out
 
 
