@@ -328,3 +328,39 @@ def test_a_correction_of_a_split_period_adjusts_the_part_that_changed(sqlite_db)
         (f"Demand, {v2} (adjustment)", D("800.000"), D("6.193548"), D("4954.84")),
     ]
     assert adj.kind == "adjustment" and adj.total == D("4967.24")
+
+
+def test_amounts_per_period_are_prorated_by_the_days_of_each_version():
+    from kwhub.core.pricing.by_version import price_by_version
+    from tests.fixtures.pricing import make_ctx, period
+
+    per = period("2026-10")
+    ctx = make_ctx(per, 250.0, contract_kw={
+        "components": [
+            {"kind": "capacity", "id": "cap", "contracted_kw": "1000", "price_per_kw_month": "5"},
+            {"kind": "capacity", "id": "cap-days", "contracted_kw": "1000", "price_per_kw_month": "5",
+             "proration": "days"},
+            {"kind": "take_or_pay", "id": "top", "minimum_mwh": "1000", "price_per_mwh": "40"},
+        ],
+        "amendments": [{"effective": "2026-10-11", "components": [
+            {"id": "cap", "price_per_kw_month": "6"}, {"id": "cap-days", "price_per_kw_month": "6"},
+            {"id": "top", "price_per_mwh": "45"}]}],
+    })
+    parts = versions_in_period(ctx.contract, per, ctx.starts)
+    charges, lines = price_by_version(parts, ctx)
+    # v1, Oct 1..10 (10 of 31 days, 960 quarter-hours x 250 kWh = 240 MWh):
+    cap1 = _r(D(5) * D(10) / D(31), PRICE)  # 1.612903, either way of prorating
+    top1 = _r(D(1000) * D(10) / D(31) - D(240), D("0.001"))  # 322.580645... - 240 = 82.581 MWh short
+    # v2, Oct 11..31 (21 days, 2,016 x 250 kWh = 504 MWh):
+    cap2 = _r(D(6) * D(21) / D(31), PRICE)  # 4.064516
+    top2 = _r(D(1000) * D(21) / D(31) - D(504), D("0.001"))  # 677.419354... - 504 = 173.419
+    assert (cap1, top1, cap2, top2) == (D("1.612903"), D("82.581"), D("4.064516"), D("173.419"))
+    assert [(ln.quantity, ln.unit_price, ln.amount) for ln in lines] == [
+        (D("1000"), cap1, _r(1000 * cap1)), (D("1000"), cap1, _r(1000 * cap1)), (top1, D("40"), _r(top1 * 40)),
+        (D("1000"), cap2, _r(1000 * cap2)), (D("1000"), cap2, _r(1000 * cap2)), (top2, D("45"), _r(top2 * 45)),
+    ]
+    assert sum(ln.amount for ln in lines) == D("22461.94")
+    assert lines[0].determinants["period_share"] == str(D(10) / D(31))
+    assert "period_share" not in lines[1].determinants  # proration = "days" follows the part's days itself
+    assert lines[1].determinants["days"] == "10" and lines[4].determinants["days"] == "21"
+    assert [c.mask for c in charges] == [None] * 6  # no energy charge: nothing to widen
