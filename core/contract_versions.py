@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -62,29 +63,27 @@ class TermsVersion:
 
     def terms_json(self) -> dict[str, Any]:
         """The terms as canonical JSON data (what :attr:`terms_hash` covers)."""
+        return json.loads(self._terms_text)
+
+    @cached_property
+    def _terms_text(self) -> str:
         from kwhub.core.contract_energy import component_ids
 
         k = self.contract
-        out: dict[str, Any] = {f: _plain(getattr(k, f)) for f in TERMS_FIELDS}
-        out["components"] = [{"id": cid, "kind": spec.kind, **_plain(spec.settings())}
+        out: dict[str, Any] = {f: getattr(k, f) for f in TERMS_FIELDS}
+        out["components"] = [{"id": cid, "kind": spec.kind, **spec.settings()}
                              for cid, spec in zip(component_ids(k), k.components, strict=True)]
-        return out
+        return json.dumps(out, sort_keys=True, separators=(",", ":"), default=str)
 
-    @property
+    @cached_property
     def terms_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.terms_json(), sort_keys=True, separators=(",", ":"))
-                              .encode("utf-8")).hexdigest()
+        return hashlib.sha256(self._terms_text.encode("utf-8")).hexdigest()
 
     def as_json(self) -> dict[str, Any]:
         return {"version": self.number, "label": self.label, "name": self.name,
                 "effective": self.effective.isoformat() if self.effective else None,
                 "until": self.until.isoformat() if self.until else None, "note": self.note,
                 "terms_hash": self.terms_hash, "terms": self.terms_json()}
-
-
-def _plain(value: Any) -> Any:
-    """JSON data with Decimals and dates as exact strings."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def amendment_problems(contract: Contract) -> list[str]:
