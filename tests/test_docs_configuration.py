@@ -109,3 +109,15 @@ def test_amended_price_splits_october(db, tmp_path):
     ]
     assert inv.total == D("7200.00") + v1_fee + D("9523.20") + v2_fee == D("17878.04")
     assert "17,878.04" in DOC.read_text()
+
+
+def test_amended_price_edit_of_invoiced_terms_is_held_as_quoted(db, tmp_path):
+    cfg = _cfg("amended-price", tmp_path)
+    write_period(db, "2026-10", {"a.load": 100.0})
+    assert settle(db, cfg.campus, "2026-10", options=cfg.settlement_options())[0].status == "issued"
+    edited = _cfg("amended-price", tmp_path, doc_examples()["amended-price"].replace(
+        'price_per_mwh = "50"', 'price_per_mwh = "55"'))
+    final = settle(db, edited.campus, "2026-10", version="final", options=edited.settlement_options())[0]
+    assert final.status == "held"
+    quoted = re.search(r"check: \*(terms changed since run .*?)\*", " ".join(DOC.read_text().split())).group(1)
+    assert any(r.startswith(f"contract_terms: {quoted};") for r in final.held_reasons), (quoted, final.held_reasons)
