@@ -127,6 +127,15 @@ def test_editing_the_terms_of_an_invoiced_period_holds_the_next_run(sqlite_db):
     assert "write it as an amendment" in reasons[0]
     stored = json.loads(get_run(sqlite_db, final.run_id)["checks"])
     assert {c["check"]: c["passed"] for c in stored}["contract_terms"] is False
+    # approved with a reason, the final bills the period under the new terms (+297.6 MWh x 5 = 1,488.00);
+    # the next run compares with it, so the edit holds nothing more
+    from kwhub.hub.settle.review import approve_runs
+
+    done = approve_runs(sqlite_db, edited, [final.run_id], actor="alice", reason="price corrected per contract",
+                        issue_date=ISSUE)[final.run_id]
+    assert not done.error and done.invoice.kind == "adjustment" and done.invoice.total == D("1488.00")
+    again = settle(sqlite_db, edited, "2026-10", contracts=["ppa-a"], version="true_up", issue_date=ISSUE)[0]
+    assert again.status == "unchanged"
 
 
 def test_an_amendment_added_inside_an_invoiced_period_holds_its_correction(sqlite_db):
