@@ -291,6 +291,11 @@ def test_contracts_history_lists_the_versions(tmp_path, monkeypatch):
     assert data["versions"][1]["terms"]["components"][0] == {"id": "energy", "kind": "fixed_energy",
                                                              "price_per_mwh": "62"}
     assert len(data["versions"][1]["terms_hash"]) == 64 and data["versions"][0]["changes"] == []
+    res = runner.invoke(app, ["contracts", "history", "ppa-a", "--period", "2026-10"])
+    assert "In force in 2026-10: v1 2026-10-01 to 2026-10-15, v2 (price-reset) 2026-10-16 to 2026-10-31" in res.output
+    res = runner.invoke(app, ["contracts", "history", "ppa-a", "--period", "2026-11", "--format", "json"])
+    assert json.loads(res.output)["period"]["parts"] == [
+        {"version": "v2 (price-reset)", "first_day": "2026-11-01", "last_day": "2026-11-30"}]
     res = runner.invoke(app, ["contracts", "history", "nope"])
     assert res.exit_code != 0 and "no contract 'nope'" in str(res.exception) and "(contracts: ppa-a)" in str(res.exception)
 

@@ -14,9 +14,11 @@ from kwhub.hub.cli.output import echo
 contracts_app = typer.Typer(help="Contracts of kwhub.toml: the versions of their terms.", no_args_is_help=True)
 
 
-def history_json(contract: Any) -> dict[str, Any]:
-    """The contract and every version of its terms, with what each version changed."""
-    from kwhub.core.contract_versions import contract_versions, version_changes
+def history_json(contract: Any, period: str | None = None) -> dict[str, Any]:
+    """The contract and every version of its terms, with what each version changed (and, for
+    ``period``, the local days each version prices in it)."""
+    from kwhub.core.contract_versions import contract_versions, version_changes, versions_in_period
+    from kwhub.core.timeline import billing_period
 
     versions = contract_versions(contract)
     out = []
@@ -24,8 +26,14 @@ def history_json(contract: Any) -> dict[str, Any]:
         item = v.as_json()
         item["changes"] = version_changes(versions[i - 1], v) if i else []
         out.append(item)
-    return {"contract": contract.id, "seller": contract.seller, "buyer": contract.buyer,
-            "timezone": contract.timezone, "start": contract.start or None, "versions": out}
+    data: dict[str, Any] = {"contract": contract.id, "seller": contract.seller, "buyer": contract.buyer,
+                            "timezone": contract.timezone, "start": contract.start or None, "versions": out}
+    if period:
+        parts = versions_in_period(contract, billing_period(period, contract.timezone), versions=versions)
+        data["period"] = {"label": period, "parts": [
+            {"version": p.version.name, "first_day": p.period.first_day.isoformat(),
+             "last_day": p.period.last_day.isoformat()} for p in parts]}
+    return data
 
 
 def history_text(data: dict[str, Any]) -> str:
@@ -41,6 +49,10 @@ def history_text(data: dict[str, Any]) -> str:
                      + (f" - {v['note']}" if v["note"] else ""))
         for change in v["changes"]:
             lines.append(f"      {change}")
+    if "period" in data:
+        per = data["period"]
+        lines.append(f"In force in {per['label']}: " + ", ".join(
+            f"{p['version']} {p['first_day']} to {p['last_day']}" for p in per["parts"]))
     return "\n".join(lines)
 
 
@@ -48,6 +60,8 @@ def history_text(data: dict[str, Any]) -> str:
 def contracts_history(
     contract_id: str = typer.Argument(..., help="Contract id (contracts[].id in kwhub.toml)."),
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    period: str = typer.Option(None, "--period", help="Also show the days each version prices in this billing "
+                                                       "period (YYYY-MM)."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
     """List the versions of a contract's terms: the contract as written (v1), then each amendment
@@ -62,7 +76,12 @@ def contracts_history(
         known = ", ".join(k.id for k in cfg.campus.contracts) or "none"
         raise UserError(f"no contract {contract_id!r} in {cfg.source} (contracts: {known})",
                         hint="`kwhub contracts history ID` with one of the ids listed")
-    data = history_json(found[0])
+    from kwhub.core.timeline import TimeModelError
+
+    try:
+        data = history_json(found[0], period)
+    except TimeModelError as exc:
+        raise UserError(f"--period: {exc}", exit_code=EXIT_CONFIG) from None
     echo(json.dumps(data, indent=2) if fmt == "json" else history_text(data))
 
 
