@@ -378,3 +378,14 @@ def test_amounts_per_period_are_prorated_by_the_days_of_each_version():
     assert "period_share" not in lines[1].determinants  # proration = "days" follows the part's days itself
     assert lines[1].determinants["days"] == "10" and lines[4].determinants["days"] == "21"
     assert [c.mask for c in charges] == [None] * 6  # no energy charge: nothing to widen
+
+
+def test_a_version_boundary_after_the_fall_back_day_counts_its_25_hours():
+    k = _amended_campus().contracts[0]
+    k = k.model_copy(update={"amendments": [k.amendments[0].model_copy(update={"effective": date(2026, 11, 2)})]})
+    nov = billing_period("2026-11", NY)
+    starts = np.arange(nov.span.start_epoch, nov.span.end_epoch, 900)
+    parts = versions_in_period(k, nov, starts)
+    # November 1, 2026 has 25 local hours in New York: 100 quarter-hours; the other 29 days 96 each
+    assert len(starts) == 100 + 29 * 96
+    assert [(p.first, p.stop) for p in parts] == [(0, 100), (100, 100 + 29 * 96)]
