@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "kwhub.hub.cli.ingest_cmds",  # ingest, readings
     "kwhub.hub.cli.vee_cmds",  # vee report
     "kwhub.hub.cli.settle_cmds",  # settle, invoices, explain
+    "kwhub.hub.cli.contracts_cmds",  # contracts history
     "kwhub.hub.cli.review_cmds",  # runs list/show/approve/reject, report energy/allocation
     "kwhub.hub.cli.owners_cmds",  # owners statement, emissions
     "kwhub.hub.cli.outbox_cmds",  # deliver, outbox list/retry
