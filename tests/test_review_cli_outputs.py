@@ -55,7 +55,8 @@ def test_explain_shows_the_checks_and_the_zeroed_intervals(tmp_path, monkeypatch
     assert "  check estimated_share: pass - 0 of 8928 channel-intervals estimated or edited (0.00 %, limit 10 %)" in out
     checks = [ln.split(":")[0].split()[-1] for ln in out.splitlines() if ln.startswith("  check ")]
     assert checks == ["period_ended", "measured_data", "missing_intervals", "estimated_share", "suspect_intervals",
-                      "physical_limit", "unit_factor", "negative_quantity", "movement", "unbilled_energy"]
+                      "physical_limit", "unit_factor", "negative_quantity", "movement", "unbilled_energy",
+                      "contract_terms"]
     res = runner.invoke(app, ["explain", "OP-000001", "--line", "1", "--format", "json"])
     exp = json.loads(res.output)
     exp = exp[0] if isinstance(exp, list) else exp
