@@ -42,14 +42,16 @@ class CampusFlow:
     sources: dict[str, str] = field(default_factory=dict)  # source id -> asset kind
 
     def sankey(self) -> dict[str, Any]:
-        """ECharts ``series.sankey`` data: nodes and links in kW (links below 0.001 kW left out)."""
-        nodes = [{"name": f"{s} ({k})" if k else s} for s, k in self.sources.items()]
-        nodes += [{"name": t.name} for t in self.tenants]
-        links = [{"source": f"{s} ({self.sources[s]})" if self.sources.get(s) else s, "target": t.name,
-                  "value": round(kw, 3)}
-                 for t in self.tenants for s, kw in t.by_source_kw.items() if kw >= 0.001]
-        return {"nodes": nodes, "links": links}
+        """ECharts ``series.sankey`` data: nodes and links in kW (links below 0.001 kW and idle sources left out)."""
+        def label(s: str) -> str:
+            return f"{s} ({self.sources[s]})" if self.sources.get(s) else s
 
+        links = [{"source": label(s), "target": t.name, "value": round(kw, 3)}
+                 for t in self.tenants for s, kw in t.by_source_kw.items() if kw >= 0.001]
+        used = {x["source"] for x in links} | {x["target"] for x in links}
+        nodes = [{"name": label(s)} for s in self.sources if label(s) in used]
+        nodes += [{"name": t.name} for t in self.tenants if t.name in used]
+        return {"nodes": nodes, "links": links}
 
 def latest_flow(hub: Any, request: Any, who: Principal) -> CampusFlow:
     """The flow of the latest period with issued runs this caller may see (empty when there is none)."""
