@@ -8,6 +8,8 @@ come from the API's own run list, so a tenant sees only its own flows.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,21 +55,53 @@ class CampusFlow:
         nodes += [{"name": t.name} for t in self.tenants if t.name in used]
         return {"nodes": nodes, "links": links}
 
-def latest_flow(hub: Any, request: Any, who: Principal) -> CampusFlow:
-    """The flow of the latest period with issued runs this caller may see (empty when there is none)."""
-    from kwhub.core.allocation import unpack_array
-    from kwhub.core.timeline import billing_period
-    from kwhub.hub.settle.service import run_allocation
+class FlowCache:
+    """Figures of issued runs by (caller's party, run ids): an issued run's allocation never changes."""
 
+    def __init__(self, size: int = 64) -> None:
+        self._items: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+        value = make()
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = value
+        return value
+
+
+def campus_now(hub: Any, request: Any, who: Principal, cache: FlowCache) -> tuple[CampusFlow, dict[str, Any], str]:
+    """The latest flow and its emissions figures for this caller (computed once per set of issued runs)."""
     issued = runs_api.list_runs(request=request, period=None, contract=None, status="issued", who=who,
                                 params=ALL)["items"]
     if not issued:
-        return CampusFlow()
+        return CampusFlow(), {}, ""
     period = max(r["period"] for r in issued)
     latest: dict[str, dict[str, Any]] = {}
     for r in issued:
         if r["period"] == period:
             latest[r["contract_id"]] = r  # ordered by version within the period: the last one wins
+    key = (who.row_scope, period, tuple(sorted(r["id"] for r in latest.values())))
+
+    def make() -> tuple[CampusFlow, dict[str, Any], str]:
+        flow = latest_flow(hub, period, latest)
+        carbon, note = emissions_by_party(request, who, period)
+        return flow, carbon, note
+
+    return cache.get(key, make)  # type: ignore[no-any-return]
+
+
+def latest_flow(hub: Any, period: str, latest: dict[str, dict[str, Any]]) -> CampusFlow:
+    """The flow of ``period`` from its latest issued run per contract (``latest``: contract id -> run row)."""
+    from kwhub.core.allocation import unpack_array
+    from kwhub.core.timeline import billing_period
+    from kwhub.hub.settle.service import run_allocation
+
     contracts = {c.id: c for c in hub.campus.contracts}
     names = {p.id: p.name or p.id for p in hub.campus.parties}
     kinds = {a.id: a.kind for a in hub.campus.assets}

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kwhub.hub.ui.auth import SignInNeeded, UiError, sessions
+from kwhub.hub.ui.flow import FlowCache
 from kwhub.hub.ui.render import page
 from kwhub.hub.ui.session import COOKIE, SessionStore
 
@@ -31,6 +32,7 @@ def install(app: Any) -> None:
     )
 
     app.state.ui_sessions = SessionStore()
+    app.state.ui_flow_cache = FlowCache()
     for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports):
         app.include_router(module.router, prefix="/ui", include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC)), name="ui-static")

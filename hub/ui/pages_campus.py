@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from kwhub.hub.ui.auth import Viewer, viewer
-from kwhub.hub.ui.flow import emissions_by_party, latest_flow
+from kwhub.hub.ui.flow import campus_now
 from kwhub.hub.ui.render import page
 
 router = APIRouter()
@@ -16,8 +16,7 @@ router = APIRouter()
 
 def _context(request: Request, who: Viewer) -> dict[str, object]:
     hub = request.app.state.hub
-    flow = latest_flow(hub, request, who.principal)
-    carbon, note = emissions_by_party(request, who.principal, flow.period) if flow.period else ({}, "")
+    flow, carbon, note = campus_now(hub, request, who.principal, request.app.state.ui_flow_cache)
     return {"flow": flow, "carbon": carbon, "carbon_note": note,
             "sankey_json": json.dumps(flow.sankey()), "refresh_s": 30}
 
