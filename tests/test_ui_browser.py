@@ -117,6 +117,21 @@ def _shot(driver: Any, name: str) -> None:
     driver.set_window_size(1280, 1000)
 
 
+def _flag_some_intervals(env: Any) -> None:
+    """A few suspect and estimated intervals in October, so the heatmap screenshot shows them."""
+    import numpy as np
+
+    from kwhub.core.intervals import ChannelSeries
+    from kwhub.core.quality import Quality
+
+    day5 = 1_791_172_800  # 2026-10-05 00:00 EDT
+    for ch, offset, n, q in (("a.load", 0, 3, Quality.SUSPECT), ("b.load", 7 * 86400, 8, Quality.ESTIMATED),
+                             ("gt1.net", 12 * 86400, 2, Quality.SUSPECT)):
+        starts = day5 + offset + 3600 + 900 * np.arange(n, dtype=np.int64)
+        env.api.hub.db.intervals.write_series([ChannelSeries(ch, 15, starts, np.full(n, 100.0),
+                                                             np.full(n, q, np.uint8))], layer="validated")
+
+
 def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter(live, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -128,11 +143,12 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     assert "200.0 kW" in browser.find_element(By.ID, "tenants").text
     assert browser.execute_script("return typeof htmx") == "object"
     _shot(browser, "campus")
+    _flag_some_intervals(env)
     pages = {"runs": "Waiting for a decision", "invoices": "Number", "deliveries": "Retry row",
              "quality": "VEE events", "owners": "Owner statements", "emissions": "Emissions",
              "jobs": "Configured jobs", "audit": "key.create", "keys": "Create a key"}
     for name, text in pages.items():
-        browser.get(f"{base}/ui/{name}")
+        browser.get(f"{base}/ui/{name}" + ("?period=2026-10" if name == "quality" else ""))
         assert text in browser.find_element(By.TAG_NAME, "body").text, name
         assert not browser.find_elements(By.CSS_SELECTOR, ".notice.error"), name
         _shot(browser, name)
@@ -142,6 +158,7 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     assert browser.find_element(By.ID, "invoice-total").text == f"{float(api_total):,.2f} USD"
     _shot(browser, "invoice")
     browser.get(f"{base}/ui/quality/a.load/2026-10-05")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#series canvas"))  # drawn by the vendored uPlot
     _shot(browser, "quality-drilldown")
     # approve the held run: keyboard into the reason field, then the button
     browser.get(f"{base}/ui/runs")

@@ -62,5 +62,7 @@ def channel_day(channel_id: str, day: str, request: Request, layer: str = "valid
     body = json.loads(resp.body)
     rows = [(datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC), v, q)
             for s, v, q in zip(body["start"], body["kwh"], body["quality"], strict=True)]
+    series = json.dumps({"t": [int(t.timestamp()) for t, _, _ in rows], "kwh": [v for _, v, _ in rows],
+                         "tz": request.app.state.hub.config.hub.timezone})
     return page(request, "channel_day.html", title=f"{channel_id} on {d.isoformat()}", who=who, rows=rows,
-                channel=channel_id, day=d, layer=layer, minutes=body["interval_minutes"])
+                channel=channel_id, day=d, layer=layer, minutes=body["interval_minutes"], series_json=series)

@@ -14,6 +14,16 @@
     });
     window.addEventListener('resize', function () { chart.resize(); });
   }
-  document.addEventListener('DOMContentLoaded', function () { drawSankey(document); });
+  function drawSeries() {
+    var el = document.querySelector('#series[data-series]');
+    if (!el || !window.uPlot) return;
+    var data = JSON.parse(el.getAttribute('data-series'));
+    new uPlot({
+      width: el.clientWidth || 800, height: 260, tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), data.tz); },
+      series: [{}, {label: 'kWh', stroke: '#0b5cad', width: 2, value: function (u, v) { return v == null ? '—' : v.toFixed(3) + ' kWh'; }}],
+      axes: [{}, {label: 'kWh'}]
+    }, [data.t, data.kwh], el);
+  }
+  document.addEventListener('DOMContentLoaded', function () { drawSankey(document); drawSeries(); });
   document.addEventListener('htmx:afterSwap', function (e) { drawSankey(e.target); });
 })();
