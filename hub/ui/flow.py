@@ -56,7 +56,11 @@ class CampusFlow:
         return {"nodes": nodes, "links": links}
 
 class FlowCache:
-    """Figures of issued runs by (caller's party, run ids): an issued run's allocation never changes."""
+    """Figures derived from issued runs, by (what, caller's party, configuration, run ids).
+
+    An issued run's allocation and statement never change, so figures computed from a set
+    of issued runs hold until another run is issued or the configuration is reloaded.
+    """
 
     def __init__(self, size: int = 64) -> None:
         self._items: dict[tuple[Any, ...], Any] = {}
@@ -86,7 +90,8 @@ def campus_now(hub: Any, request: Any, who: Principal, cache: FlowCache) -> tupl
     for r in issued:
         if r["period"] == period:
             latest[r["contract_id"]] = r  # ordered by version within the period: the last one wins
-    key = (who.row_scope, period, tuple(sorted(r["id"] for r in latest.values())))
+    key = ("campus", who.row_scope, getattr(request.app.state, "config_sha256", ""), period,
+           tuple(sorted(r["id"] for r in latest.values())))
 
     def make() -> tuple[CampusFlow, dict[str, Any], str]:
         flow = latest_flow(hub, period, latest)

@@ -11,7 +11,7 @@ from kwhub.hub.api import campus as campus_api
 from kwhub.hub.ui.auth import UiError, Viewer, call_api, viewer
 from kwhub.hub.ui.flow import ALL
 from kwhub.hub.ui.periods import chosen_period
-from kwhub.hub.ui.quality import heatmap
+from kwhub.hub.ui.quality import cells_html, heatmap
 from kwhub.hub.ui.render import page
 
 router = APIRouter()
@@ -31,7 +31,8 @@ def quality(request: Request, period: str = "", layer: str = "validated",
         raise UiError(422, f"Unknown layer {layer!r}; choose raw or validated.")
     period = chosen_period(request, who, period)
     hub = request.app.state.hub
-    days, rows = heatmap(hub, _channels(request, who), period, layer)
+    days, counted = heatmap(hub, _channels(request, who), period, layer)
+    rows = [(ch, cells_html(ch.id, days, cells, layer)) for ch, cells in counted]
     events = call_api(campus_api.vee_events, request=request, channel=None, rule=None, who=who.principal,
                       params=ALL)["items"]
     events = [e for e in events if e["day"][:7] == period]

@@ -1,7 +1,7 @@
 """Data quality of a period: per channel and local day, how many intervals are missing, estimated, suspect.
 
-Each channel's intervals are read once for the whole period (the same
-``intervals.read_series`` the API's readings route uses) and counted per day with numpy.
+The period is read as one dense matrix per interval length (``intervals.read_matrix``,
+absent intervals marked missing) and counted per local day with ``numpy.add.reduceat``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
+from markupsafe import Markup, escape
 
 from kwhub.core.quality import Quality
 
@@ -52,24 +54,40 @@ def local_days(period: str, tz: Any) -> list[tuple[date, int, int]]:
 
 
 def heatmap(hub: Any, channels: list[Any], period: str, layer: str) -> tuple[list[date], list[tuple[Any, list[DayCounts]]]]:
-    """Days of the period and, per channel, the counts of each day."""
+    """Days of the period and, per channel, the counts of each day (one matrix read per interval length)."""
     from kwhub.core.timeline import Span, zone
 
     days = local_days(period, zone(hub.config.hub.timezone))
     bounds = np.array([d[1] for d in days] + [days[-1][2]], dtype=np.int64)
-    span = Span(datetime.fromtimestamp(int(bounds[0]), zone("UTC")), datetime.fromtimestamp(int(bounds[-1]), zone("UTC")))
-    rows = []
+    utc = zone("UTC")
+    span = Span(datetime.fromtimestamp(int(bounds[0]), utc), datetime.fromtimestamp(int(bounds[-1]), utc))
+    by_minutes: dict[int, list[Any]] = {}
     for ch in channels:
-        step = ch.interval_minutes * 60
+        by_minutes.setdefault(ch.interval_minutes, []).append(ch)
+    counts: dict[str, list[DayCounts]] = {}
+    for minutes, group in by_minutes.items():
+        step = minutes * 60
+        m = hub.db.intervals.read_matrix([c.id for c in group], span, minutes, layer=layer)
+        edges = (bounds[:-1] - bounds[0]) // step
         expected = np.diff(bounds) // step
-        s = hub.db.intervals.read_series(ch.id, span, layer=layer, interval_minutes=ch.interval_minutes)
-        idx = np.searchsorted(bounds, s.starts, side="right") - 1
-        n = len(days)
-        present = np.bincount(idx, minlength=n)[:n]
-        q = s.quality
-        miss = np.bincount(idx, weights=(q == Quality.MISSING), minlength=n)[:n].astype(int)
-        est = np.bincount(idx, weights=(q == Quality.ESTIMATED) | (q == Quality.EDITED), minlength=n)[:n].astype(int)
-        sus = np.bincount(idx, weights=(q == Quality.SUSPECT), minlength=n)[:n].astype(int)
-        missing = np.maximum(expected - present, 0) + miss
-        rows.append((ch, [DayCounts(int(expected[i]), int(missing[i]), int(est[i]), int(sus[i])) for i in range(n)]))
-    return [d[0] for d in days], rows
+
+        def per_day(mask: np.ndarray, edges: np.ndarray = edges) -> np.ndarray:
+            return np.add.reduceat(mask.astype(np.int32), edges, axis=1)
+
+        q = m.quality
+        miss = per_day(q == Quality.MISSING)
+        est = per_day((q == Quality.ESTIMATED) | (q == Quality.EDITED))
+        sus = per_day(q == Quality.SUSPECT)
+        for i, ch in enumerate(group):
+            counts[ch.id] = [DayCounts(int(expected[j]), int(miss[i, j]), int(est[i, j]), int(sus[i, j]))
+                             for j in range(len(days))]
+    return [d[0] for d in days], [(ch, counts[ch.id]) for ch in channels]
+
+
+def cells_html(channel_id: str, days: list[date], cells: list[DayCounts], layer: str) -> Markup:
+    """One heatmap row's cells as HTML (built here: a month of cells per channel is too many for the template)."""
+    base = escape(f"/ui/quality/{quote(channel_id, safe='.-_~')}/")
+    lay = escape(quote(layer))
+    return Markup("".join(
+        f'<td class="cell q{c.level}"><a href="{base}{d.isoformat()}?layer={lay}">{c.text}</a></td>'
+        for d, c in zip(days, cells, strict=True)))
