@@ -142,6 +142,11 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sankey svg"))
     assert "200.0 kW" in browser.find_element(By.ID, "tenants").text
     assert browser.execute_script("return typeof htmx") == "object"
+    # the page asks htmx for the flow fragment itself (what the timer does), under the page's CSP
+    browser.execute_script("htmx.ajax('GET', '/ui/campus/flow', '#flow')")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sankey svg") and "200.0 kW" in d.find_element(By.ID, "flow").text)
+    errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not errors, errors  # no CSP violation or script error
     _shot(browser, "campus")
     _flag_some_intervals(env)
     pages = {"runs": "Waiting for a decision", "invoices": "Number", "deliveries": "Retry row",
@@ -157,6 +162,9 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     api_total = env.api.get("operator", f"/api/v1/invoices/{inv}").json()["total"]
     assert browser.find_element(By.ID, "invoice-total").text == f"{float(api_total):,.2f} USD"
     _shot(browser, "invoice")
+    browser.find_element(By.LINK_TEXT, "explain line 1").click()
+    assert "Arithmetic" in browser.find_element(By.TAG_NAME, "main").text
+    _shot(browser, "invoice-line")
     browser.get(f"{base}/ui/quality/a.load/2026-10-05")
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#series canvas"))  # drawn by the vendored uPlot
     _shot(browser, "quality-drilldown")

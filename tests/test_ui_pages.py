@@ -55,6 +55,7 @@ def test_pages_send_a_browser_without_a_session_to_sign_in_and_the_cookie_is_har
     ok = client.post("/ui/login", data={"key": env.api.keys["operator"], "csrf_token": token,
                                         "next": "https://evil.example/"}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"] == "/ui/campus"  # no open redirect
+    assert "script-src 'self'" in client.get("/ui/login").headers["content-security-policy"]
     cookie = [h for h in ok.headers.get_list("set-cookie") if h.startswith("kwhub_session=")][0].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie
     assert env.api.keys["operator"] not in ok.headers.get("set-cookie", "")  # the key never goes to the browser
@@ -96,6 +97,11 @@ def test_invoice_pages_show_the_apis_totals_and_every_format(ui_env_sqlite):
     page = client.get(f"/ui/invoices/{inv}").text
     for fmt in ("pdf", "json", "ubl", "cii", "csv"):
         assert f'/ui/invoices/{inv}/documents/{fmt}"' in page
+    why = client.get(f"/ui/invoices/{env.api.invoices['tenant_b']}/lines/1")
+    # hand-computed: tenant B's gt1 share, 89,280 kWh = 89.280 MWh x 40 $/MWh = 3,571.20 USD
+    assert why.status_code == 200 and "3,571.20 USD" in why.text and "pro_rata" in why.text and "89280.0" in why.text
+    assert client.get(f"/ui/invoices/{inv}/lines/99").status_code == 404
+    assert 'href="/ui/invoices/' + inv + '/lines/1"' in page
     pdf = client.get(f"/ui/invoices/{inv}/documents/pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
     ubl_ui = client.get(f"/ui/invoices/{inv}/documents/ubl").content
@@ -109,6 +115,7 @@ def test_a_tenant_session_sees_only_its_own_documents_and_gets_404_for_another_t
     r = client.get(f"/ui/invoices/{other}")
     assert r.status_code == 404 and "Not found" in r.text and "19,480" not in r.text and "Hall B" not in r.text
     assert client.get(f"/ui/invoices/{other}/documents/pdf").status_code == 404
+    assert client.get(f"/ui/invoices/{other}/lines/1").status_code == 404
     assert client.get(f"/ui/runs/{env.api.runs['tenant_b']}").status_code == 404
     assert client.get(f"/ui/invoices/{env.api.invoices['tenant_a']}").status_code == 200
     listing = client.get("/ui/invoices").text

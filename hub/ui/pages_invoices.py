@@ -20,8 +20,9 @@ def formats(hub: Any) -> list[str]:
     """Format ids of the installed invoice renderers (what ``/documents/{format}`` accepts)."""
     from kwhub.core.adapters import InvoiceRenderer
 
-    return sorted({cls.format_id for cls in hub.registry.adapters.values()
-                   if isinstance(cls, type) and issubclass(cls, InvoiceRenderer) and cls.format_id})
+    renderers: list[type[InvoiceRenderer]] = [cls for cls in hub.registry.adapters.values()
+                                              if isinstance(cls, type) and issubclass(cls, InvoiceRenderer)]
+    return sorted({r.format_id for r in renderers if r.format_id})
 
 
 @router.get("/invoices", response_class=HTMLResponse)
@@ -41,6 +42,18 @@ def invoice_document(invoice_id: str, format_id: str, request: Request,
     inline = media in ("application/pdf", "application/json") or media.startswith("text/")
     disposition = resp.headers["Content-Disposition"].replace("attachment", "inline" if inline else "attachment")
     return Response(resp.body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+@router.get("/invoices/{invoice_id}/lines/{line}", response_class=HTMLResponse)
+def invoice_line(invoice_id: str, line: int, request: Request,
+                 who: Viewer = Depends(viewer("invoices:read"))) -> HTMLResponse:
+    """Why one line says what it says: the API's explanation (arithmetic, determinants, intervals, allocation)."""
+    body = call_api(invoices_api.explain, request=request, invoice_id=invoice_id, line=line, who=who.principal)
+    item = body["lines"][0]
+    ln = item.get("line", {})
+    return page(request, "invoice_line.html", title=f"Line {line} of {item.get('invoice', {}).get('number', invoice_id)}",
+                who=who, invoice_id=invoice_id, ln=ln, currency=item.get("invoice", {}).get("currency", ""),
+                sections={k: v for k, v in item.items() if k not in ("invoice", "line")})
 
 
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
