@@ -9,6 +9,7 @@ Figures are hand-computed from the test campus (tests.fixtures.settlement): tena
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import select
@@ -282,3 +283,24 @@ def test_the_tenant_isolation_holds_on_postgresql_too(ui_env):
     page = client.get(f"/ui/invoices/{ui_env.api.invoices['tenant_b']}").text
     api = ui_env.api.get("tenant_b", f"/api/v1/invoices/{ui_env.api.invoices['tenant_b']}").json()
     assert _text(page, "invoice-total") == f"{float(api['total']):,.2f} {api['currency']}"
+
+
+def test_a_later_version_of_a_run_shows_its_difference_from_the_previous_one(ui_env_sqlite):
+    from tests.fixtures.settlement import set_value
+
+    env = ui_env_sqlite
+    set_value(env.api.hub.db, "a.load", 1_791_172_800, 500.0)  # 2026-10-05 00:00 EDT: 100 -> 500 kWh
+    outcomes = env.api.hub.settle("2026-10", contracts=["ppa-a"], version="final")
+    run_id = outcomes[0].run_id
+    client, _ = signed_in(env, "operator")
+    page = client.get(f"/ui/runs/{run_id}").text
+    # hand-computed, the final version bills the difference: +400 kWh on October 5th, and +16 x 900 kWh on
+    # October 31st 20:00-24:00 EDT (the fixture's November data, written per UTC day, restated those intervals
+    # with 1,000 kWh): 14.8 MWh x 50 = 740; the peak rises from 400 to 4,000 kW: 3,600 x 10 = 36,000
+    assert _text(page, "run-total") == "36,740.00 USD"
+    assert "its invoice total 19,480.00 USD; this version's" in page and "36,740.00 USD (a later version" in page
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split('id="diff"')[1].split("</table>")[0], re.S)
+    changes = [Decimal(_cells(r)[4].replace(",", "").replace(" kWh", "").lstrip("+")) for r in rows[1:]]
+    assert abs(sum(changes) - Decimal("14800")) <= Decimal("0.0005") * len(changes)  # each shown to 0.001 kWh
+    first = client.get(f"/ui/runs/{env.api.runs['tenant_a']}").text
+    assert "This is the first version of ppa-a for 2026-10" in first

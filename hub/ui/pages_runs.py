@@ -3,6 +3,7 @@ one run's checks, energy accounting and decisions. Every read and decision goes 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -36,8 +37,36 @@ def runs(request: Request, status: str = "", period: str = "",
 @router.get("/runs/{run_id:path}", response_class=HTMLResponse)
 def run_detail(run_id: str, request: Request, who: Viewer = Depends(viewer("runs:read"))) -> HTMLResponse:
     run = call_api(runs_api.show_run, run_id=run_id, request=request, who=who.principal)
+    siblings = call_api(runs_api.list_runs, request=request, period=run["period"], contract=run["contract"],
+                        status=None, who=who.principal, params=ALL)["items"]
+    ids = [r["id"] for r in siblings]
+    prev = None
+    if run_id in ids and ids.index(run_id) > 0:
+        prev = call_api(runs_api.show_run, run_id=ids[ids.index(run_id) - 1], request=request, who=who.principal)
+    currency = next((c.currency for c in request.app.state.hub.campus.contracts if c.id == run["contract"]), "")
     return page(request, "run.html", title=f"Run {run['contract']} {run['period']} ({run['version']} #{run['seq']})",
-                who=who, run=run, flash=request.query_params.get("done", ""))
+                who=who, run=run, prev=prev, diff=accounting_diff(prev, run) if prev else [], currency=currency,
+                columns=ACCOUNTING_COLUMNS, flash=request.query_params.get("done", ""))
+
+
+ACCOUNTING_COLUMNS = ("party", "source", "billed_by", "allocated_kwh", "billed_kwh", "unbilled_kwh", "declared", "reason")
+
+
+def accounting_diff(prev: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (party, source): allocated and billed kWh in the previous version and in this one, and the change."""
+    def by_key(r: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(a.get("party", ""), a.get("source", "")): a for a in r.get("accounting") or []}
+
+    old, new = by_key(prev), by_key(run)
+    out = []
+    for key in sorted(set(old) | set(new)):
+        row: dict[str, Any] = {"party": key[0], "source": key[1]}
+        for col in ("allocated_kwh", "billed_kwh"):
+            a = Decimal(str(old.get(key, {}).get(col, "0") or "0"))
+            b = Decimal(str(new.get(key, {}).get(col, "0") or "0"))
+            row[col] = (a, b, b - a)
+        out.append(row)
+    return out
 
 
 async def _decide(request: Request, who: Viewer, run_id: str, action: str) -> Response:
