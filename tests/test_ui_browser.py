@@ -210,3 +210,15 @@ def test_a_tenant_in_the_browser_gets_404_for_another_tenants_invoice_and_works_
 
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert browser.switch_to.active_element.text == "Skip to content"
+
+
+def test_without_chromium_the_browser_tests_fail_when_services_are_required_and_skip_otherwise(monkeypatch):
+    import tests.test_ui_browser as me
+
+    monkeypatch.setattr(me, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("KWHUB_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="forbids skipping"):
+        me._need_browser()
+    monkeypatch.setenv("KWHUB_REQUIRE_SERVICES", "0")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium chromium-driver"):
+        me._need_browser()

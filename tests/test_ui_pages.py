@@ -304,3 +304,23 @@ def test_a_later_version_of_a_run_shows_its_difference_from_the_previous_one(ui_
     assert abs(sum(changes) - Decimal("14800")) <= Decimal("0.0005") * len(changes)  # each shown to 0.001 kWh
     first = client.get(f"/ui/runs/{env.api.runs['tenant_a']}").text
     assert "This is the first version of ppa-a for 2026-10" in first
+
+
+def test_empty_and_error_states_say_what_to_do(ui_env_sqlite):
+    from kwhub.hub.api.keys import create_key
+
+    env = ui_env_sqlite
+    env.api.keys["ipp"] = create_key(env.api.hub.db, role="tenant", party="ipp", days=1, max_days=366,
+                                     actor="test").token  # a party without contracts: nothing settled for it
+    client, _ = signed_in(env, "ipp")
+    assert "No settled energy yet" in client.get("/ui/campus").text
+    assert "Settle a period" in client.get("/ui/campus").text
+    assert "No settlement runs yet" in client.get("/ui/runs").text
+    assert "No issued invoices yet" in client.get("/ui/invoices").text
+    op, _ = signed_in(env, "operator")
+    assert "for 2030-01; clear the filter" in op.get("/ui/invoices?period=2030-01").text
+    bad = op.get("/ui/runs?status=nonsense")
+    assert bad.status_code == 422 and "choose one of held, draft" in bad.text
+    assert op.get("/ui/quality/a.load/2026-13-01").status_code == 422
+    missing = op.get("/ui/invoices/inv:nope")
+    assert missing.status_code == 404 and "Back to the campus page" in missing.text
