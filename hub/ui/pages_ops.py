@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from kwhub.hub.api import admin
 from kwhub.hub.api import invoices as invoices_api
 from kwhub.hub.api.models import Reason
+from kwhub.hub.store.service_tables import ROLES
 from kwhub.hub.ui.auth import UiError, Viewer, call_api, form_of, form_viewer, viewer
 from kwhub.hub.ui.flow import ALL
 from kwhub.hub.ui.render import page
@@ -61,7 +62,7 @@ def keys(request: Request, who: Viewer = Depends(viewer("keys:write"))) -> HTMLR
     rows = call_api(admin.keys, request=request, who=who.principal, params=ALL)["items"]
     parties = [p.id for p in request.app.state.hub.campus.parties]
     return page(request, "keys.html", title="API keys", who=who, rows=rows, parties=parties,
-                roles=list(admin.KeyRequest.model_fields["role"].annotation.__args__),  # type: ignore[union-attr]
+                roles=list(ROLES),
                 flash=request.query_params.get("done", ""), created=None)
 
 
@@ -78,7 +79,7 @@ async def create_key(request: Request, who: Viewer = Depends(form_viewer("keys:w
     rows = await run_in_threadpool(call_api, admin.keys, request=request, who=who.principal, params=ALL)
     parties = [p.id for p in request.app.state.hub.campus.parties]
     return page(request, "keys.html", title="API keys", who=who, rows=rows["items"], parties=parties,
-                roles=["operator", "auditor", "erp", "tenant"], created=created, flash="")
+                roles=list(ROLES), created=created, flash="")
 
 
 @router.post("/keys/{key_id}/revoke")
