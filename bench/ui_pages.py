@@ -146,7 +146,7 @@ def main() -> None:
     own = invoices[0]
     pages = ["/ui/campus", "/ui/campus/flow", "/ui/runs", "/ui/invoices", f"/ui/invoices/{own}", "/ui/deliveries",
              f"/ui/quality?period={YEAR}-07", f"/ui/owners?period={YEAR}-07", f"/ui/emissions?period={YEAR}-07",
-             "/ui/jobs", "/ui/audit", "/ui/keys"]
+             f"/ui/markets?period={YEAR}-07", "/ui/jobs", "/ui/audit", "/ui/keys"]
     print(f"store: {len(hub.campus.channels)} channels x a year of 15-minute data, {len(invoices)} invoices; "
           f"setup {setup_s:.1f} s; {args.reps} renders per page")
     results: dict[str, dict[str, float]] = {}

@@ -150,7 +150,7 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     _shot(browser, "campus")
     _flag_some_intervals(env)
     pages = {"runs": "Waiting for a decision", "invoices": "Number", "deliveries": "Retry row",
-             "quality": "VEE events", "owners": "Owner statements", "emissions": "Emissions",
+             "quality": "VEE events", "owners": "Owner statements", "emissions": "Emissions", "markets": "Markets",
              "jobs": "Configured jobs", "audit": "key.create", "keys": "Create a key"}
     for name, text in pages.items():
         browser.get(f"{base}/ui/{name}" + ("?period=2026-10" if name == "quality" else ""))

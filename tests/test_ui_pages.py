@@ -19,7 +19,7 @@ from kwhub.hub.store.outbox_tables import outbox_table
 from tests.fixtures.ui import csrf_of, signed_in
 
 PAGES = ["/ui/campus", "/ui/campus/flow", "/ui/runs", "/ui/invoices", "/ui/deliveries", "/ui/quality",
-         "/ui/owners", "/ui/emissions", "/ui/jobs", "/ui/audit", "/ui/keys"]
+         "/ui/owners", "/ui/emissions", "/ui/markets", "/ui/jobs", "/ui/audit", "/ui/keys"]
 
 
 def _text(html: str, element_id: str) -> str:
@@ -74,10 +74,11 @@ def test_every_page_renders_for_each_role_and_keys_are_for_operators_only(ui_env
         for path in PAGES:
             r = client.get(path)
             role_may = {"/ui/keys": who == "operator", "/ui/deliveries": who != "tenant_a",
-                        "/ui/jobs": who != "tenant_a", "/ui/audit": who != "tenant_a"}.get(path, True)
+                        "/ui/jobs": who != "tenant_a", "/ui/audit": who != "tenant_a",
+                        "/ui/markets": who != "tenant_a"}.get(path, True)
             assert r.status_code == (200 if role_may else 403), (who, path, r.text[-500:])
             if r.status_code == 403:
-                assert "lacks the scope" in r.text
+                assert "lacks the scope" in r.text or "an operator or auditor key sees them" in r.text
             assert "http://" not in r.text.replace("http://www.w3.org", "") and "https://" not in r.text, path
 
 
@@ -324,3 +325,37 @@ def test_empty_and_error_states_say_what_to_do(ui_env_sqlite):
     assert op.get("/ui/quality/a.load/2026-13-01").status_code == 422
     missing = op.get("/ui/invoices/inv:nope")
     assert missing.status_code == 404 and "Back to the campus page" in missing.text
+
+
+def test_markets_page_shows_the_latest_statement_per_day_with_totals_per_charge_code(ui_env_sqlite):
+    from datetime import UTC, date, datetime
+
+    from kwhub.core.markets.models import Statement, StatementLine
+    from kwhub.hub.markets import store
+
+    env = ui_env_sqlite
+    client, _ = signed_in(env, "operator")
+    assert "No market data in the store" in client.get("/ui/markets?period=2026-10").text
+    hour = datetime(2026, 10, 15, 5, tzinfo=UTC)
+
+    def line(code: str, amount: str, h: int = 0) -> StatementLine:
+        return StatementLine(code=code, resource="RN1", start=hour.replace(hour=5 + h), minutes=60,
+                             amount=Decimal(amount))
+
+    db = env.api.hub.db
+    store.save_statement(db, Statement(iso="ERCOT", operating_day=date(2026, 10, 15), kind="initial",
+                                       statement_id="S1", market="DA",
+                                       lines=(line("DAESAMT", "-10.00"), line("DAESAMT", "-5.25", 1))), "a" * 64)
+    store.save_statement(db, Statement(iso="ERCOT", operating_day=date(2026, 10, 15), kind="final",
+                                       statement_id="S2", market="DA",
+                                       lines=(line("DAESAMT", "-12.50"), line("DAESAMT", "-5.25", 1),
+                                              line("DARTADMIN", "0.40"))), "b" * 64)
+    page = client.get("/ui/markets?period=2026-10").text
+    row = _cells(_row(page, "data-day", "2026-10-15"))
+    # the later version wins: DAESAMT -12.50 - 5.25 = -17.75; with the admin fee 0.40, total -17.35
+    assert row[1] == "DA" and row[2] == "final S2" and row[3] == "2"
+    assert "-17.75 USD" in row[4] and "0.40 USD" in row[4] and row[5] == "-17.35 USD"
+    assert "No ERCOT statement" in client.get("/ui/markets?period=2026-11").text
+    tenant, _ = signed_in(env, "tenant_a")
+    assert tenant.get("/ui/markets").status_code == 403
+    assert 'href="/ui/markets"' not in tenant.get("/ui/campus").text

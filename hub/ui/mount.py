@@ -25,6 +25,7 @@ def install(app: Any) -> None:
         pages_auth,
         pages_campus,
         pages_invoices,
+        pages_markets,
         pages_ops,
         pages_quality,
         pages_reports,
@@ -33,7 +34,8 @@ def install(app: Any) -> None:
 
     app.state.ui_sessions = SessionStore()
     app.state.ui_flow_cache = FlowCache()
-    for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports):
+    for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports,
+                   pages_markets):
         app.include_router(module.router, prefix="/ui", include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC)), name="ui-static")
 

@@ -26,6 +26,7 @@ NAV = [  # (path, label, scope needed to see the link)
     ("/ui/quality", "Data quality", "vee:read"),
     ("/ui/owners", "Owners", "reports:read"),
     ("/ui/emissions", "Emissions", "reports:read"),
+    ("/ui/markets", "Markets", "reports:read"),
     ("/ui/jobs", "Jobs", "jobs:read"),
     ("/ui/audit", "Audit log", "audit:read"),
     ("/ui/keys", "API keys", "keys:write"),
@@ -100,7 +101,8 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     hub = request.app.state.hub
     tz = hub.config.hub.timezone
     who = context.get("who")
-    nav = [(p, label) for p, label, sc in NAV if who is not None and sc in who.principal.scopes]
+    nav = [(p, label) for p, label, sc in NAV if who is not None and sc in who.principal.scopes
+           and not (p == "/ui/markets" and who.principal.party is not None)]  # campus-wide data
     html = _ENV.get_template(template).render(
         request=request, nav=nav, path=request.url.path, hub_name=hub.config.hub.name, tz=tz,
         at=Clock(tz), **context)
