@@ -89,6 +89,9 @@ def create_app(hub: Any, *, access_log: bool = True) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    from kwhub.hub.ui.mount import install as install_ui
+
+    install_ui(app)  # the dashboard under /ui (kwhub.hub.ui)
     if access_log:
         app.add_middleware(AccessLog)
     return app
