@@ -2,8 +2,9 @@
 
 A real uvicorn server on a free local port serves the test campus (tests.fixtures.ui);
 the browser signs in with an API key, opens every page, approves the held run by keyboard
-and mouse, retries a dead letter, and saves a screenshot of each page to
-``docs/screenshots/`` (or ``$KWHUB_SCREENSHOTS``). Without chromium the tests skip, or
+and mouse, retries a dead letter, and saves a screenshot of each page to the artefacts
+folder ``.artifacts/screenshots/`` (or ``$KWHUB_SCREENSHOTS``; the committed pictures in
+``docs/screenshots/`` are refreshed with ``KWHUB_SCREENSHOTS=docs/screenshots``). Without chromium the tests skip, or
 fail when ``KWHUB_REQUIRE_SERVICES=1``.
 """
 
@@ -24,7 +25,7 @@ from tests.fixtures.services import require_services
 
 CHROMIUM = os.environ.get("KWHUB_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("KWHUB_CHROMEDRIVER", "/usr/bin/chromedriver")
-SHOTS = Path(os.environ.get("KWHUB_SCREENSHOTS", Path(__file__).resolve().parents[1] / "docs" / "screenshots"))
+SHOTS = Path(os.environ.get("KWHUB_SCREENSHOTS", Path(__file__).resolve().parents[1] / ".artifacts" / "screenshots"))
 
 
 def _need_browser() -> None:
