@@ -20,6 +20,9 @@ from kwhub.core.intervals import IntervalDataError
 
 EXCERPT_CHARS = 40
 
+ABSURD_KWH = 1e12  # one interval's energy beyond any plant on earth: corrupt data, never a reading
+ABSURD_RAW = ABSURD_KWH * 1000  # the same bound on a file's value in its own unit (Wh at the smallest)
+
 KIB = 1024
 MIB = 1024 * 1024
 

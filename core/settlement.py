@@ -39,6 +39,7 @@ from kwhub.core.carbon_amounts import LineEmissions
 from kwhub.core.carbon_factors import CarbonSetup
 from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
 from kwhub.core.contract_versions import terms_record, versions_in_period
+from kwhub.core.input_limits import ABSURD_KWH
 from kwhub.core.intervals import IntervalMatrix
 from kwhub.core.invoice import (
     DocumentKind,
@@ -411,7 +412,6 @@ def local_calendar(start_epoch: int, n: int, interval_minutes: int, tz: str) -> 
     return LocalCalendar.from_starts(starts, tz)
 
 
-ABSURD_KWH = 1e12  # per interval: beyond any plant on earth; a value above it is corrupt data
 
 
 def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[str]) -> list[ChannelStats]:

@@ -39,6 +39,7 @@ from pydantic import field_validator, model_validator
 from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.input_limits import (
+    ABSURD_RAW,
     DEFAULT_LIMITS,
     InputLimits,
     check_file,
@@ -1146,11 +1147,18 @@ def _quality_per_row(raw: np.ndarray, extra: dict[str, str], lines: np.ndarray, 
 
 
 def _refuse_infinite(values: np.ndarray, lines: np.ndarray, source: str, field: str) -> None:
-    """An infinite number (``inf``, ``1e999``) is no reading: an error at its line."""
+    """An infinite number (``inf``, ``1e999``) or one beyond any meter (``1e308``) is no reading:
+    an error at its line."""
     bad = np.isinf(values)
     if bad.any():
         i = int(np.argmax(bad))
         raise _err(f"value {values[i]} is not a finite number", source, int(lines[i]), field)
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > ABSURD_RAW  # NaN (an empty cell) compares False
+    if huge.any():
+        i = int(np.argmax(huge))
+        raise _err(f"value {float(values[i])!r} is beyond any meter (at most {ABSURD_RAW:.0e} in the file's unit); "
+                   "the file is corrupt or the column is not an energy reading", source, int(lines[i]), field)
 
 
 def _flags_per_row(raw: np.ndarray, lines: np.ndarray, source: str, field: str) -> np.ndarray:

@@ -36,6 +36,7 @@ from lxml import etree
 from kwhub.core.adapters import AdapterConfig, CheckResult, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.input_limits import (
+    ABSURD_KWH,
     DEFAULT_LIMITS,
     InputLimits,
     check_file,
@@ -926,8 +927,10 @@ class GreenButtonMeter(MeterAdapter):
                 kwh = value * (factor * (10.0 ** p10) / 1000.0)
                 if is_power:
                     kwh = kwh * dur / 3600.0
-            if not np.isfinite(kwh).all():
-                i = int(np.argmax(~np.isfinite(kwh)))
+            with np.errstate(invalid="ignore"):
+                beyond = ~np.isfinite(kwh) | (np.abs(kwh) > ABSURD_KWH)
+            if beyond.any():
+                i = int(np.argmax(beyond))
                 raise IntervalDataError(f"IntervalReading value {value[i]!r} x 10^{p10} {UOM_NAMES[uom]} is too large "
                                         "to be a meter reading", source=source,
                                         where=f"line {int(lines[i])}, element <IntervalReading>", field="value")
