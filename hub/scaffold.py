@@ -70,12 +70,12 @@ FAMILIES: dict[str, Family] = {
     ),
     "esg": Family(
         files=(("esg/plugin.py.tmpl", "{package}/__init__.py", ADAPTER),
-               ("esg/sample.csv.tmpl", "samples/{name}-2026-10.csv", "the disclosure the tests' summary gives"),
+               ("esg/sample.csv.tmpl", "samples/{name}-2026-10.csv", "the file the tests' disclosure gives"),
                ("esg/test_plugin.py.tmpl", "tests/test_{name}.py", TESTS)),
         title="{Name} emissions disclosures",
-        usage="Configure an instance (`type = \"{type_id}\"`); `kwhub adapters check` checks its folder. The\n"
-              "ESG family's contract (emissions input, disclosure writers) is being written; the tests\n"
-              "call `write(summary, out_dir)` with an `EmissionsSummary` meanwhile.",
+        usage="Configure an instance (`type = \"{type_id}\"`); `kwhub adapters check` checks its folder.\n"
+              "`write(disclosure, out_dir)` takes the `kwhub.core.disclosure.Disclosure` every ESG writer reads\n"
+              "(format `{name}`); the tests build a small one by hand and run the kit's `check_esg_writer`.",
     ),
 }
 

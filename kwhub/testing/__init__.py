@@ -77,6 +77,8 @@ _EXPORTS: dict[str, str] = {
     "sample_document": "kwhub.testing.erp",
     # markets, esg
     "check_esg_reporter": "kwhub.testing.esg",
+    "check_esg_writer": "kwhub.testing.esg",
+    "sample_disclosure": "kwhub.testing.disclosures",
     "check_market_adapter": "kwhub.testing.markets",
 }
 
@@ -101,7 +103,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load lazil
         require,
     )
     from kwhub.testing.erp import check_renderer, check_transport, sample_document  # noqa: F401
-    from kwhub.testing.esg import check_esg_reporter  # noqa: F401
+    from kwhub.testing.disclosures import sample_disclosure  # noqa: F401
+    from kwhub.testing.esg import check_esg_reporter, check_esg_writer  # noqa: F401
     from kwhub.testing.hubs import (  # noqa: F401
         MINIMAL_CONFIG,
         load_registry,
