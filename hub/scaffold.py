@@ -65,8 +65,9 @@ FAMILIES: dict[str, Family] = {
                ("markets/test_plugin.py.tmpl", "tests/test_{name}.py", TESTS)),
         title="{Name} price files",
         usage="Configure an instance (`type = \"{type_id}\"`, `path = ...`); `kwhub adapters check` reads the\n"
-              "file's header. The market family's contract (bids, awards, prices, statements) is being\n"
-              "written; `load_prices()` returns kwhub's `PriceSeries` meanwhile.",
+              "file's header. `parse_prices(path)` and `fetch_prices(day, market)` give kwhub's exact\n"
+              "`MarketPrices` (capability `prices`); the tests run the kit's `check_market_adapter` and\n"
+              "`check_market_rejects` on it.",
     ),
     "esg": Family(
         files=(("esg/plugin.py.tmpl", "{package}/__init__.py", ADAPTER),
