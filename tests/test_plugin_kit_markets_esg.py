@@ -37,6 +37,7 @@ from kwhub.testing import (
     sample_disclosure,
 )
 from kwhub.testing.disclosures import EXPECTED_TCO2E
+from tests.test_plugin_kit import FAMILY_CHECKS
 
 DAY = date(2026, 11, 1)
 HOURS = 25
@@ -265,7 +266,7 @@ def test_the_kit_catches_a_missing_capability_method_and_an_unknown_capability()
 def test_every_builtin_market_adapter_implements_its_capabilities():
     reg = load_plugins(use_entry_points=False)
     types = sorted(t for t, c in reg.adapters.items() if issubclass(c, MarketAdapter))
-    assert types == ["markets.caiso", "markets.ercot", "markets.pjm", "markets.price_file"]
+    assert types == sorted(FAMILY_CHECKS["check_market_server"] + FAMILY_CHECKS["check_market_adapter"])
     for t in types:
         check_market_adapter(reg.adapter(t), {"path": "p.csv"} if t == "markets.price_file" else {"url": "http://x"})
 
@@ -321,7 +322,7 @@ def test_the_kit_catches_a_parser_that_accepts_a_bad_file(tmp_path):
 
 # ------------------------------------------------------------------ ESG writers
 
-ESG_WRITERS = ["esg.cdp", "esg.esrs", "esg.ghg_inventory", "esg.sb253", "esg.scope_summary"]
+ESG_WRITERS = FAMILY_CHECKS["check_esg_writer"]
 
 
 def test_the_sample_disclosure_matches_its_hand_computed_totals():
