@@ -11,6 +11,7 @@ with a problem naming it (without raising).
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -53,9 +54,9 @@ def check_esg_writer(writer: EsgReporter, disclosure: Disclosure | None = None,
     * writing again, into the same folder and into another one, gives the same names and bytes;
     * each file cut in half (the others intact) is refused by ``validate`` with a problem
       naming it, returned rather than raised.
-    """
-    import tempfile
 
+    Without ``work_dir`` the files go to a new temporary folder, left for inspection.
+    """
     if disclosure is None:
         from kwhub.testing.disclosures import sample_disclosure
 
