@@ -102,6 +102,25 @@ def test_ercot_fall_back_day_passes_the_kit():
     assert da.price_at(int(datetime(2026, 11, 1, 7, tzinfo=UTC).timestamp())) == D("45.00")  # 01:00 CST
 
 
+def test_ercot_spring_forward_day_has_23_hours():
+    """8 March 2026: 02:00 CST never happens. RN1 offers 50 MW at $25 in each of 23 hours (from
+    06:00 UTC = midnight CST); DA $40.00 everywhere: -50 x 23 x 40.00 = -46,000.00. RT $30.00;
+    the meter reads 12.5 MWh a quarter but 13.0 in the first: -30.00 x 0.5 = -15.00."""
+    spring = date(2026, 3, 8)
+    start = datetime(2026, 3, 8, 6, tzinfo=UTC)
+    curves = tuple(OfferCurve(start=start + timedelta(hours=k), end=start + timedelta(hours=k + 1),
+                              points=(CurvePoint(mw=D("50.0"), price=D("25.00")),)) for k in range(23))
+    bid = Bid(bid_id="RN1", iso="ERCOT", market="DA", resource="RN1", trading_date=spring, curves=curves)
+    day = MarketDay(trading_date=spring, timezone="America/Chicago", hours=23, bids=[bid], award_mwh=D("1150.0"),
+                    price_minutes={"DA": 60, "RT": 15},
+                    statement_totals={"QKWHUB-DAM-20260308-INITIAL": D("-46000.00"),
+                                      "QKWHUB-RTM-20260308-INITIAL": D("-15.00")})
+    server = {"prices": lambda node, d, market: [D("40.00")] * 23 if market == "DA" else [D("30.00")] * 92,
+              "meter": lambda resource, d: [D("13.0")] + [D("12.5")] * 91}
+    result = check_market_server(ErcotMarket, ERCOT_CONFIG, day, server)
+    assert len(result.awards) == 23 and len(result.prices["RT"][0]) == 92
+
+
 # ------------------------------------------------------------------ CAISO
 # GEN1 offers 12 MW at $10 every hour; DA LMP $40.00 but hour index 2 (the second 01:00) at
 # $50.00: 25 x 12 = 300 MWh. RTD $30.00 every 5 minutes but interval 24 at $60.00; the meter
