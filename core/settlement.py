@@ -476,7 +476,7 @@ def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: s
         r, col = (int(x[0]) for x in np.nonzero(bad))
         start = matrix.start_epoch + col * matrix.interval_minutes * 60
         raise SettlementError(
-            f"{where}: channel {matrix.channel_ids[rows[r]]} holds {sub[r, col]!r} kWh in the interval starting "
+            f"{where}: channel {matrix.channel_ids[rows[r]]} holds {float(sub[r, col])!r} kWh in the interval starting "
             f"{datetime.fromtimestamp(start, tz=UTC).isoformat()}, which no meter can measure; correct the data "
             "(re-ingest the file or edit the value) and settle again")
 

@@ -102,7 +102,7 @@ def load_function(path: str) -> Callable[..., Any]:
 
 
 def builtin_jobs(cfg: Any) -> list[JobSpec]:
-    """The jobs ``[scheduler]`` configures (relay, VEE, the close schedule, watched folders)."""
+    """The jobs ``[scheduler]`` configures (relay, VEE, the close schedule, verify, watched folders)."""
     from kwhub.hub.scheduler import jobs
 
     sch = cfg.file.scheduler
@@ -116,6 +116,9 @@ def builtin_jobs(cfg: Any) -> list[JobSpec]:
     if "close" not in sch.disabled and sch.close.enabled and cfg.campus.contracts:
         out.append(JobSpec("close", jobs.close_job, every_s=sch.close.every_s,
                            description="settle the periods the close schedule says are due"))
+    if "verify" not in sch.disabled:
+        out.append(JobSpec("verify", jobs.verify_job, cron=sch.verify_cron,
+                           description="check the hash chain, numbering, outbox bodies and run inputs (kwhub verify)"))
     for w in sch.watch:
         out.append(JobSpec(f"watch.{w.id or w.folder}", jobs.watch_job, every_s=w.every_s, kwargs={"watch": w},
                            description=f"ingest new files of {w.folder} with {w.adapter}"))
