@@ -65,17 +65,18 @@ FAMILIES: dict[str, Family] = {
                ("markets/test_plugin.py.tmpl", "tests/test_{name}.py", TESTS)),
         title="{Name} price files",
         usage="Configure an instance (`type = \"{type_id}\"`, `path = ...`); `kwhub adapters check` reads the\n"
-              "file's header. The market family's contract (bids, awards, prices, statements) is being\n"
-              "written; `load_prices()` returns kwhub's `PriceSeries` meanwhile.",
+              "file's header. `parse_prices(path)` and `fetch_prices(day, market)` give kwhub's exact\n"
+              "`MarketPrices` (capability `prices`); the tests run the kit's `check_market_adapter` and\n"
+              "`check_market_rejects` on it.",
     ),
     "esg": Family(
         files=(("esg/plugin.py.tmpl", "{package}/__init__.py", ADAPTER),
-               ("esg/sample.csv.tmpl", "samples/{name}-2026-10.csv", "the disclosure the tests' summary gives"),
+               ("esg/sample.csv.tmpl", "samples/{name}-2026-10.csv", "the file the tests' disclosure gives"),
                ("esg/test_plugin.py.tmpl", "tests/test_{name}.py", TESTS)),
         title="{Name} emissions disclosures",
-        usage="Configure an instance (`type = \"{type_id}\"`); `kwhub adapters check` checks its folder. The\n"
-              "ESG family's contract (emissions input, disclosure writers) is being written; the tests\n"
-              "call `write(summary, out_dir)` with an `EmissionsSummary` meanwhile.",
+        usage="Configure an instance (`type = \"{type_id}\"`); `kwhub adapters check` checks its folder.\n"
+              "`write(disclosure, out_dir)` takes the `kwhub.core.disclosure.Disclosure` every ESG writer reads\n"
+              "(format `{name}`); the tests build a small one by hand and run the kit's `check_esg_writer`.",
     ),
 }
 

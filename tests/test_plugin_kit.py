@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +37,7 @@ from kwhub.testing import (
     check_adapter_contract,
     check_esg_reporter,
     check_market_adapter,
+    check_market_rejects,
     check_meter_file,
     check_meter_rejects,
     check_mqtt_meter,
@@ -87,8 +89,10 @@ FAMILY_CHECKS = {
     "check_renderer": ["erp.cii", "erp.csv", "erp.facturx", "erp.idoc", "erp.json", "erp.pdf", "erp.ubl",
                        "erp.x12_810", "erp.x12_867"],
     "check_transport": ["erp.folder", "erp.sftp", "erp.webhook"],
-    "check_market_adapter": ["markets.caiso", "markets.ercot", "markets.pjm", "markets.price_file"],
-    "check_esg_reporter": ["esg.cdp", "esg.esrs", "esg.ghg_inventory", "esg.sb253", "esg.scope_summary"],
+    # a trading day against the local server (tests/test_plugin_kit_markets_esg.py); the price file has none
+    "check_market_server": ["markets.caiso", "markets.ercot", "markets.pjm"],
+    "check_market_adapter": ["markets.price_file"],
+    "check_esg_writer": ["esg.cdp", "esg.esrs", "esg.ghg_inventory", "esg.sb253", "esg.scope_summary"],
 }
 
 
@@ -266,6 +270,14 @@ def test_price_file_market_passes_the_kit(registry, tmp_path):
     ctx = AdapterContext(work_dir=tmp_path)
     check_reports_ok(cls("prices", {"path": "prices.csv"}, ctx))
     check_reports_failure(cls("prices", {"path": "absent.csv"}, ctx), FailureKind.CONFIGURATION)
+    adapter = cls("prices", {"path": "prices.csv", "iso": "ERCOT"}, ctx)
+    [da] = adapter.fetch_prices(date(2026, 10, 1), "DA")  # the hub's timezone here: UTC
+    assert (da.iso, da.node, da.starts.tolist(), da.price_units.tolist()) == ("ERCOT", "HUB", [1_790_812_800],
+                                                                               [3_150_000])  # $31.50
+    assert adapter.fetch_prices(date(2026, 10, 2), "DA") == [] and adapter.fetch_prices(date(2026, 10, 1), "RT") == []
+    (tmp_path / "bad.csv").write_text("interval_start,node,market,interval_minutes,lmp\n"
+                                      "2026-10-01T00:00:00Z,HUB,DA,60,31.5\n2026-10-01T01:00:00Z,HUB,DA,60,31.123456\n")
+    check_market_rejects(adapter, tmp_path / "bad.csv", "prices", line=3, field="lmp")  # more than 5 decimals
 
 
 def test_scope_summary_writer_passes_the_kit(registry, tmp_path):

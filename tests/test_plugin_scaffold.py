@@ -144,7 +144,7 @@ def test_every_family_scaffolds_a_plugin_whose_own_tests_pass_and_lint_clean(tmp
     env = _env(PYTHONPATH=os.pathsep.join(map(str, roots)))
     out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(r / "tests") for r in roots)],
                tmp_path, env=env, timeout=300)
-    assert "19 passed" in out, out
+    assert "22 passed" in out, out
 
 
 def test_the_scaffolded_package_names_and_entry_point(tmp_path):

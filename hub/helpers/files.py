@@ -36,3 +36,31 @@ def atomic_write(path: Path, data: bytes | str, *, fsync: bool = False) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def read_written(path: Path) -> tuple[str | None, str | None]:
+    """``(text, None)`` for a file a writer wrote, or ``(None, problem)`` naming the file.
+
+    A problem: the file is missing or unreadable, not UTF-8, or does not end with a newline
+    (every built-in writer ends its files with one, so a file without it was cut short).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path.name}: cannot be read ({exc.strerror}); write the disclosure again"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"{path.name}: not UTF-8 at byte {exc.start} (damaged); write the disclosure again"
+    if text and not text.endswith("\n"):
+        return None, f"{path.name}: ends inside a line (cut short?); write the disclosure again"
+    return text, None
+
+
+def first_difference(actual: str, expected: str) -> str:
+    """Where two texts first differ: ``line N``, or ``line N (missing)`` / ``(extra)`` when one is shorter."""
+    a, e = actual.splitlines(), expected.splitlines()
+    for n, (x, y) in enumerate(zip(a, e, strict=False), start=1):
+        if x != y:
+            return f"line {n}"
+    return f"line {min(len(a), len(e)) + 1} ({'missing' if len(a) < len(e) else 'extra'})"

@@ -13,7 +13,11 @@ meters                     :func:`check_meter_file`, :func:`check_meter_rejects`
                            :func:`check_polled_meter`, :func:`check_mqtt_meter`
 erp                        :func:`check_renderer`, :func:`check_transport` (with a
                            :class:`WebhookReceiver` or :class:`FolderReceiver`)
-markets, esg               :func:`check_market_adapter`, :func:`check_esg_reporter`
+markets                    :func:`check_market_adapter`, :func:`check_bid_document`,
+                           :func:`check_market_server` (with a :class:`MarketDay`),
+                           :func:`check_market_rejects`
+esg                        :func:`check_esg_reporter`, :func:`check_esg_writer` (on
+                           :func:`sample_disclosure`)
 =========================  =================================================================
 
 A meter test in full::
@@ -77,7 +81,16 @@ _EXPORTS: dict[str, str] = {
     "sample_document": "kwhub.testing.erp",
     # markets, esg
     "check_esg_reporter": "kwhub.testing.esg",
+    "check_esg_writer": "kwhub.testing.esg",
+    "sample_disclosure": "kwhub.testing.disclosures",
+    "MarketDay": "kwhub.testing.markets",
+    "MarketDayResult": "kwhub.testing.markets",
+    "absurd_bid": "kwhub.testing.markets",
+    "check_bid_document": "kwhub.testing.markets",
     "check_market_adapter": "kwhub.testing.markets",
+    "check_market_rejects": "kwhub.testing.markets",
+    "check_market_server": "kwhub.testing.markets",
+    "day_grid": "kwhub.testing.markets",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -100,8 +113,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load lazil
         check_reports_ok,
         require,
     )
+    from kwhub.testing.disclosures import sample_disclosure  # noqa: F401
     from kwhub.testing.erp import check_renderer, check_transport, sample_document  # noqa: F401
-    from kwhub.testing.esg import check_esg_reporter  # noqa: F401
+    from kwhub.testing.esg import check_esg_reporter, check_esg_writer  # noqa: F401
     from kwhub.testing.hubs import (  # noqa: F401
         MINIMAL_CONFIG,
         load_registry,
@@ -109,7 +123,16 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time names load lazil
         open_hub,
         write_config,
     )
-    from kwhub.testing.markets import check_market_adapter  # noqa: F401
+    from kwhub.testing.markets import (  # noqa: F401
+        MarketDay,
+        MarketDayResult,
+        absurd_bid,
+        check_bid_document,
+        check_market_adapter,
+        check_market_rejects,
+        check_market_server,
+        day_grid,
+    )
     from kwhub.testing.meters import (  # noqa: F401
         ExpectedChannel,
         MeterSample,

@@ -5,7 +5,8 @@ Scope 2 location- and market-based in metric tons CO2e, the standard followed (G
 Protocol), the GWP set, the consolidation approach, the emission factors with their
 editions, and what is not included (Scope 3 is due later; assurance is not performed by
 kwhub). CARB's portal format is not published here; the check verifies that every
-required field is present and every figure is a non-negative number.
+required field is present, every figure is a non-negative number, and the CSV holds exactly
+what the JSON says (a file cut short or edited is refused by name).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.helpers.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, first_difference, read_written, safe_name
 
 REQUIRED = ("reporting_entity", "reporting_period_start", "reporting_period_end", "scope1_tco2e",
             "scope2_location_tco2e", "scope2_market_tco2e", "standard", "gwp_set", "consolidation_approach")
 FIGURES = ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e", "scope1_plus_scope2_market_tco2e")
+CSV_FIELDS = REQUIRED + ("scope1_plus_scope2_market_tco2e",)
 T = Decimal("0.001")
 
 
@@ -66,18 +68,27 @@ class Sb253Writer(EsgReporter):
             data = summary(disclosure, inv)
             base = safe_name("sb253", disclosure.period, inv.party)
             paths.append(atomic_write(out_dir / f"{base}.json", json.dumps(data, indent=2, sort_keys=True) + "\n"))
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["field", "value"])
-            for key in REQUIRED + ("scope1_plus_scope2_market_tco2e",):
-                w.writerow([key, data[key]])
-            paths.append(atomic_write(out_dir / f"{base}.csv", buf.getvalue()))
+            paths.append(atomic_write(out_dir / f"{base}.csv", _csv_text(data)))
         return paths
 
     def validate(self, paths: Sequence[Path]) -> list[str]:
+        """Each JSON has every required field and non-negative figures; each CSV is complete and matches its JSON."""
         problems = []
-        for p in (p for p in paths if p.suffix == ".json"):
-            data = json.loads(p.read_text())
+        for p in paths:
+            text, problem = read_written(p)
+            if problem:
+                problems.append(problem)
+                continue
+            if p.suffix != ".json":
+                continue
+            try:
+                data = json.loads(text or "")
+            except ValueError as exc:
+                problems.append(f"{p.name}: not JSON ({exc}); write the disclosure again")
+                continue
+            if not isinstance(data, dict):
+                problems.append(f"{p.name}: not an SB 253 summary (a JSON object)")
+                continue
             problems += [f"{p.name}: {key} is missing" for key in REQUIRED if not data.get(key)]
             for key in FIGURES:
                 try:
@@ -85,7 +96,23 @@ class Sb253Writer(EsgReporter):
                         problems.append(f"{p.name}: {key} is negative")
                 except InvalidOperation:
                     problems.append(f"{p.name}: {key} {data.get(key)!r} is not a number")
-        return problems
+            rows_path = p.with_suffix(".csv")
+            rows_text, problem = read_written(rows_path)
+            if problem:
+                problems.append(problem)
+            elif all(k in data for k in CSV_FIELDS) and rows_text != _csv_text(data):
+                problems.append(f"{rows_path.name}: {first_difference(rows_text or '', _csv_text(data))} differs "
+                                f"from {p.name} (cut or edited); write the disclosure again")
+        return list(dict.fromkeys(problems))
+
+
+def _csv_text(data: dict[str, object]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["field", "value"])
+    for key in CSV_FIELDS:
+        w.writerow([key, data[key]])
+    return buf.getvalue()
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
 from kwhub.core.disclosure import Disclosure
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.helpers.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, first_difference, read_written, safe_name
 
 
 class ScopeSummaryConfig(AdapterConfig):
@@ -58,24 +58,50 @@ class ScopeSummaryWriter(EsgReporter):
         data = {"period": disclosure.period, "gwp_set": disclosure.gwp_set, "region": disclosure.region,
                 "parties": rows, "notes": disclosure.notes}
         paths = [atomic_write(folder / f"{name}.json", json.dumps(data, indent=2, sort_keys=True) + "\n")]
-        buf = io.StringIO()
-        if rows:
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-        paths.append(atomic_write(folder / f"{name}.csv", buf.getvalue()))
+        paths.append(atomic_write(folder / f"{name}.csv", _csv_text(rows)))
         return paths
 
     def validate(self, paths: Sequence[Path]) -> list[str]:
+        """Each JSON parses and has every party's figures; each CSV is complete and says what its JSON says."""
         problems = []
         for p in paths:
-            if p.suffix == ".json":
-                data = json.loads(p.read_text())
-                for row in data.get("parties", []):
-                    for key in ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"):
-                        if key not in row:
-                            problems.append(f"{p.name}: party {row.get('party')} lacks {key}")
-        return problems
+            text, problem = read_written(p)
+            if problem:
+                problems.append(problem)
+                continue
+            if p.suffix != ".json":
+                continue
+            try:
+                data = json.loads(text or "")
+                parties = data["parties"]
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{p.name}: not a scope summary ({exc}); write the disclosure again")
+                continue
+            for row in parties:
+                for key in ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"):
+                    if key not in row:
+                        problems.append(f"{p.name}: party {row.get('party')} lacks {key}")
+            rows_path = p.with_suffix(".csv")
+            rows_text, problem = read_written(rows_path)
+            if problem:
+                problems.append(problem)
+            else:  # the JSON sorts keys; the CSV keeps the summary's column order, read from its header
+                header = (rows_text or "").split("\n", 1)[0].split(",")
+                columns = header if parties and set(header) == set(parties[0]) else list(parties[0]) if parties else []
+                want = _csv_text(parties, columns)
+                if rows_text != want:
+                    problems.append(f"{rows_path.name}: {first_difference(rows_text or '', want)} differs from "
+                                    f"{p.name} (cut or edited); write the disclosure again")
+        return list(dict.fromkeys(problems))
+
+
+def _csv_text(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=columns or list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
 
 
 @hookimpl

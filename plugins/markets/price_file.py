@@ -3,13 +3,17 @@
 The file has one row per (node, market, interval): ``interval_start`` (ISO 8601 with an
 offset or ``Z``), ``node``, ``market`` (``DA`` or ``RT``), ``interval_minutes`` and
 ``lmp`` ($/MWh); optional ``energy``, ``congestion`` and ``loss`` components. Column
-names are configurable.
+names are configurable. ``load_prices()`` gives float price series for reports;
+``parse_prices(path)`` and ``fetch_prices(day, market)`` (the configured file, one
+operating day in the hub's timezone) give the exact prices of the market family.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -18,6 +22,8 @@ from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, Failur
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.intervals import IntervalDataError
 from kwhub.core.markets import PriceSeries
+from kwhub.core.markets.fixed import PRICE_SCALE, FixedPointError, price_units
+from kwhub.core.markets.prices import MarketPrices
 
 
 class PriceFileConfig(AdapterConfig):
@@ -30,6 +36,7 @@ class PriceFileConfig(AdapterConfig):
     minutes_column: str = "interval_minutes"
     lmp_column: str = "lmp"
     nodes: list[str] = []
+    iso: str = ""  # the ISO the prices come from (carried on the exact prices; "" when not one ISO)
 
 
 class PriceFileMarket(MarketAdapter):
@@ -63,9 +70,12 @@ class PriceFileMarket(MarketAdapter):
     def load_prices(self) -> list[PriceSeries]:
         """Read the file into one :class:`PriceSeries` per (node, market)."""
         path = self._path()
-        c = self.config
         if not path.exists():
             raise AdapterError(f"price file {path} does not exist", FailureKind.CONFIGURATION)
+        return self._read(path)
+
+    def _read(self, path: Path) -> list[PriceSeries]:
+        c = self.config
         df = pd.read_csv(path, dtype={c.node_column: str, c.market_column: str}, keep_default_na=False)
         for col in (c.start_column, c.node_column, c.market_column, c.minutes_column, c.lmp_column):
             if col not in df.columns:
@@ -104,6 +114,40 @@ class PriceFileMarket(MarketAdapter):
                                         source=str(path), field=c.minutes_column)
             out.append(PriceSeries(node=str(node), market=market, interval_minutes=int(minutes[0]),
                                    starts=grp["start"].to_numpy(np.int64), lmp=grp["lmp"].to_numpy(np.float64)))
+        return out
+
+    def parse_prices(self, path: Path) -> list[MarketPrices]:
+        """Read a price file (this adapter's columns) into exact prices, one per (node, market).
+
+        ``lmp`` values with more than five decimals are refused, naming line and field.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise IntervalDataError("the price file does not exist", source=str(path))
+        series = self._read(path)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)[self.config.lmp_column]
+        for i, text in enumerate(raw.tolist()):
+            try:
+                price_units(text.strip())
+            except FixedPointError as exc:
+                raise IntervalDataError(str(exc), source=str(path), where=f"line {i + 2}",
+                                        field=self.config.lmp_column) from None
+        return [MarketPrices(iso=self.config.iso, node=s.node, market=s.market, interval_minutes=s.interval_minutes,
+                             starts=s.starts, price_units=np.rint(s.lmp * PRICE_SCALE).astype(np.int64),
+                             source=str(path)) for s in series]
+
+    def fetch_prices(self, trading_date: date, market: str = "DA") -> list[MarketPrices]:
+        """The configured file's prices of one operating day (in the hub's timezone) and market."""
+        zone = ZoneInfo(self.context.timezone)
+        nxt = trading_date + timedelta(days=1)
+        lo = int(datetime(trading_date.year, trading_date.month, trading_date.day, tzinfo=zone).timestamp())
+        hi = int(datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp())
+        out = []
+        for p in self.parse_prices(self._path()):
+            keep = (p.starts >= lo) & (p.starts < hi)
+            if p.market == market and keep.any():
+                out.append(MarketPrices(iso=p.iso, node=p.node, market=p.market, interval_minutes=p.interval_minutes,
+                                        starts=p.starts[keep], price_units=p.price_units[keep], source=p.source))
         return out
 
 

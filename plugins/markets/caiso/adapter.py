@@ -7,7 +7,7 @@ import io
 import zipfile
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +27,7 @@ from kwhub.core.markets.models import (
 from kwhub.core.markets.prices import MarketPrices
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.markets.caiso.formats import (
+    RAW_NS,
     SOAP_NS,
     TZ,
     _gmt,
@@ -88,10 +89,53 @@ class CaisoMarket(MarketAdapter):
         etree.SubElement(env, f"{{{SOAP_NS}}}Body").append(render_raw_bid_set(bids, self.config.scheduling_coordinator))
         return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
+    def validate_document(self, data: bytes) -> list[str]:
+        """Offline problems of a SOAP ``RawBidSet`` (structure and numbers; SIBR's XSD is portal-gated)."""
+        try:
+            root = parse_xml(data, "RawBidSet document")
+        except UnsafeXmlError as exc:
+            return [str(exc)]
+        raw = root.find(f"{{{SOAP_NS}}}Body/{{{RAW_NS}}}RawBidSet")
+        if raw is None:
+            return ["not a SOAP Envelope whose Body holds a RawBidSet"]
+        ns = {"r": RAW_NS}
+        problems = []
+        if not (raw.findtext("r:MessageHeader/r:Source", namespaces=ns) or "").strip():
+            problems.append("RawBidSet/MessageHeader/Source is missing")
+        bids = raw.findall("r:MessagePayload/r:GeneratingBid", ns)
+        if not bids:
+            problems.append("RawBidSet/MessagePayload holds no GeneratingBid")
+        for n, g in enumerate(bids, start=1):
+            where = f"GeneratingBid[{n}]"
+            if not (g.findtext("r:RegisteredGenerator/r:mrid", namespaces=ns) or "").strip():
+                problems.append(f"{where}: RegisteredGenerator/mrid is missing")
+            schedules = g.findall("r:ProductBid/r:BidSchedule", ns)
+            if not schedules:
+                problems.append(f"{where}: no ProductBid/BidSchedule")
+            for k, bs in enumerate(schedules, start=1):
+                for tag in ("timeIntervalStart", "timeIntervalEnd"):
+                    try:
+                        _gmt(bs.findtext(f"r:{tag}", namespaces=ns) or "", f"{where}/BidSchedule[{k}]", "RawBidSet")
+                    except ValueError as exc:
+                        problems.append(f"{where}/BidSchedule[{k}]/{tag}: {exc}")
+                points = bs.findall("r:BidPriceCurve/r:CurveSchedData", ns)
+                if not points:
+                    problems.append(f"{where}/BidSchedule[{k}]: BidPriceCurve has no CurveSchedData")
+                for cd in points:
+                    for tag in ("xAxisData", "y1AxisData"):
+                        try:
+                            Decimal((cd.findtext(f"r:{tag}", namespaces=ns) or "").strip())
+                        except InvalidOperation:
+                            problems.append(f"{where}/BidSchedule[{k}]/{tag}: not a number")
+        return problems
+
     def submit(self, bids: Sequence[Bid]) -> Submission:
         import hashlib
 
         data = self.render_bids(bids)
+        problems = self.validate_document(data)
+        if problems:
+            raise AdapterError("the RawBidSet is not valid: " + "; ".join(problems[:5]), FailureKind.SYSTEM)
         r = self._call("POST", "/sibr/submitRawBidSet", "RawBidSet submission", content=data,
                        headers={"Content-Type": "text/xml; charset=utf-8"})
         try:

@@ -123,6 +123,14 @@ def render_prc_lmp(day: date, market: str, prices: dict[str, Sequence[Decimal]])
     return buf.getvalue().encode()
 
 
+def _number(row: dict[str, str], key: str, source: str, line: int) -> Decimal:
+    try:
+        return Decimal(row[key].strip())
+    except InvalidOperation:
+        raise IntervalDataError(f"not a number: {row[key]!r}", source=source, where=f"line {line}",
+                                field=key) from None
+
+
 def parse_statement_csv(data: bytes, source: str) -> Statement:
     """kwhub's CSV layout of a CAISO statement (see the module doc)."""
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
@@ -136,11 +144,7 @@ def parse_statement_csv(data: bytes, source: str) -> Statement:
         f = dict(zip(STATEMENT_HEADER, row, strict=True))
         start = _gmt(f["INTERVAL_START_GMT"], f"line {n}", source)
         end = _gmt(f["INTERVAL_END_GMT"], f"line {n}", source)
-        try:
-            qty, price, amount = (Decimal(f[k].strip()) for k in ("BILL_QUANTITY", "PRICE", "AMOUNT"))
-        except InvalidOperation:
-            raise IntervalDataError("BILL_QUANTITY, PRICE and AMOUNT must be numbers", source=source,
-                                    where=f"line {n}") from None
+        qty, price, amount = (_number(f, k, source, n) for k in ("BILL_QUANTITY", "PRICE", "AMOUNT"))
         code = f["CHARGE_CODE"].strip()
         dets = {PRICE_OF.get(code, "PRICE"): price}
         if code == "6011":

@@ -100,6 +100,14 @@ def render_lmp_csv(day: date, market: str, prices: dict[str, Sequence[Decimal]],
     return buf.getvalue().encode()
 
 
+def _number(row: dict[str, str], key: str, source: str, line: int) -> Decimal:
+    try:
+        return Decimal(row[key].strip())
+    except InvalidOperation:
+        raise IntervalDataError(f"not a number: {row[key]!r}", source=source, where=f"line {line}",
+                                field=key) from None
+
+
 def parse_statement_csv(data: bytes, source: str) -> Statement:
     """kwhub's CSV layout of PJM billing line items (see the module doc)."""
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
@@ -113,10 +121,10 @@ def parse_statement_csv(data: bytes, source: str) -> Statement:
         f = dict(zip(STATEMENT_HEADER, row, strict=True))
         try:
             start = datetime.fromisoformat(f["DATETIME_BEGINNING_UTC"].strip()).astimezone(UTC)
-            qty, price, amount = (Decimal(f[k].strip()) for k in ("QUANTITY_MWH", "PRICE", "AMOUNT"))
-        except (ValueError, InvalidOperation):
-            raise IntervalDataError("DATETIME_BEGINNING_UTC, QUANTITY_MWH, PRICE, AMOUNT: bad value", source=source,
-                                    where=f"line {n}") from None
+        except ValueError:
+            raise IntervalDataError(f"not an ISO 8601 time with offset: {f['DATETIME_BEGINNING_UTC']!r}",
+                                    source=source, where=f"line {n}", field="DATETIME_BEGINNING_UTC") from None
+        qty, price, amount = (_number(f, k, source, n) for k in ("QUANTITY_MWH", "PRICE", "AMOUNT"))
         code = f["BILLING_LINE_ITEM"].strip()
         dets = {PRICE_OF.get(code, "PRICE"): price}
         if code == "1200":
