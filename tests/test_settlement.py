@@ -132,6 +132,29 @@ def test_duplicate_run_refused_by_database(db):
     assert len(list_invoices(db)) == 1
 
 
+def test_a_refused_run_in_a_batch_fails_alone(db, monkeypatch):
+    """The runs of a batch are written together; when the database refuses one (another settle
+    wrote the same run meanwhile), only that run fails and the others are written."""
+    import kwhub.hub.settle.service as service
+
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    first = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert first.status == "issued"
+    seen = service._existing_runs_of
+
+    def hide_a(conn, ids, period):  # noqa: ANN001 - as if ppa-a's run were written after this settle looked
+        return {k: v for k, v in seen(conn, ids, period).items() if k != "ppa-a"}
+
+    monkeypatch.setattr(service, "_existing_runs_of", hide_a)
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE)}
+    assert out["ppa-a"].status == "error" and "already exists" in out["ppa-a"].error
+    assert out["ppa-b"].status == "draft" and out["ppa-b"].run_id  # written, not issued (a contract failed)
+    assert get_run(db, out["ppa-b"].run_id)["status"] == "draft"
+    assert len(run_inputs(db, out["ppa-b"].run_id)) > 0
+    assert [d.number for d in list_invoices(db)] == [first.invoice.number]
+
+
 def test_dst_month_has_2884_quarter_hours(db):
     campus = settle_campus()
     write_period(db, "2026-11")

@@ -826,7 +826,12 @@ def _insert_inputs(conn: Any, dialect: str, run_id: str, rows: Sequence[tuple[An
 
     ``rows``: :meth:`PeriodInputs.rows` tuples (days as epoch-day numbers).
     """
-    if not rows:
+    _insert_inputs_of(conn, dialect, [(run_id, rows)])
+
+
+def _insert_inputs_of(conn: Any, dialect: str, runs: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
+    """The run_input rows of several runs, ``(run_id, rows)`` each, in one executemany (in run order)."""
+    if not any(rows for _, rows in runs):
         return
     mark = "?" if dialect == "sqlite" else "%s"
     sql = f"INSERT INTO run_input ({', '.join(_INPUT_COLUMNS)}) VALUES ({', '.join([mark] * len(_INPUT_COLUMNS))})"
@@ -844,6 +849,7 @@ def _insert_inputs(conn: Any, dialect: str, run_id: str, rows: Sequence[tuple[An
         return v
 
     conn.exec_driver_sql(sql, [(run_id, ch, lay, day(d0), day(d1), n, offs, vers, hashes)
+                               for run_id, rows in runs
                                for ch, lay, d0, d1, n, offs, vers, hashes in rows])
 
 
@@ -904,6 +910,7 @@ def settle_contract(
     dry_run: bool = False,
     facts: dict[tuple[str, str], _PeriodFacts | None] | None = None,
     carbon: PeriodBasis | None = None,
+    pending: list[_RunWrite] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -916,7 +923,9 @@ def settle_contract(
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
     kept for callers that pass it through. ``carbon``: the period's carbon basis
     (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
-    their emissions from it.
+    their emissions from it. ``pending`` (with ``conn``): the run's rows are appended to it
+    instead of written, for the caller to write with the others of its batch
+    (:func:`_write_runs`).
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -981,39 +990,97 @@ def settle_contract(
     if dry_run:
         return outcome
     input_rows = [row for ch in used for row in data.inputs.rows(ch)]
-
-    def write(conn: Any) -> None:
-        if supersede:
-            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == supersede)
-                         .values(status="superseded"))
-        conn.execute(_INSERT_RUN, dict(
-            id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
-            status=status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
-            invoice_id=None, created_at=datetime.now(UTC), stale=False,
-            draft=draft.model_dump_json() if draft is not None else None,
-            checks=json.dumps([c.as_json() for c in checks]),
-        ))
-        _insert_inputs(conn, db.dialect, key.run_id, input_rows)
-        rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else []
-        if rows:
-            conn.execute(insert(run_allocation_table), rows)
-        if comp.carbon is not None:
-            conn.execute(insert(run_carbon_table), _carbon_row(key, campus, contract, comp))
-
+    work = _RunWrite(
+        key=key, where=where, supersede=supersede, input_rows=input_rows,
+        run=dict(id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
+                 status=status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
+                 invoice_id=None, created_at=datetime.now(UTC), stale=False,
+                 draft=draft.model_dump_json() if draft is not None else None,
+                 checks=json.dumps([c.as_json() for c in checks])),
+        allocation=_alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else [],
+        carbon=_carbon_row(key, campus, contract, comp) if comp.carbon is not None else None,
+    )
+    if pending is not None and conn is not None:
+        pending.append(work)
+        return outcome
     try:
         if conn is None:
             with db.write_transaction() as own:
-                write(own)
+                work.write(own, db.dialect)
         else:
             with conn.begin_nested():
-                write(conn)
+                work.write(conn, db.dialect)
     except IntegrityError as exc:
         if _is_run_conflict(db, key):
-            raise DuplicateRunError(
-                f"{where}: run {version} #{seq} already exists (the database refused it; another settle ran at "
-                "the same time)") from exc
+            raise work.conflict() from exc
         raise
     return outcome
+
+
+@dataclass
+class _RunWrite:
+    """The rows one computed run writes: its run row, inputs, allocation and carbon rows."""
+
+    key: RunKey
+    where: str
+    supersede: str | None
+    run: dict[str, Any]
+    input_rows: list[tuple[Any, ...]]
+    allocation: list[dict[str, Any]]
+    carbon: dict[str, Any] | None
+
+    def write(self, conn: Any, dialect: str) -> None:
+        """Write this run alone on ``conn`` (inside the caller's transaction)."""
+        _write_all(conn, dialect, [self])
+
+    def conflict(self) -> DuplicateRunError:
+        k = self.key
+        return DuplicateRunError(
+            f"{self.where}: run {k.version_kind} #{k.seq} already exists (the database refused it; another settle "
+            "ran at the same time)")
+
+
+def _write_all(conn: Any, dialect: str, works: Sequence[_RunWrite]) -> None:
+    """Insert the rows of ``works`` with one executemany per table (runs in order)."""
+    for w in works:
+        if w.supersede:
+            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == w.supersede)
+                         .values(status="superseded"))
+    conn.execute(_INSERT_RUN, [w.run for w in works])
+    _insert_inputs_of(conn, dialect, [(w.key.run_id, w.input_rows) for w in works])
+    alloc = [r for w in works for r in w.allocation]
+    if alloc:
+        conn.execute(insert(run_allocation_table), alloc)
+    carbon = [w.carbon for w in works if w.carbon is not None]
+    if carbon:
+        conn.execute(insert(run_carbon_table), carbon)
+
+
+def _write_runs(db: Database, conn: Any, works: Sequence[_RunWrite]) -> dict[str, DuplicateRunError]:
+    """Write the computed runs of a batch in one savepoint of ``conn``.
+
+    When the database refuses the batch (a run written by another settle at the same
+    time), the runs are written one by one, each in its own savepoint, so only the
+    refused ones fail: ``{run_id: error}`` of those.
+    """
+    if not works:
+        return {}
+    try:
+        with conn.begin_nested():
+            _write_all(conn, db.dialect, works)
+        return {}
+    except IntegrityError:
+        pass
+    failed: dict[str, DuplicateRunError] = {}
+    for w in works:
+        try:
+            with conn.begin_nested():
+                w.write(conn, db.dialect)
+        except IntegrityError:
+            if not _is_run_conflict(db, w.key):
+                raise
+            failed[w.key.run_id] = w.conflict()
+    return failed
 
 
 @dataclass(frozen=True)
@@ -1281,6 +1348,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         if carbon is not None and not dry_run:
             store_basis(conn, carbon)
         runs = _existing_runs_of(conn, [c.id for c in group], label)
+        pending: list[_RunWrite] = []
         for c in group:
             if progress:
                 progress(c.id)
@@ -1292,9 +1360,13 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                                                 issue_date=issue_date, components=components, conn=conn,
                                                 runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
                                                 campus_section=section, now=now, dry_run=dry_run, facts=facts,
-                                                carbon=carbon))
+                                                carbon=carbon, pending=pending))
             except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
                 outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
+        refused = _write_runs(db, conn, pending)
+    if refused:
+        outcomes = [RunOutcome(o.contract_id, label, version, error=str(refused[o.run_id]))
+                    if o.run_id in refused else o for o in outcomes]
     return outcomes
 
 
