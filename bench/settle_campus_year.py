@@ -6,16 +6,21 @@ each with a contract of TOU energy + demand + a shared fixed fee.
 
 Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time), the same 240
 runs as 12 ``settle()`` calls: read_matrix from the store (once for the year), allocation/
-aggregation, pricing, statements, run inputs and invoices issued and committed.
-Peer: DuckDB loads a row-per-interval table of the same data (loading included; the data
-is generated before its clock starts, as ours is in the store before ours) and computes
-the tenant-month TOU energy and peak demand; the amounts are derived with the same
-Decimal rounding and compared with our invoices, both as returned and as read back from
-the store (``totals_match``). The store cache is ``..._v3`` (v3: the interval_day key of migration 0004).
+aggregation, pricing, statements, run inputs and invoices issued and committed. The fresh
+copy of the store each run settles is flushed to disk before the clock starts.
+Peers, each on the same data made once and cached beside the store (not timed):
+DuckDB querying its own on-disk row-per-interval table (query time only, as our store is
+loaded beforehand), and polars over a Parquet file of it; both compute the tenant-month TOU
+energy and peak demand. Their amounts are derived with the same Decimal rounding and
+compared with our invoices, both as returned and as read back from the store
+(``totals_match``, every run). ``--runs`` runs of each (3 by default): medians and spread,
+wall and CPU time. ``--tenants 40`` doubles the campus (its own cached store) for the
+scaling check. The store cache is ``..._v3`` (v3: the interval_day key of migration 0004).
 The arithmetic kernel (tenant aggregation, TOU binning, peaks over the year matrix) is
 timed alone (``kernel_intervals_per_s``).
 
-Last line: one JSON object with seconds, peer_seconds, kernel_intervals_per_s, totals_match.
+Last line: one JSON object with seconds, cpu_seconds, duckdb_seconds, polars_seconds, the ratios,
+kernel_intervals_per_s, totals_match.
 """
 
 from __future__ import annotations
