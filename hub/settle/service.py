@@ -228,8 +228,10 @@ class InputTable:
         self.key = ch * 1_000_000 + dy  # sorted: (channel, day)
         udays = np.unique(dy)
         iso = dict(zip(udays.tolist(), np.datetime_as_string(udays.astype("datetime64[D]")).tolist(), strict=True))
-        prefix: dict[tuple[int, int, int], str] = {}
+        prefix: dict[int, str] = {}
         pre_idx = np.zeros(len(ch), dtype=np.int64)
+        self._lines: list[str] | None = None
+        self._hex: str | None = None
         if len(ch):
             combo = (dy * len(self.layer_names) + cd) * 4096 + np.minimum(vr, 4095)
             uniq, inv = np.unique(combo, return_inverse=True)
@@ -238,25 +240,57 @@ class InputTable:
                 dl, v = divmod(c, 4096)
                 d, lc = divmod(dl, len(self.layer_names))
                 prefix[j] = f"{iso[d]}|{self.layer_names[lc]}|{v}|"
-            if (vr >= 4095).any():  # a version that does not fit the key: spell those out
-                pres = [prefix[j] for j in pre_idx.tolist()]
-                for i in np.flatnonzero(vr >= 4095).tolist():
-                    pres[i] = f"{iso[int(dy[i])]}|{self.layer_names[int(cd[i])]}|{int(vr[i])}|"
-                pre = np.array(pres, dtype=object)
-            else:
-                pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
-            lines = pre + np.array(hashes, dtype=object) + "\n"
-            self.lines: list[str] = lines.tolist()
+            if not self._fixed_width(prefix, pre_idx, hashes, (vr >= 4095).any()):
+                if (vr >= 4095).any():  # a version that does not fit the key: spell those out
+                    pres = [prefix[j] for j in pre_idx.tolist()]
+                    for i in np.flatnonzero(vr >= 4095).tolist():
+                        pres[i] = f"{iso[int(dy[i])]}|{self.layer_names[int(cd[i])]}|{int(vr[i])}|"
+                    pre = np.array(pres, dtype=object)
+                else:
+                    pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
+                self._set_lines((pre + np.array(hashes, dtype=object) + "\n").tolist())
         else:
-            self.lines = []
-        # all lines as one buffer: a channel's lines of a period are one slice of it
-        self.buffer = memoryview("".join(self.lines).encode("utf-8"))
-        ends = np.cumsum(np.fromiter(map(len, self.lines), dtype=np.int64, count=len(self.lines)))
-        if len(ends) and ends[-1] != len(self.buffer):  # non-ASCII layer names: count bytes
-            ends = np.cumsum([len(x.encode("utf-8")) for x in self.lines])
-        self.line_offsets: list[int] = [0, *ends.tolist()]
+            self._set_lines([])
         self._raw: bytes | None = None
         self._packed: tuple[list[int], bytes, bytes] | None = None
+
+    def _set_lines(self, lines: list[str]) -> None:
+        self._lines = lines
+        # all lines as one buffer: a channel's lines of a period are one slice of it
+        self.buffer = memoryview("".join(lines).encode("utf-8"))
+        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+        if len(ends) and ends[-1] != len(self.buffer):  # non-ASCII layer names: count bytes
+            ends = np.cumsum([len(x.encode("utf-8")) for x in lines])
+        self.line_offsets: Sequence[int] = [0, *ends.tolist()]
+
+    def _fixed_width(self, prefix: dict[int, str], pre_idx: np.ndarray, hashes: list[str], odd: bool) -> bool:
+        """The buffer built as one byte matrix when every line has the same ASCII width
+        (one layer name length, versions of one digit count, 64-character digests): no
+        string per line. False (nothing done) otherwise."""
+        pre_b = [prefix[j].encode("utf-8") for j in range(len(prefix))]
+        width = len(pre_b[0])
+        joined = "".join(hashes)
+        if (odd or any(len(b) != width or len(b) != len(prefix[j]) for j, b in enumerate(pre_b))
+                or len(joined) != 64 * len(hashes) or not joined.isascii()):
+            return False
+        n, size = len(hashes), width + 65
+        rows = np.empty((n, size), dtype=np.uint8)
+        rows[:, :width] = np.frombuffer(b"".join(pre_b), dtype=np.uint8).reshape(-1, width)[pre_idx]
+        rows[:, width:width + 64] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 64)
+        rows[:, width + 64] = ord("\n")
+        self.buffer = memoryview(rows.tobytes())
+        self.line_offsets = range(0, n * size + 1, size)
+        self._hex = joined
+        return True
+
+    @property
+    def lines(self) -> list[str]:
+        """The ``day|layer|version|hash`` line of each channel-day (with its newline)."""
+        if self._lines is None:
+            text = bytes(self.buffer).decode("ascii")
+            size = self.line_offsets[1] if len(self.line_offsets) > 1 else 1
+            self._lines = [text[i:i + size] for i in range(0, len(text), size)]
+        return self._lines
 
     def packed(self) -> tuple[list[int], bytes, bytes]:
         """Days as a list, versions as little-endian int32 and the raw digests (made once)."""
@@ -267,7 +301,7 @@ class InputTable:
     def raw_hashes(self) -> bytes:
         """The 32-byte digests, concatenated in order."""
         if self._raw is None:
-            joined = "".join(self.hashes)
+            joined = self._hex if self._hex is not None else "".join(self.hashes)
             if len(joined) != 64 * len(self.hashes):
                 raise SettlementError("content hashes must be SHA-256 hex digests")
             self._raw = bytes.fromhex(joined)
