@@ -155,6 +155,25 @@ def test_a_refused_run_in_a_batch_fails_alone(db, monkeypatch):
     assert [d.number for d in list_invoices(db)] == [first.invoice.number]
 
 
+def test_reading_ahead_settles_the_same_runs(db):
+    """Months read in several chunks, the next read on a worker thread while the runs of the
+    one before are priced: the same statements as reading each chunk when it is needed."""
+    from kwhub.hub.settle.service import settle_periods
+
+    campus = settle_campus()
+    for p in ("2026-08", "2026-09", "2026-10"):
+        write_period(db, p, {k: v + int(p[-2:]) for k, v in CONSTANT.items()})
+    periods = ["2026-08", "2026-09", "2026-10"]
+    got = {}
+    for ahead in (True, False):  # 5 channels x ~2,976 quarter-hours: one month per chunk
+        out = settle_periods(db, campus, periods, issue_date=ISSUE, dry_run=True, max_cells=20_000,
+                             read_ahead=ahead)
+        got[ahead] = [(o.contract_id, o.period, o.status, o.statement_hash, o.error) for o in out]
+    assert got[True] == got[False]
+    assert len(got[True]) == 6 and all(s in ("draft", "held") and h for _, _, s, h, _ in got[True])
+    assert len({h for *_, h, _ in got[True]}) == 6
+
+
 def test_dst_month_has_2884_quarter_hours(db):
     campus = settle_campus()
     write_period(db, "2026-11")

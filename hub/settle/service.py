@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -1250,6 +1251,7 @@ def settle_periods(
     now: datetime | None = None,
     dry_run: bool = False,
     actor: str = "policy:auto",
+    read_ahead: bool = True,
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
 
@@ -1261,6 +1263,9 @@ def settle_periods(
 
     Consecutive periods are read from the store together (one read per batch of
     contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
+    With ``read_ahead`` the next read runs on a second thread while the runs of the one
+    before are priced and written (SQLite and the database driver let go of the
+    interpreter while they read, so the two overlap; two reads' worth of memory at most).
     Each period of a batch is written in one transaction. Outcomes come by period, then
     by contract.
     """
@@ -1295,23 +1300,60 @@ def settle_periods(
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
-        for chunk in _period_chunks(pers, len(channels), finest, max_cells):
-            span = Span(chunk[0].span.start, chunk[-1].span.end)
-            try:
-                loaded = load_span(db, campus, span, channels, options)
-            except (SettlementError, PricingError, ValueError) as exc:
-                outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
-                continue
-            for per in chunk:
-                outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
-                                          chans_of, issue_date=issue_date, components=components,
-                                          progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
-            del loaded
+        chunks = _period_chunks(pers, len(channels), finest, max_cells)
+        with _Reader(db, campus, channels, options, chunks, read_ahead) as reader:
+            for chunk in chunks:
+                try:
+                    loaded = reader.next()
+                except (SettlementError, PricingError, ValueError) as exc:
+                    outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
+                    continue
+                for per in chunk:
+                    outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
+                                              chans_of, issue_date=issue_date, components=components,
+                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
+                del loaded
     if not dry_run:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     order = {c.id: i for i, c in enumerate(chosen)}
     rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+class _Reader:
+    """The spans of ``chunks`` loaded in order (:func:`load_span`), each on a worker thread
+    started when the one before is handed out (``ahead``), else when asked for."""
+
+    def __init__(self, db: Database, campus: Campus, channels: list[str], options: SettlementOptions,
+                 chunks: Sequence[Sequence[BillingPeriod]], ahead: bool) -> None:
+        self.args = (db, campus)
+        self.channels, self.options = channels, options
+        self.spans = [Span(c[0].span.start, c[-1].span.end) for c in chunks]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwhub-read") if ahead and len(chunks) > 1 else None
+        self.pending: Future[LoadedSpan] | None = None
+        self.i = 0
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            if self.pending is not None:
+                self.pending.cancel()
+            self.pool.shutdown(wait=True)
+
+    def _load(self, span: Span) -> LoadedSpan:
+        return load_span(*self.args, span, self.channels, self.options)
+
+    def next(self) -> LoadedSpan:
+        """The next span's data (raises what :func:`load_span` raised for it)."""
+        span = self.spans[self.i]
+        self.i += 1
+        if self.pool is None:
+            return self._load(span)
+        current = self.pending if self.pending is not None else self.pool.submit(self._load, span)
+        self.pending = self.pool.submit(self._load, self.spans[self.i]) if self.i < len(self.spans) else None
+        return current.result()
 
 
 def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
