@@ -174,6 +174,29 @@ def test_reading_ahead_settles_the_same_runs(db):
     assert len({h for *_, h, _ in got[True]}) == 6
 
 
+def test_a_draft_failing_at_issue_stays_a_draft_and_the_others_are_issued(db):
+    """Drafts are issued together; one whose on-issue step fails is left pending alone, the
+    others are issued with consecutive numbers."""
+    from kwhub.core.settlement import SettlementError
+
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    queued = []
+
+    def on_issue(conn, inv):  # noqa: ANN001
+        if inv.buyer.id == "tenant_a":
+            raise SettlementError("renderer refused it")
+        queued.append(inv.number)
+
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE, on_issue=on_issue)}
+    assert out["ppa-a"].status == "error" and "not issued: renderer refused it" in out["ppa-a"].error
+    assert out["ppa-b"].status == "issued"
+    assert get_run(db, out["ppa-a"].run_id)["status"] == "draft"
+    docs = list_invoices(db)
+    assert [d.buyer.id for d in docs] == ["tenant_b"] and [d.number for d in docs] == [out["ppa-b"].invoice.number]
+    assert queued[-1] == out["ppa-b"].invoice.number and out["ppa-b"].invoice.number.endswith("1")
+
+
 def test_dst_month_has_2884_quarter_hours(db):
     campus = settle_campus()
     write_period(db, "2026-11")
