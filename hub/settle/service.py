@@ -241,7 +241,7 @@ class InputTable:
                 dl, v = divmod(c, 4096)
                 d, lc = divmod(dl, len(self.layer_names))
                 prefix[j] = f"{iso[d]}|{self.layer_names[lc]}|{v}|"
-            if not self._fixed_width(prefix, pre_idx, hashes, (vr >= 4095).any()):
+            if not self._fixed_width(prefix, pre_idx, hashes, bool((vr >= 4095).any())):
                 if (vr >= 4095).any():  # a version that does not fit the key: spell those out
                     pres = [prefix[j] for j in pre_idx.tolist()]
                     for i in np.flatnonzero(vr >= 4095).tolist():
