@@ -46,6 +46,7 @@ from kwhub.core.intervals import (
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
+from kwhub.hub.store.pg_intervals import copy_current_days, ensure_partitions
 from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class _Sql:
         m = self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.sqlite = dialect.name == "sqlite"
         self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        self.postgres = dialect.name == "postgresql"  # interval_day partitioned by month (0013)
         tbl = self.table = q(interval_day_table.name)
         c = {name: q(name) for name in (*INSERT_COLUMNS, "id")}
         cols = ", ".join(c[name] for name in INSERT_COLUMNS)
@@ -761,6 +763,9 @@ class IntervalStore:
         fills: list[dict[str, Any]] = []
         cur = _cursor(conn)
         try:
+            if sql.postgres:  # the months this write covers get their partitions first
+                ensure_partitions(cur, *_to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
+                                                            max(int(cd.days[-1]) for cd in prepared)])))
             for cd in prepared:
                 stored = self._stored_minutes(cur, sql, cd.channel_id)
                 if stored is not None and int(stored) != cd.interval_minutes:
@@ -1051,9 +1056,13 @@ class IntervalStore:
                     else:
                         pos = {c: i for i, c in enumerate(ids)}
                         for chunk in _chunks(ids):
-                            cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
+                            if sql.copy:  # binary COPY out (kwhub.hub.store.pg_intervals)
+                                got = copy_current_days(cur, sql.table, layer, lo, hi, chunk)
+                            else:
+                                cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
+                                got = cur.fetchall()
                             # sorted here: a server-side ORDER BY of the blob rows spills to disk
-                            rows = sorted(cur.fetchall(), key=_CHANNEL_DAY)
+                            rows = sorted(got, key=_CHANNEL_DAY)
                             for cid, group in groupby(rows, key=itemgetter(0)):
                                 grid.place(pos[cid], cid, list(group), hashes)
                 finally:
