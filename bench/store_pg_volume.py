@@ -134,6 +134,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kwhub-bench-volume"))
     ap.add_argument("--stores", default="postgresql,sqlite")
     args = ap.parse_args()
+    from kwhub.hub.registry import get_registry
+
+    get_registry()  # loading the plugins is not part of either store's settle
     res: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         for kind in args.stores.split(","):
