@@ -215,6 +215,14 @@ def stored_results(url: str, work_dir: Path) -> dict[str, Any]:
         db.close()
 
 
+def _warm_worker() -> None:
+    """What a long-lived worker has done before its first task: kwhub imported, plugins loaded."""
+    from kwhub.hub.registry import get_registry
+    from kwhub.hub.settle import portfolio  # noqa: F401
+
+    get_registry()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campuses", type=int, default=16)
@@ -265,8 +273,8 @@ def main() -> None:
                 cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
                 addr = cluster.scheduler_address
-                with Client(cluster) as warm:  # workers import kwhub before the clock starts
-                    warm.run(lambda: __import__("kwhub.hub.settle.portfolio"))
+                with Client(cluster) as warm:  # workers import kwhub and load the plugins before the clock
+                    warm.run(_warm_worker)
                 timings["cluster_start_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 res = settle_portfolio(refs, PERIOD, scheduler=addr, issue_date=issue)

@@ -117,7 +117,7 @@ def copy_day_arrays(cur: Any, table: str, layer: str, lo: date, hi: date, channe
 
 def place_day_arrays(grid: Any, got: DayArrays, channel_ids: Sequence[str], first_row: int, hashes: Any) -> None:
     """Copy ``got`` into the rows ``first_row + position`` of a read's result grid (values, quality,
-    filled days) and record each channel's day hashes, in channel order then day order.
+    filled days) and record each channel's day hashes, by channel id then day.
 
     One slice assignment per run of consecutive days of a channel (a loop over channels and
     gaps, never over intervals).
@@ -140,5 +140,8 @@ def place_day_arrays(grid: Any, got: DayArrays, channel_ids: Sequence[str], firs
             grid.quality[row, lo:hi] = flat_q[a * n + lo - g0:a * n + hi - g0]
     ch_cuts = np.flatnonzero(np.diff(got.channel)) + 1
     ch_bounds = [0, *ch_cuts.tolist(), len(got.channel)]
-    for a, b in zip(ch_bounds[:-1], ch_bounds[1:], strict=False):
-        hashes.add(channel_ids[int(got.channel[a])], got.day[a:b], got.digests[a:b])
+    # in channel id order, as the row-by-row read adds them
+    segments = sorted((channel_ids[int(got.channel[a])], a, b) for a, b in zip(ch_bounds[:-1], ch_bounds[1:],
+                                                                              strict=False))
+    for cid, a, b in segments:
+        hashes.add(cid, got.day[a:b], got.digests[a:b])
