@@ -146,7 +146,8 @@ def _database(cfg: Any) -> Any:
     """The configuration's database, opened (and migrated) once per process and shared by its tasks."""
     from kwhub.hub.store import Database
 
-    key = (cfg.database_url or "", str(cfg.work_dir))
+    # campuses on one server share one pool per process (a SQLite file is one per folder)
+    key = (cfg.database_url, "") if cfg.database_url else ("", str(cfg.work_dir))
     with _CACHE_LOCK:
         db = _DATABASES.get(key)
         if db is None:
