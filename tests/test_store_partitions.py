@@ -139,14 +139,22 @@ def test_the_application_role_can_write_a_new_month(pg, pg_url):
         conn.execute(text(f"CREATE ROLE {role} LOGIN"))
         conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
         conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"))
+        conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))  # as db grant-app
     app = Database.open(make_url(pg_url).set(username=role).render_as_string(hide_password=False))
     try:
         with app.engine.begin() as conn:
             made = conn.execute(text("SELECT kwhub_interval_partitions('2034-02-11', '2034-03-01')")).scalar_one()
         assert made == 2
+        # the store writes as the application role: INSERT (row-level security refuses it COPY FROM)
+        s = _series("app1", date(2034, 4, 30), date(2034, 5, 1), 11)
+        rep = app.intervals.write_series([s], layer="raw")
+        assert rep.new_days == 2
+        got = app.intervals.read_matrix(["app1"], _span(date(2034, 4, 30), date(2034, 5, 1)), 15, layer="raw")
+        assert np.array_equal(got.values[0], s.values)
         with pg.engine.connect() as conn:
             owners = {r[0] for r in conn.execute(text(
-                "SELECT tableowner FROM pg_tables WHERE tablename IN ('interval_day_2034_02', 'interval_day_2034_03')"))}
+                "SELECT tableowner FROM pg_tables WHERE tablename IN ('interval_day_2034_02', 'interval_day_2034_03', "
+                "'interval_day_2034_04', 'interval_day_2034_05')"))}
         assert owners == {make_url(pg_url).username}
     finally:
         app.close()

@@ -46,7 +46,12 @@ from kwhub.core.intervals import (
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
-from kwhub.hub.store.pg_intervals import copy_day_arrays, ensure_partitions, place_day_arrays
+from kwhub.hub.store.pg_intervals import (
+    copy_day_arrays,
+    copy_in_allowed,
+    ensure_partitions,
+    place_day_arrays,
+)
 from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -280,7 +285,7 @@ def _cursor(conn: Connection, binary: bool = False) -> Any:
 
 def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
     """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
-    if sql.copy:
+    if sql.copy and copy_in_allowed(cur):  # (row-level security refuses COPY FROM to most roles)
         # COPY is several times faster than executemany; same connection, same transaction
         with cur.copy(sql.copy_sql) as copy:
             copy.set_types(_COPY_TYPES)  # binary: the blobs go as bytes, not hex text

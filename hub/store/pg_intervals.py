@@ -38,6 +38,20 @@ def ensure_partitions(cur: Any, first: date, last: date) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def copy_in_allowed(cur: Any) -> bool:
+    """Whether ``COPY ... FROM`` may write ``interval_day`` as the current user.
+
+    PostgreSQL refuses COPY FROM into a table with row-level security for a role subject
+    to it (the application role, and the owner too when the security is FORCEd); such a
+    role writes with INSERT instead. Superusers and BYPASSRLS roles may COPY.
+    """
+    cur.execute("SELECT NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls "
+                "OR (c.relowner = r.oid AND NOT c.relforcerowsecurity) "
+                "FROM pg_class c, pg_roles r WHERE c.oid = 'interval_day'::regclass AND r.rolname = current_user")
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
 def month_partitions(cur: Any) -> list[str]:
     """Names of the month partitions of ``interval_day`` (the default partition excluded), sorted."""
     cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
