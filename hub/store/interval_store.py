@@ -46,12 +46,7 @@ from kwhub.core.intervals import (
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
-from kwhub.hub.store.pg_intervals import (
-    copy_day_arrays,
-    copy_in_allowed,
-    ensure_partitions,
-    place_day_arrays,
-)
+from kwhub.hub.store.pg_intervals import copy_in_allowed, ensure_partitions
 from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -60,7 +55,6 @@ if TYPE_CHECKING:
 MISSING = np.uint8(Quality.MISSING)
 MAX_QUALITY = max(int(q) for q in Quality)
 IN_CHUNK = 500  # bound parameters per IN list
-PG_CHUNK = 2000  # channels per PostgreSQL read (one array parameter)
 SOURCE_MAX = 400
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 
@@ -1061,12 +1055,7 @@ class IntervalStore:
                                 grid.place(i, cid, rows, hashes)
                     else:
                         pos = {c: i for i, c in enumerate(ids)}
-                        for at, chunk in zip(range(0, len(ids), PG_CHUNK), _chunks(ids, PG_CHUNK), strict=True):
-                            if sql.copy:  # binary COPY out into arrays (kwhub.hub.store.pg_intervals)
-                                arrays = copy_day_arrays(cur, sql.table, layer, lo, hi, chunk, interval_minutes)
-                                if arrays is not None:
-                                    place_day_arrays(grid, arrays, chunk, at, hashes)
-                                    continue
+                        for chunk in _chunks(ids):
                             cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
                             # sorted here: a server-side ORDER BY of the blob rows spills to disk
                             rows = sorted(cur.fetchall(), key=_CHANNEL_DAY)
