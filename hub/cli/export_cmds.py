@@ -19,7 +19,7 @@ def export_command(
     fmt: str = typer.Option("parquet", "--format", help="parquet (the only format)."),
     out: Path = typer.Option(Path("export"), "--out", help="Folder of the datasets (created; files of the same "
                                                            "campus and month are replaced)."),
-    campus: str = typer.Option(None, "--campus", help="Campus partition name (default: [hub] name)."),
+    campus: str = typer.Option(None, "--campus", help="Campus partition name (default: the hub name in kwhub.toml)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
     config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
 ) -> None:

@@ -85,7 +85,7 @@ def settle_command(
                                  "Dask with --dask."),
     dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per (campus, contract) on "
                              "Dask; `local` for a LocalCluster on this machine, or a scheduler address "
-                             "(tcp://host:8786). Needs pip install 'kwhub[portfolio]'."),
+                             "(tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
 ) -> None:
