@@ -209,15 +209,22 @@ def readings(
     summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh, and "
                                                           "the period readings stored."),
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml"),
+    from_parquet: Path | None = typer.Option(None, "--from-parquet", help="Read the validated intervals from a "
+                                             "`kwhub export --format parquet` folder instead of the database."),
 ) -> None:
     """Print stored intervals with quality flags (and the rule that set them), or period readings.
 
     Interval data: `kwhub readings hall_a.load --start 2026-10-01 --end 2026-10-02`.
     Period readings (daily reads of 23/24/25-hour days, billing periods, register reads):
     `kwhub readings grid.import --periods --start 2026-01-01`. All channels: `--summary`.
+    Closed periods exported to Parquet: `kwhub readings hall_a.load --from-parquet DIR --start ...`
+    (validated layer; the same rows as from the database).
     """
     if layer not in ("raw", "validated"):
         raise UserError(f"--layer must be raw or validated, not {layer!r}", exit_code=EXIT_CONFIG)
+    if from_parquet is not None:
+        _readings_from_parquet(from_parquet, channel, start, end, layer, periods, summary, fmt)
+        return
     cfg = _load(config)
     if summary:
         with _open_db(cfg) as db:
@@ -240,7 +247,46 @@ def readings(
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
     with _open_db(cfg) as db:
         blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
-    rows = _rows(blocks, t0, t1)
+    _emit_rows(channel, layer, _rows(blocks, t0, t1), fmt)
+
+
+def _readings_from_parquet(root: Path, channel: str | None, start: str | None, end: str | None, layer: str,
+                           periods: bool, summary: bool, fmt: str) -> None:
+    """``readings --from-parquet``: one channel's exported validated intervals, printed as from the store."""
+    from kwhub.hub.export.parquet import ExportError, read_intervals
+
+    if periods or summary:
+        raise UserError("--from-parquet reads interval data only (not --periods or --summary)", exit_code=EXIT_CONFIG)
+    if layer != "validated":
+        raise UserError("a Parquet export holds the validated layer only", hint="add --layer validated",
+                        exit_code=EXIT_CONFIG)
+    if channel is None or start is None:
+        raise UserError("give a CHANNEL and --start with --from-parquet", exit_code=EXIT_CONFIG)
+    t0 = _parse_instant(start, "--start")
+    t1 = _parse_instant(end, "--end") if end else t0 + SECONDS_PER_DAY
+    if t1 <= t0:
+        raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
+    try:
+        got = read_intervals(root, channel, t0, t1)
+    except ExportError as exc:
+        raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+    keep = ~np.isnan(got.kwh) | (got.quality != Quality.MISSING) | np.array([bool(r) for r in got.rule], dtype=bool)
+    rows = []
+    for i in np.flatnonzero(keep):  # output rows: bounded by what is printed
+        v = float(got.kwh[i])
+        q = int(got.quality[i])
+        rows.append({
+            "interval_start": datetime.fromtimestamp(int(got.starts[i]), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "interval_minutes": int(got.interval_minutes[i]),
+            "kwh": None if np.isnan(v) else v,
+            "quality": QUALITY_LABELS.get(q, str(q)),
+            "rule": got.rule[i] or "",
+        })
+    _emit_rows(channel, layer, rows, fmt)
+
+
+def _emit_rows(channel: str, layer: str, rows: list[dict[str, Any]], fmt: str) -> None:
+    """Interval rows as JSON or CSV on stdout."""
     if fmt == "json":
         echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
         return

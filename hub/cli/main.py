@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "kwhub.hub.cli.keys_cmds",  # keys create/list/revoke/scopes
     "kwhub.hub.cli.jobs_cmds",  # jobs list/schedule
     "kwhub.hub.cli.audit_cmds",  # audit list
+    "kwhub.hub.cli.export_cmds",  # export (closed periods to Parquet)
 ]
 
 for _name in COMMAND_MODULES:

@@ -80,6 +80,14 @@ def settle_command(
                                 help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and check the drafts, print them, store nothing."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
+    campuses: str = typer.Option(None, "--campuses", help="A portfolio: kwhub.toml files (or their folders), "
+                                 "comma-separated, sharing one database; settled one after the other, or on "
+                                 "Dask with --dask."),
+    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per (campus, contract) on "
+                             "Dask; `local` for a LocalCluster on this machine, or a scheduler address "
+                             "(tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
 ) -> None:
     """Settle a billing period: price every contract into draft documents and check them.
 
@@ -89,6 +97,10 @@ def settle_command(
     (`kwhub runs approve RUN --reason ...`). When any contract fails, nothing is issued.
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
+
+    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every contract of
+    every campus as its own Dask task (the same code as a serial settle, against the shared
+    database) and then issues each campus' drafts in order; the results equal a serial run.
     """
     from kwhub.core.timeline import TimeModelError, billing_period
     from kwhub.core.versions import VERSION_KINDS
@@ -106,6 +118,10 @@ def settle_command(
         billing_period(period, "UTC")
     except TimeModelError as exc:
         raise UserError(str(exc), hint="give the period as YYYY-MM, e.g. --period 2026-10", exit_code=EXIT_CONFIG) from None
+    if campuses is not None or dask is not None:
+        _settle_portfolio(period, version, campuses, dask, workers, retries, fmt, contract, fallback_raw, missing,
+                          dry_run)
+        return
     cfg = _load(config)
     campus = cfg.campus
     if not campus.contracts:
@@ -141,6 +157,47 @@ def settle_command(
     else:
         _print_outcomes(period, version, outcomes, dry_run)
     if any(o.status == "error" for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str | None, workers: int, retries: int,
+                      fmt: str, contract: list[str] | None, fallback_raw: bool, missing: str | None,
+                      dry_run: bool) -> None:
+    """``settle --campuses ... [--dask SCHEDULER]``: see :mod:`kwhub.hub.settle.portfolio`."""
+    from kwhub.hub.settle.portfolio import (
+        PortfolioError,
+        campus_refs,
+        settle_portfolio,
+        settle_serial,
+    )
+
+    if campuses is None:
+        raise UserError("--dask settles a portfolio: give --campuses too", exit_code=EXIT_CONFIG)
+    if contract or fallback_raw or missing is not None or dry_run:
+        raise UserError("--campuses takes each campus' settings from its kwhub.toml; --contract, --fallback-raw, "
+                        "--missing and --dry-run apply to one campus", exit_code=EXIT_CONFIG)
+    try:
+        refs = campus_refs([c for c in campuses.split(",") if c.strip()])
+        if dask is None:
+            result = settle_serial(refs, period, version)
+        else:
+            def shown(task: Any, status: str) -> None:
+                if fmt != "json":
+                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id)}: {safe(status)}")
+
+            result = settle_portfolio(refs, period, version, scheduler=dask, workers=workers, retries=retries,
+                                      progress=shown)
+    except PortfolioError as exc:
+        raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+    if fmt == "json":
+        echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for name, outcomes in result.outcomes.items():
+            echo(f"campus {name}")
+            _print_outcomes(period, version, outcomes, False)
+        for f in result.failures:
+            echo(f"error: task {f.task.key} failed after {retries} retries: {f.error}", err=True)
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
 

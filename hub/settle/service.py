@@ -1259,6 +1259,7 @@ def settle(
     now: datetime | None = None,
     dry_run: bool = False,
     actor: str = "policy:auto",
+    issue: bool = True,
 ) -> list[RunOutcome]:
     """Settle ``period`` (``YYYY-MM``, local month of each contract) for the chosen contracts.
 
@@ -1268,7 +1269,8 @@ def settle(
     """
     return settle_periods(db, campus, [period], contracts=contracts, version=version, options=options,
                           issue_date=issue_date, components=components, progress=progress,
-                          max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor)
+                          max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor,
+                          issue=issue)
 
 
 def settle_periods(
@@ -1289,6 +1291,7 @@ def settle_periods(
     dry_run: bool = False,
     actor: str = "policy:auto",
     read_ahead: bool = True,
+    issue: bool = True,
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
 
@@ -1304,7 +1307,9 @@ def settle_periods(
     before are priced and written (SQLite and the database driver let go of the
     interpreter while they read, so the two overlap; two reads' worth of memory at most).
     Each period of a batch is written in one transaction. Outcomes come by period, then
-    by contract.
+    by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
+    :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
+    have settled, in the same order as one call would).
     """
     options = options or SettlementOptions()
     if components is None:
@@ -1350,7 +1355,7 @@ def settle_periods(
                                               chans_of, issue_date=issue_date, components=components,
                                               progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
                 del loaded
-    if not dry_run:
+    if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     order = {c.id: i for i, c in enumerate(chosen)}
     rank = {label: i for i, label in reversed(list(enumerate(labels)))}
@@ -1391,6 +1396,14 @@ class _Reader:
         current = self.pending if self.pending is not None else self.pool.submit(self._load, span)
         self.pending = self.pool.submit(self._load, self.spans[self.i]) if self.i < len(self.spans) else None
         return current.result()
+
+
+def issue_outcomes(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
+                   issue_date: date | None = None, on_issue: Callable[[Any, Invoice], None] | None = None,
+                   actor: str = "policy:auto") -> None:
+    """Issue the drafts of ``outcomes`` (settled with ``issue=False``) exactly as :func:`settle_periods`
+    would have: by policy, in the given order, and nothing when any of them failed."""
+    _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
 
 
 def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,

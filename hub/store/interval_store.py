@@ -46,6 +46,7 @@ from kwhub.core.intervals import (
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
+from kwhub.hub.store.pg_intervals import copy_in_allowed, ensure_partitions
 from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ class _Sql:
         m = self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.sqlite = dialect.name == "sqlite"
         self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        self.postgres = dialect.name == "postgresql"  # interval_day partitioned by month (0013)
         tbl = self.table = q(interval_day_table.name)
         c = {name: q(name) for name in (*INSERT_COLUMNS, "id")}
         cols = ", ".join(c[name] for name in INSERT_COLUMNS)
@@ -292,7 +294,7 @@ def _cursor(conn: Connection, binary: bool = False) -> Any:
 
 def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
     """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
-    if sql.copy:
+    if sql.copy and copy_in_allowed(cur):  # (row-level security refuses COPY FROM to most roles)
         # COPY is several times faster than executemany; same connection, same transaction
         with cur.copy(sql.copy_sql) as copy:
             copy.set_types(_COPY_TYPES)  # binary: the blobs go as bytes, not hex text
@@ -816,6 +818,9 @@ class IntervalStore:
         fills: list[dict[str, Any]] = []
         cur = _cursor(conn)
         try:
+            if sql.postgres:  # the months this write covers get their partitions first
+                ensure_partitions(cur, *_to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
+                                                            max(int(cd.days[-1]) for cd in prepared)])))
             for cd in prepared:
                 stored = self._stored_minutes(cur, sql, cd.channel_id)
                 if stored is not None and int(stored) != cd.interval_minutes:
