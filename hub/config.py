@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext
+from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext, deferred_secrets
 from kwhub.core.campus import (
     AllocationSpec,
     Asset,
@@ -141,13 +141,42 @@ class ConfigFile(BaseModel):
 
 @dataclass
 class AdapterInstance:
-    """A validated adapter instance, ready to be built."""
+    """A validated adapter instance, ready to be built.
+
+    Its ``"env:NAME"`` secrets are resolved when :attr:`config` is first read (building the
+    adapter reads it), not when kwhub.toml is loaded: a command that never uses the instance
+    does not need them. An unset variable is then a :class:`ConfigError` naming the key.
+    """
 
     id: str
     type: str
     cls: type[Adapter]
-    config: AdapterConfig
+    validated: AdapterConfig
     enabled: bool = True
+    where: str = ""
+    source: str = ""
+    _resolved: AdapterConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> AdapterConfig:
+        """The instance's config with its secrets resolved from the environment."""
+        if self._resolved is None:
+            from kwhub.core.adapters import has_secret_references
+
+            if not has_secret_references(self.validated):
+                self._resolved = self.validated
+            else:
+                data = self.validated.model_dump(exclude_unset=True)
+                try:
+                    self._resolved = self.cls.Config.model_validate(data)
+                except ValidationError as exc:
+                    where = self.where or f'adapters (id="{self.id}")'
+                    problems = [f"{where}.config.{'.'.join(str(x) for x in e['loc'])}: "
+                                f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+                    raise ConfigError(self.source or "kwhub.toml", problems,
+                                      hint="set the environment variable, or change the reference in "
+                                           "kwhub.toml") from None
+        return self._resolved
 
     def build(self, context: AdapterContext | None = None) -> Adapter:
         return self.cls(self.id, self.config, context)
@@ -242,6 +271,20 @@ class KwhubConfig:
         from kwhub.core.carbon_factors import CarbonSetup
 
         return CarbonSetup(self.file.emissions, self.factor_library(), self.grid_region())
+
+    def resolve_secrets(self) -> None:
+        """Resolve the ``env:`` secrets of every enabled adapter instance now (a service that
+        will use them all checks them at start); a ConfigError lists every unset one."""
+        problems: list[str] = []
+        for inst in self.adapters.values():
+            if inst.enabled:
+                try:
+                    inst.config  # noqa: B018 - resolving is the point
+                except ConfigError as exc:
+                    problems += exc.problems
+        if problems:
+            raise ConfigError(self.source, problems, hint="set the environment variables, or change the "
+                                                          "references in kwhub.toml")
 
     def context(self) -> AdapterContext:
         return AdapterContext(
@@ -454,12 +497,13 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
             problems.append(f"{where}.type: no plugin registers adapter type {spec.type!r} (known: {known})")
             continue
         try:
-            cfg = cls.Config.model_validate(spec.config)
+            with deferred_secrets():  # resolved by the commands that use the instance
+                cfg = cls.Config.model_validate(spec.config)
         except ValidationError as exc:
             raw = raw_adapters[i].get("config", {}) if i < len(raw_adapters) else {}
             problems += format_validation_error(exc, raw, prefix=f"{where}.config", secrets=secret_fields(cls.Config))
             continue
-        instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled)
+        instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled, where=where)
         if spec.enabled:
             warnings += [f"{where}.config.{w}" for w in cfg.warnings()]
     formats = {getattr(c, "format_id", "") for c in registry.adapters.values() if getattr(c, "format_id", "")}
@@ -506,6 +550,8 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         registry = get_registry()
     warnings: list[str] = []
     instances, plugin_problems = _validate_plugins(cf, data, registry, warnings)
+    for inst in instances.values():
+        inst.source = source
     problems += plugin_problems
     if problems:
         raise ConfigError(source, problems)

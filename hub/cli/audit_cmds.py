@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+
 console = Console()
 audit_app = typer.Typer(help="The audit log (append-only): approvals, rejections, retries, keys, reloads.",
                         no_args_is_help=True)
@@ -22,9 +24,10 @@ def list_cmd(
     object_id: str = typer.Option(None, "--id", help="Only this object."),
     limit: int = typer.Option(100, "--limit", min=1, help="Newest entries to show."),
     config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Audit entries, newest first: when, who (key id or CLI user), action, object, why."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.app import Hub
     from kwhub.hub.store import audit_entries
 

@@ -28,7 +28,6 @@ import os
 import sys
 from collections.abc import Callable
 
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2

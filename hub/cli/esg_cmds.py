@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, output_format
 
 console = Console()
 esg_app = typer.Typer(help="Emissions disclosures and granular certificates.", no_args_is_help=True)
@@ -18,7 +19,7 @@ certs_app = typer.Typer(
          "tenants by the settled allocation, claim for a tenant's consumption hour, withdraw, export and import.",
     no_args_is_help=True)
 esg_app.add_typer(certs_app, name="certificates")
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
 
 
@@ -191,10 +192,11 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
 
 
 @certs_app.command("list")
-def certs_list(fmt: str = typer.Option("table", "--format", help="table or json."), config: Path = _CONFIG) -> None:
+def certs_list(fmt: str = format_option("text", "json"), config: Path = _CONFIG) -> None:
     """Wh per device, holder and status."""
     from kwhub.hub.esg.ledger import summary
 
+    fmt = output_format(fmt, ("text", "json"))
     _cfg, db = _open(config)
     try:
         rows = summary(db)

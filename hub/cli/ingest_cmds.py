@@ -20,6 +20,7 @@ from kwhub.core.quality import QUALITY_LABELS, Quality
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option
 from kwhub.hub.cli.output import cell, clean, console, echo, err_console, safe
 
 
@@ -81,12 +82,12 @@ def ingest(
     adapter: str | None = typer.Option(None, "--adapter", "-a",
                                        help="Adapter instance id (kwhub.toml) or type (meters.csv, "
                                             "meters.greenbutton); default: detect from the file."),
-    channel: str | None = typer.Option(None, "--channel", "-c", help="Channel id for a single-channel file."),
-    config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml or built-in)."),
+    channel: str | None = typer.Option(None, "--channel", help="Channel id for a single-channel file."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml or built-in)."),
     profile: str | None = typer.Option(None, "--profile", help="CSV profile (meters.csv only)."),
     timezone: str | None = typer.Option(None, "--timezone", help="Time zone of naive local timestamps."),
     vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
-    fmt: str = typer.Option("table", "--format", help="table or json"),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Ingest meter files: interval data into the raw layer and period readings (daily, billing,
     register), one transaction per file, then run VEE on the touched days.
@@ -205,10 +206,10 @@ def readings(
     layer: str = typer.Option("raw", "--layer", help="raw or validated (intervals)"),
     periods: bool = typer.Option(False, "--periods", help="Show the channel's period readings (daily, "
                                                           "billing-period, register) instead of intervals."),
-    fmt: str = typer.Option("csv", "--format", help="csv or json (table for --summary)"),
+    fmt: str = format_option("text", "json", "csv"),
     summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh, and "
                                                           "the period readings stored."),
-    config: Path | None = typer.Option(None, "--config", help="kwhub.toml"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="kwhub.toml"),
 ) -> None:
     """Print stored intervals with quality flags (and the rule that set them), or period readings.
 

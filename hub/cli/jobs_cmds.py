@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+
 console = Console()
 jobs_app = typer.Typer(help="Scheduled jobs: their history and schedule.", no_args_is_help=True)
 CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
@@ -21,9 +23,10 @@ def list_cmd(
     status: str = typer.Option(None, "--status", help="running, succeeded, failed or interrupted."),
     limit: int = typer.Option(50, "--limit", min=1, help="Newest runs to show."),
     config: Path = CONFIG,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Job runs, newest first: slot, owner, start, end, outcome and error."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.app import Hub
     from kwhub.hub.scheduler.history import list_runs
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, json_alias, output_format
 
 console = Console()
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
@@ -32,12 +33,13 @@ def create(
     scopes: list[str] = typer.Option(None, "--scope", help="Narrow the role's scopes (repeat); see `kwhub keys "
                                                          "scopes`."),
     name: str = typer.Option("", "--name", help="A label: who or what uses the key."),
-    days: int = typer.Option(None, "--days", min=1, help="Valid for this many days (default: \\[api] "
+    days: int = typer.Option(None, "--days", min=1, help="Valid for this many days (default: [api] "
                                                          "key_default_days, 90; at most key_max_days)."),
     config: Path = CONFIG,
-    as_json: bool = typer.Option(False, "--json", help="Print the key as JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Create an API key and print it once (only its hash is stored); recorded in the audit log."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.api.keys import KeyRequestError, create_key
     from kwhub.hub.app import Hub
 
@@ -60,8 +62,9 @@ def create(
 
 
 @keys_app.command("list")
-def list_cmd(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_cmd(config: Path = CONFIG, fmt: str = format_option("text", "json"), as_json: bool = json_alias()) -> None:
     """List API keys (never their secrets)."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.api.keys import list_keys
     from kwhub.hub.app import Hub
 
@@ -86,7 +89,7 @@ def revoke(
     reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
     config: Path = CONFIG,
 ) -> None:
-    r"""Revoke a key: it is refused from now on (by a running API within \[api] key_cache_s seconds)."""
+    """Revoke a key: it is refused from now on (by a running API within [api] key_cache_s seconds)."""
     from kwhub.hub.api.keys import KeyRequestError, revoke_key
     from kwhub.hub.app import Hub
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, json_alias, output_format
 
 console = Console()
 market_app = typer.Typer(
@@ -21,7 +22,7 @@ market_app = typer.Typer(
     "shadow-settle them and explain a line.\n\nA day runs: `market bid --submit`, `market poll`, "
     "`market fetch`, `market variance`. `kwhub market-sim ERCOT` starts a local ERCOT to try it on.",
     no_args_is_help=True)
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 _ISO = typer.Option(..., "--iso", help="ERCOT, CAISO or PJM (an ISO with an adapter in [markets.adapters]).")
 _DAY = typer.Option(..., "--day", help="Operating (trading) day YYYY-MM-DD, in the ISO's time zone.")
 
@@ -66,11 +67,12 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def bid_command(iso: str = _ISO, day: str = _DAY,
                 resource: str = typer.Option(..., "--resource", help="A resource of [[markets.resources]]."),
                 submit: bool = typer.Option(False, "--submit", help="Submit the offer to the ISO (else only show it)."),
-                as_json: bool = typer.Option(False, "--json", help="Print the bids as JSON."),
+                fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
                 config: Path = _CONFIG) -> None:
     """Build the day-ahead energy offer of a resource: forecast the surplus (units, solar, battery,
     load by persistence, reserve), optimise the dispatch, turn it into offer curves and check them
     against the ISO's curve rules and the guardrails. Nothing that would need tenant load leaves."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.markets.forecast import build_day_bids
     from kwhub.hub.markets.service import submit_bids
 
@@ -139,12 +141,13 @@ def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> N
 @market_app.command("variance")
 def variance_command(iso: str = _ISO, day: str = _DAY,
                      statement: str = typer.Option(None, "--statement", help="Only this statement id."),
-                     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                     fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
                      config: Path = _CONFIG) -> None:
     """Shadow-settle the day from kwhub's own meter data, awards and ISO prices, and compare it
     with every statement version: per charge code the totals, every line outside the tolerance
     with its cause (price, quantity, timing, formula), and what each version changed against the
     one before it (previous, current, net)."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.markets.service import variance_as_json, variance_for_day
 
     cfg, db = _open(config)

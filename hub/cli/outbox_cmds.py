@@ -23,6 +23,7 @@ from kwhub.hub.cli.errors import (
     EXIT_INTERRUPTED,
     UserError,
 )
+from kwhub.hub.cli.options import format_option, json_alias, output_format
 from kwhub.hub.cli.output import cell, console, echo, err_console, log_handler, safe
 
 outbox_app = typer.Typer(help="Inspect and repair the invoice outbox.", no_args_is_help=True)
@@ -69,7 +70,7 @@ def _outbox_line(counts: dict[str, int]) -> str:
 def deliver(
     invoice: str = typer.Argument(None, help="Send this issued document again (id or number); needs --route."),
     route: str = typer.Option(None, "--route", help="With INVOICE: the transport instance to send it through."),
-    formats: list[str] = typer.Option(None, "--format", help="With INVOICE: the format(s) to send (default: what "
+    formats: list[str] = typer.Option(None, "--doc-format", help="With INVOICE: the document format(s) to send (default: what "
                                                              "the buyer receives through --route)."),
     new_key: bool = typer.Option(False, "--new-key", help="With INVOICE: a new idempotency key (and EDI control "
                                                           "number), so a receiver that deduplicates imports it again."),
@@ -78,7 +79,7 @@ def deliver(
     limit: int = typer.Option(100, "--batch", min=1, help="Rows claimed per pass."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, max=64, help="Documents sent at a time."),
     poll: float = typer.Option(2.0, "--poll", min=0.05, help="Seconds between passes when idle."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every retry."),
 ) -> None:
     """Send queued invoices through their transports (at least once, idempotency-keyed).
@@ -92,6 +93,7 @@ def deliver(
     (retry.deadline_s, shorter than the lease). Rows "in flight" are claimed by a relay;
     after a crash they are picked up again once their lease runs out.
     """
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     if invoice is not None or route is not None:
         _queue_again(config, invoice, route, formats or [], new_key)
         return
@@ -226,7 +228,7 @@ def _iso(value: datetime | None) -> str | None:
 def outbox_list(
     config: Path = CONFIG_OPTION,
     status: str = typer.Option(None, "--status", help="pending, sending (in flight), delivered or dead."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
     limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
 ) -> None:
     """List outbox rows (newest first)."""
@@ -240,8 +242,7 @@ def outbox_list(
     """
     from kwhub.hub.deliver.outbox import status_counts
 
-    if fmt not in ("table", "json"):
-        raise UserError(f"unknown --format {fmt!r}", hint="use --format table or --format json", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)
     try:
         rows = list_outbox(db, status=status, limit=limit)

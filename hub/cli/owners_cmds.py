@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import UserError
+from kwhub.hub.cli.options import format_option, output_format
 
 console = Console()
 owners_app = typer.Typer(help="Owner statements of co-owned assets.", no_args_is_help=True)
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
@@ -30,7 +31,7 @@ def _open(config: Path | None):  # noqa: ANN202 - (config, database)
 def owners_statement(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     owner: str = typer.Option(None, "--owner", help="Only this owner (a party id)."),
-    fmt: str = typer.Option("table", "--format", help="table, json, csv or pdf."),
+    fmt: str = format_option("text", "json", "csv", "pdf"),
     out: Path = typer.Option(None, "--out", help="Folder for the files (pdf, csv, json; default: output_dir/owners)."),
     config: Path = _CONFIG,
 ) -> None:
@@ -40,8 +41,7 @@ def owners_statement(
     from kwhub.hub.settle.owner_pdf import write_owner_pdf
     from kwhub.hub.settle.owners import period_owner_statements
 
-    if fmt not in ("table", "json", "csv", "pdf"):
-        raise UserError(f"--format must be table, json, csv or pdf, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json", "csv", "pdf"))
     cfg, db = _open(config)
     try:
         statements = period_owner_statements(db, cfg, period, owner)
@@ -49,7 +49,7 @@ def owners_statement(
         raise UserError(str(exc)) from None
     finally:
         db.close()
-    if fmt == "table":
+    if fmt == "text":
         for party, st in statements.items():
             table = Table(title=f"Owner statement {party} {period} ({st.currency})")
             for col in ("asset", "item", "asset total", "share", "amount"):
@@ -81,7 +81,7 @@ def owners_statement(
 
 def emissions_command(
     period: str = typer.Option(..., "--period", help="A month (2026-10) or a year (2026)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: str = format_option("text", "json", "csv"),
     config: Path = _CONFIG,
 ) -> None:
     """Scope 1, Scope 2 (location- and market-based) and Scope 3 category 3 per party, in t CO2e.
@@ -93,8 +93,7 @@ def emissions_command(
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.esg.reports import period_disclosure
 
-    if fmt not in ("table", "json", "csv"):
-        raise UserError(f"--format must be table, json or csv, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json", "csv"))
     cfg, db = _open(config)
     try:
         disclosure = period_disclosure(db, cfg, period)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, output_format
 
 console = Console()
 
@@ -24,7 +25,7 @@ runs_app = typer.Typer(help="Settlement runs and the review gate: list, show, ap
 report_app = typer.Typer(help="Reports of a settled period: energy accounting, allocation split.",
                          no_args_is_help=True)
 
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
 
 def _actor(by: str | None) -> str:
@@ -56,12 +57,12 @@ def runs_list(
     contract: str = typer.Option(None, "--contract", help="Only this contract."),
     status: str = typer.Option(None, "--status", help="draft, held, issued, no_change, rejected or superseded."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """List settlement runs with their review status; held runs show why they are held."""
     from kwhub.hub.settle.review import list_runs
 
-    _fmt(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)
     try:
         rows = list_runs(db, period=period, contract_id=contract, status=status)
@@ -86,14 +87,14 @@ def runs_list(
 def runs_show(
     run_id: str = typer.Argument(..., help="Run id (see `kwhub runs list`)."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Show a run: status, checks, the document it issues (or issued), energy accounting, decisions."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.service import get_run
     from kwhub.hub.store import audit_entries
 
-    _fmt(fmt, ("text", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)
     try:
         try:
@@ -206,13 +207,13 @@ def _date(text: str | None) -> date | None:
 def report_energy(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    fmt: str = format_option("text", "json", "csv"),
 ) -> None:
     """Energy accounting: metered = allocated = billed + unbilled, with the reason of every unbilled kWh."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.reports import energy_report
 
-    _fmt(fmt, ("table", "csv", "json"))
+    fmt = output_format(fmt, ("text", "json", "csv"))
     _, db = _open(config)
     try:
         rep = energy_report(db, period)
@@ -261,14 +262,14 @@ def report_allocation(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     tenant: str = typer.Option(None, "--tenant", help="Only this tenant (default: every tenant)."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    fmt: str = format_option("text", "json", "csv"),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
     """The per-interval tenants x sources split the runs froze (kWh), to check conservation."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.reports import allocation_rows
 
-    _fmt(fmt, ("csv", "json"))
+    fmt = output_format(fmt, ("text", "json", "csv"))
     _, db = _open(config)
     try:
         rows = list(allocation_rows(db, period, tenant))

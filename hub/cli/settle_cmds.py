@@ -19,6 +19,7 @@ from kwhub.core.money import money_str
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
@@ -74,12 +75,12 @@ def settle_command(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM (local month of each contract)."),
     contract: list[str] = typer.Option(None, "--contract", help="Only this contract (repeatable)."),
     version: str = typer.Option("initial", "--version", help="initial, final or true_up."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     fallback_raw: bool = typer.Option(False, "--fallback-raw", help="Use raw data where nothing is validated."),
     missing: str = typer.Option(None, "--missing",
                                 help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and check the drafts, print them, store nothing."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Settle a billing period: price every contract into draft documents and check them.
 
@@ -97,7 +98,7 @@ def settle_command(
     from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import settle
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     if version not in VERSION_KINDS:
         raise UserError(f"--version must be one of {', '.join(VERSION_KINDS)}, not {version!r}", exit_code=EXIT_CONFIG)
     if missing is not None and missing not in ("error", "zero"):
@@ -204,17 +205,17 @@ def _print_accounts(rows: list[dict[str, Any]]) -> None:
 
 @invoices_app.command("list")
 def invoices_list(
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     contract: str = typer.Option(None, "--contract", help="Only this contract."),
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """List issued documents."""
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
     from kwhub.hub.settle.service import list_invoices
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
@@ -241,13 +242,13 @@ def invoices_list(
 @invoices_app.command("show")
 def invoices_show(
     ref: str = typer.Argument(..., help="Invoice id or number."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("json", "--format", help="json or text."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
     from kwhub.hub.settle.service import get_invoice
 
-    _check_format(fmt, ("json", "text"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     try:
@@ -277,7 +278,7 @@ def invoices_render(
     fmt: str = typer.Option(..., "--format", help="A renderer's format id: ubl, cii, facturx, x12_810, x12_867, "
                                                   "idoc_invoic02, csv, json, pdf (`kwhub plugins list` shows them)."),
     out: Path = typer.Option(None, "--out", help="Write the document to FILE (default: standard output)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
 ) -> None:
     """Render an issued document in any installed format.
 
@@ -335,8 +336,8 @@ def _get(fn: Any, db: Any, ref: str) -> Any:
 def explain_command(
     invoice: str = typer.Argument(..., help="Invoice id or number."),
     line: int = typer.Option(None, "--line", help="Line number (default: every line)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
     carbon: bool = typer.Option(False, "--carbon",
                                 help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
                                      "and GWP set, recomputed from what the run froze."),
@@ -355,7 +356,7 @@ def explain_command(
         stale_flags,
     )
 
-    _check_format(fmt, ("text", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
     db = _open_db(cfg)
     if carbon:
