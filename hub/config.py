@@ -537,6 +537,21 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
     return instances, problems
 
 
+def _registry_for(cf: ConfigFile) -> Any:
+    """The plugins this configuration names: the families of its adapter types, the ERP
+    renderers when parties receive documents, and kwhub's core rules and price components.
+    Loading a configuration does not import the plugins of families it does not use."""
+    from kwhub.hub.registry import get_registry
+
+    families = {"core"} | {spec.type.split(".", 1)[0] for spec in cf.adapters}
+    if any(p.delivery.formats or p.delivery.routes for p in cf.parties):
+        families.add("erp")
+    registry = get_registry(families=families)
+    if any(spec.type not in registry.adapters for spec in cf.adapters):
+        registry = get_registry()  # an unknown type is reported against every installed one
+    return registry
+
+
 def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: Any | None = None) -> KwhubConfig:
     """Validate a config mapping (already parsed from TOML)."""
     try:
@@ -545,9 +560,7 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         raise ConfigError(source, format_validation_error(exc, data)) from None
     problems = _cross_check(cf)
     if registry is None:
-        from kwhub.hub.registry import get_registry
-
-        registry = get_registry()
+        registry = _registry_for(cf)
     warnings: list[str] = []
     instances, plugin_problems = _validate_plugins(cf, data, registry, warnings)
     for inst in instances.values():

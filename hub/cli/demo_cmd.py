@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kwhub.hub.cli.options import format_option, json_alias, output_format
@@ -32,8 +31,11 @@ def demo(
     CDP, ESRS inline XBRL checked with Arelle, SB 253). Running it
     again changes nothing.
     """
-    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from kwhub.hub.demo.run import run_demo, summary_json
+
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
 
     if as_json:
         summary = run_demo(directory)

@@ -24,11 +24,10 @@ FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 def _errors() -> tuple[type[BaseException], ...]:

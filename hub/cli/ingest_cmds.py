@@ -10,17 +10,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kwhub.core.intervals import SECONDS_PER_DAY, IntervalDataError, day_start_epoch
-from kwhub.core.quality import QUALITY_LABELS, Quality
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
-from kwhub.hub.cli.options import format_option
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, clean, console, echo, err_console, safe
 
 
@@ -98,29 +94,62 @@ def ingest(
     """
     cfg = _load(config)
     overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}
+    fmt = output_format(fmt, ("text", "json"))
     for f in files:
         if not f.exists():
             raise UserError(f"{f}: file not found")
         if not f.is_file():
             raise UserError(f"{f}: not a regular file (a directory, device or pipe); give meter files",
                             hint="to read a stream, save it to a file first")
+    if len(files) == 1 and files[0].stat().st_size == 0:
+        raise UserError(f"{files[0]}: the file is empty (0 bytes); nothing was stored", hint=EMPTY_HINT)
     db = _open_db(cfg)
     try:
         reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
+        made_stale = _made_stale(db, reports)
     finally:
         db.close()
     if fmt == "json":
-        echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors}, default=str, indent=2))
+        echo(json.dumps({"files": [r.as_dict() for r in reports], "errors": errors, "made_stale": made_stale},
+                        default=str, indent=2))
     else:
         _print_ingest_table(reports)
+        _print_made_stale(made_stale)
     if errors:
         raise UserError(f"{len(errors)} of {len(files)} file(s) rejected (nothing stored from them):\n  "
                         + "\n  ".join(errors))
 
 
+EMPTY_HINT = "check the export or transfer that wrote it (an interrupted copy leaves an empty file), then ingest it again"
+
+
+def _made_stale(db: Any, reports: list[Any]) -> list[dict[str, Any]]:
+    """Settled runs whose input days this ingest restated (they are marked stale now)."""
+    if not any(r.stale for r in reports):
+        return []
+    from kwhub.hub.settle.review import list_runs
+    from kwhub.hub.settle.service import refresh_stale
+
+    ids = set(refresh_stale(db))
+    return [{"run": r["id"], "contract": r["contract_id"], "period": r["period"], "version": r["version_kind"],
+             "status": r["status"]} for r in list_runs(db) if r["id"] in ids and r["status"] != "superseded"]
+
+
+def _print_made_stale(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    echo("settled periods made stale (their input data changed); settle them again as a later version:")
+    for r in rows:
+        echo(f"  {r['contract']} {r['period']} ({r['version']}, run {r['run']}, {r['status']}): "
+             f"kwhub settle --period {r['period']} --contract {r['contract']} --version final")
+
+
 def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, channel: str | None,
                   overrides: dict[str, Any], vee: bool, fmt: str) -> tuple[list[Any], list[str]]:
     """Ingest ``files`` one by one; the reports and the errors of files that were rejected."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kwhub.core.intervals import IntervalDataError
     from kwhub.hub.ingest.batch import ingest_file, sniff_adapter
     from kwhub.hub.registry import get_registry
 
@@ -133,9 +162,15 @@ def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, cha
         task = progress.add_task("", total=len(files))
         for f in files:
             progress.update(task, description=safe(f.name))
-            name = adapter or sniff_adapter(f, get_registry())
+            if f.stat().st_size == 0:
+                errors.append(f"{f}: the file is empty (0 bytes); {EMPTY_HINT}")
+                progress.advance(task)
+                continue
+            name = adapter or sniff_adapter(f, get_registry(families=("meters", "core")))
             if name is None:
-                errors.append(f"{f}: no meter adapter recognises this file; pass --adapter")
+                errors.append(f"{f}: no meter adapter recognises this file; name its adapter with --adapter "
+                              "(a configured instance id, or a type such as meters.csv; `kwhub plugins list` "
+                              "shows the types)")
                 progress.advance(task)
                 continue
             if name not in adapters:
@@ -159,8 +194,16 @@ def _periods_cell(r: Any) -> str:
     return f"{p.get('new', 0)}/{p.get('changed', 0)}/{p.get('unchanged', 0)}"
 
 
+INGEST_LEGEND = (
+    "channels: channels with data in the file; intervals: interval readings read; new / changed / same: "
+    "channel-days stored for the first time / restated (a new version; settled runs that used them become stale) / "
+    "identical to what was stored; dups: repeated readings in the file (the last one kept); periods: period "
+    "readings new/changed/same; VEE: intervals flagged and estimated by validation."
+)
+
+
 def _print_ingest_table(reports: list[Any]) -> None:
-    table = Table(title="ingest (days and period readings: new / changed / same)")
+    table = Table(title="ingest", caption=INGEST_LEGEND, caption_justify="left")
     for col in ("file", "adapter", "channels", "intervals", "new", "changed", "same", "dups", "periods", "VEE"):
         table.add_column(col, justify="right" if col not in ("file", "adapter") else "left",
                          overflow="fold")
@@ -187,6 +230,8 @@ def _print_ingest_table(reports: list[Any]) -> None:
 
 
 def _parse_instant(text: str, opt: str) -> int:
+    from kwhub.core.intervals import day_start_epoch
+
     try:
         if len(text) == 10:
             return day_start_epoch(date.fromisoformat(text))
@@ -217,11 +262,14 @@ def readings(
     Period readings (daily reads of 23/24/25-hour days, billing periods, register reads):
     `kwhub readings grid.import --periods --start 2026-01-01`. All channels: `--summary`.
     """
+    from kwhub.core.intervals import SECONDS_PER_DAY
+
+    fmt = output_format(fmt, ("text", "json", "csv"))
     if layer not in ("raw", "validated"):
         raise UserError(f"--layer must be raw or validated, not {layer!r}", exit_code=EXIT_CONFIG)
     cfg = _load(config)
     if summary:
-        with _open_db(cfg) as db:
+        with _open_db(cfg, read_only=True) as db:
             _print_summary(db, layer, fmt)
         return
     if channel is None:
@@ -233,26 +281,57 @@ def readings(
     if t1 <= t0:
         raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
     if periods:
-        with _open_db(cfg) as db:
+        with _open_db(cfg, read_only=True) as db:
+            _check_channel(db, cfg, channel)
             found = db.periods.read([channel], t0, t1)
         _print_periods(channel, found, t0, t1, fmt)
         return
     first = datetime.fromtimestamp(t0, tz=UTC).date()
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
-    with _open_db(cfg) as db:
+    with _open_db(cfg, read_only=True) as db:
+        _check_channel(db, cfg, channel)
         blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
     rows = _rows(blocks, t0, t1)
     if fmt == "json":
         echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
         return
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"])
-    shown_channel = clean(channel)
-    for r in rows:
-        w.writerow([shown_channel, r["interval_start"], r["interval_minutes"],
-                    "" if r["kwh"] is None else repr(r["kwh"]), r["quality"], clean(r["rule"])])
-    echo(buf.getvalue(), nl=False)
+    header = ["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"]
+    body = [[clean(channel), r["interval_start"], r["interval_minutes"], "" if r["kwh"] is None else repr(r["kwh"]),
+             r["quality"], clean(r["rule"])] for r in rows]
+    _print_rows(header, body, fmt)
+    if not rows:
+        echo(f"no {layer} intervals of {channel} in [{_iso_utc(t0)}, {_iso_utc(t1)}); "
+             "`kwhub readings --summary` shows what each channel holds", err=True)
+
+
+def _print_rows(header: list[str], rows: list[list[Any]], fmt: str) -> None:
+    """Rows as CSV, or (text) as aligned columns."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        echo(buf.getvalue(), nl=False)
+        return
+    cells = [header] + [[str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    echo("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells))
+
+
+def _check_channel(db: Any, cfg: Any, channel: str) -> None:
+    """An unknown channel is an error that names the known ones (not an empty answer)."""
+    known = {c.id for c in cfg.campus.channels}
+    if channel in known:
+        return
+    stored = set(db.intervals.channels("raw")) | set(db.intervals.channels("validated"))
+    stored |= {p.channel_id for p in db.periods.summary()}
+    if channel in stored:
+        return
+    everything = sorted(known | stored)
+    shown = ", ".join(everything[:20]) + (f" ... ({len(everything)} in all)" if len(everything) > 20 else "")
+    raise UserError(f"unknown channel {channel!r}: not in {cfg.source} and nothing stored for it",
+                    hint=f"known channels: {shown or 'none yet (ingest a meter file first)'}; "
+                         "`kwhub readings --summary` lists the channels with data")
 
 
 def _iso_utc(epoch: int) -> str:
@@ -260,7 +339,9 @@ def _iso_utc(epoch: int) -> str:
 
 
 def _print_periods(channel: str, found: list[Any], t0: int, t1: int, fmt: str) -> None:
-    """Period readings overlapping [t0, t1): start, end, hours, kind, kWh, quality (CSV or JSON)."""
+    """Period readings overlapping [t0, t1): start, end, hours, kind, kWh, quality (text, CSV or JSON)."""
+    from kwhub.core.quality import QUALITY_LABELS
+
     rows = []
     for p in found:
         for a, b, v, q in zip(p.starts.tolist(), p.ends.tolist(), p.values.tolist(), p.quality.tolist(), strict=True):
@@ -272,16 +353,18 @@ def _print_periods(channel: str, found: list[Any], t0: int, t1: int, fmt: str) -
     if fmt == "json":
         echo(json.dumps({"channel": channel, "period_readings": rows}, indent=2))
         return
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["channel_id", "kind", "start", "end", "hours", "kwh", "quality"])
-    for r in rows:
-        w.writerow([channel, r["kind"], r["start"], r["end"], r["hours"], repr(r["kwh"]), r["quality"]])
-    echo(buf.getvalue(), nl=False)
+    _print_rows(["channel_id", "kind", "start", "end", "hours", "kwh", "quality"],
+                [[clean(channel), r["kind"], r["start"], r["end"], r["hours"], repr(r["kwh"]), r["quality"]]
+                 for r in rows], fmt)
 
 
 def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
     """Slots of the blocks inside [t0, t1) that hold a value or a flag (vectorised per day)."""
+    import numpy as np
+
+    from kwhub.core.intervals import day_start_epoch
+    from kwhub.core.quality import QUALITY_LABELS, Quality
+
     out: list[dict[str, Any]] = []
     for b in sorted(blocks, key=lambda x: x.day):
         step = b.interval_minutes * 60
@@ -302,6 +385,8 @@ def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
 
 
 def _print_summary(db: Any, layer: str, fmt: str) -> None:
+    import numpy as np
+
     items = db.intervals.summary(layer=layer)
     period_items = db.periods.summary()
 
@@ -320,6 +405,9 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
               "last_end": iso(p.last_end)} for p in period_items]
     if fmt == "json":
         echo(json.dumps({"layer": layer, "channels": data, "period_readings": pdata}, indent=2))
+        return
+    if fmt == "csv":  # the interval channels (period readings: --format json)
+        _print_rows(list(data[0]) if data else ["channel_id"], [[clean(v) for v in d.values()] for d in data], fmt)
         return
     table = Table(title=f"readings ({layer})")
     for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):

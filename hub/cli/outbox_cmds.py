@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kwhub.hub.cli.common import load, open_db
@@ -34,7 +33,7 @@ RELAY_LOGGERS = ("kwhub.outbox", "kwhub.sftp")
 
 def _open(config: Path | None) -> tuple[Any, Any]:
     cfg = load(config)
-    return cfg, open_db(cfg)
+    return cfg, open_db(cfg, read_only=True)  # delivering and listing never create a database
 
 
 @contextmanager
@@ -70,12 +69,13 @@ def _outbox_line(counts: dict[str, int]) -> str:
 def deliver(
     invoice: str = typer.Argument(None, help="Send this issued document again (id or number); needs --route."),
     route: str = typer.Option(None, "--route", help="With INVOICE: the transport instance to send it through."),
-    formats: list[str] = typer.Option(None, "--doc-format", help="With INVOICE: the document format(s) to send (default: what "
-                                                             "the buyer receives through --route)."),
+    formats: list[str] = typer.Option(None, "--doc-format", help="With INVOICE: the document format(s) to send "
+                                                                 "(default: what the buyer receives through --route)."),
     new_key: bool = typer.Option(False, "--new-key", help="With INVOICE: a new idempotency key (and EDI control "
                                                           "number), so a receiver that deduplicates imports it again."),
     config: Path = CONFIG_OPTION,
-    once: bool = typer.Option(False, "--once", help="Deliver what is due now, then exit (default: keep polling)."),
+    once: bool = typer.Option(False, "--once", help="One pass: deliver what is due now, print the summary and exit. "
+                                                    "Without it kwhub deliver runs as a daemon until Ctrl-C."),
     limit: int = typer.Option(100, "--batch", min=1, help="Rows claimed per pass."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, max=64, help="Documents sent at a time."),
     poll: float = typer.Option(2.0, "--poll", min=0.05, help="Seconds between passes when idle."),
@@ -83,6 +83,12 @@ def deliver(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every retry."),
 ) -> None:
     """Send queued invoices through their transports (at least once, idempotency-keyed).
+
+    Two modes. `kwhub deliver --once` makes one pass over what is due now, prints a
+    summary (delivered, retrying later, dead, what is left in the outbox) and exits: for
+    cron or by hand. `kwhub deliver` without --once is a daemon: it says so, polls every
+    --poll seconds, prints one summary line per pass that did something, and runs until
+    Ctrl-C (then prints the totals). `kwhub serve` runs the same relay on its schedule.
 
     With INVOICE --route NAME it queues that issued document again for one route instead
     (an ERP that lost a file, a new ERP): same bytes and key, or with --new-key a new key;
@@ -114,10 +120,32 @@ def deliver(
                              "name its id in the parties' delivery.transports",
                         exit_code=EXIT_CONFIG)
     stop = threading.Event()
+    passes = [0]
+
+    def pass_line(rep: Any) -> None:
+        """One line per pass that did something (daemon mode), so a long run shows its work."""
+        passes[0] += 1
+        line = (f"pass {passes[0]}: delivered {rep.delivered}, retrying later {rep.retried}, dead {rep.dead}"
+                f" (outbox: {_outbox_line(status_counts(db))})")
+        err_console.print(safe(line), highlight=False)
+
     try:
         due = count_due(db, transports)
+        if not once and not as_json:
+            err_console.print(safe(f"kwhub deliver: delivering through {', '.join(sorted(transports))}; "
+                                   f"{due} due now; polling every {poll:g} s until Ctrl-C "
+                                   "(--once: one pass, then exit)"))
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(TextColumn("[bold]delivering"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                      TimeElapsedColumn(), console=err_console, transient=as_json) as progress:
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=as_json or not once) as progress:
             task = progress.add_task("deliver", total=due or None, info="")
 
             def advance(rep: Any) -> None:
@@ -125,6 +153,8 @@ def deliver(
                 total = max(progress.tasks[0].total or 0, done + count_due(db, transports))
                 progress.update(task, completed=done, total=total,
                                 info=f"retrying {rep.retried}" if rep.retried else "")
+                if not once and not as_json:
+                    pass_line(rep)
 
             try:
                 with _relay_logging(verbose):
@@ -144,7 +174,8 @@ def deliver(
             raise typer.Exit(EXIT_INTEGRITY)
         return
     console.print(
-        f"delivered {report.delivered}, retrying later {report.retried}, dead {report.dead}"
+        ("" if once else "stopped; in all: ")
+        + f"delivered {report.delivered}, retrying later {report.retried}, dead {report.dead}"
         f" (outbox: {_outbox_line(counts)})"
         + (f", possible duplicates {len(report.possible_duplicates)}" if report.possible_duplicates else "")
     )

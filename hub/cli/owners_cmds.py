@@ -20,11 +20,10 @@ _CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhu
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 @owners_app.command("statement")

@@ -39,11 +39,10 @@ def _actor(by: str | None) -> str:
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 def _fmt(fmt: str, allowed: tuple[str, ...]) -> None:

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kwhub.core.money import money_str
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
@@ -23,6 +21,13 @@ from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
+def money_str(value: Any) -> str:
+    """:func:`kwhub.core.money.money_str`, imported when first used (it needs numpy)."""
+    from kwhub.core.money import money_str as exact
+
+    return exact(value)
+
+
 STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
@@ -91,6 +96,8 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from kwhub.core.timeline import TimeModelError, billing_period
     from kwhub.core.versions import VERSION_KINDS
     from kwhub.hub.deliver.outbox import OutboxError
@@ -217,7 +224,7 @@ def invoices_list(
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
         stale, later = _staleness(db, docs)
@@ -250,7 +257,7 @@ def invoices_show(
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         flags, later = _staleness(db, [inv])
@@ -300,7 +307,7 @@ def invoices_render(
         renderer = renderers_for_formats(get_registry(), [fmt], cfg)[fmt]
     except OutboxError as exc:
         raise UserError(str(exc), hint="`kwhub plugins list` shows the installed renderers", exit_code=EXIT_CONFIG) from None
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         try:
@@ -358,7 +365,7 @@ def explain_command(
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     if carbon:
         try:
             _explain_carbon(db, cfg, invoice, line, fmt)

@@ -50,7 +50,7 @@ def report_cmd(
     if first and last and last < first:
         raise UserError(f"--end {last} is before --start {first}", exit_code=EXIT_CONFIG)
     cfg = load(config)
-    db = open_db(cfg)
+    db = open_db(cfg, read_only=True)
     try:
         events = read_events(db, first, last, channel)
     finally:

@@ -44,7 +44,7 @@ def verify_command(
         raise UserError(str(exc), hint="give the file a previous `kwhub verify --anchor` wrote",
                         exit_code=EXIT_CONFIG) from None
     cfg = load(config)
-    db = open_db(cfg)
+    db = open_db(cfg, read_only=True)
     try:
         report = verify(db, anchor=saved)
     finally:
