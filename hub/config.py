@@ -172,7 +172,9 @@ class AdapterInstance:
                 except ValidationError as exc:
                     where = self.where or f'adapters (id="{self.id}")'
                     problems = [f"{where}.config.{'.'.join(str(x) for x in e['loc'])}: "
-                                f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+                                f"{e['msg'].removeprefix('Value error, ')}" if e["loc"]
+                                else f"{where}.config.{e['msg'].removeprefix('Value error, ')}"  # "secret: ..."
+                                for e in exc.errors()]
                     raise ConfigError(self.source or "kwhub.toml", problems,
                                       hint="set the environment variable, or change the reference in "
                                            "kwhub.toml") from None

@@ -105,8 +105,9 @@ def ingest(
         raise UserError(f"{files[0]}: the file is empty (0 bytes); nothing was stored", hint=EMPTY_HINT)
     db = _open_db(cfg)
     try:
+        before = _stale_run_ids(db)
         reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
-        made_stale = _made_stale(db, reports)
+        made_stale = _made_stale(db, reports, before)
     finally:
         db.close()
     if fmt == "json":
@@ -123,16 +124,29 @@ def ingest(
 EMPTY_HINT = "check the export or transfer that wrote it (an interrupted copy leaves an empty file), then ingest it again"
 
 
-def _made_stale(db: Any, reports: list[Any]) -> list[dict[str, Any]]:
-    """Settled runs whose input days this ingest restated (they are marked stale now)."""
-    if not any(r.stale for r in reports):
+def _stale_run_ids(db: Any) -> set[str]:
+    """Ids of the runs flagged stale now."""
+    from sqlalchemy import select
+
+    from kwhub.hub.store.settlement_tables import settlement_run_table as t
+
+    with db.engine.connect() as conn:
+        return {r[0] for r in conn.execute(select(t.c.id).where(t.c.stale.is_(True)))}
+
+
+def _made_stale(db: Any, reports: list[Any], before: set[str]) -> list[dict[str, Any]]:
+    """Settled runs whose inputs this ingest changed (raw or, through VEE, validated): flagged
+    stale now and not before."""
+    if not any(r.new_days or r.changed_days or r.stale or r.periods for r in reports):
         return []
     from kwhub.hub.settle.review import list_runs
     from kwhub.hub.settle.service import refresh_stale
 
-    ids = set(refresh_stale(db))
+    ids = set(refresh_stale(db)) - before
+    if not ids:
+        return []
     return [{"run": r["id"], "contract": r["contract_id"], "period": r["period"], "version": r["version_kind"],
-             "status": r["status"]} for r in list_runs(db) if r["id"] in ids and r["status"] != "superseded"]
+             "status": r["status"]} for r in list_runs(db) if r["id"] in ids]
 
 
 def _print_made_stale(rows: list[dict[str, Any]]) -> None:

@@ -87,8 +87,9 @@ def deliver(
     Two modes. `kwhub deliver --once` makes one pass over what is due now, prints a
     summary (delivered, retrying later, dead, what is left in the outbox) and exits: for
     cron or by hand. `kwhub deliver` without --once is a daemon: it says so, polls every
-    --poll seconds, prints one summary line per pass that did something, and runs until
-    Ctrl-C (then prints the totals). `kwhub serve` runs the same relay on its schedule.
+    --poll seconds, prints one summary line per pass that did something (on standard
+    error), and runs until Ctrl-C (exit 130), then prints the totals. `kwhub serve` runs
+    the same relay on its schedule.
 
     With INVOICE --route NAME it queues that issued document again for one route instead
     (an ERP that lost a file, a new ERP): same bytes and key, or with --new-key a new key;
@@ -112,29 +113,36 @@ def deliver(
     )
     from kwhub.hub.registry import get_registry
 
-    cfg, db = _open(config)
+    cfg = load(config)
     transports = transports_from_config(cfg)
     if not transports:
         raise UserError(f"{cfg.source}: no transport adapters (erp.webhook, erp.sftp, erp.folder) are configured",
                         hint='add an adapters entry with type "erp.webhook", "erp.sftp" or "erp.folder" and '
                              "name its id in the parties' delivery.transports",
                         exit_code=EXIT_CONFIG)
+    try:
+        db = open_db(cfg, read_only=True)  # delivering never creates a database
+    except BaseException:
+        close_transports(transports)
+        raise
     stop = threading.Event()
     passes = [0]
+    totals = {"delivered": 0, "retried": 0, "dead": 0}
 
     def pass_line(rep: Any) -> None:
         """One line per pass that did something (daemon mode), so a long run shows its work."""
         passes[0] += 1
+        for key in totals:
+            totals[key] += getattr(rep, key)
         line = (f"pass {passes[0]}: delivered {rep.delivered}, retrying later {rep.retried}, dead {rep.dead}"
                 f" (outbox: {_outbox_line(status_counts(db))})")
-        err_console.print(safe(line), highlight=False)
+        echo(line, err=True)
 
     try:
         due = count_due(db, transports)
         if not once and not as_json:
-            err_console.print(safe(f"kwhub deliver: delivering through {', '.join(sorted(transports))}; "
-                                   f"{due} due now; polling every {poll:g} s until Ctrl-C "
-                                   "(--once: one pass, then exit)"))
+            echo(f"kwhub deliver: delivering through {', '.join(sorted(transports))}; {due} due now; "
+                 f"polling every {poll:g} s until Ctrl-C (--once: one pass, then exit)", err=True)
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -162,6 +170,10 @@ def deliver(
                                        concurrency=concurrency, stop=stop, progress=advance)
             except KeyboardInterrupt:
                 stop.set()
+                if not once and not as_json:
+                    echo(f"stopped after {passes[0]} pass(es) that did something: delivered {totals['delivered']}, "
+                         f"retrying later {totals['retried']}, dead {totals['dead']} "
+                         f"(outbox: {_outbox_line(status_counts(db))})", err=True)
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         counts = status_counts(db)
     finally:
