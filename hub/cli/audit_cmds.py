@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
 
-console = Console()
 audit_app = typer.Typer(help="The audit log (append-only): approvals, rejections, retries, keys, reloads.",
                         no_args_is_help=True)
 
@@ -38,13 +36,13 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps(items, indent=2, default=str))
         return
-    table = Table(title=f"audit log ({len(items)})")
+    table = Table(title=cell(f"audit log ({len(items)})"))
     for col in ("at", "who", "action", "object", "why"):
         table.add_column(col, overflow="fold")
     for a in items:
         why = a["detail"].get("reason", "") if isinstance(a["detail"], dict) else ""
-        table.add_row(a["at"][:19], escape(a["actor"]), escape(a["action"]),
-                      escape(f"{a['object_type']} {a['object_id']}"), escape(str(why)))
+        row(table, a["at"][:19], clean(a["actor"]), clean(a["action"]),
+                      clean(f"{a['object_type']} {a['object_id']}"), clean(str(why)))
     console.print(table)
 
 

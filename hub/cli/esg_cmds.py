@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import console, row
 
-console = Console()
 esg_app = typer.Typer(help="Emissions disclosures and granular certificates.", no_args_is_help=True)
 certs_app = typer.Typer(
     help="Granular certificates (EnergyTag-style, 1 Wh, at most one hour): issue from generation meters, transfer to "
@@ -208,7 +207,7 @@ def certs_list(fmt: str = format_option("text", "json"), config: Path = _CONFIG)
     for col in ("device", "account", "status", "Wh", "bundles"):
         table.add_column(col, justify="right" if col in ("Wh", "bundles") else "left")
     for r in rows:
-        table.add_row(r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
+        row(table, r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
     console.print(table)
 
 

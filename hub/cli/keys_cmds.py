@@ -7,14 +7,13 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
 
-console = Console()
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
@@ -73,12 +72,12 @@ def list_cmd(config: Path = CONFIG, fmt: str = format_option("text", "json"), as
     if as_json:
         typer.echo(json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=2))
         return
-    table = Table(title=f"API keys ({len(rows)})")
+    table = Table(title=cell(f"API keys ({len(rows)})"))
     for col in ("id", "name", "role", "party", "scopes", "expires", "state"):
         table.add_column(col, overflow="fold")
     for r in rows:
         state = "revoked" if r["revoked_at"] else ("active" if r["active"] else "expired")
-        table.add_row(r["id"], escape(r["name"]), r["role"], escape(r["party"]), ", ".join(r["scopes"]),
+        row(table, r["id"], clean(r["name"]), r["role"], clean(r["party"]), ", ".join(r["scopes"]),
                       f"{r['expires_at']:%Y-%m-%d}", state)
     console.print(table)
 
@@ -110,7 +109,7 @@ def scopes_cmd() -> None:
     for col in ("scope", "meaning", "roles"):
         table.add_column(col)
     for s, meaning in SCOPES.items():
-        table.add_row(s, meaning, ", ".join(r for r, ss in ROLE_SCOPES.items() if s in ss))
+        row(table, s, meaning, ", ".join(r for r, ss in ROLE_SCOPES.items() if s in ss))
     console.print(table)
 
 

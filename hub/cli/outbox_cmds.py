@@ -264,6 +264,23 @@ def close_transports_safely(transports: Any) -> None:
         close_transports(transports)
 
 
+def _when(value: datetime | None) -> str:
+    """A time for people, with its zone (the outbox keeps UTC)."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _invoice_numbers(db: Any, ids: set[str]) -> dict[str, str]:
+    """``{invoice id: number}``: rows are shown by the number on the document, not the internal id."""
+    if not ids:
+        return {}
+    from sqlalchemy import select
+
+    from kwhub.hub.store.settlement_tables import invoice_table as t
+
+    with db.engine.connect() as conn:
+        return {r.id: r.number for r in conn.execute(select(t.c.id, t.c.number).where(t.c.id.in_(sorted(ids))))}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -290,27 +307,30 @@ def outbox_list(
     try:
         rows = list_outbox(db, status=status, limit=limit)
         counts = status_counts(db)
+        numbers = _invoice_numbers(db, {r["invoice_id"] for r in rows})
     except OutboxError as exc:
         raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     finally:
         db.close()
     if fmt == "json":
-        out = [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
+        out = [{k: (_iso(v) if isinstance(v, datetime) else v) for k, v in r.items()}
+               | {"invoice_number": numbers.get(r["invoice_id"])} for r in rows]
         echo(json.dumps(out, indent=2))
         return
     table = Table(title=cell(f"outbox ({len(rows)} rows shown; {_outbox_line(counts)}, "
                              f"{counts.get('delivered', 0)} delivered)"))
-    for col in ("id", "invoice", "v", "format", "transport", "status", "attempts", "next attempt / lease", "last",
-                "error"):
+    for col in ("row", "invoice", "v", "format", "transport", "status", "attempts", "next attempt / lease (UTC)",
+                "last", "error"):
         table.add_column(col)
     colour = {"delivered": "green", "dead": "red", "sending": "yellow", "pending": "cyan"}
     for r in rows:
         state = r["status"] + (f" ({r['flight']})" if r["flight"] else "") + (" (dup?)" if r["possible_duplicate"]
                                                                              else "")
         table.add_row(
-            str(r["id"]), cell(r["invoice_id"]), str(r["invoice_version"]), cell(r["format_id"]),
+            str(r["id"]), cell(numbers.get(r["invoice_id"], r["invoice_id"])), str(r["invoice_version"]),
+            cell(r["format_id"]),
             cell(r["transport_instance"]), cell(state, colour.get(r["status"], "")), str(r["attempts"]),
-            r["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if r["status"] in ("pending", "sending") else "",
+            _when(r["next_attempt_at"]) if r["status"] in ("pending", "sending") else "",
             str(r["last_status"] or ""), cell((r["last_error"] or "")[:80]),
         )
     console.print(table)

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import UserError
 from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import cell, console, row
 
-console = Console()
 owners_app = typer.Typer(help="Owner statements of co-owned assets.", no_args_is_help=True)
 _CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
@@ -50,11 +49,11 @@ def owners_statement(
         db.close()
     if fmt == "text":
         for party, st in statements.items():
-            table = Table(title=f"Owner statement {party} {period} ({st.currency})")
+            table = Table(title=cell(f"Owner statement {party} {period} ({st.currency})"))
             for col in ("asset", "item", "asset total", "share", "amount"):
                 table.add_column(col, justify="left" if col in ("asset", "item") else "right")
             for ln in st.lines:
-                table.add_row(ln.asset, ln.description, f"{ln.asset_total:,.2f}", str(ln.share), f"{ln.amount:,.2f}")
+                row(table, ln.asset, ln.description, f"{ln.asset_total:,.2f}", str(ln.share), f"{ln.amount:,.2f}")
             console.print(table)
             typer.echo(f"{party}: revenue {st.revenue:,.2f}, costs {st.costs:,.2f}, net {st.net:,.2f} {st.currency}")
         if not statements:
@@ -110,12 +109,12 @@ def emissions_command(
         w.writeheader()
         w.writerows(rows)
         return
-    table = Table(title=f"Emissions {period} (t CO2e, {disclosure.gwp_set})")
+    table = Table(title=cell(f"Emissions {period} (t CO2e, {disclosure.gwp_set})"))
     cols = ("party", "energy MWh", "scope 1", "scope 2 location", "scope 2 market", "scope 3 cat. 3", "CFE %")
     for col in cols:
         table.add_column(col, justify="left" if col == "party" else "right")
     for r in rows:
-        table.add_row(r["party"], r["energy_mwh"], r["scope1_tco2e"], r["scope2_location_tco2e"],
+        row(table, r["party"], r["energy_mwh"], r["scope1_tco2e"], r["scope2_location_tco2e"],
                       r["scope2_market_tco2e"], r["scope3_cat3_tco2e"], r["cfe_pct"])
     console.print(table)
     for note in disclosure.notes:

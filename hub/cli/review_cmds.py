@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 from kwhub.hub.cli.options import format_option, output_format
-
-console = Console()
+from kwhub.hub.cli.output import cell, clean, console, row
 
 runs_app = typer.Typer(help="Settlement runs and the review gate: list, show, approve, reject.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports of a settled period: energy accounting, allocation split.",
@@ -75,8 +74,8 @@ def runs_list(
         table.add_column(col, justify="right" if col == "total" else "left", overflow="fold")
     for r in rows:
         doc = r["document"]
-        table.add_row(r["id"], r["status"] + (" (stale)" if r["stale"] else ""), doc["kind"] if doc else "-",
-                      f"{doc['total']} {doc['currency']}" if doc else "-", "\n".join(r["held_reasons"]))
+        row(table, r["id"], r["status"] + (" (stale)" if r["stale"] else ""), doc["kind"] if doc else "-",
+                      f"{doc['total']} {doc['currency']}" if doc else "-", Text(clean("\n".join(r["held_reasons"]), multiline=True)))
     console.print(table)
     if not rows:
         typer.echo("no runs (settle a period with `kwhub settle --period YYYY-MM`)")
@@ -231,19 +230,19 @@ def report_energy(
                         r["unbilled_kwh"], r["reason"], "yes" if r["declared"] else "no"])
         return
     if rep.sources:
-        table = Table(title=f"Sources {period} (kWh)")
+        table = Table(title=cell(f"Sources {period} (kWh)"))
         for col in ("source", "metered", "to tenants", "losses", "other sinks"):
             table.add_column(col, justify="left" if col == "source" else "right")
         for r in rep.sources:
-            table.add_row(r["source"], *(f"{Decimal(r[k]):,.3f}" for k in
+            row(table, r["source"], *(f"{Decimal(r[k]):,.3f}" for k in
                                          ("metered_kwh", "to_tenants_kwh", "losses_kwh", "other_sinks_kwh")))
         console.print(table)
-    table = Table(title=f"Tenants x sources {period} (kWh)")
+    table = Table(title=cell(f"Tenants x sources {period} (kWh)"))
     for col in ("tenant", "source", "allocated", "billed", "by", "unbilled", "why"):
         table.add_column(col, justify="right" if col in ("allocated", "billed", "unbilled") else "left",
                          overflow="fold")
     for r in rep.parties:
-        table.add_row(r["party"], r["source"], f"{Decimal(r['allocated_kwh']):,.3f}", f"{Decimal(r['billed_kwh']):,.3f}",
+        row(table, r["party"], r["source"], f"{Decimal(r['allocated_kwh']):,.3f}", f"{Decimal(r['billed_kwh']):,.3f}",
                       r["billed_by"], f"{Decimal(r['unbilled_kwh']):,.3f}",
                       (r["reason"] + (" (declared)" if r["declared"] else "")) if r["reason"] else "")
     console.print(table)
