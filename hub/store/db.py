@@ -231,8 +231,9 @@ class Database:
         """Open (and migrate to head) the database at ``url``.
 
         ``url`` None -> ``KWHUB_DATABASE_URL`` if set, else ``sqlite:///<work_dir or cwd>/kwhub.db``.
+        The optional table modules are imported when a migration runs (each module that
+        queries a table imports it), so opening a database at head imports only the core tables.
         """
-        import_table_modules()
         raw = url or os.environ.get(ENV_URL) or default_url(work_dir)
         final = normalise_url(raw)
         try:
@@ -410,6 +411,7 @@ class Database:
     def _run_alembic(self, action: str, revision: str) -> None:
         from alembic import command
 
+        import_table_modules()
         cfg = _alembic_config()
         with self.write_transaction() as conn:
             cfg.attributes["connection"] = conn
