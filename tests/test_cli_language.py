@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -51,12 +51,12 @@ READ_ONLY = [
 ]
 
 
-def _leaves() -> list[tuple[list[str], click.Command]]:
+def _leaves() -> list[tuple[list[str], Any]]:
     root = typer.main.get_command(app)
-    ctx = click.Context(root)
-    out: list[tuple[list[str], click.Command]] = []
+    ctx = typer.Context(root)
+    out: list[tuple[list[str], Any]] = []
 
-    def walk(cmd: click.Command, path: list[str]) -> None:
+    def walk(cmd: Any, path: list[str]) -> None:
         if hasattr(cmd, "list_commands"):
             for name in cmd.list_commands(ctx):
                 walk(cmd.get_command(ctx, name), [*path, name])
@@ -67,7 +67,7 @@ def _leaves() -> list[tuple[list[str], click.Command]]:
     return out
 
 
-def _options(cmd: click.Command) -> list[click.Parameter]:
+def _options(cmd: Any) -> list[Any]:
     return [p for p in cmd.params if type(p).__name__.endswith("Option")]
 
 

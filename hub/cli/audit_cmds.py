@@ -37,11 +37,11 @@ def list_cmd(
         typer.echo(json.dumps(items, indent=2, default=str))
         return
     table = Table(title=cell(f"audit log ({len(items)})"))
-    for col in ("at", "who", "action", "object", "why"):
+    for col in ("at (UTC)", "who", "action", "object", "why"):
         table.add_column(col, overflow="fold")
     for a in items:
         why = a["detail"].get("reason", "") if isinstance(a["detail"], dict) else ""
-        row(table, a["at"][:19], clean(a["actor"]), clean(a["action"]),
+        row(table, a["at"][:19].replace("T", " "), clean(a["actor"]), clean(a["action"]),
                       clean(f"{a['object_type']} {a['object_id']}"), clean(str(why)))
     console.print(table)
 

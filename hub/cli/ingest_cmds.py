@@ -90,7 +90,10 @@ def ingest(
 
     A file is checked whole before anything is stored (the ingest limits of kwhub.toml, one
     cell per column, unambiguous local times); an error names the file, line and column, and
-    nothing of that file is stored. The summary says what went where and what VEE found.
+    nothing of that file is stored; an empty file is refused with what to check. The summary
+    says what went where (the legend under the table explains each column), what VEE found,
+    and which settled periods the new data made stale (with the command that settles them
+    again).
     """
     cfg = _load(config)
     overrides = {k: v for k, v in (("profile", profile), ("timezone", timezone)) if v is not None}

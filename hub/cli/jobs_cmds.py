@@ -35,7 +35,7 @@ def list_cmd(
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
     table = Table(title=cell(f"job runs ({len(rows)})"))
-    for col in ("id", "job", "slot", "owner", "started", "took", "status", "error"):
+    for col in ("id", "job", "slot (UTC)", "owner", "started (UTC)", "took", "status", "error"):
         table.add_column(col, overflow="fold")
     colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
     for r in rows:

@@ -14,9 +14,8 @@ import importlib
 import logging
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 # name -> (module defining ``register(app)``, one line of help for ``kwhub --help``).
 # A new command module adds its names here (a test checks every line against the module).
@@ -66,7 +65,7 @@ def _third_party_plugins() -> bool:
                for ep in metadata.entry_points(group="kwhub"))
 
 
-class _Listed(click.Command):
+class _Listed(TyperCommand):
     """Stand-in for a command that is only listed (``kwhub --help``), never run."""
 
 
@@ -77,21 +76,21 @@ class LazyGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._built: dict[str, click.Group] = {}
-        self._plugin_commands: dict[str, click.Command] | None = None
+        self._built: dict[str, Any] = {}
+        self._plugin_commands: dict[str, Any] | None = None
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         names = list(COMMANDS) + [n for n in self.commands if n not in COMMANDS]
         return names + [n for n in self._plugins() if n not in names]
 
-    def _module_group(self, module: str) -> click.Group:
+    def _module_group(self, module: str) -> Any:
         if module not in self._built:
             sub = typer.Typer(rich_markup_mode=None)
             importlib.import_module(module).register(sub)
             self._built[module] = typer.main.get_group(sub)
         return self._built[module]
 
-    def _plugins(self) -> dict[str, click.Command]:
+    def _plugins(self) -> dict[str, Any]:
         """Commands of plugins kwhub does not ship (loading only those plugins)."""
         if self._plugin_commands is None:
             self._plugin_commands = {}
@@ -108,7 +107,7 @@ class LazyGroup(TyperGroup):
                 warn(f"plugin commands not loaded: {exc}")
         return self._plugin_commands
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any | None:
         if cmd_name in COMMANDS:
             module, short = COMMANDS[cmd_name]
             if self._listing:
@@ -117,7 +116,20 @@ class LazyGroup(TyperGroup):
         found = super().get_command(ctx, cmd_name)
         return found if found is not None else self._plugins().get(cmd_name)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        try:
+            return self._click_resolve_command(ctx, args)
+        except Exception as exc:  # a usage error: suggest from every command, imported or not
+            from difflib import get_close_matches
+
+            if not isinstance(getattr(exc, "message", None), str):
+                raise
+            matches = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if matches:
+                exc.message = exc.message.rstrip(".") + f". Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)

@@ -27,7 +27,7 @@ def config_option() -> Any:
 
 def format_option(*choices: str) -> Any:
     """``--format`` with ``choices`` (``text`` first: the default)."""
-    return typer.Option("text", "--format", help=f"Output: {', '.join(choices)} (default: text).")
+    return typer.Option("text", "--format", help=f"Output: {', '.join(choices)}.")
 
 
 def json_alias() -> Any:

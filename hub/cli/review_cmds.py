@@ -263,7 +263,9 @@ def report_allocation(
     fmt: str = format_option("text", "json", "csv"),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
-    """The per-interval tenants x sources split the runs froze (kWh), to check conservation."""
+    """The per-interval tenants x sources split the runs froze (kWh), to check conservation.
+
+    One row per interval and tenant: text and csv print the same comma-separated rows."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.reports import allocation_rows
 
