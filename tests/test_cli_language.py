@@ -47,7 +47,8 @@ READ_ONLY = [
     ["readings", "--summary"], ["readings", "x", "--start", "2026-10-01"], ["invoices", "list"],
     ["invoices", "show", "X-1"], ["explain", "X-1", "--line", "1"], ["runs", "list"], ["outbox", "list"],
     ["verify"], ["vee", "report"], ["report", "energy", "--period", "2026-10"],
-    ["emissions", "--period", "2026-10"], ["esg", "certificates", "list"],
+    ["emissions", "--period", "2026-10"], ["esg", "certificates", "list"], ["keys", "list"], ["jobs", "list"],
+    ["audit", "list"],
 ]
 
 
@@ -158,7 +159,7 @@ def test_format_json_prints_one_json_document(store):
     for args in (["readings", "--summary"], ["readings", "hall_a.load", "--start", "2024-03-01"],
                  ["readings", "hall_a.load", "--periods", "--start", "2024-03-01"], ["invoices", "list"],
                  ["runs", "list"], ["outbox", "list"], ["verify"], ["vee", "report"], ["plugins", "list"],
-                 ["esg", "certificates", "list"]):
+                 ["esg", "certificates", "list"], ["keys", "list"], ["jobs", "list"], ["audit", "list"]):
         res = runner.invoke(app, [*args, "--format", "json"])
         assert res.exit_code == 0, (args, res.output)
         json.loads(res.stdout)

@@ -26,11 +26,14 @@ def list_cmd(
 ) -> None:
     """Audit entries, newest first: when, who (key id or CLI user), action, object, why."""
     as_json = output_format(fmt, ("text", "json"), as_json) == "json"
-    from kwhub.hub.app import Hub
+    from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.store import audit_entries
 
-    with Hub.open(config) as hub:
-        rows = audit_entries(hub.db, object_type, object_id)[::-1][:limit]
+    db = open_db(load(config), read_only=True)  # reading the log never creates a database
+    try:
+        rows = audit_entries(db, object_type, object_id)[::-1][:limit]
+    finally:
+        db.close()
     items = [{"id": a.id, "at": a.at.isoformat(), "actor": a.actor, "action": a.action,
               "object_type": a.object_type, "object_id": a.object_id, "detail": a.detail} for a in rows]
     if as_json:

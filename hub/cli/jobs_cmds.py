@@ -26,11 +26,14 @@ def list_cmd(
 ) -> None:
     """Job runs, newest first: slot, owner, start, end, outcome and error."""
     as_json = output_format(fmt, ("text", "json"), as_json) == "json"
-    from kwhub.hub.app import Hub
+    from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.scheduler.history import list_runs
 
-    with Hub.open(config) as hub:
-        rows = list_runs(hub.db, job_id=job, status=status, limit=limit)
+    db = open_db(load(config), read_only=True)  # reading the history never creates a database
+    try:
+        rows = list_runs(db, job_id=job, status=status, limit=limit)
+    finally:
+        db.close()
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return

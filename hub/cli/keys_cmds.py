@@ -65,10 +65,13 @@ def list_cmd(config: Path = CONFIG, fmt: str = format_option("text", "json"), as
     """List API keys (never their secrets)."""
     as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.api.keys import list_keys
-    from kwhub.hub.app import Hub
+    from kwhub.hub.cli.common import load, open_db
 
-    with Hub.open(config) as hub:
-        rows = list_keys(hub.db)
+    db = open_db(load(config), read_only=True)  # listing never creates a database
+    try:
+        rows = list_keys(db)
+    finally:
+        db.close()
     if as_json:
         typer.echo(json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=2))
         return
