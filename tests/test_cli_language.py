@@ -329,6 +329,8 @@ def test_ingest_explains_its_columns_and_lists_the_periods_it_made_stale(tmp_pat
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     assert runner.invoke(app, ["settle", "--period", "2026-10", "--format", "json"]).exit_code == 0
+    explained = runner.invoke(app, ["explain", "OP-000001", "--line", "1"]).stdout
+    assert "Allocation: method" in explained and "None" not in explained  # no Python reprs for people
     (tmp_path / "late.csv").write_text("channel_id,interval_start,interval_minutes,kwh\n"
                                        "a.load,2026-10-15T12:00:00Z,15,999\n")
     res = runner.invoke(app, ["ingest", "late.csv", "--adapter", "meters.csv"], env={"COLUMNS": "200"})
@@ -343,3 +345,12 @@ def test_ingest_explains_its_columns_and_lists_the_periods_it_made_stale(tmp_pat
                                         "a.load,2026-10-16T12:00:00Z,15,998\n")
     res = runner.invoke(app, ["ingest", "later.csv", "--adapter", "meters.csv", "--format", "json"])
     assert json.loads(res.stdout)["made_stale"] == []  # already stale: not made stale again
+
+
+def test_messages_show_square_brackets_verbatim(tmp_path):
+    """Rich never eats [[contracts]] or [settlement] from a message, a hint or help text."""
+    (tmp_path / "kwhub.toml").write_text('[[sites]]\nid = "campus"\n')
+    res = _run_guarded(["settle", "--period", "2026-10"], tmp_path)
+    assert res.returncode == 2 and "add [[contracts]] to kwhub.toml" in res.stderr
+    help_ = " ".join(_run_guarded(["settle", "--help"], tmp_path).stdout.split())
+    assert "default from [settlement]" in help_
