@@ -167,8 +167,9 @@ class AdapterInstance:
                 self._resolved = self.validated
             else:
                 data = self.validated.model_dump(exclude_unset=True)
+                adapter_cls: Any = self.cls
                 try:
-                    self._resolved = self.cls.Config.model_validate(data)
+                    self._resolved = adapter_cls.Config.model_validate(data)
                 except ValidationError as exc:
                     where = self.where or f'adapters (id="{self.id}")'
                     problems = [f"{where}.config.{'.'.join(str(x) for x in e['loc'])}: "

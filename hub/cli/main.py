@@ -79,7 +79,7 @@ class LazyGroup(TyperGroup):
         self._built: dict[str, Any] = {}
         self._plugin_commands: dict[str, Any] | None = None
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         names = list(COMMANDS) + [n for n in self.commands if n not in COMMANDS]
         return names + [n for n in self._plugins() if n not in names]
 
@@ -107,7 +107,7 @@ class LazyGroup(TyperGroup):
                 warn(f"plugin commands not loaded: {exc}")
         return self._plugin_commands
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any | None:
         if cmd_name in COMMANDS:
             module, short = COMMANDS[cmd_name]
             if self._listing:
@@ -116,20 +116,21 @@ class LazyGroup(TyperGroup):
         found = super().get_command(ctx, cmd_name)
         return found if found is not None else self._plugins().get(cmd_name)
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
             return self._click_resolve_command(ctx, args)
         except Exception as exc:  # a usage error: suggest from every command, imported or not
             from difflib import get_close_matches
 
-            if not isinstance(getattr(exc, "message", None), str):
+            message = getattr(exc, "message", None)
+            if not isinstance(message, str):
                 raise
             matches = get_close_matches(args[0], self.list_commands(ctx)) if args else []
             if matches:
-                exc.message = exc.message.rstrip(".") + f". Did you mean {', '.join(repr(m) for m in matches)}?"
+                exc.message = message.rstrip(".") + f". Did you mean {', '.join(repr(m) for m in matches)}?"  # type: ignore[attr-defined]
             raise
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
