@@ -69,6 +69,42 @@ class _Listed(TyperCommand):
     """Stand-in for a command that is only listed (``kwhub --help``), never run."""
 
 
+class _HelpFlag:
+    """Coercion of the ``--help`` flag's value: it is already None (absent) or True.
+
+    typer coerces every parameter through a pydantic ``TypeAdapter``, the ``--help`` flag of
+    each command level included; importing pydantic for that alone is a third of the time
+    `kwhub CMD --help` takes. The flag needs no coercion, so its options get this one.
+    """
+
+    def coerce(self, value: Any, *, param: Any = None, ctx: Any = None) -> Any:
+        return value
+
+
+def _plain_help_flags() -> None:
+    """Give the help options typer creates the pass-through coercion (see :class:`_HelpFlag`);
+    a typer without this internal layout keeps its own coercion."""
+    try:
+        from typer._click.core import Command
+    except ImportError:  # pragma: no cover - another typer layout
+        return
+    original = Command.get_help_option
+    if getattr(original, "_kwhub_plain", False):
+        return
+
+    def get_help_option(self: Any, ctx: Any) -> Any:
+        option = original(self, ctx)
+        if option is not None and getattr(option, "_runtime_param", "") is None:
+            option._runtime_param = _HelpFlag()  # type: ignore[assignment]
+        return option
+
+    get_help_option._kwhub_plain = True  # type: ignore[attr-defined]
+    Command.get_help_option = get_help_option  # type: ignore[method-assign]
+
+
+_plain_help_flags()
+
+
 class LazyGroup(TyperGroup):
     """The top-level group: imports a command's module only when that command is used."""
 

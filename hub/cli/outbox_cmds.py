@@ -291,16 +291,14 @@ def outbox_list(
     fmt: str = format_option("text", "json"),
     limit: int = typer.Option(200, "--limit", min=1, help="Newest rows to show."),
 ) -> None:
-    """List outbox rows (newest first)."""
-    from kwhub.hub.deliver.outbox import OutboxError, list_outbox
     """List outbox rows (newest first), with the number of rows in each state.
 
-    A row in flight (status sending) is "sending" (the transport is working on it),
-    "claimed" (a relay took it and has not started), or "stalled": its relay stopped; once
-    the lease runs out it is sent again, flagged a possible duplicate if its send had
-    started.
+    Rows are shown by invoice number; times are UTC. A row in flight (status sending) is
+    "sending" (the transport is working on it), "claimed" (a relay took it and has not
+    started), or "stalled": its relay stopped; once the lease runs out it is sent again,
+    flagged a possible duplicate if its send had started.
     """
-    from kwhub.hub.deliver.outbox import status_counts
+    from kwhub.hub.deliver.outbox import OutboxError, list_outbox, status_counts
 
     fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)

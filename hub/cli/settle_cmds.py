@@ -217,7 +217,6 @@ def invoices_list(
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
     fmt: str = format_option("text", "json"),
 ) -> None:
-    """List issued documents."""
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
     from kwhub.hub.settle.service import list_invoices
