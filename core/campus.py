@@ -5,6 +5,7 @@ These are pure pydantic models; ``kwhub.hub.config`` reads them from ``kwhub.tom
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -161,6 +162,37 @@ class ComponentSpec(BaseModel):
         return {k: v for k, v in (self.model_extra or {}).items()}
 
 
+class AmendedComponent(BaseModel):
+    """A component as an amendment changes it: ``id`` names a component of the terms in force
+    (its ``id``, else its kind, see ``kwhub.core.contract_energy.component_ids``); the other keys
+    replace that component's settings. An id not in force adds a component (``kind`` required);
+    a different ``kind`` replaces the component whole."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str = ""
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items()}
+
+
+class Amendment(_Strict):
+    """A change of a contract's terms from the local day ``effective`` on (in the contract's zone).
+
+    The contract's own terms are version 1; each amendment makes the next version, built on
+    the one before (see :mod:`kwhub.core.contract_versions`).
+    """
+
+    effective: date
+    id: str = ""  # a name for the version (default: v2, v3...)
+    note: str = ""
+    components: list[AmendedComponent] = Field(default_factory=list)
+    remove_components: list[str] = Field(default_factory=list)
+    tax_percent: Decimal | None = None
+    tax_category: str | None = None
+
+
 class ReviewChecks(_Strict):
     """Thresholds of the plausibility checks a run passes before it is issued.
 
@@ -197,6 +229,9 @@ class Contract(_Strict):
     components leave), so every allocated kWh is billed once. Energy that is allocated
     to the buyer but billed by nobody must be declared in ``not_billed`` (source -> the
     reason), or the run is held for review. See ``docs/configuration.md``.
+
+    ``amendments`` are later versions of the terms, each from its ``effective`` local day
+    (see :mod:`kwhub.core.contract_versions`); the fields above are version 1.
     """
 
     id: str
@@ -217,6 +252,7 @@ class Contract(_Strict):
     tax_category: str = "S"
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     components: list[ComponentSpec] = Field(default_factory=list)
+    amendments: list[Amendment] = Field(default_factory=list)  # later versions of the terms, by effective day
 
 
 class AllocationSpec(_Strict):

@@ -101,15 +101,31 @@ def explain_line(
         "energy": {"basis": energy.get("basis"), "component_sources": (energy.get("claims") or {}).get(line.component_id),
                    "sources_kwh": attribution},
         "data": {"channel_days": len(inputs), "inputs_digest": st["inputs"]["digest"], "channels": data},
+        "terms": line_terms(st, line),
     }
+
+
+def line_terms(statement: Mapping[str, Any], line: InvoiceLine) -> dict[str, Any]:
+    """The contract version whose terms priced ``line`` (from the run's ``terms`` record):
+    the line's ``terms_version`` determinant, else the run's only version."""
+    versions = list((statement.get("terms") or {}).get("versions") or [])
+    name = line.determinants.get("terms_version")
+    used = [v for v in versions if v["name"] == name] if name else versions if len(versions) == 1 else []
+    if not used:
+        return {"version": name, "recorded": bool(versions)}
+    v = used[0]
+    return {"version": v["name"], "recorded": True, "effective": v.get("effective"), "first_day": v["first_day"],
+            "last_day": v["last_day"], "terms_hash": v["terms_hash"]}
 
 
 def _line_attribution(statement: Mapping[str, Any], line: InvoiceLine) -> dict[str, str]:
     """kWh by source of the full line behind ``line`` (the run's ``attribution``), if any."""
-    key = (line.component_id, line.source_asset, line.description.split(" (")[0])
-    for full, attr in zip(statement.get("lines", []), statement.get("attribution", []), strict=False):
-        if (full["component_id"], full["source_asset"], full["description"]) == key:
-            return dict(attr)
+    pairs = list(zip(statement.get("lines", []), statement.get("attribution", []), strict=False))
+    for description in (line.description, line.description.rsplit(" (", 1)[0], line.description.split(" (")[0]):
+        for full, attr in pairs:
+            if (full["component_id"], full["source_asset"], full["description"]) == \
+                    (line.component_id, line.source_asset, description):
+                return dict(attr)
     return {}
 
 
@@ -145,6 +161,14 @@ def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
         "Prices:",
         *([f"  {k} = {_shown(v)}" for k, v in sorted(exp["prices"].items())] or ["  (none)"]),
     ]
+    tv = exp.get("terms") or {}
+    if tv.get("first_day"):
+        out.append(f"Terms: contract version {tv['version']}, in force {tv['first_day']} to {tv['last_day']} "
+                   f"in this period, terms sha256 {tv['terms_hash']}")
+    elif tv.get("version"):
+        out.append(f"Terms: contract version {tv['version']}")
+    else:
+        out.append("Terms: not recorded (the run was settled before contract versions were recorded)")
     al = exp["allocation"]
     out.append(f"Allocation: method {_shown(al['method'])}, tenant {_shown(al['tenant'])}, "
                f"loss factor {_shown(al['loss_factor'])}")

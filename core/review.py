@@ -27,6 +27,10 @@ exception queue. The checks and their settings (``[review.checks]``, per contrac
                        previous period of the same contract
 ``unbilled_energy``    every allocated kWh is billed, or declared not billed with a reason
                        (``contract.not_billed``), within ``unbilled_tolerance_kwh`` (1)
+``contract_terms``     the terms in force for this period and the previous one are those their
+                       settled runs used: an edit of a contract's terms (or amendments) that
+                       changes an invoiced period holds the run, naming the run and what
+                       changed (no setting; see :mod:`kwhub.core.contract_versions`)
 
 ``disabled`` lists checks to skip. Pure: the hub gathers :class:`ReviewInputs`.
 """
@@ -42,7 +46,7 @@ from kwhub.core.campus import ReviewChecks
 
 CHECK_NAMES: tuple[str, ...] = (
     "period_ended", "measured_data", "missing_intervals", "estimated_share", "suspect_intervals",
-    "physical_limit", "unit_factor", "negative_quantity", "movement", "unbilled_energy",
+    "physical_limit", "unit_factor", "negative_quantity", "movement", "unbilled_energy", "contract_terms",
 )
 
 DEFAULT_CHECKS = ReviewChecks(
@@ -127,6 +131,7 @@ class ReviewInputs:
     previous_mean_kwh: Mapping[str, float] = field(default_factory=dict)  # channel -> mean kWh per interval
     unbilled: Sequence[Unbilled] = ()
     currency: str = "USD"
+    terms_changes: Sequence[str] = ()  # "terms changed since run X: ..." per settled run whose terms changed
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,9 @@ def run_checks(inp: ReviewInputs, checks: ReviewChecks) -> list[CheckResult]:
     add("unbilled_energy", not loose, "every allocated kWh is billed or declared not billed" if not loose else
         "allocated energy nobody bills: " + _listing(f"{u.source} {u.kwh:,.3f} kWh ({u.reason})" for u in loose)
         + "; price it in a contract or declare it in the contract's not_billed")
+    add("contract_terms", not inp.terms_changes, "the terms are those the settled runs used" if not inp.terms_changes
+        else "; ".join(inp.terms_changes) + "; if the change applies from a later day, write it as an amendment "
+        "(docs/configuration.md, 'Contract amendments'), else approve to bill the period under the new terms")
     return out
 
 

@@ -38,6 +38,7 @@ from kwhub.core.campus import Campus, Channel, Contract, ReviewChecks
 from kwhub.core.carbon_amounts import LineEmissions
 from kwhub.core.carbon_factors import CarbonSetup
 from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
+from kwhub.core.contract_versions import terms_record, versions_in_period
 from kwhub.core.intervals import IntervalMatrix
 from kwhub.core.invoice import (
     DocumentKind,
@@ -58,6 +59,7 @@ from kwhub.core.pricing.base import (
     money_policy,
     summarize_period,
 )
+from kwhub.core.pricing.by_version import price_by_version
 from kwhub.core.pricing.index_series import IndexSeries
 from kwhub.core.pricing.lines import build_components, charges_to_lines, price_contract
 from kwhub.core.pricing.tou import LocalCalendar
@@ -163,6 +165,7 @@ class RunComputation:
     channels: list[ChannelStats] = field(default_factory=list)
     campus: dict[str, Any] | None = None
     carbon: dict[str, Any] | None = None  # the frozen carbon basis the lines' emissions came from
+    terms: dict[str, Any] | None = None  # the contract versions used (kwhub.core.contract_versions.terms_record)
 
 
 # --------------------------------------------------------------------------- channels
@@ -476,7 +479,7 @@ def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: s
         r, col = (int(x[0]) for x in np.nonzero(bad))
         start = matrix.start_epoch + col * matrix.interval_minutes * 60
         raise SettlementError(
-            f"{where}: channel {matrix.channel_ids[rows[r]]} holds {sub[r, col]!r} kWh in the interval starting "
+            f"{where}: channel {matrix.channel_ids[rows[r]]} holds {float(sub[r, col])!r} kWh in the interval starting "
             f"{datetime.fromtimestamp(start, tz=UTC).isoformat()}, which no meter can measure; correct the data "
             "(re-ingest the file or edit the value) and settle again")
 
@@ -535,10 +538,13 @@ def compute_run(
             f"{where}: no measured data at all in {', '.join(sorted(own))} for the period; there is nothing to "
             "bill (ingest the meter data first; a period without data is never billed from estimates or zeros)")
     ctx, alloc_summary = build_context(campus, contract, period, matrix, allocation, options, history, plan)
-    comps = build_components(contract, components)
-    charges = price_contract(comps, ctx)
-    lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
-                             tax_percent=contract.tax_percent)
+    parts = versions_in_period(contract, period, ctx.starts)
+    if contract.amendments:
+        charges, lines = price_by_version(parts, ctx, components)
+    else:
+        charges = price_contract(build_components(contract, components), ctx)
+        lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
+                                 tax_percent=contract.tax_percent)
     carbon_section = None
     if carbon is not None and ce.basis == "allocation":
         lines, masks = attach(lines, charges, ctx.energy_by_source, carbon)
@@ -549,7 +555,7 @@ def compute_run(
                           missing_intervals=sum(gaps.values()), energy=ce, accounts=accounts,
                           attribution=_attribution(charges, ctx), channels=stats,
                           campus=campus_section if ce.basis == "allocation" else None,
-                          carbon=carbon_section)
+                          carbon=carbon_section, terms=terms_record(parts))
 
 
 def _own_channels(campus: Campus, contract: Contract, ce: ContractEnergy) -> list[str]:
@@ -866,6 +872,8 @@ def build_statement(
         out["campus"] = comp.campus
     if comp.carbon is not None:
         out["carbon"] = comp.carbon
+    if comp.terms is not None:
+        out["terms"] = comp.terms
     return out
 
 

@@ -32,6 +32,7 @@ from kwhub.core.campus import (
     Site,
 )
 from kwhub.core.carbon_settings import EmissionsSettings
+from kwhub.core.contract_versions import amendment_problems, contract_versions
 from kwhub.core.input_limits import InputLimits
 from kwhub.core.markets.config import MarketsConfig
 from kwhub.core.ownership import OwnershipConfig
@@ -427,6 +428,7 @@ def _cross_check(cf: ConfigFile) -> list[str]:
                 problems.append(f"{where}.load_channels: unknown channel {ch!r}")
         if k.site and k.site not in sites:
             problems.append(f"{where}.site: unknown site {k.site!r}")
+        problems += [f"{where}.{p}" for p in amendment_problems(k)]
         if k.timezone:
             try:
                 zone(k.timezone)
@@ -531,6 +533,7 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
                     config_cls.model_validate(comp.settings())
                 except ValidationError as exc:
                     problems += format_validation_error(exc, comp.settings(), prefix=where)
+        problems += _amended_component_problems(k, k_i, registry)
     from kwhub.core.vee.config import VeeConfig, VeeConfigError
 
     try:
@@ -553,6 +556,55 @@ def _registry_for(cf: ConfigFile) -> Any:
     if any(spec.type not in registry.adapters for spec in cf.adapters):
         registry = get_registry()  # an unknown type is reported against every installed one
     return registry
+
+
+def _amended_component_problems(k: Contract, k_i: int, registry: Any) -> list[str]:
+    """The settings of every component an amendment names, as they stand in its version,
+    checked against the component's ``Config``."""
+    from kwhub.core.contract_energy import component_ids
+
+    if not k.amendments or amendment_problems(k):
+        return []
+    problems: list[str] = []
+    for a_i, (am, version) in enumerate(zip(k.amendments, contract_versions(k)[1:], strict=True)):
+        specs = dict(zip(component_ids(version.contract), version.contract.components, strict=True))
+        for c_i, named in enumerate(am.components):
+            where = f'contracts[{k_i}] (id="{k.id}").amendments[{a_i}].components[{c_i}]'
+            spec = specs[named.id]
+            cls = registry.price_components.get(spec.kind)
+            if cls is None:
+                known = ", ".join(sorted(registry.price_components)) or "none"
+                problems.append(f"{where}.kind: unknown price component {spec.kind!r} (known: {known})")
+                continue
+            config_cls = getattr(cls, "Config", None)
+            if config_cls is not None and hasattr(config_cls, "model_validate"):
+                try:
+                    config_cls.model_validate(spec.settings())
+                except ValidationError as exc:
+                    problems += format_validation_error(exc, spec.settings(), prefix=where)
+    return problems
+
+
+def _amendment_energy_problems(campus: Campus, registry: Any, plan: Any) -> list[str]:
+    """An amendment may change prices and fees, not which component bills which energy."""
+    from kwhub.core.contract_energy import EnergyPlanError, plan_energy
+
+    problems: list[str] = []
+    for k_i, k in enumerate(campus.contracts):
+        for a_i, version in enumerate(contract_versions(k)[1:]):
+            where = f'contracts[{k_i}] (id="{k.id}").amendments[{a_i}]'
+            others = [version.contract if c.id == k.id else c for c in campus.contracts]
+            try:
+                mine = plan_energy(campus.model_copy(update={"contracts": others}), registry).of(k.id)
+            except EnergyPlanError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            if mine.claims != plan.of(k.id).claims:
+                problems.append(f"{where}: changes which energy the contract's components bill "
+                                f"({dict(plan.of(k.id).claims)} -> {dict(mine.claims)}); an amendment may change "
+                                "prices, escalators, fees and tax, not the energy billed (end the contract and "
+                                "add a new one for that)")
+    return problems
 
 
 def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: Any | None = None) -> KwhubConfig:
@@ -578,10 +630,13 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
     from kwhub.core.contract_energy import EnergyPlanError, plan_energy
 
     try:
-        plan_energy(campus, registry)
+        plan = plan_energy(campus, registry)
     except EnergyPlanError as exc:
         raise ConfigError(source, [f"contracts: {exc}"],
                           hint="see 'Which energy a contract bills' in docs/configuration.md") from None
+    amended = _amendment_energy_problems(campus, registry, plan) if any(k.amendments for k in campus.contracts) else []
+    if amended:
+        raise ConfigError(source, amended, hint="see 'Contract amendments' in docs/configuration.md")
     return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus, adapters=instances,
                        warnings=warnings)
 

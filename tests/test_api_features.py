@@ -112,3 +112,39 @@ def test_the_mqtt_stream_writes_closed_intervals_and_its_status(sqlite_db, tmp_p
     with sqlite_db.engine.connect() as conn:
         row = conn.execute(select(adapter_status_table)).one()
     assert row.adapter_id == "plant_mqtt" and row.last_success_at is not None
+
+
+def test_healthz_shows_each_adapters_last_success_and_error(api_env):
+    from kwhub.hub.scheduler.streams import record_status
+
+    ok_at = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+    record_status(api_env.hub.db, "plant_mqtt", ok=True, counts={"scheduled": 10, "ok": 10}, at=ok_at)
+    record_status(api_env.hub.db, "gt1_ctl", ok=True, counts={"scheduled": 5, "ok": 4}, at=ok_at)
+    record_status(api_env.hub.db, "gt1_ctl", ok=False, error="connection refused", counts={"failed": 1},
+                  at=datetime(2026, 11, 3, 12, 5, tzinfo=UTC))
+    body = api_env.client.get("/healthz").json()  # no key needed
+    adapters = {a["adapter"]: a for a in body["adapters"]}
+    assert adapters["plant_mqtt"]["last_success"].startswith("2026-11-03T12:00:00")
+    assert adapters["plant_mqtt"]["last_error"] is None and adapters["plant_mqtt"]["polls"] == 10
+    gt = adapters["gt1_ctl"]
+    assert gt["last_success"].startswith("2026-11-03T12:00:00") and gt["last_error_at"].startswith("2026-11-03T12:05:00")
+    assert gt["last_error"] == "connection refused" and (gt["ok"], gt["failed"]) == (4, 1)
+
+
+def test_an_invoice_pdf_is_served_as_delivered(api_env):
+    inv = api_env.invoices["tenant_a"]
+    res = api_env.get("tenant_a", f"/api/v1/invoices/{inv}/documents/pdf")
+    assert res.status_code == 200, res.text
+    # served as bytes; the format's own media type travels in X-Content-Type
+    assert res.headers["x-content-type"] == "application/pdf" and res.content.startswith(b"%PDF-")
+    assert res.headers["content-disposition"].endswith('.pdf"')
+    again = api_env.get("operator", f"/api/v1/invoices/{inv}/documents/pdf")
+    assert again.content == res.content  # the same bytes whoever asks, every time
+    import io
+
+    from pypdf import PdfReader
+
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(res.content)).pages)
+    number = api_env.get("operator", f"/api/v1/invoices/{inv}").json()["number"]
+    assert number in text
+    assert api_env.get("tenant_b", f"/api/v1/invoices/{inv}/documents/pdf").status_code == 404

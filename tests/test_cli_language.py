@@ -38,7 +38,7 @@ DATA_COMMANDS = {
     "invoices list", "invoices show", "explain", "runs list", "runs show", "report energy",
     "report allocation", "owners statement", "emissions", "deliver", "outbox list", "verify",
     "market bid", "market variance", "esg certificates list", "demo", "keys create", "keys list",
-    "jobs list", "audit list",
+    "jobs list", "audit list", "contracts history",
 }
 # Commands whose --format names the document they write (a file format), not how to print.
 DOCUMENT_FORMAT = {"invoices render", "esg report"}

@@ -84,3 +84,40 @@ def test_fixed_shares_with_the_grid_as_remainder(db, tmp_path):
         ("Grid import pass-through", D("1.000"), "each", D("2976.000000"), D("2976.00")),
     ]
     assert [d.total for d in list_invoices(db)] == [D("5356.80"), D("15475.20")]
+
+
+def test_amended_price_splits_october(db, tmp_path):
+    cfg = _cfg("amended-price", tmp_path)
+    write_period(db, "2026-10", {"a.load": 100.0})
+    out = settle(db, cfg.campus, "2026-10", options=cfg.settlement_options())
+    assert [o.status for o in out] == ["issued"], out[0].error or out[0].held_reasons
+    inv = out[0].invoice
+    # v1, Oct 1..15: 15 x 96 = 1,440 quarter-hours x 100 kWh = 144.000 MWh x 50 = 7,200.00;
+    #     O&M 1,000 x 15/31 = 483.870967... -> 483.87
+    # v2, Oct 16..31: 16 x 96 = 1,536 x 100 kWh = 153.600 MWh x 62 = 9,523.20;
+    #     O&M 1,300 x 16/31 = 670.967741... -> 670.97
+    v1_fee = (D(1000) * 15 / 31).quantize(D("0.01"))
+    v2_fee = (D(1300) * 16 / 31).quantize(D("0.01"))
+    assert (v1_fee, v2_fee) == (D("483.87"), D("670.97"))
+    assert _lines(inv) == [
+        ("Energy, terms v1, 2026-10-01 to 2026-10-15", D("144.000"), "MWh", D("50.000000"), D("7200.00")),
+        ("O&M fee, terms v1, 2026-10-01 to 2026-10-15", D("1.000"), "month", D("483.870000"), v1_fee),
+        ("Energy, terms v2 (price-reset), 2026-10-16 to 2026-10-31", D("153.600"), "MWh", D("62.000000"),
+         D("9523.20")),
+        ("O&M fee, terms v2 (price-reset), 2026-10-16 to 2026-10-31", D("1.000"), "month", D("670.970000"),
+         v2_fee),
+    ]
+    assert inv.total == D("7200.00") + v1_fee + D("9523.20") + v2_fee == D("17878.04")
+    assert "17,878.04" in DOC.read_text()
+
+
+def test_amended_price_edit_of_invoiced_terms_is_held_as_quoted(db, tmp_path):
+    cfg = _cfg("amended-price", tmp_path)
+    write_period(db, "2026-10", {"a.load": 100.0})
+    assert settle(db, cfg.campus, "2026-10", options=cfg.settlement_options())[0].status == "issued"
+    edited = _cfg("amended-price", tmp_path, doc_examples()["amended-price"].replace(
+        'price_per_mwh = "50"', 'price_per_mwh = "55"'))
+    final = settle(db, edited.campus, "2026-10", version="final", options=edited.settlement_options())[0]
+    assert final.status == "held"
+    quoted = re.search(r"check: \*(terms changed since run .*?)\*", " ".join(DOC.read_text().split())).group(1)
+    assert any(r.startswith(f"contract_terms: {quoted};") for r in final.held_reasons), (quoted, final.held_reasons)

@@ -62,12 +62,12 @@ def test_write_invoice_json_is_atomic(tmp_path: Path) -> None:
 
 
 def test_write_invoice_json_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kwhub.plugins.erp.json_folder as jf
+    import kwhub.hub.helpers.files as files
 
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(jf.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_invoice_json(energy_invoice(), tmp_path)
     assert list(tmp_path.iterdir()) == []

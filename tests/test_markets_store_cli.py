@@ -143,3 +143,44 @@ def test_cli_variance_prints_the_report_and_json(sqlite_db: Database, tmp_path, 
     out = runner.invoke(app, ["market", "variance", "--iso", "ERCOT", "--day", "2026-10-16"])
     assert "no ERCOT statement of 2026-10-16" in str(out.exception)  # the guarded CLI prints it, exit 1
     assert service.RT_MINUTES["ERCOT"] == 15
+
+
+def test_api_serves_the_variance_to_operators_and_auditors_only(sqlite_db: Database, tmp_path) -> None:
+    import tomli_w
+    from fastapi.testclient import TestClient
+
+    from kwhub.hub.api.app import create_app
+    from kwhub.hub.api.keys import CACHE, create_key
+    from kwhub.hub.app import Hub
+    from kwhub.hub.config import load_config
+
+    line = StatementLine(code="DAESAMT", resource="RN1", start=datetime(2026, 10, 15, 5, tzinfo=UTC), minutes=60,
+                         amount=D("-10.00"), determinants={"DASPP": D("20.00"), "DAES": D("0.5")})
+    data = _config_data(adapters={"ERCOT": "ercot"},
+                        resources=[{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}])
+    data["hub"] = {"name": "market api test", "timezone": "America/Chicago", "database": sqlite_db.url}
+    (tmp_path / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
+    store.save_statement(sqlite_db, Statement(iso="ERCOT", operating_day=date(2026, 10, 15), kind="initial",
+                                              statement_id="S1", market="DA", lines=(line,)), "c" * 64)
+    hub = Hub.from_config(load_config(tmp_path / "kwhub.toml"), database=sqlite_db)
+    CACHE.forget()
+    keys = {role: create_key(sqlite_db, role=role, party=party, days=30, max_days=366, actor="test").token
+            for role, party in (("operator", ""), ("auditor", ""), ("tenant", "p1"))}
+    client = TestClient(create_app(hub, access_log=False))
+
+    def get(role: str, path: str):  # noqa: ANN202
+        return client.get(path, headers={"Authorization": f"Bearer {keys[role]}"})
+
+    for role in ("operator", "auditor"):
+        res = get(role, "/api/v1/markets/ERCOT/variance?day=2026-10-15")
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["iso"] == "ERCOT" and body["day"] == "2026-10-15"
+        # no award and no price stored: the ISO's -10.00 is unexplained, shadow 0.00 (as the CLI prints it)
+        assert body["statements"][0]["codes"][0] == {"code": "DAESAMT", "lines": 1, "shadow": "0.00",
+                                                     "iso": "-10.00", "variance": "10.00", "outside_tolerance": 1}
+    assert get("tenant", "/api/v1/markets/ERCOT/variance?day=2026-10-15").status_code == 403
+    missing = get("operator", "/api/v1/markets/ERCOT/variance?day=2026-10-16")
+    assert missing.status_code == 404 and "no ERCOT statement of 2026-10-16" in missing.json()["detail"]
+    assert get("operator", "/api/v1/markets/MISO/variance?day=2026-10-15").status_code == 422
+    assert get("operator", "/api/v1/markets/ERCOT/variance?day=2026-10-15&statement=S9").status_code == 404

@@ -111,10 +111,10 @@ def test_naive_receiver_sees_at_most_one_duplicate_and_the_relay_logs_it(sqlite_
 
 @pytest.mark.parametrize("value", ["", "0"])
 def test_crash_hook_is_off_unless_set(value, monkeypatch):
-    from kwhub.hub.deliver import outbox
+    from kwhub.hub.deliver.outbox import relay
 
     monkeypatch.setenv("KWHUB_TEST_CRASH_AFTER_SEND", value)
-    outbox._crash_hook()  # returns: this test process is still alive
+    relay._crash_hook()  # returns: this test process is still alive
 
 
 def test_after_a_crash_only_the_row_whose_send_started_is_flagged(db, outbox_invoices, erp_receiver_factory, caplog):

@@ -63,12 +63,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "meters.oem_telemetry": {"map": "gas_turbine_controller", "asset": "gt1"},
     "meters.mqtt": {"username": "kwhub", "password": "not-a-secret-here"},
     "markets.price_file": {"path": "prices.csv"},
+    "markets.ercot": {"url": "http://127.0.0.1:9/ercot"},
+    "markets.caiso": {"url": "http://127.0.0.1:9/caiso"},
+    "markets.pjm": {"url": "http://127.0.0.1:9/pjm"},
     "erp.ubl": {}, "erp.cii": {}, "erp.facturx": {}, "erp.x12_810": {}, "erp.x12_867": {}, "erp.idoc": {},
     "erp.csv": {}, "erp.json": {}, "erp.pdf": {},
     "erp.webhook": {"url": "http://127.0.0.1:9/invoices", "secret": "s3cret"},
     "erp.sftp": {"host": "127.0.0.1", "username": "kwhub", "password": "pw"},
     "erp.folder": {"folder": "out"},
-    "esg.scope_summary": {},
+    "esg.scope_summary": {}, "esg.ghg_inventory": {}, "esg.cdp": {}, "esg.sb253": {}, "esg.esrs": {},
 }
 
 
@@ -84,8 +87,8 @@ FAMILY_CHECKS = {
     "check_renderer": ["erp.cii", "erp.csv", "erp.facturx", "erp.idoc", "erp.json", "erp.pdf", "erp.ubl",
                        "erp.x12_810", "erp.x12_867"],
     "check_transport": ["erp.folder", "erp.sftp", "erp.webhook"],
-    "check_market_adapter": ["markets.price_file"],
-    "check_esg_reporter": ["esg.scope_summary"],
+    "check_market_adapter": ["markets.caiso", "markets.ercot", "markets.pjm", "markets.price_file"],
+    "check_esg_reporter": ["esg.cdp", "esg.esrs", "esg.ghg_inventory", "esg.sb253", "esg.scope_summary"],
 }
 
 
@@ -137,7 +140,8 @@ def test_csv_meter_passes_the_kit(kwhub_hub_factory, registry, sample):
 
 def test_greenbutton_meter_passes_the_kit(kwhub_hub_factory, registry, shared_dir, tmp_path):
     sample = MeterSample(shared_dir / BULK_SCE.path, BULK_SCE.expected)
-    hub = kwhub_hub_factory(meter_config("meters.greenbutton", sample.channels()))
+    # The sample gives its ReadingType twice (accumulationBehaviour 4, then 2); the first one holds.
+    hub = kwhub_hub_factory(meter_config("meters.greenbutton", sample.channels(), {"reading_type_conflicts": "first"}))
     check_meter_file(hub, "meter", sample, sniff=True)
     check_reports_ok(registry.adapter("meters.greenbutton")("gb", {}))
     cut = tmp_path / "cut.xml"

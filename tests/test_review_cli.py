@@ -114,13 +114,17 @@ def test_dry_run_stores_nothing_then_manual_policy_waits_for_approval(tmp_path, 
     res = runner.invoke(app, ["runs", "show", out["run_id"]])
     assert res.exit_code == 0 and "[pass] unbilled_energy" in res.output and "billed by ppa-a" in res.output
 
-    res = runner.invoke(app, ["runs", "approve", out["run_id"], "--by", "alice", "--issue-date", "2026-11-05"])
+    res = runner.invoke(app, ["runs", "approve", out["run_id"], "--by", "alice"])  # a draft too needs a reason
+    assert res.exit_code == 1 and "needs --reason" in res.output
+    res = runner.invoke(app, ["runs", "approve", out["run_id"], "--by", "alice", "--issue-date", "2026-11-05",
+                              "--reason", "checked against the meter readings"])
     assert res.exit_code == 0, res.output
     assert "issued invoice OP-000001, total 16963.20 USD" in res.output
     res = runner.invoke(app, ["runs", "show", out["run_id"], "--format", "json"])
     shown = json.loads(res.output)
     assert shown["status"] == "issued" and shown["decisions"][0]["actor"] == "alice"
     assert shown["decisions"][0]["action"] == "run.approve"
+    assert shown["decisions"][0]["detail"]["reason"] == "checked against the meter readings"
     res = runner.invoke(app, ["runs", "approve", out["run_id"]])  # decided: refused
     assert res.exit_code == 1 and "only draft and held runs" in res.output
 

@@ -260,3 +260,43 @@ def test_a_webhook_event_changed_in_the_outbox_is_refused_and_verify_names_it(db
             status, error = conn.execute(select(o.c.status, o.c.last_error).where(o.c.id == row.id)).one()
         assert status == "dead" and "does not match the event recorded" in error
         assert all(r["idempotency_key"] != forged["id"] for r in erp.records)
+
+
+def test_the_daily_verify_job_keeps_the_anchor_and_alerts_on_a_break(sqlite_db, tmp_path, caplog):
+    from sqlalchemy import text
+
+    from kwhub.hub.scheduler.jobs import verify_job
+    from kwhub.hub.scheduler.registry import builtin_jobs
+    from kwhub.hub.store.tables import audit_log_table
+    from tests.fixtures.settlement import write_period
+
+    hub = _hub(sqlite_db, tmp_path, {"scheduler": {"verify_anchor": "anchor/heads.json", "verify_cron": "15 3 * * *"}})
+    [spec] = [s for s in builtin_jobs(hub.config) if s.id == "verify"]
+    assert spec.schedule_text() == "cron 15 3 * * *"
+    write_period(sqlite_db, "2026-09")
+    assert {o.status for o in hub.settle("2026-09")} == {"issued"}
+    out = verify_job(hub, _ctx("verify", datetime(2026, 10, 2, 3, 15, tzinfo=NY)))
+    assert out["ok"] and out["breaks"] == 0 and out["checked"]["documents"] >= 1
+    heads = json.loads((tmp_path / "anchor" / "heads.json").read_text())  # written next to kwhub.toml
+    assert heads
+    with sqlite_db.engine.begin() as conn:  # someone moves the numbering forward
+        conn.execute(text("UPDATE invoice_sequence SET next_number = next_number + 5"))
+    with pytest.raises(JobFailed) as err:
+        verify_job(hub, _ctx("verify", datetime(2026, 10, 3, 3, 15, tzinfo=NY)))
+    assert "verify found 1 break(s)" in str(err.value) and err.value.detail["findings"][0]["check"] == "numbering"
+    assert any(r.levelname == "ERROR" and r.getMessage().startswith("ALERT: verify found a break (numbering)")
+               for r in caplog.records)
+    with sqlite_db.engine.connect() as conn:
+        actions = conn.execute(select(audit_log_table.c.action)).scalars().all()
+    assert "verify.break" in actions
+    assert json.loads((tmp_path / "anchor" / "heads.json").read_text()) == heads  # not moved on a break
+
+
+def test_verify_can_be_disabled_and_a_bad_cron_is_refused(sqlite_db, tmp_path):
+    from kwhub.hub.config import ConfigError
+    from kwhub.hub.scheduler.registry import builtin_jobs
+
+    hub = _hub(sqlite_db, tmp_path, {"scheduler": {"disabled": ["verify"]}})
+    assert "verify" not in [s.id for s in builtin_jobs(hub.config)]
+    with pytest.raises(ConfigError, match="scheduler.verify_cron"):
+        _hub(sqlite_db, tmp_path, {"scheduler": {"verify_cron": "daily"}})

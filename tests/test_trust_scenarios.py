@@ -256,3 +256,43 @@ def test_allocated_energy_nobody_bills_holds_the_run_unless_declared(db, tmp_pat
     assert again.status == "issued" and again.note.startswith("supersedes")
     row = next(a for a in again.accounts if a["source"] == "grid")
     assert row["reason"] == "the utility bills the grid import directly" and row["declared"] is True
+
+
+def test_an_absurd_value_refuses_the_settle_naming_channel_value_and_interval(db):
+    """One interval of 1e308 kWh on tenant B's meter: both contracts read it (pro-rata allocation),
+    both are refused with the channel, the value as a number and the interval named; nothing is issued."""
+    from tests.fixtures.settlement import settle_campus
+
+    write_period(db, "2026-10")
+    set_value(db, "b.load", int(datetime(2026, 10, 10, 4, 0, tzinfo=UTC).timestamp()), 1e308)
+    out = settle(db, settle_campus(), "2026-10", issue_date=date(2026, 11, 5))
+    assert [o.status for o in out] == ["error", "error"]
+    for o in out:
+        assert ("channel b.load holds 1e+308 kWh in the interval starting 2026-10-10T04:00:00+00:00, which no "
+                "meter can measure") in o.error
+        assert "np.float64" not in o.error
+    assert list_invoices(db) == []
+
+
+def test_one_failing_contract_leaves_the_clean_one_a_draft(db):
+    """ppa-a cannot be priced (its fixed fee gives tenant_a no share); ppa-b is computed but nothing is
+    issued in this settle: it waits as a draft that says why."""
+    from kwhub.core.campus import ComponentSpec
+    from tests.fixtures.settlement import settle_campus
+
+    campus = settle_campus()
+    a = campus.contracts[0]
+    broken = a.model_copy(update={"components": [*a.components[:2], ComponentSpec(
+        kind="fixed_fee", total_amount="1000", shares={"tenant_b": "1"})]})
+    campus = campus.model_copy(update={"contracts": [broken, campus.contracts[1]]})
+    write_period(db, "2026-10")
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=date(2026, 11, 5))}
+    assert out["ppa-a"].status == "error" and "party 'tenant_a' has no share" in out["ppa-a"].error
+    assert out["ppa-b"].status == "draft"
+    assert out["ppa-b"].note == "left as a draft: ppa-a failed in this settle, so nothing was issued"
+    # its draft, by hand: 90 + 60 kWh of supply per quarter-hour, B takes 50/150 of each source (pro
+    # rata) over 31 x 96 = 2976 quarter-hours (New York falls back on 1 November, not in October):
+    # gt1 30 kWh x 2976 = 89.28 MWh x 40 $ = 3571.20; pv 20 kWh x 2976 = 59.52 MWh x 30 $ = 1785.60
+    assert out["ppa-b"].draft.line_total == D("89.28") * 40 + D("59.52") * 30 == D("5356.80")
+    assert list_invoices(db) == []
+    assert [r["status"] for r in list_runs(db) if r["contract_id"] == "ppa-b"] == ["draft"]

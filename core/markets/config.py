@@ -5,10 +5,44 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kwhub.core.markets.models import MarketResource
 from kwhub.core.markets.surplus import ReserveRule
+
+
+def _hhmm(value: str) -> str:
+    hh, _, mm = value.partition(":")
+    if not (len(hh) == 2 and len(mm) == 2 and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        raise ValueError(f"{value!r} must be HH:MM (24-hour local time of the ISO)")
+    return value
+
+
+class MarketSchedule(BaseModel):
+    """When the scheduler's market jobs run (``[markets.schedule]``).
+
+    ``da_gate`` is the day-ahead gate closure per ISO, local time of the ISO on the day before
+    the operating day (ERCOT and CAISO about 10:00, PJM about 10:30: MARKETS.md marks these
+    unverified, so set them from the ISO's current market rules). Bids for the next operating
+    day are built and submitted from ``bid_lead_minutes`` before the gate; a gate that
+    passes without a submission is an alert. Awards, prices and statements of the last
+    ``fetch_days`` days are fetched every ``fetch_every_s``; each new statement is
+    shadow-settled on arrival.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    da_gate: dict[str, str] = Field(default_factory=lambda: {"ERCOT": "10:00", "CAISO": "10:00", "PJM": "10:30"})
+    bid_lead_minutes: int = Field(default=90, ge=5, le=24 * 60)
+    bid_every_s: float = Field(default=300.0, gt=0)
+    fetch_every_s: float = Field(default=900.0, gt=0)
+    fetch_days: int = Field(default=3, ge=1, le=60)
+
+    @field_validator("da_gate")
+    @classmethod
+    def _gates(cls, v: dict[str, str]) -> dict[str, str]:
+        return {iso: _hhmm(t) for iso, t in v.items()}
 
 
 class MarketsConfig(BaseModel):
@@ -34,6 +68,7 @@ class MarketsConfig(BaseModel):
     price_forecast: Decimal = Decimal("40.00")  # USD/MWh, when the store has no earlier DA prices
     export_limit_mw: float | None = None
     import_limit_mw: float = 0.0  # grid import the optimizer may plan to serve load (never to export)
+    schedule: MarketSchedule = Field(default_factory=MarketSchedule)
 
     def resource(self, iso: str, name: str) -> MarketResource:
         for r in self.resources:

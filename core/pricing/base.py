@@ -31,6 +31,9 @@ start order):
   the next 12... (computed when not given; 1 when the contract has no start).
 * ``policy``: :class:`kwhub.core.money.MoneyPolicy` from the contract's currency, precision and
   rounding (computed when not given).
+* ``period_share``: 1, or, when an amendment splits the period, the share of the billing
+  period's local days this context prices (:mod:`kwhub.core.pricing.by_version`); amounts
+  per billing period (fees, $/kW-month, per-period minimums, damages) scale by it.
 
 Floats are used for the kernels (one vectorised pass per component over the period's
 arrays). From the charge on, money is Decimal: :meth:`PriceComponent.charge` converts
@@ -188,6 +191,7 @@ class PricingContext:
     prior_charges: list[Charge] = field(default_factory=list)
     claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     grid_price_per_mwh: Decimal | None = None
+    period_share: Decimal = Decimal(1)  # the share of the billing period's days priced (< 1: a contract version's part)
 
     def __post_init__(self) -> None:
         where = f"contract {self.contract.id} period {self.period.label}"
@@ -253,6 +257,14 @@ class PricingContext:
         for s in sources:
             total += self.energy_by_source[s]
         return total
+
+    def per_period(self, amount: Decimal, dets: dict[str, Any]) -> Decimal:
+        """``amount`` (due per billing period) for the part of the period this context prices;
+        records ``period_share`` in ``dets`` when it is a part."""
+        if self.period_share == 1:
+            return amount
+        dets["period_share"] = self.period_share
+        return amount * self.period_share
 
     def utc_text(self, epoch_s: int) -> str:
         return datetime.fromtimestamp(int(epoch_s), tz=UTC).isoformat()

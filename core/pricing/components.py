@@ -344,6 +344,7 @@ class Demand(PriceComponent):
             dets["minimum_kw"] = cfg.minimum_kw
         price, esc = self.escalate(ctx, cfg.price_per_kw_month)
         dets.update({"peak_kw": peak, "billing_demand_kw": billing, "billing_basis": basis, "price_per_kw_month": price, **esc})
+        price = ctx.per_period(price, dets)
         return [
             self.charge(
                 ctx,
@@ -380,6 +381,8 @@ class Capacity(PriceComponent):
             fraction = Decimal(days) / Decimal(month_days)
             price = price * fraction
             dets.update({"days": days, "month_days": month_days, "month_fraction": fraction})
+        else:
+            price = ctx.per_period(price, dets)
         return [
             self.charge(
                 ctx,
@@ -446,7 +449,8 @@ class FixedFee(PriceComponent):
         if party not in shares:
             raise PricingError(f"party {party!r} has no share (shares: {', '.join(sorted(shares))})")
         total, esc = self.escalate(ctx, cfg.total_amount)
-        total = ctx.money.amount(total)
+        part: dict[str, object] = {}
+        total = ctx.money.amount(ctx.per_period(total, part))
         parts = allocate_by_shares(total, shares, ctx.money.amount_places)
         return [
             self.charge(
@@ -463,6 +467,7 @@ class FixedFee(PriceComponent):
                     "parties": len(shares),
                     "allocation": "largest_remainder",
                     **esc,
+                    **part,
                 },
             )
         ]
@@ -493,7 +498,8 @@ class TakeOrPay(PriceComponent):
     def compute(self, ctx: PricingContext) -> list[Charge]:
         cfg = self.config
         days = len(ctx.period.local_days())
-        minimum = cfg.minimum_mwh if cfg.minimum_mwh is not None else cfg.minimum_mwh_per_day * days
+        part: dict[str, object] = {}
+        minimum = ctx.per_period(cfg.minimum_mwh, part) if cfg.minimum_mwh is not None else cfg.minimum_mwh_per_day * days
         kwh = float(ctx.energy_of(cfg.sources).sum())
         delivered = _mwh(kwh)
         shortfall = minimum - delivered
@@ -516,6 +522,7 @@ class TakeOrPay(PriceComponent):
                     "days": days,
                     "price_per_mwh": price,
                     **esc,
+                    **part,
                 },
             )
         ]
@@ -555,8 +562,12 @@ class AvailabilityGuarantee(PriceComponent):
         points = cfg.guaranteed_pct - measured
         if points <= 0:
             return []
-        uncapped = points * cfg.ld_per_point
+        part: dict[str, object] = {}
+        ld = ctx.per_period(cfg.ld_per_point, part)
+        cap = ctx.per_period(cfg.cap_amount, {}) if cfg.cap_amount is not None else None
+        uncapped = points * ld
         dets: dict[str, object] = {
+            **part,
             "asset": cfg.asset,
             "guaranteed_pct": cfg.guaranteed_pct,
             "measured_pct": measured,
@@ -566,15 +577,15 @@ class AvailabilityGuarantee(PriceComponent):
             "uncapped_amount": -uncapped,
         }
         desc = self.describe("Availability guarantee credit")
-        if cfg.cap_amount is not None and uncapped > cfg.cap_amount:
-            dets["cap_amount"] = cfg.cap_amount
+        if cap is not None and uncapped > cap:
+            dets["cap_amount"] = cap
             return [
                 self.charge(ctx, description=f"{desc} (capped)", charge_type="availability_credit", quantity=1,
-                            unit="each", unit_price=-cfg.cap_amount, source_asset=cfg.asset, determinants=dets)
+                            unit="each", unit_price=-cap, source_asset=cfg.asset, determinants=dets)
             ]
         return [
             self.charge(ctx, description=desc, charge_type="availability_credit", quantity=points,
-                        unit="each", unit_price=-cfg.ld_per_point, source_asset=cfg.asset, determinants=dets)
+                        unit="each", unit_price=-ld, source_asset=cfg.asset, determinants=dets)
         ]
 
 

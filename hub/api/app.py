@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from kwhub.hub.api import admin, campus, health, invoices, problems, reports, runs
+from kwhub.hub.api import admin, campus, health, invoices, markets, problems, reports, runs
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("kwhub.api")
@@ -85,10 +85,13 @@ def create_app(hub: Any, *, access_log: bool = True) -> FastAPI:
     app.state.hub = hub
     app.state.config_sha256 = config_sha256(hub)
     problems.install(app)
-    for module in (campus, runs, invoices, reports, admin):
+    for module in (campus, runs, invoices, reports, markets, admin):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    from kwhub.hub.ui.mount import install as install_ui
+
+    install_ui(app)  # the dashboard under /ui (kwhub.hub.ui)
     if access_log:
         app.add_middleware(AccessLog)
     return app

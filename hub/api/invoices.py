@@ -96,7 +96,7 @@ def render(request: Request, invoice_id: str = Path(..., max_length=200), format
     except ValueError as exc:
         raise ApiProblem(409, f"invoice {inv.number}: {exc}") from None
     return Response(doc.body, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{inv.number}.{format_id}"',
+                    headers={"Content-Disposition": f'attachment; filename="{inv.number}{renderer.file_extension}"',
                              "X-Content-Type": renderer.media_type})
 
 

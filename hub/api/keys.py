@@ -36,6 +36,7 @@ SCOPES: dict[str, str] = {
     "outbox:read": "deliveries in the outbox",
     "outbox:retry": "send a dead-lettered delivery again",
     "reports:read": "owner statements and emissions summaries",
+    "markets:read": "the shadow settlement of ISO statements (variance by charge code)",
     "jobs:read": "scheduled jobs and their history",
     "plugins:read": "installed plugins and adapter types",
     "adapters:check": "run every configured adapter's check",

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "readings": ("kwhub.hub.cli.ingest_cmds", "Print stored intervals with quality flags, or period readings."),
     "vee": ("kwhub.hub.cli.vee_cmds", "Validation, estimation and editing (VEE) of stored intervals."),
     "settle": ("kwhub.hub.cli.settle_cmds", "Settle a billing period: price every contract into draft documents."),
+    "contracts": ("kwhub.hub.cli.contracts_cmds", "Contracts of kwhub.toml: the versions of their terms."),
     "invoices": ("kwhub.hub.cli.settle_cmds", "Issued invoices, adjustment invoices and credit notes."),
     "explain": ("kwhub.hub.cli.settle_cmds", "Explain an invoice line: its intervals, prices and lineage."),
     "runs": ("kwhub.hub.cli.review_cmds", "Settlement runs and the review gate: list, show, approve, reject."),

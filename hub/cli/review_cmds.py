@@ -141,7 +141,7 @@ def runs_show(
 @runs_app.command("approve")
 def runs_approve(
     run_ids: list[str] = typer.Argument(..., help="Run id(s) to approve."),
-    reason: str = typer.Option("", "--reason", help="Why (required for held runs; recorded in the audit log)."),
+    reason: str = typer.Option("", "--reason", help="Why you approve (required; recorded in the audit log with your name)."),
     by: str = typer.Option(None, "--by", help="Who approves (default: $KWHUB_ACTOR, else the login name)."),
     issue_date: str = typer.Option(None, "--issue-date", help="Issue date YYYY-MM-DD (default: today)."),
     config: Path = _CONFIG,

@@ -48,6 +48,40 @@ def relay_job(hub: Any, ctx: JobContext) -> dict[str, Any]:
     return total
 
 
+def verify_job(hub: Any, ctx: JobContext) -> dict[str, Any]:
+    """Run ``kwhub verify`` on the hub's database; a break is an ALERT and a failed slot.
+
+    With ``[scheduler] verify_anchor`` the anchor file is read first (its recorded chain heads
+    must still be in the chains) and, when nothing is broken, written anew with today's heads.
+    Each break is logged as an ALERT line and audited; the slot is recorded ``failed`` with
+    the findings, so ``kwhub jobs list`` and ``/healthz`` show it.
+    """
+    from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
+    from kwhub.hub.store.audit import record_audit
+
+    anchor_setting = hub.config.file.scheduler.verify_anchor
+    anchor = None
+    if anchor_setting:
+        anchor = Path(anchor_setting)
+        if not anchor.is_absolute():
+            anchor = Path(hub.config.work_dir) / anchor
+    saved = read_anchor(anchor) if anchor is not None and anchor.exists() else None
+    report = verify(hub.db, anchor=saved)
+    summary = {"ok": report.ok, "checked": dict(report.checked), "breaks": len(report.breaks),
+               "warnings": len(report.warnings), "anchor": str(anchor) if anchor is not None else None}
+    if report.ok:
+        if anchor is not None:
+            write_anchor(anchor, report)
+        return summary
+    for f in report.breaks:
+        log.error("ALERT: verify found a break (%s) in %s: %s", f.check, f.subject, f.problem)
+    with hub.db.write_transaction() as conn:
+        record_audit(conn, "verify.break", actor="scheduler", object_type="database", object_id=str(ctx.slot),
+                     detail={"breaks": [f.as_dict() for f in report.breaks]})
+    raise JobFailed(f"verify found {len(report.breaks)} break(s); run `kwhub verify` for the details",
+                    {**summary, "findings": [f.as_dict() for f in report.breaks]})
+
+
 def vee_job(hub: Any, ctx: JobContext) -> dict[str, Any]:
     """Validate the last ``vee_lookback_days`` UTC days of every configured channel (polled and
     streamed data arrive in the raw layer only); gaps count up to the hub's present."""

@@ -5,8 +5,9 @@ A job is a :class:`JobSpec`: an id, a function called as ``function(hub)`` or
 owner), and a trigger (``every_s`` seconds on a grid aligned to the epoch, or a five-field
 ``cron`` in the hub's time zone). Jobs come from three places:
 
-* the built-in jobs of ``[scheduler]`` (:func:`builtin_jobs`): ``relay``, ``vee``, ``close``
-  and one ``watch.<id>`` per watched folder;
+* the built-in jobs of ``[scheduler]`` (:func:`builtin_jobs`): ``relay``, ``vee``, ``close``,
+  ``verify``, the market jobs of ``[markets]`` (:mod:`kwhub.hub.markets.jobs`) and one
+  ``watch.<id>`` per watched folder;
 * job factories registered in code with :func:`register_job_factory` (a module of kwhub
   or a plugin adds its jobs this way: ``register_job_factory("markets", market_jobs)``,
   where ``market_jobs(cfg)`` returns the JobSpecs its configuration asks for);
@@ -102,7 +103,7 @@ def load_function(path: str) -> Callable[..., Any]:
 
 
 def builtin_jobs(cfg: Any) -> list[JobSpec]:
-    """The jobs ``[scheduler]`` configures (relay, VEE, the close schedule, watched folders)."""
+    """The jobs ``[scheduler]`` configures (relay, VEE, the close schedule, verify, the market day, watched folders)."""
     from kwhub.hub.scheduler import jobs
 
     sch = cfg.file.scheduler
@@ -116,6 +117,13 @@ def builtin_jobs(cfg: Any) -> list[JobSpec]:
     if "close" not in sch.disabled and sch.close.enabled and cfg.campus.contracts:
         out.append(JobSpec("close", jobs.close_job, every_s=sch.close.every_s,
                            description="settle the periods the close schedule says are due"))
+    if "verify" not in sch.disabled:
+        out.append(JobSpec("verify", jobs.verify_job, cron=sch.verify_cron,
+                           description="check the hash chain, numbering, outbox bodies and run inputs (kwhub verify)"))
+    if "markets" not in sch.disabled:
+        from kwhub.hub.markets.jobs import market_jobs
+
+        out += market_jobs(cfg)
     for w in sch.watch:
         out.append(JobSpec(f"watch.{w.id or w.folder}", jobs.watch_job, every_s=w.every_s, kwargs={"watch": w},
                            description=f"ingest new files of {w.folder} with {w.adapter}"))

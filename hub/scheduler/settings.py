@@ -105,7 +105,16 @@ class SchedulerSettings(_Strict):
     relay_every_s: float = Field(default=10.0, gt=0)  # outbox relay (and webhook events)
     vee_every_s: float = Field(default=3600.0, gt=0)
     vee_lookback_days: int = Field(default=3, ge=1, le=62)
-    disabled: list[Literal["relay", "vee", "close"]] = Field(default_factory=list)
+    verify_cron: str = "30 2 * * *"  # `kwhub verify` once a day (five cron fields, [hub] timezone)
+    verify_anchor: str | None = None  # an anchor file outside the database (relative: to kwhub.toml's folder)
+    disabled: list[Literal["relay", "vee", "close", "verify", "markets"]] = Field(default_factory=list)
     watch: list[WatchSettings] = Field(default_factory=list)
     close: CloseSettings = Field(default_factory=CloseSettings)
     jobs: list[JobSettings] = Field(default_factory=list)
+
+    @field_validator("verify_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("must be five cron fields (minute hour day month weekday), e.g. '30 2 * * *'")
+        return v

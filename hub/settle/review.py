@@ -5,7 +5,7 @@ A run is settled as ``draft`` (every check passed) or ``held`` (a check failed; 
 seller's next invoice number, stores the invoice, queues it for delivery (``on_issue``)
 and records the decision in the audit log, all in one transaction per run, so a run is
 either issued with its number and deliveries or left as it was. :func:`reject_run`
-closes a run without a document. Approving a held run needs a reason. A run whose
+closes a run without a document. Every approval and rejection needs a reason (audited). A run whose
 input data changed since it was computed is never approved: settle it again.
 """
 
@@ -171,6 +171,8 @@ def approve_runs(
             _check_decidable(db, run, check_inputs)
             if run["status"] == "held" and not reason.strip():
                 raise ReviewError(f"run {rid} is held ({_held_text(run)}); approving it needs --reason")
+            if not reason.strip():
+                raise ReviewError(f"approving run {rid} needs --reason (it is recorded in the audit log)")
             if not run.get("draft"):
                 raise ReviewError(f"run {rid} has no draft document to issue")
             item = DraftToIssue(rid, run["contract_id"], run["period"], run["version_kind"],

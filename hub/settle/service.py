@@ -38,6 +38,7 @@ from kwhub.core.accounting import campus_accounts
 from kwhub.core.allocation import AllocationResult, allocate, pack_array
 from kwhub.core.campus import Campus, Contract
 from kwhub.core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
+from kwhub.core.contract_versions import changed_since, terms_for_period
 from kwhub.core.intervals import DayHashes, IntervalMatrix, day_start_epoch
 from kwhub.core.invoice import DocumentReference, Invoice
 from kwhub.core.line_emissions import PeriodBasis, period_basis
@@ -967,7 +968,8 @@ def settle_contract(
     body = canonical_json(statement)
     digest = statement_hash(body)
     checks = _review(db, contract, comp, options, now, facts,
-                     _PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None)
+                     _PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None,
+                     settled=_latest_settled(db, runs))
     status = "no_change" if doc.kind is None else ("held" if held_reasons(checks) else "draft")
     draft = draft_invoice(campus, key, contract, period, doc, issue_date or date.today()) if doc.kind else None
     outcome = RunOutcome(contract.id, period.label, version, seq, key.run_id, status=status, statement_hash=digest,
@@ -1018,20 +1020,50 @@ def settle_contract(
 
 @dataclass(frozen=True)
 class _PeriodFacts:
-    """What the review gate compares with from a contract's run of the previous period."""
+    """What the review gate compares with from a contract's run of the previous period (and,
+    when that run is settled, the terms it used)."""
 
     period: str
     line_total: Decimal
     mean_kwh: dict[str, float]
+    run_id: str = ""
+    status: str = ""
+    terms: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, statement: dict[str, Any]) -> _PeriodFacts:
+    def of(cls, statement: dict[str, Any], status: str = "") -> _PeriodFacts:
         means = {}
         for ch, st in (statement.get("channels") or {}).items():
             measured = int(st["intervals"]) - int(st["missing"])
             if measured:
                 means[ch] = float(st["kwh"]) / measured
-        return cls(statement["run"]["period"], Decimal(statement["totals"]["line_total"]), means)
+        return cls(statement["run"]["period"], Decimal(statement["totals"]["line_total"]), means,
+                   statement["run"]["id"], status, statement.get("terms"))
+
+
+def _latest_settled(db: Database, runs: Sequence[dict[str, Any]]) -> _PeriodFacts | None:
+    """The latest settled (issued or no-change) run among a period's ``runs``, if any."""
+    settled = [r for r in runs if r["status"] in ("issued", "no_change")]
+    if not settled:
+        return None
+    last = max(settled, key=lambda r: (kind_order(r["version_kind"]), int(r["seq"])))
+    return _PeriodFacts.of(get_run(db, last["id"])["statement_json"], last["status"])
+
+
+def _terms_changes(contract: Contract, comp: RunComputation, settled: _PeriodFacts | None,
+                   previous: _PeriodFacts | None) -> list[str]:
+    """Settled runs of this period and the previous one whose terms are not those in force now."""
+    out = []
+    if settled is not None and comp.terms is not None:
+        msg = changed_since(settled.run_id, settled.status, settled.terms, comp.terms)
+        if msg:
+            out.append(msg)
+    if previous is not None and previous.status in ("issued", "no_change") and previous.terms:
+        now = terms_for_period(contract, billing_period(previous.period, contract.timezone))
+        msg = changed_since(previous.run_id, previous.status, previous.terms, now, previous.period)
+        if msg:
+            out.append(msg)
+    return out
 
 
 def _previous_facts(db: Database, contract_id: str, label: str,
@@ -1042,7 +1074,7 @@ def _previous_facts(db: Database, contract_id: str, label: str,
     if cache is not None and (contract_id, prev) in cache:
         return cache[(contract_id, prev)]
     runs = [r for r in existing_runs(db, contract_id, prev) if r["status"] not in ("rejected", "superseded")]
-    facts = _PeriodFacts.of(get_run(db, runs[-1]["id"])["statement_json"]) if runs else None
+    facts = _PeriodFacts.of(get_run(db, runs[-1]["id"])["statement_json"], runs[-1]["status"]) if runs else None
     if cache is not None:
         cache[(contract_id, prev)] = facts
     return facts
@@ -1058,13 +1090,17 @@ def _is_month(label: str) -> bool:
 
 def _review(db: Database, contract: Contract, comp: RunComputation, options: SettlementOptions,
             now: datetime | None, cache: dict[tuple[str, str], _PeriodFacts | None] | None,
-            previous_version: _PeriodFacts | None = None) -> list[CheckResult]:
+            previous_version: _PeriodFacts | None = None,
+            settled: _PeriodFacts | None = None) -> list[CheckResult]:
     """The plausibility checks of a computed run (see :mod:`kwhub.core.review`).
 
     A first version moves against the previous period; a later version against the
     version it corrects (the move between periods was reviewed with the first one).
+    ``settled``: the period's latest settled run, whose terms the run's are compared with
+    (as are those of the previous period's settled run).
     """
     facts = _previous_facts(db, contract.id, comp.period.label, cache)
+    terms_changes = _terms_changes(contract, comp, settled, facts)
     if previous_version is not None:
         facts = _PeriodFacts(f"{comp.period.label} as settled before", previous_version.line_total,
                              previous_version.mean_kwh)
@@ -1076,6 +1112,7 @@ def _review(db: Database, contract: Contract, comp: RunComputation, options: Set
         line_total=sum((ln.amount for ln in lines), Decimal("0")),
         previous_total=facts.line_total if facts else None, previous_period=facts.period if facts else "",
         previous_mean_kwh=facts.mean_kwh if facts else {}, unbilled=unbilled_rows(comp), currency=contract.currency,
+        terms_changes=terms_changes,
     )
     return run_checks(inputs, effective_checks(options.review_checks, contract.review.checks))
 

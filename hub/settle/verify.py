@@ -429,10 +429,9 @@ def anchor_data(report: VerifyReport) -> dict[str, Any]:
 
 def write_anchor(path: str | Path, report: VerifyReport) -> None:
     """Save the heads of ``report`` to ``path`` (only call it for a report without breaks)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(anchor_data(report), indent=2, sort_keys=True) + "\n")
-    tmp.replace(target)
+    from kwhub.hub.helpers.files import atomic_write
+
+    atomic_write(Path(path), json.dumps(anchor_data(report), indent=2, sort_keys=True) + "\n", fsync=True)
 
 
 def read_anchor(path: str | Path) -> dict[str, Any] | None:

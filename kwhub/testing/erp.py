@@ -162,6 +162,7 @@ def _check_through_outbox(hub: Hub, transport: InvoiceTransport, receiver: Recei
     inv = energy_invoice().model_copy(update={"id": "inv-kit-outbox", "number": "INV-KIT-OUTBOX"})
     renderer = hub.registry.adapter("erp.json")("json")
     prefs = DeliveryPrefs(formats=["json"], transports=[route])
+    _issue(hub, inv)
     for _ in range(2):
         with hub.db.write_transaction() as conn:
             enqueue_invoice(conn, inv, {"json": renderer}, prefs, [route])
@@ -179,3 +180,19 @@ def _check_through_outbox(hub: Hub, transport: InvoiceTransport, receiver: Recei
     delivered = receiver.deliveries(doc)
     require(len(delivered) == 1, f"{tid}: through the outbox the receiver imported {row['idempotency_key']} "
                                  f"{len(delivered)} times, expected once")
+
+
+def _issue(hub: Hub, inv: Invoice) -> None:
+    """Issue ``inv`` in the hub's database as a settlement run does (numbered, hash-chained).
+
+    The relay refuses a document whose issued invoice it cannot find, so the kit's invoice must
+    be issued before it is queued.
+    """
+    from sqlalchemy import select
+
+    from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
+    from kwhub.hub.store.settlement_tables import invoice_table
+
+    with hub.db.write_transaction() as conn:
+        if conn.execute(select(invoice_table.c.id).where(invoice_table.c.id == inv.id)).first() is None:
+            _insert_invoice(conn, inv, next_invoice_number(conn, hub.db.dialect, inv.seller.id), "2024-07", None)

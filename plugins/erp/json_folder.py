@@ -10,9 +10,7 @@ the small direct writer the demo uses.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +23,7 @@ from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import Invoice, check_totals
 from kwhub.core.money import money_str
 from kwhub.core.render_context import RenderContext
+from kwhub.hub.helpers.files import atomic_write
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MONEY_FIELDS = {"line_total", "tax_total", "total", "amount", "unit_price", "quantity",
@@ -114,20 +113,7 @@ def write_invoice_json(invoice: Invoice, folder: Path | str) -> Path:
     The bytes go to a temporary file in the same folder, are flushed and fsynced, then
     renamed over the target with :func:`os.replace`, so a reader never sees half a file.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / invoice_filename(invoice)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(invoice_json(invoice))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(Path(folder) / invoice_filename(invoice), invoice_json(invoice), fsync=True)
 
 
 @hookimpl

@@ -20,7 +20,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.esg.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, safe_name
 
 MAX_VALUE = Decimal("99999999999")
 PLACES = Decimal("0.001")

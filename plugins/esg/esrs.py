@@ -31,7 +31,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.esg.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, safe_name
 
 TAXONOMY_DIR = Path(__file__).with_name("esrs_taxonomy")
 PACKAGE_NAME = "kwhub-esrs-e1-6-taxonomy.zip"

@@ -28,7 +28,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.esg.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, safe_name
 
 ROW_HEADER = ["party", "scope", "category", "asset", "energy_kwh", "fuel_mmbtu", "kg_co2", "kg_ch4", "kg_n2o",
               "kg_co2e_as_reported", "kg_co2e", "gwp_set", "method", "factors", "unknown_kwh"]

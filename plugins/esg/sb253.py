@@ -21,7 +21,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.esg.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, safe_name
 
 REQUIRED = ("reporting_entity", "reporting_period_start", "reporting_period_end", "scope1_tco2e",
             "scope2_location_tco2e", "scope2_market_tco2e", "standard", "gwp_set", "consolidation_approach")

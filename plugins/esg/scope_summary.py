@@ -18,7 +18,7 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
 from kwhub.core.disclosure import Disclosure
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.esg.files import atomic_write, safe_name
+from kwhub.hub.helpers.files import atomic_write, safe_name
 
 
 class ScopeSummaryConfig(AdapterConfig):

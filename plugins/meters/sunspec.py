@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -33,68 +32,16 @@ from kwhub.hub.helpers.modbus import (
     ReadBlock,
     RegisterPoint,
 )
-
-SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
-BASE_ADDRESSES = (40000, 0, 50000)
-END_MODEL_ID = 0xFFFF
-MAX_MODELS = 64
-
-# SunSpec point type -> (register type, "not implemented" raw value)
-TYPE_MAP: dict[str, tuple[str, int | None]] = {
-    "int16": ("int16", -0x8000), "sunssf": ("int16", -0x8000),
-    "uint16": ("uint16", 0xFFFF), "enum16": ("uint16", 0xFFFF), "bitfield16": ("uint16", 0xFFFF),
-    "count": ("uint16", None), "acc16": ("uint16", 0),
-    "int32": ("int32", -0x80000000), "uint32": ("uint32", 0xFFFFFFFF), "enum32": ("uint32", 0xFFFFFFFF),
-    "bitfield32": ("uint32", 0xFFFFFFFF), "acc32": ("uint32", 0), "ipaddr": ("uint32", None),
-    "int64": ("int64", -0x8000000000000000), "uint64": ("uint64", 0xFFFFFFFFFFFFFFFF),
-    "acc64": ("uint64", 0), "float32": ("float32", None), "float64": ("float64", None),
-}
-UNIT_MAP = {"Wh": "Wh", "W": "W", "A": "A", "V": "V", "Hz": "Hz", "VA": "VA", "var": "var", "Pct": "Pct", "C": "C"}
-
-
-@dataclass(frozen=True)
-class PointDef:
-    """One fixed-block point of a model definition, at its offset from the model start."""
-
-    name: str
-    offset: int
-    size: int
-    sunspec_type: str
-    sf: str | int | None
-    units: str
-
-
-@dataclass
-class ModelLayout:
-    """A model's fixed block as laid out by its definition."""
-
-    model_id: int
-    label: str
-    length: int  # the L value: registers after ID and L
-    points: dict[str, PointDef] = field(default_factory=dict)
-
-
-@cache
-def model_layout(model_id: int) -> ModelLayout:
-    """Lay out model ``model_id`` from the pysunspec2 definition (fixed top-level group)."""
-    from sunspec2 import device as ss_device
-    from sunspec2 import mdef
-
-    try:
-        mdl = ss_device.get_model_def(model_id)
-    except Exception as exc:
-        raise KeyError(f"SunSpec model {model_id} has no definition in pysunspec2: {exc}") from None
-    group = mdl[mdef.GROUP]
-    offset = 0
-    pts: dict[str, PointDef] = {}
-    for p in group.get(mdef.POINTS, []):
-        ptype = p[mdef.TYPE]
-        size = mdef.point_type_info[ptype]["len"] or int(p.get(mdef.SIZE, 0))
-        if not size:
-            raise KeyError(f"model {model_id} point {p[mdef.NAME]} has no size")
-        pts[p[mdef.NAME]] = PointDef(p[mdef.NAME], offset, size, ptype, p.get(mdef.SF), p.get(mdef.UNITS, ""))
-        offset += size
-    return ModelLayout(model_id, group.get(mdef.LABEL, ""), offset - 2, pts)
+from kwhub.hub.helpers.sunspec_models import (
+    BASE_ADDRESSES,
+    END_MODEL_ID,
+    MAX_MODELS,
+    SUNS_MARKER,
+    TYPE_MAP,
+    UNIT_MAP,
+    ModelLayout,
+    model_layout,
+)
 
 
 def register_point(layout: ModelLayout, start: int, name: str, *, channel: str = "", prefix: str = "",

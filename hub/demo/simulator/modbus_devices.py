@@ -304,7 +304,7 @@ def sunspec_device(name: str, device_id: int, models: Sequence[int], clock: Cloc
     at its "not implemented" value; ``scale_factors`` sets SF registers
     (``{"203.TotWh_SF": 3}``); the common model gets ``info`` (Mn, Md, SN, Vr).
     """
-    from kwhub.plugins.meters.sunspec import TYPE_MAP, model_layout
+    from kwhub.hub.helpers.sunspec_models import TYPE_MAP, model_layout
 
     words: list[int] = [0x5375, 0x6E53]
     pts: list[RegisterPoint] = []
@@ -382,8 +382,11 @@ def campus_devices(result: SimResult, clock: Clock, *, anchor: float | None = No
     ``one_server`` puts every device behind one port (distinct device ids, like a gateway);
     otherwise each device gets its own server and port.
     """
-    from kwhub.plugins.meters.oem_telemetry import load_map
+    from kwhub.hub.registry import get_registry
 
+    # The controllers are laid out by the meters.oem_telemetry adapter's own register maps,
+    # reached through the registry (the hub imports no plugin module).
+    oem = get_registry().adapter("meters.oem_telemetry")
     devs: list[SimulatedDevice] = []
     adapters: list[tuple[str, str, dict[str, Any]]] = []
     common = {"poll_seconds": poll_seconds, "timeout": timeout, "interval_minutes": interval_minutes}
@@ -410,12 +413,11 @@ def campus_devices(result: SimResult, clock: Clock, *, anchor: float | None = No
     devs.append(inv)
     adapters.append(("meters.sunspec", "inv_pv", {"device_id": dev_id, "channels": {"103": "pv.net"}, **common}))
     dev_id += 1
-    gt_map = load_map("gas_turbine_controller")
-    re_map = load_map("recip_engine_controller")
     for unit in ("gt1", "gt2", "re1", "re2", "re3", "re4", "re5", "re6"):
         is_gt = unit.startswith("gt")
-        cmap = gt_map if is_gt else re_map
-        d = map_device(f"ctl_{unit}", dev_id, cmap.for_asset(unit), clock)
+        map_name = "gas_turbine_controller" if is_gt else "recip_engine_controller"
+        points = oem(f"ctl_{unit}", {"map": map_name, "asset": unit}).register_points()
+        d = map_device(f"ctl_{unit}", dev_id, points, clock)
         net = CampusProfile(result, f"{unit}.net", anchor)
         fuel = CampusProfile(result, f"{unit}.fuel", anchor)
         avail = CampusProfile(result, f"{unit}.avail", anchor, scale=result.interval_minutes * 60 / 3600.0)
@@ -433,7 +435,7 @@ def campus_devices(result: SimResult, clock: Clock, *, anchor: float | None = No
             d.drive_status("engine_state", avail, up=3, down=5)
         devs.append(d)
         adapters.append(("meters.oem_telemetry", f"ctl_{unit}",
-                         {"device_id": dev_id, "map": cmap.name, "asset": unit, **common}))
+                         {"device_id": dev_id, "map": map_name, "asset": unit, **common}))
         dev_id += 1
     if one_server:
         servers = [DeviceServer(devs)]

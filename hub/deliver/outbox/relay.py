@@ -1,361 +1,48 @@
-"""The transactional outbox: invoices reach each ERP at least once, and the ERP sees them once.
-
-Two halves:
-
-* :func:`enqueue_invoice` renders an *issued* invoice in every format its party receives,
-  registers each rendered body (:func:`kwhub.hub.settle.integrity.register_rendering`) and writes one
-  ``outbox`` row per (format, transport instance) on the caller's open connection or
-  session, inside the caller's transaction (the one that inserts the invoice). It never
-  commits: if the invoice insert rolls back, so do its outbox rows.
-* The relay (:func:`relay_once`, :func:`run_relay`) picks due rows, checks each body
-  against the issued document (:func:`kwhub.hub.settle.integrity.check_outgoing`; a mismatch is
-  dead-lettered and logged as an alert, never sent), marks the attempt and commits
-  *before* sending. Right before each send it records, and commits, that the send started
-  (``send_started_at``), in the same transaction that records the outcome of the sending
-  thread's previous send; then it sends through the transport. A relay that dies leaves its claimed rows in ``sending``; once the lease
-  runs out they are due again. A row whose send had started is re-sent with the same
-  idempotency key and flagged *possible duplicate*; a row whose send never started is
-  simply sent, its unused attempt not counted.
-
-Every send has an overall deadline shorter than the lease (``retry.deadline_s``, default
-half the lease, and never past 90 % of the lease after the claim), passed to the transport
-as ``OutgoingDocument.deadline``; the built-in transports give up by it. Should a
-transport overrun its deadline anyway, the relay extends the row's lease while the send
-is still running, so no other relay can take the row over and send it a second time.
-
-Failures back off exponentially with full jitter (``uniform(0, min(cap, base * 2**n))``);
-a non-retryable answer (HTTP 4xx, bad credentials) dead-letters the row at once with the
-receiver's response kept; retryable failures (5xx, timeouts, refused connections) are
-retried up to ``max_attempts`` and then dead-lettered. ``kwhub outbox retry ID`` revives a
-dead row.
-
-Retry settings come from the transport instance's config (``retry = {base_s, cap_s,
-max_attempts, lease_s, deadline_s}``) when it has one, else from :class:`RetryPolicy`
-defaults.
+"""The relay: claim due rows, check each body against the issued document, send with a
+deadline, record the outcome (see the package docstring for the guarantees).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import random
-import re
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
 
 from kwhub.core.adapters import (
     AdapterError,
     DeliveryResult,
     FailureKind,
-    InvoiceRenderer,
-    InvoiceTransport,
     OutgoingDocument,
 )
-from kwhub.core.invoice import Invoice
-from kwhub.core.render_context import RenderContext
+from kwhub.core.delivery_retry import LEASE_USE, RetryPolicy
+from kwhub.hub.deliver.outbox.connections import _engine, _write
+from kwhub.hub.deliver.outbox.enqueue import OutboxError
 from kwhub.hub.settle.integrity import (
-    DocumentIntegrityError,
     Outgoing,
     check_outgoing,
-    issued_document,
-    register_rendering,
 )
 from kwhub.hub.store.audit import record_audit
-from kwhub.hub.store.outbox_tables import OUTBOX_STATUSES, as_utc, outbox_table, utcnow
+from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
 
 log = logging.getLogger("kwhub.outbox")
 
 CRASH_ENV = "KWHUB_TEST_CRASH_AFTER_SEND"
 RESPONSE_KEEP_DEAD = 64 * 1024
 RESPONSE_KEEP_OK = 2 * 1024
-LEASE_USE = 0.9  # a send ends by this fraction of the lease after the claim
 WATCH_S = 0.25  # how often the relay looks at sends still running
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
-
-class OutboxError(Exception):
-    """An invoice cannot be queued (unknown format or transport, invalid rendering)."""
-
-
-# --------------------------------------------------------------------------- retry policy
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff, lease and deadline settings for one transport instance."""
-
-    base_s: float = 2.0
-    cap_s: float = 600.0
-    max_attempts: int = 8
-    lease_s: float = 120.0
-    deadline_s: float | None = None
-
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay before attempt ``attempt + 1``: full jitter over the exponential ceiling."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** max(attempt - 1, 0)))
-        return (rng or random).uniform(0.0, ceiling)
-
-    @property
-    def send_deadline_s(self) -> float:
-        """How long one send may take: ``deadline_s`` (default half the lease), below the lease."""
-        wanted = self.deadline_s if self.deadline_s is not None else self.lease_s / 2
-        return min(wanted, self.lease_s * LEASE_USE)
-
-    @classmethod
-    def for_transport(cls, transport: Any, default: RetryPolicy | None = None) -> RetryPolicy:
-        """The policy in ``transport.config.retry`` (any object with these fields), else ``default``."""
-        base = default or cls()
-        settings = getattr(getattr(transport, "config", None), "retry", None)
-        if settings is None:
-            return base
-        deadline = getattr(settings, "deadline_s", base.deadline_s)
-        return cls(
-            base_s=float(getattr(settings, "base_s", base.base_s)),
-            cap_s=float(getattr(settings, "cap_s", base.cap_s)),
-            max_attempts=int(getattr(settings, "max_attempts", base.max_attempts)),
-            lease_s=float(getattr(settings, "lease_s", base.lease_s)),
-            deadline_s=None if deadline is None else float(deadline),
-        )
-
-
-# --------------------------------------------------------------------------- enqueue
-
-
-@dataclass(frozen=True)
-class EnqueuedDocument:
-    """One outbox row written by :func:`enqueue_invoice`."""
-
-    id: int | None
-    idempotency_key: str
-    transport_instance: str
-    format_id: str
-    filename: str
-
-
-def document_filename(invoice: Invoice, format_id: str, extension: str) -> str:
-    """``<number>_v<version>_<format><ext>`` with anything unsafe for a file name replaced."""
-    ext = extension if extension.startswith(".") or not extension else f".{extension}"
-    stem = _SAFE_NAME.sub("_", f"{invoice.number}_v{invoice.version}_{format_id}").strip("._") or "document"
-    return stem + _SAFE_NAME.sub("_", ext)
-
-
-def _renderer_map(renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer]) -> dict[str, InvoiceRenderer]:
-    if isinstance(renderers, Mapping):
-        return dict(renderers)
-    return {r.format_id: r for r in renderers}
-
-
-def _prefs(party_prefs: Any) -> tuple[list[str], list[str]]:
-    prefs = getattr(party_prefs, "delivery", party_prefs)  # a Party or its DeliveryPrefs
-    if prefs is None:
-        return [], []
-    if isinstance(prefs, Mapping):
-        return list(prefs.get("formats", [])), list(prefs.get("transports", []))
-    return list(prefs.formats), list(prefs.transports)
-
-
-def enqueue_invoice(
-    conn: Any,
-    invoice: Invoice,
-    renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer],
-    party_prefs: Any,
-    transports: Mapping[str, Any] | Iterable[str] | None = None,
-    *,
-    context: RenderContext | None = None,
-    now: datetime | None = None,
-) -> list[EnqueuedDocument]:
-    """Queue the issued ``invoice`` for every (format, transport) its party receives; does not commit.
-
-    ``conn`` is an open SQLAlchemy ``Connection`` or ``Session`` inside the caller's
-    transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
-    ``party_prefs`` is the buyer :class:`~kwhub.core.campus.Party` or its ``DeliveryPrefs``;
-    ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
-    used to reject a preference naming an unknown one. ``context`` (usage, lineage; see
-    :func:`kwhub.hub.deliver.render_context.render_context`) goes to the renderers. Each document is
-    rendered once with its recorded envelope (:func:`kwhub.hub.deliver.rendering.render_document`: the
-    same bytes whenever it is rendered again; EDI control numbers from the partner's
-    sequence) and validated; an invalid rendering raises :class:`OutboxError`.
-    Rows already queued for the same (transport, idempotency key) are left alone, so
-    calling this twice for one invoice version queues nothing new.
-    used to reject a preference naming an unknown one. ``invoice`` must be issued (its
-    ``invoice`` row exists on ``conn``, intact, with the same content); anything else raises
-    :class:`OutboxError`. Each document is rendered once, validated and registered with
-    the hash of the issued document; an invalid rendering raises :class:`OutboxError`
-    before anything is written. Rows already queued for the same (transport, idempotency
-    key) are left alone, so calling this twice for one invoice version queues nothing new.
-    """
-    formats, targets = _prefs(party_prefs)
-    if not formats or not targets:
-        return []
-    if transports is not None:
-        known = set(transports.keys() if isinstance(transports, Mapping) else transports)
-        unknown = [t for t in targets if t not in known]
-        if unknown:
-            raise OutboxError(
-                f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
-                f" (configured: {', '.join(sorted(known)) or 'none'})"
-            )
-    by_format = _renderer_map(renderers)
-    missing = [f for f in formats if f not in by_format]
-    if missing:
-        raise OutboxError(
-            f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
-            f" (available: {', '.join(sorted(by_format)) or 'none'})"
-        )
-    try:
-        doc_sha256 = issued_document(conn, invoice)
-    except DocumentIntegrityError as exc:
-        raise OutboxError(str(exc)) from None
-
-    from kwhub.hub.deliver.rendering import render_document
-
-    docs: list[OutgoingDocument] = []
-    for fmt in dict.fromkeys(formats):
-        renderer = by_format[fmt]
-        try:
-            body = render_document(conn, invoice, renderer, context, now=now).body
-        except (ValueError, AdapterError) as exc:  # a document the format cannot carry, with the reason
-            raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
-        problems = renderer.validate(body)
-        if problems:
-            shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {shown}")
-        docs.append(OutgoingDocument(
-            invoice_id=invoice.id, version=invoice.version, format_id=fmt,
-            filename=document_filename(invoice, fmt, renderer.file_extension),
-            media_type=renderer.media_type, body=body,
-        ))
-
-    t = outbox_table
-    keys = [d.idempotency_key for d in docs]
-    existing = {
-        (row[0], row[1])
-        for row in conn.execute(
-            select(t.c.transport_instance, t.c.idempotency_key).where(t.c.idempotency_key.in_(keys))
-        )
-    }
-    stamp = now or utcnow()
-    written: list[EnqueuedDocument] = []
-    for doc in docs:
-        digest = hashlib.sha256(doc.body).hexdigest()
-        fresh = [target for target in dict.fromkeys(targets) if (target, doc.idempotency_key) not in existing]
-        if fresh:
-            register_rendering(conn, doc.invoice_id, doc.format_id, digest, doc_sha256, stamp)
-        for target in fresh:
-            res = conn.execute(insert(t).values(
-                invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
-                transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
-                media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
-                attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
-                document_sha256=doc_sha256,
-            ))
-            pk = res.inserted_primary_key
-            written.append(EnqueuedDocument(
-                id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
-                transport_instance=target, format_id=doc.format_id, filename=doc.filename,
-            ))
-    return written
-
-
-def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport: str, *,
-              new_key: bool = False, context: RenderContext | None = None, now: datetime | None = None) -> EnqueuedDocument:
-    """Queue an issued document again for one route (``renderer``'s format through ``transport``).
-
-    Without ``new_key`` the document keeps its idempotency key and its bytes (the recorded
-    rendering): a row already queued for the route is sent again (a delivered or dead row
-    goes back to pending, with a note) and a route that never had it gets a new row, so a
-    receiver that deduplicates sees the same document. With ``new_key`` the document is a
-    new variant (key ``<invoice>:v<version>:<format>:r<n>``; an EDI format gets a new
-    control number) that a deduplicating receiver imports again. Raises
-    :class:`OutboxError` when the route's row is still pending or being sent.
-    """
-    from kwhub.hub.deliver.rendering import latest_variant, render_document
-
-    t = outbox_table
-    fmt = renderer.format_id
-    stamp = now or utcnow()
-    base_key = f"{invoice.id}:v{invoice.version}:{fmt}"
-    variant = max(latest_variant(conn, invoice, fmt), 0) + 1 if new_key else 0
-    key = f"{base_key}:r{variant}" if variant else base_key
-    if not new_key:
-        row = conn.execute(select(t.c.id, t.c.status, t.c.delivered_at).where(
-            t.c.transport_instance == transport, t.c.idempotency_key == key)).first()
-        if row is not None:
-            if row.status in ("pending", "sending"):
-                raise OutboxError(f"invoice {invoice.number} {fmt} to {transport} is already queued "
-                                  f"(outbox row {row.id}, {row.status}); `kwhub deliver --once` sends it")
-            note = f"re-sent on request at {stamp.isoformat()} (was {row.status}" + (
-                f", delivered {as_utc(row.delivered_at).isoformat()})" if row.delivered_at else ")")  # type: ignore[union-attr]
-            conn.execute(update(t).where(t.c.id == row.id).values(
-                status="pending", attempts=0, next_attempt_at=stamp, last_error=note))
-            return EnqueuedDocument(row.id, key, transport, fmt,
-                                    document_filename(invoice, fmt, renderer.file_extension))
-    try:
-        body = render_document(conn, invoice, renderer, context, variant=variant, now=now).body
-    except (ValueError, AdapterError) as exc:
-        raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
-    problems = renderer.validate(body)
-    if problems:
-        raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {'; '.join(problems[:5])}")
-    name = document_filename(invoice, fmt if not variant else f"{fmt}_r{variant}", renderer.file_extension)
-    res = conn.execute(insert(t).values(
-        invoice_id=invoice.id, invoice_version=invoice.version, format_id=fmt, transport_instance=transport,
-        idempotency_key=key, filename=name, media_type=renderer.media_type, body=body,
-        body_sha256=hashlib.sha256(body).hexdigest(), status="pending", attempts=0, next_attempt_at=stamp,
-        possible_duplicate=False, created_at=stamp))
-    pk = res.inserted_primary_key
-    return EnqueuedDocument(int(pk[0]) if pk and pk[0] is not None else None, key, transport, fmt, name)
-
-
-def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | None = None) -> dict[str, InvoiceRenderer]:
-    """Build one renderer per format id: a configured instance if there is one, else defaults.
-
-    ``registry`` is the plugin :class:`~kwhub.hub.registry.Registry`; ``config`` an optional
-    :class:`~kwhub.hub.config.KwhubConfig` whose renderer instances take precedence.
-    """
-    wanted = list(dict.fromkeys(formats))
-    out: dict[str, InvoiceRenderer] = {}
-    if config is not None:
-        for inst in config.adapters.values():
-            if inst.enabled and issubclass(inst.cls, InvoiceRenderer) and inst.cls.format_id in wanted:
-                out.setdefault(inst.cls.format_id, inst.build(config.context()))  # type: ignore[arg-type]
-    for cls in registry.adapters.values():
-        if issubclass(cls, InvoiceRenderer) and cls.format_id in wanted and cls.format_id not in out:
-            out[cls.format_id] = cls(cls.format_id)
-    missing = [f for f in wanted if f not in out]
-    if missing:
-        raise OutboxError(f"no plugin renders format(s) {', '.join(missing)}")
-    return out
-
-
-def transports_from_config(config: Any) -> dict[str, InvoiceTransport]:
-    """The enabled transport instances of a :class:`~kwhub.hub.config.KwhubConfig`, keyed by id."""
-    return {
-        inst.id: inst.build(config.context())  # type: ignore[misc]
-        for inst in config.adapters.values()
-        if inst.enabled and issubclass(inst.cls, InvoiceTransport)
-    }
-
-
-def close_transports(transports: Mapping[str, Any]) -> None:
-    """Release the connections transports keep open (those that have ``close()``)."""
-    for transport in transports.values():
-        closer = getattr(transport, "close", None)
-        if callable(closer):
-            closer()
 
 
 # --------------------------------------------------------------------------- relay
@@ -421,16 +108,6 @@ class _Claim:
     deadline: float | None = None
     renewed: float | None = None  # when the relay last extended the lease of an overrunning send
     finished: bool = False  # the transport returned
-
-
-def _engine(db: Any) -> Any:
-    return getattr(db, "engine", db)
-
-
-def _write(db: Any) -> AbstractContextManager[Connection]:
-    """A write transaction: the store's (lock taken up front on SQLite) or ``engine.begin()``."""
-    wt = getattr(db, "write_transaction", None)
-    return wt() if callable(wt) else _engine(db).begin()
 
 
 def _resolve_transports(registry: Any, transports: Mapping[str, Any]) -> dict[str, Any]:
@@ -805,87 +482,3 @@ def run_relay(
                     return total
             else:
                 time.sleep(poll_s)
-
-
-# --------------------------------------------------------------------------- administration
-
-
-def count_due(db: Any, transports: Iterable[str] | None = None, now: datetime | None = None) -> int:
-    """How many rows are due now (pending or with an expired lease)."""
-    t = outbox_table
-    q = (select(func.count()).select_from(t).where(t.c.status.in_(("pending", "sending")))
-         .where(t.c.next_attempt_at <= (as_utc(now) or utcnow())))
-    if transports is not None:
-        q = q.where(t.c.transport_instance.in_(list(transports)))
-    with _engine(db).connect() as conn:
-        return int(conn.execute(q).scalar_one())
-
-
-def status_counts(db: Any) -> dict[str, int]:
-    """Number of rows per status (every status present, zero when none)."""
-    t = outbox_table
-    with _engine(db).connect() as conn:
-        rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
-    out = dict.fromkeys(OUTBOX_STATUSES, 0)
-    out.update({s: int(n) for s, n in rows})
-    return out
-
-
-def flight_state(row: Mapping[str, Any], now: datetime | None = None) -> str:
-    """Where a row in ``sending`` stands (``""`` for other statuses).
-
-    ``sending``: a relay is sending it now; ``claimed``: a relay claimed it and has not
-    started the send yet; ``stalled, outcome unknown``: its lease ran out after the send
-    started (it will be re-sent and flagged a possible duplicate); ``stalled, not sent``:
-    its lease ran out before the send started (it will be sent).
-    """
-    if row["status"] != "sending":
-        return ""
-    expired = as_utc(row["next_attempt_at"]) <= (as_utc(now) or utcnow())  # type: ignore[operator]
-    started = row.get("send_started_at") is not None
-    if expired:
-        return "stalled, outcome unknown" if started else "stalled, not sent"
-    return "sending" if started else "claimed"
-
-
-def list_outbox(db: Any, status: str | None = None, limit: int | None = None,
-                invoice_id: str | None = None) -> list[dict[str, Any]]:
-    """Outbox rows without their bodies, newest first, as plain dicts (``flight``: :func:`flight_state`)."""
-    if status is not None and status not in OUTBOX_STATUSES:
-        raise OutboxError(f"unknown outbox status {status!r} (one of {', '.join(OUTBOX_STATUSES)})")
-    t = outbox_table
-    cols = [c for c in t.c if c.name != "body"]
-    q = select(*cols).order_by(t.c.id.desc())
-    if status is not None:
-        q = q.where(t.c.status == status)
-    if invoice_id is not None:
-        q = q.where(t.c.invoice_id == invoice_id)
-    if limit is not None:
-        q = q.limit(limit)
-    with _engine(db).connect() as conn:
-        rows = conn.execute(q).mappings().all()
-    out = []
-    now = utcnow()
-    for r in rows:
-        d = dict(r)
-        for k in ("next_attempt_at", "last_attempt_at", "created_at", "delivered_at", "send_started_at"):
-            d[k] = as_utc(d[k])
-        d["possible_duplicate"] = bool(d["possible_duplicate"])
-        d["flight"] = flight_state(d, now)
-        out.append(d)
-    return out
-
-
-def retry_dead(db: Any, row_id: int, now: datetime | None = None) -> None:
-    """Move a dead row back to pending (attempts reset) so the relay sends it again."""
-    t = outbox_table
-    with _write(db) as conn:
-        row = conn.execute(select(t.c.status).where(t.c.id == row_id)).first()
-        if row is None:
-            raise OutboxError(f"no outbox row with id {row_id}")
-        if row.status != "dead":
-            raise OutboxError(f"outbox row {row_id} is {row.status}, only dead rows can be retried")
-        conn.execute(update(t).where(t.c.id == row_id).values(
-            status="pending", attempts=0, next_attempt_at=as_utc(now) or utcnow(), last_error=None,
-            send_started_at=None,
-        ))

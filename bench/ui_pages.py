@@ -1,0 +1,178 @@
+"""Benchmark: server-side render time of each dashboard page with a year settled in the store.
+
+Setup (not timed): a SQLite store in a temporary folder with ``--tenants`` tenants of
+``--meters`` 15-minute load channels each, a gas turbine, solar and a grid tie, all with a
+year of data (2026, New York time: 35,040 quarter-hours plus the UTC edge day), and the 12
+months settled and issued (one contract per tenant: fixed energy and demand; each invoice
+queued for delivery as JSON). Defaults: 10 tenants x 5 meters = 53 channels, 120 runs and
+invoices; this is a scaled-down campus-year (the settlement benchmark's has 1,000 channels).
+
+Timed: ``--reps`` renders of each page through an in-process client signed in as an
+operator (and the campus and invoice pages as a tenant), after 3 untimed renders.
+The campus figures and the emissions report are cached per set of issued runs; their
+"(uncached)" rows time them with the cache emptied before each render, as the first request
+after a run is issued pays. Prints p50/p95 per page in milliseconds; the last line is one
+JSON object.
+Targets (issue 17): every page under 200 ms, the energy-flow fragment under 50 ms.
+
+    python bench/ui_pages.py [--tenants 10] [--meters 5] [--reps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+YEAR = 2026
+
+
+def build(folder: Path, tenants: int, meters: int) -> tuple[object, dict[str, str], list[str]]:
+    """The hub (open), keys by role, and the invoice ids."""
+    import tomli_w
+
+    from kwhub.core.intervals import ChannelSeries, day_start_epoch
+    from kwhub.hub.api.keys import create_key
+    from kwhub.hub.api.serve import sync_reference
+    from kwhub.hub.app import Hub
+
+    tids = [f"t{i:02d}" for i in range(tenants)]
+    channels = [{"id": f"{t}.m{k}", "party": t, "role": "tenant_load", "direction": "received"}
+                for t in tids for k in range(meters)]
+    channels += [{"id": "gt1.net", "asset": "gt1", "role": "generation"},
+                 {"id": "pv.net", "asset": "pv", "role": "generation"},
+                 {"id": "grid.in", "asset": "grid", "role": "grid_import"}]
+    cfg = {
+        "hub": {"name": "ui bench campus", "timezone": "America/New_York", "database": f"sqlite:///{folder / 'kwhub.db'}"},
+        "sites": [{"id": "campus"}],
+        "parties": [{"id": "op", "name": "Campus Operator", "roles": ["operator", "owner"]}]
+                   + [{"id": t, "name": f"Tenant {t}", "roles": ["tenant"],
+                       "delivery": {"formats": ["json"], "transports": ["drop"]}} for t in tids],
+        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 90000, "owners": [{"party": "op", "share": "1"}]},
+                   {"id": "pv", "kind": "solar", "capacity_kw": 40000, "owners": [{"party": "op", "share": "1"}]},
+                   {"id": "grid", "kind": "grid_tie"}],
+        "channels": channels,
+        "contracts": [{"id": f"ppa-{t}", "seller": "op", "buyer": t, "timezone": "America/New_York",
+                       "load_channels": [f"{t}.m{k}" for k in range(meters)],
+                       "components": [{"kind": "fixed_energy", "price_per_mwh": "55"},
+                                      {"kind": "demand", "price_per_kw_month": "9.5"}]} for t in tids],
+        "allocation": {"method": "pro_rata"},
+        "settlement": {"layer": "validated"},
+        "adapters": [{"type": "erp.folder", "id": "drop", "config": {"folder": str(folder / "erp")}}],
+        "service": {"log_format": "text"},
+        "scheduler": {"enabled": False},
+    }
+    path = folder / "kwhub.toml"
+    path.write_bytes(tomli_w.dumps(cfg).encode())
+    hub = Hub.open(path)
+    sync_reference(hub)
+    starts = np.arange(day_start_epoch(date(YEAR, 1, 1)), day_start_epoch(date(YEAR + 1, 1, 2)), 900, dtype=np.int64)
+    n = len(starts)
+    rng = np.random.default_rng(17)
+    hour = (starts // 3600) % 24
+    loads = {c["id"]: 200 + 40 * rng.random(n) for c in channels if c["role"] == "tenant_load"}
+    total = np.sum(list(loads.values()), axis=0)
+    solar = np.where((hour >= 11) & (hour < 23), 0.25 * total, 0.0)  # UTC hours of New York daylight
+    zero = np.zeros(n, np.uint8)
+    series = [ChannelSeries(c, 15, starts, v, zero) for c, v in loads.items()]
+    series += [ChannelSeries("pv.net", 15, starts, solar, zero), ChannelSeries("gt1.net", 15, starts, total - solar, zero),
+               ChannelSeries("grid.in", 15, starts, np.zeros(n), zero)]
+    hub.db.intervals.write_series(series, layer="validated")
+    for m in range(1, 13):
+        outcomes = hub.settle(f"{YEAR}-{m:02d}", issue_date=date(YEAR + (m == 12), m % 12 + 1, 3))
+        bad = [(o.contract_id, o.status, o.error) for o in outcomes if o.status != "issued"]
+        if bad:  # the review gate may hold a month that moves a lot; approve it as a person would
+            from kwhub.hub.settle.review import list_runs
+
+            ids = [r["id"] for r in list_runs(hub.db, period=f"{YEAR}-{m:02d}") if r["status"] in ("held", "draft")]
+            hub.approve(ids, actor="bench", reason="bench setup", issue_date=date(YEAR + (m == 12), m % 12 + 1, 3))
+    keys = {"operator": create_key(hub.db, role="operator", days=30, max_days=366, actor="bench").token,
+            "tenant": create_key(hub.db, role="tenant", party=tids[0], days=30, max_days=366, actor="bench").token}
+    from kwhub.hub.settle.service import list_invoices
+
+    return hub, keys, [inv.id for inv in list_invoices(hub.db)]
+
+
+def signed_in(app: object, token: str) -> object:
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/login").text).group(1)  # type: ignore[union-attr]
+    r = client.post("/ui/login", data={"key": token, "csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def timed(client: object, path: str, reps: int, before: Callable[[], None] | None = None) -> dict[str, float]:
+    for _ in range(3):
+        r = client.get(path)  # type: ignore[attr-defined]
+        assert r.status_code == 200, (path, r.status_code, r.text[-400:])
+    ms = []
+    for _ in range(reps):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        r = client.get(path)  # type: ignore[attr-defined]
+        ms.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tenants", type=int, default=10)
+    ap.add_argument("--meters", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args()
+    from kwhub.hub.api.app import create_app
+
+    folder = Path(tempfile.mkdtemp(prefix="kwhub-ui-bench-"))
+    t0 = time.perf_counter()
+    hub, keys, invoices = build(folder, args.tenants, args.meters)
+    setup_s = time.perf_counter() - t0
+    app = create_app(hub, access_log=False)
+    op = signed_in(app, keys["operator"])
+    tenant = signed_in(app, keys["tenant"])
+    own = invoices[0]
+    pages = ["/ui/campus", "/ui/campus/flow", "/ui/runs", "/ui/invoices", f"/ui/invoices/{own}", "/ui/deliveries",
+             f"/ui/quality?period={YEAR}-07", f"/ui/owners?period={YEAR}-07", f"/ui/emissions?period={YEAR}-07",
+             f"/ui/markets?period={YEAR}-07", "/ui/jobs", "/ui/audit", "/ui/keys"]
+    print(f"store: {len(hub.campus.channels)} channels x a year of 15-minute data, {len(invoices)} invoices; "
+          f"setup {setup_s:.1f} s; {args.reps} renders per page")
+    results: dict[str, dict[str, float]] = {}
+    for p in pages:
+        results[f"operator {p}"] = timed(op, p, args.reps)
+    for p in ["/ui/campus", "/ui/campus/flow", "/ui/invoices", f"/ui/invoices/{own}"]:
+        results[f"tenant {p}"] = timed(tenant, p, args.reps)
+    from kwhub.hub.ui.flow import FlowCache
+
+    def cold() -> None:  # what the first request after a run is issued (or a restart) pays
+        app.state.ui_flow_cache = FlowCache()
+
+    for p in ["/ui/campus/flow", f"/ui/emissions?period={YEAR}-07"]:
+        results[f"operator {p} (uncached)"] = timed(op, p, args.reps, before=cold)
+    width = max(len(k) for k in results)
+    print(f"{'page':<{width}}  {'p50 ms':>8}  {'p95 ms':>8}")
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v['p50_ms']:>8.1f}  {v['p95_ms']:>8.1f}")
+    worst = max(v["p95_ms"] for v in results.values())
+    flow = max(v["p95_ms"] for k, v in results.items() if k.endswith("/ui/campus/flow"))
+    flow_cold = results["operator /ui/campus/flow (uncached)"]["p95_ms"]
+    hub.close()  # type: ignore[attr-defined]
+    print(json.dumps({"channels": len(hub.campus.channels), "invoices": len(invoices), "reps": args.reps,  # type: ignore[attr-defined]
+                      "worst_p95_ms": worst, "flow_p95_ms": flow, "flow_uncached_p95_ms": flow_cold,
+                      "pages": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Queue an issued invoice: render it in every format its party receives and write one outbox
+row per (format, transport instance) inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from kwhub.core.adapters import (
+    AdapterError,
+    InvoiceRenderer,
+    InvoiceTransport,
+    OutgoingDocument,
+)
+from kwhub.core.invoice import Invoice
+from kwhub.core.render_context import RenderContext
+from kwhub.hub.settle.integrity import (
+    DocumentIntegrityError,
+    issued_document,
+    register_rendering,
+)
+from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxError(Exception):
+    """An invoice cannot be queued (unknown format or transport, invalid rendering)."""
+
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+@dataclass(frozen=True)
+class EnqueuedDocument:
+    """One outbox row written by :func:`enqueue_invoice`."""
+
+    id: int | None
+    idempotency_key: str
+    transport_instance: str
+    format_id: str
+    filename: str
+
+
+def document_filename(invoice: Invoice, format_id: str, extension: str) -> str:
+    """``<number>_v<version>_<format><ext>`` with anything unsafe for a file name replaced."""
+    ext = extension if extension.startswith(".") or not extension else f".{extension}"
+    stem = _SAFE_NAME.sub("_", f"{invoice.number}_v{invoice.version}_{format_id}").strip("._") or "document"
+    return stem + _SAFE_NAME.sub("_", ext)
+
+
+def _renderer_map(renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer]) -> dict[str, InvoiceRenderer]:
+    if isinstance(renderers, Mapping):
+        return dict(renderers)
+    return {r.format_id: r for r in renderers}
+
+
+def _prefs(party_prefs: Any) -> tuple[list[str], list[str]]:
+    prefs = getattr(party_prefs, "delivery", party_prefs)  # a Party or its DeliveryPrefs
+    if prefs is None:
+        return [], []
+    if isinstance(prefs, Mapping):
+        return list(prefs.get("formats", [])), list(prefs.get("transports", []))
+    return list(prefs.formats), list(prefs.transports)
+
+
+def enqueue_invoice(
+    conn: Any,
+    invoice: Invoice,
+    renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer],
+    party_prefs: Any,
+    transports: Mapping[str, Any] | Iterable[str] | None = None,
+    *,
+    context: RenderContext | None = None,
+    now: datetime | None = None,
+) -> list[EnqueuedDocument]:
+    """Queue the issued ``invoice`` for every (format, transport) its party receives; does not commit.
+
+    ``conn`` is an open SQLAlchemy ``Connection`` or ``Session`` inside the caller's
+    transaction. ``renderers`` maps format id to renderer (or is a list of renderers);
+    ``party_prefs`` is the buyer :class:`~kwhub.core.campus.Party` or its ``DeliveryPrefs``;
+    ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
+    used to reject a preference naming an unknown one. ``context`` (usage, lineage; see
+    :func:`kwhub.hub.deliver.render_context.render_context`) goes to the renderers. Each document is
+    rendered once with its recorded envelope (:func:`kwhub.hub.deliver.rendering.render_document`: the
+    same bytes whenever it is rendered again; EDI control numbers from the partner's
+    sequence) and validated; an invalid rendering raises :class:`OutboxError`.
+    Rows already queued for the same (transport, idempotency key) are left alone, so
+    calling this twice for one invoice version queues nothing new.
+    used to reject a preference naming an unknown one. ``invoice`` must be issued (its
+    ``invoice`` row exists on ``conn``, intact, with the same content); anything else raises
+    :class:`OutboxError`. Each document is rendered once, validated and registered with
+    the hash of the issued document; an invalid rendering raises :class:`OutboxError`
+    before anything is written. Rows already queued for the same (transport, idempotency
+    key) are left alone, so calling this twice for one invoice version queues nothing new.
+    """
+    formats, targets = _prefs(party_prefs)
+    if not formats or not targets:
+        return []
+    if transports is not None:
+        known = set(transports.keys() if isinstance(transports, Mapping) else transports)
+        unknown = [t for t in targets if t not in known]
+        if unknown:
+            raise OutboxError(
+                f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
+                f" (configured: {', '.join(sorted(known)) or 'none'})"
+            )
+    by_format = _renderer_map(renderers)
+    missing = [f for f in formats if f not in by_format]
+    if missing:
+        raise OutboxError(
+            f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
+            f" (available: {', '.join(sorted(by_format)) or 'none'})"
+        )
+    try:
+        doc_sha256 = issued_document(conn, invoice)
+    except DocumentIntegrityError as exc:
+        raise OutboxError(str(exc)) from None
+
+    from kwhub.hub.deliver.rendering import render_document
+
+    docs: list[OutgoingDocument] = []
+    for fmt in dict.fromkeys(formats):
+        renderer = by_format[fmt]
+        try:
+            body = render_document(conn, invoice, renderer, context, now=now).body
+        except (ValueError, AdapterError) as exc:  # a document the format cannot carry, with the reason
+            raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
+        problems = renderer.validate(body)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {shown}")
+        docs.append(OutgoingDocument(
+            invoice_id=invoice.id, version=invoice.version, format_id=fmt,
+            filename=document_filename(invoice, fmt, renderer.file_extension),
+            media_type=renderer.media_type, body=body,
+        ))
+
+    t = outbox_table
+    keys = [d.idempotency_key for d in docs]
+    existing = {
+        (row[0], row[1])
+        for row in conn.execute(
+            select(t.c.transport_instance, t.c.idempotency_key).where(t.c.idempotency_key.in_(keys))
+        )
+    }
+    stamp = now or utcnow()
+    written: list[EnqueuedDocument] = []
+    for doc in docs:
+        digest = hashlib.sha256(doc.body).hexdigest()
+        fresh = [target for target in dict.fromkeys(targets) if (target, doc.idempotency_key) not in existing]
+        if fresh:
+            register_rendering(conn, doc.invoice_id, doc.format_id, digest, doc_sha256, stamp)
+        for target in fresh:
+            res = conn.execute(insert(t).values(
+                invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
+                transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
+                media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
+                attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
+                document_sha256=doc_sha256,
+            ))
+            pk = res.inserted_primary_key
+            written.append(EnqueuedDocument(
+                id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
+                transport_instance=target, format_id=doc.format_id, filename=doc.filename,
+            ))
+    return written
+
+
+def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport: str, *,
+              new_key: bool = False, context: RenderContext | None = None, now: datetime | None = None) -> EnqueuedDocument:
+    """Queue an issued document again for one route (``renderer``'s format through ``transport``).
+
+    Without ``new_key`` the document keeps its idempotency key and its bytes (the recorded
+    rendering): a row already queued for the route is sent again (a delivered or dead row
+    goes back to pending, with a note) and a route that never had it gets a new row, so a
+    receiver that deduplicates sees the same document. With ``new_key`` the document is a
+    new variant (key ``<invoice>:v<version>:<format>:r<n>``; an EDI format gets a new
+    control number) that a deduplicating receiver imports again. Raises
+    :class:`OutboxError` when the route's row is still pending or being sent.
+    """
+    from kwhub.hub.deliver.rendering import latest_variant, render_document
+
+    t = outbox_table
+    fmt = renderer.format_id
+    stamp = now or utcnow()
+    base_key = f"{invoice.id}:v{invoice.version}:{fmt}"
+    variant = max(latest_variant(conn, invoice, fmt), 0) + 1 if new_key else 0
+    key = f"{base_key}:r{variant}" if variant else base_key
+    if not new_key:
+        row = conn.execute(select(t.c.id, t.c.status, t.c.delivered_at).where(
+            t.c.transport_instance == transport, t.c.idempotency_key == key)).first()
+        if row is not None:
+            if row.status in ("pending", "sending"):
+                raise OutboxError(f"invoice {invoice.number} {fmt} to {transport} is already queued "
+                                  f"(outbox row {row.id}, {row.status}); `kwhub deliver --once` sends it")
+            note = f"re-sent on request at {stamp.isoformat()} (was {row.status}" + (
+                f", delivered {as_utc(row.delivered_at).isoformat()})" if row.delivered_at else ")")  # type: ignore[union-attr]
+            conn.execute(update(t).where(t.c.id == row.id).values(
+                status="pending", attempts=0, next_attempt_at=stamp, last_error=note))
+            return EnqueuedDocument(row.id, key, transport, fmt,
+                                    document_filename(invoice, fmt, renderer.file_extension))
+    try:
+        body = render_document(conn, invoice, renderer, context, variant=variant, now=now).body
+    except (ValueError, AdapterError) as exc:
+        raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
+    problems = renderer.validate(body)
+    if problems:
+        raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {'; '.join(problems[:5])}")
+    name = document_filename(invoice, fmt if not variant else f"{fmt}_r{variant}", renderer.file_extension)
+    res = conn.execute(insert(t).values(
+        invoice_id=invoice.id, invoice_version=invoice.version, format_id=fmt, transport_instance=transport,
+        idempotency_key=key, filename=name, media_type=renderer.media_type, body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(), status="pending", attempts=0, next_attempt_at=stamp,
+        possible_duplicate=False, created_at=stamp))
+    pk = res.inserted_primary_key
+    return EnqueuedDocument(int(pk[0]) if pk and pk[0] is not None else None, key, transport, fmt, name)
+
+
+def renderers_for_formats(registry: Any, formats: Iterable[str], config: Any | None = None) -> dict[str, InvoiceRenderer]:
+    """Build one renderer per format id: a configured instance if there is one, else defaults.
+
+    ``registry`` is the plugin :class:`~kwhub.hub.registry.Registry`; ``config`` an optional
+    :class:`~kwhub.hub.config.KwhubConfig` whose renderer instances take precedence.
+    """
+    wanted = list(dict.fromkeys(formats))
+    out: dict[str, InvoiceRenderer] = {}
+    if config is not None:
+        for inst in config.adapters.values():
+            if inst.enabled and issubclass(inst.cls, InvoiceRenderer) and inst.cls.format_id in wanted:
+                out.setdefault(inst.cls.format_id, inst.build(config.context()))  # type: ignore[arg-type]
+    for cls in registry.adapters.values():
+        if issubclass(cls, InvoiceRenderer) and cls.format_id in wanted and cls.format_id not in out:
+            out[cls.format_id] = cls(cls.format_id)
+    missing = [f for f in wanted if f not in out]
+    if missing:
+        raise OutboxError(f"no plugin renders format(s) {', '.join(missing)}")
+    return out
+
+
+def transports_from_config(config: Any) -> dict[str, InvoiceTransport]:
+    """The enabled transport instances of a :class:`~kwhub.hub.config.KwhubConfig`, keyed by id."""
+    return {
+        inst.id: inst.build(config.context())  # type: ignore[misc]
+        for inst in config.adapters.values()
+        if inst.enabled and issubclass(inst.cls, InvoiceTransport)
+    }
+
+
+def close_transports(transports: Mapping[str, Any]) -> None:
+    """Release the connections transports keep open (those that have ``close()``)."""
+    for transport in transports.values():
+        closer = getattr(transport, "close", None)
+        if callable(closer):
+            closer()

@@ -1,0 +1,47 @@
+"""Owner statements and emissions of a period, from the API's report routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from kwhub.hub.api import reports
+from kwhub.hub.api import runs as runs_api
+from kwhub.hub.api.problems import ApiProblem
+from kwhub.hub.ui.auth import Viewer, viewer
+from kwhub.hub.ui.flow import ALL
+from kwhub.hub.ui.periods import chosen_period
+from kwhub.hub.ui.render import page
+
+router = APIRouter()
+
+
+@router.get("/owners", response_class=HTMLResponse)
+def owners(request: Request, period: str = "", who: Viewer = Depends(viewer("reports:read"))) -> HTMLResponse:
+    period = chosen_period(request, who, period)
+    try:
+        body = reports.owner_statements(request=request, period=period, owner=None, who=who.principal)
+        problem = ""
+    except ApiProblem as exc:
+        body, problem = {"statements": {}}, exc.detail
+    return page(request, "owners.html", title=f"Owner statements {period}", who=who, period=period,
+                statements=body["statements"], problem=problem)
+
+
+@router.get("/emissions", response_class=HTMLResponse)
+def emissions(request: Request, period: str = "", who: Viewer = Depends(viewer("reports:read"))) -> HTMLResponse:
+    period = chosen_period(request, who, period)
+    issued = runs_api.list_runs(request=request, period=period, contract=None, status="issued", who=who.principal,
+                                params=ALL)["items"]
+    key = ("emissions", who.principal.row_scope, getattr(request.app.state, "config_sha256", ""), period,
+           tuple(sorted(r["id"] for r in issued)))
+
+    def make() -> tuple[dict[str, object], str]:
+        try:
+            return reports.emissions(request=request, period=period, who=who.principal), ""
+        except ApiProblem as exc:
+            return {"parties": [], "notes": []}, exc.detail
+
+    body, problem = request.app.state.ui_flow_cache.get(key, make)
+    return page(request, "emissions.html", title=f"Emissions {period}", who=who, period=period, body=body,
+                problem=problem)

@@ -1,0 +1,130 @@
+"""The market day as scheduler jobs against the local ERCOT: offers inside the window before the
+day-ahead gate (once), a missed gate alerted once, and the next day's awards, prices and
+statements fetched and shadow-settled on arrival (hand-computed figures)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+import tomli_w
+from sqlalchemy import select
+
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.markets.hour_labels import DayGrid
+from kwhub.core.quality import Quality
+from kwhub.hub.markets import service, store
+from kwhub.hub.markets.jobs import market_bids_job, market_fetch_job, market_jobs
+from kwhub.hub.scheduler.jobs import JobFailed
+from kwhub.hub.scheduler.registry import JobContext, builtin_jobs
+
+TZ = "America/Chicago"
+CT = ZoneInfo(TZ)
+DAY = date(2026, 10, 20)  # an ordinary 24-hour operating day
+
+
+def _prices(node: str, day: date, market: str) -> list[D]:
+    return [D("50.00")] * len(DayGrid(day, TZ, 60 if market == "DA" else 15))
+
+
+@pytest.fixture
+def ercot():
+    from kwhub.plugins.markets.ercot.sim import ErcotSim
+
+    sim = ErcotSim(tz=TZ, prices=_prices).start()
+    yield sim
+    sim.stop()
+
+
+def _hub(db: Any, tmp_path: Path, url: str, schedule: dict[str, Any] | None = None) -> Any:
+    from kwhub.hub.app import Hub
+    from kwhub.hub.config import load_config
+
+    data = {
+        "hub": {"name": "market jobs", "timezone": TZ, "database": db.url},
+        "parties": [{"id": "gasco", "name": "GasCo"}],
+        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 60000, "heat_rate_mmbtu_per_mwh": 9.0,
+                    "owners": [{"party": "gasco", "share": "1"}]}],
+        "channels": [{"id": "poi.export", "role": "grid_export", "interval_minutes": 15}],
+        "adapters": [{"type": "markets.ercot", "id": "ercot",
+                      "config": {"url": url, "resource": "RN1", "nodes": ["RN1"], "timeout_s": 2}}],
+        "markets": {"adapters": {"ERCOT": "ercot"}, "export_limit_mw": 50.0, "reserve": {"mode": "fixed", "mw": 10.0},
+                    "resources": [{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}],
+                    "schedule": schedule or {}},
+        "scheduler": {"enabled": False},
+    }
+    (tmp_path / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
+    return Hub.from_config(load_config(tmp_path / "kwhub.toml"), database=db)
+
+
+def _at(*args: int) -> JobContext:
+    now = datetime(*args, tzinfo=CT).astimezone(UTC)
+    return JobContext("markets", now, now, "test")
+
+
+def test_the_market_jobs_follow_the_configuration(sqlite_db, tmp_path, ercot):
+    hub = _hub(sqlite_db, tmp_path, ercot.url, {"fetch_every_s": 600, "bid_every_s": 120})
+    specs = {s.id: s for s in builtin_jobs(hub.config)}
+    assert specs["markets.ERCOT.bids"].schedule_text() == "every 120 s"
+    assert specs["markets.ERCOT.fetch"].schedule_text() == "every 600 s"
+    off = _hub(sqlite_db, tmp_path, ercot.url, {"enabled": False})
+    assert market_jobs(off.config) == []
+
+
+def test_bids_go_in_once_inside_the_window_and_the_day_is_fetched_and_shadow_settled(sqlite_db, tmp_path, ercot):
+    hub = _hub(sqlite_db, tmp_path, ercot.url)
+    # the gate for 20 October is 19 October 10:00 in Chicago; the window opens 90 minutes before
+    early = market_bids_job(hub, _at(2026, 10, 19, 8, 29), "ERCOT")
+    assert early["state"] == "before the bid window" and early["day"] == "2026-10-20"
+    assert store.list_submissions(sqlite_db, "ERCOT", DAY) == []
+    first = market_bids_job(hub, _at(2026, 10, 19, 8, 30), "ERCOT")
+    assert first["state"] == "submitted now" and first["status"] == "accepted"
+    again = market_bids_job(hub, _at(2026, 10, 19, 9, 0), "ERCOT")
+    assert again["state"] == "submitted" and again["submissions"] == [first["submission"]]
+    closed = market_bids_job(hub, _at(2026, 10, 19, 10, 5), "ERCOT")
+    assert closed["state"] == "gate closed"
+    assert len(store.list_submissions(sqlite_db, "ERCOT", DAY)) == 1
+
+    # the day runs: the ISO settles the campus meter, 12.5 MWh exported in every quarter-hour
+    grid = DayGrid(DAY, TZ, 15)
+    sqlite_db.intervals.write_series([ChannelSeries("poi.export", 15, grid.starts, np.full(96, 12_500.0),
+                                                    np.full(96, Quality.VALID, np.uint8))], layer="validated")
+    ercot.meter = service.meter_source(sqlite_db, hub.config, "ERCOT")
+    out = market_fetch_job(hub, _at(2026, 10, 21, 9, 0), "ERCOT")
+    assert "2026-10-20" in out["days"]
+    assert out["statements_new"] == ["QKWHUB-DAM-20261020-INITIAL", "QKWHUB-RTM-20261020-INITIAL"]
+    assert out["variance_lines"] == 0  # the shadow settlement agrees with the ISO
+    awarded = store.load_award_hours(sqlite_db, "ERCOT", "DA", ["RN1"], int(DayGrid(DAY, TZ, 60).starts[0]), 24)
+    # 60 MW turbine less a 10 MW reserve, no load: 50 MW offered below the $50.00 DASPP in every hour
+    assert awarded.tolist() == [[50_000_000] * 24]
+    # DA: -50 MWh x $50.00 x 24 hours = -60,000.00; RT: metered 4 x 12.5 = 50 MWh per hour, as awarded: 0.00
+    dam, rtm = service.variance_for_day(sqlite_db, hub.config, "ERCOT", DAY)
+    assert dam.statement.total() == D("-60000.00") and dam.report.codes["DAESAMT"].shadow == D("-60000.00")
+    assert rtm.statement.total() == D("0.00")
+    with sqlite_db.read_connection() as conn:
+        from kwhub.hub.store.market_tables import market_shadow_run_table as runs
+
+        assert len(conn.execute(select(runs.c.id)).all()) >= 2  # recorded on arrival
+    assert market_fetch_job(hub, _at(2026, 10, 21, 9, 15), "ERCOT")["statements_new"] == []  # nothing new
+
+
+def test_a_missed_gate_is_alerted_and_audited_once(sqlite_db, tmp_path, ercot, caplog):
+    from kwhub.hub.store.tables import audit_log_table
+
+    hub = _hub(sqlite_db, tmp_path, ercot.url)
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(JobFailed, match="the day-ahead gate closed at 2026-10-19T10:00:00-05:00 without offers"):
+        market_bids_job(hub, _at(2026, 10, 19, 10, 30), "ERCOT")
+    assert any(r.getMessage().startswith("ALERT: the ERCOT day-ahead gate for 2026-10-20") for r in caplog.records)
+    later = market_bids_job(hub, _at(2026, 10, 19, 11, 0), "ERCOT")
+    assert later["state"] == "gate missed (already alerted)"
+    with sqlite_db.read_connection() as conn:
+        rows = conn.execute(select(audit_log_table.c.object_id).where(
+            audit_log_table.c.action == "market.gate_missed")).scalars().all()
+    assert rows == ["ERCOT:2026-10-20"]
