@@ -28,6 +28,7 @@ def open_checked(config: str | Path | None) -> Any:
     from kwhub.hub.scheduler.config_check import runtime_problems
 
     hub = Hub.open(config, required=True)
+    hub.config.resolve_secrets()  # the service uses every enabled instance: their secrets must be set now
     problems = runtime_problems(hub.config)
     if problems:
         raise ConfigError(hub.config.source, problems, hint="kwhub serve did not start; fix the file and start again")

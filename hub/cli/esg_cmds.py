@@ -6,28 +6,27 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import console, row
 
-console = Console()
 esg_app = typer.Typer(help="Emissions disclosures and granular certificates.", no_args_is_help=True)
 certs_app = typer.Typer(
     help="Granular certificates (EnergyTag-style, 1 Wh, at most one hour): issue from generation meters, transfer to "
          "tenants by the settled allocation, claim for a tenant's consumption hour, withdraw, export and import.",
     no_args_is_help=True)
 esg_app.add_typer(certs_app, name="certificates")
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -191,10 +190,11 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
 
 
 @certs_app.command("list")
-def certs_list(fmt: str = typer.Option("table", "--format", help="table or json."), config: Path = _CONFIG) -> None:
+def certs_list(fmt: str = format_option("text", "json"), config: Path = _CONFIG) -> None:
     """Wh per device, holder and status."""
     from kwhub.hub.esg.ledger import summary
 
+    fmt = output_format(fmt, ("text", "json"))
     _cfg, db = _open(config)
     try:
         rows = summary(db)
@@ -207,7 +207,7 @@ def certs_list(fmt: str = typer.Option("table", "--format", help="table or json.
     for col in ("device", "account", "status", "Wh", "bundles"):
         table.add_column(col, justify="right" if col in ("Wh", "bundles") else "left")
     for r in rows:
-        table.add_row(r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
+        row(table, r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
     console.print(table)
 
 

@@ -12,16 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kwhub.core.money import money_str
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
+def money_str(value: Any) -> str:
+    """:func:`kwhub.core.money.money_str`, imported when first used (it needs numpy)."""
+    from kwhub.core.money import money_str as exact
+
+    return exact(value)
+
+
 STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
@@ -74,12 +80,12 @@ def settle_command(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM (local month of each contract)."),
     contract: list[str] = typer.Option(None, "--contract", help="Only this contract (repeatable)."),
     version: str = typer.Option("initial", "--version", help="initial, final or true_up."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     fallback_raw: bool = typer.Option(False, "--fallback-raw", help="Use raw data where nothing is validated."),
     missing: str = typer.Option(None, "--missing",
                                 help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and check the drafts, print them, store nothing."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
     campuses: str = typer.Option(None, "--campuses", help="A portfolio: kwhub.toml files (or their folders), "
                                  "comma-separated, sharing one database; settled one after the other, or on "
                                  "Dask with --dask."),
@@ -102,6 +108,8 @@ def settle_command(
     every campus as its own Dask task (the same code as a serial settle, against the shared
     database) and then issues each campus' drafts in order; the results equal a serial run.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from kwhub.core.timeline import TimeModelError, billing_period
     from kwhub.core.versions import VERSION_KINDS
     from kwhub.hub.deliver.outbox import OutboxError
@@ -109,7 +117,7 @@ def settle_command(
     from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import settle
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     if version not in VERSION_KINDS:
         raise UserError(f"--version must be one of {', '.join(VERSION_KINDS)}, not {version!r}", exit_code=EXIT_CONFIG)
     if missing is not None and missing not in ("error", "zero"):
@@ -261,19 +269,18 @@ def _print_accounts(rows: list[dict[str, Any]]) -> None:
 
 @invoices_app.command("list")
 def invoices_list(
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     contract: str = typer.Option(None, "--contract", help="Only this contract."),
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
-    """List issued documents."""
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
     from kwhub.hub.settle.service import list_invoices
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
         stale, later = _staleness(db, docs)
@@ -298,15 +305,15 @@ def invoices_list(
 @invoices_app.command("show")
 def invoices_show(
     ref: str = typer.Argument(..., help="Invoice id or number."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("json", "--format", help="json or text."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
     from kwhub.hub.settle.service import get_invoice
 
-    _check_format(fmt, ("json", "text"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         flags, later = _staleness(db, [inv])
@@ -334,7 +341,7 @@ def invoices_render(
     fmt: str = typer.Option(..., "--format", help="A renderer's format id: ubl, cii, facturx, x12_810, x12_867, "
                                                   "idoc_invoic02, csv, json, pdf (`kwhub plugins list` shows them)."),
     out: Path = typer.Option(None, "--out", help="Write the document to FILE (default: standard output)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
 ) -> None:
     """Render an issued document in any installed format.
 
@@ -356,7 +363,7 @@ def invoices_render(
         renderer = renderers_for_formats(get_registry(), [fmt], cfg)[fmt]
     except OutboxError as exc:
         raise UserError(str(exc), hint="`kwhub plugins list` shows the installed renderers", exit_code=EXIT_CONFIG) from None
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         try:
@@ -392,8 +399,8 @@ def _get(fn: Any, db: Any, ref: str) -> Any:
 def explain_command(
     invoice: str = typer.Argument(..., help="Invoice id or number."),
     line: int = typer.Option(None, "--line", help="Line number (default: every line)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
     carbon: bool = typer.Option(False, "--carbon",
                                 help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
                                      "and GWP set, recomputed from what the run froze."),
@@ -412,9 +419,9 @@ def explain_command(
         stale_flags,
     )
 
-    _check_format(fmt, ("text", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     if carbon:
         try:
             _explain_carbon(db, cfg, invoice, line, fmt)
