@@ -41,7 +41,7 @@ DATA_COMMANDS = {
     "jobs list", "audit list", "contracts history",
 }
 # Commands whose --format names the document they write (a file format), not how to print.
-DOCUMENT_FORMAT = {"invoices render", "esg report"}
+DOCUMENT_FORMAT = {"invoices render", "esg report", "export"}
 # Commands that read the store: they must never create a database.
 READ_ONLY = [
     ["readings", "--summary"], ["readings", "x", "--start", "2026-10-01"], ["invoices", "list"],

@@ -10,6 +10,7 @@ import typer
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.options import config_option, json_alias
 from kwhub.hub.cli.output import echo, safe
 
 
@@ -20,8 +21,8 @@ def export_command(
     out: Path = typer.Option(Path("export"), "--out", help="Folder of the datasets (created; files of the same "
                                                            "campus and month are replaced)."),
     campus: str = typer.Option(None, "--campus", help="Campus partition name (default: the hub name in kwhub.toml)."),
-    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    as_json: bool = json_alias(),
+    config: Path = config_option(),
 ) -> None:
     """Write a closed period's validated intervals and run allocations as Parquet.
 
@@ -36,7 +37,7 @@ def export_command(
         raise UserError(f"--format must be parquet, not {fmt!r}", exit_code=EXIT_CONFIG)
     cfg = _load(config)
     name = campus or cfg.file.hub.name
-    with _open_db(cfg) as db:
+    with _open_db(cfg, read_only=True) as db:
         try:
             report = export_period(db, cfg.campus, period, out, name)
         except PeriodNotClosedError as exc:

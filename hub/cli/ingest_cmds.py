@@ -321,6 +321,10 @@ def readings(
 def _readings_from_parquet(root: Path, channel: str | None, start: str | None, end: str | None, layer: str,
                            periods: bool, summary: bool, fmt: str) -> None:
     """``readings --from-parquet``: one channel's exported validated intervals, printed as from the store."""
+    import numpy as np
+
+    from kwhub.core.intervals import SECONDS_PER_DAY
+    from kwhub.core.quality import QUALITY_LABELS, Quality
     from kwhub.hub.export.parquet import ExportError, read_intervals
 
     if periods or summary:
