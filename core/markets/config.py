@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kwhub.core.markets.forecast_files import Outage
 from kwhub.core.markets.models import MarketResource
 from kwhub.core.markets.surplus import ReserveRule
 
@@ -52,6 +53,10 @@ class MarketsConfig(BaseModel):
     the resources offered; ``tolerance`` is the absolute difference per statement line
     (USD) that still counts as equal in a variance report; ``reserve``, ``load_margin``
     and ``latitude`` (for the clear-sky solar forecast) feed the bid builder.
+    ``solar_forecast_file`` (a CSV of ``interval_start, asset, mw`` per solar asset, relative
+    to the configuration's directory) replaces the clear-sky shape when set;
+    ``outages`` and ``outage_file`` (CSV of ``unit, start, end, available_mw``) derate units
+    (gas and solar assets) over a time range; both are used together.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +73,9 @@ class MarketsConfig(BaseModel):
     price_forecast: Decimal = Decimal("40.00")  # USD/MWh, when the store has no earlier DA prices
     export_limit_mw: float | None = None
     import_limit_mw: float = 0.0  # grid import the optimizer may plan to serve load (never to export)
+    solar_forecast_file: str = ""
+    outages: list[Outage] = Field(default_factory=list)
+    outage_file: str = ""
     schedule: MarketSchedule = Field(default_factory=MarketSchedule)
 
     def resource(self, iso: str, name: str) -> MarketResource:
