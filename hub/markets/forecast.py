@@ -26,6 +26,7 @@ from kwhub.core.markets.curve_rules import DEFAULT_RULES
 from kwhub.core.markets.fixed import PRICE_SCALE
 from kwhub.core.markets.forecast_files import available_mw, read_outages, read_solar_forecast
 from kwhub.core.markets.optimizer import optimize_dispatch
+from kwhub.core.markets.rt_offers import RT_FORECAST_MINUTES, build_rt_offers
 from kwhub.core.markets.surplus import (
     BatteryUnit,
     GenUnit,
@@ -166,4 +167,42 @@ def build_day_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource
                                 battery_price=float(mc.battery_offer_price))
     built.notes.insert(0, f"gas {Decimal(repr(gas)):.3f} USD/MMBtu; load by persistence; "
                           f"{len(units)} units; reserve {mc.reserve.mode}; " + "; ".join(fc.notes))
+    return built
+
+
+def build_rt_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource: str,
+                  from_epoch: int | None = None) -> BuiltBids:
+    """Forecast, optimise and build the real-time energy offer of ``resource`` for ``day``.
+
+    The forecast and the plan run on the ISO's real-time grain (ERCOT 15 minutes, CAISO
+    and PJM 5; :mod:`kwhub.core.markets.rt_offers`); the energy price is the day's stored
+    DA price at the node (after the DA market cleared), else the previous day's, else
+    ``price_forecast``. Hours starting before ``from_epoch`` are left out.
+    """
+    mc = cfg.file.markets
+    tz = iso_timezone(cfg, iso)
+    r = mc.resource(iso, resource)
+    span = local_day(day, tz)
+    hours = span.seconds // 3600
+    rt = RT_FORECAST_MINUTES[iso]
+    fc = campus_forecast(db, cfg, iso, day, rt)
+    n = len(fc.load_mw)
+    gas = float(mc.gas_price)
+    if mc.gas_index:
+        series = cfg.settlement_options().index_series.get(mc.gas_index)
+        if series is not None:
+            gas = float(series.price_on(day, missing="previous")[0])
+    same = store.load_prices(db, iso, [r.price_node], "DA", span.start_epoch, hours, 60)
+    prev = store.load_prices(db, iso, [r.price_node], "DA", span.start_epoch - 86_400, hours, 60)
+    hourly = np.where(same.ok[0], same.units[0] / PRICE_SCALE,
+                      np.where(prev.ok[0], prev.units[0] / PRICE_SCALE, float(mc.price_forecast)))
+    price = np.repeat(hourly, 60 // rt)
+    plan = optimize_dispatch(fc.units, fc.surplus, price, np.full(n, gas), battery=fc.battery,
+                             export_limit_mw=mc.export_limit_mw if mc.export_limit_mw is not None else np.inf,
+                             import_limit_mw=mc.import_limit_mw, interval_minutes=rt)
+    built = build_rt_offers(day, tz, iso, resource, plan, fc.surplus, fc.units, np.full(n, gas),
+                            DEFAULT_RULES[(iso, "RT")], bid_id=resource, rt_minutes=rt, from_epoch=from_epoch,
+                            battery_price=float(mc.battery_offer_price))
+    built.notes.insert(0, f"real time on {rt}-minute intervals; gas {Decimal(repr(gas)):.3f} USD/MMBtu; "
+                          f"{len(fc.units)} units; reserve {mc.reserve.mode}; " + "; ".join(fc.notes))
     return built

@@ -203,6 +203,9 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
     """One ``BidSet`` for bids of a single trading date: a ``ThreePartOffer`` per resource
     (or an ``EnergyOnlyOffer`` per settlement point) with one ``EnergyOfferCurve`` per hour.
 
+    A day-ahead offer spans the trading day; a real-time one (``Bid.market == "RT"``, sent
+    with ``MarketType`` RTM) spans its first to its last hour and expires at the end of it.
+
     Each offer expires at 10:00 the day before its trading day (the day-ahead gate) and
     a three-part offer states its fuel mix for the mitigated offer cap (``EocFipFop``:
     ``fip_percent`` gas, the rest fuel oil), as ERCOT's product tables ask.
@@ -220,15 +223,20 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
     for bid in bids:
         if bid.product != "energy" or bid.side != "offer":
             raise EwsError(f"bid {bid.bid_id}: kwhub renders ERCOT energy offers only (got {bid.side} {bid.product})")
+        first, last = 0, len(grid) - 1
+        if bid.market == "RT" and bid.curves:  # a real-time offer covers its hours and expires at their end
+            hours = [index.get(int(c.start.timestamp()), -1) for c in bid.curves]
+            if min(hours) >= 0:  # a curve off the hours is refused below, with its time
+                first, last = min(hours), max(hours)
         offer = _sub(bs, E + offer_type)
-        _sub(offer, E + "startTime", grid.local_iso(0))
-        _sub(offer, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
-        _sub(offer, E + "expirationTime", _gate(day, tz))
+        _sub(offer, E + "startTime", grid.local_iso(first))
+        _sub(offer, E + "endTime", grid.local_iso(last, end=True))
+        _sub(offer, E + "expirationTime", grid.local_iso(last, end=True) if bid.market == "RT" else _gate(day, tz))
         if offer_type == "ThreePartOffer":
             _sub(offer, E + "resource", bid.resource)
             fuel = _sub(offer, E + "EocFipFop")
-            _sub(fuel, E + "startTime", grid.local_iso(0))
-            _sub(fuel, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
+            _sub(fuel, E + "startTime", grid.local_iso(first))
+            _sub(fuel, E + "endTime", grid.local_iso(last, end=True))
             _sub(fuel, E + "fipPercent", format(fip_percent, "f"))
             _sub(fuel, E + "fopPercent", format(Decimal(100) - fip_percent, "f"))
         else:

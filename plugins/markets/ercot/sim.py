@@ -4,7 +4,8 @@ It plays the ISO side of the bid-to-bill chain for tests, the demo and
 ``kwhub market-sim ERCOT``:
 
 * ``POST /ews`` (SOAP 1.1, ``RequestMessage``): ``create BidSet`` checks every offer
-  against ERCOT's curve rules and answers each with ``SUBMITTED`` and its mRID, or
+  against ERCOT's curve rules of the request's ``MarketType`` (DAM, or RTM with the
+  RTSWCAP of $2,000 for real-time offers; a real-time offer is never cleared in the DAM) and answers each with ``SUBMITTED`` and its mRID, or
   ``REJECTED`` with the broken rule per hour; ``get BidSet`` reports ``ACCEPTED``;
   ``get AwardSet`` clears the accepted offers against the day-ahead SPP (an offer is
   awarded the MW of its points priced at or below the SPP);
@@ -34,7 +35,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from kwhub.core.markets.curve_rules import ERCOT_DA, check_bid
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Award, Bid
 from kwhub.hub.helpers.loopback import LoopbackServer, Reply
@@ -153,7 +154,7 @@ class ErcotSim:
         index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
         out: list[Award] = []
         for sub in self._subs.values():
-            if sub.bid.trading_date != day or sub.status != "ACCEPTED":
+            if sub.bid.trading_date != day or sub.status != "ACCEPTED" or sub.bid.market != "DA":
                 continue
             spp = self.price_list(sub.bid.resource, day, "DA")
             for curve in sub.bid.curves:
@@ -283,13 +284,15 @@ class ErcotSim:
             return self._reply("BidSet", "ERROR", ["BidSet rejected: the market system refused the submission"])
         reject_one = self._take("reject_bid")
         bs = env.payload[0]
-        bids = ews.parse_bidset(bs, "request")
+        market = "RT" if env.market_type == "RTM" else "DA"
+        bids = ews.parse_bidset(bs, "request", market)
         offers = [o for o in bs if o.tag in (ews.E + "ThreePartOffer", ews.E + "EnergyOnlyOffer")]
         accepted = 0
         for bid, offer in zip(bids, offers, strict=True):
             kind = "TPO" if offer.tag.endswith("ThreePartOffer") else "EOO"
-            mrid = ews.mrid(self.qse, bid.trading_date, kind, bid.resource, bid.bid_id)
-            found = check_bid(bid, ERCOT_DA, self.tz)
+            mrid = ews.mrid(self.qse, bid.trading_date, kind if market == "DA" else f"RT{kind}", bid.resource,
+                            bid.bid_id)
+            found = check_bid(bid, DEFAULT_RULES[("ERCOT", market)], self.tz)
             errors = [(v.where, f"rule {v.rule}: {v.message}") for v in found]
             if isinstance(reject_one, dict) and reject_one.get("bid_id") == bid.bid_id:
                 errors.append(("", "offer refused by the market system (injected fault)"))

@@ -1,0 +1,165 @@
+"""Real-time offers: a 15-minute ERCOT forecast and plan, hourly RT offers from the tightest
+quarter-hour, submitted to the local ERCOT as an RTM BidSet (RTSWCAP $2,000), hand-computed.
+
+The campus: gt1 50 MW (9 x $3.00 + $4.00 VOM = $31.00/MWh), gt2 40 MW (11 x $3.00 =
+$33.00), pv 30 MW; load 40 MW by persistence, made 5 % pessimistic (42 MW); fixed reserve
+10 MW. Per quarter-hour: surplus = 90 (+ solar, - derates) - 42 - 10 = 38 MW.
+* gt2 derated to 20 MW from 00:15 to 00:30: quarter 2 of hour 0 has 70 - 52 = 18 MW, the
+  hour's RT offer reaches 18.0 MW (its other quarters have 38);
+* pv forecast 12 / 8 / 4 / 0 MW in the quarters of hour 12: 50 / 46 / 42 / 38 MW, the hour's
+  RT offer reaches 38.0 MW (the day-ahead offer, on the hour's mean 6 MW, 44.0).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal as D
+
+import httpx
+import numpy as np
+import pytest
+
+from kwhub.core.intervals import ChannelSeries
+from kwhub.core.markets.curve_rules import ERCOT_RT, CurveRuleError, check_bid
+from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve, SubmissionStatus
+from kwhub.core.markets.rt_offers import RT_FORECAST_MINUTES
+from kwhub.core.quality import Quality
+from kwhub.core.timeline import local_day
+from kwhub.hub.config import parse_config
+from kwhub.hub.markets import service
+from kwhub.hub.markets.forecast import build_day_bids, build_rt_bids, campus_forecast
+
+TZ = "America/Chicago"
+DAY = date(2026, 10, 15)
+SPAN = local_day(DAY, TZ)
+
+
+def _cfg(tmp_path, url: str):  # noqa: ANN001, ANN202
+    rows = ["interval_start,asset,mw"]
+    for q in range(96):
+        mw = (12, 8, 4, 0)[q % 4] if q // 4 == 12 else 0
+        rows.append(f"{datetime.fromtimestamp(SPAN.start_epoch + 900 * q, tz=UTC):%Y-%m-%dT%H:%M:%SZ},pv,{mw}")
+    (tmp_path / "solar.csv").write_text("\n".join(rows) + "\n")
+    data = {
+        "hub": {"timezone": TZ},
+        "parties": [{"id": "op", "name": "Op"}, {"id": "t1", "name": "T1"}],
+        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 50000, "heat_rate_mmbtu_per_mwh": 9.0,
+                    "owners": [{"party": "op", "share": "1"}]},
+                   {"id": "gt2", "kind": "gas_turbine", "capacity_kw": 40000, "heat_rate_mmbtu_per_mwh": 11.0},
+                   {"id": "pv", "kind": "solar", "capacity_kw": 30000}],
+        "channels": [{"id": "hall.load", "role": "tenant_load", "party": "t1", "interval_minutes": 15},
+                     {"id": "poi.export", "role": "grid_export", "interval_minutes": 15}],
+        "ownership": {"costs": {"gt1": {"variable_om_per_mwh": "4.00"}}},
+        "adapters": [{"type": "markets.ercot", "id": "ercot", "config": {"url": url, "timeout_s": 5}}],
+        "markets": {"adapters": {"ERCOT": "ercot"}, "gas_price": "3.00", "price_forecast": "45.00",
+                    "reserve": {"mode": "fixed", "mw": 10.0}, "solar_forecast_file": "solar.csv",
+                    "outages": [{"unit": "gt2", "start": "2026-10-15T00:15:00-05:00",
+                                 "end": "2026-10-15T00:30:00-05:00", "available_mw": 20.0}],
+                    "resources": [{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}]},
+    }
+    return parse_config(data, "test", tmp_path)
+
+
+def _load(db) -> None:  # noqa: ANN001
+    before = local_day(DAY - timedelta(days=1), TZ)
+    starts = before.start_epoch + 900 * np.arange(96, dtype=np.int64)
+    db.intervals.write_series([ChannelSeries("hall.load", 15, starts, np.full(96, 10_000.0),
+                                             np.full(96, Quality.VALID, np.uint8))], layer="validated")
+
+
+def _hour(curve: OfferCurve) -> int:
+    return int((curve.start.timestamp() - SPAN.start_epoch) // 3600)
+
+
+@pytest.fixture
+def sim():  # noqa: ANN201
+    from kwhub.plugins.markets.ercot.sim import ErcotSim
+
+    s = ErcotSim(tz=TZ).start()
+    yield s
+    s.stop()
+
+
+def test_rt_forecast_runs_on_quarter_hours(sqlite_db, tmp_path):
+    assert RT_FORECAST_MINUTES == {"ERCOT": 15, "CAISO": 5, "PJM": 5}
+    cfg = _cfg(tmp_path, "http://127.0.0.1:9")
+    _load(sqlite_db)
+    fc = campus_forecast(sqlite_db, cfg, "ERCOT", DAY, 15)
+    assert len(fc.surplus.surplus_mw) == 96
+    # 90 - 42 - 10 = 38 ; quarter 2 of hour 0: 50 + 20 - 52 = 18 ; hour 12: 38 + 12 / 8 / 4 / 0
+    assert fc.surplus.surplus_mw[:4].round(6).tolist() == [38.0, 18.0, 38.0, 38.0]
+    assert fc.surplus.surplus_mw[48:52].round(6).tolist() == [50.0, 46.0, 42.0, 38.0]
+
+
+def test_rt_offers_take_the_tightest_quarter_and_reach_the_local_ercot(sqlite_db, tmp_path, sim):
+    cfg = _cfg(tmp_path, sim.url)
+    _load(sqlite_db)
+    built = build_rt_bids(sqlite_db, cfg, "ERCOT", DAY, "RN1")
+    (bid,) = built.bids
+    assert bid.market == "RT" and check_bid(bid, ERCOT_RT, TZ) == []
+    assert built.notes[0].startswith("real time on 15-minute intervals")
+    by_hour = {_hour(c): c for c in bid.curves}
+    assert sorted(by_hour) == list(range(24))
+    assert all(c.end - c.start == timedelta(hours=1) for c in bid.curves)
+    assert by_hour[0].max_mw == D("18.0")  # the derated quarter 00:15-00:30
+    assert by_hour[12].max_mw == D("38.0")  # the sunless last quarter of hour 12
+    assert all(by_hour[h].max_mw == D("38.0") for h in range(1, 24))
+    assert all({p.price for p in c.points} <= {D("31.00"), D("33.00")} for c in bid.curves)
+    # the day-ahead offer of the same day takes the hour's mean: hour 12 has 38 + 6 = 44 MW
+    da = {_hour(c): c for c in build_day_bids(sqlite_db, cfg, "ERCOT", DAY, "RN1").bids[0].curves}
+    assert da[12].max_mw == D("44.0") and da[0].max_mw == D("18.0")
+    # past the gate: only hours from 12:00 on
+    late = build_rt_bids(sqlite_db, cfg, "ERCOT", DAY, "RN1", from_epoch=SPAN.start_epoch + 12 * 3600)
+    assert [_hour(c) for c in late.bids[0].curves] == list(range(12, 24))
+
+    sid, sub = service.submit_bids(sqlite_db, cfg, "ERCOT", late.bids)
+    assert sub.status == SubmissionStatus.SUBMITTED and sub.market == "RT"
+    assert sub.iso_ref == "QKWHUB.10152026.RTTPO.RN1.RN1"
+    assert service.poll_submission(sqlite_db, cfg, sid).status == SubmissionStatus.ACCEPTED
+    # a real-time offer is never cleared in the day-ahead market
+    assert sim.awards_of(DAY) == []
+
+
+def _rt_bid(price: str) -> Bid:
+    start = datetime.fromtimestamp(SPAN.start_epoch + 15 * 3600, tz=UTC)
+    return Bid(bid_id="RN1", iso="ERCOT", market="RT", resource="RN1", trading_date=DAY,
+               curves=(OfferCurve(start=start, end=start + timedelta(hours=1),
+                                  points=(CurvePoint(mw=D("5.0"), price=D("40.00")),
+                                          CurvePoint(mw=D("10.0"), price=D(price)))),))
+
+
+def test_rt_cap_is_rtswcap_at_the_adapter_and_at_the_local_ercot(sqlite_db, tmp_path, sim):
+    from kwhub.plugins.markets.ercot import ews
+
+    cfg = _cfg(tmp_path, sim.url)
+    adapter = service.market_adapter(cfg, "ERCOT")
+    # $2,500 is under the DA cap ($5,000) but over RTSWCAP ($2,000): refused before it leaves the hub
+    with pytest.raises(CurveRuleError) as err:
+        adapter.submit([_rt_bid("2500.00")])
+    assert [v.rule for v in err.value.violations] == ["cap"] and "2000.00" in str(err.value)
+    da = _rt_bid("2500.00").model_copy(update={"market": "DA"})
+    assert adapter.submit([da]).iso_ref == "QKWHUB.10152026.TPO.RN1.RN1"
+    # the local ERCOT applies RTSWCAP to an RTM BidSet sent around the adapter's check
+    bs = ews.render_bidset([_rt_bid("2500.00")], qse="QKWHUB", tz=TZ)
+    msg = ews.render_message("RequestMessage", "create", "BidSet", "QKWHUB", message_id="m1", market_type="RTM",
+                             trading_date=DAY, payload=[bs])
+    r = httpx.post(sim.url + "/ews", content=ews.soap_wrap(msg), headers={"Content-Type": "text/xml"}, timeout=5)
+    env = ews.parse_message(ews.soap_unwrap(r.content, "reply"), "reply")
+    (outcome,) = ews.parse_outcomes(env.payload[0], "reply")
+    assert env.reply_code == "ERROR" and outcome.status == SubmissionStatus.REJECTED
+    assert "rule cap" in " ".join(outcome.errors) and "2000.00" in " ".join(outcome.errors)
+    # at $2,000.00 it passes
+    assert adapter.submit([_rt_bid("2000.00")]).status == SubmissionStatus.SUBMITTED
+
+
+def test_rt_offer_document_spans_its_hours_and_expires_at_their_end():
+    from kwhub.plugins.markets.ercot import ews
+
+    bs = ews.render_bidset([_rt_bid("50.00")], qse="QKWHUB", tz=TZ)
+    offer = bs.find(ews.E + "ThreePartOffer")
+    assert offer.findtext(ews.E + "startTime") == "2026-10-15T15:00:00-05:00"
+    assert offer.findtext(ews.E + "endTime") == "2026-10-15T16:00:00-05:00"
+    assert offer.findtext(ews.E + "expirationTime") == "2026-10-15T16:00:00-05:00"
+    msg = ews.render_message("RequestMessage", "create", "BidSet", "QKWHUB", message_id="m1", market_type="RTM",
+                             trading_date=DAY, payload=[bs])
+    assert ews.validate_message(msg) == []
