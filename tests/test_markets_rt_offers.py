@@ -163,3 +163,51 @@ def test_rt_offer_document_spans_its_hours_and_expires_at_their_end():
     msg = ews.render_message("RequestMessage", "create", "BidSet", "QKWHUB", message_id="m1", market_type="RTM",
                              trading_date=DAY, payload=[bs])
     assert ews.validate_message(msg) == []
+
+
+def test_the_rt_job_offers_the_coming_hours_once_per_hour(sqlite_db, tmp_path, sim):
+    from zoneinfo import ZoneInfo
+
+    import tomli_w
+
+    from kwhub.hub.app import Hub
+    from kwhub.hub.config import load_config
+    from kwhub.hub.markets import store
+    from kwhub.hub.markets.jobs import market_jobs, market_rt_job
+    from kwhub.hub.scheduler.registry import JobContext
+
+    def hub(schedule):  # noqa: ANN001, ANN202
+        data = {
+            "hub": {"name": "rt", "timezone": TZ, "database": sqlite_db.url},
+            "parties": [{"id": "gasco", "name": "GasCo"}],
+            "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 60000, "heat_rate_mmbtu_per_mwh": 9.0,
+                        "owners": [{"party": "gasco", "share": "1"}]}],
+            "channels": [{"id": "poi.export", "role": "grid_export", "interval_minutes": 15}],
+            "adapters": [{"type": "markets.ercot", "id": "ercot", "config": {"url": sim.url, "timeout_s": 5}}],
+            "markets": {"adapters": {"ERCOT": "ercot"}, "export_limit_mw": 50.0,
+                        "reserve": {"mode": "fixed", "mw": 10.0}, "schedule": schedule,
+                        "resources": [{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}]},
+            "scheduler": {"enabled": False},
+        }
+        (tmp_path / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
+        return Hub.from_config(load_config(tmp_path / "kwhub.toml"), database=sqlite_db)
+
+    def at(h: int, m: int) -> JobContext:
+        now = datetime(2026, 10, 15, h, m, tzinfo=ZoneInfo(TZ)).astimezone(UTC)
+        return JobContext("markets", now, now, "test")
+
+    assert "markets.ERCOT.rt" not in {s.id for s in market_jobs(hub({}).config)}  # off unless asked for
+    h = hub({"rt_offers": True})
+    assert "markets.ERCOT.rt" in {s.id for s in market_jobs(h.config)}
+    # 13:20 + 60 minutes = 14:20: the first hour still open is 15:00; 15:00-24:00 is 9 hours
+    first = market_rt_job(h, at(13, 20), "ERCOT")
+    assert first["state"] == "submitted now" and first["status"] == "accepted" and first["hours"] == 9
+    assert first["from"] == "2026-10-15T15:00:00-05:00"
+    assert market_rt_job(h, at(13, 50), "ERCOT")["state"] == "offered"
+    second = market_rt_job(h, at(14, 5), "ERCOT")  # 15:05: from 16:00, 8 hours
+    assert second["hours"] == 8 and second["from"] == "2026-10-15T16:00:00-05:00"
+    subs = store.list_submissions(sqlite_db, "ERCOT", DAY)
+    assert [(s["market"], s["status"]) for s in subs] == [("RT", "accepted"), ("RT", "accepted")]
+    # 60 MW less the 10 MW reserve, no load: 50.0 MW at 9 x $3.00 = $27.00 in every hour offered
+    _, (bid,) = store.load_submission(sqlite_db, second["submission"])
+    assert {(c.max_mw, c.points[0].price) for c in bid.curves} == {(D("50.0"), D("27.00"))}

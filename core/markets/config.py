@@ -29,6 +29,11 @@ class MarketSchedule(BaseModel):
     passes without a submission is an alert. Awards, prices and statements of the last
     ``fetch_days`` days are fetched every ``fetch_every_s``; each new statement is
     shadow-settled on arrival.
+
+    ``rt_offers`` turns on real-time offers (adapters with the ``rt_bids`` capability): every
+    ``rt_every_s`` the hours from the first whole hour at least ``rt_gate_minutes`` ahead
+    (CAISO T-75 per MARKETS.md; the ERCOT and PJM defaults are placeholders to set from the
+    ISO's rules) to the end of that operating day are offered once per hour.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -39,6 +44,9 @@ class MarketSchedule(BaseModel):
     bid_every_s: float = Field(default=300.0, gt=0)
     fetch_every_s: float = Field(default=900.0, gt=0)
     fetch_days: int = Field(default=3, ge=1, le=60)
+    rt_offers: bool = False
+    rt_gate_minutes: dict[str, int] = Field(default_factory=lambda: {"ERCOT": 60, "CAISO": 75, "PJM": 65})
+    rt_every_s: float = Field(default=900.0, gt=0)
 
     @field_validator("da_gate")
     @classmethod
