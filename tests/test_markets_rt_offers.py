@@ -211,3 +211,35 @@ def test_the_rt_job_offers_the_coming_hours_once_per_hour(sqlite_db, tmp_path, s
     # 60 MW less the 10 MW reserve, no load: 50.0 MW at 9 x $3.00 = $27.00 in every hour offered
     _, (bid,) = store.load_submission(sqlite_db, second["submission"])
     assert {(c.max_mw, c.points[0].price) for c in bid.curves} == {(D("50.0"), D("27.00"))}
+
+
+def test_market_bid_command_builds_rt_offers(tmp_path, monkeypatch):
+    import json
+
+    import tomli_w
+    from typer.testing import CliRunner
+
+    from kwhub.hub.cli.main import app
+
+    data = {
+        "hub": {"name": "rt cli", "timezone": TZ},
+        "parties": [{"id": "gasco", "name": "GasCo"}],
+        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 60000, "heat_rate_mmbtu_per_mwh": 9.0,
+                    "owners": [{"party": "gasco", "share": "1"}]}],
+        "channels": [{"id": "poi.export", "role": "grid_export", "interval_minutes": 15}],
+        "adapters": [{"type": "markets.ercot", "id": "ercot", "config": {"url": "http://127.0.0.1:9"}}],
+        "markets": {"adapters": {"ERCOT": "ercot"}, "reserve": {"mode": "fixed", "mw": 10.0},
+                    "solar_forecast_file": "missing.csv",
+                    "resources": [{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}]},
+    }
+    (tmp_path / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
+    monkeypatch.chdir(tmp_path)
+    args = ["market", "bid", "--iso", "ERCOT", "--day", "2026-10-15", "--resource", "RN1", "--json"]
+    out = CliRunner().invoke(app, [*args, "--market", "RT"])
+    assert out.exit_code == 0, out.output
+    (bid,) = json.loads(out.output)["bids"]
+    # no solar asset, so the (missing) forecast file is not read: 60 - 10 = 50.0 MW at $27.00, 24 hours
+    assert bid["market"] == "RT" and len(bid["curves"]) == 24
+    assert {(c["points"][-1]["mw"], c["points"][-1]["price"]) for c in bid["curves"]} == {("50.0", "27.00")}
+    bad = CliRunner().invoke(app, [*args, "--market", "XX"])
+    assert bad.exit_code != 0 and "--market must be DA or RT" in str(bad.exception or bad.output)
