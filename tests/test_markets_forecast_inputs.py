@@ -185,12 +185,12 @@ def test_day_bids_use_the_solar_file_and_the_outages(sqlite_db, tmp_path):
     assert check_bid(bid, ERCOT_DA, TZ) == []
     assert "solar from solar.csv" in built.notes[0] and "outages/derates: gt2" in built.notes[0]
     by_hour = {int((c.start.timestamp() - span.start_epoch) // 3600): c for c in bid.curves}
-    # 00:00: gt1 50 + gt2 20 - load 40 x 1.05 - reserve 10 = 18 MW, priced at the units' marginal costs
-    # gt1 9 x 3 + 4 = 31.00 and gt2 11 x 3 = 33.00 (which unit the plan puts on the load is the LP's choice)
-    assert by_hour[0].points[-1].mw == D("18.0")
-    assert {p.price for p in by_hour[0].points} <= {D("31.00"), D("33.00")}
-    # 06:00: gt2 back to 40 MW: 90 - 42 - 10 = 38 MW
-    assert by_hour[6].points[-1].mw == D("38.0")
+    # 00:00: gt1 50 + gt2 20 - load 40 x 1.05 - reserve 10 = 18 MW; the load goes on the cheaper gt1
+    # (9 x 3 + 4 = $31.00), which offers its 8 MW left, then gt2 ($33.00) its 20 MW less the 10 MW reserve
+    assert [(p.mw, p.price) for p in by_hour[0].points] == [(D("8.0"), D("31.00")), (D("18.0"), D("33.00"))]
+    # 06:00: gt2 back to 40 MW: 8 at 31.00, then 38 at 33.00 (before the merit-order fix the LP's
+    # choice of unit for the load priced all 38 MW at 31.00 here)
+    assert [(p.mw, p.price) for p in by_hour[6].points] == [(D("8.0"), D("31.00")), (D("38.0"), D("33.00"))]
     # 12:00: gt2 out, pv 12: 50 + 12 - 42 - 10 = 10 MW of surplus in all
     assert by_hour[12].points[-1].mw == D("10.0")
     # without the file and outages: clear-sky sun and both units: hour 0 is 38 MW

@@ -104,7 +104,10 @@ def test_rt_offers_take_the_tightest_quarter_and_reach_the_local_ercot(sqlite_db
     assert by_hour[0].max_mw == D("18.0")  # the derated quarter 00:15-00:30
     assert by_hour[12].max_mw == D("38.0")  # the sunless last quarter of hour 12
     assert all(by_hour[h].max_mw == D("38.0") for h in range(1, 24))
-    assert all({p.price for p in c.points} <= {D("31.00"), D("33.00")} for c in bid.curves)
+    # load 42 MW on gt1 first: 8 MW left at $31.00, then gt2 at $33.00 less the 10 MW reserve
+    assert [(p.mw, p.price) for p in by_hour[0].points] == [(D("8.0"), D("31.00")), (D("18.0"), D("33.00"))]
+    assert all([(p.mw, p.price) for p in by_hour[h].points] == [(D("8.0"), D("31.00")), (D("38.0"), D("33.00"))]
+               for h in range(1, 24))
     # the day-ahead offer of the same day takes the hour's mean: hour 12 has 38 + 6 = 44 MW
     da = {_hour(c): c for c in build_day_bids(sqlite_db, cfg, "ERCOT", DAY, "RN1").bids[0].curves}
     assert da[12].max_mw == D("44.0") and da[0].max_mw == D("18.0")
