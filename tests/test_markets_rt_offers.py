@@ -246,3 +246,37 @@ def test_market_bid_command_builds_rt_offers(tmp_path, monkeypatch):
     assert {(c["points"][-1]["mw"], c["points"][-1]["price"]) for c in bid["curves"]} == {("50.0", "27.00")}
     bad = CliRunner().invoke(app, [*args, "--market", "XX"])
     assert bad.exit_code != 0 and "--market must be DA or RT" in str(bad.exception or bad.output)
+
+
+def test_caiso_rt_offers_build_on_5_minutes_but_its_adapter_takes_day_ahead_only(sqlite_db, tmp_path):
+    from kwhub.core.adapters import AdapterError, FailureKind
+    from kwhub.core.markets.curve_rules import CAISO_RT
+
+    data = {
+        "hub": {"timezone": "America/Los_Angeles"},
+        "parties": [{"id": "gasco", "name": "GasCo"}],
+        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 60000, "heat_rate_mmbtu_per_mwh": 9.0,
+                    "owners": [{"party": "gasco", "share": "1"}]},
+                   {"id": "pv", "kind": "solar", "capacity_kw": 30000}],
+        "channels": [{"id": "poi.export", "role": "grid_export", "interval_minutes": 5}],
+        "adapters": [{"type": "markets.caiso", "id": "iso", "config": {"url": "http://127.0.0.1:9"}}],
+        "markets": {"adapters": {"CAISO": "iso"}, "reserve": {"mode": "fixed", "mw": 10.0},
+                    "solar_forecast_file": "solar.csv",
+                    "resources": [{"iso": "CAISO", "resource": "GEN1", "meter": ["poi.export"], "asset": "gt1"}]},
+    }
+    span = local_day(DAY, "America/Los_Angeles")
+    rows = ["interval_start,asset,mw"]
+    for k in range(288):  # 5-minute solar: 6 MW in the first 5 minutes of 12:00, 0 otherwise
+        rows.append(f"{datetime.fromtimestamp(span.start_epoch + 300 * k, tz=UTC):%Y-%m-%dT%H:%M:%SZ},pv,"
+                    f"{6 if k == 144 else 0}")
+    (tmp_path / "solar.csv").write_text("\n".join(rows) + "\n")
+    cfg = parse_config(data, "test", tmp_path)
+    fc = campus_forecast(sqlite_db, cfg, "CAISO", DAY, 5)
+    assert len(fc.surplus.surplus_mw) == 288 and fc.surplus.surplus_mw[144] == 56.0  # 60 + 6 - 10
+    (bid,) = build_rt_bids(sqlite_db, cfg, "CAISO", DAY, "GEN1").bids
+    assert check_bid(bid, CAISO_RT, "America/Los_Angeles") == []
+    # hour 12 offers its tightest 5 minutes (no sun): 60 - 10 = 50 MW at 9 x $3.00
+    assert {(c.max_mw, c.points[-1].price) for c in bid.curves} == {(D("50.00"), D("27.00"))}
+    with pytest.raises(AdapterError) as err:
+        service.market_adapter(cfg, "CAISO").submit([bid])
+    assert err.value.kind == FailureKind.CONFIGURATION and "day-ahead (IFM) bids only" in str(err.value)
