@@ -76,6 +76,13 @@ def test_local_wall_times_without_offset_are_refused_only_when_ambiguous(tmp_pat
         read_solar_forecast(path, TZ, local_day(FALL, TZ), 60, {"pv": 30.0})
     assert (err.value.source, err.value.where, err.value.field) == (str(path), "line 3", "interval_start")
     assert "ambiguous" in str(err.value) and "offset" in str(err.value)
+    # a bad stamp before an ambiguous one is named for what it is; a spring-gap time is refused too
+    path = _write(tmp_path, "mixed.csv", "interval_start,asset,mw\nnoon,pv,0\n2026-11-01T01:00:00,pv,0\n")
+    with pytest.raises(IntervalDataError, match="line 2.*'noon' is not an ISO 8601 timestamp"):
+        read_solar_forecast(path, TZ, local_day(FALL, TZ), 60, {"pv": 30.0})
+    path = _write(tmp_path, "spring.csv", "interval_start,asset,mw\n2026-03-08T02:30:00,pv,0\n")
+    with pytest.raises(IntervalDataError, match="line 2.*does not exist"):
+        read_solar_forecast(path, TZ, local_day(date(2026, 3, 8), TZ), 60, {"pv": 30.0})
 
 
 @pytest.mark.parametrize(("body", "where", "field", "says"), [

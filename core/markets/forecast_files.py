@@ -86,27 +86,27 @@ def _numbers(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
 def _instants(raw: pd.Series, tz: str, path: Path, col: str) -> np.ndarray:
     """UTC epoch seconds of ISO 8601 stamps; naive ones are wall times of ``tz``, refused if ambiguous."""
     raw = raw.str.strip()
-    aware = raw.str.contains(_OFFSET, regex=True)
+    aware = raw.str.contains(_OFFSET, regex=True).to_numpy()
     out = np.zeros(len(raw), dtype=np.int64)
-    bad = np.zeros(len(raw), dtype=bool)
-    why = "not an ISO 8601 timestamp"
+    unparsed = np.zeros(len(raw), dtype=bool)
+    dst = np.zeros(len(raw), dtype=bool)
     if aware.any():
         ts = pd.to_datetime(raw[aware], utc=True, errors="coerce", format="ISO8601")
-        bad[aware.to_numpy()] = ts.isna().to_numpy()
-        out[aware.to_numpy()] = ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).fillna(0).to_numpy()
+        unparsed[aware] = ts.isna().to_numpy()
+        out[aware] = ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).fillna(0).to_numpy()
     naive = ~aware
     if naive.any():
-        wall = pd.to_datetime(raw[naive], errors="coerce", format="ISO8601")
-        local = pd.DatetimeIndex(wall).tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        nat = np.asarray(local.isna())
-        if nat.any() and not np.asarray(wall.isna())[nat].all():
-            why = (f"a local time of {tz} that is ambiguous (DST fall-back) or does not exist (DST gap); "
-                   f"give it an offset such as -05:00")
-        bad[naive.to_numpy()] = nat
+        wall = pd.DatetimeIndex(pd.to_datetime(raw[naive], errors="coerce", format="ISO8601"))
+        local = wall.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        unparsed[naive] = np.asarray(wall.isna())
+        dst[naive] = np.asarray(local.isna()) & ~np.asarray(wall.isna())
         secs = (local - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        out[naive.to_numpy()] = np.where(nat, 0, np.asarray(secs.fillna(0), dtype=np.int64))
+        out[naive] = np.asarray(secs.fillna(0), dtype=np.int64)
+    bad = unparsed | dst
     if bad.any():
         i = _first(bad)
+        why = (f"a local time of {tz} that is ambiguous (DST fall-back) or does not exist (DST gap); give it an "
+               f"offset such as -05:00") if dst[i] else "not an ISO 8601 timestamp"
         raise IntervalDataError(f"{raw.iloc[i]!r} is {why}", source=str(path), where=f"line {i + 2}", field=col)
     return out
 
