@@ -280,3 +280,50 @@ def test_caiso_rt_offers_build_on_5_minutes_but_its_adapter_takes_day_ahead_only
     with pytest.raises(AdapterError) as err:
         service.market_adapter(cfg, "CAISO").submit([bid])
     assert err.value.kind == FailureKind.CONFIGURATION and "day-ahead (IFM) bids only" in str(err.value)
+
+
+def test_local_ercot_dispatches_rt_offers_and_settles_them_by_hand(tmp_path):
+    """RT offer for 15:00-16:00: 5.0 MW at $40.00, 10.0 MW at $60.00; RT SPPs of its quarters
+    35 / 45 / 65 / 60 ($30.00 elsewhere), DA SPP $50.00, no DA award.
+
+    Dispatch per quarter: SPP 35 < 40: 0 MW; 45: 5 MW; 65: 10 MW; 60 (= the point's price): 10 MW
+    -> 0 / 1.25 / 2.5 / 2.5 MWh. Metered as dispatched, RTEIAMT = (-1) x RTSPP x (RTMG - 0):
+    0.00 ; -45 x 1.25 = -56.25 ; -65 x 2.5 = -162.50 ; -60 x 2.5 = -150.00 ; total -368.75.
+    """
+    from kwhub.plugins.markets.ercot.sim import ErcotSim
+
+    hour = 15 * 4  # quarter index of 15:00 on an ordinary day
+    rt = {hour: D("35.00"), hour + 1: D("45.00"), hour + 2: D("65.00"), hour + 3: D("60.00")}
+
+    def prices(node: str, day: date, market: str) -> list[D]:
+        n = 24 if market == "DA" else 96
+        return [D("50.00") if market == "DA" else rt.get(i, D("30.00")) for i in range(n)]
+
+    dispatched = {hour + 1: D("1.25"), hour + 2: D("2.5"), hour + 3: D("2.5")}
+    sim = ErcotSim(tz=TZ, prices=prices, meter=lambda r, d: [dispatched.get(i, D(0)) for i in range(96)]).start()
+    try:
+        cfg = _cfg(tmp_path, sim.url)
+        adapter = service.market_adapter(cfg, "ERCOT")
+        start = datetime.fromtimestamp(SPAN.start_epoch + 15 * 3600, tz=UTC)
+        bid = Bid(bid_id="RN1", iso="ERCOT", market="RT", resource="RN1", trading_date=DAY,
+                  curves=(OfferCurve(start=start, end=start + timedelta(hours=1),
+                                     points=(CurvePoint(mw=D("5.0"), price=D("40.00")),
+                                             CurvePoint(mw=D("10.0"), price=D("60.00")))),))
+        sub = adapter.submit([bid])
+        assert adapter.poll_status(sub).status == SubmissionStatus.ACCEPTED
+        assert adapter.fetch_awards(DAY, "DA") == []  # nothing offered in the DAM
+        got = adapter.fetch_awards(DAY, "RT")
+        # (a three-part offer's award carries no SPP; ERCOT sends it for energy-only offers)
+        assert [(a.market, a.start, a.end - a.start, a.mwh) for a in got] == [
+            ("RT", start + timedelta(minutes=15 * k), timedelta(minutes=15), D(m))
+            for k, m in enumerate(["0", "1.25", "2.5", "2.5"])]
+        assert [a.label for a in got] == [f"2026-10-15 HE16.{k}" for k in range(1, 5)]
+        statements = {s.market: s for s in adapter.fetch_statements(DAY)}
+        assert statements["DA"].total() == D("0.00")
+        rteiamt = [ln for ln in statements["RT"].lines if ln.code == "RTEIAMT" and start <= ln.start
+                   and ln.start < start + timedelta(hours=1)]
+        assert [ln.amount for ln in sorted(rteiamt, key=lambda ln: ln.start)] == \
+            [D("0.00"), D("-56.25"), D("-162.50"), D("-150.00")]
+        assert statements["RT"].total() == D("-368.75")  # every other quarter meters 0 against no award
+    finally:
+        sim.stop()
