@@ -327,3 +327,58 @@ def test_local_ercot_dispatches_rt_offers_and_settles_them_by_hand(tmp_path):
         assert statements["RT"].total() == D("-368.75")  # every other quarter meters 0 against no award
     finally:
         sim.stop()
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_any_rt_offer_the_builder_emits_passes_the_rt_rules_and_every_quarters_surplus():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kwhub.core.markets.optimizer import optimize_dispatch
+    from kwhub.core.markets.rt_offers import build_rt_offers
+    from kwhub.core.markets.surplus import GenUnit, ReserveRule, compute_surplus
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.floats(0.0, 120.0, allow_nan=False), min_size=96, max_size=96),
+           st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=96, max_size=96),
+           st.floats(1.0, 400.0, allow_nan=False))
+    def check(load, avail, gas):  # noqa: ANN001, ANN202
+        units = [GenUnit(id="a", capacity_mw=60, heat_rate_mmbtu_per_mwh=9.0),
+                 GenUnit(id="b", capacity_mw=40, heat_rate_mmbtu_per_mwh=11.0, vom_per_mwh=3.0)]
+        s = compute_surplus(units, np.array([np.ones(96), avail]), np.zeros(96), np.array(load),
+                            ReserveRule(mode="largest_unit"), interval_minutes=15)
+        plan = optimize_dispatch(units, s, np.full(96, 45.0), np.full(96, gas), import_limit_mw=200.0,
+                                 interval_minutes=15)
+        built = build_rt_offers(DAY, TZ, "ERCOT", "RN1", plan, s, units, np.full(96, gas), ERCOT_RT, bid_id="RN1")
+        for bid in built.bids:
+            assert check_bid(bid, ERCOT_RT, TZ) == []
+            for c in bid.curves:
+                q = int((c.start.timestamp() - SPAN.start_epoch) // 900)
+                assert float(c.max_mw) <= s.surplus_mw[q:q + 4].min() + 1e-6  # builder rounds float noise at 1e-6
+                assert c.points[-1].price <= D("2000.00")
+
+    check()
+
+
+def test_guardrails_read_float_noise_as_the_builder_rounds_it():
+    # 0.7 + 0.1 in floats is 0.7999999999999999: the builder offers 0.8 MW (it rounds noise at 1e-6
+    # before flooring to 0.1 MW), and the guardrail must not refuse its own builder's curve; 0.9 is refused
+    from kwhub.core.markets.bid_builder import GuardrailError, check_guardrails
+    from kwhub.core.markets.hour_labels import DayGrid
+    from kwhub.core.markets.surplus import Surplus
+
+    surplus_mw = 0.7 + 0.1
+    assert surplus_mw < 0.8
+    z = np.zeros(24)
+    s = Surplus(np.zeros((0, 24)), z, z, z, z, np.full(24, surplus_mw))
+    grid = DayGrid(DAY, TZ, 60)
+    start = datetime.fromtimestamp(int(grid.starts[0]), tz=UTC)
+
+    def bid(mw: str) -> Bid:
+        return Bid(bid_id="RN1", iso="ERCOT", market="DA", resource="RN1", trading_date=DAY,
+                   curves=(OfferCurve(start=start, end=start + timedelta(hours=1),
+                                      points=(CurvePoint(mw=D(mw), price=D("30.00")),)),))
+
+    check_guardrails(bid("0.8"), s, grid)
+    with pytest.raises(GuardrailError, match="offers 0.9 MW"):
+        check_guardrails(bid("0.9"), s, grid)

@@ -152,7 +152,7 @@ def check_guardrails(bid: Bid, surplus: Surplus, grid: DayGrid) -> None:
         i = index.get(int(curve.start.timestamp()))
         if i is None:
             raise GuardrailError(f"bid {bid.bid_id}: {curve.start.isoformat()} is not an interval of {grid.day}")
-        limit = Decimal(repr(float(surplus.surplus_mw[i])))
+        limit = Decimal(repr(round(float(surplus.surplus_mw[i]), 6)))  # float noise, as the builder rounds it
         if curve.max_mw > limit:
             raise GuardrailError(f"bid {bid.bid_id} {grid.label(i)}: offers {curve.max_mw} MW but the surplus is "
                                  f"{surplus.surplus_mw[i]:.1f} MW ({surplus.explain(i)}); delivering it would need "

@@ -15,6 +15,7 @@ intervals has nothing to offer is not offered. Hours that start before ``from_ep
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def check_rt_guardrails(bid: Bid, surplus: Surplus, rt_grid: DayGrid) -> None:
         if len(inside) == 0:
             raise GuardrailError(f"bid {bid.bid_id}: {curve.start.isoformat()} is not in {rt_grid.day}")
         t = int(inside[np.argmin(surplus.surplus_mw[inside])])
-        if float(curve.max_mw) > float(surplus.surplus_mw[t]) + 1e-9:
+        if curve.max_mw > Decimal(repr(round(float(surplus.surplus_mw[t]), 6))):  # float noise, as the builder
             raise GuardrailError(f"bid {bid.bid_id} {rt_grid.label(t)}: offers {curve.max_mw} MW but the surplus is "
                                  f"{surplus.surplus_mw[t]:.1f} MW ({surplus.explain(t)}); delivering it would need "
                                  "tenant load or the reserve")
