@@ -43,6 +43,7 @@ def _day(text: str) -> date:
 
 def _market_errors() -> tuple[type[BaseException], ...]:
     from kwhub.core.adapters import AdapterError
+    from kwhub.core.intervals import IntervalDataError
     from kwhub.core.markets.bid_builder import GuardrailError
     from kwhub.core.markets.curve_rules import CurveRuleError
     from kwhub.core.markets.optimizer import OptimizerError
@@ -51,7 +52,7 @@ def _market_errors() -> tuple[type[BaseException], ...]:
     from kwhub.hub.markets.store import MarketStoreError
 
     return (AdapterError, GuardrailError, CurveRuleError, OptimizerError, ShadowInputError, MarketServiceError,
-            MarketStoreError, KeyError)
+            MarketStoreError, IntervalDataError, KeyError)
 
 
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -66,18 +67,24 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def bid_command(iso: str = _ISO, day: str = _DAY,
                 resource: str = typer.Option(..., "--resource", help="A resource of [[markets.resources]]."),
                 submit: bool = typer.Option(False, "--submit", help="Submit the offer to the ISO (else only show it)."),
+                market: str = typer.Option("DA", "--market", help="DA (day-ahead) or RT (real-time: forecast on the "
+                                           "ISO's RT grain, hourly offers from each hour's tightest interval)."),
                 fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
                 config: Path = _CONFIG) -> None:
-    """Build the day-ahead energy offer of a resource: forecast the surplus (units, solar, battery,
-    load by persistence, reserve), optimise the dispatch, turn it into offer curves and check them
-    against the ISO's curve rules and the guardrails. Nothing that would need tenant load leaves."""
+    """Build the day-ahead (or real-time) energy offer of a resource: forecast the surplus (units
+    with outages, solar, battery, load by persistence, reserve), optimise the dispatch, turn it into
+    offer curves and check them against the ISO's curve rules and the guardrails. Nothing that would
+    need tenant load leaves."""
     as_json = output_format(fmt, ("text", "json"), as_json) == "json"
-    from kwhub.hub.markets.forecast import build_day_bids
+    from kwhub.hub.markets.forecast import build_day_bids, build_rt_bids
     from kwhub.hub.markets.service import submit_bids
 
+    if market.upper() not in ("DA", "RT"):
+        raise UserError(f"--market must be DA or RT, not {market!r}")
     cfg, db = _open(config)
     try:
-        built = _guard(build_day_bids, db, cfg, iso, _day(day), resource)
+        build = build_day_bids if market.upper() == "DA" else build_rt_bids
+        built = _guard(build, db, cfg, iso, _day(day), resource)
         if as_json:
             typer.echo(json.dumps({"bids": [b.model_dump(mode="json") for b in built.bids], "notes": built.notes},
                                   indent=2))
