@@ -544,7 +544,7 @@ def compute_run(
     else:
         charges = price_contract(build_components(contract, components), ctx)
         lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
-                                 tax_percent=contract.tax_percent)
+                                 tax_percent=contract.tax_percent, tax_exemption=contract.tax_exemption)
     carbon_section = None
     if carbon is not None and ce.basis == "allocation":
         lines, masks = attach(lines, charges, ctx.energy_by_source, carbon)
@@ -711,7 +711,8 @@ def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], pol
         if taxable or tax:
             ref = a or b
             assert ref is not None
-            out.append(TaxSubtotal(category=ref.category, percent=ref.percent, taxable_amount=taxable, tax_amount=tax))
+            out.append(TaxSubtotal(category=ref.category, percent=ref.percent, taxable_amount=taxable, tax_amount=tax,
+                                   exemption_reason=ref.exemption_reason, exemption_code=ref.exemption_code))
     return out
 
 
