@@ -228,6 +228,28 @@ def _table_style(header_rows: int = 1) -> TableStyle:
     ])
 
 
+class KeepTailTable(Table):
+    """A table whose last ``keep_tail`` rows stay together on one page.
+
+    Each split is allowed only before those rows (reportlab's ``rowSplitRange``, set anew on
+    every piece, since a piece that still holds them may be split again on the same page).
+    """
+
+    keep_tail = 0
+
+    def split(self, availWidth: float, availHeight: float) -> list[Any]:  # noqa: N803 - reportlab's names
+        last = len(self._cellvalues) - self.keep_tail
+        self._rowSplitRange = (0, last) if self.keep_tail else None
+        if self.keep_tail and last <= 1:  # nothing but the header before the tail: move whole
+            self._calc(availWidth, availHeight)
+            return [self] if sum(self._rowHeights) <= availHeight else []
+        parts: list[Any] = super().split(availWidth, availHeight)
+        for i, part in enumerate(parts):
+            if part is not self:
+                part.keep_tail = self.keep_tail if i == len(parts) - 1 else 0
+        return parts
+
+
 KEEP_LINES_WITH_TOTALS = 3
 _LINE_HEADER = ["#", "Description", "Period", "Quantity", "Unit"]
 
@@ -235,9 +257,9 @@ _LINE_HEADER = ["#", "Description", "Period", "Quantity", "Unit"]
 def _lines_and_totals(invoice: Invoice, width: float, st: dict[str, ParagraphStyle]) -> Table:
     """The lines table with the totals as its last rows.
 
-    One table, so the totals can never start a page alone: its rows may split across pages
-    (the header repeats) only up to the row that leaves the last ``KEEP_LINES_WITH_TOTALS``
-    lines on the page of the totals (reportlab's ``rowSplitRange``).
+    One table, so the totals can never start a page alone: its rows split across pages (the
+    header repeats) only where the last ``KEEP_LINES_WITH_TOTALS`` lines stay on the page of
+    the totals (:class:`KeepTailTable`).
     """
     cur = invoice.currency
     head_r = ParagraphStyle("kw_head_r", parent=st["small_r"], fontName=FONT_BOLD)
@@ -259,9 +281,9 @@ def _lines_and_totals(invoice: Invoice, width: float, st: dict[str, ParagraphSty
     for i, (label, value) in enumerate(totals, start=1):
         text = f"<b>{_esc(label)}</b>" if i == len(totals) else _esc(label)
         rows.append(["", Paragraph(text, st["small_r"]), "", "", "", "", "", value])
-    keep = min(KEEP_LINES_WITH_TOTALS, len(invoice.lines))
-    table = Table(rows, colWidths=[8 * mm, width - 8 * mm - 136 * mm, 26 * mm, 26 * mm, 12 * mm, 22 * mm, 18 * mm,
-                                   32 * mm], repeatRows=1, rowSplitRange=(0, first_total - keep))
+    table = KeepTailTable(rows, colWidths=[8 * mm, width - 8 * mm - 136 * mm, 26 * mm, 26 * mm, 12 * mm, 22 * mm,
+                                           18 * mm, 32 * mm], repeatRows=1)
+    table.keep_tail = len(totals) + min(KEEP_LINES_WITH_TOTALS, len(invoice.lines))
     style = _table_style()
     style.add("BACKGROUND", (0, first_total), (-1, -1), colors.white)
     style.add("LINEABOVE", (1, first_total), (-1, first_total), 0.6, _ACCENT)

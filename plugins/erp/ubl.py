@@ -187,8 +187,6 @@ def _payment_means(root: etree._Element, invoice: Invoice) -> None:
     pm = _sub(root, _CAC + "PaymentMeans")
     _sub(pm, _CBC + "PaymentMeansCode", pay.means_code,
          **({"name": PAYMENT_MEANS_CODES[pay.means_code].capitalize()} if pay.means_code in PAYMENT_MEANS_CODES else {}))
-    if invoice.is_credit:
-        _sub(pm, _CBC + "PaymentDueDate", invoice.due_date.isoformat())
     _sub(pm, _CBC + "PaymentID", pay.remittance_text or invoice.number)
     if pay.account_id:
         acc = _sub(pm, _CAC + "PayeeFinancialAccount")
