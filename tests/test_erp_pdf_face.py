@@ -138,6 +138,11 @@ def test_a_missing_name_or_address_is_said_not_replaced_by_the_id() -> None:
     text = " ".join(_pages(PdfRenderer("pdf").render(inv)))
     assert "[legal name missing]" in text and "[postal address missing]" in text
     assert "tenant_zz" not in text
+    cn = credit_note().model_copy(update={"buyer": unknown})
+    data = PdfRenderer("pdf").render(cn)
+    text = " ".join(_pages(data))
+    assert "Amount credited to [legal name missing]:" in text and "tenant_zz" not in text
+    assert "tenant_zz" not in str(PdfReader(io.BytesIO(data)).metadata)
     no_street = BUYER.model_copy(update={"address": Address(country="US")})
     text = " ".join(_pages(PdfRenderer("pdf").render(_long_invoice(2).model_copy(update={"buyer": no_street}))))
     assert "Hyperscale Compute A Inc." in text and "[postal address missing]" in text

@@ -161,11 +161,17 @@ def _usage_chart(usage: UsageSeries, width: float) -> Drawing | None:
 MISSING = "<font color='#b00020'>[{what} missing]</font>"
 
 
+def legal_name(p: PartyRef) -> str:
+    """The party's legal name, or ``[legal name missing]`` (a party known only by its id)."""
+    name = p.name.strip()
+    return name if name and name != p.id else "[legal name missing]"
+
+
 def _party_block(label: str, p: PartyRef, style: ParagraphStyle) -> Paragraph:
     """The party's legal name and postal address (what is missing is said so, never replaced by an id)."""
     a = p.address
-    name = p.name.strip()
-    legal = f"<b>{_esc(name)}</b>" if name and name != p.id else MISSING.format(what="legal name")
+    name = legal_name(p)
+    legal = f"<b>{_esc(name)}</b>" if name != "[legal name missing]" else MISSING.format(what="legal name")
     parts = [f"<b>{label}</b>", legal]
     if a.street:
         parts.append(_esc(a.street))
@@ -188,10 +194,10 @@ def _party_block(label: str, p: PartyRef, style: ParagraphStyle) -> Paragraph:
 def payment_instructions(invoice: Invoice) -> list[str]:
     """What the payer does: means, account, bank, remittance text and terms (plain text lines)."""
     pay = invoice.payee.payment
-    who = invoice.payee.name
+    who = legal_name(invoice.payee)
     out = []
     if invoice.is_credit:
-        out.append(f"Amount credited to {invoice.buyer.name}: {fmt_money(invoice.total, invoice.currency)}.")
+        out.append(f"Amount credited to {legal_name(invoice.buyer)}: {fmt_money(invoice.total, invoice.currency)}.")
     else:
         out.append(f"Amount due: {fmt_money(invoice.total, invoice.currency)} by {invoice.due_date.isoformat()}.")
     if pay is not None:
@@ -434,18 +440,18 @@ def render_pdf(invoice: Invoice, context: RenderContext | None = None, page_size
     doc_title = f"{title.title()} {invoice.number}"
     doc = SimpleDocTemplate(buf, pagesize=size, leftMargin=16 * mm, rightMargin=16 * mm,
                             topMargin=14 * mm, bottomMargin=16 * mm, invariant=True, initialFontName=FONT,
-                            title=doc_title, author=invoice.seller.name,
-                            subject=f"{doc_title} for {invoice.buyer.name}")
+                            title=doc_title, author=legal_name(invoice.seller),
+                            subject=f"{doc_title} for {legal_name(invoice.buyer)}")
     width = size[0] - 32 * mm
 
-    left = f"{invoice.seller.name} - {doc_title}"
+    left = f"{legal_name(invoice.seller)} - {doc_title}"
     doc.build(_story(invoice, context, width, st),
               canvasmaker=lambda *a, **k: PageCountCanvas(*a, footer_left=left, **k))
     created = context.created_at() or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
     from kwhub.plugins.erp.pdfa import make_pdfa
 
-    return make_pdfa(buf.getvalue(), title=doc_title, author=invoice.seller.name,
-                     subject=f"{doc_title} for {invoice.buyer.name}", created=created)
+    return make_pdfa(buf.getvalue(), title=doc_title, author=legal_name(invoice.seller),
+                     subject=f"{doc_title} for {legal_name(invoice.buyer)}", created=created)
 
 
 class PdfConfig(AdapterConfig):
