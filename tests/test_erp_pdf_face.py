@@ -25,6 +25,7 @@ from kwhub.plugins.erp.csv_export import CsvRenderer
 from kwhub.plugins.erp.pdf import PdfRenderer
 from kwhub.plugins.erp.pdfa import pdfa_problems
 from kwhub.plugins.erp.ubl import UblRenderer
+from kwhub.plugins.erp.x12 import X12InvoiceRenderer
 from tests.en16931 import fatal
 from tests.fixtures.invoices import BUYER, SELLER, credit_note
 
@@ -162,6 +163,8 @@ def test_a_credit_note_shows_no_due_date() -> None:
     assert due.encode() not in UblRenderer("ubl").render(cn)
     csv = CsvRenderer("csv").render(cn).decode()
     assert due not in csv
+    assert b"ITD*" not in X12InvoiceRenderer("x12").render(cn) and b"20240919" not in X12InvoiceRenderer("x12").render(cn)
+    assert b"ITD*" in X12InvoiceRenderer("x12").render(_long_invoice(2))
     # an invoice keeps its due date everywhere
     inv = _long_invoice(2)
     assert "Due 2026-12-05" in " ".join(_pages(PdfRenderer("pdf").render(inv)))
