@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from kwhub.core.campus import Amendment, ComponentSpec, Contract
-from kwhub.core.tax_categories import default_category, tax_problems
+from kwhub.core.tax_categories import default_category, legacy_tax_key, tax_problems
 from kwhub.core.timeline import BillingPeriod, period_between
 
 TERMS_FIELDS = ("start", "currency", "rounding", "precision", "payment_days", "tax_percent", "tax_category")
@@ -72,6 +72,7 @@ class TermsVersion:
 
         k = self.contract
         out: dict[str, Any] = {f: getattr(k, f) for f in TERMS_FIELDS}
+        out["tax_category"] = legacy_tax_key(k.tax_category, k.tax_percent)  # Z at 0 % hashes as before
         for f in ("tax_exemption_reason", "tax_exemption_code"):  # only when given: earlier hashes stay
             if getattr(k, f):
                 out[f] = getattr(k, f)

@@ -21,6 +21,15 @@ def default_category(percent: Decimal) -> str:
     return "S" if percent > 0 else "Z"
 
 
+def legacy_tax_key(category: str, percent: Decimal) -> str:
+    """The category as run keys and terms hashes record it: ``Z`` at 0 % as ``S``.
+
+    kwhub wrote zero tax as ``S`` at 0 % before it refused that; the two bill the same, so a
+    settled period re-run under ``Z`` matches its old lines and terms instead of reversing them.
+    """
+    return "S" if category == "Z" and percent == 0 else category
+
+
 def tax_problems(category: str, percent: Decimal, reason: str = "", code: str = "") -> list[str]:
     """What is wrong with these tax terms (empty when they can be invoiced); each names the field and the fix."""
     if category not in TAX_CATEGORIES:

@@ -238,3 +238,20 @@ def test_a_line_without_an_exemption_keeps_its_earlier_bytes() -> None:
     assert "tax_exemption_reason" not in line.model_dump() and "tax_exemption_code" not in line.model_dump()
     assert "exemption_reason" not in _mixed_invoice().taxes[1].model_dump()
     assert _mixed_invoice().lines[1].model_dump()["tax_exemption_code"] == "VATEX-EU-132"
+
+
+def test_lines_issued_as_s_at_zero_are_corrected_as_z_without_a_spurious_reversal() -> None:
+    from kwhub.core.settlement import draft_document
+
+    policy = MoneyPolicy(currency="USD")
+
+    def line(cat: str, kwh: str, amount: str) -> InvoiceLine:
+        return InvoiceLine(number=1, description="Energy", component_id="energy", quantity=D(kwh), unit="kWh",
+                           unit_price=D("0.10"), amount=D(amount), tax_category=cat, tax_percent=D("0"))
+
+    # an old invoice line written S at 0 %: 1,000.000 kWh x 0.10 = 100.00; the same re-run now writes Z
+    assert draft_document([line("Z", "1000.000", "100.00")], [line("S", "1000.000", "100.00")], policy).kind is None
+    # restated to 1,010.000 kWh: +10.000 kWh x 0.10 = +1.00, as Z, and one Z tax breakdown
+    doc = draft_document([line("Z", "1010.000", "101.00")], [line("S", "1000.000", "100.00")], policy)
+    assert [(ln.tax_category, ln.quantity, ln.amount) for ln in doc.lines] == [("Z", D("10.000"), D("1.00"))]
+    assert [(t.category, t.taxable_amount, t.tax_amount) for t in doc.taxes] == [("Z", D("1.00"), D("0.00"))]
