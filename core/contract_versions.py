@@ -63,7 +63,7 @@ class TermsVersion:
         return f"v{self.number}" if self.label == f"v{self.number}" else f"v{self.number} ({self.label})"
 
     def terms_json(self) -> dict[str, Any]:
-        """The terms as canonical JSON data (what :attr:`terms_hash` covers)."""
+        """The terms as canonical JSON data (what :attr:`terms_hash` covers, see there for zero tax)."""
         return json.loads(self._terms_text)
 
     @cached_property
@@ -72,7 +72,6 @@ class TermsVersion:
 
         k = self.contract
         out: dict[str, Any] = {f: getattr(k, f) for f in TERMS_FIELDS}
-        out["tax_category"] = legacy_tax_key(k.tax_category, k.tax_percent)  # Z at 0 % hashes as before
         for f in ("tax_exemption_reason", "tax_exemption_code"):  # only when given: earlier hashes stay
             if getattr(k, f):
                 out[f] = getattr(k, f)
@@ -82,7 +81,12 @@ class TermsVersion:
 
     @cached_property
     def terms_hash(self) -> str:
-        return hashlib.sha256(self._terms_text.encode("utf-8")).hexdigest()
+        """SHA-256 of the terms; zero tax hashes as ``S`` whether written ``Z`` or (before kwhub
+        refused it) ``S`` at 0 %, so runs settled then keep matching (:func:`legacy_tax_key`)."""
+        data = json.loads(self._terms_text)
+        data["tax_category"] = legacy_tax_key(self.contract.tax_category, self.contract.tax_percent)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def as_json(self) -> dict[str, Any]:
         return {"version": self.number, "label": self.label, "name": self.name,

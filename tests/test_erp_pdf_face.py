@@ -255,3 +255,25 @@ def test_lines_issued_as_s_at_zero_are_corrected_as_z_without_a_spurious_reversa
     doc = draft_document([line("Z", "1010.000", "101.00")], [line("S", "1000.000", "100.00")], policy)
     assert [(ln.tax_category, ln.quantity, ln.amount) for ln in doc.lines] == [("Z", D("10.000"), D("1.00"))]
     assert [(t.category, t.taxable_amount, t.tax_amount) for t in doc.taxes] == [("Z", D("1.00"), D("0.00"))]
+
+
+def test_amendments_move_the_tax_category_with_the_rate_and_need_a_reason_for_exempt() -> None:
+    from kwhub.core.campus import Amendment
+    from kwhub.core.contract_versions import AmendmentError, contract_versions
+
+    base = Contract(id="k", seller="s", buyer="b", start="2026-01")
+    assert base.tax_category == "Z"
+    taxed = base.model_copy(update={"amendments": [Amendment(effective=date(2026, 7, 1), tax_percent=D("5"))]})
+    v1, v2 = contract_versions(taxed)
+    assert (v1.contract.tax_category, v2.contract.tax_category, v2.contract.tax_percent) == ("Z", "S", D("5"))
+    # version 1's terms show Z, and hash as they did when zero tax was written S at 0 %: settled runs match
+    assert v1.terms_json()["tax_category"] == "Z"
+    legacy = base.model_copy(update={"tax_category": "S"})  # what kwhub made of such a contract before
+    assert contract_versions(base)[0].terms_hash == contract_versions(legacy)[0].terms_hash
+    exempt = base.model_copy(update={"amendments": [Amendment(effective=date(2026, 7, 1), tax_category="E")]})
+    with pytest.raises(AmendmentError, match="tax_exemption_reason: required for tax_category E"):
+        contract_versions(exempt)
+    ok = base.model_copy(update={"amendments": [Amendment(effective=date(2026, 7, 1), tax_category="E",
+                                                          tax_exemption_reason="Exempt supply")]})
+    assert contract_versions(ok)[1].contract.tax_exemption == ("Exempt supply", "")
+    assert contract_versions(ok)[1].terms_json()["tax_exemption_reason"] == "Exempt supply"
