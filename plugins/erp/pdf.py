@@ -1,14 +1,17 @@
 """A human-readable PDF invoice drawn with reportlab, written as PDF/A-3 (level B).
 
 Page content: document title and number (invoice, adjustment invoice or credit note, with
-the original it refers to), seller and buyer blocks (tax identifier with its scheme,
-electronic address), billing period and references, the lines table (each line with its
-own period), how each line was computed (the formula ``quantity x unit price = amount``
+the original it refers to; a credit note shows no due date), seller and buyer blocks (legal
+name and postal address, a missing one said as ``[... missing]``, never an id; tax
+identifier with its scheme, electronic address), billing period and references, the lines
+table (each line with its own period) ending in the totals, which keep at least the last
+three lines on their page, how each line was computed (the formula ``quantity x unit price = amount``
 and its bill determinants: TOU hours, demand peak and its interval, index values ...),
 tax breakdown and totals, payment instructions, the period's usage chart
 (``context.usage``, summed per day) and the data lineage (``context.lineage``: the
 settlement run and the number of channel-day hashes it read; ``context.explain``: the
-interval grid and the allocation).
+interval grid and the allocation). Every page ends in ``Page X of Y``; every amount,
+quantity, rate and percentage is written by :mod:`kwhub.plugins.erp.face_numbers`.
 
 PDF/A-3: every glyph is drawn with the DejaVu fonts shipped in ``plugins/erp/fonts``
 (embedded as subsets; licence beside them), the document carries an sRGB OutputIntent
