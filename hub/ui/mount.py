@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kwhub.hub.ui.auth import SignInNeeded, UiError, sessions
-from kwhub.hub.ui.flow import FlowCache
+from kwhub.hub.ui.flow import FlowCache, FlowWarmer
 from kwhub.hub.ui.render import page
 from kwhub.hub.ui.session import COOKIE, SessionStore
 
@@ -34,6 +34,8 @@ def install(app: Any) -> None:
 
     app.state.ui_sessions = SessionStore()
     app.state.ui_flow_cache = FlowCache()
+    app.state.ui_flow_warmer = warmer = FlowWarmer(app)
+    app.state.hub.issue_listeners.append(warmer.kick)  # runs issued through this app: recompute at once
     for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports,
                    pages_markets):
         app.include_router(module.router, prefix="/ui", include_in_schema=False)
