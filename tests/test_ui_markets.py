@@ -11,67 +11,9 @@ The ISO's meter reads 0.010 MWh more in quarter 40 (HE11.1).
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
-from decimal import Decimal as D
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pytest
-import tomli_w
-
-from kwhub.core.intervals import ChannelSeries
-from kwhub.core.markets.hour_labels import DayGrid
-from kwhub.core.markets.models import Bid, CurvePoint, OfferCurve
-from kwhub.core.quality import Quality
 from tests.fixtures.ui import csrf_of
-
-TZ = "America/Chicago"
-DAY = date(2026, 10, 20)
-
-
-def _prices(node: str, day: date, market: str) -> list[D]:
-    grid = DayGrid(day, TZ, 60 if market == "DA" else 15)
-    if market == "DA":
-        return [D(30 + int(he)) for he in grid.hour_ending.tolist()]
-    return [D("40.00")] * len(grid)
-
-
-@pytest.fixture
-def ercot():
-    from kwhub.plugins.markets.ercot.sim import ErcotSim
-
-    sim = ErcotSim(tz=TZ, prices=_prices).start()
-    yield sim
-    sim.stop()
-
-
-def _hub(db: Any, tmp_path: Path, url: str) -> Any:
-    from kwhub.hub.app import Hub
-    from kwhub.hub.config import load_config
-
-    data = {
-        "hub": {"name": "market ui", "timezone": TZ, "database": db.url},
-        "parties": [{"id": "gasco", "name": "GasCo"}, {"id": "tenant_a", "name": "Tenant A"},
-                    {"id": "tenant_b", "name": "Tenant B"}],
-        "assets": [{"id": "gt1", "kind": "gas_turbine", "capacity_kw": 60000, "heat_rate_mmbtu_per_mwh": 9.0,
-                    "owners": [{"party": "gasco", "share": "1"}]}],
-        "channels": [{"id": "poi.export", "role": "grid_export", "interval_minutes": 15}],
-        "adapters": [{"type": "markets.ercot", "id": "ercot",
-                      "config": {"url": url, "resource": "RN1", "nodes": ["RN1"], "timeout_s": 2}}],
-        "markets": {"adapters": {"ERCOT": "ercot"},
-                    "resources": [{"iso": "ERCOT", "resource": "RN1", "meter": ["poi.export"], "asset": "gt1"}]},
-        "scheduler": {"enabled": False},
-    }
-    (tmp_path / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
-    return Hub.from_config(load_config(tmp_path / "kwhub.toml"), database=db)
-
-
-def _bid() -> Bid:
-    grid = DayGrid(DAY, TZ, 60)
-    curves = tuple(OfferCurve(start=datetime.fromtimestamp(s, tz=UTC), end=datetime.fromtimestamp(s + 3600, tz=UTC),
-                              points=(CurvePoint(mw=D("50.0"), price=D("25.00")),)) for s in grid.starts.tolist())
-    return Bid(bid_id="RN1", iso="ERCOT", market="DA", resource="RN1", trading_date=DAY, curves=curves)
+from tests.fixtures.ui_markets import DAY, market_day
 
 
 def _cells(html: str) -> list[str]:
@@ -90,28 +32,14 @@ def _section(html: str, statement: str) -> str:
     return m.group(1)
 
 
-def test_a_market_day_shows_bids_awards_and_the_variance_per_charge_code(sqlite_db, tmp_path, ercot):
+def test_a_market_day_shows_bids_awards_and_the_variance_per_charge_code(sqlite_db, tmp_path, market_sim):
     from fastapi.testclient import TestClient
 
-    from kwhub.hub.api.app import create_app
-    from kwhub.hub.markets import service, store
-    from tests.fixtures.api import make_keys
+    from kwhub.hub.markets import store
 
     db = sqlite_db
-    hub = _hub(db, tmp_path, ercot.url)
-    grid = DayGrid(DAY, TZ, 15)
-    mwh = np.full(len(grid), 12.5)
-    mwh[0] = 13.0
-    db.intervals.write_series([ChannelSeries("poi.export", 15, grid.starts, mwh * 1000,
-                                             np.full(len(grid), Quality.VALID, np.uint8))], layer="validated", source="t")
-    ercot.meter = service.meter_source(db, hub.config, "ERCOT")
-    sid, _ = service.submit_bids(db, hub.config, "ERCOT", [_bid()])
-    service.poll_submission(db, hub.config, sid)
-    ercot.inject("meter_variance", resource="RN1", day=DAY, interval=40, mwh="0.010")
-    service.fetch_market_day(db, hub.config, "ERCOT", DAY)
-
-    keys = make_keys(db)
-    client = TestClient(create_app(hub, access_log=False))
+    _hub, app, keys, sid = market_day(db, tmp_path, market_sim)
+    client = TestClient(app)
     form = client.get("/ui/login")
     assert client.post("/ui/login", data={"key": keys["auditor"], "csrf_token": csrf_of(form.text)},
                        follow_redirects=False).status_code == 303
