@@ -79,3 +79,21 @@ def test_without_the_thread_the_next_page_computes_and_a_tenant_without_runs_in_
     assert 'data-party="tenant_b"' not in page
     warmer = env.api.app.state.ui_flow_warmer
     assert not warmer.running and sorted(warmer.figures) == ["2026-10", "2026-11"]
+
+
+def test_a_serve_worker_starts_the_warmer_which_computes_the_latest_period_before_any_page(api_env_sqlite, monkeypatch):
+    from kwhub.hub.api.serve import ENV_CONFIG, worker_app
+
+    env = api_env_sqlite  # October issued for both tenants
+    monkeypatch.setenv(ENV_CONFIG, str(env.hub.config.source))
+    app = worker_app()
+    warmer = app.state.ui_flow_warmer
+    try:
+        assert warmer.running
+        _wait(lambda: warmer.latest_period == "2026-10" and not warmer._dirty)
+        figs = warmer.figures["2026-10"]
+        # tenant A 100 kWh + tenant B 50 kWh per 15 minutes over 2,976 intervals = 446,400 kWh
+        assert sum(r.kwh for r in figs.rows) == 446_400
+    finally:
+        warmer.stop()
+        app.state.hub.close()
