@@ -41,7 +41,7 @@ class Hub:
     _t0: float = field(default_factory=time.monotonic, repr=False)
     # called (without arguments) after :meth:`settle` or :meth:`approve` issued something in this
     # process; e.g. the dashboard recomputes its campus figures (kwhub.hub.ui.flow.FlowWarmer)
-    issue_listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    issue_listeners: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
 
     # ------------------------------------------------------------------ clock
 
