@@ -19,7 +19,7 @@ certs_app = typer.Typer(
     no_args_is_help=True)
 esg_app.add_typer(certs_app, name="certificates")
 _CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
-FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
+FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")  # the built-in writers; plugins add theirs
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
@@ -43,7 +43,7 @@ def report_command(
     period: str = typer.Option(..., "--period", help="A year (2026: every month with settled runs) or a month (2026-10)."),
     fmt: list[str] = typer.Option(["ghg"], "--format",
                                   help="ghg (inventory JSON+CSV, hourly CFE), cdp (7.6/7.7 table), esrs (E1-6 inline "
-                                       "XBRL, checked with Arelle), sb253 (Scope 1+2 summary), summary, or all. "
+                                       "XBRL, checked with Arelle), sb253 (Scope 1+2 summary), summary, a format an ESG plugin adds, or all. "
                                        "Repeat for several."),
     tenant: str = typer.Option(None, "--tenant", help="Only this party (a tenant, owner or the operator)."),
     gwp: str = typer.Option(None, "--gwp", help="GWP set for CO2e: AR4, AR5 or AR6 (default: [emissions] gwp_set)."),
@@ -58,10 +58,14 @@ def report_command(
     """
     from kwhub.hub.esg.reports import period_disclosure, write_disclosure
 
-    formats = list(FORMATS) if "all" in fmt else list(dict.fromkeys(fmt))
-    bad = [f for f in formats if f not in FORMATS]
+    from kwhub.hub.esg.reports import writer_types
+
+    installed = [*FORMATS, *sorted(set(writer_types()) - set(FORMATS))]  # built-ins first, then plugins'
+    formats = installed if "all" in fmt else list(dict.fromkeys(fmt))
+    bad = [f for f in formats if f not in installed]
     if bad:
-        raise UserError(f"--format {', '.join(bad)}: choose from {', '.join(FORMATS)} or all", exit_code=EXIT_CONFIG)
+        raise UserError(f"--format {', '.join(bad)}: choose from {', '.join(installed)} or all "
+                        "(an ESG plugin adds its own format)", exit_code=EXIT_CONFIG)
     cfg, db = _open(config)
     try:
         disclosure = period_disclosure(db, cfg, period, tenant, gwp)
