@@ -34,6 +34,11 @@ start order):
 * ``period_share``: 1, or, when an amendment splits the period, the share of the billing
   period's local days this context prices (:mod:`kwhub.core.pricing.by_version`); amounts
   per billing period (fees, $/kW-month, per-period minimums, damages) scale by it.
+* ``market_revenue``: the period's ISO market revenue
+  (:class:`kwhub.core.pricing.market_credit.MarketRevenue`: latest statement versions, sign
+  flipped once), loaded by the hub when a contract has a ``market_revenue_credit`` component.
+* ``allocated_kwh_total``: ``{source: kWh}`` allocated to all tenants in the period (set for
+  allocation-based contracts; the denominator of a pro-rata market revenue credit).
 
 Floats are used for the kernels (one vectorised pass per component over the period's
 arrays). From the charge on, money is Decimal: :meth:`PriceComponent.charge` converts
@@ -192,6 +197,8 @@ class PricingContext:
     claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     grid_price_per_mwh: Decimal | None = None
     period_share: Decimal = Decimal(1)  # the share of the billing period's days priced (< 1: a contract version's part)
+    market_revenue: Any = None  # kwhub.core.pricing.market_credit.MarketRevenue of the period, when loaded
+    allocated_kwh_total: dict[str, float] = field(default_factory=dict)  # every tenant's allocated kWh per source
 
     def __post_init__(self) -> None:
         where = f"contract {self.contract.id} period {self.period.label}"

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -1470,6 +1470,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
+    options, market_error = _with_market_revenue(db, group, label, options)
     with db.write_transaction() as conn:
         if carbon is not None and not dry_run:
             store_basis(conn, carbon)
@@ -1480,6 +1481,10 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 progress(c.id)
             if alloc_error and needs_allocation(plan, c):
                 outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
+                continue
+            if market_error and _credits_market_revenue(c):
+                outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
+                                                                         f"{market_error}"))
                 continue
             try:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
@@ -1494,6 +1499,28 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         outcomes = [RunOutcome(o.contract_id, label, version, error=str(refused[o.run_id]))
                     if o.run_id in refused else o for o in outcomes]
     return outcomes
+
+
+def _credits_market_revenue(contract: Contract) -> bool:
+    """Whether the contract (or one of its amendments) has a ``market_revenue_credit`` component."""
+    kinds = [spec.kind for spec in contract.components]
+    kinds += [c.kind for a in contract.amendments for c in a.components]
+    return "market_revenue_credit" in kinds
+
+
+def _with_market_revenue(db: Database, group: Sequence[Contract], period: str,
+                         options: SettlementOptions) -> tuple[SettlementOptions, str]:
+    """``options`` with the period's ISO market revenue when a contract of ``group`` credits it
+    (``market_revenue_credit``), and the error that prevented loading it ("" when none)."""
+    if not any(_credits_market_revenue(c) for c in group):
+        return options, ""
+    if options.market_revenue_loader is None:
+        return options, ("a market_revenue_credit component needs the ISO market revenue, but no "
+                         "[[markets.resources]] are configured in kwhub.toml")
+    try:
+        return replace(options, market_revenue=options.market_revenue_loader(db, period)), ""
+    except (ValueError, KeyError) as exc:
+        return options, f"cannot load the market revenue of {period}: {exc}"
 
 
 def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> dict[str, list[dict[str, Any]]]:
