@@ -226,3 +226,39 @@ def test_configuration_errors_name_the_field():
         {"kind": "market_revenue_credit", "iso": "ERCOT", "share": "0.1"}]})
     with pytest.raises(PricingError, match="component 'market_revenue_credit'.*no market revenue is loaded"):
         price_contract(build_components(contract), ctx)
+
+
+def test_kwhub_explain_on_a_credit_line(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from kwhub.hub.cli.main import app
+    from kwhub.hub.store import Database
+
+    (tmp_path / "kwhub.toml").write_text(doc_examples()[DOC_NAME])
+    db = Database.open(work_dir=tmp_path)
+    write_period(db, "2026-10", LOADS)
+    _save(db, _statement("ERCOT-1005-I", 5, "initial", "-800.03", "-33.34"))
+    db.close()
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["settle", "--period", "2026-10", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    runs = {r["contract"]: r for r in json.loads(res.output)}
+    number = runs["ppa-a"]["invoice"]["number"]
+    # hall A: 0.25 x 833.37 = 208.3425 -> 208.34, line 3 (after energy and grid)
+    res = runner.invoke(app, ["explain", number, "--line", "3"])
+    assert res.exit_code == 0, res.output
+    assert "1 x -208.34" not in res.output and "amount -208.34" in res.output
+    assert "statement ERCOT-1005-I v1 (initial, ALL) of 2026-10-05" in res.output
+    assert "2026-10-05:DAESAMT:GT1_RN:HE16  ISO -800.03 -> revenue 800.03" in res.output
+    res = runner.invoke(app, ["explain", number, "--line", "3", "--format", "json",
+                              "--market-interval", "2026-10-05:DAESAMT:GT1_RN:HE16"])
+    assert res.exit_code == 0, res.output
+    walk = json.loads(res.output)["market"]["walk"]
+    assert (walk["code"], walk["utc_start"], walk["statement_lines"][0]["revenue"]) == \
+        ("DAESAMT", "2026-10-05T20:00:00+00:00", "800.03")
+    res = runner.invoke(app, ["explain", number, "--line", "1", "--market-interval", "2026-10-05:DAESAMT:GT1_RN:HE16"])
+    assert res.exit_code != 0 and "--market-interval needs --line N of one market revenue credit line" in \
+        str(res.exception)
