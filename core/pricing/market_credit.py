@@ -37,7 +37,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from kwhub.core.money import to_decimal
-from kwhub.core.pricing.base import Charge, ComponentConfig, PriceComponent, PricingContext, PricingError
+from kwhub.core.pricing.base import (
+    Charge,
+    ComponentConfig,
+    PriceComponent,
+    PricingContext,
+    PricingError,
+)
 
 
 @dataclass(frozen=True)
