@@ -262,3 +262,29 @@ def test_kwhub_explain_on_a_credit_line(tmp_path, monkeypatch):
     res = runner.invoke(app, ["explain", number, "--line", "1", "--market-interval", "2026-10-05:DAESAMT:GT1_RN:HE16"])
     assert res.exit_code != 0 and "--market-interval needs --line N of one market revenue credit line" in \
         str(res.exception)
+
+
+def test_api_explain_serves_the_walk_back(sqlite_db, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from kwhub.hub.api.app import create_app
+    from kwhub.hub.api.keys import CACHE, create_key
+    from kwhub.hub.app import Hub
+    from kwhub.hub.config import load_config
+
+    (tmp_path / "kwhub.toml").write_text(doc_examples()[DOC_NAME])
+    write_period(sqlite_db, "2026-10", LOADS)
+    _save(sqlite_db, _statement("ERCOT-1005-I", 5, "initial", "-800.03", "-33.34"))
+    hub = Hub.from_config(load_config(tmp_path / "kwhub.toml"), database=sqlite_db)
+    out = {o.contract_id: o for o in settle(sqlite_db, hub.campus, "2026-10", options=hub.settlement_options())}
+    inv = out["ppa-a"].invoice
+    CACHE.forget()
+    token = create_key(sqlite_db, role="operator", party="", days=30, max_days=366, actor="test").token
+    client = TestClient(create_app(hub, access_log=False))
+    res = client.get(f"/api/v1/invoices/{inv.id}/explain?line=3", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200, res.text
+    (line,) = res.json()["lines"]
+    # 0.25 x 833.37 = 208.3425 -> 208.34
+    assert line["line"]["amount"] == "-208.34"
+    assert [(s["statement"], s["version"], s["revenue"]) for s in line["market"]["statements"]] == \
+        [("ERCOT-1005-I", 1, "833.37")]

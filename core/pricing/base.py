@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -82,6 +82,9 @@ from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 from kwhub.core.pricing.index_series import IndexSeries
 from kwhub.core.pricing.tou import LocalCalendar
 from kwhub.core.timeline import BillingPeriod
+
+if TYPE_CHECKING:
+    from kwhub.core.pricing.market_credit import MarketRevenue
 
 Unit = Literal["kWh", "MWh", "kW", "month", "each"]
 
@@ -197,7 +200,7 @@ class PricingContext:
     claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     grid_price_per_mwh: Decimal | None = None
     period_share: Decimal = Decimal(1)  # the share of the billing period's days priced (< 1: a contract version's part)
-    market_revenue: Any = None  # kwhub.core.pricing.market_credit.MarketRevenue of the period, when loaded
+    market_revenue: MarketRevenue | None = None  # the period's ISO market revenue, when loaded
     allocated_kwh_total: dict[str, float] = field(default_factory=dict)  # every tenant's allocated kWh per source
 
     def __post_init__(self) -> None:

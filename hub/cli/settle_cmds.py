@@ -461,14 +461,14 @@ def explain_command(
 def _explain_market_credits(db: Any, cfg: Any, inv: Any, numbers: list[int], period: str,
                             interval: str | None) -> dict[int, Any]:
     """The market walk-back of the market revenue credit lines among ``numbers``."""
-    from kwhub.hub.markets.credit import explain_credit_line
+    from kwhub.hub.markets.credit import credit_sections
     from kwhub.hub.markets.service import MarketServiceError
 
     lines = [ln for ln in inv.lines if ln.number in numbers and ln.charge_type == "market_credit"]
     if interval is not None and len(lines) != 1:
         raise UserError("--market-interval needs --line N of one market revenue credit line")
     try:
-        return {ln.number: explain_credit_line(db, cfg, ln, period, interval) for ln in lines}
+        return credit_sections(db, cfg, lines, period, interval)
     except (MarketServiceError, KeyError, ValueError) as exc:
         raise UserError(str(exc)) from None
 

@@ -147,6 +147,14 @@ def explain_credit_line(db: Database, cfg: KwhubConfig, line: InvoiceLine, perio
     return out
 
 
+def credit_sections(db: Database, cfg: KwhubConfig, lines: list[InvoiceLine], period: str,
+                    interval: str | None = None) -> dict[int, dict[str, Any]]:
+    """``{line number: walk-back}`` of the ``market_credit`` lines among ``lines`` (what
+    ``kwhub explain`` and the API's explain route add under ``market``)."""
+    return {ln.number: explain_credit_line(db, cfg, ln, period, interval)
+            for ln in lines if ln.charge_type == "market_credit"}
+
+
 def render_credit_text(exp: dict[str, Any], max_rows: int = 40) -> str:
     """The walk-back as text (intervals beyond ``max_rows`` are summarised)."""
     out = [f"Market revenue behind line {exp['line']}: {exp['iso']} {', '.join(exp['resources'])} "
