@@ -27,7 +27,7 @@ from kwhub.hub.config import parse_config
 from kwhub.hub.markets import store
 from kwhub.hub.markets.credit import explain_credit_line, period_market_revenue, render_credit_text
 from kwhub.hub.settle.owners import period_owner_statements
-from kwhub.hub.settle.service import list_invoices, settle
+from kwhub.hub.settle.service import list_invoices, settle, stale_flags
 from tests.fixtures.settlement import write_period
 from tests.test_docs_configuration import doc_examples
 
@@ -109,8 +109,10 @@ def test_two_tenants_share_and_allocation_then_a_resettlement(db, tmp_path):
     assert kept == D("671.49")  # jv 402.89 + op 268.60
     assert D("305.21") + D("244.17") + kept == D("1220.87")
 
+    assert stale_flags(db, [a.run_id, b.run_id]) == {a.run_id: False, b.run_id: False}
     # resettlement of October 6: DAESAMT pays 450.00 instead of 400.00 -> revenue 1,270.87
     _save(db, _statement("ERCOT-1006-F", 6, "resettlement", "-450.00", "12.50"))
+    assert stale_flags(db, [a.run_id, b.run_id]) == {a.run_id: True, b.run_id: True}  # the credits rest on v1
     final = {o.contract_id: o for o in settle(db, cfg.campus, "2026-10", version="final",
                                               options=cfg.settlement_options())}
     assert {o.status for o in final.values()} == {"issued"}, {k: o.error for k, o in final.items()}

@@ -14,6 +14,7 @@ charge codes -> intervals, and, for one interval, on through
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -80,6 +81,26 @@ def market_revenue_loader(cfg: KwhubConfig) -> Any:
         return period_market_revenue(db, cfg, period)
 
     return load
+
+
+def credit_inputs_changed(db: Database, statement: Mapping[str, Any]) -> bool:
+    """Whether a settled run's market revenue credits rest on statements that are no longer
+    the period's latest: a later version (a resettlement) or a statement of another day
+    arrived since. Such a run is stale; the next settlement version bills the difference."""
+    lines = [ln for ln in statement.get("lines", []) if ln.get("charge_type") == "market_credit"]
+    if not lines:
+        return False
+    bp = billing_period(str(statement["run"]["period"]), "UTC")  # operating days are dates in the ISO's zone
+    for ln in lines:
+        dets = ln.get("determinants") or {}
+        resources = set(filter(None, str(dets.get("resources", "")).split(",")))
+        recorded = {ref.rsplit("@v", 1)[0] for ref in str(dets.get("statements", "")).split(",") if ref}
+        current = {s.statement.statement_id for s, _, latest in _versions(db, str(dets.get("iso", "")), bp.first_day,
+                                                                           bp.last_day)
+                   if latest and any(x.resource in resources for x in s.statement.lines)}
+        if current != recorded:
+            return True
+    return False
 
 
 def _interval_key(day: date, code: str, resource: str, label: str) -> str:

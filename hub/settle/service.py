@@ -13,7 +13,8 @@ A failure rolls all of it back, so invoice numbers have no gaps.
 
 A later version bills only the difference to the previous version, as an adjustment
 invoice or a credit note referencing the original invoice. A run is stale when any
-channel-day it read has different content now (:func:`stale_runs`).
+channel-day it read has different content now, or when its market revenue credits rest on
+ISO statements that a later version has replaced (:func:`stale_runs`).
 
 Invoices are read back with :func:`list_invoices` / :func:`get_invoice`; nothing here
 updates or deletes an invoice.
@@ -713,12 +714,17 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
 
 
 def _run_changed(db: Database, run_id: str, layer: str, statement: dict[str, Any]) -> bool:
-    """True when a channel-day the run read has other content now, or new content appeared.
+    """True when a channel-day the run read has other content now, or new content appeared
+    (or, for market revenue credits, a later ISO statement version arrived).
 
     The first and last UTC day of a period in a local time zone lie partly outside it (1
     November 00:00-04:00 UTC is still October in New York); for those days only the part
     inside the run's span counts, so data for the next period does not make this one stale.
     """
+    from kwhub.hub.markets.credit import credit_inputs_changed
+
+    if credit_inputs_changed(db, statement):  # its market revenue credits rest on restated ISO statements
+        return True
     used = run_inputs(db, run_id)
     channels = statement["inputs"]["channels"] or sorted({r.channel_id for r in used})
     start = datetime.fromisoformat(statement["span"]["start"])
