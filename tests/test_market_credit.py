@@ -16,6 +16,8 @@ from decimal import Decimal as D
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kwhub.core.campus import Contract
 from kwhub.core.markets.models import Statement, StatementLine
@@ -93,6 +95,7 @@ def test_two_tenants_share_and_allocation_then_a_resettlement(db, tmp_path):
                                  D("-244.17"))]
     dets = next(ln for ln in b.lines if ln.charge_type == "market_credit").determinants
     assert dets["statements"] == "ERCOT-1005-I@v1,ERCOT-1006-I@v1"
+    assert dets["statement_revenue"] == "ERCOT-1005-I@v1=833.37,ERCOT-1006-I@v1=387.50"
     assert (dets["market_revenue"], dets["tenant_kwh"], dets["allocated_kwh"], dets["credit_fraction"],
             dets["exact_credit"], dets["credit"]) == ("1220.87", "95232.0", "238080.0", "0.2", "244.174", "244.17")
     # hall A's whole invoice: gt1 48 x 2976 = 142.848 MWh x 60 = 8,570.88; grid 12 x 2976 = 35.712 MWh x 50
@@ -290,3 +293,23 @@ def test_api_explain_serves_the_walk_back(sqlite_db, tmp_path):
     assert line["line"]["amount"] == "-208.34"
     assert [(s["statement"], s["version"], s["revenue"]) for s in line["market"]["statements"]] == \
         [("ERCOT-1005-I", 1, "833.37")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(cents=st.integers(min_value=1, max_value=10**9),
+       parts=st.lists(st.integers(min_value=1, max_value=1000), min_size=1, max_size=6))
+def test_remainder_rule_credits_never_exceed_shares_and_owners_keep_the_rest(cents, parts):
+    revenue = D(cents).scaleb(-2)
+    total = sum(parts) + 1  # the tenants' shares sum below 1
+    shares = [D(p) / D(total) for p in parts]
+    ctx = _ctx({"R1": str(revenue)})
+    credits = []
+    for share in shares:
+        charges = MarketRevenueCredit("credit", {"iso": "ERCOT", "share": share, "resources": ["R1"]}).compute(ctx)
+        credit = -sum((c.amount for c in charges), D(0))
+        exact = revenue * share
+        assert exact - D("0.01") < credit <= exact  # toward zero, to the cent
+        credits.append(credit)
+    kept = revenue - sum(credits, D(0))
+    assert kept >= 0 and kept.as_tuple().exponent >= -2
+    assert sum(credits, D(0)) + kept == revenue

@@ -164,7 +164,7 @@ class MarketRevenueCredit(PriceComponent):
                                "statements when [[markets.resources]] are configured)")
         chosen = self._resources(mr)
         by_asset: dict[str, Decimal] = {}
-        used: dict[str, list[str]] = {}
+        used: dict[str, dict[str, Decimal]] = {}  # asset -> {statement ref: revenue}
         for st in mr.statements:
             if st.iso != cfg.iso:
                 continue
@@ -173,9 +173,8 @@ class MarketRevenueCredit(PriceComponent):
                 if asset is None:
                     continue
                 by_asset[asset] = by_asset.get(asset, Decimal("0")) + amount
-                refs = used.setdefault(asset, [])
-                if st.ref not in refs:
-                    refs.append(st.ref)
+                refs = used.setdefault(asset, {})
+                refs[st.ref] = refs.get(st.ref, Decimal("0")) + amount
         base: dict[str, object] = {"iso": cfg.iso, "basis": cfg.basis}
         fraction = self._fraction(ctx, base)
         if fraction is None:
@@ -196,7 +195,9 @@ class MarketRevenueCredit(PriceComponent):
             res = sorted(r for r, a in chosen.items() if a == asset)
             dets.update({
                 "asset": asset, "resources": ",".join(res), "statements": ",".join(used[asset]),
-                "statement_count": len(used[asset]), "market_revenue": revenue, "credit_fraction": fraction,
+                "statement_count": len(used[asset]),
+                "statement_revenue": ",".join(f"{ref}={amt}" for ref, amt in used[asset].items()),
+                "market_revenue": revenue, "credit_fraction": fraction,
                 "exact_credit": exact, "credit": credit,
                 "rounding": "toward_zero",
             })
