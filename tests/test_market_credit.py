@@ -313,3 +313,8 @@ def test_remainder_rule_credits_never_exceed_shares_and_owners_keep_the_rest(cen
     kept = revenue - sum(credits, D(0))
     assert kept >= 0 and kept.as_tuple().exponent >= -2
     assert sum(credits, D(0)) + kept == revenue
+
+
+def test_an_unknown_iso_is_refused_when_the_component_is_built():
+    with pytest.raises(PricingError, match="iso: Input should be 'ERCOT', 'CAISO' or 'PJM'"):
+        MarketRevenueCredit("credit", {"iso": "MISO", "share": "0.1"})

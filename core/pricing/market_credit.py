@@ -36,6 +36,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from kwhub.core.markets.models import ISO
 from kwhub.core.money import to_decimal
 from kwhub.core.pricing.base import (
     Charge,
@@ -93,7 +94,7 @@ class MarketRevenueCredit(PriceComponent):
     default_description = "Market revenue credit"
 
     class Config(ComponentConfig):
-        iso: str
+        iso: ISO
         resources: list[str] | None = None
         assets: list[str] | None = None
         basis: Literal["share", "allocation"] = "share"
