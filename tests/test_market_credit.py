@@ -213,6 +213,9 @@ def test_allocation_basis_is_pro_rata_to_allocated_energy():
     ctx = _ctx({"R1": "999.99"}, total=3000.0, own=1000.0)
     # 0.9 x 1000 / 3000 = 0.3 x 999.99 = 299.997 -> 299.99
     assert _credit(ctx, basis="allocation", share="0.9") == [("gt1", D("-299.99"), "299.997")]
+    # a third of 3.00 is exactly 1.00 (the division comes last, so nothing is lost to 0.333...)
+    assert _credit(_ctx({"R1": "3.00"}, total=3000.0, own=1000.0), basis="allocation") == [("gt1", D("-1.00"),
+                                                                                             "1.00")]
     with pytest.raises(PricingError, match="must bill allocated energy"):
         MarketRevenueCredit("credit", {"iso": "ERCOT", "basis": "allocation"}).compute(_ctx({"R1": "1"}))
 

@@ -133,12 +133,13 @@ class MarketRevenueCredit(PriceComponent):
             return chosen
         return known
 
-    def _fraction(self, ctx: PricingContext, dets: dict[str, object]) -> Decimal | None:
-        """The fraction of the revenue credited (None: nothing to credit)."""
+    def _fraction(self, ctx: PricingContext, dets: dict[str, object]) -> tuple[Decimal, Decimal] | None:
+        """The fraction of the revenue credited as (numerator, denominator), so the exact
+        credit is ``revenue x numerator / denominator`` with one division (None: nothing)."""
         cfg = self.config
         if cfg.basis == "share":
             dets["share"] = cfg.share
-            return Decimal(cfg.share)
+            return Decimal(cfg.share), Decimal(1)
         pool = Decimal(cfg.share) if cfg.share is not None else Decimal(1)
         if not ctx.allocated_kwh_total:
             raise PricingError('basis = "allocation" needs the allocation of the period: the contract must bill '
@@ -155,7 +156,7 @@ class MarketRevenueCredit(PriceComponent):
                      "allocation_sources": ",".join(srcs)})
         if total <= 0 or own <= 0:
             return None
-        return pool * own / total
+        return pool * own, total
 
     def compute(self, ctx: PricingContext) -> list[Charge]:
         cfg = self.config
@@ -189,7 +190,7 @@ class MarketRevenueCredit(PriceComponent):
             revenue = ctx.per_period(by_asset[asset], dets)
             if revenue <= 0 and cfg.negative_revenue == "owners":
                 continue
-            exact = revenue * fraction
+            exact = revenue * fraction[0] / fraction[1]  # multiply first: 3.00 x 1 / 3 is exactly 1.00
             credit = exact.quantize(unit, rounding=ROUND_DOWN)  # toward zero: the owners keep the remainder
             if credit == 0:
                 continue
@@ -198,7 +199,7 @@ class MarketRevenueCredit(PriceComponent):
                 "asset": asset, "resources": ",".join(res), "statements": ",".join(used[asset]),
                 "statement_count": len(used[asset]),
                 "statement_revenue": ",".join(f"{ref}={amt}" for ref, amt in used[asset].items()),
-                "market_revenue": revenue, "credit_fraction": fraction,
+                "market_revenue": revenue, "credit_fraction": fraction[0] / fraction[1],
                 "exact_credit": exact, "credit": credit,
                 "rounding": "toward_zero",
             })
