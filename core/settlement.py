@@ -347,14 +347,14 @@ def build_context(
     by_source: dict[str, np.ndarray] = {}
     alloc_summary: dict[str, Any] = {"method": "metered", "tenant": None}
     grid_kwh = 0.0
-    allocated_total: dict[str, float] = {}
+    allocated_total: dict[str, np.ndarray] = {}
     if ce.basis == "allocation":
         if allocation is None or allocation.kwh is None:
             raise SettlementError(f"{where}: the contract bills allocated energy, but no allocation was computed")
         t = allocation.tenant_index(contract.buyer)
         shares = allocation.shares(contract.buyer)
-        allocated_total = {src: float(v) for src, v in zip(allocation.sources, allocation.totals.sum(axis=0).tolist(),
-                                                            strict=True)}
+        every = allocation.kwh.sum(axis=0)  # (sources, intervals): all tenants
+        allocated_total = {src: every[j] for j, src in enumerate(allocation.sources)}
         sources: dict[str, Any] = {}
         for j, src in enumerate(allocation.sources):
             total = float(allocation.totals[t, j])
@@ -409,6 +409,7 @@ def build_context(
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
         claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,
         market_revenue=options.market_revenue, allocated_kwh_total=allocated_total,
+        allocated_starts=starts if allocated_total else None,
     )
     # contracts of one period share the local calendar of the interval starts
     ctx.__dict__["calendar"] = local_calendar(matrix.start_epoch, n, matrix.interval_minutes, contract.timezone)

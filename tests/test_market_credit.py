@@ -185,7 +185,8 @@ def _ctx(revenue: dict[str, str], *, total: float = 0.0, own: float = 0.0, place
     energy = np.full(n, own / n)
     return PricingContext(contract=contract, period=period, interval_minutes=60, starts=starts, energy_kwh=energy,
                           energy_by_source={"gt1": energy}, market_revenue=mr,
-                          allocated_kwh_total={"gt1": total} if total else {})
+                          allocated_kwh_total={"gt1": np.full(n, total / n)} if total else {},
+                          allocated_starts=starts if total else None)
 
 
 def _credit(ctx: PricingContext, **cfg):  # noqa: ANN003, ANN202
@@ -321,3 +322,32 @@ def test_remainder_rule_credits_never_exceed_shares_and_owners_keep_the_rest(cen
 def test_an_unknown_iso_is_refused_when_the_component_is_built():
     with pytest.raises(PricingError, match="iso: Input should be 'ERCOT', 'CAISO' or 'PJM'"):
         MarketRevenueCredit("credit", {"iso": "MISO", "share": "0.1"})
+
+
+def test_an_amendment_credits_each_part_with_the_revenue_of_its_own_days(db, tmp_path):
+    text = doc_examples()[DOC_NAME]
+    amend_a = """
+[[contracts.amendments]]
+id = "more-credit"
+effective = "2026-10-16"
+
+[[contracts.amendments.components]]
+id = "market_revenue_credit"
+share = "0.30"
+"""
+    amend_b = amend_a.replace('share = "0.30"', 'share = "0.6"')
+    head, tail = text.split('[[contracts]]\nid = "ppa-b"')
+    text = head + amend_a + '\n[[contracts]]\nid = "ppa-b"' + tail + amend_b
+    cfg = parse_config(tomllib.loads(text), "t", tmp_path)
+    write_period(db, "2026-10", LOADS)
+    _save(db, _statement("ERCOT-1005-I", 5, "initial", "-800.03", "-33.34"))
+    _save(db, _statement("ERCOT-1006-I", 6, "initial", "-400.00", "12.50"))
+    _save(db, _statement("ERCOT-1020-I", 20, "initial", "-100.01", "0.00"))
+    out = {o.contract_id: o for o in settle(db, cfg.campus, "2026-10", options=cfg.settlement_options())}
+    assert {o.status for o in out.values()} == {"issued"}, {k: o.error or o.held_reasons for k, o in out.items()}
+    amounts = {k: [ln.amount for ln in o.invoice.lines if ln.charge_type == "market_credit"] for k, o in out.items()}
+    # Oct 1-15 (v1): the statements of Oct 5 and 6, revenue 1,220.87; Oct 16-31 (v2): Oct 20, revenue 100.01
+    # hall A: 0.25 x 1,220.87 = 305.2175 -> 305.21; 0.30 x 100.01 = 30.003 -> 30.00
+    # hall B: turbine share 32 / 80 = 0.4 in each part; 0.5 x 0.4 x 1,220.87 = 244.174 -> 244.17;
+    #         0.6 x 0.4 x 100.01 = 24.0024 -> 24.00
+    assert amounts == {"ppa-a": [D("-305.21"), D("-30.00")], "ppa-b": [D("-244.17"), D("-24.00")]}

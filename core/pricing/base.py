@@ -37,8 +37,9 @@ start order):
 * ``market_revenue``: the period's ISO market revenue
   (:class:`kwhub.core.pricing.market_credit.MarketRevenue`: latest statement versions, sign
   flipped once), loaded by the hub when a contract has a ``market_revenue_credit`` component.
-* ``allocated_kwh_total``: ``{source: kWh}`` allocated to all tenants in the period (set for
-  allocation-based contracts; the denominator of a pro-rata market revenue credit).
+* ``allocated_kwh_total`` / ``allocated_starts``: ``{source: float64 kWh per interval}``
+  allocated to all tenants over the whole billing period, and those intervals' starts (set
+  for allocation-based contracts; the denominator of a pro-rata market revenue credit).
 
 Floats are used for the kernels (one vectorised pass per component over the period's
 arrays). From the charge on, money is Decimal: :meth:`PriceComponent.charge` converts
@@ -201,7 +202,10 @@ class PricingContext:
     grid_price_per_mwh: Decimal | None = None
     period_share: Decimal = Decimal(1)  # the share of the billing period's days priced (< 1: a contract version's part)
     market_revenue: MarketRevenue | None = None  # the period's ISO market revenue, when loaded
-    allocated_kwh_total: dict[str, float] = field(default_factory=dict)  # every tenant's allocated kWh per source
+    #: every tenant's allocated kWh per source and interval of the whole billing period (at
+    #: ``allocated_starts``; not cut when an amendment splits the period)
+    allocated_kwh_total: dict[str, np.ndarray] = field(default_factory=dict)
+    allocated_starts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"contract {self.contract.id} period {self.period.label}"

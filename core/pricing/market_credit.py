@@ -34,6 +34,7 @@ from datetime import date
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from kwhub.core.markets.models import ISO
@@ -141,7 +142,7 @@ class MarketRevenueCredit(PriceComponent):
             dets["share"] = cfg.share
             return Decimal(cfg.share), Decimal(1)
         pool = Decimal(cfg.share) if cfg.share is not None else Decimal(1)
-        if not ctx.allocated_kwh_total:
+        if not ctx.allocated_kwh_total or ctx.allocated_starts is None:
             raise PricingError('basis = "allocation" needs the allocation of the period: the contract must bill '
                                'allocated energy (energy basis "allocation")')
         srcs = cfg.sources or sorted(ctx.allocated_kwh_total)
@@ -149,9 +150,14 @@ class MarketRevenueCredit(PriceComponent):
         if bad:
             raise PricingError(f"sources: {', '.join(bad)} not in the allocation "
                                f"(sources: {', '.join(sorted(ctx.allocated_kwh_total))})")
+        # the intervals this context prices (all of them, or a contract version's part)
+        if ctx.n_intervals:
+            inside = (ctx.allocated_starts >= ctx.starts[0]) & (ctx.allocated_starts <= ctx.starts[-1])
+        else:
+            inside = np.zeros(ctx.allocated_starts.shape[0], dtype=bool)
         own = sum((to_decimal(float(ctx.energy_by_source[s].sum())) for s in srcs if s in ctx.energy_by_source),
                   Decimal(0))
-        total = sum((to_decimal(float(ctx.allocated_kwh_total[s])) for s in srcs), Decimal(0))
+        total = sum((to_decimal(float(ctx.allocated_kwh_total[s][inside].sum())) for s in srcs), Decimal(0))
         dets.update({"pool_share": pool, "tenant_kwh": own, "allocated_kwh": total,
                      "allocation_sources": ",".join(srcs)})
         if total <= 0 or own <= 0:
@@ -167,8 +173,10 @@ class MarketRevenueCredit(PriceComponent):
         chosen = self._resources(mr)
         by_asset: dict[str, Decimal] = {}
         used: dict[str, dict[str, Decimal]] = {}  # asset -> {statement ref: revenue}
+        part = ctx.period_share != 1  # an amendment splits the period: the revenue of this part's days
+        first, last = ctx.period.first_day, ctx.period.last_day
         for st in mr.statements:
-            if st.iso != cfg.iso:
+            if st.iso != cfg.iso or (part and not first <= st.operating_day <= last):
                 continue
             for res, amount in st.revenue.items():
                 asset = chosen.get(res)
@@ -187,7 +195,9 @@ class MarketRevenueCredit(PriceComponent):
         out = []
         for asset in sorted(by_asset):
             dets = dict(base)
-            revenue = ctx.per_period(by_asset[asset], dets)
+            revenue = by_asset[asset]
+            if part:
+                dets["operating_days"] = f"{first}..{last}"
             if revenue <= 0 and cfg.negative_revenue == "owners":
                 continue
             exact = revenue * fraction[0] / fraction[1]  # multiply first: 3.00 x 1 / 3 is exactly 1.00
