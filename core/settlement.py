@@ -353,8 +353,9 @@ def build_context(
             raise SettlementError(f"{where}: the contract bills allocated energy, but no allocation was computed")
         t = allocation.tenant_index(contract.buyer)
         shares = allocation.shares(contract.buyer)
-        every = allocation.kwh.sum(axis=0)  # (sources, intervals): all tenants
-        allocated_total = {src: every[j] for j, src in enumerate(allocation.sources)}
+        if credits_market_revenue(contract):  # the denominator of a pro-rata credit: every tenant's kWh
+            every = allocation.kwh.sum(axis=0)  # (sources, intervals)
+            allocated_total = {src: every[j] for j, src in enumerate(allocation.sources)}
         sources: dict[str, Any] = {}
         for j, src in enumerate(allocation.sources):
             total = float(allocation.totals[t, j])
@@ -414,6 +415,12 @@ def build_context(
     # contracts of one period share the local calendar of the interval starts
     ctx.__dict__["calendar"] = local_calendar(matrix.start_epoch, n, matrix.interval_minutes, contract.timezone)
     return ctx, alloc_summary
+
+
+def credits_market_revenue(contract: Contract) -> bool:
+    """Whether the contract (or an amendment) has a ``market_revenue_credit`` component."""
+    kinds = [spec.kind for spec in contract.components] + [c.kind for a in contract.amendments for c in a.components]
+    return "market_revenue_credit" in kinds
 
 
 @lru_cache(maxsize=16)

@@ -60,6 +60,7 @@ from kwhub.core.settlement import (
     canonical_json,
     compute_run,
     contract_channels,
+    credits_market_revenue,
     draft_document,
     draft_invoice,
     history_from_statement,
@@ -1488,7 +1489,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
             if alloc_error and needs_allocation(plan, c):
                 outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
                 continue
-            if market_error and _credits_market_revenue(c):
+            if market_error and credits_market_revenue(c):
                 outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
                                                                          f"{market_error}"))
                 continue
@@ -1507,18 +1508,11 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
     return outcomes
 
 
-def _credits_market_revenue(contract: Contract) -> bool:
-    """Whether the contract (or one of its amendments) has a ``market_revenue_credit`` component."""
-    kinds = [spec.kind for spec in contract.components]
-    kinds += [c.kind for a in contract.amendments for c in a.components]
-    return "market_revenue_credit" in kinds
-
-
 def _with_market_revenue(db: Database, group: Sequence[Contract], period: str,
                          options: SettlementOptions) -> tuple[SettlementOptions, str]:
     """``options`` with the period's ISO market revenue when a contract of ``group`` credits it
     (``market_revenue_credit``), and the error that prevented loading it ("" when none)."""
-    if not any(_credits_market_revenue(c) for c in group):
+    if not any(credits_market_revenue(c) for c in group):
         return options, ""
     if options.market_revenue_loader is None:
         return options, ("a market_revenue_credit component needs the ISO market revenue, but no "
