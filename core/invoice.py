@@ -20,7 +20,7 @@ from kwhub.core.money import MoneyPolicy
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
 ChargeType = Literal[
     "energy", "demand", "capacity", "fee", "take_or_pay", "availability_credit",
-    "pass_through", "adjustment", "other",
+    "pass_through", "adjustment", "market_credit", "other",
 ]
 
 # UN/ECE Recommendation 20 unit codes used on energy invoices.

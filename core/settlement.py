@@ -103,6 +103,11 @@ class SettlementOptions:
     review_policy: Literal["auto", "manual"] = "auto"
     review_checks: ReviewChecks | None = None
     carbon: CarbonSetup | None = None  # [emissions]: put the emissions of the billed energy on the lines
+    #: the period's ISO market revenue (``kwhub.core.pricing.market_credit.MarketRevenue``), for
+    #: ``market_revenue_credit`` components; the hub sets it per period through ``market_revenue_loader``
+    market_revenue: Any = None
+    #: ``(database, period label) -> MarketRevenue``: how the hub loads it (None: no markets configured)
+    market_revenue_loader: Any = None
 
 
 @dataclass(frozen=True)
@@ -342,11 +347,15 @@ def build_context(
     by_source: dict[str, np.ndarray] = {}
     alloc_summary: dict[str, Any] = {"method": "metered", "tenant": None}
     grid_kwh = 0.0
+    allocated_total: dict[str, np.ndarray] = {}
     if ce.basis == "allocation":
         if allocation is None or allocation.kwh is None:
             raise SettlementError(f"{where}: the contract bills allocated energy, but no allocation was computed")
         t = allocation.tenant_index(contract.buyer)
         shares = allocation.shares(contract.buyer)
+        if credits_market_revenue(contract):  # the denominator of a pro-rata credit: every tenant's kWh
+            every = allocation.kwh.sum(axis=0)  # (sources, intervals)
+            allocated_total = {src: every[j] for j, src in enumerate(allocation.sources)}
         sources: dict[str, Any] = {}
         for j, src in enumerate(allocation.sources):
             total = float(allocation.totals[t, j])
@@ -400,10 +409,18 @@ def build_context(
         index_series=dict(options.index_series), availability=availability,
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
         claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,
+        market_revenue=options.market_revenue, allocated_kwh_total=allocated_total,
+        allocated_starts=starts if allocated_total else None,
     )
     # contracts of one period share the local calendar of the interval starts
     ctx.__dict__["calendar"] = local_calendar(matrix.start_epoch, n, matrix.interval_minutes, contract.timezone)
     return ctx, alloc_summary
+
+
+def credits_market_revenue(contract: Contract) -> bool:
+    """Whether the contract (or an amendment) has a ``market_revenue_credit`` component."""
+    kinds = [spec.kind for spec in contract.components] + [c.kind for a in contract.amendments for c in a.components]
+    return "market_revenue_credit" in kinds
 
 
 @lru_cache(maxsize=16)

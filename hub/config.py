@@ -240,7 +240,15 @@ class KwhubConfig:
         return SettlementOptions(layer=s.layer, fallback_raw=s.fallback_raw, missing=s.missing,
                                  shared=s.shared, grid_price_per_mwh=s.grid_price_per_mwh,  # type: ignore[arg-type]
                                  index_series=indexes, review_policy=r.policy, review_checks=r.checks,
-                                 carbon=self.carbon_setup())
+                                 carbon=self.carbon_setup(), market_revenue_loader=self._market_revenue_loader())
+
+    def _market_revenue_loader(self) -> Any:
+        """How settlement loads a period's ISO market revenue (None without ``[[markets.resources]]``)."""
+        if not self.file.markets.resources:
+            return None
+        from kwhub.hub.markets.credit import market_revenue_loader
+
+        return market_revenue_loader(self)
 
     @property
     def emissions(self) -> EmissionsSettings:

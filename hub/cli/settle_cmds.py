@@ -404,6 +404,10 @@ def explain_command(
     carbon: bool = typer.Option(False, "--carbon",
                                 help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
                                      "and GWP set, recomputed from what the run froze."),
+    market_interval: str = typer.Option(None, "--market-interval",
+                                        help="For a market revenue credit line: walk one statement interval "
+                                             "(DAY:CODE:RESOURCE:LABEL, as the explanation lists them) back to "
+                                             "its bid, award, metered delivery and ISO price."),
 ) -> None:
     """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation,
     the review checks (with --carbon: the emissions behind each energy line).
@@ -439,12 +443,34 @@ def explain_command(
             exps = [explain_line(inv, n, run, inputs, alloc) for n in numbers]
         except ExplainError as exc:
             raise UserError(str(exc)) from None
+        market = _explain_market_credits(db, cfg, inv, numbers, str(run["period"]), market_interval)
     finally:
         db.close()
+    for e in exps:
+        if e["line"]["number"] in market:
+            e["market"] = market[e["line"]["number"]]
     if fmt == "json":
         echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
-        echo("\n\n".join(render_text(e) for e in exps))
+        from kwhub.hub.markets.credit import render_credit_text
+
+        echo("\n\n".join(render_text(e) + ("\n" + render_credit_text(e["market"]) if "market" in e else "")
+                          for e in exps))
+
+
+def _explain_market_credits(db: Any, cfg: Any, inv: Any, numbers: list[int], period: str,
+                            interval: str | None) -> dict[int, Any]:
+    """The market walk-back of the market revenue credit lines among ``numbers``."""
+    from kwhub.hub.markets.credit import credit_sections
+    from kwhub.hub.markets.service import MarketServiceError
+
+    lines = [ln for ln in inv.lines if ln.number in numbers and ln.charge_type == "market_credit"]
+    if interval is not None and len(lines) != 1:
+        raise UserError("--market-interval needs --line N of one market revenue credit line")
+    try:
+        return credit_sections(db, cfg, lines, period, interval)
+    except (MarketServiceError, KeyError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str) -> None:

@@ -13,7 +13,8 @@ A failure rolls all of it back, so invoice numbers have no gaps.
 
 A later version bills only the difference to the previous version, as an adjustment
 invoice or a credit note referencing the original invoice. A run is stale when any
-channel-day it read has different content now (:func:`stale_runs`).
+channel-day it read has different content now, or when its market revenue credits rest on
+ISO statements that a later version has replaced (:func:`stale_runs`).
 
 Invoices are read back with :func:`list_invoices` / :func:`get_invoice`; nothing here
 updates or deletes an invoice.
@@ -26,7 +27,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,6 +60,7 @@ from kwhub.core.settlement import (
     canonical_json,
     compute_run,
     contract_channels,
+    credits_market_revenue,
     draft_document,
     draft_invoice,
     history_from_statement,
@@ -713,12 +715,17 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
 
 
 def _run_changed(db: Database, run_id: str, layer: str, statement: dict[str, Any]) -> bool:
-    """True when a channel-day the run read has other content now, or new content appeared.
+    """True when a channel-day the run read has other content now, or new content appeared
+    (or, for market revenue credits, a later ISO statement version arrived).
 
     The first and last UTC day of a period in a local time zone lie partly outside it (1
     November 00:00-04:00 UTC is still October in New York); for those days only the part
     inside the run's span counts, so data for the next period does not make this one stale.
     """
+    from kwhub.hub.markets.credit import credit_inputs_changed
+
+    if credit_inputs_changed(db, statement):  # its market revenue credits rest on restated ISO statements
+        return True
     used = run_inputs(db, run_id)
     channels = statement["inputs"]["channels"] or sorted({r.channel_id for r in used})
     start = datetime.fromisoformat(statement["span"]["start"])
@@ -1470,6 +1477,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
+    options, market_error = _with_market_revenue(db, group, label, options)
     with db.write_transaction() as conn:
         if carbon is not None and not dry_run:
             store_basis(conn, carbon)
@@ -1480,6 +1488,10 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 progress(c.id)
             if alloc_error and needs_allocation(plan, c):
                 outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
+                continue
+            if market_error and credits_market_revenue(c):
+                outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
+                                                                         f"{market_error}"))
                 continue
             try:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
@@ -1494,6 +1506,21 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         outcomes = [RunOutcome(o.contract_id, label, version, error=str(refused[o.run_id]))
                     if o.run_id in refused else o for o in outcomes]
     return outcomes
+
+
+def _with_market_revenue(db: Database, group: Sequence[Contract], period: str,
+                         options: SettlementOptions) -> tuple[SettlementOptions, str]:
+    """``options`` with the period's ISO market revenue when a contract of ``group`` credits it
+    (``market_revenue_credit``), and the error that prevented loading it ("" when none)."""
+    if not any(credits_market_revenue(c) for c in group):
+        return options, ""
+    if options.market_revenue_loader is None:
+        return options, ("a market_revenue_credit component needs the ISO market revenue, but no "
+                         "[[markets.resources]] are configured in kwhub.toml")
+    try:
+        return replace(options, market_revenue=options.market_revenue_loader(db, period)), ""
+    except (ValueError, KeyError) as exc:
+        return options, f"cannot load the market revenue of {period}: {exc}"
 
 
 def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> dict[str, list[dict[str, Any]]]:
