@@ -56,9 +56,7 @@ def report_command(
     emissions on its invoice lines, its market-based figure after hourly matching of the
     certificates it claimed. Exits 1 when a format's check fails (e.g. Arelle errors).
     """
-    from kwhub.hub.esg.reports import period_disclosure, write_disclosure
-
-    from kwhub.hub.esg.reports import writer_types
+    from kwhub.hub.esg.reports import period_disclosure, write_disclosure, writer_types
 
     installed = [*FORMATS, *sorted(set(writer_types()) - set(FORMATS))]  # built-ins first, then plugins'
     formats = installed if "all" in fmt else list(dict.fromkeys(fmt))
