@@ -204,9 +204,9 @@ class MarketRevenueCredit(PriceComponent):
             credit = exact.quantize(unit, rounding=ROUND_DOWN)  # toward zero: the owners keep the remainder
             if credit == 0:
                 continue
-            res = sorted(r for r, a in chosen.items() if a == asset)
+            asset_resources = sorted(r for r, a in chosen.items() if a == asset)
             dets.update({
-                "asset": asset, "resources": ",".join(res), "statements": ",".join(used[asset]),
+                "asset": asset, "resources": ",".join(asset_resources), "statements": ",".join(used[asset]),
                 "statement_count": len(used[asset]),
                 "statement_revenue": ",".join(f"{ref}={amt}" for ref, amt in used[asset].items()),
                 "market_revenue": revenue, "credit_fraction": fraction[0] / fraction[1],
