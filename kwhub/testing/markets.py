@@ -2,7 +2,7 @@
 its local server, and the refusal of bad price and statement files.
 
 * :func:`check_market_adapter`: the generic contract, capabilities among ``bids``,
-  ``awards``, ``prices``, ``statements`` and ``local_server``, and every method of each
+  ``rt_bids``, ``awards``, ``prices``, ``statements`` and ``local_server``, and every method of each
   declared capability implemented;
 * :func:`check_bid_document`: the adapter's own document passes its ``validate_document``;
   an empty one and one cut in half are refused (returned problems, never raised); an
@@ -51,6 +51,7 @@ from kwhub.testing.contract import (
 
 CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
     "bids": ("render_bids", "validate_document", "submit", "poll_status"),
+    "rt_bids": ("render_bids", "validate_document", "submit", "poll_status"),  # the same methods take RT bids
     "awards": ("fetch_awards",),
     "prices": ("fetch_prices", "parse_prices"),
     "statements": ("fetch_statements", "parse_statement"),
