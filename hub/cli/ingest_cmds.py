@@ -206,8 +206,9 @@ def readings(
     periods: bool = typer.Option(False, "--periods", help="Show the channel's period readings (daily, "
                                                           "billing-period, register) instead of intervals."),
     fmt: str = typer.Option("csv", "--format", help="csv or json (table for --summary)"),
-    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh, and "
-                                                          "the period readings stored."),
+    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last and total in the "
+                                                          "channel's unit (grouped by unit), and the period "
+                                                          "readings stored."),
     config: Path | None = typer.Option(None, "--config", help="kwhub.toml"),
 ) -> None:
     """Print stored intervals with quality flags (and the rule that set them), or period readings.
@@ -221,7 +222,7 @@ def readings(
     cfg = _load(config)
     if summary:
         with _open_db(cfg) as db:
-            _print_summary(db, layer, fmt)
+            _print_summary(db, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})
         return
     if channel is None:
         raise UserError("give a CHANNEL (or --summary)", exit_code=EXIT_CONFIG)
@@ -300,7 +301,12 @@ def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
     return out
 
 
-def _print_summary(db: Any, layer: str, fmt: str) -> None:
+def _print_summary(db: Any, layer: str, fmt: str, units: dict[str, str]) -> None:
+    """Stored readings per channel, grouped by the channel's unit (kWh, MMBtu, fraction ...).
+
+    ``units`` maps configured channels to their unit; a channel kwhub.toml does not list is
+    shown under ``not configured``. Totals are never added across units.
+    """
     items = db.intervals.summary(layer=layer)
     period_items = db.periods.summary()
 
@@ -313,20 +319,34 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
             return (x if x.tzinfo else x.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return str(x)
 
-    data = [{"channel_id": s.channel_id, "intervals": int(s.intervals), "first_start": iso(s.first_start),
-             "last_end": iso(s.last_end), "total_kwh": float(s.total_kwh)} for s in items]
+    data = [{"channel_id": s.channel_id, "unit": units.get(s.channel_id, UNCONFIGURED),
+             "intervals": int(s.intervals), "first_start": iso(s.first_start),
+             "last_end": iso(s.last_end), "total": float(s.total_kwh)} for s in items]
+    for d in data:  # the key earlier versions wrote, kept where the values are kWh
+        if d["unit"] in ("kWh", UNCONFIGURED):
+            d["total_kwh"] = d["total"]
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for d in data:
+        by_unit.setdefault(d["unit"], []).append(d)
     pdata = [{"channel_id": p.channel_id, "kind": p.kind, "readings": p.readings, "first_start": iso(p.first_start),
               "last_end": iso(p.last_end)} for p in period_items]
     if fmt == "json":
-        echo(json.dumps({"layer": layer, "channels": data, "period_readings": pdata}, indent=2))
+        totals = {u: {"channels": len(rows), "intervals": sum(r["intervals"] for r in rows),
+                      "total": sum(r["total"] for r in rows)} for u, rows in by_unit.items()}
+        echo(json.dumps({"layer": layer, "channels": data, "by_unit": totals, "period_readings": pdata}, indent=2))
         return
-    table = Table(title=f"readings ({layer})")
-    for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):
-        table.add_column(col, justify="left" if col == "channel" else "right")
-    for d in data:
-        table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
-                      f"{d['total_kwh']:,.3f}")
-    console.print(table)
+    for unit, rows in by_unit.items():
+        shown = "value (unit unknown)" if unit == UNCONFIGURED else unit
+        table = Table(title=cell(f"readings ({layer}) in {unit}"))
+        for col in ("channel", "intervals", "first interval start", "last interval end", f"total {shown}"):
+            table.add_column(cell(col), justify="left" if col == "channel" else "right")
+        for d in rows:
+            table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
+                          f"{d['total']:,.3f}")
+        if len(rows) > 1:
+            table.add_row(cell("all", "bold"), f"{sum(r['intervals'] for r in rows):,}", "", "",
+                          f"{sum(r['total'] for r in rows):,.3f}")
+        console.print(table)
     if pdata:
         pt = Table(title="period readings (kwhub readings CHANNEL --periods --start ...)")
         for col in ("channel", "kind", "readings", "first start", "last end"):
@@ -334,6 +354,9 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
         for d in pdata:
             pt.add_row(cell(d["channel_id"]), cell(d["kind"]), f"{d['readings']:,}", d["first_start"], d["last_end"])
         console.print(pt)
+
+
+UNCONFIGURED = "not configured"
 
 
 def register(app: typer.Typer) -> None:
