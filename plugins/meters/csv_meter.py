@@ -305,22 +305,17 @@ def effective_config(config: CsvMeterConfig, header: list[str], source: str = ""
     return CsvMeterConfig.model_validate(merged), prof.name
 
 
-def declared_unit(base: CsvMeterConfig, cfg: CsvMeterConfig, header: list[str], layout: str,
-                  source: str) -> str | None:
+def declared_unit(base: CsvMeterConfig, cfg: CsvMeterConfig, header: list[str], layout: str) -> str | None:
     """The unit the file's values are declared in, or None (then they are in each channel's unit).
 
-    A long file's value column may name its unit (``kwh``, ``Energy Wh``, ``mmbtu``); else a
-    ``unit`` set in the adapter's settings (not a profile's default) declares it. A column
-    that names another unit than the settings' ``unit`` is an error naming both.
+    A ``unit`` set in the adapter's settings (not a profile's default) declares it; else a long
+    file's value column may name its unit (``kwh``, ``Energy Wh``, ``mmbtu``). The setting
+    wins, so a file whose column is misnamed (MMBtu under ``kwh``) is read with ``unit = "MMBtu"``.
     """
+    if "unit" in base.model_fields_set:
+        return UNITS[cfg.unit.strip().lower()].name
     from_header = header_unit(cfg.value_column) if layout == "long" and cfg.value_column in header else None
-    from_settings = UNITS[cfg.unit.strip().lower()] if "unit" in base.model_fields_set else None
-    if from_header is not None and from_settings is not None and from_header.name != from_settings.name:
-        raise _err(f"the column names the unit {from_header.name} but the adapter's `unit` is {from_settings.name}; "
-                   "remove `unit` from the settings or rename the column", source, cfg.skip_rows + 1,
-                   cfg.value_column)
-    unit = from_header or from_settings
-    return unit.name if unit is not None else None
+    return from_header.name if from_header is not None else None
 
 
 # --------------------------------------------------------------------------- timestamps
@@ -645,7 +640,7 @@ class CsvMeter(MeterAdapter):
             if not cols and cfg.value_column in header:
                 layout = "long"
         fixed_channel = channel or cfg.channel
-        declared = declared_unit(base, cfg, header, layout, source)
+        declared = declared_unit(base, cfg, header, layout)
         if declared is not None and declared != UNITS[cfg.unit.strip().lower()].name:
             cfg = cfg.model_copy(update={"unit": declared})
         read = _Read(path, header, cfg, scan, limits, declared)
