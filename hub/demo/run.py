@@ -395,6 +395,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
         summary.market_day = _market_day(cfg, db, ercot)
         progress("energy accounting, owner statements and emissions")
         _energy(db, summary)
+        _vee(db, summary)
         _owner_statements(cfg, db, summary)
         _emissions(cfg, db, summary)
         _market(cfg, sim, summary)
@@ -452,16 +453,14 @@ def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path],
             "file": str(f.relative_to(cfg.work_dir)), "adapter": adapter.type_id, "intervals": rep.intervals,
             "new_days": rep.new_days, "changed_days": rep.changed_days, "unchanged_days": rep.unchanged_days,
         })
-        if rep.vee:
-            _merge_vee(summary.vee, rep.vee)
 
 
-def _merge_vee(total: dict[str, Any], part: dict[str, Any]) -> None:
-    for rule, counts in (part.get("rules") or {}).items():
-        agg = total.setdefault(rule, {})
-        for k, v in counts.items():
-            if isinstance(v, (int, float)):
-                agg[k] = agg.get(k, 0) + v
+def _vee(db: Any, summary: DemoSummary) -> None:
+    """What VEE holds for the stored days: the figures `kwhub vee report` prints (not a sum of the
+    ingest runs, which count a day validated twice twice)."""
+    from kwhub.hub.ingest.vee import read_events, report
+
+    summary.vee = report(read_events(db, None, None, None))
 
 
 def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, summary: DemoSummary,
