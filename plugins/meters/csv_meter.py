@@ -1216,9 +1216,9 @@ def _in_channel_unit(name: str, value: np.ndarray, units: np.ndarray | str, chan
     out = np.empty(len(value)) if per_value else value
     for u in (pd.unique(units) if per_value else [units]):  # once per distinct unit
         factor = conversion(UNITS[str(u).lower()], target, minutes)
-        sel = (units == u) if per_value else None
+        sel = np.asarray(units == u) if per_value else np.ones(len(value), dtype=bool)
         if factor is None:
-            i = int(np.argmin(np.where(sel, line, np.iinfo(np.int64).max))) if per_value else int(np.argmin(line))
+            i = int(np.argmin(np.where(sel, line, np.iinfo(np.int64).max)))
             raise _err(f"values in {u}, but channel {excerpt(name, 60)} is configured in {channel_unit} and {u} "
                        f"does not convert to {channel_unit}; fix the column's unit or the channel's `unit` in "
                        "kwhub.toml", source, int(line[i]), field)
