@@ -93,3 +93,13 @@ def test_campus_samples_ingest_and_summarise_by_unit(cli, tmp_path):
     text = cli("readings", "--summary", "--format", "table")
     assert "readings (raw) in kWh" in text.output and "readings (raw) in MMBtu" in text.output
     assert "total MMBtu" in text.output
+
+
+def test_a_fuel_channel_exports_under_its_unit_and_ingests_back(cli, tmp_path):
+    assert cli("init").exit_code == 0
+    assert cli("ingest", "--adapter", "campus_meters", "--no-vee", "meters/fuel_2026-10-01.csv").exit_code == 0
+    out = cli("readings", "gt1.fuel", "--start", "2026-10-01")
+    assert out.output.splitlines()[0] == "channel_id,interval_start,interval_minutes,mmbtu,quality,rule"
+    (tmp_path / "export.csv").write_text(out.output)
+    again = cli("ingest", "--adapter", "campus_meters", "--no-vee", "export.csv")
+    assert again.exit_code == 0, again.output

@@ -247,7 +247,9 @@ def readings(
         return
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"])
+    spec = next((c for c in cfg.campus.channels if c.id == channel), None)
+    value_col = spec.unit.lower() if spec is not None else "kwh"  # named by its unit: ingests back as it is
+    w.writerow(["channel_id", "interval_start", "interval_minutes", value_col, "quality", "rule"])
     shown_channel = clean(channel)
     for r in rows:
         w.writerow([shown_channel, r["interval_start"], r["interval_minutes"],
