@@ -142,3 +142,16 @@ def test_unit_table():
     assert conversion(UNITS["kwh"], UNITS["kw"], 15) == 4.0  # 1 kWh in 15 min = 4 kW mean
     assert conversion(UNITS["mmbtu"], UNITS["kwh"], 15) is None
     assert conversion(UNITS["fraction"], UNITS["mwh"], 15) is None
+
+
+def test_period_readings_convert_into_the_channels_energy_unit(tmp_path):
+    p = write(tmp_path, "p.csv", "account,start,end,kwh\n"
+              "ACC-1,2024-10-01T00:00:00-04:00,2024-11-01T00:00:00-04:00,1854200\n")
+    cfg = dict(profile="none", reading_kind="period", channel_column="account", timestamp_column="start",
+               period_end_column="end", value_column="kwh")
+    (mwh,) = meter([Channel(id="util.main", meter="ACC-1", unit="MWh")], **cfg).read_file(p).periods
+    assert mwh.channel_id == "util.main" and mwh.values.tolist() == pytest.approx([1854.2])  # 1,854,200 kWh
+    with pytest.raises(IntervalDataError) as ei:
+        meter([Channel(id="util.main", meter="ACC-1", unit="MMBtu")], **cfg).read_file(p)
+    assert "p.csv" in str(ei.value) and "line 2" in str(ei.value) and "[kwh]" in str(ei.value)
+    assert "MMBtu" in str(ei.value)

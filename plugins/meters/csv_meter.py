@@ -1016,6 +1016,8 @@ class CsvMeter(MeterAdapter):
                 name = fixed or cfg.channel_map.get(c, c)
                 rows.append((name, starts[sel], ends[sel], col[sel] * factor, np.zeros(int(sel.sum()), np.uint8),
                              lines[sel]))
+        if read.declared is not None or cfg.unit_column:
+            rows = [self._period_in_channel_unit(r, cfg.unit_column or cfg.value_column, source) for r in rows]
         periods: dict[str, list[tuple[np.ndarray, ...]]] = {}
         dups = 0
         for name, st, en, v, q, ln in rows:
@@ -1043,6 +1045,22 @@ class CsvMeter(MeterAdapter):
                                    "layout": layout, "reading_kind": kind, "duplicates": dups,
                                    "values": int(sum(len(p) for p in batch_periods))}
         return IntervalBatch(source=source, series=[], meta=meta, periods=batch_periods)
+
+    def _period_in_channel_unit(self, row: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                                field: str, source: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+        """A channel's period readings (read in kWh) in the channel's energy unit; a channel that is
+        not energy (MMBtu, fraction, kW) cannot take declared energy readings."""
+        name, st, en, kwh, q, ln = row
+        unit = getattr(self.context.channels.get(name), "unit", None)
+        if not unit or len(kwh) == 0:
+            return row
+        target = UNITS[unit.lower()]
+        if target.dimension != "energy":
+            raise _err(f"values in energy units, but channel {excerpt(name, 60)} is configured in {unit}: period "
+                       "and register readings are energy (Wh, kWh, MWh); fix the column's unit or the channel's "
+                       "`unit` in kwhub.toml", source, int(ln.min()), field)
+        return name, st, en, kwh / target.factor, q, ln
 
     def _rows(self, read: _Read, use: list[str], floats: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         """The file's rows (blank lines dropped) and their physical line numbers."""
