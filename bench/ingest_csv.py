@@ -1,13 +1,16 @@
-"""Benchmark: CSV ingest end to end (parse + store + VEE) vs. a row-per-interval insert.
+"""Benchmark: CSV ingest end to end (parse + store + VEE) vs. DuckDB ``read_csv`` into a native table.
 
 Generates a wide kwhub CSV (35,040 quarter-hours x 286 channels = 10,021,440 intervals by
 default), ingests it into a fresh SQLite database with the steps ``kwhub.hub.ingest.batch.ingest_file``
 takes (adapter parse, raw write in one transaction, VEE on the touched days; each timed, plus
-the wait until the background checkpoint has copied the SQLite log into the file) and, as
-the peer, inserts the same intervals row by row with ``executemany`` into a plain SQLite
-table. The last line is one JSON object.
+the wait until the background checkpoint has copied the SQLite log into the file). The peer
+loads the same file into a native table of a fresh on-disk DuckDB database
+(``CREATE TABLE ... AS SELECT * FROM read_csv(...)`` and a checkpoint; no validation).
+Both totals are checked equal (every value in thousandths of a kWh, summed as integers).
+Each side runs ``--runs`` times on a fresh database; medians (wall and CPU) with the spread.
+The last line is one JSON object.
 
-    python bench/ingest_csv.py [--rows 35040] [--channels 286] [--keep]
+    python bench/ingest_csv.py [--rows 35040] [--channels 286] [--runs 3] [--keep]
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -48,32 +50,82 @@ def generate(path: Path, rows: int, channels: int, seed: int = 1) -> list[str]:
     return names
 
 
-def peer_insert(db_path: Path, batch_series: list) -> tuple[int, float]:
-    """Plain SQLite: one row per interval, executemany in one transaction (rows pre-built)."""
-    con = sqlite3.connect(db_path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE reading (channel_id TEXT, interval_start INTEGER, kwh REAL, quality INTEGER, "
-                "PRIMARY KEY (channel_id, interval_start))")
-    total = 0
-    elapsed = 0.0
-    for s in batch_series:  # rows built outside the timed part, one channel at a time
-        rows = list(zip([s.channel_id] * len(s), s.starts.tolist(), s.values.tolist(), s.quality.tolist(),
-                        strict=True))
-        t = time.perf_counter()
-        con.executemany("INSERT INTO reading VALUES (?, ?, ?, ?)", rows)
-        elapsed += time.perf_counter() - t
-        total += len(rows)
-    t = time.perf_counter()
-    con.commit()
-    elapsed += time.perf_counter() - t
+def duckdb_peer(csv_path: Path, target: Path) -> tuple[float, float, int]:
+    """DuckDB: the CSV into a native table of a fresh on-disk database, checkpointed.
+    Returns wall and CPU seconds and the total in thousandths of a kWh (not timed)."""
+    import duckdb
+
+    for p in target.parent.glob(target.name + "*"):
+        p.unlink()
+    w0, c0 = time.perf_counter(), time.process_time()
+    con = duckdb.connect(str(target))
+    con.execute(f"CREATE TABLE reading AS SELECT * FROM read_csv('{csv_path}', header = true)")
+    con.execute("CHECKPOINT")
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    cols = [r[0] for r in con.execute("DESCRIBE reading").fetchall() if r[0] != "interval_start"]
+    total = con.execute("SELECT " + " + ".join(f'sum(round("{c}" * 1000)::BIGINT)' for c in cols)
+                        + " FROM reading").fetchone()[0]
     con.close()
-    return total, elapsed
+    return wall, cpu, int(total)
+
+
+def our_total(db, names: list[str], rows: int) -> int:  # noqa: ANN001
+    """What the store holds (raw layer), in thousandths of a kWh (read back, not timed)."""
+    from datetime import UTC, datetime
+
+    from kwhub.core.timeline import Span
+
+    t0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
+    span = Span(datetime.fromtimestamp(t0, UTC), datetime.fromtimestamp(t0 + rows * 900, UTC))
+    m = db.intervals.read_matrix(names, span, 15, layer="raw")
+    v = m.values[~np.isnan(m.values)]
+    return int(np.rint(v * 1000).astype(np.int64).sum())
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _fig(xs: list[float]) -> str:
+    return f"{_median(xs):.2f} s ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def ingest_once(work: Path, csv_path: Path, campus: Campus, meter: CsvMeter, vee: bool) -> dict:
+    """One ingest into a fresh database: the steps ingest_file takes, timed one by one."""
+    from kwhub.hub.store import Database
+
+    for p in work.glob("kwhub.db*"):
+        p.unlink()
+    db = Database.open(f"sqlite:///{work / 'kwhub.db'}")
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    batch = meter.read_file(csv_path)
+    t_parse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = ingest_batch(db, campus, batch, adapter_type=meter.type_id, run_vee=False)
+    t_store = time.perf_counter() - t0
+    t_vee = 0.0
+    if vee:
+        from kwhub.hub.ingest.vee import validate_days
+
+        t0 = time.perf_counter()
+        validate_days(db, campus, channel_days(batch), run_label="bench")
+        t_vee = time.perf_counter() - t0
+    # the SQLite log is copied into the database file by a background thread while the work
+    # goes on; waiting for it here keeps that copy inside the measured time
+    t0 = time.perf_counter()
+    db.wait_checkpointed()
+    t_checkpoint = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    return {"db": db, "n": len(batch), "parse": t_parse, "store": t_store, "vee": t_vee, "checkpoint": t_checkpoint,
+            "total": t_parse + t_store + t_vee + t_checkpoint, "cpu": cpu, "new_days": report.new_days}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=35_040)
     ap.add_argument("--channels", type=int, default=286)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs of each side (medians reported)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kwhub_bench_csv_"))
@@ -83,10 +135,7 @@ def main() -> None:
     print(f"generated {csv_path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     os.sync()  # the generator's writes reach the disk now, not during the timed steps
 
-    from kwhub.hub.store import Database
-
     campus = Campus(sites=[Site(id="site")], channels=[Channel(id=n, interval_minutes=15) for n in names])
-    db = Database.open(f"sqlite:///{work / 'kwhub.db'}")
     meter = CsvMeter("bench", {}, adapter_context(campus))
     try:
         import kwhub.hub.ingest.vee  # noqa: F401
@@ -106,47 +155,56 @@ def main() -> None:
     print(f"plugin registry loaded before the timed steps in {t_registry:.2f} s (process start-up, not timed)",
           file=sys.stderr)
 
-    # the same steps ingest_file takes, timed one by one: parse, raw write, VEE
-    t0 = time.perf_counter()
-    batch = meter.read_file(csv_path)
-    t_parse = time.perf_counter() - t0
-    n = len(batch)
-    t0 = time.perf_counter()
-    report = ingest_batch(db, campus, batch, adapter_type=meter.type_id, run_vee=False)
-    t_store = time.perf_counter() - t0
-    t_vee = 0.0
-    if vee:
-        from kwhub.hub.ingest.vee import validate_days
-
-        t0 = time.perf_counter()
-        validate_days(db, campus, channel_days(batch), run_label="bench")
-        t_vee = time.perf_counter() - t0
-    # the SQLite log is copied into the database file by a background thread while the work
-    # goes on; waiting for it here keeps that copy inside the measured time
-    t0 = time.perf_counter()
-    db.wait_checkpointed()
-    t_checkpoint = time.perf_counter() - t0
-    t_total = t_parse + t_store + t_vee + t_checkpoint
-    print(f"parse {t_parse:.2f} s, store {t_store:.2f} s, VEE {t_vee:.2f} s, checkpoint wait {t_checkpoint:.2f} s; "
-          f"total {t_total:.2f} s; new days {report.new_days}", file=sys.stderr)
-
-    peer_rows, t_peer = peer_insert(work / "peer.db", batch.series)
-    print(f"peer executemany: {peer_rows:,} rows in {t_peer:.2f} s", file=sys.stderr)
+    ours: list[dict] = []
+    peer_w: list[float] = []
+    peer_c: list[float] = []
+    match = True
+    for r in range(args.runs):
+        got = ingest_once(work, csv_path, campus, meter, vee)
+        os.sync()  # our writes are on disk before the peer's clock starts
+        pw, pc, peer_total = duckdb_peer(csv_path, work / "peer.duckdb")
+        peer_w.append(pw)
+        peer_c.append(pc)
+        if r == 0:
+            mine = our_total(got["db"], names, args.rows)
+            match = mine == peer_total
+            print(f"totals (thousandths of a kWh): kwhub {mine:,}, duckdb {peer_total:,}, equal: {match}",
+                  file=sys.stderr)
+        got.pop("db").close()
+        ours.append(got)
+        print(f"run {r + 1}: parse {got['parse']:.2f} s, store {got['store']:.2f} s, VEE {got['vee']:.2f} s, "
+              f"checkpoint wait {got['checkpoint']:.2f} s; total {got['total']:.2f} s (cpu {got['cpu']:.2f}); "
+              f"duckdb read_csv {pw:.2f} s (cpu {pc:.2f})", file=sys.stderr)
+    n = ours[0]["n"]
+    total = [o["total"] for o in ours]
+    t_total, t_peer = _median(total), _median(peer_w)
+    print(f"kwhub:  {_fig(total)}, cpu {_fig([o['cpu'] for o in ours])}: {n / t_total / 1e6:.2f} M intervals/s "
+          f"end to end (VEE {'on' if vee else 'off'})", file=sys.stderr)
+    print(f"duckdb: {_fig(peer_w)}, cpu {_fig(peer_c)}: {n / t_peer / 1e6:.2f} M intervals/s (read_csv into a "
+          f"native table, no validation)  ours/peer time {t_total / t_peer:.2f}", file=sys.stderr)
+    med = {k: _median([o[k] for o in ours]) for k in ("parse", "store", "vee", "checkpoint", "cpu")}
     result = {
         "intervals": n,
         "intervals_per_s": round(n / t_total),
-        "parse_intervals_per_s": round(n / t_parse),
-        "store_intervals_per_s": round(n / t_store),
-        "vee_intervals_per_s": round(n / t_vee) if t_vee else None,
         "seconds": round(t_total, 3),
-        "checkpoint_wait_s": round(t_checkpoint, 3),
+        "seconds_spread": [round(min(total), 3), round(max(total), 3)],
+        "cpu_seconds": round(med["cpu"], 3),
+        "parse_intervals_per_s": round(n / med["parse"]),
+        "store_intervals_per_s": round(n / med["store"]),
+        "vee_intervals_per_s": round(n / med["vee"]) if med["vee"] else None,
+        "checkpoint_wait_s": round(med["checkpoint"], 3),
         "vee": vee,
-        "peer_rows_per_s": round(peer_rows / t_peer),
-        "peer": "sqlite3 executemany, one row per interval, one transaction (row tuples pre-built)",
+        "peer": "duckdb read_csv into a native on-disk table, checkpointed",
+        "peer_seconds": round(t_peer, 3),
+        "peer_spread": [round(min(peer_w), 3), round(max(peer_w), 3)],
+        "peer_cpu_seconds": round(_median(peer_c), 3),
+        "peer_intervals_per_s": round(n / t_peer),
+        "ratio": round(t_total / t_peer, 3),
+        "totals_match": bool(match),
+        "runs": args.runs,
         "csv_mb": round(csv_path.stat().st_size / 1e6, 1),
         "registry_load_s_untimed": round(t_registry, 3),
     }
-    db.close()
     if not args.keep:
         for p in sorted(work.glob("*")):
             p.unlink()

@@ -5,17 +5,23 @@ of 2026 (plus the UTC edge day) written to a SQLite store; 20 tenants of 50 chan
 each with a contract of TOU energy + demand + a shared fixed fee.
 
 Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time), the same 240
-runs as 12 ``settle()`` calls: read_matrix from the store (once for the year), allocation/
-aggregation, pricing, statements, run inputs and invoices issued and committed.
-Peer: DuckDB loads a row-per-interval table of the same data (loading included; the data
-is generated before its clock starts, as ours is in the store before ours) and computes
-the tenant-month TOU energy and peak demand; the amounts are derived with the same
-Decimal rounding and compared with our invoices, both as returned and as read back from
-the store (``totals_match``). The store cache is ``..._v3`` (v3: the interval_day key of migration 0004).
+runs as 12 ``settle()`` calls: read_matrix from the store (in chunks of consecutive months, the next read
+ahead on a second thread), allocation/
+aggregation, pricing, statements, run inputs and invoices issued and committed. The fresh
+copy of the store each run settles is flushed to disk before the clock starts.
+Peers, each on the same data made once and cached beside the store (not timed):
+DuckDB querying its own on-disk row-per-interval table (query time only, as our store is
+loaded beforehand), and polars over a Parquet file of it; both compute the tenant-month TOU
+energy and peak demand. Their amounts are derived with the same Decimal rounding and
+compared with our invoices, both as returned and as read back from the store
+(``totals_match``, every run). ``--runs`` runs of each (3 by default): medians and spread,
+wall and CPU time. ``--tenants 40`` doubles the campus (its own cached store) for the
+scaling check. The store cache is ``..._v3`` (v3: the interval_day key of migration 0004).
 The arithmetic kernel (tenant aggregation, TOU binning, peaks over the year matrix) is
 timed alone (``kernel_intervals_per_s``).
 
-Last line: one JSON object with seconds, peer_seconds, kernel_intervals_per_s, totals_match.
+Last line: one JSON object with seconds, cpu_seconds, duckdb_seconds, polars_seconds, the ratios,
+kernel_intervals_per_s, totals_match.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ TZ = "America/New_York"
 N_TENANTS = 20
 PER_TENANT = 50
 N_CHANNELS = N_TENANTS * PER_TENANT
+SHARE = Decimal(1) / N_TENANTS
 YEAR = 2026
 MONTHS = [f"{YEAR}-{m:02d}" for m in range(1, 13)]
 FIRST_DAY = date(YEAR, 1, 1)
@@ -49,6 +56,14 @@ PRICES = {"on_peak": Decimal("62.50"), "off_peak": Decimal("38.25")}
 DEMAND_PRICE = Decimal("9.50")
 FEE_TOTAL = Decimal("20000.00")
 CACHE = Path(os.environ.get("KWHUB_BENCH_DIR", "/tmp")) / "kwhub_bench_year_v3.db"
+
+
+def configure(tenants: int) -> None:
+    """Size the campus (``tenants`` x 50 channels); other sizes get their own cached store."""
+    global N_TENANTS, N_CHANNELS, SHARE, CACHE
+    N_TENANTS, N_CHANNELS, SHARE = tenants, tenants * PER_TENANT, Decimal(1) / tenants
+    if tenants != 20:
+        CACHE = CACHE.with_name(f"kwhub_bench_year_v3_t{tenants}.db")
 
 
 def tenant(i: int) -> str:
@@ -63,7 +78,7 @@ def campus() -> Campus:
     parties = [Party(id="op", name="Operator")] + [Party(id=tenant(t), name=f"Tenant {t}") for t in range(N_TENANTS)]
     channels = [Channel(id=channel(t, k), party=tenant(t), role="tenant_load")
                 for t in range(N_TENANTS) for k in range(PER_TENANT)]
-    shares = {tenant(t): "0.05" for t in range(N_TENANTS)}
+    shares = {tenant(t): str(SHARE) for t in range(N_TENANTS)}
     contracts = [
         Contract(id=f"ppa-{tenant(t)}", seller="op", buyer=tenant(t), timezone=TZ, components=[
             ComponentSpec(kind="tou_energy", holidays="none", default_period="off_peak",
@@ -127,18 +142,18 @@ def fresh_copy() -> Path:
     return work
 
 
-def settle_year(db, camp: Campus) -> tuple[float, list]:  # noqa: ANN001
+def settle_year(db, camp: Campus) -> tuple[float, float, list]:  # noqa: ANN001
     """All 12 months in one ``settle_periods`` call: the same 240 runs as 12 ``settle`` calls,
     with the year's channels read from the store once and sliced per month."""
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.service import settle_periods
 
     reg = get_registry()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outcomes = settle_periods(db, camp, MONTHS, components=reg, issue_date=date(YEAR + 1, 1, 15),
                               now=datetime(YEAR + 1, 1, 15, tzinfo=UTC))  # the year is over: checks pass
     db.wait_checkpointed()  # the background copy of the SQLite log counts too
-    return time.perf_counter() - t0, outcomes
+    return time.perf_counter() - t0, time.process_time() - c0, outcomes
 
 
 def stored_totals(db) -> dict[tuple[str, str], Decimal]:  # noqa: ANN001
@@ -177,42 +192,60 @@ def kernel_rate() -> float:
     return N_CHANNELS * n / best
 
 
-def duckdb_peer() -> tuple[float, dict[tuple[str, str], dict[str, Decimal]]]:
+PEER_SQL = f"""
+    WITH t AS (
+        SELECT tenant, timezone('{TZ}', ts) AS lt, sum(kwh) AS kwh
+        FROM readings GROUP BY tenant, ts
+    ), c AS (
+        SELECT tenant, strftime(lt, '%Y-%m') AS month,
+               CASE WHEN isodow(lt) <= 5 AND hour(lt) >= 7 AND hour(lt) < 23 THEN 'on_peak' ELSE 'off_peak' END AS tou,
+               kwh
+        FROM t WHERE year(lt) = {YEAR}
+    )
+    SELECT tenant, month, tou, sum(kwh), max(kwh) FROM c GROUP BY tenant, month, tou ORDER BY 1, 2, 3
+"""
+
+
+def peer_files() -> tuple[Path, Path, float]:
+    """The peers' copies of the same data, made once and cached beside the store (not timed):
+    a DuckDB database with a native row-per-interval table, and a Parquet file of it."""
     import duckdb
     import pandas as pd
 
+    duck = CACHE.with_suffix(".duckdb")
+    parquet = CACHE.with_suffix(".parquet")
+    if duck.exists() and parquet.exists():
+        return duck, parquet, 0.0
+    t0 = time.perf_counter()
+    for p in (duck, parquet):
+        if p.exists():
+            p.unlink()
     st = starts()
     n = st.size
-    data = [values(i, n) for i in range(N_CHANNELS)]  # the same data, generated before the clock starts
-    t0 = time.perf_counter()
-    con = duckdb.connect()
+    con = duckdb.connect(str(duck))
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE TABLE readings (channel INTEGER, tenant INTEGER, ts TIMESTAMPTZ, kwh DOUBLE)")
     ts = (st * 1_000_000).astype("datetime64[us]")
     for i0 in range(0, N_CHANNELS, 100):
-        chunk = range(i0, i0 + 100)
-        frame = {
+        chunk = range(i0, min(i0 + 100, N_CHANNELS))
+        frame = pd.DataFrame({
             "channel": np.repeat(np.array(list(chunk), dtype=np.int32), n),
             "tenant": np.repeat(np.array([i // PER_TENANT for i in chunk], dtype=np.int32), n),
             "ts": np.tile(ts, len(chunk)),
-            "kwh": np.concatenate([data[i] for i in chunk]),
-        }
-        con.register("chunk_df", pd.DataFrame(frame))
+            "kwh": np.concatenate([values(i, n) for i in chunk]),
+        })
+        con.register("chunk_df", frame)
         con.execute("INSERT INTO readings SELECT channel, tenant, ts::TIMESTAMPTZ, kwh FROM chunk_df")
         con.unregister("chunk_df")
-    rows = con.execute(f"""
-        WITH t AS (
-            SELECT tenant, timezone('{TZ}', ts) AS lt, sum(kwh) AS kwh
-            FROM readings GROUP BY tenant, ts
-        ), c AS (
-            SELECT tenant, strftime(lt, '%Y-%m') AS month,
-                   CASE WHEN isodow(lt) <= 5 AND hour(lt) >= 7 AND hour(lt) < 23 THEN 'on_peak' ELSE 'off_peak' END AS tou,
-                   kwh
-            FROM t WHERE year(lt) = {YEAR}
-        )
-        SELECT tenant, month, tou, sum(kwh), max(kwh) FROM c GROUP BY tenant, month, tou ORDER BY 1, 2, 3
-    """).fetchall()
-    secs = time.perf_counter() - t0
+    con.execute("CHECKPOINT")
+    con.execute(f"COPY readings TO '{parquet}' (FORMAT PARQUET)")
+    con.close()
+    return duck, parquet, time.perf_counter() - t0
+
+
+def peer_amounts(rows) -> dict[tuple[str, str], dict[str, Decimal]]:  # noqa: ANN001
+    """Tenant-month energy and invoice totals from ``(tenant, month, tou, kwh, max kwh)`` rows,
+    with the same Decimal rounding as the contract (not timed)."""
     pol = MoneyPolicy(currency="USD")
     out: dict[tuple[str, str], dict[str, Decimal]] = {}
     peak: dict[tuple[str, str], float] = {}
@@ -225,9 +258,41 @@ def duckdb_peer() -> tuple[float, dict[tuple[str, str], dict[str, Decimal]]]:
         peak[key] = max(peak.get(key, 0.0), float(mx) * 4.0)
     for key, d in out.items():
         d["total"] += pol.amount(pol.quantity(to_decimal(peak[key])) * DEMAND_PRICE)
-        d["total"] += pol.amount(FEE_TOTAL * Decimal("0.05"))
+        d["total"] += pol.amount(FEE_TOTAL * SHARE)
+    return out
+
+
+def duckdb_peer(duck: Path) -> tuple[float, float, list]:
+    """DuckDB querying its own on-disk table (loaded beforehand, as our store is): query time only."""
+    import duckdb
+
+    con = duckdb.connect(str(duck), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    w0, c0 = time.perf_counter(), time.process_time()
+    rows = con.execute(PEER_SQL).fetchall()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     con.close()
-    return secs, out
+    return wall, cpu, rows
+
+
+def polars_peer(parquet: Path) -> tuple[float, float, list]:
+    """polars over the Parquet file: the same tenant-month TOU energy and peaks (lazy scan, one collect)."""
+    import polars as pl
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    lt = pl.col("ts").dt.convert_time_zone(TZ)
+    per_ts = (pl.scan_parquet(parquet).group_by("tenant", "ts").agg(pl.col("kwh").sum())
+              .with_columns(lt.alias("lt"))
+              .filter(pl.col("lt").dt.year() == YEAR)
+              .with_columns(pl.col("lt").dt.strftime("%Y-%m").alias("month"),
+                            pl.when((pl.col("lt").dt.weekday() <= 5) & (pl.col("lt").dt.hour() >= 7)
+                                    & (pl.col("lt").dt.hour() < 23))
+                            .then(pl.lit("on_peak")).otherwise(pl.lit("off_peak")).alias("tou")))
+    frame = (per_ts.group_by("tenant", "month", "tou")
+             .agg(pl.col("kwh").sum().alias("sum"), pl.col("kwh").max().alias("max"))
+             .sort("tenant", "month", "tou").collect())
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return wall, cpu, frame.rows()
 
 
 def ours(outcomes) -> dict[tuple[str, str], dict[str, Decimal]]:  # noqa: ANN001
@@ -240,36 +305,79 @@ def ours(outcomes) -> dict[tuple[str, str], dict[str, Decimal]]:  # noqa: ANN001
     return out
 
 
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _fig(xs: list[float]) -> str:
+    return f"{_median(xs):.3f} s ({min(xs):.3f}-{max(xs):.3f})"
+
+
 def main() -> None:
+    import argparse
+
     from kwhub.hub.store import Database
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tenants", type=int, default=20, help="tenants of 50 channels each (default 20)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs of each engine (medians reported)")
+    args = ap.parse_args()
+    configure(args.tenants)
     setup_s, cached = build_store()
     print(f"store: {CACHE} ({'cached' if cached else f'built in {setup_s:.1f} s'}), "
           f"{N_CHANNELS} channels x {starts().size} quarter-hours")
+    duck, parquet, peer_setup = peer_files()
+    print(f"peers' copies: {duck.name}, {parquet.name} ({f'made in {peer_setup:.1f} s' if peer_setup else 'cached'})")
     camp = campus()
-    db = Database.open(f"sqlite:///{fresh_copy()}")
-    secs, outcomes = settle_year(db, camp)
-    stored = stored_totals(db)
-    db.close()
-    errors = [o for o in outcomes if o.status != "issued"]
     n_int = N_CHANNELS * sum(billing_period(m, TZ).span.n_intervals(15) for m in MONTHS)
-    print(f"kwhub: {len(outcomes)} runs, {len(outcomes) - len(errors)} invoices, {n_int:,} intervals "
-          f"from the store to issued invoices in {secs:.2f} s ({n_int / secs / 1e6:.1f} M intervals/s)")
-    if errors:
-        print("not issued:", errors[0].status, errors[0].error or errors[0].held_reasons)
+    ours_w, ours_c, duck_w, duck_c, pol_w, pol_c = [], [], [], [], [], []
+    match = True
+    for r in range(args.runs):
+        work = fresh_copy()
+        os.sync()  # the copy reaches the disk before the clock starts (its flush is not our work)
+        db = Database.open(f"sqlite:///{work}")
+        secs, cpu, outcomes = settle_year(db, camp)
+        stored = stored_totals(db)
+        db.close()
+        errors = [o for o in outcomes if o.status != "issued"]
+        if errors:
+            print("not issued:", errors[0].status, errors[0].error or errors[0].held_reasons)
+        dw, dc, drows = duckdb_peer(duck)
+        pw, pc, prows = polars_peer(parquet)
+        ours_w.append(secs)
+        ours_c.append(cpu)
+        duck_w.append(dw)
+        duck_c.append(dc)
+        pol_w.append(pw)
+        pol_c.append(pc)
+        mine = ours([o for o in outcomes if o.status == "issued"])
+        for name, peer in (("duckdb", peer_amounts(drows)), ("polars", peer_amounts(prows))):
+            ok = (not errors and set(mine) == set(peer) == set(stored) and len(mine) == N_TENANTS * 12
+                  and all(mine[k]["energy_kwh"] == peer[k]["energy_kwh"] and mine[k]["total"] == peer[k]["total"]
+                          == stored[k] for k in mine))
+            if not ok:
+                bad = [k for k in mine if k in peer and mine[k] != peer[k]][:3]
+                print(f"mismatch with {name}:", [(k, mine[k], peer.get(k)) for k in bad])
+            match = match and ok
+        print(f"run {r + 1}: kwhub {secs:.3f} s (cpu {cpu:.3f}), duckdb {dw:.3f} s (cpu {dc:.3f}), "
+              f"polars {pw:.3f} s (cpu {pc:.3f}); {len(outcomes)} runs, {len(outcomes) - len(errors)} invoices")
+    ours_s, duck_s, pol_s = _median(ours_w), _median(duck_w), _median(pol_w)
+    print(f"kwhub:  {_fig(ours_w)}, cpu {_fig(ours_c)}: {n_int:,} intervals from the store to issued invoices "
+          f"({n_int / ours_s / 1e6:.1f} M intervals/s)")
+    print(f"duckdb: {_fig(duck_w)}, cpu {_fig(duck_c)} (its own on-disk table, loaded beforehand; query only)"
+          f"  ours/peer {ours_s / duck_s:.2f}")
+    print(f"polars: {_fig(pol_w)}, cpu {_fig(pol_c)} (lazy scan of Parquet)  ours/peer {ours_s / pol_s:.2f}")
     rate = kernel_rate()
     print(f"kernel: {rate / 1e6:.0f} M intervals/s (aggregation + TOU bins + peaks, in memory)")
-    peer_s, peer = duckdb_peer()
-    print(f"duckdb: {peer_s:.2f} s (row-per-interval table, loading included)")
-    mine = ours([o for o in outcomes if o.status == "issued"])
-    match = (not errors and set(mine) == set(peer) == set(stored) and len(mine) == N_TENANTS * 12
-             and all(mine[k]["energy_kwh"] == peer[k]["energy_kwh"] and mine[k]["total"] == peer[k]["total"]
-                     == stored[k] for k in mine))
-    if not match:
-        bad = [k for k in mine if k in peer and mine[k] != peer[k]][:3]
-        print("mismatch:", [(k, mine[k], peer.get(k)) for k in bad])
-    print(f"tenant-month totals match DuckDB: {match}")
-    print(json.dumps({"seconds": round(secs, 3), "peer_seconds": round(peer_s, 3),
+    print(f"tenant-month totals match DuckDB and polars (to the cent, every run): {match}")
+    print(json.dumps({"tenants": N_TENANTS, "runs_timed": args.runs, "seconds": round(ours_s, 3),
+                      "seconds_spread": [round(min(ours_w), 3), round(max(ours_w), 3)],
+                      "cpu_seconds": round(_median(ours_c), 3),
+                      "duckdb_seconds": round(duck_s, 3), "duckdb_spread": [round(min(duck_w), 3), round(max(duck_w), 3)],
+                      "duckdb_cpu_seconds": round(_median(duck_c), 3),
+                      "polars_seconds": round(pol_s, 3), "polars_spread": [round(min(pol_w), 3), round(max(pol_w), 3)],
+                      "polars_cpu_seconds": round(_median(pol_c), 3),
+                      "ratio_duckdb": round(ours_s / duck_s, 3), "ratio_polars": round(ours_s / pol_s, 3),
                       "kernel_intervals_per_s": round(rate), "totals_match": bool(match),
                       "intervals": n_int, "runs": len(outcomes)}))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +70,35 @@ class AdapterError(Exception):
         self.kind = kind
 
 
+_DEFER_SECRETS: ContextVar[bool] = ContextVar("kwhub_defer_secrets", default=False)
+
+
+@contextmanager
+def deferred_secrets() -> Iterator[None]:
+    """Validate adapter configs without resolving ``"env:NAME"`` secrets (they stay references).
+
+    Loading kwhub.toml validates every instance this way, so a command that never uses an
+    instance (``kwhub invoices list``) does not need its secrets; the instance's config is
+    resolved when it is used (:attr:`kwhub.hub.config.AdapterInstance.config`).
+    """
+    token = _DEFER_SECRETS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_SECRETS.reset(token)
+
+
+def has_secret_references(config: BaseModel) -> bool:
+    """Whether a config still holds an unresolved ``"env:NAME"`` secret."""
+    for name, info in type(config).model_fields.items():
+        if _is_secret(info.annotation):
+            value = getattr(config, name, None)
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(raw, str) and raw.startswith(ENV_PREFIX):
+                return True
+    return False
+
+
 def resolve_secret(value: Any) -> Any:
     """Resolve ``"env:NAME"`` to the environment variable's value (error if unset)."""
     raw = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -98,6 +129,8 @@ class AdapterConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         out = dict(data)
+        if _DEFER_SECRETS.get():
+            return out
         for name, info in cls.model_fields.items():
             if name in out and _is_secret(info.annotation):
                 try:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES
 from kwhub.core.invoice import Address, PaymentDetails
 from kwhub.core.money import RoundingMode
+from kwhub.core.tax_categories import default_category, tax_problems
 
 AssetKind = Literal[
     "gas_turbine", "recip_engine", "solar", "wind", "battery", "smr", "grid_tie", "load", "fuel_cell", "other",
@@ -204,6 +205,8 @@ class Amendment(_Strict):
     remove_components: list[str] = Field(default_factory=list)
     tax_percent: Decimal | None = None
     tax_category: str | None = None
+    tax_exemption_reason: str | None = None
+    tax_exemption_code: str | None = None
 
 
 class ReviewChecks(_Strict):
@@ -262,10 +265,26 @@ class Contract(_Strict):
     sources: list[str] = Field(default_factory=list)  # which allocated energy this contract sells
     not_billed: dict[str, str] = Field(default_factory=dict)  # source -> why its energy is not billed here
     tax_percent: Decimal = Decimal("0")
-    tax_category: str = "S"
+    tax_category: str = ""  # empty: S with a rate, Z without (see kwhub.core.tax_categories)
+    tax_exemption_reason: str = ""  # E, O, AE, K, G: why no tax is charged (EN 16931 BT-120)
+    tax_exemption_code: str = ""  # or its VATEX code (BT-121)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     components: list[ComponentSpec] = Field(default_factory=list)
     amendments: list[Amendment] = Field(default_factory=list)  # later versions of the terms, by effective day
+
+    @model_validator(mode="after")
+    def _tax_terms(self) -> Contract:
+        if not self.tax_category:
+            self.tax_category = default_category(self.tax_percent)
+        problems = tax_problems(self.tax_category, self.tax_percent, self.tax_exemption_reason, self.tax_exemption_code)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def tax_exemption(self) -> tuple[str, str]:
+        """(reason, VATEX code) written with the lines' tax category."""
+        return self.tax_exemption_reason, self.tax_exemption_code
 
 
 class AllocationSpec(_Strict):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from kwhub.core.campus import Amendment, ComponentSpec, Contract
+from kwhub.core.tax_categories import default_category, legacy_tax_key, tax_problems
 from kwhub.core.timeline import BillingPeriod, period_between
 
 TERMS_FIELDS = ("start", "currency", "rounding", "precision", "payment_days", "tax_percent", "tax_category")
@@ -62,7 +63,7 @@ class TermsVersion:
         return f"v{self.number}" if self.label == f"v{self.number}" else f"v{self.number} ({self.label})"
 
     def terms_json(self) -> dict[str, Any]:
-        """The terms as canonical JSON data (what :attr:`terms_hash` covers)."""
+        """The terms as canonical JSON data (what :attr:`terms_hash` covers, see there for zero tax)."""
         return json.loads(self._terms_text)
 
     @cached_property
@@ -71,13 +72,21 @@ class TermsVersion:
 
         k = self.contract
         out: dict[str, Any] = {f: getattr(k, f) for f in TERMS_FIELDS}
+        for f in ("tax_exemption_reason", "tax_exemption_code"):  # only when given: earlier hashes stay
+            if getattr(k, f):
+                out[f] = getattr(k, f)
         out["components"] = [{"id": cid, "kind": spec.kind, **spec.settings()}
                              for cid, spec in zip(component_ids(k), k.components, strict=True)]
         return json.dumps(out, sort_keys=True, separators=(",", ":"), default=str)
 
     @cached_property
     def terms_hash(self) -> str:
-        return hashlib.sha256(self._terms_text.encode("utf-8")).hexdigest()
+        """SHA-256 of the terms; zero tax hashes as ``S`` whether written ``Z`` or (before kwhub
+        refused it) ``S`` at 0 %, so runs settled then keep matching (:func:`legacy_tax_key`)."""
+        data = json.loads(self._terms_text)
+        data["tax_category"] = legacy_tax_key(self.contract.tax_category, self.contract.tax_percent)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def as_json(self) -> dict[str, Any]:
         return {"version": self.number, "label": self.label, "name": self.name,
@@ -111,7 +120,8 @@ def amendment_problems(contract: Contract) -> list[str]:
         if label in labels:
             problems.append(f"{where}.id: duplicate version id {label!r}")
         labels.add(label)
-        if not (am.components or am.remove_components or am.tax_percent is not None or am.tax_category is not None):
+        if not (am.components or am.remove_components or am.tax_percent is not None or am.tax_category is not None
+                or am.tax_exemption_reason is not None or am.tax_exemption_code is not None):
             problems.append(f"{where}: changes no terms (give components, remove_components, tax_percent "
                             "or tax_category)")
         for r in am.remove_components:
@@ -157,9 +167,21 @@ def _amend(base: Contract, am: Amendment) -> Contract:
     }
     if am.tax_percent is not None:
         update["tax_percent"] = am.tax_percent
+        if am.tax_category is None and base.tax_category in ("S", "Z"):  # a new rate moves S <-> Z with it
+            update["tax_category"] = default_category(am.tax_percent)
     if am.tax_category is not None:
         update["tax_category"] = am.tax_category
-    return base.model_copy(update=update)
+        update["tax_exemption_reason"] = am.tax_exemption_reason or ""
+        update["tax_exemption_code"] = am.tax_exemption_code or ""
+    for key in ("tax_exemption_reason", "tax_exemption_code"):
+        if getattr(am, key) is not None:
+            update[key] = getattr(am, key)
+    amended = base.model_copy(update=update)
+    problems = tax_problems(amended.tax_category, amended.tax_percent, amended.tax_exemption_reason,
+                            amended.tax_exemption_code)
+    if problems:
+        raise AmendmentError(f"contract {base.id!r} amendment {am.id or am.effective}: " + "; ".join(problems))
+    return amended
 
 
 def contract_versions(contract: Contract) -> list[TermsVersion]:

@@ -140,21 +140,26 @@ def json_line(line: InvoiceLine) -> dict[str, Any]:
     }
 
 
+def _shown(value: Any) -> str:
+    """A value as text for people: ``-`` for nothing (never Python's ``None``)."""
+    return "-" if value is None else str(value)
+
+
 def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
     """A readable explanation (channel-day rows beyond ``max_rows`` are summarised)."""
     inv, ln, ar = exp["invoice"], exp["line"], exp["arithmetic"]
     out = [
         f"Invoice {inv['number']} ({inv['kind']}, {inv['currency']})"
         + (f", references {', '.join(inv['references'])}" if inv["references"] else ""),
-        f"Line {ln['number']}: {ln['description']}  [{ln['charge_type']}, component {ln['component_id']}]",
+        f"Line {ln['number']}: {ln['description']}  [{ln['charge_type']}, component {_shown(ln['component_id'])}]",
         f"  {ar['quantity']} {ln['unit']} x {ar['unit_price']} = {ar['product']}"
         f" -> rounded {ar['rounding']} to {ar['places']} places = {ar['rounded']}"
         f" ({'matches' if ar['matches'] else 'DOES NOT MATCH'} amount {ar['amount']})",
         f"Intervals: {exp['intervals']['count']} x {exp['intervals']['interval_minutes']} min over {exp['intervals']['span']}",
         "Determinants:",
-        *[f"  {k} = {v}" for k, v in sorted(exp["determinants"].items())],
+        *[f"  {k} = {_shown(v)}" for k, v in sorted(exp["determinants"].items())],
         "Prices:",
-        *([f"  {k} = {v}" for k, v in sorted(exp["prices"].items())] or ["  (none)"]),
+        *([f"  {k} = {_shown(v)}" for k, v in sorted(exp["prices"].items())] or ["  (none)"]),
     ]
     tv = exp.get("terms") or {}
     if tv.get("first_day"):
@@ -165,10 +170,11 @@ def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
     else:
         out.append("Terms: not recorded (the run was settled before contract versions were recorded)")
     al = exp["allocation"]
-    out.append(f"Allocation: method {al['method']}, tenant {al['tenant']}, loss factor {al['loss_factor']}")
+    out.append(f"Allocation: method {_shown(al['method'])}, tenant {_shown(al['tenant'])}, "
+               f"loss factor {_shown(al['loss_factor'])}")
     for src, info in sorted((al.get("sources") or {}).items()):
         mark = " <- this line" if src == al["source"] else ""
-        out.append(f"  {src}: {info.get('kwh')} kWh, share of source {info.get('share_of_source', '-')}{mark}")
+        out.append(f"  {src}: {_shown(info.get('kwh'))} kWh, share of source {_shown(info.get('share_of_source'))}{mark}")
     en = exp.get("energy") or {}
     if en.get("sources_kwh"):
         out.append("Energy by source: " + ", ".join(f"{s} {k} kWh" for s, k in sorted(en["sources_kwh"].items())))
@@ -177,8 +183,8 @@ def render_text(exp: Mapping[str, Any], max_rows: int = 40) -> str:
         out.append(f"Note: {miss['note']}")
     run = exp["run"]
     out.append(f"Run {run['id']} ({run.get('status') or 'issued'}: {run['version_kind']} #{run['seq']}, "
-               f"layer {run['layer']}, {'STALE' if run['stale'] else 'current'}), "
-               f"statement sha256 {run['statement_hash']}")
+               f"layer {_shown(run['layer'])}, {'STALE' if run['stale'] else 'current'}), "
+               f"statement sha256 {_shown(run['statement_hash'])}")
     for c in (exp.get("review") or {}).get("checks", []):
         out.append(f"  check {c['check']}: {'pass' if c['passed'] else 'FAIL'} - {c['message']}")
     if run["previous_run"]:

@@ -125,6 +125,10 @@ def kwhub_sniff_meter_file(path: Path, head: bytes) -> str | None:
 def kwhub_cli_commands(app: Any) -> None:
     """Add commands to the ``kwhub`` typer application.
 
+    The command line imports plugins lazily: this hook is called on the installed plugins
+    that kwhub does not ship, when ``kwhub --help`` lists the commands or a command name is
+    not one of kwhub's own (kwhub's commands never wait for plugins to load).
+
     Signature: ``kwhub_cli_commands(app)``. Example::
 
         @hookimpl

@@ -20,7 +20,7 @@ from kwhub.core.money import MoneyPolicy
 DocumentKind = Literal["invoice", "credit_note", "adjustment"]
 ChargeType = Literal[
     "energy", "demand", "capacity", "fee", "take_or_pay", "availability_credit",
-    "pass_through", "adjustment", "other",
+    "pass_through", "adjustment", "market_credit", "other",
 ]
 
 # UN/ECE Recommendation 20 unit codes used on energy invoices.
@@ -143,6 +143,8 @@ class InvoiceLine(BaseModel):
     amount: Decimal
     tax_category: str = "S"  # UNCL5305: S standard, Z zero, E exempt, O outside scope
     tax_percent: Decimal = Decimal("0")
+    tax_exemption_reason: str = ""  # why E/O/AE/K/G lines carry no tax (EN 16931 BT-120)
+    tax_exemption_code: str = ""  # the VATEX code of that reason (BT-121), e.g. VATEX-EU-132
     source_asset: str = ""
     component_id: str = ""
     period_start: date | None = None
@@ -157,6 +159,9 @@ class InvoiceLine(BaseModel):
         data: dict[str, Any] = handler(self)
         if data.get("emissions", 0) is None:
             del data["emissions"]
+        for key in ("tax_exemption_reason", "tax_exemption_code"):  # likewise for lines without an exemption
+            if data.get(key, None) == "":
+                del data[key]
         return data
 
     @property
@@ -173,6 +178,16 @@ class TaxSubtotal(BaseModel):
     percent: Decimal
     taxable_amount: Decimal
     tax_amount: Decimal
+    exemption_reason: str = ""  # BT-120
+    exemption_code: str = ""  # BT-121
+
+    @model_serializer(mode="wrap")
+    def _without_absent_exemption(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)  # a subtotal without an exemption keeps its earlier bytes
+        for key in ("exemption_reason", "exemption_code"):
+            if data.get(key, None) == "":
+                del data[key]
+        return data
 
 
 class DocumentReference(BaseModel):
@@ -222,10 +237,13 @@ class Invoice(BaseModel):
         return self.buyer if self.is_credit else self.seller
 
     def payment_terms(self) -> str:
-        """The payment terms text (BT-20): the payee's own, else ``Net N days, due DATE``."""
+        """The payment terms text (BT-20): the payee's own, else ``Net N days, due DATE`` (a credit
+        note has no due date: ``Credited to the buyer's account``)."""
         pay = self.payee.payment
         if pay is not None and pay.terms:
             return pay.terms
+        if self.is_credit:
+            return "Credited to the buyer's account, no payment due"
         return f"Net {(self.due_date - self.issue_date).days} days, due {self.due_date.isoformat()}"
 
 
@@ -236,14 +254,19 @@ def compute_totals(invoice: Invoice, policy: MoneyPolicy) -> Invoice:
     EN 16931 requires; totals are sums of already-rounded Decimals, so nothing drifts.
     """
     groups: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+    reasons: dict[tuple[str, Decimal], tuple[str, str]] = {}
     for line in invoice.lines:
         groups[(line.tax_category, line.tax_percent)] += line.amount
+        if line.tax_exemption_reason or line.tax_exemption_code:
+            reasons.setdefault((line.tax_category, line.tax_percent), (line.tax_exemption_reason, line.tax_exemption_code))
     taxes = [
         TaxSubtotal(
             category=cat,
             percent=pct,
             taxable_amount=base,
             tax_amount=policy.amount(base * pct / Decimal(100)),
+            exemption_reason=reasons.get((cat, pct), ("", ""))[0],
+            exemption_code=reasons.get((cat, pct), ("", ""))[1],
         )
         for (cat, pct), base in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
     ]

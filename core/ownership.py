@@ -18,6 +18,10 @@ one period, an owner's statement lists per asset:
 * **market revenue**: what an ISO paid for the asset's resource in the period (statement
   amounts with the sign flipped once, :mod:`kwhub.core.markets.revenue`), given as
   :class:`MarketRevenueItem` s and split by the same shares.
+* **market credit**: the part of that market revenue the settled runs credited to tenants
+  (``market_credit`` lines of a ``market_revenue_credit`` component, negative, one per
+  asset; :mod:`kwhub.core.pricing.market_credit`). Market revenue plus market credit is
+  what the owners keep: the credits plus what the owners keep equal the ISO revenue.
 * **costs**: fuel (metered MMBtu x ``fuel_price_per_mmbtu``), variable O&M (MWh x
   ``variable_om_per_mwh``) and fixed O&M per period, configured per asset.
 
@@ -39,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kwhub.core.campus import Campus
 from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 
-LineKind = Literal["revenue", "market_revenue", "fuel_cost", "variable_om", "fixed_om"]
+LineKind = Literal["revenue", "market_revenue", "market_credit", "fuel_cost", "variable_om", "fixed_om"]
 
 
 class OwnershipError(ValueError):
@@ -153,7 +157,7 @@ class SettledRun:
 
 
 _BY_ENERGY_MIX = ("demand", "capacity", "take_or_pay")
-_REVENUE = ("revenue", "market_revenue")
+_REVENUE = ("revenue", "market_revenue", "market_credit")
 
 
 def attributed_revenues(campus: Campus, runs: Iterable[SettledRun], config: OwnershipConfig,
@@ -198,6 +202,24 @@ def attributed_revenues(campus: Campus, runs: Iterable[SettledRun], config: Owne
     return {a: (out[a], refs[a]) for a in sorted(out)}
 
 
+def _market_credits(runs: Iterable[SettledRun],
+                    assets: Mapping[str, Any]) -> list[tuple[str, LineKind, str, Decimal, dict[str, str]]]:
+    """Per asset, the market revenue the settled runs credited to tenants (negative)."""
+    credit: dict[str, Decimal] = defaultdict(Decimal)
+    refs: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for n, line in enumerate(run.lines, start=1):
+            if line.get("charge_type") != "market_credit":
+                continue
+            asset = str(line.get("source_asset") or "")
+            if asset not in assets or not assets[asset].owners:
+                raise OwnershipError(f"market credit {run.run_id}#{n}: asset {asset!r} has no owners to bear it")
+            credit[asset] += Decimal(str(line["amount"]))
+            refs[asset].append(f"{run.run_id}#{n}")
+    return [(a, "market_credit", f"Market revenue credited to tenants {a}", credit[a], {"lines": ",".join(refs[a])})
+            for a in sorted(credit)]
+
+
 def owner_statements(
     campus: Campus,
     runs: Iterable[SettledRun],
@@ -210,6 +232,7 @@ def owner_statements(
     """One :class:`OwnerStatement` per owning party (sorted by party id), from the period's
     settled runs (revenue, :func:`attributed_revenues`), the ISO market revenue of the
     assets' resources (``market``) and the assets' operations (costs)."""
+    runs = list(runs)
     assets = {a.id: a for a in campus.assets}
     for aid in list(config.costs) + list(config.sellers) + list(operations):
         if aid not in assets:
@@ -224,6 +247,7 @@ def owner_statements(
         if not assets[item.asset].owners:
             raise OwnershipError(f"market revenue: asset {item.asset!r} has no owners to share it")
         totals.append((item.asset, "market_revenue", item.description, item.amount, dict(item.basis)))
+    totals += _market_credits(runs, assets)
     for aid in sorted(set(config.costs) | set(operations)):
         rates = config.costs.get(aid, AssetCosts())
         ops = operations.get(aid, AssetOperations())

@@ -66,6 +66,7 @@ from kwhub.core.pricing.lines import build_components, charges_to_lines, price_c
 from kwhub.core.pricing.tou import LocalCalendar
 from kwhub.core.quality import Quality
 from kwhub.core.review import ChannelStats
+from kwhub.core.tax_categories import legacy_tax_key
 from kwhub.core.timeline import BillingPeriod
 
 VersionKind = Literal["initial", "final", "true_up"]
@@ -102,6 +103,11 @@ class SettlementOptions:
     review_policy: Literal["auto", "manual"] = "auto"
     review_checks: ReviewChecks | None = None
     carbon: CarbonSetup | None = None  # [emissions]: put the emissions of the billed energy on the lines
+    #: the period's ISO market revenue (``kwhub.core.pricing.market_credit.MarketRevenue``), for
+    #: ``market_revenue_credit`` components; the hub sets it per period through ``market_revenue_loader``
+    market_revenue: Any = None
+    #: ``(database, period label) -> MarketRevenue``: how the hub loads it (None: no markets configured)
+    market_revenue_loader: Any = None
 
 
 @dataclass(frozen=True)
@@ -341,11 +347,15 @@ def build_context(
     by_source: dict[str, np.ndarray] = {}
     alloc_summary: dict[str, Any] = {"method": "metered", "tenant": None}
     grid_kwh = 0.0
+    allocated_total: dict[str, np.ndarray] = {}
     if ce.basis == "allocation":
         if allocation is None or allocation.kwh is None:
             raise SettlementError(f"{where}: the contract bills allocated energy, but no allocation was computed")
         t = allocation.tenant_index(contract.buyer)
         shares = allocation.shares(contract.buyer)
+        if credits_market_revenue(contract):  # the denominator of a pro-rata credit: every tenant's kWh
+            every = allocation.kwh.sum(axis=0)  # (sources, intervals)
+            allocated_total = {src: every[j] for j, src in enumerate(allocation.sources)}
         sources: dict[str, Any] = {}
         for j, src in enumerate(allocation.sources):
             total = float(allocation.totals[t, j])
@@ -399,10 +409,18 @@ def build_context(
         index_series=dict(options.index_series), availability=availability,
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
         claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,
+        market_revenue=options.market_revenue, allocated_kwh_total=allocated_total,
+        allocated_starts=starts if allocated_total else None,
     )
     # contracts of one period share the local calendar of the interval starts
     ctx.__dict__["calendar"] = local_calendar(matrix.start_epoch, n, matrix.interval_minutes, contract.timezone)
     return ctx, alloc_summary
+
+
+def credits_market_revenue(contract: Contract) -> bool:
+    """Whether the contract (or an amendment) has a ``market_revenue_credit`` component."""
+    kinds = [spec.kind for spec in contract.components] + [c.kind for a in contract.amendments for c in a.components]
+    return "market_revenue_credit" in kinds
 
 
 @lru_cache(maxsize=16)
@@ -544,7 +562,7 @@ def compute_run(
     else:
         charges = price_contract(build_components(contract, components), ctx)
         lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
-                                 tax_percent=contract.tax_percent)
+                                 tax_percent=contract.tax_percent, tax_exemption=contract.tax_exemption)
     carbon_section = None
     if carbon is not None and ce.basis == "allocation":
         lines, masks = attach(lines, charges, ctx.energy_by_source, carbon)
@@ -576,10 +594,11 @@ def unbilled_rows(comp: RunComputation) -> list[Any]:
 def line_key(line: InvoiceLine | Mapping[str, Any]) -> tuple[str, str, str, str, str]:
     """Lines of two versions match on (component, source asset, description, tax category, tax rate)."""
     if isinstance(line, InvoiceLine):
-        return (line.component_id, line.source_asset, line.description, line.tax_category,
-                money_str(line.tax_percent.normalize()))
+        return (line.component_id, line.source_asset, line.description,
+                legacy_tax_key(line.tax_category, line.tax_percent), money_str(line.tax_percent.normalize()))
+    pct = Decimal(str(line.get("tax_percent", "0")))
     return (str(line["component_id"]), str(line["source_asset"]), str(line["description"]),
-            str(line.get("tax_category", "S")), money_str(Decimal(str(line.get("tax_percent", "0"))).normalize()))
+            legacy_tax_key(str(line.get("tax_category", "S")), pct), money_str(pct.normalize()))
 
 
 def line_from_json(data: Mapping[str, Any]) -> InvoiceLine:
@@ -616,6 +635,8 @@ def delta_lines(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: 
             "number": len(out) + 1, "description": f"{ref.description} ({label})", "quantity": qty, "unit": unit,
             "unit_price": price, "amount": amount, "determinants": dets, "charge_type": ref.charge_type,
             "emissions": emissions,
+            # a line issued as S at 0 % (before kwhub refused it) is corrected as Z, which bills the same
+            "tax_category": "Z" if ref.tax_category == "S" and ref.tax_percent == 0 else ref.tax_category,
         }))
 
     for key in keys:
@@ -700,8 +721,8 @@ def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], pol
     """Tax of a correction per (category, rate): ``round(new tax) - round(old tax)``, never the
     tax of the difference, so that the original plus its corrections is what a fresh
     invoice on the final data shows, to the cent (DOMAIN: the arithmetic of a correction)."""
-    before = {(t.category, t.percent.normalize()): t for t in full_taxes(old, policy)}
-    after = {(t.category, t.percent.normalize()): t for t in full_taxes(new, policy)}
+    before = {(legacy_tax_key(t.category, t.percent), t.percent.normalize()): t for t in full_taxes(old, policy)}
+    after = {(legacy_tax_key(t.category, t.percent), t.percent.normalize()): t for t in full_taxes(new, policy)}
     out = []
     zero = Decimal("0")
     for key in sorted(set(before) | set(after)):
@@ -711,7 +732,8 @@ def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], pol
         if taxable or tax:
             ref = a or b
             assert ref is not None
-            out.append(TaxSubtotal(category=ref.category, percent=ref.percent, taxable_amount=taxable, tax_amount=tax))
+            out.append(TaxSubtotal(category=ref.category, percent=ref.percent, taxable_amount=taxable, tax_amount=tax,
+                                   exemption_reason=ref.exemption_reason, exemption_code=ref.exemption_code))
     return out
 
 

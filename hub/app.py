@@ -39,6 +39,9 @@ class Hub:
     _db: Database | None = field(default=None, repr=False)
     database_url: str = ""
     _t0: float = field(default_factory=time.monotonic, repr=False)
+    # called (without arguments) after :meth:`settle` or :meth:`approve` issued something in this
+    # process; e.g. the dashboard recomputes its campus figures (kwhub.hub.ui.flow.FlowWarmer)
+    issue_listeners: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
 
     # ------------------------------------------------------------------ clock
 
@@ -128,18 +131,27 @@ class Hub:
         """Settle one period (see :func:`kwhub.hub.settle.service.settle`), deliveries wired in."""
         from kwhub.hub.settle.service import settle
 
-        return settle(self.db, self.campus, period, contracts=contracts, version=version,
-                      options=options or self.settlement_options(), issue_date=issue_date,
-                      components=self.registry, progress=progress, now=now, dry_run=dry_run,
-                      on_issue=None if dry_run else self.on_issue())
+        outcomes = settle(self.db, self.campus, period, contracts=contracts, version=version,
+                          options=options or self.settlement_options(), issue_date=issue_date,
+                          components=self.registry, progress=progress, now=now, dry_run=dry_run,
+                          on_issue=None if dry_run else self.on_issue())
+        if any(o.status == "issued" for o in outcomes):
+            self._issued()
+        return outcomes
 
     def approve(self, run_ids: Sequence[str], *, actor: str, reason: str = "",
                 issue_date: date | None = None) -> dict[str, Any]:
         """Approve runs: issue their drafts and queue the deliveries (see :mod:`kwhub.hub.settle.review`)."""
         from kwhub.hub.settle.review import approve_runs
 
-        return approve_runs(self.db, self.campus, run_ids, actor=actor, reason=reason, issue_date=issue_date,
-                            on_issue=self.on_issue())
+        out = approve_runs(self.db, self.campus, run_ids, actor=actor, reason=reason, issue_date=issue_date,
+                           on_issue=self.on_issue())
+        self._issued()
+        return out
+
+    def _issued(self) -> None:
+        for listener in list(self.issue_listeners):
+            listener()
 
     def ingest_file(self, path: str | Path, adapter_id: str, channel: str | None = None, *,
                     now: datetime | None = None) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext
+from kwhub.core.adapters import Adapter, AdapterConfig, AdapterContext, deferred_secrets
 from kwhub.core.campus import (
     AllocationSpec,
     Asset,
@@ -142,13 +142,45 @@ class ConfigFile(BaseModel):
 
 @dataclass
 class AdapterInstance:
-    """A validated adapter instance, ready to be built."""
+    """A validated adapter instance, ready to be built.
+
+    Its ``"env:NAME"`` secrets are resolved when :attr:`config` is first read (building the
+    adapter reads it), not when kwhub.toml is loaded: a command that never uses the instance
+    does not need them. An unset variable is then a :class:`ConfigError` naming the key.
+    """
 
     id: str
     type: str
     cls: type[Adapter]
-    config: AdapterConfig
+    validated: AdapterConfig
     enabled: bool = True
+    where: str = ""
+    source: str = ""
+    _resolved: AdapterConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> AdapterConfig:
+        """The instance's config with its secrets resolved from the environment."""
+        if self._resolved is None:
+            from kwhub.core.adapters import has_secret_references
+
+            if not has_secret_references(self.validated):
+                self._resolved = self.validated
+            else:
+                data = self.validated.model_dump(exclude_unset=True)
+                adapter_cls: Any = self.cls
+                try:
+                    self._resolved = adapter_cls.Config.model_validate(data)
+                except ValidationError as exc:
+                    where = self.where or f'adapters (id="{self.id}")'
+                    problems = [f"{where}.config.{'.'.join(str(x) for x in e['loc'])}: "
+                                f"{e['msg'].removeprefix('Value error, ')}" if e["loc"]
+                                else f"{where}.config.{e['msg'].removeprefix('Value error, ')}"  # "secret: ..."
+                                for e in exc.errors()]
+                    raise ConfigError(self.source or "kwhub.toml", problems,
+                                      hint="set the environment variable, or change the reference in "
+                                           "kwhub.toml") from None
+        return self._resolved
 
     def build(self, context: AdapterContext | None = None) -> Adapter:
         return self.cls(self.id, self.config, context)
@@ -208,7 +240,15 @@ class KwhubConfig:
         return SettlementOptions(layer=s.layer, fallback_raw=s.fallback_raw, missing=s.missing,
                                  shared=s.shared, grid_price_per_mwh=s.grid_price_per_mwh,  # type: ignore[arg-type]
                                  index_series=indexes, review_policy=r.policy, review_checks=r.checks,
-                                 carbon=self.carbon_setup())
+                                 carbon=self.carbon_setup(), market_revenue_loader=self._market_revenue_loader())
+
+    def _market_revenue_loader(self) -> Any:
+        """How settlement loads a period's ISO market revenue (None without ``[[markets.resources]]``)."""
+        if not self.file.markets.resources:
+            return None
+        from kwhub.hub.markets.credit import market_revenue_loader
+
+        return market_revenue_loader(self)
 
     @property
     def emissions(self) -> EmissionsSettings:
@@ -243,6 +283,20 @@ class KwhubConfig:
         from kwhub.core.carbon_factors import CarbonSetup
 
         return CarbonSetup(self.file.emissions, self.factor_library(), self.grid_region())
+
+    def resolve_secrets(self) -> None:
+        """Resolve the ``env:`` secrets of every enabled adapter instance now (a service that
+        will use them all checks them at start); a ConfigError lists every unset one."""
+        problems: list[str] = []
+        for inst in self.adapters.values():
+            if inst.enabled:
+                try:
+                    inst.config  # noqa: B018 - resolving is the point
+                except ConfigError as exc:
+                    problems += exc.problems
+        if problems:
+            raise ConfigError(self.source, problems, hint="set the environment variables, or change the "
+                                                          "references in kwhub.toml")
 
     def context(self) -> AdapterContext:
         return AdapterContext(
@@ -456,12 +510,13 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
             problems.append(f"{where}.type: no plugin registers adapter type {spec.type!r} (known: {known})")
             continue
         try:
-            cfg = cls.Config.model_validate(spec.config)
+            with deferred_secrets():  # resolved by the commands that use the instance
+                cfg = cls.Config.model_validate(spec.config)
         except ValidationError as exc:
             raw = raw_adapters[i].get("config", {}) if i < len(raw_adapters) else {}
             problems += format_validation_error(exc, raw, prefix=f"{where}.config", secrets=secret_fields(cls.Config))
             continue
-        instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled)
+        instances[spec.id] = AdapterInstance(spec.id, spec.type, cls, cfg, spec.enabled, where=where)
         if spec.enabled:
             warnings += [f"{where}.config.{w}" for w in cfg.warnings()]
     formats = {getattr(c, "format_id", "") for c in registry.adapters.values() if getattr(c, "format_id", "")}
@@ -494,6 +549,21 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
     except VeeConfigError as exc:
         problems += exc.problems
     return instances, problems
+
+
+def _registry_for(cf: ConfigFile) -> Any:
+    """The plugins this configuration names: the families of its adapter types, the ERP
+    renderers when parties receive documents, and kwhub's core rules and price components.
+    Loading a configuration does not import the plugins of families it does not use."""
+    from kwhub.hub.registry import get_registry
+
+    families = {"core"} | {spec.type.split(".", 1)[0] for spec in cf.adapters}
+    if any(p.delivery.formats or p.delivery.routes for p in cf.parties):
+        families.add("erp")
+    registry = get_registry(families=families)
+    if any(spec.type not in registry.adapters for spec in cf.adapters):
+        registry = get_registry()  # an unknown type is reported against every installed one
+    return registry
 
 
 def _amended_component_problems(k: Contract, k_i: int, registry: Any) -> list[str]:
@@ -553,11 +623,11 @@ def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: An
         raise ConfigError(source, format_validation_error(exc, data)) from None
     problems = _cross_check(cf)
     if registry is None:
-        from kwhub.hub.registry import get_registry
-
-        registry = get_registry()
+        registry = _registry_for(cf)
     warnings: list[str] = []
     instances, plugin_problems = _validate_plugins(cf, data, registry, warnings)
+    for inst in instances.values():
+        inst.source = source
     problems += plugin_problems
     if problems:
         raise ConfigError(source, problems)

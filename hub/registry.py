@@ -167,6 +167,14 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def builtin_family(name: str) -> str | None:
+    """The family of a plugin kwhub ships (``meters``, ``markets``, ``erp``, ``esg`` or
+    ``core``), from its entry-point name; None for any other plugin."""
+    if name not in BUILTIN_PLUGINS:
+        return None
+    return name.split("_", 1)[0]
+
+
 def _candidates(use_entry_points: bool) -> list[tuple[str, Callable[[], ModuleType | Any], str, str]]:
     """(name, loader, distribution, version) for every plugin that could be loaded."""
     out: list[tuple[str, Callable[[], Any], str, str]] = []
@@ -194,12 +202,18 @@ def load_plugins(
     block: Iterable[str] | None = None,
     strict: bool | None = None,
     extra: Iterable[tuple[str, Any]] = (),
+    families: Iterable[str] | None = None,
+    third_party: bool = True,
 ) -> Registry:
     """Load plugins and collect what they register.
 
     ``use_entry_points`` defaults to True unless ``KWHUB_NO_ENTRYPOINTS`` is set (the test
     suite sets it). ``extra`` adds ``(name, plugin_object)`` pairs, e.g. test plugins.
+    ``families`` (``meters``, ``markets``, ``erp``, ``esg``, ``core``) limits the plugins
+    kwhub ships to those families (None: all); plugins of other distributions are loaded
+    whenever ``third_party`` is true, as their family is only known once they are imported.
     """
+    family_set = set(families) if families is not None else None
     if use_entry_points is None:
         use_entry_points = not os.environ.get("KWHUB_NO_ENTRYPOINTS")
     allow_set = set(allow) if allow is not None else _env_list("KWHUB_PLUGINS_ALLOW")
@@ -216,6 +230,11 @@ def load_plugins(
         if allow_set and name not in allow_set:
             continue
         if name in block_set:
+            continue
+        fam = builtin_family(name) if dist == "kwhub" else None
+        if family_set is not None and fam is not None and fam not in family_set:
+            continue
+        if fam is None and dist and not third_party:
             continue
         info = PluginInfo(name=name, module="", distribution=dist, version=ver)
         reg.plugins[name] = info
@@ -327,11 +346,37 @@ def _collect(pm: pluggy.PluginManager, name: str, plugin: Any, reg: Registry, in
 
 
 _REGISTRY: Registry | None = None
+_PARTIAL: dict[frozenset[str], Registry] = {}
+ALL_FAMILIES = ("meters", "markets", "erp", "esg", "core")
 
 
-def get_registry(reload: bool = False) -> Registry:
-    """The process-wide registry, loaded on first use."""
+def get_registry(reload: bool = False, *, families: Iterable[str] | None = None) -> Registry:
+    """The process-wide registry, loaded on first use.
+
+    ``families`` asks for the plugins kwhub ships of those families only (plus every
+    third-party plugin): a command that reads meter files needs ``("meters", "core")``, not
+    the ERP renderers. Once the full registry is loaded it answers every request.
+    """
     global _REGISTRY
-    if _REGISTRY is None or reload:
+    if reload:
+        _REGISTRY = None
+        _PARTIAL.clear()
+    if _REGISTRY is not None:
+        return _REGISTRY
+    if families is None or set(families) >= set(ALL_FAMILIES):
         _REGISTRY = load_plugins()
-    return _REGISTRY
+        return _REGISTRY
+    key = frozenset(families)
+    if key not in _PARTIAL:
+        _PARTIAL[key] = load_plugins(families=key)
+    return _PARTIAL[key]
+
+
+def load_third_party_cli(app: Any) -> bool:
+    """Call ``kwhub_cli_commands(app)`` on the installed plugins kwhub does not ship (the
+    built-in ones add no commands); False when there are none."""
+    reg = load_plugins(families=(), third_party=True)
+    if reg.pm is None or not reg.plugins:
+        return False
+    reg.pm.hook.kwhub_cli_commands(app=app)
+    return True

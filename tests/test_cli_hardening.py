@@ -249,7 +249,7 @@ def settled(db, tmp_path, monkeypatch):
 def _stale_views() -> tuple[bool, bool, str]:
     runner = CliRunner()
     listed = json.loads(runner.invoke(app, ["invoices", "list", "--format", "json"]).stdout)
-    shown = json.loads(runner.invoke(app, ["invoices", "show", "OP-000001"]).stdout)
+    shown = json.loads(runner.invoke(app, ["invoices", "show", "OP-000001", "--format", "json"]).stdout)
     explained = runner.invoke(app, ["explain", "OP-000001", "--line", "1"]).stdout
     return listed[0]["stale"], shown["stale"], explained
 

@@ -125,3 +125,19 @@ def test_adapters_check_reports_the_same_problems(tmp_path, monkeypatch):
 
     res = _run(tmp_path, monkeypatch, COMPLETE, "adapters", "check", "--json")
     assert res.exit_code == 0, res.output
+
+
+def test_standard_rate_at_zero_and_exempt_without_reason_are_refused_with_the_key_path(tmp_path, monkeypatch):
+    # issue 18: zero tax used to be written as category S at 0 %, which EN 16931 (BR-S-05) refuses
+    s_at_zero = COMPLETE.replace('tax_percent = "6"', 'tax_category = "S"\ntax_percent = "0"')
+    res = _run(tmp_path, monkeypatch, s_at_zero, "config", "check")
+    flat = " ".join((res.output + str(res.exception or "")).split())  # the CLI prints the ConfigError
+    assert res.exit_code != 0 and 'contracts[0] (id="ppa-a"): tax_category: S' in flat and "BR-S-05" in flat and "use Z (zero rated)" in flat
+    exempt = COMPLETE.replace('tax_percent = "6"', 'tax_category = "E"\ntax_percent = "0"')
+    res = _run(tmp_path, monkeypatch, exempt, "config", "check")
+    flat = " ".join((res.output + str(res.exception or "")).split())  # the CLI prints the ConfigError
+    assert res.exit_code != 0 and "tax_exemption_reason: required for tax_category E" in flat
+    with_reason = COMPLETE.replace('tax_percent = "6"', 'tax_category = "E"\ntax_percent = "0"\n'
+                                   'tax_exemption_reason = "Exempt supply of electricity"')
+    res = _run(tmp_path, monkeypatch, with_reason, "config", "check")
+    assert res.exception is None and "tax_exemption_reason" not in res.output, res.output

@@ -199,7 +199,7 @@ def test_deliver_an_issued_document_again_through_a_route(demo_runs):
     assert b"queued" in res.stdout and b":json" in res.stdout
     again = _kwhub(work, "deliver", number, "--route", "erp_webhook")
     assert again.returncode != 0 and b"already queued" in again.stderr + again.stdout
-    fresh = _kwhub(work, "deliver", number, "--route", "erp_drop", "--format", "x12_810", "--new-key")
+    fresh = _kwhub(work, "deliver", number, "--route", "erp_drop", "--doc-format", "x12_810", "--new-key")
     assert fresh.returncode == 0, fresh.stderr.decode()[-2000:]
     assert b":x12_810:r1" in fresh.stdout
     rows = json.loads(_kwhub(work, "outbox", "list", "--format", "json").stdout)

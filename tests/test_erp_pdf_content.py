@@ -93,10 +93,11 @@ def test_each_line_shows_its_own_period(pdf, tmp_path):
     text = _pdftotext(pdf, tmp_path)
     assert "Billing period: 2026-10-01 to 2026-10-31" in text
     # a daily line carries its own day beside its quantity, price and amount, not the month
-    assert "1 Gas turbine energy (fuel-indexed) 2026-10-05 7.68 MWh 32 S 6% 245.76" in text
-    assert "2 Gas turbine energy (fuel-indexed) 2026-10-06 7.68 MWh 36.5 S 6% 280.32" in text
+    # (quantities with their unit's three decimals, rates with at least the currency's two, tax rates with two)
+    assert "1 Gas turbine energy (fuel-indexed) 2026-10-05 7.680 MWh 32.00 S 6.00% 245.76" in text
+    assert "2 Gas turbine energy (fuel-indexed) 2026-10-06 7.680 MWh 36.50 S 6.00% 280.32" in text
     # the monthly demand line its span (wrapped in the narrow period column)
-    assert "3 Demand charge 2026-10-01..2026- 10-31 412.5 kW 10 S 6% 4,125.00" in text
+    assert "3 Demand charge 2026-10-01..2026- 10-31 412.500 kW 10.00 S 6.00% 4,125.00" in text
     flat = _pypdf(pdf).replace(" ", "")
     assert "2026-10-05" in flat and "2026-10-06" in flat and "2026-10-01..2026-10-31" in flat
 
@@ -104,9 +105,9 @@ def test_each_line_shows_its_own_period(pdf, tmp_path):
 def test_each_line_shows_its_formula_and_determinants(pdf, tmp_path):
     text = _pdftotext(pdf, tmp_path)
     assert "How each line was computed" in text
-    assert "7.68 MWh x 32 USD/MWh = 245.76 USD" in text
-    assert "7.68 MWh x 36.5 USD/MWh = 280.32 USD" in text
-    assert "412.5 kW x 10 USD/kW = 4,125.00 USD" in text
+    assert "7.680 MWh x 32.00 USD/MWh = 245.76 USD" in text
+    assert "7.680 MWh x 36.50 USD/MWh = 280.32 USD" in text
+    assert "412.500 kW x 10.00 USD/kW = 4,125.00 USD" in text
     # the determinants with their labels: day, index and its value, heat rate, adder, formula price
     for det in ("day 2026-10-05", "index hh", "index price 3.000", "heat rate MMBtu/MWh 9", "adder/MWh 5",
                 "formula price/MWh 32.00", "index price 3.500", "formula price/MWh 36.50",
@@ -114,11 +115,11 @@ def test_each_line_shows_its_formula_and_determinants(pdf, tmp_path):
         assert det in text, det
     # pypdf keeps each row of the table together: the formula beside that line's own determinants
     rows = _pypdf(pdf)
-    assert ("1 7.68 MWh x 32 USD/MWh = 245.76 USD energy kWh 7680; day 2026-10-05; index hh; index price 3.000; "
+    assert ("1 7.680 MWh x 32.00 USD/MWh = 245.76 USD energy kWh 7680; day 2026-10-05; index hh; index price 3.000; "
             "heat rate MMBtu/MWh 9; adder/MWh 5; formula price/MWh 32.00") in rows
-    assert ("2 7.68 MWh x 36.5 USD/MWh = 280.32 USD energy kWh 7680; day 2026-10-06; index hh; index price 3.500; "
+    assert ("2 7.680 MWh x 36.50 USD/MWh = 280.32 USD energy kWh 7680; day 2026-10-06; index hh; index price 3.500; "
             "heat rate MMBtu/MWh 9; adder/MWh 5; formula price/MWh 36.50") in rows
-    assert ("3 412.5 kW x 10 USD/kW = 4,125.00 USD peak kW 412.5; peak interval (UTC) 2026-10-14T18:15:00+00:00; "
+    assert ("3 412.500 kW x 10.00 USD/kW = 4,125.00 USD peak kW 412.5; peak interval (UTC) 2026-10-14T18:15:00+00:00; "
             "price/kW-month 10.00") in rows
     # totals: net 4,651.08, tax 6 % 279.06, total 4,930.14
     assert "4,651.08 USD" in text and "279.06 USD" in text and "4,930.14 USD" in text

@@ -76,8 +76,8 @@ def test_type_codes_and_billing_reference(ubl: UblRenderer) -> None:
     ref = cn.find("cac:BillingReference/cac:InvoiceDocumentReference", NS)
     assert ref.findtext("cbc:ID", namespaces=NS) == "INV-2024-000123"
     assert ref.findtext("cbc:IssueDate", namespaces=NS) == "2024-08-05"
-    # CreditNote has no cbc:DueDate in UBL 2.1; the due date travels in PaymentMeans.
-    assert cn.findtext("cac:PaymentMeans/cbc:PaymentDueDate", namespaces=NS) == "2024-09-19"
+    # a credit note is not paid by the buyer: no due date (neither cbc:DueDate nor PaymentMeans/PaymentDueDate)
+    assert cn.find("cac:PaymentMeans/cbc:PaymentDueDate", NS) is None and cn.find("cbc:DueDate", NS) is None
 
 
 def test_negative_price_moves_sign_to_quantity(ubl: UblRenderer) -> None:

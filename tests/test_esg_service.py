@@ -397,3 +397,31 @@ def test_certificate_commands(db, campus, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "(1000 Wh)" in res.output
     res = run(app, ["esg", "certificates", "withdraw", some.bundle_id, "--reason", "again"])
     assert res.exit_code != 0 and "only Active bundles can be withdrawn" in str(res.exception)
+
+
+def test_esg_report_takes_the_format_of_an_installed_plugin_writer(db, campus, tmp_path, monkeypatch):
+    from typing import ClassVar
+
+    from kwhub.core.adapters import EsgReporter
+    from kwhub.hub.cli.main import app
+    from kwhub.hub.esg import reports
+
+    class AcmeWriter(EsgReporter):
+        """A plugin's disclosure: one line per party."""
+
+        type_id: ClassVar[str] = "esg.acme"
+        format_id: ClassVar[str] = "acme"
+
+        def write(self, disclosure, out_dir):  # noqa: ANN001, ANN201
+            path = out_dir / f"acme-{disclosure.period}.txt"
+            path.write_text("".join(f"{p.party}\n" for p in disclosure.parties))
+            return [path]
+
+    installed = reports.writer_types()
+    monkeypatch.setattr(reports, "writer_types", lambda: {**installed, "acme": AcmeWriter})
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["esg", "report", "--period", "2026-10", "--format", "acme", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "acme: " in res.output and (tmp_path / "r" / "acme-2026-10.txt").read_text().strip()
+    res = CliRunner().invoke(app, ["esg", "report", "--period", "2026-10", "--format", "pdf"])
+    assert res.exit_code != 0 and "choose from ghg, cdp, esrs, sb253, summary, acme or all" in str(res.exception)

@@ -291,7 +291,7 @@ def test_cli_ingest_and_readings(cli, tmp_path):
     data = json.loads(out.output)
     assert len(data["intervals"]) == 24 and data["intervals"][0]["interval_start"] == "2024-03-09T05:00:00Z"
     assert data["intervals"][0]["kwh"] == pytest.approx(512.4) and data["intervals"][0]["quality"] == "valid"
-    csv_out = cli("readings", "util.main", "--start", "2024-03-09T05:00:00Z", "--end", "2024-03-09T07:00:00Z")
+    csv_out = cli("readings", "util.main", "--start", "2024-03-09T05:00:00Z", "--end", "2024-03-09T07:00:00Z", "--format", "csv")
     assert csv_out.exit_code == 0 and len(csv_out.output.strip().splitlines()) == 3
     summ = cli("readings", "--summary", "--format", "json")
     assert summ.exit_code == 0, summ.output
@@ -328,7 +328,7 @@ def test_cli_ingest_greenbutton_daily_reads_and_readings_periods(cli, tmp_path):
     assert [r["hours"] for r in rows] == [24, 25, 24]
     assert rows[1] == {"kind": "period", "start": "2024-11-03T04:00:00Z", "end": "2024-11-04T05:00:00Z",
                        "hours": 25, "kwh": 30.001, "quality": "valid"}
-    csv_out = cli("readings", "util.daily", "--periods", "--start", "2024-11-03", "--end", "2024-11-04")
+    csv_out = cli("readings", "util.daily", "--periods", "--start", "2024-11-03", "--end", "2024-11-04", "--format", "csv")
     assert csv_out.output.splitlines()[0] == "channel_id,kind,start,end,hours,kwh,quality"
     assert len(csv_out.output.splitlines()) == 3  # the 2nd (ends 04:00 UTC on the 3rd) and the 3rd
     summ = json.loads(cli("readings", "--summary", "--format", "json").output)

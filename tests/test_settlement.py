@@ -132,6 +132,71 @@ def test_duplicate_run_refused_by_database(db):
     assert len(list_invoices(db)) == 1
 
 
+def test_a_refused_run_in_a_batch_fails_alone(db, monkeypatch):
+    """The runs of a batch are written together; when the database refuses one (another settle
+    wrote the same run meanwhile), only that run fails and the others are written."""
+    import kwhub.hub.settle.service as service
+
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    first = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
+    assert first.status == "issued"
+    seen = service._existing_runs_of
+
+    def hide_a(conn, ids, period):  # noqa: ANN001 - as if ppa-a's run were written after this settle looked
+        return {k: v for k, v in seen(conn, ids, period).items() if k != "ppa-a"}
+
+    monkeypatch.setattr(service, "_existing_runs_of", hide_a)
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE)}
+    assert out["ppa-a"].status == "error" and "already exists" in out["ppa-a"].error
+    assert out["ppa-b"].status == "draft" and out["ppa-b"].run_id  # written, not issued (a contract failed)
+    assert get_run(db, out["ppa-b"].run_id)["status"] == "draft"
+    assert len(run_inputs(db, out["ppa-b"].run_id)) > 0
+    assert [d.number for d in list_invoices(db)] == [first.invoice.number]
+
+
+def test_reading_ahead_settles_the_same_runs(db):
+    """Months read in several chunks, the next read on a worker thread while the runs of the
+    one before are priced: the same statements as reading each chunk when it is needed."""
+    from kwhub.hub.settle.service import settle_periods
+
+    campus = settle_campus()
+    for p in ("2026-08", "2026-09", "2026-10"):
+        write_period(db, p, {k: v + int(p[-2:]) for k, v in CONSTANT.items()})
+    periods = ["2026-08", "2026-09", "2026-10"]
+    got = {}
+    for ahead in (True, False):  # 5 channels x ~2,976 quarter-hours: one month per chunk
+        out = settle_periods(db, campus, periods, issue_date=ISSUE, dry_run=True, max_cells=20_000,
+                             read_ahead=ahead)
+        got[ahead] = [(o.contract_id, o.period, o.status, o.statement_hash, o.error) for o in out]
+    assert got[True] == got[False]
+    assert len(got[True]) == 6 and all(s in ("draft", "held") and h for _, _, s, h, _ in got[True])
+    assert len({h for *_, h, _ in got[True]}) == 6
+
+
+def test_a_draft_failing_at_issue_stays_a_draft_and_the_others_are_issued(db):
+    """Drafts are issued together; one whose on-issue step fails is left pending alone, the
+    others are issued with consecutive numbers."""
+    from kwhub.core.settlement import SettlementError
+
+    campus = settle_campus()
+    write_period(db, "2026-10")
+    queued = []
+
+    def on_issue(conn, inv):  # noqa: ANN001
+        if inv.buyer.id == "tenant_a":
+            raise SettlementError("renderer refused it")
+        queued.append(inv.number)
+
+    out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE, on_issue=on_issue)}
+    assert out["ppa-a"].status == "error" and "not issued: renderer refused it" in out["ppa-a"].error
+    assert out["ppa-b"].status == "issued"
+    assert get_run(db, out["ppa-a"].run_id)["status"] == "draft"
+    docs = list_invoices(db)
+    assert [d.buyer.id for d in docs] == ["tenant_b"] and [d.number for d in docs] == [out["ppa-b"].invoice.number]
+    assert queued[-1] == out["ppa-b"].invoice.number and out["ppa-b"].invoice.number.endswith("1")
+
+
 def test_dst_month_has_2884_quarter_hours(db):
     campus = settle_campus()
     write_period(db, "2026-11")

@@ -172,3 +172,68 @@ def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
         types = dict(conn.execute(text("SELECT column_name, udt_name FROM information_schema.columns "
                                        "WHERE table_name = 'interval_day'")).all())
     assert [types[c] for c in INSERT_COLUMNS] == list(_COPY_TYPES)
+
+
+def _plain_sqlite_read(path: str, ids: list[str], first_day: int, n_int: int, off: int) -> tuple[np.ndarray, np.ndarray]:
+    """The expected 15-minute matrix from the current rows, with sqlite3 and numpy alone."""
+    import sqlite3
+
+    values = np.full((len(ids), n_int), np.nan)
+    quality = np.full((len(ids), n_int), M, dtype=np.uint8)
+    con = sqlite3.connect(path)
+    try:
+        for i, cid in enumerate(ids):
+            for day, v, q in con.execute('SELECT day, "values", quality FROM interval_day WHERE channel_id = ? '
+                                         "AND layer = 'raw' AND is_current = 1", (cid,)):
+                g0 = (date.fromisoformat(day) - D0).days * 96 - off - first_day * 96
+                for k, (x, y) in enumerate(zip(np.frombuffer(v, "<f8"), np.frombuffer(q, np.uint8), strict=True)):
+                    if 0 <= g0 + k < n_int:
+                        values[i, g0 + k], quality[i, g0 + k] = x, y
+    finally:
+        con.close()
+    return values, quality
+
+
+def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_db: Database, monkeypatch) -> None:  # noqa: ANN001
+    """SQLite reads each channel's days as one joined row; channels with gaps, restated days,
+    finer intervals or partly missing days give the same matrix and hashes as the row-per-day read."""
+    db = sqlite_db
+    half = _full_days("d", 0, 2, 7)
+    keep = np.ones(len(half), bool)
+    keep[100:150] = False  # part of a day never arrived
+    fine_starts = E0 + 300 * np.arange(3 * 288, dtype=np.int64)
+    db.intervals.write_series([
+        _full_days("a", 0, 5, 1), _full_days("b", 0, 2, 2), _full_days("b", 3, 1, 3),
+        ChannelSeries("c", 5, fine_starts, np.arange(3 * 288, dtype=float), np.zeros(3 * 288, np.uint8)),
+        ChannelSeries("d", 15, half.starts[keep], half.values[keep], half.quality[keep]),
+        _full_days("e", 0, 3, 4)])
+    db.intervals.write_series([_full_days("e", 1, 1, 5)])  # day 1 of e restated (version 2)
+    span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC))
+    ids = ["a", "b", "c", "d", "e", "f"]
+    from kwhub.hub.store.interval_store import _Grid
+
+    took: dict[str, bool] = {}
+    place_joined = _Grid.place_joined
+
+    def spy(self, ci, cid, row, hashes):  # noqa: ANN001, ANN202
+        took[cid] = place_joined(self, ci, cid, row, hashes)
+        return took[cid]
+
+    monkeypatch.setattr(_Grid, "place_joined", spy)
+    reads = {}
+    for joined in (True, False):
+        db.intervals.joined_reads = joined
+        reads[joined] = (db.intervals.read_matrix(ids, span, 15, layer="raw"),
+                         db.intervals.read_matrix(ids, span, 60, layer="raw"))
+    for fast, slow in zip(reads[True], reads[False], strict=True):
+        np.testing.assert_array_equal(fast.values, slow.values)
+        np.testing.assert_array_equal(fast.quality, slow.quality)
+        assert dict(fast.day_hashes) == dict(slow.day_hashes)
+    assert took == {"a": True, "b": False, "c": True, "d": True, "e": True}  # b has a gap: day by day
+    m = reads[True][0]
+    path = db.url.removeprefix("sqlite:///")
+    values, quality = _plain_sqlite_read(path, ["a", "b", "d", "e", "f"], 0, m.values.shape[1], 24)
+    rows = [0, 1, 3, 4, 5]
+    np.testing.assert_array_equal(m.values[rows], values)
+    np.testing.assert_array_equal(m.quality[rows], quality)
+    np.testing.assert_array_equal(m.values[2, :48], np.arange(3 * 288, dtype=float).reshape(-1, 3).sum(axis=1)[24:72])

@@ -51,3 +51,25 @@ def test_check(tmp_path: Path):
     blocked = FolderDropTransport("d", {"folder": str(a_file / "sub")})
     send = blocked.send(_doc())
     assert not send.ok and not send.retryable
+
+
+def test_written_files_get_the_configured_mode(tmp_path: Path):
+    import stat
+
+    import pytest
+    from pydantic import ValidationError
+
+    default = FolderDropTransport("drop", {"folder": str(tmp_path / "a")})
+    assert default.send(_doc()).ok
+    # owner read/write, group read (an ERP import job in the group reads it), nothing for others
+    assert stat.S_IMODE((tmp_path / "a" / "INV-1_v1_ubl.xml").stat().st_mode) == 0o640
+    shared = FolderDropTransport("drop", {"folder": str(tmp_path / "b"), "file_mode": "0660"})
+    assert shared.send(_doc()).ok
+    assert stat.S_IMODE((tmp_path / "b" / "INV-1_v1_ubl.xml").stat().st_mode) == 0o660
+    toml_octal = FolderDropTransport("drop", {"folder": str(tmp_path / "c"), "file_mode": 0o644})
+    assert toml_octal.send(_doc()).ok
+    assert stat.S_IMODE((tmp_path / "c" / "INV-1_v1_ubl.xml").stat().st_mode) == 0o644
+    for bad, why in (("0755", "not executable"), ("0440", "owner needs read and write"), ("rw-r-----", "octal"),
+                     ("0999", "octal")):
+        with pytest.raises(ValidationError, match=why):
+            FolderDropTransport("drop", {"folder": str(tmp_path / "d"), "file_mode": bad})

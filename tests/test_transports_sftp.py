@@ -39,6 +39,26 @@ def test_check_and_upload(sshd_server):
         sftp.close()
 
 
+def test_uploaded_files_get_the_configured_mode(sshd_server):
+    import stat
+
+    sftp = SftpTransport("erp_sftp", sshd_server.sftp_config())
+    try:
+        assert sftp.send(_doc(1)).ok
+        # default 0640: the receiving group reads what kwhub uploads
+        assert stat.S_IMODE((sshd_server.remote_dir / "INV-1_v1_ubl.xml").stat().st_mode) == 0o640
+    finally:
+        sftp.close()
+    sftp = SftpTransport("erp_sftp", sshd_server.sftp_config(file_mode="0644"))
+    try:
+        assert sftp.send(_doc(2)).ok
+        assert stat.S_IMODE((sshd_server.remote_dir / "INV-2_v1_ubl.xml").stat().st_mode) == 0o644
+    finally:
+        sftp.close()
+    with pytest.raises(ValidationError, match="file_mode"):
+        SftpTransport("erp_sftp", sshd_server.sftp_config(file_mode="0777"))
+
+
 def test_reconnects_after_server_side_disconnect(sshd_server):
     sftp = SftpTransport("erp_sftp", sshd_server.sftp_config())
     try:

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,18 @@ def _free_port() -> int:
 @pytest.fixture
 def live(ui_env_sqlite: Any) -> Iterator[tuple[str, Any]]:
     """(base URL, the UiEnv) with uvicorn serving the app in a thread; stopped after the test."""
+    _need_browser()
+    with _serving(ui_env_sqlite.api.app) as base:
+        yield base, ui_env_sqlite
+
+
+@contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free local port: its base URL."""
     import uvicorn
 
-    _need_browser()
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(ui_env_sqlite.api.app, host="127.0.0.1", port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -64,7 +72,7 @@ def live(ui_env_sqlite: Any) -> Iterator[tuple[str, Any]]:
             pytest.fail("uvicorn did not start within 15 s")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", ui_env_sqlite
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -166,6 +174,12 @@ def test_operator_opens_every_page_approves_a_held_run_and_retries_a_dead_letter
     browser.find_element(By.LINK_TEXT, "explain line 1").click()
     assert "Arithmetic" in browser.find_element(By.TAG_NAME, "main").text
     _shot(browser, "invoice-line")
+    # down to the intervals: the line's a.load day of 5 October (three flagged intervals)
+    browser.find_element(By.CSS_SELECTOR, 'table.line-channel[data-channel="a.load"] tr[data-day="2026-10-05"] a').click()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#series canvas"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#intervals tr.flagged")) == 3
+    assert "Back to line 1" in browser.find_element(By.TAG_NAME, "main").text
+    _shot(browser, "invoice-line-intervals")
     browser.get(f"{base}/ui/quality/a.load/2026-10-05")
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#series canvas"))  # drawn by the vendored uPlot
     _shot(browser, "quality-drilldown")
@@ -211,6 +225,26 @@ def test_a_tenant_in_the_browser_gets_404_for_another_tenants_invoice_and_works_
 
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert browser.switch_to.active_element.text == "Skip to content"
+
+
+def test_a_market_day_in_the_browser(sqlite_db, tmp_path, market_sim, browser):
+    """Bids, awards and the variance per charge code of a local-ERCOT day (tests.fixtures.ui_markets)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.fixtures.ui_markets import DAY, market_day
+
+    _hub, app, keys, sid = market_day(sqlite_db, tmp_path, market_sim)
+    with _serving(app) as base:
+        _sign_in(browser, base, keys["auditor"])
+        browser.get(f"{base}/ui/markets?period=2026-10")
+        browser.find_element(By.LINK_TEXT, str(DAY)).click()
+        main = browser.find_element(By.TAG_NAME, "main").text
+        assert "accepted" in main and "1,200.0 MWh" in main and "-51,000.00 USD" in main
+        row = browser.find_element(By.CSS_SELECTOR, 'section[data-statement="QKWHUB-RTM-20261020-INITIAL"] '
+                                                    'tr[data-code="RTEIAMT"]')
+        assert "-20.40 USD" in row.text and "no: 1 line(s) outside" in row.text  # words, not only colour
+        assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+        _shot(browser, "market-day")
 
 
 def test_without_chromium_the_browser_tests_fail_when_services_are_required_and_skip_otherwise(monkeypatch):

@@ -7,7 +7,8 @@ campus load, the ancillary products and the reserve margin; the reserve is taken
 the most expensive units. MW are rounded *down* and prices *up* to the ISO's decimals,
 so an offer never exceeds the surplus and never sells below cost; blocks priced over the
 cap are left out (and reported); more blocks than the ISO's point limit are merged at
-the higher price. An interval whose curve stays under the ISO's minimum MW is not offered
+the higher price. The units' share of the load is put on the cheapest units first, whichever
+unit the plan happened to load (its cost is the same either way). An interval whose curve stays under the ISO's minimum MW is not offered
 (and reported). Every bid then passes :func:`kwhub.core.markets.curve_rules.check_bid` and
 :func:`check_guardrails` before it is returned.
 """
@@ -47,9 +48,16 @@ def _dec(x: float, places: int, rounding: str) -> Decimal:
 def _blocks_for(t: int, plan: DispatchPlan, surplus: Surplus, units: list[GenUnit], gas_price: float,
                 solar_price: float, battery_price: float) -> list[tuple[float, float]]:
     """(price, MW) blocks of interval ``t``, cheapest first, summing to at most the surplus."""
-    g_used = plan.unit_load[:, t] + plan.unit_products[:, :, t].sum(axis=1)
-    headroom = np.maximum(surplus.unit_available_mw[:, t] - g_used, 0.0)
     costs = np.array([u.marginal_cost(gas_price) for u in units])
+    headroom = np.maximum(surplus.unit_available_mw[:, t] - plan.unit_products[:, :, t].sum(axis=1), 0.0)
+    # the load the plan puts on the units is served by the cheapest first: the LP is indifferent
+    # to which unit carries it when both also export, but the offer must price the MW it sells
+    # at the cost of the unit that would make them
+    load_left = float(plan.unit_load[:, t].sum())
+    for gi in np.argsort(costs, kind="stable"):
+        take = min(headroom[gi], load_left)
+        headroom[gi] -= take
+        load_left -= take
     # the reserve stays on the most expensive units
     reserve_left = float(surplus.reserve_mw[t])
     for gi in np.argsort(-costs, kind="stable"):
@@ -144,7 +152,7 @@ def check_guardrails(bid: Bid, surplus: Surplus, grid: DayGrid) -> None:
         i = index.get(int(curve.start.timestamp()))
         if i is None:
             raise GuardrailError(f"bid {bid.bid_id}: {curve.start.isoformat()} is not an interval of {grid.day}")
-        limit = Decimal(repr(float(surplus.surplus_mw[i])))
+        limit = Decimal(repr(round(float(surplus.surplus_mw[i]), 6)))  # float noise, as the builder rounds it
         if curve.max_mw > limit:
             raise GuardrailError(f"bid {bid.bid_id} {grid.label(i)}: offers {curve.max_mw} MW but the surplus is "
                                  f"{surplus.surplus_mw[i]:.1f} MW ({surplus.explain(i)}); delivering it would need "

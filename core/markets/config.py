@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kwhub.core.markets.forecast_files import Outage
 from kwhub.core.markets.models import MarketResource
 from kwhub.core.markets.surplus import ReserveRule
 
@@ -28,6 +29,11 @@ class MarketSchedule(BaseModel):
     passes without a submission is an alert. Awards, prices and statements of the last
     ``fetch_days`` days are fetched every ``fetch_every_s``; each new statement is
     shadow-settled on arrival.
+
+    ``rt_offers`` turns on real-time offers (adapters with the ``rt_bids`` capability): every
+    ``rt_every_s`` the hours from the first whole hour at least ``rt_gate_minutes`` ahead
+    (CAISO T-75 per MARKETS.md; the ERCOT and PJM defaults are placeholders to set from the
+    ISO's rules) to the end of that operating day are offered once per hour.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +44,9 @@ class MarketSchedule(BaseModel):
     bid_every_s: float = Field(default=300.0, gt=0)
     fetch_every_s: float = Field(default=900.0, gt=0)
     fetch_days: int = Field(default=3, ge=1, le=60)
+    rt_offers: bool = False
+    rt_gate_minutes: dict[str, int] = Field(default_factory=lambda: {"ERCOT": 60, "CAISO": 75, "PJM": 65})
+    rt_every_s: float = Field(default=900.0, gt=0)
 
     @field_validator("da_gate")
     @classmethod
@@ -52,6 +61,10 @@ class MarketsConfig(BaseModel):
     the resources offered; ``tolerance`` is the absolute difference per statement line
     (USD) that still counts as equal in a variance report; ``reserve``, ``load_margin``
     and ``latitude`` (for the clear-sky solar forecast) feed the bid builder.
+    ``solar_forecast_file`` (a CSV of ``interval_start, asset, mw`` per solar asset, relative
+    to the configuration's directory) replaces the clear-sky shape when set;
+    ``outages`` and ``outage_file`` (CSV of ``unit, start, end, available_mw``) derate units
+    (gas and solar assets) over a time range; both are used together.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +81,9 @@ class MarketsConfig(BaseModel):
     price_forecast: Decimal = Decimal("40.00")  # USD/MWh, when the store has no earlier DA prices
     export_limit_mw: float | None = None
     import_limit_mw: float = 0.0  # grid import the optimizer may plan to serve load (never to export)
+    solar_forecast_file: str = ""
+    outages: list[Outage] = Field(default_factory=list)
+    outage_file: str = ""
     schedule: MarketSchedule = Field(default_factory=MarketSchedule)
 
     def resource(self, iso: str, name: str) -> MarketResource:

@@ -18,6 +18,7 @@ from kwhub.core.pricing.base import (
 )
 from kwhub.core.pricing.index_series import IndexSeries, IndexSeriesError, load_index_csv
 from kwhub.core.pricing.lines import build_components, charges_to_lines, price_contract
+from kwhub.core.pricing.market_credit import MarketRevenue, MarketRevenueCredit, RevenueStatement
 from kwhub.core.pricing.tou import (
     LocalCalendar,
     TouError,
@@ -34,10 +35,13 @@ __all__ = [
     "IndexSeries",
     "IndexSeriesError",
     "LocalCalendar",
+    "MarketRevenue",
+    "MarketRevenueCredit",
     "PeriodHistory",
     "PriceComponent",
     "PricingContext",
     "PricingError",
+    "RevenueStatement",
     "TouError",
     "TouRule",
     "TouSchedule",

@@ -34,6 +34,12 @@ start order):
 * ``period_share``: 1, or, when an amendment splits the period, the share of the billing
   period's local days this context prices (:mod:`kwhub.core.pricing.by_version`); amounts
   per billing period (fees, $/kW-month, per-period minimums, damages) scale by it.
+* ``market_revenue``: the period's ISO market revenue
+  (:class:`kwhub.core.pricing.market_credit.MarketRevenue`: latest statement versions, sign
+  flipped once), loaded by the hub when a contract has a ``market_revenue_credit`` component.
+* ``allocated_kwh_total`` / ``allocated_starts``: ``{source: float64 kWh per interval}``
+  allocated to all tenants over the whole billing period, and those intervals' starts (set
+  for allocation-based contracts; the denominator of a pro-rata market revenue credit).
 
 Floats are used for the kernels (one vectorised pass per component over the period's
 arrays). From the charge on, money is Decimal: :meth:`PriceComponent.charge` converts
@@ -66,7 +72,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -77,6 +83,9 @@ from kwhub.core.money import MoneyPolicy, money_str, to_decimal
 from kwhub.core.pricing.index_series import IndexSeries
 from kwhub.core.pricing.tou import LocalCalendar
 from kwhub.core.timeline import BillingPeriod
+
+if TYPE_CHECKING:
+    from kwhub.core.pricing.market_credit import MarketRevenue
 
 Unit = Literal["kWh", "MWh", "kW", "month", "each"]
 
@@ -192,6 +201,11 @@ class PricingContext:
     claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     grid_price_per_mwh: Decimal | None = None
     period_share: Decimal = Decimal(1)  # the share of the billing period's days priced (< 1: a contract version's part)
+    market_revenue: MarketRevenue | None = None  # the period's ISO market revenue, when loaded
+    #: every tenant's allocated kWh per source and interval of the whole billing period (at
+    #: ``allocated_starts``; not cut when an amendment splits the period)
+    allocated_kwh_total: dict[str, np.ndarray] = field(default_factory=dict)
+    allocated_starts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"contract {self.contract.id} period {self.period.label}"

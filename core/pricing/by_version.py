@@ -81,7 +81,8 @@ def price_by_version(parts: Sequence[VersionPart], ctx: PricingContext, componen
                 ch.description = f"{ch.description}, terms {v.name}, {part.period.first_day} to {part.period.last_day}"
                 ch.mask = _widen(ch, part, ctx.n_intervals)
         lines += charges_to_lines(mine, ctx.money, part.period, first_number=len(lines) + 1,
-                                  tax_category=v.contract.tax_category, tax_percent=v.contract.tax_percent)
+                                  tax_category=v.contract.tax_category, tax_percent=v.contract.tax_percent,
+                                  tax_exemption=v.contract.tax_exemption)
         charges += mine
     ctx.prior_charges = list(charges)
     return charges, lines

@@ -15,6 +15,7 @@ determinants. Kinds:
 ``availability_guarantee``  liquidated damages per point below guaranteed availability
 ``grid_pass_through``       the grid import cost allocated to the buyer
 ``percentage_surcharge``    a percentage of earlier lines (e.g. a franchise fee)
+``market_revenue_credit``   a share of ISO market revenue credited to the buyer (:mod:`~kwhub.core.pricing.market_credit`)
 
 Prices escalate through ``escalation_pct_per_year`` (see :mod:`kwhub.core.pricing.base`).
 """
@@ -41,6 +42,7 @@ from kwhub.core.pricing.base import (
     period_month_label,
 )
 from kwhub.core.pricing.index_series import IndexSeriesError, MissingPolicy
+from kwhub.core.pricing.market_credit import MarketRevenueCredit
 from kwhub.core.pricing.tou import DayType, TouError, TouRule, TouSchedule, all_day_types
 from kwhub.core.timeline import previous_periods
 
@@ -695,6 +697,7 @@ BUILTIN_COMPONENTS: tuple[type[PriceComponent], ...] = (
     AvailabilityGuarantee,
     GridPassThrough,
     PercentageSurcharge,
+    MarketRevenueCredit,
 )
 
 

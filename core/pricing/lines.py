@@ -106,13 +106,15 @@ def charges_to_lines(
     first_number: int = 1,
     tax_category: str = "S",
     tax_percent: Decimal = Decimal("0"),
+    tax_exemption: tuple[str, str] = ("", ""),
 ) -> list[InvoiceLine]:
     """Invoice lines numbered from ``first_number``, one per charge, for ``period``.
 
     Amounts are re-checked against the policy: a charge whose amount is not
     ``policy.amount(quantity x unit_price)`` is an error, never silently changed. A charge
     for one local day (its determinants carry ``day``, e.g. a fuel-indexed day) gets that
-    day as its period; the others get the billing period.
+    day as its period; the others get the billing period. ``tax_exemption`` is the
+    (reason, VATEX code) of an exempt or out-of-scope category.
     """
     lines = []
     for n, ch in enumerate(charges, start=first_number):
@@ -135,6 +137,8 @@ def charges_to_lines(
                 amount=ch.amount,
                 tax_category=tax_category,
                 tax_percent=tax_percent,
+                tax_exemption_reason=tax_exemption[0],
+                tax_exemption_code=tax_exemption[1],
                 source_asset=ch.source_asset,
                 component_id=ch.component_id,
                 period_start=first or period.first_day,

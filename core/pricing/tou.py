@@ -27,7 +27,6 @@ from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DayType = Literal["weekday", "weekend", "holiday"]
@@ -58,6 +57,8 @@ class LocalCalendar:
     @classmethod
     def from_starts(cls, starts: np.ndarray, tz: str) -> LocalCalendar:
         """Compute the local attributes of UTC epoch-second ``starts`` in zone ``tz``."""
+        import pandas as pd  # here, not at import: loading a configuration must not import pandas
+
         starts = np.asarray(starts, dtype=np.int64)
         try:
             idx = pd.to_datetime(starts, unit="s", utc=True).tz_convert(tz)

@@ -100,7 +100,7 @@ def render(request: Request, invoice_id: str = Path(..., max_length=200), format
                              "X-Content-Type": renderer.media_type})
 
 
-@router.get("/invoices/{invoice_id}/explain", responses=responses(401, 403, 404, 422),
+@router.get("/invoices/{invoice_id}/explain", responses=responses(401, 403, 404, 409, 422),
             summary="Why each line says what it says: determinants, data versions, prices, allocation")
 def explain(request: Request, invoice_id: str = Path(..., max_length=200),
             line: int | None = Query(None, ge=1, le=100_000),
@@ -118,6 +118,18 @@ def explain(request: Request, invoice_id: str = Path(..., max_length=200),
         lines = [explain_line(inv, n, run, inputs, alloc) for n in numbers]
     except ExplainError as exc:
         raise ApiProblem(404, str(exc)) from None
+    credits = [ln for ln in inv.lines if ln.number in numbers and ln.charge_type == "market_credit"]
+    if credits:  # market revenue credits walk back to their ISO statements
+        from kwhub.hub.markets.credit import credit_sections
+        from kwhub.hub.markets.service import MarketServiceError
+
+        try:
+            market = credit_sections(hub.db, hub.config, credits, str(run["period"]))
+        except (MarketServiceError, KeyError, ValueError) as exc:
+            raise ApiProblem(409, f"invoice {inv.number}: {exc}") from None
+        for item in lines:
+            if item["line"]["number"] in market:
+                item["market"] = market[item["line"]["number"]]
     return {"invoice": inv.id, "lines": json.loads(json.dumps(lines, default=str))}
 
 

@@ -21,7 +21,7 @@ def market_variance(request: Request,
                     day: date = Query(..., description="Operating day (YYYY-MM-DD, the ISO's market day)."),
                     statement: str | None = Query(None, max_length=200, description="Only this statement id."),
                     who: Principal = Depends(scope("markets:read"))) -> dict[str, Any]:
-    """What ``kwhub market variance --json`` prints: per statement version the totals per charge
+    """What ``kwhub market variance --format json`` prints: per statement version the totals per charge
     code (shadow, ISO, variance), the lines outside the tolerance with their cause, and what the
     version changed against the one before it. Each comparison is recorded as a shadow run (its
     inputs' digest and price versions), as the command records it."""

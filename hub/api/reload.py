@@ -35,12 +35,16 @@ def reload_hub(app: Any, *, actor: str, reason: str) -> dict[str, Any]:
         raise ReloadError(str(exc)) from None
     after = _sha(source)
     hub = Hub.from_config(cfg, old.registry, database=old.db)
+    hub.issue_listeners.extend(old.issue_listeners)  # e.g. the dashboard's figures (kwhub.hub.ui.flow)
     with old.db.write_transaction() as conn:
         record_audit(conn, "config.reload", actor=actor, object_type="config", object_id=source,
                      detail={"reason": reason, "sha256_before": before, "sha256_after": after,
                              "changed": before != after})
     app.state.hub = hub
     app.state.config_sha256 = after
+    warmer = getattr(app.state, "ui_flow_warmer", None)
+    if warmer is not None:
+        warmer.kick()  # figures computed under the old configuration are not used any more
     return {"config": source, "sha256": after, "changed": before != after}
 
 

@@ -28,6 +28,7 @@ def open_checked(config: str | Path | None) -> Any:
     from kwhub.hub.scheduler.config_check import runtime_problems
 
     hub = Hub.open(config, required=True)
+    hub.config.resolve_secrets()  # the service uses every enabled instance: their secrets must be set now
     problems = runtime_problems(hub.config)
     if problems:
         raise ConfigError(hub.config.source, problems, hint="kwhub serve did not start; fix the file and start again")
@@ -52,7 +53,9 @@ def worker_app() -> Any:
     hub = open_checked(os.environ[ENV_CONFIG])
     svc = hub.config.file.service
     configure(svc.log_format, svc.log_level)
-    return create_app(hub, access_log=svc.access_log)
+    app = create_app(hub, access_log=svc.access_log)
+    app.state.ui_flow_warmer.start()  # the dashboard's campus figures, ready before the first page
+    return app
 
 
 def serve(config: str | Path | None, *, host: str | None = None, port: int | None = None, workers: int | None = None,
@@ -92,12 +95,14 @@ def serve(config: str | Path | None, *, host: str | None = None, port: int | Non
             api_hub = open_checked(core.config.source)
             app = create_app(api_hub, access_log=svc.access_log)
             app.state.scheduler = sched
+            app.state.ui_flow_warmer.start()  # the dashboard's campus figures, ready before the first page
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                                    lifespan="off"))
             _on_sighup(lambda: _reload(app, core, sched))
             for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn hands the stop signal on when it is done
                 signal.signal(sig, lambda *_: None)
             server.run()
+            app.state.ui_flow_warmer.stop()
             api_hub.close()
     finally:
         if sched is not None:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
+
 audit_app = typer.Typer(help="The audit log (append-only): approvals, rejections, retries, keys, reloads.",
                         no_args_is_help=True)
 
@@ -22,26 +22,30 @@ def list_cmd(
     object_id: str = typer.Option(None, "--id", help="Only this object."),
     limit: int = typer.Option(100, "--limit", min=1, help="Newest entries to show."),
     config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Audit entries, newest first: when, who (key id or CLI user), action, object, why."""
-    from kwhub.hub.app import Hub
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
+    from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.store import audit_entries
 
-    with Hub.open(config) as hub:
-        rows = audit_entries(hub.db, object_type, object_id)[::-1][:limit]
+    db = open_db(load(config), read_only=True)  # reading the log never creates a database
+    try:
+        rows = audit_entries(db, object_type, object_id)[::-1][:limit]
+    finally:
+        db.close()
     items = [{"id": a.id, "at": a.at.isoformat(), "actor": a.actor, "action": a.action,
               "object_type": a.object_type, "object_id": a.object_id, "detail": a.detail} for a in rows]
     if as_json:
         typer.echo(json.dumps(items, indent=2, default=str))
         return
-    table = Table(title=f"audit log ({len(items)})")
-    for col in ("at", "who", "action", "object", "why"):
+    table = Table(title=cell(f"audit log ({len(items)})"))
+    for col in ("at (UTC)", "who", "action", "object", "why"):
         table.add_column(col, overflow="fold")
     for a in items:
         why = a["detail"].get("reason", "") if isinstance(a["detail"], dict) else ""
-        table.add_row(a["at"][:19], escape(a["actor"]), escape(a["action"]),
-                      escape(f"{a['object_type']} {a['object_id']}"), escape(str(why)))
+        row(table, a["at"][:19].replace("T", " "), clean(a["actor"]), clean(a["action"]),
+                      clean(f"{a['object_type']} {a['object_id']}"), clean(str(why)))
     console.print(table)
 
 

@@ -27,12 +27,43 @@ def load(config: Path | str | None = None, *, required: bool = False) -> Any:
     return cfg
 
 
-def open_db(cfg: Any) -> Any:
-    """Open (and migrate) the configuration's database."""
+def missing_database(url: str) -> Path | None:
+    """The file of a SQLite ``url`` that does not exist yet (None for any other database)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None  # Database.open reports a bad URL with its key
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db_path = parsed.database
+    if not db_path or db_path == ":memory:" or db_path.startswith("file:"):
+        return None
+    path = Path(db_path)
+    return None if path.exists() else path
+
+
+def open_db(cfg: Any, *, read_only: bool = False) -> Any:
+    """Open (and migrate) the configuration's database.
+
+    ``read_only``: a command that only reads never creates a database; a SQLite file that
+    does not exist is an error that says how to make one.
+    """
     from kwhub.hub.config import ConfigError
     from kwhub.hub.store import Database
     from kwhub.hub.store.db import DatabaseUrlError
 
+    if read_only:
+        from kwhub.hub.cli.errors import UserError
+
+        missing = missing_database(cfg.database_url)
+        if missing is not None:
+            raise UserError(f"no database at {missing} (this command only reads; nothing was created)",
+                            hint="run the command in the folder of your kwhub.toml or pass -c/--config FILE; "
+                                 "a new campus starts with `kwhub init`, then `kwhub ingest FILE...` "
+                                 "(or `kwhub demo`)")
     try:
         return Database.open(cfg.database_url, work_dir=cfg.work_dir)
     except DatabaseUrlError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import config_option, format_option, output_format
 from kwhub.hub.cli.output import echo
 
 contracts_app = typer.Typer(help="Contracts of kwhub.toml: the versions of their terms.", no_args_is_help=True)
@@ -59,17 +60,16 @@ def history_text(data: dict[str, Any]) -> str:
 @contracts_app.command("history")
 def contracts_history(
     contract_id: str = typer.Argument(..., help="Contract id (contracts[].id in kwhub.toml)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = config_option(),
     period: str = typer.Option(None, "--period", help="Also show the days each version prices in this billing "
                                                        "period (YYYY-MM)."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """List the versions of a contract's terms: the contract as written (v1), then each amendment
     with its effective day, the terms it changed and the hash settlement runs record."""
     from kwhub.hub.cli.common import load
 
-    if fmt not in ("text", "json"):
-        raise UserError(f"--format must be text or json, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json"))
     cfg = load(config, required=True)
     found = [k for k in cfg.campus.contracts if k.id == contract_id]
     if not found:

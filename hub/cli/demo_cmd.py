@@ -7,15 +7,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kwhub.hub.cli.options import format_option, json_alias, output_format
 from kwhub.hub.cli.output import cell, console, echo, safe, wide_console
 
 
 def demo(
     directory: Path = typer.Option(Path("kwhub-demo"), "--dir", help="Working directory for the demo's files."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Run the whole meter-to-cash path on a simulated campus (no configuration needed).
 
@@ -31,7 +31,11 @@ def demo(
     CDP, ESRS inline XBRL checked with Arelle, SB 253). Running it
     again changes nothing.
     """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from kwhub.hub.demo.run import run_demo, summary_json
+
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
 
     if as_json:
         summary = run_demo(directory)

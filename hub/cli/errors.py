@@ -28,8 +28,6 @@ import os
 import sys
 from collections.abc import Callable
 
-from kwhub.hub.cli.output import err_console, safe
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -72,6 +70,8 @@ def exit_code_of(exc: BaseException) -> int:
 
 def report(exc: BaseException) -> int:
     """Print ``exc`` (and its hint) on stderr; return its exit code."""
+    from kwhub.hub.cli.output import err_console, safe
+
     err_console.print(f"[bold red]error:[/] {safe(exc, multiline=True)}")
     hint = getattr(exc, "hint", "")
     if hint:
@@ -82,6 +82,8 @@ def report(exc: BaseException) -> int:
 def _database_error(exc: BaseException) -> int | None:
     """A database error in words, without its statement or parameters; None if it is not one."""
     from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from kwhub.hub.cli.output import err_console, safe
 
     if not isinstance(exc, DBAPIError):
         return None
@@ -117,6 +119,8 @@ def run_guarded(app: Callable[..., object]) -> None:
         code = _database_error(exc)
         if code is not None:
             sys.exit(code)
+        from kwhub.hub.cli.output import err_console, safe
+
         err_console.print(f"[bold red]error:[/] {safe(type(exc).__name__)}: {safe(exc, multiline=True)}")
         err_console.print("[yellow]hint:[/] this looks like a bug or a broken environment; run again with "
                           "KWHUB_DEBUG=1 to see the traceback and report it")

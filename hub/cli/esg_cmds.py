@@ -6,28 +6,27 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import console, row
 
-console = Console()
 esg_app = typer.Typer(help="Emissions disclosures and granular certificates.", no_args_is_help=True)
 certs_app = typer.Typer(
     help="Granular certificates (EnergyTag-style, 1 Wh, at most one hour): issue from generation meters, transfer to "
          "tenants by the settled allocation, claim for a tenant's consumption hour, withdraw, export and import.",
     no_args_is_help=True)
 esg_app.add_typer(certs_app, name="certificates")
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
-FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
+FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")  # the built-in writers; plugins add theirs
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -44,7 +43,7 @@ def report_command(
     period: str = typer.Option(..., "--period", help="A year (2026: every month with settled runs) or a month (2026-10)."),
     fmt: list[str] = typer.Option(["ghg"], "--format",
                                   help="ghg (inventory JSON+CSV, hourly CFE), cdp (7.6/7.7 table), esrs (E1-6 inline "
-                                       "XBRL, checked with Arelle), sb253 (Scope 1+2 summary), summary, or all. "
+                                       "XBRL, checked with Arelle), sb253 (Scope 1+2 summary), summary, a format an ESG plugin adds, or all. "
                                        "Repeat for several."),
     tenant: str = typer.Option(None, "--tenant", help="Only this party (a tenant, owner or the operator)."),
     gwp: str = typer.Option(None, "--gwp", help="GWP set for CO2e: AR4, AR5 or AR6 (default: [emissions] gwp_set)."),
@@ -57,12 +56,14 @@ def report_command(
     emissions on its invoice lines, its market-based figure after hourly matching of the
     certificates it claimed. Exits 1 when a format's check fails (e.g. Arelle errors).
     """
-    from kwhub.hub.esg.reports import period_disclosure, write_disclosure
+    from kwhub.hub.esg.reports import period_disclosure, write_disclosure, writer_types
 
-    formats = list(FORMATS) if "all" in fmt else list(dict.fromkeys(fmt))
-    bad = [f for f in formats if f not in FORMATS]
+    installed = [*FORMATS, *sorted(set(writer_types()) - set(FORMATS))]  # built-ins first, then plugins'
+    formats = installed if "all" in fmt else list(dict.fromkeys(fmt))
+    bad = [f for f in formats if f not in installed]
     if bad:
-        raise UserError(f"--format {', '.join(bad)}: choose from {', '.join(FORMATS)} or all", exit_code=EXIT_CONFIG)
+        raise UserError(f"--format {', '.join(bad)}: choose from {', '.join(installed)} or all "
+                        "(an ESG plugin adds its own format)", exit_code=EXIT_CONFIG)
     cfg, db = _open(config)
     try:
         disclosure = period_disclosure(db, cfg, period, tenant, gwp)
@@ -191,10 +192,11 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
 
 
 @certs_app.command("list")
-def certs_list(fmt: str = typer.Option("table", "--format", help="table or json."), config: Path = _CONFIG) -> None:
+def certs_list(fmt: str = format_option("text", "json"), config: Path = _CONFIG) -> None:
     """Wh per device, holder and status."""
     from kwhub.hub.esg.ledger import summary
 
+    fmt = output_format(fmt, ("text", "json"))
     _cfg, db = _open(config)
     try:
         rows = summary(db)
@@ -207,7 +209,7 @@ def certs_list(fmt: str = typer.Option("table", "--format", help="table or json.
     for col in ("device", "account", "status", "Wh", "bundles"):
         table.add_column(col, justify="right" if col in ("Wh", "bundles") else "left")
     for r in rows:
-        table.add_row(r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
+        row(table, r["device"], r["account"], r["status"], f"{r['wh']:,}", str(r["bundles"]))
     console.print(table)
 
 

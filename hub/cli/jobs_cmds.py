@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
+
 jobs_app = typer.Typer(help="Scheduled jobs: their history and schedule.", no_args_is_help=True)
 CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
@@ -21,26 +22,30 @@ def list_cmd(
     status: str = typer.Option(None, "--status", help="running, succeeded, failed or interrupted."),
     limit: int = typer.Option(50, "--limit", min=1, help="Newest runs to show."),
     config: Path = CONFIG,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Job runs, newest first: slot, owner, start, end, outcome and error."""
-    from kwhub.hub.app import Hub
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
+    from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.scheduler.history import list_runs
 
-    with Hub.open(config) as hub:
-        rows = list_runs(hub.db, job_id=job, status=status, limit=limit)
+    db = open_db(load(config), read_only=True)  # reading the history never creates a database
+    try:
+        rows = list_runs(db, job_id=job, status=status, limit=limit)
+    finally:
+        db.close()
     if as_json:
         typer.echo(json.dumps(rows, default=str, indent=2))
         return
-    table = Table(title=f"job runs ({len(rows)})")
-    for col in ("id", "job", "slot", "owner", "started", "took", "status", "error"):
+    table = Table(title=cell(f"job runs ({len(rows)})"))
+    for col in ("id", "job", "slot (UTC)", "owner", "started (UTC)", "took", "status", "error"):
         table.add_column(col, overflow="fold")
     colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
     for r in rows:
         took = f"{(r['finished_at'] - r['started_at']).total_seconds():.2f} s" if r["finished_at"] else ""
-        table.add_row(str(r["id"]), escape(r["job_id"]), f"{r['slot']:%Y-%m-%d %H:%M:%S}", escape(r["owner"]),
-                      f"{r['started_at']:%H:%M:%S}", took, f"[{colour[r['status']]}]{r['status']}[/]",
-                      escape((r["error"] or "")[:120]))
+        row(table, str(r["id"]), clean(r["job_id"]), f"{r['slot']:%Y-%m-%d %H:%M:%S}", clean(r["owner"]),
+                      f"{r['started_at']:%H:%M:%S}", took, cell(r["status"], colour[r["status"]]),
+                      clean((r["error"] or "")[:120]))
     console.print(table)
     if not rows:
         typer.echo("no job runs yet (`kwhub serve` runs the scheduler)")
@@ -63,7 +68,7 @@ def schedule_cmd(config: Path = CONFIG) -> None:
         table.add_column(col, overflow="fold")
     for s in specs:
         last = ok.get(s.id)
-        table.add_row(escape(s.id), s.schedule_text(), escape(s.description), f"{last:%Y-%m-%d %H:%M:%S}" if last else "")
+        row(table, clean(s.id), s.schedule_text(), clean(s.description), f"{last:%Y-%m-%d %H:%M:%S}" if last else "")
     console.print(table)
     console.print(f"owner: {escape(owner['owner'])}, heartbeat {owner['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC"
                   if owner else "owner: none yet")

@@ -7,13 +7,13 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
 
-console = Console()
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
@@ -32,12 +32,13 @@ def create(
     scopes: list[str] = typer.Option(None, "--scope", help="Narrow the role's scopes (repeat); see `kwhub keys "
                                                          "scopes`."),
     name: str = typer.Option("", "--name", help="A label: who or what uses the key."),
-    days: int = typer.Option(None, "--days", min=1, help="Valid for this many days (default: \\[api] "
+    days: int = typer.Option(None, "--days", min=1, help="Valid for this many days (default: [api] "
                                                          "key_default_days, 90; at most key_max_days)."),
     config: Path = CONFIG,
-    as_json: bool = typer.Option(False, "--json", help="Print the key as JSON."),
+    fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
 ) -> None:
     """Create an API key and print it once (only its hash is stored); recorded in the audit log."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.api.keys import KeyRequestError, create_key
     from kwhub.hub.app import Hub
 
@@ -60,22 +61,26 @@ def create(
 
 
 @keys_app.command("list")
-def list_cmd(config: Path = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_cmd(config: Path = CONFIG, fmt: str = format_option("text", "json"), as_json: bool = json_alias()) -> None:
     """List API keys (never their secrets)."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.api.keys import list_keys
-    from kwhub.hub.app import Hub
+    from kwhub.hub.cli.common import load, open_db
 
-    with Hub.open(config) as hub:
-        rows = list_keys(hub.db)
+    db = open_db(load(config), read_only=True)  # listing never creates a database
+    try:
+        rows = list_keys(db)
+    finally:
+        db.close()
     if as_json:
         typer.echo(json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v), indent=2))
         return
-    table = Table(title=f"API keys ({len(rows)})")
+    table = Table(title=cell(f"API keys ({len(rows)})"))
     for col in ("id", "name", "role", "party", "scopes", "expires", "state"):
         table.add_column(col, overflow="fold")
     for r in rows:
         state = "revoked" if r["revoked_at"] else ("active" if r["active"] else "expired")
-        table.add_row(r["id"], escape(r["name"]), r["role"], escape(r["party"]), ", ".join(r["scopes"]),
+        row(table, r["id"], clean(r["name"]), r["role"], clean(r["party"]), ", ".join(r["scopes"]),
                       f"{r['expires_at']:%Y-%m-%d}", state)
     console.print(table)
 
@@ -86,7 +91,7 @@ def revoke(
     reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
     config: Path = CONFIG,
 ) -> None:
-    r"""Revoke a key: it is refused from now on (by a running API within \[api] key_cache_s seconds)."""
+    """Revoke a key: it is refused from now on (by a running API within [api] key_cache_s seconds)."""
     from kwhub.hub.api.keys import KeyRequestError, revoke_key
     from kwhub.hub.app import Hub
 
@@ -107,7 +112,7 @@ def scopes_cmd() -> None:
     for col in ("scope", "meaning", "roles"):
         table.add_column(col)
     for s, meaning in SCOPES.items():
-        table.add_row(s, meaning, ", ".join(r for r, ss in ROLE_SCOPES.items() if s in ss))
+        row(table, s, meaning, ", ".join(r for r, ss in ROLE_SCOPES.items() if s in ss))
     console.print(table)
 
 

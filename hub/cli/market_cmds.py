@@ -9,19 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, json_alias, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
 
-console = Console()
 market_app = typer.Typer(
     help="ISO/RTO markets: build and submit day-ahead offers, fetch awards, prices and statements, "
     "shadow-settle them and explain a line.\n\nA day runs: `market bid --submit`, `market poll`, "
     "`market fetch`, `market variance`. `kwhub market-sim ERCOT` starts a local ERCOT to try it on.",
     no_args_is_help=True)
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 _ISO = typer.Option(..., "--iso", help="ERCOT, CAISO or PJM (an ISO with an adapter in [markets.adapters]).")
 _DAY = typer.Option(..., "--day", help="Operating (trading) day YYYY-MM-DD, in the ISO's time zone.")
 
@@ -43,6 +43,7 @@ def _day(text: str) -> date:
 
 def _market_errors() -> tuple[type[BaseException], ...]:
     from kwhub.core.adapters import AdapterError
+    from kwhub.core.intervals import IntervalDataError
     from kwhub.core.markets.bid_builder import GuardrailError
     from kwhub.core.markets.curve_rules import CurveRuleError
     from kwhub.core.markets.optimizer import OptimizerError
@@ -51,7 +52,7 @@ def _market_errors() -> tuple[type[BaseException], ...]:
     from kwhub.hub.markets.store import MarketStoreError
 
     return (AdapterError, GuardrailError, CurveRuleError, OptimizerError, ShadowInputError, MarketServiceError,
-            MarketStoreError, KeyError)
+            MarketStoreError, IntervalDataError, KeyError)
 
 
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -66,27 +67,34 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def bid_command(iso: str = _ISO, day: str = _DAY,
                 resource: str = typer.Option(..., "--resource", help="A resource of [[markets.resources]]."),
                 submit: bool = typer.Option(False, "--submit", help="Submit the offer to the ISO (else only show it)."),
-                as_json: bool = typer.Option(False, "--json", help="Print the bids as JSON."),
+                market: str = typer.Option("DA", "--market", help="DA (day-ahead) or RT (real-time: forecast on the "
+                                           "ISO's RT grain, hourly offers from each hour's tightest interval)."),
+                fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
                 config: Path = _CONFIG) -> None:
-    """Build the day-ahead energy offer of a resource: forecast the surplus (units, solar, battery,
-    load by persistence, reserve), optimise the dispatch, turn it into offer curves and check them
-    against the ISO's curve rules and the guardrails. Nothing that would need tenant load leaves."""
-    from kwhub.hub.markets.forecast import build_day_bids
+    """Build the day-ahead (or real-time) energy offer of a resource: forecast the surplus (units
+    with outages, solar, battery, load by persistence, reserve), optimise the dispatch, turn it into
+    offer curves and check them against the ISO's curve rules and the guardrails. Nothing that would
+    need tenant load leaves."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
+    from kwhub.hub.markets.forecast import build_day_bids, build_rt_bids
     from kwhub.hub.markets.service import submit_bids
 
+    if market.upper() not in ("DA", "RT"):
+        raise UserError(f"--market must be DA or RT, not {market!r}")
     cfg, db = _open(config)
     try:
-        built = _guard(build_day_bids, db, cfg, iso, _day(day), resource)
+        build = build_day_bids if market.upper() == "DA" else build_rt_bids
+        built = _guard(build, db, cfg, iso, _day(day), resource)
         if as_json:
             typer.echo(json.dumps({"bids": [b.model_dump(mode="json") for b in built.bids], "notes": built.notes},
                                   indent=2))
         else:
             for b in built.bids:
-                t = Table(title=f"{iso} {b.market} offer {b.resource} {b.trading_date}")
+                t = Table(title=cell(f"{iso} {b.market} offer {b.resource} {b.trading_date}"))
                 t.add_column("hour (UTC start)")
                 t.add_column("points (MW @ $/MWh)")
                 for c in b.curves:
-                    t.add_row(c.start.strftime("%Y-%m-%d %H:%M"), ", ".join(f"{p.mw}@{p.price}" for p in c.points))
+                    row(t, c.start.strftime("%Y-%m-%d %H:%M"), ", ".join(f"{p.mw}@{p.price}" for p in c.points))
                 console.print(t)
             for n in built.notes:
                 console.print(escape(n), highlight=False)
@@ -139,12 +147,13 @@ def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> N
 @market_app.command("variance")
 def variance_command(iso: str = _ISO, day: str = _DAY,
                      statement: str = typer.Option(None, "--statement", help="Only this statement id."),
-                     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                     fmt: str = format_option("text", "json"), as_json: bool = json_alias(),
                      config: Path = _CONFIG) -> None:
     """Shadow-settle the day from kwhub's own meter data, awards and ISO prices, and compare it
     with every statement version: per charge code the totals, every line outside the tolerance
     with its cause (price, quantity, timing, formula), and what each version changed against the
     one before it (previous, current, net)."""
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     from kwhub.hub.markets.service import variance_as_json, variance_for_day
 
     cfg, db = _open(config)
@@ -161,22 +170,22 @@ def variance_command(iso: str = _ISO, day: str = _DAY,
         for col in ("code", "lines", "shadow", "ISO", "variance", "outside tolerance"):
             t.add_column(col, justify="left" if col == "code" else "right")
         for s in c.report.codes.values():
-            t.add_row(s.code, str(s.lines), f"{s.shadow:,.2f}", f"{s.iso:,.2f}", f"{s.variance:,.2f}", str(s.outside))
+            row(t, s.code, str(s.lines), f"{s.shadow:,.2f}", f"{s.iso:,.2f}", f"{s.variance:,.2f}", str(s.outside))
         console.print(t)
         if c.report.lines:
             v = Table(title="Lines outside the tolerance")
             for col in ("code", "resource", "interval", "shadow", "ISO", "variance", "cause", "why"):
                 v.add_column(col, overflow="fold")
             for ln in c.report.lines:
-                v.add_row(ln.code, escape(ln.resource), ln.label, str(ln.shadow), str(ln.iso), str(ln.variance),
-                          ln.cause, escape(ln.detail))
+                row(v, ln.code, clean(ln.resource), ln.label, str(ln.shadow), str(ln.iso), str(ln.variance),
+                          ln.cause, clean(ln.detail))
             console.print(v)
         if c.deltas:
-            d = Table(title=f"Changed against {escape(c.previous_id)}")
+            d = Table(title=cell(f"Changed against {c.previous_id}"))
             for col in ("code", "resource", "interval", "previous", "current", "net"):
                 d.add_column(col)
             for ln in c.deltas:
-                d.add_row(ln.code, escape(ln.resource), ln.label, str(ln.previous), str(ln.current), str(ln.net))
+                row(d, ln.code, clean(ln.resource), ln.label, str(ln.previous), str(ln.current), str(ln.net))
             console.print(d)
 
 

@@ -10,6 +10,7 @@ show its password. Everything a command prints goes through one of these:
   kept only when ``multiline``;
 * :func:`safe`: :func:`clean` plus Rich markup escaped, for text inside markup strings;
 * :func:`cell`: a Rich ``Text`` (never parsed as markup) for table cells and titles;
+* :func:`row`: a table row of such cells;
 * :func:`echo`: plain text to stdout/stderr (JSON and CSV included);
 * :data:`console` / :data:`err_console`: Rich consoles with emoji codes and automatic
   highlighting off, so ``:name:`` in data stays as written;
@@ -66,6 +67,11 @@ def safe(value: Any, *, multiline: bool = False) -> str:
 def cell(value: Any, style: str = "") -> Text:
     """A table cell (or title) holding ``value`` as plain text."""
     return Text(clean("" if value is None else value), style=style)
+
+
+def row(table: Any, *values: Any) -> None:
+    """Add a table row whose cells are shown as text (never Rich markup); None is an empty cell."""
+    table.add_row(*(v if isinstance(v, Text) else cell(v) for v in values))
 
 
 def echo(value: Any, *, err: bool = False, nl: bool = True) -> None:

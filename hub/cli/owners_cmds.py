@@ -8,29 +8,28 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.errors import UserError
+from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import cell, console, row
 
-console = Console()
 owners_app = typer.Typer(help="Owner statements of co-owned assets.", no_args_is_help=True)
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
 
 def _open(config: Path | None):  # noqa: ANN202 - (config, database)
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 @owners_app.command("statement")
 def owners_statement(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     owner: str = typer.Option(None, "--owner", help="Only this owner (a party id)."),
-    fmt: str = typer.Option("table", "--format", help="table, json, csv or pdf."),
+    fmt: str = format_option("text", "json", "csv", "pdf"),
     out: Path = typer.Option(None, "--out", help="Folder for the files (pdf, csv, json; default: output_dir/owners)."),
     config: Path = _CONFIG,
 ) -> None:
@@ -40,8 +39,7 @@ def owners_statement(
     from kwhub.hub.settle.owner_pdf import write_owner_pdf
     from kwhub.hub.settle.owners import period_owner_statements
 
-    if fmt not in ("table", "json", "csv", "pdf"):
-        raise UserError(f"--format must be table, json, csv or pdf, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json", "csv", "pdf"))
     cfg, db = _open(config)
     try:
         statements = period_owner_statements(db, cfg, period, owner)
@@ -49,13 +47,13 @@ def owners_statement(
         raise UserError(str(exc)) from None
     finally:
         db.close()
-    if fmt == "table":
+    if fmt == "text":
         for party, st in statements.items():
-            table = Table(title=f"Owner statement {party} {period} ({st.currency})")
+            table = Table(title=cell(f"Owner statement {party} {period} ({st.currency})"))
             for col in ("asset", "item", "asset total", "share", "amount"):
                 table.add_column(col, justify="left" if col in ("asset", "item") else "right")
             for ln in st.lines:
-                table.add_row(ln.asset, ln.description, f"{ln.asset_total:,.2f}", str(ln.share), f"{ln.amount:,.2f}")
+                row(table, ln.asset, ln.description, f"{ln.asset_total:,.2f}", str(ln.share), f"{ln.amount:,.2f}")
             console.print(table)
             typer.echo(f"{party}: revenue {st.revenue:,.2f}, costs {st.costs:,.2f}, net {st.net:,.2f} {st.currency}")
         if not statements:
@@ -81,7 +79,7 @@ def owners_statement(
 
 def emissions_command(
     period: str = typer.Option(..., "--period", help="A month (2026-10) or a year (2026)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: str = format_option("text", "json", "csv"),
     config: Path = _CONFIG,
 ) -> None:
     """Scope 1, Scope 2 (location- and market-based) and Scope 3 category 3 per party, in t CO2e.
@@ -93,8 +91,7 @@ def emissions_command(
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.esg.reports import period_disclosure
 
-    if fmt not in ("table", "json", "csv"):
-        raise UserError(f"--format must be table, json or csv, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json", "csv"))
     cfg, db = _open(config)
     try:
         disclosure = period_disclosure(db, cfg, period)
@@ -112,12 +109,12 @@ def emissions_command(
         w.writeheader()
         w.writerows(rows)
         return
-    table = Table(title=f"Emissions {period} (t CO2e, {disclosure.gwp_set})")
+    table = Table(title=cell(f"Emissions {period} (t CO2e, {disclosure.gwp_set})"))
     cols = ("party", "energy MWh", "scope 1", "scope 2 location", "scope 2 market", "scope 3 cat. 3", "CFE %")
     for col in cols:
         table.add_column(col, justify="left" if col == "party" else "right")
     for r in rows:
-        table.add_row(r["party"], r["energy_mwh"], r["scope1_tco2e"], r["scope2_location_tco2e"],
+        row(table, r["party"], r["energy_mwh"], r["scope1_tco2e"], r["scope2_location_tco2e"],
                       r["scope2_market_tco2e"], r["scope3_cat3_tco2e"], r["cfe_pct"])
     console.print(table)
     for note in disclosure.notes:

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
-
-console = Console()
+from kwhub.hub.cli.options import format_option, output_format
+from kwhub.hub.cli.output import cell, clean, console, row
 
 runs_app = typer.Typer(help="Settlement runs and the review gate: list, show, approve, reject.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports of a settled period: energy accounting, allocation split.",
                          no_args_is_help=True)
 
-_CONFIG = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml).")
+_CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
 
 
 def _actor(by: str | None) -> str:
@@ -38,11 +38,10 @@ def _actor(by: str | None) -> str:
 
 
 def _open(config: Path | None) -> tuple[Any, Any]:
-    from kwhub.hub.config import load_config
-    from kwhub.hub.store import Database
+    from kwhub.hub.cli.common import load, open_db
 
-    cfg = load_config(config)
-    return cfg, Database.open(cfg.database_url, work_dir=cfg.work_dir)
+    cfg = load(config)
+    return cfg, open_db(cfg, read_only=True)  # never creates a database
 
 
 def _fmt(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -56,12 +55,12 @@ def runs_list(
     contract: str = typer.Option(None, "--contract", help="Only this contract."),
     status: str = typer.Option(None, "--status", help="draft, held, issued, no_change, rejected or superseded."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """List settlement runs with their review status; held runs show why they are held."""
     from kwhub.hub.settle.review import list_runs
 
-    _fmt(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)
     try:
         rows = list_runs(db, period=period, contract_id=contract, status=status)
@@ -75,8 +74,8 @@ def runs_list(
         table.add_column(col, justify="right" if col == "total" else "left", overflow="fold")
     for r in rows:
         doc = r["document"]
-        table.add_row(r["id"], r["status"] + (" (stale)" if r["stale"] else ""), doc["kind"] if doc else "-",
-                      f"{doc['total']} {doc['currency']}" if doc else "-", "\n".join(r["held_reasons"]))
+        row(table, r["id"], r["status"] + (" (stale)" if r["stale"] else ""), doc["kind"] if doc else "-",
+                      f"{doc['total']} {doc['currency']}" if doc else "-", Text(clean("\n".join(r["held_reasons"]), multiline=True)))
     console.print(table)
     if not rows:
         typer.echo("no runs (settle a period with `kwhub settle --period YYYY-MM`)")
@@ -86,14 +85,14 @@ def runs_list(
 def runs_show(
     run_id: str = typer.Argument(..., help="Run id (see `kwhub runs list`)."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Show a run: status, checks, the document it issues (or issued), energy accounting, decisions."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.service import get_run
     from kwhub.hub.store import audit_entries
 
-    _fmt(fmt, ("text", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     _, db = _open(config)
     try:
         try:
@@ -206,13 +205,13 @@ def _date(text: str | None) -> date | None:
 def report_energy(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    fmt: str = format_option("text", "json", "csv"),
 ) -> None:
     """Energy accounting: metered = allocated = billed + unbilled, with the reason of every unbilled kWh."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.reports import energy_report
 
-    _fmt(fmt, ("table", "csv", "json"))
+    fmt = output_format(fmt, ("text", "json", "csv"))
     _, db = _open(config)
     try:
         rep = energy_report(db, period)
@@ -231,19 +230,19 @@ def report_energy(
                         r["unbilled_kwh"], r["reason"], "yes" if r["declared"] else "no"])
         return
     if rep.sources:
-        table = Table(title=f"Sources {period} (kWh)")
+        table = Table(title=cell(f"Sources {period} (kWh)"))
         for col in ("source", "metered", "to tenants", "losses", "other sinks"):
             table.add_column(col, justify="left" if col == "source" else "right")
         for r in rep.sources:
-            table.add_row(r["source"], *(f"{Decimal(r[k]):,.3f}" for k in
+            row(table, r["source"], *(f"{Decimal(r[k]):,.3f}" for k in
                                          ("metered_kwh", "to_tenants_kwh", "losses_kwh", "other_sinks_kwh")))
         console.print(table)
-    table = Table(title=f"Tenants x sources {period} (kWh)")
+    table = Table(title=cell(f"Tenants x sources {period} (kWh)"))
     for col in ("tenant", "source", "allocated", "billed", "by", "unbilled", "why"):
         table.add_column(col, justify="right" if col in ("allocated", "billed", "unbilled") else "left",
                          overflow="fold")
     for r in rep.parties:
-        table.add_row(r["party"], r["source"], f"{Decimal(r['allocated_kwh']):,.3f}", f"{Decimal(r['billed_kwh']):,.3f}",
+        row(table, r["party"], r["source"], f"{Decimal(r['allocated_kwh']):,.3f}", f"{Decimal(r['billed_kwh']):,.3f}",
                       r["billed_by"], f"{Decimal(r['unbilled_kwh']):,.3f}",
                       (r["reason"] + (" (declared)" if r["declared"] else "")) if r["reason"] else "")
     console.print(table)
@@ -261,14 +260,16 @@ def report_allocation(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM."),
     tenant: str = typer.Option(None, "--tenant", help="Only this tenant (default: every tenant)."),
     config: Path = _CONFIG,
-    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    fmt: str = format_option("text", "json", "csv"),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of standard output."),
 ) -> None:
-    """The per-interval tenants x sources split the runs froze (kWh), to check conservation."""
+    """The per-interval tenants x sources split the runs froze (kWh), to check conservation.
+
+    One row per interval and tenant: text and csv print the same comma-separated rows."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.settle.reports import allocation_rows
 
-    _fmt(fmt, ("csv", "json"))
+    fmt = output_format(fmt, ("text", "json", "csv"))
     _, db = _open(config)
     try:
         rows = list(allocation_rows(db, period, tenant))

@@ -12,16 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kwhub.core.money import money_str
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo, err_console, safe
 
 invoices_app = typer.Typer(help="Issued invoices, adjustment invoices and credit notes.", no_args_is_help=True)
+def money_str(value: Any) -> str:
+    """:func:`kwhub.core.money.money_str`, imported when first used (it needs numpy)."""
+    from kwhub.core.money import money_str as exact
+
+    return exact(value)
+
+
 STALE_NOTE = "its input data was restated or deleted since it was settled; settle a later version"
 
 
@@ -74,12 +80,20 @@ def settle_command(
     period: str = typer.Option(..., "--period", help="Billing period YYYY-MM (local month of each contract)."),
     contract: list[str] = typer.Option(None, "--contract", help="Only this contract (repeatable)."),
     version: str = typer.Option("initial", "--version", help="initial, final or true_up."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     fallback_raw: bool = typer.Option(False, "--fallback-raw", help="Use raw data where nothing is validated."),
     missing: str = typer.Option(None, "--missing",
                                 help="error (refuse gaps) or zero (count them as 0 kWh); default from [settlement]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and check the drafts, print them, store nothing."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
+    campuses: str = typer.Option(None, "--campuses", help="A portfolio: kwhub.toml files (or their folders), "
+                                 "comma-separated, sharing one database; settled one after the other, or on "
+                                 "Dask with --dask."),
+    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per (campus, contract) on "
+                             "Dask; `local` for a LocalCluster on this machine, or a scheduler address "
+                             "(tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
 ) -> None:
     """Settle a billing period: price every contract into draft documents and check them.
 
@@ -89,7 +103,13 @@ def settle_command(
     (`kwhub runs approve RUN --reason ...`). When any contract fails, nothing is issued.
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
+
+    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every contract of
+    every campus as its own Dask task (the same code as a serial settle, against the shared
+    database) and then issues each campus' drafts in order; the results equal a serial run.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from kwhub.core.timeline import TimeModelError, billing_period
     from kwhub.core.versions import VERSION_KINDS
     from kwhub.hub.deliver.outbox import OutboxError
@@ -97,7 +117,7 @@ def settle_command(
     from kwhub.hub.settle.issuing import outbox_hook
     from kwhub.hub.settle.service import settle
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     if version not in VERSION_KINDS:
         raise UserError(f"--version must be one of {', '.join(VERSION_KINDS)}, not {version!r}", exit_code=EXIT_CONFIG)
     if missing is not None and missing not in ("error", "zero"):
@@ -106,6 +126,10 @@ def settle_command(
         billing_period(period, "UTC")
     except TimeModelError as exc:
         raise UserError(str(exc), hint="give the period as YYYY-MM, e.g. --period 2026-10", exit_code=EXIT_CONFIG) from None
+    if campuses is not None or dask is not None:
+        _settle_portfolio(period, version, campuses, dask, workers, retries, fmt, contract, fallback_raw, missing,
+                          dry_run)
+        return
     cfg = _load(config)
     campus = cfg.campus
     if not campus.contracts:
@@ -141,6 +165,47 @@ def settle_command(
     else:
         _print_outcomes(period, version, outcomes, dry_run)
     if any(o.status == "error" for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str | None, workers: int, retries: int,
+                      fmt: str, contract: list[str] | None, fallback_raw: bool, missing: str | None,
+                      dry_run: bool) -> None:
+    """``settle --campuses ... [--dask SCHEDULER]``: see :mod:`kwhub.hub.settle.portfolio`."""
+    from kwhub.hub.settle.portfolio import (
+        PortfolioError,
+        campus_refs,
+        settle_portfolio,
+        settle_serial,
+    )
+
+    if campuses is None:
+        raise UserError("--dask settles a portfolio: give --campuses too", exit_code=EXIT_CONFIG)
+    if contract or fallback_raw or missing is not None or dry_run:
+        raise UserError("--campuses takes each campus' settings from its kwhub.toml; --contract, --fallback-raw, "
+                        "--missing and --dry-run apply to one campus", exit_code=EXIT_CONFIG)
+    try:
+        refs = campus_refs([c for c in campuses.split(",") if c.strip()])
+        if dask is None:
+            result = settle_serial(refs, period, version)
+        else:
+            def shown(task: Any, status: str) -> None:
+                if fmt != "json":
+                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id)}: {safe(status)}")
+
+            result = settle_portfolio(refs, period, version, scheduler=dask, workers=workers, retries=retries,
+                                      progress=shown)
+    except PortfolioError as exc:
+        raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
+    if fmt == "json":
+        echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        for name, outcomes in result.outcomes.items():
+            echo(f"campus {name}")
+            _print_outcomes(period, version, outcomes, False)
+        for f in result.failures:
+            echo(f"error: task {f.task.key} failed after {retries} retries: {f.error}", err=True)
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -204,19 +269,18 @@ def _print_accounts(rows: list[dict[str, Any]]) -> None:
 
 @invoices_app.command("list")
 def invoices_list(
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
     contract: str = typer.Option(None, "--contract", help="Only this contract."),
     period: str = typer.Option(None, "--period", help="Only this billing period (YYYY-MM)."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
-    """List issued documents."""
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
     from kwhub.hub.settle.service import list_invoices
 
-    _check_format(fmt, ("table", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
         stale, later = _staleness(db, docs)
@@ -241,15 +305,15 @@ def invoices_list(
 @invoices_app.command("show")
 def invoices_show(
     ref: str = typer.Argument(..., help="Invoice id or number."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("json", "--format", help="json or text."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
     from kwhub.hub.settle.service import get_invoice
 
-    _check_format(fmt, ("json", "text"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         flags, later = _staleness(db, [inv])
@@ -277,7 +341,7 @@ def invoices_render(
     fmt: str = typer.Option(..., "--format", help="A renderer's format id: ubl, cii, facturx, x12_810, x12_867, "
                                                   "idoc_invoic02, csv, json, pdf (`kwhub plugins list` shows them)."),
     out: Path = typer.Option(None, "--out", help="Write the document to FILE (default: standard output)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
 ) -> None:
     """Render an issued document in any installed format.
 
@@ -299,7 +363,7 @@ def invoices_render(
         renderer = renderers_for_formats(get_registry(), [fmt], cfg)[fmt]
     except OutboxError as exc:
         raise UserError(str(exc), hint="`kwhub plugins list` shows the installed renderers", exit_code=EXIT_CONFIG) from None
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)
         try:
@@ -335,11 +399,15 @@ def _get(fn: Any, db: Any, ref: str) -> Any:
 def explain_command(
     invoice: str = typer.Argument(..., help="Invoice id or number."),
     line: int = typer.Option(None, "--line", help="Line number (default: every line)."),
-    config: Path = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)."),
-    fmt: str = typer.Option("text", "--format", help="text or json."),
+    config: Path = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)."),
+    fmt: str = format_option("text", "json"),
     carbon: bool = typer.Option(False, "--carbon",
                                 help="Explain the line's kg CO2e instead: its intervals, sources, factors, editions "
                                      "and GWP set, recomputed from what the run froze."),
+    market_interval: str = typer.Option(None, "--market-interval",
+                                        help="For a market revenue credit line: walk one statement interval "
+                                             "(DAY:CODE:RESOURCE:LABEL, as the explanation lists them) back to "
+                                             "its bid, award, metered delivery and ISO price."),
 ) -> None:
     """Explain invoice lines: determinants, intervals, data versions and hashes, prices, allocation,
     the review checks (with --carbon: the emissions behind each energy line).
@@ -355,9 +423,9 @@ def explain_command(
         stale_flags,
     )
 
-    _check_format(fmt, ("text", "json"))
+    fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
-    db = _open_db(cfg)
+    db = _open_db(cfg, read_only=True)
     if carbon:
         try:
             _explain_carbon(db, cfg, invoice, line, fmt)
@@ -375,12 +443,34 @@ def explain_command(
             exps = [explain_line(inv, n, run, inputs, alloc) for n in numbers]
         except ExplainError as exc:
             raise UserError(str(exc)) from None
+        market = _explain_market_credits(db, cfg, inv, numbers, str(run["period"]), market_interval)
     finally:
         db.close()
+    for e in exps:
+        if e["line"]["number"] in market:
+            e["market"] = market[e["line"]["number"]]
     if fmt == "json":
         echo(json.dumps(exps[0] if line is not None else exps, indent=2, default=str))
     else:
-        echo("\n\n".join(render_text(e) for e in exps))
+        from kwhub.hub.markets.credit import render_credit_text
+
+        echo("\n\n".join(render_text(e) + ("\n" + render_credit_text(e["market"]) if "market" in e else "")
+                          for e in exps))
+
+
+def _explain_market_credits(db: Any, cfg: Any, inv: Any, numbers: list[int], period: str,
+                            interval: str | None) -> dict[int, Any]:
+    """The market walk-back of the market revenue credit lines among ``numbers``."""
+    from kwhub.hub.markets.credit import credit_sections
+    from kwhub.hub.markets.service import MarketServiceError
+
+    lines = [ln for ln in inv.lines if ln.number in numbers and ln.charge_type == "market_credit"]
+    if interval is not None and len(lines) != 1:
+        raise UserError("--market-interval needs --line N of one market revenue credit line")
+    try:
+        return credit_sections(db, cfg, lines, period, interval)
+    except (MarketServiceError, KeyError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str) -> None:

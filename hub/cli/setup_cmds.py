@@ -10,6 +10,7 @@ from rich.table import Table
 
 from kwhub.hub.cli.common import load
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_FAILED, UserError
+from kwhub.hub.cli.options import config_option, format_option, json_alias, output_format
 from kwhub.hub.cli.output import cell, console, echo, safe
 from kwhub.hub.redact import redact_credentials
 
@@ -47,8 +48,9 @@ def init(
 
 
 def plugins_list(
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    fmt: str = format_option("text", "json"),
     hooks: bool = typer.Option(False, "--hooks", help="Also list the hooks each plugin implements."),
+    as_json: bool = json_alias(),
 ) -> None:
     """List loaded plugins: distribution, version, adapter types, hooks and load errors.
 
@@ -56,6 +58,7 @@ def plugins_list(
     """
     from kwhub.hub.registry import get_registry
 
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     reg = get_registry()
     rows = [p.as_dict() for p in reg.plugins.values()]
     if as_json:
@@ -107,10 +110,10 @@ def plugins_new(
 
 
 def adapters_check(
-    config: Path = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml)."),
-    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    config: Path = config_option(),
+    fmt: str = format_option("text", "json"),
+    as_json: bool = json_alias(),
 ) -> None:
-    """Run check() for every configured adapter instance; exit 1 if any fails."""
     """Run check() for every configured adapter instance; exit 1 if any fails.
 
     Each check really connects or reads (a webhook is sent a signed OPTIONS request, an
@@ -118,6 +121,9 @@ def adapters_check(
     configuration problem, a transient one or a system error. Passwords in URLs are never
     shown; risky settings (host_key_checking = false, ...) are listed as warnings.
     """
+    from kwhub.hub.config import ConfigError
+
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     cfg = load(config, required=True)
     results = []
     for inst in cfg.adapters.values():
@@ -128,6 +134,9 @@ def adapters_check(
             res = inst.build(cfg.context()).check()
             results.append({"id": inst.id, "type": inst.type, "ok": res.ok,
                             "kind": res.kind.value if res.kind else None, "message": res.message})
+        except ConfigError as exc:  # an unset env: secret, say
+            results.append({"id": inst.id, "type": inst.type, "ok": False, "kind": "configuration",
+                            "message": "; ".join(exc.problems)})
         except Exception as exc:  # a check that crashes is a system failure of that adapter
             results.append({"id": inst.id, "type": inst.type, "ok": False, "kind": "system",
                             "message": f"{type(exc).__name__}: {exc}"})
@@ -155,8 +164,9 @@ def adapters_check(
 
 
 def config_check(
-    config: Path = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (default: ./kwhub.toml)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+    config: Path = config_option(),
+    fmt: str = format_option("text", "json"),
+    as_json: bool = json_alias(),
 ) -> None:
     """Check kwhub.toml without connecting anywhere: shape, references, plugin settings, and
     whether every party has what the formats it receives need (payment account, tax
@@ -165,19 +175,20 @@ def config_check(
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import delivery_problems
 
+    as_json = output_format(fmt, ("text", "json"), as_json) == "json"
     cfg = load_config(config, required=True)
     problems = delivery_problems(cfg, get_registry())
     if as_json:
-        print(json.dumps({"config": str(cfg.source), "problems": problems}, indent=2))
+        echo(json.dumps({"config": str(cfg.source), "problems": problems}, indent=2))
     elif problems:
-        table = Table(title=f"configuration problems ({cfg.source})")
+        table = Table(title=cell(f"configuration problems ({cfg.source})"))
         for col in ("contract", "format", "problem"):
             table.add_column(col)
         for p in problems:
-            table.add_row(p["contract"], p["format"], p["message"])
+            table.add_row(cell(p["contract"]), cell(p["format"]), cell(p["message"]))
         console.print(table)
     else:
-        console.print(f"[green]ok[/]: {cfg.source} is complete for every contract and delivery format")
+        console.print(f"[green]ok[/]: {safe(cfg.source)} is complete for every contract and delivery format")
     if problems:
         raise typer.Exit(1)
 

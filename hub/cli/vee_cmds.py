@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kwhub.hub.cli.common import load, open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo
 
 vee_app = typer.Typer(help="Validation, estimation and editing (VEE) of interval data.", no_args_is_help=True)
@@ -38,19 +39,18 @@ def report_cmd(
     start: str | None = typer.Option(None, "--start", help="first UTC day (YYYY-MM-DD)"),
     end: str | None = typer.Option(None, "--end", help="last UTC day, inclusive (YYYY-MM-DD)"),
     channel: str | None = typer.Option(None, "--channel", help="only this channel"),
-    fmt: str = typer.Option("table", "--format", help="table or json"),
-    config: Path | None = typer.Option(None, "--config", help="kwhub.toml (default: ./kwhub.toml)"),
+    fmt: str = format_option("text", "json"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml)"),
 ) -> None:
     """Show what each VEE rule did in the period: intervals flagged, estimated, edited; channels."""
     from kwhub.hub.ingest.vee import read_events
 
-    if fmt not in ("table", "json"):
-        raise UserError(f"--format {fmt!r} is not supported", hint="use table or json", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json"))
     first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
     if first and last and last < first:
         raise UserError(f"--end {last} is before --start {first}", exit_code=EXIT_CONFIG)
     cfg = load(config)
-    db = open_db(cfg)
+    db = open_db(cfg, read_only=True)
     try:
         events = read_events(db, first, last, channel)
     finally:

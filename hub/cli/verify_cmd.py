@@ -10,6 +10,7 @@ from rich.table import Table
 
 from kwhub.hub.cli.common import load, open_db
 from kwhub.hub.cli.errors import EXIT_CONFIG, EXIT_INTEGRITY, UserError
+from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, console, echo
 
 
@@ -18,7 +19,7 @@ def verify_command(
     anchor: Path = typer.Option(None, "--anchor",
                                 help="JSON file kept outside the database with each seller's chain head: checked "
                                      "when it exists, written (or moved forward) when nothing is broken."),
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = format_option("text", "json"),
 ) -> None:
     """Verify the evidence: every issued document, its number, every outbox body, every run.
 
@@ -36,15 +37,14 @@ def verify_command(
     """
     from kwhub.hub.settle.verify import read_anchor, verify, write_anchor
 
-    if fmt not in ("table", "json"):
-        raise UserError(f"--format must be table or json, not {fmt!r}", exit_code=EXIT_CONFIG)
+    fmt = output_format(fmt, ("text", "json"))
     try:
         saved = read_anchor(anchor) if anchor is not None else None
     except ValueError as exc:
         raise UserError(str(exc), hint="give the file a previous `kwhub verify --anchor` wrote",
                         exit_code=EXIT_CONFIG) from None
     cfg = load(config)
-    db = open_db(cfg)
+    db = open_db(cfg, read_only=True)
     try:
         report = verify(db, anchor=saved)
     finally:

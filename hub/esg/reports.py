@@ -74,13 +74,17 @@ def period_disclosure(db: Database, cfg: Any, period: str, party: str | None = N
     return d
 
 
-def writer_for(cfg: Any, format_id: str) -> EsgReporter:
-    """The ESG writer of ``format_id``: a configured instance of its type, else one with default settings."""
+def writer_types() -> dict[str, type[EsgReporter]]:
+    """Every installed ESG writer by its ``format_id`` (built-in and plugins')."""
     from kwhub.hub.registry import get_registry
 
-    reg = get_registry()
-    types = {cls.format_id: cls for cls in reg.adapters.values()
-             if issubclass(cls, EsgReporter) and getattr(cls, "format_id", "")}
+    return {cls.format_id: cls for cls in get_registry().adapters.values()
+            if issubclass(cls, EsgReporter) and getattr(cls, "format_id", "")}
+
+
+def writer_for(cfg: Any, format_id: str) -> EsgReporter:
+    """The ESG writer of ``format_id``: a configured instance of its type, else one with default settings."""
+    types = writer_types()
     if format_id not in types:
         raise SettlementError(f"no ESG writer for format {format_id!r} (installed: {', '.join(sorted(types)) or 'none'})")
     cls = types[format_id]

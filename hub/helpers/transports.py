@@ -50,6 +50,32 @@ class TransportResult(DeliveryResult):
     duplicate: bool = False
 
 
+DEFAULT_FILE_MODE = "0640"
+
+
+def parse_file_mode(value: str | int) -> int:
+    """A delivered file's permission bits from ``"0640"`` (octal text) or a TOML octal integer (``0o640``).
+
+    The owner keeps read and write (kwhub re-reads a file to recognise a duplicate); group
+    and others get what the receiving side needs, at most read and write.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not re.fullmatch(r"0?o?[0-7]{3}", text):
+            raise ValueError(f"file_mode {value!r}: give three octal digits such as \"0640\" (owner read/write, "
+                             "group read)")
+        mode = int(text[-3:], 8)
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"file_mode {value!r}: outside 0000..0777")
+    if mode & 0o600 != 0o600:
+        raise ValueError(f"file_mode {oct(mode)[2:]:0>4}: the owner needs read and write (6 as first digit)")
+    if mode & 0o111:
+        raise ValueError(f"file_mode {oct(mode)[2:]:0>4}: invoices are not executable; drop the execute bits")
+    return mode
+
+
 def safe_filename(name: str) -> str:
     """A file name with no directory part and nothing outside ``[A-Za-z0-9._-]``."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]

@@ -13,8 +13,13 @@ Two jobs per ISO of ``[markets.adapters]`` (``[markets.schedule]`` sets when):
   the awards, DA and RT prices and statement versions of the last ``fetch_days`` operating days
   the campus bid in (every day for an ISO without bids), and shadow-settles each new statement
   version; lines outside the tolerance are logged with their cause.
+* ``markets.<ISO>.rt`` (every ``rt_every_s``, with ``rt_offers = true`` and an adapter with the
+  ``rt_bids`` capability): real-time offers of every resource for the hours from the first
+  whole hour at least ``rt_gate_minutes`` ahead to the end of its operating day, built on the
+  ISO's real-time grain (:func:`kwhub.hub.markets.forecast.build_rt_bids`); once per hour
+  window (a later submission replaces the earlier offer at the ISO).
 
-Both are idempotent: they look at the store first, so a late or repeated slot changes nothing.
+All are idempotent: they look at the store first, so a late or repeated slot changes nothing.
 """
 
 from __future__ import annotations
@@ -43,15 +48,18 @@ def market_jobs(cfg: Any) -> list[JobSpec]:
         if _takes_bids(cfg, iso) and any(r.iso == iso for r in mc.resources):
             out.append(JobSpec(f"markets.{iso}.bids", market_bids_job, every_s=sch.bid_every_s, kwargs={"iso": iso},
                                description=f"offer the next {iso} operating day before its day-ahead gate"))
+        if sch.rt_offers and _takes_bids(cfg, iso, "rt_bids") and any(r.iso == iso for r in mc.resources):
+            out.append(JobSpec(f"markets.{iso}.rt", market_rt_job, every_s=sch.rt_every_s, kwargs={"iso": iso},
+                               description=f"offer the coming {iso} hours in real time"))
         out.append(JobSpec(f"markets.{iso}.fetch", market_fetch_job, every_s=sch.fetch_every_s, kwargs={"iso": iso},
                            description=f"fetch {iso} awards, prices and statements; shadow-settle new statements"))
     return out
 
 
-def _takes_bids(cfg: Any, iso: str) -> bool:
+def _takes_bids(cfg: Any, iso: str, capability: str = "bids") -> bool:
     from kwhub.hub.markets.service import market_adapter
 
-    return "bids" in market_adapter(cfg, iso).capabilities
+    return capability in market_adapter(cfg, iso).capabilities
 
 
 def gate_of(cfg: Any, iso: str, day: date) -> datetime:
@@ -80,7 +88,7 @@ def market_bids_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
     gate = gate_of(cfg, iso, day)
     opens = gate - timedelta(minutes=cfg.file.markets.schedule.bid_lead_minutes)
     subs = store.list_submissions(db, iso, day)
-    taken = [s for s in subs if s["status"] in TAKEN]
+    taken = [s for s in subs if s["status"] in TAKEN and s["market"] == "DA"]
     out: dict[str, Any] = {"iso": iso, "day": day.isoformat(), "gate": gate.isoformat()}
     if local_now < opens:
         return {**out, "state": "before the bid window", "opens": opens.isoformat()}
@@ -106,6 +114,45 @@ def market_bids_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
         sub = poll_submission(db, cfg, sid)
     log.info("market bids: %s %s submitted as %s (%s)", iso, day, sid, sub.status.value)
     return {**out, "state": "submitted now", "submission": sid, "status": sub.status.value, "bids": len(bids)}
+
+
+def market_rt_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
+    """Offer the coming hours of ``iso`` in real time, once per hour window."""
+    from kwhub.hub.markets import store
+    from kwhub.hub.markets.forecast import build_rt_bids
+    from kwhub.hub.markets.service import iso_timezone, poll_submission, submit_bids
+    from kwhub.hub.scheduler.jobs import JobFailed
+
+    cfg, db = hub.config, hub.db
+    sch = cfg.file.markets.schedule
+    lead = sch.rt_gate_minutes.get(iso)
+    if lead is None:
+        raise JobFailed(f"no real-time gate for {iso}: set [markets.schedule] rt_gate_minutes.{iso}", {"iso": iso})
+    earliest = int(ctx.now.timestamp()) + 60 * lead
+    first = -(-earliest // 3600) * 3600  # the first whole hour (US zones sit on whole-hour offsets)
+    tz = ZoneInfo(iso_timezone(cfg, iso))
+    day = datetime.fromtimestamp(first, tz).date()
+    out: dict[str, Any] = {"iso": iso, "day": day.isoformat(), "from": datetime.fromtimestamp(first, tz).isoformat()}
+    for s in store.list_submissions(db, iso, day):
+        if s["market"] != "RT" or s["status"] not in TAKEN:
+            continue
+        _, bids = store.load_submission(db, str(s["id"]))
+        if any(c.start.timestamp() == first for b in bids for c in b.curves[:1]):
+            return {**out, "state": "offered", "submission": s["id"]}
+    bids, notes = [], []
+    for r in cfg.file.markets.resources:
+        if r.iso == iso:
+            built = build_rt_bids(db, cfg, iso, day, r.resource, from_epoch=first)
+            bids += built.bids
+            notes += built.notes
+    if not bids:
+        return {**out, "state": "nothing to offer", "notes": notes}
+    sid, sub = submit_bids(db, cfg, iso, bids)
+    if sub.status.value in WAITING:
+        sub = poll_submission(db, cfg, sid)
+    log.info("market RT offers: %s from %s submitted as %s (%s)", iso, out["from"], sid, sub.status.value)
+    return {**out, "state": "submitted now", "submission": sid, "status": sub.status.value,
+            "hours": sum(len(b.curves) for b in bids)}
 
 
 def _gate_missed(hub: Any, ctx: JobContext, iso: str, day: date, gate: datetime, subs: list[dict[str, Any]],

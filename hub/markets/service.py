@@ -211,7 +211,7 @@ def variance_for_day(db: Database, cfg: KwhubConfig, iso: str, day: date,
 
 
 def variance_as_json(checks: Sequence[StatementCheck]) -> list[dict[str, Any]]:
-    """The variance report as JSON-able data: what ``kwhub market variance --json`` prints and
+    """The variance report as JSON-able data: what ``kwhub market variance --format json`` prints and
     what an API route would serve."""
     return [{
         "statement": c.statement.statement_id, "kind": c.statement.kind, "market": c.statement.market,

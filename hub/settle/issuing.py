@@ -30,12 +30,12 @@ def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[An
     explain data) from the run on ``conn`` and the interval store of ``db`` (the channel
     days a metered contract read), then queues one outbox row per delivery route.
     """
+    from kwhub.core.adapters import InvoiceTransport
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.deliver.outbox import (
         OutboxError,
         enqueue_invoice,
         renderers_for_formats,
-        transports_from_config,
     )
 
     pairs = {p.id: p.delivery.pairs() for p in cfg.campus.parties}
@@ -43,7 +43,10 @@ def outbox_hook(cfg: KwhubConfig, registry: Any, db: Any = None) -> Callable[[An
     if not formats:
         return None
     renderers = renderers_for_formats(registry, formats, cfg)
-    transports = sorted(transports_from_config(cfg))
+    # the ids of the enabled transports (queuing does not build them: their secrets are the
+    # relay's business, resolved by `kwhub deliver`)
+    transports = sorted(inst.id for inst in cfg.adapters.values()
+                        if inst.enabled and issubclass(inst.cls, InvoiceTransport))
 
     def on_issue(conn: Any, invoice: Invoice) -> None:
         routes = pairs.get(invoice.buyer.id, [])

@@ -128,11 +128,22 @@ def _issue(conn: Any, db: Database, item: DraftToIssue, *, actor: str, reason: s
 def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
                  issue_date: date | None = None,
                  on_issue: Callable[[Any, Invoice], None] | None = None) -> dict[str, Approval]:
-    """Issue drafts that were just computed (the policy's approval): one transaction, a savepoint
-    per run, so one failing run (a rendering error) stays pending and the others are issued."""
+    """Issue drafts that were just computed (the policy's approval): one transaction. All are
+    issued in one savepoint; when one fails (a rendering error), that savepoint is rolled back
+    and they are issued again a savepoint per run, so the failing run stays pending and the
+    others are issued (``on_issue`` writes on the connection only, so it may run twice)."""
     out: dict[str, Approval] = {}
     audit: list[dict[str, Any]] = []
     with db.write_transaction() as conn:
+        try:
+            with conn.begin_nested():
+                for item in items:
+                    out[item.run_id] = Approval(item.run_id, invoice=_issue(
+                        conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue,
+                        audit=audit))
+            items = []  # all issued
+        except (SettlementError, ValueError):
+            out, audit = {}, []
         for item in items:
             try:
                 with conn.begin_nested():

@@ -13,7 +13,8 @@ A failure rolls all of it back, so invoice numbers have no gaps.
 
 A later version bills only the difference to the previous version, as an adjustment
 invoice or a credit note referencing the original invoice. A run is stale when any
-channel-day it read has different content now (:func:`stale_runs`).
+channel-day it read has different content now, or when its market revenue credits rest on
+ISO statements that a later version has replaced (:func:`stale_runs`).
 
 Invoices are read back with :func:`list_invoices` / :func:`get_invoice`; nothing here
 updates or deletes an invoice.
@@ -24,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -58,6 +60,7 @@ from kwhub.core.settlement import (
     canonical_json,
     compute_run,
     contract_channels,
+    credits_market_revenue,
     draft_document,
     draft_invoice,
     history_from_statement,
@@ -229,8 +232,10 @@ class InputTable:
         self.key = ch * 1_000_000 + dy  # sorted: (channel, day)
         udays = np.unique(dy)
         iso = dict(zip(udays.tolist(), np.datetime_as_string(udays.astype("datetime64[D]")).tolist(), strict=True))
-        prefix: dict[tuple[int, int, int], str] = {}
+        prefix: dict[int, str] = {}
         pre_idx = np.zeros(len(ch), dtype=np.int64)
+        self._lines: list[str] | None = None
+        self._hex: str | None = None
         if len(ch):
             combo = (dy * len(self.layer_names) + cd) * 4096 + np.minimum(vr, 4095)
             uniq, inv = np.unique(combo, return_inverse=True)
@@ -239,25 +244,57 @@ class InputTable:
                 dl, v = divmod(c, 4096)
                 d, lc = divmod(dl, len(self.layer_names))
                 prefix[j] = f"{iso[d]}|{self.layer_names[lc]}|{v}|"
-            if (vr >= 4095).any():  # a version that does not fit the key: spell those out
-                pres = [prefix[j] for j in pre_idx.tolist()]
-                for i in np.flatnonzero(vr >= 4095).tolist():
-                    pres[i] = f"{iso[int(dy[i])]}|{self.layer_names[int(cd[i])]}|{int(vr[i])}|"
-                pre = np.array(pres, dtype=object)
-            else:
-                pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
-            lines = pre + np.array(hashes, dtype=object) + "\n"
-            self.lines: list[str] = lines.tolist()
+            if not self._fixed_width(prefix, pre_idx, hashes, bool((vr >= 4095).any())):
+                if (vr >= 4095).any():  # a version that does not fit the key: spell those out
+                    pres = [prefix[j] for j in pre_idx.tolist()]
+                    for i in np.flatnonzero(vr >= 4095).tolist():
+                        pres[i] = f"{iso[int(dy[i])]}|{self.layer_names[int(cd[i])]}|{int(vr[i])}|"
+                    pre = np.array(pres, dtype=object)
+                else:
+                    pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
+                self._set_lines((pre + np.array(hashes, dtype=object) + "\n").tolist())
         else:
-            self.lines = []
-        # all lines as one buffer: a channel's lines of a period are one slice of it
-        self.buffer = memoryview("".join(self.lines).encode("utf-8"))
-        ends = np.cumsum(np.fromiter(map(len, self.lines), dtype=np.int64, count=len(self.lines)))
-        if len(ends) and ends[-1] != len(self.buffer):  # non-ASCII layer names: count bytes
-            ends = np.cumsum([len(x.encode("utf-8")) for x in self.lines])
-        self.line_offsets: list[int] = [0, *ends.tolist()]
+            self._set_lines([])
         self._raw: bytes | None = None
         self._packed: tuple[list[int], bytes, bytes] | None = None
+
+    def _set_lines(self, lines: list[str]) -> None:
+        self._lines = lines
+        # all lines as one buffer: a channel's lines of a period are one slice of it
+        self.buffer = memoryview("".join(lines).encode("utf-8"))
+        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+        if len(ends) and ends[-1] != len(self.buffer):  # non-ASCII layer names: count bytes
+            ends = np.cumsum([len(x.encode("utf-8")) for x in lines])
+        self.line_offsets: Sequence[int] = [0, *ends.tolist()]
+
+    def _fixed_width(self, prefix: dict[int, str], pre_idx: np.ndarray, hashes: list[str], odd: bool) -> bool:
+        """The buffer built as one byte matrix when every line has the same ASCII width
+        (one layer name length, versions of one digit count, 64-character digests): no
+        string per line. False (nothing done) otherwise."""
+        pre_b = [prefix[j].encode("utf-8") for j in range(len(prefix))]
+        width = len(pre_b[0])
+        joined = "".join(hashes)
+        if (odd or any(len(b) != width or len(b) != len(prefix[j]) for j, b in enumerate(pre_b))
+                or len(joined) != 64 * len(hashes) or not joined.isascii()):
+            return False
+        n, size = len(hashes), width + 65
+        rows = np.empty((n, size), dtype=np.uint8)
+        rows[:, :width] = np.frombuffer(b"".join(pre_b), dtype=np.uint8).reshape(-1, width)[pre_idx]
+        rows[:, width:width + 64] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 64)
+        rows[:, width + 64] = ord("\n")
+        self.buffer = memoryview(rows.tobytes())
+        self.line_offsets = range(0, n * size + 1, size)
+        self._hex = joined
+        return True
+
+    @property
+    def lines(self) -> list[str]:
+        """The ``day|layer|version|hash`` line of each channel-day (with its newline)."""
+        if self._lines is None:
+            text = bytes(self.buffer).decode("ascii")
+            size = self.line_offsets[1] if len(self.line_offsets) > 1 else 1
+            self._lines = [text[i:i + size] for i in range(0, len(text), size)]
+        return self._lines
 
     def packed(self) -> tuple[list[int], bytes, bytes]:
         """Days as a list, versions as little-endian int32 and the raw digests (made once)."""
@@ -268,7 +305,7 @@ class InputTable:
     def raw_hashes(self) -> bytes:
         """The 32-byte digests, concatenated in order."""
         if self._raw is None:
-            joined = "".join(self.hashes)
+            joined = self._hex if self._hex is not None else "".join(self.hashes)
             if len(joined) != 64 * len(self.hashes):
                 raise SettlementError("content hashes must be SHA-256 hex digests")
             self._raw = bytes.fromhex(joined)
@@ -678,12 +715,17 @@ def stale_runs(db: Database, contract_id: str | None = None, period: str | None 
 
 
 def _run_changed(db: Database, run_id: str, layer: str, statement: dict[str, Any]) -> bool:
-    """True when a channel-day the run read has other content now, or new content appeared.
+    """True when a channel-day the run read has other content now, or new content appeared
+    (or, for market revenue credits, a later ISO statement version arrived).
 
     The first and last UTC day of a period in a local time zone lie partly outside it (1
     November 00:00-04:00 UTC is still October in New York); for those days only the part
     inside the run's span counts, so data for the next period does not make this one stale.
     """
+    from kwhub.hub.markets.credit import credit_inputs_changed
+
+    if credit_inputs_changed(db, statement):  # its market revenue credits rest on restated ISO statements
+        return True
     used = run_inputs(db, run_id)
     channels = statement["inputs"]["channels"] or sorted({r.channel_id for r in used})
     start = datetime.fromisoformat(statement["span"]["start"])
@@ -827,7 +869,12 @@ def _insert_inputs(conn: Any, dialect: str, run_id: str, rows: Sequence[tuple[An
 
     ``rows``: :meth:`PeriodInputs.rows` tuples (days as epoch-day numbers).
     """
-    if not rows:
+    _insert_inputs_of(conn, dialect, [(run_id, rows)])
+
+
+def _insert_inputs_of(conn: Any, dialect: str, runs: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
+    """The run_input rows of several runs, ``(run_id, rows)`` each, in one executemany (in run order)."""
+    if not any(rows for _, rows in runs):
         return
     mark = "?" if dialect == "sqlite" else "%s"
     sql = f"INSERT INTO run_input ({', '.join(_INPUT_COLUMNS)}) VALUES ({', '.join([mark] * len(_INPUT_COLUMNS))})"
@@ -845,6 +892,7 @@ def _insert_inputs(conn: Any, dialect: str, run_id: str, rows: Sequence[tuple[An
         return v
 
     conn.exec_driver_sql(sql, [(run_id, ch, lay, day(d0), day(d1), n, offs, vers, hashes)
+                               for run_id, rows in runs
                                for ch, lay, d0, d1, n, offs, vers, hashes in rows])
 
 
@@ -905,6 +953,7 @@ def settle_contract(
     dry_run: bool = False,
     facts: dict[tuple[str, str], _PeriodFacts | None] | None = None,
     carbon: PeriodBasis | None = None,
+    pending: list[_RunWrite] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -917,7 +966,9 @@ def settle_contract(
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
     kept for callers that pass it through. ``carbon``: the period's carbon basis
     (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
-    their emissions from it.
+    their emissions from it. ``pending`` (with ``conn``): the run's rows are appended to it
+    instead of written, for the caller to write with the others of its batch
+    (:func:`_write_runs`).
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -983,39 +1034,97 @@ def settle_contract(
     if dry_run:
         return outcome
     input_rows = [row for ch in used for row in data.inputs.rows(ch)]
-
-    def write(conn: Any) -> None:
-        if supersede:
-            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == supersede)
-                         .values(status="superseded"))
-        conn.execute(_INSERT_RUN, dict(
-            id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
-            status=status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
-            invoice_id=None, created_at=datetime.now(UTC), stale=False,
-            draft=draft.model_dump_json() if draft is not None else None,
-            checks=json.dumps([c.as_json() for c in checks]),
-        ))
-        _insert_inputs(conn, db.dialect, key.run_id, input_rows)
-        rows = _alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else []
-        if rows:
-            conn.execute(insert(run_allocation_table), rows)
-        if comp.carbon is not None:
-            conn.execute(insert(run_carbon_table), _carbon_row(key, campus, contract, comp))
-
+    work = _RunWrite(
+        key=key, where=where, supersede=supersede, input_rows=input_rows,
+        run=dict(id=key.run_id, contract_id=contract.id, period=period.label, version_kind=version, seq=seq,
+                 status=status, layer=options.layer, statement=body.decode("utf-8"), statement_hash=digest,
+                 invoice_id=None, created_at=datetime.now(UTC), stale=False,
+                 draft=draft.model_dump_json() if draft is not None else None,
+                 checks=json.dumps([c.as_json() for c in checks])),
+        allocation=_alloc_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else [],
+        carbon=_carbon_row(key, campus, contract, comp) if comp.carbon is not None else None,
+    )
+    if pending is not None and conn is not None:
+        pending.append(work)
+        return outcome
     try:
         if conn is None:
             with db.write_transaction() as own:
-                write(own)
+                work.write(own, db.dialect)
         else:
             with conn.begin_nested():
-                write(conn)
+                work.write(conn, db.dialect)
     except IntegrityError as exc:
         if _is_run_conflict(db, key):
-            raise DuplicateRunError(
-                f"{where}: run {version} #{seq} already exists (the database refused it; another settle ran at "
-                "the same time)") from exc
+            raise work.conflict() from exc
         raise
     return outcome
+
+
+@dataclass
+class _RunWrite:
+    """The rows one computed run writes: its run row, inputs, allocation and carbon rows."""
+
+    key: RunKey
+    where: str
+    supersede: str | None
+    run: dict[str, Any]
+    input_rows: list[tuple[Any, ...]]
+    allocation: list[dict[str, Any]]
+    carbon: dict[str, Any] | None
+
+    def write(self, conn: Any, dialect: str) -> None:
+        """Write this run alone on ``conn`` (inside the caller's transaction)."""
+        _write_all(conn, dialect, [self])
+
+    def conflict(self) -> DuplicateRunError:
+        k = self.key
+        return DuplicateRunError(
+            f"{self.where}: run {k.version_kind} #{k.seq} already exists (the database refused it; another settle "
+            "ran at the same time)")
+
+
+def _write_all(conn: Any, dialect: str, works: Sequence[_RunWrite]) -> None:
+    """Insert the rows of ``works`` with one executemany per table (runs in order)."""
+    for w in works:
+        if w.supersede:
+            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == w.supersede)
+                         .values(status="superseded"))
+    conn.execute(_INSERT_RUN, [w.run for w in works])
+    _insert_inputs_of(conn, dialect, [(w.key.run_id, w.input_rows) for w in works])
+    alloc = [r for w in works for r in w.allocation]
+    if alloc:
+        conn.execute(insert(run_allocation_table), alloc)
+    carbon = [w.carbon for w in works if w.carbon is not None]
+    if carbon:
+        conn.execute(insert(run_carbon_table), carbon)
+
+
+def _write_runs(db: Database, conn: Any, works: Sequence[_RunWrite]) -> dict[str, DuplicateRunError]:
+    """Write the computed runs of a batch in one savepoint of ``conn``.
+
+    When the database refuses the batch (a run written by another settle at the same
+    time), the runs are written one by one, each in its own savepoint, so only the
+    refused ones fail: ``{run_id: error}`` of those.
+    """
+    if not works:
+        return {}
+    try:
+        with conn.begin_nested():
+            _write_all(conn, db.dialect, works)
+        return {}
+    except IntegrityError:
+        pass
+    failed: dict[str, DuplicateRunError] = {}
+    for w in works:
+        try:
+            with conn.begin_nested():
+                w.write(conn, db.dialect)
+        except IntegrityError:
+            if not _is_run_conflict(db, w.key):
+                raise
+            failed[w.key.run_id] = w.conflict()
+    return failed
 
 
 @dataclass(frozen=True)
@@ -1157,6 +1266,7 @@ def settle(
     now: datetime | None = None,
     dry_run: bool = False,
     actor: str = "policy:auto",
+    issue: bool = True,
 ) -> list[RunOutcome]:
     """Settle ``period`` (``YYYY-MM``, local month of each contract) for the chosen contracts.
 
@@ -1166,7 +1276,8 @@ def settle(
     """
     return settle_periods(db, campus, [period], contracts=contracts, version=version, options=options,
                           issue_date=issue_date, components=components, progress=progress,
-                          max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor)
+                          max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor,
+                          issue=issue)
 
 
 def settle_periods(
@@ -1186,6 +1297,8 @@ def settle_periods(
     now: datetime | None = None,
     dry_run: bool = False,
     actor: str = "policy:auto",
+    read_ahead: bool = True,
+    issue: bool = True,
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
 
@@ -1197,8 +1310,13 @@ def settle_periods(
 
     Consecutive periods are read from the store together (one read per batch of
     contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
+    With ``read_ahead`` the next read runs on a second thread while the runs of the one
+    before are priced and written (SQLite and the database driver let go of the
+    interpreter while they read, so the two overlap; two reads' worth of memory at most).
     Each period of a batch is written in one transaction. Outcomes come by period, then
-    by contract.
+    by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
+    :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
+    have settled, in the same order as one call would).
     """
     options = options or SettlementOptions()
     if components is None:
@@ -1231,23 +1349,68 @@ def settle_periods(
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
-        for chunk in _period_chunks(pers, len(channels), finest, max_cells):
-            span = Span(chunk[0].span.start, chunk[-1].span.end)
-            try:
-                loaded = load_span(db, campus, span, channels, options)
-            except (SettlementError, PricingError, ValueError) as exc:
-                outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
-                continue
-            for per in chunk:
-                outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
-                                          chans_of, issue_date=issue_date, components=components,
-                                          progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
-            del loaded
-    if not dry_run:
+        chunks = _period_chunks(pers, len(channels), finest, max_cells)
+        with _Reader(db, campus, channels, options, chunks, read_ahead) as reader:
+            for chunk in chunks:
+                try:
+                    loaded = reader.next()
+                except (SettlementError, PricingError, ValueError) as exc:
+                    outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
+                    continue
+                for per in chunk:
+                    outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
+                                              chans_of, issue_date=issue_date, components=components,
+                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
+                del loaded
+    if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     order = {c.id: i for i, c in enumerate(chosen)}
     rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+class _Reader:
+    """The spans of ``chunks`` loaded in order (:func:`load_span`), each on a worker thread
+    started when the one before is handed out (``ahead``), else when asked for."""
+
+    def __init__(self, db: Database, campus: Campus, channels: list[str], options: SettlementOptions,
+                 chunks: Sequence[Sequence[BillingPeriod]], ahead: bool) -> None:
+        self.args = (db, campus)
+        self.channels, self.options = channels, options
+        self.spans = [Span(c[0].span.start, c[-1].span.end) for c in chunks]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwhub-read") if ahead and len(chunks) > 1 else None
+        self.pending: Future[LoadedSpan] | None = None
+        self.i = 0
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            if self.pending is not None:
+                self.pending.cancel()
+            self.pool.shutdown(wait=True)
+
+    def _load(self, span: Span) -> LoadedSpan:
+        return load_span(*self.args, span, self.channels, self.options)
+
+    def next(self) -> LoadedSpan:
+        """The next span's data (raises what :func:`load_span` raised for it)."""
+        span = self.spans[self.i]
+        self.i += 1
+        if self.pool is None:
+            return self._load(span)
+        current = self.pending if self.pending is not None else self.pool.submit(self._load, span)
+        self.pending = self.pool.submit(self._load, self.spans[self.i]) if self.i < len(self.spans) else None
+        return current.result()
+
+
+def issue_outcomes(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
+                   issue_date: date | None = None, on_issue: Callable[[Any, Invoice], None] | None = None,
+                   actor: str = "policy:auto") -> None:
+    """Issue the drafts of ``outcomes`` (settled with ``issue=False``) exactly as :func:`settle_periods`
+    would have: by policy, in the given order, and nothing when any of them failed."""
+    _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
 
 
 def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,
@@ -1314,25 +1477,50 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
+    options, market_error = _with_market_revenue(db, group, label, options)
     with db.write_transaction() as conn:
         if carbon is not None and not dry_run:
             store_basis(conn, carbon)
         runs = _existing_runs_of(conn, [c.id for c in group], label)
+        pending: list[_RunWrite] = []
         for c in group:
             if progress:
                 progress(c.id)
             if alloc_error and needs_allocation(plan, c):
                 outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
                 continue
+            if market_error and credits_market_revenue(c):
+                outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
+                                                                         f"{market_error}"))
+                continue
             try:
                 outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
                                                 issue_date=issue_date, components=components, conn=conn,
                                                 runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
                                                 campus_section=section, now=now, dry_run=dry_run, facts=facts,
-                                                carbon=carbon))
+                                                carbon=carbon, pending=pending))
             except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
                 outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
+        refused = _write_runs(db, conn, pending)
+    if refused:
+        outcomes = [RunOutcome(o.contract_id, label, version, error=str(refused[o.run_id]))
+                    if o.run_id in refused else o for o in outcomes]
     return outcomes
+
+
+def _with_market_revenue(db: Database, group: Sequence[Contract], period: str,
+                         options: SettlementOptions) -> tuple[SettlementOptions, str]:
+    """``options`` with the period's ISO market revenue when a contract of ``group`` credits it
+    (``market_revenue_credit``), and the error that prevented loading it ("" when none)."""
+    if not any(credits_market_revenue(c) for c in group):
+        return options, ""
+    if options.market_revenue_loader is None:
+        return options, ("a market_revenue_credit component needs the ISO market revenue, but no "
+                         "[[markets.resources]] are configured in kwhub.toml")
+    try:
+        return replace(options, market_revenue=options.market_revenue_loader(db, period)), ""
+    except (ValueError, KeyError) as exc:
+        return options, f"cannot load the market revenue of {period}: {exc}"
 
 
 def _existing_runs_of(conn: Any, contract_ids: Sequence[str], period: str) -> dict[str, list[dict[str, Any]]]:

@@ -172,9 +172,34 @@ def _alembic_config() -> Any:
     return cfg
 
 
+_REVISION_LINE = r'^(down_revision|revision)\s*(?::[^=]*)?=\s*["\']?([^"\'\s]+)["\']?\s*$'
+
+
+def _head_from_files() -> str | None:
+    """The single head of the migration files, read from their ``revision`` lines (alembic is
+    a large import; opening a database at head should not need it). None if unclear."""
+    import re
+
+    pattern = re.compile(_REVISION_LINE, re.MULTILINE)
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = dict((k, v) for k, v in pattern.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision") not in (None, "None"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
 @cache
 def migration_head() -> str:
     """The head revision of the shipped migrations."""
+    quick = _head_from_files()
+    if quick is not None:
+        return quick
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
@@ -206,8 +231,9 @@ class Database:
         """Open (and migrate to head) the database at ``url``.
 
         ``url`` None -> ``KWHUB_DATABASE_URL`` if set, else ``sqlite:///<work_dir or cwd>/kwhub.db``.
+        The optional table modules are imported when a migration runs (each module that
+        queries a table imports it), so opening a database at head imports only the core tables.
         """
-        import_table_modules()
         raw = url or os.environ.get(ENV_URL) or default_url(work_dir)
         final = normalise_url(raw)
         try:
@@ -385,6 +411,7 @@ class Database:
     def _run_alembic(self, action: str, revision: str) -> None:
         from alembic import command
 
+        import_table_modules()
         cfg = _alembic_config()
         with self.write_transaction() as conn:
             cfg.attributes["connection"] = conn

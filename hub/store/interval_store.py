@@ -46,6 +46,7 @@ from kwhub.core.intervals import (
 )
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
+from kwhub.hub.store.pg_intervals import copy_in_allowed, ensure_partitions
 from kwhub.hub.store.tables import LAYERS, as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ MAX_QUALITY = max(int(q) for q in Quality)
 IN_CHUNK = 500  # bound parameters per IN list
 SOURCE_MAX = 400
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
+_MINUTES_PER_DAY = 1440
 
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]
@@ -172,6 +174,7 @@ class _Sql:
         m = self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.sqlite = dialect.name == "sqlite"
         self.copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        self.postgres = dialect.name == "postgresql"  # interval_day partitioned by month (0013)
         tbl = self.table = q(interval_day_table.name)
         c = {name: q(name) for name in (*INSERT_COLUMNS, "id")}
         cols = ", ".join(c[name] for name in INSERT_COLUMNS)
@@ -180,6 +183,7 @@ class _Sql:
         self.copy_sql = f"COPY {tbl} ({cols}) FROM STDIN (FORMAT BINARY)"
         self.probe = f"SELECT {c['interval_minutes']} FROM {tbl} WHERE {c['channel_id']} = {m} LIMIT 1"
         self._day_col = c["day"]
+        self.q_channel = c["channel_id"]
         self._meta = (f"SELECT {c['id']}, {c['day']}, {c['version']}, {c['content_hash']}, "
                       f"CASE WHEN {c['rule_ids']} IS NULL THEN NULL ELSE {c['rule_names']} END FROM {tbl} "
                       f"WHERE {c['channel_id']} = {m} AND {c['layer']} = {m} AND {c['is_current']} = {m}")
@@ -189,6 +193,14 @@ class _Sql:
         self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
                       f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
                       f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
+        # SQLite: each channel's days in one row, blobs and digests joined by SQLite itself
+        # (one row per channel instead of one per channel-day; the day list checks the order)
+        self._read_joined = (
+            f"SELECT {c['channel_id']}, count(*), min({c['day']}), max({c['day']}), min({c['interval_minutes']}), "
+            f"max({c['interval_minutes']}), CAST(group_concat({c['values']}, x'') AS BLOB), "
+            f"CAST(group_concat({c['quality']}, x'') AS BLOB), group_concat({c['content_hash']}, ''), "
+            f"group_concat({c['day']}, '') FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
+            f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
         # one channel's days in day order, straight off the (channel, layer, day, version)
         # key (SQLite: cheaper per row than an IN list, walked channel by channel anyway)
         self.read_one = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, "
@@ -239,6 +251,11 @@ class _Sql:
         """Current days of ``n`` channels (in no particular order)."""
         return self._read + self._marks(n)
 
+    def read_joined(self, n: int) -> str:
+        """SQLite: per channel of ``n``, ``(channel, days, first day, last day, min minutes, max minutes,
+        values, quality, digests, day list)`` with each column's days joined in one value."""
+        return f"{self._read_joined}{self._marks(n)} GROUP BY {self.q_channel}"
+
     def days(self, days: np.ndarray) -> list[Any]:
         """Driver-level parameters of epoch-day numbers."""
         if self.sqlite:
@@ -277,7 +294,7 @@ def _cursor(conn: Connection, binary: bool = False) -> Any:
 
 def _insert_day_rows(conn: Connection, sql: _Sql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
     """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
-    if sql.copy:
+    if sql.copy and copy_in_allowed(cur):  # (row-level security refuses COPY FROM to most roles)
         # COPY is several times faster than executemany; same connection, same transaction
         with cur.copy(sql.copy_sql) as copy:
             copy.set_types(_COPY_TYPES)  # binary: the blobs go as bytes, not hex text
@@ -645,6 +662,7 @@ class _Grid:
         self.filled = np.zeros((n_ch, n_days), dtype=bool)
         self.n_int, self.n_slots, self.d_first, self.off = n_int, n_slots, d_first, off
         self.minutes = interval_minutes
+        self._iso: str | None = None
 
     def place(self, ci: int, cid: str, rows: Sequence[Any], hashes: DayHashes) -> None:
         """Copy one channel's rows ``(channel, day, minutes, values, quality, hash)``, in day order."""
@@ -667,23 +685,58 @@ class _Grid:
             cuts = np.flatnonzero((np.diff(day_no) != 1) | (np.diff(mins) != 0)) + 1
             bounds = [0, *cuts.tolist(), k]
         for a, b in zip(bounds[:-1], bounds[1:], strict=False):
-            stored = int(minutes[a])
-            if self.minutes % stored:
-                raise IntervalDataError(
-                    f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
-                    f"{self.minutes}-minute intervals", source=cid, field="interval_minutes")
-            f = self.minutes // stored
-            v = np.frombuffer(vals[a] if b - a == 1 else b"".join(vals[a:b]), dtype="<f8")
-            q = np.frombuffer(quals[a] if b - a == 1 else b"".join(quals[a:b]), dtype=np.uint8)
-            if f > 1:
-                q = q.reshape(-1, f).max(axis=1)
-                v = v.reshape(-1, f).sum(axis=1)
-                v[q == MISSING] = np.nan
-            g0 = (int(day_no[a]) - self.d_first) * self.n_slots - self.off
-            lo, hi = max(0, g0), min(self.n_int, g0 + (b - a) * self.n_slots)
-            if hi > lo:
-                self.values[ci, lo:hi] = v[lo - g0:hi - g0]
-                self.quality[ci, lo:hi] = q[lo - g0:hi - g0]
+            self._copy(ci, cid, int(day_no[a]), int(minutes[a]),
+                       vals[a] if b - a == 1 else b"".join(vals[a:b]), quals[a] if b - a == 1 else b"".join(quals[a:b]),
+                       b - a)
+
+    def _copy(self, ci: int, cid: str, day0: int, stored: int, vals: bytes, quals: bytes, n_days: int) -> None:
+        """Copy ``n_days`` consecutive stored days from ``day0`` (joined blobs) into row ``ci``."""
+        if self.minutes % stored:
+            raise IntervalDataError(
+                f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
+                f"{self.minutes}-minute intervals", source=cid, field="interval_minutes")
+        f = self.minutes // stored
+        v = np.frombuffer(vals, dtype="<f8")
+        q = np.frombuffer(quals, dtype=np.uint8)
+        if f > 1:
+            q = q.reshape(-1, f).max(axis=1)
+            v = v.reshape(-1, f).sum(axis=1)
+            v[q == MISSING] = np.nan
+        g0 = (day0 - self.d_first) * self.n_slots - self.off
+        lo, hi = max(0, g0), min(self.n_int, g0 + n_days * self.n_slots)
+        if hi > lo:
+            self.values[ci, lo:hi] = v[lo - g0:hi - g0]
+            self.quality[ci, lo:hi] = q[lo - g0:hi - g0]
+
+    def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
+        """Copy one channel's days from a :meth:`_Sql.read_joined` row; False (nothing done)
+        unless they are consecutive days in day order at one interval length, each whole."""
+        _, k, first, last, m_lo, m_hi, vals, quals, digests, day_list = row
+        if m_lo != m_hi or not isinstance(first, str) or not isinstance(day_list, str):
+            return False
+        stored = int(m_lo)
+        if stored <= 0 or _MINUTES_PER_DAY % stored:
+            return False
+        d0 = date.fromisoformat(first).toordinal() - _EPOCH_ORDINAL
+        d1 = date.fromisoformat(last).toordinal() - _EPOCH_ORDINAL
+        per_day = _MINUTES_PER_DAY // stored
+        if (d1 - d0 + 1 != k or len(vals) != 8 * per_day * k or len(quals) != per_day * k
+                or len(digests) != 64 * k or day_list != self.iso_days(d0, d1)):
+            return False
+        hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), [digests[i:i + 64] for i in range(0, 64 * k, 64)])
+        self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
+        self._copy(ci, cid, d0, stored, vals, quals, k)
+        return True
+
+    def iso_days(self, d0: int, d1: int) -> str:
+        """The ISO dates of epoch days ``d0..d1`` (inside the read), joined."""
+        if self._iso is None:
+            n = self.filled.shape[1]
+            days = np.arange(self.d_first, self.d_first + n, dtype=np.int64).astype("datetime64[D]")
+            self._iso = "".join(np.datetime_as_string(days).tolist())
+        if len(self._iso) != 10 * self.filled.shape[1]:  # years beyond 9999: not joined
+            return ""
+        return self._iso[10 * (d0 - self.d_first):10 * (d1 - self.d_first + 1)]
 
     def mark_missing(self) -> None:
         """NaN / MISSING in every column no stored day filled."""
@@ -696,6 +749,10 @@ class _Grid:
 
 class IntervalStore:
     """Interval data of one :class:`~kwhub.hub.store.db.Database`."""
+
+    #: SQLite: read each channel's days as one joined row (False: a row per channel-day,
+    #: the path the joined read falls back to; tests compare the two)
+    joined_reads: bool = True
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -761,6 +818,9 @@ class IntervalStore:
         fills: list[dict[str, Any]] = []
         cur = _cursor(conn)
         try:
+            if sql.postgres:  # the months this write covers get their partitions first
+                ensure_partitions(cur, *_to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
+                                                            max(int(cd.days[-1]) for cd in prepared)])))
             for cd in prepared:
                 stored = self._stored_minutes(cur, sql, cd.channel_id)
                 if stored is not None and int(stored) != cd.interval_minutes:
@@ -1043,11 +1103,18 @@ class IntervalStore:
                 cur = _cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
                 try:
                     if sql.sqlite:
-                        for i, cid in enumerate(ids):
+                        pos = {c: i for i, c in enumerate(ids)}
+                        rest: list[str] = []
+                        for chunk in _chunks(ids) if self.joined_reads else ():
+                            cur.execute(sql.read_joined(len(chunk)), (layer, True, lo, hi, *chunk))
+                            for row in cur:
+                                if not grid.place_joined(pos[row[0]], row[0], row, hashes):
+                                    rest.append(row[0])
+                        for cid in rest if self.joined_reads else ids:  # day by day
                             cur.execute(sql.read_one, (cid, layer, lo, hi, True))
                             rows = cur.fetchall()
                             if rows:
-                                grid.place(i, cid, rows, hashes)
+                                grid.place(pos[cid], cid, rows, hashes)
                     else:
                         pos = {c: i for i, c in enumerate(ids)}
                         for chunk in _chunks(ids):

@@ -3,11 +3,16 @@
 "Now" is the last interval of the latest period with issued runs: each run's frozen
 allocation (tenant x source, per interval; :func:`kwhub.hub.settle.service.run_allocation`)
 gives kW from each source to each tenant in that interval and kWh over the period. The runs
-come from the API's own run list, so a tenant sees only its own flows.
+a viewer may see come from the API's own run list, so a tenant sees only its own flows.
+
+Reading the allocations and computing the period's emissions report costs far more than a
+page may (50 ms for the refreshed fragment), so :class:`FlowWarmer` computes the campus-wide
+figures once, when a run is issued and at start, and each request only filters them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +23,7 @@ from typing import Any
 from kwhub.hub.api import runs as runs_api
 from kwhub.hub.api.deps import PageParams
 from kwhub.hub.api.keys import Principal
+from kwhub.hub.store.db import ROW_SCOPE
 
 ALL = PageParams(limit=1_000_000, offset=0)
 
@@ -79,72 +85,277 @@ class FlowCache:
         return value
 
 
-def campus_now(hub: Any, request: Any, who: Principal, cache: FlowCache) -> tuple[CampusFlow, dict[str, Any], str]:
-    """The latest flow and its emissions figures for this caller (computed once per set of issued runs)."""
-    issued = runs_api.list_runs(request=request, period=None, contract=None, status="issued", who=who,
-                                params=ALL)["items"]
+@dataclass(frozen=True)
+class FlowRow:
+    """One tenant x source row of an issued run's allocation: kW in the last interval, kWh in the period."""
+
+    run_id: str
+    tenant: str
+    source: str
+    kw: float
+    kwh: Decimal
+    minutes: int
+    interval_start: datetime
+
+
+@dataclass
+class CampusFigures:
+    """The campus-wide figures of one period, computed once from its latest issued run per contract
+    (with every party's rows visible); each viewer gets the part it may see (:func:`view`)."""
+
+    period: str
+    config: str  # the configuration's digest they were computed under
+    run_ids: frozenset[str]
+    buyers: dict[str, str]  # run id -> its contract's buyer (who may see the run, as the API's run list decides)
+    rows: list[FlowRow]
+    sources: dict[str, str]  # source id -> asset kind
+    carbon: dict[str, dict[str, Any]]  # party -> CFE % and kg CO2e/MWh
+    note: str
+    seconds: float = 0.0  # how long the computation took
+
+
+def full_scope(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with every party's rows visible (PostgreSQL row-level security scope ``*``), in a copy
+    of the current context so the request's own scope is untouched. Only for campus-wide figures that
+    are filtered per viewer before they are shown."""
+    ctx = contextvars.copy_context()
+
+    def run() -> Any:
+        ROW_SCOPE.set("*")
+        return fn()
+
+    return ctx.run(run)
+
+
+def latest_issued(hub: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The latest period with issued runs and its latest issued run per contract (every party's)."""
+    from kwhub.hub.settle.review import list_runs
+
+    issued = full_scope(lambda: list_runs(hub.db, status="issued"))
     if not issued:
-        return CampusFlow(), {}, ""
+        return "", {}
     period = max(r["period"] for r in issued)
     latest: dict[str, dict[str, Any]] = {}
-    for r in issued:
-        if r["period"] == period:
-            latest[r["contract_id"]] = r  # ordered by version within the period: the last one wins
-    key = ("campus", who.row_scope, getattr(request.app.state, "config_sha256", ""), period,
-           tuple(sorted(r["id"] for r in latest.values())))
-
-    def make() -> tuple[CampusFlow, dict[str, Any], str]:
-        flow = latest_flow(hub, period, latest)
-        carbon, note = emissions_by_party(request, who, period)
-        return flow, carbon, note
-
-    return cache.get(key, make)  # type: ignore[no-any-return]
+    for r in sorted((r for r in issued if r["period"] == period), key=lambda r: r["seq"]):
+        latest[r["contract_id"]] = r  # the last version wins
+    return period, latest
 
 
-def latest_flow(hub: Any, period: str, latest: dict[str, dict[str, Any]]) -> CampusFlow:
-    """The flow of ``period`` from its latest issued run per contract (``latest``: contract id -> run row)."""
+def compute_figures(hub: Any, config: str, period: str, latest: dict[str, dict[str, Any]]) -> CampusFigures:
+    """Read the latest runs' allocations and the period's emissions (the slow part; done when a run is issued)."""
+    import time
+
+    t0 = time.perf_counter()
+
+    def make() -> CampusFigures:
+        rows, sources = _flow_rows(hub, period, latest)
+        carbon, note = _carbon(hub, period)
+        buyers = {c.id: c.buyer for c in hub.campus.contracts}
+        return CampusFigures(period, config, frozenset(r["id"] for r in latest.values()),
+                             {r["id"]: buyers.get(c, "") for c, r in latest.items()}, rows, sources, carbon, note)
+
+    figs: CampusFigures = full_scope(make)
+    figs.seconds = time.perf_counter() - t0
+    return figs
+
+
+def _flow_rows(hub: Any, period: str, latest: dict[str, dict[str, Any]]) -> tuple[list[FlowRow], dict[str, str]]:
     from kwhub.core.allocation import unpack_array
     from kwhub.core.timeline import billing_period
     from kwhub.hub.settle.service import run_allocation
 
     contracts = {c.id: c for c in hub.campus.contracts}
-    names = {p.id: p.name or p.id for p in hub.campus.parties}
     kinds = {a.id: a.kind for a in hub.campus.assets}
-    out = CampusFlow(period=period)
-    tenants: dict[str, TenantFlow] = {}
+    rows: list[FlowRow] = []
+    sources: dict[str, str] = {}
     for contract_id, run in sorted(latest.items()):
+        if contract_id not in contracts:
+            continue  # a contract no longer configured
         span = billing_period(period, contracts[contract_id].timezone).span
         for row in run_allocation(hub.db, run["id"]):
             n = int(row["intervals"])
             if n <= 0:
                 continue
             minutes = (span.end_epoch - span.start_epoch) // 60 // n
-            out.interval_minutes = minutes
-            out.interval_start = datetime.fromtimestamp(span.end_epoch - minutes * 60, UTC)
             last_kwh = float(unpack_array(row["blob"])[-1])
-            t = tenants.setdefault(row["tenant"], TenantFlow(row["tenant"], names.get(row["tenant"], row["tenant"])))
-            kw = last_kwh * 60.0 / minutes
-            t.by_source_kw[row["source"]] = t.by_source_kw.get(row["source"], 0.0) + kw
-            t.kw_now += kw
-            t.kwh_period += Decimal(str(row["kwh"]))
-            out.sources.setdefault(row["source"], kinds.get(row["source"], ""))
-    out.tenants = sorted(tenants.values(), key=lambda t: t.party)
-    return out
+            rows.append(FlowRow(run["id"], row["tenant"], row["source"], last_kwh * 60.0 / minutes,
+                                Decimal(str(row["kwh"])), minutes,
+                                datetime.fromtimestamp(span.end_epoch - minutes * 60, UTC)))
+            sources.setdefault(row["source"], kinds.get(row["source"], ""))
+    return rows, sources
 
 
-def emissions_by_party(request: Any, who: Principal, period: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """Per party: CFE % and kg CO2e/MWh (Scope 2, location-based) from the API's emissions report; and a note."""
-    from kwhub.hub.api import reports
-    from kwhub.hub.api.problems import ApiProblem
+def _carbon(hub: Any, period: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """Per party: CFE % and kg CO2e/MWh (Scope 2, location-based), from the same report as
+    ``GET /api/v1/reports/emissions`` (which shows each key the parties it sees)."""
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.esg.reports import period_disclosure
 
     try:
-        body = reports.emissions(request=request, period=period, who=who)
-    except ApiProblem as exc:
-        return {}, f"No emissions for {period}: {exc.detail}"
+        summary = period_disclosure(hub.db, hub.config, period).summary()
+    except (SettlementError, ValueError) as exc:
+        return {}, f"No emissions for {period}: {exc}"
     out = {}
-    for r in body["parties"]:
+    for r in summary:
         mwh = Decimal(r["energy_mwh"] or "0")
         t = Decimal(r["scope2_location_tco2e"] or "0")
         out[r["party"]] = {"cfe_pct": r["cfe_pct"],
                            "kg_per_mwh": (t * 1000 / mwh).quantize(Decimal("0.1")) if mwh else None}
     return out, ""
+
+
+def view(hub: Any, figs: CampusFigures, visible_runs: set[str], who: Principal) -> tuple[CampusFlow, dict[str, Any], str]:
+    """The part of ``figs`` a caller sees: the rows of the runs it may read, the carbon of the parties it sees."""
+    names = {p.id: p.name or p.id for p in hub.campus.parties}
+    out = CampusFlow(period=figs.period)
+    tenants: dict[str, TenantFlow] = {}
+    for r in figs.rows:
+        if r.run_id not in visible_runs:
+            continue
+        out.interval_minutes, out.interval_start = r.minutes, r.interval_start
+        t = tenants.setdefault(r.tenant, TenantFlow(r.tenant, names.get(r.tenant, r.tenant)))
+        t.by_source_kw[r.source] = t.by_source_kw.get(r.source, 0.0) + r.kw
+        t.kw_now += r.kw
+        t.kwh_period += r.kwh
+        out.sources.setdefault(r.source, figs.sources.get(r.source, ""))
+    out.tenants = sorted(tenants.values(), key=lambda t: t.party)
+    carbon = {p: v for p, v in figs.carbon.items() if who.sees(p)}
+    return out, carbon, figs.note
+
+
+class FlowWarmer:
+    """Keeps the campus figures of the latest issued period ready, so no page request pays for them.
+
+    :meth:`kick` marks them out of date: :class:`~kwhub.hub.app.Hub` calls it after a run is
+    issued in this process, and a configuration reload does. With the background thread
+    running (:meth:`start`, by ``kwhub serve``) the thread recomputes them at once and pages
+    keep showing the previous figures for the few hundred milliseconds that takes; the thread
+    also looks every ``every_s`` seconds (one query of issued run ids) for runs issued by
+    another process (the CLI, the scheduler, another worker). Without the thread (tests, the
+    benchmark) the next page computes them.
+    """
+
+    def __init__(self, app: Any, every_s: float = 10.0) -> None:
+        self.app = app
+        self.every_s = every_s
+        self.figures: dict[str, CampusFigures] = {}  # period -> figures (the latest few)
+        self.latest_period = ""
+        self._dirty = True
+        self._lock = threading.Lock()
+        self._compute = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def config(self) -> str:
+        return str(getattr(self.app.state, "config_sha256", ""))
+
+    def _store(self, figs: CampusFigures) -> None:
+        with self._lock:
+            self.figures[figs.period] = figs
+            for old in sorted(self.figures)[:-3]:
+                del self.figures[old]
+
+    def for_period(self, period: str, runs: set[str]) -> CampusFigures:
+        """The figures of ``period`` computed from (at least) ``runs``; computed here if not."""
+        with self._lock:
+            figs = self.figures.get(period)
+        if figs is not None and figs.config == self.config() and runs <= figs.run_ids:
+            return figs
+        from kwhub.hub.settle.review import list_runs
+
+        hub = self.app.state.hub
+        latest: dict[str, dict[str, Any]] = {}
+        for r in sorted(full_scope(lambda: list_runs(hub.db, period=period, status="issued")), key=lambda r: r["seq"]):
+            latest[r["contract_id"]] = r
+        figs = compute_figures(hub, self.config(), period, latest)
+        self._store(figs)
+        return figs
+
+    def latest(self) -> CampusFigures | None:
+        """The latest issued period's figures (None: nothing issued yet)."""
+        with self._lock:
+            figs = self.figures.get(self.latest_period)
+        fresh = figs is not None and not self._dirty and figs.config == self.config()
+        if fresh or (figs is not None and self.running and figs.config == self.config()):
+            return figs  # the thread is recomputing them: the previous figures meanwhile
+        return self.refresh()
+
+    def refresh(self) -> CampusFigures | None:
+        """Compute the latest period's figures if its issued runs or the configuration changed."""
+        with self._compute:
+            self._dirty = False
+            hub = self.app.state.hub
+            period, latest = latest_issued(hub)
+            if not latest:
+                return None
+            ids = {r["id"] for r in latest.values()}
+            with self._lock:
+                figs = self.figures.get(period)
+            if figs is None or figs.config != self.config() or figs.run_ids != ids:
+                figs = compute_figures(hub, self.config(), period, latest)
+                self._store(figs)
+            self.latest_period = period
+            return figs
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def kick(self) -> None:
+        """The issued runs (or the configuration) changed: recompute."""
+        self._dirty = True
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="kwhub-ui-warmer", daemon=True)
+            self._thread.start()
+        self.kick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        import logging
+
+        log = logging.getLogger("kwhub.ui")
+        while not self._stop.is_set():
+            self._wake.wait(self.every_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                before = self.figures.get(self.latest_period)
+                figs = self.refresh()
+                if figs is not None and figs is not before:
+                    log.info("campus figures of %s ready in %.2f s", figs.period, figs.seconds)
+            except Exception:  # noqa: BLE001 - retried on the next wake; pages compute on demand meanwhile
+                self._dirty = True
+                log.exception("campus figures could not be computed; pages compute them on demand")
+
+
+def campus_now(hub: Any, request: Any, who: Principal, warmer: FlowWarmer) -> tuple[CampusFlow, dict[str, Any], str]:
+    """The latest flow and its emissions figures for this caller.
+
+    The caller sees the runs whose contract's buyer it sees (the rule of the API's run list)
+    among the latest period's runs; a caller with none there gets the latest period it has
+    runs in, from the API's own run list.
+    """
+    figs = warmer.latest()
+    if figs is None:
+        return CampusFlow(), {}, ""
+    visible = {rid for rid, buyer in figs.buyers.items() if who.sees(buyer)}
+    if not visible:
+        issued = runs_api.list_runs(request=request, period=None, contract=None, status="issued", who=who,
+                                    params=ALL)["items"]
+        if not issued:
+            return CampusFlow(), {}, ""
+        period = max(r["period"] for r in issued)
+        latest: dict[str, dict[str, Any]] = {}
+        for r in sorted((r for r in issued if r["period"] == period), key=lambda r: r["seq"]):
+            latest[r["contract_id"]] = r
+        visible = {r["id"] for r in latest.values()}
+        figs = warmer.for_period(period, visible)
+    return view(hub, figs, visible, who)

@@ -10,9 +10,10 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from kwhub.hub.ui.auth import SignInNeeded, UiError, sessions
-from kwhub.hub.ui.flow import FlowCache
+from kwhub.hub.ui.flow import FlowCache, FlowWarmer
 from kwhub.hub.ui.render import page
 from kwhub.hub.ui.session import COOKIE, SessionStore
+from kwhub.hub.ui.throttle import SignInThrottle
 
 STATIC = Path(__file__).parent / "static"
 HEADINGS = {400: "Bad request", 401: "Not signed in", 403: "Not allowed", 404: "Not found", 409: "Not possible now",
@@ -33,7 +34,10 @@ def install(app: Any) -> None:
     )
 
     app.state.ui_sessions = SessionStore()
+    app.state.ui_signin_throttle = SignInThrottle()  # 10 failed sign-ins per address and minute, then 429
     app.state.ui_flow_cache = FlowCache()
+    app.state.ui_flow_warmer = warmer = FlowWarmer(app)
+    app.state.hub.issue_listeners.append(warmer.kick)  # runs issued through this app: recompute at once
     for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports,
                    pages_markets):
         app.include_router(module.router, prefix="/ui", include_in_schema=False)

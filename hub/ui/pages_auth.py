@@ -43,10 +43,25 @@ def login_form(request: Request, next: str = "/ui/campus") -> Response:  # noqa:
     return _login_page(request, next)
 
 
+def client_address(request: Request) -> str:
+    """The address sign-in attempts are counted by (behind a proxy: what uvicorn's
+    ``--forwarded-allow-ips`` lets it take from ``X-Forwarded-For``)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     form = await form_of(request)
     store = sessions(request)
+    throttle = request.app.state.ui_signin_throttle
+    client = client_address(request)
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        resp = _login_page(request, str(form.get("next") or ""), status=429,
+                           error=f"Too many failed sign-ins from your address ({throttle.limit} within "
+                                 f"{throttle.window_s:g} seconds). Wait {wait} seconds, then sign in with a valid key.")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     expected = store.unsign(request.cookies.get(PRE_COOKIE))
     given = form.get(CSRF_FIELD)
     if not same_token(expected, given):
@@ -58,6 +73,7 @@ async def login(request: Request) -> Response:
     if isinstance(key, str) and key.strip():
         principal = await run_in_threadpool(verify_token, hub.db, key.strip(), ttl=hub.config.file.api.key_cache_s)
     if principal is None:
+        throttle.failed(client)
         return _login_page(request, str(form.get("next") or ""), status=401,
                            error="That API key is unknown, expired or revoked. Check it, or create a new one "
                                  "with `kwhub keys create`.")

@@ -1,8 +1,11 @@
-"""Markets: bid submissions and the ISO statements of a period, totals per charge code (operators and auditors).
+"""Markets: bids, acceptance, awards and the variance per charge code of each statement version.
 
-Market data belongs to the campus, not to one party, so the page needs ``reports:read`` and
-a key for every party (a tenant or a party-limited key gets 403). It reads the market store
-(:mod:`kwhub.hub.markets.store`); the API has no market routes yet.
+Market data belongs to the campus, not to one party, so the pages need ``markets:read``
+(operators and auditors; tenant keys lack it). The period page lists the operating days that
+have bids or statements; the day page (``/ui/markets/{iso}/{day}``) shows the day's
+submissions with the ISO's verdict per bid, the awards in MWh per hour and, through the
+API's own route function (``GET /api/v1/markets/{iso}/variance``), the shadow settlement
+against every statement version.
 """
 
 from __future__ import annotations
@@ -16,11 +19,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from kwhub.hub.ui.auth import UiError, Viewer, viewer
+from kwhub.hub.api import markets as markets_api
+from kwhub.hub.ui.auth import UiError, Viewer, call_api, viewer
 from kwhub.hub.ui.periods import chosen_period
 from kwhub.hub.ui.render import page
 
 router = APIRouter()
+SCOPE = "markets:read"
+ISOS = ("ERCOT", "CAISO", "PJM")
+
+
+def _campus_only(who: Viewer) -> None:
+    if who.principal.party is not None:
+        raise UiError(403, "Market bids and statements belong to the campus, not to one party: "
+                           "an operator or auditor key sees them.")
 
 
 def _isos(db: Any) -> list[str]:
@@ -56,10 +68,8 @@ def period_statements(db: Any, iso: str, period: str) -> list[dict[str, Any]]:
 
 
 @router.get("/markets", response_class=HTMLResponse)
-def markets(request: Request, period: str = "", who: Viewer = Depends(viewer("reports:read"))) -> HTMLResponse:
-    if who.principal.party is not None:
-        raise UiError(403, "Market bids and statements belong to the campus, not to one party: "
-                           "an operator or auditor key sees them.")
+def markets(request: Request, period: str = "", who: Viewer = Depends(viewer(SCOPE))) -> HTMLResponse:
+    _campus_only(who)
     from kwhub.hub.markets.store import list_submissions
 
     period = chosen_period(request, who, period)
@@ -70,3 +80,69 @@ def markets(request: Request, period: str = "", who: Viewer = Depends(viewer("re
     statements = {iso: period_statements(db, iso, period) for iso in isos}
     return page(request, "markets.html", title=f"Markets {period}", who=who, period=period, isos=isos,
                 submissions=subs, statements=statements)
+
+
+def day_awards(hub: Any, iso: str, day: date) -> dict[str, Any]:
+    """The day's awards in MWh per hour of the ISO's operating day, per market and resource."""
+    from kwhub.core.markets.hour_labels import DayGrid
+    from kwhub.hub.markets.service import iso_timezone
+    from kwhub.hub.markets.store import load_award_hours
+    from kwhub.hub.store.market_tables import market_award_day_table as t
+
+    with hub.db.read_connection() as conn:
+        keys = sorted({(r[0], r[1]) for r in conn.execute(
+            select(t.c.market, t.c.resource).where(t.c.iso == iso, t.c.trading_date == day))})
+    if not keys:
+        return {"hours": [], "rows": []}
+    try:
+        tz = iso_timezone(hub.config, iso)
+    except Exception:  # noqa: BLE001 - no adapter configured any more: the hub's zone
+        tz = hub.config.hub.timezone
+    grid = DayGrid(day, tz, 60)
+    rows = []
+    for market, resource in keys:
+        wh = load_award_hours(hub.db, iso, market, [resource], int(grid.starts[0]), len(grid))[0]
+        mwh = [Decimal(int(v)) / Decimal(1_000_000) for v in wh.tolist()]
+        rows.append({"market": market, "resource": resource, "mwh": mwh, "total": sum(mwh, Decimal(0))})
+    return {"hours": [grid.he_label(i) for i in range(len(grid))], "rows": rows, "tz": tz}
+
+
+def day_submissions(db: Any, iso: str, day: date) -> list[dict[str, Any]]:
+    """The day's submissions, each with the ISO's verdict per bid."""
+    from kwhub.hub.markets.store import list_submissions, load_submission
+
+    out = []
+    for row in list_submissions(db, iso, day):
+        sub, _bids = load_submission(db, str(row["id"]))
+        out.append({**row, "outcomes": [o if isinstance(o, dict) else o.model_dump() for o in sub.outcomes],
+                    "messages": list(sub.messages)})
+    return out
+
+
+@router.get("/markets/{iso}/{day}", response_class=HTMLResponse)
+def market_day(iso: str, day: str, request: Request, who: Viewer = Depends(viewer(SCOPE))) -> HTMLResponse:
+    """One operating day: bids and acceptance, awards per hour, variance per charge code per statement version."""
+    _campus_only(who)
+    if iso not in ISOS:
+        raise UiError(404, f"No ISO {iso!r}: the dashboard knows {', '.join(ISOS)}. Pick a day on the Markets page.")
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise UiError(422, f"{day!r} is not a day (YYYY-MM-DD); pick one on the Markets page.") from None
+    hub = request.app.state.hub
+    subs = day_submissions(hub.db, iso, when)
+    awards = day_awards(hub, iso, when)
+    try:
+        statements = call_api(markets_api.market_variance, request=request, iso=iso, day=when, statement=None,
+                              who=who.principal)["statements"]
+        missing = ""
+    except UiError as exc:
+        if exc.status != 404:
+            raise
+        statements, missing = [], exc.detail
+    for st in statements:  # the version's totals over its charge codes (exact decimals, as the API gives them)
+        st["total"] = {k: sum((Decimal(c[k]) for c in st["codes"]), Decimal(0)) for k in ("shadow", "iso", "variance")}
+    if not subs and not awards["rows"] and not statements:
+        raise UiError(404, f"No {iso} bids, awards or statements for {when}. Pick a day on the Markets page.")
+    return page(request, "market_day.html", title=f"{iso} {when}", who=who, iso=iso, day=when,
+                period=f"{when:%Y-%m}", submissions=subs, awards=awards, statements=statements, missing=missing)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
@@ -44,8 +45,6 @@ def quality(request: Request, period: str = "", layer: str = "validated",
 def channel_day(channel_id: str, day: str, request: Request, layer: str = "validated",
                 who: Viewer = Depends(viewer("readings:read"))) -> HTMLResponse:
     """One channel's intervals of one local day, from the API's readings route."""
-    import json
-
     from kwhub.core.timeline import zone
 
     try:
@@ -58,6 +57,17 @@ def channel_day(channel_id: str, day: str, request: Request, layer: str = "valid
     start = datetime(d.year, d.month, d.day, tzinfo=tz)
     nxt = d + timedelta(days=1)
     end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz)
+    rows, series, minutes = readings_rows(request, who, channel_id, start, end, layer)
+    return page(request, "channel_day.html", title=f"{channel_id} on {d.isoformat()}", who=who, rows=rows,
+                channel=channel_id, day=d, layer=layer, minutes=minutes, series_json=series)
+
+
+def readings_rows(request: Request, who: Viewer, channel_id: str, start: datetime, end: datetime,
+                  layer: str) -> tuple[list[tuple[datetime, Any, str]], str, int]:
+    """A channel's intervals in [start, end) from the API's readings route (same scope and party checks):
+    (start, kWh, quality) rows, the uPlot series as JSON and the interval length."""
+    import json
+
     resp = call_api(campus_api.readings, channel_id=channel_id, request=request, start=start, end=end, layer=layer,
                     fmt="json", limit=None, cursor=None, who=who.principal)
     body = json.loads(resp.body)
@@ -65,5 +75,4 @@ def channel_day(channel_id: str, day: str, request: Request, layer: str = "valid
             for s, v, q in zip(body["start"], body["kwh"], body["quality"], strict=True)]
     series = json.dumps({"t": [int(t.timestamp()) for t, _, _ in rows], "kwh": [v for _, v, _ in rows],
                          "tz": request.app.state.hub.config.hub.timezone})
-    return page(request, "channel_day.html", title=f"{channel_id} on {d.isoformat()}", who=who, rows=rows,
-                channel=channel_id, day=d, layer=layer, minutes=body["interval_minutes"], series_json=series)
+    return rows, series, int(body["interval_minutes"])

@@ -26,7 +26,7 @@ NAV = [  # (path, label, scope needed to see the link)
     ("/ui/quality", "Data quality", "vee:read"),
     ("/ui/owners", "Owners", "reports:read"),
     ("/ui/emissions", "Emissions", "reports:read"),
-    ("/ui/markets", "Markets", "reports:read"),
+    ("/ui/markets", "Markets", "markets:read"),
     ("/ui/jobs", "Jobs", "jobs:read"),
     ("/ui/audit", "Audit log", "audit:read"),
     ("/ui/keys", "API keys", "keys:write"),

@@ -244,16 +244,20 @@ def build_cii(invoice: Invoice) -> etree._Element:
         tt = _sub(hs, _RAM + "ApplicableTradeTax")
         _sub(tt, _RAM + "CalculatedAmount", money_str(t.tax_amount))
         _sub(tt, _RAM + "TypeCode", "VAT")
-        if t.category in EXEMPTION_REASONS:
-            _sub(tt, _RAM + "ExemptionReason", EXEMPTION_REASONS[t.category])
+        exempt = t.category in EXEMPTION_REASONS
+        if exempt and (t.exemption_reason or not t.exemption_code):
+            _sub(tt, _RAM + "ExemptionReason", t.exemption_reason or EXEMPTION_REASONS[t.category])
         _sub(tt, _RAM + "BasisAmount", money_str(t.taxable_amount))
         _sub(tt, _RAM + "CategoryCode", t.category)
+        if exempt and t.exemption_code:
+            _sub(tt, _RAM + "ExemptionReasonCode", t.exemption_code)
         if t.category != "O":
             _sub(tt, _RAM + "RateApplicablePercent", money_str(t.percent))
     _period(hs, invoice.period_start, invoice.period_end)
     terms = _sub(hs, _RAM + "SpecifiedTradePaymentTerms")
     _sub(terms, _RAM + "Description", invoice.payment_terms())
-    _date(terms, "DueDateDateTime", invoice.due_date)
+    if not invoice.is_credit:  # a credit note is not paid by the buyer: no due date
+        _date(terms, "DueDateDateTime", invoice.due_date)
     ms = _sub(hs, _RAM + "SpecifiedTradeSettlementHeaderMonetarySummation")
     _sub(ms, _RAM + "LineTotalAmount", money_str(invoice.line_total))
     _sub(ms, _RAM + "TaxBasisTotalAmount", money_str(invoice.line_total))

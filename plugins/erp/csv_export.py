@@ -61,7 +61,7 @@ class CsvRenderer(InvoiceRenderer):
         doc = {
             "invoice_number": invoice.number, "document_kind": invoice.kind,
             "type_code": "381" if invoice.is_credit else "380", "version": str(invoice.version),
-            "issue_date": invoice.issue_date.isoformat(), "due_date": invoice.due_date.isoformat(),
+            "issue_date": invoice.issue_date.isoformat(), "due_date": "" if invoice.is_credit else invoice.due_date.isoformat(),
             "period_start": invoice.period_start.isoformat(), "period_end": invoice.period_end.isoformat(),
             "currency": invoice.currency, "seller_id": invoice.seller.id, "seller_name": invoice.seller.name,
             "seller_tax_id": invoice.seller.tax_id, "buyer_id": invoice.buyer.id,

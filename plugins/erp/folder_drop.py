@@ -1,6 +1,7 @@
 """Folder-drop transport (``erp.folder``): write each document into a folder an ERP watches.
 
-The document is written to a hidden temporary file in the target folder, flushed to disk,
+Each file gets the permissions ``file_mode`` names (default ``"0640"``: the owner reads
+and writes, the group, e.g. an ERP import job's, reads). The document is written to a hidden temporary file in the target folder, flushed to disk,
 then renamed over the final name with ``os.replace`` (atomic on one file system) and the
 folder itself is fsynced, so a watcher never sees a half-written file. A send whose
 deadline has passed before the rename is given up (the temporary file removed) and
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kwhub.core.adapters import (
     AdapterConfig,
@@ -25,7 +26,13 @@ from kwhub.core.adapters import (
     InvoiceTransport,
     OutgoingDocument,
 )
-from kwhub.hub.helpers.transports import RetrySettings, TransportResult, safe_filename
+from kwhub.hub.helpers.transports import (
+    DEFAULT_FILE_MODE,
+    RetrySettings,
+    TransportResult,
+    parse_file_mode,
+    safe_filename,
+)
 
 # Failures that may go away on their own; anything else needs a person (permissions, paths).
 RETRYABLE_ERRNO = frozenset({errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EDQUOT, errno.EINTR})
@@ -37,7 +44,19 @@ class FolderConfig(AdapterConfig):
     folder: str  # relative paths are taken from the directory of kwhub.toml
     create: bool = True  # create the folder on first send when missing
     fsync: bool = True
+    file_mode: str | int = DEFAULT_FILE_MODE  # permissions of each written file, e.g. "0640" (group can read)
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
+
+    @field_validator("file_mode")
+    @classmethod
+    def _valid_mode(cls, v: str | int) -> str | int:
+        parse_file_mode(v)
+        return v
+
+    @property
+    def mode(self) -> int:
+        """``file_mode`` as permission bits."""
+        return parse_file_mode(self.file_mode)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -82,6 +101,7 @@ class FolderDropTransport(InvoiceTransport):
             if target.is_file() and target.stat().st_size == len(doc.body) and target.read_bytes() == doc.body:
                 return TransportResult(True, None, f"duplicate: {target} already holds this document", duplicate=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+            os.fchmod(fd, cfg.mode)  # mkstemp makes 0600; the receiving group reads with file_mode
             with os.fdopen(fd, "wb") as fh:
                 fh.write(doc.body)
                 fh.flush()

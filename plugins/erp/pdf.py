@@ -1,14 +1,17 @@
 """A human-readable PDF invoice drawn with reportlab, written as PDF/A-3 (level B).
 
 Page content: document title and number (invoice, adjustment invoice or credit note, with
-the original it refers to), seller and buyer blocks (tax identifier with its scheme,
-electronic address), billing period and references, the lines table (each line with its
-own period), how each line was computed (the formula ``quantity x unit price = amount``
+the original it refers to; a credit note shows no due date), seller and buyer blocks (legal
+name and postal address, a missing one said as ``[... missing]``, never an id; tax
+identifier with its scheme, electronic address), billing period and references, the lines
+table (each line with its own period) ending in the totals, which keep at least the last
+three lines on their page, how each line was computed (the formula ``quantity x unit price = amount``
 and its bill determinants: TOU hours, demand peak and its interval, index values ...),
 tax breakdown and totals, payment instructions, the period's usage chart
 (``context.usage``, summed per day) and the data lineage (``context.lineage``: the
 settlement run and the number of channel-day hashes it read; ``context.explain``: the
-interval grid and the allocation).
+interval grid and the allocation). Every page ends in ``Page X of Y``; every amount,
+quantity, rate and percentage is written by :mod:`kwhub.plugins.erp.face_numbers`.
 
 PDF/A-3: every glyph is drawn with the DejaVu fonts shipped in ``plugins/erp/fonts``
 (embedded as subsets; licence beside them), the document carries an sRGB OutputIntent
@@ -36,12 +39,14 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from kwhub.core.adapters import AdapterConfig, InvoiceRenderer
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, InvoiceLine, PartyRef
 from kwhub.core.render_context import RenderContext, UsageSeries
+from kwhub.plugins.erp import face_numbers as fn
 
 TITLES = {"invoice": "INVOICE", "adjustment": "ADJUSTMENT INVOICE", "credit_note": "CREDIT NOTE"}
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -93,19 +98,9 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def fmt_money(value: Decimal, currency: str = "") -> str:
-    """``1,234.56`` (with the currency code when given); negatives as ``-1,234.56``."""
-    s = f"{value:,.2f}"
-    return f"{s} {currency}" if currency else s
-
-
-def fmt_number(value: Decimal, max_places: int = 6) -> str:
-    """Grouped thousands, trailing zeros trimmed (at most ``max_places`` decimals)."""
-    q = value.quantize(Decimal(1).scaleb(-max_places)) if value.as_tuple().exponent < -max_places else value  # type: ignore[operator]
-    s = f"{q:,f}"
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s
+def fmt_money(value: Decimal, currency: str = "USD", *, code: bool = True) -> str:
+    """``1,234.56 USD``: the amount in the currency's minor units (see :mod:`face_numbers`)."""
+    return fn.money(value, currency, code=code)
 
 
 def line_period(line: InvoiceLine) -> str:
@@ -118,9 +113,9 @@ def line_period(line: InvoiceLine) -> str:
 
 
 def line_formula(line: InvoiceLine, currency: str) -> str:
-    """``1,234.5 MWh x 45.00 USD/MWh = 55,552.50 USD`` for the line."""
-    return (f"{fmt_number(line.quantity, 6)} {line.unit} x {fmt_number(line.unit_price, 6)} {currency}/{line.unit}"
-            f" = {fmt_money(line.amount, currency)}")
+    """``1,234.500 MWh x 45.00 USD/MWh = 55,552.50 USD`` for the line."""
+    return (f"{fn.quantity(line.quantity, line.unit)} {line.unit} x {fn.rate(line.unit_price, currency)} "
+            f"{currency}/{line.unit} = {fn.money(line.amount, currency)}")
 
 
 def determinant_text(line: InvoiceLine) -> str:
@@ -161,19 +156,33 @@ def _usage_chart(usage: UsageSeries, width: float) -> Drawing | None:
     d.add(chart)
     what = f" ({usage.source})" if usage.source else ""
     d.add(String(45, height - 14, f"Daily energy{what} ({unit}), {days[0].isoformat()} to {days[-1].isoformat()}, "
-                 f"total {fmt_number(Decimal(str(round(usage.total_kwh, 3))))} kWh",
+                 f"total {fn.quantity(Decimal(str(round(usage.total_kwh, 3))), 'kWh')} kWh",
                  fontName=FONT, fontSize=8, fillColor=colors.black))
     return d
 
 
+MISSING = "<font color='#b00020'>[{what} missing]</font>"
+
+
+def legal_name(p: PartyRef) -> str:
+    """The party's legal name, or ``[legal name missing]`` (a party known only by its id)."""
+    name = p.name.strip()
+    return name if name and name != p.id else "[legal name missing]"
+
+
 def _party_block(label: str, p: PartyRef, style: ParagraphStyle) -> Paragraph:
+    """The party's legal name and postal address (what is missing is said so, never replaced by an id)."""
     a = p.address
-    parts = [f"<b>{label}</b>", f"<b>{_esc(p.name)}</b>"]
+    name = legal_name(p)
+    legal = f"<b>{_esc(name)}</b>" if name != "[legal name missing]" else MISSING.format(what="legal name")
+    parts = [f"<b>{label}</b>", legal]
     if a.street:
         parts.append(_esc(a.street))
     city = " ".join(x for x in (a.city + ("," if a.city and (a.region or a.postal_code) else ""), a.region, a.postal_code) if x)
     if city:
         parts.append(_esc(city))
+    if not (a.street or a.city):
+        parts.append(MISSING.format(what="postal address"))
     parts.append(_esc(a.country))
     if p.tax_id:
         parts.append(f"{_esc(p.tax_scheme or 'Tax')} id: {_esc(p.tax_id)}")
@@ -182,17 +191,16 @@ def _party_block(label: str, p: PartyRef, style: ParagraphStyle) -> Paragraph:
         parts.append(f"Electronic address: {_esc(ep[0])}:{_esc(ep[1])}" if ep[0] else f"Electronic address: {_esc(ep[1])}")
     if p.email:
         parts.append(_esc(p.email))
-    parts.append(f"Party id: {_esc(p.id)}")
     return Paragraph("<br/>".join(parts), style)
 
 
 def payment_instructions(invoice: Invoice) -> list[str]:
     """What the payer does: means, account, bank, remittance text and terms (plain text lines)."""
     pay = invoice.payee.payment
-    who = invoice.payee.name
+    who = legal_name(invoice.payee)
     out = []
     if invoice.is_credit:
-        out.append(f"Amount credited to {invoice.buyer.name}: {fmt_money(invoice.total, invoice.currency)}.")
+        out.append(f"Amount credited to {legal_name(invoice.buyer)}: {fmt_money(invoice.total, invoice.currency)}.")
     else:
         out.append(f"Amount due: {fmt_money(invoice.total, invoice.currency)} by {invoice.due_date.isoformat()}.")
     if pay is not None:
@@ -229,13 +237,81 @@ def _table_style(header_rows: int = 1) -> TableStyle:
     ])
 
 
+class KeepTailTable(Table):
+    """A table whose last ``keep_tail`` rows stay together on one page.
+
+    Each split is allowed only before those rows (reportlab's ``rowSplitRange``, set anew on
+    every piece, since a piece that still holds them may be split again on the same page).
+    """
+
+    keep_tail = 0
+
+    def split(self, availWidth: float, availHeight: float) -> list[Any]:  # noqa: N803 - reportlab's names
+        last = len(self._cellvalues) - self.keep_tail
+        self._rowSplitRange = (0, last) if self.keep_tail else None
+        if self.keep_tail and last <= 1:  # nothing but the header before the tail: move whole
+            self._calc(availWidth, availHeight)
+            return [self] if sum(self._rowHeights) <= availHeight else []
+        parts: list[Any] = super().split(availWidth, availHeight)
+        for i, part in enumerate(parts):
+            if part is not self:
+                part.keep_tail = self.keep_tail if i == len(parts) - 1 else 0
+        return parts
+
+
+KEEP_LINES_WITH_TOTALS = 3
+_LINE_HEADER = ["#", "Description", "Period", "Quantity", "Unit"]
+
+
+def _lines_and_totals(invoice: Invoice, width: float, st: dict[str, ParagraphStyle]) -> Table:
+    """The lines table with the totals as its last rows.
+
+    One table, so the totals can never start a page alone: its rows split across pages (the
+    header repeats) only where the last ``KEEP_LINES_WITH_TOTALS`` lines stay on the page of
+    the totals (:class:`KeepTailTable`).
+    """
+    cur = invoice.currency
+    head_r = ParagraphStyle("kw_head_r", parent=st["small_r"], fontName=FONT_BOLD)
+    rows: list[list[Any]] = [[*_LINE_HEADER, Paragraph(f"Unit price<br/>{_esc(cur)}", head_r), "Tax",
+                              Paragraph(f"Amount<br/>{_esc(cur)}", head_r)]]
+    for ln in invoice.lines:
+        rows.append([str(ln.number), Paragraph(_esc(ln.description), st["small"]),
+                     Paragraph(_esc(line_period(ln)), st["tiny"]), fn.quantity(ln.quantity, ln.unit), ln.unit,
+                     fn.rate(ln.unit_price, cur), f"{ln.tax_category} {fn.percent(ln.tax_percent)}",
+                     fn.money(ln.amount, cur, code=False)])
+    first_total = len(rows)
+    totals: list[tuple[str, str]] = [("Net amount", fn.money(invoice.line_total, cur))]
+    for t in invoice.taxes:
+        label = f"Tax {t.category} {fn.percent(t.percent)} on {fn.money(t.taxable_amount, cur)}"
+        if t.exemption_reason:
+            label += f" ({t.exemption_reason})"
+        totals.append((label, fn.money(t.tax_amount, cur)))
+    totals.append(("Total credited" if invoice.is_credit else "Total due", fn.money(invoice.total, cur)))
+    for i, (label, value) in enumerate(totals, start=1):
+        text = f"<b>{_esc(label)}</b>" if i == len(totals) else _esc(label)
+        rows.append(["", Paragraph(text, st["small_r"]), "", "", "", "", "", value])
+    table = KeepTailTable(rows, colWidths=[8 * mm, width - 8 * mm - 136 * mm, 26 * mm, 26 * mm, 12 * mm, 22 * mm,
+                                           18 * mm, 32 * mm], repeatRows=1)
+    table.keep_tail = len(totals) + min(KEEP_LINES_WITH_TOTALS, len(invoice.lines))
+    style = _table_style()
+    style.add("BACKGROUND", (0, first_total), (-1, -1), colors.white)
+    style.add("LINEABOVE", (1, first_total), (-1, first_total), 0.6, _ACCENT)
+    style.add("LINEABOVE", (1, -1), (-1, -1), 0.8, _ACCENT)
+    style.add("FONT", (0, -1), (-1, -1), FONT_BOLD, 9)
+    for r in range(first_total, len(rows)):
+        style.add("SPAN", (1, r), (6, r))
+    table.setStyle(style)
+    return table
+
+
 def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str, ParagraphStyle]) -> list[Any]:
     cur = invoice.currency
     title = TITLES.get(invoice.kind, "INVOICE")
     story: list[Any] = []
     head = Table([[Paragraph(f"<font size=16 color='#1f4e79'><b>{title}</b></font>", st["normal"]),
                    Paragraph(f"<b>No. {_esc(invoice.number)}</b><br/>Issued {invoice.issue_date.isoformat()}"
-                             f"<br/>Due {invoice.due_date.isoformat()}<br/>Version {invoice.version}", st["small_r"])]],
+                             + ("" if invoice.is_credit else f"<br/>Due {invoice.due_date.isoformat()}")
+                             + f"<br/>Version {invoice.version}", st["small_r"])]],
                  colWidths=[width * 0.6, width * 0.4])
     head.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), FONT, 8), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     story += [head, Spacer(1, 4 * mm)]
@@ -260,31 +336,7 @@ def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str,
         story.append(Paragraph(_esc(invoice.note), st["small"]))
     story.append(Spacer(1, 3 * mm))
 
-    rows: list[list[Any]] = [["#", "Description", "Period", "Quantity", "Unit", "Unit price", "Tax", "Amount"]]
-    for ln in invoice.lines:
-        tax = f"{ln.tax_category} {fmt_number(ln.tax_percent, 2)}%"
-        rows.append([str(ln.number), Paragraph(_esc(ln.description), st["small"]),
-                     Paragraph(_esc(line_period(ln)), st["tiny"]), fmt_number(ln.quantity, 3), ln.unit,
-                     fmt_number(ln.unit_price), tax, fmt_money(ln.amount)])
-    lines = Table(rows, colWidths=[8 * mm, width - 8 * mm - 136 * mm, 26 * mm, 26 * mm, 12 * mm, 22 * mm, 18 * mm,
-                                   32 * mm], repeatRows=1)
-    lines.setStyle(_table_style())
-    story += [lines, Spacer(1, 3 * mm)]
-
-    trows: list[list[str]] = [["", "Net amount", fmt_money(invoice.line_total, cur)]]
-    for t in invoice.taxes:
-        trows.append(["", f"Tax {t.category} {fmt_number(t.percent, 2)}% on {fmt_money(t.taxable_amount)}",
-                      fmt_money(t.tax_amount, cur)])
-    label = "Total credited" if invoice.is_credit else "Total due"
-    trows.append(["", label, fmt_money(invoice.total, cur)])
-    totals = Table(trows, colWidths=[width - 110 * mm, 70 * mm, 40 * mm])
-    totals.setStyle(TableStyle([
-        ("FONT", (0, 0), (-1, -1), FONT, 9),
-        ("FONT", (0, -1), (-1, -1), FONT_BOLD, 10),
-        ("ALIGN", (2, 0), (2, -1), "RIGHT"),
-        ("LINEABOVE", (1, -1), (-1, -1), 0.8, _ACCENT),
-    ]))
-    story += [KeepTogether(totals), Spacer(1, 3 * mm)]
+    story += [_lines_and_totals(invoice, width, st), Spacer(1, 3 * mm)]
     story += [Paragraph("Payment", st["h"]),
               Paragraph("<br/>".join(_esc(x) for x in payment_instructions(invoice)), st["small"])]
 
@@ -305,10 +357,10 @@ def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str,
         for ln in carbon:
             em = ln.emissions
             assert em is not None
-            erows.append([str(ln.number), fmt_number(em.kwh, 3), fmt_number(em.market_kg_co2e, 3),
-                          fmt_number(em.location_kg_co2e, 3),
-                          f"{fmt_number(em.market.co2, 3)} / {fmt_number(em.market.ch4, 3)} / {fmt_number(em.market.n2o, 3)}",
-                          fmt_number(em.market.co2e_reported, 3)])
+            kg = [fn.quantity(v, "kg") for v in (em.market.co2, em.market.ch4, em.market.n2o)]
+            erows.append([str(ln.number), fn.quantity(em.kwh, "kWh"), fn.quantity(em.market_kg_co2e, "kg"),
+                          fn.quantity(em.location_kg_co2e, "kg"), " / ".join(kg),
+                          fn.quantity(em.market.co2e_reported, "kg")])
         et = Table(erows, colWidths=[8 * mm, 25 * mm, 28 * mm, 28 * mm, 50 * mm, width - 139 * mm], repeatRows=1)
         est = _table_style()
         est.add("ALIGN", (1, 1), (-1, -1), "RIGHT")
@@ -354,6 +406,33 @@ def _story(invoice: Invoice, context: RenderContext, width: float, st: dict[str,
     return story
 
 
+class PageCountCanvas(Canvas):
+    """A canvas that holds its pages until the end, then writes ``Page X of Y`` and the footer on each."""
+
+    def __init__(self, *args: Any, footer_left: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._footer_left = footer_left
+        self._pages: list[dict[str, Any]] = []
+
+    def showPage(self) -> None:  # noqa: N802 - reportlab's name
+        self._pages.append(dict(self.__dict__))
+        self._startPage()
+
+    def save(self) -> None:
+        total = len(self._pages)
+        for n, state in enumerate(self._pages, start=1):
+            self.__dict__.update(state)
+            self.saveState()
+            self.setFont(FONT, 7)
+            self.setFillColor(colors.grey)
+            width = self._pagesize[0]
+            self.drawString(16 * mm, 9 * mm, self._footer_left)
+            self.drawRightString(width - 16 * mm, 9 * mm, f"Page {n} of {total}")
+            self.restoreState()
+            super().showPage()
+        super().save()
+
+
 def render_pdf(invoice: Invoice, context: RenderContext | None = None, page_size: str = "letter") -> bytes:
     """The readable PDF/A-3B of ``invoice`` as bytes."""
     context = context or RenderContext()
@@ -364,24 +443,18 @@ def render_pdf(invoice: Invoice, context: RenderContext | None = None, page_size
     doc_title = f"{title.title()} {invoice.number}"
     doc = SimpleDocTemplate(buf, pagesize=size, leftMargin=16 * mm, rightMargin=16 * mm,
                             topMargin=14 * mm, bottomMargin=16 * mm, invariant=True, initialFontName=FONT,
-                            title=doc_title, author=invoice.seller.name,
-                            subject=f"{doc_title} for {invoice.buyer.name}")
+                            title=doc_title, author=legal_name(invoice.seller),
+                            subject=f"{doc_title} for {legal_name(invoice.buyer)}")
     width = size[0] - 32 * mm
 
-    def footer(canvas: Any, doc_: Any) -> None:
-        canvas.saveState()
-        canvas.setFont(FONT, 7)
-        canvas.setFillColor(colors.grey)
-        canvas.drawString(16 * mm, 9 * mm, f"{invoice.seller.name} - {doc_title}")
-        canvas.drawRightString(size[0] - 16 * mm, 9 * mm, f"Page {doc_.page}")
-        canvas.restoreState()
-
-    doc.build(_story(invoice, context, width, st), onFirstPage=footer, onLaterPages=footer)
+    left = f"{legal_name(invoice.seller)} - {doc_title}"
+    doc.build(_story(invoice, context, width, st),
+              canvasmaker=lambda *a, **k: PageCountCanvas(*a, footer_left=left, **k))
     created = context.created_at() or datetime.combine(invoice.issue_date, datetime.min.time(), UTC)
     from kwhub.plugins.erp.pdfa import make_pdfa
 
-    return make_pdfa(buf.getvalue(), title=doc_title, author=invoice.seller.name,
-                     subject=f"{doc_title} for {invoice.buyer.name}", created=created)
+    return make_pdfa(buf.getvalue(), title=doc_title, author=legal_name(invoice.seller),
+                     subject=f"{doc_title} for {legal_name(invoice.buyer)}", created=created)
 
 
 class PdfConfig(AdapterConfig):

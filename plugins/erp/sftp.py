@@ -3,7 +3,8 @@
 The document is uploaded under a hidden temporary name in the target directory, fsynced
 when the server supports it, and renamed over the final name with the OpenSSH
 ``posix-rename`` extension (atomic on the server); a server without it gets a plain
-rename. Authentication is by private key and/or password (``SecretStr``, ``"env:NAME"``
+rename. The file gets the permissions ``file_mode`` names (default ``"0640"``, so the
+receiving group can read it). Authentication is by private key and/or password (``SecretStr``, ``"env:NAME"``
 allowed); the server's host key is checked against ``known_hosts`` unless
 ``host_key_checking = false``, which the configuration warns about on every load and the
 transport logs on every connection. Each send ends by its deadline (``retry.deadline_s`` or
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import asyncssh
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kwhub.core.adapters import (
     AdapterConfig,
@@ -34,7 +35,13 @@ from kwhub.core.adapters import (
     InvoiceTransport,
     OutgoingDocument,
 )
-from kwhub.hub.helpers.transports import RetrySettings, TransportResult, safe_filename
+from kwhub.hub.helpers.transports import (
+    DEFAULT_FILE_MODE,
+    RetrySettings,
+    TransportResult,
+    parse_file_mode,
+    safe_filename,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("kwhub.sftp")
@@ -60,7 +67,19 @@ class SftpConfig(AdapterConfig):
     remote_dir: str = "."
     connect_timeout_s: float = Field(10.0, gt=0)
     operation_timeout_s: float = Field(60.0, gt=0)
+    file_mode: str | int = DEFAULT_FILE_MODE  # permissions of each uploaded file, e.g. "0640"
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
+
+    @field_validator("file_mode")
+    @classmethod
+    def _valid_mode(cls, v: str | int) -> str | int:
+        parse_file_mode(v)
+        return v
+
+    @property
+    def mode(self) -> int:
+        """``file_mode`` as permission bits."""
+        return parse_file_mode(self.file_mode)
 
     @model_validator(mode="after")
     def _needs_credentials(self) -> SftpConfig:
@@ -193,12 +212,13 @@ class SftpTransport(InvoiceTransport):
             pass
         tmp = posixpath.join(self.cfg.remote_dir, f".{name}.{uuid.uuid4().hex}.part")
         try:
-            async with sftp.open(tmp, "wb") as fh:
+            async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=self.cfg.mode)) as fh:
                 await fh.write(body)
                 try:
                     await fh.fsync()
                 except asyncssh.SFTPOpUnsupported:
                     pass
+            await sftp.chmod(tmp, self.cfg.mode)  # the server's umask may have narrowed the open's mode
             try:
                 await sftp.posix_rename(tmp, final)
             except asyncssh.SFTPOpUnsupported:

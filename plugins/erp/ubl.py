@@ -187,8 +187,6 @@ def _payment_means(root: etree._Element, invoice: Invoice) -> None:
     pm = _sub(root, _CAC + "PaymentMeans")
     _sub(pm, _CBC + "PaymentMeansCode", pay.means_code,
          **({"name": PAYMENT_MEANS_CODES[pay.means_code].capitalize()} if pay.means_code in PAYMENT_MEANS_CODES else {}))
-    if invoice.is_credit:
-        _sub(pm, _CBC + "PaymentDueDate", invoice.due_date.isoformat())
     _sub(pm, _CBC + "PaymentID", pay.remittance_text or invoice.number)
     if pay.account_id:
         acc = _sub(pm, _CAC + "PayeeFinancialAccount")
@@ -200,13 +198,19 @@ def _payment_means(root: etree._Element, invoice: Invoice) -> None:
 
 
 def _tax_category(parent: etree._Element, tag: str, category: str, percent: Decimal,
-                  with_reason: bool) -> None:
+                  reason: tuple[str, str] | None) -> None:
+    """``reason`` (text, VATEX code) is written on a breakdown (None on a line): the given one, else a
+    generic text for the categories that need one."""
     tc = _sub(parent, _CAC + tag)
     _sub(tc, _CBC + "ID", category)
     if category != "O":
         _sub(tc, _CBC + "Percent", money_str(percent))
-    if with_reason and category in EXEMPTION_REASONS:
-        _sub(tc, _CBC + "TaxExemptionReason", EXEMPTION_REASONS[category])
+    if reason is not None and category in EXEMPTION_REASONS:
+        text, code = reason
+        if code:
+            _sub(tc, _CBC + "TaxExemptionReasonCode", code)
+        if text or not code:
+            _sub(tc, _CBC + "TaxExemptionReason", text or EXEMPTION_REASONS[category])
     _sub(_sub(tc, _CAC + "TaxScheme"), _CBC + "ID", "VAT")
 
 
@@ -262,7 +266,7 @@ def build_ubl(invoice: Invoice) -> etree._Element:
         st = _sub(tt, _CAC + "TaxSubtotal")
         _sub(st, _CBC + "TaxableAmount", money_str(t.taxable_amount), currencyID=cur)
         _sub(st, _CBC + "TaxAmount", money_str(t.tax_amount), currencyID=cur)
-        _tax_category(st, "TaxCategory", t.category, t.percent, with_reason=True)
+        _tax_category(st, "TaxCategory", t.category, t.percent, (t.exemption_reason, t.exemption_code))
 
     lmt = _sub(root, _CAC + "LegalMonetaryTotal")
     _sub(lmt, _CBC + "LineExtensionAmount", money_str(invoice.line_total), currencyID=cur)
@@ -289,7 +293,7 @@ def build_ubl(invoice: Invoice) -> etree._Element:
         _sub(item, _CBC + "Name", line.description[:200] or line.charge_type)
         if line.component_id:
             _sub(_sub(item, _CAC + "SellersItemIdentification"), _CBC + "ID", line.component_id)
-        _tax_category(item, "ClassifiedTaxCategory", line.tax_category, line.tax_percent, with_reason=False)
+        _tax_category(item, "ClassifiedTaxCategory", line.tax_category, line.tax_percent, None)
         props = [("charge_type", line.charge_type)]
         if line.source_asset:
             props.append(("source_asset", line.source_asset))

@@ -200,8 +200,9 @@ def build_810(invoice: Invoice, control: int = 1) -> list[str]:
     for ref in invoice.references:
         w.seg("REF", "OI", clean(ref.number)[:30], "original invoice")
     _parties(w, invoice)
-    days = (invoice.due_date - invoice.issue_date).days
-    w.seg("ITD", "01", "3", "", "", "", _d8(invoice.due_date), str(days))
+    if not invoice.is_credit:  # a credit memo is not paid by the buyer: no terms with a due date
+        days = (invoice.due_date - invoice.issue_date).days
+        w.seg("ITD", "01", "3", "", "", "", _d8(invoice.due_date), str(days))
     w.seg("DTM", "150", _d8(invoice.period_start))
     w.seg("DTM", "151", _d8(invoice.period_end))
     for line in invoice.lines:

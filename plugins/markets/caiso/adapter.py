@@ -81,6 +81,11 @@ class CaisoMarket(MarketAdapter):
         return CheckResult.success(f"{self.config.url} answers")
 
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
+        rt = sorted({b.bid_id for b in bids if b.market != "DA"})
+        if rt:
+            raise AdapterError(f"bids {', '.join(rt)}: kwhub's CAISO RawBidSet carries day-ahead (IFM) bids only; "
+                               "real-time bids are not supported by this adapter (build them with --market DA)",
+                               FailureKind.CONFIGURATION)
         for bid in bids:
             found = check_bid(bid, DEFAULT_RULES[("CAISO", bid.market)], TZ)
             if found:

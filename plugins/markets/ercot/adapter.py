@@ -57,7 +57,8 @@ class ErcotMarket(MarketAdapter):
     type_id: ClassVar[str] = "markets.ercot"
     title: ClassVar[str] = "ERCOT (EWS, SPP reports, statements)"
     iso: ClassVar[str] = "ERCOT"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"bids", "awards", "prices", "statements", "local_server"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"bids", "rt_bids", "awards", "prices", "statements",
+                                                        "local_server"})
     Config = ErcotConfig
     config: ErcotConfig
 

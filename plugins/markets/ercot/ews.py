@@ -203,6 +203,9 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
     """One ``BidSet`` for bids of a single trading date: a ``ThreePartOffer`` per resource
     (or an ``EnergyOnlyOffer`` per settlement point) with one ``EnergyOfferCurve`` per hour.
 
+    A day-ahead offer spans the trading day; a real-time one (``Bid.market == "RT"``, sent
+    with ``MarketType`` RTM) spans its first to its last hour and expires at the end of it.
+
     Each offer expires at 10:00 the day before its trading day (the day-ahead gate) and
     a three-part offer states its fuel mix for the mitigated offer cap (``EocFipFop``:
     ``fip_percent`` gas, the rest fuel oil), as ERCOT's product tables ask.
@@ -220,15 +223,20 @@ def render_bidset(bids: Sequence[Bid], *, qse: str, tz: str, offer_type: str = "
     for bid in bids:
         if bid.product != "energy" or bid.side != "offer":
             raise EwsError(f"bid {bid.bid_id}: kwhub renders ERCOT energy offers only (got {bid.side} {bid.product})")
+        first, last = 0, len(grid) - 1
+        if bid.market == "RT" and bid.curves:  # a real-time offer covers its hours and expires at their end
+            hours = [index.get(int(c.start.timestamp()), -1) for c in bid.curves]
+            if min(hours) >= 0:  # a curve off the hours is refused below, with its time
+                first, last = min(hours), max(hours)
         offer = _sub(bs, E + offer_type)
-        _sub(offer, E + "startTime", grid.local_iso(0))
-        _sub(offer, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
-        _sub(offer, E + "expirationTime", _gate(day, tz))
+        _sub(offer, E + "startTime", grid.local_iso(first))
+        _sub(offer, E + "endTime", grid.local_iso(last, end=True))
+        _sub(offer, E + "expirationTime", grid.local_iso(last, end=True) if bid.market == "RT" else _gate(day, tz))
         if offer_type == "ThreePartOffer":
             _sub(offer, E + "resource", bid.resource)
             fuel = _sub(offer, E + "EocFipFop")
-            _sub(fuel, E + "startTime", grid.local_iso(0))
-            _sub(fuel, E + "endTime", grid.local_iso(len(grid) - 1, end=True))
+            _sub(fuel, E + "startTime", grid.local_iso(first))
+            _sub(fuel, E + "endTime", grid.local_iso(last, end=True))
             _sub(fuel, E + "fipPercent", format(fip_percent, "f"))
             _sub(fuel, E + "fopPercent", format(Decimal(100) - fip_percent, "f"))
         else:
@@ -363,12 +371,17 @@ def set_outcome(offer: etree._Element, status: str, mrid_text: str, errors: Sequ
 
 def render_awardset(awards: Sequence[Award], *, qse: str, tz: str, trading_date: date,
                     offer_type: str = "ThreePartOffer") -> etree._Element:
-    """An ``AwardSet`` with an ``AwardedEnergyOffer`` (or ``AwardedEnergyOnlyOffer``) per award."""
-    grid = DayGrid(trading_date, tz, 60)
+    """An ``AwardSet`` with an ``AwardedEnergyOffer`` (or ``AwardedEnergyOnlyOffer``) per award.
+
+    Day-ahead awards are hourly (``marketType`` DAM); real-time ones (RTM, the local ERCOT's
+    dispatch of real-time offers) are per 15-minute settlement interval.
+    """
+    rt = any(a.market == "RT" for a in awards)
+    grid = DayGrid(trading_date, tz, 15 if rt else 60)
     index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
     aset = etree.Element(E + "AwardSet", nsmap={None: EWS_NS})
     _sub(aset, E + "tradingDate", trading_date.isoformat())
-    _sub(aset, E + "marketType", "DAM")
+    _sub(aset, E + "marketType", "RTM" if rt else "DAM")
     for a in awards:
         i = index[int(a.start.timestamp())]
         el = _sub(aset, E + ("AwardedEnergyOffer" if offer_type == "ThreePartOffer" else "AwardedEnergyOnlyOffer"))
@@ -379,7 +392,7 @@ def render_awardset(awards: Sequence[Award], *, qse: str, tz: str, trading_date:
         _sub(el, E + "marketType", MARKET_TYPES[a.market])
         if offer_type == "ThreePartOffer":
             _sub(el, E + "resource", a.resource)
-            _sub(el, E + "awardedMWh", _dec(a.mwh, 1))
+            _sub(el, E + "awardedMWh", _dec(a.mwh, 3 if rt else 1))
         else:
             _sub(el, E + "awardedMWh", _dec(a.mwh, 1))
             if a.price is not None:
@@ -394,7 +407,9 @@ def parse_awardset(aset: etree._Element, what: str, tz: str) -> list[Award]:
     if etree.QName(aset).text != E + "AwardSet":
         raise EwsError(f"{what}: expected an AwardSet, got {etree.QName(aset).localname}")
     day = date.fromisoformat(_find(aset, "tradingDate", f"{what} AwardSet"))
-    grid = DayGrid(day, tz, 60)
+    market = "RT" if (aset.findtext(E + "marketType") or "").strip() == "RTM" else "DA"
+    minutes = 15 if market == "RT" else 60
+    grid = DayGrid(day, tz, minutes)
     index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
     out: list[Award] = []
     for n, el in enumerate(aset, start=1):
@@ -405,15 +420,16 @@ def parse_awardset(aset: etree._Element, what: str, tz: str) -> list[Award]:
         start = _when(_find(el, "startTime", where), f"{where}/startTime")
         end = _when(_find(el, "endTime", where), f"{where}/endTime")
         i = index.get(int(start.timestamp()))
-        if i is None or int(end.timestamp()) - int(start.timestamp()) != 3600:
-            raise EwsError(f"{where}: {start.isoformat()}..{end.isoformat()} is not an hour of trading day {day}")
+        if i is None or int(end.timestamp()) - int(start.timestamp()) != minutes * 60:
+            raise EwsError(f"{where}: {start.isoformat()}..{end.isoformat()} is not "
+                           f"{'an hour' if minutes == 60 else 'a 15-minute interval'} of trading day {day}")
         try:
             mwh = Decimal(_find(el, "awardedMWh", where))
         except ArithmeticError:
             raise EwsError(f"{where}/awardedMWh: not a number") from None
         spp = el.findtext(E + "spp")
         resource = _find(el, "resource" if kind == "AwardedEnergyOffer" else "sp", where)
-        out.append(Award(iso="ERCOT", market="DA", resource=resource, start=start, end=end, mwh=mwh,
+        out.append(Award(iso="ERCOT", market=market, resource=resource, start=start, end=end, mwh=mwh,  # type: ignore[arg-type]
                          bid_id=(el.findtext(E + "bidId") or resource).strip(),
                          price=Decimal(spp) if spp else None, label=grid.label(i)))
     return out

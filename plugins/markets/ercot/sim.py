@@ -4,10 +4,12 @@ It plays the ISO side of the bid-to-bill chain for tests, the demo and
 ``kwhub market-sim ERCOT``:
 
 * ``POST /ews`` (SOAP 1.1, ``RequestMessage``): ``create BidSet`` checks every offer
-  against ERCOT's curve rules and answers each with ``SUBMITTED`` and its mRID, or
+  against ERCOT's curve rules of the request's ``MarketType`` (DAM, or RTM with the
+  RTSWCAP of $2,000 for real-time offers; a real-time offer is never cleared in the DAM) and answers each with ``SUBMITTED`` and its mRID, or
   ``REJECTED`` with the broken rule per hour; ``get BidSet`` reports ``ACCEPTED``;
   ``get AwardSet`` clears the accepted offers against the day-ahead SPP (an offer is
-  awarded the MW of its points priced at or below the SPP);
+  awarded the MW of its points priced at or below the SPP), or with ``MarketType`` RTM
+  dispatches the accepted real-time offers per 15 minutes against the RT SPPs;
 * ``GET /reports/NP4-190-CD`` and ``/reports/NP6-905-CD?deliveryDate=YYYY-MM-DD``: the
   day's DAM and RTM SPPs as ERCOT's CSV reports (the latest price version);
 * ``GET /reports/statements?operatingDay=YYYY-MM-DD``: a zip with every statement
@@ -34,7 +36,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from kwhub.core.markets.curve_rules import ERCOT_DA, check_bid
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Award, Bid
 from kwhub.hub.helpers.loopback import LoopbackServer, Reply
@@ -153,7 +155,7 @@ class ErcotSim:
         index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
         out: list[Award] = []
         for sub in self._subs.values():
-            if sub.bid.trading_date != day or sub.status != "ACCEPTED":
+            if sub.bid.trading_date != day or sub.status != "ACCEPTED" or sub.bid.market != "DA":
                 continue
             spp = self.price_list(sub.bid.resource, day, "DA")
             for curve in sub.bid.curves:
@@ -163,10 +165,33 @@ class ErcotSim:
                                  mwh=mw, bid_id=sub.bid.bid_id, price=spp[i], iso_ref=sub.mrid, label=grid.label(i)))
         return out
 
+    def rt_dispatch_of(self, day: date) -> list[Award]:
+        """Dispatch the accepted real-time offers of ``day`` per 15 minutes against the RT SPPs:
+        each quarter-hour of an offered hour runs at the MW of its points priced at or below
+        that quarter's SPP (MWh = MW / 4)."""
+        grid = DayGrid(day, self.tz, 15)
+        index = {int(s): i for i, s in enumerate(grid.starts.tolist())}
+        out: list[Award] = []
+        for sub in self._subs.values():
+            if sub.bid.trading_date != day or sub.status != "ACCEPTED" or sub.bid.market != "RT":
+                continue
+            spp = self.price_list(sub.bid.resource, day, "RT")
+            for curve in sub.bid.curves:
+                for s in range(int(curve.start.timestamp()), int(curve.end.timestamp()), 900):
+                    i = index[s]
+                    mw = max((p.mw for p in curve.points if p.price <= spp[i]), default=Decimal(0))
+                    out.append(Award(iso="ERCOT", market="RT", resource=sub.bid.resource,
+                                     start=curve.start + timedelta(seconds=s - int(curve.start.timestamp())),
+                                     end=curve.start + timedelta(seconds=s + 900 - int(curve.start.timestamp())),
+                                     mwh=mw / 4, bid_id=sub.bid.bid_id, price=spp[i], iso_ref=sub.mrid,
+                                     label=grid.label(i)))
+        return out
+
     def statements_zip(self, day: date) -> bytes:
         """Every statement version of ``day`` with its extract (see the module doc)."""
         awards = self.awards_of(day)
-        resources = sorted({a.resource for a in awards})
+        resources = sorted({a.resource for a in awards} | {  # real-time-only resources are settled too
+            s.bid.resource for s in self._subs.values() if s.bid.trading_date == day and s.status == "ACCEPTED"})
         grid_h, grid_q = DayGrid(day, self.tz, 60), DayGrid(day, self.tz, 15)
         cent = Decimal("0.01")
 
@@ -269,8 +294,9 @@ class ErcotSim:
         if env.verb == "get" and env.noun == "BidSet":
             return self._status(env)
         if env.verb == "get" and env.noun == "AwardSet" and env.trading_date is not None:
-            aset = ews.render_awardset(self.awards_of(env.trading_date), qse=self.qse, tz=self.tz,
-                                       trading_date=env.trading_date)
+            awards = self.rt_dispatch_of(env.trading_date) if env.market_type == "RTM" else \
+                self.awards_of(env.trading_date)
+            aset = ews.render_awardset(awards, qse=self.qse, tz=self.tz, trading_date=env.trading_date)
             return self._reply("AwardSet", "OK", payload=[aset])
         return self._reply(env.noun, "ERROR", [f"verb {env.verb!r} on {env.noun!r} is not supported here"])
 
@@ -283,13 +309,15 @@ class ErcotSim:
             return self._reply("BidSet", "ERROR", ["BidSet rejected: the market system refused the submission"])
         reject_one = self._take("reject_bid")
         bs = env.payload[0]
-        bids = ews.parse_bidset(bs, "request")
+        market = "RT" if env.market_type == "RTM" else "DA"
+        bids = ews.parse_bidset(bs, "request", market)
         offers = [o for o in bs if o.tag in (ews.E + "ThreePartOffer", ews.E + "EnergyOnlyOffer")]
         accepted = 0
         for bid, offer in zip(bids, offers, strict=True):
             kind = "TPO" if offer.tag.endswith("ThreePartOffer") else "EOO"
-            mrid = ews.mrid(self.qse, bid.trading_date, kind, bid.resource, bid.bid_id)
-            found = check_bid(bid, ERCOT_DA, self.tz)
+            mrid = ews.mrid(self.qse, bid.trading_date, kind if market == "DA" else f"RT{kind}", bid.resource,
+                            bid.bid_id)
+            found = check_bid(bid, DEFAULT_RULES[("ERCOT", market)], self.tz)
             errors = [(v.where, f"rule {v.rule}: {v.message}") for v in found]
             if isinstance(reject_one, dict) and reject_one.get("bid_id") == bid.bid_id:
                 errors.append(("", "offer refused by the market system (injected fault)"))
