@@ -98,7 +98,7 @@ def test_campus_samples_ingest_and_summarise_by_unit(cli, tmp_path):
 def test_a_fuel_channel_exports_under_its_unit_and_ingests_back(cli, tmp_path):
     assert cli("init").exit_code == 0
     assert cli("ingest", "--adapter", "campus_meters", "--no-vee", "meters/fuel_2026-10-01.csv").exit_code == 0
-    out = cli("readings", "gt1.fuel", "--start", "2026-10-01")
+    out = cli("readings", "gt1.fuel", "--start", "2026-10-01", "--format", "csv")
     assert out.output.splitlines()[0] == "channel_id,interval_start,interval_minutes,mmbtu,quality,rule"
     (tmp_path / "export.csv").write_text(out.output)
     again = cli("ingest", "--adapter", "campus_meters", "--no-vee", "export.csv")
