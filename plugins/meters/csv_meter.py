@@ -773,8 +773,10 @@ class CsvMeter(MeterAdapter):
             i = int(np.argmax(missing))
             raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
         codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
+        # a channel_map entry, else a configured channel id, else the channel of that meter serial (+ number)
         by_meter = meter_channel_ids(self.context.channels, cfg.channel_separator)
-        names = [cfg.channel_map.get(k) or (k if k in self.context.channels else by_meter.get(_meter_key(k, cfg.channel_separator), k))
+        known = self.context.channels
+        names = [cfg.channel_map.get(k) or (k if k in known else by_meter.get(_meter_key(k, cfg.channel_separator), k))
                  for k in uniq]
         if fixed is not None:
             if len(set(names)) > 1:
