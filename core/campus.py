@@ -93,6 +93,19 @@ class Channel(_Strict):
     multiplier: float = 1.0
     group: str = "default"  # VEE channel group
     max_kw: float | None = Field(default=None, gt=0)  # physical limit of the metered point (breaker, CT rating)
+    meter_channel: int | None = Field(default=None, ge=0)  # the register/channel number on the meter `meter`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _meter_serial(cls, data: Any) -> Any:
+        """``meter_serial`` is another name of ``meter`` (the meter's serial number)."""
+        if isinstance(data, dict) and "meter_serial" in data:
+            data = dict(data)
+            serial = data.pop("meter_serial")
+            if data.get("meter", serial) != serial:
+                raise ValueError("give the meter serial once: `meter` and `meter_serial` are the same key")
+            data["meter"] = serial
+        return data
 
     @field_validator("interval_minutes")
     @classmethod

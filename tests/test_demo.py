@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG_AFTER_FIRST: dict[str, str] = {}
 
 
 def _demo(work: Path) -> dict:
@@ -28,6 +29,7 @@ def demo_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo") / "campus"
     first = _demo(work)
     records_after_first = (work / "out" / "webhook_received.jsonl").read_text().splitlines()
+    CONFIG_AFTER_FIRST["text"] = (work / "kwhub.toml").read_text()
     second = _demo(work)
     return work, first, second, records_after_first
 
@@ -255,3 +257,34 @@ def test_demo_disclosures_agree_with_the_invoice_lines_and_pass_their_checks(dem
         tol = Decimal("0.001") * (len(lines) + len(rows))
         assert abs(loc - r_loc) <= tol and abs(mkt - r_mkt) <= tol, (tenant, loc, r_loc, mkt, r_mkt)
         assert report["cfe"]["certificates_kwh"] != "0.000"  # the solar plant's certificates, claimed hour by hour
+
+
+def _cli_json(work: Path, *args: str) -> object:
+    env = {**os.environ}
+    env.pop("KWHUB_NO_ENTRYPOINTS", None)
+    out = subprocess.run([sys.executable, "-m", "kwhub.hub.cli.main", *args], capture_output=True, text=True,
+                         env=env, cwd=work, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+def test_demo_figures_are_the_commands_own_and_its_config_is_stable(demo_runs):
+    work, first, second, _ = demo_runs
+    # the second run listens on the same local ports: kwhub.toml is the same file
+    assert (work / "kwhub.toml").read_text() == CONFIG_AFTER_FIRST["text"]
+    # every meter adapter instance says which channels it feeds (Green Button: its channel)
+    import tomllib
+
+    cfg = tomllib.loads(CONFIG_AFTER_FIRST["text"])
+    gb = next(a for a in cfg["adapters"] if a["type"] == "meters.greenbutton")
+    assert gb["config"]["channel"] == "grid.import"
+    # the console's VEE table is `kwhub vee report`, in both runs
+    rules = _cli_json(work, "vee", "report", "--format", "json")["rules"]  # type: ignore[index]
+    assert json.loads(json.dumps(second["vee"])) == rules == json.loads(json.dumps(first["vee"]))
+    # invoices and their totals are `kwhub invoices list`'s
+    listed = _cli_json(work, "invoices", "list", "--format", "json")
+    assert {i["number"]: i["total"] for i in listed} == {i["number"]: i["total"] for i in second["invoices"]}  # type: ignore[union-attr]
+    # energy accounting is `kwhub report energy`'s
+    energy = _cli_json(work, "report", "energy", "--period", "2026-10", "--format", "json")
+    assert second["energy"]["parties"] == energy["parties"]  # type: ignore[index]
+    assert second["energy"]["unexplained_kwh"] == energy["unexplained_kwh"]  # type: ignore[index]

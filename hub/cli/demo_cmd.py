@@ -71,6 +71,7 @@ def _print(summary) -> None:  # type: ignore[no-untyped-def]
         ing.caption = f"{len(summary.ingest)} files in all; a second run finds every day unchanged"
     out.print(ing)
     vee = Table(title="VEE (validation, estimation, editing) on the injected faults")
+    vee.caption = "`kwhub vee report` shows the same figures"
     for col in ("rule", "flagged", "estimated", "edited"):
         vee.add_column(col)
     for rule, c in sorted(summary.vee.items()):

@@ -269,8 +269,9 @@ def readings(
     periods: bool = typer.Option(False, "--periods", help="Show the channel's period readings (daily, "
                                                           "billing-period, register) instead of intervals."),
     fmt: str = format_option("text", "json", "csv"),
-    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last, total kWh, and "
-                                                          "the period readings stored."),
+    summary: bool = typer.Option(False, "--summary", help="Per channel: intervals, first/last and total in the "
+                                                          "channel's unit (grouped by unit), and the period "
+                                                          "readings stored."),
     config: Path | None = typer.Option(None, "--config", "-c", help="kwhub.toml"),
     from_parquet: Path | None = typer.Option(None, "--from-parquet", help="Read the validated intervals from a "
                                              "`kwhub export --format parquet` folder instead of the database."),
@@ -294,7 +295,7 @@ def readings(
     cfg = _load(config)
     if summary:
         with _open_db(cfg, read_only=True) as db:
-            _print_summary(db, layer, fmt)
+            _print_summary(db, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})
         return
     if channel is None:
         raise UserError("give a CHANNEL (or --summary)", exit_code=EXIT_CONFIG)
@@ -315,7 +316,9 @@ def readings(
     with _open_db(cfg, read_only=True) as db:
         _check_channel(db, cfg, channel)
         blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
-    _emit_rows(channel, layer, _rows(blocks, t0, t1), fmt, t0, t1)
+    spec = next((c for c in cfg.campus.channels if c.id == channel), None)
+    value_col = spec.unit.lower() if spec is not None else "kwh"  # named by its unit: ingests back as it is
+    _emit_rows(channel, layer, _rows(blocks, t0, t1), fmt, t0, t1, value_col)
 
 
 def _readings_from_parquet(root: Path, channel: str | None, start: str | None, end: str | None, layer: str,
@@ -357,12 +360,16 @@ def _readings_from_parquet(root: Path, channel: str | None, start: str | None, e
     _emit_rows(channel, layer, rows, fmt, t0, t1)
 
 
-def _emit_rows(channel: str, layer: str, rows: list[dict[str, Any]], fmt: str, t0: int, t1: int) -> None:
-    """Interval rows of [t0, t1) as text, CSV or JSON on stdout (an empty range says so on stderr)."""
+def _emit_rows(channel: str, layer: str, rows: list[dict[str, Any]], fmt: str, t0: int, t1: int,
+               value_col: str = "kwh") -> None:
+    """Interval rows of [t0, t1) as text, CSV or JSON on stdout (an empty range says so on stderr).
+
+    The CSV value column is named by the channel's unit (``kwh``, ``mmbtu``, ``fraction``), so
+    the export ingests back into the same channel."""
     if fmt == "json":
         echo(json.dumps({"channel": channel, "layer": layer, "intervals": rows}, indent=2))
         return
-    header = ["channel_id", "interval_start", "interval_minutes", "kwh", "quality", "rule"]
+    header = ["channel_id", "interval_start", "interval_minutes", value_col, "quality", "rule"]
     body = [[clean(channel), r["interval_start"], r["interval_minutes"], "" if r["kwh"] is None else repr(r["kwh"]),
              r["quality"], clean(r["rule"])] for r in rows]
     _print_rows(header, body, fmt)
@@ -451,7 +458,12 @@ def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
     return out
 
 
-def _print_summary(db: Any, layer: str, fmt: str) -> None:
+def _print_summary(db: Any, layer: str, fmt: str, units: dict[str, str]) -> None:
+    """Stored readings per channel, grouped by the channel's unit (kWh, MMBtu, fraction ...).
+
+    ``units`` maps configured channels to their unit; a channel kwhub.toml does not list is
+    shown under ``not configured``. Totals are never added across units.
+    """
     import numpy as np
 
     items = db.intervals.summary(layer=layer)
@@ -466,23 +478,38 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
             return (x if x.tzinfo else x.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return str(x)
 
-    data = [{"channel_id": s.channel_id, "intervals": int(s.intervals), "first_start": iso(s.first_start),
-             "last_end": iso(s.last_end), "total_kwh": float(s.total_kwh)} for s in items]
+    data = [{"channel_id": s.channel_id, "unit": units.get(s.channel_id, UNCONFIGURED),
+             "intervals": int(s.intervals), "first_start": iso(s.first_start),
+             "last_end": iso(s.last_end), "total": float(s.total_kwh)} for s in items]
+    for d in data:  # the key earlier versions wrote, kept where the values are kWh
+        if d["unit"] in ("kWh", UNCONFIGURED):
+            d["total_kwh"] = d["total"]
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for d in data:
+        by_unit.setdefault(d["unit"], []).append(d)
     pdata = [{"channel_id": p.channel_id, "kind": p.kind, "readings": p.readings, "first_start": iso(p.first_start),
               "last_end": iso(p.last_end)} for p in period_items]
     if fmt == "json":
-        echo(json.dumps({"layer": layer, "channels": data, "period_readings": pdata}, indent=2))
+        totals = {u: {"channels": len(rows), "intervals": sum(r["intervals"] for r in rows),
+                      "total": sum(r["total"] for r in rows)} for u, rows in by_unit.items()}
+        echo(json.dumps({"layer": layer, "channels": data, "by_unit": totals, "period_readings": pdata}, indent=2))
         return
-    if fmt == "csv":  # the interval channels (period readings: --format json)
-        _print_rows(list(data[0]) if data else ["channel_id"], [[clean(v) for v in d.values()] for d in data], fmt)
+    if fmt == "csv":  # the interval channels, with their unit (period readings: --format json)
+        cols = ["channel_id", "unit", "intervals", "first_start", "last_end", "total"]
+        _print_rows(cols, [[clean(d[c]) for c in cols] for d in data], fmt)
         return
-    table = Table(title=f"readings ({layer})")
-    for col in ("channel", "intervals", "first interval start", "last interval end", "total kWh"):
-        table.add_column(col, justify="left" if col == "channel" else "right")
-    for d in data:
-        table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
-                      f"{d['total_kwh']:,.3f}")
-    console.print(table)
+    for unit, rows in by_unit.items():
+        shown = "value (unit unknown)" if unit == UNCONFIGURED else unit
+        table = Table(title=cell(f"readings ({layer}) in {unit}"))
+        for col in ("channel", "intervals", "first interval start", "last interval end", f"total {shown}"):
+            table.add_column(cell(col), justify="left" if col == "channel" else "right")
+        for d in rows:
+            table.add_row(cell(d["channel_id"]), f"{d['intervals']:,}", d["first_start"], d["last_end"],
+                          f"{d['total']:,.3f}")
+        if len(rows) > 1:
+            table.add_row(cell("all", "bold"), f"{sum(r['intervals'] for r in rows):,}", "", "",
+                          f"{sum(r['total'] for r in rows):,.3f}")
+        console.print(table)
     if pdata:
         pt = Table(title="period readings (kwhub readings CHANNEL --periods --start ...)")
         for col in ("channel", "kind", "readings", "first start", "last end"):
@@ -490,6 +517,9 @@ def _print_summary(db: Any, layer: str, fmt: str) -> None:
         for d in pdata:
             pt.add_row(cell(d["channel_id"]), cell(d["kind"]), f"{d['readings']:,}", d["first_start"], d["last_end"])
         console.print(pt)
+
+
+UNCONFIGURED = "not configured"
 
 
 def register(app: typer.Typer) -> None:

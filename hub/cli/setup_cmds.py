@@ -18,20 +18,33 @@ plugins_app = typer.Typer(help="Inspect installed plugins and start new ones.", 
 adapters_app = typer.Typer(help="Work with configured adapter instances.", no_args_is_help=True)
 config_app = typer.Typer(help="Check kwhub.toml.", no_args_is_help=True)
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "templates" / "kwhub.example.toml"
 
 
 def init(
-    directory: Path = typer.Option(Path("."), "--dir", help="Where to write kwhub.toml."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing kwhub.toml."),
+    directory: Path = typer.Option(Path("."), "--dir", help="Where to write kwhub.toml and its sample files."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing kwhub.toml and sample files."),
+    example: str = typer.Option("campus", "--example", help="Which campus: campus (every section, the "
+                                                            "default), single-tenant or demo; `list` lists them."),
 ) -> None:
-    """Write a commented example kwhub.toml describing a small campus."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "kwhub.toml"
-    if target.exists() and not force:
-        raise UserError(f"{target} already exists", hint="pass --force to overwrite it")
-    target.write_text(EXAMPLE.read_text())
-    console.print(f"wrote [bold]{safe(target)}[/]; check it with `kwhub adapters check`")
+    """Write a commented kwhub.toml and the sample files it reads; `kwhub adapters check` passes on it.
+
+    The default campus shows every section of kwhub.toml with its defaults written out, and
+    writes sample meter, price and index files beside it. `--example single-tenant` writes a
+    small campus with one tenant, `--example demo` the campus of `kwhub demo` with its two
+    months of simulated meter data. `--example list` lists them.
+    """
+    from kwhub.hub.starter import STARTERS, StarterError, write_starter
+
+    if example == "list":
+        for name, starter in STARTERS.items():
+            echo(f"{name}: {starter.title}")
+        return
+    try:
+        written = write_starter(example, directory, force=force)
+    except StarterError as exc:
+        raise UserError(str(exc), hint=exc.hint, exit_code=EXIT_CONFIG) from None
+    console.print(f"wrote [bold]{safe(directory / 'kwhub.toml')}[/] ({safe(example)}) and "
+                  f"{len(written) - 1} sample file(s); check it with `kwhub adapters check`")
 
 
 def plugins_list(

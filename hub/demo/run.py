@@ -224,7 +224,7 @@ def demo_config(campus: Campus, webhook_url: str, ercot_url: str = "") -> dict[s
         },
         "adapters": [
             {"type": "meters.csv", "id": "meter_csv", "config": {"profile": "kwhub"}},
-            {"type": "meters.greenbutton", "id": "utility_gb", "config": {}},
+            {"type": "meters.greenbutton", "id": "utility_gb", "config": {"channel": "grid.import"}},
             {"type": "markets.price_file", "id": "pjm_lmp", "config": {"path": "prices/lmp.csv"}},
             {"type": "erp.folder", "id": "erp_drop", "config": {"folder": "out/erp"}},
             {"type": "erp.folder", "id": "invoice_archive", "config": {"folder": "out/invoices"}},
@@ -361,15 +361,17 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     write_index_csv(work_dir / "prices" / "henry_hub.csv", DEMO_START, DEMO_DAYS)
     write_lmp_csv(work_dir / "prices" / "lmp.csv", DEMO_START, DEMO_DAYS)
 
-    receiver = ErpReceiver(work_dir / "out" / "webhook_received.jsonl", secret=secret, dedupe=True)
-    receiver.start()
+    config_path = work_dir / "kwhub.toml"
+    webhook_port, ercot_port = previous_ports(config_path)
+    receiver = _started(lambda port: ErpReceiver(work_dir / "out" / "webhook_received.jsonl", secret=secret,
+                                                 dedupe=True, port=port).start(), webhook_port)
     from kwhub.hub.markets.demo_day import start_local_ercot
 
-    ercot = start_local_ercot()
+    ercot = _started(start_local_ercot, ercot_port)
     try:
-        config_path = work_dir / "kwhub.toml"
-        data = demo_config(campus_def, f"http://127.0.0.1:{receiver.port}/invoices", ercot.url)
-        config_path.write_bytes(tomli_w.dumps(data).encode())
+        data = tomli_w.dumps(demo_config(campus_def, f"http://127.0.0.1:{receiver.port}/invoices", ercot.url)).encode()
+        if not config_path.exists() or config_path.read_bytes() != data:  # the same ports: the same file
+            config_path.write_bytes(data)
         cfg = load_config(config_path)
         db = Database.open(cfg.database_url)
         summary = DemoSummary(work_dir=work_dir, config=config_path, database=cfg.database_url)
@@ -393,6 +395,7 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
         summary.market_day = _market_day(cfg, db, ercot)
         progress("energy accounting, owner statements and emissions")
         _energy(db, summary)
+        _vee(db, summary)
         _owner_statements(cfg, db, summary)
         _emissions(cfg, db, summary)
         _market(cfg, sim, summary)
@@ -401,6 +404,42 @@ def run_demo(work_dir: Path, progress: Progress = _noop) -> DemoSummary:
     finally:
         ercot.stop()
         receiver.stop()
+
+
+def previous_ports(config_path: Path) -> tuple[int, int]:
+    """The local webhook's and ERCOT's ports an earlier run wrote into kwhub.toml (0: none yet).
+
+    A second run listens on the same ports when they are free, so its kwhub.toml is the same file.
+    """
+    import tomllib
+    from urllib.parse import urlsplit
+
+    if not config_path.exists():
+        return 0, 0
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0, 0
+    urls = {a.get("id"): str(a.get("config", {}).get("url", "")) for a in data.get("adapters", [])
+            if isinstance(a, dict)}
+
+    def port(url: str) -> int:
+        try:
+            return urlsplit(url).port or 0
+        except ValueError:
+            return 0
+
+    return port(urls.get("erp_webhook", "")), port(urls.get("ercot", ""))
+
+
+def _started(start: Callable[[int], Any], port: int) -> Any:
+    """Start a local service on ``port``; on a port now taken by something else, on a free one."""
+    if port:
+        try:
+            return start(port)
+        except OSError:
+            pass
+    return start(0)
 
 
 def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path], channel: str | None,
@@ -414,16 +453,14 @@ def _ingest_files(cfg: KwhubConfig, db: Any, adapter_id: str, files: list[Path],
             "file": str(f.relative_to(cfg.work_dir)), "adapter": adapter.type_id, "intervals": rep.intervals,
             "new_days": rep.new_days, "changed_days": rep.changed_days, "unchanged_days": rep.unchanged_days,
         })
-        if rep.vee:
-            _merge_vee(summary.vee, rep.vee)
 
 
-def _merge_vee(total: dict[str, Any], part: dict[str, Any]) -> None:
-    for rule, counts in (part.get("rules") or {}).items():
-        agg = total.setdefault(rule, {})
-        for k, v in counts.items():
-            if isinstance(v, (int, float)):
-                agg[k] = agg.get(k, 0) + v
+def _vee(db: Any, summary: DemoSummary) -> None:
+    """What VEE holds for the stored days: the figures `kwhub vee report` prints (not a sum of the
+    ingest runs, which count a day validated twice twice)."""
+    from kwhub.hub.ingest.vee import read_events, report
+
+    summary.vee = report(read_events(db, None, None, None))
 
 
 def _ingest(cfg: KwhubConfig, db: Any, csv_files: list[Path], gb_file: Path, summary: DemoSummary,

@@ -44,12 +44,13 @@ def market_config(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return adapter, markets
 
 
-def start_local_ercot() -> Any:
-    """A local ERCOT from the registered ERCOT adapter (the hub imports no plugin module)."""
+def start_local_ercot(port: int = 0) -> Any:
+    """A local ERCOT from the registered ERCOT adapter (the hub imports no plugin module), on
+    ``port`` (0: a free one)."""
     from kwhub.hub.registry import get_registry
 
     cls = get_registry().adapter("markets.ercot")
-    return cls("demo-ercot", {"url": "http://127.0.0.1", "qse": "QKWHUB"}).local_server().start()  # type: ignore[attr-defined]
+    return cls("demo-ercot", {"url": "http://127.0.0.1", "qse": "QKWHUB"}).local_server(port=port).start()  # type: ignore[attr-defined]
 
 
 def run_market_day(cfg: KwhubConfig, db: Database, sim: Any) -> dict[str, Any]:

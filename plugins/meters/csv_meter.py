@@ -55,6 +55,7 @@ from kwhub.core.intervals import (
     IntervalDataError,
     PeriodSeries,
 )
+from kwhub.core.meter_units import KNOWN_TEXT, UNITS, conversion, header_unit, meter_unit
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import TimeModelError, local_day, localize, zone
 from kwhub.plugins.meters.csv_scan import CsvScan, ascii_compatible, locate_decode_error, scan_csv
@@ -70,6 +71,8 @@ UNIT_FACTORS: dict[str, tuple[float, bool]] = {
     "w": (0.001, True),
     "kw": (1.0, True),
     "mw": (1000.0, True),
+    "mmbtu": (1.0, False),  # fuel and fractions are stored as they are, in the channel's unit
+    "fraction": (1.0, False),
 }
 
 DEFAULT_QUALITY_MAP: dict[str, str] = {
@@ -130,7 +133,7 @@ class CsvMeterConfig(AdapterConfig):
     @classmethod
     def _known_unit(cls, v: str) -> str:
         if v.strip().lower() not in UNIT_FACTORS:
-            raise ValueError(f"unknown unit {v!r} (known: Wh, kWh, MWh, W, kW, MW)")
+            raise ValueError(f"unknown unit {v!r} (known: {KNOWN_TEXT})")
         return v
 
     @field_validator("interval_minutes")
@@ -160,7 +163,7 @@ class CsvMeterConfig(AdapterConfig):
                              "interval_minutes_column")
         if self.reading_kind == "register" and self.period_end_column:
             raise ValueError("a register reading is one instant (timestamp_column); period_end_column is for periods")
-        if UNIT_FACTORS[self.unit.strip().lower()][1]:
+        if UNITS[self.unit.strip().lower()].dimension != "energy":
             raise ValueError(f"{self.reading_kind} readings are energy: unit must be Wh, kWh or MWh, not {self.unit!r}")
         return self
 
@@ -294,7 +297,25 @@ def effective_config(config: CsvMeterConfig, header: list[str], source: str = ""
     for key in _OPTIONAL_COLUMNS:  # a profile's optional column may be absent from a file
         if key not in explicit and merged.get(key) and merged[key] not in header:
             merged[key] = None
+    if "value_column" not in explicit and merged.get("value_column") not in header:
+        # the profile's value column named by another unit: `mmbtu` or `fraction` instead of `kwh`
+        named = [c for c in header if meter_unit(c) is not None]
+        if len(named) == 1:
+            merged["value_column"] = named[0]
     return CsvMeterConfig.model_validate(merged), prof.name
+
+
+def declared_unit(base: CsvMeterConfig, cfg: CsvMeterConfig, header: list[str], layout: str) -> str | None:
+    """The unit the file's values are declared in, or None (then they are in each channel's unit).
+
+    A ``unit`` set in the adapter's settings (not a profile's default) declares it; else a long
+    file's value column may name its unit (``kwh``, ``Energy Wh``, ``mmbtu``). The setting
+    wins, so a file whose column is misnamed (MMBtu under ``kwh``) is read with ``unit = "MMBtu"``.
+    """
+    if "unit" in base.model_fields_set:
+        return UNITS[cfg.unit.strip().lower()].name
+    from_header = header_unit(cfg.value_column) if layout == "long" and cfg.value_column in header else None
+    return from_header.name if from_header is not None else None
 
 
 # --------------------------------------------------------------------------- timestamps
@@ -543,6 +564,8 @@ class _Group:
     factor: np.ndarray | float = 1.0  # unit factor to kWh (or kW for demand)
     demand: np.ndarray | bool = False  # per value when units come per row
     quality: np.ndarray | None = None  # uint8
+    units: np.ndarray | str | None = None  # the unit each value is declared in (None: not declared)
+    unit_field: str = ""  # the column that declares it (named in unit errors)
 
 
 @dataclass
@@ -554,6 +577,7 @@ class _Read:
     cfg: CsvMeterConfig
     scan: CsvScan | None
     limits: InputLimits
+    declared: str | None = None  # the file's unit when the settings or the value column name it
 
     @property
     def source(self) -> str:
@@ -616,7 +640,10 @@ class CsvMeter(MeterAdapter):
             if not cols and cfg.value_column in header:
                 layout = "long"
         fixed_channel = channel or cfg.channel
-        read = _Read(path, header, cfg, scan, limits)
+        declared = declared_unit(base, cfg, header, layout)
+        if declared is not None and declared != UNITS[cfg.unit.strip().lower()].name:
+            cfg = cfg.model_copy(update={"unit": declared})
+        read = _Read(path, header, cfg, scan, limits, declared)
         if cfg.reading_kind != "interval":
             return self._read_periods(read, fixed_channel, layout, profile)
         if layout == "long":
@@ -746,7 +773,11 @@ class CsvMeter(MeterAdapter):
             i = int(np.argmax(missing))
             raise _err("channel is empty", source, int(lines[i]), chan_cols[0])
         codes, uniq = pd.factorize(keys.to_numpy(dtype=object))
-        names = [cfg.channel_map.get(k, k) for k in uniq]
+        # a channel_map entry, else a configured channel id, else the channel of that meter serial (+ number)
+        by_meter = meter_channel_ids(self.context.channels, cfg.channel_separator)
+        known = self.context.channels
+        names = [cfg.channel_map.get(k) or (k if k in known else by_meter.get(_meter_key(k, cfg.channel_separator), k))
+                 for k in uniq]
         if fixed is not None:
             if len(set(names)) > 1:
                 raise _err(f"--channel {excerpt(fixed)} given but the file holds {len(names)} channels "
@@ -798,8 +829,10 @@ class CsvMeter(MeterAdapter):
 
         factor = np.full(max(n, 1), UNIT_FACTORS[cfg.unit.strip().lower()][0])
         demand: np.ndarray | None = None
+        units: np.ndarray | None = None
         if cfg.unit_column:
-            factor, demand = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines, source, cfg.unit_column)
+            factor, demand, units = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines, source,
+                                                  cfg.unit_column)
         quality = np.zeros(n, dtype=np.uint8)
         if cfg.quality_column:
             quality = _quality_per_row(df[cfg.quality_column].to_numpy(dtype=object), cfg.quality_map, lines, source,
@@ -816,6 +849,8 @@ class CsvMeter(MeterAdapter):
                 factor=factor[chunk] if demand is not None else float(factor[0]),
                 demand=demand[chunk] if demand is not None else UNIT_FACTORS[cfg.unit.strip().lower()][1],
                 quality=quality[chunk] if cfg.quality_column else None,
+                units=units[chunk] if units is not None else read.declared,
+                unit_field=cfg.unit_column or cfg.value_column,
             ))
         return groups
 
@@ -874,7 +909,8 @@ class CsvMeter(MeterAdapter):
                 continue
             groups.append(_Group(name=name, stamp=stamp, value=value * cfg.multiplier, line=line,
                                  minutes=np.full(len(value), 60, dtype=np.int64) if cfg.hour_ending_column else None,
-                                 factor=unit_factor, demand=is_demand))
+                                 factor=unit_factor, demand=is_demand, units=read.declared,
+                                 unit_field=vcols[cols[0]]))
         return groups
 
     # ---- period and register readings
@@ -949,9 +985,11 @@ class CsvMeter(MeterAdapter):
             codes, names = self._channel_codes(df, read, chan_cols, fixed, lines)
             fac: np.ndarray | float = factor
             if cfg.unit_column:
-                per_row, demand = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines, source,
-                                                cfg.unit_column)
-                if demand.any():
+                per_row, demand, per_unit = _unit_per_row(df[cfg.unit_column].to_numpy(dtype=object), lines,
+                                                          source, cfg.unit_column)
+                not_energy = demand | (per_unit == "MMBtu") | (per_unit == "fraction")
+                if not_energy.any():
+                    demand = not_energy
                     i = int(np.argmax(demand))
                     raise _err("period and register readings are energy (Wh, kWh, MWh), not power", source,
                                int(lines[i]), cfg.unit_column)
@@ -980,6 +1018,8 @@ class CsvMeter(MeterAdapter):
                 name = fixed or cfg.channel_map.get(c, c)
                 rows.append((name, starts[sel], ends[sel], col[sel] * factor, np.zeros(int(sel.sum()), np.uint8),
                              lines[sel]))
+        if read.declared is not None or cfg.unit_column:
+            rows = [self._period_in_channel_unit(r, cfg.unit_column or cfg.value_column, source) for r in rows]
         periods: dict[str, list[tuple[np.ndarray, ...]]] = {}
         dups = 0
         for name, st, en, v, q, ln in rows:
@@ -1007,6 +1047,22 @@ class CsvMeter(MeterAdapter):
                                    "layout": layout, "reading_kind": kind, "duplicates": dups,
                                    "values": int(sum(len(p) for p in batch_periods))}
         return IntervalBatch(source=source, series=[], meta=meta, periods=batch_periods)
+
+    def _period_in_channel_unit(self, row: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                                field: str, source: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+        """A channel's period readings (read in kWh) in the channel's energy unit; a channel that is
+        not energy (MMBtu, fraction, kW) cannot take declared energy readings."""
+        name, st, en, kwh, q, ln = row
+        unit = getattr(self.context.channels.get(name), "unit", None)
+        if not unit or len(kwh) == 0:
+            return row
+        target = UNITS[unit.lower()]
+        if target.dimension != "energy":
+            raise _err(f"values in energy units, but channel {excerpt(name, 60)} is configured in {unit}: period "
+                       "and register readings are energy (Wh, kWh, MWh); fix the column's unit or the channel's "
+                       "`unit` in kwhub.toml", source, int(ln.min()), field)
+        return name, st, en, kwh / target.factor, q, ln
 
     def _rows(self, read: _Read, use: list[str], floats: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
         """The file's rows (blank lines dropped) and their physical line numbers."""
@@ -1043,12 +1099,17 @@ class CsvMeter(MeterAdapter):
                 ts = datetime.fromtimestamp(int(starts[i]), tz=zone("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
                 raise _err(f"interval start {ts} is not on the {minutes}-minute grid (misaligned start)",
                            source, int(line[i]), _stamp_field(cfg))
-            demand = take(g.demand)
-            kwh = take(g.value) * take(g.factor)
-            if isinstance(demand, np.ndarray):
-                kwh = kwh * np.where(demand, minutes / 60.0, 1.0)
-            elif demand:
-                kwh = kwh * (minutes / 60.0)
+            spec = self.context.channels.get(g.name)
+            if g.units is not None and getattr(spec, "unit", None):
+                kwh = _in_channel_unit(g.name, take(g.value), take(g.units), spec.unit, minutes, line, source,
+                                       g.unit_field)
+            else:  # unit not declared (values in the channel's unit) or channel unknown (to kWh)
+                demand = take(g.demand)
+                kwh = take(g.value) * take(g.factor)
+                if isinstance(demand, np.ndarray):
+                    kwh = kwh * np.where(demand, minutes / 60.0, 1.0)
+                elif demand:
+                    kwh = kwh * (minutes / 60.0)
             quality = take(g.quality) if g.quality is not None else np.zeros(len(kwh), dtype=np.uint8)
             series, n_dup = _dedupe(g.name, minutes, starts, kwh, quality, line, source)
             dups += n_dup
@@ -1095,6 +1156,35 @@ class CsvMeter(MeterAdapter):
         return step
 
 
+def _meter_key(key: str, separator: str = ".") -> str:
+    """``M-1.02`` and ``M-1.2`` are the same meter channel: a numeric last part loses its leading zeros."""
+    head, sep, tail = key.rpartition(separator)
+    return f"{head}{sep}{int(tail)}" if sep and tail.isdigit() else key
+
+
+def meter_channel_ids(channels: dict[str, Any], separator: str = ".") -> dict[str, str]:
+    """``{"<meter serial>.<meter channel>": channel id}`` of the configured channels.
+
+    A channel with ``meter`` and ``meter_channel`` is found as ``SERIAL.N`` (a file keyed by
+    meter serial and channel number); one with only ``meter`` as ``SERIAL`` when no other
+    channel shares that meter.
+    """
+    out: dict[str, str] = {}
+    serial_only: dict[str, list[str]] = {}
+    for cid, spec in channels.items():
+        serial = str(getattr(spec, "meter", "") or "").strip()
+        if not serial:
+            continue
+        number = getattr(spec, "meter_channel", None)
+        if number is not None:
+            out[_meter_key(f"{serial}{separator}{number}", separator)] = cid
+        serial_only.setdefault(serial, []).append(cid)
+    for serial, ids in serial_only.items():
+        if len(ids) == 1:
+            out.setdefault(serial, ids[0])
+    return out
+
+
 def _pandas_reason(exc: Exception) -> str:
     """pandas' message without its own (record-counted) line number and trailing blank lines."""
     text = " ".join(str(exc).split())
@@ -1113,21 +1203,50 @@ def _merge_names(names: list[str], codes: np.ndarray) -> tuple[list[str], np.nda
     return [str(x) for x in uniq], inverse[codes]
 
 
-def _unit_per_row(raw: np.ndarray, lines: np.ndarray, source: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+def _unit_per_row(raw: np.ndarray, lines: np.ndarray, source: str,
+                  field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(factor to kWh or kW, is power, unit name) per row of a unit column."""
     codes, uniq = pd.factorize(raw, use_na_sentinel=True)
     if (codes < 0).any():
         i = int(np.argmax(codes < 0))
         raise _err("unit is empty", source, int(lines[i]), field)
     factors = np.zeros(len(uniq))
     demand = np.zeros(len(uniq), dtype=bool)
+    names = np.empty(len(uniq), dtype=object)
     first = _first_rows(codes, len(uniq))
     for k, u in enumerate(uniq):  # once per distinct unit string
         key = str(u).strip().lower()
         if key not in UNIT_FACTORS:
-            raise _err(f"unknown unit {excerpt(str(u))} (known: Wh, kWh, MWh, W, kW, MW)", source,
+            raise _err(f"unknown unit {excerpt(str(u))} (known: {KNOWN_TEXT})", source,
                        int(lines[first[k]]), field)
         factors[k], demand[k] = UNIT_FACTORS[key]
-    return factors[codes], demand[codes]
+        names[k] = UNITS[key].name
+    return factors[codes], demand[codes], names[codes]
+
+
+def _in_channel_unit(name: str, value: np.ndarray, units: np.ndarray | str, channel_unit: str, minutes: int,
+                     line: np.ndarray, source: str, field: str) -> np.ndarray:
+    """Values declared in ``units`` (one name, or one per value) converted into the channel's unit.
+
+    A unit that cannot be converted (MMBtu for a kWh channel, kWh for a fraction) is an error
+    at the first line that carries it, naming the column and both units.
+    """
+    target = UNITS[channel_unit.lower()]
+    per_value = isinstance(units, np.ndarray)
+    out = np.empty(len(value)) if per_value else value
+    for u in (pd.unique(units) if per_value else [units]):  # once per distinct unit
+        factor = conversion(UNITS[str(u).lower()], target, minutes)
+        sel = np.asarray(units == u) if per_value else np.ones(len(value), dtype=bool)
+        if factor is None:
+            i = int(np.argmin(np.where(sel, line, np.iinfo(np.int64).max)))
+            raise _err(f"values in {u}, but channel {excerpt(name, 60)} is configured in {channel_unit} and {u} "
+                       f"does not convert to {channel_unit}; fix the column's unit or the channel's `unit` in "
+                       "kwhub.toml", source, int(line[i]), field)
+        if per_value:
+            out[sel] = value[sel] * factor
+        else:
+            out = value * factor
+    return out
 
 
 def _quality_per_row(raw: np.ndarray, extra: dict[str, str], lines: np.ndarray, source: str,

@@ -3,12 +3,12 @@
 CSV layouts (the ``kwhub`` profile of the CSV meter adapter reads exactly these):
 
 * ``long``: one file per channel, ``<channel_id>.csv``, header
-  ``channel_id,interval_start,interval_minutes,kwh``; ``interval_start`` is UTC ISO 8601
+  ``channel_id,interval_start,interval_minutes,<unit>``; ``interval_start`` is UTC ISO 8601
   (``2026-10-01T04:00:00Z``); one row per interval; gap intervals are simply absent. The
-  value column carries the channel's own unit (kWh, MMBtu for fuel, fraction for
-  availability).
+  value column is named by the channel's own unit (``kwh``, ``mmbtu`` for fuel,
+  ``fraction`` for availability), which the adapter checks against the channel's unit.
 * ``wide``: one file ``campus_wide.csv``, header ``interval_start,<channel ids...>``, one
-  row per interval of the simulated span, empty cells for gaps.
+  row per interval of the simulated span, empty cells for gaps; each value in its channel's unit.
 
 When the result's fault spec asks for a duplicate file, a byte-identical copy of one file is
 written as ``<name>_dup.csv``.
@@ -28,7 +28,7 @@ import numpy as np
 from kwhub.core.timeline import zone
 from kwhub.hub.demo.simulator.campus import SimResult
 
-LONG_HEADER = "channel_id,interval_start,interval_minutes,kwh"
+LONG_HEADER = "channel_id,interval_start,interval_minutes,kwh"  # an energy channel's; others name their unit
 WIDE_NAME = "campus_wide.csv"
 ESPI_NS = "http://naesb.org/espi"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -71,7 +71,9 @@ def write_csv(result: SimResult, out_dir: Path | str, layout: str = "long",
                     np.full(n, str(s.interval_minutes), dtype=object), _fmt(s.values)]
             p = out / f"{c}.csv"
             body = _join_rows(cols) if n else ""
-            p.write_text(LONG_HEADER + "\n" + body, encoding="utf-8")
+            unit = result.campus.channel(c).unit.lower()
+            header = LONG_HEADER if unit == "kwh" else LONG_HEADER.rsplit(",", 1)[0] + "," + unit
+            p.write_text(header + "\n" + body, encoding="utf-8")
             paths.append(p)
     elif layout == "wide":
         step = result.interval_minutes * 60
