@@ -529,18 +529,7 @@ def _validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
                 problems.append(f"{path}: no plugin renders format {fmt!r} (known: {', '.join(sorted(formats)) or 'none'})")
     for k_i, k in enumerate(cf.contracts):
         for c_i, comp in enumerate(k.components):
-            where = f'contracts[{k_i}] (id="{k.id}").components[{c_i}]'
-            cls = registry.price_components.get(comp.kind)
-            if cls is None:
-                known = ", ".join(sorted(registry.price_components)) or "none"
-                problems.append(f"{where}.kind: unknown price component {comp.kind!r} (known: {known})")
-                continue
-            config_cls = getattr(cls, "Config", None)
-            if config_cls is not None and hasattr(config_cls, "model_validate"):
-                try:
-                    config_cls.model_validate(comp.settings())
-                except ValidationError as exc:
-                    problems += format_validation_error(exc, comp.settings(), prefix=where)
+            problems += _component_problems(registry, comp, f'contracts[{k_i}] (id="{k.id}").components[{c_i}]')
         problems += _amended_component_problems(k, k_i, registry)
     from kwhub.core.vee.config import VeeConfig, VeeConfigError
 
@@ -566,6 +555,21 @@ def _registry_for(cf: ConfigFile) -> Any:
     return registry
 
 
+def _component_problems(registry: Any, spec: Any, where: str) -> list[str]:
+    """What is wrong with one price component's settings, under its key path ``where``."""
+    cls = registry.price_components.get(spec.kind)
+    if cls is None:
+        known = ", ".join(sorted(registry.price_components)) or "none"
+        return [f"{where}.kind: unknown price component {spec.kind!r} (known: {known})"]
+    config_cls = getattr(cls, "Config", None)
+    if config_cls is not None and hasattr(config_cls, "model_validate"):
+        try:
+            config_cls.model_validate(spec.settings())
+        except ValidationError as exc:
+            return format_validation_error(exc, spec.settings(), prefix=where)
+    return []
+
+
 def _amended_component_problems(k: Contract, k_i: int, registry: Any) -> list[str]:
     """The settings of every component an amendment names, as they stand in its version,
     checked against the component's ``Config``."""
@@ -577,19 +581,8 @@ def _amended_component_problems(k: Contract, k_i: int, registry: Any) -> list[st
     for a_i, (am, version) in enumerate(zip(k.amendments, contract_versions(k)[1:], strict=True)):
         specs = dict(zip(component_ids(version.contract), version.contract.components, strict=True))
         for c_i, named in enumerate(am.components):
-            where = f'contracts[{k_i}] (id="{k.id}").amendments[{a_i}].components[{c_i}]'
-            spec = specs[named.id]
-            cls = registry.price_components.get(spec.kind)
-            if cls is None:
-                known = ", ".join(sorted(registry.price_components)) or "none"
-                problems.append(f"{where}.kind: unknown price component {spec.kind!r} (known: {known})")
-                continue
-            config_cls = getattr(cls, "Config", None)
-            if config_cls is not None and hasattr(config_cls, "model_validate"):
-                try:
-                    config_cls.model_validate(spec.settings())
-                except ValidationError as exc:
-                    problems += format_validation_error(exc, spec.settings(), prefix=where)
+            problems += _component_problems(registry, specs[named.id],
+                                            f'contracts[{k_i}] (id="{k.id}").amendments[{a_i}].components[{c_i}]')
     return problems
 
 
