@@ -72,8 +72,13 @@ def mwh_decimal(wh: int, den: int = 1) -> Decimal:
 
 
 def wh_from_kwh(kwh: np.ndarray) -> np.ndarray:
-    """Meter kWh (float64) as int64 Wh, rounded half away from zero; NaN stays a flag (-> 0)."""
-    wh = np.round(np.nan_to_num(np.asarray(kwh, dtype=np.float64), nan=0.0) * 1000.0)
+    """Meter kWh (float64) as int64 Wh, rounded to the nearest Wh; NaN stays a flag (-> 0).
+
+    One new float array, rounded and cleaned in place, then one integer copy.
+    """
+    wh = np.multiply(np.asarray(kwh, dtype=np.float64), 1000.0)
+    np.round(wh, out=wh)
+    np.nan_to_num(wh, copy=False, nan=0.0)
     return wh.astype(np.int64)
 
 
@@ -105,23 +110,52 @@ def div_round_half_up(num: np.ndarray, den: int) -> np.ndarray:
     return out
 
 
-def amount_cents(price_u: np.ndarray, qty_num: np.ndarray, qty_den: int = 1, sign: int = 1) -> np.ndarray:
+BLOCK = 1 << 15  # values per block of :func:`amount_cents`: its temporaries stay in the CPU cache
+
+
+def amount_cents(price_u: np.ndarray, qty_num: np.ndarray, qty_den: int = 1, sign: int = 1,
+                 ok: np.ndarray | None = None) -> np.ndarray:
     """``sign x price x qty_num / qty_den`` in cents, one half-up rounding per element.
 
-    ``price_u`` in price units, ``qty_num`` in Wh x ``qty_den``. Refuses operands whose
-    product could overflow int64 instead of wrapping around.
+    ``price_u`` in price units, ``qty_num`` in Wh x ``qty_den``; where ``ok`` is given and
+    False the amount is 0. Refuses operands whose product could overflow int64 instead of
+    wrapping around.
+
+    Works block by block (:data:`BLOCK` values) with two reused scratch arrays: on tens of
+    millions of lines, streaming fresh full-size temporaries through memory for every step
+    costs several times the arithmetic.
     """
     p = np.asarray(price_u, dtype=np.int64)
     q = np.asarray(qty_num, dtype=np.int64)
-    if p.size and q.size:
-        pmax = max(abs(int(p.max())), abs(int(p.min())))
-        qmax = max(abs(int(q.max())), abs(int(q.min())))
-        if not pmax or not qmax:
-            return np.zeros(np.broadcast_shapes(p.shape, q.shape), dtype=np.int64)
+    shape = np.broadcast_shapes(p.shape, q.shape)
+    if p.shape != shape or q.shape != shape:
+        p, q = (np.ascontiguousarray(np.broadcast_to(a, shape)) for a in (p, q))
+    pf, qf = np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(q).reshape(-1)
+    okf = None if ok is None else np.ascontiguousarray(np.broadcast_to(np.asarray(ok, dtype=bool), shape)).reshape(-1)
+    out = np.empty(pf.size, dtype=np.int64)
+    den = AMOUNT_DIVISOR * qty_den
+    tmp = np.empty(min(BLOCK, pf.size), dtype=np.int64)
+    neg = np.empty(len(tmp), dtype=bool)
+    for lo in range(0, pf.size, BLOCK):
+        hi = min(lo + BLOCK, pf.size)
+        pb, qb, t, ng, o = pf[lo:hi], qf[lo:hi], tmp[:hi - lo], neg[:hi - lo], out[lo:hi]
+        pmax = max(abs(int(pb.max())), abs(int(pb.min())))
+        qmax = max(abs(int(qb.max())), abs(int(qb.min())))
         if pmax * qmax * 2 >= _INT64_SAFE:
             raise FixedPointError(f"price {price_decimal(pmax)} $/MWh x {mwh_decimal(qmax, qty_den)} MWh "
                                   "is beyond the exact range of one interval")
-    prod = np.multiply(p, q)
-    if sign < 0:
-        np.negative(prod, out=prod)
-    return div_round_half_up(prod, AMOUNT_DIVISOR * qty_den)
+        np.multiply(pb, qb, out=t)
+        # the amount is negative where the product's sign, times ``sign``, is
+        (np.less if sign > 0 else np.greater)(t, 0, out=ng)
+        np.abs(t, out=t)
+        if den % 2 == 0:  # (|t| + den/2) // den: half away from zero, one pass less
+            t += den // 2
+            np.floor_divide(t, den, out=o)
+        else:
+            t *= 2
+            t += den
+            np.floor_divide(t, 2 * den, out=o)
+        np.negative(o, out=o, where=ng)
+        if okf is not None:
+            o[~okf[lo:hi]] = 0
+    return out.reshape(shape)

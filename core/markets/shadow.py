@@ -61,6 +61,14 @@ class ShadowInputs:
                 raise ShadowInputError(f"{name} has shape {arr.shape}, expected {shape} "
                                        f"({r} resources x {h} hours at {self.rt_minutes}-minute real time)")
             setattr(self, name, arr)
+        n_q = h * 4
+        optional = {"fmm_wh": (r, n_q), "fmm_price_u": (r, n_q), "rtd_wh": (r, n_rt), "trade_sale_wh": (r, h),
+                    "trade_purchase_wh": (r, h), "da_price_ok": (r, h), "rt_price_ok": (r, n_rt),
+                    "rt_meter_ok": (r, n_rt)}
+        for name, shape in optional.items():
+            arr = getattr(self, name)
+            if arr is not None and np.shape(arr) != shape:
+                raise ShadowInputError(f"{name} has shape {np.shape(arr)}, expected {shape}")
 
     def starts(self, minutes: int) -> np.ndarray:
         """UTC starts of the span's intervals of ``minutes``."""
@@ -102,7 +110,7 @@ class CodeLines:
     missing: list[tuple[str, int, str]] = field(default_factory=list)  # (resource, start, reason)
 
     def total_cents(self) -> int:
-        return int(self.amount_cents[self.ok].sum())
+        return int(np.sum(self.amount_cents, where=self.ok))
 
     def total(self) -> Decimal:
         return cents_decimal(self.total_cents())
@@ -144,18 +152,30 @@ def _rep(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ok(mask: np.ndarray | None, like: np.ndarray) -> np.ndarray:
-    return np.ones(like.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    """The mask, or a read-only all-True view of ``like``'s shape (no array of millions of Trues)."""
+    return np.broadcast_to(np.True_, like.shape) if mask is None else np.asarray(mask, dtype=bool)
+
+
+def _and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a & b``, without a pass when one of them is an all-True view from :func:`_ok`."""
+    def all_true_view(m: np.ndarray) -> bool:  # every element is the one stored value
+        return m.size > 0 and not any(m.strides) and bool(m.flat[0])
+
+    if all_true_view(a) and a.shape == b.shape:
+        return b
+    if all_true_view(b) and a.shape == b.shape:
+        return a
+    return a & b
 
 
 def _lines(code: ChargeCode, inp: ShadowInputs, qty_num: np.ndarray, den: int, price: np.ndarray, sign: int,
            ok: np.ndarray, reasons: list[tuple[np.ndarray, str]], price_name: str,
            quantities: dict[str, np.ndarray]) -> CodeLines:
-    amount = amount_cents(price, qty_num, den, sign)
-    if not ok.all():
-        amount[~ok] = 0
+    complete = bool(ok.all())
+    amount = amount_cents(price, qty_num, den, sign, None if complete else ok)
     starts = inp.starts(code.minutes)
     missing: list[tuple[str, int, str]] = []
-    if not ok.all():
+    if not complete:
         for mask, why in reasons:
             for r, i in zip(*np.nonzero(~mask), strict=True):
                 missing.append((inp.resources[int(r)], int(starts[int(i)]), why))
@@ -179,7 +199,7 @@ def _ercot(inp: ShadowInputs) -> dict[str, CodeLines]:
                           [(da_ok, "no day-ahead SPP")], "DASPP", {"DAEP": inp.da_purchase_wh}),
     }
     qty4 = 4 * inp.rt_meter_wh - _rep(da_net, 4) - _rep(tq, 4)
-    ok = rt_ok & m_ok
+    ok = _and(rt_ok, m_ok)
     out["RTEIAMT"] = _lines(charge_code("ERCOT", "RTEIAMT"), inp, qty4, 4, inp.rt_price_u, -1, ok,
                             [(rt_ok, "no real-time SPP"), (m_ok, "no metered value")], "RTSPP",
                             {"RTMG": inp.rt_meter_wh, "DAES": _rep(inp.da_sale_wh, 4),
@@ -196,18 +216,30 @@ def _caiso(inp: ShadowInputs) -> dict[str, CodeLines]:
     da_net = inp.da_sale_wh - inp.da_purchase_wh
     out = {"6011": _lines(charge_code("CAISO", "6011"), inp, -da_net, 1, inp.da_price_u, 1, da_ok,
                           [(da_ok, "no day-ahead LMP")], "DA_LMP", {"DA_SCHEDULE": da_net})}
+    r, h = da_net.shape
     fmm4 = 4 * inp.fmm_wh if inp.fmm_wh is not None else _rep(da_net, 4)  # FMM schedule x 4 per quarter
     fmm_price = inp.fmm_price_u if inp.fmm_price_u is not None else np.zeros_like(fmm4)
     fmm_ok = np.ones(fmm4.shape, bool) if inp.fmm_price_u is not None or inp.fmm_wh is None else \
         np.zeros(fmm4.shape, bool)
-    out["6460"] = _lines(charge_code("CAISO", "6460"), inp, -(fmm4 - _rep(da_net, 4)), 4, fmm_price, 1, fmm_ok,
+    # -(FMM x 4 - DA): nothing to settle when the FMM schedule is the DA schedule
+    q60 = np.zeros_like(fmm4) if inp.fmm_wh is None else _rep(da_net, 4) - fmm4
+    out["6460"] = _lines(charge_code("CAISO", "6460"), inp, q60, 4, fmm_price, 1, fmm_ok,
                          [(fmm_ok, "FMM schedule without an FMM LMP")], "FMM_LMP", {})
-    fmm12 = _rep(fmm4, 3)  # per 5 minutes, x 12
-    rtd12 = 12 * inp.rtd_wh if inp.rtd_wh is not None else fmm12
-    out["6470"] = _lines(charge_code("CAISO", "6470"), inp, -(rtd12 - fmm12), 12, inp.rt_price_u, 1, rt_ok,
+    # per 5 minutes, x 12: the FMM schedule (each quarter's value three times) and the RTD dispatch;
+    # written straight into (R, quarters, 3) views, no repeated copy of the schedule
+    rtd12 = 12 * inp.rtd_wh if inp.rtd_wh is not None else None
+    q70 = np.zeros((r, 12 * h), dtype=np.int64)
+    if rtd12 is not None:  # -(RTD - FMM)
+        np.subtract(fmm4[:, :, None], rtd12.reshape(r, 4 * h, 3), out=q70.reshape(r, 4 * h, 3))
+    out["6470"] = _lines(charge_code("CAISO", "6470"), inp, q70, 12, inp.rt_price_u, 1, rt_ok,
                          [(rt_ok, "no RTD LMP")], "RTD_LMP", {})
-    ok = rt_ok & m_ok
-    out["6475"] = _lines(charge_code("CAISO", "6475"), inp, -(12 * inp.rt_meter_wh - rtd12), 12, inp.rt_price_u, 1,
+    q75 = np.multiply(inp.rt_meter_wh, -12)  # -(meter x 12 - RTD x 12)
+    if rtd12 is not None:
+        q75 += rtd12
+    else:
+        q75.reshape(r, 4 * h, 3)[...] += fmm4[:, :, None]
+    ok = _and(rt_ok, m_ok)
+    out["6475"] = _lines(charge_code("CAISO", "6475"), inp, q75, 12, inp.rt_price_u, 1,
                          ok, [(rt_ok, "no RTD LMP"), (m_ok, "no metered value")], "RTD_LMP",
                          {"METER": inp.rt_meter_wh})
     return out
@@ -224,7 +256,7 @@ def _pjm(inp: ShadowInputs) -> dict[str, CodeLines]:
                           [(da_ok, "no day-ahead system energy price")], "DA_SYSTEM_ENERGY_PRICE",
                           {"DA_INJECTION": inp.da_sale_wh})}
     qty12 = -12 * inp.rt_meter_wh - _rep(da_withdrawal, 12)
-    ok = rt_ok & m_ok
+    ok = _and(rt_ok, m_ok)
     out["1205"] = _lines(charge_code("PJM", "1205"), inp, qty12, 12, inp.rt_price_u, 1, ok,
                          [(rt_ok, "no real-time system energy price"), (m_ok, "no metered value")],
                          "RT_SYSTEM_ENERGY_PRICE", {"RT_INJECTION": inp.rt_meter_wh})

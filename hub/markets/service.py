@@ -24,7 +24,7 @@ from kwhub.core.adapters import MarketAdapter
 from kwhub.core.markets.charge_codes import charge_code
 from kwhub.core.markets.fixed import cents_decimal, mwh_decimal, price_decimal, wh_from_kwh
 from kwhub.core.markets.hour_labels import DayGrid
-from kwhub.core.markets.models import Bid, DeltaLine, MarketResource, Statement, Submission
+from kwhub.core.markets.models import Award, Bid, DeltaLine, MarketResource, Statement, Submission
 from kwhub.core.markets.shadow import ShadowInputs, ShadowResult, shadow_settle
 from kwhub.core.markets.statements import statement_deltas
 from kwhub.core.markets.variance import VarianceReport, variance_report
@@ -90,6 +90,7 @@ class FetchReport:
     """What one fetch of a market day stored."""
 
     awards: int = 0
+    rt_awards: int = 0  # resource-days of real-time awards (adapters with ``rt_bids``)
     prices: dict[str, dict[str, int]] = field(default_factory=dict)
     statements_new: list[str] = field(default_factory=list)
     statements_known: list[str] = field(default_factory=list)
@@ -97,14 +98,17 @@ class FetchReport:
 
 def fetch_market_day(db: Database, cfg: KwhubConfig, iso: str, day: date, *, awards: bool = True,
                      prices: bool = True, statements: bool = True) -> FetchReport:
-    """Fetch and store the day's awards, DA and RT prices and statement versions."""
+    """Fetch and store the day's awards (day-ahead, and real-time for an adapter that takes
+    real-time bids), DA and RT prices and statement versions."""
     import hashlib
 
     adapter = market_adapter(cfg, iso)
     tz = iso_timezone(cfg, iso)
     rep = FetchReport()
     if awards:
-        rep.awards = store.save_awards(db, adapter.fetch_awards(day, "DA"), tz)
+        rep.awards = store.save_awards(db, _awards_of(adapter, iso, day, "DA"), tz)
+        if "rt_bids" in adapter.capabilities:
+            rep.rt_awards = store.save_awards(db, _awards_of(adapter, iso, day, "RT"), tz)
     if prices:
         for market in ("DA", "RT"):
             rep.prices[market] = store.save_prices(db, adapter.fetch_prices(day, market), tz)
@@ -114,6 +118,17 @@ def fetch_market_day(db: Database, cfg: KwhubConfig, iso: str, day: date, *, awa
             _, new = store.save_statement(db, st, digest)
             (rep.statements_new if new else rep.statements_known).append(st.statement_id)
     return rep
+
+
+def _awards_of(adapter: MarketAdapter, iso: str, day: date, market: str) -> list[Award]:
+    """The adapter's awards of one market, refused when they say another ISO or market."""
+    got = list(adapter.fetch_awards(day, market))
+    wrong = [a for a in got if (a.iso, a.market) != (iso, market)]
+    if wrong:
+        a = wrong[0]
+        raise MarketServiceError(f"{iso} {market} awards of {day}: the adapter answered an award of {a.resource} "
+                                 f"at {a.start.isoformat()} for {a.iso} {a.market} ({len(wrong)} such)")
+    return got
 
 
 # ----------------------------------------------------------------------- shadow settlement
