@@ -128,7 +128,7 @@ def poll_command(submission: str = typer.Argument(..., help="A submission id fro
 
 @market_app.command("fetch")
 def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> None:
-    """Fetch and store the day's awards, DA and RT prices (a changed price day is stored as a new
+    """Fetch and store the day's awards (real-time ones too where the adapter takes RT bids), DA and RT prices (a changed price day is stored as a new
     version) and every statement version the ISO has issued."""
     from kwhub.hub.markets.service import fetch_market_day
 
@@ -137,7 +137,9 @@ def fetch_command(iso: str = _ISO, day: str = _DAY, config: Path = _CONFIG) -> N
         rep = _guard(fetch_market_day, db, cfg, iso, _day(day))
     finally:
         db.close()
-    typer.echo(f"awards: {rep.awards} resource-day(s)")
+    typer.echo(f"awards: {rep.awards} resource-day(s)" + (f", real-time {rep.rt_awards}" if rep.rt_awards else ""))
+    for msg in rep.over_offer:
+        typer.echo(f"ALERT: {msg}", err=True)
     for market, counts in rep.prices.items():
         typer.echo(f"{market} prices: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     typer.echo(f"statements: new {', '.join(rep.statements_new) or '-'}; already stored "

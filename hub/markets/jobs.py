@@ -10,9 +10,12 @@ Two jobs per ISO of ``[markets.adapters]`` (``[markets.schedule]`` sets when):
   submission the ISO took is an ``ALERT``, audited once per ISO and day, and fails that slot.
   ISOs whose adapter cannot take bids (no ``bids`` capability) have no bids job.
 * ``markets.<ISO>.fetch`` (every ``fetch_every_s``): polls submissions still waiting, fetches
-  the awards, DA and RT prices and statement versions of the last ``fetch_days`` operating days
+  the day-ahead awards, the real-time awards (adapters with the ``rt_bids`` capability), DA and
+  RT prices and statement versions of the last ``fetch_days`` operating days
   the campus bid in (every day for an ISO without bids), and shadow-settles each new statement
-  version; lines outside the tolerance are logged with their cause.
+  version; lines outside the tolerance are logged with their cause. An award above the MW the
+  campus offered for its interval (or with no offer) is an ``ALERT`` in the log and the job's
+  ``over_offer``; the award is stored as the ISO sent it.
 * ``markets.<ISO>.rt`` (every ``rt_every_s``, with ``rt_offers = true`` and an adapter with the
   ``rt_bids`` capability): real-time offers of every resource for the hours from the first
   whole hour at least ``rt_gate_minutes`` ahead to the end of its operating day, built on the
@@ -197,7 +200,8 @@ def market_fetch_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
     cfg, db = hub.config, hub.db
     today = ctx.now.astimezone(ZoneInfo(iso_timezone(cfg, iso))).date()
     bids = _takes_bids(cfg, iso)
-    out: dict[str, Any] = {"iso": iso, "polled": 0, "days": [], "statements_new": [], "variance_lines": 0}
+    out: dict[str, Any] = {"iso": iso, "polled": 0, "days": [], "rt_awards": 0, "over_offer": [], "statements_new": [],
+                           "variance_lines": 0}
     errors: list[str] = []
     for day in [today + timedelta(days=1), *(today - timedelta(days=k) for k in range(cfg.file.markets.schedule.fetch_days + 1))]:
         subs = store.list_submissions(db, iso, day) if bids else []
@@ -216,6 +220,10 @@ def market_fetch_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
             errors.append(f"{day}: {exc}")
             continue
         out["days"].append(day.isoformat())
+        out["rt_awards"] += rep.rt_awards
+        for msg in rep.over_offer:
+            log.error("ALERT: %s", msg)
+            out["over_offer"].append(msg)
         for sid in rep.statements_new:
             out["statements_new"].append(sid)
             try:

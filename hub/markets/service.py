@@ -91,6 +91,7 @@ class FetchReport:
 
     awards: int = 0
     rt_awards: int = 0  # resource-days of real-time awards (adapters with ``rt_bids``)
+    over_offer: list[str] = field(default_factory=list)  # awards above the MW the campus offered
     prices: dict[str, dict[str, int]] = field(default_factory=dict)
     statements_new: list[str] = field(default_factory=list)
     statements_known: list[str] = field(default_factory=list)
@@ -106,9 +107,15 @@ def fetch_market_day(db: Database, cfg: KwhubConfig, iso: str, day: date, *, awa
     tz = iso_timezone(cfg, iso)
     rep = FetchReport()
     if awards:
-        rep.awards = store.save_awards(db, _awards_of(adapter, iso, day, "DA"), tz)
-        if "rt_bids" in adapter.capabilities:
-            rep.rt_awards = store.save_awards(db, _awards_of(adapter, iso, day, "RT"), tz)
+        for market in ("DA", "RT") if "rt_bids" in adapter.capabilities else ("DA",):
+            got = _awards_of(adapter, iso, day, market)
+            if "bids" in adapter.capabilities:
+                rep.over_offer += awards_above_offers(db, iso, day, got)
+            saved = store.save_awards(db, got, tz)
+            if market == "DA":
+                rep.awards = saved
+            else:
+                rep.rt_awards = saved
     if prices:
         for market in ("DA", "RT"):
             rep.prices[market] = store.save_prices(db, adapter.fetch_prices(day, market), tz)
@@ -129,6 +136,35 @@ def _awards_of(adapter: MarketAdapter, iso: str, day: date, market: str) -> list
         raise MarketServiceError(f"{iso} {market} awards of {day}: the adapter answered an award of {a.resource} "
                                  f"at {a.start.isoformat()} for {a.iso} {a.market} ({len(wrong)} such)")
     return got
+
+
+def awards_above_offers(db: Database, iso: str, day: date, awards: Sequence[Award]) -> list[str]:
+    """Awards above what the campus offered for their interval (the largest MW of the curve of
+    the hour it falls in, x the award's hours), or without any offer, against the bids of the
+    submissions of ``day`` the ISO took: each as a sentence naming resource, interval and MWh."""
+    offered: dict[tuple[str, str, int], Decimal] = {}
+    for s in store.list_submissions(db, iso, day):
+        if s["status"] not in ("submitted", "pending", "accepted", "partial"):
+            continue
+        _, bids = store.load_submission(db, str(s["id"]))
+        for b in bids:
+            if b.side != "offer":
+                continue
+            for c in b.curves:
+                for h in range(int(c.start.timestamp()), int(c.end.timestamp()), 3600):
+                    key = (b.market, b.resource, h)
+                    offered[key] = max(offered.get(key, Decimal(0)), c.max_mw)
+    out = []
+    for a in awards:
+        if a.side != "offer" or a.mwh <= 0:
+            continue
+        s0 = int(a.start.timestamp())
+        mw = offered.get((a.market, a.resource, s0 - s0 % 3600))
+        limit = None if mw is None else mw * Decimal(int(a.end.timestamp()) - s0) / Decimal(3600)
+        if limit is None or a.mwh > limit:
+            what = "no offer" if limit is None else f"{limit.normalize()} MWh offered"
+            out.append(f"{iso} {a.market} award of {a.resource} at {a.start.isoformat()}: {a.mwh} MWh, {what}")
+    return out
 
 
 # ----------------------------------------------------------------------- shadow settlement
