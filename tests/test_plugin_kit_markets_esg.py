@@ -185,7 +185,7 @@ PJM_SERVER = {"prices": _pjm_prices, "meter": _pjm_meter, "cleared": {("GEN_PJM"
 
 def test_pjm_fall_back_day_passes_the_kit():
     result = check_market_server(PjmMarket, PJM_CONFIG, PJM_DAY, PJM_SERVER)
-    assert result.submission is None  # PJM has no bids capability here
+    assert result.submission is None  # no bids given: the local PJM clears what it is given
     assert len(result.prices["RT"][0]) == 300
 
 

@@ -1,5 +1,10 @@
-"""The PJM market adapter: Data Miner LMPs, day-ahead results and statements.
+"""The PJM market adapter: day-ahead offers, Data Miner LMPs, day-ahead results and statements.
 
+* Offers: day-ahead energy offers as a Markets Gateway-style ``SubmitRequest`` of kwhub's own
+  structure (PJM's offer-curve element names are not public, ``MARKETS.md`` section 7),
+  checked against PJM's curve rules before rendering and against ``schema/offer.xsd`` and
+  the day's hour labels (``hour`` ending, ``isDuplicateHour``) before sending; see
+  :mod:`kwhub.plugins.markets.pjm.offers`. Real-time offers are not rendered.
 * Data Miner 2 ``da_hrl_lmps`` (hourly) and ``rt_fivemin_hrl_lmps`` (5-minute,
   name unverified) CSV: placed on the UTC line by ``datetime_beginning_utc``; the
   ``datetime_beginning_ept`` column (hour beginning, Eastern prevailing) is checked
@@ -13,9 +18,6 @@
 * Statements: kwhub's CSV layout of billing line items (``BILLING_LINE_ITEM,
   OPERATING_DAY, RESOURCE, DATETIME_BEGINNING_UTC, MINUTES, QUANTITY_MWH, PRICE, AMOUNT,
   STATEMENT_ID, STATEMENT_TYPE``; positive = charge, negative = credit).
-
-Offers are not rendered: PJM's offer-curve element names are not public (``MARKETS.md``
-section 7), so this adapter has no ``bids`` capability.
 """
 
 

@@ -1,9 +1,11 @@
-"""The PJM adapter: Data Miner prices, Markets Gateway day-ahead results and statements over HTTP."""
+"""The PJM adapter: Markets Gateway-style offers and day-ahead results, Data Miner prices and
+statements over HTTP."""
 
 from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,14 +15,24 @@ import httpx
 from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from kwhub.core.markets.models import Award, Statement
+from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.models import (
+    Award,
+    Bid,
+    BidOutcome,
+    Statement,
+    Submission,
+    SubmissionStatus,
+)
 from kwhub.core.markets.prices import MarketPrices
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
+    TZ,
     parse_lmp_csv,
     parse_statement_csv,
 )
+from kwhub.plugins.markets.pjm.offers import render_offers, validate_offers
 
 
 class PjmConfig(AdapterConfig):
@@ -33,12 +45,13 @@ class PjmConfig(AdapterConfig):
 
 
 class PjmMarket(MarketAdapter):
-    """PJM: Data Miner LMPs, Markets Gateway day-ahead results, statements (shape-compatible)."""
+    """PJM: Markets Gateway-style day-ahead offers and results, Data Miner LMPs, statements
+    (shape-compatible; the offer XML is kwhub's own structure, see :mod:`.offers`)."""
 
     type_id: ClassVar[str] = "markets.pjm"
-    title: ClassVar[str] = "PJM (Data Miner, Markets Gateway results; shape-compatible)"
+    title: ClassVar[str] = "PJM (Markets Gateway-style offers and results, Data Miner; shape-compatible)"
     iso: ClassVar[str] = "PJM"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"awards", "prices", "statements", "local_server"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"bids", "awards", "prices", "statements", "local_server"})
     Config = PjmConfig
     config: PjmConfig
 
@@ -63,6 +76,60 @@ class PjmMarket(MarketAdapter):
         except httpx.HTTPError as exc:
             return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
         return CheckResult.success(f"{self.config.url} answers")
+
+    def render_bids(self, bids: Sequence[Bid]) -> bytes:
+        """A ``SubmitRequest`` of day-ahead energy offers; a bid that breaks PJM's curve rules
+        (``DEFAULT_RULES``: floor, $1,000 cap, points, monotonic, hour boundaries) never leaves."""
+        if not bids:
+            raise AdapterError("no PJM offers to render", FailureKind.CONFIGURATION)
+        wrong = sorted({f"{b.bid_id} ({b.market} {b.side})" for b in bids if b.market != "DA" or b.side != "offer"})
+        if wrong:
+            raise AdapterError(f"bids {', '.join(wrong)}: kwhub's PJM offers carry day-ahead energy offers only",
+                               FailureKind.CONFIGURATION)
+        for bid in bids:
+            found = check_bid(bid, DEFAULT_RULES[("PJM", bid.market)], TZ)
+            if found:
+                raise CurveRuleError(bid.bid_id, found)
+        return render_offers(bids, self.config.participant)
+
+    def validate_document(self, data: bytes) -> list[str]:
+        """Problems of a ``SubmitRequest`` by kwhub's offer schema and the day's hour labels."""
+        return validate_offers(data)
+
+    def submit(self, bids: Sequence[Bid]) -> Submission:
+        import hashlib
+
+        data = self.render_bids(bids)
+        problems = self.validate_document(data)
+        if problems:
+            raise AdapterError("the PJM SubmitRequest is not valid: " + "; ".join(problems[:5]), FailureKind.SYSTEM)
+        r = self._call("POST", "/marketsgateway/xml/submit", "offer submission", content=data,
+                       headers={"Content-Type": "text/xml"})
+        try:
+            root = parse_xml(r.content, "PJM SubmitResponse")
+        except UnsafeXmlError as exc:
+            raise AdapterError(str(exc), FailureKind.TRANSIENT) from None
+        sha = hashlib.sha256(data).hexdigest()
+        first = bids[0]
+        err = root.find(f"{{{EMKT_NS}}}Error")
+        if err is not None:
+            msg = f"{err.findtext(f'{{{EMKT_NS}}}Code')}: {err.findtext(f'{{{EMKT_NS}}}Message')}"
+            return Submission(iso="PJM", market=first.market, trading_date=first.trading_date,
+                              status=SubmissionStatus.REJECTED, document_sha256=sha, messages=(msg,))
+        tx = (root.findtext(f"{{{EMKT_NS}}}Success/{{{EMKT_NS}}}TransactionID") or "").strip()
+        outcomes = tuple(
+            BidOutcome(bid_id=el.get("offerId", ""), iso_ref=tx if el.get("status") == "Accepted" else "",
+                       status=SubmissionStatus.ACCEPTED if el.get("status") == "Accepted" else SubmissionStatus.REJECTED,
+                       errors=tuple(e.text or "" for e in el.iterfind(f"{{{EMKT_NS}}}Error")))
+            for el in root.iterfind(f"{{{EMKT_NS}}}OfferResult"))
+        statuses = {o.status for o in outcomes}
+        status = (SubmissionStatus.PARTIAL if len(statuses) > 1 else statuses.pop() if statuses
+                  else SubmissionStatus.REJECTED)
+        return Submission(iso="PJM", market=first.market, trading_date=first.trading_date, status=status,
+                          document_sha256=sha, iso_ref=tx, outcomes=outcomes)
+
+    def poll_status(self, submission: Submission) -> Submission:
+        return submission  # the local Markets Gateway answers synchronously: the reply is final
 
     def fetch_awards(self, trading_date: date, market: str = "DA") -> list[Award]:
         q = etree.Element(f"{{{EMKT_NS}}}QueryRequest", nsmap={None: EMKT_NS})
