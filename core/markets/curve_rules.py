@@ -48,6 +48,7 @@ PJM_DA = CurveRules(iso="PJM", floor=Decimal("-150.00"), cap=Decimal("1000.00"),
                     mw_places=1, price_places=2)
 PJM_RT = PJM_DA
 
+# the built-in ISOs' rules; every ISO's, a plugin's too, through kwhub.core.markets.rules.rules_for
 DEFAULT_RULES: dict[tuple[str, str], CurveRules] = {
     ("ERCOT", "DA"): ERCOT_DA, ("ERCOT", "RT"): ERCOT_RT,
     ("CAISO", "DA"): CAISO_DA, ("CAISO", "RT"): CAISO_RT,
@@ -167,8 +168,10 @@ def check_bid(bid: Bid, rules: CurveRules, tz: str) -> list[RuleViolation]:
 
 def require_valid(bids: Iterable[Bid], rules_for: dict[tuple[str, str], CurveRules], tz: str) -> None:
     """Raise :class:`CurveRuleError` for the first bid that breaks a rule."""
+    from kwhub.core.markets.rules import rules_for as registered  # the registry imports this module
+
     for bid in bids:
-        rules = rules_for.get((bid.iso, bid.market)) or DEFAULT_RULES[(bid.iso, bid.market)]
+        rules = rules_for.get((bid.iso, bid.market)) or registered(bid.iso, bid.market)
         found = check_bid(bid, rules, tz)
         if found:
             raise CurveRuleError(bid.bid_id, found)

@@ -6,7 +6,8 @@ into :class:`Award` s, and settled on an ISO :class:`Statement` whose
 :class:`StatementLine` s kwhub recomputes (shadow settlement) and compares. Times are UTC
 instants; the ISO's own labels travel beside them (``label``). Amounts keep the ISO's
 sign convention (ERCOT, PJM, CAISO: negative = paid to the participant); the one flip to
-revenue happens in :mod:`kwhub.core.markets.revenue`.
+revenue happens in :mod:`kwhub.core.markets.revenue`. ``iso`` is any ISO with market rules
+(:mod:`kwhub.core.markets.rules`): the three built-in ones or one a plugin registered.
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-ISO = Literal["ERCOT", "CAISO", "PJM"]
+
+def _known_iso(v: str) -> str:
+    from kwhub.core.markets.rules import check_iso  # rules import these models' neighbours
+
+    return check_iso(v)
+
+
+# an ISO with market rules: ERCOT, CAISO, PJM, or one a plugin registered
+# (kwhub.core.markets.rules.register_market_rules)
+ISO = Annotated[str, AfterValidator(_known_iso)]
 Market = Literal["DA", "RT"]
 Side = Literal["offer", "bid"]  # offer = sell (supply), bid = buy
 Product = Literal["energy", "reg_up", "reg_down", "spin", "non_spin"]

@@ -26,7 +26,7 @@ from kwhub.core.markets.models import Bid, OfferCurve
 from kwhub.core.markets.optimizer import DispatchPlan
 from kwhub.core.markets.surplus import GenUnit, Surplus
 
-RT_FORECAST_MINUTES: dict[str, int] = {"ERCOT": 15, "CAISO": 5, "PJM": 5}
+RT_FORECAST_MINUTES: dict[str, int] = {"ERCOT": 15, "CAISO": 5, "PJM": 5}  # built-in; any ISO: MarketRules.rt_minutes
 
 
 def build_rt_offers(day: date, tz: str, iso: str, resource: str, plan: DispatchPlan, surplus: Surplus,
@@ -34,7 +34,9 @@ def build_rt_offers(day: date, tz: str, iso: str, resource: str, plan: DispatchP
                     rt_minutes: int | None = None, from_epoch: int | None = None, solar_price: float = 0.0,
                     battery_price: float = 0.0) -> BuiltBids:
     """The real-time energy offer of ``resource`` on ``rules``' offer grain from a plan on the RT grain."""
-    rt = rt_minutes or RT_FORECAST_MINUTES[iso]
+    from kwhub.core.markets.rules import market_rules
+
+    rt = rt_minutes or market_rules(iso).rt_minutes
     offer_minutes = rules.interval_minutes
     if offer_minutes % rt:
         raise ValueError(f"{iso} offers per {offer_minutes} minutes, not a multiple of the {rt}-minute forecast")

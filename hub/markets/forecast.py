@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from kwhub.core.markets.bid_builder import BuiltBids, build_energy_offers
-from kwhub.core.markets.curve_rules import DEFAULT_RULES
 from kwhub.core.markets.fixed import PRICE_SCALE
 from kwhub.core.markets.forecast_files import available_mw, read_outages, read_solar_forecast
 from kwhub.core.markets.optimizer import optimize_dispatch
-from kwhub.core.markets.rt_offers import RT_FORECAST_MINUTES, build_rt_offers
+from kwhub.core.markets.rt_offers import build_rt_offers
+from kwhub.core.markets.rules import market_rules, rules_for
 from kwhub.core.markets.surplus import (
     BatteryUnit,
     GenUnit,
@@ -163,7 +163,7 @@ def build_day_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource
                              export_limit_mw=mc.export_limit_mw if mc.export_limit_mw is not None else np.inf,
                              import_limit_mw=mc.import_limit_mw)
     built = build_energy_offers(day, tz, iso, resource, plan, surplus, units, np.full(hours, gas),
-                                DEFAULT_RULES[(iso, "DA")], bid_id=resource,
+                                rules_for(iso, "DA"), bid_id=resource,
                                 battery_price=float(mc.battery_offer_price))
     built.notes.insert(0, f"gas {Decimal(repr(gas)):.3f} USD/MMBtu; load by persistence; "
                           f"{len(units)} units; reserve {mc.reserve.mode}; " + "; ".join(fc.notes))
@@ -184,7 +184,7 @@ def build_rt_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource:
     r = mc.resource(iso, resource)
     span = local_day(day, tz)
     hours = span.seconds // 3600
-    rt = RT_FORECAST_MINUTES[iso]
+    rt = market_rules(iso).rt_minutes
     fc = campus_forecast(db, cfg, iso, day, rt)
     n = len(fc.load_mw)
     gas = float(mc.gas_price)
@@ -201,7 +201,7 @@ def build_rt_bids(db: Database, cfg: KwhubConfig, iso: str, day: date, resource:
                              export_limit_mw=mc.export_limit_mw if mc.export_limit_mw is not None else np.inf,
                              import_limit_mw=mc.import_limit_mw, interval_minutes=rt)
     built = build_rt_offers(day, tz, iso, resource, plan, fc.surplus, fc.units, np.full(n, gas),
-                            DEFAULT_RULES[(iso, "RT")], bid_id=resource, rt_minutes=rt, from_epoch=from_epoch,
+                            rules_for(iso, "RT"), bid_id=resource, rt_minutes=rt, from_epoch=from_epoch,
                             battery_price=float(mc.battery_offer_price))
     built.notes.insert(0, f"real time on {rt}-minute intervals; gas {Decimal(repr(gas)):.3f} USD/MMBtu; "
                           f"{len(fc.units)} units; reserve {mc.reserve.mode}; " + "; ".join(fc.notes))

@@ -67,9 +67,10 @@ def _takes_bids(cfg: Any, iso: str, capability: str = "bids") -> bool:
 
 def gate_of(cfg: Any, iso: str, day: date) -> datetime:
     """The day-ahead gate closure for operating day ``day`` (aware, the ISO's zone)."""
+    from kwhub.core.markets.rules import market_rules
     from kwhub.hub.markets.service import iso_timezone
 
-    hhmm = cfg.file.markets.schedule.da_gate.get(iso)
+    hhmm = cfg.file.markets.schedule.da_gate.get(iso) or market_rules(iso).da_gate
     if hhmm is None:
         from kwhub.hub.scheduler.jobs import JobFailed
 
@@ -128,7 +129,11 @@ def market_rt_job(hub: Any, ctx: JobContext, iso: str) -> dict[str, Any]:
 
     cfg, db = hub.config, hub.db
     sch = cfg.file.markets.schedule
+    from kwhub.core.markets.rules import market_rules
+
     lead = sch.rt_gate_minutes.get(iso)
+    if lead is None:
+        lead = market_rules(iso).rt_gate_minutes
     if lead is None:
         raise JobFailed(f"no real-time gate for {iso}: set [markets.schedule] rt_gate_minutes.{iso}", {"iso": iso})
     earliest = int(ctx.now.timestamp()) + 60 * lead

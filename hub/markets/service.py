@@ -25,6 +25,7 @@ from kwhub.core.markets.charge_codes import charge_code
 from kwhub.core.markets.fixed import cents_decimal, mwh_decimal, price_decimal, wh_from_kwh
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Award, Bid, DeltaLine, MarketResource, Statement, Submission
+from kwhub.core.markets.rules import market_rules
 from kwhub.core.markets.shadow import ShadowInputs, ShadowResult, shadow_settle
 from kwhub.core.markets.statements import statement_deltas
 from kwhub.core.markets.variance import VarianceReport, variance_report
@@ -35,7 +36,7 @@ from kwhub.hub.config import ConfigError, KwhubConfig
 from kwhub.hub.markets import store
 from kwhub.hub.store import Database
 
-RT_MINUTES = {"ERCOT": 15, "CAISO": 5, "PJM": 5}
+RT_MINUTES = {"ERCOT": 15, "CAISO": 5, "PJM": 5}  # the built-in ISOs; any ISO: market_rules(iso).rt_minutes
 
 
 class MarketServiceError(ValueError):
@@ -55,8 +56,10 @@ def market_adapter(cfg: KwhubConfig, iso: str) -> MarketAdapter:
 
 
 def iso_timezone(cfg: KwhubConfig, iso: str) -> str:
-    """The zone of the ISO's operating day (the adapter's ``timezone``, else the hub's)."""
-    return str(getattr(market_adapter(cfg, iso).config, "timezone", cfg.hub.timezone))
+    """The zone of the ISO's operating day: the adapter's ``timezone`` when its configuration
+    has one, else the zone of the ISO's market rules (:mod:`kwhub.core.markets.rules`)."""
+    tz = getattr(market_adapter(cfg, iso).config, "timezone", None)
+    return str(tz) if tz else market_rules(iso).timezone
 
 
 # ----------------------------------------------------------------------- bids
@@ -196,7 +199,7 @@ def shadow_inputs(db: Database, cfg: KwhubConfig, iso: str, day: date,
     resources = cfg.file.markets.of_iso(iso)
     if not resources:
         raise MarketServiceError(f"no [[markets.resources]] for {iso}")
-    rt = RT_MINUTES[iso]
+    rt = market_rules(iso).rt_minutes
     span = local_day(day, tz)
     hours = span.seconds // 3600
     names = [r.resource for r in resources]
@@ -380,7 +383,7 @@ def meter_source(db: Database, cfg: KwhubConfig, iso: str) -> Any:
     """``(resource, day) -> MWh per real-time interval`` from the store, for a local ISO
     server that settles the campus's own meter data (None for a resource it does not know)."""
     tz = iso_timezone(cfg, iso)
-    rt = RT_MINUTES[iso]
+    rt = market_rules(iso).rt_minutes
 
     def read(resource: str, day: date) -> list[Decimal] | None:
         try:

@@ -15,7 +15,7 @@ import httpx
 from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -25,6 +25,7 @@ from kwhub.core.markets.models import (
     SubmissionStatus,
 )
 from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.markets.caiso.formats import (
     RAW_NS,
@@ -87,7 +88,7 @@ class CaisoMarket(MarketAdapter):
                                "real-time bids are not supported by this adapter (build them with --market DA)",
                                FailureKind.CONFIGURATION)
         for bid in bids:
-            found = check_bid(bid, DEFAULT_RULES[("CAISO", bid.market)], TZ)
+            found = check_bid(bid, rules_for("CAISO", bid.market), TZ)
             if found:
                 raise CurveRuleError(bid.bid_id, found)
         env = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap={"soapenv": SOAP_NS})

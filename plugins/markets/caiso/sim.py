@@ -11,9 +11,10 @@ from typing import Any
 
 from lxml import etree
 
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
+from kwhub.core.markets.curve_rules import check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Bid
+from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.loopback import LoopbackServer, Reply
 from kwhub.hub.helpers.safe_xml import parse_xml
 from kwhub.plugins.markets.caiso.formats import (
@@ -114,7 +115,7 @@ class CaisoSim:
             raw = root.find(f"{{{SOAP_NS}}}Body/{{{RAW_NS}}}RawBidSet")
             res = etree.Element("BidResults")
             for b in parse_raw_bid_set(raw):
-                found = check_bid(b, DEFAULT_RULES[("CAISO", "DA")], TZ)
+                found = check_bid(b, rules_for("CAISO", "DA"), TZ)
                 el = etree.SubElement(res, "BidResult", resource=b.resource, bidId=f"{self.sc}-{b.resource}",
                                       status="INVALID" if found else "VALID")
                 for v in found:

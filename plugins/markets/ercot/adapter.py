@@ -28,9 +28,10 @@ from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
 from kwhub.core.intervals import IntervalDataError
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
 from kwhub.core.markets.models import Award, Bid, Statement, Submission, SubmissionStatus
 from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.markets.rules import rules_for
 from kwhub.plugins.markets.ercot import ews
 from kwhub.plugins.markets.ercot.reports import parse_spp_csv
 from kwhub.plugins.markets.ercot.statements import parse_statement
@@ -127,7 +128,7 @@ class ErcotMarket(MarketAdapter):
         """The SOAP request that creates ``bids`` (curve rules checked first; ERCOT takes a
         BidSet of at most 3,000,000 bytes)."""
         for bid in bids:
-            found = check_bid(bid, DEFAULT_RULES[("ERCOT", bid.market)], self.config.timezone)
+            found = check_bid(bid, rules_for("ERCOT", bid.market), self.config.timezone)
             if found:
                 raise CurveRuleError(bid.bid_id, found)
         message = self._message(bids)

@@ -36,9 +36,10 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
+from kwhub.core.markets.curve_rules import check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Award, Bid
+from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.loopback import LoopbackServer, Reply
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError
 from kwhub.plugins.markets.ercot import ews
@@ -317,7 +318,7 @@ class ErcotSim:
             kind = "TPO" if offer.tag.endswith("ThreePartOffer") else "EOO"
             mrid = ews.mrid(self.qse, bid.trading_date, kind if market == "DA" else f"RT{kind}", bid.resource,
                             bid.bid_id)
-            found = check_bid(bid, DEFAULT_RULES[("ERCOT", market)], self.tz)
+            found = check_bid(bid, rules_for("ERCOT", market), self.tz)
             errors = [(v.where, f"rule {v.rule}: {v.message}") for v in found]
             if isinstance(reject_one, dict) and reject_one.get("bid_id") == bid.bid_id:
                 errors.append(("", "offer refused by the market system (injected fault)"))

@@ -15,7 +15,7 @@ import httpx
 from lxml import etree
 
 from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, CurveRuleError, check_bid
+from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -25,6 +25,7 @@ from kwhub.core.markets.models import (
     SubmissionStatus,
 )
 from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
@@ -79,7 +80,7 @@ class PjmMarket(MarketAdapter):
 
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
         """A ``SubmitRequest`` of day-ahead energy offers; a bid that breaks PJM's curve rules
-        (``DEFAULT_RULES``: floor, $1,000 cap, points, monotonic, hour boundaries) never leaves."""
+        (``rules_for``: floor, $1,000 cap, points, monotonic, hour boundaries) never leaves."""
         if not bids:
             raise AdapterError("no PJM offers to render", FailureKind.CONFIGURATION)
         wrong = sorted({f"{b.bid_id} ({b.market} {b.side})" for b in bids if b.market != "DA" or b.side != "offer"})
@@ -87,7 +88,7 @@ class PjmMarket(MarketAdapter):
             raise AdapterError(f"bids {', '.join(wrong)}: kwhub's PJM offers carry day-ahead energy offers only",
                                FailureKind.CONFIGURATION)
         for bid in bids:
-            found = check_bid(bid, DEFAULT_RULES[("PJM", bid.market)], TZ)
+            found = check_bid(bid, rules_for("PJM", bid.market), TZ)
             if found:
                 raise CurveRuleError(bid.bid_id, found)
         return render_offers(bids, self.config.participant)

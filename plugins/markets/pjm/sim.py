@@ -3,7 +3,7 @@
 ``POST /marketsgateway/xml/submit`` takes a ``SubmitRequest`` of day-ahead energy offers
 (:mod:`kwhub.plugins.markets.pjm.offers`): a document that breaks the offer schema or the hour
 labels is refused as a whole (``Error``); otherwise each offer is checked against PJM's curve
-rules (``DEFAULT_RULES[("PJM", "DA")]``: floor, the $1,000 cap, at most 10 points, monotonic
+rules (``rules_for("PJM", "DA")``: floor, the $1,000 cap, at most 10 points, monotonic
 price and MW, one curve per hour of the Eastern operating day) and accepted or rejected with the
 rules it breaks. An accepted offer clears, per hour, the MW of its points priced at or below the
 hour's day-ahead price (the ``cleared`` given to the server take precedence for their
@@ -21,9 +21,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from lxml import etree
 
-from kwhub.core.markets.curve_rules import DEFAULT_RULES, check_bid
+from kwhub.core.markets.curve_rules import check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Bid
+from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.loopback import LoopbackServer, Reply
 from kwhub.hub.helpers.safe_xml import parse_xml
 from kwhub.plugins.markets.pjm.formats import (
@@ -120,7 +121,7 @@ class PjmSim:
                 return Reply(200, render_response([], "", "; ".join(problems[:5])), "text/xml")
             results = []
             for b in parse_offers(body):
-                found = [str(v) for v in check_bid(b, DEFAULT_RULES[("PJM", b.market)], TZ)]
+                found = [str(v) for v in check_bid(b, rules_for("PJM", b.market), TZ)]
                 results.append((b, found))
                 if not found:
                     self.offers.append(b)
