@@ -2,8 +2,9 @@
 its local server, and the refusal of bad price and statement files.
 
 * :func:`check_market_adapter`: the generic contract, capabilities among ``bids``,
-  ``rt_bids``, ``awards``, ``prices``, ``statements`` and ``local_server``, and every method of each
-  declared capability implemented;
+  ``rt_bids``, ``awards``, ``prices``, ``statements`` and ``local_server``, every method of each
+  declared capability implemented, and market rules known for its ``iso`` (built in, or
+  registered with :func:`kwhub.core.markets.rules.register_market_rules`);
 * :func:`check_bid_document`: the adapter's own document passes its ``validate_document``;
   an empty one and one cut in half are refused (returned problems, never raised); an
   absurd bid ($1,000,000/MWh by default) is refused before anything is rendered;
@@ -42,6 +43,7 @@ from kwhub.core.markets.models import (
     SubmissionStatus,
 )
 from kwhub.core.markets.prices import MarketPrices
+from kwhub.core.markets.rules import known_isos
 from kwhub.testing.contract import (
     check_adapter_contract,
     check_reports_failure,
@@ -74,7 +76,13 @@ def check_market_adapter(cls: type[MarketAdapter], config: Mapping[str, Any] | N
         require(not missing, f"{name}: declares capability {cap!r} but does not implement "
                 f"{', '.join(f'{m}()' for m in missing)}; implement them or drop the capability")
     if cls.capabilities & {"bids", "awards", "statements", "local_server"}:
-        require(bool(cls.iso), f"{name}: set iso (ERCOT, CAISO, PJM ...): its awards, prices and statements carry it")
+        require(bool(cls.iso), f"{name}: set iso (ERCOT, CAISO, PJM, or an ISO whose rules you register): its "
+                "awards, prices and statements carry it")
+    if cls.iso:
+        require(cls.iso in known_isos(), f"{name}: ISO {cls.iso!r} has no market rules (known: "
+                f"{', '.join(known_isos())}); register them with kwhub.core.markets.rules.register_market_rules "
+                "(curve caps and points, time zone, real-time grain, hour labels) before the adapter is used, "
+                "e.g. in the plugin's kwhub_register_market_adapters hook")
     return cast(MarketAdapter, check_adapter_contract(cls, config))
 
 
