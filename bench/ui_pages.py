@@ -127,6 +127,18 @@ def build_year(folder: Path) -> tuple[object, dict[str, str], list[str]]:
     return hub, keys, [inv.id for inv in list_invoices(hub.db)]
 
 
+def reopen(folder: Path) -> tuple[object, dict[str, str], list[str]]:
+    """A campus-year built before in ``folder`` (``--work``): the hub, new keys, the invoice ids."""
+    from kwhub.hub.api.keys import create_key
+    from kwhub.hub.app import Hub
+    from kwhub.hub.settle.service import list_invoices
+
+    hub = Hub.open(folder / "kwhub.toml")
+    keys = {"operator": create_key(hub.db, role="operator", days=30, max_days=366, actor="bench").token,
+            "tenant": create_key(hub.db, role="tenant", party="t00", days=30, max_days=366, actor="bench").token}
+    return hub, keys, [inv.id for inv in list_invoices(hub.db)]
+
+
 def build_small(folder: Path, tenants: int, meters: int) -> tuple[object, dict[str, str], list[str]]:
     """``--small``: the scaled-down year. The hub (open), keys by role, and the invoice ids."""
     import tomli_w
@@ -224,12 +236,20 @@ def main() -> None:
     ap.add_argument("--tenants", type=int, default=10, help="--small: tenants")
     ap.add_argument("--meters", type=int, default=5, help="--small: 15-minute meters per tenant")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--work", type=Path, help="build in this folder and keep it; a folder built before is reused "
+                                               "(the campus-year only; new keys each time)")
     args = ap.parse_args()
     from kwhub.hub.api.app import create_app
 
-    folder = Path(tempfile.mkdtemp(prefix="kwhub-ui-bench-"))
+    folder = args.work or Path(tempfile.mkdtemp(prefix="kwhub-ui-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    hub, keys, invoices = build_small(folder, args.tenants, args.meters) if args.small else build_year(folder)
+    if args.small:
+        hub, keys, invoices = build_small(folder, args.tenants, args.meters)
+    elif (folder / "kwhub.toml").exists() and (folder / "kwhub.db").exists():
+        hub, keys, invoices = reopen(folder)
+    else:
+        hub, keys, invoices = build_year(folder)
     setup_s = time.perf_counter() - t0
     app = create_app(hub, access_log=False)
     op = signed_in(app, keys["operator"])

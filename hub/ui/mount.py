@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from kwhub.hub.ui.auth import SignInNeeded, UiError
 from kwhub.hub.ui.flow import FlowCache, FlowWarmer
+from kwhub.hub.ui.owner_data import SettledRuns
 from kwhub.hub.ui.render import page
 from kwhub.hub.ui.session import SessionStore
 from kwhub.hub.ui.throttle import SignInThrottle
@@ -36,6 +37,7 @@ def install(app: Any) -> None:
     app.state.ui_sessions = SessionStore(app.state.hub.db)  # in the database: shared by every worker
     app.state.ui_signin_throttle = SignInThrottle()  # 10 failed sign-ins per address and minute, then 429
     app.state.ui_flow_cache = FlowCache()
+    app.state.ui_settled_runs = SettledRuns()  # parsed statements of settled runs (they never change)
     app.state.ui_flow_warmer = warmer = FlowWarmer(app)
     app.state.hub.issue_listeners.append(warmer.kick)  # runs issued through this app: recompute at once
     for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports,

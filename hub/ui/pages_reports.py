@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
@@ -18,12 +20,17 @@ router = APIRouter()
 
 @router.get("/owners", response_class=HTMLResponse)
 def owners(request: Request, period: str = "", who: Viewer = Depends(viewer("reports:read"))) -> HTMLResponse:
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.ui.owner_data import period_owner_statements
+
     period = chosen_period(request, who, period)
-    try:
-        body = reports.owner_statements(request=request, period=period, owner=None, who=who.principal)
+    try:  # the API's figures (GET /api/v1/reports/owners), each settled run's statement parsed once
+        statements = period_owner_statements(request.app.state.hub, request.app.state.ui_settled_runs, period)
+        body = {"statements": {p: json.loads(st.model_dump_json()) for p, st in statements.items()
+                               if who.principal.sees(p)}}
         problem = ""
-    except ApiProblem as exc:
-        body, problem = {"statements": {}}, exc.detail
+    except SettlementError as exc:
+        body, problem = {"statements": {}}, str(exc)
     return page(request, "owners.html", title=f"Owner statements {period}", who=who, period=period,
                 statements=body["statements"], problem=problem)
 
