@@ -1,27 +1,34 @@
-"""Benchmark: server-side render time of each dashboard page with a year settled in the store.
+"""Benchmark: server-side render time of each dashboard page with a campus-year settled in the store.
 
-Setup (not timed): a SQLite store in a temporary folder with ``--tenants`` tenants of
-``--meters`` 15-minute load channels each, a gas turbine, solar and a grid tie, all with a
-year of data (2026, New York time: 35,040 quarter-hours plus the UTC edge day), and the 12
-months settled and issued (one contract per tenant: fixed energy and demand; each invoice
-queued for delivery as JSON). Defaults: 10 tenants x 5 meters = 53 channels, 120 runs and
-invoices; this is a scaled-down campus-year (the settlement benchmark's has 1,000 channels).
+Setup (not timed): the campus-year of ``bench/settle_campus_year.py`` (its builder and cached
+store: 1,000 tenant sub-meter channels x 35,040 quarter-hours of 2026 plus the UTC edge day,
+20 tenants with TOU energy + demand + a shared fixed fee), copied, with a gas turbine, solar
+and a grid tie that supply the campus in every interval; the 12 months settled and issued
+(240 runs and invoices, each queued for delivery as JSON). ``--work DIR`` keeps the built
+store in DIR and reuses it next time; ``--small`` is the old scaled-down year (``--tenants``
+x ``--meters`` channels) for a quick look.
 
 Timed: ``--reps`` renders of each page through an in-process client signed in as an
-operator (and the campus and invoice pages as a tenant), after 3 untimed renders.
-The campus figures (energy flow and emissions per party) are computed by the dashboard's
-warmer when a run is issued (``kwhub serve`` runs it in a thread); the emissions page's report
-is cached per set of issued runs. Extra rows:
+operator (and the campus and invoice pages as a tenant), after 3 untimed renders; every
+request reads its session from the database. The campus figures (energy flow and emissions
+per party) are computed by the dashboard's warmer when a run is issued (``kwhub serve`` runs
+it in a thread); the emissions page's report is cached per set of issued runs. Extra rows:
 - "first render after an issue": before each render the figures are dropped and recomputed
   as the warmer does after an issue (untimed; its own time is printed as "warm-up"), then
   the fragment is rendered for the first time on them;
+- "first render after an issue, warmer thread recomputing": as ``kwhub serve`` runs it, the
+  figures are marked out of date and the warmer's thread recomputes them while the fragment
+  is rendered (it shows the previous figures, marked as updating);
 - "(uncached, computed by the request)": the figures dropped and not recomputed, so the
-  request computes them itself (what a page pays without the warmer thread);
+  request computes them itself (what a page pays without the warmer; not a target);
 - the emissions page with its cache emptied.
+Peer: the same work as two pages (the invoice list through the API's own function, and the
+flow fragment from the warmer's figures) served by a bare Starlette route: no session, no
+dependency injection, no template. The difference is what the dashboard's layers cost.
 Prints p50/p95 per page in milliseconds; the last line is one JSON object.
 Targets (issue 17): every page under 200 ms, the energy-flow fragment under 50 ms.
 
-    python bench/ui_pages.py [--tenants 10] [--meters 5] [--reps 30]
+    python bench/ui_pages.py [--reps 30] [--work DIR] [--small [--tenants 10] [--meters 5]]
 """
 
 from __future__ import annotations
@@ -230,6 +237,48 @@ def timed(client: object, path: str, reps: int, before: Callable[[], None] | Non
     return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1)}
 
 
+def settle_down(warmer: object, timeout_s: float = 60.0) -> None:
+    """Wait (untimed) until the warmer's thread has no recomputation pending."""
+    end = time.monotonic() + timeout_s
+    while warmer.updating and time.monotonic() < end:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+
+
+def peer_figures(app: object, hub: object, keys: dict[str, str], reps: int) -> dict[str, dict[str, float]]:
+    """The same work as two pages, served by a bare Starlette route: no session, no dependency injection,
+    no template (an f-string), the same API function or the same precomputed figures underneath."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from kwhub.hub.api import invoices as invoices_api
+    from kwhub.hub.api.keys import verify_token
+    from kwhub.hub.ui.flow import ALL, view
+
+    who = verify_token(hub.db, keys["operator"])  # type: ignore[attr-defined]
+    warmer = app.state.ui_flow_warmer  # type: ignore[attr-defined]
+
+    def invoices(request: object) -> HTMLResponse:
+        rows = invoices_api.list_invoices(request=request, contract=None, period=None, who=who, params=ALL)["items"]
+        body = "".join(f"<tr><td>{r['number']}</td><td>{r['buyer']}</td><td>{r['period']}</td>"
+                       f"<td>{r['total']} {r['currency']}</td></tr>" for r in rows[::-1])
+        return HTMLResponse(f"<table>{body}</table>")
+
+    def flow(request: object) -> HTMLResponse:
+        figs = warmer.latest()
+        got, carbon, _ = view(hub, figs, set(figs.buyers), who)
+        body = "".join(f"<tr><td>{t.name}</td><td>{t.kw_now:.1f} kW</td><td>{carbon.get(t.party, {})}</td></tr>"
+                       for t in got.tenants)
+        return HTMLResponse(f"<div data-sankey='{json.dumps(got.sankey())}'></div><table>{body}</table>")
+
+    peer = Starlette(routes=[Route("/invoices", invoices), Route("/flow", flow)])
+    peer.state.hub = hub
+    client = TestClient(peer)
+    return {"bare Starlette /invoices (the API's list_invoices, f-string table)": timed(client, "/invoices", reps),
+            "bare Starlette /flow (the warmer's figures, view(), f-string)": timed(client, "/flow", reps)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="the scaled-down year instead of the campus-year")
@@ -290,6 +339,20 @@ def main() -> None:
                                                                                    before=dropped)
     results[f"operator /ui/emissions?period={YEAR}-07 (uncached)"] = timed(op, f"/ui/emissions?period={YEAR}-07",
                                                                            args.reps, before=cold_emissions)
+    # As `kwhub serve` runs it: the warmer's thread recomputes after an issue while pages are served.
+    warmer.start()
+    settle_down(warmer)
+
+    def issued_served() -> None:  # a run was issued: the figures no longer match the issued runs
+        settle_down(warmer)
+        warmer.figures[warmer.latest_period].run_ids = frozenset()
+        warmer.kick()
+
+    results["operator /ui/campus/flow (first render after an issue, warmer thread recomputing)"] = timed(
+        op, "/ui/campus/flow", args.reps, before=issued_served)
+    settle_down(warmer)
+    warmer.stop()
+    peers = peer_figures(app, hub, keys, args.reps)
     width = max(len(k) for k in results)
     print(f"{'page':<{width}}  {'p50 ms':>8}  {'p95 ms':>8}")
     for k, v in results.items():
@@ -297,6 +360,8 @@ def main() -> None:
     warm = {"p50_ms": round(float(np.percentile(warm_s, 50)) * 1000, 1),
             "p95_ms": round(float(np.percentile(warm_s, 95)) * 1000, 1)}
     print(f"{'warm-up after an issue (warmer, not a request)':<{width}}  {warm['p50_ms']:>8.1f}  {warm['p95_ms']:>8.1f}")
+    for k, v in peers.items():
+        print(f"{'peer: ' + k:<{width}}  {v['p50_ms']:>8.1f}  {v['p95_ms']:>8.1f}")
     worst = max(v["p95_ms"] for k, v in results.items() if "computed by the request" not in k)
     flow = max(v["p95_ms"] for k, v in results.items() if "/ui/campus/flow" in k and "computed by the request" not in k)
     flow_first = results["operator /ui/campus/flow (first render after an issue)"]["p95_ms"]
@@ -305,7 +370,7 @@ def main() -> None:
     print(json.dumps({"channels": len(hub.campus.channels), "invoices": len(invoices), "reps": args.reps,  # type: ignore[attr-defined]
                       "worst_p95_ms": worst, "flow_p95_ms": flow, "flow_first_after_issue_p95_ms": flow_first,
                       "flow_computed_by_request_p95_ms": flow_cold, "warm_up": warm,
-                      "pages": results}))
+                      "pages": results, "peers": peers}))
 
 
 if __name__ == "__main__":

@@ -62,11 +62,11 @@ if (document.querySelector('main .chart') && !document.querySelector('main table
 const number = /^[-−+]?\d[\d,]*(\.\d+)?(\s?\S.*)?$/;
 const date = /^\d{4}-\d{2}(-\d{2})?/;
 for (const td of document.querySelectorAll('main tbody td, main tbody th[scope=row]')) {
-  if (!shown(td) || td.children.length > 1) continue;
-  const t = td.textContent.trim().replace(/\s+/g, ' ');
+  if (!shown(td) || td.querySelector('details, code')) continue;  // a disclosure or an identifier, not a figure
+  const t = td.innerText.trim().replace(/\s+/g, ' ');
   if (!t || date.test(t) || !number.test(t)) continue;
   const m = t.match(/^[-−+]?\d[\d,]*(\.\d+)?(.*)$/);
-  if (!/^(\s?(\S+|t CO2e|kg CO2e\/MWh))?$/.test(m[2])) continue;  // a sentence that starts with a number, not a quantity
+  if (!/^(\s[A-Za-z%][\w%/\-]*|\s?%|\s(t|kg) CO2e(\/MWh)?)?$/.test(m[2])) continue;  // text that starts with a digit, not a quantity
   const align = getComputedStyle(td).textAlign;
   if (align !== 'right' && align !== 'end') problems.push(`number not right-aligned: "${t}" in ${name(td)}`);
   if (m[1] && !m[2].trim()) problems.push(`decimal number without its unit: "${t}" in ${name(td)}`);

@@ -13,6 +13,7 @@ figures once, when a run is issued and at start, and each request only filters t
 from __future__ import annotations
 
 import contextvars
+import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,6 +157,10 @@ def compute_figures(hub: Any, config: str, period: str, latest: dict[str, dict[s
 
     figs: CampusFigures = full_scope(make)
     figs.seconds = time.perf_counter() - t0
+    # The computation leaves much garbage behind; collect it here (the warmer's thread), or the next
+    # page request pays for the full collection it triggers (measured: the fragment's first render
+    # after an issue took 25-170 ms instead of 10 on a campus-year).
+    gc.collect()
     return figs
 
 
@@ -241,6 +246,7 @@ class FlowWarmer:
         self.figures: dict[str, CampusFigures] = {}  # period -> figures (the latest few)
         self.latest_period = ""
         self._dirty = True
+        self._recomputing = False
         self._lock = threading.Lock()
         self._compute = threading.Lock()
         self._wake = threading.Event()
@@ -293,10 +299,19 @@ class FlowWarmer:
             with self._lock:
                 figs = self.figures.get(period)
             if figs is None or figs.config != self.config() or figs.run_ids != ids:
-                figs = compute_figures(hub, self.config(), period, latest)
+                self._recomputing = True
+                try:
+                    figs = compute_figures(hub, self.config(), period, latest)
+                finally:
+                    self._recomputing = False
                 self._store(figs)
             self.latest_period = period
             return figs
+
+    @property
+    def updating(self) -> bool:
+        """The figures are out of date and being recomputed (pages show the previous ones meanwhile)."""
+        return self.running and (self._dirty or self._recomputing)
 
     @property
     def running(self) -> bool:
