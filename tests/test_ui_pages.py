@@ -359,3 +359,31 @@ def test_markets_page_shows_the_latest_statement_per_day_with_totals_per_charge_
     tenant, _ = signed_in(env, "tenant_a")
     assert tenant.get("/ui/markets").status_code == 403
     assert 'href="/ui/markets"' not in tenant.get("/ui/campus").text
+
+
+def test_the_runs_pages_rows_are_the_apis_run_list_a_page_at_a_time(ui_env_sqlite, monkeypatch):
+    """hub/ui/run_rows.py reads the drafts of the shown runs only; its rows equal GET /api/v1/runs's."""
+    from kwhub.hub.api.keys import verify_token
+    from kwhub.hub.ui import run_rows as rr
+
+    env = ui_env_sqlite
+    for who in ("operator", "tenant_a", "tenant_b"):
+        principal = verify_token(env.api.hub.db, env.api.keys[who])
+        api = env.api.get(who, "/api/v1/runs").json()["items"]
+        rows, waiting, total = rr.run_rows(env.api.hub, principal, period=None, status=None, page_no=1)
+        assert total == len(api) and [r["id"] for r in rows] == [r["id"] for r in api][::-1], who
+        assert rows[::-1] == api, who
+        assert waiting == [r for r in api if r["status"] in ("held", "draft")], who
+        assert bool(waiting) == (who != "tenant_b")  # the held November run of ppa-a: the operator and tenant A see it
+        held = rr.run_rows(env.api.hub, principal, period="2026-11", status="held", page_no=1)[0]
+        assert held == [r for r in api if r["period"] == "2026-11" and r["status"] == "held"][::-1], who
+    from kwhub.hub.ui import pages_runs
+
+    monkeypatch.setattr(rr, "PER_PAGE", 1)  # pages of one run: newest first, then older
+    monkeypatch.setattr(pages_runs, "PER_PAGE", 1)
+    client, _ = signed_in(env, "operator")
+    first, second = client.get("/ui/runs"), client.get("/ui/runs?page=2")
+    assert first.status_code == second.status_code == 200 and "Older runs" in first.text and "Newer runs" in second.text
+    r99 = client.get("/ui/runs?page=99")
+    assert r99.status_code == 404, r99.text[-3000:]
+    assert client.get("/ui/runs?period=26-1").status_code == 422
