@@ -62,7 +62,7 @@ async def login(request: Request) -> Response:
                                  f"{throttle.window_s:g} seconds). Wait {wait} seconds, then sign in with a valid key.")
         resp.headers["Retry-After"] = str(wait)
         return resp
-    expected = store.unsign(request.cookies.get(PRE_COOKIE))
+    expected = await run_in_threadpool(store.unsign, request.cookies.get(PRE_COOKIE))  # the secret may be read now
     given = form.get(CSRF_FIELD)
     if not same_token(expected, given):
         raise UiError(403, "The sign-in form's security token is missing or out of date. "
