@@ -113,6 +113,9 @@ class CampusFigures:
     carbon: dict[str, dict[str, Any]]  # party -> CFE % and kg CO2e/MWh
     note: str
     seconds: float = 0.0  # how long the computation took
+    # the period's emissions report as GET /api/v1/reports/emissions gives it with every party
+    # visible (the emissions page filters it per viewer); None when the report could not be made
+    report: dict[str, Any] | None = None
 
 
 def full_scope(fn: Callable[[], Any]) -> Any:
@@ -150,10 +153,11 @@ def compute_figures(hub: Any, config: str, period: str, latest: dict[str, dict[s
 
     def make() -> CampusFigures:
         rows, sources = _flow_rows(hub, period, latest)
-        carbon, note = _carbon(hub, period)
+        carbon, note, report = _carbon(hub, period)
         buyers = {c.id: c.buyer for c in hub.campus.contracts}
         return CampusFigures(period, config, frozenset(r["id"] for r in latest.values()),
-                             {r["id"]: buyers.get(c, "") for c, r in latest.items()}, rows, sources, carbon, note)
+                             {r["id"]: buyers.get(c, "") for c, r in latest.items()}, rows, sources, carbon, note,
+                             report=report)
 
     figs: CampusFigures = full_scope(make)
     figs.seconds = time.perf_counter() - t0
@@ -186,23 +190,27 @@ def _flow_rows(hub: Any, period: str, latest: dict[str, dict[str, Any]]) -> tupl
     return rows, sources
 
 
-def _carbon(hub: Any, period: str) -> tuple[dict[str, dict[str, Any]], str]:
+def _carbon(hub: Any, period: str) -> tuple[dict[str, dict[str, Any]], str, dict[str, Any] | None]:
     """Per party: CFE % and kg CO2e/MWh (Scope 2, location-based), from the same report as
-    ``GET /api/v1/reports/emissions`` (which shows each key the parties it sees)."""
+    ``GET /api/v1/reports/emissions`` (which shows each key the parties it sees); and that report
+    with every party (the API's body before it filters the parties)."""
     from kwhub.core.settlement import SettlementError
     from kwhub.hub.esg.reports import period_disclosure
 
     try:
-        summary = period_disclosure(hub.db, hub.config, period).summary()
+        disclosure = period_disclosure(hub.db, hub.config, period)
+        summary = disclosure.summary()
     except (SettlementError, ValueError) as exc:
-        return {}, f"No emissions for {period}: {exc}"
+        return {}, f"No emissions for {period}: {exc}", None
+    report = {"period": period, "gwp_set": disclosure.gwp_set, "region": disclosure.region, "parties": summary,
+              "notes": list(disclosure.notes)}
     out = {}
     for r in summary:
         mwh = Decimal(r["energy_mwh"] or "0")
         t = Decimal(r["scope2_location_tco2e"] or "0")
         out[r["party"]] = {"cfe_pct": r["cfe_pct"],
                            "kg_per_mwh": (t * 1000 / mwh).quantize(Decimal("0.1")) if mwh else None}
-    return out, ""
+    return out, "", report
 
 
 def view(hub: Any, figs: CampusFigures, visible_runs: set[str], who: Principal) -> tuple[CampusFlow, dict[str, Any], str]:
