@@ -228,6 +228,26 @@ def test_data_quality_heatmap_counts_flagged_intervals_per_channel_day(ui_env_sq
     assert day.count('class="flagged"') == 3 and "suspect" in day and "estimated" in day and "EDT" in day
 
 
+def test_the_heatmap_shows_a_page_of_channels_at_a_time_and_filters_by_party(ui_env_sqlite, monkeypatch):
+    from kwhub.hub.ui import pages_quality
+
+    env = ui_env_sqlite
+    client, _ = signed_in(env, "operator")
+    every = re.findall(r'<tr data-channel="([^"]+)"', client.get("/ui/quality?period=2026-10").text)
+    assert len(every) >= 3 and "Next channels" not in client.get("/ui/quality?period=2026-10").text
+    monkeypatch.setattr(pages_quality, "PER_PAGE", 2)
+    pages = [client.get(f"/ui/quality?period=2026-10&page={n}") for n in (1, 2)]
+    shown = [re.findall(r'<tr data-channel="([^"]+)"', r.text) for r in pages]
+    assert shown[0] == every[:2] and shown[1] == every[2:4]  # the same channels, in the same order, two a page
+    assert "Next channels" in pages[0].text and f"Channels 1–2 of {len(every)}" in pages[0].text
+    assert "Previous channels" in pages[1].text
+    assert client.get("/ui/quality?period=2026-10&page=99").status_code == 404
+    mine = client.get("/ui/quality?period=2026-10&party=tenant_a").text
+    assert re.findall(r'<tr data-channel="([^"]+)"', mine) == ["a.load"]
+    bad = client.get("/ui/quality?period=2026-10&party=nobody")
+    assert bad.status_code == 404 and "clear the filter" in bad.text
+
+
 def test_owner_statements_emissions_jobs_and_audit_pages_show_the_apis_figures(ui_env_sqlite):
     env = ui_env_sqlite
     client, _ = signed_in(env, "operator")
