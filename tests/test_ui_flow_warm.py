@@ -97,3 +97,42 @@ def test_a_serve_worker_starts_the_warmer_which_computes_the_latest_period_befor
     finally:
         warmer.stop()
         app.state.hub.close()
+
+
+def test_while_the_warmer_recomputes_the_fragment_shows_the_previous_figures_and_says_so(ui_env_sqlite, monkeypatch):
+    """After an issue the fragment answers at once from the previous figures, marked "Updating", and
+    shows the new figures without the mark once the warmer is done."""
+    from kwhub.hub.ui import flow
+
+    env = ui_env_sqlite
+    warmer = env.api.app.state.ui_flow_warmer
+    release = threading.Event()
+    real = flow.compute_figures
+
+    def slow(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        figs = real(*args, **kw)
+        if len(figs.run_ids) == 2:  # the recomputation after the approval (both November runs) waits for the test
+            release.wait(30)
+        return figs
+
+    monkeypatch.setattr(flow, "compute_figures", slow)
+    warmer.start()
+    try:
+        _wait(lambda: warmer.latest_period == "2026-11" and not warmer.updating)
+        client, token = signed_in(env, "operator")
+        assert "Updating" not in client.get("/ui/campus/flow").text
+        client.post(f"/ui/runs/{env.held_run}/approve", data={"reason": "ok", "csrf_token": token})
+        _wait(lambda: warmer._recomputing)
+        t0 = time.monotonic()
+        frag = client.get("/ui/campus/flow").text
+        assert time.monotonic() - t0 < 5  # answered while the recomputation is still blocked
+        assert 'id="flow-updating"' in frag and "a run was issued since these figures" in frag
+        assert "tenant_a" not in re.findall(r'data-party="([^"]+)"', frag)  # the previous figures: B only
+        release.set()
+        _wait(lambda: not warmer.updating)
+        frag = client.get("/ui/campus/flow").text
+        assert 'id="flow-updating"' not in frag
+        assert _party_cells(frag, "tenant_a")[1:3] == ["4,000.0 kW", "2,884.000 MWh"]
+    finally:
+        release.set()
+        warmer.stop()

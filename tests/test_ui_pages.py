@@ -228,6 +228,26 @@ def test_data_quality_heatmap_counts_flagged_intervals_per_channel_day(ui_env_sq
     assert day.count('class="flagged"') == 3 and "suspect" in day and "estimated" in day and "EDT" in day
 
 
+def test_the_heatmap_shows_a_page_of_channels_at_a_time_and_filters_by_party(ui_env_sqlite, monkeypatch):
+    from kwhub.hub.ui import pages_quality
+
+    env = ui_env_sqlite
+    client, _ = signed_in(env, "operator")
+    every = re.findall(r'<tr data-channel="([^"]+)"', client.get("/ui/quality?period=2026-10").text)
+    assert len(every) >= 3 and "Next channels" not in client.get("/ui/quality?period=2026-10").text
+    monkeypatch.setattr(pages_quality, "PER_PAGE", 2)
+    pages = [client.get(f"/ui/quality?period=2026-10&page={n}") for n in (1, 2)]
+    shown = [re.findall(r'<tr data-channel="([^"]+)"', r.text) for r in pages]
+    assert shown[0] == every[:2] and shown[1] == every[2:4]  # the same channels, in the same order, two a page
+    assert "Next channels" in pages[0].text and f"Channels 1–2 of {len(every)}" in pages[0].text
+    assert "Previous channels" in pages[1].text
+    assert client.get("/ui/quality?period=2026-10&page=99").status_code == 404
+    mine = client.get("/ui/quality?period=2026-10&party=tenant_a").text
+    assert re.findall(r'<tr data-channel="([^"]+)"', mine) == ["a.load"]
+    bad = client.get("/ui/quality?period=2026-10&party=nobody")
+    assert bad.status_code == 404 and "clear the filter" in bad.text
+
+
 def test_owner_statements_emissions_jobs_and_audit_pages_show_the_apis_figures(ui_env_sqlite):
     env = ui_env_sqlite
     client, _ = signed_in(env, "operator")
@@ -359,3 +379,31 @@ def test_markets_page_shows_the_latest_statement_per_day_with_totals_per_charge_
     tenant, _ = signed_in(env, "tenant_a")
     assert tenant.get("/ui/markets").status_code == 403
     assert 'href="/ui/markets"' not in tenant.get("/ui/campus").text
+
+
+def test_the_runs_pages_rows_are_the_apis_run_list_a_page_at_a_time(ui_env_sqlite, monkeypatch):
+    """hub/ui/run_rows.py reads the drafts of the shown runs only; its rows equal GET /api/v1/runs's."""
+    from kwhub.hub.api.keys import verify_token
+    from kwhub.hub.ui import run_rows as rr
+
+    env = ui_env_sqlite
+    for who in ("operator", "tenant_a", "tenant_b"):
+        principal = verify_token(env.api.hub.db, env.api.keys[who])
+        api = env.api.get(who, "/api/v1/runs").json()["items"]
+        rows, waiting, total = rr.run_rows(env.api.hub, principal, period=None, status=None, page_no=1)
+        assert total == len(api) and [r["id"] for r in rows] == [r["id"] for r in api][::-1], who
+        assert rows[::-1] == api, who
+        assert waiting == [r for r in api if r["status"] in ("held", "draft")], who
+        assert bool(waiting) == (who != "tenant_b")  # the held November run of ppa-a: the operator and tenant A see it
+        held = rr.run_rows(env.api.hub, principal, period="2026-11", status="held", page_no=1)[0]
+        assert held == [r for r in api if r["period"] == "2026-11" and r["status"] == "held"][::-1], who
+    from kwhub.hub.ui import pages_runs
+
+    monkeypatch.setattr(rr, "PER_PAGE", 1)  # pages of one run: newest first, then older
+    monkeypatch.setattr(pages_runs, "PER_PAGE", 1)
+    client, _ = signed_in(env, "operator")
+    first, second = client.get("/ui/runs"), client.get("/ui/runs?page=2")
+    assert first.status_code == second.status_code == 200 and "Older runs" in first.text and "Newer runs" in second.text
+    r99 = client.get("/ui/runs?page=99")
+    assert r99.status_code == 404, r99.text[-3000:]
+    assert client.get("/ui/runs?period=26-1").status_code == 422

@@ -1,4 +1,4 @@
-"""Who is looking at a page: the session's key, checked like the API checks it.
+"""Who is looking at a page: the session's key, read with the session from the database.
 
 ``Depends(viewer("invoices:read"))`` gives the page a :class:`Viewer` (the API's
 :class:`~kwhub.hub.api.keys.Principal` plus the session's CSRF token) and sets the same
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from kwhub.hub.api.keys import Principal, verify_token
+from kwhub.hub.api.keys import Principal
 from kwhub.hub.api.problems import ApiProblem
 from kwhub.hub.store.db import ROW_SCOPE
 from kwhub.hub.ui.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, SessionStore, same_token
@@ -76,19 +76,16 @@ def sessions(request: Request) -> SessionStore:
 
 
 async def _current(request: Request, needed: str | None) -> Viewer:
-    sess = sessions(request).get(request.cookies.get(COOKIE))
+    sess = await run_in_threadpool(sessions(request).get, request.cookies.get(COOKIE))
     if sess is None:
         raise SignInNeeded(request.url.path)
-    hub = request.app.state.hub
-    principal = await run_in_threadpool(verify_token, hub.db, sess.token, ttl=hub.config.file.api.key_cache_s)
-    if principal is None:
-        sessions(request).drop(request.cookies.get(COOKIE))
-        raise SignInNeeded(request.url.path)
+    principal = sess.principal
     if needed is not None and needed not in principal.scopes:
         raise UiError(403, f"Your key ({principal.role}) lacks the scope {needed!r}. "
                            "Sign in with a key that has it, or ask an operator for one.")
     ROW_SCOPE.set(principal.row_scope)
     request.state.principal = principal
+    request.state.ui_session = sess
     return Viewer(principal, sess)
 
 

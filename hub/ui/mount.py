@@ -9,10 +9,11 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from kwhub.hub.ui.auth import SignInNeeded, UiError, sessions
+from kwhub.hub.ui.auth import SignInNeeded, UiError
 from kwhub.hub.ui.flow import FlowCache, FlowWarmer
+from kwhub.hub.ui.owner_data import SettledRuns
 from kwhub.hub.ui.render import page
-from kwhub.hub.ui.session import COOKIE, SessionStore
+from kwhub.hub.ui.session import SessionStore
 from kwhub.hub.ui.throttle import SignInThrottle
 
 STATIC = Path(__file__).parent / "static"
@@ -33,9 +34,10 @@ def install(app: Any) -> None:
         pages_runs,
     )
 
-    app.state.ui_sessions = SessionStore()
+    app.state.ui_sessions = SessionStore(app.state.hub.db)  # in the database: shared by every worker
     app.state.ui_signin_throttle = SignInThrottle()  # 10 failed sign-ins per address and minute, then 429
     app.state.ui_flow_cache = FlowCache()
+    app.state.ui_settled_runs = SettledRuns()  # parsed statements of settled runs (they never change)
     app.state.ui_flow_warmer = warmer = FlowWarmer(app)
     app.state.hub.issue_listeners.append(warmer.kick)  # runs issued through this app: recompute at once
     for module in (pages_auth, pages_campus, pages_runs, pages_invoices, pages_ops, pages_quality, pages_reports,
@@ -54,7 +56,7 @@ def install(app: Any) -> None:
         from kwhub.hub.ui.auth import Viewer
 
         who = None
-        sess = sessions(request).get(request.cookies.get(COOKIE))
+        sess = getattr(request.state, "ui_session", None)  # set when the session was read for this request
         principal = getattr(request.state, "principal", None)
         if sess is not None and principal is not None:
             who = Viewer(principal, sess)

@@ -62,7 +62,7 @@ async def login(request: Request) -> Response:
                                  f"{throttle.window_s:g} seconds). Wait {wait} seconds, then sign in with a valid key.")
         resp.headers["Retry-After"] = str(wait)
         return resp
-    expected = store.unsign(request.cookies.get(PRE_COOKIE))
+    expected = await run_in_threadpool(store.unsign, request.cookies.get(PRE_COOKIE))  # the secret may be read now
     given = form.get(CSRF_FIELD)
     if not same_token(expected, given):
         raise UiError(403, "The sign-in form's security token is missing or out of date. "
@@ -77,7 +77,7 @@ async def login(request: Request) -> Response:
         return _login_page(request, str(form.get("next") or ""), status=401,
                            error="That API key is unknown, expired or revoked. Check it, or create a new one "
                                  "with `kwhub keys create`.")
-    cookie, _ = store.create(key.strip())  # type: ignore[union-attr]
+    cookie, _ = await run_in_threadpool(store.create, principal)
     resp = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     resp.set_cookie(COOKIE, cookie, **_cookie_args(request))  # type: ignore[arg-type]
     resp.delete_cookie(PRE_COOKIE, path="/ui")
@@ -88,11 +88,11 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     form = await form_of(request)
     store = sessions(request)
-    sess = store.get(request.cookies.get(COOKIE))
+    sess = await run_in_threadpool(store.get, request.cookies.get(COOKIE))
     given = form.get(CSRF_FIELD)
     if sess is not None and not same_token(sess.csrf, given):
         raise UiError(403, "The sign-out form's security token is out of date. Reload the page and try again.")
-    store.drop(request.cookies.get(COOKIE))
+    await run_in_threadpool(store.drop, request.cookies.get(COOKIE))
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/ui")
     return resp

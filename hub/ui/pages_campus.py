@@ -17,7 +17,7 @@ router = APIRouter()
 def _context(request: Request, who: Viewer) -> dict[str, object]:
     hub = request.app.state.hub
     flow, carbon, note = campus_now(hub, request, who.principal, request.app.state.ui_flow_warmer)
-    return {"flow": flow, "carbon": carbon, "carbon_note": note,
+    return {"flow": flow, "carbon": carbon, "carbon_note": note, "updating": request.app.state.ui_flow_warmer.updating,
             "sankey_json": json.dumps(flow.sankey()), "refresh_s": 30}
 
 

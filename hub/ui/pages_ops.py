@@ -13,7 +13,7 @@ from kwhub.hub.api import admin
 from kwhub.hub.api import invoices as invoices_api
 from kwhub.hub.api.models import Reason
 from kwhub.hub.store.service_tables import ROLES
-from kwhub.hub.ui.auth import UiError, Viewer, call_api, form_of, form_viewer, viewer
+from kwhub.hub.ui.auth import UiError, Viewer, call_api, form_of, form_viewer, sessions, viewer
 from kwhub.hub.ui.flow import ALL
 from kwhub.hub.ui.render import page
 
@@ -90,4 +90,6 @@ async def revoke_key(key_id: str, request: Request, who: Viewer = Depends(form_v
     except ValidationError:
         raise UiError(422, "To revoke a key, write the reason (it goes to the audit log).") from None
     await run_in_threadpool(call_api, admin.revoke, body=reason, request=request, key_id=key_id, who=who.principal)
-    return _done("/ui/keys", f"Key {key_id} revoked; it stops working at once.")
+    ended = await run_in_threadpool(sessions(request).end_key, key_id)
+    return _done("/ui/keys", f"Key {key_id} revoked; it stops working at once "
+                             f"({ended} dashboard session{'' if ended == 1 else 's'} ended).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from kwhub.hub.api import campus as campus_api
@@ -25,20 +25,36 @@ def _channels(request: Request, who: Viewer) -> list[object]:
     return [c for c in request.app.state.hub.campus.channels if c.id in visible and c.unit == "kWh"]
 
 
+PER_PAGE = 100  # heatmap rows (channels) per page: a readable table, and a read of at most 100 channel-months
+
+
 @router.get("/quality", response_class=HTMLResponse)
-def quality(request: Request, period: str = "", layer: str = "validated",
+def quality(request: Request, period: str = "", layer: str = "validated", party: str = "", page_no: int = Query(1, alias="page"),
             who: Viewer = Depends(viewer("vee:read"))) -> HTMLResponse:
     if layer not in LAYERS:
         raise UiError(422, f"Unknown layer {layer!r}; choose raw or validated.")
     period = chosen_period(request, who, period)
     hub = request.app.state.hub
-    days, counted = heatmap(hub, _channels(request, who), period, layer)
+    channels = _channels(request, who)
+    parties = sorted({str(c.party) for c in channels if c.party})
+    if party:
+        if party not in parties:
+            raise UiError(404, f"No energy channel of party {party!r} is visible to your key; "
+                               "choose a party from the list, or clear the filter.")
+        channels = [c for c in channels if c.party == party]
+    pages = max(1, -(-len(channels) // PER_PAGE))
+    if not 1 <= page_no <= pages:
+        raise UiError(404, f"There is no page {page_no} of channels (pages 1 to {pages}); go back to page 1.")
+    first = (page_no - 1) * PER_PAGE
+    shown = channels[first:first + PER_PAGE]
+    days, counted = heatmap(hub, shown, period, layer)
     rows = [(ch, cells_html(ch.id, days, cells, layer)) for ch, cells in counted]
     events = call_api(campus_api.vee_events, request=request, channel=None, rule=None, who=who.principal,
                       params=ALL)["items"]
     events = [e for e in events if e["day"][:7] == period]
     return page(request, "quality.html", title=f"Data quality {period}", who=who, period=period, layer=layer,
-                layers=LAYERS, days=days, rows=rows, events=events)
+                layers=LAYERS, days=days, rows=rows, events=events, party=party, parties=parties, page_no=page_no,
+                pages=pages, first=first, total=len(channels))
 
 
 @router.get("/quality/{channel_id}/{day}", response_class=HTMLResponse)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -16,22 +16,29 @@ from kwhub.hub.api import runs as runs_api
 from kwhub.hub.api.models import Reason
 from kwhub.hub.ui.auth import UiError, Viewer, call_api, form_of, form_viewer, viewer
 from kwhub.hub.ui.flow import ALL
+from kwhub.hub.ui.periods import PERIOD_RE
 from kwhub.hub.ui.render import page
+from kwhub.hub.ui.run_rows import PER_PAGE, run_rows
 
 router = APIRouter()
 STATUSES = ("held", "draft", "issued", "no_change", "rejected", "superseded")
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def runs(request: Request, status: str = "", period: str = "",
+def runs(request: Request, status: str = "", period: str = "", page_no: int = Query(1, alias="page"),
          who: Viewer = Depends(viewer("runs:read"))) -> HTMLResponse:
     if status and status not in STATUSES:
         raise UiError(422, f"Unknown status {status!r}; choose one of {', '.join(STATUSES)} or leave it empty.")
-    rows = call_api(runs_api.list_runs, request=request, period=period or None, contract=None,
-                    status=status or None, who=who.principal, params=ALL)["items"]
-    waiting = [r for r in rows if r["status"] in ("held", "draft")]
-    return page(request, "runs.html", title="Settlement runs", who=who, rows=rows[::-1], waiting=waiting,
-                status=status, period=period, statuses=STATUSES, flash=request.query_params.get("done", ""))
+    if period and not PERIOD_RE.match(period):
+        raise UiError(422, f"Period {period!r} is not YYYY-MM (for example 2026-10).")
+    rows, waiting, total = run_rows(request.app.state.hub, who.principal, period=period or None,
+                                    status=status or None, page_no=page_no)
+    pages = max(1, -(-total // PER_PAGE))
+    if not 1 <= page_no <= pages:
+        raise UiError(404, f"There is no page {page_no} of runs (pages 1 to {pages}); go back to page 1.")
+    return page(request, "runs.html", title="Settlement runs", who=who, rows=rows, waiting=waiting,
+                status=status, period=period, statuses=STATUSES, flash=request.query_params.get("done", ""),
+                page_no=page_no, pages=pages, total=total, first=(page_no - 1) * PER_PAGE)
 
 
 @router.get("/runs/{run_id:path}", response_class=HTMLResponse)

@@ -16,14 +16,24 @@ def chosen_period(request: Any, who: Any, period: str) -> str:
         if not PERIOD_RE.match(period):
             raise UiError(422, f"Period {period!r} is not YYYY-MM (for example 2026-10).")
         return period
-    from kwhub.hub.api import runs as runs_api
-    from kwhub.hub.ui.flow import ALL
-
-    rows = runs_api.list_runs(request=request, period=None, contract=None, status=None, who=who.principal,
-                              params=ALL)["items"]
-    if rows:
-        return max(r["period"] for r in rows)
+    hub = request.app.state.hub
+    latest = latest_run_period(hub, who.principal)
+    if latest:
+        return latest
     from kwhub.core.timeline import zone
 
-    hub = request.app.state.hub
     return hub.now().astimezone(zone(hub.config.hub.timezone)).strftime("%Y-%m")  # type: ignore[no-any-return]
+
+
+def latest_run_period(hub: Any, who: Any) -> str:
+    """The latest period with a settlement run whose contract's buyer ``who`` sees (the rule of the API's
+    run list), or "". One narrow query: the run's contract and period only (its columns come before the
+    stored statement, so the large rows are not read)."""
+    from sqlalchemy import select
+
+    from kwhub.hub.store.settlement_tables import settlement_run_table as t
+
+    buyers = {c.id: c.buyer for c in hub.campus.contracts}
+    with hub.db.engine.connect() as conn:
+        pairs = conn.execute(select(t.c.contract_id, t.c.period).distinct()).all()
+    return max((period for contract, period in pairs if who.sees(buyers.get(contract))), default="")

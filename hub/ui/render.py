@@ -67,6 +67,31 @@ def money(value: Any, currency: str = "") -> str:
     return f"{d:,} {currency}".strip()
 
 
+# determinant name endings -> the unit shown beside the value ("{cur}" is the invoice's currency)
+_UNITS = (("_per_kw_month", "{cur}/kW-month"), ("_per_mwh", "{cur}/MWh"), ("_per_kwh", "{cur}/kWh"),
+          ("_per_kw", "{cur}/kW"), ("_kwh", "kWh"), ("_mwh", "MWh"), ("_kw", "kW"), ("_mw", "MW"), ("_pct", "%"),
+          ("_tco2e", "t CO2e"), ("_kg", "kg"), ("_mmbtu", "MMBtu"), ("_hours", "h"), ("_minutes", "min"),
+          ("minutes", "min"), ("_days", "days"), ("days", "days"), ("intervals", "intervals"), ("_amount", "{cur}"),
+          ("amount", "{cur}"), ("total", "{cur}"), ("share", "(share)"), ("ratio", "(ratio)"))
+
+
+def determinant(key: str, value: Any, currency: str = "") -> str:
+    """A numeric determinant with its unit, named by the key's ending (``energy_kwh`` -> ``297,600.0 kWh``);
+    empty when ``value`` is not a number (the page shows it as text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)) \
+            or key.endswith(("year", "version", "_id", "seq", "code", "number")):
+        return ""  # names and numbering, not quantities
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        return ""
+    if not d.is_finite():
+        return ""
+    unit = next((u for end, u in _UNITS if key.endswith(end)), "")
+    text = f"{d:,}" if d == d.to_integral_value() and "." not in str(value) else f"{d:,f}"
+    return f"{text} {unit.format(cur=currency)}".strip()
+
+
 class Clock:
     """Formats instants in the hub's time zone."""
 
@@ -94,6 +119,7 @@ _ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_au
                    trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["number"] = number
 _ENV.filters["money"] = money
+_ENV.globals["determinant"] = determinant
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
