@@ -352,7 +352,8 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
             adapter = _instance(hub, instance_id, {"host": server.host, "port": server.port})
             await asyncio.to_thread(check_reports_ok, adapter)
             poller = Poller([adapter], hub.db.intervals, flush_seconds=0.5, clock=clock,  # type: ignore[list-item]
-                            time_scale=speed, source=f"kit:{instance_id}")
+                            time_scale=speed, source=f"kit:{instance_id}",
+                            channel_units={c.id: c.unit for c in hub.campus.channels})
             clock.release()
             await poller.run(seconds)
             return server.port, poller.writes
