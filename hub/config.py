@@ -190,11 +190,14 @@ class KwhubConfig:
 
 def _registry_for(cf: ConfigFile) -> Any:
     """The plugins this configuration names: the families of its adapter types, the ERP
-    renderers when parties receive documents, and kwhub's core rules and price components.
-    Loading a configuration does not import the plugins of families it does not use."""
+    renderers when parties receive documents, and kwhub's core rules and price components
+    when there are contracts or ``[vee]`` settings to check against them. Loading a
+    configuration does not import the plugins of families it does not use."""
     from kwhub.hub.registry import get_registry
 
-    families = {"core"} | {spec.type.split(".", 1)[0] for spec in cf.adapters}
+    families = {spec.type.split(".", 1)[0] for spec in cf.adapters}
+    if cf.contracts or cf.vee:
+        families.add("core")
     if any(p.delivery.formats or p.delivery.routes for p in cf.parties):
         families.add("erp")
     registry = get_registry(families=families)

@@ -289,8 +289,9 @@ def validate_plugins(cf: ConfigFile, data: dict[str, Any], registry: Any,
         problems += _amended_component_problems(k, k_i, registry)
     from kwhub.core.vee.config import VeeConfig, VeeConfigError
 
-    try:
-        problems += VeeConfig.from_mapping(cf.vee).check_rules(registry.vee_rules)
-    except VeeConfigError as exc:
-        problems += exc.problems
+    if cf.vee:  # kwhub's own defaults need no check against the rules
+        try:
+            problems += VeeConfig.from_mapping(cf.vee).check_rules(registry.vee_rules)
+        except VeeConfigError as exc:
+            problems += exc.problems
     return instances, problems
