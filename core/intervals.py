@@ -75,6 +75,7 @@ class ChannelSeries:
     quality: np.ndarray  # uint8 Quality
     rule_ids: np.ndarray | None = None
     rule_names: tuple[str, ...] = ()
+    unit: str = ""  # the unit of ``values`` as the adapter read them ("": the channel's); see kwhub.core.meter_units
 
     def __post_init__(self) -> None:
         self.starts = np.asarray(self.starts, dtype=np.int64)

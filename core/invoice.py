@@ -30,7 +30,7 @@ UNIT_CODES = {"kWh": "KWH", "MWh": "MWH", "kW": "KWT", "MW": "MAW", "each": "C62
 class Address(BaseModel):
     """A postal address, as much as the standard formats need."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     street: str = ""
     city: str = ""
@@ -57,7 +57,7 @@ class PaymentDetails(BaseModel):
     ``Net N days``). ``means_code`` is the UNCL 4461 code (30 credit transfer).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     means_code: str = "30"
     iban: str = ""
@@ -103,7 +103,7 @@ class PartyRef(BaseModel):
     ``payment`` is where the party is paid (the seller on an invoice).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     id: str
     name: str
@@ -132,7 +132,7 @@ class PartyRef(BaseModel):
 class InvoiceLine(BaseModel):
     """One charge: quantity x unit price = amount, with a link to its bill determinants."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     number: int
     description: str
@@ -172,7 +172,7 @@ class InvoiceLine(BaseModel):
 class TaxSubtotal(BaseModel):
     """Tax per (category, percent)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     category: str
     percent: Decimal
@@ -193,7 +193,7 @@ class TaxSubtotal(BaseModel):
 class DocumentReference(BaseModel):
     """A reference to an earlier document (the original of an adjustment or credit note)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     id: str
     number: str
@@ -203,7 +203,7 @@ class DocumentReference(BaseModel):
 class Invoice(BaseModel):
     """A format-neutral invoice, adjustment invoice or credit note."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # schema built at first use
 
     id: str
     number: str

@@ -9,7 +9,10 @@ nothing else. A unit is recognised case-insensitively.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from kwhub.core.intervals import ChannelSeries, IntervalBatch, IntervalDataError
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,45 @@ def conversion(value_unit: MeterUnit, channel_unit: MeterUnit, minutes: int) -> 
     if value_unit.dimension == "energy" and channel_unit.dimension == "power":
         return ratio * 60.0 / minutes
     return None
+
+
+# the unit an interval of each register quantity is delivered in once integrated over the interval
+INTERVAL_UNIT = {"energy": "kWh", "power": "kWh", "fuel": "MMBtu", "fuel_rate": "MMBtu", "ratio": "fraction",
+                 "status": "fraction"}
+
+
+def in_channel_unit(series: ChannelSeries, channel_unit: str | None, *, source: str = "") -> ChannelSeries:
+    """``series`` with its values in its channel's unit: the one unit rule of every meter adapter.
+
+    An adapter says which unit its values are in (``series.unit``: ``kWh``, ``MMBtu``,
+    ``fraction`` ...); empty means already in the channel's unit (nothing is checked). A
+    unit that converts (Wh, kWh, MWh; kW over the interval) is converted; one that does not
+    (MMBtu into a kWh channel, kWh into a fraction) is an :class:`IntervalDataError` naming
+    the source, channel and both units. ``channel_unit`` None: a channel kwhub does not know
+    yet, kept in kWh.
+    """
+    if not series.unit:
+        return series
+    value_unit = meter_unit(series.unit)
+    target = meter_unit(channel_unit or "kWh")
+    if value_unit is None or target is None:
+        bad = series.unit if value_unit is None else channel_unit
+        raise IntervalDataError(f"unit {bad!r} is not one of {KNOWN_TEXT}", source=source,
+                                where=series.channel_id, field="unit")
+    factor = conversion(value_unit, target, series.interval_minutes)
+    if factor is None:
+        raise IntervalDataError(f"values in {value_unit.name}, but channel {series.channel_id} is configured in "
+                                f"{target.name} ({value_unit.dimension} is not {target.dimension}); map the value "
+                                "to a channel of its unit, or fix the channel's `unit` in kwhub.toml",
+                                source=source, where=series.channel_id, field="unit")
+    values = series.values if factor == 1.0 else series.values * factor
+    return replace(series, values=values, unit=target.name)
+
+
+def apply_channel_units(batch: IntervalBatch, channel_units: Mapping[str, str]) -> IntervalBatch:
+    """The batch with every series in its channel's unit (see :func:`in_channel_unit`);
+    ``channel_units`` maps the known channels' ids to their units."""
+    if not any(s.unit for s in batch.series):
+        return batch
+    series = [in_channel_unit(s, channel_units.get(s.channel_id), source=batch.source) for s in batch.series]
+    return replace(batch, series=series)

@@ -179,9 +179,14 @@ def _candidates(use_entry_points: bool) -> list[tuple[str, Callable[[], ModuleTy
     """(name, loader, distribution, version) for every plugin that could be loaded."""
     out: list[tuple[str, Callable[[], Any], str, str]] = []
     if use_entry_points:
+        dists: dict[str, tuple[str, str]] = {}  # a distribution's METADATA is parsed once, not per entry point
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else ""
-            ver = ep.dist.version if ep.dist is not None else ""
+            dist, ver = "", ""
+            if ep.dist is not None:
+                key = str(getattr(ep.dist, "_path", id(ep.dist)))
+                if key not in dists:
+                    dists[key] = (ep.dist.metadata["Name"], ep.dist.version)
+                dist, ver = dists[key]
             out.append((ep.name, ep.load, dist, ver))
     else:
         from importlib.metadata import PackageNotFoundError, version

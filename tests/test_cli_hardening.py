@@ -27,7 +27,7 @@ from kwhub.hub.deliver.outbox import enqueue_invoice
 from kwhub.hub.store import Database
 from kwhub.hub.store.outbox_tables import outbox_table, utcnow
 from tests.fixtures.outbox import RECEIVER_SECRET, JsonTestRenderer, issue_invoices
-from tests.fixtures.settlement import set_value, write_period
+from tests.fixtures.settlement import SETTLE_TOML, set_value, write_period
 
 EVIL = "[red]hall\x1b[2J\u202eA:smile:"
 SHOWN = "[red]hall\\x1b[2J\\u202eA:smile:"
@@ -188,34 +188,6 @@ def test_database_url_errors_are_named(tmp_path, kwhub):
     assert res.returncode == 4 and "cannot open the database" in flat(res.stderr) and "pw123" not in res.stderr
     assert "looks like a bug" not in res.stderr
 
-
-SETTLE_TOML = """
-[[sites]]
-id = "campus"
-
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
-
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
-load_channels = ["a.load"]
-
-[[contracts.components]]
-kind = "fixed_energy"
-price_per_mwh = "50"
-"""
 
 
 def test_a_rewound_sequence_is_a_named_error_without_sql(tmp_path, kwhub):

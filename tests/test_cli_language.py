@@ -27,7 +27,7 @@ import typer
 from typer.testing import CliRunner
 
 from kwhub.hub.cli.main import COMMANDS, app
-from tests.fixtures.settlement import write_period
+from tests.fixtures.settlement import SETTLE_TOML, write_period
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "kwhub_long.csv"
@@ -288,34 +288,6 @@ def test_deliver_says_what_it_does_once_and_as_a_daemon(tmp_path):
     assert proc.returncode == 130, err
     assert "stopped after 0 pass(es) that did something: delivered 0" in err and "nothing left to deliver" in err
 
-
-SETTLE_TOML = """
-[[sites]]
-id = "campus"
-
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
-
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
-load_channels = ["a.load"]
-
-[[contracts.components]]
-kind = "fixed_energy"
-price_per_mwh = "50"
-"""
 
 
 def test_ingest_explains_its_columns_and_lists_the_periods_it_made_stale(tmp_path, monkeypatch):

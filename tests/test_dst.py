@@ -210,3 +210,20 @@ def test_dst_flag_with_elapsed_style_is_a_config_error():
 
     with pytest.raises(ValidationError, match="dst_flag_column"):
         CsvMeter("he", {"dst_flag_column": "DST", "hour_ending_style": "elapsed"})
+
+
+@pytest.mark.parametrize("marker", ["HE02*", "HE02 DST", "2*"])
+def test_hour_ending_labels_marking_the_repeated_hour_need_no_flag_column(tmp_path, marker):
+    """``HE02*`` style labels (kwhub.core.hour_ending.parse_labels) place the repeated hour like a DST flag."""
+    day, tz = DAYS[("America/New_York", "fall")], "America/New_York"
+    labels: list[object] = ["HE01", "HE02", marker, *(f"HE{k:02d}" for k in range(3, 25))]
+    p = tmp_path / "he.csv"
+    p.write_text(_fall_rows(day, labels))  # type: ignore[arg-type]
+    (s,) = CsvMeter("he", {"timezone": tz}).read_file(p, channel="m").series
+    assert s.starts.tolist() == utc_hour_starts(day, tz)  # 25 distinct hours, in order
+    assert s.values.tolist() == [100.0 + i for i in range(25)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(_fall_rows(day, ["HE01", "HE07*"]))  # type: ignore[list-item]
+    with pytest.raises(IntervalDataError, match="only HE 2 repeats") as ei:
+        CsvMeter("he", {"timezone": tz}).read_file(bad, channel="m")
+    assert ei.value.where == "line 3" and ei.value.field == "HE"

@@ -186,3 +186,17 @@ def test_the_cli_refuses_an_occupied_folder_and_an_unknown_family(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unknown family 'iso'" in out.stderr and "meters, erp, markets, esg" in out.stderr
     assert (tmp_path / "kwhub_acme" / "notes.txt").read_text() == "mine"
+
+
+def test_a_name_of_the_longest_allowed_length_scaffolds_lines_of_at_most_120_characters(tmp_path):
+    """A 40-character plugin name (the limit) still gives every family's code lines that fit 120 columns."""
+    name = "northwind_" + "x" * 29 + "y"
+    assert len(name) == 40 and names(name, "meters")["name"] == name
+    for family in FAMILIES:
+        for rel, text in plan(name, family).items():
+            if rel.endswith((".py", ".toml")):
+                long = [(n, len(line)) for n, line in enumerate(text.splitlines(), 1) if len(line) > 120]
+                assert not long, f"{family}: {rel} lines (number, length) {long}"
+        write_plugin(name, family, tmp_path / family)
+    _run([sys.executable, "-m", "ruff", "check", "--quiet", "--line-length", "120", "--select", "E,F,W,I,B,UP",
+          str(tmp_path)], tmp_path)

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kwhub.core.intervals import IntervalDataError
 from kwhub.core.timeline import Span, require_aware
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SOLAR_COLUMNS = ("interval_start", "asset", "mw")
 OUTAGE_COLUMNS = ("unit", "start", "end", "available_mw")
@@ -60,6 +63,8 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    import pandas as pd  # on first use: importing kwhub.toml's [markets] models must not cost pandas
+
     if not path.exists():
         raise IntervalDataError("the file does not exist; fix the path in [markets] of kwhub.toml", source=str(path))
     try:
@@ -74,6 +79,8 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _numbers(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
+    import pandas as pd
+
     vals = pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(np.float64)
     bad = np.isnan(vals) | (vals < 0)
     if bad.any():
@@ -85,6 +92,8 @@ def _numbers(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
 
 def _instants(raw: pd.Series, tz: str, path: Path, col: str) -> np.ndarray:
     """UTC epoch seconds of ISO 8601 stamps; naive ones are wall times of ``tz``, refused if ambiguous."""
+    import pandas as pd
+
     raw = raw.str.strip()
     aware = raw.str.contains(_OFFSET, regex=True).to_numpy()
     out = np.zeros(len(raw), dtype=np.int64)
@@ -118,6 +127,8 @@ def read_solar_forecast(path: Path, tz: str, span: Span, minutes: int,
     ``capacity_mw`` maps the campus's solar asset ids to their capacity: an unknown asset
     or a value above capacity is refused, so is a grid interval the file does not cover.
     """
+    import pandas as pd
+
     df = _read_csv(path, SOLAR_COLUMNS)
     if df.empty:
         raise IntervalDataError("the forecast file has no rows", source=str(path), where="line 2")
@@ -161,6 +172,8 @@ def read_solar_forecast(path: Path, tz: str, span: Span, minutes: int,
 
 def read_outages(path: Path, tz: str) -> list[Outage]:
     """Outages/derates from a CSV file with columns ``unit, start, end, available_mw``."""
+    import pandas as pd
+
     df = _read_csv(path, OUTAGE_COLUMNS)
     starts = _instants(df["start"], tz, path, "start")
     ends = _instants(df["end"], tz, path, "end")

@@ -13,11 +13,12 @@ fall-back day the second 01:00-02:00 is hour ending 02 again with ``DSTFlag=Y``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import numpy as np
 
-from kwhub.core.timeline import local_day, zone
+from kwhub.core.hour_ending import day_labels, offset_label
+from kwhub.core.timeline import zone
 
 
 class LabelError(ValueError):
@@ -39,29 +40,14 @@ class DayGrid:
     offsets: list[str] = field(init=False)  # UTC offset of the interval start, "-05:00"
 
     def __post_init__(self) -> None:
-        span = local_day(self.day, self.tz)
-        step = self.minutes * 60
-        n = span.seconds // step
-        self.starts = span.start_epoch + step * np.arange(n, dtype=np.int64)
-        z = zone(self.tz)
-        he = np.zeros(n, dtype=np.int64)
-        sub = np.zeros(n, dtype=np.int64)
-        rep = np.zeros(n, dtype=bool)
-        ending: list[str] = []
-        offsets: list[str] = []
-        for i, s in enumerate(self.starts.tolist()):
-            local = datetime.fromtimestamp(s, tz=UTC).astimezone(z)
-            end = datetime.fromtimestamp(s + step, tz=UTC).astimezone(z)
-            he[i] = local.hour + 1
-            sub[i] = local.minute // self.minutes + 1
-            rep[i] = bool(local.fold)
-            ending.append("24:00" if end.date() > self.day else f"{end.hour:02d}:{end.minute:02d}")
-            off = local.utcoffset() or timedelta(0)
-            sign = "-" if off < timedelta(0) else "+"
-            mins = abs(int(off.total_seconds())) // 60
-            offsets.append(f"{sign}{mins // 60:02d}:{mins % 60:02d}")
-        self.hour_ending, self.interval_in_hour, self.repeated = he, sub, rep
-        self.ending, self.offsets = ending, offsets
+        lab = day_labels(self.day, self.tz, self.minutes)  # the one hour-ending rule of kwhub.core.hour_ending
+        self.starts = lab.starts
+        self.hour_ending, self.interval_in_hour, self.repeated = lab.hour_ending, lab.interval_in_hour, lab.repeated
+        wall = (lab.starts + lab.offset_s) % 86400  # local wall clock seconds of each start
+        ends = [f"{w // 3600:02d}:{w % 3600 // 60:02d}" for w in wall[1:].tolist()]
+        self.ending = [*ends, "24:00"] if len(wall) else []
+        self.offsets = [offset_label(o) for o in lab.offset_s.tolist()]
+        he, sub, rep = self.hour_ending, self.interval_in_hour, self.repeated
         self._index = {(int(h), int(k), bool(r)): i for i, (h, k, r) in enumerate(zip(he, sub, rep, strict=True))}
 
     def __len__(self) -> int:

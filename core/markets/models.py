@@ -37,7 +37,7 @@ STATEMENT_ORDER: dict[str, int] = {"initial": 0, "final": 1, "true_up": 2, "rese
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schema built at first use
 
 
 def _utc(v: datetime) -> datetime:

@@ -285,9 +285,13 @@ class PricingContext:
 
 
 class ComponentConfig(BaseModel):
-    """Settings every component accepts; subclasses add their own (unknown keys are errors)."""
+    """Settings every component accepts; subclasses add their own (unknown keys are errors).
 
-    model_config = ConfigDict(extra="forbid")
+    Schemas are built when a component's settings are first validated, not when the
+    class is defined: a command that prices nothing does not pay for every component.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     description: str = ""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -19,6 +21,8 @@ certs_app = typer.Typer(
     no_args_is_help=True)
 esg_app.add_typer(certs_app, name="certificates")
 _CONFIG = typer.Option(None, "--config", "-c", help="kwhub.toml (default: ./kwhub.toml).")
+T = TypeVar("T")
+
 FORMATS = ("ghg", "cdp", "esrs", "sb253", "summary")  # the built-in writers; plugins add theirs
 
 
@@ -27,6 +31,18 @@ def _open(config: Path | None):  # noqa: ANN202 - (config, database)
 
     cfg = load(config)
     return cfg, open_db(cfg, read_only=True)  # never creates a database
+
+
+def _with_db(config: Path | None, action: Callable[[Any, Any], T]) -> tuple[Any, T]:
+    """``(configuration, action(configuration, database))``, the database closed after; the
+    ledger's and the inventory's errors become a one-paragraph message (exit 1)."""
+    cfg, db = _open(config)
+    try:
+        return cfg, action(cfg, db)
+    except _errors() as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        db.close()
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -64,13 +80,7 @@ def report_command(
     if bad:
         raise UserError(f"--format {', '.join(bad)}: choose from {', '.join(installed)} or all "
                         "(an ESG plugin adds its own format)", exit_code=EXIT_CONFIG)
-    cfg, db = _open(config)
-    try:
-        disclosure = period_disclosure(db, cfg, period, tenant, gwp)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    cfg, disclosure = _with_db(config, lambda cfg, db: period_disclosure(db, cfg, period, tenant, gwp))
     folder = out or cfg.output_dir / "esg"
     written = write_disclosure(cfg, disclosure, formats, folder)
     failed = False
@@ -97,13 +107,7 @@ def certs_issue(
     """Issue one bundle per device and hour from the validated generation (whole Wh, rounded down)."""
     from kwhub.hub.esg.ledger import issue_period
 
-    cfg, db = _open(config)
-    try:
-        issued = issue_period(db, cfg, period, device or None)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    cfg, issued = _with_db(config, lambda cfg, db: issue_period(db, cfg, period, device or None))
     typer.echo(f"issued {len(issued)} bundle(s), {sum(b.quantity_wh for b in issued)} Wh")
 
 
@@ -113,13 +117,7 @@ def certs_transfer(period: str = typer.Option(..., "--period", help="Billing per
     """Transfer each hour's certificates to the tenants the settled allocation gave the device's energy."""
     from kwhub.hub.esg.ledger import transfer_by_allocation
 
-    cfg, db = _open(config)
-    try:
-        moved = transfer_by_allocation(db, cfg, period)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    cfg, moved = _with_db(config, lambda cfg, db: transfer_by_allocation(db, cfg, period))
     typer.echo(f"transferred {len(moved)} bundle(s), {sum(b.quantity_wh for b in moved)} Wh")
 
 
@@ -130,13 +128,7 @@ def certs_claim(period: str = typer.Option(..., "--period", help="Billing period
     """Cancel and claim the tenant's Active certificates for its consumption in their own hour."""
     from kwhub.hub.esg.ledger import claim_for
 
-    cfg, db = _open(config)
-    try:
-        done = claim_for(db, tenant, period, cfg.hub.timezone)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    cfg, done = _with_db(config, lambda cfg, db: claim_for(db, tenant, period, cfg.hub.timezone))
     typer.echo(f"claimed {len(done)} bundle(s), {sum(b.quantity_wh for b in done)} Wh for {tenant}")
 
 
@@ -149,13 +141,7 @@ def certs_withdraw(bundle: str = typer.Argument(..., help="Bundle id."),
     """Withdraw an Active bundle (or part of it): it can never be used again."""
     from kwhub.hub.esg.ledger import withdraw_bundle
 
-    _cfg, db = _open(config)
-    try:
-        done = withdraw_bundle(db, bundle, reason, quantity, by)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    _cfg, done = _with_db(config, lambda cfg, db: withdraw_bundle(db, bundle, reason, quantity, by))
     typer.echo(f"withdrew {done.bundle_id} ({done.quantity_wh} Wh)")
 
 
@@ -166,11 +152,7 @@ def certs_export(out: Path = typer.Option(..., "--out", help="JSON file to write
     """Export live bundles in the documented JSON form (docs/data-model.md)."""
     from kwhub.hub.esg.ledger import export_json
 
-    _cfg, db = _open(config)
-    try:
-        n = export_json(db, out, account)
-    finally:
-        db.close()
+    _cfg, n = _with_db(config, lambda cfg, db: export_json(db, out, account))
     typer.echo(f"exported {n} bundle(s) to {out}")
 
 
@@ -181,13 +163,7 @@ def certs_import(file: Path = typer.Argument(..., help="A kwhub.gc/1 JSON file."
     """Import Active bundles (e.g. an off-site clean energy contract's certificates); the whole file or nothing."""
     from kwhub.hub.esg.ledger import import_json
 
-    _cfg, db = _open(config)
-    try:
-        got = import_json(db, file, account)
-    except _errors() as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        db.close()
+    _cfg, got = _with_db(config, lambda cfg, db: import_json(db, file, account))
     typer.echo(f"imported {len(got)} bundle(s), {sum(b.quantity_wh for b in got)} Wh into {account}")
 
 
@@ -197,11 +173,7 @@ def certs_list(fmt: str = format_option("text", "json"), config: Path = _CONFIG)
     from kwhub.hub.esg.ledger import summary
 
     fmt = output_format(fmt, ("text", "json"))
-    _cfg, db = _open(config)
-    try:
-        rows = summary(db)
-    finally:
-        db.close()
+    _cfg, rows = _with_db(config, lambda cfg, db: summary(db))
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -63,8 +65,16 @@ def _third_party_plugins() -> bool:
         return False
     from importlib import metadata
 
-    return any(ep.dist is None or ep.dist.metadata["Name"] != "kwhub"
-               for ep in metadata.entry_points(group="kwhub"))
+    names: dict[str, str] = {}  # a distribution's METADATA is parsed once, not per entry point
+    for ep in metadata.entry_points(group="kwhub"):
+        if ep.dist is None:
+            return True
+        key = str(getattr(ep.dist, "_path", id(ep.dist)))
+        if key not in names:
+            names[key] = ep.dist.metadata["Name"]
+        if names[key] != "kwhub":
+            return True
+    return False
 
 
 class _Listed(TyperCommand):
@@ -105,6 +115,130 @@ def _plain_help_flags() -> None:
 
 
 _plain_help_flags()
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class _PlainParam:
+    """Coercion of a plain ``str``, ``Path`` or ``int`` parameter (or a list of them) without
+    building a pydantic ``TypeAdapter`` (typer builds one per parameter: about half of the
+    CPU a read command spends before it reads anything).
+
+    A value this cannot take plainly (bytes, ``"1e3"`` for an int, ...) goes to typer's own
+    coercion, built then; so the accepted values and the error messages are typer's.
+    """
+
+    def __init__(self, descriptor: Any, leaf: Callable[[Any, Any, Any], Any], is_list: bool) -> None:
+        self._descriptor = descriptor
+        self._leaf = leaf
+        self._is_list = is_list
+        self._full: Any = None
+
+    def _typer(self, value: Any, param: Any, ctx: Any) -> Any:
+        if self._full is None:
+            from typer._coercion import build_runtime_param
+
+            self._full = build_runtime_param(self._descriptor)
+        return self._full.coerce(value, param=param, ctx=ctx)
+
+    def coerce(self, value: Any, param: Any = None, ctx: Any = None) -> Any:
+        multi = param is not None and (param.multiple or param.nargs == -1)
+        if value is None:
+            return () if multi else None
+        try:
+            if self._is_list:
+                if not isinstance(value, (list, tuple)):
+                    return self._typer(value, param, ctx)
+                return [self._leaf(v, param, ctx) for v in value]
+            if multi:
+                return self._typer(value, param, ctx)
+            return self._leaf(value, param, ctx)
+        except _NotPlain:
+            return self._typer(value, param, ctx)
+
+
+class _NotPlain(Exception):
+    """A value the plain coercion leaves to typer's."""
+
+
+def _plain_str(value: Any, param: Any, ctx: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _NotPlain
+
+
+def _plain_int(value: Any, param: Any, ctx: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    raise _NotPlain
+
+
+def _plain_path(info: Any, path_type: type) -> Callable[[Any, Any, Any], Any]:
+    from typer._param_types import coerce_cli_path
+
+    def leaf(value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str):
+            value = path_type(value)
+        if not isinstance(value, path_type):
+            raise _NotPlain
+        return coerce_cli_path(value, info, path_type=path_type, param=param, ctx=ctx)
+
+    return leaf
+
+
+def _plain_leaf(annotation: Any, info: Any) -> Callable[[Any, Any, Any], Any] | None:
+    from pathlib import Path
+
+    if annotation is str and not (info.allow_dash or info.path_type is not None or info.resolve_path):
+        return _plain_str
+    if annotation is int and info.min is None and info.max is None and not info.clamp:
+        return _plain_int
+    if isinstance(annotation, type) and issubclass(annotation, Path) and info.path_type in (None, annotation):
+        return _plain_path(info, annotation)
+    return None
+
+
+def plain_param(descriptor: Any) -> _PlainParam | None:
+    """The plain coercion of a parameter typer describes with ``descriptor`` (None: not plain)."""
+    info = descriptor.parameter_info
+    if descriptor.file_annotation is not None or info.parser is not None:
+        return None
+    annotation = descriptor.annotation
+    is_list = getattr(annotation, "__origin__", None) is list
+    if is_list:
+        args = getattr(annotation, "__args__", ())
+        if len(args) != 1:
+            return None
+        annotation = args[0]
+    leaf = _plain_leaf(annotation, info)
+    return None if leaf is None else _PlainParam(descriptor, leaf, is_list)
+
+
+def _plain_coercion() -> None:
+    """Give typer's parameters the plain coercion where it applies (see :class:`_PlainParam`)."""
+    try:
+        from typer.core import _TyperParameter
+    except ImportError:  # pragma: no cover - another typer layout
+        return
+    original = _TyperParameter.get_runtime_param
+    if getattr(original, "_kwhub_plain", False):
+        return
+
+    def get_runtime_param(self: Any) -> Any:
+        if getattr(self, "_runtime_param", None) is None:
+            plain = plain_param(self.type_descriptor)
+            if plain is not None:
+                self._runtime_param = plain
+        return original(self)
+
+    get_runtime_param._kwhub_plain = True  # type: ignore[attr-defined]
+    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
+
+
+_plain_coercion()
 
 
 class LazyGroup(TyperGroup):

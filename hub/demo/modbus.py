@@ -66,7 +66,8 @@ def poll_demo_devices(cfg: KwhubConfig, db: Any, seed: int = 42) -> dict[str, An
     async def run() -> Any:
         await devices.start()
         try:
-            poller = Poller(adapters, db.intervals, flush_seconds=2.0, clock=clock, time_scale=SPEED)  # type: ignore[arg-type]
+            poller = Poller(adapters, db.intervals, flush_seconds=2.0, clock=clock, time_scale=SPEED,  # type: ignore[arg-type]
+                            channel_units={c.id: c.unit for c in cfg.campus.channels})
             stats = await poller.run(POLL_REAL_SECONDS)
             return poller, stats
         finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -64,3 +68,36 @@ def first_difference(actual: str, expected: str) -> str:
         if x != y:
             return f"line {n}"
     return f"line {min(len(a), len(e)) + 1} ({'missing' if len(a) < len(e) else 'extra'})"
+
+
+def check_written(paths: Sequence[Path], read: Callable[[Path, str], tuple[T | None, list[str]]],
+                  companions: Callable[[Path, T], list[tuple[Path, str | None]]]) -> list[str]:
+    """The problems of the files a disclosure writer wrote: one rule for every writer whose
+    JSON document is the source of truth and whose other files (CSV tables) restate it.
+
+    Each path is read with :func:`read_written`; each ``.json`` one is then parsed by
+    ``read(path, text)`` into ``(document or None, problems)``; ``companions(path,
+    document)`` lists the files that must say what the document says, with their expected
+    text (None: only that the file reads). A companion that differs is reported at its first
+    differing line. Each problem is listed once, in order.
+    """
+    problems: list[str] = []
+    for p in paths:
+        text, problem = read_written(p)
+        if problem:
+            problems.append(problem)
+            continue
+        if p.suffix != ".json":
+            continue
+        document, found = read(p, text or "")
+        problems += found
+        if document is None:
+            continue
+        for path, want in companions(p, document):
+            got, problem = read_written(path)
+            if problem:
+                problems.append(problem)
+            elif want is not None and got != want:
+                problems.append(f"{path.name}: {first_difference(got or '', want)} differs from {p.name} "
+                                "(cut or edited); write the disclosure again")
+    return list(dict.fromkeys(problems))

@@ -29,6 +29,7 @@ from kwhub.core.intervals import (
     IntervalDataError,
     epoch_to_day,
 )
+from kwhub.core.meter_units import apply_channel_units
 
 if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
@@ -194,6 +195,8 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
     days new or restated period readings cover (their sum check).
     """
     check_values(batch, limits)
+    # every adapter's values in their channel's unit: one rule (kwhub.core.meter_units), whatever the adapter
+    batch = apply_channel_units(batch, {c.id: c.unit for c in campus.channels})
     created = check_channels(campus, batch, allow_new_channels)
     meta = dict(batch.meta)
     meta.pop("period_readings", None)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from kwhub.core.intervals import ChannelSeries
+from kwhub.core.meter_units import INTERVAL_UNIT, in_channel_unit
 from kwhub.core.quality import Quality
+from kwhub.hub.helpers.modbus import UNITS as REGISTER_UNITS
 from kwhub.hub.helpers.modbus import PointReading, RegisterPoint
 
 PointKind = Literal["energy_counter", "power", "gauge"]
@@ -44,6 +46,7 @@ class PointSpec:
     factor: float = 1.0
     bits: int = 64
     available_values: tuple[int, ...] | None = None
+    unit: str = ""  # the unit of the interval values (kWh, MMBtu, kW, fraction; "": unchecked)
 
     @classmethod
     def from_register(cls, p: RegisterPoint, channel: str | None = None) -> PointSpec:
@@ -54,7 +57,19 @@ class PointSpec:
             factor=p.canonical_factor,
             bits=p.bits if p.type.startswith("uint") or p.type.startswith("int") else 64,
             available_values=tuple(p.available_values) if p.available_values is not None else None,
+            unit=interval_unit(p),
         )
+
+
+def interval_unit(p: RegisterPoint) -> str:
+    """The unit of the interval values the poller makes of ``p``: counters and power are
+    integrated (kWh, MMBtu), a gauge is averaged (kW, fraction); "" for other quantities."""
+    if p.available_values is not None:
+        return "fraction"
+    quantity = REGISTER_UNITS.get(p.unit, ("other", 1.0))[0]
+    if p.kind == "gauge":
+        return {"power": "kW", "ratio": "fraction", "status": "fraction"}.get(quantity, "")
+    return INTERVAL_UNIT.get(quantity, "")
 
 
 class PolledDevice(Protocol):
@@ -184,7 +199,7 @@ class SampleBuffer:
                 mult[i] = pr.multiplier
                 raw[i] = (int(pr.raw) & 0xFFFFFFFFFFFFFFFF) if counter else pr.raw
             vals, qual = aggregate(spec, t, raw, mult, good, bounds.astype(np.float64), self.max_gap)
-            out.append(ChannelSeries(spec.channel, self.interval_minutes, bounds[:-1], vals, qual))
+            out.append(ChannelSeries(spec.channel, self.interval_minutes, bounds[:-1], vals, qual, unit=spec.unit))
         # keep the last successful sample at or before the new boundary to bridge into the next interval
         ok_before = [i for i, (ti, rd) in enumerate(zip(self.times, self.readings, strict=True))
                      if rd is not None and ti <= last]
@@ -219,10 +234,20 @@ class Poller:
     def __init__(self, devices: Sequence[PolledDevice], sink: SeriesSink, *, flush_seconds: float = 5.0,
                  flush_values: int = 10_000, layer: str = "raw", source: str = "poller",
                  clock: Callable[[], float] = time.time, backoff_base: float = 1.0,
-                 backoff_max: float = 60.0, keep_poll_times: bool = True, time_scale: float = 1.0) -> None:
+                 backoff_max: float = 60.0, keep_poll_times: bool = True, time_scale: float = 1.0,
+                 channel_units: Mapping[str, str] | None = None) -> None:
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ValueError("device names must be unique")
+        # the channels' units (kwhub.toml): every point's values are checked against, and converted
+        # into, its channel's unit by the core rule (kwhub.core.meter_units.in_channel_unit)
+        self.channel_units = channel_units
+        if channel_units is not None:
+            for d in devices:
+                for spec in d.channel_points():
+                    if spec.channel:
+                        empty = ChannelSeries(spec.channel, d.interval_minutes, [], [], [], unit=spec.unit)
+                        in_channel_unit(empty, channel_units.get(spec.channel), source=f"{d.name}.{spec.name}")
         self.devices = list(devices)
         self.sink = sink
         self.flush_seconds = flush_seconds
@@ -336,6 +361,8 @@ class Poller:
             if buf is None:
                 continue
             for s in buf.finalize(now, grace=self._max_gap(d)):
+                if self.channel_units is not None:
+                    s = in_channel_unit(s, self.channel_units.get(s.channel_id), source=d.name)
                 self.pending.append(s)
                 added += len(s)
         self.pending_values += added

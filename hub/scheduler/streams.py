@@ -67,7 +67,8 @@ class PollerStream:
 
         clock = self.hub.clock_epoch
         self.poller = Poller(self.devices, self.hub.db.intervals, flush_seconds=self.flush_s, source="scheduler",
-                             clock=clock, time_scale=self.hub.clock_speed, keep_poll_times=False)
+                             clock=clock, time_scale=self.hub.clock_speed, keep_poll_times=False,
+                             channel_units={c.id: c.unit for c in self.hub.campus.channels})
         self.thread = threading.Thread(target=self._run, name="kwhub-poller", daemon=True)
         self.thread.start()
 

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from pydantic import SecretStr, ValidationError
 
@@ -63,9 +63,9 @@ def _family_base(cls: type[Adapter]) -> type[Adapter]:
     if cls.family == "erp":
         for base in (InvoiceRenderer, InvoiceTransport):
             if issubclass(cls, base):
-                return base
+                return cast("type[Adapter]", base)
         raise AssertionError(f"{cls.__name__}: an erp adapter subclasses InvoiceRenderer or InvoiceTransport")
-    return FAMILIES[cls.family]
+    return cast("type[Adapter]", FAMILIES[cls.family])
 
 
 def check_adapter_contract(cls: type[Adapter], config: Mapping[str, Any] | None = None) -> Adapter:

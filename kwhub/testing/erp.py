@@ -43,7 +43,7 @@ def _render(renderer: InvoiceRenderer, invoice: Invoice, context: RenderContext 
     require(isinstance(body, bytes) and body,
             f"{renderer.type_id}: render() of {invoice.number} returned {type(body).__name__} "
             f"of length {len(body) if hasattr(body, '__len__') else '?'}, expected non-empty bytes")
-    return body
+    return bytes(body)
 
 
 def _validate(renderer: InvoiceRenderer, data: bytes, what: str) -> list[str]:
@@ -54,7 +54,7 @@ def _validate(renderer: InvoiceRenderer, data: bytes, what: str) -> list[str]:
                              "it should return the problems as a list of strings") from exc
     require(isinstance(problems, list) and all(isinstance(p, str) and p for p in problems),
             f"{renderer.type_id}: validate() of {what} returned {problems!r}, not a list of messages")
-    return problems
+    return [str(p) for p in problems]
 
 
 def check_renderer(renderer: InvoiceRenderer, invoices: Sequence[Invoice] | None = None,

@@ -141,10 +141,10 @@ def _instance(hub: Hub, instance_id: str, overrides: Mapping[str, Any] | None = 
                              "writes one")
     require(issubclass(inst.cls, MeterAdapter), f"{inst.type} is not a meter adapter")
     if not overrides:
-        return inst.build(hub.config.context())  # type: ignore[return-value]
+        return inst.build(hub.config.context())
     raw = next(a.config for a in hub.config.file.adapters if a.id == instance_id)
     settings = inst.cls.Config.model_validate({**raw, **overrides})
-    return inst.cls(instance_id, settings, hub.config.context())  # type: ignore[return-value]
+    return inst.cls(instance_id, settings, hub.config.context())
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
     lead = 30.0  # simulated seconds between the first poll and the first interval boundary
     first = (int(time.time()) // step) * step - 86_400
     clock = _HeldClock(first - lead, speed)
-    max_gap = speed * max(3 * probe.poll_seconds, probe.poll_seconds + 2 * probe.timeout)  # type: ignore[attr-defined]
+    max_gap = speed * max(3 * probe.poll_seconds, probe.poll_seconds + 2 * probe.timeout)
     seconds = (lead + intervals * step + max_gap) / speed + 0.5
     devices = sample.devices(clock)
 
@@ -351,8 +351,9 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
         async with DeviceServer(devices) as server:
             adapter = _instance(hub, instance_id, {"host": server.host, "port": server.port})
             await asyncio.to_thread(check_reports_ok, adapter)
-            poller = Poller([adapter], hub.db.intervals, flush_seconds=0.5, clock=clock,  # type: ignore[list-item]
-                            time_scale=speed, source=f"kit:{instance_id}")
+            poller = Poller([adapter], hub.db.intervals, flush_seconds=0.5, clock=clock,
+                            time_scale=speed, source=f"kit:{instance_id}",
+                            channel_units={c.id: c.unit for c in hub.campus.channels})
             clock.release()
             await poller.run(seconds)
             return server.port, poller.writes
@@ -388,8 +389,9 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
 
 def _publish(broker: tuple[str, int], messages: Sequence[tuple[str, bytes]]) -> None:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                          client_id=f"kwhub-kit-pub-{secrets.token_hex(4)}")
     client.connect(*broker)
     client.loop_start()
@@ -419,7 +421,7 @@ def check_mqtt_meter(hub: Hub, instance_id: str, sample: MqttSample, *,
     require(callable(getattr(adapter, "collect", None)), f"{tid}: has no collect(duration_s, max_messages, on_ready)")
     check_reports_ok(adapter)
     messages = [(t.replace("{root}", root), p) for t, p in sample.messages]
-    batch = adapter.collect(duration_s=timeout_s, max_messages=len(messages),  # type: ignore[attr-defined]
+    batch = adapter.collect(duration_s=timeout_s, max_messages=len(messages),
                             on_ready=lambda: _publish(broker, messages))
     meta = batch.meta
     require(meta.get("messages") == len(messages),

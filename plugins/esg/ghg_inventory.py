@@ -28,7 +28,11 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.helpers.files import atomic_write, first_difference, read_written, safe_name
+from kwhub.hub.helpers.files import (
+    atomic_write,
+    check_written,
+    safe_name,
+)
 
 ROW_HEADER = ["party", "scope", "category", "asset", "energy_kwh", "fuel_mmbtu", "kg_co2", "kg_ch4", "kg_n2o",
               "kg_co2e_as_reported", "kg_co2e", "gwp_set", "method", "factors", "unknown_kwh"]
@@ -61,33 +65,24 @@ class GhgInventoryWriter(EsgReporter):
 
     def validate(self, paths: Sequence[Path]) -> list[str]:
         """Each JSON parses as a disclosure; the party's CSVs are complete and say what the JSON says."""
-        problems = []
-        for p in paths:
-            text, problem = read_written(p)
-            if problem:
-                problems.append(problem)
-                continue
-            if p.suffix != ".json":
-                continue
-            try:
-                d = Disclosure.model_validate_json(text or "")
-            except ValueError as exc:
-                problems.append(f"{p.name}: not a kwhub disclosure ({str(exc).splitlines()[0]}); write it again")
-                continue
-            if json.loads(text or "{}").get("schema_id") != d.schema_id:
-                problems.append(f"{p.name}: schema_id missing")
-            for inv in d.parties:
-                expected = [(p.with_suffix(".csv"), _rows_csv(d, inv))]
-                if inv.hourly is not None:
-                    expected.append((p.parent / _hourly_name(d, inv), _hourly_csv(inv)))
-                for path, want in expected:
-                    got, problem = read_written(path)
-                    if problem:
-                        problems.append(problem)
-                    elif got != want:
-                        problems.append(f"{path.name}: {first_difference(got or '', want)} differs from {p.name} "
-                                        "(cut or edited); write the disclosure again")
-        return list(dict.fromkeys(problems))
+        return check_written(paths, _read_disclosure, _party_files)
+
+
+def _read_disclosure(p: Path, text: str) -> tuple[Disclosure | None, list[str]]:
+    try:
+        d = Disclosure.model_validate_json(text)
+    except ValueError as exc:
+        return None, [f"{p.name}: not a kwhub disclosure ({str(exc).splitlines()[0]}); write it again"]
+    return d, [] if json.loads(text or "{}").get("schema_id") == d.schema_id else [f"{p.name}: schema_id missing"]
+
+
+def _party_files(p: Path, d: Disclosure) -> list[tuple[Path, str | None]]:
+    out: list[tuple[Path, str | None]] = []
+    for inv in d.parties:
+        out.append((p.with_suffix(".csv"), _rows_csv(d, inv)))
+        if inv.hourly is not None:
+            out.append((p.parent / _hourly_name(d, inv), _hourly_csv(inv)))
+    return out
 
 
 def _hourly_name(disclosure: Disclosure, inv: PartyInventory) -> str:

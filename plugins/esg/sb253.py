@@ -22,7 +22,11 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, EsgReporter
 from kwhub.core.disclosure import Disclosure, PartyInventory
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.helpers.files import atomic_write, first_difference, read_written, safe_name
+from kwhub.hub.helpers.files import (
+    atomic_write,
+    check_written,
+    safe_name,
+)
 
 REQUIRED = ("reporting_entity", "reporting_period_start", "reporting_period_end", "scope1_tco2e",
             "scope2_location_tco2e", "scope2_market_tco2e", "standard", "gwp_set", "consolidation_approach")
@@ -73,37 +77,28 @@ class Sb253Writer(EsgReporter):
 
     def validate(self, paths: Sequence[Path]) -> list[str]:
         """Each JSON has every required field and non-negative figures; each CSV is complete and matches its JSON."""
-        problems = []
-        for p in paths:
-            text, problem = read_written(p)
-            if problem:
-                problems.append(problem)
-                continue
-            if p.suffix != ".json":
-                continue
-            try:
-                data = json.loads(text or "")
-            except ValueError as exc:
-                problems.append(f"{p.name}: not JSON ({exc}); write the disclosure again")
-                continue
-            if not isinstance(data, dict):
-                problems.append(f"{p.name}: not an SB 253 summary (a JSON object)")
-                continue
-            problems += [f"{p.name}: {key} is missing" for key in REQUIRED if not data.get(key)]
-            for key in FIGURES:
-                try:
-                    if Decimal(str(data.get(key))) < 0:
-                        problems.append(f"{p.name}: {key} is negative")
-                except InvalidOperation:
-                    problems.append(f"{p.name}: {key} {data.get(key)!r} is not a number")
-            rows_path = p.with_suffix(".csv")
-            rows_text, problem = read_written(rows_path)
-            if problem:
-                problems.append(problem)
-            elif all(k in data for k in CSV_FIELDS) and rows_text != _csv_text(data):
-                problems.append(f"{rows_path.name}: {first_difference(rows_text or '', _csv_text(data))} differs "
-                                f"from {p.name} (cut or edited); write the disclosure again")
-        return list(dict.fromkeys(problems))
+        return check_written(paths, _read_summary, _summary_csv)
+
+
+def _read_summary(p: Path, text: str) -> tuple[dict[str, object] | None, list[str]]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, [f"{p.name}: not JSON ({exc}); write the disclosure again"]
+    if not isinstance(data, dict):
+        return None, [f"{p.name}: not an SB 253 summary (a JSON object)"]
+    problems = [f"{p.name}: {key} is missing" for key in REQUIRED if not data.get(key)]
+    for key in FIGURES:
+        try:
+            if Decimal(str(data.get(key))) < 0:
+                problems.append(f"{p.name}: {key} is negative")
+        except InvalidOperation:
+            problems.append(f"{p.name}: {key} {data.get(key)!r} is not a number")
+    return data, problems
+
+
+def _summary_csv(p: Path, data: dict[str, object]) -> list[tuple[Path, str | None]]:
+    return [(p.with_suffix(".csv"), _csv_text(data) if all(k in data for k in CSV_FIELDS) else None)]
 
 
 def _csv_text(data: dict[str, object]) -> str:

@@ -18,7 +18,12 @@ from typing import ClassVar
 from kwhub.core.adapters import AdapterConfig, CheckResult, EsgReporter, FailureKind
 from kwhub.core.disclosure import Disclosure
 from kwhub.core.hookspecs import hookimpl
-from kwhub.hub.helpers.files import atomic_write, first_difference, read_written, safe_name
+from kwhub.hub.helpers.files import (
+    atomic_write,
+    check_written,
+    read_written,
+    safe_name,
+)
 
 
 class ScopeSummaryConfig(AdapterConfig):
@@ -63,36 +68,27 @@ class ScopeSummaryWriter(EsgReporter):
 
     def validate(self, paths: Sequence[Path]) -> list[str]:
         """Each JSON parses and has every party's figures; each CSV is complete and says what its JSON says."""
-        problems = []
-        for p in paths:
-            text, problem = read_written(p)
-            if problem:
-                problems.append(problem)
-                continue
-            if p.suffix != ".json":
-                continue
-            try:
-                data = json.loads(text or "")
-                parties = data["parties"]
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{p.name}: not a scope summary ({exc}); write the disclosure again")
-                continue
-            for row in parties:
-                for key in ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e"):
-                    if key not in row:
-                        problems.append(f"{p.name}: party {row.get('party')} lacks {key}")
-            rows_path = p.with_suffix(".csv")
-            rows_text, problem = read_written(rows_path)
-            if problem:
-                problems.append(problem)
-            else:  # the JSON sorts keys; the CSV keeps the summary's column order, read from its header
-                header = (rows_text or "").split("\n", 1)[0].split(",")
-                columns = header if parties and set(header) == set(parties[0]) else list(parties[0]) if parties else []
-                want = _csv_text(parties, columns)
-                if rows_text != want:
-                    problems.append(f"{rows_path.name}: {first_difference(rows_text or '', want)} differs from "
-                                    f"{p.name} (cut or edited); write the disclosure again")
-        return list(dict.fromkeys(problems))
+        return check_written(paths, _read_parties, _parties_csv)
+
+
+def _read_parties(p: Path, text: str) -> tuple[list[dict[str, str]] | None, list[str]]:
+    try:
+        parties = json.loads(text)["parties"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, [f"{p.name}: not a scope summary ({exc}); write the disclosure again"]
+    return parties, [f"{p.name}: party {row.get('party')} lacks {key}" for row in parties
+                     for key in ("scope1_tco2e", "scope2_location_tco2e", "scope2_market_tco2e") if key not in row]
+
+
+def _parties_csv(p: Path, parties: list[dict[str, str]]) -> list[tuple[Path, str | None]]:
+    """The JSON sorts keys; the CSV keeps the summary's column order, read from its header."""
+    rows_path = p.with_suffix(".csv")
+    rows_text, problem = read_written(rows_path)
+    if problem:
+        return [(rows_path, None)]
+    header = (rows_text or "").split("\n", 1)[0].split(",")
+    columns = header if parties and set(header) == set(parties[0]) else list(parties[0]) if parties else []
+    return [(rows_path, _csv_text(parties, columns))]
 
 
 def _csv_text(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:

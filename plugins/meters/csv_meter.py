@@ -27,7 +27,7 @@ import csv
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -38,6 +38,7 @@ from pydantic import field_validator, model_validator
 
 from kwhub.core.adapters import AdapterConfig, CheckResult, FailureKind, MeterAdapter
 from kwhub.core.hookspecs import hookimpl
+from kwhub.core.hour_ending import HourEndingError, hour_ending_epochs, parse_labels
 from kwhub.core.input_limits import (
     ABSURD_RAW,
     DEFAULT_LIMITS,
@@ -401,42 +402,16 @@ def localize_naive(naive: pd.DatetimeIndex, tz: str, lines: np.ndarray, source: 
     return _epoch_seconds(placed)
 
 
-@dataclass(frozen=True)
-class _LocalDay:
-    start: int  # UTC epoch of local midnight
-    hours: int  # 23, 24 or 25
-    gap_label: int  # hour-ending label skipped on a spring-forward day (0 if none)
-
-
-def _local_day_info(d: date, tz: str) -> _LocalDay:
-    span = local_day(d, tz)
-    hours = span.seconds // 3600
-    gap = 0
-    if hours < 24:
-        z = zone(tz)
-        for h in range(24):
-            wall = datetime(d.year, d.month, d.day, h)
-            if wall.replace(tzinfo=z).astimezone(zone("UTC")).astimezone(z).replace(tzinfo=None) != wall:
-                gap = h + 1  # the hour h:00-h+1:00 does not exist -> HE h+1 is skipped
-                break
-    return _LocalDay(span.start_epoch, hours, gap)
-
-
 def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: str, tz: str | None,
                       style: str, lines: np.ndarray, source: str, date_field: str, he_field: str,
                       dst_flags: np.ndarray | None = None, dst_marks: str = "repeated_hour",
                       flag_field: str = "") -> np.ndarray:
-    """UTC epoch of the END of each hour given a local date and an hour-ending number.
+    """UTC epoch of the END of each hour given a local date and an hour-ending label.
 
-    ``elapsed`` style: HE k ends k hours after local midnight (HE 25 on the fall-back day,
-    HE 1..23 on the spring-forward day). ``clock`` style: HE k ends at wall clock k:00, so
-    the spring-forward day skips the missing hour (HE 3); on the fall-back day the repeated
-    label is only accepted with a DST flag per row (``dst_flags``; ``dst_marks`` says whether
-    a set flag marks the repeated, second occurrence (``repeated_hour``) or daylight saving
-    time (``daylight_time``, so the first occurrence)). ``auto`` decides per DST day from the
-    labels and refuses what the labels cannot decide: a fall-back day is accepted with 25 labels (elapsed), with a DST
-    flag, or when all its labels lie before the repeated hour; 24 labels on a 25-hour day
-    are refused, naming the day and the rule.
+    The dates are parsed here (once per distinct value); the labels and their placement on
+    the UTC line (styles ``auto``/``elapsed``/``clock``, DST flags, ``HE02*`` markers of the
+    repeated hour) follow :mod:`kwhub.core.hour_ending`, whose errors get the file, line and
+    column here.
     """
     if tz is None:
         raise _err("hour-ending files have local dates; set the adapter's `timezone`", source, int(lines[0]), date_field)
@@ -446,107 +421,17 @@ def parse_hour_ending(dates_raw: np.ndarray, he_raw: np.ndarray, date_format: st
         raise _err("date is empty", source, int(lines[i]), date_field)
     u = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
     parsed = pd.to_datetime(u, format=date_format, errors="coerce")
-    first = _first_rows(codes, len(u))
-    _raise_unparsed(parsed, u, first, lines, date_format, source, date_field)
-    days = [_local_day_info(ts.date(), tz) for ts in parsed]  # one per distinct date, not per interval
-    day_start = np.array([d.start for d in days], dtype=np.int64)
-    day_hours = np.array([d.hours for d in days], dtype=np.int64)
-    gap_label = np.array([d.gap_label for d in days], dtype=np.int64)
-
-    he_num = pd.to_numeric(pd.Series(he_raw), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(he_num) | (he_num != np.round(he_num)) | (he_num < 1) | (he_num > 25)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise _err(f"hour ending {excerpt(str(he_raw[i]))} is not a whole number 1..25", source, int(lines[i]),
-                   he_field)
-    he = he_num.astype(np.int64)
-
-    # per distinct date: does the file use clock labels on a spring-forward day?
-    n = len(u)
-    max_he = np.zeros(n, dtype=np.int64)
-    np.maximum.at(max_he, codes, he)
-    has_gap_label = np.zeros(n, dtype=bool)
-    gl = gap_label[codes]
-    has_gap_label[codes[(gl > 0) & (he == gl)]] = True
-    spring = gap_label > 0
-    if style == "clock" or dst_flags is not None:  # a DST flag goes with wall clock labels
-        clock = spring.copy()
-    elif style == "elapsed":
-        clock = np.zeros(n, dtype=bool)
-    else:
-        clock = spring & (max_he == 24)
-        undecided = spring & ~clock & ~has_gap_label
-        if undecided.any():
-            k = int(np.flatnonzero(undecided)[0])
-            raise _err(f"cannot tell whether hour-ending numbers on {u.iloc[k]} (a {day_hours[k]}-hour day) "
-                       "skip the DST gap; set hour_ending_style to 'elapsed' or 'clock'",
-                       source, int(lines[first[k]]), he_field)
-    row_clock = clock[codes]
-    on_gap = row_clock & (he == gl)
-    if on_gap.any():
-        i = int(np.argmax(on_gap))
-        raise _err(f"hour ending {he[i]} does not exist on {u.iloc[codes[i]]} (DST gap in {tz})",
-                   source, int(lines[i]), he_field)
-    elapsed = np.where(row_clock & (he > gl), he - 1, he)
-
-    fall_days = np.flatnonzero(day_hours > 24)
-    if fall_days.size:
-        amb_label = np.zeros(n, dtype=np.int64)
-        for k in fall_days.tolist():  # one per fall-back date in the file
-            amb_label[k] = _fall_back_label(parsed.iloc[k].date(), tz)
-        fall = (day_hours > 24)[codes]
-        al = amb_label[codes]
-        if dst_flags is not None:
-            on_amb = fall & (he == al)
-            if dst_marks == "daylight_time":
-                repeated = on_amb & ~dst_flags
-            else:
-                repeated = dst_flags
-            flagged = repeated & ~on_amb
-            if flagged.any():
-                i = int(np.argmax(flagged))
-                rep = f"only HE {al[i]} repeats on it" if fall[i] else "it is not a fall-back day"
-                raise _err(f"DST flag marks HE {he[i]} on {u.iloc[codes[i]]} as the repeated hour, but {rep}",
-                           source, int(lines[i]), flag_field)
-            second = on_amb & repeated
-            elapsed = np.where(fall & ((he > al) | second), he + 1, elapsed)
-        elif style == "clock":
-            amb = fall & (he == al)
-            if amb.any():
-                i = int(np.argmax(amb))
-                raise _err(f"hour ending {he[i]} on {u.iloc[codes[i]]} is ambiguous (DST fall-back in {tz}: the "
-                           "hour repeats); add a DST flag column (dst_flag_column) or use 25 elapsed labels",
-                           source, int(lines[i]), he_field)
-            elapsed = np.where(fall & (he > al), he + 1, elapsed)
-        elif style == "auto":
-            # 25 labels say "elapsed"; labels all before the repeated hour mean the same in
-            # both conventions; anything else cannot be placed without guessing
-            unclear = (day_hours > 24) & (max_he < 25) & (max_he >= amb_label)
-            if unclear.any():
-                k = int(np.flatnonzero(unclear)[0])
-                raise _err(
-                    f"{parsed.iloc[k].date()} is a 25-hour day in {tz} (DST fall-back) and its hour-ending labels "
-                    f"go up to HE {max_he[k]}: they cannot say which hour repeats. Accepted are 25 labels "
-                    "(HE 1..25, one per elapsed hour), a DST flag column (dst_flag_column) with clock labels, "
-                    "or timestamps with UTC offsets; set hour_ending_style = 'elapsed' only if HE k is the "
-                    "k-th hour of the day and the file leaves the last hour out",
-                    source, int(lines[first[k]]), he_field)
-    too_far = elapsed > day_hours[codes]
-    if too_far.any():
-        i = int(np.argmax(too_far))
-        raise _err(f"hour ending {he[i]} on {u.iloc[codes[i]]}, a {day_hours[codes[i]]}-hour day in {tz}",
-                   source, int(lines[i]), he_field)
-    return day_start[codes] + elapsed * 3600
-
-
-def _fall_back_label(d: date, tz: str) -> int:
-    """Hour-ending label of the repeated hour on a fall-back day."""
-    z = zone(tz)
-    for h in range(24):
-        wall = datetime(d.year, d.month, d.day, h)
-        if wall.replace(tzinfo=z, fold=0).utcoffset() != wall.replace(tzinfo=z, fold=1).utcoffset():
-            return h + 1
-    return 0
+    _raise_unparsed(parsed, u, _first_rows(codes, len(u)), lines, date_format, source, date_field)
+    fields = {"date": date_field, "hour_ending": he_field, "dst_flag": flag_field or he_field}
+    try:
+        he, marked = parse_labels(he_raw)
+        if dst_flags is None and marked.any():  # HE02* / HE02 DST: the label marks the repeated hour
+            dst_flags, dst_marks = marked, "repeated_hour"
+        return hour_ending_epochs(codes, [ts.date() for ts in parsed], he, tz, style=style,  # type: ignore[arg-type]
+                                  dst_flags=dst_flags, dst_marks=dst_marks,  # type: ignore[arg-type]
+                                  labels=u.tolist())
+    except HourEndingError as exc:
+        raise _err(str(exc), source, int(lines[exc.row]), fields[exc.part]) from None
 
 
 # --------------------------------------------------------------------------- the adapter

@@ -1078,13 +1078,13 @@ class GreenButtonMeter(MeterAdapter):
                     field="channel")
             if len(parts) == 1:
                 p = parts[0]
-                out.append(ChannelSeries(ch, p.minutes, p.starts, p.kwh, p.quality))
+                out.append(ChannelSeries(ch, p.minutes, p.starts, p.kwh, p.quality, unit="kWh"))
                 continue
             starts = np.concatenate([p.starts for p in parts])
             kwh = np.concatenate([p.kwh for p in parts])
             q = np.concatenate([p.quality for p in parts])
             order = np.argsort(starts, kind="stable")
-            out.append(ChannelSeries(ch, parts[0].minutes, starts[order], kwh[order], q[order]))
+            out.append(ChannelSeries(ch, parts[0].minutes, starts[order], kwh[order], q[order], unit="kWh"))
         return out
 
 

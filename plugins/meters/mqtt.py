@@ -324,7 +324,8 @@ def aggregate(samples: list[Sample], interval_minutes: int, channel: str,
                 hit[k] = True
             parts.append((starts, energy, hit | (energy < 0)))
     if not parts:
-        return ChannelSeries(channel, interval_minutes, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))
+        return ChannelSeries(channel, interval_minutes, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8),
+                             unit="kWh")
     starts = np.concatenate([p[0] for p in parts])
     values = np.concatenate([p[1] for p in parts])
     suspect = np.concatenate([p[2] for p in parts])
@@ -332,7 +333,7 @@ def aggregate(samples: list[Sample], interval_minutes: int, channel: str,
     out_v = np.bincount(inv, weights=values, minlength=u.size)
     out_s = np.bincount(inv, weights=suspect.astype(np.float64), minlength=u.size) > 0
     quality = np.where(out_s, Quality.SUSPECT, Quality.VALID).astype(np.uint8)
-    return ChannelSeries(channel, interval_minutes, u, out_v, quality)
+    return ChannelSeries(channel, interval_minutes, u, out_v, quality, unit="kWh")
 
 
 class MqttCollector:
@@ -427,7 +428,8 @@ class MqttCollector:
             same = (prev[0][pos] == cs.starts) & (prev[1][pos] == cs.values) & (prev[2][pos] == cs.quality)
             fresh = ~same
         keep = closed & fresh
-        out = ChannelSeries(cs.channel_id, cs.interval_minutes, cs.starts[keep], cs.values[keep], cs.quality[keep])
+        out = ChannelSeries(cs.channel_id, cs.interval_minutes, cs.starts[keep], cs.values[keep], cs.quality[keep],
+                            unit=cs.unit)
         if len(out):
             if prev is None:
                 prev = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))

@@ -1,4 +1,5 @@
-"""kwhub-acme: reads Acme meter exports into kwhub interval data.
+"""kwhub-acme: reads Acme meter exports
+into kwhub interval data.
 
 Acme exports are CSV files with a marker line first::
 
@@ -47,11 +48,15 @@ class AcmeConfig(AdapterConfig):
 
     interval_minutes: int = 15
     channel_prefix: str = "acme."
-    inbox: str = "acme-inbox"  # where the exports land, relative to kwhub.toml; check() looks at it
+    # where the exports land, relative to kwhub.toml; check() looks at it
+    inbox: str = "acme-inbox"
 
 
 class AcmeMeter(MeterAdapter):
-    """Acme meter exports (CSV with a ACME-EXPORT marker line)."""
+    """Acme meter exports.
+
+    CSV with a ACME-EXPORT marker line.
+    """
 
     type_id: ClassVar[str] = "meters.acme"
     title: ClassVar[str] = "Acme meter exports"
@@ -83,8 +88,10 @@ class AcmeMeter(MeterAdapter):
                                     source=source, field="interval_minutes")
         with Path(path).open("rb") as fh:
             if not fh.readline().startswith(MARKER):
-                raise IntervalDataError(f"not a Acme export: the first line must start with {MARKER.decode()}",
-                                        source=source, where="line 1")
+                raise IntervalDataError(
+                    f"not a Acme export: "
+                    f"the first line must start with {MARKER.decode()}",
+                    source=source, where="line 1")
         try:
             df = pd.read_csv(path, skiprows=1, dtype=str, keep_default_na=False, skip_blank_lines=False,
                              encoding="utf-8")

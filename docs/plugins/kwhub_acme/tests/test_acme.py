@@ -1,4 +1,7 @@
-"""kwhub-acme under the kwhub plugin test kit (kwhub.testing; its fixtures come with kwhub)."""
+"""kwhub-acme under the kwhub plugin test kit.
+
+The kit is kwhub.testing; its fixtures come with kwhub.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from kwhub_acme import AcmeMeter
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SAMPLE = MeterSample(SAMPLES / "acme_export.csv", {
-    "acme.m1": ExpectedChannel("50.5", intervals=4),  # 12.5 + 13.0 + 12.75 + 12.25, summed by hand
+    # 12.5 + 13.0 + 12.75 + 12.25, summed by hand
+    "acme.m1": ExpectedChannel("50.5", intervals=4),
     "acme.m2": ExpectedChannel("15.0", intervals=4),  # 3.0 + 3.5 + 4.0 + 4.5
 })
 
@@ -41,7 +45,8 @@ def kwhub_config():
 
 
 def test_the_plugin_registers_its_adapter(kwhub_registry):
-    check_registers(kwhub_registry, "acme", ["meters.acme"])
+    check_registers(kwhub_registry, "acme",
+                    ["meters.acme"])
 
 
 def test_the_adapter_meets_the_contract():
@@ -64,4 +69,5 @@ def test_check_finds_the_inbox_or_says_it_is_missing(tmp_path):
     (tmp_path / "inbox").mkdir()
     context = AdapterContext(work_dir=tmp_path)
     check_reports_ok(AcmeMeter("m", {"inbox": "inbox"}, context))
-    check_reports_failure(AcmeMeter("m", {"inbox": "absent"}, context), FailureKind.CONFIGURATION)
+    absent = AcmeMeter("m", {"inbox": "absent"}, context)
+    check_reports_failure(absent, FailureKind.CONFIGURATION)
