@@ -83,7 +83,17 @@ def test_a_market_day_shows_bids_awards_and_the_variance_per_charge_code(sqlite_
 
     # a day without data, an unknown ISO and a tenant key
     assert client.get("/ui/markets/ERCOT/2026-10-21").status_code == 404
-    assert client.get("/ui/markets/NYISO/2026-10-20").status_code == 404
+    unknown = client.get("/ui/markets/NYISO/2026-10-20")
+    assert unknown.status_code == 404 and "No ISO" in unknown.text and "NYISO" in unknown.text
+    # an ISO a plugin registered rules for is known to the dashboard: no data that day, but no "No ISO"
+    from kwhub.core.markets.rules import register_market_rules, unregister_market_rules
+    from tests.test_markets_iso_rules import TOY
+    register_market_rules(TOY)
+    try:
+        toy = client.get("/ui/markets/TOYISO/2026-10-20")
+        assert toy.status_code == 404 and "No ISO" not in toy.text
+    finally:
+        unregister_market_rules("TOYISO")
     assert client.get("/ui/markets/ERCOT/2026-13-01").status_code == 422
     tenant = TestClient(client.app)
     form = tenant.get("/ui/login")

@@ -26,7 +26,6 @@ from kwhub.hub.ui.render import page
 
 router = APIRouter()
 SCOPE = "markets:read"
-ISOS = ("ERCOT", "CAISO", "PJM")
 
 
 def _campus_only(who: Viewer) -> None:
@@ -123,8 +122,11 @@ def day_submissions(db: Any, iso: str, day: date) -> list[dict[str, Any]]:
 def market_day(iso: str, day: str, request: Request, who: Viewer = Depends(viewer(SCOPE))) -> HTMLResponse:
     """One operating day: bids and acceptance, awards per hour, variance per charge code per statement version."""
     _campus_only(who)
-    if iso not in ISOS:
-        raise UiError(404, f"No ISO {iso!r}: the dashboard knows {', '.join(ISOS)}. Pick a day on the Markets page.")
+    from kwhub.core.markets.rules import known_isos
+
+    isos = known_isos()  # the built-ins and every ISO a plugin registered rules for
+    if iso not in isos:
+        raise UiError(404, f"No ISO {iso!r}: the dashboard knows {', '.join(isos)}. Pick a day on the Markets page.")
     try:
         when = date.fromisoformat(day)
     except ValueError:
