@@ -141,12 +141,12 @@ def test_a_refused_run_in_a_batch_fails_alone(db, monkeypatch):
     write_period(db, "2026-10")
     first = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
     assert first.status == "issued"
-    seen = service._existing_runs_of
+    seen = service.existing_runs_of
 
     def hide_a(conn, ids, period):  # noqa: ANN001 - as if ppa-a's run were written after this settle looked
         return {k: v for k, v in seen(conn, ids, period).items() if k != "ppa-a"}
 
-    monkeypatch.setattr(service, "_existing_runs_of", hide_a)
+    monkeypatch.setattr(service, "existing_runs_of", hide_a)
     out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE)}
     assert out["ppa-a"].status == "error" and "already exists" in out["ppa-a"].error
     assert out["ppa-b"].status == "draft" and out["ppa-b"].run_id  # written, not issued (a contract failed)

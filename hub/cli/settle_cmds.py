@@ -1,7 +1,7 @@
 """``kwhub settle``, ``kwhub invoices list|show|render`` and ``kwhub explain``.
 
 ``invoices list|show`` and ``explain`` refresh the staleness of the runs they show first
-(:func:`kwhub.hub.settle.service.stale_flags`): a run whose input data was restated or
+(:func:`kwhub.hub.settle.runs_read.stale_flags`): a run whose input data was restated or
 deleted since it was settled is shown as stale.
 """
 
@@ -34,7 +34,7 @@ STALE_NOTE = "its input data was restated or deleted since it was settled; settl
 def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
     """Refreshed stale flags of the documents' runs, and for stale runs the later run (of the
     same contract and period) that already corrects them, if there is one."""
-    from kwhub.hub.settle.service import existing_runs, get_run, stale_flags
+    from kwhub.hub.settle.runs_read import existing_runs, get_run, stale_flags
 
     stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
     later: dict[str, str] = {}
@@ -276,7 +276,7 @@ def invoices_list(
 ) -> None:
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
-    from kwhub.hub.settle.service import list_invoices
+    from kwhub.hub.settle.invoices_read import list_invoices
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -309,7 +309,7 @@ def invoices_show(
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -356,7 +356,7 @@ def invoices_render(
     from kwhub.hub.deliver.render_context import render_context
     from kwhub.hub.deliver.rendering import RenderMismatchError, render_document
     from kwhub.hub.registry import get_registry
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     cfg = _load(config)
     try:
@@ -415,13 +415,8 @@ def explain_command(
     The run is shown as STALE when its input data was restated or deleted since it was settled.
     """
     from kwhub.core.explain import ExplainError, explain_line, render_text
-    from kwhub.hub.settle.service import (
-        get_invoice,
-        get_run,
-        run_allocation,
-        run_inputs,
-        stale_flags,
-    )
+    from kwhub.hub.settle.invoices_read import get_invoice
+    from kwhub.hub.settle.runs_read import get_run, run_allocation, run_inputs, stale_flags
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -477,7 +472,7 @@ def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str)
     from kwhub.core.carbon_explain import explain_line_carbon, render_carbon_text
     from kwhub.core.explain import ExplainError
     from kwhub.hub.esg.explain import line_carbon_inputs
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     inv = _get(get_invoice, db, invoice)
     try:

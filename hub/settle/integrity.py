@@ -21,7 +21,7 @@ relay checks the outbox body against that register and the issued document
 (:func:`check_outgoing`); a mismatch is dead-lettered, never sent.
 
 :func:`chain_link` is called for every document issued (from
-``kwhub.hub.settle.service._insert_invoice``); it also refuses a number that does not follow
+``kwhub.hub.settle.issue_write.insert_invoice``); it also refuses a number that does not follow
 the seller's last issued one (a rewound or jumped ``invoice_sequence``).
 """
 

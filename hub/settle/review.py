@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-import kwhub.hub.settle.service as svc
 from kwhub.core.campus import Campus
 from kwhub.core.invoice import DocumentReference, Invoice
 from kwhub.core.settlement import SettlementError, issue_draft
 from kwhub.core.versions import PENDING, SETTLED, format_number, kind_order
-from kwhub.hub.settle.service import _run_changed, existing_runs, get_run, next_invoice_number
+from kwhub.hub.settle import issue_write
+from kwhub.hub.settle.runs_read import existing_runs, get_run, run_changed
 from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
 from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
@@ -73,7 +73,7 @@ def _check_decidable(db: Database, run: dict[str, Any], check_inputs: bool) -> N
     later = [r for r in runs if r["status"] in SETTLED and (kind_order(r["version_kind"]), r["seq"]) > mine]
     if later:
         raise ReviewError(f"run {rid}: a later version ({later[-1]['id']}) is already settled")
-    if check_inputs and _run_changed(db, rid, run["layer"], st):
+    if check_inputs and run_changed(db, rid, run["layer"], st):
         raise ReviewError(f"run {rid}: its input data changed since it was computed; settle the period again "
                           "(a new run supersedes this one) and review that")
 
@@ -109,10 +109,10 @@ def _issue(conn: Any, db: Database, item: DraftToIssue, *, actor: str, reason: s
         raise ReviewError(f"run {item.run_id} is {status or 'gone'} now; nothing done")
     first = draft.kind == "invoice"
     original = None if first else _original(conn, item.contract_id, item.period)
-    n = next_invoice_number(conn, db.dialect, draft.seller.id)
+    n = issue_write.next_invoice_number(conn, db.dialect, draft.seller.id)
     inv = issue_draft(draft, format_number(draft.seller.id, n), issue_date or date.today(), item.version_kind,
                       original, 1 if first else _documents(conn, item.contract_id, item.period) + 1)
-    svc._insert_invoice(conn, inv, n, item.period, original.id if original else None)
+    issue_write.insert_invoice(conn, inv, n, item.period, original.id if original else None)
     if on_issue is not None:
         on_issue(conn, inv)
     entry = {"action": "run.approve", "actor": actor, "object_type": "settlement_run", "object_id": item.run_id,
