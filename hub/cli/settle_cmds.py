@@ -89,9 +89,11 @@ def settle_command(
     campuses: str = typer.Option(None, "--campuses", help="A portfolio: kwhub.toml files (or their folders), "
                                  "comma-separated, sharing one database; settled one after the other, or on "
                                  "Dask with --dask."),
-    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per (campus, contract) on "
-                             "Dask; `local` for a LocalCluster on this machine, or a scheduler address "
-                             "(tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per campus (see "
+                             "--dask-tasks) on Dask; `local` for a LocalCluster on this machine, or a scheduler "
+                             "address (tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    dask_tasks: str = typer.Option("campus", "--dask-tasks", help="With --dask: one task per `campus` (its data "
+                                   "read and its allocation computed once) or per `contract`."),
     workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
 ) -> None:
@@ -104,9 +106,10 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
 
-    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every contract of
-    every campus as its own Dask task (the same code as a serial settle, against the shared
-    database) and then issues each campus' drafts in order; the results equal a serial run.
+    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every campus as its
+    own Dask task (`--dask-tasks contract`: every contract; the same code as a serial settle,
+    against the shared database) and then issues each campus' drafts in order; the results
+    equal a serial run.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -128,7 +131,7 @@ def settle_command(
         raise UserError(str(exc), hint="give the period as YYYY-MM, e.g. --period 2026-10", exit_code=EXIT_CONFIG) from None
     if campuses is not None or dask is not None:
         _settle_portfolio(period, version, campuses, dask, workers, retries, fmt, contract, fallback_raw, missing,
-                          dry_run)
+                          dry_run, dask_tasks)
         return
     cfg = _load(config)
     campus = cfg.campus
@@ -170,7 +173,7 @@ def settle_command(
 
 def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str | None, workers: int, retries: int,
                       fmt: str, contract: list[str] | None, fallback_raw: bool, missing: str | None,
-                      dry_run: bool) -> None:
+                      dry_run: bool, dask_tasks: str = "campus") -> None:
     """``settle --campuses ... [--dask SCHEDULER]``: see :mod:`kwhub.hub.settle.portfolio`."""
     from kwhub.hub.settle.portfolio import (
         PortfolioError,
@@ -191,10 +194,11 @@ def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str
         else:
             def shown(task: Any, status: str) -> None:
                 if fmt != "json":
-                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id)}: {safe(status)}")
+                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id or 'all contracts')}: "
+                                      f"{safe(status)}")
 
             result = settle_portfolio(refs, period, version, scheduler=dask, workers=workers, retries=retries,
-                                      progress=shown)
+                                      group=dask_tasks, progress=shown)
     except PortfolioError as exc:
         raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     if fmt == "json":
