@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from kwhub.core.allocation import AllocationResult, pack_array
 from kwhub.core.campus import Campus, Contract
 from kwhub.core.settlement import RunComputation, RunKey, SettlementError
+from kwhub.core.versions import PENDING
 from kwhub.hub.settle.inputs import from_day_no
 from kwhub.hub.store import Database
 from kwhub.hub.store.carbon_tables import run_carbon_table
@@ -106,12 +107,23 @@ class RunWrite:
             "ran at the same time)")
 
 
+class RunDecidedMeanwhile(DuplicateRunError):
+    """The pending run a new run was to supersede was approved or rejected while the new one was computed."""
+
+
 def _write_all(conn: Any, dialect: str, works: Sequence[RunWrite]) -> None:
-    """Insert the rows of ``works`` with one executemany per table (runs in order)."""
+    """Insert the rows of ``works`` with one executemany per table (runs in order).
+
+    Runs are computed before the write transaction starts, so a pending run that one of them
+    supersedes may have been decided meanwhile: it is superseded only while still pending
+    (:class:`RunDecidedMeanwhile` otherwise).
+    """
+    t = settlement_run_table
     for w in works:
-        if w.supersede:
-            conn.execute(update(settlement_run_table).where(settlement_run_table.c.id == w.supersede)
-                         .values(status="superseded"))
+        if w.supersede and not conn.execute(update(t).where(t.c.id == w.supersede, t.c.status.in_(PENDING))
+                                            .values(status="superseded")).rowcount:
+            raise RunDecidedMeanwhile(f"{w.where}: run {w.supersede} was approved or rejected while this settle "
+                                      "computed the run that supersedes it; nothing written for it, settle again")
     conn.execute(_INSERT_RUN, [w.run for w in works])
     _insert_inputs_of(conn, dialect, [(w.key.run_id, w.input_rows) for w in works])
     alloc = [r for w in works for r in w.allocation]
@@ -135,13 +147,15 @@ def write_runs(db: Database, conn: Any, works: Sequence[RunWrite]) -> dict[str, 
         with conn.begin_nested():
             _write_all(conn, db.dialect, works)
         return {}
-    except IntegrityError:
+    except (IntegrityError, RunDecidedMeanwhile):
         pass
     failed: dict[str, DuplicateRunError] = {}
     for w in works:
         try:
             with conn.begin_nested():
                 w.write(conn, db.dialect)
+        except RunDecidedMeanwhile as exc:
+            failed[w.key.run_id] = exc
         except IntegrityError:
             if not is_run_conflict(db, w.key):
                 raise

@@ -4,12 +4,14 @@
 period for some or all contracts. Per group of contracts sharing a time zone it reads
 the period's dense matrix once (layer ``validated``; ``raw`` only for channel-days
 without validated content and only when ``SettlementOptions.fallback_raw``), balances and
-allocates the campus once, then prices each contract and writes, in ONE write
-transaction per run: the ``settlement_run`` row (the database refuses a duplicate
-(contract, period, version kind, sequence)), the ``run_input`` rows (channel-day
-versions and content hashes), the buyer's ``run_allocation`` rows, the next invoice
-number of the seller (``invoice_sequence``, row-locked) and the invoice with its lines.
-A failure rolls all of it back, so invoice numbers have no gaps.
+allocates the campus once, then prices each contract of the period; only then it opens
+ONE write transaction for the period's runs (:mod:`kwhub.hub.settle.runs_write`): the
+``settlement_run`` rows (the database refuses a duplicate (contract, period, version kind,
+sequence), so a run another settle wrote meanwhile fails alone), the ``run_input`` rows
+(channel-day versions and content hashes), the buyers' ``run_allocation`` rows. Drafts whose
+checks pass are issued by policy afterwards (:mod:`kwhub.hub.settle.review`, numbering and
+invoice rows in :mod:`kwhub.hub.settle.issue_write`, one transaction, so a failure gives the
+numbers back and they have no gaps).
 
 A later version bills only the difference to the previous version, as an adjustment
 invoice or a credit note referencing the original invoice. A run is stale when any
@@ -181,9 +183,9 @@ def settle_contract(
     writes nothing. ``on_issue`` is unused here (documents are issued on approval) and
     kept for callers that pass it through. ``carbon``: the period's carbon basis
     (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
-    their emissions from it. ``pending`` (with ``conn``): the run's rows are appended to it
-    instead of written, for the caller to write with the others of its batch
-    (:func:`write_runs`).
+    their emissions from it. ``pending``: the run's rows are appended to it instead of
+    written, for the caller to write with the others of its batch in its own write
+    transaction (:func:`~kwhub.hub.settle.runs_write.write_runs`).
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -259,7 +261,7 @@ def settle_contract(
         allocation=allocation_rows(key, allocation, contract.buyer) if needs_allocation(plan, contract) else [],
         carbon=carbon_row(key, campus, contract, comp) if comp.carbon is not None else None,
     )
-    if pending is not None and conn is not None:
+    if pending is not None:
         pending.append(work)
         return outcome
     try:
@@ -446,7 +448,14 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                   issue_date: date | None, components: Any, progress: Callable[[str], None] | None,
                   plan: EnergyPlan, now: datetime | None, dry_run: bool,
                   facts: dict[tuple[str, str], PeriodFacts | None]) -> list[RunOutcome]:
-    """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction."""
+    """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction.
+
+    The runs are computed before the write transaction begins, so that the write lock (on
+    PostgreSQL one for the whole database) is held only while they are written: other
+    settles, a portfolio's other workers and ingests are not kept waiting while these runs
+    are priced. A run another settle wrote meanwhile is refused by the database
+    (:func:`~kwhub.hub.settle.runs_write.write_runs`).
+    """
     label = data.period.label
     allocation, alloc_error, section, carbon = None, "", None, None
     if alloc_needed:
@@ -459,30 +468,33 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
             alloc_error = str(exc)
     outcomes: list[RunOutcome] = []
     options, market_error = _with_market_revenue(db, group, label, options)
-    with db.write_transaction() as conn:
-        if carbon is not None and not dry_run:
-            store_basis(conn, carbon)
-        runs = existing_runs_of(conn, [c.id for c in group], label)
-        pending: list[RunWrite] = []
-        for c in group:
-            if progress:
-                progress(c.id)
-            if alloc_error and needs_allocation(plan, c):
-                outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
-                continue
-            if market_error and credits_market_revenue(c):
-                outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
-                                                                         f"{market_error}"))
-                continue
-            try:
-                outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
-                                                issue_date=issue_date, components=components, conn=conn,
-                                                runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
-                                                campus_section=section, now=now, dry_run=dry_run, facts=facts,
-                                                carbon=carbon, pending=pending))
-            except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
-                outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
-        refused = write_runs(db, conn, pending)
+    with db.read_connection() as rconn:
+        runs = existing_runs_of(rconn, [c.id for c in group], label)
+    pending: list[RunWrite] = []
+    for c in group:
+        if progress:
+            progress(c.id)
+        if alloc_error and needs_allocation(plan, c):
+            outcomes.append(RunOutcome(c.id, label, version, error=alloc_error))
+            continue
+        if market_error and credits_market_revenue(c):
+            outcomes.append(RunOutcome(c.id, label, version, error=f"contract {c.id!r} period {label}: "
+                                                                     f"{market_error}"))
+            continue
+        try:
+            outcomes.append(settle_contract(db, campus, c, data, allocation, version, options,
+                                            issue_date=issue_date, components=components,
+                                            runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
+                                            campus_section=section, now=now, dry_run=dry_run, facts=facts,
+                                            carbon=carbon, pending=pending))
+        except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
+            outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
+    refused: dict[str, Any] = {}
+    if not dry_run:
+        with db.write_transaction() as conn:
+            if carbon is not None:
+                store_basis(conn, carbon)
+            refused = write_runs(db, conn, pending)
     if refused:
         outcomes = [RunOutcome(o.contract_id, label, version, error=str(refused[o.run_id]))
                     if o.run_id in refused else o for o in outcomes]
