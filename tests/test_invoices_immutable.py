@@ -88,7 +88,7 @@ def test_service_offers_no_update_path():
     modules = (svc, inputs, invoices_read, issue_write, loading, run_checks, runs_read, runs_write)
     public = [n for m in modules for n, f in vars(m).items()
               if callable(f) and getattr(f, "__module__", "") == m.__name__ and not n.startswith("_")]
-    assert "settle" in public and "list_invoices" in public and "insert_invoice" in public
+    assert "settle" in public and "list_invoices" in public and "insert_invoices" in public
     assert not [n for n in public if n.startswith(("update", "delete", "edit", "void"))]
 
 
@@ -99,16 +99,16 @@ def test_numbers_are_gapless_even_when_an_issue_fails(db, monkeypatch):
     first = settle(db, campus, "2026-10", issue_date=ISSUE)
     assert [o.invoice.number for o in first] == ["OP-000001", "OP-000002"]
 
-    real = issue_write.insert_invoice
+    real = issue_write.insert_invoices
     calls = {"n": 0}
 
-    def failing(conn, inv, *args):  # noqa: ANN001
+    def failing(conn, items):  # noqa: ANN001 - every issue goes through it, alone or in a batch
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("disk full while writing the invoice")
-        return real(conn, inv, *args)
+        return real(conn, items)
 
-    monkeypatch.setattr(issue_write, "insert_invoice", failing)
+    monkeypatch.setattr(issue_write, "insert_invoices", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         settle(db, campus, "2026-11", contracts=["ppa-a"], issue_date=date(2026, 12, 2))
     # the approval took number 3 inside its transaction; the rollback gave it back and the run waits as a draft

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from kwhub.core.campus import Campus
 from kwhub.core.invoice import DocumentReference, Invoice
@@ -28,6 +28,8 @@ from kwhub.hub.settle.runs_read import existing_runs, get_run, run_changed
 from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
 from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
+
+_IN_CHUNK = 500  # runs per IN list
 
 
 class ReviewError(SettlementError):
@@ -125,6 +127,46 @@ def _issue(conn: Any, db: Database, item: DraftToIssue, *, actor: str, reason: s
     return inv
 
 
+def _issue_all(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
+               issue_date: date | None, on_issue: Callable[[Any, Invoice], None] | None,
+               audit: list[dict[str, Any]]) -> dict[str, Approval]:
+    """:func:`_issue` of first documents (kind ``invoice``) all at once, in order, with a few
+    statements instead of a few per run: the runs claimed together, each seller's numbers taken
+    in one step, the invoices and their lines inserted with one executemany each. Raises
+    :class:`ReviewError` (nothing done) when any run is no longer pending."""
+    t = settlement_run_table
+    claimed = 0
+    for i in range(0, len(items), _IN_CHUNK):
+        chunk = items[i:i + _IN_CHUNK]
+        claimed += conn.execute(update(t).where(t.c.id.in_([it.run_id for it in chunk]), t.c.status.in_(PENDING))
+                                .values(status="issued", invoice_id=case({it.run_id: it.draft.id for it in chunk},
+                                                                         value=t.c.id))).rowcount
+    if claimed != len({it.run_id for it in items}):
+        raise ReviewError("a run was decided by someone else meanwhile")
+    count: dict[str, int] = {}
+    for it in items:
+        count[it.draft.seller.id] = count.get(it.draft.seller.id, 0) + 1
+    taken = {seller: issue_write.next_invoice_numbers(conn, db.dialect, seller, k) for seller, k in count.items()}
+    day = issue_date or date.today()
+    issued: list[tuple[Invoice, int, str, str | None]] = []
+    for it in items:
+        seller = it.draft.seller.id
+        n = taken[seller]
+        taken[seller] = n + 1
+        issued.append((issue_draft(it.draft, format_number(seller, n), day, it.version_kind, None, 1), n, it.period,
+                       None))
+    issue_write.insert_invoices(conn, issued)
+    out: dict[str, Approval] = {}
+    for it, (inv, _, _, _) in zip(items, issued, strict=True):
+        if on_issue is not None:
+            on_issue(conn, inv)
+        audit.append({"action": "run.approve", "actor": actor, "object_type": "settlement_run",
+                      "object_id": it.run_id, "detail": {"reason": reason, "was": it.was, "held": list(it.held),
+                                                         "invoice": inv.number, "total": str(inv.total)}})
+        out[it.run_id] = Approval(it.run_id, invoice=inv)
+    return out
+
+
 def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
                  issue_date: date | None = None,
                  on_issue: Callable[[Any, Invoice], None] | None = None) -> dict[str, Approval]:
@@ -137,7 +179,10 @@ def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, rea
     with db.write_transaction() as conn:
         try:
             with conn.begin_nested():
-                for item in items:
+                if items and all(item.draft.kind == "invoice" for item in items):  # first documents: together
+                    out = _issue_all(conn, db, items, actor=actor, reason=reason, issue_date=issue_date,
+                                     on_issue=on_issue, audit=audit)
+                for item in items if not out else ():
                     out[item.run_id] = Approval(item.run_id, invoice=_issue(
                         conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue,
                         audit=audit))
