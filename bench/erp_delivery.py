@@ -36,7 +36,7 @@ from kwhub.core.render_context import RenderContext
 from kwhub.hub.deliver.outbox import enqueue_invoice, run_relay, status_counts
 from kwhub.hub.demo.erp_receiver import ErpReceiver
 from kwhub.hub.helpers.webhook_signature import sign_request
-from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
+from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number
 from kwhub.hub.store import Database
 from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
@@ -121,7 +121,7 @@ def main() -> None:
         for start in range(0, len(invoices), 100):
             with db.write_transaction() as conn:
                 for inv in invoices[start:start + 100]:
-                    _insert_invoice(conn, inv, next_invoice_number(conn, db.dialect, inv.seller.id), "2024-07", None)
+                    insert_invoice(conn, inv, next_invoice_number(conn, db.dialect, inv.seller.id), "2024-07", None)
                     enqueue_invoice(conn, inv, [renderer], prefs, ["erp"])
         render_s = time.perf_counter() - t0
 

@@ -8,7 +8,8 @@ New York) of quarter-hours, all in one shared database: PostgreSQL on 127.0.0.1:
 with ``--sqlite``.
 
 Timed: ``settle_serial`` (one campus after the other, in this process) and
-``settle_portfolio`` (one task per campus and contract on a LocalCluster of ``--workers``
+``settle_portfolio`` (one task per campus, or per campus and contract with ``--tasks contract``,
+on a LocalCluster of ``--workers``
 worker processes, one thread each, cluster start-up included and reported apart), each
 on its own fresh database holding the same data. The runs, allocations and invoices the
 two paths store are compared (``equal``).
@@ -228,6 +229,8 @@ def main() -> None:
     ap.add_argument("--campuses", type=int, default=16)
     ap.add_argument("--channels", type=int, default=0, help="extra tenant sub-meters per campus")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--tasks", choices=("campus", "contract"), default="campus",
+                    help="one Dask task per campus (default) or per contract")
     ap.add_argument("--sqlite", action="store_true", help="a shared SQLite file instead of PostgreSQL")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kwhub-bench-portfolio"))
     args = ap.parse_args()
@@ -277,7 +280,7 @@ def main() -> None:
                     warm.run(_warm_worker)
                 timings["cluster_start_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                res = settle_portfolio(refs, PERIOD, scheduler=addr, issue_date=issue)
+                res = settle_portfolio(refs, PERIOD, scheduler=addr, issue_date=issue, group=args.tasks)
                 timings["dask_s"] = time.perf_counter() - t0
                 cluster.close()
             close_cached()
@@ -287,10 +290,10 @@ def main() -> None:
     n_runs = len(results["serial"]["runs"])
     print(f"portfolio: {args.campuses} campuses, {n_runs} runs, {'SQLite' if args.sqlite else 'PostgreSQL'}")
     print(f"  serial (one process)           {timings['serial_s']:8.2f} s")
-    print(f"  dask ({args.workers} workers, LocalCluster)  {timings['dask_s']:8.2f} s "
+    print(f"  dask ({args.workers} workers, LocalCluster, a task per {args.tasks})  {timings['dask_s']:8.2f} s "
           f"(cluster start {timings['cluster_start_s']:.2f} s, not included)")
     print(f"  speed-up                       {timings['serial_s'] / timings['dask_s']:8.2f} x   equal: {equal}")
-    print(json.dumps({"campuses": args.campuses, "runs": n_runs, **{k: round(v, 3) for k, v in timings.items()},
+    print(json.dumps({"campuses": args.campuses, "runs": n_runs, "tasks": args.tasks, **{k: round(v, 3) for k, v in timings.items()},
                       "speedup": round(timings["serial_s"] / timings["dask_s"], 3), "equal": equal}))
 
 

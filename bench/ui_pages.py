@@ -208,7 +208,7 @@ def build_small(folder: Path, tenants: int, meters: int) -> tuple[object, dict[s
             hub.approve(ids, actor="bench", reason="bench setup", issue_date=date(YEAR + (m == 12), m % 12 + 1, 3))
     keys = {"operator": create_key(hub.db, role="operator", days=30, max_days=366, actor="bench").token,
             "tenant": create_key(hub.db, role="tenant", party=tids[0], days=30, max_days=366, actor="bench").token}
-    from kwhub.hub.settle.service import list_invoices
+    from kwhub.hub.settle.invoices_read import list_invoices
 
     return hub, keys, [inv.id for inv in list_invoices(hub.db)]
 

@@ -348,7 +348,7 @@ def test_store_refuses_instants_no_day_arithmetic_survives(db):
 def test_readings_summary_survives_a_row_stored_before_the_checks(db):
     """A year-9999 day written before the checks existed no longer breaks `readings --summary`."""
     from kwhub.core.intervals import day_start_epoch
-    from kwhub.hub.store import interval_store
+    from kwhub.hub.store import day_batches
 
     day = date(9999, 12, 31)
     n = 96
@@ -363,7 +363,7 @@ def test_readings_summary_survives_a_row_stored_before_the_checks(db):
             "source": "legacy", "created_at": datetime.now(UTC), "is_current": True}])
     (s,) = db.intervals.summary(layer="raw")
     assert s.intervals == 96 and s.last_end is None and s.first_start is not None
-    assert interval_store.STORE_END_EPOCH > day_start_epoch(date(8999, 12, 31))
+    assert day_batches.STORE_END_EPOCH > day_start_epoch(date(8999, 12, 31))
 
 
 def test_cli_refuses_directories_and_devices(cli, tmp_path):

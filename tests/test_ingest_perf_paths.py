@@ -19,7 +19,7 @@ from kwhub.core.intervals import DayBlock, split_by_day
 from kwhub.core.quality import Quality
 from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
 from kwhub.hub.ingest.vee import _jsonable, read_events, validate_days
-from kwhub.hub.store.interval_store import _canonical_rules
+from kwhub.hub.store.day_batches import canonical_rules
 from kwhub.hub.store.tables import interval_day_table
 
 T = interval_day_table.c
@@ -138,7 +138,7 @@ def test_canonical_rules_equals_reference(seed) -> None:
     ids[rng.random(len(ids)) < 0.4] = 0
     if seed == 0:
         ids[:] = 0
-    got_ids, got_names = _canonical_rules(ids.copy(), names)
+    got_ids, got_names = canonical_rules(ids.copy(), names)
     ref_ids, ref_names = _canonical_reference(ids, names)
     assert np.array_equal(got_ids, ref_ids)
     assert got_names == ref_names

@@ -9,6 +9,15 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 import kwhub.hub.settle.service as svc
+from kwhub.hub.settle import (
+    inputs,
+    invoices_read,
+    issue_write,
+    loading,
+    run_checks,
+    runs_read,
+    runs_write,
+)
 from kwhub.hub.settle.review import approve_runs
 from kwhub.hub.settle.service import list_invoices, settle
 from kwhub.hub.store.settlement_tables import (
@@ -76,9 +85,10 @@ def test_raw_sql_refused_by_trigger(issued, sql):
 
 
 def test_service_offers_no_update_path():
-    public = [n for n, f in vars(svc).items()
-              if callable(f) and getattr(f, "__module__", "") == svc.__name__ and not n.startswith("_")]
-    assert "settle" in public and "list_invoices" in public
+    modules = (svc, inputs, invoices_read, issue_write, loading, run_checks, runs_read, runs_write)
+    public = [n for m in modules for n, f in vars(m).items()
+              if callable(f) and getattr(f, "__module__", "") == m.__name__ and not n.startswith("_")]
+    assert "settle" in public and "list_invoices" in public and "insert_invoices" in public
     assert not [n for n in public if n.startswith(("update", "delete", "edit", "void"))]
 
 
@@ -89,16 +99,16 @@ def test_numbers_are_gapless_even_when_an_issue_fails(db, monkeypatch):
     first = settle(db, campus, "2026-10", issue_date=ISSUE)
     assert [o.invoice.number for o in first] == ["OP-000001", "OP-000002"]
 
-    real = svc._insert_invoice
+    real = issue_write.insert_invoices
     calls = {"n": 0}
 
-    def failing(conn, inv, *args):  # noqa: ANN001
+    def failing(conn, items):  # noqa: ANN001 - every issue goes through it, alone or in a batch
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("disk full while writing the invoice")
-        return real(conn, inv, *args)
+        return real(conn, items)
 
-    monkeypatch.setattr(svc, "_insert_invoice", failing)
+    monkeypatch.setattr(issue_write, "insert_invoices", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         settle(db, campus, "2026-11", contracts=["ppa-a"], issue_date=date(2026, 12, 2))
     # the approval took number 3 inside its transaction; the rollback gave it back and the run waits as a draft
@@ -115,3 +125,34 @@ def test_numbers_are_gapless_even_when_an_issue_fails(db, monkeypatch):
         seqs = [r[0] for r in conn.execute(select(invoice_table.c.number_seq).order_by(invoice_table.c.number_seq))]
         nxt = conn.execute(select(invoice_sequence_table.c.next_number)).scalar()
     assert seqs == [1, 2, 3, 4] and nxt == 5
+
+
+def test_drafts_issued_together_number_and_chain_as_one_by_one(db):
+    """Issuing a settle's first documents together gives the numbers, documents and hash chain
+    that issuing them one by one gives; a run decided by someone else meanwhile falls back to
+    the run-by-run path, where only that run fails."""
+    from kwhub.core.settlement import SettlementOptions
+    from kwhub.hub.settle.integrity import chain_sha256, document_sha256
+    from kwhub.hub.settle.review import DraftToIssue, issue_drafts, reject_run
+
+    campus = settle_campus()
+    manual = SettlementOptions(review_policy="manual")
+    for p in ("2026-10", "2026-11"):
+        write_period(db, p)
+    drafts = [o for p in ("2026-10", "2026-11") for o in settle(db, campus, p, options=manual)]
+    items = [DraftToIssue(o.run_id, o.contract_id, o.period, o.version_kind, o.draft) for o in drafts]
+    got = issue_drafts(db, items[:2], actor="clerk", reason="batch", issue_date=ISSUE)
+    assert [got[o.run_id].invoice.number for o in drafts[:2]] == ["OP-000001", "OP-000002"]
+    reject_run(db, drafts[2].run_id, actor="clerk", reason="wrong meter")  # decided before the batch
+    late = issue_drafts(db, items[2:], actor="clerk", reason="batch", issue_date=ISSUE)
+    assert "rejected" in late[drafts[2].run_id].error and late[drafts[3].run_id].invoice.number == "OP-000003"
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(invoice_table.c.number_seq, invoice_table.c.id, invoice_table.c.document,
+                                   invoice_table.c.document_sha256, invoice_table.c.prev_chain_sha256,
+                                   invoice_table.c.chain_sha256).order_by(invoice_table.c.number_seq)).all()
+    prev = "0" * 64
+    for seq, inv_id, doc, digest, prev_chain, chain in rows:  # the chain recomputed by hand, link by link
+        assert digest == document_sha256(doc) and prev_chain == prev
+        assert chain == chain_sha256("op", seq, inv_id, digest, prev)
+        prev = chain
+    assert [r[0] for r in rows] == [1, 2, 3]

@@ -36,9 +36,9 @@ def two_databases(tmp_path):
         portfolio.close_cached()
 
 
-def _dask(refs, **kw):  # noqa: ANN001, ANN003
+def _dask(refs, group="contract", **kw):  # noqa: ANN001, ANN003
     return portfolio.settle_portfolio(refs, PERIOD, scheduler="local", workers=2, processes=False,
-                                      issue_date=ISSUE, **kw)
+                                      issue_date=ISSUE, group=group, **kw)
 
 
 def test_dask_equals_serial(two_databases):
@@ -64,6 +64,39 @@ def test_dask_equals_serial(two_databases):
     # hall B: 50 kWh x 2,976 = 148.8 MWh, split between gt1 and pv (per-source lines, in MWh)
     inv_b = next(o.invoice for o in serial.outcomes["c01"] if o.contract_id == "c01.ppa-b")
     assert abs(sum(ln.quantity for ln in inv_b.lines) - Decimal("148.8")) < Decimal("0.000001")
+
+
+def test_dask_by_campus_equals_serial(two_databases):
+    """One task per campus (the default): the campus is read and allocated once, as serially."""
+    (refs_s, url_s, root_s), (refs_d, url_d, root_d) = two_databases
+    serial = portfolio.settle_serial(refs_s, PERIOD, issue_date=ISSUE)
+    seen: list[str] = []
+    dask = _dask(refs_d, group="campus", progress=lambda t, status: seen.append(f"{t.key}={status}"))
+    assert dask.ok and dask.tasks == N
+    assert sorted(seen) == [f"settle|c0{k}|*|2026-10|initial=draft, draft" for k in range(1, N + 1)]
+    portfolio.close_cached()
+    assert stored_results(url_s, root_s) == stored_results(url_d, root_d)
+    for name in serial.outcomes:
+        assert [(o.contract_id, o.status, o.statement_hash, o.invoice.number) for o in serial.outcomes[name]] == \
+               [(o.contract_id, o.status, o.statement_hash, o.invoice.number) for o in dask.outcomes[name]]
+
+
+def test_failed_campus_task_fails_its_contracts_only(two_databases, monkeypatch):
+    (refs_s, url_s, root_s), (refs_d, url_d, root_d) = two_databases
+    real = portfolio._settle_one
+
+    def broken(task):  # noqa: ANN001, ANN202
+        if task.campus == "c02":
+            raise RuntimeError("worker lost")
+        return real(task)
+
+    monkeypatch.setattr(portfolio, "_settle_one", broken)
+    res = _dask(refs_d, group="campus", retries=0)
+    assert [f.task.key for f in res.failures] == ["settle|c02|*|2026-10|initial"]
+    assert [(o.contract_id, o.status) for o in res.outcomes["c02"]] == [("c02.ppa-a", "error"), ("c02.ppa-b", "error")]
+    assert {o.status for name in ("c01", "c03") for o in res.outcomes[name]} == {"issued"}
+    with pytest.raises(portfolio.PortfolioError, match="unknown task grouping"):
+        portfolio.plan_tasks(refs_d, PERIOD, group="site")
 
 
 def test_failed_task_is_retried(two_databases, monkeypatch):

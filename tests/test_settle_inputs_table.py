@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from kwhub.hub.settle.service import InputTable, PeriodInputs, _day_no
+from kwhub.hub.settle.inputs import InputTable, PeriodInputs, day_no
 
 D0 = date(2026, 3, 1)
 
@@ -36,8 +36,8 @@ def test_fixed_width_buffer_equals_the_string_lines(versions, monkeypatch) -> No
     assert fast.lines == slow.lines
     assert fast.raw_hashes() == slow.raw_hashes() and fast.packed() == slow.packed()
     for first, last in ((0, 5), (1, 3)):
-        pf = PeriodInputs(fast, _day_no(D0) + first, _day_no(D0) + last)
-        ps = PeriodInputs(slow, _day_no(D0) + first, _day_no(D0) + last)
+        pf = PeriodInputs(fast, day_no(D0) + first, day_no(D0) + last)
+        ps = PeriodInputs(slow, day_no(D0) + first, day_no(D0) + last)
         assert pf.digests() == ps.digests()
         assert [pf.rows(c) for c in "abc"] == [ps.rows(c) for c in "abc"]
         assert pf.summary("abc") == ps.summary("abc")

@@ -141,18 +141,45 @@ def test_a_refused_run_in_a_batch_fails_alone(db, monkeypatch):
     write_period(db, "2026-10")
     first = settle(db, campus, "2026-10", contracts=["ppa-a"], issue_date=ISSUE)[0]
     assert first.status == "issued"
-    seen = service._existing_runs_of
+    seen = service.existing_runs_of
 
     def hide_a(conn, ids, period):  # noqa: ANN001 - as if ppa-a's run were written after this settle looked
         return {k: v for k, v in seen(conn, ids, period).items() if k != "ppa-a"}
 
-    monkeypatch.setattr(service, "_existing_runs_of", hide_a)
+    monkeypatch.setattr(service, "existing_runs_of", hide_a)
     out = {o.contract_id: o for o in settle(db, campus, "2026-10", issue_date=ISSUE)}
     assert out["ppa-a"].status == "error" and "already exists" in out["ppa-a"].error
     assert out["ppa-b"].status == "draft" and out["ppa-b"].run_id  # written, not issued (a contract failed)
     assert get_run(db, out["ppa-b"].run_id)["status"] == "draft"
     assert len(run_inputs(db, out["ppa-b"].run_id)) > 0
     assert [d.number for d in list_invoices(db)] == [first.invoice.number]
+
+
+def test_a_draft_decided_while_its_successor_is_computed_is_not_superseded(db, monkeypatch):
+    """Runs are priced before the write transaction begins. A pending draft approved in that
+    window stays issued: the run that was to supersede it is refused, nothing of it is written."""
+    import kwhub.hub.settle.service as service
+    from kwhub.hub.settle.review import approve_runs
+
+    campus = settle_campus()
+    manual = SettlementOptions(review_policy="manual")
+    write_period(db, "2026-10")
+    draft = settle(db, campus, "2026-10", contracts=["ppa-a"], options=manual, issue_date=ISSUE)[0]
+    assert draft.status == "draft"
+    write_period(db, "2026-10", {k: v + 1 for k, v in CONSTANT.items()})  # other data: a new run supersedes
+    seen = service.existing_runs_of
+
+    def approve_meanwhile(conn, ids, period):  # noqa: ANN001 - a clerk approves the draft right after the read
+        runs = seen(conn, ids, period)
+        approve_runs(db, campus, [draft.run_id], actor="clerk", reason="checked by hand", issue_date=ISSUE,
+                     check_inputs=False)
+        return runs
+
+    monkeypatch.setattr(service, "existing_runs_of", approve_meanwhile)
+    again = settle(db, campus, "2026-10", contracts=["ppa-a"], options=manual, issue_date=ISSUE)[0]
+    assert again.status == "error" and "approved or rejected while this settle computed" in again.error
+    assert [(r["seq"], r["status"]) for r in service.existing_runs(db, "ppa-a", "2026-10")] == [(1, "issued")]
+    assert [d.number for d in list_invoices(db)] == ["OP-000001"]
 
 
 def test_reading_ahead_settles_the_same_runs(db):

@@ -160,10 +160,10 @@ def test_read_matrix_gaps_missing_channels_and_partial_span(db: Database) -> Non
 
 
 def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
-    """The PostgreSQL bulk insert sends binary COPY rows typed as ``_COPY_TYPES``: they must be the table's types."""
+    """The PostgreSQL bulk insert sends binary COPY rows typed as ``COPY_TYPES``: they must be the table's types."""
     from sqlalchemy import text
 
-    from kwhub.hub.store.interval_store import _COPY_TYPES, INSERT_COLUMNS
+    from kwhub.hub.store.day_sql import COPY_TYPES, INSERT_COLUMNS
 
     if db.dialect != "postgresql":
         assert db.dialect == "sqlite"  # SQLite takes executemany; nothing to match
@@ -171,7 +171,7 @@ def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
     with db.engine.connect() as conn:
         types = dict(conn.execute(text("SELECT column_name, udt_name FROM information_schema.columns "
                                        "WHERE table_name = 'interval_day'")).all())
-    assert [types[c] for c in INSERT_COLUMNS] == list(_COPY_TYPES)
+    assert [types[c] for c in INSERT_COLUMNS] == list(COPY_TYPES)
 
 
 def _plain_sqlite_read(path: str, ids: list[str], first_day: int, n_int: int, off: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,16 +210,16 @@ def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_d
     db.intervals.write_series([_full_days("e", 1, 1, 5)])  # day 1 of e restated (version 2)
     span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC))
     ids = ["a", "b", "c", "d", "e", "f"]
-    from kwhub.hub.store.interval_store import _Grid
+    from kwhub.hub.store.matrix_read import DayGrid
 
     took: dict[str, bool] = {}
-    place_joined = _Grid.place_joined
+    place_joined = DayGrid.place_joined
 
     def spy(self, ci, cid, row, hashes):  # noqa: ANN001, ANN202
         took[cid] = place_joined(self, ci, cid, row, hashes)
         return took[cid]
 
-    monkeypatch.setattr(_Grid, "place_joined", spy)
+    monkeypatch.setattr(DayGrid, "place_joined", spy)
     reads = {}
     for joined in (True, False):
         db.intervals.joined_reads = joined

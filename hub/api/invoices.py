@@ -106,7 +106,7 @@ def explain(request: Request, invoice_id: str = Path(..., max_length=200),
             line: int | None = Query(None, ge=1, le=100_000),
             who: Principal = Depends(scope("invoices:read"))) -> dict[str, Any]:
     from kwhub.core.explain import ExplainError, explain_line
-    from kwhub.hub.settle.service import get_run, run_allocation, run_inputs
+    from kwhub.hub.settle.runs_read import get_run, run_allocation, run_inputs
 
     hub = hub_of(request)
     inv = _invoice(hub, who, invoice_id)

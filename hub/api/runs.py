@@ -27,7 +27,7 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def _visible_run(hub: Any, who: Principal, run_id: str) -> dict[str, Any]:
     from kwhub.core.settlement import SettlementError
-    from kwhub.hub.settle.service import get_run
+    from kwhub.hub.settle.runs_read import get_run
 
     try:
         run = get_run(hub.db, run_id)

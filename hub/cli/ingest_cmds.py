@@ -143,7 +143,7 @@ def _made_stale(db: Any, reports: list[Any], before: set[str]) -> list[dict[str,
     if not any(r.new_days or r.changed_days or r.stale or r.periods for r in reports):
         return []
     from kwhub.hub.settle.review import list_runs
-    from kwhub.hub.settle.service import refresh_stale
+    from kwhub.hub.settle.runs_read import refresh_stale
 
     ids = set(refresh_stale(db)) - before
     if not ids:

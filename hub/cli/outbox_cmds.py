@@ -217,7 +217,7 @@ def _queue_again(config: Path | None, invoice: str | None, route: str | None, fo
     )
     from kwhub.hub.deliver.render_context import render_context
     from kwhub.hub.registry import get_registry
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     if not invoice or not route:
         raise UserError("give both the document and the route: kwhub deliver INVOICE --route TRANSPORT",

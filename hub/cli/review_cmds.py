@@ -89,7 +89,7 @@ def runs_show(
 ) -> None:
     """Show a run: status, checks, the document it issues (or issued), energy accounting, decisions."""
     from kwhub.core.settlement import SettlementError
-    from kwhub.hub.settle.service import get_run
+    from kwhub.hub.settle.runs_read import get_run
     from kwhub.hub.store import audit_entries
 
     fmt = output_format(fmt, ("text", "json"))

@@ -1,7 +1,7 @@
 """``kwhub settle``, ``kwhub invoices list|show|render`` and ``kwhub explain``.
 
 ``invoices list|show`` and ``explain`` refresh the staleness of the runs they show first
-(:func:`kwhub.hub.settle.service.stale_flags`): a run whose input data was restated or
+(:func:`kwhub.hub.settle.runs_read.stale_flags`): a run whose input data was restated or
 deleted since it was settled is shown as stale.
 """
 
@@ -34,7 +34,7 @@ STALE_NOTE = "its input data was restated or deleted since it was settled; settl
 def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
     """Refreshed stale flags of the documents' runs, and for stale runs the later run (of the
     same contract and period) that already corrects them, if there is one."""
-    from kwhub.hub.settle.service import existing_runs, get_run, stale_flags
+    from kwhub.hub.settle.runs_read import existing_runs, get_run, stale_flags
 
     stale = stale_flags(db, [d.run_id for d in docs if d.run_id])
     later: dict[str, str] = {}
@@ -89,9 +89,11 @@ def settle_command(
     campuses: str = typer.Option(None, "--campuses", help="A portfolio: kwhub.toml files (or their folders), "
                                  "comma-separated, sharing one database; settled one after the other, or on "
                                  "Dask with --dask."),
-    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per (campus, contract) on "
-                             "Dask; `local` for a LocalCluster on this machine, or a scheduler address "
-                             "(tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    dask: str = typer.Option(None, "--dask", help="With --campuses: settle one task per campus (see "
+                             "--dask-tasks) on Dask; `local` for a LocalCluster on this machine, or a scheduler "
+                             "address (tcp://host:8786). Needs the portfolio extra (dask.distributed)."),
+    dask_tasks: str = typer.Option("campus", "--dask-tasks", help="With --dask: one task per `campus` (its data "
+                                   "read and its allocation computed once) or per `contract`."),
     workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
 ) -> None:
@@ -104,9 +106,10 @@ def settle_command(
     Settling the same version again on the same data reports `unchanged` and exits 0.
     Exit status: 0 when every contract settled (issued, held or unchanged), 1 when any failed.
 
-    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every contract of
-    every campus as its own Dask task (the same code as a serial settle, against the shared
-    database) and then issues each campus' drafts in order; the results equal a serial run.
+    A portfolio: `--campuses a/kwhub.toml,b/kwhub.toml --dask local` settles every campus as its
+    own Dask task (`--dask-tasks contract`: every contract; the same code as a serial settle,
+    against the shared database) and then issues each campus' drafts in order; the results
+    equal a serial run.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -128,7 +131,7 @@ def settle_command(
         raise UserError(str(exc), hint="give the period as YYYY-MM, e.g. --period 2026-10", exit_code=EXIT_CONFIG) from None
     if campuses is not None or dask is not None:
         _settle_portfolio(period, version, campuses, dask, workers, retries, fmt, contract, fallback_raw, missing,
-                          dry_run)
+                          dry_run, dask_tasks)
         return
     cfg = _load(config)
     campus = cfg.campus
@@ -170,7 +173,7 @@ def settle_command(
 
 def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str | None, workers: int, retries: int,
                       fmt: str, contract: list[str] | None, fallback_raw: bool, missing: str | None,
-                      dry_run: bool) -> None:
+                      dry_run: bool, dask_tasks: str = "campus") -> None:
     """``settle --campuses ... [--dask SCHEDULER]``: see :mod:`kwhub.hub.settle.portfolio`."""
     from kwhub.hub.settle.portfolio import (
         PortfolioError,
@@ -191,10 +194,11 @@ def _settle_portfolio(period: str, version: str, campuses: str | None, dask: str
         else:
             def shown(task: Any, status: str) -> None:
                 if fmt != "json":
-                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id)}: {safe(status)}")
+                    err_console.print(f"{safe(task.campus)} {safe(task.contract_id or 'all contracts')}: "
+                                      f"{safe(status)}")
 
             result = settle_portfolio(refs, period, version, scheduler=dask, workers=workers, retries=retries,
-                                      progress=shown)
+                                      group=dask_tasks, progress=shown)
     except PortfolioError as exc:
         raise UserError(str(exc), exit_code=EXIT_CONFIG) from None
     if fmt == "json":
@@ -276,7 +280,7 @@ def invoices_list(
 ) -> None:
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
-    from kwhub.hub.settle.service import list_invoices
+    from kwhub.hub.settle.invoices_read import list_invoices
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -309,7 +313,7 @@ def invoices_show(
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -356,7 +360,7 @@ def invoices_render(
     from kwhub.hub.deliver.render_context import render_context
     from kwhub.hub.deliver.rendering import RenderMismatchError, render_document
     from kwhub.hub.registry import get_registry
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     cfg = _load(config)
     try:
@@ -415,13 +419,8 @@ def explain_command(
     The run is shown as STALE when its input data was restated or deleted since it was settled.
     """
     from kwhub.core.explain import ExplainError, explain_line, render_text
-    from kwhub.hub.settle.service import (
-        get_invoice,
-        get_run,
-        run_allocation,
-        run_inputs,
-        stale_flags,
-    )
+    from kwhub.hub.settle.invoices_read import get_invoice
+    from kwhub.hub.settle.runs_read import get_run, run_allocation, run_inputs, stale_flags
 
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config)
@@ -477,7 +476,7 @@ def _explain_carbon(db: Any, cfg: Any, invoice: str, line: int | None, fmt: str)
     from kwhub.core.carbon_explain import explain_line_carbon, render_carbon_text
     from kwhub.core.explain import ExplainError
     from kwhub.hub.esg.explain import line_carbon_inputs
-    from kwhub.hub.settle.service import get_invoice
+    from kwhub.hub.settle.invoices_read import get_invoice
 
     inv = _get(get_invoice, db, invoice)
     try:

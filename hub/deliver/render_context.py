@@ -45,7 +45,7 @@ def render_context(source: Any, invoice: Invoice, campus: Campus | None = None, 
     whose interval store holds the channel-days (default: ``source`` when it is one).
     ``campus`` is needed only for contracts that price metered load channels.
     """
-    from kwhub.hub.settle.service import get_run, run_allocation, run_inputs
+    from kwhub.hub.settle.runs_read import get_run, run_allocation, run_inputs
 
     if not invoice.run_id:
         return RenderContext()

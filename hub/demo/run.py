@@ -484,7 +484,8 @@ def _settle(cfg: KwhubConfig, db: Any, period: str, version: str, summary: DemoS
     from kwhub.core.versions import VERSION_KINDS
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import outbox_hook
-    from kwhub.hub.settle.service import existing_runs, settle
+    from kwhub.hub.settle.runs_read import existing_runs
+    from kwhub.hub.settle.service import settle
 
     later = VERSION_KINDS[VERSION_KINDS.index(version) + 1:]
     todo = [c.id for c in cfg.campus.contracts  # on a second run, October already has its final version
@@ -549,7 +550,7 @@ def _deliver(cfg: KwhubConfig, db: Any, summary: DemoSummary) -> None:
 
 def _invoice_rows(cfg: KwhubConfig, db: Any) -> list[dict[str, Any]]:
     from kwhub.hub.deliver.outbox import list_outbox
-    from kwhub.hub.settle.service import list_invoices
+    from kwhub.hub.settle.invoices_read import list_invoices
 
     rows = []
     out_rows = list_outbox(db)

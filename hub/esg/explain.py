@@ -14,7 +14,7 @@ from kwhub.core.emissions import Intensity, source_intensity
 from kwhub.core.explain import ExplainError
 from kwhub.core.invoice import Invoice
 from kwhub.hub.esg.carbon_store import read_blobs
-from kwhub.hub.settle.service import get_run, run_allocation
+from kwhub.hub.settle.runs_read import get_run, run_allocation
 from kwhub.hub.store import Database
 
 

@@ -90,7 +90,7 @@ def closing_runs(db: Database, campus: Campus, period: str) -> dict[str, str]:
 
     :class:`PeriodNotClosedError` naming the contracts that are still open and what to do.
     """
-    from kwhub.hub.settle.service import existing_runs
+    from kwhub.hub.settle.runs_read import existing_runs
 
     closing: dict[str, str] = {}
     open_: list[str] = []
@@ -163,7 +163,7 @@ _EMPTY = {"channel_id": object, "interval_start": np.int64, "interval_minutes": 
 
 def _allocation_table(db: Database, closing: dict[str, str], pa: Any) -> Any:
     """The per-interval split of each closing run (runs without an allocation add no rows)."""
-    from kwhub.hub.settle.service import get_run, run_allocation
+    from kwhub.hub.settle.runs_read import get_run, run_allocation
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("run_id", "contract_id", "tenant", "source",
                                                           "interval_start", "interval_minutes", "kwh")}

@@ -113,7 +113,7 @@ def close_job(hub: Any, ctx: JobContext) -> dict[str, Any]:
 
     from kwhub.core.close_schedule import CloseRule, due_versions, recent_periods
     from kwhub.core.timeline import zone
-    from kwhub.hub.settle.service import existing_runs
+    from kwhub.hub.settle.runs_read import existing_runs
 
     close = hub.config.file.scheduler.close
     done: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ relay checks the outbox body against that register and the issued document
 (:func:`check_outgoing`); a mismatch is dead-lettered, never sent.
 
 :func:`chain_link` is called for every document issued (from
-``kwhub.hub.settle.service._insert_invoice``); it also refuses a number that does not follow
+``kwhub.hub.settle.issue_write.insert_invoice``); it also refuses a number that does not follow
 the seller's last issued one (a rewound or jumped ``invoice_sequence``).
 """
 
@@ -104,6 +104,25 @@ def chain_link(conn: Any, seller: str, number_seq: int, invoice_id: str, documen
     digest = document_sha256(document)
     return {"document_sha256": digest, "prev_chain_sha256": prev,
             "chain_sha256": chain_sha256(seller, number_seq, invoice_id, digest, prev)}
+
+
+def chain_links(conn: Any, seller: str, docs: Sequence[tuple[int, str, str]]) -> list[dict[str, str]]:
+    """:func:`chain_link` of several documents of ``seller`` issued in one go, ``(number_seq,
+    invoice_id, document)`` each with consecutive numbers: the head is read once, and each
+    document links to the one before it."""
+    if not docs:
+        return []
+    first = chain_link(conn, seller, *docs[0])
+    out = [first]
+    for (seq, invoice_id, document), (prev_seq, _, _) in zip(docs[1:], docs[:-1], strict=True):
+        if seq != prev_seq + 1:
+            raise InvoiceNumberingError(f"invoice numbers of seller {seller!r} issued together must follow each "
+                                        f"other: {prev_seq} then {seq}. Nothing was issued")
+        prev = out[-1]["chain_sha256"]
+        digest = document_sha256(document)
+        out.append({"document_sha256": digest, "prev_chain_sha256": prev,
+                    "chain_sha256": chain_sha256(seller, seq, invoice_id, digest, prev)})
+    return out
 
 
 # --------------------------------------------------------------------------- renderings

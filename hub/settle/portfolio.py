@@ -1,11 +1,14 @@
-"""A portfolio of campuses settled in parallel on Dask, one task per (campus, contract, period).
+"""A portfolio of campuses settled in parallel on Dask, one task per (campus, period) or (campus, contract, period).
 
 Each campus is a ``kwhub.toml``; the campuses of a portfolio share one database (PostgreSQL
 in production: every worker connects to it with the campus' ``[hub] database`` URL), and
 their channel, contract and party ids are distinct. A task loads its campus configuration,
-opens the database and runs the ordinary :func:`kwhub.hub.settle.service.settle` for its one
-contract with ``issue=False``: the run and its draft are written by the same code as a serial
-settle. When every task has finished, the driver issues each campus' drafts in contract order
+opens the database and runs the ordinary :func:`kwhub.hub.settle.service.settle` with
+``issue=False`` for its contracts: the runs and their drafts are written by the same code as a
+serial settle. By default a task settles a whole campus (``group="campus"``): the campus' channels
+are read and its allocation computed once, as in a serial settle; with ``group="contract"`` each
+contract is a task of its own, and every contract billed from the allocation reads the campus'
+balance channels and allocates again. When every task has finished, the driver issues each campus' drafts in contract order
 with :func:`~kwhub.hub.settle.service.issue_outcomes`, exactly as one serial call per campus
 would (same invoice numbers, same documents, same outbox rows); a campus with a failed
 contract issues nothing, as a serial settle would not.
@@ -46,11 +49,12 @@ class CampusRef:
 
 @dataclass(frozen=True)
 class SettleTask:
-    """One unit of work: settle ``contract_id`` of ``campus`` for ``period`` (one version kind)."""
+    """One unit of work: settle ``contract_id`` of ``campus`` (None: all its contracts) for ``period``
+    (one version kind)."""
 
     campus: str
     config: str
-    contract_id: str
+    contract_id: str | None
     period: str
     version: str
     issue_date: date | None = None  # the drafts carry it: every task of a portfolio gets the same
@@ -58,7 +62,7 @@ class SettleTask:
     @property
     def key(self) -> str:
         """The task's unique name on the scheduler (shown on its dashboard)."""
-        return f"settle|{self.campus}|{self.contract_id}|{self.period}|{self.version}"
+        return f"settle|{self.campus}|{self.contract_id or '*'}|{self.period}|{self.version}"
 
 
 @dataclass
@@ -113,14 +117,24 @@ def campus_refs(specs: Sequence[str]) -> list[CampusRef]:
     return refs
 
 
+GROUPS = ("campus", "contract")
+
+
 def plan_tasks(campuses: Sequence[CampusRef], period: str, version: str = "initial",
-               issue_date: date | None = None) -> list[SettleTask]:
-    """One task per (campus, contract) for ``period``; ``issue_date`` None: today, fixed once for all."""
+               issue_date: date | None = None, group: str = "campus") -> list[SettleTask]:
+    """One task per campus (``group="campus"``) or per (campus, contract) for ``period``;
+    ``issue_date`` None: today, fixed once for all."""
+    if group not in GROUPS:
+        raise PortfolioError(f"unknown task grouping {group!r}; expected one of {', '.join(GROUPS)}")
     day = issue_date or date.today()
     tasks: list[SettleTask] = []
     for ref in campuses:
         cfg = _config(ref.config)
-        tasks += [SettleTask(ref.name, ref.config, c.id, period, version, day) for c in cfg.campus.contracts]
+        if group == "campus":
+            if cfg.campus.contracts:
+                tasks.append(SettleTask(ref.name, ref.config, None, period, version, day))
+        else:
+            tasks += [SettleTask(ref.name, ref.config, c.id, period, version, day) for c in cfg.campus.contracts]
     return tasks
 
 
@@ -156,11 +170,12 @@ def _database(cfg: Any) -> Any:
 
 
 def _settle_one(task: SettleTask) -> list[RunOutcome]:
-    """The ordinary settlement of one contract, its drafts left for the driver to issue."""
+    """The ordinary settlement of the task's contracts, their drafts left for the driver to issue."""
     from kwhub.hub.settle.service import settle
 
     cfg = _config(task.config)
-    return settle(_database(cfg), cfg.campus, task.period, contracts=[task.contract_id], version=task.version,
+    contracts = None if task.contract_id is None else [task.contract_id]
+    return settle(_database(cfg), cfg.campus, task.period, contracts=contracts, version=task.version,
                   options=cfg.settlement_options(), issue_date=task.issue_date, issue=False)
 
 
@@ -190,12 +205,15 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> tuple[Any, 
 
 def settle_portfolio(campuses: Sequence[CampusRef], period: str, version: str = "initial", *,
                      scheduler: str | None = None, workers: int = 2, processes: bool = True, retries: int = 2,
-                     issue_date: date | None = None, deliver: bool = True,
+                     issue_date: date | None = None, deliver: bool = True, group: str = "campus",
                      progress: Callable[[SettleTask, str], None] | None = None) -> PortfolioResult:
-    """Settle ``period`` for every contract of every campus on Dask (see module docs)."""
+    """Settle ``period`` for every contract of every campus on Dask (see module docs).
+
+    ``group``: one task per ``campus`` (default) or per ``contract``.
+    """
     from dask.distributed import as_completed
 
-    tasks = plan_tasks(campuses, period, version, issue_date)
+    tasks = plan_tasks(campuses, period, version, issue_date, group)
     issue_date = tasks[0].issue_date if tasks else issue_date
     result = PortfolioResult(tasks=len(tasks))
     got: dict[SettleTask, list[RunOutcome]] = {}
@@ -219,9 +237,11 @@ def settle_portfolio(campuses: Sequence[CampusRef], period: str, version: str = 
     for ref in campuses:
         mine = [t for t in tasks if t.campus == ref.name]
         outcomes = [o for t in mine for o in got.get(t, [])]
-        failed = [f for f in result.failures if f.task.campus == ref.name]
-        outcomes += [RunOutcome(f.task.contract_id, period, version, error=f.error) for f in failed]
-        order = {t.contract_id: i for i, t in enumerate(mine)}
+        contract_ids = [c.id for c in _config(ref.config).campus.contracts]
+        for f in (f for f in result.failures if f.task.campus == ref.name):
+            ids = contract_ids if f.task.contract_id is None else [f.task.contract_id]
+            outcomes += [RunOutcome(cid, period, version, error=f.error) for cid in ids]
+        order = {cid: i for i, cid in enumerate(contract_ids)}
         outcomes.sort(key=lambda o: order.get(o.contract_id, 0))
         _issue_campus(ref, outcomes, issue_date=issue_date, deliver=deliver)
         result.outcomes[ref.name] = outcomes

@@ -47,7 +47,7 @@ from kwhub.hub.settle.integrity import (
     check_outgoing,
     document_sha256,
 )
-from kwhub.hub.settle.service import run_inputs
+from kwhub.hub.settle.runs_read import run_inputs
 from kwhub.hub.store.outbox_tables import outbox_table
 from kwhub.hub.store.settlement_tables import (
     document_rendering_table,

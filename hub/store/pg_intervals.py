@@ -4,7 +4,7 @@
 Before a write, :func:`ensure_partitions` asks the database function
 ``kwhub_interval_partitions`` to create the months the write covers (one catalog look-up
 per month when they exist). Rows go in with binary ``COPY ... FROM STDIN`` when the role may
-(:func:`copy_in_allowed`; see :func:`kwhub.hub.store.interval_store._insert_day_rows`).
+(:func:`copy_in_allowed`; see :func:`kwhub.hub.store.day_sql.insert_day_rows`).
 The dense read (``read_matrix``) fetches with a binary-format cursor (bytea as raw bytes):
 a binary ``COPY (SELECT ...) TO STDOUT`` of the same rows was measured slower, because
 psycopg hands a COPY stream over one message per row, and so was a COPY of one record per channel

@@ -1,7 +1,7 @@
 """The campus's energy flow for the "campus now" page, from the latest issued settlement runs.
 
 "Now" is the last interval of the latest period with issued runs: each run's frozen
-allocation (tenant x source, per interval; :func:`kwhub.hub.settle.service.run_allocation`)
+allocation (tenant x source, per interval; :func:`kwhub.hub.settle.runs_read.run_allocation`)
 gives kW from each source to each tenant in that interval and kWh over the period. The runs
 a viewer may see come from the API's own run list, so a tenant sees only its own flows.
 
@@ -167,7 +167,7 @@ def compute_figures(hub: Any, config: str, period: str, latest: dict[str, dict[s
 def _flow_rows(hub: Any, period: str, latest: dict[str, dict[str, Any]]) -> tuple[list[FlowRow], dict[str, str]]:
     from kwhub.core.allocation import unpack_array
     from kwhub.core.timeline import billing_period
-    from kwhub.hub.settle.service import run_allocation
+    from kwhub.hub.settle.runs_read import run_allocation
 
     contracts = {c.id: c for c in hub.campus.contracts}
     kinds = {a.id: a.kind for a in hub.campus.assets}

@@ -190,9 +190,9 @@ def _issue(hub: Hub, inv: Invoice) -> None:
     """
     from sqlalchemy import select
 
-    from kwhub.hub.settle.service import _insert_invoice, next_invoice_number
+    from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number
     from kwhub.hub.store.settlement_tables import invoice_table
 
     with hub.db.write_transaction() as conn:
         if conn.execute(select(invoice_table.c.id).where(invoice_table.c.id == inv.id)).first() is None:
-            _insert_invoice(conn, inv, next_invoice_number(conn, hub.db.dialect, inv.seller.id), "2024-07", None)
+            insert_invoice(conn, inv, next_invoice_number(conn, hub.db.dialect, inv.seller.id), "2024-07", None)

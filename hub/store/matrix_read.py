@@ -1,0 +1,196 @@
+"""Reading current days into a dense (channels x intervals) matrix: :func:`read_matrix`.
+
+SQLite hands each channel's days over as one joined row (blobs and digests concatenated
+by SQLite itself); PostgreSQL sends the blob rows in psycopg's binary format. Runs of
+consecutive days are copied into the channel's row of the result in one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kwhub.core.intervals import SECONDS_PER_DAY, DayHashes, IntervalDataError, IntervalMatrix
+from kwhub.core.timeline import Span
+from kwhub.hub.store.day_batches import MISSING, iso_instant, slots_of
+from kwhub.hub.store.day_sql import (
+    CHANNEL_DAY,
+    EPOCH_ORDINAL,
+    check_layer,
+    chunks,
+    day_sql,
+    dbapi_cursor,
+    raw_day_numbers,
+)
+
+if TYPE_CHECKING:
+    from kwhub.hub.store.db import Database
+
+_MINUTES_PER_DAY = 1440
+
+
+class DayGrid:
+    """The result arrays of one ``read_matrix`` and how stored days map onto them.
+
+    Day ``d`` slot ``k`` of the read lands in column ``(d - d_first) * n_slots + k - off``;
+    columns outside ``[0, n_int)`` belong to the UTC days the span only partly covers.
+    """
+
+    def __init__(self, n_ch: int, n_int: int, n_days: int, n_slots: int, d_first: int, off: int,
+                 interval_minutes: int) -> None:
+        self.values = np.empty((n_ch, n_int))
+        self.quality = np.empty((n_ch, n_int), dtype=np.uint8)
+        self.filled = np.zeros((n_ch, n_days), dtype=bool)
+        self.n_int, self.n_slots, self.d_first, self.off = n_int, n_slots, d_first, off
+        self.minutes = interval_minutes
+        self._iso: str | None = None
+
+    def place(self, ci: int, cid: str, rows: Sequence[Any], hashes: DayHashes) -> None:
+        """Copy one channel's rows ``(channel, day, minutes, values, quality, hash)``, in day order."""
+        _, raw_days, minutes, vals, quals, digests = zip(*rows, strict=True)
+        k = len(raw_days)
+        # rows come in day order, one per day: first and last day tell whether they are consecutive
+        ends = raw_day_numbers((raw_days[0], raw_days[-1]))
+        consecutive = int(ends[1] - ends[0]) == k - 1
+        day_no = np.arange(ends[0], ends[0] + k, dtype=np.int64) if consecutive else raw_day_numbers(raw_days)
+        hashes.add(cid, day_no, digests)
+        d0 = int(day_no[0]) - self.d_first
+        if consecutive:
+            self.filled[ci, d0:d0 + k] = True
+        else:
+            self.filled[ci, day_no - self.d_first] = True
+        if consecutive and minutes.count(minutes[0]) == k:
+            bounds = [0, k]  # one run
+        else:
+            mins = np.array(minutes, dtype=np.int64)
+            cuts = np.flatnonzero((np.diff(day_no) != 1) | (np.diff(mins) != 0)) + 1
+            bounds = [0, *cuts.tolist(), k]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+            self._copy(ci, cid, int(day_no[a]), int(minutes[a]),
+                       vals[a] if b - a == 1 else b"".join(vals[a:b]), quals[a] if b - a == 1 else b"".join(quals[a:b]),
+                       b - a)
+
+    def _copy(self, ci: int, cid: str, day0: int, stored: int, vals: bytes, quals: bytes, n_days: int) -> None:
+        """Copy ``n_days`` consecutive stored days from ``day0`` (joined blobs) into row ``ci``."""
+        if self.minutes % stored:
+            raise IntervalDataError(
+                f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
+                f"{self.minutes}-minute intervals", source=cid, field="interval_minutes")
+        f = self.minutes // stored
+        v = np.frombuffer(vals, dtype="<f8")
+        q = np.frombuffer(quals, dtype=np.uint8)
+        if f > 1:
+            q = q.reshape(-1, f).max(axis=1)
+            v = v.reshape(-1, f).sum(axis=1)
+            v[q == MISSING] = np.nan
+        g0 = (day0 - self.d_first) * self.n_slots - self.off
+        lo, hi = max(0, g0), min(self.n_int, g0 + n_days * self.n_slots)
+        if hi > lo:
+            self.values[ci, lo:hi] = v[lo - g0:hi - g0]
+            self.quality[ci, lo:hi] = q[lo - g0:hi - g0]
+
+    def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
+        """Copy one channel's days from a :meth:`DaySql.read_joined` row; False (nothing done)
+        unless they are consecutive days in day order at one interval length, each whole."""
+        _, k, first, last, m_lo, m_hi, vals, quals, digests, day_list = row
+        if m_lo != m_hi or not isinstance(first, str) or not isinstance(day_list, str):
+            return False
+        stored = int(m_lo)
+        if stored <= 0 or _MINUTES_PER_DAY % stored:
+            return False
+        d0 = date.fromisoformat(first).toordinal() - EPOCH_ORDINAL
+        d1 = date.fromisoformat(last).toordinal() - EPOCH_ORDINAL
+        per_day = _MINUTES_PER_DAY // stored
+        if (d1 - d0 + 1 != k or len(vals) != 8 * per_day * k or len(quals) != per_day * k
+                or len(digests) != 64 * k or day_list != self.iso_days(d0, d1)):
+            return False
+        hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), [digests[i:i + 64] for i in range(0, 64 * k, 64)])
+        self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
+        self._copy(ci, cid, d0, stored, vals, quals, k)
+        return True
+
+    def iso_days(self, d0: int, d1: int) -> str:
+        """The ISO dates of epoch days ``d0..d1`` (inside the read), joined."""
+        if self._iso is None:
+            n = self.filled.shape[1]
+            days = np.arange(self.d_first, self.d_first + n, dtype=np.int64).astype("datetime64[D]")
+            self._iso = "".join(np.datetime_as_string(days).tolist())
+        if len(self._iso) != 10 * self.filled.shape[1]:  # years beyond 9999: not joined
+            return ""
+        return self._iso[10 * (d0 - self.d_first):10 * (d1 - self.d_first + 1)]
+
+    def mark_missing(self) -> None:
+        """NaN / MISSING in every column no stored day filled."""
+        if self.filled.all():
+            return
+        gap = np.repeat(~self.filled, self.n_slots, axis=1)[:, self.off:self.off + self.n_int]
+        self.values[gap] = np.nan
+        self.quality[gap] = MISSING
+
+
+def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_minutes: int,
+                layer: str = "validated", *, joined: bool = True) -> IntervalMatrix:
+    """Dense (channels x intervals) matrix over ``span``; NaN + MISSING where absent.
+
+    Days stored at a finer interval are summed up to ``interval_minutes`` (a coarse
+    interval with any missing part is NaN, its quality the worst of its parts).
+    ``day_hashes`` gets the content hash of every (channel, day) read.
+
+    Each channel's days arrive in day order; runs of consecutive days are joined and
+    copied into the channel's row of the result in one step, clipped to the span. ``joined`` (SQLite): each channel's days as one joined row
+    (False: a row per channel-day, the path the joined read falls back to).
+    """
+    check_layer(layer)
+    ids = list(channel_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("channel_ids contains duplicates")
+    n_slots = slots_of(interval_minutes, "read_matrix")
+    step = interval_minutes * 60
+    s0, s1 = span.start_epoch, span.end_epoch
+    if s0 % step or s1 % step or s1 < s0:
+        raise IntervalDataError(f"span {iso_instant(s0)}..{iso_instant(s1)} is not on the {interval_minutes}-minute grid",
+                                source="read_matrix", field="span")
+    n_int = (s1 - s0) // step
+    d_first = s0 // SECONDS_PER_DAY
+    d_last = max(d_first, (s1 - 1) // SECONDS_PER_DAY) if n_int else d_first
+    n_days = d_last - d_first + 1
+    grid = DayGrid(len(ids), n_int, n_days, n_slots, d_first, (s0 - d_first * SECONDS_PER_DAY) // step,
+                 interval_minutes)
+    hashes = DayHashes()
+    if n_int and ids:
+        with db.read_connection() as conn:
+            sql = day_sql(conn.dialect)
+            lo, hi = sql.days(np.array([d_first, d_last]))
+            cur = dbapi_cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
+            try:
+                if sql.sqlite:
+                    pos = {c: i for i, c in enumerate(ids)}
+                    rest: list[str] = []
+                    for chunk in chunks(ids) if joined else ():
+                        cur.execute(sql.read_joined(len(chunk)), (layer, True, lo, hi, *chunk))
+                        for row in cur:
+                            if not grid.place_joined(pos[row[0]], row[0], row, hashes):
+                                rest.append(row[0])
+                    for cid in rest if joined else ids:  # day by day
+                        cur.execute(sql.read_one, (cid, layer, lo, hi, True))
+                        rows = cur.fetchall()
+                        if rows:
+                            grid.place(pos[cid], cid, rows, hashes)
+                else:
+                    pos = {c: i for i, c in enumerate(ids)}
+                    for chunk in chunks(ids):
+                        cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
+                        # sorted here: a server-side ORDER BY of the blob rows spills to disk
+                        rows = sorted(cur.fetchall(), key=CHANNEL_DAY)
+                        for cid, group in groupby(rows, key=itemgetter(0)):
+                            grid.place(pos[cid], cid, list(group), hashes)
+            finally:
+                cur.close()
+    grid.mark_missing()
+    return IntervalMatrix(channel_ids=ids, start_epoch=s0, interval_minutes=interval_minutes,
+                          values=grid.values, quality=grid.quality, day_hashes=hashes)
