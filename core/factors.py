@@ -39,10 +39,12 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
+
+if TYPE_CHECKING:  # numpy is imported where a signal is read or used: invoices load without it
+    import numpy as np
 
 GASES: tuple[str, ...] = ("co2", "ch4", "n2o", "co2e")  # co2e: reported only as CO2e, never split
 FactorGas = Literal["co2", "ch4", "n2o", "co2e", "none"]
@@ -136,6 +138,8 @@ class GwpSet(BaseModel):
 
     def weights(self) -> np.ndarray:
         """The weights of :data:`GASES` (co2, ch4, n2o, co2e as reported)."""
+        import numpy as np
+
         return np.array([1.0, self.ch4, self.n2o, 1.0])
 
 
@@ -204,6 +208,8 @@ class HourlySignal(BaseModel):
 
     def at(self, starts: np.ndarray) -> np.ndarray:
         """The value (in kg per base unit, or a fraction) in force at each start; NaN outside the series."""
+        import numpy as np
+
         pos = np.searchsorted(self.starts, starts, side="right") - 1
         ok = (pos >= 0) & (starts < (self.starts[np.clip(pos, 0, None)] + self.step_minutes * 60))
         vals = self.values[np.clip(pos, 0, len(self.values) - 1)] * UNITS[self.unit][0]
@@ -222,6 +228,8 @@ def read_hourly_signal(path: Path, *, signal_id: str, version: str, source: str,
     Errors name the file, line and field; a start without an offset is refused (never guessed).
     """
     from datetime import datetime
+
+    import numpy as np
 
     if unit not in UNITS:
         raise FactorError(f"{path}: unknown unit {unit!r} (known: {', '.join(UNITS)})")

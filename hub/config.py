@@ -206,13 +206,26 @@ def _registry_for(cf: ConfigFile) -> Any:
     return registry
 
 
-def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: Any | None = None) -> KwhubConfig:
-    """Validate a config mapping (already parsed from TOML)."""
+def parse_config(data: dict[str, Any], source: str, work_dir: Path, registry: Any | None = None, *,
+                 plugins: bool = True) -> KwhubConfig:
+    """Validate a config mapping (already parsed from TOML).
+
+    ``plugins=False`` is for commands that only read the database: the file's own structure
+    and cross-references are checked, but no plugin is loaded, so adapter settings and
+    contract components are not checked against their plugins (``kwhub config check`` and
+    every command that uses them do that) and the result carries no adapter instances.
+    """
     try:
         cf = ConfigFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, format_validation_error(exc, data)) from None
     problems = cross_check(cf)
+    if not plugins:
+        if problems:
+            raise ConfigError(source, problems)
+        campus = Campus(timezone=cf.hub.timezone, sites=cf.sites, assets=cf.assets, channels=cf.channels,
+                        parties=cf.parties, contracts=cf.contracts, allocation=cf.allocation)
+        return KwhubConfig(source=source, work_dir=work_dir, file=cf, campus=campus)
     if registry is None:
         registry = _registry_for(cf)
     warnings: list[str] = []
@@ -271,8 +284,10 @@ def find_config(start: Path | None = None) -> Path | None:
 
 
 def load_config(path: str | Path | None = None, *, work_dir: Path | None = None, registry: Any | None = None,
-                required: bool = False) -> KwhubConfig:
-    """Load and validate ``path`` (or the discovered ``kwhub.toml``, or the embedded default)."""
+                required: bool = False, plugins: bool = True) -> KwhubConfig:
+    """Load and validate ``path`` (or the discovered ``kwhub.toml``, or the embedded default).
+
+    ``plugins=False``: see :func:`parse_config` (for commands that only read the database)."""
     if path is not None:
         p = Path(path)
         if not p.exists():
@@ -284,8 +299,8 @@ def load_config(path: str | Path | None = None, *, work_dir: Path | None = None,
             raise ConfigError(CONFIG_NAME, ["no kwhub.toml in this directory"],
                               hint="run `kwhub init` to write one, or `kwhub demo` to see a complete campus")
         wd = (work_dir or Path.cwd()).resolve()
-        cfg = parse_config(embedded_default(wd), "(embedded default)", wd, registry)
+        cfg = parse_config(embedded_default(wd), "(embedded default)", wd, registry, plugins=plugins)
         cfg.embedded_default = True
         return cfg
     data = read_toml(p)
-    return parse_config(data, str(p), p.resolve().parent, registry)
+    return parse_config(data, str(p), p.resolve().parent, registry, plugins=plugins)

@@ -14,11 +14,14 @@ from kwhub.hub.cli.output import warn
 _warned: set[str] = set()
 
 
-def load(config: Path | str | None = None, *, required: bool = False) -> Any:
-    """Load and validate the configuration; print its warnings (once per file) on stderr."""
+def load(config: Path | str | None = None, *, required: bool = False, plugins: bool = True) -> Any:
+    """Load and validate the configuration; print its warnings (once per file) on stderr.
+
+    ``plugins=False`` for a command that only reads the database: no plugin is imported,
+    so it starts in a blink (adapter settings are checked by the commands that use them)."""
     from kwhub.hub.config import load_config
 
-    cfg = load_config(config, required=required)
+    cfg = load_config(config, required=required, plugins=plugins)
     for message in cfg.warnings:
         key = f"{cfg.source}\0{message}"
         if key not in _warned:

@@ -292,7 +292,7 @@ def readings(
     if from_parquet is not None:
         _readings_from_parquet(from_parquet, channel, start, end, layer, periods, summary, fmt)
         return
-    cfg = _load(config)
+    cfg = _load(config, plugins=False)  # reads only: no plugin imported
     if summary:
         with _open_db(cfg, read_only=True) as db:
             _print_summary(db, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})

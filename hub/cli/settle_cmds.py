@@ -283,7 +283,7 @@ def invoices_list(
     from kwhub.hub.settle.invoices_read import list_invoices
 
     fmt = output_format(fmt, ("text", "json"))
-    cfg = _load(config)
+    cfg = _load(config, plugins=False)  # reads only: no plugin imported
     db = _open_db(cfg, read_only=True)
     try:
         docs = list_invoices(db, contract_id=contract, period=period)
@@ -316,7 +316,7 @@ def invoices_show(
     from kwhub.hub.settle.invoices_read import get_invoice
 
     fmt = output_format(fmt, ("text", "json"))
-    cfg = _load(config)
+    cfg = _load(config, plugins=False)  # reads only: no plugin imported
     db = _open_db(cfg, read_only=True)
     try:
         inv = _get(get_invoice, db, ref)

@@ -11,7 +11,6 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from kwhub.core.invoice import Invoice
-from kwhub.core.settlement import SettlementError
 from kwhub.hub.store import Database
 from kwhub.hub.store.settlement_tables import invoice_table
 
@@ -38,6 +37,9 @@ def get_invoice(db: Database, ref: str) -> Invoice:
     with db.engine.connect() as conn:
         doc = conn.execute(select(t.c.document).where((t.c.id == ref) | (t.c.number == ref))).scalar()
     if doc is None:
+        # imported only on a miss, which keeps read commands light
+        from kwhub.core.settlement import SettlementError
+
         raise SettlementError(f"no invoice {ref!r} (give an invoice id or number; `kwhub invoices list` shows them)")
     return Invoice.model_validate_json(doc)
 
