@@ -37,6 +37,7 @@ from kwhub.core.vee import (
 )
 from kwhub.core.vee.engine import MAX_FRAME_EXTENSION_DAYS, DenseDays
 from kwhub.hub.store import Database, WriteReport
+from kwhub.hub.store.day_writer import FreshDays
 
 
 @dataclass
@@ -176,17 +177,29 @@ class _Dense:
     """
 
     def __init__(self, db: Database, campus_channels: dict[str, Channel], engine: VeeEngine,
-                 plan: list[tuple[str, list[date]]], reads: Mapping[str, VeeContext] | None = None) -> None:
+                 plan: list[tuple[str, list[date]]], reads: Mapping[str, VeeContext] | None = None,
+                 fresh: Mapping[str, FreshDays] | None = None) -> None:
         self.db = db
         self.chunks: list[list[tuple[str, Channel, date, date]]] = []
         self.chunk_of: dict[str, int] = {}
         self.loaded: dict[str, tuple[date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.raw_hashes: dict[str, tuple[np.ndarray, list[str]]] = {}  # per channel: raw days read, their hashes
-        stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels])
+        # channels whose stored days are exactly the arrays the caller just wrote: no read
+        self.fresh: dict[str, tuple[Channel, FreshDays, date, date]] = {}
+        fresh = fresh or {}
+        for cid, days in plan:
+            channel = campus_channels.get(cid)
+            f = fresh.get(cid)
+            if channel is not None and f is not None and f.interval_minutes == channel.interval_minutes:
+                self.fresh[cid] = (channel, f, *engine.frame_span(channel, days, (reads or {}).get(cid)))
+                if isinstance(fresh, dict):  # taken over: each channel's arrays go once it is validated
+                    del fresh[cid]
+        stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels and cid not in self.fresh])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
             channel = campus_channels.get(cid)
-            if channel is None or stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
+            if channel is None or cid in self.fresh or \
+                    stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
                 continue
             lo, hi = engine.frame_span(channel, days, (reads or {}).get(cid))
             if current:
@@ -224,6 +237,9 @@ class _Dense:
         The arrays are ``(days, slots)`` from the first day on; "best" is the validated
         layer where a day has one, else raw (the history the engine looks at).
         """
+        got = self.fresh.pop(cid, None)
+        if got is not None:
+            return self._fresh(cid, *got)
         k = self.chunk_of.get(cid)
         if k is None:
             return None
@@ -231,6 +247,20 @@ class _Dense:
             self._load(k)
         first, rv, rq, bv, bq = self.loaded.pop(cid)
         return self.chunks[k][[x[0] for x in self.chunks[k]].index(cid)][1], first, rv, rq, bv, bq
+
+    def _fresh(self, cid: str, channel: Channel, f: FreshDays, lo: date, hi: date,
+               ) -> tuple[Channel, date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The frame span of a fresh channel from the arrays written (what a read would return)."""
+        n_days = (hi - lo).days + 1
+        n_slots = f.values.shape[1]
+        rv = np.full((n_days, n_slots), np.nan)
+        rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+        pos = f.days - (lo.toordinal() - _EPOCH_ORDINAL)
+        inside = (pos >= 0) & (pos < n_days)
+        rv[pos[inside]] = f.values[inside]
+        rq[pos[inside]] = f.quality[inside]
+        self.raw_hashes[cid] = (f.days[inside], [d for d, ok in zip(f.digests, inside.tolist(), strict=True) if ok])
+        return channel, lo, rv, rq, rv, rq
 
     def _load(self, k: int) -> None:
         from kwhub.core.timeline import Span
@@ -297,8 +327,13 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                   vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
                   register_reads: Mapping[str, RegisterReads] | None = None,
-                  now: datetime | None = None, registry: Any | None = None) -> VeeSummary:
+                  now: datetime | None = None, registry: Any | None = None,
+                  fresh: Mapping[str, FreshDays] | None = None) -> VeeSummary:
     """Validate the raw layer of ``channel_days`` and store the validated layer and events.
+
+    ``fresh``: per channel, the raw days the caller has just written to a store that held
+    no other row of that channel (:class:`~kwhub.hub.store.day_writer.RawDayWriter`); they
+    are validated from these arrays instead of being read back (the same result).
 
     ``vee_config``: a :class:`VeeConfig` or the ``[vee]`` mapping (None: defaults).
     ``incoming``: the batch as received per channel (for the duplicate rule);
@@ -336,7 +371,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
     plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
     stored_reads = _stored_reads(db, plan, register_reads or {})
-    dense = _Dense(db, campus_channels, engine, plan, stored_reads)
+    dense = _Dense(db, campus_channels, engine, plan, stored_reads, fresh)
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
