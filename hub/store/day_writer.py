@@ -48,12 +48,15 @@ def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values
                 quality: np.ndarray) -> list[str]:
     """Content hashes of canonical days without rule ids (what the store computes)."""
     iso = np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
-    v = np.ascontiguousarray(values, dtype="<f8")
-    q = np.ascontiguousarray(quality, dtype=np.uint8)
+    vb = np.ascontiguousarray(values, dtype="<f8").tobytes()
+    qb = np.ascontiguousarray(quality, dtype=np.uint8).tobytes()
+    n = len(iso)
+    rv, rq = (len(vb) // n, len(qb) // n) if n else (0, 0)
     pre, post = f"{channel_id}|", f"|{interval_minutes}|"
     sha = hashlib.sha256
-    return [sha(f"{pre}{d}{post}".encode() + vb + qb).hexdigest()
-            for d, vb, qb in zip(iso, map(bytes, v), map(bytes, q), strict=True)]
+    # one copy of each array, sliced per day (half the time of a bytes object per row)
+    return [sha(f"{pre}{d}{post}".encode() + vb[i * rv:i * rv + rv] + qb[i * rq:i * rq + rq]).hexdigest()
+            for i, d in enumerate(iso)]
 
 
 def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
