@@ -171,3 +171,34 @@ def test_rows_out_of_order_across_chunks_fall_back_to_the_whole_file(tmp_path, s
     finally:
         db.close()
         ref.close()
+
+
+def test_vee_run_that_fails_midway_writes_no_validated_day(tmp_path, monkeypatch) -> None:
+    """Validated days are written channel by channel into one transaction: a failure rolls it back."""
+    from kwhub.core.vee import VeeEngine
+
+    csv = tmp_path / "wide.csv"
+    _write_csv(csv, n_days=25)
+    db = Database.open(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        campus = _campus()
+        b = CsvMeter("t", {}, adapter_context(campus)).read_file(csv)
+        db.intervals.write_series(b.series, layer="raw", source="x")
+        real = VeeEngine.validate_dense
+        seen = []
+
+        def boom(self, channel, *a, **k):
+            seen.append(channel.id)
+            if len(seen) == 3:  # two channels are written by then
+                raise RuntimeError("engine failed")
+            return real(self, channel, *a, **k)
+
+        monkeypatch.setattr(VeeEngine, "validate_dense", boom)
+        with pytest.raises(RuntimeError):
+            validate_days(db, campus, channel_days(b), run_label="t", now=NOW)
+        assert db.intervals.count_rows(layer="validated") == 0 and db.intervals.count_rows(layer="raw") > 0
+        monkeypatch.setattr(VeeEngine, "validate_dense", real)
+        validate_days(db, campus, channel_days(b), run_label="t", now=NOW)  # the lock was released
+        assert db.intervals.count_rows(layer="validated") == 5 * 25
+    finally:
+        db.close()

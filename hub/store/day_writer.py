@@ -121,7 +121,8 @@ class RawDayWriter:
     def fresh(self) -> dict[str, FreshDays]:
         """Per fresh channel: its days as written (batches joined in day order); the parts are let go."""
         out: dict[str, FreshDays] = {}
-        for cid, parts in self._parts.items():
+        for cid in list(self._parts):
+            parts = self._parts.pop(cid)  # each channel's parts go as soon as they are joined
             if cid in self._dropped:
                 continue
             if len(parts) == 1:
