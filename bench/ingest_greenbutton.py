@@ -151,6 +151,10 @@ def child(kind: str, path: str) -> None:
                       "total_wh": total}))
 
 
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
 def run(kind: str, path: Path, timeout: float) -> dict | None:
     try:
         out = subprocess.run([sys.executable, __file__, "--child", kind, str(path)], capture_output=True, text=True,
@@ -203,8 +207,10 @@ def main() -> None:
               f"{r['readings']:,} readings, peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
     spread = ", ".join(f"{o['seconds']:.2f}/{p['seconds']:.2f}" for o, p in zip(ours_runs, lxml_runs, strict=True))
     ratio = lxml["seconds"] / ours_big["seconds"]
+    cpu_ratio = _median([r["cpu_seconds"] for r in lxml_runs]) / _median([r["cpu_seconds"] for r in ours_runs])
     print(f"lxml peer (big): {lxml['mb']:.1f} MB in {lxml['seconds']:.2f} s = {lxml['mb_per_s']:.1f} MB/s, "
-          f"{lxml['readings']:,} readings, peak RSS {lxml['peak_rss_mb']:.0f} MB; ours/lxml speed {ratio:.2f}x "
+          f"{lxml['readings']:,} readings, peak RSS {lxml['peak_rss_mb']:.0f} MB; ours/lxml speed {ratio:.2f}x wall, "
+          f"{cpu_ratio:.2f}x CPU "
           f"(runs ours/lxml s: {spread}); totals (Wh) ours {ours_big['total_wh']:,}, lxml {lxml['total_wh']:,}, "
           f"equal: {totals_equal}", file=sys.stderr)
     peer = None
@@ -227,6 +233,8 @@ def main() -> None:
         "lxml_mb_per_s": round(lxml["mb_per_s"], 2),
         "lxml_seconds_runs": [round(r["seconds"], 3) for r in lxml_runs],
         "ratio_vs_lxml": round(ratio, 3),
+        "cpu_ratio_vs_lxml": round(cpu_ratio, 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "totals_equal": totals_equal,
         "mb_per_cpu_s": round(ours_big["mb_per_cpu_s"], 2),
         "peer_mb_per_cpu_s": round(peer["mb_per_cpu_s"], 2) if peer else None,
