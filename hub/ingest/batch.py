@@ -7,8 +7,8 @@ before anything is written; a large one (``STREAM_MIN_BYTES``) whose adapter can
 chunk written in one and the same write transaction, so memory is bounded by the chunk
 size; a refused chunk rolls the transaction back and the file is then read whole, which
 names the bad cell as usual. VEE takes the days of channels new to the store straight
-from the arrays written (no read back). Before writing, every batch, from any adapter, is checked once
-more: configured channels with the right interval length, channel ids the store can hold,
+from the arrays written (no read back). Before writing, every batch, from any adapter, is
+checked once more: configured channels with the right interval length, channel ids the store can hold,
 finite values, instants inside ``[ingest]`` first_year..last_year. Interval data (raw
 layer) and period readings are written in a single transaction; re-ingesting the same
 data (again, shuffled, duplicated) changes nothing because the store compares content.
@@ -281,6 +281,10 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
             fresh = writer.fresh()
     except IntervalDataError:
         return None
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # a refused file: the reader's worker thread stops here
     meta.pop("period_readings", None)
     report.notes = [str(x) for x in meta.pop("notes", []) or []]
     report.intervals = n
