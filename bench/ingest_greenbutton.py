@@ -6,7 +6,7 @@ then parses each in a fresh subprocess so that peak RSS is per run:
 
 * ours: ``kwhub.plugins.meters.greenbutton.GreenButtonMeter.read_file`` at two file sizes
   (memory should stay flat; only the output arrays grow, ~40 bytes per reading);
-* lxml peer: a plain ``lxml.etree.iterparse`` reader (:func:`lxml_reader`) that takes every
+* lxml peer: a short ``lxml.etree.iterparse`` reader (:func:`lxml_reader`) that takes every
   IntervalReading's start and value into numpy arrays and nothing else; ours and it run
   ``--runs`` times alternately on the big file, medians and the ratio are printed, and the
   totals (readings, sum of values in Wh) are checked equal;
@@ -101,23 +101,26 @@ ESPI_NS = "{http://naesb.org/espi}"
 
 
 def lxml_reader(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The plain lxml peer: every IntervalReading's start and value into numpy arrays.
+    """The lxml peer: every IntervalReading's start and value into numpy arrays.
 
-    What a developer writes with lxml in a few lines: ``iterparse`` on the IntervalReading
-    end tag, the two texts of each reading, the element cleared behind it, the lists
-    turned into arrays at the end. No checks, no quality, no reading types.
+    What a developer who knows lxml writes in a few lines: ``iterparse`` with a tag filter
+    on the two fields (libxml2 reports nothing else to Python), the reading's start told
+    from the block's own start by its parent (``timePeriod``), each element cleared, the
+    texts turned into arrays at the end. No checks, no quality, no reading types. (The
+    fastest of the variants tried: asking each IntervalReading for its two texts with
+    ``findtext`` is about 2x slower, also dropping each finished entry about 1.5x.)
     """
     from lxml import etree
 
-    reading, start_tag, value_tag = ESPI_NS + "IntervalReading", ESPI_NS + "start", ESPI_NS + "value"
+    start_tag, value_tag, period_tag = ESPI_NS + "start", ESPI_NS + "value", ESPI_NS + "timePeriod"
     starts: list[str] = []
     values: list[str] = []
-    for _, el in etree.iterparse(str(path), events=("end",), tag=reading):
-        starts.append(el.findtext(f"{ESPI_NS}timePeriod/{start_tag}"))
-        values.append(el.findtext(value_tag))
+    for _, el in etree.iterparse(str(path), events=("end",), tag=(start_tag, value_tag)):
+        if el.tag == value_tag:
+            values.append(el.text)
+        elif el.getparent().tag == period_tag:
+            starts.append(el.text)
         el.clear()
-        while el.getprevious() is not None:
-            del el.getparent()[0]
     return np.array(starts, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
