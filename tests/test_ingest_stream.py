@@ -101,7 +101,22 @@ def streamed(monkeypatch):
     return calls
 
 
-def test_streamed_ingest_stores_what_the_whole_file_path_stores(tmp_path, streamed) -> None:
+@pytest.mark.parametrize("keep_bytes", [None, 60_000])  # all channels from the arrays; only some
+def test_streamed_ingest_stores_what_the_whole_file_path_stores(tmp_path, streamed, monkeypatch,
+                                                                keep_bytes) -> None:
+    from kwhub.hub.ingest import vee as vee_mod
+    from kwhub.hub.store import day_writer
+
+    if keep_bytes is not None:
+        monkeypatch.setattr(day_writer, "FRESH_KEEP_BYTES", keep_bytes)
+    taken: list[int] = []
+    real_dense = vee_mod._Dense.__init__
+
+    def spy(self, *a, **k):
+        real_dense(self, *a, **k)
+        taken.append(len(self.fresh))
+
+    monkeypatch.setattr(vee_mod._Dense, "__init__", spy)
     csv = tmp_path / "wide.csv"
     _write_csv(csv)
     ref = _reference(tmp_path, csv)
@@ -114,6 +129,8 @@ def test_streamed_ingest_stores_what_the_whole_file_path_stores(tmp_path, stream
         assert _rows(db) == _rows(ref)
         assert _events(db) == _events(ref) and _events(db)
         assert {e[2] for e in _events(db)} >= {"gap", "spike"}
+        # the reference path validates first (no arrays), then the ingest (arrays of 30 days: 26 kB a channel)
+        assert taken[-1] == 5 if keep_bytes is None else 0 < taken[-1] < 5
     finally:
         db.close()
         ref.close()

@@ -31,6 +31,9 @@ from kwhub.hub.store.tables import interval_day_table
 
 _MISSING = np.uint8(Quality.MISSING)
 _IN_CHUNK = 500
+#: arrays kept for VEE at most (9 bytes per interval: about 11M intervals); the channels
+#: beyond are read back by VEE in bounded chunks, so memory does not grow with the file
+FRESH_KEEP_BYTES = 96 << 20
 
 
 @dataclass
@@ -66,20 +69,32 @@ def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
 class RawDayWriter:
     """Writes raw batches in one transaction and keeps the fresh channels' dense days.
 
-    ``keep``: keep the arrays of fresh channels (False: only write). Call :meth:`write`
+    ``keep``: keep the arrays of fresh channels (False: only write), at most ``keep_bytes``
+    of them (default ``FRESH_KEEP_BYTES``; the channels kept last are let go first, VEE
+    reads those back). Call :meth:`write`
     per batch (a streamed file's batches hold distinct days of each channel), then
     :meth:`fresh` for the kept arrays.
     """
 
-    def __init__(self, db: Any, conn: Connection, source: str, keep: bool = True) -> None:
+    def __init__(self, db: Any, conn: Connection, source: str, keep: bool = True,
+                 keep_bytes: int | None = None) -> None:
         self.db = db
         self.conn = conn
         self.source = source
         self.keep = keep
+        self.keep_bytes = FRESH_KEEP_BYTES if keep_bytes is None else keep_bytes
         self.report = WriteReport()
         self._known: set[str] | None = None  # channels with any stored row before the first write
         self._parts: dict[str, list[FreshDays]] = {}
         self._dropped: set[str] = set()
+        self._kept = 0  # bytes of the arrays kept
+
+    def _over_budget(self) -> None:
+        """Let go of the channels kept last until the arrays fit ``keep_bytes`` (VEE reads those back)."""
+        while self._kept > self.keep_bytes and self._parts:
+            cid = next(reversed(self._parts))
+            self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid))
+            self._dropped.add(cid)
 
     def _stored(self, ids: Sequence[str]) -> set[str]:
         t = interval_day_table.c
@@ -106,13 +121,15 @@ class RawDayWriter:
                 continue
             if not _canonical(cd.values, cd.quality):
                 self._dropped.add(cid)
-                self._parts.pop(cid, None)
+                self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid, []))
                 continue
             digests = day_digests(cid, cd.interval_minutes, cd.days, cd.values, cd.quality)
             cd.known_hashes = digests
             if self.keep:
                 self._parts.setdefault(cid, []).append(
                     FreshDays(cd.interval_minutes, cd.days, cd.values, cd.quality, digests))
+                self._kept += cd.values.nbytes + cd.quality.nbytes
+        self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
         report = self.db.intervals._commit(prepared, "raw", self.source, merge=True, conn=self.conn, report=report)
         self.report.add(report)
