@@ -8,6 +8,7 @@ takes) and, as a peer, a plain pandas linear interpolation of the same gaps
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import date
@@ -45,11 +46,23 @@ def main(days: int = 90) -> None:
     dt = time.perf_counter() - t
     print(f"kwhub VEE engine, dense path: {n / dt / 1e6:.2f} M intervals/s ({events} events)")
     t = time.perf_counter()
+    peer_total = 0.0
+    peer_n = 0
     for bl in blocks.values():
         v = np.concatenate([b.values for b in bl])
-        pd.Series(v).interpolate(limit_area="inside")
+        filled = pd.Series(v).interpolate(limit_area="inside")
+        peer_n += len(v)
+        peer_total += float(np.nansum(v))
+        del filled
     dt2 = time.perf_counter() - t
     print(f"peer pandas Series.interpolate only: {n / dt2 / 1e6:.2f} M intervals/s")
+    # both sides were given the same intervals: counts and the sum of the values received
+    ours_total = float(sum(np.nansum(v) for _, v, _ in dense.values()))
+    equal = peer_n == n and round(ours_total, 3) == round(peer_total, 3)
+    print(f"ours (dense) / peer speed {(n / dt) / (n / dt2):.2f}; input totals: {n:,} intervals, "
+          f"{ours_total:,.3f} kWh both sides, equal: {equal}")
+    print(json.dumps({"intervals": n, "dense_intervals_per_s": round(n / dt), "peer_intervals_per_s": round(n / dt2),
+                      "ratio": round(dt2 / dt, 3), "totals_match": equal}))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """File ingest: adapter -> checks -> raw layer and period readings (one transaction) -> VEE.
 
-``ingest_file`` is what ``kwhub ingest`` and the scheduler call for every file. A file is
-parsed completely before anything is written, so a bad cell rejects the whole file and
-the store is untouched. Before writing, every batch, from any adapter, is checked once
-more: configured channels with the right interval length, channel ids the store can hold,
+``ingest_file`` is what ``kwhub ingest`` and the scheduler call for every file. A bad
+cell rejects the whole file and the store is untouched: a small file is parsed completely
+before anything is written; a large one (``STREAM_MIN_BYTES``) whose adapter can stream it
+(``iter_file``: the CSV adapter's wide files) is parsed chunk by chunk of whole days, every
+chunk written in one and the same write transaction, so memory is bounded by the chunk
+size; a refused chunk rolls the transaction back and the file is then read whole, which
+names the bad cell as usual. VEE takes the days of channels new to the store straight
+from the arrays written (no read back). Before writing, every batch, from any adapter, is
+checked once more: configured channels with the right interval length, channel ids the store can hold,
 finite values, instants inside ``[ingest]`` first_year..last_year. Interval data (raw
 layer) and period readings are written in a single transaction; re-ingesting the same
 data (again, shuffled, duplicated) changes nothing because the store compares content.
@@ -12,6 +17,7 @@ VEE then validates the touched days, and the days that new period readings cover
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
 
 SNIFF_BYTES = 4096
+STREAM_MIN_BYTES = 16 << 20  # files from this size are stored chunk by chunk when the adapter can stream them
 
 
 @dataclass
@@ -215,13 +222,15 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
     if not batch.series and not batch.n_periods:
         report.notes.insert(0, "the file holds no interval, period or register readings; nothing was stored")
         return report
+    from kwhub.hub.store.day_writer import RawDayWriter
+
+    fresh: dict[str, Any] = {}
     with db.write_transaction() as conn:
         if batch.series:
-            wr = db.intervals.write_series(batch.series, layer="raw", source=batch.source, conn=conn)
-            report.new_days = int(wr.new_days)
-            report.changed_days = int(wr.changed_days)
-            report.unchanged_days = int(wr.unchanged_days)
-            report.stale = [(str(c), str(d)) for c, d in getattr(wr, "stale", [])]
+            writer = RawDayWriter(db, conn, batch.source, keep=run_vee)
+            writer.write(batch.series)
+            _count_days(report, writer.report)
+            fresh = writer.fresh()
         if batch.n_periods:
             report.periods = db.periods.write(batch.periods, source=batch.source, conn=conn).as_dict()
     if run_vee:
@@ -233,7 +242,63 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
                 if cid in with_data:
                     days.setdefault(cid, set()).update(covered)
         if days:
-            report.vee, report.vee_note = _validate(db, campus, days, vee_config, batch.source, vee_now)
+            report.vee, report.vee_note = _validate(db, campus, days, vee_config, batch.source, vee_now, fresh)
+    return report
+
+
+def _count_days(report: IngestReport, wr: Any) -> None:
+    report.new_days = int(wr.new_days)
+    report.changed_days = int(wr.changed_days)
+    report.unchanged_days = int(wr.unchanged_days)
+    report.stale = [(str(c), str(d)) for c, d in getattr(wr, "stale", [])]
+
+
+def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], source: str, adapter_type: str,
+                   run_vee: bool, vee_config: Any, vee_now: datetime | None, limits: InputLimits,
+                   ) -> IngestReport | None:
+    """Store a file read chunk by chunk, all chunks in one write transaction, then validate.
+
+    None (nothing stored: the transaction is rolled back) when a chunk is refused; the
+    caller then reads the file whole, which names the problem as usual.
+    """
+    from kwhub.hub.store.day_writer import RawDayWriter
+
+    report = IngestReport(source=source, adapter=adapter_type)
+    days: dict[str, set[date]] = {}
+    channels: dict[str, None] = {}
+    meta: dict[str, Any] = {}
+    n = 0
+    try:
+        with db.write_transaction() as conn:
+            writer = RawDayWriter(db, conn, source, keep=run_vee)
+            for batch in chunks:
+                check_values(batch, limits)
+                check_channels(campus, batch, allow_new_channels=False)
+                n += len(batch)
+                for cid, d in channel_days(batch).items():
+                    days.setdefault(cid, set()).update(d)
+                channels.update(dict.fromkeys(batch.channel_ids()))
+                meta.update(batch.meta)
+                writer.write(batch.series)
+            _count_days(report, writer.report)
+            fresh = writer.fresh()
+    except IntervalDataError:
+        return None
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # a refused file: the reader's worker thread stops here
+    meta.pop("period_readings", None)
+    report.notes = [str(x) for x in meta.pop("notes", []) or []]
+    report.intervals = n
+    report.channels = list(channels)
+    report.duplicates = int(meta.get("duplicates", 0) or 0)
+    report.adapter = adapter_type or str(meta.get("adapter", ""))
+    report.meta = meta
+    if not n:
+        return None  # nothing in the file: the whole read says so in its own words
+    if run_vee and days:
+        report.vee, report.vee_note = _validate(db, campus, days, vee_config, source, vee_now, fresh)
     return report
 
 
@@ -253,13 +318,14 @@ def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
 
 
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
-              source: str, now: datetime | None = None) -> tuple[dict[str, Any] | None, str]:
+              source: str, now: datetime | None = None,
+              fresh: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
     try:
         from kwhub.hub.ingest.vee import validate_days
     except ImportError as exc:  # VEE service not installed in this build
         return None, f"VEE not run: {exc}"
     summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
-                            now=now)
+                            now=now, fresh=fresh)
     as_dict = getattr(summary, "as_dict", None)
     return (as_dict() if callable(as_dict) else dict(summary)), ""
 
@@ -280,6 +346,14 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
                                 "ingest that file", source=str(path))
     if "file" not in adapter_instance.capabilities:
         raise IntervalDataError(f"adapter {adapter_instance.type_id} does not read files", source=str(path))
+    stream = getattr(adapter_instance, "iter_file", None)
+    if stream is not None and not allow_new_channels and path.stat().st_size >= STREAM_MIN_BYTES:
+        chunks = stream(path, channel)
+        if chunks is not None:
+            done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee, vee_config,
+                                  vee_now, adapter_instance.context.limits)
+            if done is not None:
+                return done
     batch = adapter_instance.read_file(path, channel)
     return ingest_batch(db, campus, batch, adapter_type=adapter_instance.type_id,
                         allow_new_channels=allow_new_channels, run_vee=run_vee, vee_config=vee_config,

@@ -28,7 +28,6 @@ from kwhub.core.quality import Quality
 from kwhub.core.vee import (
     PeriodReads,
     RegisterReads,
-    ValidatedDays,
     VeeConfig,
     VeeContext,
     VeeEngine,
@@ -36,7 +35,15 @@ from kwhub.core.vee import (
     VeeOutcome,
 )
 from kwhub.core.vee.engine import MAX_FRAME_EXTENSION_DAYS, DenseDays
+from kwhub.hub.ingest.vee_write import (
+    _EPOCH_ORDINAL,
+    _as_days,
+    _insert_events,
+    _raw_equal_hashes,
+    _ValidatedWriter,
+)
 from kwhub.hub.store import Database, WriteReport
+from kwhub.hub.store.day_writer import FreshDays
 
 
 @dataclass
@@ -176,17 +183,29 @@ class _Dense:
     """
 
     def __init__(self, db: Database, campus_channels: dict[str, Channel], engine: VeeEngine,
-                 plan: list[tuple[str, list[date]]], reads: Mapping[str, VeeContext] | None = None) -> None:
+                 plan: list[tuple[str, list[date]]], reads: Mapping[str, VeeContext] | None = None,
+                 fresh: Mapping[str, FreshDays] | None = None) -> None:
         self.db = db
         self.chunks: list[list[tuple[str, Channel, date, date]]] = []
         self.chunk_of: dict[str, int] = {}
         self.loaded: dict[str, tuple[date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.raw_hashes: dict[str, tuple[np.ndarray, list[str]]] = {}  # per channel: raw days read, their hashes
-        stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels])
+        # channels whose stored days are exactly the arrays the caller just wrote: no read
+        self.fresh: dict[str, tuple[Channel, FreshDays, date, date]] = {}
+        fresh = fresh or {}
+        for cid, days in plan:
+            channel = campus_channels.get(cid)
+            f = fresh.get(cid)
+            if channel is not None and f is not None and f.interval_minutes == channel.interval_minutes:
+                self.fresh[cid] = (channel, f, *engine.frame_span(channel, days, (reads or {}).get(cid)))
+                if isinstance(fresh, dict):  # taken over: each channel's arrays go once it is validated
+                    del fresh[cid]
+        stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels and cid not in self.fresh])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
             channel = campus_channels.get(cid)
-            if channel is None or stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
+            if channel is None or cid in self.fresh or \
+                    stored.get(cid, channel.interval_minutes) != channel.interval_minutes:
                 continue
             lo, hi = engine.frame_span(channel, days, (reads or {}).get(cid))
             if current:
@@ -224,6 +243,9 @@ class _Dense:
         The arrays are ``(days, slots)`` from the first day on; "best" is the validated
         layer where a day has one, else raw (the history the engine looks at).
         """
+        got = self.fresh.pop(cid, None)
+        if got is not None:
+            return self._fresh(cid, *got)
         k = self.chunk_of.get(cid)
         if k is None:
             return None
@@ -231,6 +253,20 @@ class _Dense:
             self._load(k)
         first, rv, rq, bv, bq = self.loaded.pop(cid)
         return self.chunks[k][[x[0] for x in self.chunks[k]].index(cid)][1], first, rv, rq, bv, bq
+
+    def _fresh(self, cid: str, channel: Channel, f: FreshDays, lo: date, hi: date,
+               ) -> tuple[Channel, date, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The frame span of a fresh channel from the arrays written (what a read would return)."""
+        n_days = (hi - lo).days + 1
+        n_slots = f.values.shape[1]
+        rv = np.full((n_days, n_slots), np.nan)
+        rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+        pos = f.days - (lo.toordinal() - _EPOCH_ORDINAL)
+        inside = (pos >= 0) & (pos < n_days)
+        rv[pos[inside]] = f.values[inside]
+        rq[pos[inside]] = f.quality[inside]
+        self.raw_hashes[cid] = (f.days[inside], [d for d, ok in zip(f.digests, inside.tolist(), strict=True) if ok])
+        return channel, lo, rv, rq, rv, rq
 
     def _load(self, k: int) -> None:
         from kwhub.core.timeline import Span
@@ -297,8 +333,13 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                   vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
                   register_reads: Mapping[str, RegisterReads] | None = None,
-                  now: datetime | None = None, registry: Any | None = None) -> VeeSummary:
+                  now: datetime | None = None, registry: Any | None = None,
+                  fresh: Mapping[str, FreshDays] | None = None) -> VeeSummary:
     """Validate the raw layer of ``channel_days`` and store the validated layer and events.
+
+    ``fresh``: per channel, the raw days the caller has just written to a store that held
+    no other row of that channel (:class:`~kwhub.hub.store.day_writer.RawDayWriter`); they
+    are validated from these arrays instead of being read back (the same result).
 
     ``vee_config``: a :class:`VeeConfig` or the ``[vee]`` mapping (None: defaults).
     ``incoming``: the batch as received per channel (for the duplicate rule);
@@ -336,7 +377,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
     plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
     stored_reads = _stored_reads(db, plan, register_reads or {})
-    dense = _Dense(db, campus_channels, engine, plan, stored_reads)
+    dense = _Dense(db, campus_channels, engine, plan, stored_reads, fresh)
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
@@ -397,6 +438,17 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     except BaseException:
         writer.abort()
         raise
+    try:
+        _finish_run(db, writer, summary, label, events, touched, n_validated)
+    except BaseException:
+        writer.abort()
+        raise
+    return summary
+
+
+def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, label: str, events: list[VeeEvent],
+                touched: dict[str, list[date]], n_validated: int) -> None:
+    """Counts, then the events of the run (replacing earlier runs' for the same days) and the commit."""
     summary.channels = len(touched)
     summary.add(events)
 
@@ -427,42 +479,6 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 _insert_events(conn, table, rows)
 
         summary.write = writer.finish(finish)
-    return summary
-
-
-_EVENT_COLUMNS = ("run_label", "channel_id", "day", "rule_id", "action", "count", "detail", "created_at")
-
-
-def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert of ``vee_event`` rows.
-
-    On SQLite straight through the DBAPI cursor of the same transaction, each value put
-    through its column type's own bind processor (what SQLAlchemy itself would send, so
-    the stored rows are the same), without per-row statement bookkeeping. Elsewhere the
-    SQLAlchemy bulk insert.
-    """
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        conn.execute(table.insert(), rows)
-        return
-    procs = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _EVENT_COLUMNS]
-    columns = [[r[name] for r in rows] for name in _EVENT_COLUMNS]
-    for j, proc in enumerate(procs):
-        if proc is not None:
-            col = columns[j]
-            if _EVENT_COLUMNS[j] in ("day", "created_at"):  # few distinct values: process each once
-                cache: dict[Any, Any] = {}
-                columns[j] = [cache[v] if v in cache else cache.setdefault(v, proc(v)) for v in col]
-            else:
-                columns[j] = [proc(v) for v in col]
-    q = dialect.identifier_preparer.quote
-    sql = (f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in _EVENT_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
-    cur = conn.connection.driver_connection.cursor()
-    try:
-        cur.executemany(sql, zip(*columns, strict=True))
-    finally:
-        cur.close()
 
 
 def _jsonable_detail(detail: Any) -> Any:
@@ -474,112 +490,6 @@ def _jsonable_detail(detail: Any) -> Any:
                 return _jsonable(detail)
         return detail
     return _jsonable(detail)
-
-
-def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.ndarray, out: ValidatedDays,
-                      raw_hashes: Mapping[str, tuple[np.ndarray, list[str]]]) -> list[str | None] | None:
-    """Per validated day: the stored raw day's hash when no rule touched the day and its
-    values and quality equal the raw day's byte for byte (the same content, so the same
-    digest), else None. None when no day qualifies."""
-    values, quality = out.values, out.quality
-    if out.days != days or values.shape != raw_v.shape or quality.shape != raw_q.shape:
-        return None
-    same = (np.ascontiguousarray(values, dtype="<f8").view(np.uint64)
-            == np.ascontiguousarray(raw_v, dtype="<f8").view(np.uint64)).all(axis=1)
-    same &= (quality == raw_q).all(axis=1)
-    same &= ~out.ruled
-    read = raw_hashes.get(cid)
-    if read is None or not same.any():
-        return None
-    digest_of = dict(zip(read[0].tolist(), read[1], strict=True))
-    found: list[str | None] = [None] * len(days)
-    hit = False
-    for i in np.flatnonzero(same).tolist():
-        h = digest_of.get(days[i].toordinal() - _EPOCH_ORDINAL)
-        if h is not None:
-            found[i] = h
-            hit = True
-    return found if hit else None
-
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_DenseOut = tuple[ValidatedDays, "list[str | None] | None"]
-
-
-def _as_days(channel: Channel, blocks: list[DayBlock]) -> ValidatedDays:
-    """Validated blocks as :class:`ValidatedDays` (for an engine that returned blocks)."""
-    n_slots = slots_per_day(channel.interval_minutes)
-    rule_ids = np.zeros((len(blocks), n_slots), dtype=np.uint8)
-    ruled = np.zeros(len(blocks), dtype=bool)
-    for i, b in enumerate(blocks):
-        if b.rule_ids is not None and b.rule_ids.any():
-            rule_ids[i] = b.rule_ids
-            ruled[i] = True
-    return ValidatedDays(channel.id, channel.interval_minutes, [b.day for b in blocks],
-                         np.stack([b.values for b in blocks]), np.stack([b.quality for b in blocks]),
-                         rule_ids, [tuple(b.rule_names) for b in blocks], ruled, compact=True)
-
-
-class _ValidatedWriter:
-    """Collects the validated days of a run; ``finish`` writes them and runs the final step
-    (the events) in one write transaction, so a failed run writes nothing.
-
-    (Writing each channel in a background thread while the engine validates the next one
-    was measured: slower on 2 cores, the GIL is busy on both sides.)
-    """
-
-    def __init__(self, db: Database, source: str) -> None:
-        self.db = db
-        self.source = source
-        self.items: list[_DenseOut] = []
-
-    def put(self, item: _DenseOut) -> None:
-        self.items.append(item)
-
-    def abort(self) -> None:
-        self.items.clear()
-
-    def finish(self, final: Any) -> WriteReport:
-        """Write every channel, run ``final(conn)`` in the same transaction, commit; the report."""
-        report = WriteReport()
-        with self.db.write_transaction() as conn:
-            for item in self.items:
-                _write_channel(self.db, item, self.source, conn, report)
-            final(conn)
-        return report
-
-
-def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report: WriteReport) -> None:
-    """Write one channel's validated blocks through the store's dense path.
-
-    Stores exactly what ``write_blocks`` stores for the same blocks: per channel the rule
-    names in first-seen order over the days, each day's rule ids renumbered into them.
-    """
-    store = db.intervals
-    out, known = item
-    values, quality = out.values, out.quality
-    names: list[str] = []
-    rule_ids = None
-    ruled = np.flatnonzero(out.ruled).tolist()
-    if ruled:
-        rule_ids = np.zeros(values.shape, dtype=np.uint8)
-        luts: dict[tuple[str, ...], np.ndarray] = {}
-        for i in ruled:
-            key = tuple(out.rule_names[i])
-            lut = luts.get(key)
-            if lut is None:
-                for name in key:
-                    if name not in names:
-                        names.append(name)
-                lut = np.zeros(max(len(key), 255) + 1, dtype=np.uint8)
-                for k, name in enumerate(key, start=1):
-                    lut[k] = names.index(name) + 1
-                luts[key] = lut
-            rule_ids[i] = lut[out.rule_ids[i]]
-    day_numbers = np.array([d.toordinal() for d in out.days], dtype=np.int64) - _EPOCH_ORDINAL
-    report.add(store.write_dense(out.channel_id, out.interval_minutes, day_numbers,
-                                 values, quality, rule_ids, names, layer="validated", source=source,
-                                 conn=conn, known_hashes=known))
 
 
 def _related_of(engine: VeeEngine, campus: Campus, cid: str) -> set[str]:

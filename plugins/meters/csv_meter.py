@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -88,6 +89,7 @@ DEFAULT_QUALITY_MAP: dict[str, str] = {
 _AWARE_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 _LINE_RE = re.compile(r"line (\d+)")
 _OPTIONAL_COLUMNS = ("interval_minutes_column", "quality_column", "unit_column", "dst_flag_column")
+STREAM_CHUNK_BYTES = 8 << 20  # bytes of the file parsed at a time by iter_file
 MEMORY_PER_BYTE = 5.0  # peak memory of a parse per byte of file (measured: 2.8 wide, 4.4 long)
 _FLAG_TRUE = frozenset({"y", "yes", "1", "true", "t", "x"})
 _FLAG_FALSE = frozenset({"n", "no", "0", "false", "f", ""})
@@ -498,16 +500,13 @@ class CsvMeter(MeterAdapter):
         """A text file whose first line is a header one of the profiles recognises."""
         return sniff_csv(path, head)
 
-    def read_file(self, path: Path, channel: str | None = None) -> IntervalBatch:
-        """Parse one CSV file into a batch; any bad cell rejects the whole file.
-
-        The file is checked against ``context.limits`` first (size, memory, line and field
-        lengths, one cell per header column in every row), then parsed.
-        """
+    def _open(self, path: Path, channel: str | None, memory_per_byte: float = MEMORY_PER_BYTE,
+              ) -> tuple[_Read, str, str, str | None]:
+        """Checks, header and first pass of one file: (read, layout, profile, fixed channel)."""
         path = Path(path)
         source = str(path)
         limits = self.context.limits
-        check_file(path, limits, MEMORY_PER_BYTE)
+        check_file(path, limits, memory_per_byte)
         base = self.config
         header, line_break = _header(path, base.encoding, base.delimiter, base.skip_rows, limits.max_header_bytes)
         cfg, profile = effective_config(base, header, source)
@@ -529,6 +528,18 @@ class CsvMeter(MeterAdapter):
         if declared is not None and declared != UNITS[cfg.unit.strip().lower()].name:
             cfg = cfg.model_copy(update={"unit": declared})
         read = _Read(path, header, cfg, scan, limits, declared)
+        return read, layout, profile, fixed_channel
+
+    def read_file(self, path: Path, channel: str | None = None) -> IntervalBatch:
+        """Parse one CSV file into a batch; any bad cell rejects the whole file.
+
+        The file is checked against ``context.limits`` first (size, memory, line and field
+        lengths, one cell per header column in every row), then parsed.
+        """
+        path = Path(path)
+        source = str(path)
+        read, layout, profile, fixed_channel = self._open(path, channel)
+        cfg = read.cfg
         if cfg.reading_kind != "interval":
             return self._read_periods(read, fixed_channel, layout, profile)
         if layout == "long":
@@ -547,6 +558,134 @@ class CsvMeter(MeterAdapter):
         if cfg.timezone:
             meta["timezone"] = cfg.timezone
         return IntervalBatch(source=source, series=series, meta=meta)
+
+    def iter_file(self, path: Path, channel: str | None = None, *,
+                  chunk_bytes: int | None = None) -> Iterator[IntervalBatch] | None:
+        """The file as consecutive batches of whole UTC days, parsed chunk by chunk, or None.
+
+        Memory is bounded by ``chunk_bytes`` (default ``STREAM_CHUNK_BYTES``; about two chunks are parsed at a time: the next
+        one in a worker thread while the caller stores the current one), not by the file.
+        None when the file does not qualify; then :meth:`read_file` reads it whole. It
+        qualifies as a wide file of interval readings with a timestamp column (no
+        hour-ending columns), no quoted fields, every value column a channel the context
+        configures with its interval length. Each batch holds the days its rows complete
+        (a channel's day never spans two batches). When a chunk's rows do not follow the
+        previous chunk's in time, or any cell is bad, the iterator raises
+        :class:`IntervalDataError`: the caller drops what it stored of the file and reads it
+        whole with :meth:`read_file`, which names the bad cell as usual.
+        """
+        path = Path(path)
+        # the streaming read holds a few chunks, not the file
+        read, layout, profile, fixed = self._open(path, channel, memory_per_byte=0.0)
+        cfg = read.cfg
+        if (cfg.reading_kind != "interval" or layout != "wide" or cfg.hour_ending_column or read.scan is None
+                or read.scan.has_quotes or read.scan.shifts or not cfg.timestamp_column):
+            return None
+        time_cols, vcols, names = self._wide_columns(read, fixed)
+        known = self.context.channels
+        if any(not (getattr(known.get(n), "interval_minutes", None) or cfg.interval_minutes) for n in names):
+            return None
+        return self._stream_wide(read, profile, time_cols, vcols, names,
+                                 max(int(chunk_bytes or STREAM_CHUNK_BYTES), 1024))
+
+    def _stream_wide(self, read: _Read, profile: str, time_cols: list[str], vcols: list[str], names: list[str],
+                     chunk_bytes: int) -> Iterator[IntervalBatch]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        cfg, header, source = read.cfg, read.header, read.source
+        scan = read.scan
+        assert scan is not None
+        use = time_cols + vcols
+        usecols = use if len(use) * 2 < len(header) else None
+        dtype: dict[str, Any] = {c: (np.float64 if c in vcols else object) for c in (usecols or header)}
+        kwargs: dict[str, Any] = dict(
+            sep=cfg.delimiter, engine="c", header=None, names=header, usecols=usecols, dtype=dtype,
+            encoding=cfg.encoding, skip_blank_lines=False, keep_default_na=False, na_values=[""],
+        )
+
+        def blocks() -> Iterator[bytes]:
+            with read.path.open("rb") as fh:
+                for _ in range(scan.first_line - 1):  # skipped rows and the header
+                    fh.readline()
+                rest = b""
+                while True:
+                    buf = fh.read(chunk_bytes)
+                    if not buf:
+                        break
+                    buf = rest + buf
+                    cut = buf.rfind(b"\n") + 1
+                    if cut == 0:
+                        rest = buf
+                        continue
+                    rest = buf[cut:]
+                    yield buf[:cut]
+                if rest.strip(b"\r\n"):
+                    yield rest
+
+        def parse(block: bytes) -> pd.DataFrame:
+            import io
+
+            try:
+                return pd.read_csv(io.BytesIO(block), **kwargs)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _err(f"cannot read CSV chunk: {_pandas_reason(exc)}", source, None, "") from None
+
+        def series_of(df: pd.DataFrame, first_row: int) -> tuple[list[ChannelSeries], int, int]:
+            lines = read.lines(np.arange(first_row, first_row + len(df), dtype=np.int64))
+            groups = self._wide_groups(df, lines, read, vcols, names)
+            series, dups = self._to_series(groups, cfg, source)
+            return series, dups, int(sum(len(g.value) for g in groups))
+
+        carry: dict[str, ChannelSeries] = {}
+        last_start: dict[str, int] = {}
+        n_values = n_dups = 0
+        row = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="kwhub-csv") as pool:
+            it = blocks()
+            nxt = next(it, None)
+            pending = pool.submit(parse, nxt) if nxt is not None else None
+            while pending is not None:
+                df = pending.result()
+                nxt = next(it, None)
+                pending = pool.submit(parse, nxt) if nxt is not None else None
+                series, dups, n = series_of(df, row)
+                row += len(df)
+                del df
+                n_dups += dups
+                n_values += n
+                out: list[ChannelSeries] = []
+                for s in series:
+                    s = self._after_carry(carry.pop(s.channel_id, None), s, last_start, source)
+                    day = s.starts // 86_400
+                    cut = int(np.searchsorted(day, day[-1], side="left")) if len(day) else 0
+                    if cut:
+                        out.append(_cut(s, 0, cut))
+                        last_start[s.channel_id] = int(s.starts[cut - 1])
+                    carry[s.channel_id] = _cut(s, cut, len(s))
+                yield IntervalBatch(source=source, series=out, meta={})
+        tail = [s for s in carry.values() if len(s)]
+        meta: dict[str, object] = {"adapter": TYPE_ID, "instance": self.instance_id, "profile": profile,
+                                   "layout": "wide", "values": n_values, "duplicates": n_dups, "streamed": True}
+        if cfg.timezone:
+            meta["timezone"] = cfg.timezone
+        yield IntervalBatch(source=source, series=tail, meta=meta)
+
+    @staticmethod
+    def _after_carry(carry: ChannelSeries | None, s: ChannelSeries, last_start: dict[str, int],
+                     source: str) -> ChannelSeries:
+        """``s`` behind the part of its channel's last day held back from the previous chunk.
+
+        The rows of a chunk must follow the previous chunk's in time at the channel's
+        interval length (else the whole file is read at once, which sorts and checks)."""
+        prev = int(carry.starts[-1]) if carry is not None and len(carry) else last_start.get(s.channel_id)
+        if prev is not None and len(s) and int(s.starts[0]) < prev + int(s.interval_minutes) * 60:
+            raise _err("rows out of order across chunks", source, None, "")
+        if carry is None or not len(carry):
+            return s
+        return ChannelSeries(channel_id=s.channel_id, interval_minutes=s.interval_minutes,
+                             starts=np.concatenate([carry.starts, s.starts]),
+                             values=np.concatenate([carry.values, s.values]),
+                             quality=np.concatenate([carry.quality, s.quality]))
 
     # ---- layouts
 
@@ -740,6 +879,12 @@ class CsvMeter(MeterAdapter):
         return groups
 
     def _read_wide(self, read: _Read, fixed: str | None) -> list[_Group]:
+        time_cols, vcols, names_all = self._wide_columns(read, fixed)
+        df = self._read_csv(read, time_cols + vcols, vcols)
+        return self._wide_groups(df, read.all_lines(len(df)), read, vcols, names_all)
+
+    def _wide_columns(self, read: _Read, fixed: str | None) -> tuple[list[str], list[str], list[str]]:
+        """A wide file's time columns, value columns and the channel of each value column."""
         header, cfg, source = read.header, read.cfg, read.source
         time_cols = self._time_columns(cfg)
         self._require(header, time_cols, cfg, source)
@@ -759,8 +904,12 @@ class CsvMeter(MeterAdapter):
             raise _err(f"channel id {excerpt(long_name)} is {len(long_name)} characters long, more than the "
                        f"{MAX_CHANNEL_ID} a channel id may have; map the column to a shorter id (channel_map)",
                        source, cfg.skip_rows + 1, long_name[:40])
-        df = self._read_csv(read, time_cols + vcols, vcols)
-        lines = read.all_lines(len(df))
+        return time_cols, vcols, names_all
+
+    def _wide_groups(self, df: pd.DataFrame, lines: np.ndarray, read: _Read, vcols: list[str],
+                     names_all: list[str]) -> list[_Group]:
+        """The value columns of wide rows (``lines``: their physical line numbers) as channel groups."""
+        cfg, source = read.cfg, read.source
         blank = df.isna().all(axis=1).to_numpy()
         if blank.any():
             df = df.loc[~blank]
@@ -1207,6 +1356,11 @@ def _dedupe(name: str, minutes: int, starts: np.ndarray, kwh: np.ndarray, qualit
         keep = np.concatenate(([True], ~same))
         s, v, q = s[keep], v[keep], q[keep]
     return ChannelSeries(channel_id=name, interval_minutes=minutes, starts=s, values=v, quality=q), n_dup
+
+
+def _cut(s: ChannelSeries, a: int, b: int) -> ChannelSeries:
+    return ChannelSeries(channel_id=s.channel_id, interval_minutes=s.interval_minutes, starts=s.starts[a:b],
+                         values=s.values[a:b], quality=s.quality[a:b])
 
 
 def sniff_csv(path: Path, head: bytes) -> bool:
