@@ -26,7 +26,8 @@ from sqlalchemy import Connection, select
 
 from kwhub.core.intervals import ChannelSeries
 from kwhub.core.quality import Quality
-from kwhub.hub.store.interval_store import WriteReport, _prepare_series
+from kwhub.hub.store.day_batches import prepare_series
+from kwhub.hub.store.interval_store import WriteReport
 from kwhub.hub.store.tables import interval_day_table
 
 _MISSING = np.uint8(Quality.MISSING)
@@ -108,7 +109,7 @@ class RawDayWriter:
         """Write one batch's series to the raw layer (merged with what is stored)."""
         if not series:
             return WriteReport()
-        prepared = _prepare_series(series, self.source)
+        prepared = prepare_series(series, self.source)
         if self._known is None:
             self._known = self._stored(sorted({cd.channel_id for cd in prepared}))
         else:  # channels first seen in a later batch of the same file
