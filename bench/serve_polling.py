@@ -150,6 +150,10 @@ def main() -> None:
           f"scheduled={w_sched} missed={w_missed} ({w_pct:.3f}%); target < 1 % missed: "
           f"{'met' if w_pct < 1 else 'NOT met'}; misses per report: {[m for m in per if m]} "
           f"({sum(1 for m in per if m)} of {len(per)} reports had any)")
+    before = [x for x in sampler.samples if x[0] < t_load]
+    if before:
+        print(f"start-up, before the API answered: scheduled={before[-1][1]} missed={before[-1][2]} (last report "
+              f"before the load)")
     load_avg = [round(x, 2) for x in os.getloadavg()]
     print(f"client: wrk -t1 -c{args.connections}; load average {load_avg[0]} {load_avg[1]} {load_avg[2]} "
           f"({os.cpu_count()} cores)")
