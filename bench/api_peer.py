@@ -3,17 +3,17 @@
 No key check, no party scoping, no parameter validation, no problem details, no access
 log: ``GET /invoices/{id}`` selects the stored document; ``GET /readings/{channel}``
 reads the channel's days from the interval store and writes the same columnar JSON the
-kwhub API answers. Served by uvicorn with the same number of workers
-(``KWHUB_PEER_DB`` names the database).
+kwhub API answers, with the same writer (orjson, numpy columns as they are). Served by
+uvicorn with the same number of workers (``KWHUB_PEER_DB`` names the database).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from kwhub.hub.store import Database
 from kwhub.hub.store.settlement_tables import invoice_table as T
 
 db = Database.open(os.environ["KWHUB_PEER_DB"], migrate=False)
+OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z  # the JSON writer kwhub uses
 LABELS = np.array([QUALITY_LABELS.get(q, str(q)) for q in range(256)], dtype=object)
 
 
@@ -40,11 +41,10 @@ def readings(request: Request) -> Response:
     end = datetime.fromisoformat(request.query_params["end"]).astimezone(UTC)
     s = db.intervals.read_series(request.path_params["channel"], Span(start, end), layer="validated",
                                  interval_minutes=15)
-    starts = np.datetime_as_string(s.starts.astype("datetime64[s]"), unit="s", timezone="UTC")
     body = {"channel": request.path_params["channel"], "layer": "validated", "interval_minutes": 15, "unit": "kWh",
-            "start": starts.tolist(), "kwh": s.values.tolist(), "quality": LABELS[s.quality].tolist(),
-            "next_cursor": None}
-    return Response(json.dumps(body), media_type="application/json")
+            "start": s.starts.astype("datetime64[s]"), "kwh": np.ascontiguousarray(s.values),
+            "quality": LABELS[s.quality].tolist(), "next_cursor": None}
+    return Response(orjson.dumps(body, option=OPTS), media_type="application/json")
 
 
 app = Starlette(routes=[Route("/invoices/{id}", invoice), Route("/readings/{channel}", readings)])

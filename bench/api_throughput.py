@@ -101,10 +101,16 @@ def _wait(url: str, headers: dict[str, str] | None = None, timeout: float = 120)
 
 
 def wrk(url: str, seconds: float, connections: int, header: str | None = None) -> dict[str, float]:
+    """One ``wrk`` run (one client thread); ``client_cpu`` is the share of one core wrk used."""
+    import resource
+
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", url]
     if header:
         cmd[1:1] = ["-H", header]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
     def lat(p: str) -> float:
         m = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -115,7 +121,7 @@ def wrk(url: str, seconds: float, connections: int, header: str | None = None) -
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"rps": round(rps, 1), "p50_ms": lat("50"), "p99_ms": lat("99"),
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "client_cpu": round(cpu / seconds, 3)}
 
 
 def main() -> None:
@@ -149,8 +155,9 @@ def main() -> None:
         _wait(p_inv)
         import httpx
 
-        n = len(httpx.get(k_read, headers={"Authorization": f"Bearer {key}"}).json()["kwh"])
-        assert n == 2976 and len(httpx.get(p_read).json()["kwh"]) == n
+        mine = httpx.get(k_read, headers={"Authorization": f"Bearer {key}"}).json()
+        assert len(mine["kwh"]) == 2976 and mine == httpx.get(p_read).json(), "kwhub and the peer answer differently"
+        load_before = os.getloadavg()
         for name, (k_url, p_url) in {"invoice": (k_inv, p_inv), "readings_month": (k_read, p_read)}.items():
             wrk(k_url, 3, args.connections, auth)  # warm up
             wrk(p_url, 3, args.connections)
@@ -165,12 +172,18 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
     targets = {"invoice": 1000, "readings_month": 200}
+    load = [round(x, 2) for x in os.getloadavg()]
     for name, r in results.items():
         k, p = r["kwhub"], r["peer"]
         print(f"{name:15s} kwhub {k['rps']:8.1f} req/s p50 {k['p50_ms']:.2f} ms p99 {k['p99_ms']:.2f} ms "
               f"non-2xx {k['non_2xx']} | peer (Starlette) {p['rps']:8.1f} req/s p99 {p['p99_ms']:.2f} ms | "
               f"target {targets[name]} req/s: {'met' if k['rps'] >= targets[name] else 'NOT met'}")
-    print(json.dumps({"workers": args.workers, "cores": os.cpu_count(), "seconds": args.seconds, **results}))
+    cpu = max(r[s]["client_cpu"] for r in results.values() for s in ("kwhub", "peer"))
+    print(f"client: wrk -t1 -c{args.connections} (one thread; at most {cpu:.0%} of one core); server: uvicorn "
+          f"{args.workers} workers on {os.cpu_count()} cores; load average {load_before[0]:.2f} before, "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after")
+    print(json.dumps({"workers": args.workers, "cores": os.cpu_count(), "seconds": args.seconds,
+                      "connections": args.connections, "load_avg": load, **results}))
 
 
 if __name__ == "__main__":

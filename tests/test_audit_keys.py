@@ -19,6 +19,7 @@ from kwhub.hub.api.keys import (
     create_key,
     list_keys,
     revoke_key,
+    verify_cached,
     verify_token,
 )
 from kwhub.hub.store import audit_entries
@@ -53,6 +54,34 @@ def test_expired_and_revoked_keys_are_refused(db):
         ["laptop lost"]
     with pytest.raises(KeyRequestError, match="already revoked"):
         revoke_key(db, key.id, actor="t", reason="again")
+
+
+def test_the_key_cache_answers_without_the_database_and_keeps_every_refusal(db):
+    CACHE.forget()
+    key = create_key(db, role="tenant", party="tenant_a", days=5, max_days=30, actor="t")
+    wrong = key.token[:-1] + ("A" if key.token[-1] != "A" else "B")
+    assert verify_cached(key.token, ttl=60) is False  # unknown to the cache: the caller asks the database
+    assert verify_cached("not-a-key", ttl=60) is None
+    assert verify_token(db, key.token, ttl=60) is not None
+    p = verify_cached(key.token, ttl=60)
+    assert p is not False and p is not None and p.party == "tenant_a"
+    assert verify_cached(wrong, ttl=60) is None  # the secret's hash is compared on every request
+    assert verify_cached(key.token, ttl=60, now=utcnow() + timedelta(days=6)) is None  # expiry checked each time
+    assert verify_cached(key.token, ttl=0) is False  # older than the ttl: read again
+    revoke_key(db, key.id, actor="t", reason="gone")
+    assert verify_cached(key.token, ttl=60) is False and verify_token(db, key.token, ttl=60) is None
+
+
+def test_a_key_read_before_a_revocation_is_not_cached_after_it(db):
+    CACHE.forget()
+    key = create_key(db, role="operator", days=5, max_days=30, actor="t")
+    generation = CACHE.generation
+    p = verify_token(db, key.token, ttl=60)
+    CACHE.forget(key.id)
+    revoke_key(db, key.id, actor="t", reason="gone")
+    CACHE.put(key.id, hashlib.sha256(key.token.split("_", 2)[2].encode()).hexdigest(),
+              utcnow() + timedelta(days=1), p, generation)  # a reader that began before the revocation
+    assert verify_cached(key.token, ttl=60) is False
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

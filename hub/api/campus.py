@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -122,20 +122,27 @@ def readings(channel_id: str, request: Request,
         series = ChannelSeries(channel_id, ch.interval_minutes, np.zeros(0, np.int64), np.zeros(0),
                                np.zeros(0, np.uint8))
     nxt = encode_cursor(last) if last < int(t1.timestamp()) else None
+    if fmt == "csv":
+        return _csv(series, nxt)
+    # orjson writes the numpy columns directly: instants as RFC 3339 UTC (``...Z``), NaN as null.
+    body = {"channel": channel_id, "layer": layer, "interval_minutes": ch.interval_minutes, "unit": "kWh",
+            "start": series.starts.astype("datetime64[s]"), "kwh": np.ascontiguousarray(series.values, dtype=np.float64),
+            "quality": _labels()[series.quality].tolist(), "next_cursor": nxt}
+    return Response(orjson.dumps(body, option=_NUMPY_UTC), media_type="application/json")
+
+
+_NUMPY_UTC = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+def _csv(series: Any, nxt: str | None) -> Response:
     starts = np.datetime_as_string(series.starts.astype("datetime64[s]"), unit="s", timezone="UTC")
     labels = _labels()[series.quality]
-    values = series.values
-    if fmt == "csv":
-        buf = io.StringIO()
-        buf.write("start,kwh,quality\n")
-        for s, v, q in zip(starts.tolist(), values.tolist(), labels.tolist(), strict=True):
-            buf.write(f"{s},{v!r},{q}\n")
-        headers = {"X-Next-Cursor": nxt} if nxt else {}
-        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
-    body = {"channel": channel_id, "layer": layer, "interval_minutes": ch.interval_minutes, "unit": "kWh",
-            "start": starts.tolist(), "kwh": [None if v != v else v for v in values.tolist()],
-            "quality": labels.tolist(), "next_cursor": nxt}
-    return Response(json.dumps(body, allow_nan=False), media_type="application/json")
+    buf = io.StringIO()
+    buf.write("start,kwh,quality\n")
+    for s, v, q in zip(starts.tolist(), series.values.tolist(), labels.tolist(), strict=True):
+        buf.write(f"{s},{v!r},{q}\n")
+    headers = {"X-Next-Cursor": nxt} if nxt else {}
+    return Response(buf.getvalue(), media_type="text/csv", headers=headers)
 
 
 @router.get("/vee/events", response_model=Page, responses=responses(400, 401, 403, 422), summary="VEE events")

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from kwhub.hub.api.keys import Principal, verify_token
+from kwhub.hub.api.keys import Principal, verify_cached, verify_token
 from kwhub.hub.api.problems import ApiProblem
 from kwhub.hub.store.db import ROW_SCOPE
 
@@ -39,8 +39,10 @@ def scope(needed: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
             raise ApiProblem(401, "send an API key: Authorization: Bearer kwh_<id>_<secret>", CHALLENGE)
         hub = request.app.state.hub
         ttl = hub.config.file.api.key_cache_s
-        principal = await run_in_threadpool(verify_token, hub.db, credentials.credentials, ttl=ttl)
-        if principal is None:
+        principal = verify_cached(credentials.credentials, ttl=ttl)  # on the event loop: no thread hop
+        if principal is False:  # not in the cache (or older than ttl): read the key table in a worker thread
+            principal = await run_in_threadpool(verify_token, hub.db, credentials.credentials, ttl=ttl)
+        if not isinstance(principal, Principal):
             raise ApiProblem(401, "the API key is unknown, expired or revoked", CHALLENGE)
         if needed not in principal.scopes:
             raise ApiProblem(403, f"this key lacks the scope {needed!r} (it has: {', '.join(sorted(principal.scopes))})")

@@ -167,13 +167,16 @@ def list_keys(db: Any) -> list[dict[str, Any]]:
 class _Cache:
     """Verified keys for ``ttl`` seconds, so a request does not read the key table each time.
 
-    A key revoked in this process is dropped at once; one revoked elsewhere (the CLI)
-    stops working within ``ttl`` seconds (``[api] key_cache_s``).
+    A key revoked in this process is dropped at once; one revoked elsewhere (the CLI, or
+    another uvicorn worker of the same ``kwhub serve``) stops working within ``ttl`` seconds
+    (``[api] key_cache_s``, 5 by default; 0 reads the key table on every request). An expired
+    key is refused at once (the expiry is checked on every request, cached or not).
     """
 
     def __init__(self) -> None:
         self._items: dict[str, tuple[float, str, datetime, Principal]] = {}
         self._lock = threading.Lock()
+        self.generation = 0  # bumped by every forget: a key read before a revocation is not cached after it
 
     def get(self, key_id: str, ttl: float) -> tuple[str, datetime, Principal] | None:
         with self._lock:
@@ -182,12 +185,14 @@ class _Cache:
             return None
         return item[1], item[2], item[3]
 
-    def put(self, key_id: str, digest: str, expires: datetime, principal: Principal) -> None:
+    def put(self, key_id: str, digest: str, expires: datetime, principal: Principal, generation: int) -> None:
         with self._lock:
-            self._items[key_id] = (time.monotonic(), digest, expires, principal)
+            if generation == self.generation:
+                self._items[key_id] = (time.monotonic(), digest, expires, principal)
 
     def forget(self, key_id: str | None = None) -> None:
         with self._lock:
+            self.generation += 1
             if key_id is None:
                 self._items.clear()
             else:
@@ -207,26 +212,43 @@ def parse_token(token: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
+def verify_cached(token: str, *, ttl: float = 5.0, now: datetime | None = None) -> Principal | None | bool:
+    """The cache's answer for ``token``, without touching the database: the principal of a
+    valid key, None for a malformed, wrong or expired one, False when the cache does not
+    know the key (then :func:`verify_token` asks the database). Cheap enough for the event loop
+    (one SHA-256 of the secret and a constant-time compare)."""
+    parsed = parse_token(token)
+    if parsed is None:
+        return None
+    cached = CACHE.get(parsed[0], ttl)
+    if cached is None:
+        return False
+    return _check(cached, _digest(parsed[1]), now or utcnow())
+
+
+def _check(cached: tuple[str, datetime, Principal], digest: str, stamp: datetime) -> Principal | None:
+    stored, expires, principal = cached
+    if not hmac.compare_digest(stored, digest) or expires <= stamp:
+        return None
+    return principal
+
+
 def verify_token(db: Any, token: str, *, ttl: float = 5.0, now: datetime | None = None) -> Principal | None:
     """The principal of a valid, unexpired, unrevoked key; None otherwise."""
     parsed = parse_token(token)
     if parsed is None:
         return None
     key_id, secret = parsed
-    digest = _digest(secret)
-    stamp = now or utcnow()
     cached = CACHE.get(key_id, ttl)
     if cached is None:
         t = api_key_table
+        generation = CACHE.generation
         with db.engine.connect() as conn:
             row = conn.execute(select(t.c.role, t.c.party, t.c.scopes, t.c.secret_sha256, t.c.expires_at,
                                       t.c.revoked_at).where(t.c.id == key_id)).first()
         if row is None or row.revoked_at is not None:
             return None
         principal = Principal(key_id, row.role, frozenset(row.scopes), row.party or None)
-        cached = (row.secret_sha256, as_utc(row.expires_at), principal)  # type: ignore[assignment]
-        CACHE.put(key_id, *cached)  # type: ignore[misc]
-    stored, expires, principal = cached  # type: ignore[misc]
-    if not hmac.compare_digest(stored, digest) or expires <= stamp:
-        return None
-    return principal
+        cached = (row.secret_sha256, as_utc(row.expires_at), principal)
+        CACHE.put(key_id, *cached, generation)
+    return _check(cached, _digest(secret), now or utcnow())

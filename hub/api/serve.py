@@ -3,7 +3,8 @@
 The process opens two hubs on the same configuration: the scheduler's (every row, as the
 CLI) and the API's (every transaction scoped to the caller's party). With ``workers`` > 1
 uvicorn starts that many API processes (:func:`worker_app` builds each one's app) and the
-scheduler runs in the parent. SIGTERM or SIGINT stops accepting requests, lets requests
+scheduler runs in the parent (the workers then run ``[service] api_nice`` steps below it in CPU
+priority: a device poll is due every second, a request can wait a few milliseconds). SIGTERM or SIGINT stops accepting requests, lets requests
 and jobs in flight finish (jobs for up to ``[service] shutdown_grace_s``; those that do not
 are recorded as interrupted) and releases the scheduler's lock. SIGHUP reloads
 ``kwhub.toml`` (refused, with the key paths, when invalid) and is written to the audit log.
@@ -11,6 +12,7 @@ are recorded as interrupted) and releases the scheduler's lock. SIGHUP reloads
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -19,6 +21,7 @@ from typing import Any
 
 log = logging.getLogger("kwhub.serve")
 ENV_CONFIG = "KWHUB_SERVE_CONFIG"
+ENV_NICE = "KWHUB_SERVE_API_NICE"  # set by serve() for the worker processes when the scheduler runs beside them
 
 
 def open_checked(config: str | Path | None) -> Any:
@@ -50,6 +53,9 @@ def worker_app() -> Any:
     from kwhub.hub.api.app import create_app
     from kwhub.hub.logs import configure
 
+    nice = int(os.environ.get(ENV_NICE, "0"))
+    if nice > 0 and hasattr(os, "nice"):  # the scheduler's polls are due each second; a request can wait
+        os.nice(nice)
     hub = open_checked(os.environ[ENV_CONFIG])
     svc = hub.config.file.service
     configure(svc.log_format, svc.log_level)
@@ -78,6 +84,7 @@ def serve(config: str | Path | None, *, host: str | None = None, port: int | Non
     sched = SchedulerService(core) if scheduler and core.config.file.scheduler.enabled else None
     if sched is not None:
         sched.start()
+    gc.freeze()  # what start-up built stays: later full collections need not walk it (no long pauses in polls)
     log.info("kwhub serve started", extra={"config": core.config.source, "api": f"http://{host}:{port}" if api else None,
                                            "workers": workers, "scheduler": sched is not None,
                                            "owner": sched.owner if sched else None})
@@ -87,6 +94,7 @@ def serve(config: str | Path | None, *, host: str | None = None, port: int | Non
             _wait_for_signal()
         elif workers > 1:
             os.environ[ENV_CONFIG] = str(core.config.source)
+            os.environ[ENV_NICE] = str(svc.api_nice if sched is not None else 0)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: None)
             uvicorn.run("kwhub.hub.api.serve:worker_app", factory=True, host=host, port=port, workers=workers,

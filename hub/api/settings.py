@@ -60,6 +60,7 @@ class ServiceSettings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     access_log: bool = True  # one structured line per API request
+    api_nice: int = Field(default=5, ge=0, le=19)  # workers > 1 with the scheduler: API processes yield CPU to polls
     instance: str = ""  # the owner name in job history (default host:pid)
     clock: ClockSettings | None = None
     webhooks: list[WebhookSubscription] = Field(default_factory=list)
