@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kwhub.core.adapters import InvoiceRenderer
 from kwhub.core.invoice import Invoice
@@ -24,6 +24,14 @@ from kwhub.hub.store.rendering_tables import edi_control_sequence_table, rendere
 from kwhub.hub.store.tables import as_utc, utcnow
 
 MAX_CONTROL = 999_999_999
+
+# Built once: statements with bound parameters skip SQLAlchemy's per-call construction and
+# coercion (the outbox renders every queued document through these).
+_rt = rendered_document_table
+_RECORDED = select(_rt.c.created_at, _rt.c.control_number, _rt.c.body_sha256).where(
+    _rt.c.invoice_id == bindparam("k_invoice"), _rt.c.invoice_version == bindparam("k_version"),
+    _rt.c.format_id == bindparam("k_format"), _rt.c.variant == bindparam("k_variant"))
+_RECORD = insert(_rt)
 
 
 class RenderMismatchError(ValueError):
@@ -63,11 +71,9 @@ def render_document(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, cont
     are written there). Raises :class:`RenderMismatchError` when a recorded rendering is
     not reproduced byte for byte.
     """
-    t = rendered_document_table
     fmt = renderer.format_id
-    key = (t.c.invoice_id == invoice.id, t.c.invoice_version == invoice.version, t.c.format_id == fmt,
-           t.c.variant == variant)
-    row = conn.execute(select(t.c.created_at, t.c.control_number, t.c.body_sha256).where(*key)).first()
+    row = conn.execute(_RECORDED, {"k_invoice": invoice.id, "k_version": invoice.version, "k_format": fmt,
+                                   "k_variant": variant}).first()
     if row is not None:
         envelope = Envelope(as_utc(row.created_at), row.control_number)  # type: ignore[arg-type]
     else:
@@ -78,10 +84,10 @@ def render_document(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, cont
     body = renderer.render(invoice, replace(context or RenderContext(), envelope=envelope))
     digest = hashlib.sha256(body).hexdigest()
     if row is None:
-        conn.execute(insert(t).values(invoice_id=invoice.id, invoice_version=invoice.version, format_id=fmt,
-                                      variant=variant, created_at=envelope.created_at,
-                                      control_partner=renderer.control_partner(invoice),
-                                      control_number=envelope.control_number, body_sha256=digest))
+        conn.execute(_RECORD, {"invoice_id": invoice.id, "invoice_version": invoice.version, "format_id": fmt,
+                               "variant": variant, "created_at": envelope.created_at,
+                               "control_partner": renderer.control_partner(invoice),
+                               "control_number": envelope.control_number, "body_sha256": digest})
     elif row.body_sha256 != digest:
         raise RenderMismatchError(
             f"invoice {invoice.number} {fmt}: rendering it again gives other bytes (sha256 {digest[:12]}..., "

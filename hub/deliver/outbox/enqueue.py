@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kwhub.core.adapters import (
     AdapterError,
@@ -29,6 +29,11 @@ from kwhub.hub.settle.integrity import (
 from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+_QUEUED = select(outbox_table.c.transport_instance, outbox_table.c.idempotency_key).where(
+    outbox_table.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_QUEUE = insert(outbox_table)  # built once; each row's values are bound at execution
 
 
 class OutboxError(Exception):
@@ -144,14 +149,8 @@ def enqueue_invoice(
             media_type=renderer.media_type, body=body,
         ))
 
-    t = outbox_table
     keys = [d.idempotency_key for d in docs]
-    existing = {
-        (row[0], row[1])
-        for row in conn.execute(
-            select(t.c.transport_instance, t.c.idempotency_key).where(t.c.idempotency_key.in_(keys))
-        )
-    }
+    existing = {(row[0], row[1]) for row in conn.execute(_QUEUED, {"keys": keys})}
     stamp = now or utcnow()
     written: list[EnqueuedDocument] = []
     for doc in docs:
@@ -160,7 +159,7 @@ def enqueue_invoice(
         if fresh:
             register_rendering(conn, doc.invoice_id, doc.format_id, digest, doc_sha256, stamp)
         for target in fresh:
-            res = conn.execute(insert(t).values(
+            res = conn.execute(_QUEUE, dict(
                 invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
                 transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
                 media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
