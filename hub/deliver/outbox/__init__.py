@@ -39,6 +39,7 @@ from __future__ import annotations
 from kwhub.core.delivery_retry import RetryPolicy
 from kwhub.hub.deliver.outbox.enqueue import (
     EnqueuedDocument,
+    OutboxBatch,
     OutboxError,
     close_transports,
     document_filename,
@@ -59,6 +60,7 @@ from kwhub.hub.deliver.outbox.status import (
 __all__ = [
     "CRASH_ENV",
     "EnqueuedDocument",
+    "OutboxBatch",
     "OutboxError",
     "RelayReport",
     "RetryPolicy",

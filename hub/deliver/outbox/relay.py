@@ -27,7 +27,7 @@ from kwhub.core.adapters import (
     OutgoingDocument,
 )
 from kwhub.core.delivery_retry import LEASE_USE, RetryPolicy
-from kwhub.hub.deliver.outbox.connections import _engine, _write
+from kwhub.hub.deliver.outbox.connections import _checkpoint, _engine, _write
 from kwhub.hub.deliver.outbox.enqueue import OutboxError
 from kwhub.hub.settle.integrity import (
     Outgoing,
@@ -261,6 +261,7 @@ def relay_once(
                 _keep_leases(db, [c for c in claims if c.started is not None and not c.finished], policies, report)
     if unsent:
         _release(db, unsent, clock or utcnow(), report)
+    _checkpoint(db)
     return report
 
 
@@ -438,7 +439,7 @@ def _step(db: Any, done: tuple[_Claim, DeliveryResult, Any, dict[str, Any]] | No
     marking each send costs no extra transaction.
     """
     started = False
-    with _write(db) as conn:
+    with _write(db, checkpoint=False) as conn:  # one per send: the pass asks for a checkpoint at its end
         if done is not None:
             claim, result, stmt, params = done
             if conn.execute(stmt, params).rowcount != 1:
