@@ -122,6 +122,16 @@ def render_and_validate(renderer: InvoiceRenderer, invoice: Invoice,
     return body, renderer.validate(body), None
 
 
+def render_and_validate_many(renderer: InvoiceRenderer,
+                             jobs: list[tuple[str, RenderContext]]) -> list[tuple[bytes | None, list[str], str | None]]:
+    """:func:`render_and_validate` for several invoices, each given as its JSON (the text it was
+    issued as: cheaper to send to a worker process than the model)."""
+    return [render_and_validate(renderer, Invoice.model_validate_json(text), ctx) for text, ctx in jobs]
+
+
+CHUNK = 8  # renderings sent to a worker at a time
+
+
 @dataclass
 class _Queued:
     invoice: Invoice
@@ -129,7 +139,7 @@ class _Queued:
     pending: Any  # kwhub.hub.deliver.rendering.PendingRendering
     targets: list[str]
     doc_sha256: str
-    result: Any  # render_and_validate's answer, or a Future of it
+    result: Any  # render_and_validate's answer, or (a Future of a chunk's answers, index in it)
 
 
 class OutboxBatch:
@@ -157,6 +167,7 @@ class OutboxBatch:
         self._executor = executor
         self._queued: list[_Queued] = []
         self._seen: set[tuple[str, int, str]] = set()
+        self._chunks: dict[str, list[tuple[_Queued, tuple[str, RenderContext]]]] = {}
 
     def add(self, conn: Any, invoice: Invoice, party_prefs: Any, *, context: RenderContext | None = None) -> None:
         """Check ``invoice`` and start rendering it in every format its party receives."""
@@ -191,7 +202,13 @@ class OutboxBatch:
             pending = prepare_rendering(conn, invoice, renderer, now=self._now)
             ctx = pending.context(context)
             if self._executor is not None:
-                result: Any = self._executor.submit(render_and_validate, renderer, invoice, ctx)
+                q = _Queued(invoice, renderer, pending, list(targets), doc_sha256, None)
+                self._queued.append(q)
+                chunk = self._chunks.setdefault(fmt, [])
+                chunk.append((q, (invoice.model_dump_json(), ctx)))
+                if len(chunk) >= CHUNK:
+                    self._submit(fmt)
+                continue
             else:
                 try:
                     body = renderer.render(invoice, ctx)
@@ -200,16 +217,30 @@ class OutboxBatch:
                 result = (body, renderer.validate(body), None)
             self._queued.append(_Queued(invoice, renderer, pending, list(targets), doc_sha256, result))
 
+    def _submit(self, fmt: str) -> None:
+        chunk = self._chunks.pop(fmt, [])
+        if not chunk or self._executor is None:
+            return
+        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], [job for _, job in chunk])
+        for i, (q, _) in enumerate(chunk):
+            q.result = (future, i)
+
     def finish(self, conn: Any) -> list[EnqueuedDocument]:
         """Record the renderings and write the outbox rows; returns the rows written."""
         from kwhub.hub.deliver.rendering import RenderMismatchError, record_rendering
 
+        for fmt in list(self._chunks):
+            self._submit(fmt)
         queued, self._queued = self._queued, []
         self._seen.clear()
         docs: list[tuple[_Queued, OutgoingDocument]] = []
         try:
             for q in queued:
-                body, problems, error = q.result.result() if isinstance(q.result, Future) else q.result
+                if isinstance(q.result[0], Future):
+                    future, i = q.result
+                    body, problems, error = future.result()[i]
+                else:
+                    body, problems, error = q.result
                 fmt, number = q.renderer.format_id, q.invoice.number
                 if error is not None:
                     raise OutboxError(f"invoice {number}: cannot render {fmt}: {error}")
@@ -227,8 +258,8 @@ class OutboxBatch:
                 )))
         except BaseException:
             for q in queued:
-                if isinstance(q.result, Future):
-                    q.result.cancel()
+                if isinstance(q.result[0], Future):
+                    q.result[0].cancel()
             raise
 
         keys = [d.idempotency_key for _, d in docs]
