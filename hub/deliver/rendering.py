@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kwhub.core.adapters import InvoiceRenderer
 from kwhub.core.invoice import Invoice
@@ -24,6 +24,14 @@ from kwhub.hub.store.rendering_tables import edi_control_sequence_table, rendere
 from kwhub.hub.store.tables import as_utc, utcnow
 
 MAX_CONTROL = 999_999_999
+
+# Built once: statements with bound parameters skip SQLAlchemy's per-call construction and
+# coercion (the outbox renders every queued document through these).
+_rt = rendered_document_table
+_RECORDED = select(_rt.c.created_at, _rt.c.control_number, _rt.c.body_sha256).where(
+    _rt.c.invoice_id == bindparam("k_invoice"), _rt.c.invoice_version == bindparam("k_version"),
+    _rt.c.format_id == bindparam("k_format"), _rt.c.variant == bindparam("k_variant"))
+_RECORD = insert(_rt)
 
 
 class RenderMismatchError(ValueError):
@@ -55,6 +63,57 @@ def next_control_number(conn: Any, partner: str) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class PendingRendering:
+    """The envelope fixed for one rendering, before the body exists (:func:`prepare_rendering`)."""
+
+    invoice: Invoice
+    format_id: str
+    variant: int
+    envelope: Envelope
+    control_partner: str | None
+    recorded_sha256: str | None  # the hash recorded earlier; None the first time
+
+    def context(self, context: RenderContext | None) -> RenderContext:
+        """``context`` with this rendering's envelope."""
+        return replace(context or RenderContext(), envelope=self.envelope)
+
+
+def prepare_rendering(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, *, variant: int = 0,
+                      now: datetime | None = None) -> PendingRendering:
+    """The recorded envelope of (invoice, format, variant), or a new one (taking the partner's
+    next control number on ``conn`` the first time). Nothing else is written until
+    :func:`record_rendering`."""
+    fmt = renderer.format_id
+    row = conn.execute(_RECORDED, {"k_invoice": invoice.id, "k_version": invoice.version, "k_format": fmt,
+                                   "k_variant": variant}).first()
+    partner = renderer.control_partner(invoice)
+    if row is not None:
+        return PendingRendering(invoice, fmt, variant, Envelope(as_utc(row.created_at), row.control_number),  # type: ignore[arg-type]
+                                partner, row.body_sha256)
+    created = as_utc(now) if now is not None else utcnow()
+    envelope = Envelope(created.replace(microsecond=0),  # type: ignore[union-attr]
+                        next_control_number(conn, partner) if partner else None)
+    return PendingRendering(invoice, fmt, variant, envelope, partner, None)
+
+
+def record_rendering(conn: Any, pending: PendingRendering, body: bytes) -> RenderedDocument:
+    """Record the body rendered with ``pending``'s envelope the first time; later, check that it
+    is the same bytes (:class:`RenderMismatchError` otherwise)."""
+    digest = hashlib.sha256(body).hexdigest()
+    inv = pending.invoice
+    if pending.recorded_sha256 is None:
+        conn.execute(_RECORD, {"invoice_id": inv.id, "invoice_version": inv.version, "format_id": pending.format_id,
+                               "variant": pending.variant, "created_at": pending.envelope.created_at,
+                               "control_partner": pending.control_partner,
+                               "control_number": pending.envelope.control_number, "body_sha256": digest})
+    elif pending.recorded_sha256 != digest:
+        raise RenderMismatchError(
+            f"invoice {inv.number} {pending.format_id}: rendering it again gives other bytes (sha256 {digest[:12]}..., "
+            f"recorded {pending.recorded_sha256[:12]}...); the configuration of its parties or renderer changed since")
+    return RenderedDocument(body, pending.envelope, digest, pending.recorded_sha256 is None)
+
+
 def render_document(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, context: RenderContext | None = None,
                     *, variant: int = 0, now: datetime | None = None) -> RenderedDocument:
     """Render ``invoice`` in ``renderer``'s format with its recorded envelope (recording it the first time).
@@ -63,30 +122,8 @@ def render_document(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, cont
     are written there). Raises :class:`RenderMismatchError` when a recorded rendering is
     not reproduced byte for byte.
     """
-    t = rendered_document_table
-    fmt = renderer.format_id
-    key = (t.c.invoice_id == invoice.id, t.c.invoice_version == invoice.version, t.c.format_id == fmt,
-           t.c.variant == variant)
-    row = conn.execute(select(t.c.created_at, t.c.control_number, t.c.body_sha256).where(*key)).first()
-    if row is not None:
-        envelope = Envelope(as_utc(row.created_at), row.control_number)  # type: ignore[arg-type]
-    else:
-        partner = renderer.control_partner(invoice)
-        created = as_utc(now) if now is not None else utcnow()
-        envelope = Envelope(created.replace(microsecond=0),  # type: ignore[union-attr]
-                            next_control_number(conn, partner) if partner else None)
-    body = renderer.render(invoice, replace(context or RenderContext(), envelope=envelope))
-    digest = hashlib.sha256(body).hexdigest()
-    if row is None:
-        conn.execute(insert(t).values(invoice_id=invoice.id, invoice_version=invoice.version, format_id=fmt,
-                                      variant=variant, created_at=envelope.created_at,
-                                      control_partner=renderer.control_partner(invoice),
-                                      control_number=envelope.control_number, body_sha256=digest))
-    elif row.body_sha256 != digest:
-        raise RenderMismatchError(
-            f"invoice {invoice.number} {fmt}: rendering it again gives other bytes (sha256 {digest[:12]}..., "
-            f"recorded {row.body_sha256[:12]}...); the configuration of its parties or renderer changed since")
-    return RenderedDocument(body, envelope, digest, row is None)
+    pending = prepare_rendering(conn, invoice, renderer, variant=variant, now=now)
+    return record_rendering(conn, pending, renderer.render(invoice, pending.context(context)))
 
 
 def latest_variant(conn: Any, invoice: Invoice, format_id: str) -> int:

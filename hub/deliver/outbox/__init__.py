@@ -6,13 +6,16 @@ Two halves:
   registers each rendered body (:func:`kwhub.hub.settle.integrity.register_rendering`) and writes one
   ``outbox`` row per (format, transport instance) on the caller's open connection or
   session, inside the caller's transaction (the one that inserts the invoice). It never
-  commits: if the invoice insert rolls back, so do its outbox rows.
+  commits: if the invoice insert rolls back, so do its outbox rows. :class:`OutboxBatch`
+  does the same for many invoices in one transaction, rendering and validating them on a
+  worker pool (e.g. processes) while the caller goes on issuing.
 * The relay (:func:`relay_once`, :func:`run_relay`) picks due rows, checks each body
   against the issued document (:func:`kwhub.hub.settle.integrity.check_outgoing`; a mismatch is
   dead-lettered and logged as an alert, never sent), marks the attempt and commits
   *before* sending. Right before each send it records, and commits, that the send started
   (``send_started_at``), in the same transaction that records the outcome of the sending
-  thread's previous send; then it sends through the transport. A relay that dies leaves its claimed rows in ``sending``; once the lease
+  thread's previous send (these one-row commits do not each ask SQLite's WAL checkpointer
+  for a checkpoint; each pass asks once); then it sends through the transport. A relay that dies leaves its claimed rows in ``sending``; once the lease
   runs out they are due again. A row whose send had started is re-sent with the same
   idempotency key and flagged *possible duplicate*; a row whose send never started is
   simply sent, its unused attempt not counted.
@@ -39,6 +42,7 @@ from __future__ import annotations
 from kwhub.core.delivery_retry import RetryPolicy
 from kwhub.hub.deliver.outbox.enqueue import (
     EnqueuedDocument,
+    OutboxBatch,
     OutboxError,
     close_transports,
     document_filename,
@@ -59,6 +63,7 @@ from kwhub.hub.deliver.outbox.status import (
 __all__ = [
     "CRASH_ENV",
     "EnqueuedDocument",
+    "OutboxBatch",
     "OutboxError",
     "RelayReport",
     "RetryPolicy",

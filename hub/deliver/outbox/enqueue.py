@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kwhub.core.adapters import (
     AdapterError,
@@ -29,6 +30,11 @@ from kwhub.hub.settle.integrity import (
 from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+_QUEUED = select(outbox_table.c.transport_instance, outbox_table.c.idempotency_key).where(
+    outbox_table.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_QUEUE = insert(outbox_table)  # built once; each row's values are bound at execution
 
 
 class OutboxError(Exception):
@@ -89,90 +95,198 @@ def enqueue_invoice(
     ``party_prefs`` is the buyer :class:`~kwhub.core.campus.Party` or its ``DeliveryPrefs``;
     ``transports`` (ids or a mapping keyed by id) are the transport instances that exist,
     used to reject a preference naming an unknown one. ``context`` (usage, lineage; see
-    :func:`kwhub.hub.deliver.render_context.render_context`) goes to the renderers. Each document is
-    rendered once with its recorded envelope (:func:`kwhub.hub.deliver.rendering.render_document`: the
+    :func:`kwhub.hub.deliver.render_context.render_context`) goes to the renderers.
+    ``invoice`` must be issued (its ``invoice`` row exists on ``conn``, intact, with the same
+    content); anything else raises :class:`OutboxError`. Each document is rendered once
+    with its recorded envelope (:func:`kwhub.hub.deliver.rendering.render_document`: the
     same bytes whenever it is rendered again; EDI control numbers from the partner's
-    sequence) and validated; an invalid rendering raises :class:`OutboxError`.
-    Rows already queued for the same (transport, idempotency key) are left alone, so
-    calling this twice for one invoice version queues nothing new.
-    used to reject a preference naming an unknown one. ``invoice`` must be issued (its
-    ``invoice`` row exists on ``conn``, intact, with the same content); anything else raises
-    :class:`OutboxError`. Each document is rendered once, validated and registered with
-    the hash of the issued document; an invalid rendering raises :class:`OutboxError`
-    before anything is written. Rows already queued for the same (transport, idempotency
-    key) are left alone, so calling this twice for one invoice version queues nothing new.
+    sequence), validated and registered with the hash of the issued document; an invalid
+    rendering raises :class:`OutboxError`. Rows already queued for the same (transport,
+    idempotency key) are left alone, so calling this twice for one invoice version queues
+    nothing new. :class:`OutboxBatch` does the same for many invoices at once.
     """
-    formats, targets = _prefs(party_prefs)
-    if not formats or not targets:
-        return []
-    if transports is not None:
-        known = set(transports.keys() if isinstance(transports, Mapping) else transports)
-        unknown = [t for t in targets if t not in known]
-        if unknown:
-            raise OutboxError(
-                f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
-                f" (configured: {', '.join(sorted(known)) or 'none'})"
-            )
-    by_format = _renderer_map(renderers)
-    missing = [f for f in formats if f not in by_format]
-    if missing:
-        raise OutboxError(
-            f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
-            f" (available: {', '.join(sorted(by_format)) or 'none'})"
-        )
+    batch = OutboxBatch(renderers, transports, now=now)
+    batch.add(conn, invoice, party_prefs, context=context)
+    return batch.finish(conn)
+
+
+def render_and_validate(renderer: InvoiceRenderer, invoice: Invoice,
+                        context: RenderContext) -> tuple[bytes | None, list[str], str | None]:
+    """Render one document and validate it: ``(body, problems, None)``, or ``(None, [], reason)``
+    when the format cannot carry the invoice. A plain function of its arguments, so that an
+    :class:`OutboxBatch` can run it in a worker process."""
     try:
-        doc_sha256 = issued_document(conn, invoice)
-    except DocumentIntegrityError as exc:
-        raise OutboxError(str(exc)) from None
+        body = renderer.render(invoice, context)
+    except (ValueError, AdapterError) as exc:  # a document the format cannot carry, with the reason
+        return None, [], str(exc)
+    return body, renderer.validate(body), None
 
-    from kwhub.hub.deliver.rendering import render_document
 
-    docs: list[OutgoingDocument] = []
-    for fmt in dict.fromkeys(formats):
-        renderer = by_format[fmt]
+def render_and_validate_many(renderer: InvoiceRenderer,
+                             jobs: list[tuple[str, RenderContext]]) -> list[tuple[bytes | None, list[str], str | None]]:
+    """:func:`render_and_validate` for several invoices, each given as its JSON (the text it was
+    issued as: cheaper to send to a worker process than the model)."""
+    return [render_and_validate(renderer, Invoice.model_validate_json(text), ctx) for text, ctx in jobs]
+
+
+CHUNK = 8  # renderings sent to a worker at a time
+
+
+@dataclass
+class _Queued:
+    invoice: Invoice
+    renderer: InvoiceRenderer
+    pending: Any  # kwhub.hub.deliver.rendering.PendingRendering
+    targets: list[str]
+    doc_sha256: str
+    result: Any  # render_and_validate's answer, or (a Future of a chunk's answers, index in it)
+
+
+class OutboxBatch:
+    """Queue several issued invoices inside the caller's transaction, rendering them on other cores.
+
+    :meth:`add` checks one invoice exactly as :func:`enqueue_invoice` does (transports,
+    renderers, the issued document), fixes the envelope of each of its renderings on
+    ``conn`` (in the order added, so EDI control numbers follow that order) and starts
+    rendering and validating them: on ``executor`` when one is given (a
+    ``concurrent.futures`` executor, e.g. a process pool, so the caller goes on issuing
+    while other processes render), else at once. :meth:`finish` waits for the renderings,
+    records them (:func:`kwhub.hub.deliver.rendering.record_rendering`), refuses an invalid
+    one with :class:`OutboxError` and writes the outbox rows, in the order added. The rows,
+    checks and errors are those of one :func:`enqueue_invoice` call per invoice; nothing is
+    committed here, so an error rolls back the caller's whole transaction.
+    """
+
+    def __init__(self, renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer],
+                 transports: Mapping[str, Any] | Iterable[str] | None = None, *,
+                 now: datetime | None = None, executor: Executor | None = None) -> None:
+        self._by_format = _renderer_map(renderers)
+        self._known = None if transports is None else set(
+            transports.keys() if isinstance(transports, Mapping) else transports)
+        self._now = now
+        self._executor = executor
+        self._queued: list[_Queued] = []
+        self._seen: set[tuple[str, int, str]] = set()
+        self._chunks: dict[str, list[tuple[_Queued, tuple[str, RenderContext]]]] = {}
+
+    def add(self, conn: Any, invoice: Invoice, party_prefs: Any, *, context: RenderContext | None = None) -> None:
+        """Check ``invoice`` and start rendering it in every format its party receives."""
+        formats, targets = _prefs(party_prefs)
+        if not formats or not targets:
+            return
+        if self._known is not None:
+            unknown = [t for t in targets if t not in self._known]
+            if unknown:
+                raise OutboxError(
+                    f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
+                    f" (configured: {', '.join(sorted(self._known)) or 'none'})"
+                )
+        missing = [f for f in formats if f not in self._by_format]
+        if missing:
+            raise OutboxError(
+                f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
+                f" (available: {', '.join(sorted(self._by_format)) or 'none'})"
+            )
         try:
-            body = render_document(conn, invoice, renderer, context, now=now).body
-        except (ValueError, AdapterError) as exc:  # a document the format cannot carry, with the reason
-            raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
-        problems = renderer.validate(body)
-        if problems:
-            shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise OutboxError(f"invoice {invoice.number}: rendered {fmt} document is invalid: {shown}")
-        docs.append(OutgoingDocument(
-            invoice_id=invoice.id, version=invoice.version, format_id=fmt,
-            filename=document_filename(invoice, fmt, renderer.file_extension),
-            media_type=renderer.media_type, body=body,
-        ))
+            doc_sha256 = issued_document(conn, invoice)
+        except DocumentIntegrityError as exc:
+            raise OutboxError(str(exc)) from None
 
-    t = outbox_table
-    keys = [d.idempotency_key for d in docs]
-    existing = {
-        (row[0], row[1])
-        for row in conn.execute(
-            select(t.c.transport_instance, t.c.idempotency_key).where(t.c.idempotency_key.in_(keys))
-        )
-    }
-    stamp = now or utcnow()
-    written: list[EnqueuedDocument] = []
-    for doc in docs:
-        digest = hashlib.sha256(doc.body).hexdigest()
-        fresh = [target for target in dict.fromkeys(targets) if (target, doc.idempotency_key) not in existing]
-        if fresh:
-            register_rendering(conn, doc.invoice_id, doc.format_id, digest, doc_sha256, stamp)
-        for target in fresh:
-            res = conn.execute(insert(t).values(
-                invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
-                transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
-                media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
-                attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
-                document_sha256=doc_sha256,
-            ))
-            pk = res.inserted_primary_key
-            written.append(EnqueuedDocument(
-                id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
-                transport_instance=target, format_id=doc.format_id, filename=doc.filename,
-            ))
-    return written
+        from kwhub.hub.deliver.rendering import prepare_rendering
+
+        for fmt in dict.fromkeys(formats):
+            if (invoice.id, invoice.version, fmt) in self._seen:  # added twice: the first queues it
+                continue
+            self._seen.add((invoice.id, invoice.version, fmt))
+            renderer = self._by_format[fmt]
+            pending = prepare_rendering(conn, invoice, renderer, now=self._now)
+            ctx = pending.context(context)
+            if self._executor is not None:
+                q = _Queued(invoice, renderer, pending, list(targets), doc_sha256, None)
+                self._queued.append(q)
+                chunk = self._chunks.setdefault(fmt, [])
+                chunk.append((q, (invoice.model_dump_json(), ctx)))
+                if len(chunk) >= CHUNK:
+                    self._submit(fmt)
+                continue
+            else:
+                try:
+                    body = renderer.render(invoice, ctx)
+                except (ValueError, AdapterError) as exc:
+                    raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
+                result = (body, renderer.validate(body), None)
+            self._queued.append(_Queued(invoice, renderer, pending, list(targets), doc_sha256, result))
+
+    def _submit(self, fmt: str) -> None:
+        chunk = self._chunks.pop(fmt, [])
+        if not chunk or self._executor is None:
+            return
+        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], [job for _, job in chunk])
+        for i, (q, _) in enumerate(chunk):
+            q.result = (future, i)
+
+    def finish(self, conn: Any) -> list[EnqueuedDocument]:
+        """Record the renderings and write the outbox rows; returns the rows written."""
+        from kwhub.hub.deliver.rendering import RenderMismatchError, record_rendering
+
+        for fmt in list(self._chunks):
+            self._submit(fmt)
+        queued, self._queued = self._queued, []
+        self._seen.clear()
+        docs: list[tuple[_Queued, OutgoingDocument]] = []
+        try:
+            for q in queued:
+                if isinstance(q.result[0], Future):
+                    future, i = q.result
+                    body, problems, error = future.result()[i]
+                else:
+                    body, problems, error = q.result
+                fmt, number = q.renderer.format_id, q.invoice.number
+                if error is not None:
+                    raise OutboxError(f"invoice {number}: cannot render {fmt}: {error}")
+                try:
+                    record_rendering(conn, q.pending, body)
+                except RenderMismatchError as exc:
+                    raise OutboxError(f"invoice {number}: cannot render {fmt}: {exc}") from exc
+                if problems:
+                    shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+                    raise OutboxError(f"invoice {number}: rendered {fmt} document is invalid: {shown}")
+                docs.append((q, OutgoingDocument(
+                    invoice_id=q.invoice.id, version=q.invoice.version, format_id=fmt,
+                    filename=document_filename(q.invoice, fmt, q.renderer.file_extension),
+                    media_type=q.renderer.media_type, body=body,
+                )))
+        except BaseException:
+            for q in queued:
+                if isinstance(q.result[0], Future):
+                    q.result[0].cancel()
+            raise
+
+        keys = [d.idempotency_key for _, d in docs]
+        existing: set[tuple[str, str]] = set()
+        for i in range(0, len(keys), 500):
+            existing.update((row[0], row[1]) for row in conn.execute(_QUEUED, {"keys": keys[i:i + 500]}))
+        stamp = self._now or utcnow()
+        written: list[EnqueuedDocument] = []
+        for q, doc in docs:
+            digest = hashlib.sha256(doc.body).hexdigest()
+            fresh = [target for target in dict.fromkeys(q.targets) if (target, doc.idempotency_key) not in existing]
+            if fresh:
+                register_rendering(conn, doc.invoice_id, doc.format_id, digest, q.doc_sha256, stamp)
+            for target in fresh:
+                res = conn.execute(_QUEUE, dict(
+                    invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
+                    transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
+                    media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
+                    attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
+                    document_sha256=q.doc_sha256,
+                ))
+                pk = res.inserted_primary_key
+                written.append(EnqueuedDocument(
+                    id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
+                    transport_instance=target, format_id=doc.format_id, filename=doc.filename,
+                ))
+        return written
 
 
 def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport: str, *,

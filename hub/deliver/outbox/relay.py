@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from kwhub.core.adapters import (
     AdapterError,
@@ -27,7 +27,7 @@ from kwhub.core.adapters import (
     OutgoingDocument,
 )
 from kwhub.core.delivery_retry import LEASE_USE, RetryPolicy
-from kwhub.hub.deliver.outbox.connections import _engine, _write
+from kwhub.hub.deliver.outbox.connections import _checkpoint, _engine, _write
 from kwhub.hub.deliver.outbox.enqueue import OutboxError
 from kwhub.hub.settle.integrity import (
     Outgoing,
@@ -42,6 +42,17 @@ CRASH_ENV = "KWHUB_TEST_CRASH_AFTER_SEND"
 RESPONSE_KEEP_DEAD = 64 * 1024
 RESPONSE_KEEP_OK = 2 * 1024
 WATCH_S = 0.25  # how often the relay looks at sends still running
+
+# The per-send statements, built once; the new column values are bound at execution
+# (``b_``-prefixed names are the guard's). A send marks its start and records its outcome
+# in one small transaction, so building them per call was a large part of its cost.
+_ot = outbox_table
+_MARK_STARTED = update(_ot).where(_ot.c.id == bindparam("b_id"), _ot.c.status == "sending",
+                                  _ot.c.attempts == bindparam("b_attempts"), _ot.c.send_started_at.is_(None))
+# A late success still counts, unless another relay already recorded one.
+_RECORD_OK = update(_ot).where(_ot.c.id == bindparam("b_id"), _ot.c.status.in_(("sending", "pending")))
+_RECORD_FAILED = update(_ot).where(_ot.c.id == bindparam("b_id"), _ot.c.status == "sending",
+                                   _ot.c.attempts == bindparam("b_attempts"))
 
 
 
@@ -215,7 +226,7 @@ def relay_once(
 
     def sender() -> None:
         """Send claims one after the other; each outcome is committed with the next send's start."""
-        done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None = None
+        done: tuple[_Claim, DeliveryResult, Any, dict[str, Any]] | None = None
         while True:
             claim = take()
             if claim is None and done is None:
@@ -236,8 +247,8 @@ def relay_once(
             result = _send(resolved[claim.transport_instance], dataclasses.replace(claim.doc, deadline=claim.deadline))
             claim.finished = True
             with lock:
-                guard, values = _outcome(claim, result, pol, clock, rng, report)
-            done = (claim, result, guard, values)
+                stmt, params = _outcome(claim, result, pol, clock, rng, report)
+            done = (claim, result, stmt, params)
 
     workers = max(1, min(concurrency, len(claims)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -250,6 +261,7 @@ def relay_once(
                 _keep_leases(db, [c for c in claims if c.started is not None and not c.finished], policies, report)
     if unsent:
         _release(db, unsent, clock or utcnow(), report)
+    _checkpoint(db)
     return report
 
 
@@ -373,9 +385,9 @@ def _refuse(conn: Any, row: Any, reason: str, report: RelayReport) -> None:
 
 
 def _outcome(claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: datetime | None,
-             rng: random.Random | None, report: RelayReport) -> tuple[list[Any], dict[str, Any]]:
-    """The guarded row update that records the outcome of one send (the report is updated)."""
-    t = outbox_table
+             rng: random.Random | None, report: RelayReport) -> tuple[Any, dict[str, Any]]:
+    """The guarded row update that records the outcome of one send, and its parameters (the
+    report is updated)."""
     now = clock or utcnow()
     key = claim.doc.idempotency_key
     receiver_dup = bool(getattr(result, "duplicate", False))
@@ -413,15 +425,12 @@ def _outcome(claim: _Claim, result: DeliveryResult, pol: RetryPolicy, clock: dat
         report.retried += 1
         log.info("outbox row %s (%s): attempt %d failed (%s); retry in %.1fs", claim.id, key, claim.attempts,
                  result.message, delay)
-    guard = [t.c.id == claim.id]
-    if result.ok:  # a late success still counts, unless another relay already recorded one
-        guard.append(t.c.status.in_(("sending", "pending")))
-    else:
-        guard += [t.c.status == "sending", t.c.attempts == claim.attempts]
-    return guard, values
+    if result.ok:
+        return _RECORD_OK, {**values, "b_id": claim.id}
+    return _RECORD_FAILED, {**values, "b_id": claim.id, "b_attempts": claim.attempts}
 
 
-def _step(db: Any, done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]] | None,
+def _step(db: Any, done: tuple[_Claim, DeliveryResult, Any, dict[str, Any]] | None,
           start: _Claim | None, now: datetime) -> bool:
     """One write transaction: record the outcome of the send just ``done`` and mark the send of
     ``start`` as started. Returns False when ``start`` was lost (another relay has the row).
@@ -429,18 +438,15 @@ def _step(db: Any, done: tuple[_Claim, DeliveryResult, list[Any], dict[str, Any]
     A sending thread records one outcome and starts its next send in the same commit, so
     marking each send costs no extra transaction.
     """
-    t = outbox_table
     started = False
-    with _write(db) as conn:
+    with _write(db, checkpoint=False) as conn:  # one per send: the pass asks for a checkpoint at its end
         if done is not None:
-            claim, result, guard, values = done
-            if conn.execute(update(t).where(*guard).values(**values)).rowcount != 1:
+            claim, result, stmt, params = done
+            if conn.execute(stmt, params).rowcount != 1:
                 log.warning("outbox row %s changed while attempt %d was in flight; its outcome (%s) was not recorded",
                             claim.id, claim.attempts, "ok" if result.ok else result.message)
         if start is not None:
-            res = conn.execute(update(t).where(t.c.id == start.id, t.c.status == "sending",
-                                               t.c.attempts == start.attempts, t.c.send_started_at.is_(None))
-                               .values(send_started_at=now))
+            res = conn.execute(_MARK_STARTED, {"b_id": start.id, "b_attempts": start.attempts, "send_started_at": now})
             started = res.rowcount == 1
     return started
 
