@@ -67,7 +67,7 @@ DEMO_HEADER = """\
 
 def demo_config_for_files() -> dict[str, Any]:
     """The demo's configuration without the services only ``kwhub demo`` runs (webhook, ERCOT)."""
-    from kwhub.hub.demo.run import demo_config
+    from kwhub.hub.demo.campus_files import demo_config
     from kwhub.hub.demo.simulator.campus import campus_definition
 
     data = demo_config(campus_definition(15), webhook_url="")
@@ -85,7 +85,13 @@ def _demo() -> dict[str, bytes]:
 
     import tomli_w
 
-    from kwhub.hub.demo.run import DEMO_DAYS, DEMO_START, SEED, write_index_csv, write_lmp_csv
+    from kwhub.hub.demo.campus_files import (
+        DEMO_DAYS,
+        DEMO_START,
+        SEED,
+        write_index_csv,
+        write_lmp_csv,
+    )
     from kwhub.hub.demo.simulator.campus import FaultSpec, simulate
     from kwhub.hub.demo.simulator.files import write_csv, write_greenbutton
 

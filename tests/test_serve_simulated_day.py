@@ -40,7 +40,7 @@ SPEED = 1440.0
 
 def _inputs(folder: Path) -> tuple[Path, Path, dict]:
     """October's meter files, the Green Button file, the price files; the demo config mapping."""
-    from kwhub.hub.demo.run import demo_config, write_index_csv, write_lmp_csv
+    from kwhub.hub.demo.campus_files import demo_config, write_index_csv, write_lmp_csv
     from kwhub.hub.demo.simulator.campus import FaultSpec, campus_definition, simulate
     from kwhub.hub.demo.simulator.files import write_csv, write_greenbutton
 
