@@ -101,7 +101,7 @@ def names(name: str, family: str) -> dict[str, str]:
     if family not in FAMILIES:
         raise ScaffoldError(f"unknown family {family!r}", hint=f"one of {', '.join(FAMILIES)}")
     camel = "".join(part.capitalize() for part in name.split("_") if part)
-    values = {"name": name, "Name": camel, "NAME": name.upper(), "family": family,
+    values = {"name": name, "Name": camel, "NAME": name.upper(), "ISO": name.upper()[:16].rstrip("_"), "family": family,
               "package": f"kwhub_{name}", "dist": f"kwhub-{name.replace('_', '-')}",
               "type_id": f"{family}.{name}", "kwhub_version": kwhub_version()}
     values["title"] = FAMILIES[family].title.format(**values)
