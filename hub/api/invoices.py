@@ -72,6 +72,12 @@ def _document(hub: Any, invoice_id: str) -> Any:
 async def get_invoice(request: Request, invoice_id: str = Path(..., max_length=200),
                       who: Principal = Depends(scope("invoices:read"))) -> Response:
     # One primary-key read, run on the event loop: cheaper than the hop to a worker thread.
+    return invoice_document(request, invoice_id, who)
+
+
+def invoice_document(request: Request, invoice_id: str, who: Principal) -> Response:
+    """The issued document as stored, for ``who`` (404 for another party's): the route's body,
+    callable from synchronous code such as the dashboard's pages."""
     row = _document(hub_of(request), invoice_id)
     if row is None or not who.sees(row.buyer):
         raise _not_found(invoice_id)

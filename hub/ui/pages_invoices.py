@@ -123,7 +123,7 @@ def invoice_line_intervals(invoice_id: str, line: int, channel_id: str, day: str
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
 def invoice_detail(invoice_id: str, request: Request, who: Viewer = Depends(viewer("invoices:read"))) -> HTMLResponse:
     hub = request.app.state.hub
-    doc = json.loads(call_api(invoices_api.get_invoice, request=request, invoice_id=invoice_id,
+    doc = json.loads(call_api(invoices_api.invoice_document, request=request, invoice_id=invoice_id,
                               who=who.principal).body)
     same_contract = call_api(invoices_api.list_invoices, request=request, contract=doc.get("contract_id") or None,
                              period=None, who=who.principal, params=ALL)["items"]
