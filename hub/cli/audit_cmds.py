@@ -29,7 +29,7 @@ def list_cmd(
     from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.store import audit_entries
 
-    db = open_db(load(config, plugins=False), read_only=True)  # reading the log never creates a database
+    db = open_db(load(config, plugins=False), read_only=True, migrate=False)  # reading the log never creates a database
     try:
         rows = audit_entries(db, object_type, object_id)[::-1][:limit]
     finally:

@@ -294,7 +294,7 @@ def readings(
         return
     cfg = _load(config, plugins=False)  # reads only: no plugin imported
     if summary:
-        with _open_db(cfg, read_only=True) as db:
+        with _open_db(cfg, read_only=True, migrate=False) as db:
             _print_summary(db, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})
         return
     if channel is None:
@@ -306,14 +306,14 @@ def readings(
     if t1 <= t0:
         raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
     if periods:
-        with _open_db(cfg, read_only=True) as db:
+        with _open_db(cfg, read_only=True, migrate=False) as db:
             _check_channel(db, cfg, channel)
             found = db.periods.read([channel], t0, t1)
         _print_periods(channel, found, t0, t1, fmt)
         return
     first = datetime.fromtimestamp(t0, tz=UTC).date()
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
-    with _open_db(cfg, read_only=True) as db:
+    with _open_db(cfg, read_only=True, migrate=False) as db:
         _check_channel(db, cfg, channel)
         blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
     spec = next((c for c in cfg.campus.channels if c.id == channel), None)

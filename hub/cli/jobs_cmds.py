@@ -29,7 +29,7 @@ def list_cmd(
     from kwhub.hub.cli.common import load, open_db
     from kwhub.hub.scheduler.history import list_runs
 
-    db = open_db(load(config, plugins=False), read_only=True)  # reading the history never creates a database
+    db = open_db(load(config, plugins=False), read_only=True, migrate=False)  # reading the history never creates a database
     try:
         rows = list_runs(db, job_id=job, status=status, limit=limit)
     finally:

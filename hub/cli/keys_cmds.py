@@ -67,7 +67,7 @@ def list_cmd(config: Path = CONFIG, fmt: str = format_option("text", "json"), as
     from kwhub.hub.api.keys import list_keys
     from kwhub.hub.cli.common import load, open_db
 
-    db = open_db(load(config, plugins=False), read_only=True)  # listing never creates a database
+    db = open_db(load(config, plugins=False), read_only=True, migrate=False)  # listing never creates a database
     try:
         rows = list_keys(db)
     finally:

@@ -31,9 +31,9 @@ CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Path to kwhub.toml (d
 RELAY_LOGGERS = ("kwhub.outbox", "kwhub.sftp")
 
 
-def _open(config: Path | None, *, plugins: bool = True) -> tuple[Any, Any]:
+def _open(config: Path | None, *, plugins: bool = True, migrate: bool = True) -> tuple[Any, Any]:
     cfg = load(config, plugins=plugins)
-    return cfg, open_db(cfg, read_only=True)  # delivering and listing never create a database
+    return cfg, open_db(cfg, read_only=True, migrate=migrate)  # delivering and listing never create a database
 
 
 @contextmanager
@@ -301,7 +301,7 @@ def outbox_list(
     from kwhub.hub.deliver.outbox import OutboxError, list_outbox, status_counts
 
     fmt = output_format(fmt, ("text", "json"))
-    _, db = _open(config, plugins=False)  # reads only: no plugin imported
+    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
     try:
         rows = list_outbox(db, status=status, limit=limit)
         counts = status_counts(db)

@@ -37,11 +37,11 @@ def _actor(by: str | None) -> str:
     return os.environ.get("KWHUB_ACTOR") or user or "cli"
 
 
-def _open(config: Path | None, *, plugins: bool = True) -> tuple[Any, Any]:
+def _open(config: Path | None, *, plugins: bool = True, migrate: bool = True) -> tuple[Any, Any]:
     from kwhub.hub.cli.common import load, open_db
 
     cfg = load(config, plugins=plugins)
-    return cfg, open_db(cfg, read_only=True)  # never creates a database
+    return cfg, open_db(cfg, read_only=True, migrate=migrate)  # never creates a database
 
 
 def _fmt(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -61,7 +61,7 @@ def runs_list(
     from kwhub.hub.settle.review import list_runs
 
     fmt = output_format(fmt, ("text", "json"))
-    _, db = _open(config, plugins=False)  # reads only: no plugin imported
+    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
     try:
         rows = list_runs(db, period=period, contract_id=contract, status=status)
     finally:
@@ -93,7 +93,7 @@ def runs_show(
     from kwhub.hub.store import audit_entries
 
     fmt = output_format(fmt, ("text", "json"))
-    _, db = _open(config, plugins=False)  # reads only: no plugin imported
+    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
     try:
         try:
             run = get_run(db, run_id)
@@ -212,7 +212,7 @@ def report_energy(
     from kwhub.hub.settle.reports import energy_report
 
     fmt = output_format(fmt, ("text", "json", "csv"))
-    _, db = _open(config, plugins=False)  # reads only: no plugin imported
+    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
     try:
         rep = energy_report(db, period)
     except SettlementError as exc:
@@ -270,7 +270,7 @@ def report_allocation(
     from kwhub.hub.settle.reports import allocation_rows
 
     fmt = output_format(fmt, ("text", "json", "csv"))
-    _, db = _open(config, plugins=False)  # reads only: no plugin imported
+    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
     try:
         rows = list(allocation_rows(db, period, tenant))
     except SettlementError as exc:

@@ -46,6 +46,46 @@ def _staleness(db: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str
     return stale, later
 
 
+def _read_invoices(cfg: Any, *, contract: str | None, period: str | None) -> list[Any]:
+    """Issued documents, oldest first, read without SQLAlchemy (:mod:`kwhub.hub.store.plain_read`)."""
+    from kwhub.hub.cli.common import open_reader
+    from kwhub.hub.store.plain_read import invoice_documents, reading
+
+    with reading(open_reader(cfg)) as reader:
+        docs = invoice_documents(reader, contract_id=contract, period=period)
+    if not docs:
+        return []
+    from kwhub.core.invoice import Invoice
+
+    return [Invoice.model_validate_json(doc) for doc in docs]
+
+
+def _read_invoice(cfg: Any, ref: str) -> Any:
+    """One issued document by id or number (see :func:`_read_invoices`)."""
+    from kwhub.hub.cli.common import open_reader
+    from kwhub.hub.store.plain_read import invoice_document, reading
+
+    with reading(open_reader(cfg)) as reader:
+        doc = invoice_document(reader, ref)
+    if doc is None:
+        raise UserError(f"no invoice {ref!r} (give an invoice id or number; `kwhub invoices list` shows them)")
+    from kwhub.core.invoice import Invoice
+
+    return Invoice.model_validate_json(doc)
+
+
+def _staleness_of(cfg: Any, docs: list[Any]) -> tuple[dict[str, bool], dict[str, str]]:
+    """:func:`_staleness` of ``docs``; the database is opened (with SQLAlchemy, for the runs'
+    input checks) only when a document has a run to check."""
+    if not any(d.run_id for d in docs):
+        return {}, {}
+    db = _open_db(cfg, read_only=True, migrate=False)
+    try:
+        return _staleness(db, docs)
+    finally:
+        db.close()
+
+
 def _run_state(run_id: str, stale: dict[str, bool], later: dict[str, str]) -> Any:
     if not stale.get(run_id):
         return cell("current")
@@ -280,16 +320,10 @@ def invoices_list(
 ) -> None:
     """List issued documents; a document whose run's input data changed since is marked stale
     (and, when a later version of its run exists, which run corrects it)."""
-    from kwhub.hub.settle.invoices_read import list_invoices
-
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config, plugins=False)  # reads only: no plugin imported
-    db = _open_db(cfg, read_only=True)
-    try:
-        docs = list_invoices(db, contract_id=contract, period=period)
-        stale, later = _staleness(db, docs)
-    finally:
-        db.close()
+    docs = _read_invoices(cfg, contract=contract, period=period)
+    stale, later = _staleness_of(cfg, docs)
     if fmt == "json":
         echo(json.dumps([_invoice_json(d, stale.get(d.run_id), later.get(d.run_id)) for d in docs], indent=2))
         return
@@ -313,16 +347,10 @@ def invoices_show(
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Show one document with its lines, determinants and totals (exact decimal strings)."""
-    from kwhub.hub.settle.invoices_read import get_invoice
-
     fmt = output_format(fmt, ("text", "json"))
     cfg = _load(config, plugins=False)  # reads only: no plugin imported
-    db = _open_db(cfg, read_only=True)
-    try:
-        inv = _get(get_invoice, db, ref)
-        flags, later = _staleness(db, [inv])
-    finally:
-        db.close()
+    inv = _read_invoice(cfg, ref)
+    flags, later = _staleness_of(cfg, [inv])
     stale = flags.get(inv.run_id)
     data = _invoice_json(inv, stale, later.get(inv.run_id))
     if fmt == "json":
