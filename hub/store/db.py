@@ -172,26 +172,13 @@ def _alembic_config() -> Any:
     return cfg
 
 
-_REVISION_LINE = r'^(down_revision|revision)\s*(?::[^=]*)?=\s*["\']?([^"\'\s]+)["\']?\s*$'
-
-
 def _head_from_files() -> str | None:
-    """The single head of the migration files, read from their ``revision`` lines (alembic is
-    a large import; opening a database at head should not need it). None if unclear."""
-    import re
+    """The head of the migration files, read from their ``revision`` lines (alembic is a large
+    import; opening a database at head should not need it). None if unclear."""
+    from kwhub.hub.store.plain_read import migration_chain
 
-    pattern = re.compile(_REVISION_LINE, re.MULTILINE)
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found = dict((k, v) for k, v in pattern.findall(path.read_text(encoding="utf-8")))
-        if "revision" not in found:
-            return None
-        revisions.add(found["revision"])
-        if found.get("down_revision") not in (None, "None"):
-            parents.add(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+    chain = migration_chain()
+    return chain[-1] if chain else None
 
 
 @cache
