@@ -188,3 +188,95 @@ def test_an_unreadable_sqlite_file_is_named(tmp_path: Path, monkeypatch) -> None
     (tmp_path / "kwhub.db").write_bytes(b"this is not a database" * 100)
     code, said = _said(CliRunner().invoke(app, ["invoices", "list"]))
     assert code == 4 and "cannot open the database" in said and "kwhub.db" in said
+
+
+def _stored_readings(tmp_path: Path, url: str | None) -> None:
+    """The sample meter file ingested (raw and validated layers) and two register reads."""
+    import shutil
+
+    import numpy as np
+
+    from kwhub.core.intervals import PeriodSeries
+
+    if url:
+        (tmp_path / "kwhub.toml").write_text(f'[hub]\ndatabase = "{url}"\n[[sites]]\nid = "campus"\n'
+                                             '[[channels]]\nid = "hall_a.load"\n'
+                                             '[[channels]]\nid = "pv.net"\n')
+    shutil.copy(Path(__file__).parent / "data" / "kwhub_long.csv", tmp_path / "meter.csv")
+    res = CliRunner().invoke(app, ["ingest", "meter.csv", "--adapter", "meters.csv", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    db = Database.open(url, work_dir=tmp_path)
+    try:
+        db.periods.write([PeriodSeries("meter.reg", "register", np.array([1_709_251_200, 1_709_337_600]),
+                                       np.array([1_709_251_200, 1_709_337_600]), np.array([10.5, 20.25]),
+                                       np.zeros(2, dtype=np.uint8))], source="test")
+    finally:
+        db.close()
+
+
+def _same_as_the_store(url: str) -> None:
+    from datetime import date
+
+    from kwhub.hub.store.plain_read import (
+        day_blocks,
+        interval_channels,
+        interval_totals,
+        open_sqlite,
+        period_totals,
+        plain_sqlite_path,
+        reader_of,
+    )
+
+    db = Database.open(url)
+    plain = plain_sqlite_path(url)
+    reader = open_sqlite(plain, url) if plain is not None else reader_of(db, url)
+    try:
+        for layer in ("raw", "validated"):
+            store = [(s.channel_id, s.intervals, s.first_start, s.last_end, s.total_kwh)
+                     for s in db.intervals.summary(layer=layer)]
+            assert [tuple(t) for t in interval_totals(reader, layer)] == store and store
+            assert interval_channels(reader, layer) == db.intervals.channels(layer)
+            for ch in db.intervals.channels(layer):
+                want = db.intervals.read_blocks(ch, date(2024, 2, 29), date(2024, 3, 2), layer=layer)
+                got = day_blocks(reader, ch, date(2024, 2, 29), date(2024, 3, 2), layer)
+                assert len(got) == len(want) > 0
+                for a, b in zip(got, want, strict=True):
+                    assert (a.channel_id, a.day, a.interval_minutes, a.version, a.layer, a.rule_names) == \
+                           (b.channel_id, b.day, b.interval_minutes, b.version, b.layer, b.rule_names)
+                    assert a.values.tobytes() == b.values.tobytes() and a.quality.tobytes() == b.quality.tobytes()
+                    assert (a.rule_ids is None) == (b.rule_ids is None)
+                    assert a.rule_ids is None or a.rule_ids.tobytes() == b.rule_ids.tobytes()
+        want_periods = [(p.channel_id, p.kind, p.readings, p.first_start, p.last_end, p.total_kwh)
+                        for p in db.periods.summary()]
+        assert [tuple(p) for p in period_totals(reader)] == want_periods and want_periods
+    finally:
+        reader.close()
+        db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_readings_read_what_the_interval_and_period_stores_read(tmp_path: Path, monkeypatch, backend) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KWHUB_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    if backend == "postgresql":
+        with temporary_pg_database() as url:
+            _stored_readings(tmp_path, url)
+            _same_as_the_store(url)
+            summary = runner.invoke(app, ["readings", "--summary", "--format", "json"])
+            rows = runner.invoke(app, ["readings", "hall_a.load", "--start", "2024-03-01", "--format", "json"])
+            unknown = runner.invoke(app, ["readings", "nope", "--start", "2024-03-01"])
+    else:
+        _stored_readings(tmp_path, None)
+        _same_as_the_store(f"sqlite:///{tmp_path / 'kwhub.db'}")
+        summary = runner.invoke(app, ["readings", "--summary", "--format", "json"])
+        rows = runner.invoke(app, ["readings", "hall_a.load", "--start", "2024-03-01", "--format", "json"])
+        unknown = runner.invoke(app, ["readings", "nope", "--start", "2024-03-01"])
+    assert summary.exit_code == 0, summary.output
+    data = json.loads(summary.output)
+    assert [c["channel_id"] for c in data["channels"]] == ["hall_a.load", "pv.net"]
+    assert data["period_readings"][0]["channel_id"] == "meter.reg" and data["period_readings"][0]["readings"] == 2
+    assert rows.exit_code == 0, rows.output
+    assert [r["kwh"] for r in json.loads(rows.output)["intervals"]] == [5012.5, 5020.0, 4998.25, 5003.75]
+    code, said = _said(unknown)
+    assert code == 1 and "unknown channel 'nope'" in said and "hall_a.load, meter.reg, pv.net" in said

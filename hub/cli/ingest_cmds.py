@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from kwhub.hub.cli.common import load as _load
 from kwhub.hub.cli.common import open_db as _open_db
+from kwhub.hub.cli.common import open_reader as _open_reader
 from kwhub.hub.cli.errors import EXIT_CONFIG, UserError
 from kwhub.hub.cli.options import format_option, output_format
 from kwhub.hub.cli.output import cell, clean, console, echo, err_console, safe
@@ -294,8 +296,11 @@ def readings(
         return
     cfg = _load(config, plugins=False)  # reads only: no plugin imported
     if summary:
-        with _open_db(cfg, read_only=True, migrate=False) as db:
-            _print_summary(db, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})
+        from kwhub.hub.store.plain_read import interval_totals, period_totals, reading
+
+        with reading(_open_reader(cfg)) as reader:
+            items, period_items = interval_totals(reader, layer), period_totals(reader)
+        _print_summary(items, period_items, layer, fmt, {c.id: c.unit for c in cfg.campus.channels})
         return
     if channel is None:
         raise UserError("give a CHANNEL (or --summary)", exit_code=EXIT_CONFIG)
@@ -307,15 +312,19 @@ def readings(
         raise UserError("--end must be after --start", exit_code=EXIT_CONFIG)
     if periods:
         with _open_db(cfg, read_only=True, migrate=False) as db:
-            _check_channel(db, cfg, channel)
+            _check_channel(cfg, channel, lambda: set(db.intervals.channels("raw")) |
+                           set(db.intervals.channels("validated")) | {p.channel_id for p in db.periods.summary()})
             found = db.periods.read([channel], t0, t1)
         _print_periods(channel, found, t0, t1, fmt)
         return
+    from kwhub.hub.store.plain_read import day_blocks, interval_channels, period_totals, reading
+
     first = datetime.fromtimestamp(t0, tz=UTC).date()
     last = datetime.fromtimestamp(t1 - 1, tz=UTC).date()
-    with _open_db(cfg, read_only=True, migrate=False) as db:
-        _check_channel(db, cfg, channel)
-        blocks = db.intervals.read_blocks(channel, first, last, layer=layer)
+    with reading(_open_reader(cfg)) as reader:
+        _check_channel(cfg, channel, lambda: set(interval_channels(reader, "raw")) |
+                       set(interval_channels(reader, "validated")) | {p.channel_id for p in period_totals(reader)})
+        blocks = day_blocks(reader, channel, first, last, layer)
     spec = next((c for c in cfg.campus.channels if c.id == channel), None)
     value_col = spec.unit.lower() if spec is not None else "kwh"  # named by its unit: ingests back as it is
     _emit_rows(channel, layer, _rows(blocks, t0, t1), fmt, t0, t1, value_col)
@@ -392,13 +401,13 @@ def _print_rows(header: list[str], rows: list[list[Any]], fmt: str) -> None:
     echo("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells))
 
 
-def _check_channel(db: Any, cfg: Any, channel: str) -> None:
-    """An unknown channel is an error that names the known ones (not an empty answer)."""
+def _check_channel(cfg: Any, channel: str, stored_channels: Callable[[], set[str]]) -> None:
+    """An unknown channel is an error that names the known ones (not an empty answer);
+    ``stored_channels`` gives the channels with intervals or period readings in the store."""
     known = {c.id for c in cfg.campus.channels}
     if channel in known:
         return
-    stored = set(db.intervals.channels("raw")) | set(db.intervals.channels("validated"))
-    stored |= {p.channel_id for p in db.periods.summary()}
+    stored = stored_channels()
     if channel in stored:
         return
     everything = sorted(known | stored)
@@ -458,7 +467,7 @@ def _rows(blocks: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
     return out
 
 
-def _print_summary(db: Any, layer: str, fmt: str, units: dict[str, str]) -> None:
+def _print_summary(items: list[Any], period_items: list[Any], layer: str, fmt: str, units: dict[str, str]) -> None:
     """Stored readings per channel, grouped by the channel's unit (kWh, MMBtu, fraction ...).
 
     ``units`` maps configured channels to their unit; a channel kwhub.toml does not list is
@@ -466,8 +475,6 @@ def _print_summary(db: Any, layer: str, fmt: str, units: dict[str, str]) -> None
     """
     import numpy as np
 
-    items = db.intervals.summary(layer=layer)
-    period_items = db.periods.summary()
 
     def iso(x: Any) -> str:
         if x is None:

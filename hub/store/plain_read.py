@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_PREFIX = "sqlite:///"
@@ -36,6 +37,9 @@ BUSY_TIMEOUT_S = 30.0
 COLUMNS: dict[str, tuple[str, ...]] = {
     "alembic_version": ("version_num",),
     "invoice": ("id", "number", "contract_id", "period", "buyer", "seller", "issued_at", "number_seq", "document"),
+    "interval_day": ("channel_id", "day", "layer", "version", "is_current", "interval_minutes", "values", "quality",
+                     "rule_ids", "rule_names"),
+    "period_reading": ("channel_id", "kind", "start_epoch", "end_epoch", "value", "is_current"),
 }
 
 _REVISION_LINE = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*["\']?([^"\'\s]+)["\']?\s*$', re.MULTILINE)
@@ -126,6 +130,10 @@ class PlainReader:
         finally:
             cur.close()
 
+    def day(self, value: date) -> Any:
+        """A day as a query parameter: ISO text on SQLite (as SQLAlchemy stores it), else a date."""
+        return value if self._pyformat else value.isoformat()
+
     def revision(self) -> str | None:
         """The schema revision in ``alembic_version`` (None without that table)."""
         try:
@@ -209,6 +217,108 @@ def invoice_document(reader: PlainReader, ref: str) -> str | None:
     """The stored JSON of the document with id or number ``ref`` (None: no such document)."""
     found = reader.rows("SELECT document FROM invoice WHERE id = ? OR number = ?", (ref, ref))
     return found[0][0] if found else None
+
+
+# ------------------------------------------------------------------ stored readings
+# The interval store (kwhub.hub.store.interval_store) answers the same questions on SQLAlchemy;
+# tests check that both give the same answers on SQLite and PostgreSQL.
+
+_DAY_COLUMNS = 'channel_id, day, version, interval_minutes, "values", quality, rule_ids, rule_names'
+
+
+class IntervalTotals(NamedTuple):
+    """One channel's current days in a layer: non-missing intervals, first start, last end, total."""
+
+    channel_id: str
+    intervals: int
+    first_start: datetime | None
+    last_end: datetime | None
+    total_kwh: float
+
+
+class PeriodTotals(NamedTuple):
+    """One channel's current period readings of one kind."""
+
+    channel_id: str
+    kind: str
+    readings: int
+    first_start: int
+    last_end: int
+    total_kwh: float  # sum of the values, as kwhub.hub.store.period_store.PeriodSummary
+
+
+def _as_day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _instant(epoch_s: int) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(epoch_s), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def interval_channels(reader: PlainReader, layer: str) -> list[str]:
+    """Channels with current days in ``layer``."""
+    return [r[0] for r in reader.rows("SELECT DISTINCT channel_id FROM interval_day WHERE layer = ? AND is_current = ? "
+                                      "ORDER BY channel_id", (layer, True))]
+
+
+def day_blocks(reader: PlainReader, channel_id: str, first_day: date, last_day: date, layer: str) -> list[Any]:
+    """The current :class:`kwhub.core.intervals.DayBlock` of each day ``first_day..last_day``."""
+    import json
+
+    import numpy as np
+
+    from kwhub.core.intervals import DayBlock
+
+    rows = reader.rows(f"SELECT {_DAY_COLUMNS} FROM interval_day WHERE channel_id = ? AND layer = ? AND day >= ? "
+                       "AND day <= ? AND is_current = ? ORDER BY day",
+                       (channel_id, layer, reader.day(first_day), reader.day(last_day), True))
+    return [DayBlock(channel_id=ch, day=_as_day(day), interval_minutes=int(minutes),
+                     values=np.frombuffer(values, dtype="<f8").astype(np.float64),
+                     quality=np.frombuffer(quality, dtype=np.uint8).copy(),
+                     rule_ids=np.frombuffer(rule_ids, dtype=np.uint8).copy() if rule_ids is not None else None,
+                     rule_names=tuple(json.loads(names)) if names else (), layer=layer, version=int(version))
+            for ch, day, version, minutes, values, quality, rule_ids, names in rows]
+
+
+def interval_totals(reader: PlainReader, layer: str) -> list[IntervalTotals]:
+    """Per channel with current days in ``layer``: its :class:`IntervalTotals`."""
+    import numpy as np
+
+    from kwhub.core.quality import Quality
+
+    out = []
+    for cid in interval_channels(reader, layer):
+        rows = reader.rows('SELECT day, interval_minutes, "values", quality FROM interval_day WHERE channel_id = ? '
+                           "AND layer = ? AND is_current = ? ORDER BY day", (cid, layer, True))
+        minutes = int(rows[0][1])
+        n_slots = 1440 // minutes
+        v = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f8").reshape(len(rows), n_slots)
+        q = np.frombuffer(b"".join(bytes(r[3]) for r in rows), dtype=np.uint8).reshape(len(rows), n_slots)
+        ok = q != np.uint8(Quality.MISSING)
+        count = int(ok.sum())
+        if count == 0:
+            out.append(IntervalTotals(cid, 0, None, None, 0.0))
+            continue
+        days = np.array([_as_day(r[0]).toordinal() - _EPOCH_ORDINAL for r in rows], dtype=np.int64)
+        starts = days[:, None] * 86_400 + np.arange(n_slots, dtype=np.int64)[None, :] * minutes * 60
+        s = starts[ok]
+        out.append(IntervalTotals(cid, count, _instant(int(s.min())), _instant(int(s.max()) + minutes * 60),
+                                  float(np.nansum(v[ok]))))
+    return out
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def period_totals(reader: PlainReader) -> list[PeriodTotals]:
+    """Per channel and kind: current period readings, first start, last end, sum of values."""
+    rows = reader.rows("SELECT channel_id, kind, COUNT(*), MIN(start_epoch), MAX(end_epoch), SUM(value) "
+                       "FROM period_reading WHERE is_current = ? GROUP BY channel_id, kind ORDER BY channel_id, kind",
+                       (True,))
+    return [PeriodTotals(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), float(r[5] or 0.0)) for r in rows]
 
 
 @contextmanager
