@@ -17,6 +17,9 @@ about 0.2 s of CPU that no installed copy pays. The children therefore get a byt
 cache of their own in the temporary folder (``PYTHONPYCACHEPREFIX``, filled by the warm-up
 run); ``--no-bytecode`` measures the compile-every-time case instead.
 
+The read commands on a SQLite store (``readings``, ``invoices list``) query it with Python's
+own ``sqlite3`` (:mod:`kwhub.hub.store.plain_read`): no SQLAlchemy, SQLModel or Alembic import.
+
 The last line is one JSON object. ``python -X importtime -m kwhub.hub.cli.main CMD --help``
 shows what a command imports.
 """
@@ -123,6 +126,7 @@ def main() -> None:
             print(f"store kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(json.dumps({"bench": "cli_startup", "runs": args.runs, "bytecode": not args.no_bytecode,
                       "load_avg": os.getloadavg()[0],
                       "results": results}))

@@ -25,7 +25,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.text import Text
 
@@ -93,6 +92,9 @@ class _CleanRecords(logging.Filter):
 
 def log_handler(target: Console | None = None) -> logging.Handler:
     """A Rich logging handler on ``target`` (stderr by default) that shows cleaned messages."""
+    # imported here, at the first log record (see kwhub.hub.cli.main), not by every command
+    from rich.logging import RichHandler
+
     handler = RichHandler(console=target or err_console, show_path=False, show_time=False, markup=False,
                           highlighter=None)
     handler.addFilter(_CleanRecords())
