@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kwhub.core.intervals import ALLOWED_INTERVAL_MINUTES
+from kwhub.core.interval_grid import ALLOWED_INTERVAL_MINUTES
 from kwhub.core.invoice import Address, PaymentDetails
 from kwhub.core.money import RoundingMode
 from kwhub.core.tax_categories import default_category, tax_problems
@@ -178,7 +178,7 @@ class ComponentSpec(BaseModel):
 
 class AmendedComponent(BaseModel):
     """A component as an amendment changes it: ``id`` names a component of the terms in force
-    (its ``id``, else its kind, see ``kwhub.core.contract_energy.component_ids``); the other keys
+    (its ``id``, else its kind, see :func:`component_ids`); the other keys
     replace that component's settings. An id not in force adds a component (``kind`` required);
     a different ``kind`` replaces the component whole."""
 
@@ -352,3 +352,10 @@ class Campus(_Strict):
             if a.id == asset_id:
                 return a
         raise KeyError(asset_id)
+
+
+def component_ids(contract: Contract) -> list[str]:
+    """Each component's id: its ``id``, else its kind (``<kind>-<n>`` when the kind repeats)."""
+    kinds = [spec.kind for spec in contract.components]
+    return [spec.id or (spec.kind if kinds.count(spec.kind) == 1 else f"{spec.kind}-{n}")
+            for n, spec in enumerate(contract.components, start=1)]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kwhub.core.allocation import UNMETERED, CampusLayout
-from kwhub.core.campus import Campus, Contract
+from kwhub.core.campus import Campus, Contract, component_ids  # noqa: F401  (component_ids: re-exported)
 
 Basis = Literal["allocation", "metered_sources", "metered_load"]
 LOAD = "load"
@@ -146,13 +146,6 @@ class EnergyPlan:
         for c in self.buyer_contracts(buyer):
             out.update(c.not_billed)
         return out
-
-
-def component_ids(contract: Contract) -> list[str]:
-    """Each component's id: its ``id``, else its kind (``<kind>-<n>`` when the kind repeats)."""
-    kinds = [spec.kind for spec in contract.components]
-    return [spec.id or (spec.kind if kinds.count(spec.kind) == 1 else f"{spec.kind}-{n}")
-            for n, spec in enumerate(contract.components, start=1)]
 
 
 def _component_class(components: Any, kind: str) -> Any:

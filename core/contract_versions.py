@@ -25,13 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from kwhub.core.campus import Amendment, ComponentSpec, Contract
+from kwhub.core.campus import Amendment, ComponentSpec, Contract, component_ids
 from kwhub.core.tax_categories import default_category, legacy_tax_key, tax_problems
 from kwhub.core.timeline import BillingPeriod, period_between
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TERMS_FIELDS = ("start", "currency", "rounding", "precision", "payment_days", "tax_percent", "tax_category")
 
@@ -68,8 +69,6 @@ class TermsVersion:
 
     @cached_property
     def _terms_text(self) -> str:
-        from kwhub.core.contract_energy import component_ids
-
         k = self.contract
         out: dict[str, Any] = {f: getattr(k, f) for f in TERMS_FIELDS}
         for f in ("tax_exemption_reason", "tax_exemption_code"):  # only when given: earlier hashes stay
@@ -97,8 +96,6 @@ class TermsVersion:
 
 def amendment_problems(contract: Contract) -> list[str]:
     """Every problem of the contract's amendments, as ``amendments[i] ...: what is wrong``."""
-    from kwhub.core.contract_energy import component_ids
-
     problems: list[str] = []
     start = _start_day(contract)
     ids = list(component_ids(contract))
@@ -148,8 +145,6 @@ def _start_day(contract: Contract) -> date | None:
 
 def _amend(base: Contract, am: Amendment) -> Contract:
     """The contract with ``am`` applied to ``base``'s terms (component ids made explicit)."""
-    from kwhub.core.contract_energy import component_ids
-
     specs: dict[str, dict[str, Any]] = {
         cid: {"kind": spec.kind, **spec.settings()}
         for cid, spec in zip(component_ids(base), base.components, strict=True)
@@ -232,6 +227,8 @@ def versions_in_period(contract: Contract, period: BillingPeriod, starts: np.nda
     intervals are those starting from local midnight of its first day (one vectorised
     search per boundary). Without ``starts`` the slices are empty.
     """
+    import numpy as np  # lazily: configuration checks use this module without arrays
+
     versions = list(versions) if versions is not None else contract_versions(contract)
     starts = np.asarray(starts if starts is not None else np.zeros(0, dtype=np.int64), dtype=np.int64)
     parts: list[VersionPart] = []

@@ -12,11 +12,14 @@ from __future__ import annotations
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kwhub.core.intervals import IntervalDataError
+from kwhub.core.interval_grid import IntervalDataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXCERPT_CHARS = 40
 
@@ -94,6 +97,8 @@ class InputLimits(BaseModel):
 
     def outside(self, epochs: np.ndarray) -> np.ndarray:
         """Bool mask of the instants outside the accepted range."""
+        import numpy as np  # lazily: loading the configuration needs no arrays
+
         e = np.asarray(epochs, dtype=np.int64)
         return (e < self.first_epoch) | (e >= self.end_epoch)
 

@@ -1,7 +1,7 @@
 """Read commands load the configuration without importing any plugin (issue 18: start in a blink).
 
 The template ``kwhub init`` writes names meter, market and ERP adapters; a command that only
-reads the database must still not import them, nor numpy for an invoice list.
+reads the database must still not import them, nor numpy (loading the configuration needs no arrays).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ cfg = load({path!r}, plugins=False)
 from kwhub.hub.settle.invoices_read import list_invoices  # noqa: F401  (what `invoices list` imports)
 print(json.dumps({{
     "plugins": sorted(m for m in sys.modules if m.startswith("kwhub.plugins")),
-    "heavy": sorted(m for m in ("pandas", "lxml.etree", "reportlab", "httpx", "asyncssh") if m in sys.modules),
+    "heavy": sorted(m for m in ("numpy", "pandas", "lxml.etree", "reportlab", "httpx", "asyncssh") if m in sys.modules),
     "channels": len(cfg.campus.channels), "contracts": len(cfg.campus.contracts), "adapters": len(cfg.adapters),
 }}))
 """

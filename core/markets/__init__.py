@@ -9,6 +9,19 @@ settlement (:mod:`.charge_codes`, :mod:`.shadow`), statement versions and varian
 HTTP or XML; the ISO adapters in ``plugins/markets`` speak the formats.
 """
 
-from kwhub.core.markets.prices import MarketKind, MarketPrices, PriceSeries
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kwhub.core.markets.prices import MarketKind, MarketPrices, PriceSeries
 
 __all__ = ["MarketKind", "MarketPrices", "PriceSeries"]
+
+
+def __getattr__(name: str) -> Any:
+    # The price types hold numpy arrays; the market configuration (read at every start)
+    # imports this package without needing them.
+    if name in __all__:
+        from kwhub.core.markets import prices
+
+        return getattr(prices, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

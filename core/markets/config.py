@@ -3,13 +3,53 @@ check their statements."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kwhub.core.markets.forecast_files import Outage
 from kwhub.core.markets.models import MarketResource
-from kwhub.core.markets.surplus import ReserveRule
+from kwhub.core.timeline import require_aware
+
+
+class Outage(BaseModel):
+    """A unit out of service or derated to ``available_mw`` over [``start``, ``end``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: str
+    start: datetime
+    end: datetime
+    available_mw: float = Field(ge=0)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return require_aware(v, "outage")
+
+    @model_validator(mode="after")
+    def _order(self) -> Outage:
+        if self.end <= self.start:
+            raise ValueError(f"outage of {self.unit}: end {self.end.isoformat()} is not after start "
+                             f"{self.start.isoformat()}")
+        return self
+
+
+class ReserveRule(BaseModel):
+    """The reserve margin held back from the market.
+
+    ``fixed``: ``mw``; ``largest_unit``: the largest available unit in each interval
+    (the N-1 contingency); ``load_error``: the ``quantile`` of the load forecast error
+    samples given with the forecast. ``mw`` is added to the latter two as a floor.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["fixed", "largest_unit", "load_error"] = "largest_unit"
+    mw: float = 0.0
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+
 
 
 def _hhmm(value: str) -> str:

@@ -17,15 +17,14 @@ Errors name the file, line and field (:class:`~kwhub.core.intervals.IntervalData
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kwhub.core.intervals import IntervalDataError
-from kwhub.core.timeline import Span, require_aware
+from kwhub.core.markets.config import Outage  # noqa: F401  (defined with the [markets] section; used here)
+from kwhub.core.timeline import Span
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,29 +32,6 @@ if TYPE_CHECKING:
 SOLAR_COLUMNS = ("interval_start", "asset", "mw")
 OUTAGE_COLUMNS = ("unit", "start", "end", "available_mw")
 _OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
-
-
-class Outage(BaseModel):
-    """A unit out of service or derated to ``available_mw`` over [``start``, ``end``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    unit: str
-    start: datetime
-    end: datetime
-    available_mw: float = Field(ge=0)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        return require_aware(v, "outage")
-
-    @model_validator(mode="after")
-    def _order(self) -> Outage:
-        if self.end <= self.start:
-            raise ValueError(f"outage of {self.unit}: end {self.end.isoformat()} is not after start "
-                             f"{self.start.isoformat()}")
-        return self
 
 
 def _first(mask: np.ndarray) -> int:

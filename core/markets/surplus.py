@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from kwhub.core.markets.config import ReserveRule  # noqa: F401  (defined with the [markets] section)
 from kwhub.core.timeline import local_day, zone
 
 
@@ -53,21 +53,6 @@ class BatteryUnit(BaseModel):
     @property
     def soc_max(self) -> float:
         return self.energy_mwh if self.soc_max_mwh is None else self.soc_max_mwh
-
-
-class ReserveRule(BaseModel):
-    """The reserve margin held back from the market.
-
-    ``fixed``: ``mw``; ``largest_unit``: the largest available unit in each interval
-    (the N-1 contingency); ``load_error``: the ``quantile`` of the load forecast error
-    samples given with the forecast. ``mw`` is added to the latter two as a floor.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: Literal["fixed", "largest_unit", "load_error"] = "largest_unit"
-    mw: float = 0.0
-    quantile: float = Field(default=0.95, gt=0, lt=1)
 
 
 class ForecastError(ValueError):
