@@ -41,14 +41,14 @@ from pathlib import Path
 import httpx
 
 from kwhub.core.adapters import InvoiceRenderer
-from kwhub.core.campus import DeliveryPrefs
 from kwhub.core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
 from kwhub.core.money import MoneyPolicy
 from kwhub.core.render_context import RenderContext
-from kwhub.hub.deliver.outbox import OutboxBatch, enqueue_invoice, run_relay, status_counts
+from kwhub.hub.deliver.outbox import run_relay, status_counts
 from kwhub.hub.demo.erp_receiver import ErpReceiver
 from kwhub.hub.helpers.webhook_signature import sign_request
-from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number
+from kwhub.hub.settle.issue_write import insert_invoices, next_invoice_numbers
+from kwhub.hub.settle.issuing import OutboxHook
 from kwhub.hub.store import Database
 from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="render/validate processes (0: in the main process)")
     ap.add_argument("--concurrency", type=int, default=2, help="sends the relay has in flight")
     ap.add_argument("--batch", type=int, default=100, help="rows the relay claims per pass")
+    ap.add_argument("--per-transaction", type=int, default=100, help="invoices issued per transaction")
     ap.add_argument("--url", default=None, help="database URL (default: a temporary SQLite file)")
     args = ap.parse_args()
 
@@ -142,21 +143,18 @@ def main() -> None:
         work = Path(tmp)
         db = Database.open(args.url or f"sqlite:///{work / 'bench.db'}")
         renderer, fmt = pick_renderer()
-        prefs = DeliveryPrefs(formats=[fmt], transports=["erp"])
         invoices = [make_invoice(i) for i in range(1, args.invoices + 1)]
         pool = start_workers(renderer, args.workers)
 
+        hook = OutboxHook({fmt: renderer}, {inv.buyer.id: [(fmt, "erp")] for inv in invoices}, ["erp"],
+                          executor=pool)
         t0 = time.perf_counter()
-        for start in range(0, len(invoices), 100):
-            with db.write_transaction() as conn:
-                batch = OutboxBatch([renderer], ["erp"], executor=pool)
-                for inv in invoices[start:start + 100]:
-                    insert_invoice(conn, inv, next_invoice_number(conn, db.dialect, inv.seller.id), "2024-07", None)
-                    if pool is None:
-                        enqueue_invoice(conn, inv, [renderer], prefs, ["erp"])
-                    else:
-                        batch.add(conn, inv, prefs)
-                batch.finish(conn)
+        for start in range(0, len(invoices), args.per_transaction):
+            chunk = invoices[start:start + args.per_transaction]
+            with db.write_transaction() as conn:  # as settlement issues a batch (review.issue_drafts)
+                first = next_invoice_numbers(conn, db.dialect, "ipp", len(chunk))
+                insert_invoices(conn, [(inv, first + n, "2024-07", None) for n, inv in enumerate(chunk)])
+                hook.many(conn, chunk)
         render_s = time.perf_counter() - t0
         if pool is not None:
             pool.shutdown()
