@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,19 @@ def start_workers(renderer: InvoiceRenderer, n: int) -> ProcessPoolExecutor | No
     return pool
 
 
+def cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) used so far by processes ``pids`` (Linux /proc; None elsewhere)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / tick
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The ERP receiver in its own process (as a real ERP would be; no shared GIL)."""
     url_file = work / f"receiver-{time.monotonic_ns()}.url"
@@ -148,6 +162,8 @@ def main() -> None:
 
         hook = OutboxHook({fmt: renderer}, {inv.buyer.id: [(fmt, "erp")] for inv in invoices}, ["erp"],
                           executor=pool)
+        worker_pids = list(pool._processes) if pool is not None else []  # their CPU time, from /proc
+        cpu0, wcpu0 = time.process_time(), cpu_s(worker_pids)
         t0 = time.perf_counter()
         for start in range(0, len(invoices), args.per_transaction):
             chunk = invoices[start:start + args.per_transaction]
@@ -156,15 +172,20 @@ def main() -> None:
                 insert_invoices(conn, [(inv, first + n, "2024-07", None) for n, inv in enumerate(chunk)])
                 hook.many(conn, chunk)
         render_s = time.perf_counter() - t0
+        main_cpu, wcpu1 = time.process_time() - cpu0, cpu_s(worker_pids)
+        workers_cpu = wcpu1 - wcpu0 if wcpu0 is not None and wcpu1 is not None else None
         if pool is not None:
             pool.shutdown()
 
         rx_proc, url = start_receiver(work)
         try:
             hook = WebhookTransport("erp", {"url": url, "secret": SECRET})
+            cpu0, rcpu0 = time.process_time(), cpu_s([rx_proc.pid])
             t0 = time.perf_counter()
             report = run_relay(db, None, {"erp": hook}, once=True, limit=args.batch, concurrency=args.concurrency)
             deliver_s = time.perf_counter() - t0
+            relay_cpu, rcpu1 = time.process_time() - cpu0, cpu_s([rx_proc.pid])
+            receiver_cpu = rcpu1 - rcpu0 if rcpu0 is not None and rcpu1 is not None else None
             hook.close()
 
             # Ceiling: the same POSTs straight through one client, no outbox, no database.
@@ -198,12 +219,22 @@ def main() -> None:
         print(f"outbox relay (concurrency {args.concurrency}): {report.delivered} delivered in {deliver_s:.2f} s "
               f"({report.delivered / deliver_s:.0f}/s)")
         print(f"end to end, issued to delivered: {report.delivered / (render_s + deliver_s):.0f}/s")
+
+        def per_doc(cpu: float | None) -> str:
+            return "?" if cpu is None else f"{cpu / args.invoices * 1000:.2f}"
+
+        print(f"CPU ms per invoice: issuing process {per_doc(main_cpu)}, render workers {per_doc(workers_cpu)}; "
+              f"relay process {per_doc(relay_cpu)}, receiver {per_doc(receiver_cpu)} (load average "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
         print(f"peer/ceiling, raw signed POSTs without the outbox: {len(bodies) / raw_s:.0f}/s")
         print(json.dumps({
             "render_per_s": round(args.invoices / render_s, 1),
             "delivered_per_s": round(report.delivered / deliver_s, 1),
             "end_to_end_per_s": round(report.delivered / (render_s + deliver_s), 1),
             "raw_post_per_s": round(len(bodies) / raw_s, 1),
+            "cpu_ms_per_invoice": {k: None if v is None else round(v / args.invoices * 1000, 3) for k, v in (
+                ("issuing", main_cpu), ("workers", workers_cpu), ("relay", relay_cpu), ("receiver", receiver_cpu))},
+            "load_average": round(os.getloadavg()[0], 2),
             "format": fmt, "workers": args.workers, "concurrency": args.concurrency, "invoices": args.invoices,
         }))
 

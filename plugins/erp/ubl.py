@@ -119,6 +119,7 @@ def resolve_xsd_dir(configured: str | Path | None = None) -> Path:
 
 
 _SCHEMAS: dict[tuple[str, str], etree.XMLSchema] = {}
+_RESOLVED: dict[tuple[str, str, str], Path] = {}
 _SCHEMA_LOCK = threading.Lock()
 
 
@@ -332,9 +333,14 @@ class UblRenderer(InvoiceRenderer):
     _resolved_dir: Path | None = None
 
     def xsd_dir(self) -> Path:
-        """The schema directory, resolved on first use and then kept."""
+        """The schema directory, resolved on first use and then kept (per process, for each
+        setting: a renderer sent to a worker process in every chunk does not search again)."""
         if self._resolved_dir is None:
-            self._resolved_dir = resolve_xsd_dir(self.config.xsd_dir or None)
+            key = (self.config.xsd_dir, os.environ.get(ENV_XSD_DIR, ""), os.environ.get("KWHUB_SHARED", ""))
+            found = _RESOLVED.get(key)
+            if found is None:
+                found = _RESOLVED[key] = resolve_xsd_dir(self.config.xsd_dir or None)
+            self._resolved_dir = found
         return self._resolved_dir
 
     def check(self) -> CheckResult:

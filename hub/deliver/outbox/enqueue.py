@@ -151,7 +151,8 @@ class OutboxBatch:
     numbers follow that order) and start rendering and validating them: on ``executor``
     when one is given (a ``concurrent.futures`` executor, e.g. a process pool, so the caller
     goes on issuing while other processes render), else at once. :meth:`finish` waits for
-    the renderings, refuses an invalid one with :class:`OutboxError`, records and registers
+    the renderings (rendering the chunks no worker has started yet itself rather than
+    waiting idle), refuses an invalid one with :class:`OutboxError`, records and registers
     them (:func:`kwhub.hub.deliver.rendering.record_renderings`,
     :func:`kwhub.hub.settle.integrity.register_renderings`) and writes the outbox rows, in
     the order added, each kind of row with one executemany. The rows, checks and errors are
@@ -170,6 +171,7 @@ class OutboxBatch:
         self._queued: list[_Queued] = []
         self._seen: set[tuple[str, int, str]] = set()
         self._chunks: dict[str, list[tuple[_Queued, tuple[str, RenderContext]]]] = {}
+        self._submitted: list[tuple[Future[Any], str, list[tuple[str, RenderContext]]]] = []
 
     def add(self, conn: Any, invoice: Invoice, party_prefs: Any, *, context: RenderContext | None = None) -> None:
         """Check ``invoice`` and start rendering it in every format its party receives."""
@@ -243,9 +245,22 @@ class OutboxBatch:
         chunk = self._chunks.pop(fmt, [])
         if not chunk or self._executor is None:
             return
-        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], [job for _, job in chunk])
+        jobs = [job for _, job in chunk]
+        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], jobs)
+        self._submitted.append((future, fmt, jobs))
         for i, (q, _) in enumerate(chunk):
             q.result = (future, i)
+
+    def _help(self) -> dict[Future[Any], list[tuple[bytes | None, list[str], str | None]]]:
+        """Render, in this process, the chunks no worker has started yet, newest first (the
+        workers take them oldest first), instead of waiting idle for them."""
+        done: dict[Future[Any], list[tuple[bytes | None, list[str], str | None]]] = {}
+        submitted, self._submitted = self._submitted, []
+        for future, fmt, jobs in reversed(submitted):
+            if not future.cancel():  # a worker has it, and every older one
+                break
+            done[future] = render_and_validate_many(self._by_format[fmt], jobs)
+        return done
 
     def finish(self, conn: Any) -> list[EnqueuedDocument]:
         """Record the renderings and write the outbox rows; returns the rows written."""
@@ -257,10 +272,11 @@ class OutboxBatch:
         self._seen.clear()
         docs: list[tuple[_Queued, OutgoingDocument, str]] = []
         try:
+            local = self._help()
             for q in queued:
                 if isinstance(q.result[0], Future):
                     future, i = q.result
-                    body, problems, error = future.result()[i]
+                    body, problems, error = (local[future] if future in local else future.result())[i]
                 else:
                     body, problems, error = q.result
                 fmt, number = q.renderer.format_id, q.invoice.number
