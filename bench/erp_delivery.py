@@ -1,26 +1,33 @@
-"""ERP delivery throughput: render + validate + enqueue invoices, then relay them over HTTP.
+"""ERP delivery throughput: issue + render + validate + enqueue invoices, then relay them over HTTP.
 
-    python bench/erp_delivery.py [--invoices 1000] [--workers 2] [--concurrency 2] [--batch 100] [--url DB_URL]
+    python bench/erp_delivery.py [--invoices 1000] [--workers 2] [--concurrency 4] [--batch 100]
+                                 [--per-transaction 100] [--url DB_URL]
 
-Each invoice (8 lines) is issued as settlement issues it (numbered, hashed into the
-seller's chain), rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated;
-JSON when the UBL renderer is not installed), registered and queued in the outbox in the
-same transaction (100 invoices per transaction). With ``--workers N`` (default 2) the
-renderings are made and validated by N worker processes while the main process goes on
-issuing (:class:`kwhub.hub.deliver.outbox.OutboxBatch`); ``--workers 0`` renders in the
-main process, one :func:`enqueue_invoice` per invoice, as issuing does today. Before each
-send the relay checks the body against the issued document and records that the send
-started. The relay then delivers everything to a loopback ERP receiver in its own process
-(dedupe mode, HMAC verified, JSON-lines record) through the signed webhook transport, with
-``--concurrency`` sends at a time. As a ceiling, the same bodies are POSTed once more
-straight through one httpx client, without the outbox. Target: 200 invoices/s delivered.
+Each invoice (8 lines) is issued as settlement issues a batch (``review.issue_drafts``):
+``--per-transaction`` invoices (default 100) per transaction, their numbers taken in one
+step, inserted with one executemany and hashed into the seller's chain, then queued by
+issuing's own on-issue hook (:class:`kwhub.hub.settle.issuing.OutboxHook`, ``many``: one
+:class:`kwhub.hub.deliver.outbox.OutboxBatch` per transaction). Each is rendered as UBL 2.1
+(``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated; JSON when the UBL renderer is not
+installed), registered and queued in the outbox in the same transaction. With ``--workers
+N`` (default 2) the renderings are made and validated by N worker processes, the issuing
+process rendering the chunks no worker has started yet while it waits; ``--workers 0``
+renders in the issuing process (the hook without an executor, as ``kwhub settle`` runs it).
+Before each send the relay checks the body against the issued document and records that
+the send started. The relay then delivers everything to a loopback ERP receiver in its own
+process (dedupe mode, HMAC verified, JSON-lines record) through the signed webhook
+transport, with ``--concurrency`` sends at a time. As a ceiling (the peer), the same bodies
+are POSTed once more straight through one httpx client, without the outbox. Target: 200
+invoices/s end to end.
 
 Spans: *issue+render+validate+enqueue* runs from the first invoice number taken to the
 commit of the last transaction (worker processes are started and have loaded the schemas
 before it; building the Invoice objects and creating the database are outside it).
 *relay* runs from the relay's start to the last outcome recorded (the receiver is started
 before it). *end to end* is the two spans added: invoices issued to invoices delivered.
-The last line printed is JSON with the figures.
+On a shared machine the spans move with the load, so the CPU milliseconds each process
+spent per invoice (from /proc on Linux) and the load average are printed too. The last
+line printed is JSON with the figures.
 """
 
 from __future__ import annotations
@@ -147,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--invoices", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2, help="render/validate processes (0: in the main process)")
-    ap.add_argument("--concurrency", type=int, default=2, help="sends the relay has in flight")
+    ap.add_argument("--concurrency", type=int, default=4, help="sends the relay has in flight")
     ap.add_argument("--batch", type=int, default=100, help="rows the relay claims per pass")
     ap.add_argument("--per-transaction", type=int, default=100, help="invoices issued per transaction")
     ap.add_argument("--url", default=None, help="database URL (default: a temporary SQLite file)")
