@@ -184,3 +184,23 @@ def test_the_caller_renders_the_chunks_no_worker_started(db, outbox_invoices):
         gate.set()
     assert [w.idempotency_key for w in written] == [f"{inv.id}:v1:json" for inv in invoices]
     _check_rows(db, invoices, renderer)
+
+
+def test_edi_control_numbers_follow_the_order_added(db, outbox_invoices):
+    """Two EDI formats of one trading partner: each invoice takes its numbers before the next one."""
+    from sqlalchemy import select
+
+    from kwhub.hub.store.rendering_tables import rendered_document_table as rt
+    from kwhub.plugins.erp.x12 import X12InvoiceRenderer, X12UsageRenderer
+
+    invoices = outbox_invoices(3)
+    prefs = DeliveryPrefs(formats=["x12_810", "x12_867"], transports=["erp"])
+    with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
+        batch = OutboxBatch([X12InvoiceRenderer("x12_810"), X12UsageRenderer("x12_867")], ["erp"])
+        batch.add_many(conn, [(inv, prefs, None) for inv in invoices])
+        batch.finish(conn)
+        numbers = {(r.invoice_id, r.format_id): r.control_number
+                   for r in conn.execute(select(rt.c.invoice_id, rt.c.format_id, rt.c.control_number))}
+    got = [numbers[(inv.id, fmt)] for inv in invoices for fmt in ("x12_810", "x12_867")]
+    assert got == list(range(got[0], got[0] + 6))

@@ -115,22 +115,26 @@ def record_rendering(conn: Any, pending: PendingRendering, body: bytes) -> Rende
     return RenderedDocument(body, pending.envelope, digest, pending.recorded_sha256 is None)
 
 
-def prepare_renderings(conn: Any, invoices: list[Invoice], renderer: InvoiceRenderer, *,
+def prepare_renderings(conn: Any, jobs: list[tuple[Invoice, InvoiceRenderer]], *,
                        now: datetime | None = None) -> list[PendingRendering]:
-    """:func:`prepare_rendering` (variant 0) of several invoices in ``renderer``'s format, in order:
-    the recorded envelopes read with one statement per 500 invoices; EDI control numbers are
-    taken in the order of ``invoices``."""
-    fmt = renderer.format_id
-    recorded: dict[tuple[str, int], Any] = {}
-    ids = list(dict.fromkeys(inv.id for inv in invoices))
-    for i in range(0, len(ids), 500):
-        recorded.update(((r.invoice_id, r.invoice_version), r) for r in conn.execute(_RECORDED_MANY, {
-            "k_ids": ids[i:i + 500], "k_format": fmt}))
+    """:func:`prepare_rendering` (variant 0) of several ``(invoice, renderer)``, in order: the
+    recorded envelopes read with one statement per format and 500 invoices; EDI control
+    numbers taken in the order of ``jobs``."""
+    ids: dict[str, list[str]] = {}
+    for inv, renderer in jobs:
+        ids.setdefault(renderer.format_id, []).append(inv.id)
+    recorded: dict[tuple[str, int, str], Any] = {}
+    for fmt, fmt_ids in ids.items():
+        fmt_ids = list(dict.fromkeys(fmt_ids))
+        for i in range(0, len(fmt_ids), 500):
+            recorded.update(((r.invoice_id, r.invoice_version, fmt), r) for r in conn.execute(_RECORDED_MANY, {
+                "k_ids": fmt_ids[i:i + 500], "k_format": fmt}))
     created = (as_utc(now) if now is not None else utcnow()).replace(microsecond=0)  # type: ignore[union-attr]
     out = []
-    for inv in invoices:
+    for inv, renderer in jobs:
+        fmt = renderer.format_id
         partner = renderer.control_partner(inv)
-        row = recorded.get((inv.id, inv.version))
+        row = recorded.get((inv.id, inv.version, fmt))
         if row is not None:
             out.append(PendingRendering(inv, fmt, 0, Envelope(as_utc(row.created_at), row.control_number),  # type: ignore[arg-type]
                                         partner, row.body_sha256))

@@ -208,7 +208,7 @@ class OutboxBatch:
 
         from kwhub.hub.deliver.rendering import prepare_renderings
 
-        # (item index, format) in the order added; each format's envelopes fixed in one go
+        # (item index, format) in the order added; the envelopes fixed in that order
         jobs: list[tuple[int, str]] = []
         for i, (invoice, formats, _, _) in enumerate(wanted):
             for fmt in dict.fromkeys(formats):
@@ -216,16 +216,10 @@ class OutboxBatch:
                     continue
                 self._seen.add((invoice.id, invoice.version, fmt))
                 jobs.append((i, fmt))
-        pending: dict[tuple[int, str], Any] = {}
-        for fmt in dict.fromkeys(f for _, f in jobs):
-            idx = [i for i, f in jobs if f == fmt]
-            for i, p in zip(idx, prepare_renderings(conn, [wanted[i][0] for i in idx], self._by_format[fmt],
-                                                    now=self._now), strict=True):
-                pending[(i, fmt)] = p
-        for i, fmt in jobs:
+        pending = prepare_renderings(conn, [(wanted[i][0], self._by_format[fmt]) for i, fmt in jobs], now=self._now)
+        for (i, fmt), p in zip(jobs, pending, strict=True):
             invoice, _, targets, context = wanted[i]
             renderer = self._by_format[fmt]
-            p = pending[(i, fmt)]
             ctx = p.context(context)
             q = _Queued(invoice, renderer, p, list(targets), digests[i], None)
             self._queued.append(q)
