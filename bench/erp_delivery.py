@@ -1,26 +1,33 @@
-"""ERP delivery throughput: render + validate + enqueue invoices, then relay them over HTTP.
+"""ERP delivery throughput: issue + render + validate + enqueue invoices, then relay them over HTTP.
 
-    python bench/erp_delivery.py [--invoices 1000] [--workers 2] [--concurrency 2] [--batch 100] [--url DB_URL]
+    python bench/erp_delivery.py [--invoices 1000] [--workers 2] [--concurrency 4] [--batch 100]
+                                 [--per-transaction 100] [--url DB_URL]
 
-Each invoice (8 lines) is issued as settlement issues it (numbered, hashed into the
-seller's chain), rendered as UBL 2.1 (``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated;
-JSON when the UBL renderer is not installed), registered and queued in the outbox in the
-same transaction (100 invoices per transaction). With ``--workers N`` (default 2) the
-renderings are made and validated by N worker processes while the main process goes on
-issuing (:class:`kwhub.hub.deliver.outbox.OutboxBatch`); ``--workers 0`` renders in the
-main process, one :func:`enqueue_invoice` per invoice, as issuing does today. Before each
-send the relay checks the body against the issued document and records that the send
-started. The relay then delivers everything to a loopback ERP receiver in its own process
-(dedupe mode, HMAC verified, JSON-lines record) through the signed webhook transport, with
-``--concurrency`` sends at a time. As a ceiling, the same bodies are POSTed once more
-straight through one httpx client, without the outbox. Target: 200 invoices/s delivered.
+Each invoice (8 lines) is issued as settlement issues a batch (``review.issue_drafts``):
+``--per-transaction`` invoices (default 100) per transaction, their numbers taken in one
+step, inserted with one executemany and hashed into the seller's chain, then queued by
+issuing's own on-issue hook (:class:`kwhub.hub.settle.issuing.OutboxHook`, ``many``: one
+:class:`kwhub.hub.deliver.outbox.OutboxBatch` per transaction). Each is rendered as UBL 2.1
+(``kwhub.plugins.erp.ubl``, XSD + Peppol rules validated; JSON when the UBL renderer is not
+installed), registered and queued in the outbox in the same transaction. With ``--workers
+N`` (default 2) the renderings are made and validated by N worker processes, the issuing
+process rendering the chunks no worker has started yet while it waits; ``--workers 0``
+renders in the issuing process (the hook without an executor, as ``kwhub settle`` runs it).
+Before each send the relay checks the body against the issued document and records that
+the send started. The relay then delivers everything to a loopback ERP receiver in its own
+process (dedupe mode, HMAC verified, JSON-lines record) through the signed webhook
+transport, with ``--concurrency`` sends at a time. As a ceiling (the peer), the same bodies
+are POSTed once more straight through one httpx client, without the outbox. Target: 200
+invoices/s end to end.
 
 Spans: *issue+render+validate+enqueue* runs from the first invoice number taken to the
 commit of the last transaction (worker processes are started and have loaded the schemas
 before it; building the Invoice objects and creating the database are outside it).
 *relay* runs from the relay's start to the last outcome recorded (the receiver is started
 before it). *end to end* is the two spans added: invoices issued to invoices delivered.
-The last line printed is JSON with the figures.
+On a shared machine the spans move with the load, so the CPU milliseconds each process
+spent per invoice (from /proc on Linux) and the load average are printed too. The last
+line printed is JSON with the figures.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,14 +49,14 @@ from pathlib import Path
 import httpx
 
 from kwhub.core.adapters import InvoiceRenderer
-from kwhub.core.campus import DeliveryPrefs
 from kwhub.core.invoice import Address, Invoice, InvoiceLine, PartyRef, compute_totals
 from kwhub.core.money import MoneyPolicy
 from kwhub.core.render_context import RenderContext
-from kwhub.hub.deliver.outbox import OutboxBatch, enqueue_invoice, run_relay, status_counts
+from kwhub.hub.deliver.outbox import run_relay, status_counts
 from kwhub.hub.demo.erp_receiver import ErpReceiver
 from kwhub.hub.helpers.webhook_signature import sign_request
-from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number
+from kwhub.hub.settle.issue_write import insert_invoices, next_invoice_numbers
+from kwhub.hub.settle.issuing import OutboxHook
 from kwhub.hub.store import Database
 from kwhub.plugins.erp.webhook import WebhookTransport, request_target
 
@@ -116,6 +124,19 @@ def start_workers(renderer: InvoiceRenderer, n: int) -> ProcessPoolExecutor | No
     return pool
 
 
+def cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) used so far by processes ``pids`` (Linux /proc; None elsewhere)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / tick
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def start_receiver(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The ERP receiver in its own process (as a real ERP would be; no shared GIL)."""
     url_file = work / f"receiver-{time.monotonic_ns()}.url"
@@ -133,8 +154,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--invoices", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2, help="render/validate processes (0: in the main process)")
-    ap.add_argument("--concurrency", type=int, default=2, help="sends the relay has in flight")
+    ap.add_argument("--concurrency", type=int, default=4, help="sends the relay has in flight")
     ap.add_argument("--batch", type=int, default=100, help="rows the relay claims per pass")
+    ap.add_argument("--per-transaction", type=int, default=100, help="invoices issued per transaction")
     ap.add_argument("--url", default=None, help="database URL (default: a temporary SQLite file)")
     args = ap.parse_args()
 
@@ -142,31 +164,35 @@ def main() -> None:
         work = Path(tmp)
         db = Database.open(args.url or f"sqlite:///{work / 'bench.db'}")
         renderer, fmt = pick_renderer()
-        prefs = DeliveryPrefs(formats=[fmt], transports=["erp"])
         invoices = [make_invoice(i) for i in range(1, args.invoices + 1)]
         pool = start_workers(renderer, args.workers)
 
+        hook = OutboxHook({fmt: renderer}, {inv.buyer.id: [(fmt, "erp")] for inv in invoices}, ["erp"],
+                          executor=pool)
+        worker_pids = list(pool._processes) if pool is not None else []  # their CPU time, from /proc
+        cpu0, wcpu0 = time.process_time(), cpu_s(worker_pids)
         t0 = time.perf_counter()
-        for start in range(0, len(invoices), 100):
-            with db.write_transaction() as conn:
-                batch = OutboxBatch([renderer], ["erp"], executor=pool)
-                for inv in invoices[start:start + 100]:
-                    insert_invoice(conn, inv, next_invoice_number(conn, db.dialect, inv.seller.id), "2024-07", None)
-                    if pool is None:
-                        enqueue_invoice(conn, inv, [renderer], prefs, ["erp"])
-                    else:
-                        batch.add(conn, inv, prefs)
-                batch.finish(conn)
+        for start in range(0, len(invoices), args.per_transaction):
+            chunk = invoices[start:start + args.per_transaction]
+            with db.write_transaction() as conn:  # as settlement issues a batch (review.issue_drafts)
+                first = next_invoice_numbers(conn, db.dialect, "ipp", len(chunk))
+                insert_invoices(conn, [(inv, first + n, "2024-07", None) for n, inv in enumerate(chunk)])
+                hook.many(conn, chunk)
         render_s = time.perf_counter() - t0
+        main_cpu, wcpu1 = time.process_time() - cpu0, cpu_s(worker_pids)
+        workers_cpu = wcpu1 - wcpu0 if wcpu0 is not None and wcpu1 is not None else None
         if pool is not None:
             pool.shutdown()
 
         rx_proc, url = start_receiver(work)
         try:
             hook = WebhookTransport("erp", {"url": url, "secret": SECRET})
+            cpu0, rcpu0 = time.process_time(), cpu_s([rx_proc.pid])
             t0 = time.perf_counter()
             report = run_relay(db, None, {"erp": hook}, once=True, limit=args.batch, concurrency=args.concurrency)
             deliver_s = time.perf_counter() - t0
+            relay_cpu, rcpu1 = time.process_time() - cpu0, cpu_s([rx_proc.pid])
+            receiver_cpu = rcpu1 - rcpu0 if rcpu0 is not None and rcpu1 is not None else None
             hook.close()
 
             # Ceiling: the same POSTs straight through one client, no outbox, no database.
@@ -200,12 +226,22 @@ def main() -> None:
         print(f"outbox relay (concurrency {args.concurrency}): {report.delivered} delivered in {deliver_s:.2f} s "
               f"({report.delivered / deliver_s:.0f}/s)")
         print(f"end to end, issued to delivered: {report.delivered / (render_s + deliver_s):.0f}/s")
+
+        def per_doc(cpu: float | None) -> str:
+            return "?" if cpu is None else f"{cpu / args.invoices * 1000:.2f}"
+
+        print(f"CPU ms per invoice: issuing process {per_doc(main_cpu)}, render workers {per_doc(workers_cpu)}; "
+              f"relay process {per_doc(relay_cpu)}, receiver {per_doc(receiver_cpu)} (load average "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
         print(f"peer/ceiling, raw signed POSTs without the outbox: {len(bodies) / raw_s:.0f}/s")
         print(json.dumps({
             "render_per_s": round(args.invoices / render_s, 1),
             "delivered_per_s": round(report.delivered / deliver_s, 1),
             "end_to_end_per_s": round(report.delivered / (render_s + deliver_s), 1),
             "raw_post_per_s": round(len(bodies) / raw_s, 1),
+            "cpu_ms_per_invoice": {k: None if v is None else round(v / args.invoices * 1000, 3) for k, v in (
+                ("issuing", main_cpu), ("workers", workers_cpu), ("relay", relay_cpu), ("receiver", receiver_cpu))},
+            "load_average": round(os.getloadavg()[0], 2),
             "format": fmt, "workers": args.workers, "concurrency": args.concurrency, "invoices": args.invoices,
         }))
 

@@ -211,3 +211,32 @@ def test_env_dir_is_used(shared_dir_ubl: str, monkeypatch: pytest.MonkeyPatch) -
     r = UblRenderer("ubl")
     assert r.check().ok
     assert r.validate(r.render(credit_note())) == []
+
+
+def test_rendered_bytes_are_lxmls_serialisation_of_the_same_tree(ubl: UblRenderer, any_document: Invoice) -> None:
+    """The light node writer gives the bytes lxml writes (recorded renderings stay reproducible)."""
+    from kwhub.plugins.erp.ubl import build_ubl
+
+    assert ubl.render(any_document) == etree.tostring(build_ubl(any_document), xml_declaration=True,
+                                                       encoding="UTF-8", pretty_print=True)
+
+
+def test_the_node_writer_escapes_and_refuses_as_lxml_does() -> None:
+    from kwhub.plugins.erp import xml_tree
+
+    nsmap = {None: "urn:a", "b": "urn:b"}
+    root = xml_tree.Node("{urn:a}Root")
+    nasty = 'a<b & "c" \'d\' >\r\n\tend é€😀'
+    xml_tree.sub(root, "{urn:b}Text", nasty, note=nasty)
+    xml_tree.sub(root, "{urn:b}Empty", "")
+    xml_tree.sub(root, "{urn:a}Nothing")
+    xml_tree.sub(xml_tree.sub(root, "{urn:b}Wrap"), "{urn:b}Inner", "x", unitCode="KWH")
+    assert xml_tree.to_bytes(root, nsmap) == etree.tostring(xml_tree.to_lxml(root, nsmap), xml_declaration=True,
+                                                             encoding="UTF-8", pretty_print=True)
+    for bad in ("\x01", "\ufffe", "\x0b"):
+        root = xml_tree.Node("{urn:a}Root")
+        xml_tree.sub(root, "{urn:b}Text", f"x{bad}y")
+        with pytest.raises(ValueError, match="XML compatible"):
+            xml_tree.to_bytes(root, nsmap)
+        with pytest.raises(ValueError, match="XML compatible"):
+            xml_tree.to_lxml(root, nsmap)

@@ -120,3 +120,87 @@ def test_a_batch_checks_like_enqueue_invoice(db, outbox_invoices):
             batch.add(conn, inv, DeliveryPrefs(formats=["json"], transports=["drop"]))
         with pytest.raises(OutboxError, match=r"no renderer for format\(s\) ubl"):
             batch.add(conn, inv, DeliveryPrefs(formats=["ubl"], transports=["erp"]))
+
+
+def test_the_issuing_hook_queues_a_batch_as_it_queues_each_invoice(db, outbox_invoices):
+    """OutboxHook.many (what settlement calls for a batch) writes the rows one call per invoice
+    writes: every route, two transports of one format sharing its rendering and key."""
+    from kwhub.hub.settle.issuing import OutboxHook
+
+    renderers = {"json": JsonTestRenderer("json"), "txt": TextTestRenderer("txt")}
+    one, many = outbox_invoices(3), outbox_invoices(3, start=10)
+    routes = {inv.buyer.id: [("json", "erp"), ("json", "drop"), ("txt", "drop")] for inv in one + many}
+    with db.write_transaction() as conn:
+        issue_invoices(conn, one + many)
+    hook = OutboxHook(renderers, routes, ["erp", "drop"])
+    with db.write_transaction() as conn:
+        for inv in one:
+            hook(conn, inv)
+    with ThreadPoolExecutor(2) as pool, db.write_transaction() as conn:
+        OutboxHook(renderers, routes, ["erp", "drop"], executor=pool).many(conn, many)
+    rows = list_outbox(db)
+    routes_of = {}
+    for r in rows:
+        routes_of.setdefault(r["invoice_id"], set()).add((r["format_id"], r["transport_instance"]))
+    want = {("json", "erp"), ("json", "drop"), ("txt", "drop")}
+    assert all(routes_of[inv.id] == want for inv in one + many)
+    keys = {(r["invoice_id"], r["transport_instance"]): r["idempotency_key"] for r in rows if r["format_id"] == "json"}
+    assert all(keys[(inv.id, "erp")] == keys[(inv.id, "drop")] == f"{inv.id}:v1:json" for inv in one + many)
+    with db.write_transaction() as conn:  # queued again: nothing new
+        hook.many(conn, one + many)
+    assert len(list_outbox(db)) == len(rows) == 18
+
+
+def test_the_issuing_hook_refuses_a_batch_with_a_settlement_error(db, outbox_invoices):
+    from kwhub.core.settlement import SettlementError
+    from kwhub.hub.settle.issuing import OutboxHook
+
+    invoices = outbox_invoices(2)
+    with db.write_transaction() as conn:
+        issue_invoices(conn, invoices[:1])
+    hook = OutboxHook({"json": JsonTestRenderer("json")}, {inv.buyer.id: [("json", "erp")] for inv in invoices}, ["erp"])
+    with pytest.raises(SettlementError, match=rf"{invoices[1].number}.*not issued.*the run was not recorded"):
+        with db.write_transaction() as conn:
+            hook.many(conn, invoices)
+    assert list_outbox(db) == []
+
+
+def test_the_caller_renders_the_chunks_no_worker_started(db, outbox_invoices):
+    """finish() renders the chunks still waiting in the executor's queue itself; the rows are the same."""
+    import threading
+
+    from kwhub.hub.deliver.outbox import enqueue as enq
+
+    gate = threading.Event()
+    invoices = outbox_invoices(3 * enq.CHUNK)
+    renderer = JsonRenderer("json")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait, 30)  # the only worker is busy: every chunk stays queued
+        with db.write_transaction() as conn:
+            issue_invoices(conn, invoices)
+            batch = OutboxBatch([renderer], ["erp"], executor=pool)
+            batch.add_many(conn, [(inv, PREFS, None) for inv in invoices])
+            written = batch.finish(conn)
+        gate.set()
+    assert [w.idempotency_key for w in written] == [f"{inv.id}:v1:json" for inv in invoices]
+    _check_rows(db, invoices, renderer)
+
+
+def test_edi_control_numbers_follow_the_order_added(db, outbox_invoices):
+    """Two EDI formats of one trading partner: each invoice takes its numbers before the next one."""
+    from sqlalchemy import select
+
+    from kwhub.hub.store.rendering_tables import rendered_document_table as rt
+    from kwhub.plugins.erp.x12 import X12InvoiceRenderer, X12UsageRenderer
+
+    invoices = outbox_invoices(3)
+    prefs = DeliveryPrefs(formats=["x12_810", "x12_867"], transports=["erp"])
+    with db.write_transaction() as conn:
+        issue_invoices(conn, invoices)
+        batch = OutboxBatch([X12InvoiceRenderer("x12_810"), X12UsageRenderer("x12_867")], ["erp"])
+        batch.add_many(conn, [(inv, prefs, None) for inv in invoices])
+        batch.finish(conn)
+        numbers = {(r.invoice_id, r.format_id): r.control_number
+                   for r in conn.execute(select(rt.c.invoice_id, rt.c.format_id, rt.c.control_number))}
+    got = [numbers[(inv.id, fmt)] for inv in invoices for fmt in ("x12_810", "x12_867")]
+    assert got == list(range(got[0], got[0] + 6))

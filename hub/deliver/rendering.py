@@ -31,6 +31,9 @@ _rt = rendered_document_table
 _RECORDED = select(_rt.c.created_at, _rt.c.control_number, _rt.c.body_sha256).where(
     _rt.c.invoice_id == bindparam("k_invoice"), _rt.c.invoice_version == bindparam("k_version"),
     _rt.c.format_id == bindparam("k_format"), _rt.c.variant == bindparam("k_variant"))
+_RECORDED_MANY = select(_rt.c.invoice_id, _rt.c.invoice_version, _rt.c.created_at, _rt.c.control_number,
+                        _rt.c.body_sha256).where(_rt.c.invoice_id.in_(bindparam("k_ids", expanding=True)),
+                                                 _rt.c.format_id == bindparam("k_format"), _rt.c.variant == 0)
 _RECORD = insert(_rt)
 
 
@@ -108,10 +111,62 @@ def record_rendering(conn: Any, pending: PendingRendering, body: bytes) -> Rende
                                "control_partner": pending.control_partner,
                                "control_number": pending.envelope.control_number, "body_sha256": digest})
     elif pending.recorded_sha256 != digest:
-        raise RenderMismatchError(
-            f"invoice {inv.number} {pending.format_id}: rendering it again gives other bytes (sha256 {digest[:12]}..., "
-            f"recorded {pending.recorded_sha256[:12]}...); the configuration of its parties or renderer changed since")
+        raise _mismatch(pending, digest)
     return RenderedDocument(body, pending.envelope, digest, pending.recorded_sha256 is None)
+
+
+def prepare_renderings(conn: Any, jobs: list[tuple[Invoice, InvoiceRenderer]], *,
+                       now: datetime | None = None) -> list[PendingRendering]:
+    """:func:`prepare_rendering` (variant 0) of several ``(invoice, renderer)``, in order: the
+    recorded envelopes read with one statement per format and 500 invoices; EDI control
+    numbers taken in the order of ``jobs``."""
+    ids: dict[str, list[str]] = {}
+    for inv, renderer in jobs:
+        ids.setdefault(renderer.format_id, []).append(inv.id)
+    recorded: dict[tuple[str, int, str], Any] = {}
+    for fmt, fmt_ids in ids.items():
+        fmt_ids = list(dict.fromkeys(fmt_ids))
+        for i in range(0, len(fmt_ids), 500):
+            recorded.update(((r.invoice_id, r.invoice_version, fmt), r) for r in conn.execute(_RECORDED_MANY, {
+                "k_ids": fmt_ids[i:i + 500], "k_format": fmt}))
+    created = (as_utc(now) if now is not None else utcnow()).replace(microsecond=0)  # type: ignore[union-attr]
+    out = []
+    for inv, renderer in jobs:
+        fmt = renderer.format_id
+        partner = renderer.control_partner(inv)
+        row = recorded.get((inv.id, inv.version, fmt))
+        if row is not None:
+            out.append(PendingRendering(inv, fmt, 0, Envelope(as_utc(row.created_at), row.control_number),  # type: ignore[arg-type]
+                                        partner, row.body_sha256))
+        else:
+            out.append(PendingRendering(inv, fmt, 0, Envelope(created, next_control_number(conn, partner)
+                                                              if partner else None), partner, None))
+    return out
+
+
+def record_renderings(conn: Any, done: list[tuple[PendingRendering, bytes, str]]) -> None:
+    """:func:`record_rendering` of several ``(pending, body, sha256 of body)``: every recorded one
+    checked first (the first mismatch raises :class:`RenderMismatchError`), the new ones written
+    with one executemany."""
+    rows = []
+    for pending, _, digest in done:
+        inv = pending.invoice
+        if pending.recorded_sha256 is None:
+            rows.append({"invoice_id": inv.id, "invoice_version": inv.version, "format_id": pending.format_id,
+                         "variant": pending.variant, "created_at": pending.envelope.created_at,
+                         "control_partner": pending.control_partner,
+                         "control_number": pending.envelope.control_number, "body_sha256": digest})
+        elif pending.recorded_sha256 != digest:
+            raise _mismatch(pending, digest)
+    if rows:
+        conn.execute(_RECORD, rows)
+
+
+def _mismatch(pending: PendingRendering, digest: str) -> RenderMismatchError:
+    return RenderMismatchError(
+        f"invoice {pending.invoice.number} {pending.format_id}: rendering it again gives other bytes (sha256 "
+        f"{digest[:12]}..., recorded {(pending.recorded_sha256 or '')[:12]}...); the configuration of its parties or "
+        "renderer changed since")
 
 
 def render_document(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, context: RenderContext | None = None,

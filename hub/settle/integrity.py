@@ -132,7 +132,20 @@ def issued_document(conn: Any, invoice: Invoice) -> str:
     """The ``document_sha256`` of ``invoice`` as issued; raises :class:`DocumentIntegrityError` when
     it is not issued, its stored document no longer matches its hash, or ``invoice`` differs
     from the stored document."""
-    row = conn.execute(_ISSUED, {"invoice_id": invoice.id}).first()
+    return _check_issued(invoice, conn.execute(_ISSUED, {"invoice_id": invoice.id}).first())
+
+
+def issued_documents(conn: Any, invoices: Sequence[Invoice]) -> list[str]:
+    """:func:`issued_document` of several invoices (one statement per 500), in order; the first
+    that fails raises."""
+    rows: dict[str, Any] = {}
+    for part in _chunks(list(dict.fromkeys(inv.id for inv in invoices))):
+        rows.update((r.id, r) for r in conn.execute(
+            select(_it.c.id, _it.c.document, _it.c.document_sha256).where(_it.c.id.in_(part))))
+    return [_check_issued(inv, rows.get(inv.id)) for inv in invoices]
+
+
+def _check_issued(invoice: Invoice, row: Any) -> str:
     if row is None:
         raise DocumentIntegrityError(f"invoice {invoice.number} ({invoice.id}) is not issued; only issued documents are "
                              "rendered for delivery")
@@ -153,6 +166,25 @@ def register_rendering(conn: Any, invoice_id: str, format_id: str, body_sha256: 
     if conn.execute(_REGISTERED, key).first() is not None:
         return
     conn.execute(_REGISTER, {**key, "document_sha256": doc_sha256, "created_at": now or utcnow()})
+
+
+def register_renderings(conn: Any, items: Sequence[tuple[str, str, str, str]], now: datetime | None = None) -> None:
+    """:func:`register_rendering` of several ``(invoice_id, format_id, body_sha256, doc_sha256)``:
+    the registered ones read with one statement per 500 invoices, the new ones in one executemany."""
+    have: set[tuple[str, str, str]] = set()
+    for part in _chunks(list(dict.fromkeys(i[0] for i in items))):
+        have.update((a, b, c) for a, b, c in conn.execute(
+            select(_rt.c.invoice_id, _rt.c.format_id, _rt.c.body_sha256).where(_rt.c.invoice_id.in_(part))))
+    stamp = now or utcnow()
+    rows = []
+    for invoice_id, format_id, body_sha256, doc_sha256 in items:
+        if (invoice_id, format_id, body_sha256) in have:
+            continue
+        have.add((invoice_id, format_id, body_sha256))
+        rows.append({"invoice_id": invoice_id, "format_id": format_id, "body_sha256": body_sha256,
+                     "document_sha256": doc_sha256, "created_at": stamp})
+    if rows:
+        conn.execute(_REGISTER, rows)
 
 
 @dataclass(frozen=True)

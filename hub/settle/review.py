@@ -157,8 +157,11 @@ def _issue_all(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor:
                        None))
     issue_write.insert_invoices(conn, issued)
     out: dict[str, Approval] = {}
+    queue_many = getattr(on_issue, "many", None)  # an OutboxHook queues the batch in one go
+    if queue_many is not None:
+        queue_many(conn, [inv for inv, _, _, _ in issued])
     for it, (inv, _, _, _) in zip(items, issued, strict=True):
-        if on_issue is not None:
+        if on_issue is not None and queue_many is None:
             on_issue(conn, inv)
         audit.append({"action": "run.approve", "actor": actor, "object_type": "settlement_run",
                       "object_id": it.run_id, "detail": {"reason": reason, "was": it.was, "held": list(it.held),

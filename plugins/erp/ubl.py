@@ -36,8 +36,9 @@ from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from kwhub.core.money import money_str
 from kwhub.core.render_context import RenderContext
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
-from kwhub.plugins.erp import peppol_rules
+from kwhub.plugins.erp import peppol_rules, xml_tree
 from kwhub.plugins.erp.party_requirements import peppol_party_problems
+from kwhub.plugins.erp.xml_tree import Node
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -118,6 +119,7 @@ def resolve_xsd_dir(configured: str | Path | None = None) -> Path:
 
 
 _SCHEMAS: dict[tuple[str, str], etree.XMLSchema] = {}
+_RESOLVED: dict[tuple[str, str, str], Path] = {}
 _SCHEMA_LOCK = threading.Lock()
 
 
@@ -140,14 +142,10 @@ def load_schema(doc: str, xsd_dir: Path) -> etree.XMLSchema:
 # ------------------------------------------------------------------------ building
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.SubElement(parent, tag, attrs) if attrs else etree.SubElement(parent, tag)
-    if text is not None:
-        el.text = text
-    return el
+_sub = xml_tree.sub
 
 
-def _party(parent: etree._Element, tag: str, party: PartyRef, *, buyer: bool) -> None:
+def _party(parent: Node, tag: str, party: PartyRef, *, buyer: bool) -> None:
     wrap = _sub(parent, _CAC + tag)
     p = _sub(wrap, _CAC + "Party")
     ep = party.endpoint()
@@ -179,7 +177,7 @@ def _party(parent: etree._Element, tag: str, party: PartyRef, *, buyer: bool) ->
         _sub(_sub(p, _CAC + "Contact"), _CBC + "ElectronicMail", party.email)
 
 
-def _payment_means(root: etree._Element, invoice: Invoice) -> None:
+def _payment_means(root: Node, invoice: Invoice) -> None:
     """BG-16: the seller's account on an invoice; on a credit note the buyer's (the refund)."""
     pay = invoice.payee.payment
     if pay is None:
@@ -197,7 +195,7 @@ def _payment_means(root: etree._Element, invoice: Invoice) -> None:
             _sub(_sub(acc, _CAC + "FinancialInstitutionBranch"), _CBC + "ID", pay.institution_id)
 
 
-def _tax_category(parent: etree._Element, tag: str, category: str, percent: Decimal,
+def _tax_category(parent: Node, tag: str, category: str, percent: Decimal,
                   reason: tuple[str, str] | None) -> None:
     """``reason`` (text, VATEX code) is written on a breakdown (None on a line): the given one, else a
     generic text for the categories that need one."""
@@ -215,12 +213,15 @@ def _tax_category(parent: etree._Element, tag: str, category: str, percent: Deci
 
 
 def build_ubl(invoice: Invoice) -> etree._Element:
-    """Build the UBL element tree of ``invoice`` (Invoice 380 or CreditNote 381)."""
+    """Build the UBL element tree of ``invoice`` (Invoice 380 or CreditNote 381) as lxml elements."""
+    return xml_tree.to_lxml(build_nodes(invoice), _NSMAP_CN if invoice.is_credit else _NSMAP_INV)
+
+
+def build_nodes(invoice: Invoice) -> Node:
+    """The UBL tree of ``invoice`` as :class:`~kwhub.plugins.erp.xml_tree.Node` objects (cheap to
+    build; :meth:`UblRenderer.render` serialises them to the bytes lxml would write)."""
     credit = invoice.is_credit
-    root = etree.Element(
-        f"{{{NS_CREDIT}}}CreditNote" if credit else f"{{{NS_INVOICE}}}Invoice",
-        nsmap=_NSMAP_CN if credit else _NSMAP_INV,
-    )
+    root = Node(f"{{{NS_CREDIT}}}CreditNote" if credit else f"{{{NS_INVOICE}}}Invoice")
     cur = invoice.currency
     _sub(root, _CBC + "CustomizationID", CUSTOMIZATION_ID)
     _sub(root, _CBC + "ProfileID", PROFILE_ID)
@@ -332,9 +333,14 @@ class UblRenderer(InvoiceRenderer):
     _resolved_dir: Path | None = None
 
     def xsd_dir(self) -> Path:
-        """The schema directory, resolved on first use and then kept."""
+        """The schema directory, resolved on first use and then kept (per process, for each
+        setting: a renderer sent to a worker process in every chunk does not search again)."""
         if self._resolved_dir is None:
-            self._resolved_dir = resolve_xsd_dir(self.config.xsd_dir or None)
+            key = (self.config.xsd_dir, os.environ.get(ENV_XSD_DIR, ""), os.environ.get("KWHUB_SHARED", ""))
+            found = _RESOLVED.get(key)
+            if found is None:
+                found = _RESOLVED[key] = resolve_xsd_dir(self.config.xsd_dir or None)
+            self._resolved_dir = found
         return self._resolved_dir
 
     def check(self) -> CheckResult:
@@ -353,7 +359,7 @@ class UblRenderer(InvoiceRenderer):
 
     def render(self, invoice: Invoice, context: RenderContext | None = None) -> bytes:
         """Serialise ``invoice`` as UBL XML bytes (UTF-8, with declaration)."""
-        return etree.tostring(build_ubl(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        return xml_tree.to_bytes(build_nodes(invoice), _NSMAP_CN if invoice.is_credit else _NSMAP_INV)
 
     def validate(self, data: bytes) -> list[str]:
         """XSD errors (``XSD line N: ...``) followed by Peppol rule violations."""

@@ -19,6 +19,7 @@ messages print the URL without them (:func:`display_url`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
@@ -170,9 +171,19 @@ class WebhookTransport(InvoiceTransport):
 
     def _signed(self, method: str, url: str, key: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
         if self.cfg.secret is not None:
+            target = self._target if url == self.cfg.url else request_target(url)
             headers[self.cfg.signature_header] = sign_request(
-                self.cfg.secret.get_secret_value(), method, request_target(url), int(time.time()), key, body)
+                self.cfg.secret.get_secret_value(), method, target, int(time.time()), key, body)
         return headers
+
+    @functools.cached_property
+    def _url(self) -> httpx.URL:
+        """The invoice URL, parsed once (not for every send)."""
+        return httpx.URL(self.cfg.url)
+
+    @functools.cached_property
+    def _target(self) -> str:
+        return self._url.raw_path.decode("ascii")
 
     def send(self, doc: OutgoingDocument) -> TransportResult:
         """POST ``doc`` (over by its deadline); classify the answer as delivered, retryable or final."""
@@ -191,7 +202,7 @@ class WebhookTransport(InvoiceTransport):
         started = time.monotonic()
         try:
             with deadline(started + left):
-                resp = self.client().post(self.cfg.url, content=doc.body, headers=headers)
+                resp = self.client().post(self._url, content=doc.body, headers=headers)
         except httpx.TimeoutException as exc:
             return TransportResult(False, None, f"timeout after {time.monotonic() - started:.1f} s "
                                    f"(send deadline {left:.1f} s): {type(exc).__name__} {exc}".strip(), retryable=True)

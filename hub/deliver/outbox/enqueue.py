@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +24,8 @@ from kwhub.core.invoice import Invoice
 from kwhub.core.render_context import RenderContext
 from kwhub.hub.settle.integrity import (
     DocumentIntegrityError,
-    issued_document,
-    register_rendering,
+    issued_documents,
+    register_renderings,
 )
 from kwhub.hub.store.outbox_tables import as_utc, outbox_table, utcnow
 
@@ -34,7 +34,6 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 _QUEUED = select(outbox_table.c.transport_instance, outbox_table.c.idempotency_key).where(
     outbox_table.c.idempotency_key.in_(bindparam("keys", expanding=True)))
-_QUEUE = insert(outbox_table)  # built once; each row's values are bound at execution
 
 
 class OutboxError(Exception):
@@ -130,6 +129,7 @@ def render_and_validate_many(renderer: InvoiceRenderer,
 
 
 CHUNK = 8  # renderings sent to a worker at a time
+_QUEUE_MANY = insert(outbox_table).returning(outbox_table.c.id, sort_by_parameter_order=True)
 
 
 @dataclass
@@ -145,16 +145,19 @@ class _Queued:
 class OutboxBatch:
     """Queue several issued invoices inside the caller's transaction, rendering them on other cores.
 
-    :meth:`add` checks one invoice exactly as :func:`enqueue_invoice` does (transports,
-    renderers, the issued document), fixes the envelope of each of its renderings on
-    ``conn`` (in the order added, so EDI control numbers follow that order) and starts
-    rendering and validating them: on ``executor`` when one is given (a
-    ``concurrent.futures`` executor, e.g. a process pool, so the caller goes on issuing
-    while other processes render), else at once. :meth:`finish` waits for the renderings,
-    records them (:func:`kwhub.hub.deliver.rendering.record_rendering`), refuses an invalid
-    one with :class:`OutboxError` and writes the outbox rows, in the order added. The rows,
-    checks and errors are those of one :func:`enqueue_invoice` call per invoice; nothing is
-    committed here, so an error rolls back the caller's whole transaction.
+    :meth:`add` (one invoice) and :meth:`add_many` check invoices exactly as
+    :func:`enqueue_invoice` does (transports, renderers, the issued document), fix the
+    envelope of each of their renderings on ``conn`` (in the order added, so EDI control
+    numbers follow that order) and start rendering and validating them: on ``executor``
+    when one is given (a ``concurrent.futures`` executor, e.g. a process pool, so the caller
+    goes on issuing while other processes render), else at once. :meth:`finish` waits for
+    the renderings (rendering the chunks no worker has started yet itself rather than
+    waiting idle), refuses an invalid one with :class:`OutboxError`, records and registers
+    them (:func:`kwhub.hub.deliver.rendering.record_renderings`,
+    :func:`kwhub.hub.settle.integrity.register_renderings`) and writes the outbox rows, in
+    the order added, each kind of row with one executemany. The rows, checks and errors are
+    those of one :func:`enqueue_invoice` call per invoice; nothing is committed here, so an
+    error rolls back the caller's whole transaction.
     """
 
     def __init__(self, renderers: Mapping[str, InvoiceRenderer] | Iterable[InvoiceRenderer],
@@ -168,84 +171,114 @@ class OutboxBatch:
         self._queued: list[_Queued] = []
         self._seen: set[tuple[str, int, str]] = set()
         self._chunks: dict[str, list[tuple[_Queued, tuple[str, RenderContext]]]] = {}
+        self._submitted: list[tuple[Future[Any], str, list[tuple[str, RenderContext]]]] = []
 
     def add(self, conn: Any, invoice: Invoice, party_prefs: Any, *, context: RenderContext | None = None) -> None:
         """Check ``invoice`` and start rendering it in every format its party receives."""
-        formats, targets = _prefs(party_prefs)
-        if not formats or not targets:
-            return
-        if self._known is not None:
-            unknown = [t for t in targets if t not in self._known]
-            if unknown:
+        self.add_many(conn, [(invoice, party_prefs, context)])
+
+    def add_many(self, conn: Any, items: Sequence[tuple[Invoice, Any, RenderContext | None]]) -> None:
+        """:meth:`add` of several ``(invoice, party_prefs, context)``, in order, reading the issued
+        documents and the recorded renderings with one statement per 500 invoices."""
+        wanted: list[tuple[Invoice, list[str], list[str], RenderContext | None]] = []
+        for invoice, party_prefs, context in items:
+            formats, targets = _prefs(party_prefs)
+            if not formats or not targets:
+                continue
+            if self._known is not None:
+                unknown = [t for t in targets if t not in self._known]
+                if unknown:
+                    raise OutboxError(
+                        f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
+                        f" (configured: {', '.join(sorted(self._known)) or 'none'})"
+                    )
+            missing = [f for f in formats if f not in self._by_format]
+            if missing:
                 raise OutboxError(
-                    f"invoice {invoice.number}: delivery names unknown transport instance(s) {', '.join(unknown)}"
-                    f" (configured: {', '.join(sorted(self._known)) or 'none'})"
+                    f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
+                    f" (available: {', '.join(sorted(self._by_format)) or 'none'})"
                 )
-        missing = [f for f in formats if f not in self._by_format]
-        if missing:
-            raise OutboxError(
-                f"invoice {invoice.number}: no renderer for format(s) {', '.join(missing)}"
-                f" (available: {', '.join(sorted(self._by_format)) or 'none'})"
-            )
+            wanted.append((invoice, formats, targets, context))
+        if not wanted:
+            return
         try:
-            doc_sha256 = issued_document(conn, invoice)
+            digests = issued_documents(conn, [w[0] for w in wanted])
         except DocumentIntegrityError as exc:
             raise OutboxError(str(exc)) from None
 
-        from kwhub.hub.deliver.rendering import prepare_rendering
+        from kwhub.hub.deliver.rendering import prepare_renderings
 
-        for fmt in dict.fromkeys(formats):
-            if (invoice.id, invoice.version, fmt) in self._seen:  # added twice: the first queues it
-                continue
-            self._seen.add((invoice.id, invoice.version, fmt))
+        # (item index, format) in the order added; the envelopes fixed in that order
+        jobs: list[tuple[int, str]] = []
+        for i, (invoice, formats, _, _) in enumerate(wanted):
+            for fmt in dict.fromkeys(formats):
+                if (invoice.id, invoice.version, fmt) in self._seen:  # added twice: the first queues it
+                    continue
+                self._seen.add((invoice.id, invoice.version, fmt))
+                jobs.append((i, fmt))
+        pending = prepare_renderings(conn, [(wanted[i][0], self._by_format[fmt]) for i, fmt in jobs], now=self._now)
+        for (i, fmt), p in zip(jobs, pending, strict=True):
+            invoice, _, targets, context = wanted[i]
             renderer = self._by_format[fmt]
-            pending = prepare_rendering(conn, invoice, renderer, now=self._now)
-            ctx = pending.context(context)
+            ctx = p.context(context)
+            q = _Queued(invoice, renderer, p, list(targets), digests[i], None)
+            self._queued.append(q)
             if self._executor is not None:
-                q = _Queued(invoice, renderer, pending, list(targets), doc_sha256, None)
-                self._queued.append(q)
                 chunk = self._chunks.setdefault(fmt, [])
                 chunk.append((q, (invoice.model_dump_json(), ctx)))
                 if len(chunk) >= CHUNK:
                     self._submit(fmt)
                 continue
-            else:
-                try:
-                    body = renderer.render(invoice, ctx)
-                except (ValueError, AdapterError) as exc:
-                    raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
-                result = (body, renderer.validate(body), None)
-            self._queued.append(_Queued(invoice, renderer, pending, list(targets), doc_sha256, result))
+            try:
+                body = renderer.render(invoice, ctx)
+            except (ValueError, AdapterError) as exc:
+                raise OutboxError(f"invoice {invoice.number}: cannot render {fmt}: {exc}") from exc
+            q.result = (body, renderer.validate(body), None)
 
     def _submit(self, fmt: str) -> None:
         chunk = self._chunks.pop(fmt, [])
         if not chunk or self._executor is None:
             return
-        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], [job for _, job in chunk])
+        jobs = [job for _, job in chunk]
+        future = self._executor.submit(render_and_validate_many, self._by_format[fmt], jobs)
+        self._submitted.append((future, fmt, jobs))
         for i, (q, _) in enumerate(chunk):
             q.result = (future, i)
 
+    def _help(self) -> dict[Future[Any], list[tuple[bytes | None, list[str], str | None]]]:
+        """Render, in this process, the chunks no worker has started yet, newest first (the
+        workers take them oldest first), instead of waiting idle for them."""
+        done: dict[Future[Any], list[tuple[bytes | None, list[str], str | None]]] = {}
+        submitted, self._submitted = self._submitted, []
+        for future, fmt, jobs in reversed(submitted):
+            if not future.cancel():  # a worker has it, and every older one
+                break
+            done[future] = render_and_validate_many(self._by_format[fmt], jobs)
+        return done
+
     def finish(self, conn: Any) -> list[EnqueuedDocument]:
         """Record the renderings and write the outbox rows; returns the rows written."""
-        from kwhub.hub.deliver.rendering import RenderMismatchError, record_rendering
+        from kwhub.hub.deliver.rendering import RenderMismatchError, record_renderings
 
         for fmt in list(self._chunks):
             self._submit(fmt)
         queued, self._queued = self._queued, []
         self._seen.clear()
-        docs: list[tuple[_Queued, OutgoingDocument]] = []
+        docs: list[tuple[_Queued, OutgoingDocument, str]] = []
         try:
+            local = self._help()
             for q in queued:
                 if isinstance(q.result[0], Future):
                     future, i = q.result
-                    body, problems, error = future.result()[i]
+                    body, problems, error = (local[future] if future in local else future.result())[i]
                 else:
                     body, problems, error = q.result
                 fmt, number = q.renderer.format_id, q.invoice.number
                 if error is not None:
                     raise OutboxError(f"invoice {number}: cannot render {fmt}: {error}")
+                digest = hashlib.sha256(body).hexdigest()
                 try:
-                    record_rendering(conn, q.pending, body)
+                    record_renderings(conn, [(q.pending, body, digest)] if q.pending.recorded_sha256 else [])
                 except RenderMismatchError as exc:
                     raise OutboxError(f"invoice {number}: cannot render {fmt}: {exc}") from exc
                 if problems:
@@ -255,38 +288,42 @@ class OutboxBatch:
                     invoice_id=q.invoice.id, version=q.invoice.version, format_id=fmt,
                     filename=document_filename(q.invoice, fmt, q.renderer.file_extension),
                     media_type=q.renderer.media_type, body=body,
-                )))
+                ), digest))
         except BaseException:
             for q in queued:
-                if isinstance(q.result[0], Future):
+                if q.result is not None and isinstance(q.result[0], Future):
                     q.result[0].cancel()
             raise
+        record_renderings(conn, [(q.pending, d.body, digest) for q, d, digest in docs
+                                 if q.pending.recorded_sha256 is None])
 
-        keys = [d.idempotency_key for _, d in docs]
+        keys = [d.idempotency_key for _, d, _ in docs]
         existing: set[tuple[str, str]] = set()
         for i in range(0, len(keys), 500):
             existing.update((row[0], row[1]) for row in conn.execute(_QUEUED, {"keys": keys[i:i + 500]}))
         stamp = self._now or utcnow()
-        written: list[EnqueuedDocument] = []
-        for q, doc in docs:
-            digest = hashlib.sha256(doc.body).hexdigest()
+        register: list[tuple[str, str, str, str]] = []
+        rows: list[dict[str, Any]] = []
+        for q, doc, digest in docs:
             fresh = [target for target in dict.fromkeys(q.targets) if (target, doc.idempotency_key) not in existing]
             if fresh:
-                register_rendering(conn, doc.invoice_id, doc.format_id, digest, q.doc_sha256, stamp)
+                register.append((doc.invoice_id, doc.format_id, digest, q.doc_sha256))
             for target in fresh:
-                res = conn.execute(_QUEUE, dict(
+                rows.append(dict(
                     invoice_id=doc.invoice_id, invoice_version=doc.version, format_id=doc.format_id,
                     transport_instance=target, idempotency_key=doc.idempotency_key, filename=doc.filename,
                     media_type=doc.media_type, body=doc.body, body_sha256=digest, status="pending",
                     attempts=0, next_attempt_at=stamp, possible_duplicate=False, created_at=stamp,
                     document_sha256=q.doc_sha256,
                 ))
-                pk = res.inserted_primary_key
-                written.append(EnqueuedDocument(
-                    id=int(pk[0]) if pk and pk[0] is not None else None, idempotency_key=doc.idempotency_key,
-                    transport_instance=target, format_id=doc.format_id, filename=doc.filename,
-                ))
-        return written
+        if register:
+            register_renderings(conn, register, stamp)
+        ids: list[int | None] = []
+        if rows:
+            ids = [int(r[0]) if r[0] is not None else None for r in conn.execute(_QUEUE_MANY, rows)]
+        return [EnqueuedDocument(id=pk, idempotency_key=r["idempotency_key"], transport_instance=r["transport_instance"],
+                                 format_id=r["format_id"], filename=r["filename"])
+                for pk, r in zip(ids, rows, strict=True)]
 
 
 def redeliver(conn: Any, invoice: Invoice, renderer: InvoiceRenderer, transport: str, *,
