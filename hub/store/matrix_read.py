@@ -20,6 +20,7 @@ from kwhub.core.timeline import Span
 from kwhub.hub.store.day_batches import MISSING, iso_instant, slots_of
 from kwhub.hub.store.day_sql import (
     CHANNEL_DAY,
+    EPOCH_DAY,
     EPOCH_ORDINAL,
     check_layer,
     chunks,
@@ -96,23 +97,58 @@ class DayGrid:
 
     def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
         """Copy one channel's days from a :meth:`DaySql.read_joined` row; False (nothing done)
-        unless they are consecutive days in day order at one interval length, each whole."""
-        _, k, first, last, m_lo, m_hi, vals, quals, digests, day_list = row
-        if m_lo != m_hi or not isinstance(first, str) or not isinstance(day_list, str):
+        unless they are distinct days in day order at one interval length, each whole."""
+        _, k, m_lo, m_hi, vals, quals, digests, day_list = row
+        if (m_lo != m_hi or not isinstance(day_list, str) or not isinstance(digests, str)
+                or not isinstance(vals, bytes) or not isinstance(quals, bytes)):
             return False
         stored = int(m_lo)
         if stored <= 0 or _MINUTES_PER_DAY % stored:
             return False
-        d0 = date.fromisoformat(first).toordinal() - EPOCH_ORDINAL
-        d1 = date.fromisoformat(last).toordinal() - EPOCH_ORDINAL
         per_day = _MINUTES_PER_DAY // stored
-        if (d1 - d0 + 1 != k or len(vals) != 8 * per_day * k or len(quals) != per_day * k
-                or len(digests) != 64 * k or day_list != self.iso_days(d0, d1)):
+        if len(vals) != 8 * per_day * k or len(quals) != per_day * k or len(day_list) != 10 * k:
             return False
-        hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), [digests[i:i + 64] for i in range(0, 64 * k, 64)])
-        self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
-        self._copy(ci, cid, d0, stored, vals, quals, k)
+        digest_list = digests.split(",")
+        if len(digest_list) != k:
+            return False
+        try:
+            d0 = date.fromisoformat(day_list[:10]).toordinal() - EPOCH_ORDINAL
+            d1 = date.fromisoformat(day_list[-10:]).toordinal() - EPOCH_ORDINAL
+        except ValueError:
+            return False
+        n_days = self.filled.shape[1]
+        if not (0 <= d0 - self.d_first <= d1 - self.d_first < n_days):
+            return False
+        if d1 - d0 + 1 == k and day_list == self.iso_days(d0, d1):
+            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digest_list)
+            self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
+            self._copy(ci, cid, d0, stored, vals, quals, k)
+            return True
+        day_no = self._day_numbers(day_list)  # days with gaps between them
+        if day_no is None:
+            return False
+        hashes.add(cid, day_no, digest_list)
+        self.filled[ci, day_no - self.d_first] = True
+        cuts = np.flatnonzero(np.diff(day_no) != 1) + 1
+        v, q = memoryview(vals), memoryview(quals)
+        for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
+            self._copy(ci, cid, int(day_no[a]), stored, v[8 * per_day * a:8 * per_day * b],
+                       q[per_day * a:per_day * b], b - a)
         return True
+
+    def _day_numbers(self, day_list: str) -> np.ndarray | None:
+        """Epoch-day numbers of a joined ISO day list, or None unless they are valid ISO dates
+        inside the read, strictly increasing."""
+        try:
+            days = np.array([day_list[i:i + 10] for i in range(0, len(day_list), 10)], dtype="datetime64[D]")
+        except ValueError:
+            return None
+        if "".join(np.datetime_as_string(days).tolist()) != day_list:  # exactly these ISO dates
+            return None
+        day_no = (days - EPOCH_DAY).astype(np.int64)
+        if (np.diff(day_no) <= 0).any() or day_no[0] < self.d_first or day_no[-1] >= self.d_first + self.filled.shape[1]:
+            return None
+        return day_no
 
     def iso_days(self, d0: int, d1: int) -> str:
         """The ISO dates of epoch days ``d0..d1`` (inside the read), joined."""
@@ -169,6 +205,7 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
             cur = dbapi_cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
             try:
                 if sql.sqlite:
+                    cur.execute(sql.read_mmap)  # before the first read of the transaction
                     pos = {c: i for i, c in enumerate(ids)}
                     rest: list[str] = []
                     for chunk in chunks(ids) if joined else ():
