@@ -98,12 +98,14 @@ class DaySql:
         self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
                       f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
                       f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
-        # SQLite: each channel's days in one row, blobs, digests and days joined by SQLite itself
-        # (one row per channel instead of one per channel-day; the day list checks the order,
-        # the digests are comma-separated so Python splits them in one call)
+        # SQLite: each channel's days in one row, joined by SQLite itself (one row per channel
+        # instead of one per channel-day): each day's values and quality blobs as one record
+        # (one join instead of two; SQLite's join copies a blob column once more to end it
+        # with a NUL, a concatenation already ends so), the digests comma-separated (Python
+        # splits them in one call) and the day list (it checks the order)
         self._read_joined = (
             f"SELECT {c['channel_id']}, count(*), min({c['interval_minutes']}), max({c['interval_minutes']}), "
-            f"CAST(group_concat({c['values']}, x'') AS BLOB), CAST(group_concat({c['quality']}, x'') AS BLOB), "
+            f"CAST(group_concat({c['values']} || {c['quality']}, x'') AS BLOB), "
             f"group_concat({c['content_hash']}, ','), group_concat({c['day']}, '') FROM {tbl} "
             f"WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
@@ -159,8 +161,9 @@ class DaySql:
         return self._read + self._marks(n)
 
     def read_joined(self, n: int) -> str:
-        """SQLite: per channel of ``n``, ``(channel, days, min minutes, max minutes, values, quality,
-        digests, day list)`` with each column's days joined in one value (digests comma-separated)."""
+        """SQLite: per channel of ``n``, ``(channel, days, min minutes, max minutes, day records,
+        digests, day list)``: each day's values blob then its quality blob, the days' records
+        joined in one blob; the digests comma-separated; the ISO days joined."""
         return f"{self._read_joined}{self._marks(n)} GROUP BY {self.q_channel}"
 
     def days(self, days: np.ndarray) -> list[Any]:
