@@ -82,16 +82,21 @@ def main() -> None:
         last_day = datetime.fromtimestamp(t0 + (args.days - 1) * 86_400, UTC).date().isoformat()
         db.wait_checkpointed()  # both reads see the settled file, not a log being copied meanwhile
         reads: list[float] = []
+        read_cpu: list[float] = []
         peer_reads: list[float] = []
+        peer_cpu: list[float] = []
         for _ in range(args.reads):
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             m = db.intervals.read_matrix(ids, span, args.minutes, layer="raw")
             reads.append(time.perf_counter() - t)
+            read_cpu.append(time.process_time() - c)
             assert m.values.shape == (args.channels, args.days * per_day) and not np.isnan(m.values).any()
             np.testing.assert_array_equal(m.values[-1, -len(batches[-1][-1].values):], batches[-1][-1].values)
             del m
             if sqlite_path is not None:
+                c = time.process_time()
                 peer_s, peer_values = plain_sqlite_read(sqlite_path, ids, first_day, last_day)
+                peer_cpu.append(time.process_time() - c)
                 assert peer_values == n_values
                 peer_reads.append(peer_s)
         db.close()
@@ -109,6 +114,8 @@ def main() -> None:
         "rewrite_values_per_s": round(n_values / rewrite_s),
         "read_values_per_s": round(n_values / read_s),
         "read_s_spread": [round(min(reads), 3), round(max(reads), 3)],
+        "read_cpu_s": round(statistics.median(read_cpu), 3),
+        "peer_read_cpu_s": round(statistics.median(peer_cpu), 3) if peer_cpu else None,
         "peer_read_s": None if peer_s is None else round(peer_s, 3),
         "peer_read_values_per_s": None if peer_s is None else round(n_values / peer_s),
         "read_ratio": None if peer_s is None else round(peer_s / read_s, 3),
@@ -116,10 +123,12 @@ def main() -> None:
     print(f"wrote {n_values:,} values in {write_s:.2f} s ({n_values / write_s / 1e6:.1f}M/s), "
           f"rewrote (unchanged) in {rewrite_s:.2f} s ({n_values / rewrite_s / 1e6:.1f}M/s)")
     print(f"read:  ours {n_values / read_s / 1e6:.1f}M values/s into a {args.channels}x{args.days * per_day} matrix "
-          f"(median of {len(reads)}: {read_s:.3f} s, {min(reads):.3f}-{max(reads):.3f})")
+          f"(median of {len(reads)}: {read_s:.3f} s, {min(reads):.3f}-{max(reads):.3f}; "
+          f"cpu {statistics.median(read_cpu):.3f} s)")
     if peer_s is not None:
         print(f"       plain sqlite3 {n_values / peer_s / 1e6:.1f}M values/s (the value blobs into Python, median "
-              f"{peer_s:.3f} s, {min(peer_reads):.3f}-{max(peer_reads):.3f}); ours/peer {peer_s / read_s:.2f}")
+              f"{peer_s:.3f} s, {min(peer_reads):.3f}-{max(peer_reads):.3f}; cpu {statistics.median(peer_cpu):.3f} s "
+              f"with opening the connection); ours/peer {peer_s / read_s:.2f}")
     print(json.dumps(result))
 
 
