@@ -1,8 +1,9 @@
 """Reading current days into a dense (channels x intervals) matrix: :func:`read_matrix`.
 
-SQLite hands each channel's days over as one joined row (blobs and digests concatenated
-by SQLite itself); PostgreSQL sends the blob rows in psycopg's binary format. Runs of
-consecutive days are copied into the channel's row of the result in one step.
+SQLite hands each channel's days over as one joined row (each day's values and quality
+blobs as one record, the records, digests and days concatenated by SQLite itself);
+PostgreSQL sends the blob rows in psycopg's binary format. Runs of consecutive days are
+copied into the channel's row of the result in one step.
 """
 
 from __future__ import annotations
