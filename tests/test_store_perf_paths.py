@@ -174,6 +174,39 @@ def test_binary_copy_types_match_the_postgresql_table(db: Database) -> None:
     assert [types[c] for c in INSERT_COLUMNS] == list(COPY_TYPES)
 
 
+def test_joined_read_falls_back_to_day_by_day_for_two_current_versions(sqlite_db: Database, monkeypatch) -> None:  # noqa: ANN001
+    """A day with two current versions (a broken store) is not read from the joined row: the
+    channel is read day by day, as the row-per-day read does."""
+    import sqlite3
+
+    from kwhub.hub.store.matrix_read import DayGrid
+
+    db = sqlite_db
+    db.intervals.write_series([_full_days("a", 0, 3, 1), _full_days("b", 0, 3, 2)])
+    db.intervals.write_series([_full_days("a", 1, 1, 3)])  # version 2 of a's day 1
+    con = sqlite3.connect(db.url.removeprefix("sqlite:///"))
+    with con:
+        con.execute("UPDATE interval_day SET is_current = 1 WHERE channel_id = 'a'")
+    con.close()
+    took: dict[str, bool] = {}
+    place_joined = DayGrid.place_joined
+
+    def spy(self, ci, cid, row, hashes):  # noqa: ANN001, ANN202
+        took[cid] = place_joined(self, ci, cid, row, hashes)
+        return took[cid]
+
+    monkeypatch.setattr(DayGrid, "place_joined", spy)
+    span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 3, 12, tzinfo=UTC))
+    reads = {}
+    for joined in (True, False):
+        db.intervals.joined_reads = joined
+        reads[joined] = db.intervals.read_matrix(["a", "b"], span, 15, layer="raw")
+    assert took == {"a": False, "b": True}
+    np.testing.assert_array_equal(reads[True].values, reads[False].values)
+    np.testing.assert_array_equal(reads[True].quality, reads[False].quality)
+    assert dict(reads[True].day_hashes) == dict(reads[False].day_hashes)
+
+
 def _plain_sqlite_read(path: str, ids: list[str], first_day: int, n_int: int, off: int) -> tuple[np.ndarray, np.ndarray]:
     """The expected 15-minute matrix from the current rows, with sqlite3 and numpy alone."""
     import sqlite3
@@ -196,7 +229,8 @@ def _plain_sqlite_read(path: str, ids: list[str], first_day: int, n_int: int, of
 
 def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_db: Database, monkeypatch) -> None:  # noqa: ANN001
     """SQLite reads each channel's days as one joined row; channels with gaps, restated days,
-    finer intervals or partly missing days give the same matrix and hashes as the row-per-day read."""
+    finer intervals or partly missing days give the same matrix and hashes as the row-per-day read
+    (a channel with gaps between its days is copied run by run from its joined row)."""
     db = sqlite_db
     half = _full_days("d", 0, 2, 7)
     keep = np.ones(len(half), bool)
@@ -229,7 +263,7 @@ def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_d
         np.testing.assert_array_equal(fast.values, slow.values)
         np.testing.assert_array_equal(fast.quality, slow.quality)
         assert dict(fast.day_hashes) == dict(slow.day_hashes)
-    assert took == {"a": True, "b": False, "c": True, "d": True, "e": True}  # b has a gap: day by day
+    assert took == {"a": True, "b": True, "c": True, "d": True, "e": True}  # b has a gap: copied in two runs
     m = reads[True][0]
     path = db.url.removeprefix("sqlite:///")
     values, quality = _plain_sqlite_read(path, ["a", "b", "d", "e", "f"], 0, m.values.shape[1], 24)

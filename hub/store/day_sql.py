@@ -23,6 +23,9 @@ from kwhub.hub.store.tables import LAYERS, interval_day_table
 EPOCH_DAY = np.datetime64("1970-01-01", "D")
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 IN_CHUNK = 500  # bound parameters per IN list
+# SQLite reads of the dense matrix map the database file (up to this many bytes) instead of
+# copying every page through the page cache (a campus-year is larger than the cache)
+READ_MMAP_BYTES = 1 << 30
 T = interval_day_table.c
 
 
@@ -95,13 +98,16 @@ class DaySql:
         self._read = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, {c['quality']}, "
                       f"{c['content_hash']} FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
                       f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
-        # SQLite: each channel's days in one row, blobs and digests joined by SQLite itself
-        # (one row per channel instead of one per channel-day; the day list checks the order)
+        # SQLite: each channel's days in one row, joined by SQLite itself (one row per channel
+        # instead of one per channel-day): each day's values and quality blobs as one record
+        # (one join instead of two; SQLite's join copies a blob column once more to end it
+        # with a NUL, a concatenation already ends so), the digests comma-separated (Python
+        # splits them in one call) and the day list (it checks the order)
         self._read_joined = (
-            f"SELECT {c['channel_id']}, count(*), min({c['day']}), max({c['day']}), min({c['interval_minutes']}), "
-            f"max({c['interval_minutes']}), CAST(group_concat({c['values']}, x'') AS BLOB), "
-            f"CAST(group_concat({c['quality']}, x'') AS BLOB), group_concat({c['content_hash']}, ''), "
-            f"group_concat({c['day']}, '') FROM {tbl} WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
+            f"SELECT {c['channel_id']}, count(*), min({c['interval_minutes']}), max({c['interval_minutes']}), "
+            f"CAST(group_concat({c['values']} || {c['quality']}, x'') AS BLOB), "
+            f"group_concat({c['content_hash']}, ','), group_concat({c['day']}, '') FROM {tbl} "
+            f"WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
         # one channel's days in day order, straight off the (channel, layer, day, version)
         # key (SQLite: cheaper per row than an IN list, walked channel by channel anyway)
@@ -109,6 +115,7 @@ class DaySql:
                          f"{c['quality']}, {c['content_hash']} FROM {tbl} WHERE {c['channel_id']} = {m} "
                          f"AND {c['layer']} = {m} AND {c['day']} >= {m} AND {c['day']} <= {m} "
                          f"AND {c['is_current']} = {m} ORDER BY {c['day']}")
+        self.read_mmap = f"PRAGMA mmap_size = {READ_MMAP_BYTES}"
         self._day = T.day.type.dialect_impl(dialect).bind_processor(dialect)
         self._ts = T.created_at.type.dialect_impl(dialect).bind_processor(dialect)
 
@@ -154,8 +161,9 @@ class DaySql:
         return self._read + self._marks(n)
 
     def read_joined(self, n: int) -> str:
-        """SQLite: per channel of ``n``, ``(channel, days, first day, last day, min minutes, max minutes,
-        values, quality, digests, day list)`` with each column's days joined in one value."""
+        """SQLite: per channel of ``n``, ``(channel, days, min minutes, max minutes, day records,
+        digests, day list)``: each day's values blob then its quality blob, the days' records
+        joined in one blob; the digests comma-separated; the ISO days joined."""
         return f"{self._read_joined}{self._marks(n)} GROUP BY {self.q_channel}"
 
     def days(self, days: np.ndarray) -> list[Any]:

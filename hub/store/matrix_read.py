@@ -1,8 +1,9 @@
 """Reading current days into a dense (channels x intervals) matrix: :func:`read_matrix`.
 
-SQLite hands each channel's days over as one joined row (blobs and digests concatenated
-by SQLite itself); PostgreSQL sends the blob rows in psycopg's binary format. Runs of
-consecutive days are copied into the channel's row of the result in one step.
+SQLite hands each channel's days over as one joined row (each day's values and quality
+blobs as one record, the records, digests and days concatenated by SQLite itself);
+PostgreSQL sends the blob rows in psycopg's binary format. Runs of consecutive days are
+copied into the channel's row of the result in one step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kwhub.core.timeline import Span
 from kwhub.hub.store.day_batches import MISSING, iso_instant, slots_of
 from kwhub.hub.store.day_sql import (
     CHANNEL_DAY,
+    EPOCH_DAY,
     EPOCH_ORDINAL,
     check_layer,
     chunks,
@@ -75,20 +77,25 @@ class DayGrid:
                        vals[a] if b - a == 1 else b"".join(vals[a:b]), quals[a] if b - a == 1 else b"".join(quals[a:b]),
                        b - a)
 
-    def _copy(self, ci: int, cid: str, day0: int, stored: int, vals: bytes, quals: bytes, n_days: int) -> None:
-        """Copy ``n_days`` consecutive stored days from ``day0`` (joined blobs) into row ``ci``."""
+    def _copy(self, ci: int, cid: str, day0: int, stored: int, vals: Any, quals: Any, n_days: int) -> None:
+        """Copy ``n_days`` consecutive stored days from ``day0`` into row ``ci``: joined blobs,
+        or arrays of one row per day (``(n_days, slots)`` values and quality)."""
         if self.minutes % stored:
             raise IntervalDataError(
                 f"channel {cid} is stored with {stored}-minute intervals and cannot be read as "
                 f"{self.minutes}-minute intervals", source=cid, field="interval_minutes")
         f = self.minutes // stored
-        v = np.frombuffer(vals, dtype="<f8")
-        q = np.frombuffer(quals, dtype=np.uint8)
+        g0 = (day0 - self.d_first) * self.n_slots - self.off
+        if isinstance(vals, np.ndarray) and f == 1:
+            _put_days(self.values[ci], g0, vals)
+            _put_days(self.quality[ci], g0, quals)
+            return
+        v = vals.reshape(-1) if isinstance(vals, np.ndarray) else np.frombuffer(vals, dtype="<f8")
+        q = quals.reshape(-1) if isinstance(quals, np.ndarray) else np.frombuffer(quals, dtype=np.uint8)
         if f > 1:
             q = q.reshape(-1, f).max(axis=1)
             v = v.reshape(-1, f).sum(axis=1)
             v[q == MISSING] = np.nan
-        g0 = (day0 - self.d_first) * self.n_slots - self.off
         lo, hi = max(0, g0), min(self.n_int, g0 + n_days * self.n_slots)
         if hi > lo:
             self.values[ci, lo:hi] = v[lo - g0:hi - g0]
@@ -96,23 +103,57 @@ class DayGrid:
 
     def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
         """Copy one channel's days from a :meth:`DaySql.read_joined` row; False (nothing done)
-        unless they are consecutive days in day order at one interval length, each whole."""
-        _, k, first, last, m_lo, m_hi, vals, quals, digests, day_list = row
-        if m_lo != m_hi or not isinstance(first, str) or not isinstance(day_list, str):
+        unless they are distinct days in day order at one interval length, each whole."""
+        _, k, m_lo, m_hi, records, digests, day_list = row
+        if m_lo != m_hi or not isinstance(day_list, str) or not isinstance(digests, str) or not isinstance(records, bytes):
             return False
         stored = int(m_lo)
         if stored <= 0 or _MINUTES_PER_DAY % stored:
             return False
-        d0 = date.fromisoformat(first).toordinal() - EPOCH_ORDINAL
-        d1 = date.fromisoformat(last).toordinal() - EPOCH_ORDINAL
         per_day = _MINUTES_PER_DAY // stored
-        if (d1 - d0 + 1 != k or len(vals) != 8 * per_day * k or len(quals) != per_day * k
-                or len(digests) != 64 * k or day_list != self.iso_days(d0, d1)):
+        if len(records) != 9 * per_day * k or len(day_list) != 10 * k:
             return False
-        hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), [digests[i:i + 64] for i in range(0, 64 * k, 64)])
-        self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
-        self._copy(ci, cid, d0, stored, vals, quals, k)
+        digest_list = digests.split(",")
+        if len(digest_list) != k:
+            return False
+        try:
+            d0 = date.fromisoformat(day_list[:10]).toordinal() - EPOCH_ORDINAL
+            d1 = date.fromisoformat(day_list[-10:]).toordinal() - EPOCH_ORDINAL
+        except ValueError:
+            return False
+        n_days = self.filled.shape[1]
+        if not (0 <= d0 - self.d_first <= d1 - self.d_first < n_days):
+            return False
+        # one record per day: the day's values (8 bytes a slot) then its quality (a byte a slot)
+        days = np.frombuffer(records, dtype=np.dtype([("v", "<f8", (per_day,)), ("q", np.uint8, (per_day,))]))
+        if d1 - d0 + 1 == k and day_list == self.iso_days(d0, d1):
+            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digest_list)
+            self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
+            self._copy(ci, cid, d0, stored, days["v"], days["q"], k)
+            return True
+        day_no = self._day_numbers(day_list)  # days with gaps between them
+        if day_no is None:
+            return False
+        hashes.add(cid, day_no, digest_list)
+        self.filled[ci, day_no - self.d_first] = True
+        cuts = np.flatnonzero(np.diff(day_no) != 1) + 1
+        for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
+            self._copy(ci, cid, int(day_no[a]), stored, days["v"][a:b], days["q"][a:b], b - a)
         return True
+
+    def _day_numbers(self, day_list: str) -> np.ndarray | None:
+        """Epoch-day numbers of a joined ISO day list, or None unless they are valid ISO dates
+        inside the read, strictly increasing."""
+        try:
+            days = np.array([day_list[i:i + 10] for i in range(0, len(day_list), 10)], dtype="datetime64[D]")
+        except ValueError:
+            return None
+        if "".join(np.datetime_as_string(days).tolist()) != day_list:  # exactly these ISO dates
+            return None
+        day_no = (days - EPOCH_DAY).astype(np.int64)
+        if (np.diff(day_no) <= 0).any() or day_no[0] < self.d_first or day_no[-1] >= self.d_first + self.filled.shape[1]:
+            return None
+        return day_no
 
     def iso_days(self, d0: int, d1: int) -> str:
         """The ISO dates of epoch days ``d0..d1`` (inside the read), joined."""
@@ -131,6 +172,27 @@ class DayGrid:
         gap = np.repeat(~self.filled, self.n_slots, axis=1)[:, self.off:self.off + self.n_int]
         self.values[gap] = np.nan
         self.quality[gap] = MISSING
+
+
+def _put_days(row: np.ndarray, g0: int, days: np.ndarray) -> None:
+    """``row[g0:g0 + days.size] = days.ravel()`` clipped to the row, without flattening ``days``
+    (one row per day, possibly strided): whole days in one 2-D copy, a partial first or last
+    day on its own."""
+    k, n = days.shape
+    lo, hi = max(0, g0), min(row.shape[0], g0 + k * n)
+    if hi <= lo:
+        return
+    r0, r1 = (lo - g0) // n, -(-(hi - g0) // n)  # the days touched: r0 .. r1 - 1
+    a = r0 if lo == g0 + r0 * n else r0 + 1  # the whole days: a .. b - 1
+    b = r1 if hi == g0 + r1 * n else r1 - 1
+    if b > a:
+        row[g0 + a * n:g0 + b * n].reshape(b - a, n)[...] = days[a:b]
+    if a > r0:  # the first day touched, in part
+        end = min(hi, g0 + (r0 + 1) * n)
+        row[lo:end] = days[r0, lo - g0 - r0 * n:end - g0 - r0 * n]
+    if b < r1 and not (a > r0 and r1 - 1 == r0):  # the last day touched, in part
+        start = g0 + (r1 - 1) * n
+        row[start:hi] = days[r1 - 1, :hi - start]
 
 
 def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_minutes: int,
@@ -169,6 +231,7 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
             cur = dbapi_cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
             try:
                 if sql.sqlite:
+                    cur.execute(sql.read_mmap)  # before the first read of the transaction
                     pos = {c: i for i, c in enumerate(ids)}
                     rest: list[str] = []
                     for chunk in chunks(ids) if joined else ():
