@@ -1,0 +1,278 @@
+"""Green Button IntervalReadings read from the bytes, without building their XML tree.
+
+A utility's ESPI file is almost all ``IntervalReading`` elements, each the same few tags
+around four integers. :class:`BlockScanner` sits between the file and the lxml parser of
+:mod:`kwhub.plugins.meters.greenbutton`: it finds each ``IntervalBlock``, recognises its
+readings with one strict pattern, reads their numbers in bulk with numpy, and hands lxml
+the block without them (the readings replaced by as many newlines as they spanned, so
+every line number lxml reports stays the file's). The block's start tag gets a marker
+attribute; when lxml later meets that block inside an entry, the parser claims the
+arrays by the marker (:meth:`BlockScanner.claim`). Everything else (feed, entries,
+links, UsagePoint, MeterReading, ReadingType, LocalTimeParameters, the block's own
+``interval``) is parsed by lxml as before.
+
+The pattern admits only well-formed XML, so a block it takes cannot hide a syntax error:
+per reading ``cost?``, ``ReadingQuality*`` (one ``quality`` each), ``timePeriod``
+(``duration`` then ``start``), ``value``, then ``tou``/``cpp``/``consumptionTier``, with
+only XML whitespace between tags, no attributes, no comments, CDATA or entities, and
+integers of at most 15 digits (the value may be negative). The element names may carry
+a namespace prefix (``espi:``, ``ns0:``, none), the same as the block's. A block with
+anything else (a comment, a decimal value, another order, a zero duration) is left to
+lxml untouched, as is every block of a file in an encoding that is not ASCII-compatible.
+A marked block that lxml does not claim where the reader expects one (inside a comment,
+in an unexpected place) makes the reader start again without the scanner.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WINDOW = 32 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes
+MAX_LINE = 65_535  # libxml2 keeps element lines up to this value (beyond: see _reported_line)
+ASCII_COMPATIBLE = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15",
+                    "windows-1252", "cp1252"}
+_W = rb"[ \t\r\n]*"
+_OPEN = re.compile(rb"<(?:([A-Za-z_][A-Za-z0-9_.-]*):)?IntervalBlock"
+                   rb"((?:[ \t\r\n]+[A-Za-z_:][A-Za-z0-9_.:-]*" + _W + rb"=" + _W + rb"(?:\"[^\"<]*\"|'[^'<]*'))*)"
+                   + _W + rb">")
+_DECL = re.compile(rb"<\?xml[^>]*?encoding[ \t\r\n]*=[ \t\r\n]*[\"']([A-Za-z0-9._-]+)[\"']")
+_FIRST_TEXT = re.compile(rb">-?[0-9]")
+_Y_TO_SPACE = bytes.maketrans(b"y>", b"  ")
+
+
+def scannable(head: bytes) -> bool:
+    """True when the document's encoding keeps ASCII bytes as they are (UTF-8, Latin-1, ...)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00", b"\x4c\x6f\xa7\x94")) or head[1:2] == b"\x00":
+        return False
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    m = _DECL.match(head)
+    return m is None or m.group(1).decode("ascii").lower() in ASCII_COMPATIBLE
+
+
+@dataclass
+class _Grammar:
+    """The byte patterns of one namespace prefix."""
+
+    readings: re.Pattern[bytes]  # IntervalReadings and whitespace, nothing else (fullmatch)
+    numbers: re.Pattern[bytes]  # duration, start, value and "y>"-marked quality texts, in document order
+    pre: re.Pattern[bytes]  # what may stand between the block's start tag and its first reading
+    first: bytes  # a reading's start tag
+    close: bytes  # the block's end tag
+
+
+def _grammar(prefix: bytes) -> _Grammar:
+    p = re.escape(prefix + b":") if prefix else b""
+
+    def tag(name: bytes, body: bytes) -> bytes:
+        return b"<" + p + name + b">" + body + b"</" + p + name + b">"
+
+    rq = tag(b"ReadingQuality", _W + tag(b"quality", rb"\d{1,9}") + _W) + _W
+    extra = b"(?:" + b"|".join(tag(n, rb"\d{1,9}") for n in (b"tou", b"cpp", b"consumptionTier")) + b")" + _W
+    body = (_W + b"(?:" + tag(b"cost", rb"-?\d{1,15}") + _W + b")?" + b"(?:" + rq + b")*"
+            + tag(b"timePeriod", _W + tag(b"duration", rb"\d{1,15}") + _W + tag(b"start", rb"\d{1,15}") + _W)
+            + _W + tag(b"value", rb"(?:-?[1-9]\d{0,14}|\d{1,15})") + _W + b"(?:" + extra + b")*")
+    readings = b"(?:" + _W + tag(b"IntervalReading", body) + b")*" + _W
+    # a quality's text is taken with the "y>" before it, which tells it from the other numbers
+    numbers = b"<" + p + rb"(?:duration>|start>|value>|qualit)(y>\d+|-?\d+)<"
+    pre = (b"(?:[ \t\r\n]+|<" + p + b"interval>|</" + p + b"interval>|" + tag(b"duration", rb"\d{1,15}") + b"|"
+           + tag(b"start", rb"-?\d{1,15}") + rb"|<!--(?:[^-]|-[^-])*-->)*")
+    return _Grammar(re.compile(readings), re.compile(numbers), re.compile(pre),
+                    b"<" + prefix + (b":" if prefix else b"") + b"IntervalReading>",
+                    b"</" + prefix + (b":" if prefix else b"") + b"IntervalBlock>")
+
+
+def _reported_line(buf: bytes, at: int, line: int) -> int:
+    """The line lxml gives the IntervalReading whose start tag is at ``buf[at]`` on ``line``.
+
+    libxml2 keeps an element's line in 16 bits; from line 65535 on, lxml reports the line
+    of the element's first text (here the first number inside the reading).
+    """
+    if line < MAX_LINE:
+        return line
+    m = _FIRST_TEXT.search(buf, at)
+    return line + buf.count(b"\n", at, m.start()) if m else line
+
+
+@dataclass
+class Scanned:
+    """The readings of one block, as arrays in document order (``line``: as lxml's path computes it)."""
+
+    start: np.ndarray
+    dur: np.ndarray
+    value: np.ndarray
+    quality: np.ndarray  # first ReadingQuality code of each reading, -1 where none
+    line: np.ndarray
+
+
+@dataclass
+class _Batch:
+    """The number texts of the blocks found in one buffer, converted together."""
+
+    keys: list[str] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # number texts per block
+    first_lines: list[int] = field(default_factory=list)
+    last_lines: list[int] = field(default_factory=list)
+    texts: list[bytes] = field(default_factory=list)
+
+
+class ScanFallback(Exception):
+    """The scanner's view and lxml's disagree: read the file again without the scanner."""
+
+
+class BlockScanner:
+    """Cuts the IntervalReadings out of the bytes fed to lxml and reads them into arrays."""
+
+    def __init__(self, max_held: int) -> None:
+        self.mark = "kwhubscan" + secrets.token_hex(8)  # no file can guess it
+        self.max_held = max_held  # readings that may wait to be claimed
+        self.held = 0
+        self.scanned_blocks = 0
+        self._blocks: dict[str, Scanned] = {}
+        self._grammars: dict[bytes, _Grammar] = {}
+        self._mark_attr = b" " + self.mark.encode("ascii") + b'="'
+        self._base = 0  # buffer position whose line number is _line
+        self._line = 1
+
+    @property
+    def unclaimed(self) -> int:
+        """Blocks scanned that the parser has not claimed."""
+        return len(self._blocks)
+
+    def claim(self, key: str) -> Scanned:
+        """The arrays of the block marked ``key`` (each block is claimed once)."""
+        try:
+            got = self._blocks.pop(key)
+        except KeyError:
+            raise ScanFallback(f"block {key} claimed twice or never scanned") from None
+        self.held -= len(got.start)
+        return got
+
+    def pieces(self, read: Callable[[int], bytes], chunk: int) -> Iterator[bytes]:
+        """The file's bytes as lxml should see them: one piece per ``chunk`` bytes read."""
+        buf = b""
+        pos = 0  # everything before pos has been passed on
+        eof = False
+        out: list[bytes] = []
+        batch = _Batch()
+        while True:
+            step = None if not eof and len(buf) - pos < chunk else self._step(buf, pos, eof, batch)
+            if step is None:  # more bytes first (a block longer than WINDOW is never waited for)
+                if out:
+                    self._convert(batch)
+                    batch = _Batch()
+                    yield b"".join(out)  # lxml claims the blocks scanned so far
+                    out = []
+                    if self.held > self.max_held:
+                        raise ScanFallback("too many scanned readings wait to be claimed")
+                more = read(max(chunk, len(buf) - pos))
+                if more:
+                    self._line += buf.count(b"\n", self._base, pos)
+                    buf, pos, self._base = buf[pos:] + more, 0, 0
+                else:
+                    eof = True
+                continue
+            pos, parts, done = step
+            out += parts
+            if done:
+                self._convert(batch)
+                yield b"".join(out)
+                return
+
+    def _line_at(self, buf: bytes, at: int) -> int:
+        """Line number of ``buf[at]`` (positions asked in increasing order)."""
+        self._line += buf.count(b"\n", self._base, at)
+        self._base = at
+        return self._line
+
+    def _step(self, buf: bytes, pos: int, eof: bool, batch: _Batch) -> tuple[int, list[bytes], bool] | None:
+        """Pass on what lies before the next block's readings (and cut them out); None: read more."""
+        more = not eof and len(buf) - pos <= WINDOW  # whether waiting for more bytes is allowed
+        i = buf.find(b"IntervalBlock", pos)
+        if i < 0:
+            if eof:
+                return len(buf), [buf[pos:]], True
+            cut = max(pos, buf.rfind(b"<", pos))  # a tag may be cut at the end of the buffer
+            if cut > pos:
+                return cut, [buf[pos:cut]], False
+            return None if more else (len(buf), [buf[pos:]], False)
+        j = buf.rfind(b"<", max(pos, i - 200), i)
+        m = _OPEN.match(buf, j) if j >= 0 else None
+        if m is None or j + 1 + (len(m.group(1)) + 1 if m.group(1) is not None else 0) != i:
+            if more and j >= 0 and buf.find(b">", i) < 0:
+                return None  # perhaps a start tag not yet complete
+            return i + 13, [buf[pos:i + 13]], False
+        prefix = m.group(1) or b""
+        g = self._grammars.get(prefix)
+        if g is None:
+            g = self._grammars[prefix] = _grammar(prefix)
+        a = g.pre.match(buf, m.end()).end()
+        close = -1
+        if buf.startswith(g.first, a):
+            close = buf.find(g.close, a)
+            if close < 0 and more:
+                return None
+        elif a + len(g.first) > len(buf) and more:
+            return None
+        if close < 0 or g.readings.fullmatch(buf, a, close) is None:  # lxml reads this block
+            return m.end(), [buf[pos:m.end()]], False
+        numbers = g.numbers.findall(buf, a, close)
+        first = self._line_at(buf, a)
+        last_at = buf.rfind(g.first, a, close)
+        batch.first_lines.append(_reported_line(buf, a, first))
+        batch.last_lines.append(_reported_line(buf, last_at, self._line_at(buf, last_at)))
+        batch.counts.append(len(numbers))
+        batch.texts += numbers
+        key = str(self.scanned_blocks)
+        self.scanned_blocks += 1
+        batch.keys.append(key)
+        name_end = i + 13
+        return close, [buf[pos:name_end], self._mark_attr, key.encode("ascii"), b'"', buf[name_end:a],
+                       b"\n" * (self._line_at(buf, close) - first)], False
+
+    def _convert(self, batch: _Batch) -> None:
+        """Turn the number texts of a batch of blocks into each block's arrays."""
+        if not batch.keys:
+            return
+        text = b" ".join(batch.texts)
+        ends = np.cumsum(batch.counts)  # end of each block's texts
+        marked = b"y" in text  # a ReadingQuality somewhere
+        nums = np.fromstring(text.translate(_Y_TO_SPACE) if marked else text, dtype=np.int64, sep=" ")
+        if len(nums) != len(batch.texts):
+            raise ScanFallback("the numbers of the readings could not be read")
+        quality = np.full(len(nums), -1, dtype=np.int64)
+        if not marked:
+            rows = nums.reshape(-1, 3)
+            bounds = np.concatenate(([0], ends // 3))
+        else:
+            codes = np.frombuffer(text, dtype=np.uint8)
+            at = np.cumsum(codes == 32)[codes == 121]  # index of each quality among the texts
+            core = np.ones(len(nums), dtype=bool)
+            core[at] = False
+            rows = nums[core].reshape(-1, 3)
+            n_core = np.cumsum(core)
+            reading = n_core[at] // 3  # the reading each quality goes with (it comes before the duration)
+            first = np.ones(len(at), dtype=bool)
+            first[1:] = reading[1:] != reading[:-1]  # the first ReadingQuality of a reading counts
+            quality[reading[first]] = nums[at[first]]
+            bounds = np.concatenate(([0], n_core[ends - 1] // 3))
+        quality = quality[:len(rows)]
+        if (rows[:, 0] <= 0).any():
+            raise ScanFallback("a reading without a positive duration")  # lxml's path names it
+        n = np.diff(bounds)
+        block = np.repeat(np.arange(len(n)), n)
+        k = np.arange(len(rows)) - bounds[block]
+        first_l = np.array(batch.first_lines, dtype=np.int64)
+        span = np.array(batch.last_lines, dtype=np.int64) - first_l
+        lines = first_l[block] + (k * span[block]) // np.maximum(n - 1, 1)[block]
+        start = np.ascontiguousarray(rows[:, 1])
+        dur = np.ascontiguousarray(rows[:, 0])
+        value = rows[:, 2].astype(np.float64)
+        for key, b0, b1 in zip(batch.keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            self._blocks[key] = Scanned(start[b0:b1], dur[b0:b1], value[b0:b1], quality[b0:b1], lines[b0:b1])
+        self.held += len(rows)
