@@ -288,8 +288,9 @@ def stream_parse(path: Path, source: str | None = None, limits: InputLimits = DE
         # an Atom feed (or a single entry) is followed by its entries alone; anything else
         # (a bare ESPI resource) also reports IntervalBlock starts for the memory guard
         atom = root_name in ("feed", "entry")
-        if SCAN and scannable(fh.read(1024)):
-            fh.seek(0)
+        head = fh.read(1024)
+        fh.seek(0)
+        if SCAN and scannable(head):
             scanner = BlockScanner(max(limits.max_memory_bytes // BYTES_PER_READING, 1))
             try:
                 st = _parse(fh, source, atom=atom, limits=limits, scanner=scanner)

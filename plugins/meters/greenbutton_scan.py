@@ -211,15 +211,12 @@ class BlockScanner:
         g = self._grammars.get(prefix)
         if g is None:
             g = self._grammars[prefix] = _grammar(prefix)
-        a = g.pre.match(buf, m.end()).end()
-        close = -1
-        if buf.startswith(g.first, a):
-            close = buf.find(g.close, a)
-            if close < 0 and more:
-                return None
-        elif a + len(g.first) > len(buf) and more:
+        close = buf.find(g.close, m.end())
+        if close < 0 and more:
             return None
-        if close < 0 or g.readings.fullmatch(buf, a, close) is None:  # lxml reads this block
+        a = g.pre.match(buf, m.end(), max(close, m.end())).end()
+        if close < 0 or not buf.startswith(g.first, a) or g.readings.fullmatch(buf, a, close) is None:
+            # lxml reads this block
             return m.end(), [buf[pos:m.end()]], False
         numbers = g.numbers.findall(buf, a, close)
         first = self._line_at(buf, a)
