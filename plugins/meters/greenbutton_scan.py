@@ -42,7 +42,6 @@ _OPEN = re.compile(rb"<(?:([A-Za-z_][A-Za-z0-9_.-]*):)?IntervalBlock"
                    + _W + rb">")
 _DECL = re.compile(rb"<\?xml[^>]*?encoding[ \t\r\n]*=[ \t\r\n]*[\"']([A-Za-z0-9._-]+)[\"']")
 _FIRST_TEXT = re.compile(rb">-?[0-9]")
-_Y_TO_SPACE = bytes.maketrans(b"y>", b"  ")
 
 
 def scannable(head: bytes) -> bool:
@@ -59,8 +58,7 @@ def scannable(head: bytes) -> bool:
 class _Grammar:
     """The byte patterns of one namespace prefix."""
 
-    readings: re.Pattern[bytes]  # IntervalReadings and whitespace, nothing else (fullmatch)
-    numbers: re.Pattern[bytes]  # duration, start, value and "y>"-marked quality texts, in document order
+    reading: re.Pattern[bytes]  # one IntervalReading; groups: first quality, duration, start, value
     pre: re.Pattern[bytes]  # what may stand between the block's start tag and its first reading
     first: bytes  # a reading's start tag
     close: bytes  # the block's end tag
@@ -72,17 +70,17 @@ def _grammar(prefix: bytes) -> _Grammar:
     def tag(name: bytes, body: bytes) -> bytes:
         return b"<" + p + name + b">" + body + b"</" + p + name + b">"
 
-    rq = tag(b"ReadingQuality", _W + tag(b"quality", rb"\d{1,9}") + _W) + _W
+    def quality(group: bytes) -> bytes:
+        return tag(b"ReadingQuality", _W + tag(b"quality", group) + _W) + _W
+
     extra = b"(?:" + b"|".join(tag(n, rb"\d{1,9}") for n in (b"tou", b"cpp", b"consumptionTier")) + b")" + _W
-    body = (_W + b"(?:" + tag(b"cost", rb"-?\d{1,15}") + _W + b")?" + b"(?:" + rq + b")*"
-            + tag(b"timePeriod", _W + tag(b"duration", rb"\d{1,15}") + _W + tag(b"start", rb"\d{1,15}") + _W)
-            + _W + tag(b"value", rb"(?:-?[1-9]\d{0,14}|\d{1,15})") + _W + b"(?:" + extra + b")*")
-    readings = b"(?:" + _W + tag(b"IntervalReading", body) + b")*" + _W
-    # a quality's text is taken with the "y>" before it, which tells it from the other numbers
-    numbers = b"<" + p + rb"(?:duration>|start>|value>|qualit)(y>\d+|-?\d+)<"
+    body = (_W + b"(?:" + tag(b"cost", rb"-?\d{1,15}") + _W + b")?"
+            + b"(?:" + quality(rb"(\d{1,9})") + b"(?:" + quality(rb"\d{1,9}") + b")*)?"
+            + tag(b"timePeriod", _W + tag(b"duration", rb"(\d{1,15})") + _W + tag(b"start", rb"(\d{1,15})") + _W)
+            + _W + tag(b"value", rb"(-?[1-9]\d{0,14}|\d{1,15})") + _W + b"(?:" + extra + b")*")
     pre = (b"(?:[ \t\r\n]+|<" + p + b"interval>|</" + p + b"interval>|" + tag(b"duration", rb"\d{1,15}") + b"|"
            + tag(b"start", rb"-?\d{1,15}") + rb"|<!--(?:[^-]|-[^-])*-->)*")
-    return _Grammar(re.compile(readings), re.compile(numbers), re.compile(pre),
+    return _Grammar(re.compile(tag(b"IntervalReading", body)), re.compile(pre),
                     b"<" + prefix + (b":" if prefix else b"") + b"IntervalReading>",
                     b"</" + prefix + (b":" if prefix else b"") + b"IntervalBlock>")
 
@@ -115,10 +113,13 @@ class _Batch:
     """The number texts of the blocks found in one buffer, converted together."""
 
     keys: list[str] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)  # number texts per block
+    sizes: list[int] = field(default_factory=list)  # readings per block
     first_lines: list[int] = field(default_factory=list)
     last_lines: list[int] = field(default_factory=list)
-    texts: list[bytes] = field(default_factory=list)
+    quality: list[bytes | None] = field(default_factory=list)  # per reading: its first quality code, or None
+    dur: list[bytes] = field(default_factory=list)
+    start: list[bytes] = field(default_factory=list)
+    value: list[bytes] = field(default_factory=list)
 
 
 class ScanFallback(Exception):
@@ -193,20 +194,14 @@ class BlockScanner:
     def _step(self, buf: bytes, pos: int, eof: bool, batch: _Batch) -> tuple[int, list[bytes], bool] | None:
         """Pass on what lies before the next block's readings (and cut them out); None: read more."""
         more = not eof and len(buf) - pos <= WINDOW  # whether waiting for more bytes is allowed
-        i = buf.find(b"IntervalBlock", pos)
-        if i < 0:
+        m = _OPEN.search(buf, pos)
+        if m is None:
             if eof:
                 return len(buf), [buf[pos:]], True
-            cut = max(pos, buf.rfind(b"<", pos))  # a tag may be cut at the end of the buffer
+            cut = max(pos, buf.rfind(b"<", pos))  # a start tag may be cut at the end of the buffer
             if cut > pos:
                 return cut, [buf[pos:cut]], False
             return None if more else (len(buf), [buf[pos:]], False)
-        j = buf.rfind(b"<", max(pos, i - 200), i)
-        m = _OPEN.match(buf, j) if j >= 0 else None
-        if m is None or j + 1 + (len(m.group(1)) + 1 if m.group(1) is not None else 0) != i:
-            if more and j >= 0 and buf.find(b">", i) < 0:
-                return None  # perhaps a start tag not yet complete
-            return i + 13, [buf[pos:i + 13]], False
         prefix = m.group(1) or b""
         g = self._grammars.get(prefix)
         if g is None:
@@ -215,61 +210,51 @@ class BlockScanner:
         if close < 0 and more:
             return None
         a = g.pre.match(buf, m.end(), max(close, m.end())).end()
-        if close < 0 or not buf.startswith(g.first, a) or g.readings.fullmatch(buf, a, close) is None:
-            # lxml reads this block
+        parts = g.reading.split(buf[a:close]) if close >= 0 and buf.startswith(g.first, a) else [b"-"]
+        # the pieces between the readings are parts[0::5]: nothing but whitespace, else lxml reads the block
+        if len(parts) < 6 or b"".join(parts[0::5]).translate(None, b" \t\r\n"):
             return m.end(), [buf[pos:m.end()]], False
-        numbers = g.numbers.findall(buf, a, close)
         first = self._line_at(buf, a)
         last_at = buf.rfind(g.first, a, close)
         batch.first_lines.append(_reported_line(buf, a, first))
         batch.last_lines.append(_reported_line(buf, last_at, self._line_at(buf, last_at)))
-        batch.counts.append(len(numbers))
-        batch.texts += numbers
+        batch.sizes.append(len(parts) // 5)
+        batch.quality += parts[1::5]
+        batch.dur += parts[2::5]
+        batch.start += parts[3::5]
+        batch.value += parts[4::5]
         key = str(self.scanned_blocks)
         self.scanned_blocks += 1
         batch.keys.append(key)
-        name_end = i + 13
-        return close, [buf[pos:name_end], self._mark_attr, key.encode("ascii"), b'"', buf[name_end:a],
-                       b"\n" * (self._line_at(buf, close) - first)], False
+        name_end = m.end(1) + 14 if m.group(1) is not None else m.start() + 14  # after "<prefix:IntervalBlock"
+        end = close + len(g.close)
+        return end, [buf[pos:name_end], self._mark_attr, key.encode("ascii"), b'"', buf[name_end:a],
+                     b"\n" * (self._line_at(buf, close) - first), g.close], False
 
     def _convert(self, batch: _Batch) -> None:
         """Turn the number texts of a batch of blocks into each block's arrays."""
         if not batch.keys:
             return
-        text = b" ".join(batch.texts)
-        ends = np.cumsum(batch.counts)  # end of each block's texts
-        marked = b"y" in text  # a ReadingQuality somewhere
-        nums = np.fromstring(text.translate(_Y_TO_SPACE) if marked else text, dtype=np.int64, sep=" ")
-        if len(nums) != len(batch.texts):
+        n = len(batch.dur)
+        dur, start, value = (np.fromstring(b" ".join(texts), dtype=np.int64, sep=" ")
+                             for texts in (batch.dur, batch.start, batch.value))
+        if not len(dur) == len(start) == len(value) == n:
             raise ScanFallback("the numbers of the readings could not be read")
-        quality = np.full(len(nums), -1, dtype=np.int64)
-        if not marked:
-            rows = nums.reshape(-1, 3)
-            bounds = np.concatenate(([0], ends // 3))
-        else:
-            codes = np.frombuffer(text, dtype=np.uint8)
-            at = np.cumsum(codes == 32)[codes == 121]  # index of each quality among the texts
-            core = np.ones(len(nums), dtype=bool)
-            core[at] = False
-            rows = nums[core].reshape(-1, 3)
-            n_core = np.cumsum(core)
-            reading = n_core[at] // 3  # the reading each quality goes with (it comes before the duration)
-            first = np.ones(len(at), dtype=bool)
-            first[1:] = reading[1:] != reading[:-1]  # the first ReadingQuality of a reading counts
-            quality[reading[first]] = nums[at[first]]
-            bounds = np.concatenate(([0], n_core[ends - 1] // 3))
-        quality = quality[:len(rows)]
-        if (rows[:, 0] <= 0).any():
+        if (dur <= 0).any():
             raise ScanFallback("a reading without a positive duration")  # lxml's path names it
-        n = np.diff(bounds)
-        block = np.repeat(np.arange(len(n)), n)
-        k = np.arange(len(rows)) - bounds[block]
-        first_l = np.array(batch.first_lines, dtype=np.int64)
-        span = np.array(batch.last_lines, dtype=np.int64) - first_l
-        lines = first_l[block] + (k * span[block]) // np.maximum(n - 1, 1)[block]
-        start = np.ascontiguousarray(rows[:, 1])
-        dur = np.ascontiguousarray(rows[:, 0])
-        value = rows[:, 2].astype(np.float64)
+        quality = np.full(n, -1, dtype=np.int64)
+        if batch.quality.count(None) != n:
+            texts = np.array(batch.quality, dtype=object)
+            has = np.not_equal(texts, None)
+            quality[has] = np.fromstring(b" ".join(texts[has].tolist()), dtype=np.int64, sep=" ")
+        sizes = np.array(batch.sizes, dtype=np.int64)
+        bounds = np.concatenate(([0], np.cumsum(sizes)))
+        block = np.repeat(np.arange(len(sizes)), sizes)
+        k = np.arange(n) - bounds[block]
+        first = np.array(batch.first_lines, dtype=np.int64)
+        span = np.array(batch.last_lines, dtype=np.int64) - first
+        lines = first[block] + (k * span[block]) // np.maximum(sizes - 1, 1)[block]
+        value_f = value.astype(np.float64)
         for key, b0, b1 in zip(batch.keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            self._blocks[key] = Scanned(start[b0:b1], dur[b0:b1], value[b0:b1], quality[b0:b1], lines[b0:b1])
-        self.held += len(rows)
+            self._blocks[key] = Scanned(start[b0:b1], dur[b0:b1], value_f[b0:b1], quality[b0:b1], lines[b0:b1])
+        self.held += n
