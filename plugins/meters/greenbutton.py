@@ -1,8 +1,13 @@
 """Green Button (NAESB ESPI) XML files, streamed with bounded memory.
 
-The Atom feed is read with :func:`lxml.etree.iterparse`; every ``IntervalReading`` is
-reduced to four numbers the moment it closes and then cleared, and finished entries are
-removed from the tree, so the parser's memory does not grow with the file. Parsing is
+The file is read in chunks. The byte scanner of :mod:`.greenbutton_scan` reads the
+``IntervalReading`` elements of each ``IntervalBlock`` it recognises straight from the
+bytes into arrays; lxml's pull parser reads everything else (feed, entries, links,
+UsagePoint, MeterReading, ReadingType, LocalTimeParameters, blocks the scanner leaves to
+it), reduces the readings it sees to four numbers per reading as each entry closes, and
+finished entries are removed from the tree, so memory does not grow with the file. When
+the two disagree, or the file is wrong in any way, it is read again by lxml alone, which
+gives the result or the error (naming the line and element) it always gave. Parsing is
 safe: entities are not resolved, no network, no DTD, and a document with a DOCTYPE is
 refused before parsing starts.
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-WINDOW = 32 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes
+WINDOW = 16 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes
 MAX_LINE = 65_535  # libxml2 keeps element lines up to this value (beyond: see _reported_line)
 ASCII_COMPATIBLE = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15",
                     "windows-1252", "cp1252"}
@@ -52,6 +52,18 @@ def scannable(head: bytes) -> bool:
         head = head[3:]
     m = _DECL.match(head)
     return m is None or m.group(1).decode("ascii").lower() in ASCII_COMPATIBLE
+
+
+def _next_block(buf: bytes, pos: int) -> re.Match[bytes] | None:
+    """The next complete IntervalBlock start tag in ``buf[pos:]`` (the name is found first: fast)."""
+    i = buf.find(b"IntervalBlock", pos)
+    while i >= 0:
+        j = buf.rfind(b"<", max(pos, i - 200), i)
+        m = _OPEN.match(buf, j) if j >= 0 else None
+        if m is not None and (m.end(1) + 1 if m.group(1) is not None else j + 1) == i:
+            return m
+        i = buf.find(b"IntervalBlock", i + 13)
+    return None
 
 
 @dataclass
@@ -194,7 +206,7 @@ class BlockScanner:
     def _step(self, buf: bytes, pos: int, eof: bool, batch: _Batch) -> tuple[int, list[bytes], bool] | None:
         """Pass on what lies before the next block's readings (and cut them out); None: read more."""
         more = not eof and len(buf) - pos <= WINDOW  # whether waiting for more bytes is allowed
-        m = _OPEN.search(buf, pos)
+        m = _next_block(buf, pos)
         if m is None:
             if eof:
                 return len(buf), [buf[pos:]], True
