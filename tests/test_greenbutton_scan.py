@@ -283,6 +283,23 @@ def test_bare_interval_block_document(tmp_path, monkeypatch):
     assert same_as_lxml(path, monkeypatch) == 1
 
 
+@pytest.mark.parametrize("mb", [0.02, 0.1])
+def test_memory_limit_is_lxmls(tmp_path, monkeypatch, mb):
+    """Readings waiting to be claimed count against max_memory_mb; the error is the one lxml's path gives."""
+    from kwhub.core.adapters import AdapterContext
+    from kwhub.core.input_limits import InputLimits
+
+    blocks = [[_reading("espi:", 100 * b + i) for i in range(100)] for b in range(8)]
+    path = _write(tmp_path, "f.xml", _feed(blocks))
+    got = []
+    for scan in (False, True):
+        monkeypatch.setattr(gbmod, "SCAN", scan)
+        with pytest.raises(IntervalDataError) as ei:
+            GreenButtonMeter("gb", {}, AdapterContext(limits=InputLimits(max_memory_mb=mb))).read_file(path)
+        got.append((str(ei.value), ei.value.where, ei.value.field))
+    assert got[0] == got[1] and "max_memory_mb" in got[0][0]
+
+
 def test_scannable():
     assert scanmod.scannable(b'<?xml version="1.0" encoding="utf-8"?><feed/>')
     assert scanmod.scannable(b"\xef\xbb\xbf<feed/>") and scanmod.scannable(b"<feed/>")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WINDOW = 16 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes
+BLOCK_COST = 4  # what a block held waits for claiming costs beyond its readings, in readings
 MAX_LINE = 65_535  # libxml2 keeps element lines up to this value (beyond: see _reported_line)
 ASCII_COMPATIBLE = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15",
                     "windows-1252", "cp1252"}
@@ -143,7 +144,7 @@ class BlockScanner:
 
     def __init__(self, max_held: int) -> None:
         self.mark = "kwhubscan" + secrets.token_hex(8)  # no file can guess it
-        self.max_held = max_held  # readings that may wait to be claimed
+        self.max_held = max_held  # readings (and BLOCK_COST per block) that may wait to be claimed
         self.held = 0
         self.scanned_blocks = 0
         self._blocks: dict[str, Scanned] = {}
@@ -163,7 +164,7 @@ class BlockScanner:
             got = self._blocks.pop(key)
         except KeyError:
             raise ScanFallback(f"block {key} claimed twice or never scanned") from None
-        self.held -= len(got.start)
+        self.held -= len(got.start) + BLOCK_COST
         return got
 
     def pieces(self, read: Callable[[int], bytes], chunk: int) -> Iterator[bytes]:
@@ -269,4 +270,4 @@ class BlockScanner:
         value_f = value.astype(np.float64)
         for key, b0, b1 in zip(batch.keys, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             self._blocks[key] = Scanned(start[b0:b1], dur[b0:b1], value_f[b0:b1], quality[b0:b1], lines[b0:b1])
-        self.held += n
+        self.held += n + BLOCK_COST * len(batch.keys)
