@@ -17,10 +17,12 @@ per reading ``cost?``, ``ReadingQuality*`` (one ``quality`` each), ``timePeriod`
 only XML whitespace between tags, no attributes, no comments, CDATA or entities, and
 integers of at most 15 digits (the value may be negative). The element names may carry
 a namespace prefix (``espi:``, ``ns0:``, none), the same as the block's. A block with
-anything else (a comment, a decimal value, another order, a zero duration) is left to
-lxml untouched, as is every block of a file in an encoding that is not ASCII-compatible.
-A marked block that lxml does not claim where the reader expects one (inside a comment,
-in an unexpected place) makes the reader start again without the scanner.
+anything else (a comment, a decimal value, another order) is left to lxml untouched, as
+is every block of a file in an encoding that is not ASCII-compatible. A marked block that
+lxml does not claim where the reader expects one (inside a comment, in an unexpected
+place), a reading whose duration is not positive, or more readings waiting to be claimed
+than ``max_memory_mb`` allows raise :class:`ScanFallback`: the reader starts again
+without the scanner (and lxml's path gives its result or its error).
 """
 
 from __future__ import annotations
