@@ -5,7 +5,10 @@ IntervalBlock per day of 15-minute readings, a ReadingQuality on some readings, 
 then parses each in a fresh subprocess so that peak RSS is per run:
 
 * ours: ``kwhub.plugins.meters.greenbutton.GreenButtonMeter.read_file`` at two file sizes
-  (memory should stay flat; only the output arrays grow, ~40 bytes per reading);
+  (memory should stay flat; only the output arrays grow, ~40 bytes per reading): the
+  IntervalReadings are read from the bytes by ``greenbutton_scan``, the rest by lxml;
+  the JSON says how many blocks the scanner read (``scanned_blocks``, from a separate
+  untimed pass) so that a silent fall-back to lxml alone would show;
 * lxml peer: a short ``lxml.etree.iterparse`` reader (:func:`lxml_reader`) that takes every
   IntervalReading's start and value into numpy arrays and nothing else; ours and it run
   ``--runs`` times alternately on the big file, medians and the ratio are printed, and the
@@ -154,6 +157,15 @@ def child(kind: str, path: str) -> None:
                       "total_wh": total}))
 
 
+def _scanned(path: Path) -> tuple[int, int]:
+    """(blocks the byte scanner read, IntervalBlocks in the file): an untimed pass of our parser."""
+    sys.path.insert(0, str(ROOT))
+    from kwhub.plugins.meters.greenbutton import stream_parse
+
+    st = stream_parse(path)
+    return (st.scanner.scanned_blocks if st.scanner is not None else 0), st.blocks
+
+
 def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
@@ -216,6 +228,8 @@ def main() -> None:
           f"{cpu_ratio:.2f}x CPU "
           f"(runs ours/lxml s: {spread}); totals (Wh) ours {ours_big['total_wh']:,}, lxml {lxml['total_wh']:,}, "
           f"equal: {totals_equal}", file=sys.stderr)
+    scanned_blocks, blocks = _scanned(big)
+    print(f"blocks read by the byte scanner: {scanned_blocks:,} of {blocks:,}", file=sys.stderr)
     peer = None
     peer_file = "skipped"
     if not args.no_objects:
@@ -239,6 +253,8 @@ def main() -> None:
         "cpu_ratio_vs_lxml": round(cpu_ratio, 3),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "totals_equal": totals_equal,
+        "scanned_blocks": scanned_blocks,
+        "interval_blocks": blocks,
         "mb_per_cpu_s": round(ours_big["mb_per_cpu_s"], 2),
         "peer_mb_per_cpu_s": round(peer["mb_per_cpu_s"], 2) if peer else None,
         "peer_mb_per_s": round(peer["mb_per_s"], 2) if peer else None,

@@ -1,8 +1,13 @@
 """Green Button (NAESB ESPI) XML files, streamed with bounded memory.
 
-The Atom feed is read with :func:`lxml.etree.iterparse`; every ``IntervalReading`` is
-reduced to four numbers the moment it closes and then cleared, and finished entries are
-removed from the tree, so the parser's memory does not grow with the file. Parsing is
+The file is read in chunks. The byte scanner of :mod:`.greenbutton_scan` reads the
+``IntervalReading`` elements of each ``IntervalBlock`` it recognises straight from the
+bytes into arrays; lxml's pull parser reads everything else (feed, entries, links,
+UsagePoint, MeterReading, ReadingType, LocalTimeParameters, blocks the scanner leaves to
+it), reduces the readings it sees to four numbers per reading as each entry closes, and
+finished entries are removed from the tree, so memory does not grow with the file. When
+the two disagree, or the file is wrong in any way, it is read again by lxml alone, which
+gives the result or the error (naming the line and element) it always gave. Parsing is
 safe: entities are not resolved, no network, no DTD, and a document with a DOCTYPE is
 refused before parsing starts.
 
@@ -53,6 +58,7 @@ from kwhub.core.intervals import (
     PeriodSeries,
 )
 from kwhub.core.quality import Quality
+from kwhub.plugins.meters.greenbutton_scan import BlockScanner, ScanFallback, scannable
 
 TYPE_ID = "meters.greenbutton"
 ESPI = "http://naesb.org/espi"
@@ -215,6 +221,7 @@ class _ParseState:
     foreign: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (ns, name) -> (count, line)
     meta_bytes: int = 0  # volume of metadata kept (ReadingType, UsagePoint, ... and meter reading keys)
     n_readings: int = 0
+    scanner: BlockScanner | None = None  # reads the IntervalReadings from the bytes (lxml sees the rest)
 
     def add_metadata(self, n_bytes: int, line: int, what: str) -> None:
         """Count kept metadata against ``max_metadata_mb``."""
@@ -268,15 +275,36 @@ def _nested(el: Any) -> dict[str, str]:
     return out
 
 
+SCAN = True  # IntervalReadings read by the byte scanner (greenbutton_scan); False: lxml reads everything
+
+
 def stream_parse(path: Path, source: str | None = None, limits: InputLimits = DEFAULT_LIMITS) -> _ParseState:
-    """One streaming pass over an ESPI file; memory stays flat in the file size."""
+    """One streaming pass over an ESPI file; memory stays flat in the file size.
+
+    The readings of the IntervalBlocks the byte scanner recognises are read from the
+    bytes; lxml parses the rest. When the scanner's view and lxml's disagree, or the
+    file turns out to be wrong in any way, the file is read again by lxml alone, which
+    gives the result or the error (naming the line and element) it always has.
+    """
     source = source or str(path)
     with path.open("rb") as fh:
         root_name = refuse_doctype(path, fh, limits.max_header_bytes)
         fh.seek(0)
         # an Atom feed (or a single entry) is followed by its entries alone; anything else
         # (a bare ESPI resource) also reports IntervalBlock starts for the memory guard
-        return _parse(fh, source, atom=root_name in ("feed", "entry"), limits=limits)
+        atom = root_name in ("feed", "entry")
+        head = fh.read(1024)
+        fh.seek(0)
+        if SCAN and scannable(head):
+            scanner = BlockScanner(max(limits.max_memory_bytes // BYTES_PER_READING, 1))
+            try:
+                st = _parse(fh, source, atom=atom, limits=limits, scanner=scanner)
+                if not scanner.unclaimed:
+                    return st
+            except (IntervalDataError, ScanFallback):
+                pass
+            fh.seek(0)
+        return _parse(fh, source, atom=atom, limits=limits)
 
 
 _NS = {"e": ESPI, "a": ATOM}
@@ -298,6 +326,7 @@ T_DURATION = _E + "duration"
 T_VALUE = _E + "value"
 _GUARD_BYTES = 8 << 20  # an entry larger than this is drained while it is still open
 _CHUNK = 1 << 18
+_SCAN_CHUNK = 1 << 20  # bytes the scanner reads at a time (the readings it cuts out shrink them ~20x for lxml)
 _MR_OF_BLOCK = re.compile(r"/IntervalBlock(/[^/]*)?/?$")
 
 
@@ -508,9 +537,14 @@ def _raise_bad_reading(block: Any, source: str) -> None:
                             where=f"line {block.sourceline}, element <IntervalBlock>", field="IntervalReading")
 
 
-def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits = DEFAULT_LIMITS) -> _ParseState:
-    """Stream the document; ``atom`` when its root is an Atom feed/entry (faster events)."""
-    st = _ParseState(source=source, limits=limits)
+def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits = DEFAULT_LIMITS,
+           scanner: BlockScanner | None = None) -> _ParseState:
+    """Stream the document; ``atom`` when its root is an Atom feed/entry (faster events).
+
+    With a ``scanner``, lxml is fed the document as the scanner passes it on (the readings
+    it read cut out) and the blocks it marked are claimed from it.
+    """
+    st = _ParseState(source=source, limits=limits, scanner=scanner)
     pending = _Chunks()  # readings of the entry being read (drained early when it is huge)
     # Events only for entries (plus IntervalBlock starts for bare resources): every extra
     # tag in the filter costs libxml2 callbacks on each element of the file.
@@ -522,12 +556,9 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits =
     root: Any = None
     open_el: Any = None  # the entry (or bare IntervalBlock) being read
     since_entry = 0
-    read = fh.read
+    chunks = scanner.pieces(fh.read, max(_CHUNK, _SCAN_CHUNK)) if scanner is not None else iter(lambda: fh.read(_CHUNK), b"")
     try:
-        while True:
-            chunk = read(_CHUNK)
-            if not chunk:
-                break
+        for chunk in chunks:
             parser.feed(chunk)
             since_entry += len(chunk)
             for event, el in parser.read_events():
@@ -558,7 +589,7 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits =
                         del parent[0]
             if since_entry > _GUARD_BYTES and open_el is not None:
                 block = _open_block(open_el)
-                if block is not None:
+                if block is not None and not _is_scanned(st, block):
                     held = sum(len(x) for x in pending.line)
                     _extract(block, pending, source, keep_last=True)
                     st.add_readings(sum(len(x) for x in pending.line) - held, int(block.sourceline or 0))
@@ -579,11 +610,32 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits =
         if atom:
             st.blocks += sum(1 for _ in root.iter(T_BLOCK))
         _collect_resources(st, [root], "", [])
-        if root.tag == T_BLOCK:
+        if root.tag == T_BLOCK and not _claim(st, root, pending):
             _extract(root, pending, source)
         st.add_readings(sum(len(x) for x in pending.line), int(root.sourceline or 0))
         _append(st.readings.setdefault("", _Chunks()), pending)
     return st
+
+
+def _is_scanned(st: _ParseState, block: Any) -> bool:
+    """Whether the scanner read the readings of ``block`` (lxml never saw them)."""
+    return st.scanner is not None and block.get(st.scanner.mark) is not None
+
+
+def _claim(st: _ParseState, block: Any, into: _Chunks) -> bool:
+    """Take the scanner's arrays of ``block`` into ``into``; False when lxml holds its readings."""
+    if st.scanner is None:
+        return False
+    key = block.get(st.scanner.mark)
+    if key is None:
+        return False
+    got = st.scanner.claim(key)
+    into.start.append(got.start)
+    into.dur.append(got.dur)
+    into.value.append(got.value)
+    into.quality.append(got.quality)
+    into.line.append(got.line)
+    return True
 
 
 def _open_block(el: Any) -> Any:
@@ -694,7 +746,8 @@ def _finish_entry(st: _ParseState, el: Any, pending: _Chunks, source: str, count
     if count_blocks:
         st.blocks += sum(1 for _ in el.iter(T_BLOCK))
     for block in blocks:
-        _extract(block, pending, source)
+        if not _claim(st, block, pending):
+            _extract(block, pending, source)
     if pending.line:
         ref = up or me
         mr = _MR_OF_BLOCK.sub("", ref) if ref else ""
