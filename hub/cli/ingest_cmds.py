@@ -249,7 +249,7 @@ def _print_ingest_table(reports: list[Any]) -> None:
 
 
 def _parse_instant(text: str, opt: str) -> int:
-    from kwhub.core.intervals import day_start_epoch
+    from kwhub.core.interval_grid import day_start_epoch
 
     try:
         if len(text) == 10:
@@ -286,7 +286,7 @@ def readings(
     Closed periods exported to Parquet: `kwhub readings hall_a.load --from-parquet DIR --start ...`
     (validated layer; the same rows as from the database).
     """
-    from kwhub.core.intervals import SECONDS_PER_DAY
+    from kwhub.core.interval_grid import SECONDS_PER_DAY
 
     fmt = output_format(fmt, ("text", "json", "csv"))
     if layer not in ("raw", "validated"):
@@ -473,13 +473,12 @@ def _print_summary(items: list[Any], period_items: list[Any], layer: str, fmt: s
     ``units`` maps configured channels to their unit; a channel kwhub.toml does not list is
     shown under ``not configured``. Totals are never added across units.
     """
-    import numpy as np
-
+    from numbers import Integral  # numpy's integers are Integral: no numpy import for a summary
 
     def iso(x: Any) -> str:
         if x is None:
             return ""
-        if isinstance(x, (int, np.integer)):
+        if isinstance(x, Integral):
             return datetime.fromtimestamp(int(x), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if isinstance(x, datetime):
             return (x if x.tzinfo else x.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
