@@ -171,7 +171,7 @@ def _channel(campus: Campus, cid: str, raw: list[DayBlock]) -> Channel:
         return Channel(id=cid, interval_minutes=minutes)
 
 
-_CHUNK_CHANNELS = 64  # channels per bulk read (bounds the memory of one read)
+_CHUNK_CHANNELS = 32  # channels per bulk read (bounds the memory of one read)
 
 
 class _Dense:
