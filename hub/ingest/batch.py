@@ -95,8 +95,12 @@ def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
     """UTC days each channel of the batch touches (vectorised per channel)."""
     out: dict[str, set[date]] = {}
     seen: dict[bytes, list[date]] = {}  # channels of one file usually share their days
+    last: tuple[np.ndarray, list[date]] | None = None  # ... and often their instants
     for s in batch.series:
         if len(s) == 0:
+            continue
+        if last is not None and _same(s.starts, last[0]):
+            out.setdefault(s.channel_id, set()).update(last[1])
             continue
         days = s.starts // SECONDS_PER_DAY
         if len(days) > 1 and (days[1:] >= days[:-1]).all():  # the usual sorted series: no sort needed
@@ -107,8 +111,14 @@ def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
         dates = seen.get(key)
         if dates is None:
             dates = seen[key] = days.astype("datetime64[D]").tolist()
+        last = (s.starts, dates)
         out.setdefault(s.channel_id, set()).update(dates)
     return out
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same instants (the same array, or equal ones)."""
+    return a is b or (len(a) == len(b) and bool(np.array_equal(a, b)))
 
 
 def check_channels(campus: Campus, batch: IntervalBatch, allow_new_channels: bool = False) -> list[str]:
@@ -153,11 +163,18 @@ def check_values(batch: IntervalBatch, limits: InputLimits = DEFAULT_LIMITS) -> 
     The adapters that read files check this with line numbers; this is the same rule once
     more before anything is written (a plugin adapter, a poller), naming channel and instant.
     """
+    checked: np.ndarray | None = None  # the last instants found inside (channels of a file share them)
     for s in batch.series:
         if not len(s):
             continue
-        out = limits.outside(s.starts)
-        if out.any():
+        if checked is None or not _same(s.starts, checked):
+            out = limits.outside(s.starts)
+            if not out.any():
+                checked = s.starts
+                out = None
+        else:
+            out = None
+        if out is not None:
             i = int(np.argmax(out))
             raise IntervalDataError(f"interval {instant_text(int(s.starts[i]))} is outside the accepted range "
                                     f"{limits.range_text()}", source=batch.source, where=excerpt(s.channel_id, 80),
