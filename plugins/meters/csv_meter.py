@@ -941,7 +941,8 @@ class CsvMeter(MeterAdapter):
             line = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
             if len(value) == 0:
                 continue
-            groups.append(_Group(name=name, stamp=stamp, value=value * cfg.multiplier, line=line,
+            groups.append(_Group(name=name, stamp=stamp, value=value * cfg.multiplier if cfg.multiplier != 1 else value,
+                                 line=line,
                                  minutes=np.full(len(value), 60, dtype=np.int64) if cfg.hour_ending_column else None,
                                  factor=unit_factor, demand=is_demand, units=read.declared,
                                  unit_field=vcols[cols[0]]))
@@ -1139,7 +1140,9 @@ class CsvMeter(MeterAdapter):
                                        g.unit_field)
             else:  # unit not declared (values in the channel's unit) or channel unknown (to kWh)
                 demand = take(g.demand)
-                kwh = take(g.value) * take(g.factor)
+                factor = take(g.factor)
+                # (x * 1.0 is x, bit for bit: the copy is skipped)
+                kwh = take(g.value) if isinstance(factor, float | int) and factor == 1 else take(g.value) * factor
                 if isinstance(demand, np.ndarray):
                     kwh = kwh * np.where(demand, minutes / 60.0, 1.0)
                 elif demand:
