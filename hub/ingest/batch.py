@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
 
 SNIFF_BYTES = 4096
+_NO_DAYS: frozenset[date] = frozenset()
 STREAM_MIN_BYTES = 16 << 20  # files from this size are stored chunk by chunk when the adapter can stream them
 
 
@@ -281,7 +282,8 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
     from kwhub.hub.store.day_writer import RawDayWriter
 
     report = IngestReport(source=source, adapter=adapter_type)
-    days: dict[str, set[date]] = {}
+    # days touched per channel; channels with the same days share one set
+    days: dict[str, frozenset[date]] = {}
     channels: dict[str, None] = {}
     meta: dict[str, Any] = {}
     n = 0
@@ -292,8 +294,16 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
                 check_values(batch, limits)
                 check_channels(campus, batch, allow_new_channels=False)
                 n += len(batch)
+                # (the sets joined are held with the result, so their ids stay theirs)
+                joined: dict[tuple[int, frozenset[date]], tuple[frozenset[date], frozenset[date]]] = {}
                 for cid, d in channel_days(batch).items():
-                    days.setdefault(cid, set()).update(d)
+                    before = days.get(cid, _NO_DAYS)
+                    key = (id(before), frozenset(d))
+                    got = joined.get(key)
+                    if got is None:
+                        got = joined[key] = (before | key[1], before)
+                    days[cid] = got[0]
+                del joined
                 channels.update(dict.fromkeys(batch.channel_ids()))
                 meta.update(batch.meta)
                 writer.write(batch.series)

@@ -265,7 +265,7 @@ class _Dense:
         inside = (pos >= 0) & (pos < n_days)
         rv[pos[inside]] = f.values[inside]
         rq[pos[inside]] = f.quality[inside]
-        self.raw_hashes[cid] = (f.days[inside], [d for d, ok in zip(f.digests, inside.tolist(), strict=True) if ok])
+        self.raw_hashes[cid] = (f.days[inside], f.digest_list(inside))
         return channel, lo, rv, rq, rv, rq
 
     def _load(self, k: int) -> None:

@@ -47,7 +47,13 @@ class FreshDays:
     days: np.ndarray  # int64 epoch days
     values: np.ndarray  # float64 (days, slots), NaN where MISSING
     quality: np.ndarray  # uint8 (days, slots)
-    digests: list[str] = field(default_factory=list)  # content hash per day
+    #: content hash per day: hex digests as fixed-width ASCII (``S64``: no object per day)
+    digests: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S64"))
+
+    def digest_list(self, mask: np.ndarray | None = None) -> list[str]:
+        """The hex digests (of the days where ``mask``) as strings."""
+        d = self.digests if mask is None else self.digests[mask]
+        return [x.decode("ascii") for x in d.tolist()]
 
 
 def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray,
@@ -163,7 +169,7 @@ class RawDayWriter:
                 direct = None
             if self.keep and cid not in self._dropped:
                 self._parts.setdefault(cid, []).append(
-                    FreshDays(cd.interval_minutes, cd.days, cd.values, cd.quality, digests))
+                    FreshDays(cd.interval_minutes, cd.days, cd.values, cd.quality, np.array(digests, dtype="S64")))
                 self._kept += cd.values.nbytes + cd.quality.nbytes
         self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
@@ -218,6 +224,6 @@ class RawDayWriter:
                 continue  # a day written twice (merged in the store): read back instead
             out[cid] = FreshDays(parts[0].interval_minutes, days, np.concatenate([p.values for p in parts]),
                                  np.concatenate([p.quality for p in parts]),
-                                 [d for p in parts for d in p.digests])
+                                 np.concatenate([p.digests for p in parts]))
         self._parts.clear()
         return out
