@@ -34,9 +34,9 @@ from kwhub.hub.store.tables import interval_day_table, utcnow
 
 _MISSING = np.uint8(Quality.MISSING)
 _IN_CHUNK = 500
-#: arrays kept for VEE at most (9 bytes per interval: about 11M intervals); the channels
+#: arrays kept for VEE at most (9 bytes per interval: about 7.4M intervals); the channels
 #: beyond are read back by VEE in bounded chunks, so memory does not grow with the file
-FRESH_KEEP_BYTES = 96 << 20
+FRESH_KEEP_BYTES = 64 << 20
 
 
 @dataclass
