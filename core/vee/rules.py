@@ -680,16 +680,20 @@ class HighLowRule(Rule):
         low = np.zeros(frame.values.shape, dtype=bool)
         high[rows] = high_rows
         low[rows] = low_rows
-        avail = frame.availability()
-        out = (np.isfinite(avail) & (avail < c.availability_below)) | frame.outage_mask()
-        if c.basis == "day":
-            out = np.broadcast_to(out.any(axis=1)[:, None], out.shape)
-        excused = low & out
-        mask = high | (low & ~out)
+        if frame.context.availability or frame.context.outages:
+            avail = frame.availability()
+            out = (np.isfinite(avail) & (avail < c.availability_below)) | frame.outage_mask()
+            if c.basis == "day":
+                out = np.broadcast_to(out.any(axis=1)[:, None], out.shape)
+            excused = low & out
+            mask = high | (low & ~out)
+            n_excused = excused.sum(axis=1)
+        else:  # no availability and no outage known: nothing is excused
+            mask = high | low
+            n_excused = np.zeros(len(frame.days), dtype=np.int64)
         day_detail: dict[int, dict[str, Any]] = {}
         pos = np.full(len(frame.days), -1, dtype=np.intp)
         pos[rows] = np.arange(len(rows))
-        n_excused = excused.sum(axis=1)
         for r in np.flatnonzero(mask.any(axis=1) | n_excused.astype(bool)).tolist():
             i = int(pos[r])  # flagged or excused rows are target rows with a band
             day_detail[r] = {"high": round(float(hi[i]), 4), "low": round(float(lo[i]), 4), "basis": c.basis,
