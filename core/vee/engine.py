@@ -428,6 +428,7 @@ class VeeEngine:
         self._cache: dict[str, list[Rule]] = {}
         self._estimation: dict[str, EstimationConfig] = {}
         self._lookback: dict[str, int] = {}
+        self._day_lists: dict[tuple[date, int], list[date]] = {}
 
     def rules_for(self, group: str) -> list[Rule]:
         """Enabled rule instances of a channel group, in phase and ``order`` order."""
@@ -681,7 +682,7 @@ class VeeEngine:
                context: VeeContext) -> ChannelFrame:
         first, last = self.frame_span(channel, target_days, context)
         n_days = (last - first).days + 1
-        days = [first + timedelta(days=i) for i in range(n_days)]
+        days = self._day_list(first, n_days)
         n_slots = slots_per_day(channel.interval_minutes)
         shape = (n_days, n_slots)
         frame = ChannelFrame(
@@ -718,6 +719,16 @@ class VeeEngine:
             ends = day_start_epoch(first) + frame.step_s * (1 + np.arange(frame.values.size, dtype=np.int64))
             frame.due = (ends <= context.now_epoch).reshape(shape)
         return frame
+
+    def _day_list(self, first: date, n_days: int) -> list[date]:
+        """The frame's days (the same list for every channel of a run with the same span; never changed)."""
+        cache = self._day_lists
+        got = cache.get((first, n_days))
+        if got is None:
+            if len(cache) > 64:
+                cache.clear()
+            got = cache[(first, n_days)] = [first + timedelta(days=i) for i in range(n_days)]
+        return got
 
     def _estimate(self, frame: ChannelFrame, to_estimate: np.ndarray, owner: np.ndarray,
                   rule_names: list[str], events: list[VeeEvent]) -> None:

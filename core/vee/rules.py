@@ -57,11 +57,35 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
-def _smallest(rows_vals: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` smallest values of each row, unordered (NaN counts as largest)."""
-    if k >= rows_vals.shape[1]:
-        return rows_vals
-    return np.partition(rows_vals, k - 1, axis=1)[:, :k]
+def _window_smallest(sorted_rows: np.ndarray, starts: np.ndarray, h: int, k: int) -> np.ndarray:
+    """The ``k`` smallest values (ascending, NaN last) of the windows ``sorted_rows[s:s + h]``.
+
+    ``sorted_rows`` holds each row's values ascending (NaN last). The k smallest of 2^j
+    consecutive rows are built level by level (each level merges two of the previous), and
+    a window of ``h`` rows joins one block per set bit of ``h``: a few short sorts instead
+    of one partition over every value of every window. Order statistics are exact, so the
+    percentiles are the same numbers.
+    """
+    n = sorted_rows.shape[0]
+    levels = [sorted_rows[:, :k]]
+    for j in range(1, h.bit_length()):
+        w = 1 << (j - 1)
+        prev = levels[-1]
+        m = prev.shape[1]
+        both = np.full((n, 2 * m), np.nan)
+        both[:, :m] = prev
+        both[:n - w, m:] = prev[w:]
+        both.sort(axis=1)
+        levels.append(both[:, :k])
+    parts = []
+    at = np.asarray(starts, dtype=np.intp)
+    for j in range(h.bit_length() - 1, -1, -1):
+        if h >> j & 1:
+            parts.append(levels[j][at])
+            at = at + (1 << j)
+    cand = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    cand.sort(axis=1)
+    return cand[:, :k]
 
 
 def window_percentiles(hist: np.ndarray, rows: np.ndarray, h: int, percentiles: list[float]) -> np.ndarray:
@@ -104,8 +128,7 @@ def window_percentiles(hist: np.ndarray, rows: np.ndarray, h: int, percentiles: 
             else:
                 per_day = day_sorted[:, :kk]
             padded = np.vstack([np.full((h, per_day.shape[1]), np.nan), per_day])
-            win = padded[gather].reshape(len(rows), -1)
-            srt = np.sort(_smallest(win, k), axis=1)
+            srt = _window_smallest(padded, rows, h, k)
             if top:
                 a, b = -srt[at, n - 1 - i1], -srt[at, n - 1 - i2]
             else:
@@ -657,16 +680,20 @@ class HighLowRule(Rule):
         low = np.zeros(frame.values.shape, dtype=bool)
         high[rows] = high_rows
         low[rows] = low_rows
-        avail = frame.availability()
-        out = (np.isfinite(avail) & (avail < c.availability_below)) | frame.outage_mask()
-        if c.basis == "day":
-            out = np.broadcast_to(out.any(axis=1)[:, None], out.shape)
-        excused = low & out
-        mask = high | (low & ~out)
+        if frame.context.availability or frame.context.outages:
+            avail = frame.availability()
+            out = (np.isfinite(avail) & (avail < c.availability_below)) | frame.outage_mask()
+            if c.basis == "day":
+                out = np.broadcast_to(out.any(axis=1)[:, None], out.shape)
+            excused = low & out
+            mask = high | (low & ~out)
+            n_excused = excused.sum(axis=1)
+        else:  # no availability and no outage known: nothing is excused
+            mask = high | low
+            n_excused = np.zeros(len(frame.days), dtype=np.int64)
         day_detail: dict[int, dict[str, Any]] = {}
         pos = np.full(len(frame.days), -1, dtype=np.intp)
         pos[rows] = np.arange(len(rows))
-        n_excused = excused.sum(axis=1)
         for r in np.flatnonzero(mask.any(axis=1) | n_excused.astype(bool)).tolist():
             i = int(pos[r])  # flagged or excused rows are target rows with a band
             day_detail[r] = {"high": round(float(hi[i]), 4), "low": round(float(lo[i]), 4), "basis": c.basis,

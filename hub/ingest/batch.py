@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
 
 SNIFF_BYTES = 4096
+_NO_DAYS: frozenset[date] = frozenset()
 STREAM_MIN_BYTES = 16 << 20  # files from this size are stored chunk by chunk when the adapter can stream them
 
 
@@ -95,8 +96,12 @@ def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
     """UTC days each channel of the batch touches (vectorised per channel)."""
     out: dict[str, set[date]] = {}
     seen: dict[bytes, list[date]] = {}  # channels of one file usually share their days
+    last: tuple[np.ndarray, list[date]] | None = None  # ... and often their instants
     for s in batch.series:
         if len(s) == 0:
+            continue
+        if last is not None and _same(s.starts, last[0]):
+            out.setdefault(s.channel_id, set()).update(last[1])
             continue
         days = s.starts // SECONDS_PER_DAY
         if len(days) > 1 and (days[1:] >= days[:-1]).all():  # the usual sorted series: no sort needed
@@ -107,8 +112,14 @@ def channel_days(batch: IntervalBatch) -> dict[str, set[date]]:
         dates = seen.get(key)
         if dates is None:
             dates = seen[key] = days.astype("datetime64[D]").tolist()
+        last = (s.starts, dates)
         out.setdefault(s.channel_id, set()).update(dates)
     return out
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same instants (the same array, or equal ones)."""
+    return a is b or (len(a) == len(b) and bool(np.array_equal(a, b)))
 
 
 def check_channels(campus: Campus, batch: IntervalBatch, allow_new_channels: bool = False) -> list[str]:
@@ -153,11 +164,18 @@ def check_values(batch: IntervalBatch, limits: InputLimits = DEFAULT_LIMITS) -> 
     The adapters that read files check this with line numbers; this is the same rule once
     more before anything is written (a plugin adapter, a poller), naming channel and instant.
     """
+    checked: np.ndarray | None = None  # the last instants found inside (channels of a file share them)
     for s in batch.series:
         if not len(s):
             continue
-        out = limits.outside(s.starts)
-        if out.any():
+        if checked is None or not _same(s.starts, checked):
+            out = limits.outside(s.starts)
+            if not out.any():
+                checked = s.starts
+                out = None
+        else:
+            out = None
+        if out is not None:
             i = int(np.argmax(out))
             raise IntervalDataError(f"interval {instant_text(int(s.starts[i]))} is outside the accepted range "
                                     f"{limits.range_text()}", source=batch.source, where=excerpt(s.channel_id, 80),
@@ -264,7 +282,8 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
     from kwhub.hub.store.day_writer import RawDayWriter
 
     report = IngestReport(source=source, adapter=adapter_type)
-    days: dict[str, set[date]] = {}
+    # days touched per channel; channels with the same days share one set
+    days: dict[str, frozenset[date]] = {}
     channels: dict[str, None] = {}
     meta: dict[str, Any] = {}
     n = 0
@@ -275,8 +294,16 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
                 check_values(batch, limits)
                 check_channels(campus, batch, allow_new_channels=False)
                 n += len(batch)
+                # (the sets joined are held with the result, so their ids stay theirs)
+                joined: dict[tuple[int, frozenset[date]], tuple[frozenset[date], frozenset[date]]] = {}
                 for cid, d in channel_days(batch).items():
-                    days.setdefault(cid, set()).update(d)
+                    before = days.get(cid, _NO_DAYS)
+                    key = (id(before), frozenset(d))
+                    got = joined.get(key)
+                    if got is None:
+                        got = joined[key] = (before | key[1], before)
+                    days[cid] = got[0]
+                del joined
                 channels.update(dict.fromkeys(batch.channel_ids()))
                 meta.update(batch.meta)
                 writer.write(batch.series)

@@ -171,7 +171,7 @@ def _channel(campus: Campus, cid: str, raw: list[DayBlock]) -> Channel:
         return Channel(id=cid, interval_minutes=minutes)
 
 
-_CHUNK_CHANNELS = 64  # channels per bulk read (bounds the memory of one read)
+_CHUNK_CHANNELS = 32  # channels per bulk read (bounds the memory of one read)
 
 
 class _Dense:
@@ -265,7 +265,7 @@ class _Dense:
         inside = (pos >= 0) & (pos < n_days)
         rv[pos[inside]] = f.values[inside]
         rq[pos[inside]] = f.quality[inside]
-        self.raw_hashes[cid] = (f.days[inside], [d for d, ok in zip(f.digests, inside.tolist(), strict=True) if ok])
+        self.raw_hashes[cid] = (f.days[inside], f.digest_list(inside))
         return channel, lo, rv, rq, rv, rq
 
     def _load(self, k: int) -> None:
@@ -376,6 +376,15 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
 
     order = sorted(channel_days, key=lambda c: (len(related_of(c)), c))
     plan = [(cid, days) for cid in order if (days := sorted(set(channel_days[cid])))]
+    # the outcomes later channels read (sum-check members, availability): only these are
+    # kept for the run; every other channel's validated days go once written
+    wanted_later: set[str] = set()
+    for cid, _ in plan:
+        # (a channel the campus does not know is validated with the default group's rules)
+        ch = campus_channels.get(cid) or Channel(id=cid, interval_minutes=15)
+        wanted_later |= engine.related_channels(ch)
+        if ch.asset and ch.role != "availability":
+            wanted_later.update(avail_of.get(ch.asset, []))
     stored_reads = _stored_reads(db, plan, register_reads or {})
     dense = _Dense(db, campus_channels, engine, plan, stored_reads, fresh)
     try:
@@ -425,7 +434,8 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             out = outcome.dense
             if out is None and outcome.validated:  # an engine that returned blocks
                 out = _as_days(channel, outcome.validated)
-            reads.done[cid] = outcome
+            if cid in wanted_later:
+                reads.done[cid] = outcome
             if out is not None and out.days:
                 known = None
                 if history_dense is not None:

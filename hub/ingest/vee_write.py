@@ -72,7 +72,14 @@ def _raw_equal_hashes(cid: str, days: list[date], raw_v: np.ndarray, raw_q: np.n
     read = raw_hashes.get(cid)
     if read is None or not same.any():
         return None
-    digest_of = dict(zip(read[0].tolist(), read[1], strict=True))
+    rd, digests = read
+    n = len(days)
+    if len(rd) == n and n and days[0].toordinal() - _EPOCH_ORDINAL == int(rd[0]) and \
+            (days[-1] - days[0]).days == n - 1 and bool((np.diff(rd) == 1).all()):
+        # the usual case: the raw days read are the run's days (consecutive days, the same
+        # first day; the run's days are sorted and distinct)
+        return [h if ok else None for h, ok in zip(digests, same.tolist(), strict=True)]
+    digest_of = dict(zip(rd.tolist(), digests, strict=True))
     found: list[str | None] = [None] * len(days)
     hit = False
     for i in np.flatnonzero(same).tolist():

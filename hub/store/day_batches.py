@@ -134,12 +134,63 @@ def canonical_rules(rule_ids: np.ndarray, names: Sequence[str]) -> tuple[np.ndar
 
 
 
+
+@dataclass
+class _Layout:
+    """Where a series' instants fall in dense day arrays (checked: store years, on the grid).
+
+    Channels read from one file usually share their instants; :meth:`fits` tells whether
+    another channel's starts are the same, so the layout is worked out once per batch.
+    """
+
+    starts: np.ndarray
+    step: int
+    day: np.ndarray
+    slot: np.ndarray
+    increasing: bool
+    udays: np.ndarray
+    flat: np.ndarray
+    whole_days: bool  # every slot of every day, in order (flat is 0, 1, 2, ...)
+
+    def fits(self, starts: np.ndarray, step: int) -> bool:
+        return step == self.step and (starts is self.starts or (
+            len(starts) == len(self.starts) and bool(np.array_equal(starts, self.starts))))
+
+    @classmethod
+    def of(cls, starts: np.ndarray, step: int, interval_minutes: int, n_slots: int, source: str,
+           cid: str) -> _Layout:
+        bad = (starts < STORE_FIRST_EPOCH) | (starts >= STORE_END_EPOCH)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise batch_error(f"interval start {instant_text(int(starts[i]))} is outside the years the store holds "
+                              "(1900..8999)", source, cid, "start")
+        bad = starts % step != 0
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise batch_error(f"interval start {iso_instant(starts[i])} is not on the {interval_minutes}-minute grid",
+                              source, cid, "start")
+        day = starts // SECONDS_PER_DAY
+        slot = (starts - day * SECONDS_PER_DAY) // step
+        increasing = len(starts) < 2 or bool((starts[1:] > starts[:-1]).all())
+        udays = flat = np.zeros(0, dtype=np.int64)
+        if increasing:
+            change = np.empty(len(day), dtype=bool)
+            change[:1] = True
+            np.not_equal(day[1:], day[:-1], out=change[1:])
+            udays = day[change]
+            flat = (np.cumsum(change) - 1) * n_slots + slot
+        whole = (increasing and len(flat) == len(udays) * n_slots
+                 and bool(np.array_equal(flat, np.arange(len(flat), dtype=flat.dtype))))
+        return cls(starts, step, day, slot, increasing, udays, flat, whole)
+
+
 def prepare_series(series: Sequence[ChannelSeries], source: str) -> list[ChannelDays]:
     """Group a batch by channel and cut it into dense day arrays (validating everything)."""
     groups: dict[str, list[ChannelSeries]] = {}
     for s in series:
         groups.setdefault(s.channel_id, []).append(s)
     out = []
+    layout: _Layout | None = None  # the channels of a wide file share their instants: worked out once
     for cid, parts in groups.items():
         minutes = {int(p.interval_minutes) for p in parts}
         if len(minutes) > 1:
@@ -162,15 +213,9 @@ def prepare_series(series: Sequence[ChannelSeries], source: str) -> list[Channel
             ])
         if len(starts) == 0:
             continue
-        bad = (starts < STORE_FIRST_EPOCH) | (starts >= STORE_END_EPOCH)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise batch_error(f"interval start {instant_text(int(starts[i]))} is outside the years the store holds "
-                         "(1900..8999)", source, cid, "start")
-        bad = starts % step != 0
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise batch_error(f"interval start {iso_instant(starts[i])} is not on the {interval_minutes}-minute grid", source, cid, "start")
+        lay = layout if layout is not None and layout.fits(starts, step) else None
+        if lay is None:
+            lay = layout = _Layout.of(starts, step, interval_minutes, n_slots, source, cid)
         bad = quality > MAX_QUALITY
         if bad.any():
             i = int(np.argmax(bad))
@@ -179,18 +224,11 @@ def prepare_series(series: Sequence[ChannelSeries], source: str) -> list[Channel
         if bad.any():
             i = int(np.argmax(bad))
             raise batch_error(f"value {values[i]} at {iso_instant(starts[i])} is not finite", source, cid, "value")
-        day = starts // SECONDS_PER_DAY
-        slot = (starts - day * SECONDS_PER_DAY) // step
         keep = (quality != MISSING) & ~np.isnan(values)
         all_kept = bool(keep.all())
-        if len(starts) < 2 or bool((starts[1:] > starts[:-1]).all()):
+        if lay.increasing:
             # the usual case, strictly increasing starts: no duplicates, days already sorted
-            change = np.empty(len(day), dtype=bool)
-            change[:1] = True
-            np.not_equal(day[1:], day[:-1], out=change[1:])
-            udays = day[change]
-            inv = np.cumsum(change) - 1
-            flat = inv * n_slots + slot
+            udays, flat = lay.udays, lay.flat
             if all_kept:
                 kv, kq, kr = values, quality, rules
             else:
@@ -198,8 +236,8 @@ def prepare_series(series: Sequence[ChannelSeries], source: str) -> list[Channel
                 kv, kq = values[keep], quality[keep]
                 kr = rules[keep] if rules is not None else None
         else:
-            udays, inv = np.unique(day, return_inverse=True)
-            flat = (inv * n_slots + slot)[keep]
+            udays, inv = np.unique(lay.day, return_inverse=True)
+            flat = (inv * n_slots + lay.slot)[keep]
             # last occurrence wins: first occurrence in the reversed order
             _, first_rev = np.unique(flat[::-1], return_index=True)
             pick = len(flat) - 1 - first_rev
@@ -207,6 +245,13 @@ def prepare_series(series: Sequence[ChannelSeries], source: str) -> list[Channel
             kv, kq = values[keep][pick], quality[keep][pick]
             kr = rules[keep][pick] if rules is not None else None
         n_cells = len(udays) * n_slots
+        if lay.whole_days and all_kept:
+            # every slot of every day, in order: the arrays are the days as they are
+            v2 = np.array(kv, dtype=np.float64).reshape(len(udays), n_slots)
+            q2 = np.array(kq, dtype=np.uint8).reshape(len(udays), n_slots)
+            r2 = None if kr is None else np.array(kr, dtype=np.uint8).reshape(len(udays), n_slots)
+            out.append(ChannelDays(cid, interval_minutes, udays.astype(np.int64), v2, q2, r2, tuple(names)))
+            continue
         if len(flat) == n_cells:
             # every slot of every day is given: the cells are a permutation, no fill needed
             v2 = np.empty((len(udays), n_slots))

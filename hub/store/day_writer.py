@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -26,15 +27,16 @@ from sqlalchemy import Connection, select
 
 from kwhub.core.intervals import ChannelSeries
 from kwhub.core.quality import Quality
-from kwhub.hub.store.day_batches import prepare_series
-from kwhub.hub.store.interval_store import WriteReport
-from kwhub.hub.store.tables import interval_day_table
+from kwhub.hub.store.day_batches import ChannelDays, prepare_series
+from kwhub.hub.store.day_sql import day_sql, dbapi_cursor
+from kwhub.hub.store.interval_store import SOURCE_MAX, WriteReport
+from kwhub.hub.store.tables import interval_day_table, utcnow
 
 _MISSING = np.uint8(Quality.MISSING)
 _IN_CHUNK = 500
-#: arrays kept for VEE at most (9 bytes per interval: about 11M intervals); the channels
+#: arrays kept for VEE at most (9 bytes per interval: about 7.4M intervals); the channels
 #: beyond are read back by VEE in bounded chunks, so memory does not grow with the file
-FRESH_KEEP_BYTES = 96 << 20
+FRESH_KEEP_BYTES = 64 << 20
 
 
 @dataclass
@@ -45,22 +47,37 @@ class FreshDays:
     days: np.ndarray  # int64 epoch days
     values: np.ndarray  # float64 (days, slots), NaN where MISSING
     quality: np.ndarray  # uint8 (days, slots)
-    digests: list[str] = field(default_factory=list)  # content hash per day
+    #: content hash per day: hex digests as fixed-width ASCII (``S64``: no object per day)
+    digests: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S64"))
+
+    def digest_list(self, mask: np.ndarray | None = None) -> list[str]:
+        """The hex digests (of the days where ``mask``) as strings."""
+        d = self.digests if mask is None else self.digests[mask]
+        return [x.decode("ascii") for x in d.tolist()]
 
 
-def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values: np.ndarray,
-                quality: np.ndarray) -> list[str]:
-    """Content hashes of canonical days without rule ids (what the store computes)."""
+def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray,
+               ) -> tuple[list[str], list[bytes], list[bytes]]:
+    """ISO day, value blob and quality blob of each day (one copy of each array, sliced per day:
+    half the time of a bytes object per row)."""
     iso = np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
     vb = np.ascontiguousarray(values, dtype="<f8").tobytes()
     qb = np.ascontiguousarray(quality, dtype=np.uint8).tobytes()
     n = len(iso)
     rv, rq = (len(vb) // n, len(qb) // n) if n else (0, 0)
+    return iso, [vb[i:i + rv] for i in range(0, n * rv, rv)], [qb[i:i + rq] for i in range(0, n * rq, rq)]
+
+
+def _digests(channel_id: str, interval_minutes: int, iso: list[str], vbs: list[bytes], qbs: list[bytes]) -> list[str]:
     pre, post = f"{channel_id}|", f"|{interval_minutes}|"
     sha = hashlib.sha256
-    # one copy of each array, sliced per day (half the time of a bytes object per row)
-    return [sha(f"{pre}{d}{post}".encode() + vb[i * rv:i * rv + rv] + qb[i * rq:i * rq + rq]).hexdigest()
-            for i, d in enumerate(iso)]
+    return [sha(f"{pre}{d}{post}".encode() + v + q).hexdigest() for d, v, q in zip(iso, vbs, qbs, strict=True)]
+
+
+def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values: np.ndarray,
+                quality: np.ndarray) -> list[str]:
+    """Content hashes of canonical days without rule ids (what the store computes)."""
+    return _digests(channel_id, interval_minutes, *_day_bytes(days, values, quality))
 
 
 def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
@@ -89,6 +106,8 @@ class RawDayWriter:
         self._parts: dict[str, list[FreshDays]] = {}
         self._dropped: set[str] = set()
         self._kept = 0  # bytes of the arrays kept
+        # channels new to the store: interval length and last epoch day written by this writer
+        self._last: dict[str, tuple[int, int]] = {}
 
     def _over_budget(self) -> None:
         """Let go of the channels kept last until the arrays fit ``keep_bytes`` (VEE reads those back)."""
@@ -106,35 +125,89 @@ class RawDayWriter:
         return found
 
     def write(self, series: Sequence[ChannelSeries]) -> WriteReport:
-        """Write one batch's series to the raw layer (merged with what is stored)."""
+        """Write one batch's series to the raw layer (merged with what is stored).
+
+        When every channel of the batch is new to the store (no row before this writer's
+        first write) and the batch's days of each follow the days written before, the day
+        rows are inserted straight away (the first versions ``_commit`` would insert: no
+        current version to look up, nothing to merge); otherwise the store merges as usual.
+        """
         if not series:
             return WriteReport()
         prepared = prepare_series(series, self.source)
+        ids = {cd.channel_id for cd in prepared}
         if self._known is None:
-            self._known = self._stored(sorted({cd.channel_id for cd in prepared}))
+            self._known = self._stored(sorted(ids))
         else:  # channels first seen in a later batch of the same file
-            new = sorted({cd.channel_id for cd in prepared} - self._known - set(self._parts) - self._dropped)
+            new = sorted(ids - self._known - set(self._last))
             if new:
                 self._known |= self._stored(new)
+        direct: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]] | None = []
         for cd in prepared:
             cid = cd.channel_id
-            if cid in self._known or cid in self._dropped or cd.rule_ids is not None:
+            if cid in self._known:
+                direct = None
+                continue
+            prev = self._last.get(cid)
+            follows = prev is None or (prev[0] == cd.interval_minutes and int(cd.days[0]) > prev[1])
+            self._last[cid] = (cd.interval_minutes if prev is None else prev[0],
+                               max(int(cd.days[-1]), prev[1] if prev is not None else int(cd.days[-1])))
+            if cd.rule_ids is not None:
+                direct = None
                 continue
             if not _canonical(cd.values, cd.quality):
+                direct = None
                 self._dropped.add(cid)
                 self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid, []))
                 continue
-            digests = day_digests(cid, cd.interval_minutes, cd.days, cd.values, cd.quality)
+            parts = _day_bytes(cd.days, cd.values, cd.quality)
+            digests = _digests(cid, cd.interval_minutes, *parts)
             cd.known_hashes = digests
-            if self.keep:
+            if direct is not None and follows:
+                direct.append((cd, parts))
+            else:
+                direct = None
+            if self.keep and cid not in self._dropped:
                 self._parts.setdefault(cid, []).append(
-                    FreshDays(cd.interval_minutes, cd.days, cd.values, cd.quality, digests))
+                    FreshDays(cd.interval_minutes, cd.days, cd.values, cd.quality, np.array(digests, dtype="S64")))
                 self._kept += cd.values.nbytes + cd.quality.nbytes
         self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
-        report = self.db.intervals._commit(prepared, "raw", self.source, merge=True, conn=self.conn, report=report)
+        if direct and self._insert_first(direct, report):
+            pass
+        else:
+            report = self.db.intervals._commit(prepared, "raw", self.source, merge=True, conn=self.conn,
+                                               report=report)
         self.report.add(report)
         return report
+
+    def _insert_first(self, items: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]],
+                      report: WriteReport) -> bool:
+        """Insert first versions (canonical days without rule ids, hashes known) in one executemany.
+
+        The rows are the ones ``IntervalStore._commit`` inserts for days of a channel without
+        stored rows, in the same order. False (nothing done) where that path has no plain
+        insert (PostgreSQL: its COPY path and partitions)."""
+        sql = day_sql(self.conn.dialect)
+        if not sql.sqlite:
+            return False
+        plain = sql.plain_insert("raw", sql.ts(utcnow()))
+        if plain is None:
+            return False
+        src = self.source[-SOURCE_MAX:]
+        rows: list[tuple[Any, ...]] = []
+        for cd, (iso, vbs, qbs) in items:
+            n_slots = cd.values.shape[1]
+            n_values = (n_slots - np.count_nonzero(cd.quality == _MISSING, axis=1)).tolist()
+            rows.extend(zip(repeat(cd.channel_id), iso, repeat(cd.interval_minutes), n_values, vbs, qbs,
+                            cd.known_hashes, repeat(src), strict=False))  # (repeat: endless)
+            report.new_days += len(iso)
+        cur = dbapi_cursor(self.conn)
+        try:
+            cur.executemany(plain, rows)
+        finally:
+            cur.close()
+        return True
 
     def fresh(self) -> dict[str, FreshDays]:
         """Per fresh channel: its days as written (batches joined in day order); the parts are let go."""
@@ -151,6 +224,6 @@ class RawDayWriter:
                 continue  # a day written twice (merged in the store): read back instead
             out[cid] = FreshDays(parts[0].interval_minutes, days, np.concatenate([p.values for p in parts]),
                                  np.concatenate([p.quality for p in parts]),
-                                 [d for p in parts for d in p.digests])
+                                 np.concatenate([p.digests for p in parts]))
         self._parts.clear()
         return out

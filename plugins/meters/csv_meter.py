@@ -654,14 +654,25 @@ class CsvMeter(MeterAdapter):
                 n_dups += dups
                 n_values += n
                 out: list[ChannelSeries] = []
+                # channels that share their instants share the joined and cut instant arrays
+                # (by identity: the later steps see the same array, not equal copies)
+                shared: dict[tuple[int, ...], Any] = {}
                 for s in series:
-                    s = self._after_carry(carry.pop(s.channel_id, None), s, last_start, source)
-                    day = s.starts // 86_400
-                    cut = int(np.searchsorted(day, day[-1], side="left")) if len(day) else 0
+                    held = carry.pop(s.channel_id, None)
+                    s = self._after_carry(held, s, last_start, source, shared)
+                    got = shared.get((id(s.starts),))
+                    if got is None:
+                        day = s.starts // 86_400
+                        cut = int(np.searchsorted(day, day[-1], side="left")) if len(day) else 0
+                        got = shared[(id(s.starts),)] = (cut, s.starts[:cut], s.starts[cut:], s.starts)
+                    cut, head, rest = got[0], got[1], got[2]
                     if cut:
-                        out.append(_cut(s, 0, cut))
+                        out.append(ChannelSeries(channel_id=s.channel_id, interval_minutes=s.interval_minutes,
+                                                 starts=head, values=s.values[:cut], quality=s.quality[:cut]))
                         last_start[s.channel_id] = int(s.starts[cut - 1])
-                    carry[s.channel_id] = _cut(s, cut, len(s))
+                    carry[s.channel_id] = ChannelSeries(channel_id=s.channel_id, interval_minutes=s.interval_minutes,
+                                                        starts=rest, values=s.values[cut:], quality=s.quality[cut:])
+                del shared
                 yield IntervalBatch(source=source, series=out, meta={})
         tail = [s for s in carry.values() if len(s)]
         meta: dict[str, object] = {"adapter": TYPE_ID, "instance": self.instance_id, "profile": profile,
@@ -672,18 +683,29 @@ class CsvMeter(MeterAdapter):
 
     @staticmethod
     def _after_carry(carry: ChannelSeries | None, s: ChannelSeries, last_start: dict[str, int],
-                     source: str) -> ChannelSeries:
+                     source: str, shared: dict[tuple[int, ...], Any] | None = None) -> ChannelSeries:
         """``s`` behind the part of its channel's last day held back from the previous chunk.
 
         The rows of a chunk must follow the previous chunk's in time at the channel's
-        interval length (else the whole file is read at once, which sorts and checks)."""
+        interval length (else the whole file is read at once, which sorts and checks).
+        ``shared``: joined instants by the identities of their parts (channels that share
+        their instants get the same joined array)."""
         prev = int(carry.starts[-1]) if carry is not None and len(carry) else last_start.get(s.channel_id)
         if prev is not None and len(s) and int(s.starts[0]) < prev + int(s.interval_minutes) * 60:
             raise _err("rows out of order across chunks", source, None, "")
         if carry is None or not len(carry):
             return s
+        starts = None
+        if shared is not None:
+            key = (id(carry.starts), id(s.starts))
+            got = shared.get(key)
+            if got is None:
+                starts = np.concatenate([carry.starts, s.starts])
+                shared[key] = (starts, carry.starts, s.starts)  # the parts held: their ids stay theirs
+            else:
+                starts = got[0]
         return ChannelSeries(channel_id=s.channel_id, interval_minutes=s.interval_minutes,
-                             starts=np.concatenate([carry.starts, s.starts]),
+                             starts=starts if starts is not None else np.concatenate([carry.starts, s.starts]),
                              values=np.concatenate([carry.values, s.values]),
                              quality=np.concatenate([carry.quality, s.quality]))
 
@@ -941,7 +963,8 @@ class CsvMeter(MeterAdapter):
             line = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
             if len(value) == 0:
                 continue
-            groups.append(_Group(name=name, stamp=stamp, value=value * cfg.multiplier, line=line,
+            groups.append(_Group(name=name, stamp=stamp, value=value * cfg.multiplier if cfg.multiplier != 1 else value,
+                                 line=line,
                                  minutes=np.full(len(value), 60, dtype=np.int64) if cfg.hour_ending_column else None,
                                  factor=unit_factor, demand=is_demand, units=read.declared,
                                  unit_field=vcols[cols[0]]))
@@ -1139,7 +1162,9 @@ class CsvMeter(MeterAdapter):
                                        g.unit_field)
             else:  # unit not declared (values in the channel's unit) or channel unknown (to kWh)
                 demand = take(g.demand)
-                kwh = take(g.value) * take(g.factor)
+                factor = take(g.factor)
+                # (x * 1.0 is x, bit for bit: the copy is skipped)
+                kwh = take(g.value) if isinstance(factor, float | int) and factor == 1 else take(g.value) * factor
                 if isinstance(demand, np.ndarray):
                     kwh = kwh * np.where(demand, minutes / 60.0, 1.0)
                 elif demand:

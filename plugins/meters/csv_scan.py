@@ -225,18 +225,20 @@ class _ScanState:
         """
         off = self.offset
         ends = np.flatnonzero(a == self.nl)
-        dm = (a == self.delim).view(np.uint8)
+        at = np.flatnonzero(a == self.delim)  # delimiter positions: counted per record by bisection
         n = len(ends)
         self._header_seen(ends)
         if n:
             tail = int(ends[-1]) + 1 < len(a)
-            idx = np.empty(n + tail, dtype=np.intp)
-            idx[0] = 0
-            idx[1:] = (ends + 1)[: n - 1 + tail]
-            counts = np.add.reduceat(dm, idx, dtype=np.int64)
-            delims, tail_delims = counts[:n].copy(), int(counts[n]) if tail else 0
+            bounds = np.empty(n + 1 + tail, dtype=np.intp)
+            bounds[0] = 0
+            bounds[1:n + 1] = ends + 1
+            if tail:
+                bounds[n + 1] = len(a)
+            counts = np.diff(np.searchsorted(at, bounds))
+            delims, tail_delims = counts[:n], int(counts[n]) if tail else 0
         else:
-            delims, tail_delims = np.zeros(0, dtype=np.int64), int(np.count_nonzero(dm))
+            delims, tail_delims = np.zeros(0, dtype=np.int64), len(at)
         # fields: the one crossing into this chunk, then any region long enough to hold a long one
         d_b, n_b = bytes([self.delim]), bytes([self.nl])
         firsts = [x for x in (buf.find(d_b), buf.find(n_b)) if x >= 0]
