@@ -310,12 +310,67 @@ def missing_report(matrix: IntervalMatrix, channel_ids: Sequence[str]) -> dict[s
     rows = [index[c] for c in channel_ids if c in index]
     if not rows:
         return {}
+    facts = _row_facts(matrix, rows)
+    if facts is not None:
+        missing = facts.missing[rows]
+        gappy = np.flatnonzero(missing)
+        return {matrix.channel_ids[rows[g]]: int(missing[g]) for g in gappy.tolist()}
     sub = _select_rows(matrix.values, rows)
     gappy = np.flatnonzero(np.isnan(sub.sum(axis=1)))  # a row with a NaN sums to NaN
     if not len(gappy):
         return {}
     counts = np.isnan(sub[gappy]).sum(axis=1)
     return {matrix.channel_ids[rows[g]]: int(n) for g, n in zip(gappy.tolist(), counts, strict=True) if n}
+
+
+@dataclass(frozen=True)
+class _RowFacts:
+    """Per-row statistics of a whole matrix, computed in one pass per statistic and shared by the
+    runs of a period (each picks its channels' rows): kWh (NaN skipped), intervals without data,
+    the interval of the highest value and that value, the worst quality code, and whether every
+    value lies within :data:`ABSURD_KWH`."""
+
+    values: np.ndarray  # the array they were computed from (identity, not content)
+    kwh: np.ndarray
+    missing: np.ndarray
+    at: np.ndarray
+    peak: np.ndarray
+    worst: np.ndarray
+    sane: bool
+
+
+def _row_facts(matrix: IntervalMatrix, rows: Sequence[int]) -> _RowFacts | None:
+    """The matrix's :class:`_RowFacts` (made on first use and kept on the matrix); None when the
+    caller needs few of its rows and none were made yet (computing every row would not pay)."""
+    v = matrix.values
+    cached = matrix.__dict__.get("_row_facts")
+    if cached is not None and cached.values is v:
+        return cached
+    k, n = v.shape
+    if len(rows) * 4 < k or not n:
+        return None
+    kwh = v.sum(axis=1)
+    gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
+    missing = np.zeros(k, dtype=np.int64)
+    if gappy.size:
+        sub = v[gappy]
+        nan = np.isnan(sub)
+        missing[gappy] = nan.sum(axis=1)
+        kwh[gappy] = np.nansum(sub, axis=1)
+        at = v.argmax(axis=1)
+        at[gappy] = np.where(nan, -np.inf, sub).argmax(axis=1)
+        with np.errstate(invalid="ignore"):
+            low = np.fmin.reduce(v, axis=None)
+    else:
+        at = v.argmax(axis=1)
+        low = v.min()
+    peak = v[np.arange(k), at]
+    high = np.fmax.reduce(peak) if k else 0.0
+    sane = bool(high <= ABSURD_KWH and low >= -ABSURD_KWH)  # NaN (a row without any data) compares False
+    worst = matrix.quality.max(axis=1)
+    facts = _RowFacts(v, kwh, missing, at, peak, worst, sane)
+    matrix.__dict__["_row_facts"] = facts
+    return facts
 
 
 def build_context(
@@ -437,51 +492,75 @@ def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[
     over the channels' rows together; fuel and availability channels are left out)."""
     index = _row_index(matrix)
     maps = _maps(campus)
-    assets, by_id = maps.assets, maps.channels
+    by_id = maps.channels
     ids = [cid for cid in channel_ids if cid in index and not (
         cid in by_id and (by_id[cid].role in ("availability", "fuel") or by_id[cid].unit == "fraction"))]
     if not ids:
         return []
     rows = [index[c] for c in ids]
-    v = _select_rows(matrix.values, rows)
-    q = _select_rows(matrix.quality, rows)
-    n = v.shape[1]
+    n = matrix.n_intervals
     k = len(ids)
-    kwh = v.sum(axis=1)
-    gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
-    missing = np.zeros(k, dtype=np.int64)
-    if gappy.size:
-        sub = v[gappy]
-        missing[gappy] = np.isnan(sub).sum(axis=1)
-        kwh[gappy] = np.nansum(sub, axis=1)
-        filled = v.copy()
-        filled[gappy] = np.where(np.isnan(sub), -np.inf, sub)
+    facts = _row_facts(matrix, rows)
+    if facts is not None:
+        kwh, missing, at = facts.kwh[rows], facts.missing[rows], facts.at[rows]
+        peak = facts.peak[rows] * (60.0 / matrix.interval_minutes)
+        flagged = np.flatnonzero(facts.worst[rows] > Quality.VALID)
     else:
-        filled = v
-    at = filled.argmax(axis=1) if n else np.zeros(k, dtype=np.int64)
-    peak = filled[np.arange(k), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(k)
+        v = _select_rows(matrix.values, rows)
+        kwh = v.sum(axis=1)
+        gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
+        missing = np.zeros(k, dtype=np.int64)
+        if gappy.size:
+            sub = v[gappy]
+            missing[gappy] = np.isnan(sub).sum(axis=1)
+            kwh[gappy] = np.nansum(sub, axis=1)
+            filled = v.copy()
+            filled[gappy] = np.where(np.isnan(sub), -np.inf, sub)
+        else:
+            filled = v
+        at = filled.argmax(axis=1) if n else np.zeros(k, dtype=np.int64)
+        peak = filled[np.arange(k), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(k)
+        flagged = (np.flatnonzero(_select_rows(matrix.quality, rows).max(axis=1) > Quality.VALID) if n
+                   else np.zeros(0, dtype=np.int64))
     counts = np.zeros((3, k), dtype=np.int64)
-    flagged = np.flatnonzero(q.max(axis=1) > Quality.VALID) if n else np.zeros(0, dtype=np.int64)
     if flagged.size:
-        qf = q[flagged]
+        qf = matrix.quality[[rows[i] for i in flagged.tolist()]]
         for j, code in enumerate((Quality.ESTIMATED, Quality.EDITED, Quality.SUSPECT)):
             counts[j, flagged] = np.count_nonzero(qf == code, axis=1)
     step = matrix.interval_minutes * 60
+    # the UTC start of each peak interval, as datetime.isoformat() spells it, all at once
+    stamps = np.datetime_as_string((matrix.start_epoch + at.astype(np.int64) * step).astype("datetime64[s]"))
+    max_at = [f"{x}+00:00" for x in stamps.tolist()]
+    estimated = (counts[0] + counts[1]).tolist()
+    suspect = counts[2].tolist()
+    kwh_l, peak_l, missing_l = kwh.tolist(), peak.tolist(), missing.tolist()
+    limits = _limits(campus)
     out = []
     for i, cid in enumerate(ids):
-        ch = by_id.get(cid)
-        limit, limit_source = None, ""
-        if ch is not None and ch.max_kw:
-            limit, limit_source = float(ch.max_kw), "channel max_kw"
-        elif ch is not None and ch.asset in assets and assets[ch.asset].capacity_kw > 0:
-            limit, limit_source = float(assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw"
-        m = int(missing[i])
-        start = matrix.start_epoch + int(at[i]) * step
+        limit, limit_source = limits.get(cid, (None, ""))
+        m = missing_l[i]
         out.append(ChannelStats(
-            channel=cid, intervals=n, missing=m, estimated=int(counts[0, i] + counts[1, i]), suspect=int(counts[2, i]),
-            kwh=float(kwh[i]), max_kw=float(peak[i]) if m < n else 0.0,
-            max_at=datetime.fromtimestamp(start, tz=UTC).isoformat(), limit_kw=limit, limit_source=limit_source,
+            channel=cid, intervals=n, missing=m, estimated=estimated[i], suspect=suspect[i],
+            kwh=kwh_l[i], max_kw=peak_l[i] if m < n else 0.0,
+            max_at=max_at[i], limit_kw=limit, limit_source=limit_source,
         ))
+    return out
+
+
+def _limits(campus: Campus) -> dict[str, tuple[float, str]]:
+    """``{channel: (physical limit kW, where it comes from)}`` of the channels that have one:
+    the channel's ``max_kw``, else its asset's ``capacity_kw`` (made once per campus object)."""
+    maps = _maps(campus)
+    cached = maps.__dict__.get("_limits")
+    if cached is not None:
+        return cached
+    out: dict[str, tuple[float, str]] = {}
+    for cid, ch in maps.channels.items():
+        if ch.max_kw:
+            out[cid] = (float(ch.max_kw), "channel max_kw")
+        elif ch.asset in maps.assets and maps.assets[ch.asset].capacity_kw > 0:
+            out[cid] = (float(maps.assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw")
+    maps.__dict__["_limits"] = out
     return out
 
 
@@ -489,6 +568,9 @@ def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: s
     index = _row_index(matrix)
     rows = [index[c] for c in channel_ids if c in index]
     if not rows:
+        return
+    facts = _row_facts(matrix, rows)
+    if facts is not None and facts.sane:  # every value of the matrix is within bounds
         return
     sub = _select_rows(matrix.values, rows)
     # two passes that allocate nothing (fmax/fmin skip NaN, which is no data); only a hit
