@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 
 from kwhub.core.accounting import Account, buyer_accounts, unbilled_of
 from kwhub.core.allocation import AllocationResult, SharedMethod
@@ -38,7 +39,7 @@ from kwhub.core.campus import Campus, Channel, Contract, ReviewChecks
 from kwhub.core.carbon_amounts import LineEmissions
 from kwhub.core.carbon_factors import CarbonSetup
 from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
-from kwhub.core.contract_versions import terms_record, versions_in_period
+from kwhub.core.contract_versions import contract_versions, terms_record, versions_in_period
 from kwhub.core.input_limits import ABSURD_KWH
 from kwhub.core.intervals import IntervalMatrix
 from kwhub.core.invoice import (
@@ -339,15 +340,24 @@ class _RowFacts:
     sane: bool
 
 
-def _row_facts(matrix: IntervalMatrix, rows: Sequence[int]) -> _RowFacts | None:
-    """The matrix's :class:`_RowFacts` (made on first use and kept on the matrix); None when the
-    caller needs few of its rows and none were made yet (computing every row would not pay)."""
+def share_row_statistics(matrix: IntervalMatrix) -> None:
+    """Compute the per-row statistics of ``matrix`` once (energy, gaps, peaks, worst quality,
+    bounds) and keep them on it, for the runs of several contracts over the same matrix to pick
+    their channels' rows from (:func:`channel_stats`, :func:`missing_report`; a period's
+    settlement calls this before its runs). The matrix must not change afterwards."""
+    _row_facts(matrix)
+
+
+def _row_facts(matrix: IntervalMatrix, rows: Sequence[int] | None = None) -> _RowFacts | None:
+    """The matrix's :class:`_RowFacts`: those kept on the matrix by :func:`share_row_statistics`,
+    else made now when the caller needs most of its rows (``rows`` None: all), else None
+    (computing every row for a few would not pay)."""
     v = matrix.values
     cached = matrix.__dict__.get("_row_facts")
     if cached is not None and cached.values is v:
         return cached
     k, n = v.shape
-    if len(rows) * 4 < k or not n:
+    if (rows is not None and len(rows) * 2 < k) or not n:
         return None
     kwh = v.sum(axis=1)
     gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
@@ -616,6 +626,7 @@ def compute_run(
     plan: EnergyPlan | None = None,
     campus_section: dict[str, Any] | None = None,
     carbon: PeriodBasis | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> RunComputation:
     """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
 
@@ -625,7 +636,9 @@ def compute_run(
     allocation-based runs; ``carbon``: the period's carbon basis, from which each energy
     line of an allocation-based run gets the emissions of the energy it bills
     (:mod:`kwhub.core.line_emissions`). A period in which the contract's own meters hold no data
-    at all is refused, never billed from estimates or zeros.
+    at all is refused, never billed from estimates or zeros. ``memo``: a dict the caller keeps
+    over the runs of one settle, in which the contract's terms versions and built components
+    are kept for its later periods (the contracts must not change meanwhile).
     """
     plan = plan or plan_energy(campus, components)
     ce = plan.of(contract.id)
@@ -643,11 +656,13 @@ def compute_run(
             f"{where}: no measured data at all in {', '.join(sorted(own))} for the period; there is nothing to "
             "bill (ingest the meter data first; a period without data is never billed from estimates or zeros)")
     ctx, alloc_summary = build_context(campus, contract, period, matrix, allocation, options, history, plan)
-    parts = versions_in_period(contract, period, ctx.starts)
+    parts = versions_in_period(contract, period, ctx.starts, _memo(memo, ("versions", contract.id),
+                                                                   lambda: contract_versions(contract)))
     if contract.amendments:
         charges, lines = price_by_version(parts, ctx, components)
     else:
-        charges = price_contract(build_components(contract, components), ctx)
+        built = _memo(memo, ("components", contract.id), lambda: build_components(contract, components))
+        charges = price_contract(built, ctx)
         lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
                                  tax_percent=contract.tax_percent, tax_exemption=contract.tax_exemption)
     carbon_section = None
@@ -661,6 +676,16 @@ def compute_run(
                           attribution=_attribution(charges, ctx), channels=stats,
                           campus=campus_section if ce.basis == "allocation" else None,
                           carbon=carbon_section, terms=terms_record(parts))
+
+
+def _memo(memo: dict[Any, Any] | None, key: Any, make: Any) -> Any:
+    """``memo[key]``, made by ``make()`` when absent (always made when there is no memo)."""
+    if memo is None:
+        return make()
+    value = memo.get(key)
+    if value is None:
+        value = memo[key] = make()
+    return value
 
 
 def _own_channels(campus: Campus, contract: Contract, ce: ContractEnergy) -> list[str]:
@@ -918,7 +943,7 @@ def inputs_digest(inputs: Iterable[InputRef], per_channel: Mapping[str, str] | N
 
 def line_json(line: InvoiceLine) -> dict[str, Any]:
     """A line as canonical JSON data (Decimals as exact strings)."""
-    return json.loads(line.model_dump_json())
+    return orjson.loads(line.model_dump_json())
 
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
@@ -947,6 +972,8 @@ def build_statement(
     per = comp.period
     assert ctx.demand_kw is not None
     totals = totals_json(comp.lines, pol)
+    lines = [line_json(x) for x in comp.lines]
+    as_json = {id(x): j for x, j in zip(comp.lines, lines, strict=True)}  # a first version's document repeats them
     if not isinstance(inputs, InputSummary):
         inputs = InputSummary(len(inputs), inputs_digest(inputs, digests), sorted({r.channel_id for r in inputs}),
                               sorted({r.layer for r in inputs}))
@@ -971,10 +998,10 @@ def build_statement(
                          "peak_kw": det(float(ctx.demand_kw.max()) if ctx.n_intervals else 0.0)},
         "history": {"billing_demand_kw": det(comp.history.billing_demand_kw), "peak_kw": det(comp.history.peak_kw),
                     "energy_kwh": det(comp.history.energy_kwh)},
-        "lines": [line_json(x) for x in comp.lines],
+        "lines": lines,
         "attribution": comp.attribution,
         "totals": totals,
-        "document": {"kind": doc.kind, "lines": [line_json(x) for x in doc.lines],
+        "document": {"kind": doc.kind, "lines": [as_json.get(id(x)) or line_json(x) for x in doc.lines],
                      "taxes": [json.loads(t.model_dump_json()) for t in doc.taxes], "totals": doc.totals_json()},
     }
     if comp.campus is not None:
@@ -1018,7 +1045,7 @@ def draft_invoice(
         buyer_ref = campus.party(contract.buyer).buyer_reference
     except KeyError:
         pass
-    lines = [ln.model_copy(update={"number": i}) for i, ln in enumerate(doc.lines, 1)]
+    lines = [ln if ln.number == i else ln.model_copy(update={"number": i}) for i, ln in enumerate(doc.lines, 1)]
     return Invoice(
         id=key.invoice_id, number="DRAFT", kind=doc.kind, version=1,
         seller=party_ref(campus, contract.seller), buyer=party_ref(campus, contract.buyer),

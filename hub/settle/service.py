@@ -57,6 +57,7 @@ from kwhub.core.settlement import (
     line_from_json,
     missing_report,
     needs_allocation,
+    share_row_statistics,
     statement_hash,
 )
 from kwhub.core.timeline import billing_period
@@ -171,6 +172,7 @@ def settle_contract(
     facts: dict[tuple[str, str], PeriodFacts | None] | None = None,
     carbon: PeriodBasis | None = None,
     pending: list[RunWrite] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -185,7 +187,8 @@ def settle_contract(
     (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
     their emissions from it. ``pending``: the run's rows are appended to it instead of
     written, for the caller to write with the others of its batch in its own write
-    transaction (:func:`~kwhub.hub.settle.runs_write.write_runs`).
+    transaction (:func:`~kwhub.hub.settle.runs_write.write_runs`). ``memo``: what the runs of one
+    settle share (:func:`~kwhub.core.settlement.compute_run`).
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -201,7 +204,7 @@ def settle_contract(
     prev = vplan.base
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
                        demand_history(db, contract, period.label), components, channels=channels, plan=plan,
-                       campus_section=campus_section, carbon=carbon)
+                       campus_section=campus_section, carbon=carbon, memo=memo)
     summary, used = data.inputs.summary(channels)
     pol = comp.context.money
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
@@ -372,6 +375,7 @@ def settle_periods(
     chans_of = {c.id: contract_channels(campus, c, plan) for c in chosen}
     by_id = {c.id: c for c in campus.channels}
     facts: dict[tuple[str, str], PeriodFacts | None] = {}
+    memo: dict[Any, Any] = {}  # each contract's terms versions and components, built once for all periods
     for tz, group in _batches(campus, chosen, max_channels, plan):
         channels: list[str] = []
         for c in group:
@@ -395,7 +399,8 @@ def settle_periods(
                 for per in chunk:
                     outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
                                               chans_of, issue_date=issue_date, components=components,
-                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
+                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts,
+                                              memo=memo)
                 del loaded
     if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
@@ -447,7 +452,8 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                   options: SettlementOptions, alloc_needed: bool, chans_of: dict[str, list[str]], *,
                   issue_date: date | None, components: Any, progress: Callable[[str], None] | None,
                   plan: EnergyPlan, now: datetime | None, dry_run: bool,
-                  facts: dict[tuple[str, str], PeriodFacts | None]) -> list[RunOutcome]:
+                  facts: dict[tuple[str, str], PeriodFacts | None],
+                  memo: dict[Any, Any] | None = None) -> list[RunOutcome]:
     """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction.
 
     The runs are computed before the write transaction begins, so that the write lock (on
@@ -466,6 +472,8 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 carbon = period_basis(data.matrix, campus, allocation, options.carbon, data.period.first_day)
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
+    if len(group) > 1:  # the runs pick their channels' statistics from one pass over the matrix
+        share_row_statistics(data.matrix)
     outcomes: list[RunOutcome] = []
     options, market_error = _with_market_revenue(db, group, label, options)
     with db.read_connection() as rconn:
@@ -486,7 +494,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                                             issue_date=issue_date, components=components,
                                             runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
                                             campus_section=section, now=now, dry_run=dry_run, facts=facts,
-                                            carbon=carbon, pending=pending))
+                                            carbon=carbon, pending=pending, memo=memo))
         except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
             outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
     refused: dict[str, Any] = {}
