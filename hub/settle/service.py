@@ -236,7 +236,7 @@ def settle_contract(
     supersede = same["id"] if decision == "supersede" and same is not None else None
     key = RunKey(contract.id, period.label, version, seq)
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
-    body = canonical_json(statement)
+    body = canonical_json(statement, float_free=("channels",))  # ChannelStats.as_json: ints and strings
     digest = statement_hash(body)
     checks = review_run(db, contract, comp, options, now, facts,
                      PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None,
