@@ -74,6 +74,7 @@ from kwhub.hub.settle.run_checks import (
     PeriodFacts,
     checks_of,
     latest_settled,
+    prefetch_previous_facts,
     review_policy,
     review_run,
 )
@@ -478,6 +479,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
     options, market_error = _with_market_revenue(db, group, label, options)
     with db.read_connection() as rconn:
         runs = existing_runs_of(rconn, [c.id for c in group], label)
+    prefetch_previous_facts(db, [c.id for c in group], label, facts)
     pending: list[RunWrite] = []
     for c in group:
         if progress:
