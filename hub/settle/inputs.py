@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kwhub.core.intervals import DayHashes, IntervalMatrix
-from kwhub.core.settlement import InputRef, InputSummary, SettlementError
+from kwhub.core.settlement import InputRef, InputSummary, SettlementError, share_row_statistics
 from kwhub.core.timeline import BillingPeriod, Span
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -319,12 +319,29 @@ class LoadedSpan:
 
     def period(self, period: BillingPeriod) -> PeriodData:
         """The columns and channel-days of ``period`` (inside the span); views, no copies."""
+        matrix = self.matrix_of(period)
+        days = period.span.utc_days()
+        return PeriodData(period, matrix, PeriodInputs(self.inputs, day_no(days[0]), day_no(days[-1])))
+
+    def matrix_of(self, period: BillingPeriod) -> IntervalMatrix:
+        """The matrix of ``period``'s columns (a view; the same object for the same period, so
+        that statistics kept on it by :meth:`prepare` are found again)."""
+        key = (period.span.start_epoch, period.span.end_epoch)
+        kept = self.__dict__.setdefault("_matrices", {})
+        if key in kept:
+            return kept[key]
         step = self.interval_minutes * 60
         a = (period.span.start_epoch - self.span.start_epoch) // step
         n = period.span.n_intervals(self.interval_minutes)
         if a < 0 or a + n > self.values.shape[1]:
             raise SettlementError(f"period {period.label} is outside the loaded span")
-        matrix = IntervalMatrix(self.channel_ids, period.span.start_epoch, self.interval_minutes,
-                                self.values[:, a:a + n], self.quality[:, a:a + n])
-        days = period.span.utc_days()
-        return PeriodData(period, matrix, PeriodInputs(self.inputs, day_no(days[0]), day_no(days[-1])))
+        matrix = kept[key] = IntervalMatrix(self.channel_ids, period.span.start_epoch, self.interval_minutes,
+                                            self.values[:, a:a + n], self.quality[:, a:a + n])
+        return matrix
+
+    def prepare(self, periods: Sequence[BillingPeriod]) -> None:
+        """Compute the per-row statistics of each period's matrix now
+        (:func:`~kwhub.core.settlement.share_row_statistics`): on the reading thread, while the
+        runs of the span before are priced."""
+        for p in periods:
+            share_row_statistics(self.matrix_of(p))
