@@ -339,6 +339,11 @@ class _RowFacts:
     worst: np.ndarray
     sane: bool
 
+    @property
+    def clean(self) -> bool:
+        """Every value is a number within bounds (no NaN, no infinity)."""
+        return self.sane and not self.missing.any()
+
 
 def share_row_statistics(matrix: IntervalMatrix) -> None:
     """Compute the per-row statistics of ``matrix`` once (energy, gaps, peaks, worst quality,
@@ -467,10 +472,16 @@ def build_context(
     grid_cost: Decimal = Decimal("0")
     if options.grid_price_per_mwh is not None and grid_kwh:
         grid_cost = to_decimal(grid_kwh) / Decimal(1000) * options.grid_price_per_mwh
+    facts = matrix.__dict__.get("_row_facts")
+    if facts is not None and facts.values is matrix.values and facts.clean:  # nothing to replace
+        def fix(a: np.ndarray) -> np.ndarray:
+            return a
+    else:
+        fix = np.nan_to_num
     ctx = PricingContext(
         contract=contract, period=period, interval_minutes=matrix.interval_minutes, starts=starts,
-        energy_kwh=np.nan_to_num(energy), energy_by_source={k: np.nan_to_num(v) for k, v in by_source.items()},
-        demand_kw=None if demand is None else np.nan_to_num(demand), history=dict(history or {}),
+        energy_kwh=fix(energy), energy_by_source={k: fix(v) for k, v in by_source.items()},
+        demand_kw=None if demand is None else fix(demand), history=dict(history or {}),
         index_series=dict(options.index_series), availability=availability,
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
         claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,

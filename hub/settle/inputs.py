@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from kwhub.core.intervals import DayHashes, IntervalMatrix
-from kwhub.core.settlement import InputRef, InputSummary, SettlementError, share_row_statistics
+from kwhub.core.settlement import (
+    InputRef,
+    InputSummary,
+    SettlementError,
+    local_calendar,
+    share_row_statistics,
+)
 from kwhub.core.timeline import BillingPeriod, Span
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -347,12 +353,17 @@ class LoadedSpan:
             data = kept[key] = PeriodData(period, matrix, PeriodInputs(self.inputs, day_no(days[0]), day_no(days[-1])))
         return data
 
-    def prepare(self, periods: Sequence[BillingPeriod]) -> None:
+    def prepare(self, periods: Sequence[BillingPeriod], timezone: str | None = None) -> None:
         """Compute now what every run of these periods looks up: the per-row statistics of each
         period's matrix (:func:`~kwhub.core.settlement.share_row_statistics`), the channel digests
-        and the packed ``run_input`` rows. The reading thread calls this, so the work is done
-        while the runs of the span before are priced (hashing and numpy let go of the interpreter)."""
+        and the packed ``run_input`` rows; with ``timezone``, the local calendar of each period's
+        intervals in that zone (:func:`~kwhub.core.settlement.local_calendar`). The reading thread
+        calls this, so the work is done while the runs of the span before are priced (hashing,
+        numpy and pandas let go of the interpreter for most of it)."""
         for p in periods:
             data = self.period(p)
             share_row_statistics(data.matrix)
             data.inputs.prepare()
+            if timezone is not None:
+                m = data.matrix
+                local_calendar(m.start_epoch, m.n_intervals, m.interval_minutes, timezone)

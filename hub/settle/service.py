@@ -390,7 +390,7 @@ def settle_periods(
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
         chunks = period_chunks(pers, len(channels), finest, max_cells)
-        with SpanReader(db, campus, channels, options, chunks, read_ahead) as reader:
+        with SpanReader(db, campus, channels, options, chunks, read_ahead, timezone=tz) as reader:
             for chunk in chunks:
                 try:
                     loaded = reader.next()
