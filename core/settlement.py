@@ -1013,13 +1013,18 @@ def build_statement(
     """The run statement: everything needed to re-derive the amounts, nothing time-dependent.
 
     ``digests`` are precomputed :func:`channel_digests` (shared by the runs of a period);
-    ``inputs`` may be an :class:`InputSummary` of them instead of the rows.
+    ``inputs`` may be an :class:`InputSummary` of them instead of the rows. ``doc``: the
+    :func:`draft_document` of the run's lines under the contract's money policy (a first
+    version's totals are taken from it).
     """
     ctx = comp.context
     pol = ctx.money
     per = comp.period
     assert ctx.demand_kw is not None
-    totals = totals_json(comp.lines, pol)
+    first = doc.kind == "invoice" and len(doc.lines) == len(comp.lines) and all(
+        a is b for a, b in zip(doc.lines, comp.lines, strict=True))
+    # a first version's document is the full lines with full_taxes: the same totals, computed once
+    totals = doc.totals_json() if first else totals_json(comp.lines, pol)
     lines = [line_json(x) for x in comp.lines]
     as_json = {id(x): j for x, j in zip(comp.lines, lines, strict=True)}  # a first version's document repeats them
     if not isinstance(inputs, InputSummary):
