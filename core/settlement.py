@@ -473,7 +473,8 @@ def build_context(
     if options.grid_price_per_mwh is not None and grid_kwh:
         grid_cost = to_decimal(grid_kwh) / Decimal(1000) * options.grid_price_per_mwh
     facts = matrix.__dict__.get("_row_facts")
-    if facts is not None and facts.values is matrix.values and facts.clean:  # nothing to replace
+    if ce.basis != "allocation" and facts is not None and facts.values is matrix.values and facts.clean:
+        # the energy is sums of the matrix's own rows, which hold no NaN or infinity: nothing to replace
         def fix(a: np.ndarray) -> np.ndarray:
             return a
     else:
