@@ -351,7 +351,11 @@ def settle_periods(
     contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
     With ``read_ahead`` the next read runs on a second thread while the runs of the one
     before are priced and written (SQLite and the database driver let go of the
-    interpreter while they read, so the two overlap; two reads' worth of memory at most).
+    interpreter while they read, so the two overlap; two reads' worth of memory at most). What
+    every run of a period looks up is prepared once per period, on that thread too: the per-row
+    statistics of the matrix, the channel digests and ``run_input`` rows, the local calendar
+    (:meth:`~kwhub.hub.settle.inputs.LoadedSpan.prepare`); each contract's terms versions and
+    components are built once for all the periods of the call.
     Each period of a batch is written in one transaction. Outcomes come by period, then
     by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
