@@ -132,10 +132,11 @@ def build_store() -> tuple[float, bool]:
 
 
 def fresh_copy() -> Path:
-    """A copy of the cached store without runs/invoices (so every benchmark run settles anew)."""
+    """A copy of the cached store without runs/invoices (so every benchmark run settles anew);
+    named for this size and process, so that benchmarks running at the same time keep apart."""
     import shutil
 
-    work = CACHE.with_name("kwhub_bench_year_run.db")
+    work = CACHE.with_name(f"{CACHE.stem}_run_{os.getpid()}.db")
     for p in work.parent.glob(work.name + "*"):
         p.unlink()
     shutil.copyfile(CACHE, work)
@@ -339,6 +340,8 @@ def main() -> None:
         secs, cpu, outcomes = settle_year(db, camp)
         stored = stored_totals(db)
         db.close()
+        for p in work.parent.glob(work.name + "*"):
+            p.unlink()
         errors = [o for o in outcomes if o.status != "issued"]
         if errors:
             print("not issued:", errors[0].status, errors[0].error or errors[0].held_reasons)

@@ -168,42 +168,59 @@ def run_checks(inp: ReviewInputs, checks: ReviewChecks) -> list[CheckResult]:
     ended = inp.now_epoch >= inp.period_end_epoch
     add("period_ended", ended, f"period {inp.period_label} has ended" if ended else
         f"period {inp.period_label} has not ended yet; settle it once it is over (or approve an early bill on purpose)")
-    empty = [s.channel for s in inp.channels if s.intervals and s.measured == 0]
+    chans = inp.channels
+    # one pass over the channels gathers what the channel checks look at
+    empty: list[str] = []
+    gaps: list[str] = []
+    suspect: list[ChannelStats] = []
+    over: list[ChannelStats] = []
+    jumps: list[str] = []
+    missing = total = est = n_suspect = 0
+    margin = float(c.physical_limit_margin or 1)
+    factor = float(c.unit_factor_min or 500)
+    prev_means = inp.previous_mean_kwh
+    for s in chans:
+        m, n = s.missing, s.intervals
+        measured = n - m
+        if n and measured == 0:
+            empty.append(s.channel)
+        if m:
+            missing += m
+            gaps.append(f"{s.channel}: {m}")
+        total += n
+        est += s.estimated
+        if s.suspect:
+            suspect.append(s)
+            n_suspect += s.suspect
+        if s.limit_kw is not None and s.max_kw > s.limit_kw * margin:
+            over.append(s)
+        prev = prev_means.get(s.channel) if prev_means else None
+        if prev and measured:
+            mean = s.kwh / measured
+            if mean and prev > 0 and mean > 0:
+                ratio = mean / prev
+                if ratio >= factor or ratio <= 1 / factor:
+                    jumps.append(f"{s.channel} x{ratio:,.1f} against {inp.previous_period}")
     add("measured_data", not empty, "every channel has measured data" if not empty else
         f"no measured data at all for {_listing(empty)}: check that their meter files were ingested")
-    missing = sum(s.missing for s in inp.channels)
     add("missing_intervals", missing <= (c.missing_intervals_max or 0),
         f"{missing} intervals without data" + (
-            f" were counted as 0 kWh ({_listing(f'{s.channel}: {s.missing}' for s in inp.channels if s.missing)}); "
+            f" were counted as 0 kWh ({_listing(gaps)}); "
             "ingest the missing data or approve with a reason" if missing else ""))
-    total = sum(s.intervals for s in inp.channels)
-    est = sum(s.estimated for s in inp.channels)
     share = _pct(est, total)
     limit = c.estimated_share_max_pct or Decimal(0)
     add("estimated_share", share <= limit,
         f"{est} of {total} channel-intervals estimated or edited ({share} %, limit {limit} %)"
         + ("" if share <= limit else "; review the estimates (`kwhub vee report`) or get actual data"))
-    suspect = [s for s in inp.channels if s.suspect]
-    n_suspect = sum(s.suspect for s in suspect)
     add("suspect_intervals", n_suspect <= (c.suspect_intervals_max or 0),
         f"{n_suspect} suspect intervals" + (
             f" ({_listing(f'{s.channel}: {s.suspect}' for s in suspect)}); see `kwhub vee report` for the rule "
             "that flagged them" if n_suspect else ""))
-    margin = float(c.physical_limit_margin or 1)
-    over = [s for s in inp.channels if s.limit_kw is not None and s.max_kw > s.limit_kw * margin]
     add("physical_limit", not over,
         "no interval above its channel's physical limit" if not over else
         "above the physical limit: " + _listing(
             f"{s.channel} {s.max_kw:,.1f} kW at {s.max_at} > {s.limit_kw:,.1f} kW ({s.limit_source}) x {margin}"
             for s in over) + "; check the meter's unit and multiplier")
-    factor = float(c.unit_factor_min or 500)
-    jumps = []
-    for s in inp.channels:
-        prev = inp.previous_mean_kwh.get(s.channel)
-        if prev and s.measured and s.mean_kwh and prev > 0 and s.mean_kwh > 0:
-            ratio = s.mean_kwh / prev
-            if ratio >= factor or ratio <= 1 / factor:
-                jumps.append(f"{s.channel} x{ratio:,.1f} against {inp.previous_period}")
     add("unit_factor", not jumps, "no channel changed its level by a unit factor" if not jumps else
         "level changed by a unit factor: " + _listing(jumps) + "; a Wh/kWh or multiplier mix-up is likely")
     negative = [f"{d} ({q})" for d, t, q in inp.line_quantities

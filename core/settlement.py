@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 
 from kwhub.core.accounting import Account, buyer_accounts, unbilled_of
 from kwhub.core.allocation import AllocationResult, SharedMethod
@@ -38,7 +39,7 @@ from kwhub.core.campus import Campus, Channel, Contract, ReviewChecks
 from kwhub.core.carbon_amounts import LineEmissions
 from kwhub.core.carbon_factors import CarbonSetup
 from kwhub.core.contract_energy import LOAD, ContractEnergy, EnergyPlan, plan_energy
-from kwhub.core.contract_versions import terms_record, versions_in_period
+from kwhub.core.contract_versions import contract_versions, terms_record, versions_in_period
 from kwhub.core.input_limits import ABSURD_KWH
 from kwhub.core.intervals import IntervalMatrix
 from kwhub.core.invoice import (
@@ -310,12 +311,81 @@ def missing_report(matrix: IntervalMatrix, channel_ids: Sequence[str]) -> dict[s
     rows = [index[c] for c in channel_ids if c in index]
     if not rows:
         return {}
+    facts = _row_facts(matrix, rows)
+    if facts is not None:
+        missing = facts.missing[rows]
+        gappy = np.flatnonzero(missing)
+        return {matrix.channel_ids[rows[g]]: int(missing[g]) for g in gappy.tolist()}
     sub = _select_rows(matrix.values, rows)
     gappy = np.flatnonzero(np.isnan(sub.sum(axis=1)))  # a row with a NaN sums to NaN
     if not len(gappy):
         return {}
     counts = np.isnan(sub[gappy]).sum(axis=1)
     return {matrix.channel_ids[rows[g]]: int(n) for g, n in zip(gappy.tolist(), counts, strict=True) if n}
+
+
+@dataclass(frozen=True)
+class _RowFacts:
+    """Per-row statistics of a whole matrix, computed in one pass per statistic and shared by the
+    runs of a period (each picks its channels' rows): kWh (NaN skipped), intervals without data,
+    the interval of the highest value and that value, the worst quality code, and whether every
+    value lies within :data:`ABSURD_KWH`."""
+
+    values: np.ndarray  # the array they were computed from (identity, not content)
+    kwh: np.ndarray
+    missing: np.ndarray
+    at: np.ndarray
+    peak: np.ndarray
+    worst: np.ndarray
+    sane: bool
+
+    @property
+    def clean(self) -> bool:
+        """Every value is a number within bounds (no NaN, no infinity)."""
+        return self.sane and not self.missing.any()
+
+
+def share_row_statistics(matrix: IntervalMatrix) -> None:
+    """Compute the per-row statistics of ``matrix`` once (energy, gaps, peaks, worst quality,
+    bounds) and keep them on it, for the runs of several contracts over the same matrix to pick
+    their channels' rows from (:func:`channel_stats`, :func:`missing_report`; a period's
+    settlement calls this before its runs). The matrix must not change afterwards."""
+    _row_facts(matrix)
+
+
+def _row_facts(matrix: IntervalMatrix, rows: Sequence[int] | None = None) -> _RowFacts | None:
+    """The matrix's :class:`_RowFacts`: those kept on the matrix by :func:`share_row_statistics`,
+    else made now when the caller needs most of its rows (``rows`` None: all), else None
+    (computing every row for a few would not pay)."""
+    v = matrix.values
+    cached = matrix.__dict__.get("_row_facts")
+    if cached is not None and cached.values is v:
+        return cached
+    k, n = v.shape
+    if (rows is not None and len(rows) * 2 < k) or not n:
+        return None
+    kwh = v.sum(axis=1)
+    gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
+    missing = np.zeros(k, dtype=np.int64)
+    if gappy.size:
+        sub = v[gappy]
+        nan = np.isnan(sub)
+        missing[gappy] = nan.sum(axis=1)
+        kwh[gappy] = np.nansum(sub, axis=1)
+        at = v.argmax(axis=1)
+        at[gappy] = np.where(nan, -np.inf, sub).argmax(axis=1)
+        with np.errstate(invalid="ignore"):
+            low = np.fmin.reduce(v, axis=None)
+    else:
+        at = v.argmax(axis=1)
+        low = v.min()
+    peak = v[np.arange(k), at]
+    high = np.fmax.reduce(peak) if k else 0.0
+    sane = bool(high <= ABSURD_KWH and low >= -ABSURD_KWH)  # NaN (a row without any data) compares False
+    worst = matrix.quality.max(axis=1)
+    facts = _RowFacts(v, kwh, missing, at, peak, worst, sane)
+    matrix.__dict__["_row_facts"] = facts
+    return facts
 
 
 def build_context(
@@ -402,10 +472,17 @@ def build_context(
     grid_cost: Decimal = Decimal("0")
     if options.grid_price_per_mwh is not None and grid_kwh:
         grid_cost = to_decimal(grid_kwh) / Decimal(1000) * options.grid_price_per_mwh
+    facts = matrix.__dict__.get("_row_facts")
+    if ce.basis != "allocation" and facts is not None and facts.values is matrix.values and facts.clean:
+        # the energy is sums of the matrix's own rows, which hold no NaN or infinity: nothing to replace
+        def fix(a: np.ndarray) -> np.ndarray:
+            return a
+    else:
+        fix = np.nan_to_num
     ctx = PricingContext(
         contract=contract, period=period, interval_minutes=matrix.interval_minutes, starts=starts,
-        energy_kwh=np.nan_to_num(energy), energy_by_source={k: np.nan_to_num(v) for k, v in by_source.items()},
-        demand_kw=None if demand is None else np.nan_to_num(demand), history=dict(history or {}),
+        energy_kwh=fix(energy), energy_by_source={k: fix(v) for k, v in by_source.items()},
+        demand_kw=None if demand is None else fix(demand), history=dict(history or {}),
         index_series=dict(options.index_series), availability=availability,
         grid_import_cost=grid_cost, grid_import_kwh=grid_kwh, fees_shares=dict(options.fees_shares),
         claims=dict(ce.claims), grid_price_per_mwh=options.grid_price_per_mwh,
@@ -437,51 +514,75 @@ def channel_stats(campus: Campus, matrix: IntervalMatrix, channel_ids: Sequence[
     over the channels' rows together; fuel and availability channels are left out)."""
     index = _row_index(matrix)
     maps = _maps(campus)
-    assets, by_id = maps.assets, maps.channels
+    by_id = maps.channels
     ids = [cid for cid in channel_ids if cid in index and not (
         cid in by_id and (by_id[cid].role in ("availability", "fuel") or by_id[cid].unit == "fraction"))]
     if not ids:
         return []
     rows = [index[c] for c in ids]
-    v = _select_rows(matrix.values, rows)
-    q = _select_rows(matrix.quality, rows)
-    n = v.shape[1]
+    n = matrix.n_intervals
     k = len(ids)
-    kwh = v.sum(axis=1)
-    gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
-    missing = np.zeros(k, dtype=np.int64)
-    if gappy.size:
-        sub = v[gappy]
-        missing[gappy] = np.isnan(sub).sum(axis=1)
-        kwh[gappy] = np.nansum(sub, axis=1)
-        filled = v.copy()
-        filled[gappy] = np.where(np.isnan(sub), -np.inf, sub)
+    facts = _row_facts(matrix, rows)
+    if facts is not None:
+        kwh, missing, at = facts.kwh[rows], facts.missing[rows], facts.at[rows]
+        peak = facts.peak[rows] * (60.0 / matrix.interval_minutes)
+        flagged = np.flatnonzero(facts.worst[rows] > Quality.VALID)
     else:
-        filled = v
-    at = filled.argmax(axis=1) if n else np.zeros(k, dtype=np.int64)
-    peak = filled[np.arange(k), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(k)
+        v = _select_rows(matrix.values, rows)
+        kwh = v.sum(axis=1)
+        gappy = np.flatnonzero(np.isnan(kwh))  # a row with a NaN sums to NaN: only those need a closer look
+        missing = np.zeros(k, dtype=np.int64)
+        if gappy.size:
+            sub = v[gappy]
+            missing[gappy] = np.isnan(sub).sum(axis=1)
+            kwh[gappy] = np.nansum(sub, axis=1)
+            filled = v.copy()
+            filled[gappy] = np.where(np.isnan(sub), -np.inf, sub)
+        else:
+            filled = v
+        at = filled.argmax(axis=1) if n else np.zeros(k, dtype=np.int64)
+        peak = filled[np.arange(k), at] * (60.0 / matrix.interval_minutes) if n else np.zeros(k)
+        flagged = (np.flatnonzero(_select_rows(matrix.quality, rows).max(axis=1) > Quality.VALID) if n
+                   else np.zeros(0, dtype=np.int64))
     counts = np.zeros((3, k), dtype=np.int64)
-    flagged = np.flatnonzero(q.max(axis=1) > Quality.VALID) if n else np.zeros(0, dtype=np.int64)
     if flagged.size:
-        qf = q[flagged]
+        qf = matrix.quality[[rows[i] for i in flagged.tolist()]]
         for j, code in enumerate((Quality.ESTIMATED, Quality.EDITED, Quality.SUSPECT)):
             counts[j, flagged] = np.count_nonzero(qf == code, axis=1)
     step = matrix.interval_minutes * 60
+    # the UTC start of each peak interval, as datetime.isoformat() spells it, all at once
+    stamps = np.datetime_as_string((matrix.start_epoch + at.astype(np.int64) * step).astype("datetime64[s]"))
+    max_at = [f"{x}+00:00" for x in stamps.tolist()]
+    estimated = (counts[0] + counts[1]).tolist()
+    suspect = counts[2].tolist()
+    kwh_l, peak_l, missing_l = kwh.tolist(), peak.tolist(), missing.tolist()
+    limits = _limits(campus)
     out = []
     for i, cid in enumerate(ids):
-        ch = by_id.get(cid)
-        limit, limit_source = None, ""
-        if ch is not None and ch.max_kw:
-            limit, limit_source = float(ch.max_kw), "channel max_kw"
-        elif ch is not None and ch.asset in assets and assets[ch.asset].capacity_kw > 0:
-            limit, limit_source = float(assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw"
-        m = int(missing[i])
-        start = matrix.start_epoch + int(at[i]) * step
+        limit, limit_source = limits.get(cid, (None, ""))
+        m = missing_l[i]
         out.append(ChannelStats(
-            channel=cid, intervals=n, missing=m, estimated=int(counts[0, i] + counts[1, i]), suspect=int(counts[2, i]),
-            kwh=float(kwh[i]), max_kw=float(peak[i]) if m < n else 0.0,
-            max_at=datetime.fromtimestamp(start, tz=UTC).isoformat(), limit_kw=limit, limit_source=limit_source,
+            channel=cid, intervals=n, missing=m, estimated=estimated[i], suspect=suspect[i],
+            kwh=kwh_l[i], max_kw=peak_l[i] if m < n else 0.0,
+            max_at=max_at[i], limit_kw=limit, limit_source=limit_source,
         ))
+    return out
+
+
+def _limits(campus: Campus) -> dict[str, tuple[float, str]]:
+    """``{channel: (physical limit kW, where it comes from)}`` of the channels that have one:
+    the channel's ``max_kw``, else its asset's ``capacity_kw`` (made once per campus object)."""
+    maps = _maps(campus)
+    cached = maps.__dict__.get("_limits")
+    if cached is not None:
+        return cached
+    out: dict[str, tuple[float, str]] = {}
+    for cid, ch in maps.channels.items():
+        if ch.max_kw:
+            out[cid] = (float(ch.max_kw), "channel max_kw")
+        elif ch.asset in maps.assets and maps.assets[ch.asset].capacity_kw > 0:
+            out[cid] = (float(maps.assets[ch.asset].capacity_kw), f"asset {ch.asset} capacity_kw")
+    maps.__dict__["_limits"] = out
     return out
 
 
@@ -489,6 +590,9 @@ def _refuse_corrupt(matrix: IntervalMatrix, channel_ids: Sequence[str], where: s
     index = _row_index(matrix)
     rows = [index[c] for c in channel_ids if c in index]
     if not rows:
+        return
+    facts = _row_facts(matrix, rows)
+    if facts is not None and facts.sane:  # every value of the matrix is within bounds
         return
     sub = _select_rows(matrix.values, rows)
     # two passes that allocate nothing (fmax/fmin skip NaN, which is no data); only a hit
@@ -534,6 +638,7 @@ def compute_run(
     plan: EnergyPlan | None = None,
     campus_section: dict[str, Any] | None = None,
     carbon: PeriodBasis | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> RunComputation:
     """Price one contract for one period; ``components`` is a registry or ``{kind: class}``.
 
@@ -543,7 +648,9 @@ def compute_run(
     allocation-based runs; ``carbon``: the period's carbon basis, from which each energy
     line of an allocation-based run gets the emissions of the energy it bills
     (:mod:`kwhub.core.line_emissions`). A period in which the contract's own meters hold no data
-    at all is refused, never billed from estimates or zeros.
+    at all is refused, never billed from estimates or zeros. ``memo``: a dict the caller keeps
+    over the runs of one settle, in which the contract's terms versions and built components
+    are kept for its later periods (the contracts must not change meanwhile).
     """
     plan = plan or plan_energy(campus, components)
     ce = plan.of(contract.id)
@@ -561,11 +668,13 @@ def compute_run(
             f"{where}: no measured data at all in {', '.join(sorted(own))} for the period; there is nothing to "
             "bill (ingest the meter data first; a period without data is never billed from estimates or zeros)")
     ctx, alloc_summary = build_context(campus, contract, period, matrix, allocation, options, history, plan)
-    parts = versions_in_period(contract, period, ctx.starts)
+    parts = versions_in_period(contract, period, ctx.starts, _memo(memo, ("versions", contract.id),
+                                                                   lambda: contract_versions(contract)))
     if contract.amendments:
         charges, lines = price_by_version(parts, ctx, components)
     else:
-        charges = price_contract(build_components(contract, components), ctx)
+        built = _memo(memo, ("components", contract.id), lambda: build_components(contract, components))
+        charges = price_contract(built, ctx)
         lines = charges_to_lines(charges, ctx.money, period, tax_category=contract.tax_category,
                                  tax_percent=contract.tax_percent, tax_exemption=contract.tax_exemption)
     carbon_section = None
@@ -579,6 +688,16 @@ def compute_run(
                           attribution=_attribution(charges, ctx), channels=stats,
                           campus=campus_section if ce.basis == "allocation" else None,
                           carbon=carbon_section, terms=terms_record(parts))
+
+
+def _memo(memo: dict[Any, Any] | None, key: Any, make: Any) -> Any:
+    """``memo[key]``, made by ``make()`` when absent (always made when there is no memo)."""
+    if memo is None:
+        return make()
+    value = memo.get(key)
+    if value is None:
+        value = memo[key] = make()
+    return value
 
 
 def _own_channels(campus: Campus, contract: Contract, ce: ContractEnergy) -> list[str]:
@@ -798,9 +917,46 @@ def draft_document(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine] | None
 # --------------------------------------------------------------------------- statement
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: equal content gives equal bytes."""
+def canonical_json(obj: Any, float_free: Sequence[str] = ()) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: equal content gives equal bytes.
+
+    The bytes are those of ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``. Without floats (statements carry quantities as exact strings) orjson
+    writes exactly those bytes, much faster; a float (which the two spell differently, e.g.
+    ``1e-05`` and ``1e-5``), or anything orjson refuses, takes the standard library.
+    ``float_free``: top-level keys of ``obj`` whose values hold no float by construction (not
+    looked through).
+    """
+    if isinstance(obj, dict) and not _has_float([v for k, v in obj.items() if k not in float_free]):
+        try:
+            return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _has_float(obj: Any) -> bool:
+    """Whether ``obj`` holds anything but dicts, lists, tuples, str, int, bool, None, Decimal and
+    dates (which both encoders write alike; a subclass of those counts as other). Keys are not
+    looked at: orjson refuses a key that is not a string, and the standard library then writes it."""
+    stack = [obj]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        tv = type(v)
+        if tv is dict:
+            push(v.values())
+        elif tv is list or tv is tuple:
+            push(v)
+        elif not (tv is str or tv is int or v is None or tv is bool or tv is Decimal or tv is date):
+            return True
+    return False
+
+
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return money_str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _json_default(value: Any) -> Any:
@@ -836,7 +992,7 @@ def inputs_digest(inputs: Iterable[InputRef], per_channel: Mapping[str, str] | N
 
 def line_json(line: InvoiceLine) -> dict[str, Any]:
     """A line as canonical JSON data (Decimals as exact strings)."""
-    return json.loads(line.model_dump_json())
+    return orjson.loads(line.model_dump_json())
 
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
@@ -858,13 +1014,20 @@ def build_statement(
     """The run statement: everything needed to re-derive the amounts, nothing time-dependent.
 
     ``digests`` are precomputed :func:`channel_digests` (shared by the runs of a period);
-    ``inputs`` may be an :class:`InputSummary` of them instead of the rows.
+    ``inputs`` may be an :class:`InputSummary` of them instead of the rows. ``doc``: the
+    :func:`draft_document` of the run's lines under the contract's money policy (a first
+    version's totals are taken from it).
     """
     ctx = comp.context
     pol = ctx.money
     per = comp.period
     assert ctx.demand_kw is not None
-    totals = totals_json(comp.lines, pol)
+    first = doc.kind == "invoice" and len(doc.lines) == len(comp.lines) and all(
+        a is b for a, b in zip(doc.lines, comp.lines, strict=True))
+    # a first version's document is the full lines with full_taxes: the same totals, computed once
+    totals = doc.totals_json() if first else totals_json(comp.lines, pol)
+    lines = [line_json(x) for x in comp.lines]
+    as_json = {id(x): j for x, j in zip(comp.lines, lines, strict=True)}  # a first version's document repeats them
     if not isinstance(inputs, InputSummary):
         inputs = InputSummary(len(inputs), inputs_digest(inputs, digests), sorted({r.channel_id for r in inputs}),
                               sorted({r.layer for r in inputs}))
@@ -889,10 +1052,10 @@ def build_statement(
                          "peak_kw": det(float(ctx.demand_kw.max()) if ctx.n_intervals else 0.0)},
         "history": {"billing_demand_kw": det(comp.history.billing_demand_kw), "peak_kw": det(comp.history.peak_kw),
                     "energy_kwh": det(comp.history.energy_kwh)},
-        "lines": [line_json(x) for x in comp.lines],
+        "lines": lines,
         "attribution": comp.attribution,
         "totals": totals,
-        "document": {"kind": doc.kind, "lines": [line_json(x) for x in doc.lines],
+        "document": {"kind": doc.kind, "lines": [as_json.get(id(x)) or line_json(x) for x in doc.lines],
                      "taxes": [json.loads(t.model_dump_json()) for t in doc.taxes], "totals": doc.totals_json()},
     }
     if comp.campus is not None:
@@ -936,7 +1099,7 @@ def draft_invoice(
         buyer_ref = campus.party(contract.buyer).buyer_reference
     except KeyError:
         pass
-    lines = [ln.model_copy(update={"number": i}) for i, ln in enumerate(doc.lines, 1)]
+    lines = [ln if ln.number == i else ln.model_copy(update={"number": i}) for i, ln in enumerate(doc.lines, 1)]
     return Invoice(
         id=key.invoice_id, number="DRAFT", kind=doc.kind, version=1,
         seller=party_ref(campus, contract.seller), buyer=party_ref(campus, contract.buyer),

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from kwhub.core.intervals import DayHashes, IntervalMatrix
-from kwhub.core.settlement import InputRef, InputSummary, SettlementError
+from kwhub.core.settlement import (
+    InputRef,
+    InputSummary,
+    SettlementError,
+    local_calendar,
+    share_row_statistics,
+)
 from kwhub.core.timeline import BillingPeriod, Span
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -201,6 +207,14 @@ class PeriodInputs:
         self.single_layer = len(table.layer_names) <= 1
         self._digests: dict[str, str] = {}
         self._packed: tuple[bytes, int] | None = None
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def prepare(self) -> None:
+        """Every channel's digest and ``run_input`` rows, made now and kept (see :meth:`rows`)."""
+        for ch in self.table.channel_ids:
+            if self.count(ch):
+                self.digest(ch)
+                self._rows[ch] = self._make_rows(ch)
 
     def bounds(self, ch: str) -> tuple[int, int]:
         i = self.table.pos.get(ch)
@@ -271,6 +285,10 @@ class PeriodInputs:
 
     def rows(self, ch: str) -> list[tuple[Any, ...]]:
         """``(channel, layer, first day no, last day no, n, day_offsets, versions, hashes)`` per layer."""
+        kept = self._rows.get(ch)
+        return kept if kept is not None else self._make_rows(ch)
+
+    def _make_rows(self, ch: str) -> list[tuple[Any, ...]]:
         a, b = self.bounds(ch)
         if a == b:
             return []
@@ -318,13 +336,34 @@ class LoadedSpan:
     inputs: InputTable
 
     def period(self, period: BillingPeriod) -> PeriodData:
-        """The columns and channel-days of ``period`` (inside the span); views, no copies."""
-        step = self.interval_minutes * 60
-        a = (period.span.start_epoch - self.span.start_epoch) // step
-        n = period.span.n_intervals(self.interval_minutes)
-        if a < 0 or a + n > self.values.shape[1]:
-            raise SettlementError(f"period {period.label} is outside the loaded span")
-        matrix = IntervalMatrix(self.channel_ids, period.span.start_epoch, self.interval_minutes,
-                                self.values[:, a:a + n], self.quality[:, a:a + n])
-        days = period.span.utc_days()
-        return PeriodData(period, matrix, PeriodInputs(self.inputs, day_no(days[0]), day_no(days[-1])))
+        """The columns and channel-days of ``period`` (inside the span); views, no copies. The
+        same objects for the same period, so that what :meth:`prepare` computed is found again."""
+        key = (period.span.start_epoch, period.span.end_epoch)
+        kept = self.__dict__.setdefault("_periods", {})
+        data = kept.get(key)
+        if data is None or data.period != period:
+            step = self.interval_minutes * 60
+            a = (period.span.start_epoch - self.span.start_epoch) // step
+            n = period.span.n_intervals(self.interval_minutes)
+            if a < 0 or a + n > self.values.shape[1]:
+                raise SettlementError(f"period {period.label} is outside the loaded span")
+            matrix = IntervalMatrix(self.channel_ids, period.span.start_epoch, self.interval_minutes,
+                                    self.values[:, a:a + n], self.quality[:, a:a + n])
+            days = period.span.utc_days()
+            data = kept[key] = PeriodData(period, matrix, PeriodInputs(self.inputs, day_no(days[0]), day_no(days[-1])))
+        return data
+
+    def prepare(self, periods: Sequence[BillingPeriod], timezone: str | None = None) -> None:
+        """Compute now what every run of these periods looks up: the per-row statistics of each
+        period's matrix (:func:`~kwhub.core.settlement.share_row_statistics`), the channel digests
+        and the packed ``run_input`` rows; with ``timezone``, the local calendar of each period's
+        intervals in that zone (:func:`~kwhub.core.settlement.local_calendar`). The reading thread
+        calls this, so the work is done while the runs of the span before are priced (hashing,
+        numpy and pandas let go of the interpreter for most of it)."""
+        for p in periods:
+            data = self.period(p)
+            share_row_statistics(data.matrix)
+            data.inputs.prepare()
+            if timezone is not None:
+                m = data.matrix
+                local_calendar(m.start_epoch, m.n_intervals, m.interval_minutes, timezone)

@@ -168,13 +168,17 @@ def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids
 
 class SpanReader:
     """The spans of ``chunks`` loaded in order (:func:`load_span`), each on a worker thread
-    started when the one before is handed out (``ahead``), else when asked for."""
+    started when the one before is handed out (``ahead``), else when asked for. On the worker,
+    what the runs of its periods share is prepared too (:meth:`LoadedSpan.prepare`; with
+    ``timezone``, the periods' local calendars in that zone)."""
 
     def __init__(self, db: Database, campus: Campus, channels: list[str], options: SettlementOptions,
-                 chunks: Sequence[Sequence[BillingPeriod]], ahead: bool) -> None:
+                 chunks: Sequence[Sequence[BillingPeriod]], ahead: bool, timezone: str | None = None) -> None:
         self.args = (db, campus)
         self.channels, self.options = channels, options
         self.spans = [Span(c[0].span.start, c[-1].span.end) for c in chunks]
+        self.chunks = [list(c) for c in chunks]
+        self.timezone = timezone
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwhub-read") if ahead and len(chunks) > 1 else None
         self.pending: Future[LoadedSpan] | None = None
         self.i = 0
@@ -188,17 +192,20 @@ class SpanReader:
                 self.pending.cancel()
             self.pool.shutdown(wait=True)
 
-    def _load(self, span: Span) -> LoadedSpan:
-        return load_span(*self.args, span, self.channels, self.options)
+    def _load(self, i: int) -> LoadedSpan:
+        loaded = load_span(*self.args, self.spans[i], self.channels, self.options)
+        if len(self.chunks[i]) > 0 and self.pool is not None:  # on the worker: statistics of its periods too
+            loaded.prepare(self.chunks[i], self.timezone)
+        return loaded
 
     def next(self) -> LoadedSpan:
         """The next span's data (raises what :func:`load_span` raised for it)."""
-        span = self.spans[self.i]
+        i = self.i
         self.i += 1
         if self.pool is None:
-            return self._load(span)
-        current = self.pending if self.pending is not None else self.pool.submit(self._load, span)
-        self.pending = self.pool.submit(self._load, self.spans[self.i]) if self.i < len(self.spans) else None
+            return self._load(i)
+        current = self.pending if self.pending is not None else self.pool.submit(self._load, i)
+        self.pending = self.pool.submit(self._load, self.i) if self.i < len(self.spans) else None
         return current.result()
 
 

@@ -57,6 +57,7 @@ from kwhub.core.settlement import (
     line_from_json,
     missing_report,
     needs_allocation,
+    share_row_statistics,
     statement_hash,
 )
 from kwhub.core.timeline import billing_period
@@ -73,6 +74,7 @@ from kwhub.hub.settle.run_checks import (
     PeriodFacts,
     checks_of,
     latest_settled,
+    prefetch_previous_facts,
     review_policy,
     review_run,
 )
@@ -171,6 +173,7 @@ def settle_contract(
     facts: dict[tuple[str, str], PeriodFacts | None] | None = None,
     carbon: PeriodBasis | None = None,
     pending: list[RunWrite] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> RunOutcome:
     """Price one contract from loaded data and record its run as a draft (see module docs).
 
@@ -185,7 +188,8 @@ def settle_contract(
     (:func:`kwhub.core.line_emissions.period_basis`), stored by the caller; the energy lines carry
     their emissions from it. ``pending``: the run's rows are appended to it instead of
     written, for the caller to write with the others of its batch in its own write
-    transaction (:func:`~kwhub.hub.settle.runs_write.write_runs`).
+    transaction (:func:`~kwhub.hub.settle.runs_write.write_runs`). ``memo``: what the runs of one
+    settle share (:func:`~kwhub.core.settlement.compute_run`).
     """
     period = data.period
     plan = plan or _plan(campus, components)
@@ -201,7 +205,7 @@ def settle_contract(
     prev = vplan.base
     comp = compute_run(campus, contract, period, data.matrix, allocation, options,
                        demand_history(db, contract, period.label), components, channels=channels, plan=plan,
-                       campus_section=campus_section, carbon=carbon)
+                       campus_section=campus_section, carbon=carbon, memo=memo)
     summary, used = data.inputs.summary(channels)
     pol = comp.context.money
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
@@ -212,7 +216,7 @@ def settle_contract(
     if same is not None:
         probe = build_statement(RunKey(contract.id, period.label, version, same["seq"]), comp, summary, options.layer,
                                 doc, prev_id, missing_policy=options.missing)
-        probe_hash = statement_hash(canonical_json(probe))
+        probe_hash = statement_hash(canonical_json(probe, float_free=("channels",)))
     try:
         decision = rerun_decision(vplan, probe_hash, doc.kind is not None, where)
     except VersionError as exc:
@@ -233,7 +237,7 @@ def settle_contract(
     supersede = same["id"] if decision == "supersede" and same is not None else None
     key = RunKey(contract.id, period.label, version, seq)
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
-    body = canonical_json(statement)
+    body = canonical_json(statement, float_free=("channels",))  # ChannelStats.as_json: ints and strings
     digest = statement_hash(body)
     checks = review_run(db, contract, comp, options, now, facts,
                      PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None,
@@ -347,7 +351,11 @@ def settle_periods(
     contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
     With ``read_ahead`` the next read runs on a second thread while the runs of the one
     before are priced and written (SQLite and the database driver let go of the
-    interpreter while they read, so the two overlap; two reads' worth of memory at most).
+    interpreter while they read, so the two overlap; two reads' worth of memory at most). What
+    every run of a period looks up is prepared once per period, on that thread too: the per-row
+    statistics of the matrix, the channel digests and ``run_input`` rows, the local calendar
+    (:meth:`~kwhub.hub.settle.inputs.LoadedSpan.prepare`); each contract's terms versions and
+    components are built once for all the periods of the call.
     Each period of a batch is written in one transaction. Outcomes come by period, then
     by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
@@ -372,6 +380,7 @@ def settle_periods(
     chans_of = {c.id: contract_channels(campus, c, plan) for c in chosen}
     by_id = {c.id: c for c in campus.channels}
     facts: dict[tuple[str, str], PeriodFacts | None] = {}
+    memo: dict[Any, Any] = {}  # each contract's terms versions and components, built once for all periods
     for tz, group in _batches(campus, chosen, max_channels, plan):
         channels: list[str] = []
         for c in group:
@@ -385,7 +394,7 @@ def settle_periods(
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
         chunks = period_chunks(pers, len(channels), finest, max_cells)
-        with SpanReader(db, campus, channels, options, chunks, read_ahead) as reader:
+        with SpanReader(db, campus, channels, options, chunks, read_ahead, timezone=tz) as reader:
             for chunk in chunks:
                 try:
                     loaded = reader.next()
@@ -395,7 +404,8 @@ def settle_periods(
                 for per in chunk:
                     outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
                                               chans_of, issue_date=issue_date, components=components,
-                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts)
+                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts,
+                                              memo=memo)
                 del loaded
     if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
@@ -447,7 +457,8 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                   options: SettlementOptions, alloc_needed: bool, chans_of: dict[str, list[str]], *,
                   issue_date: date | None, components: Any, progress: Callable[[str], None] | None,
                   plan: EnergyPlan, now: datetime | None, dry_run: bool,
-                  facts: dict[tuple[str, str], PeriodFacts | None]) -> list[RunOutcome]:
+                  facts: dict[tuple[str, str], PeriodFacts | None],
+                  memo: dict[Any, Any] | None = None) -> list[RunOutcome]:
     """Allocate (when needed), price and write the runs of ``group`` for one period, in one transaction.
 
     The runs are computed before the write transaction begins, so that the write lock (on
@@ -466,10 +477,13 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                 carbon = period_basis(data.matrix, campus, allocation, options.carbon, data.period.first_day)
         except (SettlementError, ValueError) as exc:
             alloc_error = str(exc)
+    if len(group) > 1:  # the runs pick their channels' statistics from one pass over the matrix
+        share_row_statistics(data.matrix)
     outcomes: list[RunOutcome] = []
     options, market_error = _with_market_revenue(db, group, label, options)
     with db.read_connection() as rconn:
         runs = existing_runs_of(rconn, [c.id for c in group], label)
+    prefetch_previous_facts(db, [c.id for c in group], label, facts)
     pending: list[RunWrite] = []
     for c in group:
         if progress:
@@ -486,7 +500,7 @@ def _settle_batch(db: Database, campus: Campus, group: Sequence[Contract], data:
                                             issue_date=issue_date, components=components,
                                             runs=runs.get(c.id, []), channels=chans_of.get(c.id), plan=plan,
                                             campus_section=section, now=now, dry_run=dry_run, facts=facts,
-                                            carbon=carbon, pending=pending))
+                                            carbon=carbon, pending=pending, memo=memo))
         except (SettlementError, PricingError, ValueError, ArithmeticError) as exc:
             outcomes.append(RunOutcome(c.id, label, version, error=str(exc)))
     refused: dict[str, Any] = {}
