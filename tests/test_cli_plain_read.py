@@ -103,6 +103,42 @@ def test_invoices_list_and_show_print_what_the_store_functions_give(tmp_path: Pa
     assert _said(res_missing) == (1, f"no invoice 'NOPE' {NO_INVOICE}")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_runs_list_prints_what_the_review_gate_lists(tmp_path: Path, monkeypatch, backend) -> None:
+    from kwhub.hub.settle.review import list_runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KWHUB_DATABASE_URL", raising=False)
+    runner = CliRunner()
+
+    def both(url: str) -> tuple[list[dict], list[dict], object, object]:
+        db = Database.open(url)
+        try:
+            expected = json.loads(json.dumps(list_runs(db), default=str))
+            held = json.loads(json.dumps(list_runs(db, status="held"), default=str))
+        finally:
+            db.close()
+        return expected, held, runner.invoke(app, ["runs", "list", "--format", "json"]), \
+            runner.invoke(app, ["runs", "list", "--status", "held", "--format", "json"])
+
+    if backend == "postgresql":
+        with temporary_pg_database() as url:
+            _settled(tmp_path, url)
+            expected, held, res, res_held = both(url)
+            res_text = runner.invoke(app, ["runs", "list"])
+    else:
+        _settled(tmp_path, None)
+        expected, held, res, res_held = both(f"sqlite:///{tmp_path / 'kwhub.db'}")
+        res_text = runner.invoke(app, ["runs", "list"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert listed == expected and len(listed) == 1
+    assert listed[0]["status"] == "issued" and listed[0]["stale"] is False
+    assert listed[0]["document"]["total"] == "18917.20" and listed[0]["created_at"]
+    assert res_held.exit_code == 0 and json.loads(res_held.output) == held == []
+    assert res_text.exit_code == 0 and "Settlement runs" in res_text.output
+
+
 NO_INVOICE = "(give an invoice id or number; `kwhub invoices list` shows them)"
 
 
@@ -172,6 +208,7 @@ try:
 finally:
     print(sorted(m for m in ("sqlalchemy", "sqlmodel", "alembic", "numpy") if m in sys.modules), file=sys.stderr)
 """
+RUNS_PROBE = PROBE.replace('"invoices", "list"', '"runs", "list"')
 
 
 def test_invoices_list_on_a_sqlite_store_imports_neither_sqlalchemy_nor_alembic_nor_numpy(tmp_path: Path) -> None:
@@ -180,6 +217,9 @@ def test_invoices_list_on_a_sqlite_store_imports_neither_sqlalchemy_nor_alembic_
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == []
     assert res.stderr.strip().splitlines()[-1] == "[]"
+    res = subprocess.run([sys.executable, "-c", RUNS_PROBE], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [] and res.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_an_unreadable_sqlite_file_is_named(tmp_path: Path, monkeypatch) -> None:

@@ -58,14 +58,14 @@ def runs_list(
     fmt: str = format_option("text", "json"),
 ) -> None:
     """List settlement runs with their review status; held runs show why they are held."""
-    from kwhub.hub.settle.review import list_runs
+    from kwhub.hub.cli.common import load, open_reader
+    from kwhub.hub.settle.run_list import summarise_runs
+    from kwhub.hub.store.plain_read import reading, settlement_runs
 
     fmt = output_format(fmt, ("text", "json"))
-    _, db = _open(config, plugins=False, migrate=False)  # reads only: no plugin imported, no migration
-    try:
-        rows = list_runs(db, period=period, contract_id=contract, status=status)
-    finally:
-        db.close()
+    cfg = load(config, plugins=False)  # reads only: no plugin imported
+    with reading(open_reader(cfg)) as reader:  # never created nor migrated; sqlite3 for a SQLite file
+        rows = summarise_runs(settlement_runs(reader, period=period, contract_id=contract, status=status))
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2, default=str))
         return

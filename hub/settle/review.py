@@ -24,6 +24,7 @@ from kwhub.core.invoice import DocumentReference, Invoice
 from kwhub.core.settlement import SettlementError, issue_draft
 from kwhub.core.versions import PENDING, SETTLED, format_number, kind_order
 from kwhub.hub.settle import issue_write
+from kwhub.hub.settle.run_list import RUN_COLUMNS, summarise_runs
 from kwhub.hub.settle.runs_read import existing_runs, get_run, run_changed
 from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
@@ -270,10 +271,10 @@ def _held_text(run: dict[str, Any]) -> str:
 
 def list_runs(db: Database, *, period: str | None = None, contract_id: str | None = None,
               status: str | None = None) -> list[dict[str, Any]]:
-    """Runs with their status, document total and failed checks (statements not parsed)."""
+    """Runs with their status, document total and failed checks (statements not parsed), as
+    :func:`kwhub.hub.settle.run_list.summarise_runs` shapes them."""
     t = settlement_run_table
-    q = select(t.c.id, t.c.contract_id, t.c.period, t.c.version_kind, t.c.seq, t.c.status, t.c.invoice_id,
-               t.c.created_at, t.c.stale, t.c.draft, t.c.checks)
+    q = select(*(t.c[name] for name in RUN_COLUMNS))
     if period:
         q = q.where(t.c.period == period)
     if contract_id:
@@ -281,14 +282,4 @@ def list_runs(db: Database, *, period: str | None = None, contract_id: str | Non
     if status:
         q = q.where(t.c.status == status)
     with db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
-    out = []
-    for r in rows:
-        draft = json.loads(r.pop("draft")) if r.get("draft") else None
-        checks = json.loads(r.pop("checks") or "[]")
-        r["document"] = None if draft is None else {"kind": draft["kind"], "total": draft["total"],
-                                                    "currency": draft["currency"], "number": draft["number"]}
-        r["held_reasons"] = [f"{c['check']}: {c['message']}" for c in checks if not c["passed"]]
-        out.append(r)
-    out.sort(key=lambda r: (r["period"], r["contract_id"], kind_order(r["version_kind"]), r["seq"]))
-    return out
+        return summarise_runs(r._mapping for r in conn.execute(q))

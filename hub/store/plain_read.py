@@ -40,6 +40,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "interval_day": ("channel_id", "day", "layer", "version", "is_current", "interval_minutes", "values", "quality",
                      "rule_ids", "rule_names"),
     "period_reading": ("channel_id", "kind", "start_epoch", "end_epoch", "value", "is_current"),
+    "settlement_run": ("id", "contract_id", "period", "version_kind", "seq", "status", "invoice_id", "created_at",
+                       "stale", "draft", "checks"),
 }
 
 _REVISION_LINE = re.compile(r'^(down_revision|revision)\s*(?::[^=]*)?=\s*["\']?([^"\'\s]+)["\']?\s*$', re.MULTILINE)
@@ -217,6 +219,32 @@ def invoice_document(reader: PlainReader, ref: str) -> str | None:
     """The stored JSON of the document with id or number ``ref`` (None: no such document)."""
     found = reader.rows("SELECT document FROM invoice WHERE id = ? OR number = ?", (ref, ref))
     return found[0][0] if found else None
+
+
+# ------------------------------------------------------------------ settlement runs
+
+
+def settlement_runs(reader: PlainReader, *, period: str | None = None, contract_id: str | None = None,
+                    status: str | None = None) -> list[dict[str, Any]]:
+    """The ``settlement_run`` rows (the columns of ``COLUMNS["settlement_run"]``), typed as
+    SQLAlchemy reads them: ``stale`` a bool, ``created_at`` a datetime. Shaped for display by
+    :func:`kwhub.hub.settle.run_list.summarise_runs`."""
+    names = COLUMNS["settlement_run"]
+    where: list[str] = []
+    params: list[str] = []
+    for column, value in (("period", period), ("contract_id", contract_id), ("status", status)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    sql = f"SELECT {', '.join(names)} FROM settlement_run" + ((" WHERE " + " AND ".join(where)) if where else "")
+    out = []
+    for values in reader.rows(sql, params):
+        r = dict(zip(names, values, strict=True))
+        r["stale"] = bool(r["stale"])
+        if isinstance(r["created_at"], str):  # SQLite keeps the instant as text
+            r["created_at"] = datetime.fromisoformat(r["created_at"])
+        out.append(r)
+    return out
 
 
 # ------------------------------------------------------------------ stored readings
