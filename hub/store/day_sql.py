@@ -23,9 +23,11 @@ from kwhub.hub.store.tables import LAYERS, interval_day_table
 EPOCH_DAY = np.datetime64("1970-01-01", "D")
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 IN_CHUNK = 500  # bound parameters per IN list
-# SQLite reads of the dense matrix map the database file (up to this many bytes) instead of
-# copying every page through the page cache (a campus-year is larger than the cache)
+# SQLite reads of a large dense matrix map the database file (up to this many bytes) instead
+# of copying every page through the page cache (a campus-year is larger than the cache); the
+# mapping is dropped after the read, as mapped pages count in the process's resident memory
 READ_MMAP_BYTES = 1 << 30
+READ_MMAP_MIN_VALUES = 4_000_000  # smaller reads (VEE's read-backs, one channel) go through the cache
 T = interval_day_table.c
 
 
@@ -116,6 +118,7 @@ class DaySql:
                          f"AND {c['layer']} = {m} AND {c['day']} >= {m} AND {c['day']} <= {m} "
                          f"AND {c['is_current']} = {m} ORDER BY {c['day']}")
         self.read_mmap = f"PRAGMA mmap_size = {READ_MMAP_BYTES}"
+        self.read_unmap = "PRAGMA mmap_size = 0"
         self._day = T.day.type.dialect_impl(dialect).bind_processor(dialect)
         self._ts = T.created_at.type.dialect_impl(dialect).bind_processor(dialect)
 

@@ -23,6 +23,7 @@ from kwhub.hub.store.day_sql import (
     CHANNEL_DAY,
     EPOCH_DAY,
     EPOCH_ORDINAL,
+    READ_MMAP_MIN_VALUES,
     check_layer,
     chunks,
     day_sql,
@@ -229,9 +230,11 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
             sql = day_sql(conn.dialect)
             lo, hi = sql.days(np.array([d_first, d_last]))
             cur = dbapi_cursor(conn, binary=sql.copy)  # psycopg: blobs as bytes on the wire, not hex text
+            mapped = sql.sqlite and len(ids) * n_int >= READ_MMAP_MIN_VALUES
             try:
-                if sql.sqlite:
+                if mapped:
                     cur.execute(sql.read_mmap)  # before the first read of the transaction
+                if sql.sqlite:
                     pos = {c: i for i, c in enumerate(ids)}
                     rest: list[str] = []
                     for chunk in chunks(ids) if joined else ():
@@ -253,6 +256,8 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
                         for cid, group in groupby(rows, key=itemgetter(0)):
                             grid.place(pos[cid], cid, list(group), hashes)
             finally:
+                if mapped:  # the pooled connection goes back unmapped
+                    cur.execute(sql.read_unmap)
                 cur.close()
     grid.mark_missing()
     return IntervalMatrix(channel_ids=ids, start_epoch=s0, interval_minutes=interval_minutes,
