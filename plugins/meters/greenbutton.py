@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal
@@ -276,6 +277,19 @@ def _nested(el: Any) -> dict[str, str]:
 
 
 SCAN = True  # IntervalReadings read by the byte scanner (greenbutton_scan); False: lxml reads everything
+
+
+def _at_most(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """``pieces`` fed to lxml in slices of at most ``size`` bytes. A block the scanner leaves
+    to lxml (longer than ``greenbutton_scan.WINDOW``) would otherwise reach libxml2 as one
+    piece, and libxml2's copies of it, not the chunk size, would bound the reader's memory."""
+    for piece in pieces:
+        if len(piece) <= size:
+            yield piece
+            continue
+        view = memoryview(piece)
+        for at in range(0, len(piece), size):
+            yield bytes(view[at:at + size])
 
 
 def stream_parse(path: Path, source: str | None = None, limits: InputLimits = DEFAULT_LIMITS) -> _ParseState:
@@ -556,7 +570,8 @@ def _parse(fh: IO[bytes], source: str, atom: bool = False, limits: InputLimits =
     root: Any = None
     open_el: Any = None  # the entry (or bare IntervalBlock) being read
     since_entry = 0
-    chunks = scanner.pieces(fh.read, max(_CHUNK, _SCAN_CHUNK)) if scanner is not None else iter(lambda: fh.read(_CHUNK), b"")
+    chunks = (_at_most(scanner.pieces(fh.read, max(_CHUNK, _SCAN_CHUNK)), _CHUNK) if scanner is not None
+              else iter(lambda: fh.read(_CHUNK), b""))
     try:
         for chunk in chunks:
             parser.feed(chunk)

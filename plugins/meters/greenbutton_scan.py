@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-WINDOW = 16 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes
+WINDOW = 4 << 20  # a block longer than this (bytes) is left to lxml, which drains it as it goes; the
+# scanner buffers up to about twice this while it looks for the block's end (a day of 1-minute
+# readings is about 0.2 MB)
 BLOCK_COST = 4  # what a block held waits for claiming costs beyond its readings, in readings
 MAX_LINE = 65_535  # libxml2 keeps element lines up to this value (beyond: see _reported_line)
 ASCII_COMPATIBLE = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso-8859-15",
