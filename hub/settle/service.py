@@ -451,8 +451,9 @@ def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], opti
         return
     contracts = {c.id: c for c in campus.contracts}
     eligible = [o for o in drafts if review_policy(contracts[o.contract_id], options) == "auto"]
+    chosen = {id(o) for o in eligible}  # by identity: `in` on the list compared whole outcomes, n^2 times
     for o in drafts:
-        if o not in eligible:
+        if id(o) not in chosen:
             o.note = "awaiting approval (review policy manual)"
     if not eligible:
         return
