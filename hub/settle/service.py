@@ -63,6 +63,7 @@ from kwhub.core.settlement import (
 from kwhub.core.timeline import billing_period
 from kwhub.core.versions import VersionError, plan_version, rerun_decision
 from kwhub.hub.esg.carbon_store import store_basis
+from kwhub.hub.settle.gc_pause import collector_paused
 
 # The names this module held before it was split, for callers that import them from here
 # (new code imports them from the module that holds them).
@@ -360,7 +361,21 @@ def settle_periods(
     by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
     have settled, in the same order as one call would).
+    The cyclic garbage collector is held back while the call runs
+    (:func:`~kwhub.hub.settle.gc_pause.collector_paused`).
     """
+    with collector_paused():
+        return _settle_periods(db, campus, periods, contracts=contracts, version=version, options=options,
+                               issue_date=issue_date, components=components, progress=progress,
+                               max_channels=max_channels, max_cells=max_cells, on_issue=on_issue, now=now,
+                               dry_run=dry_run, actor=actor, read_ahead=read_ahead, issue=issue)
+
+
+def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, contracts: Iterable[str] | None,
+                    version: str, options: SettlementOptions | None, issue_date: date | None,
+                    components: Any | None, progress: Callable[[str], None] | None, max_channels: int,
+                    max_cells: int, on_issue: Callable[[Any, Invoice], None] | None, now: datetime | None,
+                    dry_run: bool, actor: str, read_ahead: bool, issue: bool) -> list[RunOutcome]:
     options = options or SettlementOptions()
     if components is None:
         from kwhub.hub.registry import get_registry
@@ -436,8 +451,9 @@ def _auto_approve(db: Database, campus: Campus, outcomes: list[RunOutcome], opti
         return
     contracts = {c.id: c for c in campus.contracts}
     eligible = [o for o in drafts if review_policy(contracts[o.contract_id], options) == "auto"]
+    chosen = {id(o) for o in eligible}  # by identity: `in` on the list compared whole outcomes, n^2 times
     for o in drafts:
-        if o not in eligible:
+        if id(o) not in chosen:
             o.note = "awaiting approval (review policy manual)"
     if not eligible:
         return
