@@ -3,7 +3,7 @@
 An ingest builds hundreds of thousands of short-lived tuples and bytes per batch (day rows,
 blobs, digests); the collector's allocation counters then trigger a full (oldest-generation)
 collection every few batches, and each walks every live object of the process (the plugin
-registry, SQLAlchemy, pandas: about 0.2 s apiece, 0.7 s of a 10M-interval ingest). The
+registry, SQLAlchemy, pandas: 0.15-0.25 s apiece, 0.4-0.7 s of CPU in a 10M-interval ingest). The
 ingest makes almost no cyclic garbage that outlives the young generations (a full
 collection during it finds none or a few dozen objects), so :func:`full_collections_paused`
 raises the oldest generation's threshold for the span and restores it after; the young
