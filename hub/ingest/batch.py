@@ -36,6 +36,7 @@ from kwhub.core.intervals import (
     epoch_to_day,
 )
 from kwhub.core.meter_units import apply_channel_units
+from kwhub.hub.ingest.gc_pause import full_collections_paused
 
 if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
@@ -377,8 +378,9 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     if stream is not None and not allow_new_channels and path.stat().st_size >= STREAM_MIN_BYTES:
         chunks = stream(path, channel)
         if chunks is not None:
-            done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee, vee_config,
-                                  vee_now, adapter_instance.context.limits)
+            with full_collections_paused():  # (see gc_pause: no full collection walks the process per batch)
+                done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee,
+                                      vee_config, vee_now, adapter_instance.context.limits)
             if done is not None:
                 return done
     batch = adapter_instance.read_file(path, channel)
