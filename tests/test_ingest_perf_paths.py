@@ -181,22 +181,3 @@ def test_validate_days_stores_what_write_blocks_would(db, tmp_path) -> None:
             e.channel_id, e.day, e.rule_id, e.action, e.count)
         assert stored["detail"] == _jsonable(e.detail)
 
-
-def test_full_collections_paused_restores_thresholds() -> None:
-    """The ingest's pause of full garbage collections holds only for its span (nested uses too)
-    and leaves the young generations' thresholds alone."""
-    import gc
-
-    from kwhub.hub.ingest.gc_pause import full_collections_paused
-
-    before = gc.get_threshold()
-    with full_collections_paused():
-        inside = gc.get_threshold()
-        assert inside[:2] == before[:2] and inside[2] > before[2]
-        with full_collections_paused():
-            assert gc.get_threshold() == inside
-        assert gc.get_threshold() == inside
-    assert gc.get_threshold() == before
-    with pytest.raises(RuntimeError), full_collections_paused():
-        raise RuntimeError("a failed ingest")
-    assert gc.get_threshold() == before

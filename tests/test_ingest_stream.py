@@ -219,3 +219,31 @@ def test_vee_run_that_fails_midway_writes_no_validated_day(tmp_path, monkeypatch
         assert db.intervals.count_rows(layer="validated") == 5 * 25
     finally:
         db.close()
+
+
+def test_a_streamed_ingest_runs_with_the_collector_held_back(tmp_path, streamed, monkeypatch) -> None:
+    """The chunks are stored inside :func:`kwhub.hub.helpers.gc_pause.collector_paused`; the
+    collector is as it was afterwards."""
+    import gc
+
+    from kwhub.hub.helpers.gc_pause import YOUNG_THRESHOLD
+
+    seen: list[int] = []
+    real = batch_mod._ingest_stream
+
+    def spy(*a, **k):
+        seen.append(gc.get_threshold()[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch_mod, "_ingest_stream", spy)
+    before = gc.get_threshold()
+    csv = tmp_path / "wide.csv"
+    _write_csv(csv)
+    db = Database.open(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        campus = _campus()
+        rep = ingest_file(db, campus, CsvMeter("t", {}, adapter_context(campus)), csv, vee_now=NOW)
+    finally:
+        db.close()
+    assert rep.meta.get("streamed") is True
+    assert seen and seen[0] >= YOUNG_THRESHOLD and gc.get_threshold() == before

@@ -36,7 +36,7 @@ from kwhub.core.intervals import (
     epoch_to_day,
 )
 from kwhub.core.meter_units import apply_channel_units
-from kwhub.hub.ingest.gc_pause import full_collections_paused
+from kwhub.hub.helpers.gc_pause import collector_paused
 
 if TYPE_CHECKING:
     from kwhub.hub.registry import Registry
@@ -378,7 +378,7 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     if stream is not None and not allow_new_channels and path.stat().st_size >= STREAM_MIN_BYTES:
         chunks = stream(path, channel)
         if chunks is not None:
-            with full_collections_paused():  # (see gc_pause: no full collection walks the process per batch)
+            with collector_paused():  # (see gc_pause: no collection walks the whole process per batch)
                 done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee,
                                       vee_config, vee_now, adapter_instance.context.limits)
             if done is not None:

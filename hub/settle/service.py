@@ -63,7 +63,7 @@ from kwhub.core.settlement import (
 from kwhub.core.timeline import billing_period
 from kwhub.core.versions import VersionError, plan_version, rerun_decision
 from kwhub.hub.esg.carbon_store import store_basis
-from kwhub.hub.settle.gc_pause import collector_paused
+from kwhub.hub.helpers.gc_pause import collector_paused
 
 # The names this module held before it was split, for callers that import them from here
 # (new code imports them from the module that holds them).
@@ -362,7 +362,7 @@ def settle_periods(
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
     have settled, in the same order as one call would).
     The cyclic garbage collector is held back while the call runs
-    (:func:`~kwhub.hub.settle.gc_pause.collector_paused`).
+    (:func:`~kwhub.hub.helpers.gc_pause.collector_paused`).
     """
     with collector_paused():
         return _settle_periods(db, campus, periods, contracts=contracts, version=version, options=options,

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from kwhub.hub.settle.gc_pause import YOUNG_THRESHOLD, collector_paused
+from kwhub.hub.helpers.gc_pause import YOUNG_THRESHOLD, collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +80,13 @@ def test_disabled_collector_and_callers_freeze_left_alone():
     with collector_paused():
         pass
     assert gc.get_freeze_count() == frozen  # the caller's frozen objects stay frozen
+
+
+def test_settle_periods_runs_with_the_collector_held_back(monkeypatch) -> None:
+    from kwhub.hub.settle import service
+
+    seen: list[int] = []
+    monkeypatch.setattr(service, "_settle_periods", lambda *a, **k: seen.append(gc.get_threshold()[0]) or [])
+    before = gc.get_threshold()
+    assert service.settle_periods(None, None, ["2026-10"]) == []  # type: ignore[arg-type]
+    assert seen == [max(YOUNG_THRESHOLD, before[0])] and gc.get_threshold() == before
