@@ -473,12 +473,11 @@ def build_context(
     if options.grid_price_per_mwh is not None and grid_kwh:
         grid_cost = to_decimal(grid_kwh) / Decimal(1000) * options.grid_price_per_mwh
     facts = matrix.__dict__.get("_row_facts")
-    if ce.basis != "allocation" and facts is not None and facts.values is matrix.values and facts.clean:
-        # the energy is sums of the matrix's own rows, which hold no NaN or infinity: nothing to replace
-        def fix(a: np.ndarray) -> np.ndarray:
-            return a
-    else:
-        fix = np.nan_to_num
+    # metered energy is sums of the matrix's own rows: when they hold no NaN or infinity there is nothing to replace
+    clean = ce.basis != "allocation" and facts is not None and facts.values is matrix.values and facts.clean
+
+    def fix(a: np.ndarray) -> np.ndarray:
+        return a if clean else np.nan_to_num(a)
     ctx = PricingContext(
         contract=contract, period=period, interval_minutes=matrix.interval_minutes, starts=starts,
         energy_kwh=fix(energy), energy_by_source={k: fix(v) for k, v in by_source.items()},
