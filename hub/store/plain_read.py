@@ -196,13 +196,10 @@ def reader_of(db: Any, shown: str) -> PlainReader:
 # ------------------------------------------------------------------ issued documents
 
 
-def _invoice_filter(contract_id: str | None, period: str | None, buyer: str | None) -> tuple[str, list[str]]:
-    where: list[str] = []
-    params: list[str] = []
-    for column, value in (("contract_id", contract_id), ("period", period), ("buyer", buyer)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
+def _equal_filter(**given: str | None) -> tuple[str, list[str]]:
+    """`` WHERE column = ? AND ...`` for each column given a value (nothing when none is), and its parameters."""
+    where = [f"{column} = ?" for column, value in given.items() if value]
+    params = [value for value in given.values() if value]
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
@@ -210,7 +207,7 @@ def invoice_documents(reader: PlainReader, *, contract_id: str | None = None, pe
                       buyer: str | None = None) -> list[str]:
     """The stored JSON of issued documents, oldest first (the order of
     :func:`kwhub.hub.settle.invoices_read.list_invoices`)."""
-    where, params = _invoice_filter(contract_id, period, buyer)
+    where, params = _equal_filter(contract_id=contract_id, period=period, buyer=buyer)
     sql = f"SELECT document FROM invoice{where} ORDER BY issued_at, seller, number_seq"
     return [doc for (doc,) in reader.rows(sql, params)]
 
@@ -230,13 +227,8 @@ def settlement_runs(reader: PlainReader, *, period: str | None = None, contract_
     SQLAlchemy reads them: ``stale`` a bool, ``created_at`` a datetime. Shaped for display by
     :func:`kwhub.hub.settle.run_list.summarise_runs`."""
     names = COLUMNS["settlement_run"]
-    where: list[str] = []
-    params: list[str] = []
-    for column, value in (("period", period), ("contract_id", contract_id), ("status", status)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    sql = f"SELECT {', '.join(names)} FROM settlement_run" + ((" WHERE " + " AND ".join(where)) if where else "")
+    where, params = _equal_filter(period=period, contract_id=contract_id, status=status)
+    sql = f"SELECT {', '.join(names)} FROM settlement_run{where}"
     out = []
     for values in reader.rows(sql, params):
         r = dict(zip(names, values, strict=True))
