@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
+from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -25,7 +24,6 @@ from kwhub.core.markets.models import (
     SubmissionStatus,
 )
 from kwhub.core.markets.prices import MarketPrices
-from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.markets.caiso.formats import (
     RAW_NS,
@@ -36,6 +34,7 @@ from kwhub.plugins.markets.caiso.formats import (
     parse_statement_csv,
     render_raw_bid_set,
 )
+from kwhub.plugins.markets.http_market import HttpMarket
 
 
 class CaisoConfig(AdapterConfig):
@@ -47,7 +46,7 @@ class CaisoConfig(AdapterConfig):
     timeout_s: float = 10.0
 
 
-class CaisoMarket(MarketAdapter):
+class CaisoMarket(HttpMarket):
     """CAISO: SIBR raw bid sets, CMRI awards, OASIS PRC_LMP, statements (shape-compatible)."""
 
     type_id: ClassVar[str] = "markets.caiso"
@@ -57,29 +56,12 @@ class CaisoMarket(MarketAdapter):
     Config = CaisoConfig
     config: CaisoConfig
 
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        try:
-            r = httpx.request(method, self.config.url.rstrip("/") + path, timeout=self.config.timeout_s, **kw)
-        except httpx.TimeoutException:
-            raise AdapterError(f"CAISO {what}: no answer within {self.config.timeout_s} s (retry later)",
-                               FailureKind.TRANSIENT) from None
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"CAISO {what}: {exc}", FailureKind.TRANSIENT) from None
-        if r.status_code >= 500:
-            raise AdapterError(f"CAISO {what}: HTTP {r.status_code} (retry later)", FailureKind.TRANSIENT)
-        if r.status_code >= 400:
-            raise AdapterError(f"CAISO {what}: HTTP {r.status_code}: {r.text[:200]}", FailureKind.CONFIGURATION)
+    def _check_status(self, r: httpx.Response, what: str) -> None:
+        """5xx and 4xx as every HTTP market; then an HTML page (OASIS throttling) is transient."""
+        super()._check_status(r, what)
         if "html" in r.headers.get("content-type", "").lower():
             raise AdapterError(f"CAISO {what}: HTTP {r.status_code} with an HTML page (OASIS throttling; back off "
                                "and retry)", FailureKind.TRANSIENT)
-        return r
-
-    def check(self) -> CheckResult:
-        try:
-            httpx.get(self.config.url, timeout=self.config.timeout_s)
-        except httpx.HTTPError as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
-        return CheckResult.success(f"{self.config.url} answers")
 
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
         rt = sorted({b.bid_id for b in bids if b.market != "DA"})
@@ -87,10 +69,7 @@ class CaisoMarket(MarketAdapter):
             raise AdapterError(f"bids {', '.join(rt)}: kwhub's CAISO RawBidSet carries day-ahead (IFM) bids only; "
                                "real-time bids are not supported by this adapter (build them with --market DA)",
                                FailureKind.CONFIGURATION)
-        for bid in bids:
-            found = check_bid(bid, rules_for("CAISO", bid.market), TZ)
-            if found:
-                raise CurveRuleError(bid.bid_id, found)
+        self._check_curves(bids, TZ)
         env = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap={"soapenv": SOAP_NS})
         etree.SubElement(env, f"{{{SOAP_NS}}}Body").append(render_raw_bid_set(bids, self.config.scheduling_coordinator))
         return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
@@ -136,42 +115,24 @@ class CaisoMarket(MarketAdapter):
         return problems
 
     def submit(self, bids: Sequence[Bid]) -> Submission:
-        import hashlib
-
-        data = self.render_bids(bids)
-        problems = self.validate_document(data)
-        if problems:
-            raise AdapterError("the RawBidSet is not valid: " + "; ".join(problems[:5]), FailureKind.SYSTEM)
-        r = self._call("POST", "/sibr/submitRawBidSet", "RawBidSet submission", content=data,
-                       headers={"Content-Type": "text/xml; charset=utf-8"})
-        try:
-            root = parse_xml(r.content, "SIBR reply")
-        except UnsafeXmlError as exc:
-            raise AdapterError(str(exc), FailureKind.TRANSIENT) from None
+        data, root = self._send_document(bids, "RawBidSet", "/sibr/submitRawBidSet", "RawBidSet submission",
+                                         "text/xml; charset=utf-8", "SIBR reply")
         outcomes = []
         for el in root.iter("BidResult"):
             status = SubmissionStatus.ACCEPTED if el.get("status") == "VALID" else SubmissionStatus.REJECTED
             outcomes.append(BidOutcome(bid_id=el.get("resource", ""), status=status, iso_ref=el.get("bidId", ""),
                                        errors=tuple(e.text or "" for e in el.iter("Error"))))
-        statuses = {o.status for o in outcomes}
-        status = (SubmissionStatus.PARTIAL if len(statuses) > 1 else statuses.pop() if statuses
-                  else SubmissionStatus.REJECTED)
-        return Submission(iso="CAISO", market=bids[0].market, trading_date=bids[0].trading_date, status=status,
-                          document_sha256=hashlib.sha256(data).hexdigest(), outcomes=tuple(outcomes),
-                          iso_ref=",".join(o.iso_ref for o in outcomes if o.iso_ref))
-
-    def poll_status(self, submission: Submission) -> Submission:
-        return submission  # SIBR validates synchronously here: the reply is final
+        return self._submission_of(bids, data, outcomes, iso_ref=",".join(o.iso_ref for o in outcomes if o.iso_ref))
 
     def fetch_awards(self, trading_date: date, market: str = "DA") -> list[Award]:
-        r = self._call("GET", "/cmri/RetrieveMarketAwards", "CMRI awards",
+        r = self._request("GET", "/cmri/RetrieveMarketAwards", "CMRI awards",
                        params={"tradeDate": trading_date.isoformat(), "marketType": "DAM"})
         rows = list(csv.DictReader(io.StringIO(r.text)))
         return [Award(iso="CAISO", market="DA", resource=x["RESOURCE_ID"], start=_gmt(x["START_GMT"], "", "CMRI"),
                       end=_gmt(x["END_GMT"], "", "CMRI"), mwh=Decimal(x["AWARD_MWH"])) for x in rows]
 
     def fetch_prices(self, trading_date: date, market: str = "DA") -> list[MarketPrices]:
-        r = self._call("GET", "/oasisapi/SingleZip", f"PRC_LMP {market} {trading_date}",
+        r = self._request("GET", "/oasisapi/SingleZip", f"PRC_LMP {market} {trading_date}",
                        params={"queryname": "PRC_LMP", "market_run_id": "DAM" if market == "DA" else "RTM",
                                "opr_date": trading_date.isoformat()})
         if r.content[:2] != b"PK":
@@ -184,10 +145,9 @@ class CaisoMarket(MarketAdapter):
         return out
 
     def fetch_statements(self, operating_day: date) -> list[Statement]:
-        r = self._call("GET", "/settlements/statements", f"statements {operating_day}",
+        r = self._request("GET", "/settlements/statements", f"statements {operating_day}",
                        params={"tradeDate": operating_day.isoformat()})
-        z = zipfile.ZipFile(io.BytesIO(r.content))
-        return [parse_statement_csv(z.read(n), n) for n in sorted(z.namelist())]
+        return self._zipped_statements(r, parse_statement_csv)
 
     def parse_prices(self, path: Path) -> list[MarketPrices]:
         return parse_prc_lmp(Path(path).read_bytes(), str(path), nodes=self.config.nodes)

@@ -23,18 +23,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
 from kwhub.core.intervals import IntervalDataError
-from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
 from kwhub.core.markets.models import Award, Bid, Statement, Submission, SubmissionStatus
 from kwhub.core.markets.prices import MarketPrices
-from kwhub.core.markets.rules import rules_for
 from kwhub.plugins.markets.ercot import ews
 from kwhub.plugins.markets.ercot.reports import parse_spp_csv
 from kwhub.plugins.markets.ercot.statements import parse_statement
+from kwhub.plugins.markets.http_market import HttpMarket
 
 MAX_BIDSET_BYTES = 3_000_000
 
@@ -52,7 +50,7 @@ class ErcotConfig(AdapterConfig):
     timeout_s: float = 10.0
 
 
-class ErcotMarket(MarketAdapter):
+class ErcotMarket(HttpMarket):
     """ERCOT: EWS BidSet/AwardSet over SOAP, NP4-190/NP6-905 SPPs, settlement statements."""
 
     type_id: ClassVar[str] = "markets.ercot"
@@ -67,15 +65,8 @@ class ErcotMarket(MarketAdapter):
 
     def _post(self, action: str, message: Any, what: str) -> ews.Envelope:
         body = ews.soap_wrap(message)
-        try:
-            r = httpx.post(self.config.url.rstrip("/") + "/ews", content=body, timeout=self.config.timeout_s,
-                           headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ews.SOAP_ACTIONS[action]})
-        except httpx.TimeoutException:
-            raise AdapterError(f"ERCOT {what}: no answer within {self.config.timeout_s} s (retry later)",
-                               FailureKind.TRANSIENT) from None
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"ERCOT {what}: {exc}", FailureKind.TRANSIENT) from None
-        self._check_status(r, what)
+        r = self._request("POST", "/ews", what, content=body,
+                          headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ews.SOAP_ACTIONS[action]})
         if "html" in r.headers.get("content-type", "").lower():
             raise AdapterError(f"ERCOT {what}: HTTP {r.status_code} with an HTML page instead of SOAP "
                                "(maintenance or throttling; retry later)", FailureKind.TRANSIENT)
@@ -85,33 +76,12 @@ class ErcotMarket(MarketAdapter):
             raise AdapterError(str(exc), FailureKind.TRANSIENT) from None
 
     def _get(self, path: str, params: dict[str, str], what: str) -> bytes:
-        try:
-            r = httpx.get(self.config.url.rstrip("/") + path, params=params, timeout=self.config.timeout_s)
-        except httpx.TimeoutException:
-            raise AdapterError(f"ERCOT {what}: no answer within {self.config.timeout_s} s (retry later)",
-                               FailureKind.TRANSIENT) from None
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"ERCOT {what}: {exc}", FailureKind.TRANSIENT) from None
-        self._check_status(r, what)
+        r = self._request("GET", path, what, params=params)
         if "html" in r.headers.get("content-type", "").lower() or r.content.lstrip()[:15].lower().startswith(
                 (b"<!doctype html", b"<html")):
             raise AdapterError(f"ERCOT {what}: HTTP {r.status_code} with an HTML page instead of the report "
                                "(maintenance or throttling; retry later)", FailureKind.TRANSIENT)
         return r.content
-
-    @staticmethod
-    def _check_status(r: httpx.Response, what: str) -> None:
-        if r.status_code >= 500:
-            raise AdapterError(f"ERCOT {what}: HTTP {r.status_code} (retry later)", FailureKind.TRANSIENT)
-        if r.status_code >= 400:
-            raise AdapterError(f"ERCOT {what}: HTTP {r.status_code}: {r.text[:200]}", FailureKind.CONFIGURATION)
-
-    def check(self) -> CheckResult:
-        try:
-            httpx.get(self.config.url, timeout=self.config.timeout_s)
-        except httpx.HTTPError as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
-        return CheckResult.success(f"{self.config.url} answers")
 
     # ------------------------------------------------------------------ bids
 
@@ -127,10 +97,7 @@ class ErcotMarket(MarketAdapter):
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
         """The SOAP request that creates ``bids`` (curve rules checked first; ERCOT takes a
         BidSet of at most 3,000,000 bytes)."""
-        for bid in bids:
-            found = check_bid(bid, rules_for("ERCOT", bid.market), self.config.timezone)
-            if found:
-                raise CurveRuleError(bid.bid_id, found)
+        self._check_curves(bids, self.config.timezone)
         message = self._message(bids)
         payload = message.find(f"{ews.M}Payload")
         size = sum(len(etree.tostring(el)) for el in (payload if payload is not None else []))

@@ -3,8 +3,6 @@ statements over HTTP."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,8 +12,7 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
-from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
+from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -25,8 +22,8 @@ from kwhub.core.markets.models import (
     SubmissionStatus,
 )
 from kwhub.core.markets.prices import MarketPrices
-from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
+from kwhub.plugins.markets.http_market import HttpMarket
 from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
     TZ,
@@ -45,7 +42,7 @@ class PjmConfig(AdapterConfig):
     timeout_s: float = 10.0
 
 
-class PjmMarket(MarketAdapter):
+class PjmMarket(HttpMarket):
     """PJM: Markets Gateway-style day-ahead offers and results, Data Miner LMPs, statements
     (shape-compatible; the offer XML is kwhub's own structure, see :mod:`.offers`)."""
 
@@ -56,27 +53,13 @@ class PjmMarket(MarketAdapter):
     Config = PjmConfig
     config: PjmConfig
 
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        try:
-            r = httpx.request(method, self.config.url.rstrip("/") + path, timeout=self.config.timeout_s, **kw)
-        except httpx.TimeoutException:
-            raise AdapterError(f"PJM {what}: no answer within {self.config.timeout_s} s (retry later)",
-                               FailureKind.TRANSIENT) from None
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"PJM {what}: {exc}", FailureKind.TRANSIENT) from None
+    def _check_status(self, r: httpx.Response, what: str) -> None:
+        """A 5xx answer or an HTML page (the gateway's maintenance page) is transient, then 4xx as every
+        HTTP market."""
         if r.status_code >= 500 or "html" in r.headers.get("content-type", "").lower():
             raise AdapterError(f"PJM {what}: HTTP {r.status_code} {r.headers.get('content-type', '')} (retry later)",
                                FailureKind.TRANSIENT)
-        if r.status_code >= 400:
-            raise AdapterError(f"PJM {what}: HTTP {r.status_code}: {r.text[:200]}", FailureKind.CONFIGURATION)
-        return r
-
-    def check(self) -> CheckResult:
-        try:
-            httpx.get(self.config.url, timeout=self.config.timeout_s)
-        except httpx.HTTPError as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
-        return CheckResult.success(f"{self.config.url} answers")
+        super()._check_status(r, what)
 
     def render_bids(self, bids: Sequence[Bid]) -> bytes:
         """A ``SubmitRequest`` of day-ahead energy offers; a bid that breaks PJM's curve rules
@@ -87,10 +70,7 @@ class PjmMarket(MarketAdapter):
         if wrong:
             raise AdapterError(f"bids {', '.join(wrong)}: kwhub's PJM offers carry day-ahead energy offers only",
                                FailureKind.CONFIGURATION)
-        for bid in bids:
-            found = check_bid(bid, rules_for("PJM", bid.market), TZ)
-            if found:
-                raise CurveRuleError(bid.bid_id, found)
+        self._check_curves(bids, TZ)
         return render_offers(bids, self.config.participant)
 
     def validate_document(self, data: bytes) -> list[str]:
@@ -98,44 +78,24 @@ class PjmMarket(MarketAdapter):
         return validate_offers(data)
 
     def submit(self, bids: Sequence[Bid]) -> Submission:
-        import hashlib
-
-        data = self.render_bids(bids)
-        problems = self.validate_document(data)
-        if problems:
-            raise AdapterError("the PJM SubmitRequest is not valid: " + "; ".join(problems[:5]), FailureKind.SYSTEM)
-        r = self._call("POST", "/marketsgateway/xml/submit", "offer submission", content=data,
-                       headers={"Content-Type": "text/xml"})
-        try:
-            root = parse_xml(r.content, "PJM SubmitResponse")
-        except UnsafeXmlError as exc:
-            raise AdapterError(str(exc), FailureKind.TRANSIENT) from None
-        sha = hashlib.sha256(data).hexdigest()
-        first = bids[0]
+        data, root = self._send_document(bids, "PJM SubmitRequest", "/marketsgateway/xml/submit",
+                                         "offer submission", "text/xml", "PJM SubmitResponse")
         err = root.find(f"{{{EMKT_NS}}}Error")
         if err is not None:
             msg = f"{err.findtext(f'{{{EMKT_NS}}}Code')}: {err.findtext(f'{{{EMKT_NS}}}Message')}"
-            return Submission(iso="PJM", market=first.market, trading_date=first.trading_date,
-                              status=SubmissionStatus.REJECTED, document_sha256=sha, messages=(msg,))
+            return self._submission_of(bids, data, (), messages=(msg,))
         tx = (root.findtext(f"{{{EMKT_NS}}}Success/{{{EMKT_NS}}}TransactionID") or "").strip()
         outcomes = tuple(
             BidOutcome(bid_id=el.get("offerId", ""), iso_ref=tx if el.get("status") == "Accepted" else "",
                        status=SubmissionStatus.ACCEPTED if el.get("status") == "Accepted" else SubmissionStatus.REJECTED,
                        errors=tuple(e.text or "" for e in el.iterfind(f"{{{EMKT_NS}}}Error")))
             for el in root.iterfind(f"{{{EMKT_NS}}}OfferResult"))
-        statuses = {o.status for o in outcomes}
-        status = (SubmissionStatus.PARTIAL if len(statuses) > 1 else statuses.pop() if statuses
-                  else SubmissionStatus.REJECTED)
-        return Submission(iso="PJM", market=first.market, trading_date=first.trading_date, status=status,
-                          document_sha256=sha, iso_ref=tx, outcomes=outcomes)
-
-    def poll_status(self, submission: Submission) -> Submission:
-        return submission  # the local Markets Gateway answers synchronously: the reply is final
+        return self._submission_of(bids, data, outcomes, iso_ref=tx)
 
     def fetch_awards(self, trading_date: date, market: str = "DA") -> list[Award]:
         q = etree.Element(f"{{{EMKT_NS}}}QueryRequest", nsmap={None: EMKT_NS})
         etree.SubElement(q, f"{{{EMKT_NS}}}QueryMarketResults", day=trading_date.isoformat(), type="Generation")
-        r = self._call("POST", "/marketsgateway/xml/query", "market results", content=etree.tostring(q),
+        r = self._request("POST", "/marketsgateway/xml/query", "market results", content=etree.tostring(q),
                        headers={"Content-Type": "text/xml"})
         try:
             root = parse_xml(r.content, "PJM market results")
@@ -152,13 +112,12 @@ class PjmMarket(MarketAdapter):
 
     def fetch_prices(self, trading_date: date, market: str = "DA") -> list[MarketPrices]:
         feed = "da_hrl_lmps" if market == "DA" else "rt_fivemin_hrl_lmps"
-        r = self._call("GET", f"/api/v1/{feed}", feed, params={"day": trading_date.isoformat()})
+        r = self._request("GET", f"/api/v1/{feed}", feed, params={"day": trading_date.isoformat()})
         return parse_lmp_csv(r.content, f"{feed} {trading_date}", self.config.nodes)
 
     def fetch_statements(self, operating_day: date) -> list[Statement]:
-        r = self._call("GET", "/billing/statements", "statements", params={"day": operating_day.isoformat()})
-        z = zipfile.ZipFile(io.BytesIO(r.content))
-        return [parse_statement_csv(z.read(n), n) for n in sorted(z.namelist())]
+        r = self._request("GET", "/billing/statements", "statements", params={"day": operating_day.isoformat()})
+        return self._zipped_statements(r, parse_statement_csv)
 
     def parse_prices(self, path: Path) -> list[MarketPrices]:
         return parse_lmp_csv(Path(path).read_bytes(), str(path), self.config.nodes)
