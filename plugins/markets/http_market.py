@@ -2,8 +2,8 @@
 the reachability check, the curve-rule gate before a document is rendered, the submission
 round trip and the zipped statement download.
 
-Each ISO keeps its own configuration class (``url`` and ``timeout_s`` are read from it), its
-documents and its reply parsing. Failures are classified once here: no answer in time or a
+Each ISO's configuration extends :class:`HttpMarketConfig` (``url``, ``nodes``, ``timeout_s``)
+with its own settings; each keeps its documents and its reply parsing. Failures are classified once here: no answer in time or a
 broken connection is transient, a 5xx answer is transient, a 4xx answer is a configuration
 problem. An ISO whose gateway answers throttling with an HTML page adds that rule in its own
 :meth:`HttpMarket._check_status`.
@@ -15,23 +15,24 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 
 import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterError, CheckResult, FailureKind, MarketAdapter
+from kwhub.core.adapters import AdapterConfig, AdapterError, CheckResult, FailureKind, MarketAdapter
 from kwhub.core.markets.curve_rules import CurveRuleError, check_bid
 from kwhub.core.markets.models import Bid, BidOutcome, Statement, Submission, SubmissionStatus
 from kwhub.core.markets.rules import rules_for
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 
 
-class HttpEndpoint(Protocol):
-    """The settings an HTTP market adapter's configuration carries."""
+class HttpMarketConfig(AdapterConfig):
+    """Where the ISO (or the local one) answers, which price nodes to fetch, and how long to wait."""
 
     url: str
-    timeout_s: float
+    nodes: list[str] = []
+    timeout_s: float = 10.0
 
 
 def overall_status(outcomes: Iterable[BidOutcome]) -> SubmissionStatus:
@@ -45,18 +46,14 @@ def overall_status(outcomes: Iterable[BidOutcome]) -> SubmissionStatus:
 class HttpMarket(MarketAdapter):
     """A market adapter that talks to one ISO endpoint over HTTP (``config.url``, ``config.timeout_s``)."""
 
-    @property
-    def endpoint(self) -> HttpEndpoint:
-        """The configuration, seen as the endpoint settings every HTTP market adapter has."""
-        return cast(HttpEndpoint, self.config)
+    config: HttpMarketConfig
 
     def _request(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
         """``method`` on ``url + path``; a failure raises :class:`AdapterError` naming the ISO and ``what``."""
-        ep = self.endpoint
         try:
-            r = httpx.request(method, ep.url.rstrip("/") + path, timeout=ep.timeout_s, **kw)
+            r = httpx.request(method, self.config.url.rstrip("/") + path, timeout=self.config.timeout_s, **kw)
         except httpx.TimeoutException:
-            raise AdapterError(f"{self.iso} {what}: no answer within {ep.timeout_s} s (retry later)",
+            raise AdapterError(f"{self.iso} {what}: no answer within {self.config.timeout_s} s (retry later)",
                                FailureKind.TRANSIENT) from None
         except httpx.HTTPError as exc:
             raise AdapterError(f"{self.iso} {what}: {exc}", FailureKind.TRANSIENT) from None
@@ -72,12 +69,11 @@ class HttpMarket(MarketAdapter):
 
     def check(self) -> CheckResult:
         """The endpoint answers (any HTTP status)."""
-        ep = self.endpoint
         try:
-            httpx.get(ep.url, timeout=ep.timeout_s)
+            httpx.get(self.config.url, timeout=self.config.timeout_s)
         except httpx.HTTPError as exc:
-            return CheckResult.failure(FailureKind.TRANSIENT, f"{ep.url}: {exc}")
-        return CheckResult.success(f"{ep.url} answers")
+            return CheckResult.failure(FailureKind.TRANSIENT, f"{self.config.url}: {exc}")
+        return CheckResult.success(f"{self.config.url} answers")
 
     def _check_curves(self, bids: Sequence[Bid], tz: str) -> None:
         """Raise :class:`CurveRuleError` for the first bid that breaks its market's curve rules."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
+from kwhub.core.adapters import AdapterError, FailureKind
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -34,16 +34,13 @@ from kwhub.plugins.markets.caiso.formats import (
     parse_statement_csv,
     render_raw_bid_set,
 )
-from kwhub.plugins.markets.http_market import HttpMarket
+from kwhub.plugins.markets.http_market import HttpMarket, HttpMarketConfig
 
 
-class CaisoConfig(AdapterConfig):
+class CaisoConfig(HttpMarketConfig):
     """Where SIBR, CMRI and OASIS (or the local CAISO) are, and who submits."""
 
-    url: str
     scheduling_coordinator: str = "SCKWHUB"
-    nodes: list[str] = []
-    timeout_s: float = 10.0
 
 
 class CaisoMarket(HttpMarket):

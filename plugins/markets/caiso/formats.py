@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import numpy as np
 from lxml import etree
@@ -21,6 +21,7 @@ from kwhub.core.markets.models import (
     StatementLine,
 )
 from kwhub.core.markets.prices import MarketPrices
+from kwhub.plugins.markets.iso_csv import decimal_field, grid_position, statement_rows
 
 TZ = "America/Los_Angeles"
 RAW_NS = "http://www.caiso.com/soa/RawBidSet_v1.xsd"
@@ -77,8 +78,7 @@ def parse_prc_lmp(data: bytes, source: str, version: int = 1, nodes: Sequence[st
         day = date.fromisoformat(r["OPR_DT"].strip())
         grid = grids.get((day, minutes)) or grids.setdefault((day, minutes), DayGrid(day, TZ, minutes))
         s = int(start.timestamp())
-        pos = np.searchsorted(grid.starts, s)
-        if pos >= len(grid) or grid.starts[pos] != s:
+        if grid_position(grid, s) is None:
             raise IntervalDataError(f"{start.isoformat()} is not an interval of operating day {day} (OPR_DT)",
                                     source=source, where=f"line {n}", field="OPR_DT")
         hour_number = int((s - int(grid.starts[0])) // 3600) + 1
@@ -123,35 +123,21 @@ def render_prc_lmp(day: date, market: str, prices: dict[str, Sequence[Decimal]])
     return buf.getvalue().encode()
 
 
-def _number(row: dict[str, str], key: str, source: str, line: int) -> Decimal:
-    try:
-        return Decimal(row[key].strip())
-    except InvalidOperation:
-        raise IntervalDataError(f"not a number: {row[key]!r}", source=source, where=f"line {line}",
-                                field=key) from None
-
-
 def parse_statement_csv(data: bytes, source: str) -> Statement:
     """kwhub's CSV layout of a CAISO statement (see the module doc)."""
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    if not rows or [h.strip() for h in rows[0]] != STATEMENT_HEADER:
-        raise IntervalDataError(f"not a statement header {STATEMENT_HEADER}", source=source, where="line 1")
     lines: list[StatementLine] = []
     ids, kinds, days = set(), set(), set()
-    for n, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        f = dict(zip(STATEMENT_HEADER, row, strict=True))
+    for n, f in statement_rows(data, source, STATEMENT_HEADER):
         start = _gmt(f["INTERVAL_START_GMT"], f"line {n}", source)
         end = _gmt(f["INTERVAL_END_GMT"], f"line {n}", source)
-        qty, price, amount = (_number(f, k, source, n) for k in ("BILL_QUANTITY", "PRICE", "AMOUNT"))
+        qty, price, amount = (decimal_field(f, k, source, n) for k in ("BILL_QUANTITY", "PRICE", "AMOUNT"))
         code = f["CHARGE_CODE"].strip()
         dets = {PRICE_OF.get(code, "PRICE"): price}
         if code == "6011":
             dets["DA_SCHEDULE"] = -qty  # supply is a negative quantity on the statement
         grid = DayGrid(date.fromisoformat(f["TRADE_DATE"].strip()), TZ, int((end - start).total_seconds()) // 60)
-        i = int(np.searchsorted(grid.starts, int(start.timestamp())))
-        if i >= len(grid) or grid.starts[i] != int(start.timestamp()):
+        i = grid_position(grid, int(start.timestamp()))
+        if i is None:
             raise IntervalDataError(f"{start.isoformat()} is not an interval of trade date {f['TRADE_DATE']}",
                                     source=source, where=f"line {n}")
         lines.append(StatementLine(code=code, resource=f["RESOURCE_ID"].strip(), start=start,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from lxml import etree
 
@@ -15,7 +13,7 @@ from kwhub.core.markets.curve_rules import check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Bid
 from kwhub.core.markets.rules import rules_for
-from kwhub.hub.helpers.loopback import LoopbackServer, Reply
+from kwhub.hub.helpers.loopback import Reply
 from kwhub.hub.helpers.safe_xml import parse_xml
 from kwhub.plugins.markets.caiso.formats import (
     HTML,
@@ -26,39 +24,20 @@ from kwhub.plugins.markets.caiso.formats import (
     parse_raw_bid_set,
     render_prc_lmp,
 )
+from kwhub.plugins.markets.local_market import LocalMarket, MeterSource, PriceSource, zip_reply
 
 
-class CaisoSim:
+class CaisoSim(LocalMarket):
     """A local CAISO: SIBR submit (curve rules), CMRI awards (cleared against the DA LMP),
     OASIS ``SingleZip`` PRC_LMP (HTML-throttling fault), and statements (6011, 6475) from the
     meter data it is given (MWh per 5 minutes), with price corrections as resettlements."""
 
-    def __init__(self, sc: str = "SCKWHUB", prices: Any = None, meter: Any = None, port: int = 0) -> None:
+    def __init__(self, sc: str = "SCKWHUB", prices: PriceSource | None = None, meter: MeterSource | None = None,
+                 port: int = 0) -> None:
+        super().__init__(TZ, Decimal("40.00"), prices, meter, port)
         self.sc = sc
-        self.prices = prices or (lambda node, day, market: [Decimal("40.00")] * len(DayGrid(day, TZ, 60 if market == "DA" else 5)))
-        self.meter = meter
-        self.port = port
-        self.url = ""
         self.bids: list[Bid] = []
-        self.corrections: dict[tuple[str, date], dict[int, Decimal]] = {}
         self.throttle_next = False
-        self._server: LoopbackServer | None = None
-
-    def start(self) -> CaisoSim:
-        self._server = LoopbackServer(self._handle, port=self.port).start()
-        self.url = self._server.url
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def price_list(self, node: str, day: date, market: str, latest: bool = True) -> list[Decimal]:
-        vals = list(self.prices(node, day, market))
-        if latest and market == "RT":
-            for i, p in self.corrections.get((node, day), {}).items():
-                vals[i] = p
-        return vals
 
     def awards(self, day: date) -> list[tuple[str, int, Decimal]]:
         grid = DayGrid(day, TZ, 60)
@@ -91,7 +70,7 @@ class CaisoSim:
                     qty = -da.get((r, s), Decimal(0))
                     w.writerow([day, "6011", r, _iso(s), _iso(s + 3600), qty, lmp[i],
                                 (qty * lmp[i]).quantize(Decimal("0.01"), ROUND_HALF_UP), sid, kind])
-                meter = list(self.meter(r, day)) if self.meter else [Decimal(0)] * len(grid_5)
+                meter = self.meter_of(r, day, len(grid_5))
                 rtd = self.price_list(r, day, "RT", latest)
                 for i, s in enumerate(grid_5.starts.tolist()):
                     expected = da.get((r, s - s % 3600), Decimal(0)) / 12
@@ -100,10 +79,7 @@ class CaisoSim:
                                 (qty * rtd[i]).quantize(Decimal("0.01"), ROUND_HALF_UP), sid, kind])
             return buf.getvalue().encode()
 
-        out = {f"{self.sc}-{day:%Y%m%d}-INITIAL.csv": one("INITIAL", False)}
-        if any(d == day for _, d in self.corrections):
-            out[f"{self.sc}-{day:%Y%m%d}-RESETTLEMENT.csv"] = one("RESETTLEMENT", True)
-        return out
+        return self.statement_files(self.sc, day, one)
 
     def _handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                 body: bytes) -> Reply:
@@ -131,17 +107,11 @@ class CaisoSim:
         if path == "/oasisapi/SingleZip":
             market = "DA" if query.get("market_run_id", ["DAM"])[0] == "DAM" else "RT"
             nodes = sorted({b.resource for b in self.bids}) or ["KWHUB_GEN"]
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as z:
-                z.writestr(f"{day:%Y%m%d}_PRC_LMP_{market}.csv",
-                           render_prc_lmp(day, market, {n: self.price_list(n, day, market) for n in nodes}))
-            return Reply(200, buf.getvalue(), "application/x-zip-compressed")
+            return zip_reply({f"{day:%Y%m%d}_PRC_LMP_{market}.csv":
+                              render_prc_lmp(day, market, {n: self.price_list(n, day, market) for n in nodes})},
+                             "application/x-zip-compressed")
         if path == "/settlements/statements":
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as z:
-                for name, data in self.statements(day).items():
-                    z.writestr(name, data)
-            return Reply(200, buf.getvalue(), "application/zip")
+            return zip_reply(self.statements(day))
         return Reply(404, b"not found")
 
 

@@ -25,29 +25,26 @@ from typing import Any, ClassVar, Literal
 
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
+from kwhub.core.adapters import AdapterError, FailureKind
 from kwhub.core.intervals import IntervalDataError
 from kwhub.core.markets.models import Award, Bid, Statement, Submission, SubmissionStatus
 from kwhub.core.markets.prices import MarketPrices
 from kwhub.plugins.markets.ercot import ews
 from kwhub.plugins.markets.ercot.reports import parse_spp_csv
 from kwhub.plugins.markets.ercot.statements import parse_statement
-from kwhub.plugins.markets.http_market import HttpMarket
+from kwhub.plugins.markets.http_market import HttpMarket, HttpMarketConfig
 
 MAX_BIDSET_BYTES = 3_000_000
 
 
-class ErcotConfig(AdapterConfig):
+class ErcotConfig(HttpMarketConfig):
     """Where ERCOT (or the local ERCOT) is and who the hub submits as."""
 
-    url: str
     qse: str = "QKWHUB"
     user_id: str = ""
     timezone: str = "America/Chicago"
     offer_type: Literal["ThreePartOffer", "EnergyOnlyOffer"] = "ThreePartOffer"
-    nodes: list[str] = []
     resource: str = ""
-    timeout_s: float = 10.0
 
 
 class ErcotMarket(HttpMarket):

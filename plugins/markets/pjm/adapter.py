@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import httpx
 from lxml import etree
 
-from kwhub.core.adapters import AdapterConfig, AdapterError, FailureKind
+from kwhub.core.adapters import AdapterError, FailureKind
 from kwhub.core.markets.models import (
     Award,
     Bid,
@@ -23,7 +23,7 @@ from kwhub.core.markets.models import (
 )
 from kwhub.core.markets.prices import MarketPrices
 from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
-from kwhub.plugins.markets.http_market import HttpMarket
+from kwhub.plugins.markets.http_market import HttpMarket, HttpMarketConfig
 from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
     TZ,
@@ -33,13 +33,10 @@ from kwhub.plugins.markets.pjm.formats import (
 from kwhub.plugins.markets.pjm.offers import render_offers, validate_offers
 
 
-class PjmConfig(AdapterConfig):
+class PjmConfig(HttpMarketConfig):
     """Where Data Miner and Markets Gateway (or the local PJM) are."""
 
-    url: str
     participant: str = "KWHUB"
-    nodes: list[str] = []
-    timeout_s: float = 10.0
 
 
 class PjmMarket(HttpMarket):

@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Statement, StatementLine
 from kwhub.core.markets.prices import MarketPrices
 from kwhub.core.timeline import zone
+from kwhub.plugins.markets.iso_csv import decimal_field, grid_position, statement_rows
 
 TZ = "America/New_York"
 EMKT_NS = "http://emkt.pjm.com/emkt/xml"
@@ -100,31 +101,17 @@ def render_lmp_csv(day: date, market: str, prices: dict[str, Sequence[Decimal]],
     return buf.getvalue().encode()
 
 
-def _number(row: dict[str, str], key: str, source: str, line: int) -> Decimal:
-    try:
-        return Decimal(row[key].strip())
-    except InvalidOperation:
-        raise IntervalDataError(f"not a number: {row[key]!r}", source=source, where=f"line {line}",
-                                field=key) from None
-
-
 def parse_statement_csv(data: bytes, source: str) -> Statement:
     """kwhub's CSV layout of PJM billing line items (see the module doc)."""
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    if not rows or [h.strip() for h in rows[0]] != STATEMENT_HEADER:
-        raise IntervalDataError(f"not a statement header {STATEMENT_HEADER}", source=source, where="line 1")
     lines = []
     heads = set()
-    for n, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        f = dict(zip(STATEMENT_HEADER, row, strict=True))
+    for n, f in statement_rows(data, source, STATEMENT_HEADER):
         try:
             start = datetime.fromisoformat(f["DATETIME_BEGINNING_UTC"].strip()).astimezone(UTC)
         except ValueError:
             raise IntervalDataError(f"not an ISO 8601 time with offset: {f['DATETIME_BEGINNING_UTC']!r}",
                                     source=source, where=f"line {n}", field="DATETIME_BEGINNING_UTC") from None
-        qty, price, amount = (_number(f, k, source, n) for k in ("QUANTITY_MWH", "PRICE", "AMOUNT"))
+        qty, price, amount = (decimal_field(f, k, source, n) for k in ("QUANTITY_MWH", "PRICE", "AMOUNT"))
         code = f["BILLING_LINE_ITEM"].strip()
         dets = {PRICE_OF.get(code, "PRICE"): price}
         if code == "1200":
@@ -132,8 +119,8 @@ def parse_statement_csv(data: bytes, source: str) -> Statement:
         day = date.fromisoformat(f["OPERATING_DAY"].strip())
         minutes = int(f["MINUTES"])
         grid = DayGrid(day, TZ, minutes)
-        i = int(np.searchsorted(grid.starts, int(start.timestamp())))
-        if i >= len(grid) or grid.starts[i] != int(start.timestamp()):
+        i = grid_position(grid, int(start.timestamp()))
+        if i is None:
             raise IntervalDataError(f"{start.isoformat()} is not an interval of operating day {day}", source=source,
                                     where=f"line {n}")
         lines.append(StatementLine(code=code, resource=f["RESOURCE"].strip(), start=start, minutes=minutes,

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -25,8 +24,9 @@ from kwhub.core.markets.curve_rules import check_bid
 from kwhub.core.markets.hour_labels import DayGrid
 from kwhub.core.markets.models import Bid
 from kwhub.core.markets.rules import rules_for
-from kwhub.hub.helpers.loopback import LoopbackServer, Reply
+from kwhub.hub.helpers.loopback import Reply
 from kwhub.hub.helpers.safe_xml import parse_xml
+from kwhub.plugins.markets.local_market import LocalMarket, MeterSource, PriceSource, zip_reply
 from kwhub.plugins.markets.pjm.formats import (
     EMKT_NS,
     STATEMENT_HEADER,
@@ -36,39 +36,18 @@ from kwhub.plugins.markets.pjm.formats import (
 from kwhub.plugins.markets.pjm.offers import parse_offers, render_response, validate_offers
 
 
-class PjmSim:
+class PjmSim(LocalMarket):
     """A local PJM: Data Miner LMP feeds, Markets Gateway results (the cleared MW it is
     given), and statements (1200, 1205) from its meter data, with corrections."""
 
-    def __init__(self, participant: str = "KWHUB", prices: Callable[..., Sequence[Decimal]] | None = None,
-                 meter: Callable[[str, date], Sequence[Decimal]] | None = None,
+    def __init__(self, participant: str = "KWHUB", prices: PriceSource | None = None,
+                 meter: MeterSource | None = None,
                  cleared: dict[tuple[str, date], Sequence[Decimal]] | None = None, port: int = 0) -> None:
+        super().__init__(TZ, Decimal("30.00"), prices, meter, port)
         self.participant = participant
-        self.prices = prices or (lambda node, day, market: [Decimal("30.00")] * len(DayGrid(day, TZ, 60 if market == "DA" else 5)))
-        self.meter = meter
         self.cleared = cleared or {}
         self.offers: list[Bid] = []  # accepted day-ahead offers
         self.transactions = 0
-        self.corrections: dict[tuple[str, date], dict[int, Decimal]] = {}
-        self.port = port
-        self.url = ""
-        self._server: LoopbackServer | None = None
-
-    def start(self) -> PjmSim:
-        self._server = LoopbackServer(self._handle, port=self.port).start()
-        self.url = self._server.url
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def price_list(self, node: str, day: date, market: str, latest: bool = True) -> list[Decimal]:
-        vals = list(self.prices(node, day, market))
-        if latest and market == "RT":
-            for i, p in self.corrections.get((node, day), {}).items():
-                vals[i] = p
-        return vals
 
     def cleared_of(self, day: date) -> dict[tuple[str, date], list[Decimal]]:
         """MW cleared per hour of ``day`` per resource: the given ``cleared``, else the accepted
@@ -101,17 +80,14 @@ class PjmSim:
                     w.writerow(["1200", day, res, _iso(s), 60, qty, da[i],
                                 (qty * da[i]).quantize(Decimal("0.01"), ROUND_HALF_UP), sid, kind])
                 rt = self.price_list(res, day, "RT", latest)
-                meter = list(self.meter(res, day)) if self.meter else [Decimal(0)] * len(grid_5)
+                meter = self.meter_of(res, day, len(grid_5))
                 for i, s in enumerate(grid_5.starts.tolist()):
                     qty = -meter[i] + mw[(s - int(grid_h.starts[0])) // 3600] / 12
                     w.writerow(["1205", day, res, _iso(s), 5, qty.quantize(Decimal("0.000001")), rt[i],
                                 (qty * rt[i]).quantize(Decimal("0.01"), ROUND_HALF_UP), sid, kind])
             return buf.getvalue().encode()
 
-        out = {f"{self.participant}-{day:%Y%m%d}-INITIAL.csv": one("INITIAL", False)}
-        if any(d == day for _, d in self.corrections):
-            out[f"{self.participant}-{day:%Y%m%d}-RESETTLEMENT.csv"] = one("RESETTLEMENT", True)
-        return out
+        return self.statement_files(self.participant, day, one)
 
     def _handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                 body: bytes) -> Reply:
@@ -150,11 +126,7 @@ class PjmSim:
             return Reply(200, render_lmp_csv(day, "RT", {n: self.price_list(n, day, "RT") for n in nodes}, version),
                          "text/csv")
         if path == "/billing/statements":
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w") as z:
-                for name, data in self.statements(day).items():
-                    z.writestr(name, data)
-            return Reply(200, buf.getvalue(), "application/zip")
+            return zip_reply(self.statements(day))
         return Reply(404, b"not found")
 
 
