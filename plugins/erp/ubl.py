@@ -26,19 +26,17 @@ from lxml import etree
 
 from kwhub.core.adapters import (
     AdapterConfig,
-    AdapterError,
     CheckResult,
     FailureKind,
-    InvoiceRenderer,
 )
 from kwhub.core.hookspecs import hookimpl
 from kwhub.core.invoice import PAYMENT_MEANS_CODES, Invoice, PartyRef
 from kwhub.core.money import money_str
 from kwhub.core.render_context import RenderContext
-from kwhub.hub.helpers.safe_xml import UnsafeXmlError, parse_xml
 from kwhub.plugins.erp import peppol_rules, xml_tree
 from kwhub.plugins.erp.party_requirements import peppol_party_problems
 from kwhub.plugins.erp.xml_tree import Node
+from kwhub.plugins.erp.xsd_invoice import SchemaUnavailable, XsdInvoiceRenderer
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -65,11 +63,8 @@ _NSMAP_INV = {None: NS_INVOICE, "cac": NS_CAC, "cbc": NS_CBC}
 _NSMAP_CN = {None: NS_CREDIT, "cac": NS_CAC, "cbc": NS_CBC}
 
 
-class UblSchemaError(AdapterError):
+class UblSchemaError(SchemaUnavailable):
     """The UBL 2.1 XSDs cannot be found or loaded."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, FailureKind.CONFIGURATION)
 
 
 # ------------------------------------------------------------------------ schema lookup
@@ -312,15 +307,13 @@ def build_nodes(invoice: Invoice) -> Node:
 # ------------------------------------------------------------------------ adapter
 
 
-class UblRenderer(InvoiceRenderer):
+class UblRenderer(XsdInvoiceRenderer):
     """UBL 2.1 Invoice/CreditNote, Peppol BIS Billing 3.0 profile (EN 16931)."""
 
     type_id: ClassVar[str] = "erp.ubl"
     title: ClassVar[str] = "UBL 2.1 / Peppol BIS Billing 3.0"
     format_id: ClassVar[str] = "ubl"
-    media_type: ClassVar[str] = "application/xml"
-    file_extension: ClassVar[str] = ".xml"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
+    document: ClassVar[str] = "UBL document"
 
     class Config(AdapterConfig):
         """``xsd_dir``: UBL 2.1 xsd directory (default: ``KWHUB_UBL_XSD_DIR`` or shared)."""
@@ -361,23 +354,21 @@ class UblRenderer(InvoiceRenderer):
         """Serialise ``invoice`` as UBL XML bytes (UTF-8, with declaration)."""
         return xml_tree.to_bytes(build_nodes(invoice), _NSMAP_CN if invoice.is_credit else _NSMAP_INV)
 
-    def validate(self, data: bytes) -> list[str]:
-        """XSD errors (``XSD line N: ...``) followed by Peppol rule violations."""
-        try:
-            root = parse_xml(data, "UBL document")
-        except UnsafeXmlError as exc:
-            return [str(exc)]
+    def wrong_root(self, root: etree._Element) -> str | None:
+        """UBL takes an ``Invoice`` or a ``CreditNote``, each in its own namespace."""
         doc = etree.QName(root).localname
         expected_ns = NS_CREDIT if doc == "CreditNote" else NS_INVOICE
         if doc not in MAINDOC or etree.QName(root).namespace != expected_ns:
-            return [f"/{root.tag}: root is not a UBL 2.1 Invoice or CreditNote"]
-        schema = load_schema(doc, self.xsd_dir())
-        with _SCHEMA_LOCK:
-            ok = schema.validate(root)
-            errors = [] if ok else [f"XSD line {e.line}: {e.message}" for e in schema.error_log]
-        if self.config.peppol_rules:
-            errors.extend(peppol_rules.check(root))
-        return errors
+            return f"/{root.tag}: root is not a UBL 2.1 Invoice or CreditNote"
+        return None
+
+    def schema_of(self, root: etree._Element) -> tuple[etree.XMLSchema, threading.Lock]:
+        """The UBL 2.1 schema of the document (Invoice or CreditNote) from ``xsd_dir``."""
+        return load_schema(etree.QName(root).localname, self.xsd_dir()), _SCHEMA_LOCK
+
+    def rule_problems(self, root: etree._Element) -> list[str]:
+        """The Peppol BIS Billing 3.0 rules (none when ``peppol_rules`` is off)."""
+        return peppol_rules.check(root) if self.config.peppol_rules else []
 
 
 @hookimpl
