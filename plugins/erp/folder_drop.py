@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from kwhub.core.adapters import (
     AdapterConfig,
@@ -30,15 +30,15 @@ from kwhub.hub.helpers.transports import (
     DEFAULT_FILE_MODE,
     RetrySettings,
     TransportResult,
-    parse_file_mode,
     safe_filename,
 )
+from kwhub.plugins.erp.file_permissions import FileModeConfig
 
 # Failures that may go away on their own; anything else needs a person (permissions, paths).
 RETRYABLE_ERRNO = frozenset({errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EDQUOT, errno.EINTR})
 
 
-class FolderConfig(AdapterConfig):
+class FolderConfig(FileModeConfig):
     """Settings of one folder-drop instance."""
 
     folder: str  # relative paths are taken from the directory of kwhub.toml
@@ -47,16 +47,6 @@ class FolderConfig(AdapterConfig):
     file_mode: str | int = DEFAULT_FILE_MODE  # permissions of each written file, e.g. "0640" (group can read)
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
 
-    @field_validator("file_mode")
-    @classmethod
-    def _valid_mode(cls, v: str | int) -> str | int:
-        parse_file_mode(v)
-        return v
-
-    @property
-    def mode(self) -> int:
-        """``file_mode`` as permission bits."""
-        return parse_file_mode(self.file_mode)
 
 
 def _fsync_dir(path: Path) -> None:

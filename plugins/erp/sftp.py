@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import asyncssh
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from kwhub.core.adapters import (
     AdapterConfig,
@@ -39,9 +39,9 @@ from kwhub.hub.helpers.transports import (
     DEFAULT_FILE_MODE,
     RetrySettings,
     TransportResult,
-    parse_file_mode,
     safe_filename,
 )
+from kwhub.plugins.erp.file_permissions import FileModeConfig
 
 T = TypeVar("T")
 log = logging.getLogger("kwhub.sftp")
@@ -53,7 +53,7 @@ _FINAL_SFTP = (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied, asyncssh.
                asyncssh.SFTPWriteProtect, asyncssh.SFTPInvalidFilename, asyncssh.SFTPNoSuchPath)
 
 
-class SftpConfig(AdapterConfig):
+class SftpConfig(FileModeConfig):
     """Settings of one SFTP instance."""
 
     host: str
@@ -70,16 +70,6 @@ class SftpConfig(AdapterConfig):
     file_mode: str | int = DEFAULT_FILE_MODE  # permissions of each uploaded file, e.g. "0640"
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings())
 
-    @field_validator("file_mode")
-    @classmethod
-    def _valid_mode(cls, v: str | int) -> str | int:
-        parse_file_mode(v)
-        return v
-
-    @property
-    def mode(self) -> int:
-        """``file_mode`` as permission bits."""
-        return parse_file_mode(self.file_mode)
 
     @model_validator(mode="after")
     def _needs_credentials(self) -> SftpConfig:
