@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import numpy as np
+
 from kwhub.core.markets.fixed import cents_decimal, mwh_decimal, price_decimal
-from kwhub.core.markets.models import Statement, VarianceLine
+from kwhub.core.markets.models import Statement, StatementLine, VarianceLine
 from kwhub.core.markets.shadow import ShadowResult
 from kwhub.core.markets.statements import index_lines
 
@@ -83,18 +85,24 @@ def variance_report(shadow: ShadowResult, statement: Statement, tolerance: Decim
     labels = labels or {}
     report = VarianceReport(shadow.iso, statement.statement_id, tolerance, inputs_sha256=shadow.inputs_sha256,
                             price_versions=dict(shadow.price_versions))
-    iso_lines = index_lines(statement.lines)
+    theirs_of: dict[tuple[str, str], dict[int, StatementLine]] = {}  # (code, resource) -> start -> line
+    for (code, res, start), ln in index_lines(statement.lines).items():
+        theirs_of.setdefault((code, res), {})[start] = ln
     for code, cl in shadow.codes.items():
         summary = report.codes.setdefault(code, CodeSummary(code))
         step = cl.code.minutes * 60
         pos = {int(s): i for i, s in enumerate(cl.starts.tolist())}
+        missing_of: dict[str, dict[int, str]] = {}  # resource -> start -> why kwhub has no amount
+        for rr, s, why in cl.missing:
+            missing_of.setdefault(rr, {})[s] = why
         for r, res in enumerate(cl.resources):
-            theirs_by_start = {k[2]: ln for k, ln in iso_lines.items() if k[0] == code and k[1] == res}
+            theirs_by_start = theirs_of.get((code, res))
             if not theirs_by_start:
                 continue  # the statement does not settle this code for this resource
-            ours_amt = {int(cl.starts[i]): cents_decimal(int(cl.amount_cents[r, i]))
-                        for i in range(len(cl.starts)) if cl.ok[r, i]}
-            missing = {s: why for rr, s, why in cl.missing if rr == res}
+            done = np.flatnonzero(cl.ok[r])
+            ours_amt = dict(zip(cl.starts[done].tolist(), map(cents_decimal, cl.amount_cents[r, done].tolist()),
+                                strict=True))
+            missing = missing_of.get(res, {})
             for start in sorted(set(ours_amt) | set(theirs_by_start)):
                 mine = ours_amt.get(start)
                 line = theirs_by_start.get(start)
