@@ -14,7 +14,13 @@ from kwhub.core.intervals import DayBlock
 from kwhub.core.quality import Quality
 from kwhub.hub.cli.main import app
 from kwhub.hub.store import Database
-from tests.fixtures.settlement import write_period
+from tests.fixtures.settlement import (
+    A_LOAD_TOML,
+    OPERATOR_TOML,
+    PPA_A_TOML,
+    TENANT_A_TOML,
+    write_period,
+)
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -24,21 +30,11 @@ TOML = """
 name = "north campus"
 timezone = "America/New_York"
 
-[[sites]]
-id = "campus"
-
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-
+""" + OPERATOR_TOML + """
 [[parties]]
 id = "ipp"
 name = "Turbine IPP LP"
-
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-
+""" + TENANT_A_TOML + """
 [[parties]]
 id = "tenant_b"
 name = "Hall B Compute Inc."
@@ -58,12 +54,7 @@ owners = [{ party = "op", share = 1 }]
 [[assets]]
 id = "grid"
 kind = "grid_tie"
-
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
-
+""" + A_LOAD_TOML + """
 [[channels]]
 id = "b.load"
 party = "tenant_b"
@@ -84,10 +75,7 @@ id = "grid.in"
 asset = "grid"
 role = "grid_import"
 
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
+""" + PPA_A_TOML + """\
 load_channels = ["a.load"]
 
 [[contracts.components]]

@@ -17,28 +17,23 @@ from typer.testing import CliRunner
 
 from kwhub.hub.cli.main import app
 from kwhub.hub.store import Database
-from tests.fixtures.settlement import write_period
+from tests.fixtures.settlement import (
+    A_LOAD_TOML,
+    OPERATOR_TOML,
+    PPA_A_TOML,
+    TENANT_A_TOML,
+    write_period,
+)
 
 TOML = """
 [hub]
 name = "review test"
 timezone = "America/New_York"
-
-[[sites]]
-id = "campus"
-
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-
+""" + OPERATOR_TOML + """
 [[parties]]
 id = "jv"
 name = "GasCo JV LP"
-
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-
+""" + TENANT_A_TOML + """
 [[assets]]
 id = "gt1"
 kind = "gas_turbine"
@@ -48,12 +43,7 @@ owners = [{ party = "op", share = "0.5" }, { party = "jv", share = "0.5" }]
 [[assets]]
 id = "grid"
 kind = "grid_tie"
-
-[[channels]]
-id = "a.load"
-role = "tenant_load"
-party = "tenant_a"
-
+""" + A_LOAD_TOML + """
 [[channels]]
 id = "gt1.net"
 role = "generation"
@@ -70,10 +60,7 @@ grid_price_per_mwh = "50"
 [review]
 policy = "manual"
 
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
+""" + PPA_A_TOML + """\
 sources = ["gt1"]
 
 [[contracts.components]]

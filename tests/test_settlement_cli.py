@@ -9,32 +9,15 @@ from typer.testing import CliRunner
 
 from kwhub.hub.cli.main import app
 from kwhub.hub.store import Database
-from tests.fixtures.settlement import write_period
+from tests.fixtures.settlement import (
+    A_LOAD_TOML,
+    OPERATOR_TOML,
+    PPA_A_TOML,
+    TENANT_A_TOML,
+    write_period,
+)
 
-TOML = """
-[hub]
-name = "settle test"
-
-[[sites]]
-id = "campus"
-
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
-
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
+TOML = '[hub]\nname = "settle test"\n' + OPERATOR_TOML + TENANT_A_TOML + A_LOAD_TOML + PPA_A_TOML + """\
 load_channels = ["a.load"]
 
 [[contracts.components]]

@@ -19,31 +19,22 @@ from kwhub.hub.config import parse_config
 from kwhub.hub.settle.owners import period_owner_statements
 from kwhub.hub.settle.review import approve_runs, list_runs, reject_run
 from kwhub.hub.settle.service import list_invoices, settle
-from tests.fixtures.settlement import NY, set_value, write_period
+from tests.fixtures.settlement import (
+    A_LOAD_TOML,
+    NY,
+    OPERATOR_TOML,
+    PPA_A_TOML,
+    TENANT_A_TOML,
+    set_value,
+    write_period,
+)
 
 N = 2976  # quarter-hours in October 2026 (New York)
 OCT = billing_period("2026-10", NY).span
 
-SUBMETERED = """
-[hub]
-timezone = "America/New_York"
-[[sites]]
-id = "campus"
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
-max_kw = 2000
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
+HUB_NY = '[hub]\ntimezone = "America/New_York"\n'
+
+SUBMETERED = HUB_NY + OPERATOR_TOML + TENANT_A_TOML + A_LOAD_TOML + "max_kw = 2000\n" + PPA_A_TOML + """\
 tax_percent = "6"
 [[contracts.components]]
 kind = "fixed_energy"
@@ -97,20 +88,11 @@ def test_a_chain_of_two_restatements_adds_up_to_a_fresh_invoice_to_the_cent(db, 
     assert net_tax == D("895.03")
 
 
-GAS = """
-[hub]
-timezone = "America/New_York"
-[[sites]]
-id = "campus"
-[[parties]]
-id = "op"
-name = "Campus Operator LLC"
+GAS = HUB_NY + OPERATOR_TOML + """
 [[parties]]
 id = "jv"
 name = "GasCo JV Partners LP"
-[[parties]]
-id = "tenant_a"
-name = "Hall A Compute Inc."
+""" + TENANT_A_TOML + """
 [[assets]]
 id = "gt1"
 kind = "gas_turbine"
@@ -120,10 +102,7 @@ owners = [{ party = "jv", share = "0.6" }, { party = "op", share = "0.4" }]
 [[assets]]
 id = "grid"
 kind = "grid_tie"
-[[channels]]
-id = "a.load"
-party = "tenant_a"
-role = "tenant_load"
+""" + A_LOAD_TOML + """
 [[channels]]
 id = "gt1.net"
 asset = "gt1"
@@ -144,10 +123,7 @@ path = "hh.csv"
 grid_price_per_mwh = "40"
 [ownership.costs.gt1]
 fuel_price_per_mmbtu = "3.00"
-[[contracts]]
-id = "ppa-a"
-seller = "op"
-buyer = "tenant_a"
+""" + PPA_A_TOML + """
 [[contracts.components]]
 kind = "fuel_indexed"
 sources = ["gas_turbine"]
