@@ -27,7 +27,7 @@ import typer
 from typer.testing import CliRunner
 
 from kwhub.hub.cli.main import COMMANDS, app
-from tests.fixtures.settlement import SETTLE_TOML, write_period
+from tests.fixtures.settlement import SETTLE_TOML, cli_campus, write_period
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "kwhub_long.csv"
@@ -331,17 +331,11 @@ def test_messages_show_square_brackets_verbatim(tmp_path):
 def test_settle_queues_for_a_transport_whose_secret_is_not_set(tmp_path, monkeypatch):
     """Queuing a document for delivery does not build the transport; `kwhub deliver` does and
     names the unset variable."""
-    from kwhub.hub.store import Database
-
     monkeypatch.delenv("KWHUB_TEST_UNSET_SECRET", raising=False)
     toml = SETTLE_TOML.replace('name = "Hall A Compute Inc."\n', 'name = "Hall A Compute Inc."\n'
                                '[parties.delivery]\nformats = ["json"]\ntransports = ["erp"]\n')
-    (tmp_path / "kwhub.toml").write_text(toml + WEBHOOK_TOML.replace('[[sites]]\nid = "campus"\n', ""))
-    db = Database.open(work_dir=tmp_path)
-    write_period(db, "2026-10", {"a.load": 100.0})
-    db.close()
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    runner = cli_campus(tmp_path, monkeypatch, toml + WEBHOOK_TOML.replace('[[sites]]\nid = "campus"\n', ""),
+                        {"a.load": 100.0})
     res = runner.invoke(app, ["settle", "--period", "2026-10", "--format", "json"])
     assert res.exit_code == 0, res.output
     assert json.loads(runner.invoke(app, ["outbox", "list", "--format", "json"]).stdout)[0]["invoice_number"] \

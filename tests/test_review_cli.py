@@ -13,16 +13,14 @@ from decimal import Decimal as D
 
 import numpy as np
 from pypdf import PdfReader
-from typer.testing import CliRunner
 
 from kwhub.hub.cli.main import app
-from kwhub.hub.store import Database
 from tests.fixtures.settlement import (
     A_LOAD_TOML,
     OPERATOR_TOML,
     PPA_A_TOML,
     TENANT_A_TOML,
-    write_period,
+    cli_campus,
 )
 
 TOML = """
@@ -73,12 +71,7 @@ kind = "grid_pass_through"
 
 
 def _setup(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
-    (tmp_path / "kwhub.toml").write_text(TOML)
-    db = Database.open(work_dir=tmp_path)
-    write_period(db, "2026-10", {"a.load": 100.0, "gt1.net": 70.0, "grid.in": 30.0})
-    db.close()
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
+    return cli_campus(tmp_path, monkeypatch, TOML, {"a.load": 100.0, "gt1.net": 70.0, "grid.in": 30.0})
 
 
 def test_dry_run_stores_nothing_then_manual_policy_waits_for_approval(tmp_path, monkeypatch):

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from typer.testing import CliRunner
-
 from kwhub.hub.cli.main import app
-from kwhub.hub.store import Database
 from tests.fixtures.settlement import (
     A_LOAD_TOML,
     OPERATOR_TOML,
     PPA_A_TOML,
     TENANT_A_TOML,
-    write_period,
+    cli_campus,
 )
 
 TOML = '[hub]\nname = "settle test"\n' + OPERATOR_TOML + TENANT_A_TOML + A_LOAD_TOML + PPA_A_TOML + """\
@@ -31,12 +28,7 @@ price_per_kw_month = "10"
 
 
 def test_settle_list_show_explain(tmp_path, monkeypatch):
-    (tmp_path / "kwhub.toml").write_text(TOML)
-    db = Database.open(work_dir=tmp_path)
-    write_period(db, "2026-10", {"a.load": 100.0})
-    db.close()
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    runner = cli_campus(tmp_path, monkeypatch, TOML, {"a.load": 100.0})
 
     res = runner.invoke(app, ["settle", "--period", "2026-10", "--format", "json"])
     assert res.exit_code == 0, res.output
