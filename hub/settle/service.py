@@ -349,7 +349,9 @@ def settle_periods(
     and the drafts wait. ``dry_run`` computes and checks everything and writes nothing.
 
     Consecutive periods are read from the store together (one read per batch of
-    contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
+    contracts over up to ``max_cells`` channel-intervals, twice as many when the reads come
+    in turn: never more than two reads' worth in memory either way) and sliced per period in
+    memory.
     With ``read_ahead`` the next read runs on a second thread while the runs of the one
     before are priced and written (the database driver lets go of the interpreter while it
     waits, so the two overlap; two reads' worth of memory at most). What every run of a period
@@ -410,7 +412,9 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
-        chunks = period_chunks(pers, len(channels), finest, max_cells)
+        # reading ahead holds two reads at once; in turn, one read of both sizes (fewer reads:
+        # each costs per channel, in SQLite and in the copy into the matrix)
+        chunks = period_chunks(pers, len(channels), finest, max_cells if ahead else 2 * max_cells)
         with SpanReader(db, campus, channels, options, chunks, ahead, timezone=tz) as reader:
             for chunk in chunks:
                 try:
