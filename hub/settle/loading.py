@@ -173,8 +173,8 @@ def load_period(db: Database, campus: Campus, period: BillingPeriod, channel_ids
 # back after every step (a row per channel) and around every numpy copy of it, so it and the
 # pure-Python pricing on the main thread hand the lock to each other thousands of times a
 # span; on the campus-year bench (2 cores, 20 tenants, quiet machine) reading in turn took
-# 1.21-1.23 s against 1.38-1.71 s, and less CPU time (1.23-1.47 s against 1.31-1.61 s on a
-# loaded one).
+# 1.21-1.23 s against 1.38-1.71 s, and less CPU time on a loaded one (median 1.37 s against
+# 1.49 s, 12 runs each).
 READ_AHEAD_DIALECTS: frozenset[str] = frozenset({"postgresql"})
 
 
