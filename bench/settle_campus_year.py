@@ -5,8 +5,8 @@ of 2026 (plus the UTC edge day) written to a SQLite store; 20 tenants of 50 chan
 each with a contract of TOU energy + demand + a shared fixed fee.
 
 Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time), the same 240
-runs as 12 ``settle()`` calls: read_matrix from the store (in chunks of consecutive months, the next read
-ahead on a second thread), allocation/
+runs as 12 ``settle()`` calls: read_matrix from the store (in chunks of consecutive months, read in turn on
+SQLite: see ``kwhub.hub.settle.loading.reads_ahead``), allocation/
 aggregation, pricing, statements, run inputs and invoices issued and committed. The fresh
 copy of the store each run settles is flushed to disk before the clock starts.
 Peers, each on the same data made once and cached beside the store (not timed):

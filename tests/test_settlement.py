@@ -201,6 +201,40 @@ def test_reading_ahead_settles_the_same_runs(db):
     assert len({h for *_, h, _ in got[True]}) == 6
 
 
+def test_reading_ahead_by_default_only_where_it_pays(db, monkeypatch):
+    """``read_ahead`` left out: the next span is read on a worker thread on PostgreSQL and in
+    turn on SQLite (where the two threads contend for the interpreter); the same statements
+    as either explicit choice. Reads in turn hold one read at a time, so each may be twice
+    ``max_cells``: two reads of the three months instead of three."""
+    from kwhub.hub.settle import service
+    from kwhub.hub.settle.loading import reads_ahead
+
+    threaded: list[bool] = []
+    reads: list[int] = []
+
+    class Recording(service.SpanReader):
+        def __init__(self, *args, **kwargs):  # noqa: ANN002,ANN003
+            super().__init__(*args, **kwargs)
+            threaded.append(self.pool is not None)
+            reads.append(len(self.spans))
+
+    monkeypatch.setattr(service, "SpanReader", Recording)
+    campus = settle_campus()
+    for p in ("2026-08", "2026-09", "2026-10"):
+        write_period(db, p, {k: v + int(p[-2:]) for k, v in CONSTANT.items()})
+    periods = ["2026-08", "2026-09", "2026-10"]
+    got = {}
+    for ahead in (None, True, False):  # 5 channels x ~2,976 quarter-hours: a month per read ahead
+        out = service.settle_periods(db, campus, periods, issue_date=ISSUE, dry_run=True, max_cells=20_000,
+                                     **({} if ahead is None else {"read_ahead": ahead}))
+        got[ahead] = [(o.contract_id, o.period, o.status, o.statement_hash, o.error) for o in out]
+    assert reads_ahead(db) is (db.dialect == "postgresql")
+    assert threaded == [reads_ahead(db), True, False]
+    assert reads == [3 if reads_ahead(db) else 2, 3, 2]
+    assert got[None] == got[True] == got[False]
+    assert len(got[None]) == 6 and all(s in ("draft", "held") and h for _, _, s, h, _ in got[None])
+
+
 def test_a_draft_failing_at_issue_stays_a_draft_and_the_others_are_issued(db):
     """Drafts are issued together; one whose on-issue step fails is left pending alone, the
     others are issued with consecutive numbers."""

@@ -70,7 +70,7 @@ from kwhub.hub.helpers.gc_pause import collector_paused
 from kwhub.hub.settle.inputs import InputTable, LoadedSpan, PeriodData, PeriodInputs  # noqa: E402,F401
 from kwhub.hub.settle.invoices_read import get_invoice, invoice_total, list_invoices  # noqa: E402,F401
 from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number  # noqa: E402,F401
-from kwhub.hub.settle.loading import SpanReader, load_period, load_span, period_chunks  # noqa: E402,F401
+from kwhub.hub.settle.loading import SpanReader, load_period, load_span, period_chunks, reads_ahead  # noqa: E402,F401
 from kwhub.hub.settle.run_checks import (
     PeriodFacts,
     checks_of,
@@ -337,7 +337,7 @@ def settle_periods(
     now: datetime | None = None,
     dry_run: bool = False,
     actor: str = "policy:auto",
-    read_ahead: bool = True,
+    read_ahead: bool | None = None,
     issue: bool = True,
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
@@ -349,14 +349,17 @@ def settle_periods(
     and the drafts wait. ``dry_run`` computes and checks everything and writes nothing.
 
     Consecutive periods are read from the store together (one read per batch of
-    contracts over up to ``max_cells`` channel-intervals) and sliced per period in memory.
+    contracts over up to ``max_cells`` channel-intervals, twice as many when the reads come
+    in turn: never more than two reads' worth in memory either way) and sliced per period in
+    memory.
     With ``read_ahead`` the next read runs on a second thread while the runs of the one
-    before are priced and written (SQLite and the database driver let go of the
-    interpreter while they read, so the two overlap; two reads' worth of memory at most). What
-    every run of a period looks up is prepared once per period, on that thread too: the per-row
-    statistics of the matrix, the channel digests and ``run_input`` rows, the local calendar
-    (:meth:`~kwhub.hub.settle.inputs.LoadedSpan.prepare`); each contract's terms versions and
-    components are built once for all the periods of the call.
+    before are priced and written (the database driver lets go of the interpreter while it
+    waits, so the two overlap; two reads' worth of memory at most). What every run of a period
+    looks up is prepared once per period, on that thread too: the per-row statistics of the
+    matrix, the channel digests and ``run_input`` rows, the local calendar
+    (:meth:`~kwhub.hub.settle.inputs.LoadedSpan.prepare`). ``read_ahead`` None: where it pays on
+    this store (:func:`~kwhub.hub.settle.loading.reads_ahead`: PostgreSQL, not SQLite). Each
+    contract's terms versions and components are built once for all the periods of the call.
     Each period of a batch is written in one transaction. Outcomes come by period, then
     by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
@@ -375,8 +378,9 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
                     version: str, options: SettlementOptions | None, issue_date: date | None,
                     components: Any | None, progress: Callable[[str], None] | None, max_channels: int,
                     max_cells: int, on_issue: Callable[[Any, Invoice], None] | None, now: datetime | None,
-                    dry_run: bool, actor: str, read_ahead: bool, issue: bool) -> list[RunOutcome]:
+                    dry_run: bool, actor: str, read_ahead: bool | None, issue: bool) -> list[RunOutcome]:
     options = options or SettlementOptions()
+    ahead = reads_ahead(db) if read_ahead is None else read_ahead
     if components is None:
         from kwhub.hub.registry import get_registry
 
@@ -408,8 +412,10 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
         channels = list(dict.fromkeys(channels))
         finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
         pers = [billing_period(label, tz) for label in labels]
-        chunks = period_chunks(pers, len(channels), finest, max_cells)
-        with SpanReader(db, campus, channels, options, chunks, read_ahead, timezone=tz) as reader:
+        # reading ahead holds two reads at once; in turn, one read of both sizes (fewer reads:
+        # each costs per channel, in SQLite and in the copy into the matrix)
+        chunks = period_chunks(pers, len(channels), finest, max_cells if ahead else 2 * max_cells)
+        with SpanReader(db, campus, channels, options, chunks, ahead, timezone=tz) as reader:
             for chunk in chunks:
                 try:
                     loaded = reader.next()
