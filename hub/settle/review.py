@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from kwhub.core.campus import Campus
 from kwhub.core.invoice import DocumentReference, Invoice
@@ -30,7 +30,12 @@ from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
 from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
 
-_IN_CHUNK = 500  # runs per IN list
+# a batch's runs claimed with one executemany of one statement (compiled once; a CASE over the
+# batch was compiled anew for every batch, its size growing with the runs)
+_CLAIM = (update(settlement_run_table)
+          .where(settlement_run_table.c.id == bindparam("claim_id"),
+                 or_(*(settlement_run_table.c.status == s for s in PENDING)))  # an IN list cannot go in an executemany
+          .values(status="issued", invoice_id=bindparam("claim_invoice")))
 
 
 class ReviewError(SettlementError):
@@ -135,13 +140,7 @@ def _issue_all(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor:
     statements instead of a few per run: the runs claimed together, each seller's numbers taken
     in one step, the invoices and their lines inserted with one executemany each. Raises
     :class:`ReviewError` (nothing done) when any run is no longer pending."""
-    t = settlement_run_table
-    claimed = 0
-    for i in range(0, len(items), _IN_CHUNK):
-        chunk = items[i:i + _IN_CHUNK]
-        claimed += conn.execute(update(t).where(t.c.id.in_([it.run_id for it in chunk]), t.c.status.in_(PENDING))
-                                .values(status="issued", invoice_id=case({it.run_id: it.draft.id for it in chunk},
-                                                                         value=t.c.id))).rowcount
+    claimed = conn.execute(_CLAIM, [{"claim_id": it.run_id, "claim_invoice": it.draft.id} for it in items]).rowcount
     if claimed != len({it.run_id for it in items}):
         raise ReviewError("a run was decided by someone else meanwhile")
     count: dict[str, int] = {}
