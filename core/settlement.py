@@ -49,7 +49,7 @@ from kwhub.core.invoice import (
     InvoiceLine,
     PartyRef,
     TaxSubtotal,
-    compute_totals,
+    tax_subtotals,
 )
 from kwhub.core.line_emissions import PeriodBasis, attach
 from kwhub.core.money import MoneyPolicy, money_str, to_decimal
@@ -865,7 +865,7 @@ def document_kind(lines: Sequence[InvoiceLine], has_previous: bool,
 
 def full_taxes(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[TaxSubtotal]:
     """Tax per (category, rate) of a complete set of lines, rounded once per category."""
-    return compute_totals(_probe(lines), policy).taxes
+    return tax_subtotals(lines, policy)
 
 
 def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[TaxSubtotal]:
@@ -891,12 +891,6 @@ def correction_taxes(new: Sequence[InvoiceLine], old: Sequence[InvoiceLine], pol
 def credit_taxes(taxes: Sequence[TaxSubtotal]) -> list[TaxSubtotal]:
     """A correction's taxes as a credit note states them (signs turned)."""
     return [t.model_copy(update={"taxable_amount": -t.taxable_amount, "tax_amount": -t.tax_amount}) for t in taxes]
-
-
-def _probe(lines: Sequence[InvoiceLine]) -> Invoice:
-    return Invoice(id="-", number="-", seller=PartyRef(id="-", name="-"), buyer=PartyRef(id="-", name="-"),
-                   issue_date=date(2000, 1, 1), due_date=date(2000, 1, 1), period_start=date(2000, 1, 1),
-                   period_end=date(2000, 1, 1), lines=list(lines))
 
 
 @dataclass
@@ -1024,8 +1018,10 @@ def line_json(line: InvoiceLine) -> dict[str, Any]:
 
 def totals_json(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> dict[str, str]:
     """Line, tax and grand totals of ``lines`` (as :func:`kwhub.core.invoice.compute_totals` computes them)."""
-    tot = compute_totals(_probe(lines), policy)
-    return {"line_total": money_str(tot.line_total), "tax_total": money_str(tot.tax_total), "total": money_str(tot.total)}
+    line_total = sum((ln.amount for ln in lines), Decimal("0"))
+    tax_total = sum((t.tax_amount for t in tax_subtotals(lines, policy)), Decimal("0"))
+    return {"line_total": money_str(line_total), "tax_total": money_str(tax_total),
+            "total": money_str(line_total + tax_total)}
 
 
 def build_statement(

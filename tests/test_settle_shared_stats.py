@@ -119,3 +119,25 @@ def test_canonical_json_is_the_standard_librarys_bytes(obj: dict) -> None:
     assert canonical_json(obj) == ref.encode("utf-8")
     assert canonical_json(obj, float_free=("a",)) == ref.encode("utf-8") or any(
         isinstance(v, float) for v in obj.values())
+
+
+def test_statement_sections_skipped_by_the_float_check_hold_no_float() -> None:
+    """``settle_contract`` tells ``canonical_json`` which statement sections it need not look through
+    for floats: lines and document only while no line carries emissions; the bytes stay the
+    standard library's."""
+    from kwhub.core.invoice import InvoiceLine
+    from kwhub.core.settlement import line_json
+    from kwhub.hub.settle.service import _float_free
+
+    line = InvoiceLine(number=1, description="Energy on-peak", quantity=Decimal("5923.914"), unit="MWh",
+                       unit_price=Decimal("62.500000"), amount=Decimal("370244.63"), component_id="tou",
+                       period_start=date(2026, 1, 1), determinants={"energy_kwh": "5923914.0"})
+    plain = _float_free([line], [line])
+    assert plain == ("channels", "inputs", "lines", "document")
+    statement = {"lines": [line_json(line)], "document": {"kind": "invoice", "lines": [line_json(line)], "taxes": []},
+                 "inputs": {"count": 3, "channels": ["a"], "digest": "x"}, "channels": {"a": {"kwh": "1.0"}},
+                 "determinants": {"peak_kw": "1.5"}}
+    ref = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    assert canonical_json(statement, float_free=plain) == ref.encode("utf-8")
+    carried = line.model_copy(update={"emissions": object()})  # any emissions: the lines are looked through
+    assert _float_free([line], [carried]) == _float_free([carried], []) == ("channels", "inputs")
