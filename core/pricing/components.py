@@ -146,8 +146,9 @@ class TouEnergy(PriceComponent):
         claimed = self.sources(ctx)
         srcs = tuple(claimed) if claimed else tuple(ctx.energy_by_source)
         energy = ctx.energy_of(claimed)
-        kwh = np.bincount(idx, weights=energy, minlength=len(names))
-        count = np.bincount(idx, minlength=len(names))
+        # as Python floats and ints: the per-period figures are read a few times each
+        kwh = np.bincount(idx, weights=energy, minlength=len(names)).tolist()
+        count = np.bincount(idx, minlength=len(names)).tolist()
         hours_per_interval = Decimal(ctx.interval_minutes) / Decimal(60)
         out = []
         desc = self.describe("Energy")
@@ -165,9 +166,9 @@ class TouEnergy(PriceComponent):
                     unit_price=price,
                     determinants={
                         "tou_period": name,
-                        "energy_kwh": float(kwh[i]),
-                        "intervals": int(count[i]),
-                        "hours": hours_per_interval * int(count[i]),
+                        "energy_kwh": kwh[i],
+                        "intervals": count[i],
+                        "hours": hours_per_interval * count[i],
                         "holidays": cfg.holidays,
                         "timezone": ctx.contract.timezone,
                         "price_per_mwh": price,
