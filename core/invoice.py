@@ -8,6 +8,7 @@ the totals. An invoice, once issued, is never edited: a correction is a new docu
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
@@ -251,25 +252,10 @@ def compute_totals(invoice: Invoice, policy: MoneyPolicy) -> Invoice:
     """Fill taxes and totals from the lines so that they sum exactly.
 
     Tax is computed per (category, percent) group on the group's rounded line sum, as
-    EN 16931 requires; totals are sums of already-rounded Decimals, so nothing drifts.
+    EN 16931 requires (:func:`tax_subtotals`); totals are sums of already-rounded Decimals, so
+    nothing drifts.
     """
-    groups: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
-    reasons: dict[tuple[str, Decimal], tuple[str, str]] = {}
-    for line in invoice.lines:
-        groups[(line.tax_category, line.tax_percent)] += line.amount
-        if line.tax_exemption_reason or line.tax_exemption_code:
-            reasons.setdefault((line.tax_category, line.tax_percent), (line.tax_exemption_reason, line.tax_exemption_code))
-    taxes = [
-        TaxSubtotal(
-            category=cat,
-            percent=pct,
-            taxable_amount=base,
-            tax_amount=policy.amount(base * pct / Decimal(100)),
-            exemption_reason=reasons.get((cat, pct), ("", ""))[0],
-            exemption_code=reasons.get((cat, pct), ("", ""))[1],
-        )
-        for (cat, pct), base in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
-    ]
+    taxes = tax_subtotals(invoice.lines, policy)
     line_total = sum((line.amount for line in invoice.lines), Decimal("0"))
     tax_total = sum((t.tax_amount for t in taxes), Decimal("0"))
     return invoice.model_copy(
@@ -280,6 +266,28 @@ def compute_totals(invoice: Invoice, policy: MoneyPolicy) -> Invoice:
             "total": line_total + tax_total,
         }
     )
+
+
+def tax_subtotals(lines: Sequence[InvoiceLine], policy: MoneyPolicy) -> list[TaxSubtotal]:
+    """The taxes of ``lines``: per (category, percent), in that order, the tax of the group's
+    line sum rounded once under ``policy`` (with the group's exemption reason, if any)."""
+    groups: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+    reasons: dict[tuple[str, Decimal], tuple[str, str]] = {}
+    for line in lines:
+        groups[(line.tax_category, line.tax_percent)] += line.amount
+        if line.tax_exemption_reason or line.tax_exemption_code:
+            reasons.setdefault((line.tax_category, line.tax_percent), (line.tax_exemption_reason, line.tax_exemption_code))
+    return [
+        TaxSubtotal(
+            category=cat,
+            percent=pct,
+            taxable_amount=base,
+            tax_amount=policy.amount(base * pct / Decimal(100)),
+            exemption_reason=reasons.get((cat, pct), ("", ""))[0],
+            exemption_code=reasons.get((cat, pct), ("", ""))[1],
+        )
+        for (cat, pct), base in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+    ]
 
 
 def check_totals(invoice: Invoice) -> list[str]:

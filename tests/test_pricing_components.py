@@ -233,6 +233,23 @@ def test_fixed_fee_errors():
         FixedFee("f", {"total_amount": 10, "shares": {"tenant_b": "1"}}).compute(ctx)
 
 
+
+def test_fixed_fee_split_is_kept_per_exact_shares():
+    """The split is made once for every contract sharing the fee, and only for shares written alike:
+    0.5 and 0.50 are equal, but the determinant states each as written; a float share reads as its repr."""
+    a = make_ctx(SEP, 0.0, contract_kw={"buyer": "tenant_a"})
+    b = make_ctx(SEP, 0.0, contract_kw={"buyer": "tenant_b"})
+    first = FixedFee("f", {"total_amount": "0.05", "shares": {"tenant_a": "0.5", "tenant_b": "0.5"}})
+    again = FixedFee("f", {"total_amount": "0.05", "shares": {"tenant_a": "0.50", "tenant_b": "0.50"}})
+    parts = [only(c.compute(x)) for c in (first, again) for x in (a, b)]
+    assert [p.amount for p in parts] == [D("0.03"), D("0.02"), D("0.03"), D("0.02")]
+    assert [p.determinants["share"] for p in parts] == ["0.5", "0.5", "0.50", "0.50"]
+    floats = make_ctx(SEP, 0.0, contract_kw={"buyer": "tenant_a"}, fees_shares={"tenant_a": 0.1, "tenant_b": 0.9})
+    ch = only(FixedFee("f", {"total_amount": 10}).compute(floats))
+    assert ch.amount == D("1.00") and ch.determinants["share"] == "0.1"
+    with pytest.raises(PricingError, match="not 1"):  # a refusal is not kept: it is raised every time
+        FixedFee("f", {"total_amount": 10, "shares": {"tenant_a": "0.5", "tenant_b": "0.4"}}).compute(a)
+
 def test_take_or_pay_shortfall_and_met():
     ctx = make_ctx(SEP, 250.0)
     ch = only(TakeOrPay("top", {"minimum_mwh": 60, "price_per_mwh": 40}).compute(ctx))

@@ -65,6 +65,29 @@ def test_shared_statistics_equal_per_run_ones_with_gaps_and_flags() -> None:
     assert plain == shared
 
 
+def test_shared_statistics_over_many_row_blocks_of_a_span_view() -> None:
+    """The statistics are made a block of rows at a time, on a period's view of a longer span:
+    each row's figures and the matrix's bounds are those of the whole-matrix reductions, with
+    gaps in some blocks, a block without any number and rows in the last, partial block."""
+    rng = np.random.default_rng(7)
+    span = rng.integers(0, 80, (45, 400)).astype(float) + rng.random((45, 400))
+    span[3, 150:160] = np.nan
+    span[16:32, :] = np.nan  # a whole block of rows without data
+    span[40, 101] = -5.0  # the smallest number, in the last block
+    view = span[:, 100:300]  # a period of the span: rows are strided
+    q = np.zeros(span.shape, np.uint8)[:, 100:300]
+    plain, shared = _both(view, q)
+    assert plain == shared
+    m = _matrix(view, q)
+    share_row_statistics(m)
+    facts = m.__dict__["_row_facts"]
+    with np.errstate(invalid="ignore"):
+        assert float(np.fmin.reduce(view, axis=None)) == -5.0
+    assert facts.kwh[0] == view[0].sum() and facts.kwh[3] == np.nansum(view[3])
+    assert facts.missing.tolist() == [0, 0, 0, 10] + [0] * 12 + [200] * 16 + [0] * 13
+    assert not facts.clean and facts.sane
+
+
 def test_shared_statistics_still_refuse_an_absurd_value() -> None:
     v = np.full((4, 96), 10.0)
     v[2, 40] = 1e13
@@ -96,3 +119,25 @@ def test_canonical_json_is_the_standard_librarys_bytes(obj: dict) -> None:
     assert canonical_json(obj) == ref.encode("utf-8")
     assert canonical_json(obj, float_free=("a",)) == ref.encode("utf-8") or any(
         isinstance(v, float) for v in obj.values())
+
+
+def test_statement_sections_skipped_by_the_float_check_hold_no_float() -> None:
+    """``settle_contract`` tells ``canonical_json`` which statement sections it need not look through
+    for floats: lines and document only while no line carries emissions; the bytes stay the
+    standard library's."""
+    from kwhub.core.invoice import InvoiceLine
+    from kwhub.core.settlement import line_json
+    from kwhub.hub.settle.service import _float_free
+
+    line = InvoiceLine(number=1, description="Energy on-peak", quantity=Decimal("5923.914"), unit="MWh",
+                       unit_price=Decimal("62.500000"), amount=Decimal("370244.63"), component_id="tou",
+                       period_start=date(2026, 1, 1), determinants={"energy_kwh": "5923914.0"})
+    plain = _float_free([line], [line])
+    assert plain == ("channels", "inputs", "lines", "document")
+    statement = {"lines": [line_json(line)], "document": {"kind": "invoice", "lines": [line_json(line)], "taxes": []},
+                 "inputs": {"count": 3, "channels": ["a"], "digest": "x"}, "channels": {"a": {"kwh": "1.0"}},
+                 "determinants": {"peak_kw": "1.5"}}
+    ref = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    assert canonical_json(statement, float_free=plain) == ref.encode("utf-8")
+    carried = line.model_copy(update={"emissions": object()})  # any emissions: the lines are looked through
+    assert _float_free([line], [carried]) == _float_free([carried], []) == ("channels", "inputs")

@@ -169,6 +169,13 @@ def contract_year_of(contract: Contract, period: BillingPeriod) -> int:
 
 def det(value: Any) -> str:
     """A determinant as an exact decimal string (floats via ``repr``, never scientific)."""
+    kind = type(value)  # the common exact types first (a run writes some thirty determinants)
+    if kind is str:
+        return value
+    if kind is float:
+        return money_str(Decimal(repr(value)))
+    if kind is Decimal:
+        return money_str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (np.floating, np.integer)):

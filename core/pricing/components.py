@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
+from functools import lru_cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -145,8 +146,9 @@ class TouEnergy(PriceComponent):
         claimed = self.sources(ctx)
         srcs = tuple(claimed) if claimed else tuple(ctx.energy_by_source)
         energy = ctx.energy_of(claimed)
-        kwh = np.bincount(idx, weights=energy, minlength=len(names))
-        count = np.bincount(idx, minlength=len(names))
+        # as Python floats and ints: the per-period figures are read a few times each
+        kwh = np.bincount(idx, weights=energy, minlength=len(names)).tolist()
+        count = np.bincount(idx, minlength=len(names)).tolist()
         hours_per_interval = Decimal(ctx.interval_minutes) / Decimal(60)
         out = []
         desc = self.describe("Energy")
@@ -164,9 +166,9 @@ class TouEnergy(PriceComponent):
                     unit_price=price,
                     determinants={
                         "tou_period": name,
-                        "energy_kwh": float(kwh[i]),
-                        "intervals": int(count[i]),
-                        "hours": hours_per_interval * int(count[i]),
+                        "energy_kwh": kwh[i],
+                        "intervals": count[i],
+                        "hours": hours_per_interval * count[i],
                         "holidays": cfg.holidays,
                         "timezone": ctx.contract.timezone,
                         "price_per_mwh": price,
@@ -418,6 +420,27 @@ def allocate_by_shares(total: Decimal, shares: dict[str, Decimal], places: int) 
     return {p: sign * Decimal(n) * unit for p, n in base.items()}
 
 
+@lru_cache(maxsize=64)
+def _checked_shares(given: tuple[tuple[str, str], ...]) -> dict[str, Decimal]:
+    """``{party: share}`` of a fee's ``(party, share as written)`` pairs (a float's text is its
+    ``repr``, as :func:`~kwhub.core.money.to_decimal` reads it); refuses negative shares and shares
+    that do not sum to 1. Kept for the runs of one settle (the result must not be changed)."""
+    shares = {p: Decimal(s) for p, s in given}
+    if any(s < 0 for s in shares.values()):
+        raise PricingError(f"shares must not be negative: {shares}")
+    share_sum = sum(shares.values(), Decimal(0))
+    if abs(share_sum - 1) > Decimal("1e-9"):
+        raise PricingError(f"shares sum to {share_sum}, not 1")
+    return shares
+
+
+@lru_cache(maxsize=64)
+def _split(given: tuple[tuple[str, str], ...], total: str, places: int) -> dict[str, Decimal]:
+    """:func:`allocate_by_shares` of ``total`` (as text) by the checked shares of ``given``, kept:
+    each contract of a shared fee bills its part of the same split (the result must not be changed)."""
+    return allocate_by_shares(Decimal(total), _checked_shares(given), places)
+
+
 class FixedFee(PriceComponent):
     """A fixed amount per period (O&M fee, shared substation, cooling plant...).
 
@@ -439,21 +462,16 @@ class FixedFee(PriceComponent):
 
     def compute(self, ctx: PricingContext) -> list[Charge]:
         cfg = self.config
-        shares: dict[str, Decimal] = {p: to_decimal(s) for p, s in (cfg.shares or ctx.fees_shares).items()}
         party = cfg.party or ctx.contract.buyer
-        if not shares:
-            shares = {party: Decimal(1)}
-        if any(s < 0 for s in shares.values()):
-            raise PricingError(f"shares must not be negative: {shares}")
-        share_sum = sum(shares.values(), Decimal(0))
-        if abs(share_sum - 1) > Decimal("1e-9"):
-            raise PricingError(f"shares sum to {share_sum}, not 1")
+        # every contract sharing the fee holds the same shares: checked and split once for all
+        given = tuple((p, str(s)) for p, s in (cfg.shares or ctx.fees_shares).items()) or ((party, "1"),)
+        shares = _checked_shares(given)
         if party not in shares:
             raise PricingError(f"party {party!r} has no share (shares: {', '.join(sorted(shares))})")
         total, esc = self.escalate(ctx, cfg.total_amount)
         part: dict[str, object] = {}
         total = ctx.money.amount(ctx.per_period(total, part))
-        parts = allocate_by_shares(total, shares, ctx.money.amount_places)
+        parts = _split(given, str(total), ctx.money.amount_places)
         return [
             self.charge(
                 ctx,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from kwhub.core.campus import Campus
 from kwhub.core.invoice import DocumentReference, Invoice
@@ -30,7 +30,12 @@ from kwhub.hub.store import Database, record_audit
 from kwhub.hub.store.audit import record_audits
 from kwhub.hub.store.settlement_tables import invoice_table, settlement_run_table
 
-_IN_CHUNK = 500  # runs per IN list
+# a batch's runs claimed with one executemany of one statement (compiled once; a CASE over the
+# batch was compiled anew for every batch, its size growing with the runs)
+_CLAIM = (update(settlement_run_table)
+          .where(settlement_run_table.c.id == bindparam("claim_id"),
+                 or_(*(settlement_run_table.c.status == s for s in PENDING)))  # an IN list cannot go in an executemany
+          .values(status="issued", invoice_id=bindparam("claim_invoice")))
 
 
 class ReviewError(SettlementError):
@@ -135,13 +140,7 @@ def _issue_all(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor:
     statements instead of a few per run: the runs claimed together, each seller's numbers taken
     in one step, the invoices and their lines inserted with one executemany each. Raises
     :class:`ReviewError` (nothing done) when any run is no longer pending."""
-    t = settlement_run_table
-    claimed = 0
-    for i in range(0, len(items), _IN_CHUNK):
-        chunk = items[i:i + _IN_CHUNK]
-        claimed += conn.execute(update(t).where(t.c.id.in_([it.run_id for it in chunk]), t.c.status.in_(PENDING))
-                                .values(status="issued", invoice_id=case({it.run_id: it.draft.id for it in chunk},
-                                                                         value=t.c.id))).rowcount
+    claimed = conn.execute(_CLAIM, [{"claim_id": it.run_id, "claim_invoice": it.draft.id} for it in items]).rowcount
     if claimed != len({it.run_id for it in items}):
         raise ReviewError("a run was decided by someone else meanwhile")
     count: dict[str, int] = {}
@@ -174,25 +173,49 @@ def _issue_all(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor:
 def issue_drafts(db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
                  issue_date: date | None = None,
                  on_issue: Callable[[Any, Invoice], None] | None = None) -> dict[str, Approval]:
-    """Issue drafts that were just computed (the policy's approval): one transaction. All are
-    issued in one savepoint; when one fails (a rendering error), that savepoint is rolled back
-    and they are issued again a savepoint per run, so the failing run stays pending and the
-    others are issued (``on_issue`` writes on the connection only, so it may run twice)."""
+    """Issue drafts that were just computed (the policy's approval). All are issued in one
+    transaction; when one fails (a rendering error), that transaction is rolled back and they
+    are issued again in a second one, a savepoint per run, so the failing run stays pending and
+    the others are issued (``on_issue`` writes on the connection only, so it may run twice).
+
+    The first attempt opens no savepoint: on SQLite, rows inserted inside a savepoint after the
+    claim rewrote the runs cost more with every run already claimed (the batch went
+    quadratic); rolling back the whole transaction undoes the same."""
+    if not items:
+        return {}
+    try:
+        audit: list[dict[str, Any]] = []
+        with db.write_transaction() as conn:
+            out = _issue_together(conn, db, items, actor=actor, reason=reason, issue_date=issue_date,
+                                  on_issue=on_issue, audit=audit)
+            if audit:
+                record_audits(conn, audit)
+        return out
+    except (SettlementError, ValueError):
+        pass
+    return _issue_each(db, items, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue)
+
+
+def _issue_together(conn: Any, db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str,
+                    issue_date: date | None, on_issue: Callable[[Any, Invoice], None] | None,
+                    audit: list[dict[str, Any]]) -> dict[str, Approval]:
+    """Every draft of ``items`` issued on ``conn``: first documents all at once (:func:`_issue_all`),
+    corrections one by one; raises what the first failing one raised."""
+    if all(item.draft.kind == "invoice" for item in items):
+        return _issue_all(conn, db, items, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue,
+                          audit=audit)
+    return {item.run_id: Approval(item.run_id, invoice=_issue(conn, db, item, actor=actor, reason=reason,
+                                                              issue_date=issue_date, on_issue=on_issue, audit=audit))
+            for item in items}
+
+
+def _issue_each(db: Database, items: Sequence[DraftToIssue], *, actor: str, reason: str, issue_date: date | None,
+                on_issue: Callable[[Any, Invoice], None] | None) -> dict[str, Approval]:
+    """:func:`issue_drafts` after the batch failed: one transaction, a savepoint per run, so only the
+    failing runs stay pending (their error in the :class:`Approval`)."""
     out: dict[str, Approval] = {}
     audit: list[dict[str, Any]] = []
     with db.write_transaction() as conn:
-        try:
-            with conn.begin_nested():
-                if items and all(item.draft.kind == "invoice" for item in items):  # first documents: together
-                    out = _issue_all(conn, db, items, actor=actor, reason=reason, issue_date=issue_date,
-                                     on_issue=on_issue, audit=audit)
-                for item in items if not out else ():
-                    out[item.run_id] = Approval(item.run_id, invoice=_issue(
-                        conn, db, item, actor=actor, reason=reason, issue_date=issue_date, on_issue=on_issue,
-                        audit=audit))
-            items = []  # all issued
-        except (SettlementError, ValueError):
-            out, audit = {}, []
         for item in items:
             try:
                 with conn.begin_nested():

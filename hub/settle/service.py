@@ -37,7 +37,7 @@ from kwhub.core.allocation import AllocationResult, allocate
 from kwhub.core.campus import Campus, Contract
 from kwhub.core.contract_energy import EnergyPlan, EnergyPlanError, plan_energy
 from kwhub.core.intervals import IntervalMatrix
-from kwhub.core.invoice import Invoice
+from kwhub.core.invoice import Invoice, InvoiceLine
 from kwhub.core.line_emissions import PeriodBasis, period_basis
 from kwhub.core.money import money_str
 from kwhub.core.pricing.base import PricingError
@@ -212,12 +212,13 @@ def settle_contract(
     old = [line_from_json(x) for x in get_run(db, prev["id"])["statement_json"]["lines"]] if prev else None
     doc = draft_document(comp.lines, old, pol)
     prev_id = prev["id"] if prev else None
+    plain = _float_free(comp.lines, doc.lines)
     same = vplan.same
     probe_hash = None
     if same is not None:
         probe = build_statement(RunKey(contract.id, period.label, version, same["seq"]), comp, summary, options.layer,
                                 doc, prev_id, missing_policy=options.missing)
-        probe_hash = statement_hash(canonical_json(probe, float_free=("channels",)))
+        probe_hash = statement_hash(canonical_json(probe, float_free=plain))
     try:
         decision = rerun_decision(vplan, probe_hash, doc.kind is not None, where)
     except VersionError as exc:
@@ -238,7 +239,7 @@ def settle_contract(
     supersede = same["id"] if decision == "supersede" and same is not None else None
     key = RunKey(contract.id, period.label, version, seq)
     statement = build_statement(key, comp, summary, options.layer, doc, prev_id, missing_policy=options.missing)
-    body = canonical_json(statement, float_free=("channels",))  # ChannelStats.as_json: ints and strings
+    body = canonical_json(statement, float_free=plain)
     digest = statement_hash(body)
     checks = review_run(db, contract, comp, options, now, facts,
                      PeriodFacts.of(get_run(db, prev["id"])["statement_json"]) if prev and prev["status"] else None,
@@ -281,6 +282,17 @@ def settle_contract(
             raise work.conflict() from exc
         raise
     return outcome
+
+
+def _float_free(lines: Sequence[InvoiceLine], document: Sequence[InvoiceLine]) -> tuple[str, ...]:
+    """The sections of a run statement that hold no float by construction, which
+    :func:`~kwhub.core.settlement.canonical_json` need not look through: ``channels``
+    (``ChannelStats.as_json``: ints and strings), ``inputs`` (counts and strings), and ``lines``
+    and ``document`` (lines and taxes as pydantic writes them, Decimals as strings) unless a line
+    carries emissions."""
+    if any(ln.emissions is not None for ln in lines) or any(ln.emissions is not None for ln in document):
+        return ("channels", "inputs")
+    return ("channels", "inputs", "lines", "document")
 
 
 def _plan(campus: Campus, components: Any | None) -> EnergyPlan:
