@@ -119,8 +119,7 @@ class DayGrid:
         per_day = _MINUTES_PER_DAY // stored
         if len(records) != 9 * per_day * k or len(day_list) != 10 * k:
             return False
-        digest_list = digests.split(",")
-        if len(digest_list) != k:
+        if digests.count(",") != k - 1:  # kept joined: DayHashes splits them if a lookup needs it
             return False
         try:
             d0 = date.fromisoformat(day_list[:10]).toordinal() - EPOCH_ORDINAL
@@ -133,14 +132,14 @@ class DayGrid:
         # one record per day: the day's values (8 bytes a slot) then its quality (a byte a slot)
         days = np.frombuffer(records, dtype=np.dtype([("v", "<f8", (per_day,)), ("q", np.uint8, (per_day,))]))
         if d1 - d0 + 1 == k and day_list == self.iso_days(d0, d1):
-            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digest_list)
+            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digests)
             self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
             self._copy(ci, cid, d0, stored, days["v"], days["q"], k)
             return True
         day_no = self._day_numbers(day_list)  # days with gaps between them
         if day_no is None:
             return False
-        hashes.add(cid, day_no, digest_list)
+        hashes.add(cid, day_no, digests)
         self.filled[ci, day_no - self.d_first] = True
         cuts = np.flatnonzero(np.diff(day_no) != 1) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
@@ -251,8 +250,7 @@ def _read_sqlite_parallel(db: Database, ids: list[str], layer: str, d_first: int
             for cur in curs:
                 cur.close()
     for got in found:
-        for cid, days, digests in got.channels():
-            hashes.add(cid, days, digests)
+        hashes.update(got)
 
 
 def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_minutes: int,
