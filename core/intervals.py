@@ -161,6 +161,23 @@ class DayHashes(Mapping[tuple[str, date], str]):
         # digests as a list, or as one comma-separated string (split when a lookup needs it)
         self._by_channel: dict[str, tuple[np.ndarray, list[str] | str]] = {}
         self._index: dict[str, dict[int, int]] = {}
+        # channels whose versions the read saw, and those of them with a version above 1
+        self._versions_seen: set[str] = set()
+        self._restated: set[str] = set()
+
+    def note_versions(self, channel_id: str, restated: bool) -> None:
+        """Record that the read saw the versions of ``channel_id``'s days: some above 1
+        (``restated``) or all 1."""
+        self._versions_seen.add(channel_id)
+        if restated:
+            self._restated.add(channel_id)
+
+    def restated_channels(self) -> set[str] | None:
+        """The channels with a day above version 1 among those read; None unless the read
+        saw the versions of every channel it has days of (:meth:`note_versions`)."""
+        if not self._versions_seen.issuperset(self._by_channel):
+            return None
+        return set(self._restated)
 
     def add(self, channel_id: str, day_numbers: np.ndarray, digests: Sequence[str] | str) -> None:
         """Record ``digests`` for the epoch-day numbers ``day_numbers`` of ``channel_id``;
@@ -183,6 +200,8 @@ class DayHashes(Mapping[tuple[str, date], str]):
         """Record every entry of ``other`` (:meth:`add` per channel, in its order)."""
         for cid, (days, digests) in other._by_channel.items():
             self.add(cid, days, digests)
+        self._versions_seen |= other._versions_seen
+        self._restated |= other._restated
 
     def channels(self) -> Iterator[tuple[str, np.ndarray, list[str]]]:
         """``(channel, epoch-day numbers, digests)`` per channel, in the order they were added."""
