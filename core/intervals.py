@@ -166,8 +166,8 @@ class DayHashes(Mapping[tuple[str, date], str]):
         self._restated: set[str] = set()
 
     def note_versions(self, channel_id: str, restated: bool) -> None:
-        """Record that the read saw the versions of ``channel_id``'s days: some above 1
-        (``restated``) or all 1."""
+        """Record that the read saw the versions of the days of ``channel_id`` added so far:
+        some above 1 (``restated``) or all 1. Days added later make them unknown again."""
         self._versions_seen.add(channel_id)
         if restated:
             self._restated.add(channel_id)
@@ -195,6 +195,7 @@ class DayHashes(Mapping[tuple[str, date], str]):
             kept = [*_listed(old[1]), *_listed(digests)]
         self._by_channel[channel_id] = (days, kept)
         self._index.pop(channel_id, None)
+        self._versions_seen.discard(channel_id)  # versions of these days unknown until noted
 
     def update(self, other: DayHashes) -> None:
         """Record every entry of ``other`` (:meth:`add` per channel, in its order)."""

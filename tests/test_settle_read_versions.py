@@ -88,3 +88,23 @@ def test_a_channel_read_at_version_1_records_what_was_read(db: Database, monkeyp
     i = int(rows[t.days[rows] == day3][0])
     assert int(t.versions[i]) == 1 and t.hashes[i] == before[D0 + timedelta(days=3)]
     assert np.allclose(loaded.values[loaded.channel_ids.index("a")], 1.0)  # the values read, not the late ones
+
+
+def test_day_hashes_know_versions_only_of_what_was_noted() -> None:
+    h = DayHashes()
+    h.add("a", np.array([1, 2]), "x" * 64 + "," + "y" * 64)
+    assert h.restated_channels() is None  # versions not seen
+    h.note_versions("a", False)
+    h.add("b", np.array([1]), ["z" * 64])
+    h.note_versions("b", True)
+    assert h.restated_channels() == {"b"}
+    assert h[("a", date(1970, 1, 3))] == "y" * 64
+    other = DayHashes()
+    other.add("c", np.array([5]), ["w" * 64])  # versions not seen
+    merged = DayHashes()
+    merged.update(h)
+    assert merged.restated_channels() == {"b"} and dict(merged) == dict(h)
+    merged.update(other)
+    assert merged.restated_channels() is None
+    h.add("a", np.array([3]), ["v" * 64])  # more days of a: its versions unknown again
+    assert h.restated_channels() is None
