@@ -1,9 +1,8 @@
 """SQLite's parallel matrix read: the parts read on their own connections and threads give
 what one connection gives, and all parts see one snapshot of the database.
 
-``read_matrix`` can read large SQLite matrices in parts at once (``READ_THREADS``, off by
-default; ``READ_PARALLEL_MIN_VALUES``), each part on its own connection, all on one snapshot
-(``Database.snapshot_connections``).
+``read_matrix`` reads large SQLite matrices in parts at once (``READ_PARALLEL_MIN_VALUES``),
+each part on its own connection, all on one snapshot (``Database.snapshot_connections``).
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ def _store(db: Database) -> list[str]:
 
 
 def _read(db: Database, ids: list[str], span: Span, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(matrix_read, "READ_PARALLEL_MIN_VALUES", 1)
-    monkeypatch.setattr(matrix_read, "READ_THREADS", 2 if parallel else 1)
+    monkeypatch.setattr(matrix_read, "READ_PARALLEL_MIN_VALUES", 1 if parallel else 10**15)
     return db.intervals.read_matrix(ids, span, 15, layer="raw")
 
 

@@ -37,16 +37,9 @@ if TYPE_CHECKING:
     from kwhub.hub.store.db import Database
 
 _MINUTES_PER_DAY = 1440
-# SQLite reads of at least READ_PARALLEL_MIN_VALUES values go in READ_THREADS parts at once
-# (_read_sqlite_parallel) when READ_THREADS > 1. Off (1): on the 2-core machine of the
-# campus-year bench the two parts did not overlap enough to pay. Reading the year's matrix
-# (load_span, 20 tenants, 3 passes a process, alternating, load 1-2 from other work) took
-# 0.55-0.58 s wall and CPU on one connection, 0.55-0.72 s wall and 0.58-0.94 s CPU in two
-# parts; at 40 tenants 1.11-1.14 s against 1.11-1.37 s wall and 1.58-1.83 s CPU. Each part's
-# SQLite steps and copies slow down while the other runs (the same work as two processes
-# did not overlap either), so the parts mostly add CPU time.
+# SQLite reads of at least this many values go in READ_THREADS parts at once (_read_sqlite_parallel)
 READ_PARALLEL_MIN_VALUES = 4_000_000
-READ_THREADS = 1
+READ_THREADS = 2
 
 
 class DayGrid:
@@ -233,8 +226,7 @@ def _read_sqlite_parallel(db: Database, ids: list[str], layer: str, d_first: int
     each into its own rows of ``grid``; the day hashes are gathered in the order of ``ids``.
 
     SQLite steps (its ``group_concat`` included) and numpy's copies into the matrix run
-    without the interpreter lock, so the parts can overlap (see ``READ_THREADS`` for what
-    that gave on two cores).
+    without the interpreter lock, so the parts overlap on two cores.
     """
     pos = {c: i for i, c in enumerate(ids)}
     with db.snapshot_connections(READ_THREADS) as conns:
@@ -292,8 +284,8 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
     grid = DayGrid(len(ids), n_int, n_days, n_slots, d_first, (s0 - d_first * SECONDS_PER_DAY) // step,
                  interval_minutes)
     hashes = DayHashes()
-    if READ_THREADS > 1 and n_int and ids and joined and len(ids) > 1 \
-            and len(ids) * n_int >= READ_PARALLEL_MIN_VALUES and db.dialect == "sqlite":
+    if n_int and ids and joined and len(ids) > 1 and len(ids) * n_int >= READ_PARALLEL_MIN_VALUES \
+            and db.dialect == "sqlite":
         _read_sqlite_parallel(db, ids, layer, d_first, d_last, grid, hashes)
     elif n_int and ids:
         with db.read_connection() as conn:
