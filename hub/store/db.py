@@ -25,7 +25,7 @@ import importlib
 import os
 import weakref
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,6 @@ ENV_CHECKPOINT = "KWHUB_SQLITE_CHECKPOINT"
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 16_384  # bytes, for new database files
 SQLITE_CACHE_KIB = 32_768  # page cache per connection
-SNAPSHOT_TRIES = 3  # Database.snapshot_connections: attempts before reading on one connection
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 OPTIONAL_TABLE_MODULES = ("kwhub.hub.store.settlement_tables", "kwhub.hub.store.outbox_tables", "kwhub.hub.store.rendering_tables",
                           "kwhub.hub.store.market_tables", "kwhub.hub.store.carbon_tables", "kwhub.hub.store.service_tables")
@@ -376,50 +375,6 @@ class Database:
         """A connection inside one read transaction (a consistent snapshot on SQLite WAL)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
-
-    @contextmanager
-    def snapshot_connections(self, n: int) -> Iterator[list[Connection]]:
-        """Up to ``n`` connections (SQLite), each inside its own read transaction, all on one
-        snapshot of the database: what several threads read through them is what one
-        transaction would have read.
-
-        A WAL reader's snapshot is fixed by its transaction's first read. The last
-        connection notes ``PRAGMA data_version`` (it counts the commits of other connections)
-        outside a transaction, the others start their snapshots, then the last starts its
-        own with the same pragma: the same count means no commit came in between, so all
-        snapshots are the one before the first began. Otherwise they are rolled back and
-        started again; after ``SNAPSHOT_TRIES`` commits in between, one connection is
-        yielded (the caller reads on it alone). Elsewhere one connection as
-        :meth:`read_connection` gives it.
-        """
-        if self.dialect != "sqlite" or n < 2:
-            with self.read_connection() as conn:
-                yield [conn]
-            return
-        with ExitStack() as stack:
-            conns = [stack.enter_context(self.engine.connect()) for _ in range(n)]
-            last = conns[-1]
-            for _ in range(SNAPSHOT_TRIES):
-                before = last.exec_driver_sql("PRAGMA data_version").scalar()  # autobegun: ended below
-                last.rollback()
-                for conn in conns:
-                    conn.begin()  # BEGIN (deferred): the snapshot is taken by the first read
-                    seen = conn.exec_driver_sql("PRAGMA data_version").scalar()
-                if seen == before:
-                    break
-                for conn in conns:
-                    conn.rollback()
-            else:
-                for conn in conns[1:]:
-                    conn.close()
-                conns = conns[:1]
-                conns[0].begin()
-            try:
-                yield conns
-            finally:
-                for conn in conns:
-                    if conn.in_transaction():
-                        conn.rollback()
 
     # ------------------------------------------------------------------ migrations
 

@@ -9,7 +9,6 @@ copied into the channel's row of the result in one step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from itertools import groupby
 from operator import itemgetter
@@ -25,7 +24,6 @@ from kwhub.hub.store.day_sql import (
     EPOCH_DAY,
     EPOCH_ORDINAL,
     READ_MMAP_MIN_VALUES,
-    DaySql,
     check_layer,
     chunks,
     day_sql,
@@ -37,9 +35,6 @@ if TYPE_CHECKING:
     from kwhub.hub.store.db import Database
 
 _MINUTES_PER_DAY = 1440
-# SQLite reads of at least this many values go in READ_THREADS parts at once (_read_sqlite_parallel)
-READ_PARALLEL_MIN_VALUES = 4_000_000
-READ_THREADS = 2
 
 
 class DayGrid:
@@ -202,59 +197,6 @@ def _put_days(row: np.ndarray, g0: int, days: np.ndarray) -> None:
         row[start:hi] = days[r1 - 1, :hi - start]
 
 
-def _read_sqlite(cur: Any, sql: DaySql, ids: Sequence[str], pos: dict[str, int], layer: str, lo: Any, hi: Any,
-                 grid: DayGrid, hashes: DayHashes, joined: bool) -> None:
-    """SQLite: ``ids``' current days into their rows of ``grid`` (``pos``), one joined row per
-    channel, day by day where a joined row will not do (or not ``joined``)."""
-    rest: list[str] = []
-    for chunk in chunks(ids) if joined else ():
-        cur.execute(sql.read_joined(len(chunk)), (layer, True, lo, hi, *chunk))
-        for row in cur:
-            if not grid.place_joined(pos[row[0]], row[0], row, hashes):
-                rest.append(row[0])
-    for cid in rest if joined else ids:  # day by day
-        cur.execute(sql.read_one, (cid, layer, lo, hi, True))
-        rows = cur.fetchall()
-        if rows:
-            grid.place(pos[cid], cid, rows, hashes)
-
-
-def _read_sqlite_parallel(db: Database, ids: list[str], layer: str, d_first: int, d_last: int,
-                          grid: DayGrid, hashes: DayHashes) -> None:
-    """SQLite: ``ids`` read in ``READ_THREADS`` contiguous parts at once, each on its own
-    connection and thread, all on one snapshot (:meth:`Database.snapshot_connections`),
-    each into its own rows of ``grid``; the day hashes are gathered in the order of ``ids``.
-
-    SQLite steps (its ``group_concat`` included) and numpy's copies into the matrix run
-    without the interpreter lock, so the parts overlap on two cores.
-    """
-    pos = {c: i for i, c in enumerate(ids)}
-    with db.snapshot_connections(READ_THREADS) as conns:
-        sql = day_sql(conns[0].dialect)
-        lo, hi = sql.days(np.array([d_first, d_last]))
-        size = -(-len(ids) // len(conns))
-        parts = [ids[i:i + size] for i in range(0, len(ids), size)]
-        found = [DayHashes() for _ in parts]
-        curs = [dbapi_cursor(conn) for conn in conns[:len(parts)]]
-        try:
-            if len(parts) == 1:
-                _read_sqlite(curs[0], sql, parts[0], pos, layer, lo, hi, grid, found[0], True)
-            else:
-                with ThreadPoolExecutor(max_workers=len(parts) - 1, thread_name_prefix="kwhub-read-part") as pool:
-                    others = [pool.submit(_read_sqlite, cur, sql, part, pos, layer, lo, hi, grid, got, True)
-                              for cur, part, got in zip(curs[1:], parts[1:], found[1:], strict=True)]
-                    try:
-                        _read_sqlite(curs[0], sql, parts[0], pos, layer, lo, hi, grid, found[0], True)
-                    finally:
-                        for f in others:
-                            f.result()  # waits for every part; raises the first part's error
-        finally:
-            for cur in curs:
-                cur.close()
-    for got in found:
-        hashes.update(got)
-
-
 def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_minutes: int,
                 layer: str = "validated", *, joined: bool = True) -> IntervalMatrix:
     """Dense (channels x intervals) matrix over ``span``; NaN + MISSING where absent.
@@ -284,10 +226,7 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
     grid = DayGrid(len(ids), n_int, n_days, n_slots, d_first, (s0 - d_first * SECONDS_PER_DAY) // step,
                  interval_minutes)
     hashes = DayHashes()
-    if n_int and ids and joined and len(ids) > 1 and len(ids) * n_int >= READ_PARALLEL_MIN_VALUES \
-            and db.dialect == "sqlite":
-        _read_sqlite_parallel(db, ids, layer, d_first, d_last, grid, hashes)
-    elif n_int and ids:
+    if n_int and ids:
         with db.read_connection() as conn:
             sql = day_sql(conn.dialect)
             lo, hi = sql.days(np.array([d_first, d_last]))
@@ -297,7 +236,18 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
                 if mapped:
                     cur.execute(sql.read_mmap)  # before the first read of the transaction
                 if sql.sqlite:
-                    _read_sqlite(cur, sql, ids, {c: i for i, c in enumerate(ids)}, layer, lo, hi, grid, hashes, joined)
+                    pos = {c: i for i, c in enumerate(ids)}
+                    rest: list[str] = []
+                    for chunk in chunks(ids) if joined else ():
+                        cur.execute(sql.read_joined(len(chunk)), (layer, True, lo, hi, *chunk))
+                        for row in cur:
+                            if not grid.place_joined(pos[row[0]], row[0], row, hashes):
+                                rest.append(row[0])
+                    for cid in rest if joined else ids:  # day by day
+                        cur.execute(sql.read_one, (cid, layer, lo, hi, True))
+                        rows = cur.fetchall()
+                        if rows:
+                            grid.place(pos[cid], cid, rows, hashes)
                 else:
                     pos = {c: i for i, c in enumerate(ids)}
                     for chunk in chunks(ids):
