@@ -158,27 +158,64 @@ class DayHashes(Mapping[tuple[str, date], str]):
     """
 
     def __init__(self) -> None:
-        self._by_channel: dict[str, tuple[np.ndarray, list[str]]] = {}
+        # digests as a list, or as one comma-separated string (split when a lookup needs it)
+        self._by_channel: dict[str, tuple[np.ndarray, list[str] | str]] = {}
         self._index: dict[str, dict[int, int]] = {}
+        # channels whose versions the read saw, and those of them with a version above 1
+        self._versions_seen: set[str] = set()
+        self._restated: set[str] = set()
 
-    def add(self, channel_id: str, day_numbers: np.ndarray, digests: Sequence[str]) -> None:
-        """Record ``digests`` for the epoch-day numbers ``day_numbers`` of ``channel_id``."""
+    def note_versions(self, channel_id: str, restated: bool) -> None:
+        """Record that the read saw the versions of the days of ``channel_id`` added so far:
+        some above 1 (``restated``) or all 1. Days added later make them unknown again."""
+        self._versions_seen.add(channel_id)
+        if restated:
+            self._restated.add(channel_id)
+
+    def restated_channels(self) -> set[str] | None:
+        """The channels with a day above version 1 among those read; None unless the read
+        saw the versions of every channel it has days of (:meth:`note_versions`)."""
+        if not self._versions_seen.issuperset(self._by_channel):
+            return None
+        return set(self._restated)
+
+    def add(self, channel_id: str, day_numbers: np.ndarray, digests: Sequence[str] | str) -> None:
+        """Record ``digests`` for the epoch-day numbers ``day_numbers`` of ``channel_id``;
+        ``digests`` as a sequence, or as one string of them separated by commas."""
         days = np.asarray(day_numbers, dtype=np.int64)
-        if len(days) != len(digests):
+        n = digests.count(",") + 1 if isinstance(digests, str) else len(digests)
+        if len(days) != n:
             raise ValueError("day_numbers and digests differ in length")
         if len(days) == 0:
             return
         old = self._by_channel.get(channel_id)
+        kept: list[str] | str = digests if isinstance(digests, str) else list(digests)
         if old is not None:
             days = np.concatenate([old[0], days])
-            digests = [*old[1], *digests]
-        self._by_channel[channel_id] = (days, list(digests))
+            kept = [*_listed(old[1]), *_listed(digests)]
+        self._by_channel[channel_id] = (days, kept)
         self._index.pop(channel_id, None)
+        self._versions_seen.discard(channel_id)  # versions of these days unknown until noted
+
+    def update(self, other: DayHashes) -> None:
+        """Record every entry of ``other`` (:meth:`add` per channel, in its order)."""
+        for cid, (days, digests) in other._by_channel.items():
+            self.add(cid, days, digests)
+        self._versions_seen |= other._versions_seen
+        self._restated |= other._restated
 
     def channels(self) -> Iterator[tuple[str, np.ndarray, list[str]]]:
         """``(channel, epoch-day numbers, digests)`` per channel, in the order they were added."""
         for cid, (days, digests) in self._by_channel.items():
-            yield cid, days, digests
+            yield cid, days, _listed(digests)
+
+    def joined(self) -> tuple[list[str], list[np.ndarray], str]:
+        """``(channels, their epoch-day numbers, every digest)``, in the order they were added;
+        the digests of all channels in one comma-separated string (no list per channel)."""
+        ids = list(self._by_channel)
+        got = list(self._by_channel.values())
+        text = ",".join(d if isinstance(d, str) else ",".join(d) for _, d in got)
+        return ids, [days for days, _ in got], text
 
     def has_days(self, channel_ids: Sequence[str], day_numbers: np.ndarray) -> np.ndarray:
         """Boolean ``(channels, days)``: which of ``day_numbers`` each channel has a hash for."""
@@ -208,7 +245,11 @@ class DayHashes(Mapping[tuple[str, date], str]):
         i = self.position(key)
         if i is None:
             raise KeyError(key)
-        return self._by_channel[key[0]][1][i]
+        days, digests = self._by_channel[key[0]]
+        if isinstance(digests, str):
+            digests = digests.split(",")
+            self._by_channel[key[0]] = (days, digests)
+        return digests[i]
 
     def __iter__(self) -> Iterator[tuple[str, date]]:
         for cid, (days, _) in self._by_channel.items():
@@ -223,6 +264,11 @@ class DayHashes(Mapping[tuple[str, date], str]):
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _listed(digests: Sequence[str] | str) -> list[str]:
+    """Digests as a list (a comma-separated string split)."""
+    return digests.split(",") if isinstance(digests, str) else list(digests)
 
 
 @dataclass

@@ -59,7 +59,7 @@ class InputTable:
         days: list[np.ndarray] = []
         codes: list[np.ndarray] = []
         vers: list[np.ndarray] = []
-        hashes: list[str] = []
+        texts: list[str] = []  # each part's digests, comma-separated
         dnum: dict[date, int] = {}
         for layer, found, versions in parts:
             if not found:
@@ -67,12 +67,13 @@ class InputTable:
             if isinstance(found, DayHashes):  # straight from a read: per-channel arrays
                 offset: dict[str, int] = {}
                 n = 0
-                for cid, dn, digests in found.channels():
+                ids, day_arrays, text = found.joined()
+                for cid, dn in zip(ids, day_arrays, strict=True):
                     offset[cid] = n
                     n += len(dn)
                     chs.append(np.full(len(dn), self.pos[cid], dtype=np.int64))
                     days.append(dn)
-                    hashes += digests
+                texts.append(text)
 
                 def at(k: tuple[str, date], found: DayHashes = found, offset: dict[str, int] = offset) -> int | None:
                     i = found.position(k)
@@ -84,7 +85,7 @@ class InputTable:
                     dnum[d] = day_no(d)
                 chs.append(np.fromiter((self.pos[k[0]] for k in keys), dtype=np.int64, count=n))
                 days.append(np.fromiter((dnum[k[1]] for k in keys), dtype=np.int64, count=n))
-                hashes += found.values()
+                texts.append(",".join(found.values()))
                 index = {k: i for i, k in enumerate(keys)} if versions else {}
                 at = index.get  # type: ignore[assignment]
             codes.append(np.full(n, code[layer], dtype=np.int64))
@@ -98,20 +99,29 @@ class InputTable:
             ch, dy, cd, vr = (np.concatenate(x) for x in (chs, days, codes, vers))
         else:
             ch = dy = cd = vr = np.zeros(0, dtype=np.int64)
+        digits = _digest_matrix(texts, len(ch))  # (n, 64) ASCII when every digest is 64 characters
+        hashes: list[str] = [] if digits is not None else [
+            h for _, found, _ in parts if found
+            for h in ([h for _, _, ds in found.channels() for h in ds] if isinstance(found, DayHashes)
+                      else found.values())]
         n_layers = max(1, len(self.layer_names))
         rank = (ch * 1_000_000 + dy) * n_layers + cd
         order = None if (rank[1:] > rank[:-1]).all() else np.lexsort((cd, dy, ch))  # reads come sorted
         if order is not None and len(order) and not (np.diff(order) == 1).all():
             ch, dy, cd, vr = ch[order], dy[order], cd[order], vr[order]
-            hashes = [hashes[i] for i in order.tolist()]
-        self.ch, self.days, self.layer_codes, self.versions, self.hashes = ch, dy, cd, vr, hashes
+            if digits is not None:
+                digits = digits[order]
+            else:
+                hashes = [hashes[i] for i in order.tolist()]
+        self.ch, self.days, self.layer_codes, self.versions = ch, dy, cd, vr
+        self._hashes: list[str] | None = hashes if digits is None else None
+        self._hex: str | None = None if digits is None else digits.tobytes().decode("ascii")
         self.key = ch * 1_000_000 + dy  # sorted: (channel, day)
         udays = np.unique(dy)
         iso = dict(zip(udays.tolist(), np.datetime_as_string(udays.astype("datetime64[D]")).tolist(), strict=True))
         prefix: dict[int, str] = {}
         pre_idx = np.zeros(len(ch), dtype=np.int64)
         self._lines: list[str] | None = None
-        self._hex: str | None = None
         if len(ch):
             combo = (dy * len(self.layer_names) + cd) * 4096 + np.minimum(vr, 4095)
             uniq, inv = np.unique(combo, return_inverse=True)
@@ -120,7 +130,7 @@ class InputTable:
                 dl, v = divmod(c, 4096)
                 d, lc = divmod(dl, len(self.layer_names))
                 prefix[j] = f"{iso[d]}|{self.layer_names[lc]}|{v}|"
-            if not self._fixed_width(prefix, pre_idx, hashes, bool((vr >= 4095).any())):
+            if digits is None or not self._fixed_width(prefix, pre_idx, digits, bool((vr >= 4095).any())):
                 if (vr >= 4095).any():  # a version that does not fit the key: spell those out
                     pres = [prefix[j] for j in pre_idx.tolist()]
                     for i in np.flatnonzero(vr >= 4095).tolist():
@@ -128,7 +138,7 @@ class InputTable:
                     pre = np.array(pres, dtype=object)
                 else:
                     pre = np.array([prefix[j] for j in range(len(uniq))], dtype=object)[pre_idx]
-                self._set_lines((pre + np.array(hashes, dtype=object) + "\n").tolist())
+                self._set_lines((pre + np.array(self.hashes, dtype=object) + "\n").tolist())
         else:
             self._set_lines([])
         self._raw: bytes | None = None
@@ -143,25 +153,30 @@ class InputTable:
             ends = np.cumsum([len(x.encode("utf-8")) for x in lines])
         self.line_offsets: Sequence[int] = [0, *ends.tolist()]
 
-    def _fixed_width(self, prefix: dict[int, str], pre_idx: np.ndarray, hashes: list[str], odd: bool) -> bool:
+    def _fixed_width(self, prefix: dict[int, str], pre_idx: np.ndarray, digits: np.ndarray, odd: bool) -> bool:
         """The buffer built as one byte matrix when every line has the same ASCII width
-        (one layer name length, versions of one digit count, 64-character digests): no
-        string per line. False (nothing done) otherwise."""
+        (one layer name length, versions of one digit count, 64-character digests as the
+        rows of ``digits``): no string per line. False (nothing done) otherwise."""
         pre_b = [prefix[j].encode("utf-8") for j in range(len(prefix))]
         width = len(pre_b[0])
-        joined = "".join(hashes)
-        if (odd or any(len(b) != width or len(b) != len(prefix[j]) for j, b in enumerate(pre_b))
-                or len(joined) != 64 * len(hashes) or not joined.isascii()):
+        if odd or any(len(b) != width or len(b) != len(prefix[j]) for j, b in enumerate(pre_b)):
             return False
-        n, size = len(hashes), width + 65
+        n, size = len(digits), width + 65
         rows = np.empty((n, size), dtype=np.uint8)
         rows[:, :width] = np.frombuffer(b"".join(pre_b), dtype=np.uint8).reshape(-1, width)[pre_idx]
-        rows[:, width:width + 64] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, 64)
+        rows[:, width:width + 64] = digits
         rows[:, width + 64] = ord("\n")
         self.buffer = memoryview(rows.tobytes())
         self.line_offsets = range(0, n * size + 1, size)
-        self._hex = joined
         return True
+
+    @property
+    def hashes(self) -> list[str]:
+        """The hex digest of each channel-day."""
+        if self._hashes is None:
+            joined = self._hex or ""
+            self._hashes = [joined[i:i + 64] for i in range(0, len(joined), 64)]
+        return self._hashes
 
     @property
     def lines(self) -> list[str]:
@@ -182,10 +197,25 @@ class InputTable:
         """The 32-byte digests, concatenated in order."""
         if self._raw is None:
             joined = self._hex if self._hex is not None else "".join(self.hashes)
-            if len(joined) != 64 * len(self.hashes):
+            if len(joined) != 64 * len(self.ch):
                 raise SettlementError("content hashes must be SHA-256 hex digests")
             self._raw = bytes.fromhex(joined)
         return self._raw
+
+
+def _digest_matrix(texts: list[str], n: int) -> np.ndarray | None:
+    """The ``n`` digests of the comma-separated ``texts`` as an ``(n, 64)`` byte matrix, or
+    None unless each of them is 64 ASCII characters without a comma."""
+    text = ",".join(texts)
+    if len(text) != 65 * n - 1 or not text.isascii():
+        return None
+    if n == 0:
+        return np.zeros((0, 64), dtype=np.uint8)
+    rows = np.frombuffer((text + ",").encode("ascii"), dtype=np.uint8).reshape(n, 65)
+    comma = ord(",")
+    if not (rows[:, 64] == comma).all() or (rows[:, :64] == comma).any():
+        return None
+    return rows[:, :64]
 
 
 class PeriodInputs:

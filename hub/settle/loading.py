@@ -68,14 +68,20 @@ def _layer_days(db: Database, ids: Sequence[str], span: Span, m: IntervalMatrix,
     """``(layer, {(channel, day): hash}, {(channel, day): version}`` of the channel-days ``m``
     read (versions only where not 1; see :func:`_restated`).
 
-    A day whose current content differs from what was read was restated while it was
-    read: the read is refused.
+    The versions of channels the read saw at version 1 on every day
+    (:meth:`~kwhub.core.intervals.DayHashes.restated_channels`) are 1; the current versions of
+    the others are looked up after the read, and a day whose current content differs from
+    what was read was restated while it was read: the read is refused.
     """
     found = m.day_hashes if wanted is None else {k: h for k, h in m.day_hashes.items() if k in wanted}
     versions: dict[tuple[str, date], int] = {}
-    if found:
+    # channels the read saw at version 1 on every day: their versions are known from the read
+    # itself (one snapshot); the others' current versions are looked up and compared
+    restated = m.day_hashes.restated_channels()
+    candidates = ids if restated is None else [c for c in ids if c in restated]
+    if found and candidates:
         days = span.utc_days()
-        for k, (ver, h) in _restated(db, ids, days[0], days[-1], layer).items():
+        for k, (ver, h) in _restated(db, candidates, days[0], days[-1], layer).items():
             seen = found.get(k)
             if seen is None:
                 continue

@@ -103,12 +103,12 @@ class DaySql:
         # SQLite: each channel's days in one row, joined by SQLite itself (one row per channel
         # instead of one per channel-day): each day's values and quality blobs as one record
         # (one join instead of two; SQLite's join copies a blob column once more to end it
-        # with a NUL, a concatenation already ends so), the digests comma-separated (Python
-        # splits them in one call) and the day list (it checks the order)
+        # with a NUL, a concatenation already ends so), the digests comma-separated, the day
+        # list (Python checks the order) and the highest version (above 1: a restated day)
         self._read_joined = (
             f"SELECT {c['channel_id']}, count(*), min({c['interval_minutes']}), max({c['interval_minutes']}), "
             f"CAST(group_concat({c['values']} || {c['quality']}, x'') AS BLOB), "
-            f"group_concat({c['content_hash']}, ','), group_concat({c['day']}, '') FROM {tbl} "
+            f"group_concat({c['content_hash']}, ','), group_concat({c['day']}, ''), max({c['version']}) FROM {tbl} "
             f"WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
         # one channel's days in day order, straight off the (channel, layer, day, version)
@@ -165,8 +165,8 @@ class DaySql:
 
     def read_joined(self, n: int) -> str:
         """SQLite: per channel of ``n``, ``(channel, days, min minutes, max minutes, day records,
-        digests, day list)``: each day's values blob then its quality blob, the days' records
-        joined in one blob; the digests comma-separated; the ISO days joined."""
+        digests, day list, max version)``: each day's values blob then its quality blob, the
+        days' records joined in one blob; the digests comma-separated; the ISO days joined."""
         return f"{self._read_joined}{self._marks(n)} GROUP BY {self.q_channel}"
 
     def days(self, days: np.ndarray) -> list[Any]:

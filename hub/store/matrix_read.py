@@ -105,7 +105,7 @@ class DayGrid:
     def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
         """Copy one channel's days from a :meth:`DaySql.read_joined` row; False (nothing done)
         unless they are distinct days in day order at one interval length, each whole."""
-        _, k, m_lo, m_hi, records, digests, day_list = row
+        _, k, m_lo, m_hi, records, digests, day_list, top_version = row
         if m_lo != m_hi or not isinstance(day_list, str) or not isinstance(digests, str) or not isinstance(records, bytes):
             return False
         stored = int(m_lo)
@@ -114,8 +114,7 @@ class DayGrid:
         per_day = _MINUTES_PER_DAY // stored
         if len(records) != 9 * per_day * k or len(day_list) != 10 * k:
             return False
-        digest_list = digests.split(",")
-        if len(digest_list) != k:
+        if digests.count(",") != k - 1:  # kept joined: DayHashes splits them if a lookup needs it
             return False
         try:
             d0 = date.fromisoformat(day_list[:10]).toordinal() - EPOCH_ORDINAL
@@ -128,18 +127,20 @@ class DayGrid:
         # one record per day: the day's values (8 bytes a slot) then its quality (a byte a slot)
         days = np.frombuffer(records, dtype=np.dtype([("v", "<f8", (per_day,)), ("q", np.uint8, (per_day,))]))
         if d1 - d0 + 1 == k and day_list == self.iso_days(d0, d1):
-            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digest_list)
+            hashes.add(cid, np.arange(d0, d1 + 1, dtype=np.int64), digests)
             self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
             self._copy(ci, cid, d0, stored, days["v"], days["q"], k)
+            hashes.note_versions(cid, top_version != 1)
             return True
         day_no = self._day_numbers(day_list)  # days with gaps between them
         if day_no is None:
             return False
-        hashes.add(cid, day_no, digest_list)
+        hashes.add(cid, day_no, digests)
         self.filled[ci, day_no - self.d_first] = True
         cuts = np.flatnonzero(np.diff(day_no) != 1) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
             self._copy(ci, cid, int(day_no[a]), stored, days["v"][a:b], days["q"][a:b], b - a)
+        hashes.note_versions(cid, top_version != 1)
         return True
 
     def _day_numbers(self, day_list: str) -> np.ndarray | None:
