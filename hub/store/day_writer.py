@@ -19,8 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -56,28 +55,45 @@ class FreshDays:
         return [x.decode("ascii") for x in d.tolist()]
 
 
-def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray,
-               ) -> tuple[list[str], list[bytes], list[bytes]]:
-    """ISO day, value blob and quality blob of each day (one copy of each array, sliced per day:
-    half the time of a bytes object per row)."""
+class _DayBytes(NamedTuple):
+    """One channel's days as the store keeps them: ISO dates, and the values and quality
+    blobs of all days (``values_per_day`` / ``quality_per_day`` bytes each, day after day)."""
+
+    iso: list[str]
+    values: bytes
+    quality: bytes
+    values_per_day: int
+    quality_per_day: int
+
+
+def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray) -> _DayBytes:
+    """The days' ISO dates and blobs (one copy of each array; days are cut where needed)."""
     iso = np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
     vb = np.ascontiguousarray(values, dtype="<f8").tobytes()
     qb = np.ascontiguousarray(quality, dtype=np.uint8).tobytes()
     n = len(iso)
-    rv, rq = (len(vb) // n, len(qb) // n) if n else (0, 0)
-    return iso, [vb[i:i + rv] for i in range(0, n * rv, rv)], [qb[i:i + rq] for i in range(0, n * rq, rq)]
+    return _DayBytes(iso, vb, qb, *((len(vb) // n, len(qb) // n) if n else (0, 0)))
 
 
-def _digests(channel_id: str, interval_minutes: int, iso: list[str], vbs: list[bytes], qbs: list[bytes]) -> list[str]:
+def _digests(channel_id: str, interval_minutes: int, parts: _DayBytes) -> list[str]:
+    """Each day's digest: the store's canonical content hash (the blobs read in place, not copied)."""
     pre, post = f"{channel_id}|", f"|{interval_minutes}|"
     sha = hashlib.sha256
-    return [sha(f"{pre}{d}{post}".encode() + v + q).hexdigest() for d, v, q in zip(iso, vbs, qbs, strict=True)]
+    vm, qm = memoryview(parts.values), memoryview(parts.quality)
+    rv, rq = parts.values_per_day, parts.quality_per_day
+    out: list[str] = []
+    for i, d in enumerate(parts.iso):
+        h = sha(f"{pre}{d}{post}".encode())
+        h.update(vm[i * rv:(i + 1) * rv])
+        h.update(qm[i * rq:(i + 1) * rq])
+        out.append(h.hexdigest())
+    return out
 
 
 def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values: np.ndarray,
                 quality: np.ndarray) -> list[str]:
     """Content hashes of canonical days without rule ids (what the store computes)."""
-    return _digests(channel_id, interval_minutes, *_day_bytes(days, values, quality))
+    return _digests(channel_id, interval_minutes, _day_bytes(days, values, quality))
 
 
 def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
@@ -142,7 +158,7 @@ class RawDayWriter:
             new = sorted(ids - self._known - set(self._last))
             if new:
                 self._known |= self._stored(new)
-        direct: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]] | None = []
+        direct: list[tuple[ChannelDays, _DayBytes]] | None = []
         for cd in prepared:
             cid = cd.channel_id
             if cid in self._known:
@@ -161,7 +177,7 @@ class RawDayWriter:
                 self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid, []))
                 continue
             parts = _day_bytes(cd.days, cd.values, cd.quality)
-            digests = _digests(cid, cd.interval_minutes, *parts)
+            digests = _digests(cid, cd.interval_minutes, parts)
             cd.known_hashes = digests
             if direct is not None and follows:
                 direct.append((cd, parts))
@@ -181,30 +197,31 @@ class RawDayWriter:
         self.report.add(report)
         return report
 
-    def _insert_first(self, items: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]],
-                      report: WriteReport) -> bool:
-        """Insert first versions (canonical days without rule ids, hashes known) in one executemany.
+    def _insert_first(self, items: list[tuple[ChannelDays, _DayBytes]], report: WriteReport) -> bool:
+        """Insert first versions (canonical days without rule ids, hashes known): one row of
+        parameters per channel, SQLite cutting the channel's day rows from its blobs
+        (:meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days`).
 
         The rows are the ones ``IntervalStore._commit`` inserts for days of a channel without
         stored rows, in the same order. False (nothing done) where that path has no plain
         insert (PostgreSQL: its COPY path and partitions)."""
         sql = day_sql(self.conn.dialect)
-        if not sql.sqlite:
-            return False
-        plain = sql.plain_insert("raw", sql.ts(utcnow()))
-        if plain is None:
+        insert = sql.plain_insert_days("raw", sql.ts(utcnow()))
+        if insert is None:
             return False
         src = self.source[-SOURCE_MAX:]
-        rows: list[tuple[Any, ...]] = []
-        for cd, (iso, vbs, qbs) in items:
+        params: list[tuple[Any, ...]] = []
+        for cd, parts in items:
             n_slots = cd.values.shape[1]
-            n_values = (n_slots - np.count_nonzero(cd.quality == _MISSING, axis=1)).tolist()
-            rows.extend(zip(repeat(cd.channel_id), iso, repeat(cd.interval_minutes), n_values, vbs, qbs,
-                            cd.known_hashes, repeat(src), strict=False))  # (repeat: endless)
-            report.new_days += len(iso)
+            n_values = n_slots - np.count_nonzero(cd.quality == _MISSING, axis=1) + 10000  # 5 digits each
+            assert cd.known_hashes is not None
+            params.append((len(parts.iso), cd.channel_id, "".join(parts.iso), cd.interval_minutes,
+                           n_values.astype("S5").tobytes().decode("ascii"), parts.values, parts.values_per_day,
+                           parts.quality, parts.quality_per_day, "".join(cd.known_hashes), src))  # type: ignore[arg-type]
+            report.new_days += len(parts.iso)
         cur = dbapi_cursor(self.conn)
         try:
-            cur.executemany(plain, rows)
+            cur.executemany(insert, params)
         finally:
             cur.close()
         return True
