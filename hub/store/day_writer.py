@@ -8,6 +8,13 @@ For such a channel those arrays are the whole stored history, so VEE can validat
 without reading the days back (:func:`kwhub.hub.ingest.vee.validate_days` ``fresh=``), and
 a validated day equal to its raw day reuses the raw day's hash.
 
+On SQLite those first versions are inserted by a worker thread while the caller goes on
+with the next batch (one statement per channel: the driver lets go of the GIL while SQLite
+cuts and stores the channel's rows); every other use of the connection waits for the
+insert in flight, and so do :meth:`RawDayWriter.fresh` and :meth:`RawDayWriter.close` (use
+the writer as a context manager inside the transaction), so a failed insert raises before
+the commit.
+
 The hashes are computed here, once, the way the store computes them for the canonical
 content (a NaN value is MISSING and a MISSING slot NaN, no rule ids), and handed to the
 store as the days' known hashes; a channel whose arrays are not in canonical form is
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -107,7 +115,8 @@ class RawDayWriter:
     of them (default ``FRESH_KEEP_BYTES``; the channels kept last are let go first, VEE
     reads those back). Call :meth:`write`
     per batch (a streamed file's batches hold distinct days of each channel), then
-    :meth:`fresh` for the kept arrays.
+    :meth:`fresh` for the kept arrays. Use it as a context manager inside the transaction
+    (or call :meth:`close`): the insert in flight is waited for on the way out.
     """
 
     def __init__(self, db: Any, conn: Connection, source: str, keep: bool = True,
@@ -124,6 +133,35 @@ class RawDayWriter:
         self._kept = 0  # bytes of the arrays kept
         # channels new to the store: interval length and last epoch day written by this writer
         self._last: dict[str, tuple[int, int]] = {}
+        self._pool: ThreadPoolExecutor | None = None  # the insert worker (started with the first insert)
+        self._pending: Future[None] | None = None  # the insert in flight
+
+    def __enter__(self) -> RawDayWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the transaction is rolled back next: the worker must be done with the connection first
+            self.close()
+        except Exception:  # noqa: BLE001 - the error already on its way is the one to report
+            pass
+
+    def _wait(self) -> None:
+        """Wait for the insert in flight (its error, if any, raises here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the insert in flight and stop the worker (the connection is the caller's again)."""
+        try:
+            self._wait()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def _over_budget(self) -> None:
         """Let go of the channels kept last until the arrays fit ``keep_bytes`` (VEE reads those back)."""
@@ -153,10 +191,12 @@ class RawDayWriter:
         prepared = prepare_series(series, self.source)
         ids = {cd.channel_id for cd in prepared}
         if self._known is None:
+            self._wait()
             self._known = self._stored(sorted(ids))
         else:  # channels first seen in a later batch of the same file
             new = sorted(ids - self._known - set(self._last))
             if new:
+                self._wait()
                 self._known |= self._stored(new)
         direct: list[tuple[ChannelDays, _DayBytes]] | None = []
         for cd in prepared:
@@ -189,6 +229,7 @@ class RawDayWriter:
                 self._kept += cd.values.nbytes + cd.quality.nbytes
         self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
+        self._wait()  # (the connection is used below: the previous batch's insert is done first)
         if direct and self._insert_first(direct, report):
             pass
         else:
@@ -204,7 +245,8 @@ class RawDayWriter:
 
         The rows are the ones ``IntervalStore._commit`` inserts for days of a channel without
         stored rows, in the same order. False (nothing done) where that path has no plain
-        insert (PostgreSQL: its COPY path and partitions)."""
+        insert (PostgreSQL: its COPY path and partitions). The insert runs in the worker
+        thread (see the module docstring)."""
         sql = day_sql(self.conn.dialect)
         insert = sql.plain_insert_days("raw", sql.ts(utcnow()))
         if insert is None:
@@ -219,15 +261,16 @@ class RawDayWriter:
                            n_values.astype("S5").tobytes().decode("ascii"), parts.values, parts.values_per_day,
                            parts.quality, parts.quality_per_day, "".join(cd.known_hashes), src))  # type: ignore[arg-type]
             report.new_days += len(parts.iso)
-        cur = dbapi_cursor(self.conn)
-        try:
-            cur.executemany(insert, params)
-        finally:
-            cur.close()
+        cur = dbapi_cursor(self.conn)  # (begins the transaction here, if not begun yet)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="kwhub-raw-insert")
+        self._pending = self._pool.submit(_insert_days, cur, insert, params)
         return True
 
     def fresh(self) -> dict[str, FreshDays]:
-        """Per fresh channel: its days as written (batches joined in day order); the parts are let go."""
+        """Per fresh channel: its days as written (batches joined in day order); the parts are let go.
+        (The insert in flight is waited for first.)"""
+        self._wait()
         out: dict[str, FreshDays] = {}
         for cid in list(self._parts):
             parts = self._parts.pop(cid)  # each channel's parts go as soon as they are joined
@@ -244,3 +287,11 @@ class RawDayWriter:
                                  np.concatenate([p.digests for p in parts]))
         self._parts.clear()
         return out
+
+
+def _insert_days(cur: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """The insert worker's task: one ``executemany`` on the writer's cursor, then close it."""
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()
