@@ -108,6 +108,52 @@ def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
     return bool((np.isnan(values) == (quality == _MISSING)).all())
 
 
+class InsertWorker:
+    """One thread that runs a writer's bulk inserts on its connection while the caller goes on.
+
+    At most one insert is in flight: :meth:`submit` and :meth:`wait` (call it before any
+    other use of the connection) wait for the one before, and raise its error. :meth:`close`
+    waits and stops the thread; it must run before the transaction ends.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None  # started with the first insert
+        self._pending: Future[None] | None = None
+
+    def submit(self, cur: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """``cur.executemany(sql, params)`` in the thread, then the cursor is closed."""
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
+        self._pending = self._pool.submit(_insert_days, cur, sql, params)
+
+    def wait(self) -> None:
+        """Wait for the insert in flight (its error, if any, raises here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the insert in flight and stop the thread (the connection is the caller's again)."""
+        try:
+            self.wait()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+
+def first_version_params(channel_id: str, interval_minutes: int, parts: _DayBytes, quality: np.ndarray,
+                         digests: Sequence[str | None], source: str) -> tuple[Any, ...]:
+    """The parameters of :meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days` for one
+    channel's canonical days without rule ids (``digests``: every day's, none None)."""
+    n_values = quality.shape[1] - np.count_nonzero(quality == _MISSING, axis=1) + 10000  # 5 digits each
+    return (len(parts.iso), channel_id, "".join(parts.iso), interval_minutes,
+            n_values.astype("S5").tobytes().decode("ascii"), parts.values, parts.values_per_day,
+            parts.quality, parts.quality_per_day, "".join(digests), source)  # type: ignore[arg-type]
+
+
 class RawDayWriter:
     """Writes raw batches in one transaction and keeps the fresh channels' dense days.
 
@@ -133,8 +179,7 @@ class RawDayWriter:
         self._kept = 0  # bytes of the arrays kept
         # channels new to the store: interval length and last epoch day written by this writer
         self._last: dict[str, tuple[int, int]] = {}
-        self._pool: ThreadPoolExecutor | None = None  # the insert worker (started with the first insert)
-        self._pending: Future[None] | None = None  # the insert in flight
+        self._worker = InsertWorker("kwhub-raw-insert")
 
     def __enter__(self) -> RawDayWriter:
         return self
@@ -148,20 +193,9 @@ class RawDayWriter:
         except Exception:  # noqa: BLE001 - the error already on its way is the one to report
             pass
 
-    def _wait(self) -> None:
-        """Wait for the insert in flight (its error, if any, raises here)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
     def close(self) -> None:
         """Wait for the insert in flight and stop the worker (the connection is the caller's again)."""
-        try:
-            self._wait()
-        finally:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                pool.shutdown(wait=True)
+        self._worker.close()
 
     def _over_budget(self) -> None:
         """Let go of the channels kept last until the arrays fit ``keep_bytes`` (VEE reads those back)."""
@@ -191,12 +225,12 @@ class RawDayWriter:
         prepared = prepare_series(series, self.source)
         ids = {cd.channel_id for cd in prepared}
         if self._known is None:
-            self._wait()
+            self._worker.wait()
             self._known = self._stored(sorted(ids))
         else:  # channels first seen in a later batch of the same file
             new = sorted(ids - self._known - set(self._last))
             if new:
-                self._wait()
+                self._worker.wait()
                 self._known |= self._stored(new)
         direct: list[tuple[ChannelDays, _DayBytes]] | None = []
         for cd in prepared:
@@ -229,7 +263,7 @@ class RawDayWriter:
                 self._kept += cd.values.nbytes + cd.quality.nbytes
         self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
-        self._wait()  # (the connection is used below: the previous batch's insert is done first)
+        self._worker.wait()  # (the connection is used below: the previous batch's insert is done first)
         if direct and self._insert_first(direct, report):
             pass
         else:
@@ -254,23 +288,17 @@ class RawDayWriter:
         src = self.source[-SOURCE_MAX:]
         params: list[tuple[Any, ...]] = []
         for cd, parts in items:
-            n_slots = cd.values.shape[1]
-            n_values = n_slots - np.count_nonzero(cd.quality == _MISSING, axis=1) + 10000  # 5 digits each
             assert cd.known_hashes is not None
-            params.append((len(parts.iso), cd.channel_id, "".join(parts.iso), cd.interval_minutes,
-                           n_values.astype("S5").tobytes().decode("ascii"), parts.values, parts.values_per_day,
-                           parts.quality, parts.quality_per_day, "".join(cd.known_hashes), src))  # type: ignore[arg-type]
+            params.append(first_version_params(cd.channel_id, cd.interval_minutes, parts, cd.quality,
+                                               cd.known_hashes, src))
             report.new_days += len(parts.iso)
-        cur = dbapi_cursor(self.conn)  # (begins the transaction here, if not begun yet)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="kwhub-raw-insert")
-        self._pending = self._pool.submit(_insert_days, cur, insert, params)
+        self._worker.submit(dbapi_cursor(self.conn), insert, params)  # (dbapi_cursor begins, if not yet)
         return True
 
     def fresh(self) -> dict[str, FreshDays]:
         """Per fresh channel: its days as written (batches joined in day order); the parts are let go.
         (The insert in flight is waited for first.)"""
-        self._wait()
+        self._worker.wait()
         out: dict[str, FreshDays] = {}
         for cid in list(self._parts):
             parts = self._parts.pop(cid)  # each channel's parts go as soon as they are joined
