@@ -390,6 +390,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
+            first_versions = cid in dense.fresh  # (no validated day stored: see validate_days' ``fresh``)
             got = dense.get(cid)
             own = stored_reads.get(cid) or VeeContext()
             if got is not None:
@@ -440,7 +441,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 known = None
                 if history_dense is not None:
                     known = _raw_equal_hashes(cid, days, target_v, target_q, out, dense.raw_hashes)
-                writer.put((out, known))
+                writer.put((out, known), first_versions)
                 n_validated += len(out.days)
             events += outcome.events
             touched[cid] = days

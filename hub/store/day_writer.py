@@ -63,7 +63,7 @@ class FreshDays:
         return [x.decode("ascii") for x in d.tolist()]
 
 
-class _DayBytes(NamedTuple):
+class DayBytes(NamedTuple):
     """One channel's days as the store keeps them: ISO dates, and the values and quality
     blobs of all days (``values_per_day`` / ``quality_per_day`` bytes each, day after day)."""
 
@@ -74,16 +74,16 @@ class _DayBytes(NamedTuple):
     quality_per_day: int
 
 
-def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray) -> _DayBytes:
+def day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray) -> DayBytes:
     """The days' ISO dates and blobs (one copy of each array; days are cut where needed)."""
     iso = np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
     vb = np.ascontiguousarray(values, dtype="<f8").tobytes()
     qb = np.ascontiguousarray(quality, dtype=np.uint8).tobytes()
     n = len(iso)
-    return _DayBytes(iso, vb, qb, *((len(vb) // n, len(qb) // n) if n else (0, 0)))
+    return DayBytes(iso, vb, qb, *((len(vb) // n, len(qb) // n) if n else (0, 0)))
 
 
-def _digests(channel_id: str, interval_minutes: int, parts: _DayBytes) -> list[str]:
+def _digests(channel_id: str, interval_minutes: int, parts: DayBytes) -> list[str]:
     """Each day's digest: the store's canonical content hash (the blobs read in place, not copied)."""
     pre, post = f"{channel_id}|", f"|{interval_minutes}|"
     sha = hashlib.sha256
@@ -101,7 +101,7 @@ def _digests(channel_id: str, interval_minutes: int, parts: _DayBytes) -> list[s
 def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values: np.ndarray,
                 quality: np.ndarray) -> list[str]:
     """Content hashes of canonical days without rule ids (what the store computes)."""
-    return _digests(channel_id, interval_minutes, _day_bytes(days, values, quality))
+    return _digests(channel_id, interval_minutes, day_bytes(days, values, quality))
 
 
 def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
@@ -144,7 +144,7 @@ class InsertWorker:
                 pool.shutdown(wait=True)
 
 
-def first_version_params(channel_id: str, interval_minutes: int, parts: _DayBytes, quality: np.ndarray,
+def first_version_params(channel_id: str, interval_minutes: int, parts: DayBytes, quality: np.ndarray,
                          digests: Sequence[str | None], source: str) -> tuple[Any, ...]:
     """The parameters of :meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days` for one
     channel's canonical days without rule ids (``digests``: every day's, none None)."""
@@ -232,7 +232,7 @@ class RawDayWriter:
             if new:
                 self._worker.wait()
                 self._known |= self._stored(new)
-        direct: list[tuple[ChannelDays, _DayBytes]] | None = []
+        direct: list[tuple[ChannelDays, DayBytes]] | None = []
         for cd in prepared:
             cid = cd.channel_id
             if cid in self._known:
@@ -250,7 +250,7 @@ class RawDayWriter:
                 self._dropped.add(cid)
                 self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid, []))
                 continue
-            parts = _day_bytes(cd.days, cd.values, cd.quality)
+            parts = day_bytes(cd.days, cd.values, cd.quality)
             digests = _digests(cid, cd.interval_minutes, parts)
             cd.known_hashes = digests
             if direct is not None and follows:
@@ -272,7 +272,7 @@ class RawDayWriter:
         self.report.add(report)
         return report
 
-    def _insert_first(self, items: list[tuple[ChannelDays, _DayBytes]], report: WriteReport) -> bool:
+    def _insert_first(self, items: list[tuple[ChannelDays, DayBytes]], report: WriteReport) -> bool:
         """Insert first versions (canonical days without rule ids, hashes known): one row of
         parameters per channel, SQLite cutting the channel's day rows from its blobs
         (:meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days`).
