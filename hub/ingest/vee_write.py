@@ -151,9 +151,10 @@ class _ValidatedWriter:
         if rest is not None:
             _write_channel(self.db, rest, self.source, conn, self.report)
         if first is not None:  # inserted while the engine validates the next channel
-            self._worker.submit(dbapi_cursor(conn), first[0], [first[1]])
+            self._worker.submit(dbapi_cursor(conn), first[0], first[1])
 
-    def _first_versions(self, item: _DenseOut, conn: Any) -> tuple[str, tuple[Any, ...], _DenseOut | None] | None:
+    def _first_versions(self, item: _DenseOut, conn: Any,
+                        ) -> tuple[str, list[tuple[Any, ...]], _DenseOut | None] | None:
         """The days equal to their raw days (known digests) as one insert (SQL, parameters), and
         the other days for the dense path (None: none); None when no day is such or the
         database has no such insert."""
