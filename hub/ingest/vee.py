@@ -200,6 +200,8 @@ class _Dense:
                 self.fresh[cid] = (channel, f, *engine.frame_span(channel, days, (reads or {}).get(cid)))
                 if isinstance(fresh, dict):  # taken over: each channel's arrays go once it is validated
                     del fresh[cid]
+        # channels without any validated day stored: their untouched days are first versions
+        self.no_validated: set[str] = set()
         stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels and cid not in self.fresh])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
@@ -222,19 +224,24 @@ class _Dense:
             self.chunks.append(current)
 
     def _stored_minutes(self, ids: list[str]) -> dict[str, int]:
-        """The interval length each channel is stored with (one per channel across layers)."""
+        """The interval length each channel is stored with (one per channel across layers);
+        the channels without a validated day go to ``no_validated``."""
         from sqlalchemy import bindparam, select
 
         from kwhub.hub.store.tables import interval_day_table
 
         t = interval_day_table.c
         stmt = select(t.interval_minutes).where(t.channel_id == bindparam("cid")).limit(1)
+        validated = select(t.interval_minutes).where(t.channel_id == bindparam("cid"),
+                                                     t.layer == "validated").limit(1)
         out: dict[str, int] = {}
         with self.db.read_connection() as conn:
             for cid in ids:
                 v = conn.execute(stmt, {"cid": cid}).scalar()
                 if v is not None:
                     out[cid] = int(v)
+                if conn.execute(validated, {"cid": cid}).scalar() is None:
+                    self.no_validated.add(cid)
         return out
 
     def get(self, cid: str) -> tuple[Channel, date, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -390,7 +397,8 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
-            first_versions = cid in dense.fresh  # (no validated day stored: see validate_days' ``fresh``)
+            # no validated day stored (see validate_days' ``fresh``; or none found in the store)
+            first_versions = cid in dense.fresh or cid in dense.no_validated
             got = dense.get(cid)
             own = stored_reads.get(cid) or VeeContext()
             if got is not None:
