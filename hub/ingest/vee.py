@@ -476,10 +476,11 @@ def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, lab
 
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
         created = datetime.now(UTC)
-        rows = [{"run_label": label, "channel_id": e.channel_id, "day": e.day, "rule_id": e.rule_id,
-                 "action": e.action, "count": int(e.count), "detail": _jsonable_detail(e.detail),
-                 "created_at": created}
-                for e in events]
+        n = len(events)
+        columns = {"run_label": [label] * n, "channel_id": [e.channel_id for e in events],
+                   "day": [e.day for e in events], "rule_id": [e.rule_id for e in events],
+                   "action": [e.action for e in events], "count": [int(e.count) for e in events],
+                   "detail": [_jsonable_detail(e.detail) for e in events], "created_at": [created] * n}
         by_days: dict[tuple[date, ...], list[str]] = {}
         for cid, days in touched.items():
             by_days.setdefault(tuple(days), []).append(cid)
@@ -494,8 +495,8 @@ def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, lab
                     else:
                         for i in range(0, len(days), 500):
                             conn.execute(delete(table).where(in_cids, table.c.day.in_(days[i:i + 500])))
-            if rows:
-                _insert_events(conn, table, rows)
+            if n:
+                _insert_events(conn, table, columns)
 
         summary.write = writer.finish(finish)
 

@@ -34,8 +34,9 @@ from kwhub.hub.store.tables import utcnow
 _EVENT_COLUMNS = ("run_label", "channel_id", "day", "rule_id", "action", "count", "detail", "created_at")
 
 
-def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert of ``vee_event`` rows.
+def _insert_events(conn: Any, table: Any, by_column: Mapping[str, list[Any]]) -> None:
+    """Bulk insert of ``vee_event`` rows given column by column (one list per name of
+    ``_EVENT_COLUMNS``, all of the same length).
 
     On SQLite straight through the DBAPI cursor of the same transaction, each value put
     through its column type's own bind processor (what SQLAlchemy itself would send, so
@@ -44,10 +45,12 @@ def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
     """
     dialect = conn.dialect
     if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        rows = [dict(zip(_EVENT_COLUMNS, r, strict=True))
+                for r in zip(*(by_column[name] for name in _EVENT_COLUMNS), strict=True)]
         conn.execute(table.insert(), rows)
         return
     procs = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _EVENT_COLUMNS]
-    columns = [[r[name] for r in rows] for name in _EVENT_COLUMNS]
+    columns = [by_column[name] for name in _EVENT_COLUMNS]  # (a processed column is a new list)
     for j, proc in enumerate(procs):
         if proc is not None:
             col = columns[j]
