@@ -266,12 +266,23 @@ class _Dense:
         """The frame span of a fresh channel from the arrays written (what a read would return)."""
         n_days = (hi - lo).days + 1
         n_slots = f.values.shape[1]
-        rv = np.full((n_days, n_slots), np.nan)
-        rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
         pos = f.days - (lo.toordinal() - _EPOCH_ORDINAL)
         inside = (pos >= 0) & (pos < n_days)
-        rv[pos[inside]] = f.values[inside]
-        rq[pos[inside]] = f.quality[inside]
+        at = np.flatnonzero(inside)
+        if at.size and int(at[-1]) - int(at[0]) == at.size - 1 and \
+                int(pos[at[-1]]) - int(pos[at[0]]) == at.size - 1:  # consecutive days: slices
+            a, b, p = int(at[0]), int(at[-1]) + 1, int(pos[at[0]])
+            whole = p == 0 and b - a == n_days
+            rv = np.empty((n_days, n_slots)) if whole else np.full((n_days, n_slots), np.nan)
+            rq = np.empty((n_days, n_slots), dtype=np.uint8) if whole else \
+                np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+            rv[p:p + b - a] = f.values[a:b]
+            rq[p:p + b - a] = f.quality[a:b]
+        else:
+            rv = np.full((n_days, n_slots), np.nan)
+            rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+            rv[pos[inside]] = f.values[inside]
+            rq[pos[inside]] = f.quality[inside]
         self.raw_hashes[cid] = (f.days[inside], f.digest_list(inside))
         return channel, lo, rv, rq, rv, rq
 
