@@ -247,3 +247,39 @@ def test_a_streamed_ingest_runs_with_the_collector_held_back(tmp_path, streamed,
         db.close()
     assert rep.meta.get("streamed") is True
     assert seen and seen[0] >= YOUNG_THRESHOLD and gc.get_threshold() == before
+
+
+def test_read_back_channels_without_validated_days_store_first_versions_as_the_dense_path(
+        tmp_path, monkeypatch) -> None:
+    """A channel read back (no arrays kept) that has no validated day stored: its untouched days go
+    in as first versions by the insert worker; the rows and events equal the dense path's, byte for
+    byte, and a channel with a validated day stored keeps the dense path."""
+    from kwhub.hub.ingest import vee as vee_mod
+    from kwhub.hub.ingest import vee_write
+
+    csv = tmp_path / "wide.csv"
+    _write_csv(csv)
+    taken: list[set[str]] = []
+    real_dense = vee_mod._Dense.__init__
+
+    def spy(self, *a, **k):
+        real_dense(self, *a, **k)
+        taken.append(set(self.no_validated))
+
+    monkeypatch.setattr(vee_mod._Dense, "__init__", spy)
+    fast = _reference(tmp_path, csv)  # write_series, then validate_days reading the days back
+    assert taken == [set(NAMES)]
+    monkeypatch.setattr(vee_write._ValidatedWriter, "_first_versions", lambda self, item, conn: None)
+    (tmp_path / "dense").mkdir()
+    dense = _reference(tmp_path / "dense", csv)
+    try:
+        assert _rows(fast) == _rows(dense)
+        assert _events(fast) == _events(dense) and _events(fast)
+        # validated again: every channel has validated days now, nothing is a first version
+        campus = _campus()
+        b = CsvMeter("t", {}, adapter_context(campus)).read_file(csv)
+        again = validate_days(fast, campus, channel_days(b), run_label="again", now=NOW)
+        assert taken[-1] == set() and again.write is not None and again.write.new_days == 0
+    finally:
+        fast.close()
+        dense.close()

@@ -148,3 +148,75 @@ def test_context_days_are_not_output_and_suspect_neighbours_are_not_anchors():
 def test_empty_input_gives_empty_outcome(vee_rules):
     out = VeeEngine(vee_rules).validate(vee_channel(), [])
     assert out.validated == [] and out.events == []
+
+
+_SEEN: list[tuple[str, bool]] = []
+
+
+class _MaskSpy(Rule):
+    """Checks that the frame's cached masks equal what the values and quality say now."""
+
+    def check(self, frame):
+        fresh_present = np.isfinite(frame.values) & (frame.quality != Quality.MISSING)
+        fresh_usable = np.isfinite(frame.values) & (frame.quality <= Quality.EDITED)
+        raw = np.isfinite(frame.raw_values).ravel()
+        idx = np.flatnonzero(raw)
+        inside = np.zeros(raw.size, dtype=bool)
+        if idx.size:
+            inside[idx[0]:idx[-1] + 1] = True
+        ok = (np.array_equal(frame.present, fresh_present) and np.array_equal(frame.usable, fresh_usable)
+              and np.array_equal(frame.inside_data(), inside.reshape(frame.values.shape))
+              and not (frame.present.flags.writeable or frame.usable.flags.writeable))
+        _SEEN.append((self.rule_id, ok))
+        return None
+
+
+class _SpyFirst(_MaskSpy):
+    rule_id: ClassVar[str] = "spy_first"
+    order: ClassVar[int] = 1
+
+
+class _EditToNan(Rule):
+    """Edits the values above 900 to NaN (a plugin edit that changes what is present)."""
+
+    rule_id: ClassVar[str] = "edit_nan"
+    order: ClassVar[int] = 15
+
+    def check(self, frame):
+        mask = frame.present & (frame.values > 900)
+        return Finding(mask, "edit", values=np.full(frame.values.shape, np.nan)) if mask.any() else None
+
+
+class _SpyAfterEdit(_MaskSpy):
+    rule_id: ClassVar[str] = "spy_after_edit"
+    order: ClassVar[int] = 16
+
+
+class _SpyAfterFlags(_MaskSpy):
+    rule_id: ClassVar[str] = "spy_after_flags"
+    order: ClassVar[int] = 99
+
+
+class _SpyPost(_MaskSpy):
+    rule_id: ClassVar[str] = "spy_post"
+    phase: ClassVar = "post"
+    order: ClassVar[int] = 200
+
+
+def test_the_frame_masks_given_to_rules_follow_every_edit_flag_and_estimate():
+    """present/usable/inside_data are computed once per frame state: after an edit (values to
+    NaN), flags (SUSPECT is not usable) and estimation they are what the arrays say, read-only."""
+    extra = {c.rule_id: c for c in (_SpyFirst, _EditToNan, _SpyAfterEdit, _SpyAfterFlags, _SpyPost)}
+    eng = make_engine("gap", "spike", "negative", *extra, extra_rules=extra)
+    v = [30.0] * 24
+    v[2], v[5], v[9], v[10], v[20] = 950.0, -4.0, NAN, NAN, 400.0  # an edit, a negative, a gap, a spike
+    _SEEN.clear()
+    out = eng.validate(vee_channel(), [day_block(v)])
+    assert [name for name, _ in _SEEN] == ["spy_first", "spy_after_edit", "spy_after_flags", "spy_post"]
+    assert all(ok for _, ok in _SEEN), _SEEN
+    b = out.validated[0]
+    names = [b.rule_names[i - 1] if i else None for i in b.rule_ids.tolist()]
+    assert b.quality[5] == Quality.SUSPECT and names[5] == "negative"
+    assert b.quality[20] == Quality.SUSPECT and names[20] == "spike"
+    # the edited NaN is a gap for the gap rule (it saw the edit) and is estimated like the others
+    assert b.quality[[2, 9, 10]].tolist() == [Quality.ESTIMATED] * 3 and names[2] == names[9] == "gap"

@@ -256,6 +256,12 @@ def regrid_block(block: DayBlock, target_minutes: int) -> tuple[np.ndarray, np.n
     return out_v, out_q
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` made read-only (a frame's cached masks are shared by every rule that asks)."""
+    a.flags.writeable = False
+    return a
+
+
 class Rule:
     """Base class of VEE rules: subclass, set ``rule_id`` and ``Config``, implement ``check``.
 
@@ -303,6 +309,10 @@ class ChannelFrame:
     ``values``/``quality`` are the current working state (after earlier rules' edits);
     ``raw_values`` the values as received. ``target[row]`` says whether the row is a day
     being validated (rules may look at every row; only target rows are changed).
+
+    :attr:`present`, :attr:`usable` and :meth:`inside_data` are computed once per state
+    and given out read-only: whoever changes ``values``/``quality`` (the engine, between
+    rules) calls :meth:`changed` (``raw_values`` never changes once the frame is built).
     """
 
     channel: Channel
@@ -315,6 +325,13 @@ class ChannelFrame:
     context: VeeContext
     estimation: EstimationConfig
     due: np.ndarray
+    _present: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _usable: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _inside: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def changed(self) -> None:
+        """``values`` or ``quality`` changed: :attr:`present` and :attr:`usable` are computed anew."""
+        self._present = self._usable = None
 
     @property
     def n_slots(self) -> int:
@@ -330,27 +347,37 @@ class ChannelFrame:
 
     @property
     def present(self) -> np.ndarray:
-        """A value exists (finite, not MISSING)."""
-        return np.isfinite(self.values) & (self.quality != Quality.MISSING)
+        """A value exists (finite, not MISSING). Read-only."""
+        got = self._present
+        if got is None:
+            got = self._present = _frozen(np.isfinite(self.values) & (self.quality != Quality.MISSING))
+        return got
 
     @property
     def usable(self) -> np.ndarray:
-        """A value that can be trusted as a neighbour (valid, estimated or edited)."""
-        return np.isfinite(self.values) & _USABLE[self.quality]
+        """A value that can be trusted as a neighbour (valid, estimated or edited). Read-only."""
+        got = self._usable
+        if got is None:
+            got = self._usable = _frozen(np.isfinite(self.values) & _USABLE[self.quality])
+        return got
 
     def inside_data(self) -> np.ndarray:
         """Bool (days, slots): from the first to the last slot with a received value in the frame.
 
         Estimation stays inside: nothing is made up before a channel's first reading or after
         its last one (as far as the frame reaches, ``lookback`` days back and one day ahead).
+        Read-only.
         """
+        if self._inside is not None:
+            return self._inside
         flat = np.isfinite(self.raw_values).ravel()
         out = np.zeros(flat.size, dtype=bool)
         first = int(np.argmax(flat))
         if flat[first]:
             last = flat.size - 1 - int(np.argmax(flat[::-1]))
             out[first:last + 1] = True
-        return out.reshape(self.values.shape)
+        self._inside = _frozen(out.reshape(self.values.shape))
+        return self._inside
 
     @property
     def target_mask(self) -> np.ndarray:
@@ -584,6 +611,7 @@ class VeeEngine:
             owner[row, edited] = rule_index[rid]
             level[row, edited] = _LEVEL["edit"]
             frame.quality[row, edited] = np.maximum(frame.quality[row, edited], Quality.EDITED)
+        frame.changed()
         target_due = frame.target_mask & frame.due
         frame_days = frame.days
         cid = channel.id
@@ -602,12 +630,14 @@ class VeeEngine:
             if finding.action == "flag":
                 sus = mask & (frame.quality == Quality.VALID)
                 frame.quality[sus] = Quality.SUSPECT
+                frame.changed()
                 name: EventAction = "flagged"
             elif finding.action == "edit":
                 if finding.values is None:
                     raise ValueError(f"rule {rule.rule_id} returned an edit without values")
                 frame.values[mask] = finding.values[mask]
                 frame.quality[mask] = Quality.EDITED
+                frame.changed()
                 name = "edited"
             else:
                 to_estimate[mask] = True
@@ -678,29 +708,34 @@ class VeeEngine:
         return ValidatedDays(frame.channel.id, frame.channel.interval_minutes, [all_days[r] for r in rows.tolist()],
                              vals, qual, rule_ids, names, touched, compact)
 
-    def _frame(self, channel: Channel, target_days: list[date], values: np.ndarray, quality: np.ndarray,
-               context: VeeContext) -> ChannelFrame:
+    def _frame(self, channel: Channel, target_days: list[date], target_values: np.ndarray,
+               target_quality: np.ndarray, context: VeeContext) -> ChannelFrame:
         first, last = self.frame_span(channel, target_days, context)
         n_days = (last - first).days + 1
         days = self._day_list(first, n_days)
         n_slots = slots_per_day(channel.interval_minutes)
         shape = (n_days, n_slots)
-        frame = ChannelFrame(
-            channel=channel, days=days, interval_minutes=channel.interval_minutes,
-            values=np.full(shape, np.nan), quality=np.full(shape, Quality.MISSING, dtype=np.uint8),
-            raw_values=np.full(shape, np.nan), target=np.zeros(n_days, dtype=bool), context=context,
-            estimation=self.estimation_for(channel.group), due=np.ones(shape, dtype=bool),
-        )
         dense = context.history_dense
+        off = a = b = 0
         if dense is not None:
             if dense.values.shape[1:] != (n_slots,):
                 raise IntervalDataError(f"dense history of {channel.id} has {dense.values.shape[1:]} slots, "
                                         f"expected {n_slots}", source=channel.id)
             off = (dense.first_day - first).days
             a, b = max(0, off), min(n_days, off + len(dense.values))
-            if a < b:
-                frame.values[a:b] = dense.values[a - off:b - off]
-                frame.quality[a:b] = dense.quality[a - off:b - off]
+        if a == 0 and b == n_days:  # the dense history fills every row
+            values, quality = np.empty(shape), np.empty(shape, dtype=np.uint8)
+        else:
+            values, quality = np.full(shape, np.nan), np.full(shape, Quality.MISSING, dtype=np.uint8)
+        frame = ChannelFrame(
+            channel=channel, days=days, interval_minutes=channel.interval_minutes,
+            values=values, quality=quality, raw_values=values,  # (raw_values: a copy once filled)
+            target=np.zeros(n_days, dtype=bool), context=context,
+            estimation=self.estimation_for(channel.group), due=np.ones(shape, dtype=bool),
+        )
+        if dense is not None and a < b:
+            frame.values[a:b] = dense.values[a - off:b - off]
+            frame.quality[a:b] = dense.quality[a - off:b - off]
         targets = set(target_days)
         hist = [b for b in context.history if b.channel_id == channel.id and b.day not in targets]
         if hist:
@@ -708,13 +743,15 @@ class VeeEngine:
             hist_rows = sorted({frame.row_of(b.day) for b in hist if 0 <= frame.row_of(b.day) < n_days})
             frame.values[hist_rows], frame.quality[hist_rows] = hv[hist_rows], hq[hist_rows]
         rows = np.array([(d - first).days for d in target_days], dtype=np.intp)
-        frame.values[rows] = values
-        frame.quality[rows] = quality
+        frame.values[rows] = target_values
+        frame.quality[rows] = target_quality
         frame.target[rows] = True
         gone = ~np.isfinite(frame.values) | (frame.quality == Quality.MISSING)
-        frame.values[gone] = np.nan
-        frame.quality[gone] = Quality.MISSING
-        frame.raw_values[:] = frame.values
+        np.copyto(frame.values, np.nan, where=gone)
+        np.copyto(frame.quality, np.uint8(Quality.MISSING), where=gone)
+        frame.raw_values = frame.values.copy()
+        frame.changed()
+        frame._present = _frozen(~gone)  # (finite and not MISSING: what present computes)
         if context.now_epoch is not None:
             ends = day_start_epoch(first) + frame.step_s * (1 + np.arange(frame.values.size, dtype=np.int64))
             frame.due = (ends <= context.now_epoch).reshape(shape)
@@ -764,6 +801,7 @@ class VeeEngine:
         gone = left & ~had
         frame.values[gone] = np.nan
         frame.quality[gone] = Quality.MISSING
+        frame.changed()
 
         # per (row, owning rule): how many slots each method filled (rows and rules ascending)
         sel = to_estimate & frame.target[:, None]

@@ -246,10 +246,10 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
     fresh: dict[str, Any] = {}
     with db.write_transaction() as conn:
         if batch.series:
-            writer = RawDayWriter(db, conn, batch.source, keep=run_vee)
-            writer.write(batch.series)
+            with RawDayWriter(db, conn, batch.source, keep=run_vee) as writer:
+                writer.write(batch.series)
+                fresh = writer.fresh()
             _count_days(report, writer.report)
-            fresh = writer.fresh()
         if batch.n_periods:
             report.periods = db.periods.write(batch.periods, source=batch.source, conn=conn).as_dict()
     if run_vee:
@@ -289,8 +289,7 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
     meta: dict[str, Any] = {}
     n = 0
     try:
-        with db.write_transaction() as conn:
-            writer = RawDayWriter(db, conn, source, keep=run_vee)
+        with db.write_transaction() as conn, RawDayWriter(db, conn, source, keep=run_vee) as writer:
             for batch in chunks:
                 check_values(batch, limits)
                 check_channels(campus, batch, allow_new_channels=False)
@@ -308,8 +307,8 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
                 channels.update(dict.fromkeys(batch.channel_ids()))
                 meta.update(batch.meta)
                 writer.write(batch.series)
-            _count_days(report, writer.report)
             fresh = writer.fresh()
+            _count_days(report, writer.report)
     except IntervalDataError:
         return None
     finally:

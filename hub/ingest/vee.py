@@ -200,6 +200,8 @@ class _Dense:
                 self.fresh[cid] = (channel, f, *engine.frame_span(channel, days, (reads or {}).get(cid)))
                 if isinstance(fresh, dict):  # taken over: each channel's arrays go once it is validated
                     del fresh[cid]
+        # channels without any validated day stored: their untouched days are first versions
+        self.no_validated: set[str] = set()
         stored = self._stored_minutes([cid for cid, _ in plan if cid in campus_channels and cid not in self.fresh])
         current: list[tuple[str, Channel, date, date]] = []
         for cid, days in plan:
@@ -222,19 +224,24 @@ class _Dense:
             self.chunks.append(current)
 
     def _stored_minutes(self, ids: list[str]) -> dict[str, int]:
-        """The interval length each channel is stored with (one per channel across layers)."""
+        """The interval length each channel is stored with (one per channel across layers);
+        the channels without a validated day go to ``no_validated``."""
         from sqlalchemy import bindparam, select
 
         from kwhub.hub.store.tables import interval_day_table
 
         t = interval_day_table.c
         stmt = select(t.interval_minutes).where(t.channel_id == bindparam("cid")).limit(1)
+        validated = select(t.interval_minutes).where(t.channel_id == bindparam("cid"),
+                                                     t.layer == "validated").limit(1)
         out: dict[str, int] = {}
         with self.db.read_connection() as conn:
             for cid in ids:
                 v = conn.execute(stmt, {"cid": cid}).scalar()
                 if v is not None:
                     out[cid] = int(v)
+                if conn.execute(validated, {"cid": cid}).scalar() is None:
+                    self.no_validated.add(cid)
         return out
 
     def get(self, cid: str) -> tuple[Channel, date, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -259,12 +266,23 @@ class _Dense:
         """The frame span of a fresh channel from the arrays written (what a read would return)."""
         n_days = (hi - lo).days + 1
         n_slots = f.values.shape[1]
-        rv = np.full((n_days, n_slots), np.nan)
-        rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
         pos = f.days - (lo.toordinal() - _EPOCH_ORDINAL)
         inside = (pos >= 0) & (pos < n_days)
-        rv[pos[inside]] = f.values[inside]
-        rq[pos[inside]] = f.quality[inside]
+        at = np.flatnonzero(inside)
+        if at.size and int(at[-1]) - int(at[0]) == at.size - 1 and \
+                int(pos[at[-1]]) - int(pos[at[0]]) == at.size - 1:  # consecutive days: slices
+            a, b, p = int(at[0]), int(at[-1]) + 1, int(pos[at[0]])
+            whole = p == 0 and b - a == n_days
+            rv = np.empty((n_days, n_slots)) if whole else np.full((n_days, n_slots), np.nan)
+            rq = np.empty((n_days, n_slots), dtype=np.uint8) if whole else \
+                np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+            rv[p:p + b - a] = f.values[a:b]
+            rq[p:p + b - a] = f.quality[a:b]
+        else:
+            rv = np.full((n_days, n_slots), np.nan)
+            rq = np.full((n_days, n_slots), Quality.MISSING, dtype=np.uint8)
+            rv[pos[inside]] = f.values[inside]
+            rq[pos[inside]] = f.quality[inside]
         self.raw_hashes[cid] = (f.days[inside], f.digest_list(inside))
         return channel, lo, rv, rq, rv, rq
 
@@ -390,6 +408,8 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
+            # no validated day stored (see validate_days' ``fresh``; or none found in the store)
+            first_versions = cid in dense.fresh or cid in dense.no_validated
             got = dense.get(cid)
             own = stored_reads.get(cid) or VeeContext()
             if got is not None:
@@ -440,7 +460,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 known = None
                 if history_dense is not None:
                     known = _raw_equal_hashes(cid, days, target_v, target_q, out, dense.raw_hashes)
-                writer.put((out, known))
+                writer.put((out, known), first_versions)
                 n_validated += len(out.days)
             events += outcome.events
             touched[cid] = days
@@ -467,10 +487,11 @@ def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, lab
 
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
         created = datetime.now(UTC)
-        rows = [{"run_label": label, "channel_id": e.channel_id, "day": e.day, "rule_id": e.rule_id,
-                 "action": e.action, "count": int(e.count), "detail": _jsonable_detail(e.detail),
-                 "created_at": created}
-                for e in events]
+        n = len(events)
+        columns = {"run_label": [label] * n, "channel_id": [e.channel_id for e in events],
+                   "day": [e.day for e in events], "rule_id": [e.rule_id for e in events],
+                   "action": [e.action for e in events], "count": [int(e.count) for e in events],
+                   "detail": [_jsonable_detail(e.detail) for e in events], "created_at": [created] * n}
         by_days: dict[tuple[date, ...], list[str]] = {}
         for cid, days in touched.items():
             by_days.setdefault(tuple(days), []).append(cid)
@@ -485,8 +506,8 @@ def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, lab
                     else:
                         for i in range(0, len(days), 500):
                             conn.execute(delete(table).where(in_cids, table.c.day.in_(days[i:i + 500])))
-            if rows:
-                _insert_events(conn, table, rows)
+            if n:
+                _insert_events(conn, table, columns)
 
         summary.write = writer.finish(finish)
 

@@ -2,7 +2,12 @@
 
 :class:`_ValidatedWriter` writes each channel's validated days through the store's dense
 path as soon as the engine is done with the channel (one write transaction for the whole
-run, committed with the events, rolled back if the run fails); :func:`_insert_events` is
+run, committed with the events, rolled back if the run fails). For a channel new to the
+store (its raw days just written, no validated day yet) the days no rule touched, equal to
+their raw days, are first versions with known digests: on SQLite they are inserted with
+one statement per channel by a worker thread while the engine validates the next channel
+(:class:`~kwhub.hub.store.day_writer.InsertWorker`), the other days through the dense path;
+:func:`_insert_events` is
 the bulk insert of ``vee_event`` rows; :func:`_raw_equal_hashes` lets a validated day that
 no rule touched reuse its raw day's hash.
 """
@@ -21,12 +26,17 @@ from kwhub.core.campus import Channel
 from kwhub.core.intervals import DayBlock, slots_per_day
 from kwhub.core.vee import ValidatedDays
 from kwhub.hub.store import Database, WriteReport
+from kwhub.hub.store.day_sql import day_sql, dbapi_cursor
+from kwhub.hub.store.day_writer import InsertWorker, day_bytes, first_version_params
+from kwhub.hub.store.interval_store import SOURCE_MAX
+from kwhub.hub.store.tables import utcnow
 
 _EVENT_COLUMNS = ("run_label", "channel_id", "day", "rule_id", "action", "count", "detail", "created_at")
 
 
-def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert of ``vee_event`` rows.
+def _insert_events(conn: Any, table: Any, by_column: Mapping[str, list[Any]]) -> None:
+    """Bulk insert of ``vee_event`` rows given column by column (one list per name of
+    ``_EVENT_COLUMNS``, all of the same length).
 
     On SQLite straight through the DBAPI cursor of the same transaction, each value put
     through its column type's own bind processor (what SQLAlchemy itself would send, so
@@ -35,10 +45,12 @@ def _insert_events(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
     """
     dialect = conn.dialect
     if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        rows = [dict(zip(_EVENT_COLUMNS, r, strict=True))
+                for r in zip(*(by_column[name] for name in _EVENT_COLUMNS), strict=True)]
         conn.execute(table.insert(), rows)
         return
     procs = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _EVENT_COLUMNS]
-    columns = [[r[name] for r in rows] for name in _EVENT_COLUMNS]
+    columns = [by_column[name] for name in _EVENT_COLUMNS]  # (a processed column is a new list)
     for j, proc in enumerate(procs):
         if proc is not None:
             col = columns[j]
@@ -114,8 +126,10 @@ class _ValidatedWriter:
     back, so a failed run writes nothing. The transaction opens with the first channel's
     days, so memory holds one channel's validated days at a time, not the run's.
 
-    (Writing each channel in a background thread while the engine validates the next one
-    was measured: slower on 2 cores, the GIL is busy on both sides.)
+    (Writing each whole channel in a background thread while the engine validates the next
+    one was measured: slower on 2 cores, the GIL is busy on both sides. What the worker
+    does here is only SQLite's part, a statement per 32 days of a new channel's untouched
+    days, which holds the GIL for a few binds per statement, not per row.)
     """
 
     def __init__(self, db: Database, source: str) -> None:
@@ -124,6 +138,7 @@ class _ValidatedWriter:
         self.report = WriteReport()
         self._tx: contextlib.ExitStack | None = None
         self._conn: Any = None
+        self._worker = InsertWorker("kwhub-validated-insert")
 
     def _open(self) -> Any:
         if self._tx is None:
@@ -131,10 +146,54 @@ class _ValidatedWriter:
             self._conn = self._tx.enter_context(self.db.write_transaction())
         return self._conn
 
-    def put(self, item: _DenseOut) -> None:
-        _write_channel(self.db, item, self.source, self._open(), self.report)
+    def put(self, item: _DenseOut, first_versions: bool = False) -> None:
+        """Write one channel's validated days. ``first_versions``: the channel has no validated
+        day stored (its raw days were just written to a store without any row of it)."""
+        conn = self._open()
+        first = self._first_versions(item, conn) if first_versions else None
+        rest = item if first is None else first[2]
+        self._worker.wait()  # (the connection is the dense path's now)
+        if rest is not None:
+            _write_channel(self.db, rest, self.source, conn, self.report)
+        if first is not None:  # inserted while the engine validates the next channel
+            self._worker.submit(dbapi_cursor(conn), first[0], first[1])
+
+    def _first_versions(self, item: _DenseOut, conn: Any,
+                        ) -> tuple[str, list[tuple[Any, ...]], _DenseOut | None] | None:
+        """The days equal to their raw days (known digests) as one insert (SQL, parameters), and
+        the other days for the dense path (None: none); None when no day is such or the
+        database has no such insert."""
+        out, known = item
+        if known is None:
+            return None
+        sql = day_sql(conn.dialect)
+        insert = sql.plain_insert_days("validated", sql.ts(utcnow()))
+        if insert is None:
+            return None
+        plain = np.fromiter((k is not None for k in known), dtype=bool, count=len(known))
+        if not plain.any():
+            return None
+        at = np.flatnonzero(plain)
+        numbers = np.array([d.toordinal() for d in out.days], dtype=np.int64)[at] - _EPOCH_ORDINAL
+        values, quality = out.values[at], out.quality[at]
+        params = first_version_params(out.channel_id, out.interval_minutes, day_bytes(numbers, values, quality),
+                                      quality, [known[i] for i in at.tolist()], self.source[-SOURCE_MAX:])
+        self.report.new_days += len(at)
+        self.report.intervals += int(values.size)
+        other = np.flatnonzero(~plain)
+        if not other.size:
+            return insert, params, None
+        keep = other.tolist()
+        rest = ValidatedDays(out.channel_id, out.interval_minutes, [out.days[i] for i in keep], out.values[other],
+                             out.quality[other], out.rule_ids[other], [out.rule_names[i] for i in keep],
+                             out.ruled[other], out.compact)
+        return insert, params, (rest, None)
 
     def abort(self) -> None:
+        try:  # the worker is done with the connection before the rollback
+            self._worker.close()
+        except Exception:  # noqa: BLE001 - the run's own error is the one to report
+            pass
         tx, self._tx = self._tx, None
         if tx is not None:
             try:
@@ -146,6 +205,7 @@ class _ValidatedWriter:
         """Run ``final(conn)`` in the run's transaction, commit; the report."""
         conn = self._open()
         try:
+            self._worker.close()
             final(conn)
         except BaseException:
             self.abort()

@@ -135,6 +135,27 @@ class DaySql:
         values = ", ".join(literal.get(name, self.mark) for name in INSERT_COLUMNS)
         return f"INSERT INTO {self.table} ({self._insert_cols}) VALUES ({values})"
 
+    def plain_insert_days(self, layer: str, created_at: Any) -> str | None:
+        """SQLite: :meth:`plain_insert` of one channel's consecutive rows in one statement.
+
+        The rows are cut by SQLite from fixed-width runs, in order (the same rows, ids and
+        storage classes as one :meth:`plain_insert` per day). Parameters: number of days,
+        channel id, the days' ISO dates joined (10 characters each), interval minutes, the
+        values counts joined (5 digits each, plus 10000), the values blob, its bytes per day,
+        the quality blob, its bytes per day, the digests joined (64 characters each), source.
+        None where :meth:`plain_insert` is None and on other databases.
+        """
+        if not self.sqlite or self.plain_insert(layer, created_at) is None:
+            return None
+        sel = {"channel_id": "?2", "day": "substr(?3, i * 10 + 1, 10)", "layer": f"'{layer}'", "version": "1",
+               "interval_minutes": "?4", "n_values": "CAST(substr(?5, i * 5 + 1, 5) AS INTEGER) - 10000",
+               "values": "substr(?6, i * ?7 + 1, ?7)", "quality": "substr(?8, i * ?9 + 1, ?9)",
+               "rule_ids": "NULL", "rule_names": "'[]'", "content_hash": "substr(?10, i * 64 + 1, 64)",
+               "source": "?11", "created_at": f"'{created_at}'", "is_current": "1"}
+        return (f"INSERT INTO {self.table} ({self._insert_cols}) "
+                "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?1) "
+                f"SELECT {', '.join(sel[name] for name in INSERT_COLUMNS)} FROM k ORDER BY i")
+
     def semi_insert(self, layer: str, created_at: Any) -> str | None:
         """INSERT of any current version, only ``layer``, ``created_at`` and ``is_current`` as literals.
 

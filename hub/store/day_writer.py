@@ -8,6 +8,13 @@ For such a channel those arrays are the whole stored history, so VEE can validat
 without reading the days back (:func:`kwhub.hub.ingest.vee.validate_days` ``fresh=``), and
 a validated day equal to its raw day reuses the raw day's hash.
 
+On SQLite those first versions are inserted by a worker thread while the caller goes on
+with the next batch (one statement per channel: the driver lets go of the GIL while SQLite
+cuts and stores the channel's rows); every other use of the connection waits for the
+insert in flight, and so do :meth:`RawDayWriter.fresh` and :meth:`RawDayWriter.close` (use
+the writer as a context manager inside the transaction), so a failed insert raises before
+the commit.
+
 The hashes are computed here, once, the way the store computes them for the canonical
 content (a NaN value is MISSING and a MISSING slot NaN, no rule ids), and handed to the
 store as the days' known hashes; a channel whose arrays are not in canonical form is
@@ -18,9 +25,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -56,32 +63,112 @@ class FreshDays:
         return [x.decode("ascii") for x in d.tolist()]
 
 
-def _day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray,
-               ) -> tuple[list[str], list[bytes], list[bytes]]:
-    """ISO day, value blob and quality blob of each day (one copy of each array, sliced per day:
-    half the time of a bytes object per row)."""
+class DayBytes(NamedTuple):
+    """One channel's days as the store keeps them: ISO dates, and the values and quality
+    blobs of all days (``values_per_day`` / ``quality_per_day`` bytes each, day after day)."""
+
+    iso: list[str]
+    values: bytes
+    quality: bytes
+    values_per_day: int
+    quality_per_day: int
+
+
+def day_bytes(days: np.ndarray, values: np.ndarray, quality: np.ndarray) -> DayBytes:
+    """The days' ISO dates and blobs (one copy of each array; days are cut where needed)."""
     iso = np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]")).tolist()
     vb = np.ascontiguousarray(values, dtype="<f8").tobytes()
     qb = np.ascontiguousarray(quality, dtype=np.uint8).tobytes()
     n = len(iso)
-    rv, rq = (len(vb) // n, len(qb) // n) if n else (0, 0)
-    return iso, [vb[i:i + rv] for i in range(0, n * rv, rv)], [qb[i:i + rq] for i in range(0, n * rq, rq)]
+    return DayBytes(iso, vb, qb, *((len(vb) // n, len(qb) // n) if n else (0, 0)))
 
 
-def _digests(channel_id: str, interval_minutes: int, iso: list[str], vbs: list[bytes], qbs: list[bytes]) -> list[str]:
+def _digests(channel_id: str, interval_minutes: int, parts: DayBytes) -> list[str]:
+    """Each day's digest: the store's canonical content hash (the blobs read in place, not copied)."""
     pre, post = f"{channel_id}|", f"|{interval_minutes}|"
     sha = hashlib.sha256
-    return [sha(f"{pre}{d}{post}".encode() + v + q).hexdigest() for d, v, q in zip(iso, vbs, qbs, strict=True)]
+    vm, qm = memoryview(parts.values), memoryview(parts.quality)
+    rv, rq = parts.values_per_day, parts.quality_per_day
+    out: list[str] = []
+    for i, d in enumerate(parts.iso):
+        h = sha(f"{pre}{d}{post}".encode())
+        h.update(vm[i * rv:(i + 1) * rv])
+        h.update(qm[i * rq:(i + 1) * rq])
+        out.append(h.hexdigest())
+    return out
 
 
 def day_digests(channel_id: str, interval_minutes: int, days: np.ndarray, values: np.ndarray,
                 quality: np.ndarray) -> list[str]:
     """Content hashes of canonical days without rule ids (what the store computes)."""
-    return _digests(channel_id, interval_minutes, *_day_bytes(days, values, quality))
+    return _digests(channel_id, interval_minutes, day_bytes(days, values, quality))
 
 
 def _canonical(values: np.ndarray, quality: np.ndarray) -> bool:
     return bool((np.isnan(values) == (quality == _MISSING)).all())
+
+
+class InsertWorker:
+    """One thread that runs a writer's bulk inserts on its connection while the caller goes on.
+
+    At most one insert is in flight: :meth:`submit` and :meth:`wait` (call it before any
+    other use of the connection) wait for the one before, and raise its error. :meth:`close`
+    waits and stops the thread; it must run before the transaction ends.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None  # started with the first insert
+        self._pending: Future[None] | None = None
+
+    def submit(self, cur: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+        """``cur.executemany(sql, params)`` in the thread, then the cursor is closed."""
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=self.name)
+        self._pending = self._pool.submit(_insert_days, cur, sql, params)
+
+    def wait(self) -> None:
+        """Wait for the insert in flight (its error, if any, raises here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the insert in flight and stop the thread (the connection is the caller's again)."""
+        try:
+            self.wait()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+
+#: days per statement of ``plain_insert_days``: SQLite reads a bound blob once per row it
+#: cuts, so the cost grows with days x blob; 365 days in one statement cost twice the plain
+#: per-day insert, 32 days a little less than it
+DAYS_PER_INSERT = 32
+
+
+def first_version_params(channel_id: str, interval_minutes: int, parts: DayBytes, quality: np.ndarray,
+                         digests: Sequence[str | None], source: str) -> list[tuple[Any, ...]]:
+    """The parameters of :meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days` for one
+    channel's canonical days without rule ids (``digests``: every day's, none None), one
+    tuple per ``DAYS_PER_INSERT`` days, in day order."""
+    n_values = (quality.shape[1] - np.count_nonzero(quality == _MISSING, axis=1) + 10000).astype("S5")  # 5 digits
+    iso, rv, rq = "".join(parts.iso), parts.values_per_day, parts.quality_per_day
+    hashes = "".join(digests)  # type: ignore[arg-type]
+    n = len(parts.iso)
+    if n <= DAYS_PER_INSERT:
+        return [(n, channel_id, iso, interval_minutes, n_values.tobytes().decode("ascii"), parts.values, rv,
+                 parts.quality, rq, hashes, source)]
+    out = []
+    for a in range(0, n, DAYS_PER_INSERT):
+        b = min(a + DAYS_PER_INSERT, n)
+        out.append((b - a, channel_id, iso[a * 10:b * 10], interval_minutes,
+                    n_values[a:b].tobytes().decode("ascii"), parts.values[a * rv:b * rv], rv,
+                    parts.quality[a * rq:b * rq], rq, hashes[a * 64:b * 64], source))
+    return out
 
 
 class RawDayWriter:
@@ -91,7 +178,8 @@ class RawDayWriter:
     of them (default ``FRESH_KEEP_BYTES``; the channels kept last are let go first, VEE
     reads those back). Call :meth:`write`
     per batch (a streamed file's batches hold distinct days of each channel), then
-    :meth:`fresh` for the kept arrays.
+    :meth:`fresh` for the kept arrays. Use it as a context manager inside the transaction
+    (or call :meth:`close`): the insert in flight is waited for on the way out.
     """
 
     def __init__(self, db: Any, conn: Connection, source: str, keep: bool = True,
@@ -108,6 +196,23 @@ class RawDayWriter:
         self._kept = 0  # bytes of the arrays kept
         # channels new to the store: interval length and last epoch day written by this writer
         self._last: dict[str, tuple[int, int]] = {}
+        self._worker = InsertWorker("kwhub-raw-insert")
+
+    def __enter__(self) -> RawDayWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the transaction is rolled back next: the worker must be done with the connection first
+            self.close()
+        except Exception:  # noqa: BLE001 - the error already on its way is the one to report
+            pass
+
+    def close(self) -> None:
+        """Wait for the insert in flight and stop the worker (the connection is the caller's again)."""
+        self._worker.close()
 
     def _over_budget(self) -> None:
         """Let go of the channels kept last until the arrays fit ``keep_bytes`` (VEE reads those back)."""
@@ -137,12 +242,14 @@ class RawDayWriter:
         prepared = prepare_series(series, self.source)
         ids = {cd.channel_id for cd in prepared}
         if self._known is None:
+            self._worker.wait()
             self._known = self._stored(sorted(ids))
         else:  # channels first seen in a later batch of the same file
             new = sorted(ids - self._known - set(self._last))
             if new:
+                self._worker.wait()
                 self._known |= self._stored(new)
-        direct: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]] | None = []
+        direct: list[tuple[ChannelDays, DayBytes]] | None = []
         for cd in prepared:
             cid = cd.channel_id
             if cid in self._known:
@@ -160,8 +267,8 @@ class RawDayWriter:
                 self._dropped.add(cid)
                 self._kept -= sum(p.values.nbytes + p.quality.nbytes for p in self._parts.pop(cid, []))
                 continue
-            parts = _day_bytes(cd.days, cd.values, cd.quality)
-            digests = _digests(cid, cd.interval_minutes, *parts)
+            parts = day_bytes(cd.days, cd.values, cd.quality)
+            digests = _digests(cid, cd.interval_minutes, parts)
             cd.known_hashes = digests
             if direct is not None and follows:
                 direct.append((cd, parts))
@@ -173,6 +280,7 @@ class RawDayWriter:
                 self._kept += cd.values.nbytes + cd.quality.nbytes
         self._over_budget()
         report = WriteReport(intervals=int(sum(len(s) for s in series)))
+        self._worker.wait()  # (the connection is used below: the previous batch's insert is done first)
         if direct and self._insert_first(direct, report):
             pass
         else:
@@ -181,36 +289,33 @@ class RawDayWriter:
         self.report.add(report)
         return report
 
-    def _insert_first(self, items: list[tuple[ChannelDays, tuple[list[str], list[bytes], list[bytes]]]],
-                      report: WriteReport) -> bool:
-        """Insert first versions (canonical days without rule ids, hashes known) in one executemany.
+    def _insert_first(self, items: list[tuple[ChannelDays, DayBytes]], report: WriteReport) -> bool:
+        """Insert first versions (canonical days without rule ids, hashes known): one row of
+        parameters per channel, SQLite cutting the channel's day rows from its blobs
+        (:meth:`~kwhub.hub.store.day_sql.DaySql.plain_insert_days`).
 
         The rows are the ones ``IntervalStore._commit`` inserts for days of a channel without
         stored rows, in the same order. False (nothing done) where that path has no plain
-        insert (PostgreSQL: its COPY path and partitions)."""
+        insert (PostgreSQL: its COPY path and partitions). The insert runs in the worker
+        thread (see the module docstring)."""
         sql = day_sql(self.conn.dialect)
-        if not sql.sqlite:
-            return False
-        plain = sql.plain_insert("raw", sql.ts(utcnow()))
-        if plain is None:
+        insert = sql.plain_insert_days("raw", sql.ts(utcnow()))
+        if insert is None:
             return False
         src = self.source[-SOURCE_MAX:]
-        rows: list[tuple[Any, ...]] = []
-        for cd, (iso, vbs, qbs) in items:
-            n_slots = cd.values.shape[1]
-            n_values = (n_slots - np.count_nonzero(cd.quality == _MISSING, axis=1)).tolist()
-            rows.extend(zip(repeat(cd.channel_id), iso, repeat(cd.interval_minutes), n_values, vbs, qbs,
-                            cd.known_hashes, repeat(src), strict=False))  # (repeat: endless)
-            report.new_days += len(iso)
-        cur = dbapi_cursor(self.conn)
-        try:
-            cur.executemany(plain, rows)
-        finally:
-            cur.close()
+        params: list[tuple[Any, ...]] = []
+        for cd, parts in items:
+            assert cd.known_hashes is not None
+            params += first_version_params(cd.channel_id, cd.interval_minutes, parts, cd.quality,
+                                           cd.known_hashes, src)
+            report.new_days += len(parts.iso)
+        self._worker.submit(dbapi_cursor(self.conn), insert, params)  # (dbapi_cursor begins, if not yet)
         return True
 
     def fresh(self) -> dict[str, FreshDays]:
-        """Per fresh channel: its days as written (batches joined in day order); the parts are let go."""
+        """Per fresh channel: its days as written (batches joined in day order); the parts are let go.
+        (The insert in flight is waited for first.)"""
+        self._worker.wait()
         out: dict[str, FreshDays] = {}
         for cid in list(self._parts):
             parts = self._parts.pop(cid)  # each channel's parts go as soon as they are joined
@@ -227,3 +332,11 @@ class RawDayWriter:
                                  np.concatenate([p.digests for p in parts]))
         self._parts.clear()
         return out
+
+
+def _insert_days(cur: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """The insert worker's task: one ``executemany`` on the writer's cursor, then close it."""
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()

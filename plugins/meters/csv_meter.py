@@ -1137,26 +1137,23 @@ class CsvMeter(MeterAdapter):
         out: list[ChannelSeries] = []
         dups = 0
         ending = cfg.interval_convention == "ending" or bool(cfg.hour_ending_column)
+        # channels whose groups hold the same instant and line arrays (the columns of a wide
+        # file without gaps) with the same configured length share the work on the instants:
+        # the order, the interval length, the starts and their checks are done once
+        shared: dict[tuple[int, int, Any], tuple[Any, np.ndarray, int, np.ndarray, np.ndarray]] = {}
         for g in groups:
-            stamp, line = g.stamp, g.line
-            perm = None
-            if len(stamp) > 1 and not bool(np.all(stamp[1:] > stamp[:-1])):
-                perm = np.lexsort((line, stamp))  # by time, file order among repeats
-                stamp, line = stamp[perm], line[perm]
+            spec = self.context.channels.get(g.name)
+            key = (id(g.stamp), id(g.line), getattr(spec, "interval_minutes", None) or cfg.interval_minutes)
+            got = shared.get(key) if g.minutes is None else None
+            if got is None:
+                got = self._instants(g, cfg, source, ending)
+                if g.minutes is None:
+                    shared[key] = got
+            perm, line, minutes, starts, same = got
 
             def take(a: Any, perm: Any = perm) -> Any:
                 return a[perm] if perm is not None and isinstance(a, np.ndarray) else a
 
-            minutes = self._minutes_for(g.name, take(g.minutes), stamp, line, cfg, source)
-            step = minutes * 60
-            starts = stamp - step if ending else stamp
-            mis = starts % step != 0
-            if mis.any():
-                i = int(np.argmax(mis))
-                ts = datetime.fromtimestamp(int(starts[i]), tz=zone("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
-                raise _err(f"interval start {ts} is not on the {minutes}-minute grid (misaligned start)",
-                           source, int(line[i]), _stamp_field(cfg))
-            spec = self.context.channels.get(g.name)
             if g.units is not None and getattr(spec, "unit", None):
                 kwh = _in_channel_unit(g.name, take(g.value), take(g.units), spec.unit, minutes, line, source,
                                        g.unit_field)
@@ -1170,10 +1167,32 @@ class CsvMeter(MeterAdapter):
                 elif demand:
                     kwh = kwh * (minutes / 60.0)
             quality = take(g.quality) if g.quality is not None else np.zeros(len(kwh), dtype=np.uint8)
-            series, n_dup = _dedupe(g.name, minutes, starts, kwh, quality, line, source)
+            series, n_dup = _dedupe(g.name, minutes, starts, kwh, quality, line, source, same)
             dups += n_dup
             out.append(series)
         return out, dups
+
+    def _instants(self, g: _Group, cfg: CsvMeterConfig, source: str, ending: bool,
+                  ) -> tuple[np.ndarray | None, np.ndarray, int, np.ndarray, np.ndarray]:
+        """A group's instants in order: (the permutation or None, lines in that order, interval
+        length, interval starts, where a start repeats the one before); raises on a start off
+        the channel's grid."""
+        stamp, line = g.stamp, g.line
+        perm = None
+        if len(stamp) > 1 and not bool(np.all(stamp[1:] > stamp[:-1])):
+            perm = np.lexsort((line, stamp))  # by time, file order among repeats
+            stamp, line = stamp[perm], line[perm]
+        minutes = self._minutes_for(g.name, g.minutes[perm] if perm is not None and g.minutes is not None
+                                    else g.minutes, stamp, line, cfg, source)
+        step = minutes * 60
+        starts = stamp - step if ending else stamp
+        mis = starts % step != 0
+        if mis.any():
+            i = int(np.argmax(mis))
+            ts = datetime.fromtimestamp(int(starts[i]), tz=zone("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise _err(f"interval start {ts} is not on the {minutes}-minute grid (misaligned start)",
+                       source, int(line[i]), _stamp_field(cfg))
+        return perm, line, minutes, starts, starts[1:] == starts[:-1]
 
     def _minutes_for(self, name: str, minutes: np.ndarray | None, stamp: np.ndarray, line: np.ndarray,
                      cfg: CsvMeterConfig, source: str) -> int:
@@ -1365,10 +1384,12 @@ def _check_channel_ids(names: list[str], codes: np.ndarray, lines: np.ndarray, s
 
 
 def _dedupe(name: str, minutes: int, starts: np.ndarray, kwh: np.ndarray, quality: np.ndarray,
-            line: np.ndarray, source: str) -> tuple[ChannelSeries, int]:
-    """``starts`` sorted (ties in file order): identical repeats collapse, conflicting ones fail."""
+            line: np.ndarray, source: str, same: np.ndarray | None = None) -> tuple[ChannelSeries, int]:
+    """``starts`` sorted (ties in file order): identical repeats collapse, conflicting ones fail.
+    ``same``: where a start repeats the one before (given when known)."""
     s, v, q, ln = starts, kwh, quality, line
-    same = s[1:] == s[:-1]
+    if same is None:
+        same = s[1:] == s[:-1]
     n_dup = int(same.sum())
     if n_dup:
         equal = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
