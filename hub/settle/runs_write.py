@@ -1,7 +1,7 @@
 """Writing computed settlement runs: the run row, its inputs, allocation and carbon rows.
 
 The runs of one period's batch are written together with one executemany per table in a
-savepoint of the batch's transaction; when the database refuses the batch (a run another
+savepoint of the batch's transaction (the inputs with one COPY on PostgreSQL); when the database refuses the batch (a run another
 settle wrote meanwhile), they are written one by one so that only the refused runs fail.
 """
 
@@ -22,6 +22,7 @@ from kwhub.core.versions import PENDING
 from kwhub.hub.settle.inputs import from_day_no
 from kwhub.hub.store import Database
 from kwhub.hub.store.carbon_tables import run_carbon_table
+from kwhub.hub.store.day_sql import dbapi_cursor
 from kwhub.hub.store.settlement_tables import run_allocation_table, settlement_run_table
 
 
@@ -36,8 +37,15 @@ _INPUT_COLUMNS = ("run_id", "channel_id", "layer", "first_day", "last_day", "n_d
                   "content_hashes")
 
 
+# run_input has no row-level security (unlike interval_day), so COPY FROM is open to any role
+# that may INSERT into it
+_COPY_INPUTS = f"COPY run_input ({', '.join(_INPUT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_INPUT_TYPES = ("varchar", "varchar", "varchar", "date", "date", "int4", "bytea", "bytea", "bytea")
+
+
 def _insert_inputs_of(conn: Any, dialect: str, runs: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
-    """The run_input rows of several runs, ``(run_id, rows)`` each, in one executemany (in run order)."""
+    """The run_input rows of several runs, ``(run_id, rows)`` each, in one executemany (in run order;
+    one binary COPY on PostgreSQL)."""
     if not any(rows for _, rows in runs):
         return
     mark = "?" if dialect == "sqlite" else "%s"
@@ -55,9 +63,25 @@ def _insert_inputs_of(conn: Any, dialect: str, runs: Sequence[tuple[str, Sequenc
             v = seen[n] = as_day(n)
         return v
 
-    conn.exec_driver_sql(sql, [(run_id, ch, lay, day(d0), day(d1), n, offs, vers, hashes)
-                               for run_id, rows in runs
-                               for ch, lay, d0, d1, n, offs, vers, hashes in rows])
+    rows = [(run_id, ch, lay, day(d0), day(d1), n, offs, vers, hashes)
+            for run_id, of_run in runs for ch, lay, d0, d1, n, offs, vers, hashes in of_run]
+    if dialect == "postgresql":
+        # one binary COPY on the same connection and savepoint: psycopg's executemany sends a
+        # statement per row (pipelined, yet ~45 us of driver work each; 24,000 rows a campus year)
+        import psycopg
+
+        cur = dbapi_cursor(conn, binary=True)
+        try:
+            with cur.copy(_COPY_INPUTS) as copy:
+                copy.set_types(_COPY_INPUT_TYPES)
+                for r in rows:
+                    copy.write_row(r)
+        except psycopg.IntegrityError as exc:  # as the executemany would raise it (write_runs catches it)
+            raise IntegrityError(_COPY_INPUTS, None, exc) from exc
+        finally:
+            cur.close()
+        return
+    conn.exec_driver_sql(sql, rows)
 
 
 def allocation_rows(key: RunKey, allocation: AllocationResult | None, tenant: str) -> list[dict[str, Any]]:
