@@ -271,3 +271,47 @@ def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_d
     np.testing.assert_array_equal(m.values[rows], values)
     np.testing.assert_array_equal(m.quality[rows], quality)
     np.testing.assert_array_equal(m.values[2, :48], np.arange(3 * 288, dtype=float).reshape(-1, 3).sum(axis=1)[24:72])
+
+
+def test_joined_read_equals_the_day_by_day_read_on_both_stores(db: Database, monkeypatch) -> None:  # noqa: ANN001
+    """Both stores read each channel's days as one joined row (PostgreSQL: one row per channel of an
+    array parameter): gaps, a restated day, finer intervals, partly missing days and a channel without
+    days give the same matrix and hashes as the row-per-day read; a channel the joined row cannot
+    place is read row by row; the joined read notes the versions it saw."""
+    from kwhub.hub.store.matrix_read import DayGrid
+
+    half = _full_days("d", 0, 2, 7)
+    keep = np.ones(len(half), bool)
+    keep[100:150] = False
+    fine_starts = E0 + 300 * np.arange(3 * 288, dtype=np.int64)
+    db.intervals.write_series([
+        _full_days("a", 0, 5, 1), _full_days("b", 0, 2, 2), _full_days("b", 3, 1, 3),
+        ChannelSeries("c", 5, fine_starts, np.arange(3 * 288, dtype=float), np.zeros(3 * 288, np.uint8)),
+        ChannelSeries("d", 15, half.starts[keep], half.values[keep], half.quality[keep]),
+        _full_days("e", 0, 3, 4), _full_days("g", 0, 3, 6)])
+    db.intervals.write_series([_full_days("e", 1, 1, 5)])  # version 2 of e's day 1
+    place_joined = DayGrid.place_joined
+    took: dict[str, bool] = {}
+
+    def refuse_g(self, ci, cid, row, hashes):  # noqa: ANN001, ANN202
+        took[cid] = cid != "g" and place_joined(self, ci, cid, row, hashes)
+        return took[cid]
+
+    monkeypatch.setattr(DayGrid, "place_joined", refuse_g)
+    span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC))
+    ids = ["a", "b", "c", "d", "e", "f", "g"]
+    reads = {}
+    for joined in (True, False):
+        db.intervals.joined_reads = joined
+        reads[joined] = (db.intervals.read_matrix(ids, span, 15, layer="raw"),
+                         db.intervals.read_matrix(ids, span, 60, layer="raw"))
+    for fast, slow in zip(reads[True], reads[False], strict=True):
+        np.testing.assert_array_equal(fast.values, slow.values)
+        np.testing.assert_array_equal(fast.quality, slow.quality)
+        assert dict(fast.day_hashes) == dict(slow.day_hashes)
+    assert took == {"a": True, "b": True, "c": True, "d": True, "e": True, "g": False}  # f: no days
+    assert not np.isnan(reads[True][0].values[ids.index("g")][:48]).any()  # g read row by row
+    assert reads[True][0].day_hashes.restated_channels() is None  # g's versions were not seen
+    db.intervals.joined_reads = True
+    monkeypatch.setattr(DayGrid, "place_joined", place_joined)
+    assert db.intervals.read_matrix(ids, span, 15, layer="raw").day_hashes.restated_channels() == {"e"}

@@ -206,8 +206,9 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
     ``day_hashes`` gets the content hash of every (channel, day) read.
 
     Each channel's days arrive in day order; runs of consecutive days are joined and
-    copied into the channel's row of the result in one step, clipped to the span. ``joined`` (SQLite): each channel's days as one joined row
-    (False: a row per channel-day, the path the joined read falls back to).
+    copied into the channel's row of the result in one step, clipped to the span. ``joined``: each channel's days as one joined row,
+    with the highest version read (SQLite, and PostgreSQL through an array of channels; False: a row per
+    channel-day, the path the joined read falls back to).
     """
     check_layer(layer)
     ids = list(channel_ids)
@@ -250,7 +251,15 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
                             grid.place(pos[cid], cid, rows, hashes)
                 else:
                     pos = {c: i for i, c in enumerate(ids)}
-                    for chunk in chunks(ids):
+                    rest = ids
+                    if joined and sql.postgres:
+                        rest = []
+                        for chunk in chunks(ids):
+                            cur.execute(sql.read_joined_array, (list(chunk), layer, True, lo, hi))
+                            for row in cur.fetchall():
+                                if row[1] and not grid.place_joined(pos[row[0]], row[0], row, hashes):
+                                    rest.append(row[0])
+                    for chunk in chunks(rest):  # row by row (PostgreSQL: what the joined read left)
                         cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
                         # sorted here: a server-side ORDER BY of the blob rows spills to disk
                         rows = sorted(cur.fetchall(), key=CHANNEL_DAY)
