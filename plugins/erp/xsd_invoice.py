@@ -9,6 +9,7 @@ Each format keeps its building, its schema lookup and its rules.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from lxml import etree
@@ -24,7 +25,7 @@ class SchemaUnavailable(AdapterError):
         super().__init__(message, FailureKind.CONFIGURATION)
 
 
-class XsdInvoiceRenderer(InvoiceRenderer):
+class XsdInvoiceRenderer(InvoiceRenderer, ABC):
     """An XML invoice renderer whose documents are checked against an XSD, then the format's rules."""
 
     media_type: ClassVar[str] = "application/xml"
@@ -32,17 +33,17 @@ class XsdInvoiceRenderer(InvoiceRenderer):
     capabilities: ClassVar[frozenset[str]] = frozenset({"render", "validate"})
     document: ClassVar[str]  # what a parse error calls the document, e.g. "UBL document"
 
+    @abstractmethod
     def wrong_root(self, root: etree._Element) -> str | None:
         """The problem with a root element this format does not take, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def schema_of(self, root: etree._Element) -> tuple[etree.XMLSchema, threading.Lock]:
         """The compiled schema for ``root`` and the lock its (not thread-safe) use is held under."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rule_problems(self, root: etree._Element) -> list[str]:
         """The format's own rule violations (after the XSD errors)."""
-        raise NotImplementedError
 
     def validate(self, data: bytes) -> list[str]:
         """XSD errors (``XSD line N: ...``) followed by the format's rule violations."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -22,7 +23,7 @@ PriceSource = Callable[..., Sequence[Decimal]]  # (node, day, market "DA" | "RT"
 MeterSource = Callable[[str, date], Sequence[Decimal]]  # (resource, day) -> MWh per 5 minutes
 
 
-class LocalMarket:
+class LocalMarket(ABC):
     """A local ISO: ``start()`` it and use ``url``; ``corrections[(node, day)][interval] = price``
     corrects a real-time price (the resettlement carries it)."""
 
@@ -47,9 +48,10 @@ class LocalMarket:
         if self._server is not None:
             self._server.stop()
 
+    @abstractmethod
     def _handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                 body: bytes) -> Reply:
-        raise NotImplementedError
+        """The local ISO's answer to one request (each ISO its own endpoints and documents)."""
 
     def price_list(self, node: str, day: date, market: str, latest: bool = True) -> list[Decimal]:
         """The prices of ``node`` on ``day``; real-time ones with their corrections when ``latest``."""
