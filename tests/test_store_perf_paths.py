@@ -227,6 +227,21 @@ def _plain_sqlite_read(path: str, ids: list[str], first_day: int, n_int: int, of
     return values, quality
 
 
+def _joined_equals_day_by_day(db: Database, ids: list[str], span: Span) -> dict[bool, tuple]:
+    """The raw layer of ``ids`` over ``span`` read at 15 and 60 minutes, joined and day by day
+    (``{joined: (15-minute matrix, 60-minute matrix)}``); both reads give the same matrices and hashes."""
+    reads = {}
+    for joined in (True, False):
+        db.intervals.joined_reads = joined
+        reads[joined] = (db.intervals.read_matrix(ids, span, 15, layer="raw"),
+                         db.intervals.read_matrix(ids, span, 60, layer="raw"))
+    for fast, slow in zip(reads[True], reads[False], strict=True):
+        np.testing.assert_array_equal(fast.values, slow.values)
+        np.testing.assert_array_equal(fast.quality, slow.quality)
+        assert dict(fast.day_hashes) == dict(slow.day_hashes)
+    return reads
+
+
 def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_db: Database, monkeypatch) -> None:  # noqa: ANN001
     """SQLite reads each channel's days as one joined row; channels with gaps, restated days,
     finer intervals or partly missing days give the same matrix and hashes as the row-per-day read
@@ -254,15 +269,7 @@ def test_joined_read_equals_the_day_by_day_read_and_a_plain_sqlite_read(sqlite_d
         return took[cid]
 
     monkeypatch.setattr(DayGrid, "place_joined", spy)
-    reads = {}
-    for joined in (True, False):
-        db.intervals.joined_reads = joined
-        reads[joined] = (db.intervals.read_matrix(ids, span, 15, layer="raw"),
-                         db.intervals.read_matrix(ids, span, 60, layer="raw"))
-    for fast, slow in zip(reads[True], reads[False], strict=True):
-        np.testing.assert_array_equal(fast.values, slow.values)
-        np.testing.assert_array_equal(fast.quality, slow.quality)
-        assert dict(fast.day_hashes) == dict(slow.day_hashes)
+    reads = _joined_equals_day_by_day(db, ids, span)
     assert took == {"a": True, "b": True, "c": True, "d": True, "e": True}  # b has a gap: copied in two runs
     m = reads[True][0]
     path = db.url.removeprefix("sqlite:///")
@@ -300,15 +307,7 @@ def test_joined_read_equals_the_day_by_day_read_on_both_stores(db: Database, mon
     monkeypatch.setattr(DayGrid, "place_joined", refuse_g)
     span = Span(datetime(2024, 5, 1, 6, tzinfo=UTC), datetime(2024, 5, 5, 12, tzinfo=UTC))
     ids = ["a", "b", "c", "d", "e", "f", "g"]
-    reads = {}
-    for joined in (True, False):
-        db.intervals.joined_reads = joined
-        reads[joined] = (db.intervals.read_matrix(ids, span, 15, layer="raw"),
-                         db.intervals.read_matrix(ids, span, 60, layer="raw"))
-    for fast, slow in zip(reads[True], reads[False], strict=True):
-        np.testing.assert_array_equal(fast.values, slow.values)
-        np.testing.assert_array_equal(fast.quality, slow.quality)
-        assert dict(fast.day_hashes) == dict(slow.day_hashes)
+    reads = _joined_equals_day_by_day(db, ids, span)
     assert took == {"a": True, "b": True, "c": True, "d": True, "e": True, "g": False}  # f: no days
     assert not np.isnan(reads[True][0].values[ids.index("g")][:48]).any()  # g read row by row
     assert reads[True][0].day_hashes.restated_channels() is None  # g's versions were not seen
