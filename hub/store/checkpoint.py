@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 IDLE_CHECK_S = 5.0  # how often the thread looks at the log when nobody nudges it
@@ -35,6 +37,7 @@ class WalCheckpointer:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._cond = threading.Condition()
+        self._busy = threading.Lock()  # held while the thread is inside SQLite
         self._requested = 0
         self._done = 0
         self._stopping = False
@@ -74,9 +77,17 @@ class WalCheckpointer:
             self._done = self._requested
             self._cond.notify_all()
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the thread out of SQLite while the block runs (a checkpoint in progress ends
+        first): a process forked inside the block inherits no lock SQLite holds mid-call."""
+        with self._busy:
+            yield
+
     def _run(self) -> None:
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                              check_same_thread=False)
+        with self._busy:
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                  check_same_thread=False)
         try:
             while True:
                 with self._cond:
@@ -91,11 +102,13 @@ class WalCheckpointer:
                     self._done = max(self._done, target)
                     self._cond.notify_all()
         finally:
-            con.close()
+            with self._busy:
+                con.close()
 
     def _checkpoint(self, con: sqlite3.Connection) -> None:
         try:
-            row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            with self._busy:
+                row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # e.g. the file was removed; the next commit nudges again
             self.last_error = str(exc)
             return
