@@ -4,7 +4,8 @@ Setup (not timed, cached in /tmp): 1,000 tenant sub-meter channels x 35,040 quar
 of 2026 (plus the UTC edge day) written to a SQLite store; 20 tenants of 50 channels,
 each with a contract of TOU energy + demand + a shared fixed fee.
 
-Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time), the same 240
+Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time) with ``--jobs`` processes
+(default: one per CPU, as ``kwhub settle``; the contracts split between them), the same 240
 runs as 12 ``settle()`` calls: read_matrix from the store (in chunks of consecutive months, read in turn on
 SQLite: see ``kwhub.hub.settle.loading.reads_ahead``), allocation/
 aggregation, pricing, statements, run inputs and invoices issued and committed. The fresh
