@@ -256,10 +256,14 @@ def test_cli_settles_in_two_processes(tmp_path, monkeypatch):
     monkeypatch.setattr("kwhub.hub.settle.service.run_parts",
                         lambda db, parts, run, progress: forks.append(parts) or real(db, parts, run, progress))
     runner = cli_campus(tmp_path, monkeypatch, TWO_TENANTS_TOML, {"a.load": 100.0, "b.load": 50.0})
+    # with the progress bar (and its refresh thread) running: a dry run stores nothing
+    res = runner.invoke(app, ["settle", "--period", "2026-10", "--jobs", "2", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "14880.00" in res.output and "7440.00" in res.output
     res = runner.invoke(app, ["settle", "--period", "2026-10", "--jobs", "2", "--format", "json"])
     assert res.exit_code == 0, res.output
     runs = json.loads(res.output)
-    assert forks == [[["ppa-a"], ["ppa-b"]]]
+    assert forks == [[["ppa-a"], ["ppa-b"]]] * 2
     assert [(r["contract"], r["status"], r["invoice"]["number"], r["invoice"]["total"]) for r in runs] == [
         ("ppa-a", "issued", "OP-000001", "14880.00"), ("ppa-b", "issued", "OP-000002", "7440.00")]
     res = runner.invoke(app, ["settle", "--help"])
