@@ -129,6 +129,7 @@ class DaySql:
             f"string_agg(int4send({c['day']} - DATE '1970-01-01'), ''::bytea), max({c['version']}) "
             f"FROM {tbl} WHERE {c['channel_id']} = k.id AND {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m}) AS j") if self.postgres else ""
+        self.no_jit = "SET LOCAL jit = off"  # PostgreSQL: for the rest of the read's transaction
         # one channel's days in day order, straight off the (channel, layer, day, version)
         # key (SQLite: cheaper per row than an IN list, walked channel by channel anyway)
         self.read_one = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, "

@@ -330,6 +330,11 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
                     rest = ids
                     if joined and sql.postgres:
                         rest = []
+                        # no JIT: with planner statistics (after IntervalStore.maintain or autovacuum)
+                        # a long span's estimate passes jit_above_cost, and compiling the per-row
+                        # expressions (a fifth of a second for a year of 500 channels) buys nothing
+                        # here, where the time goes into joining and sending the blobs
+                        cur.execute(sql.no_jit)
                         params = [(list(chunk), layer, True, lo, hi) for chunk in chunks(ids)]
                         with closing(fetched_ahead(cur, sql.read_joined_array, params)) as fetched:
                             for rows in fetched:
