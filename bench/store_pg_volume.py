@@ -11,6 +11,10 @@ Timed, per store (a fresh database each: PostgreSQL on 127.0.0.1:5432, created f
 * ``write``: every channel-day into the validated layer, ``--batch`` channels per
   transaction (``write_dense``; COPY FROM STDIN on PostgreSQL, month partitions created on
   demand);
+* ``maintain`` (its own figure, part of no other; skipped with ``--no-maintain``): what an
+  operator runs after a load this large, ``IntervalStore.maintain`` (``kwhub db maintain``):
+  ``VACUUM (ANALYZE)`` of the month partitions on PostgreSQL, a sampled ``ANALYZE`` on SQLite;
+  printed as ``maintain, untimed``;
 * ``read_month``: ``read_matrix`` of every channel over October (UTC), the dense matrix;
 * ``settle_year``: ``settle_periods`` of the 12 local months, store to issued invoices.
 
