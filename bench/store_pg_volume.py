@@ -160,7 +160,7 @@ def main() -> None:
         vals = [res[k].get(key) for k in res]
         if any(v is None for v in vals):
             continue
-        ratio = f"   {vals[0] / vals[1]:8.2f}x" if len(vals) == 2 else ""
+        ratio = f"   {vals[0] / vals[1]:8.2f}x" if len(vals) == 2 and key != "maintain_s" else ""
         print(f"  {label:24}" + "".join(f"{v:14.2f}" for v in vals) + ratio)
     equal = None
     if len(res) == 2:
