@@ -2,8 +2,11 @@
 
 SQLite hands each channel's days over as one joined row (each day's values and quality
 blobs as one record, the records, digests and days concatenated by SQLite itself);
-PostgreSQL sends the blob rows in psycopg's binary format. Runs of consecutive days are
-copied into the channel's row of the result in one step.
+PostgreSQL too, in psycopg's binary format (the values and the quality blobs joined apart,
+the days as int4 numbers, in the order the key gives them: checked and, where needed, put
+in day order here), the next query of the read fetched while the rows of one are copied
+(:func:`fetched_ahead`). Runs of consecutive days are copied into the channel's row of the
+result in one step.
 """
 
 from __future__ import annotations
