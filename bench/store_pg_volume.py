@@ -11,6 +11,10 @@ Timed, per store (a fresh database each: PostgreSQL on 127.0.0.1:5432, created f
 * ``write``: every channel-day into the validated layer, ``--batch`` channels per
   transaction (``write_dense``; COPY FROM STDIN on PostgreSQL, month partitions created on
   demand);
+* ``maintain`` (its own figure, part of no other; skipped with ``--no-maintain``): what an
+  operator runs after a load this large, ``IntervalStore.maintain`` (``kwhub db maintain``):
+  ``VACUUM (ANALYZE)`` of the month partitions on PostgreSQL, a sampled ``ANALYZE`` on SQLite;
+  printed as ``maintain, untimed``;
 * ``read_month``: ``read_matrix`` of every channel over October (UTC), the dense matrix;
 * ``settle_year``: ``settle_periods`` of the 12 local months, store to issued invoices.
 
@@ -96,6 +100,9 @@ def run_store(kind: str, args: argparse.Namespace, stack: ExitStack) -> dict[str
         n_int = args.channels * len(days) * 96
         out["write_s"] = q_write
         out["write_intervals_per_s"] = n_int / q_write
+        if args.maintain:  # what an ingest of this many days runs after it (not part of the write's figure)
+            rep = db.intervals.maintain(first, first + timedelta(days=args.days))
+            out["maintain_s"] = rep.seconds
         ids = [f"m{k:05d}" for k in range(args.channels)]
         month = Span(datetime(YEAR, 10, 1, tzinfo=UTC), datetime(YEAR, 11, 1, tzinfo=UTC))
         if args.days >= 304:
@@ -133,6 +140,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="reads of the month (the best is kept)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kwhub-bench-volume"))
     ap.add_argument("--stores", default="postgresql,sqlite")
+    ap.add_argument("--no-maintain", dest="maintain", action="store_false",
+                    help="skip the maintenance step after the write (IntervalStore.maintain)")
     args = ap.parse_args()
     from kwhub.hub.registry import get_registry
 
@@ -145,22 +154,23 @@ def main() -> None:
     n = args.channels * (args.days + 1) * 96
     print(f"store at volume: {args.channels:,} channels x {args.days + 1} days = {n / 1e6:.1f}M intervals, "
           f"{args.tenants} tenants")
-    figures = [("write_s", "write (s)"), ("read_month_s", "read of October (s)"), ("settle_s", "settle year (s)")]
+    figures = [("write_s", "write (s)"), ("maintain_s", "maintain, untimed (s)"), ("read_month_s", "read of October (s)"), ("settle_s", "settle year (s)")]
     print(f"  {'':24}" + "".join(f"{k:>14}" for k in res) + ("   pg/sqlite" if len(res) == 2 else ""))
     for key, label in figures:
         vals = [res[k].get(key) for k in res]
         if any(v is None for v in vals):
             continue
-        ratio = f"   {vals[0] / vals[1]:8.2f}x" if len(vals) == 2 else ""
+        ratio = f"   {vals[0] / vals[1]:8.2f}x" if len(vals) == 2 and key != "maintain_s" else ""
         print(f"  {label:24}" + "".join(f"{v:14.2f}" for v in vals) + ratio)
     equal = None
     if len(res) == 2:
         a, b = (res[k]["totals"] for k in res)
         equal = a == b and bool(a)
         print(f"  invoice totals equal: {equal} ({len(a)} invoices, sum {sum(Decimal(v) for v in a.values())})")
-    summary: dict[str, Any] = {"channels": args.channels, "days": args.days + 1, "intervals": n, "totals_equal": equal}
+    summary: dict[str, Any] = {"channels": args.channels, "days": args.days + 1, "intervals": n, "totals_equal": equal,
+                               "maintain": args.maintain}
     for k, r in res.items():
-        for key in ("write_s", "write_intervals_per_s", "read_month_s", "read_month_values_per_s", "settle_s"):
+        for key in ("write_s", "write_intervals_per_s", "maintain_s", "read_month_s", "read_month_values_per_s", "settle_s"):
             if key in r:
                 summary[f"{k}_{key}"] = round(r[key], 3)
     print(json.dumps(summary))

@@ -283,3 +283,7 @@ def test_db_commands(tmp_path, kwhub):
     assert res.returncode == 0 and f"database schema at {migration_head()}" in flat(res.stdout)
     res = kwhub(tmp_path, "db", "grant-app", "kwhub_app")
     assert res.returncode == 2 and "roles exist on PostgreSQL only" in flat(res.stderr)
+    res = kwhub(tmp_path, "db", "maintain")
+    assert res.returncode == 0 and "maintained interval_day in" in flat(res.stdout)
+    res = kwhub(tmp_path, "db", "maintain", "--from", "2025-13-01")
+    assert res.returncode == 2 and "--from '2025-13-01' is not a date" in flat(res.stderr)

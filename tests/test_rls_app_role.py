@@ -158,3 +158,16 @@ def test_the_api_on_the_application_role_keeps_tenants_apart(app_role_env):
                                "&end=2026-10-02T04:00:00Z").status_code == 404
     finally:
         app_db.close()
+
+
+def test_maintain_leaves_the_partitions_the_application_role_does_not_own(app_role_env):
+    """Only the owner may vacuum: the application role's maintenance step skips every partition
+    (no error); the owner's does them."""
+    owner, app_url, _ = app_role_env
+    app = Database.open(app_url)
+    try:
+        report = app.intervals.maintain()
+    finally:
+        app.close()
+    assert report.tables == [] and "interval_day_2026_10" in report.skipped
+    assert "interval_day_2026_10" in owner.intervals.maintain().tables

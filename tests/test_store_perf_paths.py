@@ -314,3 +314,68 @@ def test_joined_read_equals_the_day_by_day_read_on_both_stores(db: Database, mon
     db.intervals.joined_reads = True
     monkeypatch.setattr(DayGrid, "place_joined", place_joined)
     assert db.intervals.read_matrix(ids, span, 15, layer="raw").day_hashes.restated_channels() == {"e"}
+
+
+def test_maintain_after_a_load_keeps_every_read_equal(db: Database) -> None:
+    """The maintenance step after a large load (PostgreSQL: VACUUM (ANALYZE) of the month partitions
+    the days fall in; SQLite: ANALYZE of the interval table) runs on both stores and changes no read."""
+    first = date(2024, 5, 30)  # the days run from May into June: two month partitions on PostgreSQL
+    series = [_full_days(f"c{k}", 29, 4, k) for k in range(5)]
+    db.intervals.write_series(series, layer="raw")
+    db.intervals.write_series([_full_days("c1", 30, 1, 99)], layer="raw")  # a restated day
+    span = Span(datetime(2024, 5, 30, 6, tzinfo=UTC), datetime(2024, 6, 2, 18, tzinfo=UTC))
+    ids = [f"c{k}" for k in range(6)]  # c5: no days
+    before = db.intervals.read_matrix(ids, span, 15, layer="raw")
+    report = db.intervals.maintain(first, first + timedelta(days=3))
+    assert report.skipped == [] and report.seconds >= 0
+    after = db.intervals.read_matrix(ids, span, 15, layer="raw")
+    np.testing.assert_array_equal(before.values, after.values)
+    np.testing.assert_array_equal(before.quality, after.quality)
+    assert dict(before.day_hashes) == dict(after.day_hashes)
+    assert after.day_hashes.restated_channels() == {"c1"}
+    with db.read_connection() as conn:
+        if db.dialect == "postgresql":
+            assert report.tables == ["interval_day_2024_05", "interval_day_2024_06"]
+            seen = dict(conn.exec_driver_sql(
+                "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relname IN ('interval_day_2024_05', 'interval_day_2024_06')").all())
+            assert seen == {"interval_day_2024_05": True, "interval_day_2024_06": True}
+        else:
+            assert report.tables == ["interval_day"]
+            assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'interval_day'").scalar() > 0
+    assert db.intervals.maintain().tables  # every day: the same tables
+
+
+def test_postgresql_joined_row_out_of_day_order_is_placed_in_order() -> None:
+    """A PostgreSQL joined row whose days come out of day order (the aggregates have no ORDER BY)
+    is put in day order before it is copied: the same matrix and digests as the row in order; a day
+    given twice is refused (the channel is then read row by row)."""
+    from kwhub.core.intervals import DayHashes
+    from kwhub.hub.store.matrix_read import DayGrid
+
+    days = np.array([19874, 19875, 19877, 19878], dtype=np.int64)  # a gap after the second day
+    rng = np.random.default_rng(3)
+    vals = rng.uniform(0, 9, (4, 96))
+    qual = rng.integers(0, 3, (4, 96)).astype(np.uint8)
+    digests = ["h0", "h1", "h2", "h3"]
+
+    def row(order: list[int]) -> tuple:
+        return ("a", len(order), 15, 15, vals[order].tobytes(), qual[order].tobytes(), ",".join(digests[i] for i in order),
+                days[order].astype(">i4").tobytes(), 1)
+
+    def placed(r: tuple) -> tuple[bool, DayGrid, DayHashes]:
+        grid, hashes = DayGrid(1, 5 * 96, 5, 96, 19874, 0, 15), DayHashes()
+        done = grid.place_joined(0, "a", r, hashes)
+        grid.mark_missing()
+        return done, grid, hashes
+
+    ok, want, want_h = placed(row([0, 1, 2, 3]))
+    assert ok
+    ok, got, got_h = placed(row([2, 0, 3, 1]))
+    assert ok
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.quality, want.quality)
+    np.testing.assert_array_equal(want.values[0, 2 * 96:3 * 96], np.nan)  # the gap
+    np.testing.assert_array_equal(want.values[0, 3 * 96:], vals[2:].ravel())
+    assert dict(got_h) == dict(want_h)
+    assert not placed(row([0, 1, 1, 2]))[0]

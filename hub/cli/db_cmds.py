@@ -1,7 +1,8 @@
-"""``kwhub db upgrade`` and ``kwhub db grant-app``: the database's owner side."""
+"""``kwhub db upgrade``, ``kwhub db grant-app`` and ``kwhub db maintain``: the database's owner side."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import typer
@@ -64,6 +65,36 @@ def grant_app(
     echo("\n".join(f"{sql};" for sql in statements))
     console.print(f"role {safe(role)} can now run kwhub without owning its tables; `kwhub verify` connected as it "
                   "shows no protection warnings")
+
+
+@db_app.command("maintain")
+def maintain(
+    first: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD) of the load; default: every stored day."),
+    last: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD) of the load; default: every stored day."),
+    config: Path = CONFIG_OPTION,
+    url: str = URL_OPTION,
+) -> None:
+    """After a large load: vacuum and analyze the interval days' month partitions (PostgreSQL; run as
+    the owner) or analyze the interval table (SQLite), so the reads that follow run at full speed.
+
+    An ingest of many days does this itself where its role may (on PostgreSQL only the tables'
+    owner may vacuum them); with autovacuum on, the server does it later on its own.
+    """
+    days = []
+    for label, text in (("--from", first), ("--to", last)):
+        try:
+            days.append(date.fromisoformat(text) if text else None)
+        except ValueError:
+            raise UserError(f"{label} {text!r} is not a date (YYYY-MM-DD)", exit_code=EXIT_CONFIG) from None
+    db = _open(config, url)
+    try:
+        report = db.intervals.maintain(days[0], days[1])  # type: ignore[attr-defined]
+    finally:
+        db.close()  # type: ignore[attr-defined]
+    done = ", ".join(report.tables) or "nothing"
+    console.print(f"maintained {safe(done)} in {report.seconds:.1f} s")
+    if report.skipped:
+        console.print(f"skipped (this role does not own them; run as the owner): {safe(', '.join(report.skipped))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -111,19 +111,25 @@ class DaySql:
             f"group_concat({c['content_hash']}, ','), group_concat({c['day']}, ''), max({c['version']}) FROM {tbl} "
             f"WHERE {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m} AND {c['channel_id']} IN ")
-        # PostgreSQL: the same row shape as the SQLite joined read, one row per channel of an
-        # array parameter (channels without days: count 0). Each channel's days are aggregated
-        # off the (channel, layer, day, version) key of each month partition, sorted by day in
-        # memory per channel (a hundred-odd rows), never one server-side sort of the whole read
-        # (which spilled to disk); the client gets a row per channel instead of one per day
+        # PostgreSQL: one row per channel of an array parameter (channels without days: count 0),
+        # each channel's days aggregated off the (channel, layer, day, version) key of each month
+        # partition: count, min and max minutes, the values blobs joined, the quality blobs
+        # joined, the digests comma-separated, the days as big-endian int4 epoch-day numbers
+        # joined (int4send: no date formatting per row) and the highest version. No ORDER BY in
+        # the aggregates: every aggregate of a group takes its rows in the same order (so the
+        # blobs, digests and days line up), the key hands them over in day order, and the client
+        # checks the days and puts them in order where they are not (a sort per aggregate per
+        # channel was a third of the server's time). The client gets a row per channel, not a
+        # row per day.
         self.read_joined_array = (
             f"SELECT k.id, j.* FROM unnest({m}::varchar[]) AS k(id) CROSS JOIN LATERAL ("
             f"SELECT count(*), min({c['interval_minutes']}), max({c['interval_minutes']}), "
-            f"string_agg({c['values']} || {c['quality']}, ''::bytea ORDER BY {c['day']}), "
-            f"string_agg({c['content_hash']}, ',' ORDER BY {c['day']}), "
-            f"string_agg(to_char({c['day']}, 'YYYY-MM-DD'), '' ORDER BY {c['day']}), max({c['version']}) "
+            f"string_agg({c['values']}, ''::bytea), string_agg({c['quality']}, ''::bytea), "
+            f"string_agg({c['content_hash']}, ','), "
+            f"string_agg(int4send({c['day']} - DATE '1970-01-01'), ''::bytea), max({c['version']}) "
             f"FROM {tbl} WHERE {c['channel_id']} = k.id AND {c['layer']} = {m} AND {c['is_current']} = {m} "
             f"AND {c['day']} >= {m} AND {c['day']} <= {m}) AS j") if self.postgres else ""
+        self.no_jit = "SET LOCAL jit = off"  # PostgreSQL: for the rest of the read's transaction
         # one channel's days in day order, straight off the (channel, layer, day, version)
         # key (SQLite: cheaper per row than an IN list, walked channel by channel anyway)
         self.read_one = (f"SELECT {c['channel_id']}, {c['day']}, {c['interval_minutes']}, {c['values']}, "

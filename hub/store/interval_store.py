@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from kwhub.hub.store.db import Database
 
 SOURCE_MAX = 400
+SQLITE_ANALYSIS_LIMIT = 1000  # index entries ANALYZE samples per index on SQLite (0: all of them)
 T = interval_day_table.c
 T_VALUES = interval_day_table.c["values"]
 
@@ -104,6 +105,20 @@ class WriteReport:
             "stale": [[c, d.isoformat()] for c, d in self.stale],
         }
 
+
+@dataclass
+class MaintenanceReport:
+    """What :meth:`IntervalStore.maintain` did: the tables vacuumed and analyzed (PostgreSQL: month
+    partitions of ``interval_day``) or analyzed (SQLite: ``interval_day``), the partitions skipped
+    because the role may not vacuum them (it does not own them), and the time taken."""
+
+    tables: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary."""
+        return {"tables": list(self.tables), "skipped": list(self.skipped), "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -572,6 +587,39 @@ class IntervalStore:
             channel_id=cid, intervals=count, first_start=_datetime_or_none(first), last_end=_datetime_or_none(last),
             total_kwh=float(np.nansum(v[ok])), days=len(rows), interval_minutes=minutes,
         )
+
+    def maintain(self, first_day: date | None = None, last_day: date | None = None) -> MaintenanceReport:
+        """After a large load: refresh what the database knows about the stored days of
+        ``first_day..last_day`` (either None: open-ended), so the reads that follow are not slowed.
+
+        PostgreSQL: ``VACUUM (ANALYZE)`` of each month partition holding such a day, outside any
+        transaction (what autovacuum would do some time later; the server of the measurements
+        runs without it). It sets the rows' visibility hints and the visibility map, which the
+        first read after a bulk load would otherwise set itself, dirtying and writing back every
+        page it reads, and gives each month planner statistics. Only the tables' owner (or a
+        superuser) may: partitions the role does not own are left (``skipped``), e.g. for
+        ``kwhub db maintain`` run as the owner. SQLite: ``ANALYZE interval_day`` (statistics
+        of its key, sampled: ``analysis_limit``), whatever the days.
+        """
+        import time
+
+        from kwhub.hub.store.pg_intervals import vacuum_partitions
+
+        t0 = time.perf_counter()
+        report = MaintenanceReport()
+        if self.db.dialect == "postgresql":
+            raw = self.db.engine.raw_connection()
+            try:
+                report.tables, report.skipped = vacuum_partitions(raw.driver_connection, first_day, last_day)
+            finally:
+                raw.close()
+        else:
+            with self.db.write_transaction() as conn:
+                conn.exec_driver_sql(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+                conn.exec_driver_sql(f"ANALYZE {interval_day_table.name}")
+            report.tables = [interval_day_table.name]
+        report.seconds = time.perf_counter() - t0
+        return report
 
     def count_rows(self, layer: str | None = None) -> int:
         """Number of stored day rows (all versions)."""

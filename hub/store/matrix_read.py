@@ -2,13 +2,18 @@
 
 SQLite hands each channel's days over as one joined row (each day's values and quality
 blobs as one record, the records, digests and days concatenated by SQLite itself);
-PostgreSQL sends the blob rows in psycopg's binary format. Runs of consecutive days are
-copied into the channel's row of the result in one step.
+PostgreSQL too, in psycopg's binary format (the values and the quality blobs joined apart,
+the days as int4 numbers, in the order the key gives them: checked and, where needed, put
+in day order here), the next query of the read fetched while the rows of one are copied
+(:func:`fetched_ahead`). Runs of consecutive days are copied into the channel's row of the
+result in one step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import date
 from itertools import groupby
 from operator import itemgetter
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from kwhub.hub.store.db import Database
 
 _MINUTES_PER_DAY = 1440
+_PG_JOINED_FIELDS = 9  # a DaySql.read_joined_array row (SQLite's read_joined rows have 8)
 
 
 class DayGrid:
@@ -103,8 +109,11 @@ class DayGrid:
             self.quality[ci, lo:hi] = q[lo - g0:hi - g0]
 
     def place_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
-        """Copy one channel's days from a :meth:`DaySql.read_joined` row; False (nothing done)
-        unless they are distinct days in day order at one interval length, each whole."""
+        """Copy one channel's days from a :meth:`DaySql.read_joined` row (SQLite) or a
+        ``DaySql.read_joined_array`` row (PostgreSQL); False (nothing done) unless they are
+        distinct days at one interval length, each whole (and, on SQLite, in day order)."""
+        if len(row) == _PG_JOINED_FIELDS:
+            return self._place_pg_joined(ci, cid, row, hashes)
         _, k, m_lo, m_hi, records, digests, day_list, top_version = row
         if m_lo != m_hi or not isinstance(day_list, str) or not isinstance(digests, str) or not isinstance(records, bytes):
             return False
@@ -140,6 +149,47 @@ class DayGrid:
         cuts = np.flatnonzero(np.diff(day_no) != 1) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
             self._copy(ci, cid, int(day_no[a]), stored, days["v"][a:b], days["q"][a:b], b - a)
+        hashes.note_versions(cid, top_version != 1)
+        return True
+
+    def _place_pg_joined(self, ci: int, cid: str, row: Sequence[Any], hashes: DayHashes) -> bool:
+        """:meth:`place_joined` of a PostgreSQL row: the values blobs joined, the quality blobs
+        joined, the digests comma-separated and the days as big-endian int4 epoch-day numbers,
+        all in one order (day order as the key hands them over; put in day order here if not)."""
+        _, k, m_lo, m_hi, vals, quals, digests, day_bytes, top_version = row
+        if m_lo != m_hi or not isinstance(digests, str) or not isinstance(day_bytes, bytes):
+            return False
+        stored = int(m_lo)
+        if stored <= 0 or _MINUTES_PER_DAY % stored:
+            return False
+        per_day = _MINUTES_PER_DAY // stored
+        if (not isinstance(vals, bytes) or not isinstance(quals, bytes) or len(vals) != 8 * per_day * k
+                or len(quals) != per_day * k or len(day_bytes) != 4 * k or digests.count(",") != k - 1):
+            return False
+        day_no = np.frombuffer(day_bytes, dtype=">i4").astype(np.int64)
+        v = np.frombuffer(vals, dtype="<f8").reshape(k, per_day)
+        q = np.frombuffer(quals, dtype=np.uint8).reshape(k, per_day)
+        steps = np.diff(day_no)
+        if k > 1 and not (steps > 0).all():  # not in day order: put them in order (a repeated day: refused)
+            order = np.argsort(day_no, kind="stable")
+            day_no, v, q = day_no[order], v[order], q[order]
+            steps = np.diff(day_no)
+            if not (steps > 0).all():
+                return False
+            listed = digests.split(",")
+            digests = ",".join([listed[i] for i in order.tolist()])
+        d0, d1 = int(day_no[0]), int(day_no[-1])
+        if not (self.d_first <= d0 and d1 < self.d_first + self.filled.shape[1]):
+            return False
+        hashes.add(cid, day_no, digests)
+        if d1 - d0 + 1 == k:  # consecutive days: one copy
+            self.filled[ci, d0 - self.d_first:d1 - self.d_first + 1] = True
+            self._copy(ci, cid, d0, stored, v, q, k)
+        else:
+            self.filled[ci, day_no - self.d_first] = True
+            cuts = np.flatnonzero(steps != 1) + 1
+            for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), k], strict=True):
+                self._copy(ci, cid, int(day_no[a]), stored, v[a:b], q[a:b], b - a)
         hashes.note_versions(cid, top_version != 1)
         return True
 
@@ -195,6 +245,35 @@ def _put_days(row: np.ndarray, g0: int, days: np.ndarray) -> None:
     if b < r1 and not (a > r0 and r1 - 1 == r0):  # the last day touched, in part
         start = g0 + (r1 - 1) * n
         row[start:hi] = days[r1 - 1, :hi - start]
+
+
+def fetched_ahead(cur: Any, query: str, params: Sequence[Sequence[Any]]) -> Iterator[list[Any]]:
+    """The rows of ``query`` for each parameter tuple of ``params``, in order; with more than
+    one, the next query runs on a worker thread (same cursor, same transaction) while the
+    caller handles the rows of the one before.
+
+    PostgreSQL works out a chunk of the read in its own process and the driver waits for it
+    without the interpreter lock, so the server's part of chunk ``i + 1`` overlaps the copy
+    of chunk ``i`` into the matrix instead of following it. The worker's query is always
+    finished before this returns or raises (nothing is left running on the cursor).
+    """
+    if len(params) <= 1:
+        for p in params:
+            cur.execute(query, p)
+            yield cur.fetchall()
+        return
+
+    def fetch(p: Sequence[Any]) -> list[Any]:
+        cur.execute(query, p)
+        return cur.fetchall()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kwhub-fetch") as pool:
+        pending = pool.submit(fetch, params[0])
+        for i in range(len(params)):
+            rows = pending.result()
+            if i + 1 < len(params):
+                pending = pool.submit(fetch, params[i + 1])
+            yield rows
 
 
 def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_minutes: int,
@@ -254,11 +333,17 @@ def read_matrix(db: Database, channel_ids: Sequence[str], span: Span, interval_m
                     rest = ids
                     if joined and sql.postgres:
                         rest = []
-                        for chunk in chunks(ids):
-                            cur.execute(sql.read_joined_array, (list(chunk), layer, True, lo, hi))
-                            for row in cur.fetchall():
-                                if row[1] and not grid.place_joined(pos[row[0]], row[0], row, hashes):
-                                    rest.append(row[0])
+                        # no JIT: with planner statistics (after IntervalStore.maintain or autovacuum)
+                        # a long span's estimate passes jit_above_cost, and compiling the per-row
+                        # expressions (a fifth of a second for a year of 500 channels) buys nothing
+                        # here, where the time goes into joining and sending the blobs
+                        cur.execute(sql.no_jit)
+                        params = [(list(chunk), layer, True, lo, hi) for chunk in chunks(ids)]
+                        with closing(fetched_ahead(cur, sql.read_joined_array, params)) as fetched:
+                            for rows in fetched:
+                                for row in rows:
+                                    if row[1] and not grid.place_joined(pos[row[0]], row[0], row, hashes):
+                                        rest.append(row[0])
                     for chunk in chunks(rest):  # row by row (PostgreSQL: what the joined read left)
                         cur.execute(sql.read(len(chunk)), (layer, True, lo, hi, *chunk))
                         # sorted here: a server-side ORDER BY of the blob rows spills to disk

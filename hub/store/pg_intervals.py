@@ -9,12 +9,17 @@ The dense read (``read_matrix``) fetches with a binary-format cursor (bytea as r
 a binary ``COPY (SELECT ...) TO STDOUT`` of the same rows was measured slower, because
 psycopg hands a COPY stream over one message per row, and so was a COPY of one record per channel
 (the days joined by ``string_agg`` on the server), at 200 to 2,000 channels.
+After a large load, :func:`vacuum_partitions` vacuums and analyzes the month partitions the load
+touched (``IntervalStore.maintain``).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
+
+_MONTH_PARTITION = re.compile(r"interval_day_(\d{4})_(\d{2})")
 
 
 def ensure_partitions(cur: Any, first: date, last: date) -> int:
@@ -50,3 +55,47 @@ def month_partitions(cur: Any) -> list[str]:
     cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'interval_day'::regclass AND c.relname <> 'interval_day_default'")
     return sorted(r[0] for r in cur.fetchall())
+
+
+def partitions_between(names: list[str], first: date | None, last: date | None) -> list[str]:
+    """The month partitions among ``names`` that hold a day of ``first..last`` (either end None: open)."""
+    out = []
+    for name in names:
+        m = _MONTH_PARTITION.fullmatch(name)
+        if m is None:
+            continue
+        month = (int(m.group(1)), int(m.group(2)))
+        if (first is None or month >= (first.year, first.month)) and (last is None or month <= (last.year, last.month)):
+            out.append(name)
+    return out
+
+
+def vacuum_partitions(driver_conn: Any, first: date | None, last: date | None) -> tuple[list[str], list[str]]:
+    """``VACUUM (ANALYZE)`` of each month partition holding a day of ``first..last``:
+    ``(done, skipped)``, skipped the partitions the current role may not vacuum (only their
+    owner or a superuser may: the application role leaves them to the owner's ``kwhub db
+    maintain``, or to autovacuum).
+
+    VACUUM runs outside any transaction: the psycopg connection ``driver_conn`` is switched
+    to autocommit for the call and back afterwards. After a bulk load this sets the rows'
+    visibility hints (which the first read would otherwise set, dirtying and writing every
+    page it reads) and the visibility map, and gives the planner statistics of each month.
+    """
+    was = driver_conn.autocommit
+    if not was:
+        driver_conn.rollback()  # nothing of a transaction may be open when autocommit is set
+    driver_conn.autocommit = True
+    try:
+        with driver_conn.cursor() as cur:
+            names = partitions_between(month_partitions(cur), first, last)
+            cur.execute("SELECT c.relname FROM pg_class c WHERE c.relname = ANY(%s) AND c.relkind = 'r' "
+                        "AND c.relnamespace = to_regnamespace(current_schema())::oid "
+                        "AND (pg_has_role(current_user, c.relowner, 'USAGE') "
+                        "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))", (names,))
+            allowed = {r[0] for r in cur.fetchall()}
+            done = [n for n in names if n in allowed]
+            for name in done:
+                cur.execute(f'VACUUM (ANALYZE) "{name}"')  # a partition name of the pattern above
+    finally:
+        driver_conn.autocommit = was
+    return done, [n for n in names if n not in allowed]
