@@ -1,0 +1,167 @@
+"""VEE rules on the second core: a forked process runs the engine while ingest writes.
+
+After a large file's raw days are stored, :func:`kwhub.hub.ingest.vee.validate_days` runs
+the rules channel by channel and writes each channel's validated days. On one process the
+two take turns (threads do not help: both sides hold the GIL). :class:`EngineWorker` is a
+child process, forked before the file's write transaction begins, that runs
+:meth:`~kwhub.core.vee.VeeEngine.validate_dense` for the channels the main process hands
+it (the arrays and context go through a pipe, pickled) while the main process writes the
+channel before. The outcome is the engine's, computed from the same inputs in the same
+channel order, so what is stored is byte for byte what the serial path stores.
+
+The worker is only started where forking is safe and pays: the ``fork`` start method
+exists, the process runs no other thread (the SQLite checkpoint thread is paused around
+the fork), the file is large (the streamed path), and ``workers`` (``kwhub ingest
+--workers``, ``KWHUB_INGEST_WORKERS``) is not 1. The child never touches the database: it
+inherited the parent's connections but uses none and leaves with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+ENV_WORKERS = "KWHUB_INGEST_WORKERS"
+
+
+def resolve_workers(workers: int | None) -> int:
+    """The number of processes an ingest may use: ``workers`` when given, else the
+    ``KWHUB_INGEST_WORKERS`` environment variable, else automatic (0: two when the machine
+    has at least two cores, else one)."""
+    if workers is None:
+        raw = os.environ.get(ENV_WORKERS, "").strip()
+        try:
+            workers = int(raw) if raw else 0
+        except ValueError:
+            workers = 0
+    if workers <= 0:
+        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
+    return workers
+
+
+class EngineWorker:
+    """A forked child that validates channels with the VEE engine, in the order handed to it.
+
+    :meth:`submit` sends one channel's inputs (it never blocks on the child: a thread in
+    the child takes the jobs off the pipe), :meth:`result` returns the oldest job's
+    outcome (or raises its error). :meth:`close` ends the child. Start it with
+    :meth:`start`, which returns None where it cannot run.
+    """
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self._process = process
+        self._conn = conn
+        self._engines = 0  # engine configurations sent so far
+        self.in_flight = 0
+
+    @classmethod
+    def start(cls, db: Any = None, workers: int | None = None) -> EngineWorker | None:
+        """A running worker, or None (one worker requested, no ``fork``, other threads running)."""
+        import multiprocessing as mp
+
+        if resolve_workers(workers) < 2 or "fork" not in mp.get_all_start_methods():
+            return None
+        ctx = mp.get_context("fork")
+        with _checkpoint_paused(db):
+            if threading.active_count() != 1:
+                return None
+            parent, child = ctx.Pipe(duplex=True)
+            process = ctx.Process(target=_serve, args=(child,), name="kwhub-vee-worker", daemon=True)
+            process.start()
+        child.close()
+        return cls(process, parent)
+
+    def engine(self, config: Any) -> int:
+        """Send an engine configuration (the rules come from the plugin registry); its key."""
+        self._engines += 1
+        self._conn.send(("engine", self._engines, config))
+        return self._engines
+
+    def submit(self, engine: int, channel: Any, days: list[Any], values: Any, quality: Any, ctx: Any) -> None:
+        """Validate one channel (``VeeEngine.validate_dense(..., compact=True)``) in the child."""
+        self._conn.send(("job", engine, channel, days, values, quality, ctx))
+        self.in_flight += 1
+
+    def result(self) -> Any:
+        """The oldest job's :class:`~kwhub.core.vee.VeeOutcome` (its error raises here)."""
+        try:
+            ok, got = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the VEE worker process ended unexpectedly") from None
+        finally:
+            self.in_flight -= 1
+        if not ok:
+            raise got
+        return got
+
+    def close(self) -> None:
+        """End the child (jobs still in flight are dropped)."""
+        try:
+            self._conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self._conn.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+@contextmanager
+def _checkpoint_paused(db: Any) -> Iterator[None]:
+    pause = getattr(getattr(db, "checkpointer", None), "paused", None)
+    if pause is None:
+        yield
+        return
+    with pause():
+        yield
+
+
+def _serve(conn: Any) -> None:
+    """The child: a thread takes jobs off the pipe (so the parent's sends never wait for the
+    engine), the main thread runs them in order and sends each outcome back."""
+    from kwhub.core.vee import VeeEngine
+
+    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                msg = conn.recv()
+                jobs.put(msg)
+                if msg is None:
+                    return
+        except (EOFError, OSError):
+            jobs.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    engines: dict[int, Any] = {}
+    while True:
+        msg = jobs.get()
+        if msg is None:
+            return
+        if msg[0] == "engine":
+            try:
+                from kwhub.hub.registry import get_registry
+
+                engines[msg[1]] = VeeEngine(get_registry().vee_rules, msg[2])
+            except BaseException as exc:  # noqa: BLE001 - reported with the jobs that need it
+                engines[msg[1]] = exc
+            continue
+        _, key, channel, days, values, quality, ctx = msg
+        engine = engines[key]
+        try:
+            if isinstance(engine, BaseException):
+                raise engine
+            reply: tuple[bool, Any] = (True, engine.validate_dense(channel, days, values, quality, ctx,
+                                                                    compact=True))
+        except BaseException as exc:  # noqa: BLE001 - the parent raises it
+            reply = (False, exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - an error that does not pickle
+            conn.send((False, RuntimeError(f"VEE worker: {type(exc).__name__}: {exc}")))
