@@ -1,6 +1,6 @@
 """A large file's VEE run with the engine in a forked worker stores what the one-process run stores.
 
-``ingest_file(..., workers=2)`` forks a worker (kwhub.hub.ingest.vee_worker) that runs the
+``ingest_file(..., workers=2)`` forks a worker (kwhub.hub.ingest.worker) that runs the
 VEE engine while the main process writes; ``workers=1`` runs everything here. On files
 with gaps, repeated rows, DST days (local time, both transitions) and spikes, both store
 the same bytes in every ``interval_day`` column and the same ``vee_event`` rows; a bad
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from kwhub.core.campus import Campus, Channel, Site
 from kwhub.core.intervals import IntervalDataError
 from kwhub.hub.ingest import batch as batch_mod
-from kwhub.hub.ingest import vee_worker
+from kwhub.hub.ingest import worker
 from kwhub.hub.ingest.batch import adapter_context, ingest_file
 from kwhub.hub.store import Database
 from kwhub.hub.store.tables import VeeEvent, interval_day_table
@@ -73,8 +73,11 @@ def _dump(db: Database) -> tuple[list[tuple], list[tuple]]:
                             .order_by(t.c.channel_id, t.c.layer, t.c.day, t.c.version)).all()
         events = conn.execute(select(*[c for c in e.c if c.name not in skip_e])
                               .order_by(e.c.channel_id, e.c.day, e.c.rule_id, e.c.action)).all()
-    fix = (lambda r: tuple(bytes(x) if isinstance(x, memoryview) else x for x in r))
-    return [fix(r) for r in days], [fix(r) for r in events]
+    return [_plain(r) for r in days], [_plain(r) for r in events]
+
+
+def _plain(row: tuple) -> tuple:
+    return tuple(bytes(x) if isinstance(x, memoryview) else x for x in row)
 
 
 @pytest.fixture
@@ -82,14 +85,14 @@ def streamed(monkeypatch):
     monkeypatch.setattr(batch_mod, "STREAM_MIN_BYTES", 0)
     monkeypatch.setattr(csv_meter, "STREAM_CHUNK_BYTES", 30_000)  # many chunks
     started: list[bool] = []
-    real = vee_worker.EngineWorker.start.__func__  # type: ignore[attr-defined]
+    real = worker.IngestWorker.start.__func__  # type: ignore[attr-defined]
 
     def spy(cls, *a, **k):
         w = real(cls, *a, **k)
         started.append(w is not None)
         return w
 
-    monkeypatch.setattr(vee_worker.EngineWorker, "start", classmethod(spy))
+    monkeypatch.setattr(worker.IngestWorker, "start", classmethod(spy))
     return started
 
 
@@ -168,16 +171,16 @@ def test_a_failure_in_the_worker_writes_no_validated_day(tmp_path, streamed, mon
 
 
 def test_workers_setting(monkeypatch) -> None:
-    monkeypatch.delenv(vee_worker.ENV_WORKERS, raising=False)
-    assert vee_worker.resolve_workers(1) == 1
-    assert vee_worker.resolve_workers(3) == 3
-    monkeypatch.setenv(vee_worker.ENV_WORKERS, "1")
-    assert vee_worker.resolve_workers(None) == 1
-    monkeypatch.setattr(vee_worker.os, "cpu_count", lambda: 1)
-    assert vee_worker.resolve_workers(0) == 1
-    monkeypatch.delenv(vee_worker.ENV_WORKERS)
-    monkeypatch.setattr(vee_worker.os, "cpu_count", lambda: 4)
-    assert vee_worker.resolve_workers(None) == 2
+    monkeypatch.delenv(worker.ENV_WORKERS, raising=False)
+    assert worker.resolve_workers(1) == 1
+    assert worker.resolve_workers(3) == 3
+    monkeypatch.setenv(worker.ENV_WORKERS, "1")
+    assert worker.resolve_workers(None) == 1
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
+    assert worker.resolve_workers(0) == 1
+    monkeypatch.delenv(worker.ENV_WORKERS)
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
+    assert worker.resolve_workers(None) == 2
 
 
 def test_no_worker_while_another_thread_runs(tmp_path) -> None:
@@ -187,10 +190,10 @@ def test_no_worker_while_another_thread_runs(tmp_path) -> None:
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert vee_worker.EngineWorker.start(None, workers=2) is None
+        assert worker.IngestWorker.start(None, workers=2) is None
     finally:
         stop.set()
         t.join()
-    w = vee_worker.EngineWorker.start(None, workers=2)
+    w = worker.IngestWorker.start(None, workers=2)
     assert w is not None
     w.close()

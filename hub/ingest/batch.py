@@ -364,7 +364,7 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     """Parse ``path`` with ``adapter_instance`` and store it; see the module docstring.
 
     ``workers``: processes a large streamed file may use (None: ``KWHUB_INGEST_WORKERS``,
-    else automatic; 1: this process only); see :mod:`kwhub.hub.ingest.vee_worker`.
+    else automatic; 1: this process only); see :mod:`kwhub.hub.ingest.worker`.
 
     Raises :class:`~kwhub.core.intervals.IntervalDataError` (naming file, line/element, field) for
     bad input, before anything is written.
@@ -381,18 +381,19 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     if stream is not None and not allow_new_channels and path.stat().st_size >= STREAM_MIN_BYTES:
         chunks = stream(path, channel)
         if chunks is not None:
-            worker = None
-            if run_vee:  # forked before the write transaction and any thread of it (see vee_worker)
-                from kwhub.hub.ingest.vee_worker import EngineWorker
+            from kwhub.hub.ingest.worker import IngestWorker
 
-                worker = EngineWorker.start(db, workers)
-            try:
-                with collector_paused():  # (see gc_pause: no collection walks the whole process per batch)
-                    done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee,
-                                          vee_config, vee_now, adapter_instance.context.limits, worker)
-            finally:
-                if worker is not None:
-                    worker.close()
+            with collector_paused():  # (see gc_pause: no collection walks the whole process per batch)
+                # the parse (and VEE's engine) in a child forked before the write transaction (see worker)
+                worker = IngestWorker.start(db, workers, chunks)
+                try:
+                    done = _ingest_stream(db, campus, worker.batches() if worker is not None else chunks, str(path),
+                                          adapter_instance.type_id, run_vee, vee_config, vee_now,
+                                          adapter_instance.context.limits, worker)
+                finally:
+                    if worker is not None:
+                        worker.close()
+                        getattr(chunks, "close", lambda: None)()  # (never started here: the child ran it)
             if done is not None:
                 return done
     batch = adapter_instance.read_file(path, channel)

@@ -36,7 +36,6 @@ from kwhub.core.vee import (
     VeeOutcome,
 )
 from kwhub.core.vee.engine import MAX_FRAME_EXTENSION_DAYS, DenseDays
-from kwhub.hub.ingest.vee_worker import EngineWorker
 from kwhub.hub.ingest.vee_write import (
     _EPOCH_ORDINAL,
     _as_days,
@@ -44,6 +43,7 @@ from kwhub.hub.ingest.vee_write import (
     _raw_equal_hashes,
     _ValidatedWriter,
 )
+from kwhub.hub.ingest.worker import IngestWorker
 from kwhub.hub.store import Database, WriteReport
 from kwhub.hub.store.day_writer import FreshDays
 
@@ -356,7 +356,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                   register_reads: Mapping[str, RegisterReads] | None = None,
                   now: datetime | None = None, registry: Any | None = None,
                   fresh: Mapping[str, FreshDays] | None = None,
-                  worker: EngineWorker | None = None) -> VeeSummary:
+                  worker: IngestWorker | None = None) -> VeeSummary:
     """Validate the raw layer of ``channel_days`` and store the validated layer and events.
 
     ``fresh``: per channel, the raw days the caller has just written to a store that held
@@ -368,7 +368,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     ``register_reads`` per channel (sum check, register spread); ``now`` (default: the
     current time) bounds what counts as a gap. Channels a sum check compares are taken
     from this run's results when validated earlier in it, else from the store.
-    ``worker``: an :class:`~kwhub.hub.ingest.vee_worker.EngineWorker` that runs the engine
+    ``worker``: an :class:`~kwhub.hub.ingest.worker.IngestWorker` that runs the engine
     for the channels read as dense arrays while this process writes (the same result).
     """
     if registry is None:
@@ -411,7 +411,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             wanted_later.update(avail_of.get(ch.asset, []))
     stored_reads = _stored_reads(db, plan, register_reads or {})
     dense = _Dense(db, campus_channels, engine, plan, stored_reads, fresh)
-    # with a worker process (see kwhub.hub.ingest.vee_worker) the engine runs there for the
+    # with a worker process (see kwhub.hub.ingest.worker) the engine runs there for the
     # channels whose context holds no other channel of this run, a few channels ahead of
     # the writes here; the outcomes are taken in plan order, so the writes are the serial ones
     engine_key = worker.engine(cfg) if worker is not None else 0

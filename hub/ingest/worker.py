@@ -1,13 +1,21 @@
-"""VEE rules on the second core: a forked process runs the engine while ingest writes.
+"""A large file's ingest on two cores: a forked process parses and runs VEE rules while this one writes.
 
-After a large file's raw days are stored, :func:`kwhub.hub.ingest.vee.validate_days` runs
-the rules channel by channel and writes each channel's validated days. On one process the
-two take turns (threads do not help: both sides hold the GIL). :class:`EngineWorker` is a
-child process, forked before the file's write transaction begins, that runs
-:meth:`~kwhub.core.vee.VeeEngine.validate_dense` for the channels the main process hands
-it (the arrays and context go through a pipe, pickled) while the main process writes the
-channel before. The outcome is the engine's, computed from the same inputs in the same
-channel order, so what is stored is byte for byte what the serial path stores.
+On one process the parse, the VEE engine and the SQLite writes take turns (threads do not
+help: all of them hold the GIL for most of their work). :class:`IngestWorker` is a child
+process, forked before the file's write transaction begins, with two jobs in turn:
+
+1. it runs the adapter's chunk iterator (``iter_file``: the parse) and sends each batch
+   of whole days through a pipe (pickled arrays) while this process checks and writes
+   the batch before; at most one batch waits in the pipe and one is being parsed, so
+   memory stays bounded by the chunk size. Its error (a bad cell) is raised here, where
+   the streamed path then reads the file whole and names the cell as usual;
+2. after the raw days are stored, it runs
+   :meth:`~kwhub.core.vee.VeeEngine.validate_dense` for the channels
+   :func:`kwhub.hub.ingest.vee.validate_days` hands it (arrays and context pickled),
+   while this process writes the channel before.
+
+Both compute what the serial path computes from the same inputs in the same order, so
+what is stored is byte for byte what the serial path stores.
 
 The worker is only started where forking is safe and pays: the ``fork`` start method
 exists, the process runs no other thread (the SQLite checkpoint thread is paused around
@@ -43,10 +51,10 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-class EngineWorker:
-    """A forked child that validates channels with the VEE engine, in the order handed to it.
+class IngestWorker:
+    """A forked child that parses a file's chunks, then validates channels with the VEE engine.
 
-    :meth:`submit` sends one channel's inputs (it never blocks on the child: a thread in
+    :meth:`batches` yields the parsed chunks (when started with ``chunks``); :meth:`submit` sends one channel's inputs (it never blocks on the child: a thread in
     the child takes the jobs off the pipe), :meth:`result` returns the oldest job's
     outcome (or raises its error). :meth:`close` ends the child. Start it with
     :meth:`start`, which returns None where it cannot run.
@@ -59,8 +67,12 @@ class EngineWorker:
         self.in_flight = 0
 
     @classmethod
-    def start(cls, db: Any = None, workers: int | None = None) -> EngineWorker | None:
-        """A running worker, or None (one worker requested, no ``fork``, other threads running)."""
+    def start(cls, db: Any = None, workers: int | None = None,
+              chunks: Iterator[Any] | None = None) -> IngestWorker | None:
+        """A running worker, or None (one worker requested, no ``fork``, other threads running).
+
+        ``chunks``: an iterator not yet started (a generator: nothing of it runs here) that
+        the child runs; its batches come out of :meth:`batches`."""
         import multiprocessing as mp
 
         if resolve_workers(workers) < 2 or "fork" not in mp.get_all_start_methods():
@@ -70,10 +82,23 @@ class EngineWorker:
             if threading.active_count() != 1:
                 return None
             parent, child = ctx.Pipe(duplex=True)
-            process = ctx.Process(target=_serve, args=(child,), name="kwhub-vee-worker", daemon=True)
+            process = ctx.Process(target=_serve, args=(child, chunks), name="kwhub-ingest-worker", daemon=True)
             process.start()
         child.close()
         return cls(process, parent)
+
+    def batches(self) -> Iterator[Any]:
+        """The batches the child parses, in order; its error (a bad cell) raises here."""
+        while True:
+            try:
+                kind, got = self._conn.recv()
+            except EOFError:
+                raise RuntimeError("the ingest worker process ended unexpectedly") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise got
+            yield got
 
     def engine(self, config: Any) -> int:
         """Send an engine configuration (the rules come from the plugin registry); its key."""
@@ -91,7 +116,7 @@ class EngineWorker:
         try:
             ok, got = self._conn.recv()
         except EOFError:
-            raise RuntimeError("the VEE worker process ended unexpectedly") from None
+            raise RuntimeError("the ingest worker process ended unexpectedly") from None
         finally:
             self.in_flight -= 1
         if not ok:
@@ -121,11 +146,42 @@ def _checkpoint_paused(db: Any) -> Iterator[None]:
         yield
 
 
-def _serve(conn: Any) -> None:
-    """The child: a thread takes jobs off the pipe (so the parent's sends never wait for the
-    engine), the main thread runs them in order and sends each outcome back."""
+def _send_error(conn: Any, kind: str, exc: BaseException) -> None:
+    try:
+        conn.send((kind, exc))
+    except (OSError, ValueError):  # the parent has gone (it stopped reading)
+        raise
+    except Exception as why:  # noqa: BLE001 - an error that does not pickle
+        conn.send((kind, RuntimeError(f"ingest worker: {type(exc).__name__}: {exc} ({why})")))
+
+
+def _parse(conn: Any, chunks: Iterator[Any]) -> None:
+    """The child's first job: run the chunk iterator, each batch to the parent."""
+    try:
+        for batch in chunks:
+            conn.send(("batch", batch))
+        conn.send(("end", None))
+    except (BrokenPipeError, ConnectionResetError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the parent raises it
+        _send_error(conn, "error", exc)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _serve(conn: Any, chunks: Iterator[Any] | None = None) -> None:
+    """The child: the parse first (when given), then the engine: a thread takes jobs off the
+    pipe (so the parent's sends never wait for the engine), the main thread runs them in
+    order and sends each outcome back."""
     from kwhub.core.vee import VeeEngine
 
+    if chunks is not None:
+        try:
+            _parse(conn, chunks)
+        except (BrokenPipeError, ConnectionResetError):
+            return
     jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def read() -> None:
