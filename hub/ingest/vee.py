@@ -439,7 +439,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
         assert worker is not None
         while len(pending) > keep:
             p_cid, p_days, p_channel, p_v, p_q, p_first = pending.popleft()
-            finish(p_cid, p_days, p_channel, worker.result(), p_v, p_q, p_first)
+            finish(p_cid, p_days, p_channel, worker.result(p_v, p_q), p_v, p_q, p_first)
 
     try:
         for cid, days in plan:
@@ -490,7 +490,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 asset=asset, now_epoch=now_epoch, history_dense=history_dense, period_reads=own.period_reads,
             )
             if history_dense is not None and worker is not None:
-                worker.submit(engine_key, channel, days, target_v, target_q, ctx)
+                worker.submit(engine_key, channel, days, rv, rq, at, ctx)
                 pending.append((cid, days, channel, target_v, target_q, first_versions))
                 drain(_WORKER_AHEAD)
                 continue

@@ -26,12 +26,15 @@ inherited the parent's connections but uses none and leaves with ``os._exit``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 ENV_WORKERS = "KWHUB_INGEST_WORKERS"
 
@@ -106,13 +109,18 @@ class IngestWorker:
         self._conn.send(("engine", self._engines, config))
         return self._engines
 
-    def submit(self, engine: int, channel: Any, days: list[Any], values: Any, quality: Any, ctx: Any) -> None:
-        """Validate one channel (``VeeEngine.validate_dense(..., compact=True)``) in the child."""
-        self._conn.send(("job", engine, channel, days, values, quality, ctx))
+    def submit(self, engine: int, channel: Any, days: list[Any], frame_values: np.ndarray,
+               frame_quality: np.ndarray, at: np.ndarray, ctx: Any) -> None:
+        """Validate one channel in the child: ``VeeEngine.validate_dense(channel, days,
+        frame_values[at], frame_quality[at], ctx, compact=True)`` (the target days are cut
+        from the frame there: the frame usually travels once, as the context's history too)."""
+        self._conn.send(("job", engine, channel, days, frame_values, frame_quality, at, ctx))
         self.in_flight += 1
 
-    def result(self) -> Any:
-        """The oldest job's :class:`~kwhub.core.vee.VeeOutcome` (its error raises here)."""
+    def result(self, values: np.ndarray, quality: np.ndarray) -> Any:
+        """The oldest job's :class:`~kwhub.core.vee.VeeOutcome` (its error raises here);
+        ``values`` and ``quality``: that job's target days (the child sends only the days the
+        rules changed, see :func:`_pack`)."""
         try:
             ok, got = self._conn.recv()
         except EOFError:
@@ -121,7 +129,7 @@ class IngestWorker:
             self.in_flight -= 1
         if not ok:
             raise got
-        return got
+        return _unpack(got, values, quality)
 
     def close(self) -> None:
         """End the child (jobs still in flight are dropped)."""
@@ -144,6 +152,41 @@ def _checkpoint_paused(db: Any) -> Iterator[None]:
         return
     with pause():
         yield
+
+
+def _rows_changed(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Rows of ``new`` whose bytes differ from ``old``'s (NaN payloads and signed zeros included)."""
+    return np.flatnonzero((new.view(np.uint8) != old.view(np.uint8)).reshape(len(new), -1).any(axis=1))
+
+
+def _pack(outcome: Any, values: np.ndarray, quality: np.ndarray) -> Any:
+    """The outcome to send: when its dense days are the target days, only the rows the
+    rules changed (values, quality) and the rows with rule ids travel; else all of it."""
+    out = getattr(outcome, "dense", None)
+    if (out is None or getattr(outcome, "_validated", None) is not None or out.values.shape != values.shape
+            or out.values.dtype != values.dtype or out.quality.dtype != quality.dtype
+            or out.quality.shape != quality.shape or out.rule_ids.shape != quality.shape):
+        return ("whole", outcome)
+    changed = np.union1d(_rows_changed(out.values, values), _rows_changed(out.quality, quality))
+    ruled = np.flatnonzero(out.rule_ids.reshape(len(out.rule_ids), -1).any(axis=1))
+    rest = dataclasses.replace(out, values=out.values[changed], quality=out.quality[changed],
+                               rule_ids=out.rule_ids[ruled])
+    return ("changed", outcome.events, rest, changed, ruled, out.rule_ids.dtype)
+
+
+def _unpack(got: Any, values: np.ndarray, quality: np.ndarray) -> Any:
+    """The outcome :func:`_pack` sent, whole again (the unchanged rows from the target days)."""
+    if got[0] == "whole":
+        return got[1]
+    from kwhub.core.vee import VeeOutcome
+
+    _, events, rest, changed, ruled, ids_dtype = got
+    v, q = values.copy(), quality.copy()
+    v[changed] = rest.values
+    q[changed] = rest.quality
+    ids = np.zeros(quality.shape, dtype=ids_dtype)
+    ids[ruled] = rest.rule_ids
+    return VeeOutcome(events=events, dense=dataclasses.replace(rest, values=v, quality=q, rule_ids=ids))
 
 
 def _send_error(conn: Any, kind: str, exc: BaseException) -> None:
@@ -208,13 +251,14 @@ def _serve(conn: Any, chunks: Iterator[Any] | None = None) -> None:
             except BaseException as exc:  # noqa: BLE001 - reported with the jobs that need it
                 engines[msg[1]] = exc
             continue
-        _, key, channel, days, values, quality, ctx = msg
+        _, key, channel, days, frame_values, frame_quality, at, ctx = msg
         engine = engines[key]
         try:
             if isinstance(engine, BaseException):
                 raise engine
-            reply: tuple[bool, Any] = (True, engine.validate_dense(channel, days, values, quality, ctx,
-                                                                    compact=True))
+            values, quality = frame_values[at], frame_quality[at]
+            outcome = engine.validate_dense(channel, days, values, quality, ctx, compact=True)
+            reply: tuple[bool, Any] = (True, _pack(outcome, values, quality))
         except BaseException as exc:  # noqa: BLE001 - the parent raises it
             reply = (False, exc)
         try:
