@@ -85,6 +85,7 @@ class IngestWorker:
             if threading.active_count() != 1:
                 return None
             parent, child = ctx.Pipe(duplex=True)
+            _widen(parent, child)
             process = ctx.Process(target=_serve, args=(child, chunks), name="kwhub-ingest-worker", daemon=True)
             process.start()
         child.close()
@@ -142,6 +143,29 @@ class IngestWorker:
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+
+
+#: socket buffer asked for each way (the kernel caps it at net.core.wmem_max / rmem_max):
+#: a job or an outcome fits whole, so neither side waits for the other to be scheduled
+#: to take a few hundred kB at a time
+PIPE_BUFFER_BYTES = 4 << 20
+
+
+def _widen(*conns: Any) -> None:
+    import socket
+
+    for conn in conns:
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        except OSError:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PIPE_BUFFER_BYTES)
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
 
 @contextmanager
