@@ -172,15 +172,15 @@ def test_a_failure_in_the_worker_writes_no_validated_day(tmp_path, streamed, mon
 
 def test_workers_setting(monkeypatch) -> None:
     monkeypatch.delenv(worker.ENV_WORKERS, raising=False)
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
     assert worker.resolve_workers(1) == 1
     assert worker.resolve_workers(3) == 3
-    monkeypatch.setenv(worker.ENV_WORKERS, "1")
-    assert worker.resolve_workers(None) == 1
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
-    assert worker.resolve_workers(0) == 1
-    monkeypatch.delenv(worker.ENV_WORKERS)
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
+    assert worker.resolve_workers(None) == worker.AUTO_WORKERS == worker.resolve_workers(0)
+    monkeypatch.setenv(worker.ENV_WORKERS, "2")
     assert worker.resolve_workers(None) == 2
+    assert worker.resolve_workers(1) == 1  # the caller's word first
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
+    assert worker.resolve_workers(2) == 1  # never more than the cores
 
 
 def test_no_worker_while_another_thread_runs(tmp_path) -> None:

@@ -86,9 +86,9 @@ def ingest(
     timezone: str | None = typer.Option(None, "--timezone", help="Time zone of naive local timestamps."),
     vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
     workers: int = typer.Option(0, "--workers", min=0,
-                                help="Processes for a large CSV file (parse and VEE rules in a second process "
-                                     "while this one writes): 1 = one process, 0 = auto (2 on a machine with "
-                                     "2+ cores; env KWHUB_INGEST_WORKERS)."),
+                                help="Processes for a large CSV file: 2 = parse and VEE rules in a forked "
+                                     "second process while this one writes (same result; see "
+                                     "docs/meters-csv.md), 1 = one process; 0 = KWHUB_INGEST_WORKERS, else 1."),
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Ingest meter files: interval data into the raw layer and period readings (daily, billing,

@@ -39,19 +39,27 @@ import numpy as np
 ENV_WORKERS = "KWHUB_INGEST_WORKERS"
 
 
+#: processes when neither the caller nor ``KWHUB_INGEST_WORKERS`` says: one. Measured on the
+#: 2-core reference machine (bench/ingest_csv.py, 10M intervals, A/B with one process in the
+#: same minutes) the second process did not pay: it moves ~2.5 s of CPU (parse, engine) off
+#: this process but adds ~1.2 s (pickling, the pipe, the arrays sent twice), and this
+#: process's SQLite insert and checkpoint threads then compete with it for the second core
+AUTO_WORKERS = 1
+
+
 def resolve_workers(workers: int | None) -> int:
-    """The number of processes an ingest may use: ``workers`` when given, else the
-    ``KWHUB_INGEST_WORKERS`` environment variable, else automatic (0: two when the machine
-    has at least two cores, else one)."""
-    if workers is None:
+    """The number of processes an ingest may use: ``workers`` when given and positive, else
+    the ``KWHUB_INGEST_WORKERS`` environment variable, else ``AUTO_WORKERS``; never more
+    than the machine's cores."""
+    if workers is None or workers <= 0:
         raw = os.environ.get(ENV_WORKERS, "").strip()
         try:
             workers = int(raw) if raw else 0
         except ValueError:
             workers = 0
     if workers <= 0:
-        workers = 2 if (os.cpu_count() or 1) >= 2 else 1
-    return workers
+        workers = AUTO_WORKERS
+    return max(1, min(workers, os.cpu_count() or 1))
 
 
 class IngestWorker:
