@@ -9,6 +9,8 @@ loads the same file into a native table of a fresh on-disk DuckDB database
 (``CREATE TABLE ... AS SELECT * FROM read_csv(...)`` and a checkpoint; no validation).
 Both totals are checked equal (every value in thousandths of a kWh, summed as integers).
 Each side runs ``--runs`` times on a fresh database; medians (wall and CPU) with the spread.
+Our CPU includes the ingest's worker process when one ran (``KWHUB_INGEST_WORKERS=2``:
+kwhub.hub.ingest.worker); the main process's own CPU is printed beside it.
 The last line is one JSON object.
 
     python bench/ingest_csv.py [--rows 35040] [--channels 286] [--runs 3] [--keep]

@@ -66,6 +66,7 @@ def child(kind: str, csv_path: str, work: str) -> None:
             p.unlink()
         db = Database.open(f"sqlite:///{Path(work) / 'kwhub.db'}")
         base = _rss_mb()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         t = time.perf_counter()
         report = ingest_file(db, campus, meter, csv_path)
         db.wait_checkpointed()
@@ -74,7 +75,11 @@ def child(kind: str, csv_path: str, work: str) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # the ingest's worker process (kwhub.hub.ingest.worker), when one ran: forked from this
         # one, its resident pages include the ones it shares with it (imports: ``base``)
+        # (other children, e.g. a subprocess run while importing, count too: reported only when
+        # the peak grew during the ingest)
         worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if worker <= children_before:
+            worker = 0.0
         total = our_total(db, names, rows)  # read back after the peak was taken
         db.close()
         print(json.dumps({"seconds": secs, "peak_rss_mb": peak, "base_rss_mb": base, "intervals": n,

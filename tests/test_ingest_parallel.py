@@ -197,3 +197,21 @@ def test_no_worker_while_another_thread_runs(tmp_path) -> None:
     w = worker.IngestWorker.start(None, workers=2)
     assert w is not None
     w.close()
+
+
+def test_the_checkpoint_thread_pauses_for_the_fork_and_goes_on_after(tmp_path) -> None:
+    import threading
+
+    db = Database.open(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        cp = db.checkpointer
+        assert cp is not None
+        cp.nudge()
+        assert cp.wait(10)
+        with cp.paused():
+            assert not [t for t in threading.enumerate() if t.name.startswith("kwhub-checkpoint")]
+        runs = cp.runs
+        cp.nudge()  # a commit after the pause: the thread starts again and checkpoints
+        assert cp.wait(10) and cp.runs > runs
+    finally:
+        db.close()
