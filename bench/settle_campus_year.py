@@ -4,7 +4,8 @@ Setup (not timed, cached in /tmp): 1,000 tenant sub-meter channels x 35,040 quar
 of 2026 (plus the UTC edge day) written to a SQLite store; 20 tenants of 50 channels,
 each with a contract of TOU energy + demand + a shared fixed fee.
 
-Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time), the same 240
+Timed: ``settle_periods()`` for the 12 local months of 2026 (New York time) with ``--jobs`` processes
+(default: one per CPU, as ``kwhub settle``; the contracts split between them), the same 240
 runs as 12 ``settle()`` calls: read_matrix from the store (in chunks of consecutive months, read in turn on
 SQLite: see ``kwhub.hub.settle.loading.reads_ahead``), allocation/
 aggregation, pricing, statements, run inputs and invoices issued and committed. The fresh
@@ -143,18 +144,24 @@ def fresh_copy() -> Path:
     return work
 
 
-def settle_year(db, camp: Campus) -> tuple[float, float, list]:  # noqa: ANN001
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the settle's worker processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def settle_year(db, camp: Campus, jobs: int) -> tuple[float, float, list]:  # noqa: ANN001
     """All 12 months in one ``settle_periods`` call: the same 240 runs as 12 ``settle`` calls,
     with the year's channels read from the store once and sliced per month."""
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.service import settle_periods
 
     reg = get_registry()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu()
     outcomes = settle_periods(db, camp, MONTHS, components=reg, issue_date=date(YEAR + 1, 1, 15),
-                              now=datetime(YEAR + 1, 1, 15, tzinfo=UTC))  # the year is over: checks pass
+                              now=datetime(YEAR + 1, 1, 15, tzinfo=UTC), jobs=jobs)  # the year is over: checks pass
     db.wait_checkpointed()  # the background copy of the SQLite log counts too
-    return time.perf_counter() - t0, time.process_time() - c0, outcomes
+    return time.perf_counter() - t0, _cpu() - c0, outcomes
 
 
 def stored_totals(db) -> dict[tuple[str, str], Decimal]:  # noqa: ANN001
@@ -317,11 +324,15 @@ def _fig(xs: list[float]) -> str:
 def main() -> None:
     import argparse
 
+    from kwhub.hub.settle.parallel import default_jobs
     from kwhub.hub.store import Database
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tenants", type=int, default=20, help="tenants of 50 channels each (default 20)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each engine (medians reported)")
+    ap.add_argument("--jobs", type=int, default=default_jobs(),
+                    help=f"processes of our settle, as `kwhub settle --jobs` (default {default_jobs()}: "
+                         "this machine's CPUs, as the CLI)")
     args = ap.parse_args()
     configure(args.tenants)
     setup_s, cached = build_store()
@@ -337,7 +348,7 @@ def main() -> None:
         work = fresh_copy()
         os.sync()  # the copy reaches the disk before the clock starts (its flush is not our work)
         db = Database.open(f"sqlite:///{work}")
-        secs, cpu, outcomes = settle_year(db, camp)
+        secs, cpu, outcomes = settle_year(db, camp, args.jobs)
         stored = stored_totals(db)
         db.close()
         for p in work.parent.glob(work.name + "*"):
@@ -365,7 +376,7 @@ def main() -> None:
         print(f"run {r + 1}: kwhub {secs:.3f} s (cpu {cpu:.3f}), duckdb {dw:.3f} s (cpu {dc:.3f}), "
               f"polars {pw:.3f} s (cpu {pc:.3f}); {len(outcomes)} runs, {len(outcomes) - len(errors)} invoices")
     ours_s, duck_s, pol_s = _median(ours_w), _median(duck_w), _median(pol_w)
-    print(f"kwhub:  {_fig(ours_w)}, cpu {_fig(ours_c)}: {n_int:,} intervals from the store to issued invoices "
+    print(f"kwhub:  {_fig(ours_w)}, cpu {_fig(ours_c)}, {args.jobs} process(es): {n_int:,} intervals from the store to issued invoices "
           f"({n_int / ours_s / 1e6:.1f} M intervals/s)")
     print(f"duckdb: {_fig(duck_w)}, cpu {_fig(duck_c)} (its own on-disk table, loaded beforehand; query only)"
           f"  ours/peer {ours_s / duck_s:.2f}")

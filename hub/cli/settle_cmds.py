@@ -136,6 +136,9 @@ def settle_command(
                                    "read and its allocation computed once) or per `contract`."),
     workers: int = typer.Option(2, "--workers", min=1, help="Workers of the --dask local cluster."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a --dask task that raised."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0,
+                             help="Processes settling this campus (0: one per CPU, at most 4). A large campus is "
+                                  "split by contracts; the invoices equal a one-process settle's. 1: one process."),
 ) -> None:
     """Settle a billing period: price every contract into draft documents and check them.
 
@@ -150,6 +153,10 @@ def settle_command(
     own Dask task (`--dask-tasks contract`: every contract; the same code as a serial settle,
     against the shared database) and then issues each campus' drafts in order; the results
     equal a serial run.
+
+    One campus with many channels is settled on several cores (`--jobs`, one process per CPU by
+    default): its contracts are split by channel count, each part settled in its own process, and
+    the drafts issued in the order one process would issue them.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -158,6 +165,7 @@ def settle_command(
     from kwhub.hub.deliver.outbox import OutboxError
     from kwhub.hub.registry import get_registry
     from kwhub.hub.settle.issuing import outbox_hook
+    from kwhub.hub.settle.parallel import default_jobs
     from kwhub.hub.settle.service import settle
 
     fmt = output_format(fmt, ("text", "json"))
@@ -197,7 +205,7 @@ def settle_command(
             task = bar.add_task(f"settling {safe(period)} ({safe(version)})", total=len(chosen))
             try:
                 outcomes = settle(db, campus, period, contracts=chosen, version=version, options=options,
-                                  on_issue=on_issue, dry_run=dry_run,
+                                  on_issue=on_issue, dry_run=dry_run, jobs=jobs or default_jobs(),
                                   progress=lambda cid: bar.update(task, advance=1, description=f"settling {safe(cid)}"))
             except ValueError as exc:
                 raise UserError(str(exc), exit_code=EXIT_CONFIG) from None

@@ -71,6 +71,7 @@ from kwhub.hub.settle.inputs import InputTable, LoadedSpan, PeriodData, PeriodIn
 from kwhub.hub.settle.invoices_read import get_invoice, invoice_total, list_invoices  # noqa: E402,F401
 from kwhub.hub.settle.issue_write import insert_invoice, next_invoice_number  # noqa: E402,F401
 from kwhub.hub.settle.loading import SpanReader, load_period, load_span, period_chunks, reads_ahead  # noqa: E402,F401
+from kwhub.hub.settle.parallel import parallel_plan, run_parts  # noqa: E402
 from kwhub.hub.settle.run_checks import (
     PeriodFacts,
     checks_of,
@@ -319,17 +320,18 @@ def settle(
     dry_run: bool = False,
     actor: str = "policy:auto",
     issue: bool = True,
+    jobs: int = 1,
 ) -> list[RunOutcome]:
     """Settle ``period`` (``YYYY-MM``, local month of each contract) for the chosen contracts.
 
     Returns one :class:`RunOutcome` per contract; a contract that fails (missing data, a
     pricing error, a run awaiting review) is reported with ``status == "error"`` and the
-    others still compute. See :func:`settle_periods` for the review gate.
+    others still compute. See :func:`settle_periods` for the review gate and ``jobs``.
     """
     return settle_periods(db, campus, [period], contracts=contracts, version=version, options=options,
                           issue_date=issue_date, components=components, progress=progress,
                           max_channels=max_channels, on_issue=on_issue, now=now, dry_run=dry_run, actor=actor,
-                          issue=issue)
+                          issue=issue, jobs=jobs)
 
 
 def settle_periods(
@@ -351,6 +353,7 @@ def settle_periods(
     actor: str = "policy:auto",
     read_ahead: bool | None = None,
     issue: bool = True,
+    jobs: int = 1,
 ) -> list[RunOutcome]:
     """Settle several billing periods; the same runs as :func:`settle` for each period in turn.
 
@@ -376,6 +379,12 @@ def settle_periods(
     by contract. ``issue`` False leaves every draft as a draft: the caller issues them with
     :func:`issue_outcomes` (a portfolio run issues each campus' drafts once all its contracts
     have settled, in the same order as one call would).
+    ``jobs`` above one settles the contracts in that many processes where it is safe and pays
+    (:mod:`kwhub.hub.settle.parallel`: a database file or server other processes can open, and
+    enough channel-intervals): each part is settled by the same code in a forked process and the
+    drafts are issued here afterwards in the serial order, so the runs, invoices and outbox rows
+    equal a one-process settle's. Only call it with ``jobs`` above one from a process that may
+    fork (the CLI, a script), not from a server's request thread.
     The cyclic garbage collector is held back while the call runs
     (:func:`~kwhub.hub.helpers.gc_pause.collector_paused`).
     """
@@ -383,16 +392,15 @@ def settle_periods(
         return _settle_periods(db, campus, periods, contracts=contracts, version=version, options=options,
                                issue_date=issue_date, components=components, progress=progress,
                                max_channels=max_channels, max_cells=max_cells, on_issue=on_issue, now=now,
-                               dry_run=dry_run, actor=actor, read_ahead=read_ahead, issue=issue)
+                               dry_run=dry_run, actor=actor, read_ahead=read_ahead, issue=issue, jobs=jobs)
 
 
 def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, contracts: Iterable[str] | None,
                     version: str, options: SettlementOptions | None, issue_date: date | None,
                     components: Any | None, progress: Callable[[str], None] | None, max_channels: int,
                     max_cells: int, on_issue: Callable[[Any, Invoice], None] | None, now: datetime | None,
-                    dry_run: bool, actor: str, read_ahead: bool | None, issue: bool) -> list[RunOutcome]:
+                    dry_run: bool, actor: str, read_ahead: bool | None, issue: bool, jobs: int) -> list[RunOutcome]:
     options = options or SettlementOptions()
-    ahead = reads_ahead(db) if read_ahead is None else read_ahead
     if components is None:
         from kwhub.hub.registry import get_registry
 
@@ -407,44 +415,113 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
         chosen = [c for c in chosen if c.id in wanted]
     plan = _plan(campus, components)
     labels = list(periods)
-    outcomes: list[RunOutcome] = []
-    chans_of = {c.id: contract_channels(campus, c, plan) for c in chosen}
-    by_id = {c.id: c for c in campus.channels}
-    facts: dict[tuple[str, str], PeriodFacts | None] = {}
-    memo: dict[Any, Any] = {}  # each contract's terms versions and components, built once for all periods
-    for tz, group in _batches(campus, chosen, max_channels, plan):
-        channels: list[str] = []
-        for c in group:
-            channels += chans_of[c.id]
-        alloc_needed = any(needs_allocation(plan, c) for c in group)
-        if alloc_needed:
-            channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
-            if options.carbon is not None:  # the fuel the plants burned, for the emissions on the lines
-                channels += [c.id for c in campus.channels if c.role == "fuel" and c.asset]
-        channels = list(dict.fromkeys(channels))
-        finest = min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
-        pers = [billing_period(label, tz) for label in labels]
-        # reading ahead holds two reads at once; in turn, one read of both sizes (fewer reads:
-        # each costs per channel, in SQLite and in the copy into the matrix)
-        chunks = period_chunks(pers, len(channels), finest, max_cells if ahead else 2 * max_cells)
-        with SpanReader(db, campus, channels, options, chunks, ahead, timezone=tz) as reader:
-            for chunk in chunks:
-                try:
-                    loaded = reader.next()
-                except (SettlementError, PricingError, ValueError) as exc:
-                    outcomes += [RunOutcome(c.id, p.label, version, error=str(exc)) for p in chunk for c in group]
-                    continue
-                for per in chunk:
-                    outcomes += _settle_batch(db, campus, group, loaded.period(per), version, options, alloc_needed,
-                                              chans_of, issue_date=issue_date, components=components,
-                                              progress=progress, plan=plan, now=now, dry_run=dry_run, facts=facts,
-                                              memo=memo)
-                del loaded
+    work = _Work(campus, labels, version, options, components, plan, max_channels, max_cells, issue_date, now,
+                 dry_run, read_ahead)
+    batches = _batches(campus, chosen, max_channels, plan)
+    parts = parallel_plan(db, jobs, [(c.id, len(work.channels_of(c))) for c in chosen],
+                          _cells(campus, batches, labels, work)) if jobs > 1 else None
+    if parts is None:
+        outcomes = work.run(db, batches, progress)
+    else:
+        by_id = {c.id: c for c in chosen}
+
+        def run_part(part_db: Database, ids: list[str], part_progress: Callable[[str], None] | None) -> list[RunOutcome]:
+            with collector_paused():
+                mine = [by_id[i] for i in ids]
+                return work.run(part_db, _batches(campus, mine, max_channels, plan), part_progress)
+
+        # the outcomes in the order one process would have produced them (issuing numbers in this order)
+        batch_of = {c.id: i for i, (_, group) in enumerate(batches) for c in group}
+        rank = {label: i for i, label in reversed(list(enumerate(labels)))}
+        order = {c.id: i for i, c in enumerate(chosen)}
+        outcomes = sorted(run_parts(db, parts, run_part, progress),
+                          key=lambda o: (batch_of[o.contract_id], rank.get(o.period, 0), order[o.contract_id]))
     if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     order = {c.id: i for i, c in enumerate(chosen)}
     rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+def _cells(campus: Campus, batches: list[tuple[str, list[Contract]]], labels: list[str], work: _Work) -> int:
+    """Channel-intervals a settle of ``batches`` reads (at each batch's finest interval length)."""
+    total = 0
+    for tz, group in batches:
+        channels, finest = work.batch_channels(group)
+        total += len(channels) * sum(billing_period(label, tz).span.n_intervals(finest) for label in labels)
+    return total
+
+
+@dataclass
+class _Work:
+    """What every batch of one ``settle_periods`` call shares; :meth:`run` settles some batches."""
+
+    campus: Campus
+    labels: list[str]
+    version: str
+    options: SettlementOptions
+    components: Any
+    plan: EnergyPlan
+    max_channels: int
+    max_cells: int
+    issue_date: date | None
+    now: datetime | None
+    dry_run: bool
+    read_ahead: bool | None
+    _chans: dict[str, list[str]] = field(default_factory=dict)
+
+    def channels_of(self, contract: Contract) -> list[str]:
+        if contract.id not in self._chans:
+            self._chans[contract.id] = contract_channels(self.campus, contract, self.plan)
+        return self._chans[contract.id]
+
+    def batch_channels(self, group: Sequence[Contract]) -> tuple[list[str], int]:
+        """The channels a batch reads (its contracts', plus the balance channels and plant fuel
+        when one needs the allocation) and their finest interval length."""
+        campus, options = self.campus, self.options
+        channels: list[str] = []
+        for c in group:
+            channels += self.channels_of(c)
+        if any(needs_allocation(self.plan, c) for c in group):
+            channels += [c.id for c in campus.channels if c.role in BALANCE_ROLES]
+            if options.carbon is not None:  # the fuel the plants burned, for the emissions on the lines
+                channels += [c.id for c in campus.channels if c.role == "fuel" and c.asset]
+        channels = list(dict.fromkeys(channels))
+        by_id = {c.id: c for c in campus.channels}
+        return channels, min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
+
+    def run(self, db: Database, batches: list[tuple[str, list[Contract]]],
+            progress: Callable[[str], None] | None) -> list[RunOutcome]:
+        """Read, price and write the runs of ``batches`` (drafts; nothing issued), in batch, period,
+        contract order."""
+        ahead = reads_ahead(db) if self.read_ahead is None else self.read_ahead
+        campus, options, plan = self.campus, self.options, self.plan
+        outcomes: list[RunOutcome] = []
+        facts: dict[tuple[str, str], PeriodFacts | None] = {}
+        memo: dict[Any, Any] = {}  # each contract's terms versions and components, built once for all periods
+        chans_of = {c.id: self.channels_of(c) for _, group in batches for c in group}
+        for tz, group in batches:
+            channels, finest = self.batch_channels(group)
+            alloc_needed = any(needs_allocation(plan, c) for c in group)
+            pers = [billing_period(label, tz) for label in self.labels]
+            # reading ahead holds two reads at once; in turn, one read of both sizes (fewer reads:
+            # each costs per channel, in SQLite and in the copy into the matrix)
+            chunks = period_chunks(pers, len(channels), finest, self.max_cells if ahead else 2 * self.max_cells)
+            with SpanReader(db, campus, channels, options, chunks, ahead, timezone=tz) as reader:
+                for chunk in chunks:
+                    try:
+                        loaded = reader.next()
+                    except (SettlementError, PricingError, ValueError) as exc:
+                        outcomes += [RunOutcome(c.id, p.label, self.version, error=str(exc))
+                                     for p in chunk for c in group]
+                        continue
+                    for per in chunk:
+                        outcomes += _settle_batch(db, campus, group, loaded.period(per), self.version, options,
+                                                  alloc_needed, chans_of, issue_date=self.issue_date,
+                                                  components=self.components, progress=progress, plan=plan,
+                                                  now=self.now, dry_run=self.dry_run, facts=facts, memo=memo)
+                    del loaded
+        return outcomes
 
 
 def issue_outcomes(db: Database, campus: Campus, outcomes: list[RunOutcome], options: SettlementOptions, *,

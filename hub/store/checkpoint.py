@@ -37,6 +37,7 @@ class WalCheckpointer:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._cond = threading.Condition()
+        self._busy = threading.Lock()  # held while the thread is inside SQLite
         self._requested = 0
         self._done = 0
         self._stopping = False
@@ -104,9 +105,17 @@ class WalCheckpointer:
             self._done = self._requested
             self._cond.notify_all()
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the thread out of SQLite while the block runs (a checkpoint in progress ends
+        first): a process forked inside the block inherits no lock SQLite holds mid-call."""
+        with self._busy:
+            yield
+
     def _run(self) -> None:
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                              check_same_thread=False)
+        with self._busy:
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                  check_same_thread=False)
         try:
             while True:
                 with self._cond:
@@ -121,11 +130,13 @@ class WalCheckpointer:
                     self._done = max(self._done, target)
                     self._cond.notify_all()
         finally:
-            con.close()
+            with self._busy:
+                con.close()
 
     def _checkpoint(self, con: sqlite3.Connection) -> None:
         try:
-            row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            with self._busy:
+                row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # e.g. the file was removed; the next commit nudges again
             self.last_error = str(exc)
             return
