@@ -85,8 +85,9 @@ def _reference(tmp_path: Path, csv: Path, pre: Path | None = None) -> Database:
     return db
 
 
-@pytest.fixture
-def streamed(monkeypatch):
+@pytest.fixture(params=["1", "2"], ids=["one-process", "two-processes"])
+def streamed(monkeypatch, request):
+    monkeypatch.setenv("KWHUB_INGEST_WORKERS", request.param)  # (kwhub.hub.ingest.worker: the same result)
     monkeypatch.setattr(batch_mod, "STREAM_MIN_BYTES", 0)
     monkeypatch.setattr(csv_meter, "STREAM_CHUNK_BYTES", 20_000)  # many chunks (a day is ~8 kB)
     calls = []

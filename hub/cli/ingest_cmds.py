@@ -85,6 +85,10 @@ def ingest(
     profile: str | None = typer.Option(None, "--profile", help="CSV profile (meters.csv only)."),
     timezone: str | None = typer.Option(None, "--timezone", help="Time zone of naive local timestamps."),
     vee: bool = typer.Option(True, "--vee/--no-vee", help="Validate the touched days after storing."),
+    workers: int = typer.Option(0, "--workers", min=0,
+                                help="Processes for a large CSV file: 2 = parse and VEE rules in a forked "
+                                     "second process while this one writes (same result; see "
+                                     "docs/meters-csv.md), 1 = one process; 0 = KWHUB_INGEST_WORKERS, else 1."),
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Ingest meter files: interval data into the raw layer and period readings (daily, billing,
@@ -111,7 +115,7 @@ def ingest(
     db = _open_db(cfg)
     try:
         before = _stale_run_ids(db)
-        reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt)
+        reports, errors = _ingest_files(db, cfg, files, adapter, channel, overrides, vee, fmt, workers or None)
         made_stale = _made_stale(db, reports, before)
     finally:
         db.close()
@@ -164,8 +168,12 @@ def _print_made_stale(rows: list[dict[str, Any]]) -> None:
 
 
 def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, channel: str | None,
-                  overrides: dict[str, Any], vee: bool, fmt: str) -> tuple[list[Any], list[str]]:
-    """Ingest ``files`` one by one; the reports and the errors of files that were rejected."""
+                  overrides: dict[str, Any], vee: bool, fmt: str, workers: int | None = None,
+                  ) -> tuple[list[Any], list[str]]:
+    """Ingest ``files`` one by one; the reports and the errors of files that were rejected.
+
+    (The progress bar is redrawn per file, not by rich's refresh thread: the ingest worker
+    process is only forked while no other thread runs, see kwhub.hub.ingest.worker.)"""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kwhub.core.intervals import IntervalDataError
@@ -176,11 +184,11 @@ def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, cha
     errors: list[str] = []
     adapters: dict[str, Any] = {}
     with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err_console, transient=True,
+                  TimeElapsedColumn(), console=err_console, transient=True, auto_refresh=False,
                   disable=fmt == "json" or not sys.stderr.isatty()) as progress:
         task = progress.add_task("", total=len(files))
         for f in files:
-            progress.update(task, description=safe(f.name))
+            progress.update(task, description=safe(f.name), refresh=True)
             if f.stat().st_size == 0:
                 errors.append(f"{f}: the file is empty (0 bytes); {EMPTY_HINT}")
                 progress.advance(task)
@@ -197,7 +205,7 @@ def _ingest_files(db: Any, cfg: Any, files: list[Path], adapter: str | None, cha
             try:
                 reports.append(ingest_file(db, cfg.campus, adapters[name], f, channel,
                                            allow_new_channels=cfg.embedded_default, run_vee=vee,
-                                           vee_config=cfg.vee or None))
+                                           vee_config=cfg.vee or None, workers=workers))
             except IntervalDataError as exc:
                 if len(files) == 1:
                     raise

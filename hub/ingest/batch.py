@@ -274,7 +274,7 @@ def _count_days(report: IngestReport, wr: Any) -> None:
 
 def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], source: str, adapter_type: str,
                    run_vee: bool, vee_config: Any, vee_now: datetime | None, limits: InputLimits,
-                   ) -> IngestReport | None:
+                   worker: Any = None) -> IngestReport | None:
     """Store a file read chunk by chunk, all chunks in one write transaction, then validate.
 
     None (nothing stored: the transaction is rolled back) when a chunk is refused; the
@@ -325,7 +325,7 @@ def _ingest_stream(db: Any, campus: Campus, chunks: Iterator[IntervalBatch], sou
     if not n:
         return None  # nothing in the file: the whole read says so in its own words
     if run_vee and days:
-        report.vee, report.vee_note = _validate(db, campus, days, vee_config, source, vee_now, fresh)
+        report.vee, report.vee_note = _validate(db, campus, days, vee_config, source, vee_now, fresh, worker)
     return report
 
 
@@ -346,21 +346,25 @@ def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
 
 def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
               source: str, now: datetime | None = None,
-              fresh: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
+              fresh: dict[str, Any] | None = None, worker: Any = None) -> tuple[dict[str, Any] | None, str]:
     try:
         from kwhub.hub.ingest.vee import validate_days
     except ImportError as exc:  # VEE service not installed in this build
         return None, f"VEE not run: {exc}"
     summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
-                            now=now, fresh=fresh)
+                            now=now, fresh=fresh, worker=worker)
     as_dict = getattr(summary, "as_dict", None)
     return (as_dict() if callable(as_dict) else dict(summary)), ""
 
 
 def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: str | Path,
                 channel: str | None = None, *, allow_new_channels: bool = False, run_vee: bool = True,
-                vee_config: Any = None, vee_now: datetime | None = None) -> IngestReport:
+                vee_config: Any = None, vee_now: datetime | None = None,
+                workers: int | None = None) -> IngestReport:
     """Parse ``path`` with ``adapter_instance`` and store it; see the module docstring.
+
+    ``workers``: processes a large streamed file may use (None: ``KWHUB_INGEST_WORKERS``,
+    else automatic; 1: this process only); see :mod:`kwhub.hub.ingest.worker`.
 
     Raises :class:`~kwhub.core.intervals.IntervalDataError` (naming file, line/element, field) for
     bad input, before anything is written.
@@ -377,9 +381,19 @@ def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: s
     if stream is not None and not allow_new_channels and path.stat().st_size >= STREAM_MIN_BYTES:
         chunks = stream(path, channel)
         if chunks is not None:
+            from kwhub.hub.ingest.worker import IngestWorker
+
             with collector_paused():  # (see gc_pause: no collection walks the whole process per batch)
-                done = _ingest_stream(db, campus, chunks, str(path), adapter_instance.type_id, run_vee,
-                                      vee_config, vee_now, adapter_instance.context.limits)
+                # the parse (and VEE's engine) in a child forked before the write transaction (see worker)
+                worker = IngestWorker.start(db, workers, chunks)
+                try:
+                    done = _ingest_stream(db, campus, worker.batches() if worker is not None else chunks, str(path),
+                                          adapter_instance.type_id, run_vee, vee_config, vee_now,
+                                          adapter_instance.context.limits, worker)
+                finally:
+                    if worker is not None:
+                        worker.close()
+                        getattr(chunks, "close", lambda: None)()  # (never started here: the child ran it)
             if done is not None:
                 return done
     batch = adapter_instance.read_file(path, channel)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +43,7 @@ from kwhub.hub.ingest.vee_write import (
     _raw_equal_hashes,
     _ValidatedWriter,
 )
+from kwhub.hub.ingest.worker import IngestWorker
 from kwhub.hub.store import Database, WriteReport
 from kwhub.hub.store.day_writer import FreshDays
 
@@ -172,6 +174,7 @@ def _channel(campus: Campus, cid: str, raw: list[DayBlock]) -> Channel:
 
 
 _CHUNK_CHANNELS = 32  # channels per bulk read (bounds the memory of one read)
+_WORKER_AHEAD = 2  # channels handed to the engine worker ahead of the one being written
 
 
 class _Dense:
@@ -352,7 +355,8 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
                   register_reads: Mapping[str, RegisterReads] | None = None,
                   now: datetime | None = None, registry: Any | None = None,
-                  fresh: Mapping[str, FreshDays] | None = None) -> VeeSummary:
+                  fresh: Mapping[str, FreshDays] | None = None,
+                  worker: IngestWorker | None = None) -> VeeSummary:
     """Validate the raw layer of ``channel_days`` and store the validated layer and events.
 
     ``fresh``: per channel, the raw days the caller has just written to a store that held
@@ -364,6 +368,8 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
     ``register_reads`` per channel (sum check, register spread); ``now`` (default: the
     current time) bounds what counts as a gap. Channels a sum check compares are taken
     from this run's results when validated earlier in it, else from the store.
+    ``worker``: an :class:`~kwhub.hub.ingest.worker.IngestWorker` that runs the engine
+    for the channels read as dense arrays while this process writes (the same result).
     """
     if registry is None:
         from kwhub.hub.registry import get_registry
@@ -405,6 +411,36 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             wanted_later.update(avail_of.get(ch.asset, []))
     stored_reads = _stored_reads(db, plan, register_reads or {})
     dense = _Dense(db, campus_channels, engine, plan, stored_reads, fresh)
+    # with a worker process (see kwhub.hub.ingest.worker) the engine runs there for the
+    # channels whose context holds no other channel of this run, a few channels ahead of
+    # the writes here; the outcomes are taken in plan order, so the writes are the serial ones
+    engine_key = worker.engine(cfg) if worker is not None else 0
+    pending: deque[tuple[str, list[date], Channel, np.ndarray, np.ndarray, bool]] = deque()
+
+    def finish(cid: str, days: list[date], channel: Channel, outcome: VeeOutcome, target_v: np.ndarray | None,
+               target_q: np.ndarray | None, first_versions: bool) -> None:
+        nonlocal n_validated, events
+        out = outcome.dense
+        if out is None and outcome.validated:  # an engine that returned blocks
+            out = _as_days(channel, outcome.validated)
+        if cid in wanted_later:
+            reads.done[cid] = outcome
+        if out is not None and out.days:
+            known = None
+            if target_v is not None and target_q is not None:
+                known = _raw_equal_hashes(cid, days, target_v, target_q, out, dense.raw_hashes)
+            writer.put((out, known), first_versions)
+            n_validated += len(out.days)
+        events += outcome.events
+        touched[cid] = days
+        summary.channel_days += len(days)
+
+    def drain(keep: int = 0) -> None:
+        assert worker is not None
+        while len(pending) > keep:
+            p_cid, p_days, p_channel, p_v, p_q, p_first = pending.popleft()
+            finish(p_cid, p_days, p_channel, worker.result(p_v, p_q), p_v, p_q, p_first)
+
     try:
         for cid, days in plan:
             first, last = days[0], days[-1]
@@ -412,6 +448,7 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
             first_versions = cid in dense.fresh or cid in dense.no_validated
             got = dense.get(cid)
             own = stored_reads.get(cid) or VeeContext()
+            target_v = target_q = None
             if got is not None:
                 channel, d0, rv, rq, bv, bq = got
                 at = np.array([(d - d0).days for d in days], dtype=np.intp)
@@ -431,14 +468,19 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 history_dense = None
             asset = None
             availability: list[DayBlock] = []
+            others = engine.related_channels(channel)
             if channel.asset:
                 try:
                     asset = campus.asset(channel.asset)
                 except KeyError:
                     asset = None
                 if channel.role != "availability":
-                    for other in avail_of.get(channel.asset, []):
-                        availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
+                    others = others | set(avail_of.get(channel.asset, []))
+            if pending and others & {p[0] for p in pending}:
+                drain()  # this channel looks at a channel still in the worker: its outcome first
+            if channel.asset and channel.role != "availability":
+                for other in avail_of.get(channel.asset, []):
+                    availability += reads.best(other, first - timedelta(days=1), last + timedelta(days=1))
             lookback = engine.lookback_days(channel)
             related = {r: reads.best(r, first - timedelta(days=lookback), last + timedelta(days=1))
                        for r in engine.related_channels(channel)}
@@ -447,24 +489,20 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 register_reads=own.register_reads, incoming=list((incoming or {}).get(cid, [])),
                 asset=asset, now_epoch=now_epoch, history_dense=history_dense, period_reads=own.period_reads,
             )
+            if history_dense is not None and worker is not None:
+                worker.submit(engine_key, channel, days, rv, rq, at, ctx)
+                pending.append((cid, days, channel, target_v, target_q, first_versions))
+                drain(_WORKER_AHEAD)
+                continue
+            if pending:
+                drain()
             if history_dense is not None:
                 outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
             else:
                 outcome = engine.validate(channel, blocks, ctx)
-            out = outcome.dense
-            if out is None and outcome.validated:  # an engine that returned blocks
-                out = _as_days(channel, outcome.validated)
-            if cid in wanted_later:
-                reads.done[cid] = outcome
-            if out is not None and out.days:
-                known = None
-                if history_dense is not None:
-                    known = _raw_equal_hashes(cid, days, target_v, target_q, out, dense.raw_hashes)
-                writer.put((out, known), first_versions)
-                n_validated += len(out.days)
-            events += outcome.events
-            touched[cid] = days
-            summary.channel_days += len(days)
+            finish(cid, days, channel, outcome, target_v, target_q, first_versions)
+        if pending:
+            drain()
     except BaseException:
         writer.abort()
         raise

@@ -53,10 +53,38 @@ class WalCheckpointer:
                 return
             self._requested += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"kwhub-checkpoint:{Path(self.path).name}",
-                                                daemon=True)
-                self._thread.start()
+                self._start()
             self._cond.notify_all()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"kwhub-checkpoint:{Path(self.path).name}",
+                                        daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No checkpoint thread inside the block (e.g. to fork a single-threaded process): the
+        thread ends after the checkpoint in progress and starts again on the way out when a
+        checkpoint was asked for and not yet run (else on the next nudge)."""
+        with self._cond:
+            if self._stopping:
+                yield
+                return
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._thread = None
+            self._stopping = False
+        try:
+            yield
+        finally:
+            with self._cond:
+                if not self._stopping and self._thread is None and self._requested > self._done:
+                    self._start()
+                self._cond.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a checkpoint has run after the last nudge; False on timeout."""
