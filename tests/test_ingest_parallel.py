@@ -175,10 +175,10 @@ def test_workers_setting(monkeypatch) -> None:
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
     assert worker.resolve_workers(1) == 1
     assert worker.resolve_workers(3) == 3
-    assert worker.resolve_workers(None) == worker.AUTO_WORKERS == worker.resolve_workers(0)
-    monkeypatch.setenv(worker.ENV_WORKERS, "2")
-    assert worker.resolve_workers(None) == 2
-    assert worker.resolve_workers(1) == 1  # the caller's word first
+    assert worker.resolve_workers(None) == worker.AUTO_WORKERS == worker.resolve_workers(0) == 2
+    monkeypatch.setenv(worker.ENV_WORKERS, "1")
+    assert worker.resolve_workers(None) == 1
+    assert worker.resolve_workers(2) == 2  # the caller's word first
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
     assert worker.resolve_workers(2) == 1  # never more than the cores
 

@@ -88,7 +88,8 @@ def ingest(
     workers: int = typer.Option(0, "--workers", min=0,
                                 help="Processes for a large CSV file: 2 = parse and VEE rules in a forked "
                                      "second process while this one writes (same result; see "
-                                     "docs/meters-csv.md), 1 = one process; 0 = KWHUB_INGEST_WORKERS, else 1."),
+                                     "docs/meters-csv.md), 1 = one process; 0 = KWHUB_INGEST_WORKERS, else 2 "
+                                     "(one on a 1-CPU machine)."),
     fmt: str = format_option("text", "json"),
 ) -> None:
     """Ingest meter files: interval data into the raw layer and period readings (daily, billing,

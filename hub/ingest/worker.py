@@ -39,12 +39,13 @@ import numpy as np
 ENV_WORKERS = "KWHUB_INGEST_WORKERS"
 
 
-#: processes when neither the caller nor ``KWHUB_INGEST_WORKERS`` says: one. Measured on the
-#: 2-core reference machine (bench/ingest_csv.py, 10M intervals, A/B with one process in the
-#: same minutes) the second process did not pay: it moves ~2.5 s of CPU (parse, engine) off
-#: this process but adds ~1.2 s (pickling, the pipe, the arrays sent twice), and this
-#: process's SQLite insert and checkpoint threads then compete with it for the second core
-AUTO_WORKERS = 1
+#: processes when neither the caller nor ``KWHUB_INGEST_WORKERS`` says: two (capped at the
+#: machine's cores). On the 2-core reference machine, quiet (bench/ingest_csv.py, 10M
+#: intervals, one and two processes alternated in the same minutes) two processes took
+#: 3.9-5.1 s against 4.8-6.1 s for one: the worker takes ~2.5 s of CPU (parse, engine) off
+#: this process and adds ~1.2 s of its own (pickling, the pipe). On a machine already busy
+#: with other work that extra CPU is not free: there ``--workers 1`` can be the faster choice
+AUTO_WORKERS = 2
 
 
 def resolve_workers(workers: int | None) -> int:
