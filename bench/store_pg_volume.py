@@ -16,7 +16,8 @@ Timed, per store (a fresh database each: PostgreSQL on 127.0.0.1:5432, created f
   ``VACUUM (ANALYZE)`` of the month partitions on PostgreSQL, a sampled ``ANALYZE`` on SQLite;
   printed as ``maintain, untimed``;
 * ``read_month``: ``read_matrix`` of every channel over October (UTC), the dense matrix;
-* ``settle_year``: ``settle_periods`` of the 12 local months, store to issued invoices.
+* ``settle_year``: ``settle_periods`` of the 12 local months, store to issued invoices
+  (``--jobs`` processes, 1 by default, the same for both stores).
 
 Printed: each figure for both stores and the ratio PostgreSQL / SQLite; the invoice totals
 of the two stores are compared (``totals_equal``). A full-size run writes about 1.6 GB
@@ -118,7 +119,7 @@ def run_store(kind: str, args: argparse.Namespace, stack: ExitStack) -> dict[str
         months = [f"{YEAR}-{mo:02d}" for mo in range(1, 13) if date(YEAR, mo, 1) <= first + timedelta(days=args.days - 1)]
         c = campus(args.channels, args.tenants)
         t0 = time.perf_counter()
-        outcomes = settle_periods(db, c, months, issue_date=date(YEAR + 1, 1, 15))
+        outcomes = settle_periods(db, c, months, issue_date=date(YEAR + 1, 1, 15), jobs=args.jobs)
         out["settle_s"] = time.perf_counter() - t0
         out["settle_months"] = len(months)
         bad = [o for o in outcomes if o.status != "issued"]
@@ -140,6 +141,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="reads of the month (the best is kept)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kwhub-bench-volume"))
     ap.add_argument("--stores", default="postgresql,sqlite")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes of each store's settle (kwhub settle --jobs; default 1: the stores compared "
+                         "on one process each)")
     ap.add_argument("--no-maintain", dest="maintain", action="store_false",
                     help="skip the maintenance step after the write (IntervalStore.maintain)")
     args = ap.parse_args()
