@@ -77,8 +77,8 @@ def maintain(
     """After a large load: vacuum and analyze the interval days' month partitions (PostgreSQL; run as
     the owner) or analyze the interval table (SQLite), so the reads that follow run at full speed.
 
-    An ingest of many days does this itself where its role may (on PostgreSQL only the tables'
-    owner may vacuum them); with autovacuum on, the server does it later on its own.
+    An ingest does not run it: on PostgreSQL only the tables' owner may vacuum them, and with
+    autovacuum on the server does it later on its own. `bench/store_pg_volume.py` runs it after its load.
     """
     days = []
     for label, text in (("--from", first), ("--to", last)):

@@ -137,9 +137,9 @@ def run_parts(db: Any, parts: list[list[str]], run: RunPart, progress: Progress 
     children with their own connection; the outcomes of every part, in part order."""
     ctx = multiprocessing.get_context("fork")
     children: list[_Child] = []
-    hold = db.checkpointer.held() if getattr(db, "checkpointer", None) is not None else nullcontext()
+    quiet = db.checkpointer.paused() if getattr(db, "checkpointer", None) is not None else nullcontext()
     try:
-        with hold:  # no thread of ours is inside SQLite at the fork
+        with quiet:  # no checkpoint thread of ours, in SQLite or not, at the fork
             for ids in parts[1:]:
                 receive, send = ctx.Pipe(duplex=False)
                 process = ctx.Process(target=_child_main, args=(send, db.url, ids, run), name="kwhub-settle-part",

@@ -37,7 +37,6 @@ class WalCheckpointer:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._cond = threading.Condition()
-        self._busy = threading.Lock()  # held while the thread is inside SQLite
         self._requested = 0
         self._done = 0
         self._stopping = False
@@ -67,12 +66,14 @@ class WalCheckpointer:
         thread ends after the checkpoint in progress and starts again on the way out when a
         checkpoint was asked for and not yet run (else on the next nudge)."""
         with self._cond:
-            if self._stopping:
-                yield
-                return
-            self._stopping = True
+            stopped = self._stopping  # stop() ran: no thread, and none is started again
             thread = self._thread
-            self._cond.notify_all()
+            if not stopped:
+                self._stopping = True
+                self._cond.notify_all()
+        if stopped:
+            yield
+            return
         if thread is not None:
             thread.join()
         with self._cond:
@@ -105,17 +106,9 @@ class WalCheckpointer:
             self._done = self._requested
             self._cond.notify_all()
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Keep the thread out of SQLite while the block runs (a checkpoint in progress ends
-        first): a process forked inside the block inherits no lock SQLite holds mid-call."""
-        with self._busy:
-            yield
-
     def _run(self) -> None:
-        with self._busy:
-            con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                                  check_same_thread=False)
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                              check_same_thread=False)
         try:
             while True:
                 with self._cond:
@@ -130,13 +123,11 @@ class WalCheckpointer:
                     self._done = max(self._done, target)
                     self._cond.notify_all()
         finally:
-            with self._busy:
-                con.close()
+            con.close()
 
     def _checkpoint(self, con: sqlite3.Connection) -> None:
         try:
-            with self._busy:
-                row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            row = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # e.g. the file was removed; the next commit nudges again
             self.last_error = str(exc)
             return
