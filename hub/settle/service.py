@@ -418,6 +418,8 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
     work = _Work(campus, labels, version, options, components, plan, max_channels, max_cells, issue_date, now,
                  dry_run, read_ahead)
     batches = _batches(campus, chosen, max_channels, plan)
+    order = {c.id: i for i, c in enumerate(chosen)}
+    rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     parts = parallel_plan(db, jobs, [(c.id, len(work.channels_of(c))) for c in chosen],
                           _cells(campus, batches, labels, work)) if jobs > 1 else None
     if parts is None:
@@ -432,14 +434,10 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
 
         # the outcomes in the order one process would have produced them (issuing numbers in this order)
         batch_of = {c.id: i for i, (_, group) in enumerate(batches) for c in group}
-        rank = {label: i for i, label in reversed(list(enumerate(labels)))}
-        order = {c.id: i for i, c in enumerate(chosen)}
         outcomes = sorted(run_parts(db, parts, run_part, progress),
                           key=lambda o: (batch_of[o.contract_id], rank.get(o.period, 0), order[o.contract_id]))
     if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
-    order = {c.id: i for i, c in enumerate(chosen)}
-    rank = {label: i for i, label in reversed(list(enumerate(labels)))}
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
 
 
