@@ -231,7 +231,8 @@ def check_reports_failure(adapter: Adapter, kind: FailureKind) -> CheckResult:
     require(not result.ok, f"{tid}: check() reported ok against a target that cannot work: {result.message}")
     require(isinstance(result.kind, FailureKind),
             f"{tid}: a failed check() needs a FailureKind (configuration, transient, system), got {result.kind!r}")
-    require(result.kind == kind, f"{tid}: check() classified the failure as {result.kind.value}, expected "
+    got = result.kind.value if result.kind is not None else None
+    require(result.kind == kind, f"{tid}: check() classified the failure as {got}, expected "
                                  f"{kind.value} ({result.message})")
     require(isinstance(result.message, str) and result.message.strip(),
             f"{tid}: a failed check() must say what is wrong (empty message)")

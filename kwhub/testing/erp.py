@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kwhub.core.adapters import DeliveryResult, InvoiceRenderer, InvoiceTransport, OutgoingDocument
 from kwhub.core.invoice import Invoice
@@ -160,7 +160,7 @@ def _check_through_outbox(hub: Hub, transport: InvoiceTransport, receiver: Recei
     tid = transport.type_id
     route = transport.instance_id
     inv = energy_invoice().model_copy(update={"id": "inv-kit-outbox", "number": "INV-KIT-OUTBOX"})
-    renderer = hub.registry.adapter("erp.json")("json")
+    renderer: Any = hub.registry.adapter("erp.json")("json")  # the registry's classes are typed as Adapter
     prefs = DeliveryPrefs(formats=["json"], transports=[route])
     _issue(hub, inv)
     for _ in range(2):

@@ -273,15 +273,15 @@ def _run_day(adapter: MarketAdapter, iso: str, day: MarketDay) -> MarketDayResul
     prices: dict[str, list[MarketPrices]] = {}
     if "prices" in adapter.capabilities:
         for market, minutes in day.price_minutes.items():
-            got = adapter.fetch_prices(d, market)
-            require(bool(got), f"{name}: no {market} prices for {d}")
+            priced = adapter.fetch_prices(d, market)
+            require(bool(priced), f"{name}: no {market} prices for {d}")
             grid = day_grid(d, day.timezone, minutes)
-            for p in got:
+            for p in priced:
                 require((p.iso, p.market, p.interval_minutes) == (iso, market, minutes),
                         f"{name}: prices of {p.node} say {p.iso} {p.market} {p.interval_minutes} min, expected "
                         f"{iso} {market} {minutes} min")
                 _once_on_grid(name, f"the {market} prices of {p.node}", p.starts.tolist(), grid)
-            prices[market] = got
+            prices[market] = priced
 
     statements: list[Statement] = []
     if "statements" in adapter.capabilities:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kwhub.core.adapters import Adapter, FailureKind, MeterAdapter
+from kwhub.core.adapters import FailureKind, MeterAdapter
 from kwhub.core.intervals import IntervalBatch, IntervalDataError
 from kwhub.core.quality import Quality
 from kwhub.core.timeline import Span
@@ -140,11 +140,14 @@ def _instance(hub: Hub, instance_id: str, overrides: Mapping[str, Any] | None = 
                              f"{', '.join(sorted(hub.config.adapters)) or 'none'}); kwhub.testing.meter_config "
                              "writes one")
     require(issubclass(inst.cls, MeterAdapter), f"{inst.type} is not a meter adapter")
+    cls: Any = inst.cls  # a MeterAdapter subclass (checked above); the registry types it as Adapter
     if not overrides:
-        return inst.build(hub.config.context())
+        built: MeterAdapter = inst.build(hub.config.context())  # type: ignore[assignment]
+        return built
     raw = next(a.config for a in hub.config.file.adapters if a.id == instance_id)
-    settings = inst.cls.Config.model_validate({**raw, **overrides})
-    return inst.cls(instance_id, settings, hub.config.context())
+    settings = cls.Config.model_validate({**raw, **overrides})
+    made: MeterAdapter = cls(instance_id, settings, hub.config.context())
+    return made
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
     from kwhub.hub.ingest.poller import Poller
     from kwhub.hub.ingest.vee import validate_days
 
-    probe = _instance(hub, instance_id)
+    probe: Any = _instance(hub, instance_id)  # a polled adapter (poll_seconds, timeout), not any MeterAdapter
     tid = probe.type_id
     require("poll" in probe.capabilities, f"{tid}: does not declare the 'poll' capability")
     minutes = sample.interval_minutes
@@ -349,7 +352,7 @@ def check_polled_meter(hub: Hub, instance_id: str, sample: PolledSample, *, spee
 
     async def run() -> tuple[int, int]:
         async with DeviceServer(devices) as server:
-            adapter = _instance(hub, instance_id, {"host": server.host, "port": server.port})
+            adapter: Any = _instance(hub, instance_id, {"host": server.host, "port": server.port})  # a PolledDevice
             await asyncio.to_thread(check_reports_ok, adapter)
             poller = Poller([adapter], hub.db.intervals, flush_seconds=0.5, clock=clock,
                             time_scale=speed, source=f"kit:{instance_id}",
@@ -416,7 +419,7 @@ def check_mqtt_meter(hub: Hub, instance_id: str, sample: MqttSample, *,
     root = f"kwhub-kit-{secrets.token_hex(6)}"
     raw: dict[str, Any] = next((a.config for a in hub.config.file.adapters if a.id == instance_id), {})
     topic = str(raw.get("topic", "{root}/#")).replace("{root}", root)
-    adapter: Adapter = _instance(hub, instance_id, {"host": broker[0], "port": broker[1], "topic": topic})
+    adapter: Any = _instance(hub, instance_id, {"host": broker[0], "port": broker[1], "topic": topic})  # (collect)
     tid = adapter.type_id
     require(callable(getattr(adapter, "collect", None)), f"{tid}: has no collect(duration_s, max_messages, on_ready)")
     check_reports_ok(adapter)
