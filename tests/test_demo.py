@@ -288,3 +288,28 @@ def test_demo_figures_are_the_commands_own_and_its_config_is_stable(demo_runs):
     energy = _cli_json(work, "report", "energy", "--period", "2026-10", "--format", "json")
     assert second["energy"]["parties"] == energy["parties"]  # type: ignore[index]
     assert second["energy"]["unexplained_kwh"] == energy["unexplained_kwh"]  # type: ignore[index]
+
+
+def test_demo_names_a_check_whose_validator_is_missing_not_run_not_failed(tmp_path, monkeypatch):
+    """Without Arelle the ESRS writer's check says its pages were not validated: the demo
+    lists that as "check not run" (with the install hint), a real finding as "check FAILED"."""
+    import builtins
+
+    from kwhub.hub.cli.demo_cmd import check_label
+    from kwhub.plugins.esg.esrs import EsrsWriter
+
+    real_import = builtins.__import__
+
+    def no_arelle(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if name == "arelle" or name.startswith("arelle."):
+            raise ImportError("No module named 'arelle'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_arelle)
+    page = tmp_path / "esrs-e1-6-2026-t.xhtml"
+    page.write_text("<html/>")
+    problems = EsrsWriter("esrs").validate([page])
+    assert len(problems) == 1 and "not validated: Arelle is not installed (pip install 'kwhub[esg]'" in problems[0]
+    assert check_label(problems) == "check not run"
+    assert check_label([*problems, "esrs-e1-6-2026-t.xhtml: line 3: a fact has no context"]) == "check FAILED"
+    assert check_label([]) == "check passed"
