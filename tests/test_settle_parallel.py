@@ -124,6 +124,33 @@ def test_two_processes_store_and_issue_what_one_does(two_stores, tmp_path, monke
     assert [o.invoice.number for o in forked if o.period == "2026-08"] == [f"OP-00000{k}" for k in range(1, 5)]
 
 
+def test_parts_that_read_a_period_at_a_time_store_and_issue_what_one_does(two_stores, tmp_path, monkeypatch):
+    """A part of a ``jobs`` settle reads at most ``PART_READ_CELLS`` channel-intervals at once
+    (one process reads larger spans): with the limit below one period, every part reads the
+    three periods one by one, and what is stored and issued is still the serial settle's."""
+    from kwhub.hub.settle import loading, service
+
+    monkeypatch.setattr(service, "PART_READ_CELLS", 1)
+    spans: list[tuple[int, str]] = []
+    real_load = loading.load_span
+
+    def recording(db, campus, span, channel_ids, options):  # noqa: ANN001
+        spans.append((os.getpid(), span.start.isoformat()))
+        return real_load(db, campus, span, channel_ids, options)
+
+    monkeypatch.setattr(loading, "load_span", recording)
+    campus = tenants_campus(4)
+    values = {f"t{k}.load": 10.0 * (k + 1) for k in range(4)}
+    serial, forked, split, _ = _settle_both(two_stores, campus, values, monkeypatch)
+    assert split == [[["ppa-0", "ppa-2"], ["ppa-1", "ppa-3"]]]
+    # serially: one read of the three months; in this process's part: one read per month
+    # (the child's reads are its own, in its own memory)
+    here = [start for pid, start in spans if pid == os.getpid()]
+    assert len(here) == 1 + len(PERIODS), here
+    assert _outcomes(forked) == _outcomes(serial) and all(o.status == "issued" for o in forked)
+    assert stored_results(two_stores[0].url, tmp_path) == stored_results(two_stores[1].url, tmp_path)
+
+
 def test_a_part_that_needs_the_allocation_reads_and_allocates_on_its_own(two_stores, tmp_path, monkeypatch):
     """Both contracts of the settlement campus depend on its allocation (one batch in one process);
     split, each process reads the balance channels and allocates on its own, and the invoices are
@@ -157,10 +184,10 @@ def _child_only(action):  # noqa: ANN001, ANN202
     real = service._Work.run
     parent = os.getpid()
 
-    def run(self, db, batches, progress):  # noqa: ANN001, ANN202
+    def run(self, db, batches, progress, read_cells=None):  # noqa: ANN001, ANN202
         if os.getpid() != parent:
             action()
-        return real(self, db, batches, progress)
+        return real(self, db, batches, progress, read_cells)
 
     return run
 

@@ -365,8 +365,8 @@ def settle_periods(
 
     Consecutive periods are read from the store together (one read per batch of
     contracts over up to ``max_cells`` channel-intervals, twice as many when the reads come
-    in turn: never more than two reads' worth in memory either way) and sliced per period in
-    memory.
+    in turn: never more than two reads' worth in memory either way; at most
+    ``PART_READ_CELLS`` in a part of a ``jobs`` settle) and sliced per period in memory.
     With ``read_ahead`` the next read runs on a second thread while the runs of the one
     before are priced and written (the database driver lets go of the interpreter while it
     waits, so the two overlap; two reads' worth of memory at most). What every run of a period
@@ -430,7 +430,8 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
         def run_part(part_db: Database, ids: list[str], part_progress: Callable[[str], None] | None) -> list[RunOutcome]:
             with collector_paused():
                 mine = [by_id[i] for i in ids]
-                return work.run(part_db, _batches(campus, mine, max_channels, plan), part_progress)
+                return work.run(part_db, _batches(campus, mine, max_channels, plan), part_progress,
+                                read_cells=PART_READ_CELLS)
 
         # the outcomes in the order one process would have produced them (issuing numbers in this order)
         batch_of = {c.id: i for i, (_, group) in enumerate(batches) for c in group}
@@ -439,6 +440,18 @@ def _settle_periods(db: Database, campus: Campus, periods: Sequence[str], *, con
     if not dry_run and issue:
         _auto_approve(db, campus, outcomes, options, issue_date=issue_date, on_issue=on_issue, actor=actor)
     return sorted(outcomes, key=lambda o: (rank.get(o.period, 0), order[o.contract_id]))
+
+
+#: channel-intervals per read in a part settled beside other processes (``jobs`` above one):
+#: fewer than one process reads at once. On the campus-year bench (bench/settle_campus_year.py,
+#: 2 cores, two parts of 500 channels, the DuckDB and polars peers run between the settles),
+#: reads of up to 8M cells (five months, then seven) took 0.71-0.98 s (two runs of three)
+#: against 0.74-1.25 s (three runs of three) for one read of the year in each part, most of
+#: the difference system time (two processes each faulting in a fresh 140 MB matrix at once);
+#: at 40 tenants (parts of 1,000 channels) 1.49-1.60 s against 1.62-1.87 s. One process alone
+#: was faster with its larger reads (1.28-1.31 s against 1.41-1.51 s with reads of 4M cells:
+#: each read costs per channel), so those stay its default.
+PART_READ_CELLS = 8_000_000
 
 
 def _cells(campus: Campus, batches: list[tuple[str, list[Contract]]], labels: list[str], work: _Work) -> int:
@@ -489,9 +502,10 @@ class _Work:
         return channels, min((by_id[c].interval_minutes for c in channels if c in by_id), default=60)
 
     def run(self, db: Database, batches: list[tuple[str, list[Contract]]],
-            progress: Callable[[str], None] | None) -> list[RunOutcome]:
+            progress: Callable[[str], None] | None, read_cells: int | None = None) -> list[RunOutcome]:
         """Read, price and write the runs of ``batches`` (drafts; nothing issued), in batch, period,
-        contract order."""
+        contract order. ``read_cells``: at most this many channel-intervals per read (fewer
+        when ``max_cells`` says so)."""
         ahead = reads_ahead(db) if self.read_ahead is None else self.read_ahead
         campus, options, plan = self.campus, self.options, self.plan
         outcomes: list[RunOutcome] = []
@@ -504,7 +518,8 @@ class _Work:
             pers = [billing_period(label, tz) for label in self.labels]
             # reading ahead holds two reads at once; in turn, one read of both sizes (fewer reads:
             # each costs per channel, in SQLite and in the copy into the matrix)
-            chunks = period_chunks(pers, len(channels), finest, self.max_cells if ahead else 2 * self.max_cells)
+            limit = self.max_cells if ahead else 2 * self.max_cells
+            chunks = period_chunks(pers, len(channels), finest, limit if read_cells is None else min(limit, read_cells))
             with SpanReader(db, campus, channels, options, chunks, ahead, timezone=tz) as reader:
                 for chunk in chunks:
                     try:
