@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -140,14 +140,12 @@ def _instance(hub: Hub, instance_id: str, overrides: Mapping[str, Any] | None = 
                              f"{', '.join(sorted(hub.config.adapters)) or 'none'}); kwhub.testing.meter_config "
                              "writes one")
     require(issubclass(inst.cls, MeterAdapter), f"{inst.type} is not a meter adapter")
-    cls: Any = inst.cls  # a MeterAdapter subclass (checked above); the registry types it as Adapter
-    if not overrides:
-        built: MeterAdapter = inst.build(hub.config.context())  # type: ignore[assignment]
-        return built
+    if not overrides:  # (a MeterAdapter subclass, checked above; the registry types it as Adapter)
+        return cast(MeterAdapter, inst.build(hub.config.context()))
+    cls: Any = inst.cls
     raw = next(a.config for a in hub.config.file.adapters if a.id == instance_id)
     settings = cls.Config.model_validate({**raw, **overrides})
-    made: MeterAdapter = cls(instance_id, settings, hub.config.context())
-    return made
+    return cast(MeterAdapter, cls(instance_id, settings, hub.config.context()))
 
 
 @dataclass(frozen=True)
