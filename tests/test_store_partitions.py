@@ -82,6 +82,66 @@ def test_months_get_partitions_on_demand_and_read_back(pg):
 
 
 @pg_only
+def test_a_transaction_asks_for_its_months_once_and_a_rolled_back_one_takes_its_partitions_along(pg):
+    """Writes of one channel at a time in one transaction ask for the partitions and for COPY
+    once (what the first write learned holds for the transaction); after a rollback the
+    partitions it created are gone and the next transaction creates them again."""
+    import kwhub.hub.store.pg_intervals as pgi
+
+    asked: list[str] = []
+    real_ensure, real_copy = pgi.ensure_partitions, pgi.copy_in_allowed
+
+    class Recording:  # the cursor, each statement noted
+        def __init__(self, cur):  # noqa: ANN001
+            self.cur = cur
+
+        def execute(self, sql, *args):  # noqa: ANN001, ANN202
+            asked.append(str(sql))
+            return self.cur.execute(sql, *args)
+
+        def fetchone(self):  # noqa: ANN202
+            return self.cur.fetchone()
+
+    def counting(cur, first, last, memo=None):  # noqa: ANN001, ANN202
+        return real_ensure(Recording(cur), first, last, memo)
+
+    def copy_counting(cur, memo=None):  # noqa: ANN001, ANN202
+        if memo is None or "copy" not in memo:
+            asked.append("copy_in_allowed")
+        return real_copy(cur, memo)
+
+    import kwhub.hub.store.day_sql as day_sql
+    import kwhub.hub.store.interval_store as interval_store
+
+    first, last = date(2034, 1, 30), date(2034, 2, 2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(interval_store, "ensure_partitions", counting)
+        mp.setattr(day_sql, "copy_in_allowed", copy_counting)
+
+        class Rollback(Exception):
+            pass
+
+        with pytest.raises(Rollback), pg.write_transaction() as conn:
+            for k in range(3):
+                pg.intervals.write_series([_series(f"r{k}", first, last, k)], layer="raw", conn=conn)
+            assert "interval_day_2034_02" in month_partitions(conn.connection.driver_connection.cursor())
+            raise Rollback
+        assert sum("kwhub_interval_partitions(%s" in q for q in asked) == 1
+        assert asked.count("copy_in_allowed") == 1
+        with pg.engine.connect() as conn:
+            names = month_partitions(conn.connection.driver_connection.cursor())
+            assert "interval_day_2034_01" not in names and "interval_day_2034_02" not in names
+        asked.clear()
+        with pg.write_transaction() as conn:
+            for k in range(3):
+                pg.intervals.write_series([_series(f"r{k}", first, last, k)], layer="raw", conn=conn)
+        assert sum("kwhub_interval_partitions(%s" in q for q in asked) == 1
+    with pg.engine.connect() as conn:
+        assert _where(conn, "r2") == {"interval_day_2034_01": 2, "interval_day_2034_02": 2}
+        assert int(conn.execute(text("SELECT count(*) FROM interval_day_default")).scalar_one()) == 0
+
+
+@pg_only
 def test_a_row_written_around_the_store_lands_in_the_default_and_moves(pg):
     with pg.write_transaction() as conn:  # e.g. a hand-written repair: its month has no partition yet
         conn.execute(text("INSERT INTO interval_day (channel_id, day, layer, version, interval_minutes, n_values, "

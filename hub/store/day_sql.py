@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from kwhub.hub.store.pg_intervals import copy_in_allowed
+from kwhub.hub.store.pg_intervals import copy_in_allowed, write_memo
 from kwhub.hub.store.tables import LAYERS, interval_day_table
 
 EPOCH_DAY = np.datetime64("1970-01-01", "D")
@@ -248,7 +248,7 @@ def dbapi_cursor(conn: Connection, binary: bool = False) -> Any:
 
 def insert_day_rows(conn: Connection, sql: DaySql, cur: Any, rows: list[tuple[Any, ...]]) -> None:
     """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
-    if sql.copy and copy_in_allowed(cur):  # (row-level security refuses COPY FROM to most roles)
+    if sql.copy and copy_in_allowed(cur, write_memo(conn)):  # (row-level security refuses COPY FROM to most roles)
         # COPY is several times faster than executemany; same connection, same transaction
         with cur.copy(sql.copy_sql) as copy:
             copy.set_types(COPY_TYPES)  # binary: the blobs go as bytes, not hex text

@@ -57,7 +57,7 @@ from kwhub.hub.store.day_sql import (
     to_dates,
 )
 from kwhub.hub.store.matrix_read import read_matrix
-from kwhub.hub.store.pg_intervals import ensure_partitions
+from kwhub.hub.store.pg_intervals import ensure_partitions, write_memo
 from kwhub.hub.store.tables import as_utc, interval_day_table, stale_mark_table, utcnow
 
 if TYPE_CHECKING:
@@ -243,7 +243,8 @@ class IntervalStore:
         try:
             if sql.postgres:  # the months this write covers get their partitions first
                 ensure_partitions(cur, *to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
-                                                            max(int(cd.days[-1]) for cd in prepared)])))
+                                                            max(int(cd.days[-1]) for cd in prepared)])),
+                                  memo=write_memo(conn))
             for cd in prepared:
                 stored = self._stored_minutes(cur, sql, cd.channel_id)
                 if stored is not None and int(stored) != cd.interval_minutes:

@@ -4,7 +4,9 @@
 Before a write, :func:`ensure_partitions` asks the database function
 ``kwhub_interval_partitions`` to create the months the write covers (one catalog look-up
 per month when they exist). Rows go in with binary ``COPY ... FROM STDIN`` when the role may
-(:func:`copy_in_allowed`; see :func:`kwhub.hub.store.day_sql.insert_day_rows`).
+(:func:`copy_in_allowed`; see :func:`kwhub.hub.store.day_sql.insert_day_rows`). Both
+answers hold for the rest of the transaction and are remembered in it (:func:`write_memo`):
+a transaction that writes a channel at a time asks once, not per channel.
 The dense read (``read_matrix``) fetches with a binary-format cursor (bytea as raw bytes):
 a binary ``COPY (SELECT ...) TO STDOUT`` of the same rows was measured slower, because
 psycopg hands a COPY stream over one message per row, and so was a COPY of one record per channel
@@ -22,32 +24,74 @@ from typing import Any
 _MONTH_PARTITION = re.compile(r"interval_day_(\d{4})_(\d{2})")
 
 
-def ensure_partitions(cur: Any, first: date, last: date) -> int:
+_MEMO_KEY = "kwhub.pg_write_memo"
+
+
+def write_memo(conn: Any) -> dict[str, Any]:
+    """What writes learned in the current transaction of the SQLAlchemy connection ``conn``
+    (the innermost: a savepoint has its own): the months whose partitions exist, whether
+    COPY is allowed. A new transaction or savepoint starts empty, so a rolled back one takes
+    what it created with it."""
+    txn = conn.get_nested_transaction() or conn.get_transaction()
+    slot = conn.info.get(_MEMO_KEY)
+    if slot is None or slot[0] is not txn:  # (the slot holds the transaction: its id is not reused)
+        slot = conn.info[_MEMO_KEY] = (txn, {})
+    memo: dict[str, Any] = slot[1]
+    return memo
+
+
+def _months(first: date, last: date) -> set[tuple[int, int]]:
+    out = set()
+    y, m = first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        out.add((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def ensure_partitions(cur: Any, first: date, last: date, memo: dict[str, Any] | None = None) -> int:
     """Create the missing month partitions of ``first..last`` (in the cursor's transaction); how many.
 
     A database migrated only up to a revision before ``0013_interval_partitions`` has one
-    plain table: nothing to create.
+    plain table: nothing to create. ``memo`` (:func:`write_memo` of the cursor's transaction):
+    months already ensured in it are not asked for again.
     """
-    cur.execute("SELECT to_regprocedure('kwhub_interval_partitions(date,date)') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    months = _months(first, last)
+    done: set[tuple[int, int]] = memo.setdefault("months", set()) if memo is not None else set()
+    if months <= done:
+        return 0
+    if memo is None or "function" not in memo:
+        cur.execute("SELECT to_regprocedure('kwhub_interval_partitions(date,date)') IS NOT NULL")
+        has = bool(cur.fetchone()[0])
+        if memo is not None:
+            memo["function"] = has
+    else:
+        has = memo["function"]
+    if not has:
         return 0
     cur.execute("SELECT kwhub_interval_partitions(%s, %s)", (first, last))
     row = cur.fetchone()
+    done |= months
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def copy_in_allowed(cur: Any) -> bool:
+def copy_in_allowed(cur: Any, memo: dict[str, Any] | None = None) -> bool:
     """Whether ``COPY ... FROM`` may write ``interval_day`` as the current user.
 
     PostgreSQL refuses COPY FROM into a table with row-level security for a role subject
     to it (the application role, and the owner too when the security is FORCEd); such a
     role writes with INSERT instead. Superusers and BYPASSRLS roles may COPY.
     """
+    if memo is not None and "copy" in memo:
+        return bool(memo["copy"])
     cur.execute("SELECT NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls "
                 "OR (c.relowner = r.oid AND NOT c.relforcerowsecurity) "
                 "FROM pg_class c, pg_roles r WHERE c.oid = 'interval_day'::regclass AND r.rolname = current_user")
     row = cur.fetchone()
-    return bool(row and row[0])
+    allowed = bool(row and row[0])
+    if memo is not None:
+        memo["copy"] = allowed
+    return allowed
 
 
 def month_partitions(cur: Any) -> list[str]:
