@@ -60,13 +60,12 @@ def ensure_partitions(cur: Any, first: date, last: date, memo: dict[str, Any] | 
     done: set[tuple[int, int]] = memo.setdefault("months", set()) if memo is not None else set()
     if months <= done:
         return 0
-    if memo is None or "function" not in memo:
+    has = memo.get("function") if memo is not None else None
+    if has is None:
         cur.execute("SELECT to_regprocedure('kwhub_interval_partitions(date,date)') IS NOT NULL")
         has = bool(cur.fetchone()[0])
         if memo is not None:
             memo["function"] = has
-    else:
-        has = memo["function"]
     if not has:
         return 0
     cur.execute("SELECT kwhub_interval_partitions(%s, %s)", (first, last))
