@@ -56,9 +56,13 @@ def app_role_env(tmp_path):  # noqa: ANN001, ANN201
             yield owner, app_url, path
         finally:
             owner.close()
-            with Database.open(url).engine.begin() as conn:
-                conn.execute(text(f"DROP OWNED BY {role}"))
-                conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            cleanup = Database.open(url)
+            try:
+                with cleanup.engine.begin() as conn:
+                    conn.execute(text(f"DROP OWNED BY {role}"))
+                    conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            finally:
+                cleanup.close()
 
 
 def _count(conn, table: str) -> int:  # noqa: ANN001
