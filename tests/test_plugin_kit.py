@@ -184,7 +184,10 @@ MODBUS_POINTS = [
     {"name": "wh", "address": 0, "type": "uint32", "unit": "Wh", "kind": "energy_counter", "channel": "m1.counter"},
     {"name": "kw", "address": 4, "type": "float32", "unit": "kW", "kind": "power", "channel": "m1.power"},
 ]
-POLL = {"interval_minutes": 1, "poll_seconds": 0.05, "timeout": 0.5}
+# a 1.5 s timeout bridges a sample gap of up to 3.05 s real time (the poller's max gap is
+# max(3 x poll, poll + 2 x timeout)): a machine stalled for a second under a full suite
+# (a CI run saw one Modbus read time out at 0.5 s) still gives whole intervals
+POLL = {"interval_minutes": 1, "poll_seconds": 0.05, "timeout": 1.5}
 
 
 def test_modbus_meter_passes_the_kit(kwhub_hub_factory):
