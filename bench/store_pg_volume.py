@@ -9,8 +9,9 @@ Timed, per store (a fresh database each: PostgreSQL on 127.0.0.1:5432, created f
 ``test`` and dropped at the end; a SQLite file under ``--dir``):
 
 * ``write``: every channel-day into the validated layer, ``--batch`` channels per
-  transaction (``write_dense``; COPY FROM STDIN on PostgreSQL, month partitions created on
-  demand);
+  transaction and per write (``write_dense_many``, as an ingest writes a batch: one binary
+  COPY FROM STDIN of the batch on PostgreSQL, month partitions created on demand; one
+  ``executemany`` on SQLite);
 * ``maintain`` (its own figure, part of no other; skipped with ``--no-maintain``): what an
   operator runs after a load this large, ``IntervalStore.maintain`` (``kwhub db maintain``):
   ``VACUUM (ANALYZE)`` of the month partitions on PostgreSQL, a sampled ``ANALYZE`` on SQLite;
@@ -83,6 +84,7 @@ def open_store(kind: str, stack: ExitStack, folder: Path) -> Any:
 
 def run_store(kind: str, args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     from kwhub.hub.settle.service import settle_periods
+    from kwhub.hub.store import DenseDays
 
     db = open_store(kind, stack, args.dir / kind)
     out: dict[str, Any] = {}
@@ -95,8 +97,8 @@ def run_store(kind: str, args: argparse.Namespace, stack: ExitStack) -> dict[str
             arrays = [(k, channel_days(k, len(days))) for k in range(lo, min(args.channels, lo + args.batch))]
             t0 = time.perf_counter()
             with db.write_transaction() as conn:
-                for k, vals in arrays:
-                    db.intervals.write_dense(f"m{k:05d}", 15, days, vals, quality, conn=conn, source="bench")
+                db.intervals.write_dense_many([DenseDays(f"m{k:05d}", 15, days, vals, quality) for k, vals in arrays],
+                                              conn=conn, source="bench")
             q_write += time.perf_counter() - t0
         n_int = args.channels * len(days) * 96
         out["write_s"] = q_write

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from kwhub.hub.store.db import Database, DatabaseError, migration_head
     from kwhub.hub.store.interval_store import (
         ChannelSummary,
+        DenseDays,
         IntervalStore,
         StaleMarkInfo,
         WriteReport,
@@ -27,14 +28,14 @@ if TYPE_CHECKING:
 _WHERE = {
     "audit_entries": "audit", "record_audit": "audit",
     "Database": "db", "DatabaseError": "db", "migration_head": "db",
-    "ChannelSummary": "interval_store", "IntervalStore": "interval_store", "StaleMarkInfo": "interval_store",
+    "ChannelSummary": "interval_store", "DenseDays": "interval_store", "IntervalStore": "interval_store", "StaleMarkInfo": "interval_store",
     "WriteReport": "interval_store",
     "PeriodStore": "period_store", "PeriodSummary": "period_store", "PeriodWriteReport": "period_store",
     "sync_reference_data": "reference",
 }
 
 __all__ = [
-    "ChannelSummary", "Database", "DatabaseError", "IntervalStore", "PeriodStore", "PeriodSummary",
+    "ChannelSummary", "Database", "DenseDays", "DatabaseError", "IntervalStore", "PeriodStore", "PeriodSummary",
     "PeriodWriteReport", "StaleMarkInfo", "WriteReport", "audit_entries", "migration_head", "record_audit",
     "sync_reference_data",
 ]

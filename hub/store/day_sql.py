@@ -89,6 +89,9 @@ class DaySql:
         self._insert_cols = cols
         self.copy_sql = f"COPY {tbl} ({cols}) FROM STDIN (FORMAT BINARY)"
         self.probe = f"SELECT {c['interval_minutes']} FROM {tbl} WHERE {c['channel_id']} = {m} LIMIT 1"
+        # PostgreSQL: the probe of each channel of an array, in one statement
+        self.probe_many = (f"SELECT k.id, (SELECT {c['interval_minutes']} FROM {tbl} WHERE {c['channel_id']} = k.id "
+                           f"LIMIT 1) FROM unnest({m}::varchar[]) AS k(id)")
         self._day_col = c["day"]
         self.q_channel = c["channel_id"]
         self._meta = (f"SELECT {c['id']}, {c['day']}, {c['version']}, {c['content_hash']}, "
