@@ -144,7 +144,10 @@ def test_canonical_rules_equals_reference(seed) -> None:
     assert got_names == ref_names
 
 
-def test_validate_days_stores_what_write_blocks_would(db, tmp_path) -> None:
+@pytest.mark.parametrize("batch_bytes", [None, 1], ids=["batched", "channel-per-write"])
+def test_validate_days_stores_what_write_blocks_would(db, tmp_path, monkeypatch, batch_bytes) -> None:
+    if batch_bytes is not None:  # PostgreSQL: every channel its own write_dense_many (SQLite: no effect)
+        monkeypatch.setattr("kwhub.hub.ingest.vee_write.BATCH_BYTES", batch_bytes)
     start, n_days = date(2026, 10, 5), 8
     sim = simulate(start, n_days, 15, seed=7, faults=FaultSpec.default(start, n_days))
     db.intervals.write_series(list(sim.series.values()), layer="raw", source="sim")
@@ -181,3 +184,25 @@ def test_validate_days_stores_what_write_blocks_would(db, tmp_path) -> None:
             e.channel_id, e.day, e.rule_id, e.action, e.count)
         assert stored["detail"] == _jsonable(e.detail)
 
+
+
+def test_a_failed_run_keeps_no_validated_day_written_before_it(db, monkeypatch) -> None:
+    """The validated days written batch by batch (PostgreSQL) or channel by channel go with a
+    run that fails at its last step."""
+    import kwhub.hub.ingest.vee as vee
+
+    monkeypatch.setattr("kwhub.hub.ingest.vee_write.BATCH_BYTES", 1)
+
+    def fail(*_a, **_k):
+        raise RuntimeError("events refused")
+
+    monkeypatch.setattr(vee, "_insert_events", fail)
+    start, n_days = date(2026, 10, 5), 3
+    sim = simulate(start, n_days, 15, seed=7, faults=FaultSpec.default(start, n_days))
+    db.intervals.write_series(list(sim.series.values()), layer="raw", source="sim")
+    days = {cid: {b.day for b in split_by_day(s)} for cid, s in sim.series.items()}
+    raw = db.intervals.count_rows()
+    with pytest.raises(RuntimeError, match="events refused"):
+        validate_days(db, sim.campus, days, run_label="t")
+    assert db.intervals.count_rows() == raw
+    assert read_events(db) == []

@@ -6,7 +6,10 @@ run, committed with the events, rolled back if the run fails). For a channel new
 store (its raw days just written, no validated day yet) the days no rule touched, equal to
 their raw days, are first versions with known digests: on SQLite they are inserted with
 one statement per channel by a worker thread while the engine validates the next channel
-(:class:`~kwhub.hub.store.day_writer.InsertWorker`), the other days through the dense path;
+(:class:`~kwhub.hub.store.day_writer.InsertWorker`), the other days through the dense path.
+On PostgreSQL the channels are written a batch at a time (up to ``BATCH_BYTES`` of days,
+``IntervalStore.write_dense_many``: one COPY, the server storing a channel while the next
+one's rows are built), the last batch before the events;
 :func:`_insert_events` is
 the bulk insert of ``vee_event`` rows; :func:`_raw_equal_hashes` lets a validated day that
 no rule touched reuse its raw day's hash.
@@ -25,12 +28,14 @@ import numpy as np
 from kwhub.core.campus import Channel
 from kwhub.core.intervals import DayBlock, slots_per_day
 from kwhub.core.vee import ValidatedDays
-from kwhub.hub.store import Database, WriteReport
+from kwhub.hub.store import Database, DenseDays, WriteReport
 from kwhub.hub.store.day_sql import day_sql, dbapi_cursor
 from kwhub.hub.store.day_writer import InsertWorker, day_bytes, first_version_params
 from kwhub.hub.store.interval_store import SOURCE_MAX
 from kwhub.hub.store.tables import utcnow
 
+#: PostgreSQL: validated days held for one write (values and quality bytes) at most
+BATCH_BYTES = 16 << 20
 _EVENT_COLUMNS = ("run_label", "channel_id", "day", "rule_id", "action", "count", "detail", "created_at")
 
 
@@ -139,6 +144,8 @@ class _ValidatedWriter:
         self._tx: contextlib.ExitStack | None = None
         self._conn: Any = None
         self._worker = InsertWorker("kwhub-validated-insert")
+        self._batch: list[DenseDays] = []  # PostgreSQL: channels waiting for one write_dense_many
+        self._batch_bytes = 0
 
     def _open(self) -> Any:
         if self._tx is None:
@@ -152,11 +159,29 @@ class _ValidatedWriter:
         conn = self._open()
         first = self._first_versions(item, conn) if first_versions else None
         rest = item if first is None else first[2]
+        if rest is not None and day_sql(conn.dialect).copy:
+            # PostgreSQL: channels are written a batch at a time, one COPY streaming them
+            # (the server stores a channel while the next one's rows are built)
+            days = _dense_days(rest)
+            self._batch.append(days)
+            self._batch_bytes += days.values.nbytes + days.quality.nbytes
+            if self._batch_bytes >= BATCH_BYTES:
+                self._flush(conn)
+            return
         self._worker.wait()  # (the connection is the dense path's now)
         if rest is not None:
-            _write_channel(self.db, rest, self.source, conn, self.report)
+            d = _dense_days(rest)
+            self.report.add(self.db.intervals.write_dense(*d[:7], layer="validated", source=self.source, conn=conn,
+                                                          known_hashes=d.known_hashes))
         if first is not None:  # inserted while the engine validates the next channel
             self._worker.submit(dbapi_cursor(conn), first[0], first[1])
+
+    def _flush(self, conn: Any) -> None:
+        """Write the channels waiting in the batch (PostgreSQL)."""
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if batch:
+            self.report.add(self.db.intervals.write_dense_many(batch, layer="validated", source=self.source,
+                                                               conn=conn))
 
     def _first_versions(self, item: _DenseOut, conn: Any,
                         ) -> tuple[str, list[tuple[Any, ...]], _DenseOut | None] | None:
@@ -190,6 +215,7 @@ class _ValidatedWriter:
         return insert, params, (rest, None)
 
     def abort(self) -> None:
+        self._batch, self._batch_bytes = [], 0
         try:  # the worker is done with the connection before the rollback
             self._worker.close()
         except Exception:  # noqa: BLE001 - the run's own error is the one to report
@@ -206,6 +232,7 @@ class _ValidatedWriter:
         conn = self._open()
         try:
             self._worker.close()
+            self._flush(conn)
             final(conn)
         except BaseException:
             self.abort()
@@ -220,13 +247,11 @@ class _RunAborted(Exception):
     """Rolls the validated layer's transaction back when a run fails."""
 
 
-def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report: WriteReport) -> None:
-    """Write one channel's validated blocks through the store's dense path.
-
-    Stores exactly what ``write_blocks`` stores for the same blocks: per channel the rule
-    names in first-seen order over the days, each day's rule ids renumbered into them.
+def _dense_days(item: _DenseOut) -> DenseDays:
+    """One channel's validated days as the store's dense write takes them, so that it stores
+    exactly what ``write_blocks`` stores for the same blocks: per channel the rule names in
+    first-seen order over the days, each day's rule ids renumbered into them.
     """
-    store = db.intervals
     out, known = item
     values, quality = out.values, out.quality
     names: list[str] = []
@@ -248,6 +273,4 @@ def _write_channel(db: Database, item: _DenseOut, source: str, conn: Any, report
                 luts[key] = lut
             rule_ids[i] = lut[out.rule_ids[i]]
     day_numbers = np.array([d.toordinal() for d in out.days], dtype=np.int64) - _EPOCH_ORDINAL
-    report.add(store.write_dense(out.channel_id, out.interval_minutes, day_numbers,
-                                 values, quality, rule_ids, names, layer="validated", source=source,
-                                 conn=conn, known_hashes=known))
+    return DenseDays(out.channel_id, out.interval_minutes, day_numbers, values, quality, rule_ids, names, known)
