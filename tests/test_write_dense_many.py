@@ -135,6 +135,8 @@ def test_write_dense_many_refuses_the_whole_call(db) -> None:
     bad = channels[3]._replace(values=np.full((N_DAYS, 96), np.inf))
     with pytest.raises(IntervalDataError, match="not finite"):
         db.intervals.write_dense_many([channels[1], bad], source="third")
+    with pytest.raises(IntervalDataError, match="r1 is given more than once"):
+        db.intervals.write_dense_many([channels[1], channels[2], channels[1]], source="fourth")
     assert db.intervals.count_rows() == before
     assert _report(db.intervals.write_dense_many([], source="none")) == (0, 0, 0, 0, [])
     assert db.intervals.count_rows() == before

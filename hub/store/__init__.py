@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "audit_entries": "audit", "record_audit": "audit",
     "Database": "db", "DatabaseError": "db", "migration_head": "db",
-    "ChannelSummary": "interval_store", "DenseDays": "interval_store", "IntervalStore": "interval_store", "StaleMarkInfo": "interval_store",
-    "WriteReport": "interval_store",
+    "ChannelSummary": "interval_store", "DenseDays": "interval_store", "IntervalStore": "interval_store",
+    "StaleMarkInfo": "interval_store", "WriteReport": "interval_store",
     "PeriodStore": "period_store", "PeriodSummary": "period_store", "PeriodWriteReport": "period_store",
     "sync_reference_data": "reference",
 }

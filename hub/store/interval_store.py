@@ -246,11 +246,18 @@ class IntervalStore:
         Stores exactly what a ``write_dense`` per channel stores. On PostgreSQL (binary COPY)
         the channels' rows go through one COPY, each channel's rows built while the server
         stores the previous channel's, and the stored interval lengths are looked up in one
-        statement. Every channel is checked before anything is written.
+        statement. Every channel is checked before anything is written; a channel may
+        appear once.
         """
         check_layer(layer)
         prepared = [prepare_dense(c.channel_id, c.interval_minutes, c.days, c.values, c.quality, c.rule_ids,
                                   c.rule_names, source, c.known_hashes) for c in channels]
+        seen: set[str] = set()
+        for cd in prepared:
+            if cd.channel_id in seen:  # (each channel's current versions are looked up once, before writing)
+                raise batch_error(f"channel {cd.channel_id} is given more than once; join its days into one "
+                                  "DenseDays", source, cd.channel_id, "channel_id")
+            seen.add(cd.channel_id)
         report = WriteReport(intervals=int(sum(cd.values.size for cd in prepared)))
         prepared = [cd for cd in prepared if len(cd.days)]
         return self._commit(prepared, layer, source, merge=False, conn=conn, report=report)
