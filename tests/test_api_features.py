@@ -51,7 +51,8 @@ def test_a_dead_delivery_is_retried_and_the_retry_audited(api_env):
 
 def test_config_reload_takes_a_valid_file_and_refuses_an_invalid_one_with_the_key_path(api_env):
     path = api_env.hub.config.source
-    text = open(path).read()  # noqa: PTH123
+    with open(path) as fh:  # noqa: PTH123
+        text = fh.read()
     with open(path, "w") as fh:  # noqa: PTH123
         fh.write(text.replace('name = "api test campus"', 'name = "renamed campus"'))
     r = api_env.post("operator", "/api/v1/config/reload", json={"reason": "campus renamed"})

@@ -46,9 +46,9 @@ def _config(folder: Path, url: str, jobs: list[dict], grace: float = 30.0) -> Pa
 
 def _serve(config: Path, env: dict[str, str], name: str) -> subprocess.Popen:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    log = (config.parent / f"{name}.log").open("w")
-    return subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--no-api", "--config", str(config)],
-                            cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
+    with (config.parent / f"{name}.log").open("w") as log:  # (the child keeps its own copy of the handle)
+        return subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--no-api", "--config",
+                                 str(config)], cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

@@ -117,10 +117,11 @@ def test_a_simulated_day_under_serve_issues_what_the_cli_flow_issues(tmp_path):
                            "channel": "grid.import", "min_age_s": 0, "every_s": 1}],
                 "close": {"initial_days": 1, "final_days": 20, "at": "08:00", "lookback_periods": 1, "every_s": 1}}
             (srv / "kwhub.toml").write_bytes(tomli_w.dumps(data).encode())
-            log = (srv / "serve.log").open("w")
-            proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--no-api", "--config",
-                                     str(srv / "kwhub.toml")], cwd=srv, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                    stdout=log, stderr=subprocess.STDOUT)
+            with (srv / "serve.log").open("w") as log:  # (the child keeps its own copy of the handle)
+                proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--no-api", "--config",
+                                         str(srv / "kwhub.toml")], cwd=srv,
+                                        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
+                                        stderr=subprocess.STDOUT)
             try:
                 day_end = time.monotonic() + 24 * 3600 / SPEED + 10  # the day, and time to start
                 while time.monotonic() < day_end and proc.poll() is None:

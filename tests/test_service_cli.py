@@ -80,10 +80,10 @@ def test_serve_answers_health_and_the_api_logs_json_and_stops_on_sigterm(tmp_pat
                                            "disabled": ["vee", "close"]}, "service": {"log_format": "json"}})
     res = CliRunner().invoke(app, ["keys", "create", "--role", "operator", "--config", str(cfg), "--json"])
     token = json.loads(res.output)["token"]
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--config", str(cfg),
-                             "--port", str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=log, stderr=subprocess.STDOUT)
+    with (tmp_path / "serve.log").open("w") as log:  # (the child keeps its own copy of the handle)
+        proc = subprocess.Popen([sys.executable, "-m", "kwhub.hub.cli.main", "serve", "--config", str(cfg),
+                                 "--port", str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         health = None

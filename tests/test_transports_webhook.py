@@ -20,9 +20,22 @@ def _doc(n: int = 1, body: bytes | None = None) -> OutgoingDocument:
     )
 
 
+_OPEN: list[WebhookTransport] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_hooks():
+    """Each test's transports are closed after it (their keep-alive connections with them)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _hook(url: str, **kw) -> WebhookTransport:
     cfg = {"url": url, "secret": RECEIVER_SECRET, "connect_timeout_s": 2, "read_timeout_s": 2, **kw}
-    return WebhookTransport("erp", cfg)
+    hook = WebhookTransport("erp", cfg)
+    _OPEN.append(hook)
+    return hook
 
 
 def test_delivers_signed_document_with_idempotency_key(erp_receiver):
