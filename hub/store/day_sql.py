@@ -9,7 +9,7 @@ Also the epoch-day helpers these paths share.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
@@ -253,10 +253,7 @@ def insert_day_rows(conn: Connection, sql: DaySql, cur: Any, rows: list[tuple[An
     """Bulk insert of ``INSERT_COLUMNS`` tuples (driver-level values) in ``conn``'s transaction."""
     if sql.copy and copy_in_allowed(cur, write_memo(conn)):  # (row-level security refuses COPY FROM to most roles)
         # COPY is several times faster than executemany; same connection, same transaction
-        with cur.copy(sql.copy_sql) as copy:
-            copy.set_types(COPY_TYPES)  # binary: the blobs go as bytes, not hex text
-            for r in rows:
-                copy.write_row(r)
+        copy_day_rows(cur, sql, rows)
         return
     if not sql.sqlite:
         cur.executemany(sql.insert, rows)
@@ -280,6 +277,19 @@ def insert_day_rows(conn: Connection, sql: DaySql, cur: Any, rows: list[tuple[An
         cur.executemany(semi_sql, map(_SEMI_COLUMNS, rows))
         return
     cur.executemany(sql.insert, rows)
+
+
+def copy_day_rows(cur: Any, sql: DaySql, rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: binary ``COPY ... FROM STDIN`` of ``INSERT_COLUMNS`` tuples on ``cur``.
+
+    ``rows`` may be a generator: each row is sent as it comes (psycopg sends its buffer
+    every 32 KiB), so the server stores what has arrived while the generator builds more.
+    """
+    with cur.copy(sql.copy_sql) as copy:
+        copy.set_types(COPY_TYPES)  # binary: the blobs go as bytes, not hex text
+        for r in rows:
+            copy.write_row(r)
+
 
 _I_VERSION, _I_RULE_IDS = INSERT_COLUMNS.index("version"), INSERT_COLUMNS.index("rule_ids")
 _I_LAYER, _I_CREATED = INSERT_COLUMNS.index("layer"), INSERT_COLUMNS.index("created_at")

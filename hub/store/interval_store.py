@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import repeat
@@ -45,11 +45,11 @@ from kwhub.hub.store.day_batches import (
     remap_rule_ids,
 )
 from kwhub.hub.store.day_sql import (
-    COPY_TYPES,
     EPOCH_ORDINAL,
     DaySql,
     check_layer,
     chunks,
+    copy_day_rows,
     day_number,
     day_sql,
     dbapi_cursor,
@@ -303,18 +303,17 @@ class IntervalStore:
                 self._build_rows(cd, existing, layer, src, now, now_param, sql, day_params, merge, rows, retire,
                                  marks, report, fills)
             if stream:
-                # the server stores one channel's rows while the next channel's are built and
-                # hashed here (the COPY sends its buffer every 32 KiB); the retired versions
-                # are marked afterwards, no constraint depends on the order
-                with cur.copy(sql.copy_sql) as copy:
-                    copy.set_types(COPY_TYPES)
+                def built() -> Iterator[tuple[Any, ...]]:
                     for cd, existing, day_params in looked:
                         part: list[tuple[Any, ...]] = []
                         self._build_rows(cd, existing, layer, src, now, now_param, sql, day_params, merge, part,
                                          retire, marks, report, fills)
-                        for r in part:
-                            copy.write_row(r)
-                looked.clear()
+                        yield from part
+
+                # the server stores one channel's rows while the next channel's are built and
+                # hashed here; the retired versions are marked afterwards, no constraint
+                # depends on the order
+                copy_day_rows(cur, sql, built())
             for chunk in chunks(retire):
                 cur.execute(sql.retire(len(chunk)), [False, *chunk])
             if rows:
