@@ -160,8 +160,8 @@ class _ValidatedWriter:
         first = self._first_versions(item, conn) if first_versions else None
         rest = item if first is None else first[2]
         if rest is not None and day_sql(conn.dialect).copy:
-            # PostgreSQL: channels are written a batch at a time, one COPY streaming them
-            # (the server stores a channel while the next one's rows are built)
+            # PostgreSQL: channels are written a batch at a time, one COPY streaming them where
+            # the role may COPY (the server stores a channel while the next one's rows are built)
             days = _dense_days(rest)
             self._batch.append(days)
             self._batch_bytes += days.values.nbytes + days.quality.nbytes
