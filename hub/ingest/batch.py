@@ -17,7 +17,7 @@ VEE then validates the touched days, and the days that new period readings cover
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -169,13 +169,12 @@ def check_values(batch: IntervalBatch, limits: InputLimits = DEFAULT_LIMITS) -> 
     for s in batch.series:
         if not len(s):
             continue
+        out: np.ndarray | None = None
         if checked is None or not _same(s.starts, checked):
             out = limits.outside(s.starts)
             if not out.any():
                 checked = s.starts
                 out = None
-        else:
-            out = None
         if out is not None:
             i = int(np.argmax(out))
             raise IntervalDataError(f"interval {instant_text(int(s.starts[i]))} is outside the accepted range "
@@ -224,7 +223,7 @@ def ingest_batch(db: Any, campus: Campus, batch: IntervalBatch, *, adapter_type:
     # every adapter's values in their channel's unit: one rule (kwhub.core.meter_units), whatever the adapter
     batch = apply_channel_units(batch, {c.id: c.unit for c in campus.channels})
     created = check_channels(campus, batch, allow_new_channels)
-    meta = dict(batch.meta)
+    meta: dict[str, Any] = dict(batch.meta)
     meta.pop("period_readings", None)
     notes = [str(n) for n in meta.pop("notes", []) or []]
     report = IngestReport(
@@ -344,7 +343,7 @@ def _with_interval_data(db: Any, channel_ids: list[str]) -> set[str]:
     return found
 
 
-def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: Any,
+def _validate(db: Any, campus: Campus, days: Mapping[str, Collection[date]], vee_config: Any,
               source: str, now: datetime | None = None,
               fresh: dict[str, Any] | None = None, worker: Any = None) -> tuple[dict[str, Any] | None, str]:
     try:
@@ -353,8 +352,7 @@ def _validate(db: Any, campus: Campus, days: dict[str, set[date]], vee_config: A
         return None, f"VEE not run: {exc}"
     summary = validate_days(db, campus, days, vee_config=vee_config, run_label=f"ingest {Path(source).name}",
                             now=now, fresh=fresh, worker=worker)
-    as_dict = getattr(summary, "as_dict", None)
-    return (as_dict() if callable(as_dict) else dict(summary)), ""
+    return summary.as_dict(), ""
 
 
 def ingest_file(db: Any, campus: Campus, adapter_instance: MeterAdapter, path: str | Path,

@@ -246,7 +246,8 @@ class Poller:
             for d in devices:
                 for spec in d.channel_points():
                     if spec.channel:
-                        empty = ChannelSeries(spec.channel, d.interval_minutes, [], [], [], unit=spec.unit)
+                        empty = ChannelSeries(spec.channel, d.interval_minutes, np.zeros(0, dtype=np.int64),
+                                              np.zeros(0), np.zeros(0, dtype=np.uint8), unit=spec.unit)
                         in_channel_unit(empty, channel_units.get(spec.channel), source=f"{d.name}.{spec.name}")
         self.devices = list(devices)
         self.sink = sink

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -350,7 +350,7 @@ def _stored_reads(db: Database, plan: list[tuple[str, list[date]]],
     return out
 
 
-def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[date] | list[date]],
+def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, Collection[date]],
                   vee_config: VeeConfig | dict[str, Any] | None = None, run_label: str = "", *,
                   incoming: Mapping[str, list[ChannelSeries]] | None = None,
                   register_reads: Mapping[str, RegisterReads] | None = None,
@@ -489,14 +489,15 @@ def validate_days(db: Database, campus: Campus, channel_days: Mapping[str, set[d
                 register_reads=own.register_reads, incoming=list((incoming or {}).get(cid, [])),
                 asset=asset, now_epoch=now_epoch, history_dense=history_dense, period_reads=own.period_reads,
             )
-            if history_dense is not None and worker is not None:
+            # (the target days are set exactly when the channel's dense frame is: history_dense)
+            if target_v is not None and target_q is not None and worker is not None:
                 worker.submit(engine_key, channel, days, rv, rq, at, ctx)
                 pending.append((cid, days, channel, target_v, target_q, first_versions))
                 drain(_WORKER_AHEAD)
                 continue
             if pending:
                 drain()
-            if history_dense is not None:
+            if target_v is not None and target_q is not None:
                 outcome = engine.validate_dense(channel, days, target_v, target_q, ctx, compact=True)
             else:
                 outcome = engine.validate(channel, blocks, ctx)
@@ -526,10 +527,11 @@ def _finish_run(db: Database, writer: _ValidatedWriter, summary: VeeSummary, lab
         table = VeeEventRow.__table__  # type: ignore[attr-defined]
         created = datetime.now(UTC)
         n = len(events)
-        columns = {"run_label": [label] * n, "channel_id": [e.channel_id for e in events],
-                   "day": [e.day for e in events], "rule_id": [e.rule_id for e in events],
-                   "action": [e.action for e in events], "count": [int(e.count) for e in events],
-                   "detail": [_jsonable_detail(e.detail) for e in events], "created_at": [created] * n}
+        columns: dict[str, list[Any]] = {
+            "run_label": [label] * n, "channel_id": [e.channel_id for e in events],
+            "day": [e.day for e in events], "rule_id": [e.rule_id for e in events],
+            "action": [e.action for e in events], "count": [int(e.count) for e in events],
+            "detail": [_jsonable_detail(e.detail) for e in events], "created_at": [created] * n}
         by_days: dict[tuple[date, ...], list[str]] = {}
         for cid, days in touched.items():
             by_days.setdefault(tuple(days), []).append(cid)

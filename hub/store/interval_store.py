@@ -280,9 +280,9 @@ class IntervalStore:
         cur = dbapi_cursor(conn)
         try:
             if sql.postgres:  # the months this write covers get their partitions first
-                ensure_partitions(cur, *to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
-                                                            max(int(cd.days[-1]) for cd in prepared)])),
-                                  memo=write_memo(conn))
+                first, last = to_dates(np.array([min(int(cd.days[0]) for cd in prepared),
+                                                 max(int(cd.days[-1]) for cd in prepared)]))
+                ensure_partitions(cur, first, last, memo=write_memo(conn))
             # PostgreSQL, several channels: looked up first, then streamed through one COPY
             stream = len(prepared) > 1 and sql.copy and copy_in_allowed(cur, write_memo(conn))
             minutes = self._stored_minutes_many(cur, sql, [cd.channel_id for cd in prepared]) if stream else {}

@@ -11,7 +11,7 @@ result in one step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import date
@@ -247,7 +247,7 @@ def _put_days(row: np.ndarray, g0: int, days: np.ndarray) -> None:
         row[start:hi] = days[r1 - 1, :hi - start]
 
 
-def fetched_ahead(cur: Any, query: str, params: Sequence[Sequence[Any]]) -> Iterator[list[Any]]:
+def fetched_ahead(cur: Any, query: str, params: Sequence[Sequence[Any]]) -> Generator[list[Any], None, None]:
     """The rows of ``query`` for each parameter tuple of ``params``, in order; with more than
     one, the next query runs on a worker thread (same cursor, same transaction) while the
     caller handles the rows of the one before.

@@ -221,7 +221,9 @@ def _group(rows: Sequence[Any]) -> list[PeriodSeries]:
         while j < len(rows) and (rows[j][0], rows[j][1]) == key:
             j += 1
         part = rows[i:j]
-        out.append(PeriodSeries(key[0], key[1], [r[2] for r in part], [r[3] for r in part],
-                                [r[4] for r in part], [r[5] for r in part]))
+        out.append(PeriodSeries(key[0], key[1], np.array([r[2] for r in part], dtype=np.int64),
+                                np.array([r[3] for r in part], dtype=np.int64),
+                                np.array([r[4] for r in part], dtype=np.float64),
+                                np.array([r[5] for r in part], dtype=np.uint8)))
         i = j
     return out

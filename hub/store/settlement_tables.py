@@ -231,6 +231,6 @@ def _refuse_bulk(state) -> None:  # noqa: ANN001 - SQLAlchemy event signature
     """Refuse ORM-enabled bulk UPDATE/DELETE statements that target invoice tables."""
     if not (state.is_update or state.is_delete):
         return
-    table = getattr(state.statement, "table", None)
-    if getattr(table, "name", None) in IMMUTABLE_TABLES:
-        raise ImmutableInvoiceError(f"{table.name}: issued invoices cannot be changed or deleted")
+    name = getattr(getattr(state.statement, "table", None), "name", None)
+    if name in IMMUTABLE_TABLES:
+        raise ImmutableInvoiceError(f"{name}: issued invoices cannot be changed or deleted")
