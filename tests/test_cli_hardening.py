@@ -95,6 +95,35 @@ def test_data_is_shown_not_interpreted(tmp_path, kwhub):
     assert SHOWN in res.stderr and "\x1b" not in res.stderr
 
 
+CTRL_C_IN_SOURCE_TEXT = """
+import sys
+
+from kwhub.hub.cli.errors import EXIT_INTERRUPTED, run_guarded
+
+
+def app(standalone_mode: bool = True) -> None:
+    try:  # Ctrl-C landing while a dataclass or named tuple is built from source text (an import)
+        exec("raise KeyboardInterrupt", {})
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)  # handled: the daemon's "stopped after ..." path
+
+
+run_guarded(app)
+"""
+
+
+def test_a_handled_ctrl_c_exits_130_under_python_m(tmp_path):
+    """CPython marks a Ctrl-C raised inside a string ``exec`` as unhandled even when it is
+    caught; under ``python -m`` the process then ended killed by SIGINT (-2) instead of 130
+    (seen as a rare failure of ``kwhub deliver`` stopped by Ctrl-C)."""
+    import subprocess
+
+    (tmp_path / "ctrl_c_app.py").write_text(CTRL_C_IN_SOURCE_TEXT)
+    got = subprocess.run([sys.executable, "-m", "ctrl_c_app"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert got.returncode == 130, got.stderr
+
+
 def test_errors_print_markup_literally_and_never_the_sql(capsys):
     from sqlalchemy.exc import IntegrityError
 

@@ -101,8 +101,27 @@ def _database_error(exc: BaseException) -> int | None:
     return EXIT_FAILED
 
 
+def _forget_handled_interrupt() -> None:
+    """Clear CPython's "Ctrl-C went unhandled" mark once the interrupt has been handled.
+
+    A Ctrl-C that lands while Python runs source text (``exec`` of a string: building a
+    dataclass or a named tuple during an import) leaves that mark set even when the
+    ``KeyboardInterrupt`` is caught later. Under ``python -m`` the interpreter then ends by
+    killing itself with SIGINT instead of exiting with our code (130, or any other). Every
+    string ``exec`` resets the mark when it starts, so an empty one clears it.
+    """
+    exec("")
+
+
 def run_guarded(app: Callable[..., object]) -> None:
     """Run the typer app; known errors print a message and exit with their code."""
+    try:
+        _run(app)
+    finally:
+        _forget_handled_interrupt()  # (_run turns every interrupt into exit 130)
+
+
+def _run(app: Callable[..., object]) -> None:
     try:
         app(standalone_mode=True)
     except SystemExit:
